@@ -1,0 +1,163 @@
+# hakmem top-level Makefile.
+#
+#   make                      build/release/libhakmem.{so,a}
+#   make CONFIG=<name>        build/<name>/...  (release debug asan tsan ubsan valgrind trace)
+#   make check                every configuration, every test; ends with "N passed, M failed"
+#   make verify               the main job: build everything, run the whole suite, summary table
+#   make install PREFIX=...   library, header, pkg-config file
+#
+# One source tree, several configurations. Every configuration builds
+# libhakmem.a (prefixed hak_* API only, never interposes libc). Configurations
+# that may interpose also build libhakmem.so, which exports malloc & co.
+
+CONFIG  ?= release
+CONFIGS := release debug asan tsan ubsan valgrind trace
+PREFIX  ?= /usr/local
+VERSION := 0.1.0
+
+ifeq ($(filter $(CONFIG),$(CONFIGS)),)
+$(error unknown CONFIG '$(CONFIG)'; one of: $(CONFIGS))
+endif
+
+B := build/$(CONFIG)
+
+WARN      := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
+BASEFLAGS := -std=gnu11 -fPIC -pthread -fvisibility=hidden -Ialloc/include $(WARN)
+CXXBASE   := -std=gnu++17 -fPIC -pthread -Ialloc/include -Wall -Wextra
+
+# Per-configuration compiler and flags. SO=1 builds libhakmem.so.
+ifeq ($(CONFIG),release)
+  CC_CFG := gcc
+  CXX_CFG := g++
+  CFG_FLAGS := -O2 -g -DNDEBUG -fno-plt -ftls-model=initial-exec
+  SO := 1
+endif
+ifeq ($(CONFIG),debug)
+  CC_CFG := gcc
+  CXX_CFG := g++
+  CFG_FLAGS := -O0 -g3 -DHAK_DEBUG=1
+  SO := 1
+endif
+ifeq ($(CONFIG),asan)
+  CC_CFG := clang
+  CXX_CFG := clang++
+  CFG_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address -DHAK_ASAN=1 -DHAK_DEBUG=1
+  SO := 0
+endif
+ifeq ($(CONFIG),tsan)
+  CC_CFG := clang
+  CXX_CFG := clang++
+  CFG_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=thread -DHAK_TSAN=1
+  SO := 0
+endif
+ifeq ($(CONFIG),ubsan)
+  CC_CFG := clang
+  CXX_CFG := clang++
+  CFG_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=undefined -fno-sanitize-recover=all -DHAK_DEBUG=1
+  SO := 0
+endif
+ifeq ($(CONFIG),valgrind)
+  CC_CFG := gcc
+  CXX_CFG := g++
+  CFG_FLAGS := -O1 -g -DHAK_VALGRIND=1
+  SO := 1
+endif
+ifeq ($(CONFIG),trace)
+  CC_CFG := gcc
+  CXX_CFG := g++
+  CFG_FLAGS := -O2 -g -DHAK_TRACE=1
+  SO := 1
+endif
+
+CC  := $(CC_CFG)
+CXX := $(CXX_CFG)
+CFLAGS_ALL   := $(BASEFLAGS) $(CFG_FLAGS) -DHAK_CONFIG_NAME='"$(CONFIG)"' $(EXTRA_CFLAGS)
+CXXFLAGS_ALL := $(CXXBASE) $(filter-out -DHAK_%,$(CFG_FLAGS)) $(EXTRA_CFLAGS)
+LDFLAGS_ALL  := -pthread $(filter -fsanitize=%,$(CFG_FLAGS))
+
+ALLOC_SRCS := $(sort $(wildcard alloc/src/*.c))
+ALLOC_HDRS := $(wildcard alloc/src/*.h) alloc/include/hakmem.h
+ALLOC_OBJS := $(patsubst alloc/src/%.c,$(B)/obj/%.o,$(ALLOC_SRCS))
+# The interposing build of the API file exports malloc & co as aliases.
+INTERPOSE_OBJ := $(B)/obj/api_interpose.o
+
+LIB_A  := $(B)/libhakmem.a
+LIB_SO := $(B)/libhakmem.so
+
+TARGETS := $(LIB_A)
+ifeq ($(SO),1)
+  TARGETS += $(LIB_SO)
+endif
+
+.PHONY: all lib tests check verify install clean format tidy bench-random-mixed stress-bins
+all: lib
+lib: $(TARGETS)
+
+$(B)/obj/%.o: alloc/src/%.c $(ALLOC_HDRS) | $(B)/obj
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(INTERPOSE_OBJ): alloc/src/api.c $(ALLOC_HDRS) | $(B)/obj
+	$(CC) $(CFLAGS_ALL) -DHAK_INTERPOSE=1 -c $< -o $@
+
+$(LIB_A): $(ALLOC_OBJS)
+	rm -f $@
+	ar rcs $@ $^
+
+$(LIB_SO): $(filter-out $(B)/obj/api.o,$(ALLOC_OBJS)) $(INTERPOSE_OBJ)
+	$(CC) -shared -o $@ $^ $(LDFLAGS_ALL) -Wl,-soname,libhakmem.so -Wl,-z,nodelete -Wl,-Bsymbolic-functions
+
+$(B)/obj $(B)/tests $(B)/stress:
+	mkdir -p $@
+
+# ---- tests: every tests/test_*.c (and .cpp) is one program per behaviour,
+# linked statically against the configuration's libhakmem.a.
+TEST_C   := $(sort $(wildcard tests/test_*.c))
+TEST_CXX := $(sort $(wildcard tests/test_*.cpp))
+TEST_BINS := $(patsubst tests/%.c,$(B)/tests/%,$(TEST_C)) $(patsubst tests/%.cpp,$(B)/tests/%,$(TEST_CXX))
+TEST_HDRS := $(wildcard tests/*.h)
+
+$(B)/tests/%: tests/%.c $(LIB_A) $(TEST_HDRS) | $(B)/tests
+	$(CC) $(CFLAGS_ALL) -fvisibility=default -Ialloc/src -Itests $< -o $@ $(LIB_A) $(LDFLAGS_ALL)
+
+$(B)/tests/%: tests/%.cpp $(TEST_HDRS) | $(B)/tests
+	$(CXX) $(CXXFLAGS_ALL) -Itests $< -o $@ $(LDFLAGS_ALL)
+
+tests: lib $(TEST_BINS)
+
+# ---- stress programs (prefixed API; also runnable with LD_PRELOAD).
+STRESS_C := $(sort $(wildcard stress/*.c))
+STRESS_BINS := $(patsubst stress/%.c,$(B)/stress/%,$(STRESS_C))
+$(B)/stress/%: stress/%.c $(LIB_A) | $(B)/stress
+	$(CC) $(CFLAGS_ALL) -fvisibility=default -Istress $< -o $@ $(LIB_A) $(LDFLAGS_ALL)
+# The same program against the system allocator (hak_* mapped to libc).
+$(B)/stress/%.libc: stress/%.c | $(B)/stress
+	$(CC) $(CFLAGS_ALL) -fvisibility=default -Istress -DHAK_BENCH_LIBC=1 $< -o $@ $(LDFLAGS_ALL)
+stress-bins: lib $(STRESS_BINS)
+
+# ---- the suites
+check:
+	@scripts/check.sh
+
+verify:
+	@scripts/verify.sh
+
+bench-random-mixed:
+	@scripts/bench-random-mixed.sh
+
+install: lib
+	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 0644 $(LIB_A) $(DESTDIR)$(PREFIX)/lib/libhakmem.a
+	install -m 0755 $(LIB_SO) $(DESTDIR)$(PREFIX)/lib/libhakmem.so
+	install -m 0644 alloc/include/hakmem.h $(DESTDIR)$(PREFIX)/include/hakmem.h
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' alloc/hakmem.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/hakmem.pc
+
+format:
+	clang-format -i alloc/src/*.c alloc/src/*.h alloc/include/*.h tests/*.c tests/*.h stress/*.c
+
+tidy:
+	clang-tidy alloc/src/*.c -- $(BASEFLAGS) -Ialloc/src
+	cppcheck --quiet --enable=warning,performance,portability --inline-suppr --error-exitcode=1 \
+	  -Ialloc/include -Ialloc/src alloc/src
+
+clean:
+	rm -rf build

@@ -1,0 +1,87 @@
+/* hakmem: a thread-caching malloc replacement.
+ *
+ * The prefixed API below works in every build configuration without
+ * interposing libc. libhakmem.so additionally exports the standard names
+ * (malloc, free, ...) so that it can be used with LD_PRELOAD.
+ *
+ * Behaviour on bad input is documented in README.md ("Bad input"). */
+#ifndef HAKMEM_H
+#define HAKMEM_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define HAK_API __attribute__((visibility("default")))
+#define HAK_MALLOC_ATTR __attribute__((malloc, warn_unused_result))
+#else
+#define HAK_API
+#define HAK_MALLOC_ATTR
+#endif
+
+/* Number of small size classes; blocks above HAK_SMALL_MAX come from mmap. */
+#define HAK_NUM_CLASSES 80
+#define HAK_SMALL_MAX ((size_t)64 * 1024)
+
+HAK_API HAK_MALLOC_ATTR void *hak_malloc(size_t size);
+HAK_API void hak_free(void *ptr);
+HAK_API HAK_MALLOC_ATTR void *hak_calloc(size_t count, size_t size);
+HAK_API void *hak_realloc(void *ptr, size_t size);
+HAK_API void *hak_reallocarray(void *ptr, size_t count, size_t size);
+HAK_API int hak_posix_memalign(void **out, size_t alignment, size_t size);
+HAK_API HAK_MALLOC_ATTR void *hak_aligned_alloc(size_t alignment, size_t size);
+HAK_API HAK_MALLOC_ATTR void *hak_memalign(size_t alignment, size_t size);
+HAK_API HAK_MALLOC_ATTR void *hak_valloc(size_t size);
+HAK_API HAK_MALLOC_ATTR void *hak_pvalloc(size_t size);
+HAK_API size_t hak_usable_size(const void *ptr);
+/* free with a size hint (C23 free_sized / free_aligned_sized). A size that
+ * does not match the block aborts like any other invalid free. */
+HAK_API void hak_free_sized(void *ptr, size_t size);
+HAK_API void hak_free_aligned_sized(void *ptr, size_t alignment, size_t size);
+
+/* Walks every segment, page, free list and large block hakmem owns and
+ * verifies the allocator's invariants. Returns the number of violations and
+ * names each one on stderr. Call it while no other thread is allocating or
+ * freeing (it reads other threads' heaps without locks). */
+HAK_API size_t hak_heap_check(void);
+
+struct hak_class_stats {
+  size_t block_size;  /* size of a block of this class */
+  size_t live_blocks; /* blocks handed out and not yet freed */
+  size_t free_blocks; /* blocks carved in pages but free */
+  size_t pages;       /* pages currently holding this class */
+};
+
+struct hak_stats {
+  size_t live_blocks;  /* small + large blocks handed out */
+  size_t live_bytes;   /* their usable bytes */
+  size_t mapped_bytes; /* bytes hakmem has mapped from the OS now */
+  size_t segments;     /* small-block segments mapped */
+  size_t abandoned_segments;
+  size_t large_blocks; /* live blocks above HAK_SMALL_MAX */
+  size_t large_bytes;
+  size_t heaps_active; /* threads with a heap */
+  struct hak_class_stats classes[HAK_NUM_CLASSES];
+};
+
+/* Fills *out with a snapshot (same quiescence rule as hak_heap_check). */
+HAK_API void hak_stats(struct hak_stats *out);
+/* Prints hak_stats() to stderr in a readable form (no malloc). */
+HAK_API void hak_stats_print(void);
+
+/* Size-class introspection, for tests and tools. */
+HAK_API size_t hak_size_class_count(void);
+HAK_API size_t hak_size_class_size(size_t cls);
+/* Class index for a request of `size` bytes, or (size_t)-1 if large. */
+HAK_API size_t hak_size_to_class(size_t size);
+
+/* The configuration this library was built as ("release", "debug", ...). */
+HAK_API const char *hak_config(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* HAKMEM_H */

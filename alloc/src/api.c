@@ -1,0 +1,277 @@
+/* The public API. Fast paths first, slow paths after them.
+ *
+ * malloc fast path: TLS heap -> class queue head page -> pop its free list.
+ * free fast path: registry bit -> segment -> page -> block index check
+ *   (a multiply, no division) -> free marker check -> push on the page's
+ *   local free list (owner) or its remote-free stack (other threads).
+ * Built with -DHAK_INTERPOSE=1 this file also exports malloc & co. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <string.h>
+
+#include "internal.h"
+
+#ifndef HAK_CONFIG_NAME
+#define HAK_CONFIG_NAME "unknown"
+#endif
+
+static void *small_alloc_slow(hak_heap_t *h, size_t cls, size_t n, bool zero);
+
+/* ---- allocation fast path ---------------------------------------------- */
+static inline __attribute__((always_inline)) void *page_pop(hak_page_t *pg, hak_block_t *b,
+                                                             size_t n, bool zero) {
+  pg->free = block_next(b);
+  pg->used++;
+  block_clear_marker(b);
+  track_alloc(b, n, pg->block_size, zero);
+  if (zero) memset(b, 0, pg->free_is_zero ? (n < sizeof(hak_block_t) ? n : sizeof(hak_block_t)) : n);
+  return b;
+}
+
+static inline __attribute__((always_inline)) void *small_alloc(size_t n, size_t cls, bool zero) {
+  hak_heap_t *h = hak_tls_heap;
+  hak_page_t *pg = h->direct[cls];
+  hak_block_t *b = pg->free;
+  if (likely(b != NULL)) return page_pop(pg, b, n, zero);
+  return small_alloc_slow(h, cls, n, zero);
+}
+
+void *hak_malloc(size_t size) {
+  if (likely(size <= HAK_SMALL_MAX)) return small_alloc(size, size_to_class(size), false);
+  return large_alloc(size, 16, false);
+}
+
+static HAK_NOINLINE void free_not_owned(hak_heap_t *h, hak_segment_t *seg, hak_page_t *pg,
+                                        hak_block_t *b);
+
+/* ---- free fast path ---------------------------------------------------- */
+void hak_free(void *p) {
+  hak_segment_t *seg = ptr_segment_base(p);
+  if (unlikely(!registry_contains(seg))) {
+    if (!p) return;
+    err_invalid("free", p);
+  }
+  if (unlikely(seg->kind != KIND_SMALL)) {
+    large_free((hak_large_t *)seg, p, "free");
+    return;
+  }
+  hak_page_t *pg = ptr_page(seg, p);
+  size_t off = (size_t)((uint8_t *)p - pg->start);
+  uint64_t idx = ((uint64_t)off * pg->magic) >> MAGIC_SHIFT;
+  if (unlikely(idx >= atomic_load_explicit(&pg->capacity, memory_order_relaxed) ||
+               idx * pg->block_size != off))
+    err_invalid("free", p);
+  hak_block_t *b = p;
+  uintptr_t mark = block_marker_value(b);
+  hak_heap_t *h = hak_tls_heap;
+  if (likely(atomic_load_explicit(&seg->owner, memory_order_relaxed) == h)) {
+    if (unlikely(block_marker(b) == mark)) err_double_free("free", p, pg->block_size);
+    track_free(b, pg->block_size);
+    block_set_free(b, pg->free, mark);
+    pg->free = b;
+    pg->free_is_zero = 0;
+    if (unlikely(--pg->used == 0 || pg->in_full)) page_free_slow(h, seg, pg);
+  } else {
+    if (unlikely(block_marker_xchg(b, mark) == mark)) err_double_free("free", p, pg->block_size);
+    track_free(b, pg->block_size);
+    free_not_owned(h, seg, pg, b);
+  }
+}
+
+/* ---- slow paths -------------------------------------------------------- */
+static HAK_NOINLINE void *small_alloc_slow(hak_heap_t *h, size_t cls, size_t n, bool zero) {
+  if (h == &hak_empty_heap) {
+    h = heap_get_or_create();
+    if (!h) goto oom;
+  }
+  heap_drain_delayed(h);
+  hak_page_t *pg = page_find_free(h, cls);
+  if (!pg) goto oom;
+  hak_assert(pg->free != NULL && h->direct[cls] == pg);
+  return page_pop(pg, pg->free, n, zero);
+oom:
+  errno = ENOMEM;
+  return NULL;
+}
+
+/* A block of another heap's page, or of an abandoned segment (whose thread
+ * exited): the latter is adopted by this heap first. */
+static HAK_NOINLINE void free_not_owned(hak_heap_t *h, hak_segment_t *seg, hak_page_t *pg,
+                                        hak_block_t *b) {
+  if (atomic_load_explicit(&seg->owner, memory_order_relaxed) == NULL &&
+      (h != &hak_empty_heap || (h = heap_get_or_create()) != NULL) && segment_reclaim(h, seg)) {
+    page_free_block(h, seg, pg, b);
+    return;
+  }
+  page_free_remote(seg, pg, b);
+}
+
+/* What a pointer passed to realloc/usable_size/free_sized refers to. Aborts
+ * with a named error if it is not a live hakmem block. */
+typedef struct {
+  hak_segment_t *seg; /* small block: its segment and page */
+  hak_page_t *page;
+  hak_large_t *large; /* large block: its header */
+  size_t usable;
+} resolved_t;
+
+static resolved_t resolve(void *p, const char *op) {
+  resolved_t r = {0};
+  void *base = ptr_segment_base(p);
+  if (unlikely(!registry_contains(base))) err_invalid(op, p);
+  if (((hak_segment_t *)base)->kind != KIND_SMALL) {
+    r.large = base;
+    if ((uint8_t *)p != (uint8_t *)r.large + r.large->offset) err_invalid(op, p);
+    if (atomic_load_explicit(&r.large->freed, memory_order_relaxed)) err_double_free(op, p, 0);
+    r.usable = large_usable(r.large);
+    return r;
+  }
+  r.seg = base;
+  r.page = ptr_page(r.seg, p);
+  size_t off = (size_t)((uint8_t *)p - r.page->start);
+  uint64_t idx = ((uint64_t)off * r.page->magic) >> MAGIC_SHIFT;
+  if (idx >= atomic_load_explicit(&r.page->capacity, memory_order_relaxed) ||
+      idx * r.page->block_size != off)
+    err_invalid(op, p);
+  if (block_marker(p) == block_marker_value(p)) err_double_free(op, p, r.page->block_size);
+  r.usable = r.page->block_size;
+  return r;
+}
+
+size_t hak_usable_size(const void *cp) {
+  void *p = (void *)cp;
+  if (!p) return 0;
+  resolved_t r = resolve(p, "usable_size");
+  /* the caller may now use every usable byte: expose the slack (asan/valgrind) */
+  size_t req = track_requested(p, r.usable);
+  if (req < r.usable) track_expose((uint8_t *)p + req, r.usable - req);
+  return r.usable;
+}
+
+static void *alloc_aligned(size_t alignment, size_t size) {
+  if (alignment <= 16) return hak_malloc(size);
+  if (alignment <= SLICE_SIZE && size <= HAK_SMALL_MAX && alignment <= HAK_SMALL_MAX) {
+    /* pages start 64 KiB aligned: a class whose size is a multiple of the
+     * alignment has every block aligned */
+    size_t need = size > alignment ? size : alignment;
+    for (size_t cls = size_to_class(need); cls < NCLS; cls++)
+      if (class_size(cls) % alignment == 0) return small_alloc(size, cls, false);
+  }
+  return large_alloc(size, alignment, false);
+}
+
+static bool is_pow2(size_t x) { return x && !(x & (x - 1)); }
+
+void *hak_calloc(size_t count, size_t size) {
+  size_t n;
+  if (unlikely(__builtin_mul_overflow(count, size, &n))) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  if (likely(n <= HAK_SMALL_MAX)) return small_alloc(n, size_to_class(n), true);
+  return large_alloc(n, 16, true);
+}
+
+void *hak_realloc(void *p, size_t size) {
+  if (!p) return hak_malloc(size);
+  resolved_t r = resolve(p, "realloc");
+  if (size == 0) {
+    hak_free(p);
+    return NULL;
+  }
+  if (size > (size_t)PTRDIFF_MAX) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  if (TRACK_REALLOC_IN_PLACE) {
+    if (r.page && size <= r.usable && (size > r.usable / 2 || r.usable <= 64)) {
+      track_resize(p, 0, size, r.usable);
+      return p;
+    }
+    if (r.large && size > HAK_SMALL_MAX) return large_realloc(r.large, p, size);
+  }
+  void *q = hak_malloc(size);
+  if (!q) return NULL;
+  size_t keep = track_requested(p, r.usable);
+  memcpy(q, p, keep < size ? keep : size);
+  hak_free(p);
+  return q;
+}
+
+void *hak_reallocarray(void *p, size_t count, size_t size) {
+  size_t n;
+  if (__builtin_mul_overflow(count, size, &n)) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  return hak_realloc(p, n);
+}
+
+int hak_posix_memalign(void **out, size_t alignment, size_t size) {
+  if (!is_pow2(alignment) || alignment < sizeof(void *)) return EINVAL;
+  int saved = errno;
+  void *p = alloc_aligned(alignment, size);
+  errno = saved;
+  if (!p) return ENOMEM;
+  *out = p;
+  return 0;
+}
+
+void *hak_aligned_alloc(size_t alignment, size_t size) {
+  if (!is_pow2(alignment)) {
+    errno = EINVAL;
+    return NULL;
+  }
+  return alloc_aligned(alignment, size);
+}
+
+void *hak_memalign(size_t alignment, size_t size) { return hak_aligned_alloc(alignment, size); }
+
+void *hak_valloc(size_t size) { return alloc_aligned(OS_PAGE_SIZE, size); }
+
+void *hak_pvalloc(size_t size) {
+  size_t n = (size + OS_PAGE_SIZE - 1) & ~(OS_PAGE_SIZE - 1);
+  if (n < size) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  return alloc_aligned(OS_PAGE_SIZE, n ? n : OS_PAGE_SIZE);
+}
+
+void hak_free_sized(void *p, size_t size) {
+  if (!p) return;
+  resolved_t r = resolve(p, "free_sized");
+  if (size > r.usable) err_size_mismatch("free_sized", p, size, r.page ? r.usable : 0);
+  hak_free(p);
+}
+
+void hak_free_aligned_sized(void *p, size_t alignment, size_t size) {
+  if (!p) return;
+  resolved_t r = resolve(p, "free_sized");
+  if (size > r.usable || ((uintptr_t)p & (alignment - 1)))
+    err_size_mismatch("free_sized", p, size, r.page ? r.usable : 0);
+  hak_free(p);
+}
+
+const char *hak_config(void) { return HAK_CONFIG_NAME; }
+
+/* ---- interposition (libhakmem.so) -------------------------------------- */
+#if defined(HAK_INTERPOSE) && HAK_INTERPOSE
+#pragma GCC diagnostic ignored "-Wmissing-prototypes"
+#pragma GCC diagnostic ignored "-Wattributes"
+#pragma GCC diagnostic ignored "-Wmissing-attributes"
+#define HAK_ALIAS(fn) __attribute__((alias(#fn), visibility("default"), used))
+void *malloc(size_t size) HAK_ALIAS(hak_malloc);
+void free(void *p) HAK_ALIAS(hak_free);
+void *calloc(size_t count, size_t size) HAK_ALIAS(hak_calloc);
+void *realloc(void *p, size_t size) HAK_ALIAS(hak_realloc);
+void *reallocarray(void *p, size_t count, size_t size) HAK_ALIAS(hak_reallocarray);
+int posix_memalign(void **out, size_t alignment, size_t size) HAK_ALIAS(hak_posix_memalign);
+void *aligned_alloc(size_t alignment, size_t size) HAK_ALIAS(hak_aligned_alloc);
+void *memalign(size_t alignment, size_t size) HAK_ALIAS(hak_memalign);
+void *valloc(size_t size) HAK_ALIAS(hak_valloc);
+void *pvalloc(size_t size) HAK_ALIAS(hak_pvalloc);
+size_t malloc_usable_size(const void *p) HAK_ALIAS(hak_usable_size);
+void free_sized(void *p, size_t size) HAK_ALIAS(hak_free_sized);
+void free_aligned_sized(void *p, size_t alignment, size_t size) HAK_ALIAS(hak_free_aligned_sized);
+#endif

@@ -1,0 +1,262 @@
+/* hak_heap_check and hak_stats: walk everything hakmem owns.
+ * Both read other threads' heaps without their cooperation, so they must be
+ * called while no other thread allocates or frees (documented in hakmem.h). */
+#include <string.h>
+
+#include "internal.h"
+
+typedef struct {
+  size_t violations;
+} checker_t;
+
+static void violation(checker_t *c, const char *what, const void *where, size_t a, size_t b) {
+  hak_msg_t m = {.len = 0};
+  msg_str(&m, "hakmem: heap check: ");
+  msg_str(&m, what);
+  msg_str(&m, " at ");
+  msg_hex(&m, (uintptr_t)where);
+  msg_str(&m, " (");
+  msg_dec(&m, a);
+  msg_str(&m, ", ");
+  msg_dec(&m, b);
+  msg_str(&m, ")\n");
+  msg_flush(&m);
+  c->violations++;
+}
+
+#define MAX_BLOCKS_PER_PAGE (SLICE_SIZE / BLOCK_MIN)
+
+/* Validates one block list of `pg`; returns its length. `seen` marks blocks
+ * already found in another list of the same page. */
+static size_t check_list(checker_t *c, hak_page_t *pg, hak_block_t *b, uint8_t *seen,
+                         const char *name) {
+  size_t n = 0, cap = atomic_load_explicit(&pg->capacity, memory_order_relaxed);
+  for (; b; b = block_next(b)) {
+    size_t off = (size_t)((uint8_t *)b - pg->start);
+    if ((uint8_t *)b < pg->start || off % pg->block_size != 0 || off / pg->block_size >= cap) {
+      violation(c, name, b, off, cap);
+      return n;
+    }
+    size_t idx = off / pg->block_size;
+    if (seen[idx >> 3] & (1u << (idx & 7))) {
+      violation(c, "block listed twice (or list cycle)", b, idx, n);
+      return n;
+    }
+    seen[idx >> 3] |= (uint8_t)(1u << (idx & 7));
+    if (block_marker(b) != block_marker_value(b))
+      violation(c, "free block lost its free marker (written after free?)", b, idx, 0);
+    n++;
+  }
+  return n;
+}
+
+static size_t count_delayed_for(hak_page_t *pg) {
+  size_t n = 0;
+  for (hak_heap_t *h = hak_all_heaps; h; h = h->all_next)
+    for (hak_block_t *b = (hak_block_t *)atomic_load(&h->delayed); b; b = block_next(b)) {
+      hak_segment_t *seg = ptr_segment_base(b);
+      if (ptr_page(seg, b) == pg) n++;
+    }
+  return n;
+}
+
+static void check_page(checker_t *c, hak_segment_t *seg, unsigned i, hak_page_t *pg) {
+  size_t cls = pg->cls;
+  if (cls >= NCLS || pg->block_size != class_size(cls)) {
+    violation(c, "page has a bad size class", pg, cls, pg->block_size);
+    return;
+  }
+  size_t cap = atomic_load_explicit(&pg->capacity, memory_order_relaxed);
+  size_t span = (size_t)pg->slice_count * SLICE_SIZE;
+  if (pg->slice_count != class_slices(cls) || pg->start != (uint8_t *)seg + (size_t)i * SLICE_SIZE)
+    violation(c, "page geometry wrong", pg, pg->slice_count, class_slices(cls));
+  if (pg->reserved != span / pg->block_size || cap > pg->reserved || pg->used > cap)
+    violation(c, "page counts inconsistent (reserved/capacity/used)", pg, cap, pg->used);
+  if (pg->magic != (((uint64_t)1 << MAGIC_SHIFT) + pg->block_size - 1) / pg->block_size)
+    violation(c, "page division magic wrong", pg, (size_t)pg->magic, pg->block_size);
+  uint8_t seen[MAX_BLOCKS_PER_PAGE / 8];
+  memset(seen, 0, sizeof(seen));
+  size_t nfree = check_list(c, pg, pg->free, seen, "local free list entry outside the page");
+  uintptr_t tf = atomic_load(&pg->thread_free);
+  size_t nremote = check_list(c, pg, (hak_block_t *)(tf & ~TF_MASK), seen,
+                              "remote free list entry outside the page");
+  size_t ndelayed = count_delayed_for(pg);
+  if (nfree + pg->used != cap)
+    violation(c, "free + used != capacity (lost or duplicated blocks)", pg, nfree + pg->used, cap);
+  if (nremote + ndelayed > pg->used)
+    violation(c, "more pending remote frees than used blocks", pg, nremote + ndelayed, pg->used);
+  if (pg->in_full && pg->free)
+    violation(c, "page in the full list has free blocks", pg, nfree, 0);
+  if ((tf & TF_MASK) == TF_NOTIFYING) violation(c, "page stuck in NOTIFYING", pg, 0, 0);
+}
+
+static void check_segment(checker_t *c, hak_segment_t *seg, bool cached) {
+  if (((uintptr_t)seg & SEGMENT_MASK) || seg->magic != SEG_MAGIC || seg->kind != KIND_SMALL) {
+    violation(c, "bad segment header", seg, seg->magic, seg->kind);
+    return;
+  }
+  if (!registry_contains(seg)) violation(c, "segment missing from the registry", seg, 0, 0);
+  hak_heap_t *owner = atomic_load(&seg->owner);
+  if (!cached) {
+    if (seg->abandoned != (owner == NULL) || seg->abandoned != segment_is_abandoned_listed(seg))
+      violation(c, "segment ownership inconsistent (abandoned flag/list/owner)", seg,
+                seg->abandoned, owner != NULL);
+    if (owner && owner->state != HEAP_ACTIVE)
+      violation(c, "segment owned by a finished heap", seg, owner->id, owner->state);
+  }
+  if (seg->free_slices & 1) violation(c, "metadata slice marked free", seg, 0, 0);
+  size_t pages = 0;
+  for (unsigned i = 1; i < SLICES_PER_SEGMENT;) {
+    bool is_free = (seg->free_slices >> i) & 1;
+    if (is_free) {
+      if (seg->slice_head[i] != 0) violation(c, "free slice mapped to a page", seg, i, 0);
+      i++;
+      continue;
+    }
+    hak_page_t *pg = &seg->pages[i];
+    if (seg->slice_head[i] != i || !pg->in_use || pg->slice_count == 0 ||
+        i + pg->slice_count > SLICES_PER_SEGMENT) {
+      violation(c, "used slice does not start a page", seg, i, seg->slice_head[i]);
+      i++;
+      continue;
+    }
+    for (unsigned j = i; j < i + pg->slice_count; j++)
+      if (seg->slice_head[j] != i || ((seg->free_slices >> j) & 1))
+        violation(c, "page slice map inconsistent", pg, j, seg->slice_head[j]);
+    check_page(c, seg, i, pg);
+    pages++;
+    i += pg->slice_count;
+  }
+  if (pages != seg->used_pages) violation(c, "segment used_pages wrong", seg, pages, seg->used_pages);
+  if (cached && pages) violation(c, "cached segment still has pages", seg, pages, 0);
+}
+
+static void check_heap(checker_t *c, hak_heap_t *h) {
+  size_t listed = 0, owned = 0;
+  for (size_t cls = 0; cls < NCLS; cls++) {
+    hak_page_t *prev = NULL;
+    if (h->direct[cls] == NULL) violation(c, "heap class queue pointer is NULL", h, cls, 0);
+    for (hak_page_t *pg = queue_first(h, cls); pg; prev = pg, pg = pg->next) {
+      if (pg->cls != cls || pg->in_full || !pg->in_use || pg->prev != prev)
+        violation(c, "class queue holds a wrong page", pg, cls, pg->cls);
+      hak_segment_t *seg = ptr_segment_base(pg);
+      if (atomic_load(&seg->owner) != h) violation(c, "queued page not owned by heap", pg, h->id, 0);
+      listed++;
+      if (listed > 1u << 24) break;
+    }
+    if (h->tail[cls] != prev) violation(c, "class queue tail wrong", h, cls, 0);
+  }
+  for (hak_page_t *pg = h->full; pg; pg = pg->next) {
+    if (!pg->in_full || !pg->in_use) violation(c, "full list holds a wrong page", pg, 0, 0);
+    listed++;
+    if (listed > 1u << 24) break;
+  }
+  for (hak_segment_t *s = h->segments; s; s = s->next) {
+    if (atomic_load(&s->owner) != h) violation(c, "heap lists a segment it does not own", s, 0, 0);
+    owned += s->used_pages;
+  }
+  if (listed != owned) violation(c, "pages in heap lists != pages in its segments", h, listed, owned);
+}
+
+size_t hak_heap_check(void) {
+  checker_t c = {0};
+  hak_init();
+  pthread_mutex_lock(&hak_global_lock);
+  for (hak_heap_t *h = hak_all_heaps; h; h = h->all_next) {
+    if (h->state == HEAP_ACTIVE)
+      check_heap(&c, h);
+    else if (h->segments || atomic_load(&h->delayed))
+      violation(&c, "finished heap still holds segments or delayed frees", h, h->id, 0);
+  }
+  for (hak_segment_t *s = hak_segment_cache; s; s = s->next) check_segment(&c, s, true);
+  for (hak_segment_t *s = hak_all_segments; s; s = s->gnext) {
+    bool cached = false;
+    for (hak_segment_t *q = hak_segment_cache; q; q = q->next) cached |= (q == s);
+    if (!cached) check_segment(&c, s, false);
+  }
+  pthread_mutex_unlock(&hak_global_lock);
+  pthread_mutex_lock(&hak_large_lock);
+  for (hak_large_t *lg = hak_all_large; lg; lg = lg->gnext) {
+    if (((uintptr_t)lg & SEGMENT_MASK) || lg->magic != LARGE_MAGIC || lg->kind != KIND_LARGE ||
+        atomic_load(&lg->freed) || lg->offset < sizeof(hak_large_t) ||
+        lg->map_size < lg->offset + lg->requested || (lg->map_size & (OS_PAGE_SIZE - 1)))
+      violation(&c, "bad large block header", lg, lg->map_size, lg->requested);
+    if (!registry_contains(lg)) violation(&c, "large block missing from the registry", lg, 0, 0);
+  }
+  pthread_mutex_unlock(&hak_large_lock);
+  return c.violations;
+}
+
+void hak_stats(struct hak_stats *out) {
+  memset(out, 0, sizeof(*out));
+  hak_init();
+  for (size_t i = 0; i < NCLS; i++) out->classes[i].block_size = class_size(i);
+  pthread_mutex_lock(&hak_global_lock);
+  for (hak_heap_t *h = hak_all_heaps; h; h = h->all_next) out->heaps_active += h->state == HEAP_ACTIVE;
+  for (hak_segment_t *s = hak_all_segments; s; s = s->gnext) {
+    out->segments++;
+    out->mapped_bytes += SEGMENT_SIZE;
+    out->abandoned_segments += s->abandoned;
+    for (unsigned i = 1; i < SLICES_PER_SEGMENT; i++) {
+      hak_page_t *pg = &s->pages[i];
+      if (s->slice_head[i] != i || !pg->in_use) continue;
+      size_t pending = count_delayed_for(pg);
+      for (hak_block_t *b = (hak_block_t *)(atomic_load(&pg->thread_free) & ~TF_MASK); b;
+           b = block_next(b))
+        pending++;
+      size_t live = pg->used >= pending ? pg->used - pending : 0;
+      struct hak_class_stats *cs = &out->classes[pg->cls];
+      cs->pages++;
+      cs->live_blocks += live;
+      cs->free_blocks += atomic_load_explicit(&pg->capacity, memory_order_relaxed) - live;
+      out->live_blocks += live;
+      out->live_bytes += live * pg->block_size;
+    }
+  }
+  pthread_mutex_unlock(&hak_global_lock);
+  pthread_mutex_lock(&hak_large_lock);
+  for (hak_large_t *lg = hak_all_large; lg; lg = lg->gnext) {
+    out->large_blocks++;
+    out->large_bytes += large_usable(lg);
+    out->mapped_bytes += lg->map_size;
+  }
+  pthread_mutex_unlock(&hak_large_lock);
+  out->live_blocks += out->large_blocks;
+  out->live_bytes += out->large_bytes;
+}
+
+void hak_stats_print(void) {
+  struct hak_stats st;
+  hak_stats(&st);
+  hak_msg_t m = {.len = 0};
+  msg_str(&m, "hakmem stats: live blocks ");
+  msg_dec(&m, st.live_blocks);
+  msg_str(&m, ", live bytes ");
+  msg_dec(&m, st.live_bytes);
+  msg_str(&m, ", mapped bytes ");
+  msg_dec(&m, st.mapped_bytes);
+  msg_str(&m, ", segments ");
+  msg_dec(&m, st.segments);
+  msg_str(&m, " (abandoned ");
+  msg_dec(&m, st.abandoned_segments);
+  msg_str(&m, "), large blocks ");
+  msg_dec(&m, st.large_blocks);
+  msg_str(&m, ", heaps ");
+  msg_dec(&m, st.heaps_active);
+  msg_str(&m, "\n");
+  msg_flush(&m);
+  for (size_t i = 0; i < NCLS; i++) {
+    const struct hak_class_stats *cs = &st.classes[i];
+    if (!cs->pages) continue;
+    msg_str(&m, "  class ");
+    msg_dec(&m, cs->block_size);
+    msg_str(&m, ": live ");
+    msg_dec(&m, cs->live_blocks);
+    msg_str(&m, ", free ");
+    msg_dec(&m, cs->free_blocks);
+    msg_str(&m, ", pages ");
+    msg_dec(&m, cs->pages);
+    msg_str(&m, "\n");
+    msg_flush(&m);
+  }
+}

@@ -1,0 +1,142 @@
+/* Named fatal errors. Each writes one line to stderr with write(2) (no
+ * stdio, no malloc) and aborts: bad frees are never silently ignored, in
+ * the release build too. Formats are documented in README.md. */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+void msg_str(hak_msg_t *m, const char *s) {
+  while (*s && m->len < sizeof(m->buf) - 1) m->buf[m->len++] = *s++;
+}
+
+void msg_hex(hak_msg_t *m, uintptr_t v) {
+  char tmp[2 + 16];
+  int n = 0;
+  do {
+    tmp[n++] = "0123456789abcdef"[v & 15];
+    v >>= 4;
+  } while (v);
+  msg_str(m, "0x");
+  while (n > 0 && m->len < sizeof(m->buf) - 1) m->buf[m->len++] = tmp[--n];
+}
+
+void msg_dec(hak_msg_t *m, size_t v) {
+  char tmp[24];
+  int n = 0;
+  do {
+    tmp[n++] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v);
+  while (n > 0 && m->len < sizeof(m->buf) - 1) m->buf[m->len++] = tmp[--n];
+}
+
+void msg_flush(hak_msg_t *m) {
+  size_t off = 0;
+  while (off < m->len) {
+    ssize_t w = write(2, m->buf + off, m->len - off);
+    if (w <= 0) break;
+    off += (size_t)w;
+  }
+  m->len = 0;
+}
+
+static __attribute__((noreturn)) void die(hak_msg_t *m) {
+  msg_str(m, "\n");
+  msg_flush(m);
+  abort();
+}
+
+void err_double_free(const char *op, const void *p, size_t block_size) {
+  hak_msg_t m = {.len = 0};
+  if (strcmp(op, "free") == 0 || strcmp(op, "free_sized") == 0) {
+    msg_str(&m, "hakmem: double free of ");
+  } else {
+    msg_str(&m, "hakmem: ");
+    msg_str(&m, op);
+    msg_str(&m, " of freed block ");
+  }
+  msg_hex(&m, (uintptr_t)p);
+  if (block_size) {
+    msg_str(&m, " (size class ");
+    msg_dec(&m, block_size);
+    msg_str(&m, ")");
+  } else {
+    msg_str(&m, " (large block)");
+  }
+  die(&m);
+}
+
+/* Classifies a pointer that failed the fast checks and reports it. */
+void err_invalid(const char *op, const void *p) {
+  hak_msg_t m = {.len = 0};
+  msg_str(&m, "hakmem: invalid ");
+  msg_str(&m, op);
+  msg_str(&m, " of ");
+  msg_hex(&m, (uintptr_t)p);
+  if (!registry_contains(p)) {
+    if (large_recently_freed(p)) err_double_free(op, p, 0);
+    msg_str(&m, ": not allocated by hakmem");
+    die(&m);
+  }
+  void *base = ptr_segment_base(p);
+  if (((hak_large_t *)base)->kind == KIND_LARGE) {
+    hak_large_t *lg = base;
+    if ((uint8_t *)p == (uint8_t *)lg + lg->offset && atomic_load(&lg->freed))
+      err_double_free(op, p, 0);
+    msg_str(&m, ": not the start of an allocated block");
+    die(&m);
+  }
+  hak_segment_t *seg = base;
+  hak_page_t *pg = ptr_page(seg, p);
+  size_t cap = atomic_load_explicit(&pg->capacity, memory_order_relaxed);
+  if (pg->in_use && pg->block_size && (uint8_t *)p >= pg->start) {
+    size_t off = (size_t)((uint8_t *)p - pg->start);
+    size_t idx = off / pg->block_size;
+    if (idx < cap && off % pg->block_size != 0) {
+      msg_str(&m, ": interior pointer into block ");
+      msg_hex(&m, (uintptr_t)(pg->start + idx * pg->block_size));
+      msg_str(&m, " (size class ");
+      msg_dec(&m, pg->block_size);
+      msg_str(&m, ")");
+      die(&m);
+    }
+  }
+  msg_str(&m, ": not the start of an allocated block");
+  die(&m);
+}
+
+void err_size_mismatch(const char *op, const void *p, size_t size, size_t block_size) {
+  hak_msg_t m = {.len = 0};
+  msg_str(&m, "hakmem: invalid ");
+  msg_str(&m, op);
+  msg_str(&m, " of ");
+  msg_hex(&m, (uintptr_t)p);
+  msg_str(&m, ": size ");
+  msg_dec(&m, size);
+  msg_str(&m, " larger than block (size class ");
+  msg_dec(&m, block_size);
+  msg_str(&m, ")");
+  die(&m);
+}
+
+void err_corruption(const void *p, const char *what) {
+  hak_msg_t m = {.len = 0};
+  msg_str(&m, "hakmem: heap corruption at ");
+  msg_hex(&m, (uintptr_t)p);
+  msg_str(&m, ": ");
+  msg_str(&m, what);
+  die(&m);
+}
+
+void err_assert(const char *expr, const char *file, int line) {
+  hak_msg_t m = {.len = 0};
+  msg_str(&m, "hakmem: assertion failed: ");
+  msg_str(&m, expr);
+  msg_str(&m, " at ");
+  msg_str(&m, file);
+  msg_str(&m, ":");
+  msg_dec(&m, (size_t)line);
+  die(&m);
+}

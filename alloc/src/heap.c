@@ -1,0 +1,196 @@
+/* Heaps: one per thread, reached through a TLS pointer.
+ *
+ * A thread starts on hak_empty_heap (every class queue points to the empty
+ * page), so the malloc fast path needs no "initialised?" test: its first
+ * allocation takes the slow path, which gives the thread a heap.
+ * Heap structs come from mmap and are never unmapped: a finished thread's
+ * heap goes to a pool and is reused by the next new thread, so a remote
+ * thread holding a heap pointer always points at valid memory.
+ *
+ * Thread exit (pthread key destructor): the heap drains its delayed frees,
+ * collects remote frees, returns empty pages, and abandons segments that
+ * still hold live blocks to a global list; other heaps adopt them when they
+ * need a page. Blocks that outlive their thread can be freed anywhere.
+ * fork(): the global locks are taken around fork, and in the child every
+ * other thread's heap is abandoned on that thread's behalf. */
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define P(x) [x] = &hak_empty_page
+#define P8(b) P(b), P(b + 1), P(b + 2), P(b + 3), P(b + 4), P(b + 5), P(b + 6), P(b + 7)
+hak_heap_t hak_empty_heap = {.direct = {P8(0), P8(8), P8(16), P8(24), P8(32), P8(40), P8(48),
+                                        P8(56), P8(64), P8(72)}};
+_Static_assert(NCLS == 80, "update the empty heap initialiser");
+
+__thread hak_heap_t *hak_tls_heap __attribute__((tls_model("initial-exec"))) = &hak_empty_heap;
+uintptr_t hak_cookie;
+pthread_mutex_t hak_global_lock = PTHREAD_MUTEX_INITIALIZER;
+hak_heap_t *hak_all_heaps; /* guarded by hak_global_lock */
+static hak_heap_t *heap_pool;
+static uint32_t heap_count;
+
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+static pthread_key_t heap_key;
+static _Atomic int atfork_registered;
+
+static void heap_thread_done(void *arg);
+static void fork_prepare(void);
+static void fork_parent(void);
+static void fork_child(void);
+
+static void init_once_fn(void) {
+  hak_cookie = (uintptr_t)os_random_seed();
+  pthread_key_create(&heap_key, heap_thread_done);
+}
+
+void hak_init(void) { pthread_once(&init_once, init_once_fn); }
+
+__attribute__((constructor)) static void hak_constructor(void) { hak_init(); }
+
+static void heap_reset(hak_heap_t *h) {
+  for (size_t c = 0; c < NCLS; c++) {
+    h->direct[c] = &hak_empty_page;
+    h->tail[c] = NULL;
+  }
+  h->full = NULL;
+  h->segments = NULL;
+  h->dirty_free_bytes = 0;
+  atomic_store_explicit(&h->delayed, 0, memory_order_relaxed);
+}
+
+/* Heap structs are carved from mmap'd chunks; metadata never comes from malloc. */
+static hak_heap_t *heap_alloc_struct(void) {
+  pthread_mutex_lock(&hak_global_lock);
+  hak_heap_t *h = heap_pool;
+  if (h) {
+    heap_pool = h->pool_next;
+  } else {
+    size_t per = (64 * 1024) / sizeof(hak_heap_t);
+    hak_heap_t *chunk = mmap(NULL, per * sizeof(hak_heap_t), PROT_READ | PROT_WRITE,
+                             MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (chunk == MAP_FAILED) {
+      pthread_mutex_unlock(&hak_global_lock);
+      return NULL;
+    }
+    for (size_t i = 0; i < per; i++) {
+      chunk[i].id = ++heap_count;
+      chunk[i].all_next = hak_all_heaps;
+      hak_all_heaps = &chunk[i];
+      if (i > 0) {
+        chunk[i].pool_next = heap_pool;
+        heap_pool = &chunk[i];
+      }
+    }
+    h = &chunk[0];
+  }
+  h->state = HEAP_ACTIVE;
+  pthread_mutex_unlock(&hak_global_lock);
+  return h;
+}
+
+hak_heap_t *heap_get_or_create(void) {
+  hak_heap_t *h = hak_tls_heap;
+  if (h != &hak_empty_heap) return h;
+  hak_init();
+  h = heap_alloc_struct();
+  if (!h) return NULL;
+  heap_reset(h);
+  hak_tls_heap = h;
+  pthread_setspecific(heap_key, h);
+  /* Registered here, not in init_once: pthread_atfork may allocate, and by
+   * now this thread has a heap to allocate from. */
+  if (!atomic_exchange(&atfork_registered, 1)) pthread_atfork(fork_prepare, fork_parent, fork_child);
+  return h;
+}
+
+/* Frees the blocks remote threads handed over for full pages. */
+void heap_drain_delayed(hak_heap_t *h) {
+  uintptr_t d = atomic_load_explicit(&h->delayed, memory_order_relaxed);
+  if (!d) return;
+  d = atomic_exchange_explicit(&h->delayed, 0, memory_order_acquire);
+  for (hak_block_t *b = (hak_block_t *)d; b;) {
+    hak_block_t *next = block_next(b);
+    hak_segment_t *seg = ptr_segment_base(b);
+    page_free_block(h, seg, ptr_page(seg, b), b);
+    b = next;
+  }
+}
+
+#define FOR_EACH_PAGE(seg, pg)                                                                     \
+  for (unsigned pi_ = 1; pi_ < SLICES_PER_SEGMENT; pi_++)                                          \
+    if (((pg) = &(seg)->pages[pi_]), (seg)->slice_head[pi_] == pi_ && (pg)->in_use)
+
+/* Gives up every page and segment of `h` (its thread is gone or going). */
+void heap_abandon(hak_heap_t *h, bool in_fork_child) {
+  hak_page_t *pg;
+  /* 1. no remote thread may still be handing blocks to h afterwards */
+  for (hak_segment_t *s = h->segments; s; s = s->next) FOR_EACH_PAGE(s, pg)
+  page_clear_notify(pg, in_fork_child);
+  /* 2. blocks already handed over go back to their pages */
+  heap_drain_delayed(h);
+  /* 3. collect remote frees; release the pages that are now empty */
+  for (hak_segment_t *s = h->segments, *snext; s; s = snext) {
+    snext = s->next;
+    FOR_EACH_PAGE(s, pg) {
+      page_collect(pg);
+      if (pg->in_full)
+        full_remove(h, pg);
+      else
+        queue_remove(h, pg);
+      if (pg->used == 0 && segment_page_free(h, s, pg)) break;
+    }
+  }
+  /* 4. what is left holds live blocks: abandon it */
+  segment_purge_heap(h);
+  hak_segment_t *s = h->segments;
+  heap_reset(h);
+  pthread_mutex_lock(&hak_global_lock);
+  while (s) {
+    hak_segment_t *next = s->next;
+    if (s->used_pages == 0) {
+      pthread_mutex_unlock(&hak_global_lock);
+      s->next = s->prev = NULL;
+      segment_release(s);
+      pthread_mutex_lock(&hak_global_lock);
+    } else {
+      atomic_store_explicit(&s->owner, NULL, memory_order_release);
+      s->abandoned = 1;
+      s->prev = NULL;
+      s->next = hak_abandoned;
+      if (hak_abandoned) hak_abandoned->prev = s;
+      hak_abandoned = s;
+    }
+    s = next;
+  }
+  h->state = HEAP_FREE;
+  h->pool_next = heap_pool;
+  heap_pool = h;
+  pthread_mutex_unlock(&hak_global_lock);
+}
+
+static void heap_thread_done(void *arg) {
+  hak_heap_t *h = arg;
+  if (!h || h != hak_tls_heap) return;
+  hak_tls_heap = &hak_empty_heap;
+  heap_abandon(h, false);
+}
+
+static void fork_prepare(void) {
+  pthread_mutex_lock(&hak_global_lock);
+  pthread_mutex_lock(&hak_large_lock);
+}
+
+static void fork_parent(void) {
+  pthread_mutex_unlock(&hak_large_lock);
+  pthread_mutex_unlock(&hak_global_lock);
+}
+
+static void fork_child(void) {
+  pthread_mutex_init(&hak_large_lock, NULL);
+  pthread_mutex_init(&hak_global_lock, NULL);
+  /* The other threads do not exist here: abandon their heaps for them. */
+  for (hak_heap_t *h = hak_all_heaps; h; h = h->all_next)
+    if (h->state == HEAP_ACTIVE && h != hak_tls_heap) heap_abandon(h, true);
+}

@@ -1,0 +1,259 @@
+/* hakmem internal types, constants and the inline helpers shared by every
+ * source file. One concept per source file:
+ *   sizeclass.c  the size-class table (the only place sizes map to classes)
+ *   registry.c   the global map of address ranges hakmem owns
+ *   os.c         mmap/munmap/madvise
+ *   segment.c    4 MiB segments and their 64 KiB slices, purge policy
+ *   page.c       pages: carving, free lists, remote-free collection
+ *   heap.c       per-thread heaps: TLS, abandon/adopt, fork
+ *   large.c      blocks above HAK_SMALL_MAX, straight from mmap
+ *   api.c        the public API, fast and slow paths, interposition
+ *   check.c      hak_heap_check and hak_stats
+ *   error.c      named fatal errors and their one-line reports */
+#ifndef HAK_INTERNAL_H
+#define HAK_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hakmem.h"
+
+#define likely(x) __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+#define HAK_INTERNAL __attribute__((visibility("hidden")))
+#define HAK_NOINLINE __attribute__((noinline))
+#define HAK_COLD __attribute__((noinline, cold))
+
+/* ---- geometry ---------------------------------------------------------- */
+#define SEGMENT_SHIFT 22 /* 4 MiB segments, aligned to their size */
+#define SEGMENT_SIZE ((size_t)1 << SEGMENT_SHIFT)
+#define SEGMENT_MASK (SEGMENT_SIZE - 1)
+#define SLICE_SHIFT 16 /* 64 KiB slices; a page is a run of slices */
+#define SLICE_SIZE ((size_t)1 << SLICE_SHIFT)
+#define SLICES_PER_SEGMENT (SEGMENT_SIZE / SLICE_SIZE) /* 64; slice 0 = metadata */
+#define OS_PAGE_SIZE ((size_t)4096)
+#define ADDRESS_BITS 48 /* user address space covered by the registry */
+
+#define NCLS HAK_NUM_CLASSES
+#define BLOCK_MIN 16
+#define PAGE_MIN_BLOCKS 8     /* a page spans enough slices for >= 8 blocks */
+#define EXTEND_BYTES (16 * 1024) /* carve at most this much of a page at a time */
+#define MAGIC_SHIFT 40          /* idx = (off * magic) >> MAGIC_SHIFT */
+
+#define SEG_MAGIC 0x48414B53u /* "HAKS" */
+#define LARGE_MAGIC 0x48414B4Cu /* "HAKL" */
+enum { KIND_SMALL = 1, KIND_LARGE = 2 };
+
+/* Low bits of page->thread_free: the full-page notification protocol (see page.c). */
+#define TF_NONE ((uintptr_t)0)
+#define TF_NOTIFY ((uintptr_t)1)    /* page sits in its heap's full list: tell the heap */
+#define TF_NOTIFYING ((uintptr_t)2) /* a remote thread is handing a block to the heap */
+#define TF_MASK ((uintptr_t)3)
+
+/* Purge policy: a heap madvise(MADV_DONTNEED)s its free slices once they add
+ * up to PURGE_THRESHOLD; fully free segments beyond SEGMENT_CACHE_MAX are unmapped. */
+#define PURGE_THRESHOLD ((size_t)8 << 20)
+#define SEGMENT_CACHE_MAX 8
+
+/* ---- types ------------------------------------------------------------- */
+typedef struct hak_block {
+  struct hak_block *next; /* free-list link (word 0 of a free block) */
+  uintptr_t marker;       /* cookie ^ address while free; 0 once handed out */
+} hak_block_t;
+
+struct hak_heap;
+struct hak_segment;
+
+typedef struct hak_page {
+  /* owner-thread fields (first cache line) */
+  hak_block_t *free;          /* local free list */
+  uint32_t used;              /* blocks not in `free` (live + pending remote) */
+  _Atomic uint32_t capacity;  /* blocks carved so far (read by remote frees) */
+  uint32_t reserved;          /* blocks that fit in the page */
+  uint32_t block_size;
+  uint64_t magic;             /* ceil(2^MAGIC_SHIFT / block_size) */
+  uint8_t *start;             /* first block */
+  uint8_t cls;
+  uint8_t in_use;             /* page is allocated from its segment */
+  uint8_t in_full;            /* page is in its heap's full list */
+  uint8_t free_is_zero;       /* blocks in `free` are zero past their first 16 bytes */
+  uint8_t slice_index;        /* first slice */
+  uint8_t slice_count;
+  struct hak_page *next, *prev; /* class queue or full list */
+  /* remote side, on its own cache line */
+  _Alignas(64) _Atomic uintptr_t thread_free; /* remote-free stack | TF_* bits */
+} hak_page_t;
+
+typedef struct hak_segment {
+  uint32_t magic;
+  uint32_t kind; /* KIND_SMALL */
+  _Atomic(struct hak_heap *) owner; /* NULL while abandoned */
+  uint64_t free_slices;             /* bit i: slice i holds no page */
+  uint64_t dirty_slices;            /* bit i: slice i may hold non-zero bytes */
+  uint32_t used_pages;
+  uint32_t abandoned;
+  struct hak_segment *next, *prev;   /* heap's list, abandoned list or cache */
+  struct hak_segment *gnext, *gprev; /* all small segments (check/stats) */
+  uint8_t slice_head[SLICES_PER_SEGMENT]; /* page index owning slice i, 0 = none */
+  hak_page_t pages[SLICES_PER_SEGMENT];   /* pages[0] is the null page */
+} hak_segment_t;
+
+typedef struct hak_large {
+  uint32_t magic;
+  uint32_t kind; /* KIND_LARGE */
+  _Atomic uint32_t freed;
+  uint32_t pad;
+  size_t map_size;  /* bytes mapped at the header */
+  size_t offset;    /* user pointer = header + offset */
+  size_t alignment; /* alignment of the mapping start */
+  size_t requested;
+  struct hak_large *gnext, *gprev;
+} hak_large_t;
+
+enum { HEAP_FREE = 0, HEAP_ACTIVE = 1 };
+
+typedef struct hak_heap {
+  hak_page_t *direct[NCLS]; /* first page of each class queue, or &hak_empty_page */
+  hak_page_t *tail[NCLS];
+  hak_page_t *full;              /* pages with no free block, all classes */
+  hak_segment_t *segments;       /* owned segments */
+  _Atomic uintptr_t delayed;     /* blocks handed over by remote frees to full pages */
+  size_t dirty_free_bytes;       /* free slice bytes not yet purged */
+  uint32_t state;
+  uint32_t id;
+  struct hak_heap *all_next;  /* every heap ever made */
+  struct hak_heap *pool_next; /* free heaps */
+} hak_heap_t;
+
+/* ---- globals ----------------------------------------------------------- */
+extern HAK_INTERNAL hak_page_t hak_empty_page;
+extern HAK_INTERNAL hak_heap_t hak_empty_heap;
+extern HAK_INTERNAL __thread hak_heap_t *hak_tls_heap __attribute__((tls_model("initial-exec")));
+extern HAK_INTERNAL uintptr_t hak_cookie;
+extern HAK_INTERNAL pthread_mutex_t hak_global_lock; /* abandoned list, caches, heap pool */
+extern HAK_INTERNAL const uint32_t hak_class_sizes[NCLS];
+
+/* ---- size classes (sizeclass.c owns the table; this is its lookup) ----- */
+/* Smallest class whose block size is >= n, for n <= HAK_SMALL_MAX.
+ * 16..128 in steps of 16, then 8 classes per power of two (<= 12.5% waste). */
+static inline size_t size_to_class(size_t n) {
+  if (n <= 128) return n ? (n - 1) >> 4 : 0;
+  size_t m = n - 1;
+  unsigned k = 63u - (unsigned)__builtin_clzl(m); /* 2^k <= m < 2^(k+1), k >= 7 */
+  return 8 + (size_t)(k - 7) * 8 + ((m >> (k - 3)) & 7);
+}
+static inline size_t class_size(size_t cls) { return hak_class_sizes[cls]; }
+HAK_INTERNAL size_t class_slices(size_t cls);
+
+/* ---- registry (registry.c): which segment-aligned ranges hakmem owns ---- */
+#define REGISTRY_BITS ((size_t)1 << (ADDRESS_BITS - SEGMENT_SHIFT))
+extern HAK_INTERNAL _Atomic uint64_t hak_registry[REGISTRY_BITS / 64];
+static inline bool registry_contains(const void *p) {
+  uintptr_t i = (uintptr_t)p >> SEGMENT_SHIFT;
+  if (unlikely(i >= REGISTRY_BITS)) return false;
+  return (atomic_load_explicit(&hak_registry[i >> 6], memory_order_relaxed) >> (i & 63)) & 1;
+}
+HAK_INTERNAL void registry_add(const void *segment_start);
+HAK_INTERNAL void registry_remove(const void *segment_start);
+
+static inline void *ptr_segment_base(const void *p) {
+  return (void *)((uintptr_t)p & ~(uintptr_t)SEGMENT_MASK);
+}
+static inline size_t ptr_slice(const hak_segment_t *seg, const void *p) {
+  return ((uintptr_t)p - (uintptr_t)seg) >> SLICE_SHIFT;
+}
+static inline hak_page_t *ptr_page(hak_segment_t *seg, const void *p) {
+  return &seg->pages[seg->slice_head[ptr_slice(seg, p)]];
+}
+
+/* ---- block accessors (track.h hides sanitizer/valgrind details) -------- */
+#include "track.h"
+
+static inline uintptr_t block_marker_value(const void *b) { return hak_cookie ^ (uintptr_t)b; }
+
+/* ---- os.c -------------------------------------------------------------- */
+HAK_INTERNAL void *os_map_aligned(size_t size, size_t alignment);
+HAK_INTERNAL void os_unmap(void *p, size_t size);
+HAK_INTERNAL void os_purge(void *p, size_t size);
+HAK_INTERNAL uint64_t os_random_seed(void);
+
+/* ---- segment.c --------------------------------------------------------- */
+HAK_INTERNAL hak_page_t *segment_page_alloc(hak_heap_t *h, size_t cls);
+HAK_INTERNAL bool segment_page_free(hak_heap_t *h, hak_segment_t *seg, hak_page_t *pg);
+HAK_INTERNAL void segment_release(hak_segment_t *seg);
+HAK_INTERNAL void segment_purge_heap(hak_heap_t *h);
+HAK_INTERNAL hak_segment_t *segment_first_global(void);
+HAK_INTERNAL void segment_adopt(hak_heap_t *h, hak_segment_t *seg);
+HAK_INTERNAL size_t segment_cache_count(void);
+HAK_INTERNAL bool segment_reclaim(hak_heap_t *h, hak_segment_t *seg);
+HAK_INTERNAL bool segment_is_abandoned_listed(const hak_segment_t *seg);
+extern HAK_INTERNAL hak_segment_t *hak_abandoned;
+extern HAK_INTERNAL hak_segment_t *hak_all_segments;
+extern HAK_INTERNAL hak_segment_t *hak_segment_cache;
+
+/* ---- page.c ------------------------------------------------------------ */
+HAK_INTERNAL void page_init(hak_segment_t *seg, hak_page_t *pg, size_t cls, bool zero);
+HAK_INTERNAL void page_extend(hak_page_t *pg);
+HAK_INTERNAL size_t page_collect(hak_page_t *pg);
+HAK_INTERNAL void page_clear_notify(hak_page_t *pg, bool forced);
+HAK_INTERNAL hak_page_t *page_find_free(hak_heap_t *h, size_t cls);
+HAK_INTERNAL void page_free_slow(hak_heap_t *h, hak_segment_t *seg, hak_page_t *pg);
+HAK_INTERNAL void page_free_remote(hak_segment_t *seg, hak_page_t *pg, hak_block_t *b);
+HAK_INTERNAL void page_free_block(hak_heap_t *h, hak_segment_t *seg, hak_page_t *pg, hak_block_t *b);
+HAK_INTERNAL void queue_push_back(hak_heap_t *h, hak_page_t *pg);
+HAK_INTERNAL void queue_remove(hak_heap_t *h, hak_page_t *pg);
+HAK_INTERNAL void full_push(hak_heap_t *h, hak_page_t *pg);
+HAK_INTERNAL void full_remove(hak_heap_t *h, hak_page_t *pg);
+static inline hak_page_t *queue_first(const hak_heap_t *h, size_t cls) {
+  hak_page_t *pg = h->direct[cls];
+  return pg == &hak_empty_page ? NULL : pg;
+}
+
+/* ---- heap.c ------------------------------------------------------------ */
+HAK_INTERNAL void hak_init(void);
+HAK_INTERNAL hak_heap_t *heap_get_or_create(void);
+HAK_INTERNAL void heap_drain_delayed(hak_heap_t *h);
+HAK_INTERNAL void heap_abandon(hak_heap_t *h, bool in_fork_child);
+extern HAK_INTERNAL hak_heap_t *hak_all_heaps;
+
+/* ---- large.c ----------------------------------------------------------- */
+HAK_INTERNAL void *large_alloc(size_t size, size_t alignment, bool zero);
+HAK_INTERNAL void large_free(hak_large_t *lg, void *p, const char *op);
+HAK_INTERNAL void *large_realloc(hak_large_t *lg, void *p, size_t size);
+HAK_INTERNAL size_t large_usable(const hak_large_t *lg);
+HAK_INTERNAL bool large_recently_freed(const void *p);
+extern HAK_INTERNAL hak_large_t *hak_all_large;
+extern HAK_INTERNAL pthread_mutex_t hak_large_lock;
+
+/* ---- error.c ----------------------------------------------------------- */
+/* `op` is the API name ("free", "realloc", ...). Each never returns. */
+HAK_INTERNAL __attribute__((noreturn, cold)) void err_double_free(const char *op, const void *p,
+                                                                  size_t block_size);
+HAK_INTERNAL __attribute__((noreturn, cold)) void err_invalid(const char *op, const void *p);
+HAK_INTERNAL __attribute__((noreturn, cold)) void err_size_mismatch(const char *op, const void *p,
+                                                                    size_t size,
+                                                                    size_t block_size);
+HAK_INTERNAL __attribute__((noreturn, cold)) void err_corruption(const void *p, const char *what);
+HAK_INTERNAL __attribute__((noreturn, cold)) void err_assert(const char *expr, const char *file,
+                                                             int line);
+
+/* Minimal async-signal-safe formatting into a fixed buffer (no stdio). */
+typedef struct {
+  char buf[512];
+  size_t len;
+} hak_msg_t;
+HAK_INTERNAL void msg_str(hak_msg_t *m, const char *s);
+HAK_INTERNAL void msg_hex(hak_msg_t *m, uintptr_t v);
+HAK_INTERNAL void msg_dec(hak_msg_t *m, size_t v);
+HAK_INTERNAL void msg_flush(hak_msg_t *m);
+
+#if defined(HAK_DEBUG) && HAK_DEBUG
+#define hak_assert(e) ((e) ? (void)0 : err_assert(#e, __FILE__, __LINE__))
+#else
+#define hak_assert(e) ((void)0)
+#endif
+
+#endif /* HAK_INTERNAL_H */

@@ -1,0 +1,144 @@
+/* Large blocks (above HAK_SMALL_MAX): one mmap each, starting at a 4 MiB
+ * aligned address with a header, registered in the global registry, and
+ * unmapped on free. realloc grows in place with mremap when the address
+ * space after the block is free; otherwise it reserves a new aligned range
+ * and moves the pages there with mremap (no copy). */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdint.h>
+#include <sys/mman.h>
+
+#include "internal.h"
+
+#define LARGE_HDR 64
+#define RECENT 64
+
+hak_large_t *hak_all_large; /* guarded by hak_large_lock */
+pthread_mutex_t hak_large_lock = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic uintptr_t recent_frees[RECENT]; /* to name a second free of a large block */
+static _Atomic unsigned recent_next;
+
+static size_t round_page(size_t n) { return (n + OS_PAGE_SIZE - 1) & ~(OS_PAGE_SIZE - 1); }
+
+static void list_add(hak_large_t *lg) {
+  pthread_mutex_lock(&hak_large_lock);
+  lg->gprev = NULL;
+  lg->gnext = hak_all_large;
+  if (hak_all_large) hak_all_large->gprev = lg;
+  hak_all_large = lg;
+  pthread_mutex_unlock(&hak_large_lock);
+}
+
+static void list_unlink_locked(hak_large_t *lg) {
+  if (lg->gprev)
+    lg->gprev->gnext = lg->gnext;
+  else
+    hak_all_large = lg->gnext;
+  if (lg->gnext) lg->gnext->gprev = lg->gprev;
+}
+
+/* `alignment` is a power of two >= 16. Returns NULL on failure (errno set). */
+void *large_alloc(size_t size, size_t alignment, bool zero) {
+  (void)zero; /* fresh mmap memory is zero already */
+  size_t off = alignment > LARGE_HDR ? alignment : LARGE_HDR;
+  if (size > (size_t)PTRDIFF_MAX - off - OS_PAGE_SIZE) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  size_t map = round_page(off + size);
+  size_t map_align = alignment > SEGMENT_SIZE ? alignment : SEGMENT_SIZE;
+  hak_large_t *lg = os_map_aligned(map, map_align);
+  if (!lg) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  lg->magic = LARGE_MAGIC;
+  lg->kind = KIND_LARGE;
+  atomic_store_explicit(&lg->freed, 0, memory_order_relaxed);
+  lg->map_size = map;
+  lg->offset = off;
+  lg->alignment = map_align;
+  lg->requested = size;
+  list_add(lg);
+  registry_add(lg);
+  void *p = (uint8_t *)lg + off;
+  track_alloc(p, size, map - off, 1);
+  return p;
+}
+
+size_t large_usable(const hak_large_t *lg) { return lg->map_size - lg->offset; }
+
+bool large_recently_freed(const void *p) {
+  for (unsigned i = 0; i < RECENT; i++)
+    if (atomic_load_explicit(&recent_frees[i], memory_order_relaxed) == (uintptr_t)p) return true;
+  return false;
+}
+
+void large_free(hak_large_t *lg, void *p, const char *op) {
+  if (unlikely((uint8_t *)p != (uint8_t *)lg + lg->offset)) err_invalid(op, p);
+  if (unlikely(atomic_exchange_explicit(&lg->freed, 1, memory_order_acq_rel)))
+    err_double_free(op, p, 0);
+  pthread_mutex_lock(&hak_large_lock);
+  list_unlink_locked(lg);
+  pthread_mutex_unlock(&hak_large_lock);
+  registry_remove(lg);
+  unsigned slot = atomic_fetch_add_explicit(&recent_next, 1, memory_order_relaxed) % RECENT;
+  atomic_store_explicit(&recent_frees[slot], (uintptr_t)p, memory_order_relaxed);
+  track_free(p, large_usable(lg));
+  os_unmap(lg, lg->map_size);
+}
+
+/* Resizes a live large block to `size` (> HAK_SMALL_MAX). NULL on failure,
+ * with the block untouched. */
+void *large_realloc(hak_large_t *lg, void *p, size_t size) {
+  size_t off = lg->offset;
+  if (size > (size_t)PTRDIFF_MAX - off - OS_PAGE_SIZE) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  size_t need = round_page(off + size), map = lg->map_size;
+  size_t old_req = lg->requested;
+  if (need <= map) { /* shrink in place, giving the tail back */
+    if (need < map) munmap((uint8_t *)lg + need, map - need);
+    lg->map_size = need;
+    lg->requested = size;
+    track_resize(p, old_req, size, need - off);
+    return p;
+  }
+  if (mremap(lg, map, need, 0) != MAP_FAILED) { /* grow in place */
+    lg->map_size = need;
+    lg->requested = size;
+    track_resize(p, old_req, size, need - off);
+    return p;
+  }
+  hak_large_t *dst = os_map_aligned(need, lg->alignment);
+  if (!dst) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  pthread_mutex_lock(&hak_large_lock);
+  track_unmapping(lg, map);
+  void *r = mremap(lg, map, need, MREMAP_MAYMOVE | MREMAP_FIXED, dst);
+  if (r == MAP_FAILED) {
+    pthread_mutex_unlock(&hak_large_lock);
+    track_alloc(p, old_req, map - off, 0);
+    os_unmap(dst, need);
+    errno = ENOMEM;
+    return NULL;
+  }
+  hak_large_t *old = lg;
+  lg = dst; /* the header moved with the pages */
+  if (lg->gprev)
+    lg->gprev->gnext = lg;
+  else
+    hak_all_large = lg;
+  if (lg->gnext) lg->gnext->gprev = lg;
+  pthread_mutex_unlock(&hak_large_lock);
+  registry_add(lg);
+  registry_remove(old);
+  lg->map_size = need;
+  lg->requested = size;
+  void *np = (uint8_t *)lg + off;
+  track_alloc(np, size, need - off, 0);
+  return np;
+}

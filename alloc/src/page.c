@@ -1,0 +1,269 @@
+/* Pages: a run of slices holding blocks of one size class.
+ *
+ * A page belongs to the heap that owns its segment. The owner thread uses
+ * `free` (a plain singly linked list) without atomics. Other threads free
+ * into `thread_free`, a lock-free stack: they only push (CAS), and the owner
+ * only takes the whole stack at once (CAS to empty), so there is no ABA.
+ *
+ * Full pages: when a page has no free block the owner moves it to the heap's
+ * full list and sets TF_NOTIFY in thread_free. The first remote free after
+ * that swaps TF_NOTIFY for TF_NOTIFYING, hands its block to the heap's
+ * `delayed` stack instead of the page, and then clears the state. The owner
+ * drains `delayed` in its slow path, freeing those blocks locally, which
+ * moves the page back into its class queue. So remote frees to full pages
+ * are never lost and a producer/consumer pattern does not grow without bound.
+ * TF_NOTIFYING also tells the owner not to release the page yet (the remote
+ * thread is still going to touch thread_free), and tells an exiting owner to
+ * wait before it abandons the heap. */
+#include <sched.h>
+#include <string.h>
+
+#include "internal.h"
+
+hak_page_t hak_empty_page; /* free == NULL, capacity == 0: every check fails */
+
+/* ---- queues ------------------------------------------------------------ */
+void queue_push_back(hak_heap_t *h, hak_page_t *pg) {
+  size_t c = pg->cls;
+  pg->next = NULL;
+  pg->prev = h->tail[c];
+  if (h->tail[c])
+    h->tail[c]->next = pg;
+  else
+    h->direct[c] = pg;
+  h->tail[c] = pg;
+}
+
+static void queue_push_front(hak_heap_t *h, hak_page_t *pg) {
+  size_t c = pg->cls;
+  hak_page_t *first = queue_first(h, c);
+  pg->prev = NULL;
+  pg->next = first;
+  if (first)
+    first->prev = pg;
+  else
+    h->tail[c] = pg;
+  h->direct[c] = pg;
+}
+
+void queue_remove(hak_heap_t *h, hak_page_t *pg) {
+  size_t c = pg->cls;
+  if (pg->prev)
+    pg->prev->next = pg->next;
+  else
+    h->direct[c] = pg->next ? pg->next : &hak_empty_page;
+  if (pg->next)
+    pg->next->prev = pg->prev;
+  else
+    h->tail[c] = pg->prev;
+  pg->next = pg->prev = NULL;
+}
+
+void full_push(hak_heap_t *h, hak_page_t *pg) {
+  pg->prev = NULL;
+  pg->next = h->full;
+  if (h->full) h->full->prev = pg;
+  h->full = pg;
+  pg->in_full = 1;
+}
+
+void full_remove(hak_heap_t *h, hak_page_t *pg) {
+  if (pg->prev)
+    pg->prev->next = pg->next;
+  else
+    h->full = pg->next;
+  if (pg->next) pg->next->prev = pg->prev;
+  pg->next = pg->prev = NULL;
+  pg->in_full = 0;
+}
+
+/* ---- carving ----------------------------------------------------------- */
+void page_init(hak_segment_t *seg, hak_page_t *pg, size_t cls, bool zero) {
+  size_t bsize = class_size(cls);
+  size_t bytes = (size_t)pg->slice_count * SLICE_SIZE;
+  pg->free = NULL;
+  pg->used = 0;
+  atomic_store_explicit(&pg->capacity, 0, memory_order_relaxed);
+  pg->reserved = (uint32_t)(bytes / bsize);
+  pg->block_size = (uint32_t)bsize;
+  pg->magic = (((uint64_t)1 << MAGIC_SHIFT) + bsize - 1) / bsize;
+  pg->start = (uint8_t *)seg + (size_t)pg->slice_index * SLICE_SIZE;
+  pg->cls = (uint8_t)cls;
+  pg->in_use = 1;
+  pg->in_full = 0;
+  pg->free_is_zero = zero;
+  pg->next = pg->prev = NULL;
+  atomic_store_explicit(&pg->thread_free, 0, memory_order_relaxed);
+  track_noaccess(pg->start, bytes);
+}
+
+/* Carves up to EXTEND_BYTES more blocks onto the (empty) free list, in
+ * address order. Touches only what it carves, so a fresh page costs RSS
+ * only as it is used. */
+void page_extend(hak_page_t *pg) {
+  uint32_t cap = atomic_load_explicit(&pg->capacity, memory_order_relaxed);
+  uint32_t n = pg->reserved - cap;
+  uint32_t max = (uint32_t)(EXTEND_BYTES / pg->block_size);
+  if (max == 0) max = 1;
+  if (n > max) n = max;
+  hak_assert(n > 0);
+  uint8_t *first = pg->start + (size_t)cap * pg->block_size;
+  hak_block_t *next = pg->free;
+  for (uint32_t i = n; i-- > 0;) {
+    hak_block_t *b = (hak_block_t *)(first + (size_t)i * pg->block_size);
+    block_set_free(b, next, block_marker_value(b));
+    next = b;
+  }
+  pg->free = next;
+  atomic_store_explicit(&pg->capacity, cap + n, memory_order_relaxed);
+}
+
+/* ---- remote frees ------------------------------------------------------ */
+/* Moves the remote-free stack onto the local free list; returns how many. */
+size_t page_collect(hak_page_t *pg) {
+  uintptr_t tf = atomic_load_explicit(&pg->thread_free, memory_order_relaxed);
+  do {
+    if ((tf & ~TF_MASK) == 0) return 0;
+  } while (!atomic_compare_exchange_weak_explicit(&pg->thread_free, &tf, tf & TF_MASK,
+                                                  memory_order_acquire, memory_order_relaxed));
+  hak_block_t *head = (hak_block_t *)(tf & ~TF_MASK), *tail = head;
+  size_t n = 1;
+  for (hak_block_t *nx; (nx = block_next(tail)) != NULL; tail = nx) {
+    n++;
+    if (unlikely(n > pg->used)) err_corruption(pg, "remote free list longer than live blocks");
+  }
+  block_set_next(tail, pg->free);
+  pg->free = head;
+  pg->used -= (uint32_t)n;
+  pg->free_is_zero = 0;
+  return n;
+}
+
+/* Owner: ask to be told about remote frees (page enters the full list). A
+ * page still in TF_NOTIFYING has a block on its way to us, which will bring
+ * the page back out of the full list, so it needs no new request. */
+static void page_set_notify(hak_page_t *pg) {
+  uintptr_t tf = atomic_load_explicit(&pg->thread_free, memory_order_relaxed);
+  while ((tf & TF_MASK) == TF_NONE &&
+         !atomic_compare_exchange_weak_explicit(&pg->thread_free, &tf, tf | TF_NOTIFY,
+                                                memory_order_relaxed, memory_order_relaxed)) {
+  }
+}
+
+/* Owner: withdraw a notification request (abandoning the heap). Waits for a
+ * remote thread that is mid-way through handing over a block, unless the
+ * process is a fork child, where no such thread exists any more. */
+void page_clear_notify(hak_page_t *pg, bool forced) {
+  uintptr_t tf = atomic_load_explicit(&pg->thread_free, memory_order_acquire);
+  for (;;) {
+    uintptr_t st = tf & TF_MASK;
+    if (st == TF_NONE) return;
+    if (st == TF_NOTIFYING && !forced) {
+      sched_yield();
+      tf = atomic_load_explicit(&pg->thread_free, memory_order_acquire);
+      continue;
+    }
+    if (atomic_compare_exchange_weak_explicit(&pg->thread_free, &tf, tf & ~TF_MASK,
+                                              memory_order_acq_rel, memory_order_acquire))
+      return;
+  }
+}
+
+/* A block freed by a thread that does not own its page. */
+void page_free_remote(hak_segment_t *seg, hak_page_t *pg, hak_block_t *b) {
+  uintptr_t tf = atomic_load_explicit(&pg->thread_free, memory_order_relaxed);
+  for (;;) {
+    if (unlikely((tf & TF_MASK) == TF_NOTIFY)) {
+      if (!atomic_compare_exchange_weak_explicit(&pg->thread_free, &tf,
+                                                 (tf & ~TF_MASK) | TF_NOTIFYING,
+                                                 memory_order_acq_rel, memory_order_relaxed))
+        continue;
+      /* The owner waits for TF_NOTIFYING to clear before it abandons the
+       * heap or releases the page, so `owner` and the page stay valid. */
+      hak_heap_t *h = atomic_load_explicit(&seg->owner, memory_order_acquire);
+      uintptr_t d = atomic_load_explicit(&h->delayed, memory_order_relaxed);
+      do {
+        block_set_next(b, (hak_block_t *)d);
+      } while (!atomic_compare_exchange_weak_explicit(&h->delayed, &d, (uintptr_t)b,
+                                                      memory_order_release, memory_order_relaxed));
+      tf = atomic_load_explicit(&pg->thread_free, memory_order_relaxed);
+      while (!atomic_compare_exchange_weak_explicit(&pg->thread_free, &tf, tf & ~TF_MASK,
+                                                    memory_order_release, memory_order_relaxed)) {
+      }
+      return;
+    }
+    block_set_next(b, (hak_block_t *)(tf & ~TF_MASK));
+    if (atomic_compare_exchange_weak_explicit(&pg->thread_free, &tf, (uintptr_t)b | (tf & TF_MASK),
+                                              memory_order_release, memory_order_relaxed))
+      return;
+  }
+}
+
+/* ---- local frees ------------------------------------------------------- */
+/* Called by the owner when a local free left the page empty or the page was
+ * in the full list. */
+void page_free_slow(hak_heap_t *h, hak_segment_t *seg, hak_page_t *pg) {
+  if (pg->in_full) {
+    full_remove(h, pg);
+    queue_push_back(h, pg);
+  }
+  /* An empty page goes back to its segment unless it is the only page of
+   * its class (kept to avoid map/unmap thrash) and its segment stays anyway. */
+  if (pg->used == 0 &&
+      (h->direct[pg->cls] != pg || pg->next ||
+       (seg->used_pages == 1 && (h->segments != seg || seg->next))) &&
+      (atomic_load_explicit(&pg->thread_free, memory_order_acquire) & TF_MASK) != TF_NOTIFYING) {
+    queue_remove(h, pg);
+    segment_page_free(h, seg, pg);
+  }
+}
+
+/* Frees a block whose validity was already established (delayed blocks). */
+void page_free_block(hak_heap_t *h, hak_segment_t *seg, hak_page_t *pg, hak_block_t *b) {
+  if (atomic_load_explicit(&seg->owner, memory_order_relaxed) == h) {
+    block_set_free(b, pg->free, block_marker_value(b));
+    pg->free = b;
+    pg->free_is_zero = 0;
+    if (--pg->used == 0 || pg->in_full) page_free_slow(h, seg, pg);
+  } else {
+    page_free_remote(seg, pg, b);
+  }
+}
+
+/* ---- finding a page with a free block (malloc slow path) --------------- */
+hak_page_t *page_find_free(hak_heap_t *h, size_t cls) {
+  hak_page_t *pg = queue_first(h, cls);
+  while (pg) {
+    if (!pg->free) page_collect(pg);
+    if (pg->free) break;
+    if (atomic_load_explicit(&pg->capacity, memory_order_relaxed) < pg->reserved) {
+      page_extend(pg);
+      break;
+    }
+    hak_page_t *next = pg->next;
+    queue_remove(h, pg);
+    full_push(h, pg);
+    page_set_notify(pg);
+    /* A remote free may have landed between the collect and the notify
+     * request: it went to thread_free, so look once more. */
+    if (atomic_load_explicit(&pg->thread_free, memory_order_acquire) & ~TF_MASK) {
+      full_remove(h, pg);
+      queue_push_front(h, pg);
+      page_collect(pg);
+      break;
+    }
+    pg = next;
+  }
+  if (!pg) {
+    pg = segment_page_alloc(h, cls);
+    if (!pg) return NULL;
+    queue_push_front(h, pg);
+    if (!pg->free) page_extend(pg);
+    return pg;
+  }
+  if (h->direct[cls] != pg) {
+    queue_remove(h, pg);
+    queue_push_front(h, pg);
+  }
+  return pg;
+}

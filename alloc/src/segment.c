@@ -1,0 +1,258 @@
+/* Segments: 4 MiB, aligned to 4 MiB, so the segment of any small block is
+ * its address with the low 22 bits cleared. Slice 0 holds this header and
+ * the page descriptors; slices 1..63 hold pages (runs of 1..8 slices).
+ *
+ * A segment belongs to one heap. Empty pages go back to the segment, where
+ * any size class can reuse their slices. Memory-return policy:
+ *   - freed slices stay committed ("dirty") for fast reuse until the heap's
+ *     dirty free slices reach PURGE_THRESHOLD (8 MiB); then every free dirty
+ *     slice of the heap is madvise(MADV_DONTNEED)ed;
+ *   - a segment whose pages are all free is released when the heap has
+ *     another segment: purged and kept in a global cache of up to
+ *     SEGMENT_CACHE_MAX segments, unmapped beyond that;
+ *   - an exiting thread's segments that still hold live blocks are purged
+ *     of their free slices and abandoned; the next heap that needs a page
+ *     adopts them before it maps new memory. */
+#include <string.h>
+
+#include "internal.h"
+
+hak_segment_t *hak_abandoned;     /* guarded by hak_global_lock */
+hak_segment_t *hak_all_segments;  /* guarded by hak_global_lock */
+hak_segment_t *hak_segment_cache; /* guarded by hak_global_lock */
+static size_t segment_cache_n;
+
+_Static_assert(sizeof(hak_segment_t) <= SLICE_SIZE, "segment header must fit in slice 0");
+
+#define ALL_SLICES (~(uint64_t)1) /* slices 1..63 */
+
+static void heap_link_segment(hak_heap_t *h, hak_segment_t *seg) {
+  seg->prev = NULL;
+  seg->next = h->segments;
+  if (h->segments) h->segments->prev = seg;
+  h->segments = seg;
+}
+
+static void heap_unlink_segment(hak_heap_t *h, hak_segment_t *seg) {
+  if (seg->prev)
+    seg->prev->next = seg->next;
+  else
+    h->segments = seg->next;
+  if (seg->next) seg->next->prev = seg->prev;
+  seg->next = seg->prev = NULL;
+}
+
+static hak_segment_t *segment_new(void) {
+  pthread_mutex_lock(&hak_global_lock);
+  hak_segment_t *seg = hak_segment_cache;
+  if (seg) {
+    hak_segment_cache = seg->next;
+    segment_cache_n--;
+  }
+  pthread_mutex_unlock(&hak_global_lock);
+  if (seg) {
+    seg->next = seg->prev = NULL;
+    return seg;
+  }
+  seg = os_map_aligned(SEGMENT_SIZE, SEGMENT_SIZE);
+  if (!seg) return NULL;
+  /* fresh mmap memory is zero: only non-zero fields need setting */
+  seg->magic = SEG_MAGIC;
+  seg->kind = KIND_SMALL;
+  seg->free_slices = ALL_SLICES;
+  seg->dirty_slices = 0;
+  for (size_t i = 0; i < SLICES_PER_SEGMENT; i++) seg->pages[i].slice_index = (uint8_t)i;
+  track_noaccess((uint8_t *)seg + SLICE_SIZE, SEGMENT_SIZE - SLICE_SIZE);
+  pthread_mutex_lock(&hak_global_lock);
+  seg->gnext = hak_all_segments;
+  if (hak_all_segments) hak_all_segments->gprev = seg;
+  hak_all_segments = seg;
+  pthread_mutex_unlock(&hak_global_lock);
+  registry_add(seg);
+  return seg;
+}
+
+/* madvise every free dirty slice run of `seg`. */
+static size_t segment_purge(hak_segment_t *seg) {
+  uint64_t m = seg->free_slices & seg->dirty_slices;
+  size_t purged = 0;
+  while (m) {
+    unsigned i = (unsigned)__builtin_ctzll(m);
+    unsigned j = i;
+    while (j < 64 && ((m >> j) & 1)) j++;
+    os_purge((uint8_t *)seg + (size_t)i * SLICE_SIZE, (size_t)(j - i) * SLICE_SIZE);
+    purged += (size_t)(j - i) * SLICE_SIZE;
+    uint64_t run = (j == 64 ? ~(uint64_t)0 : (((uint64_t)1 << j) - 1)) & ~(((uint64_t)1 << i) - 1);
+    m &= ~run;
+    seg->dirty_slices &= ~run;
+  }
+  return purged;
+}
+
+void segment_purge_heap(hak_heap_t *h) {
+  for (hak_segment_t *s = h->segments; s; s = s->next) segment_purge(s);
+  h->dirty_free_bytes = 0;
+}
+
+/* A segment with no pages in use, no longer linked to any heap. */
+void segment_release(hak_segment_t *seg) {
+  hak_assert(seg->used_pages == 0 && seg->free_slices == ALL_SLICES);
+  segment_purge(seg);
+  atomic_store_explicit(&seg->owner, NULL, memory_order_relaxed);
+  seg->abandoned = 0;
+  pthread_mutex_lock(&hak_global_lock);
+  if (segment_cache_n < SEGMENT_CACHE_MAX) {
+    seg->next = hak_segment_cache;
+    hak_segment_cache = seg;
+    segment_cache_n++;
+    pthread_mutex_unlock(&hak_global_lock);
+    return;
+  }
+  if (seg->gprev)
+    seg->gprev->gnext = seg->gnext;
+  else
+    hak_all_segments = seg->gnext;
+  if (seg->gnext) seg->gnext->gprev = seg->gprev;
+  pthread_mutex_unlock(&hak_global_lock);
+  registry_remove(seg);
+  os_unmap(seg, SEGMENT_SIZE);
+}
+
+size_t segment_cache_count(void) { return segment_cache_n; }
+
+/* Finds `n` consecutive free slices; returns the first index or 0. */
+static unsigned find_run(uint64_t free_mask, size_t n) {
+  uint64_t m = free_mask;
+  for (size_t i = 1; i < n; i++) m &= free_mask >> i;
+  m &= ALL_SLICES;
+  return m ? (unsigned)__builtin_ctzll(m) : 0;
+}
+
+static hak_page_t *segment_take(hak_heap_t *h, hak_segment_t *seg, size_t cls, size_t n,
+                                unsigned at) {
+  uint64_t run = (n == 64 ? ~(uint64_t)0 : (((uint64_t)1 << n) - 1)) << at;
+  bool zero = (seg->dirty_slices & run) == 0;
+  /* dirty_free_bytes is an estimate (reset by every purge): reusing dirty slices lowers it */
+  size_t reused = (size_t)__builtin_popcountll(run & seg->dirty_slices) * SLICE_SIZE;
+  h->dirty_free_bytes = h->dirty_free_bytes > reused ? h->dirty_free_bytes - reused : 0;
+  seg->free_slices &= ~run;
+  seg->dirty_slices |= run;
+  hak_page_t *pg = &seg->pages[at];
+  pg->slice_index = (uint8_t)at;
+  pg->slice_count = (uint8_t)n;
+  for (size_t i = 0; i < n; i++) seg->slice_head[at + i] = (uint8_t)at;
+  seg->used_pages++;
+  page_init(seg, pg, cls, zero);
+  return pg;
+}
+
+/* Adopts a segment taken off the abandoned list (under the global lock,
+ * which also cleared seg->abandoned): its pages join h's queues. */
+void segment_adopt(hak_heap_t *h, hak_segment_t *seg) {
+  atomic_store_explicit(&seg->owner, h, memory_order_release);
+  heap_link_segment(h, seg);
+  for (unsigned i = 1; i < SLICES_PER_SEGMENT; i++) {
+    hak_page_t *pg = &seg->pages[i];
+    if (seg->slice_head[i] != i || !pg->in_use) continue;
+    page_collect(pg);
+    if (pg->used == 0) {
+      if (segment_page_free(h, seg, pg)) return; /* seg was released */
+      continue;
+    }
+    queue_push_back(h, pg);
+  }
+}
+
+static hak_segment_t *adopt_abandoned(hak_heap_t *h) {
+  pthread_mutex_lock(&hak_global_lock);
+  hak_segment_t *seg = hak_abandoned;
+  if (seg) {
+    hak_abandoned = seg->next;
+    if (hak_abandoned) hak_abandoned->prev = NULL;
+    seg->next = seg->prev = NULL;
+    seg->abandoned = 0;
+  }
+  pthread_mutex_unlock(&hak_global_lock);
+  if (seg) segment_adopt(h, seg);
+  return seg;
+}
+
+/* Reclaim on free: a thread freeing into an abandoned segment adopts it, so
+ * memory of exited threads comes back even if nobody allocates again. */
+bool segment_reclaim(hak_heap_t *h, hak_segment_t *seg) {
+  pthread_mutex_lock(&hak_global_lock);
+  bool ok = seg->abandoned;
+  if (ok) {
+    if (seg->prev)
+      seg->prev->next = seg->next;
+    else
+      hak_abandoned = seg->next;
+    if (seg->next) seg->next->prev = seg->prev;
+    seg->next = seg->prev = NULL;
+    seg->abandoned = 0;
+  }
+  pthread_mutex_unlock(&hak_global_lock);
+  if (ok) segment_adopt(h, seg);
+  return ok;
+}
+
+bool segment_is_abandoned_listed(const hak_segment_t *seg) {
+  for (hak_segment_t *s = hak_abandoned; s; s = s->next)
+    if (s == seg) return true;
+  return false;
+}
+
+hak_page_t *segment_page_alloc(hak_heap_t *h, size_t cls) {
+  size_t n = class_slices(cls);
+  for (hak_segment_t *seg = h->segments; seg; seg = seg->next) {
+    unsigned at = find_run(seg->free_slices, n);
+    if (at) return segment_take(h, seg, cls, n, at);
+  }
+  /* Adopting may free its empty pages (and even the segment); the adopted
+   * pages of class `cls` are now in h's queue and may serve the request. */
+  for (int tries = 0; tries < 4; tries++) {
+    if (!adopt_abandoned(h)) break;
+    for (hak_page_t *q = queue_first(h, cls); q; q = q->next) {
+      if (!q->free) page_collect(q);
+      if (q->free || atomic_load_explicit(&q->capacity, memory_order_relaxed) < q->reserved) {
+        queue_remove(h, q);
+        return q;
+      }
+    }
+    for (hak_segment_t *seg = h->segments; seg; seg = seg->next) {
+      unsigned at = find_run(seg->free_slices, n);
+      if (at) return segment_take(h, seg, cls, n, at);
+    }
+  }
+  hak_segment_t *seg = segment_new();
+  if (!seg) return NULL;
+  atomic_store_explicit(&seg->owner, h, memory_order_relaxed);
+  heap_link_segment(h, seg);
+  return segment_take(h, seg, cls, n, find_run(seg->free_slices, n));
+}
+
+/* Returns an empty page's slices to its segment (page already unqueued).
+ * Returns true when that released the whole segment. */
+bool segment_page_free(hak_heap_t *h, hak_segment_t *seg, hak_page_t *pg) {
+  hak_assert(pg->used == 0 && pg->in_use && !pg->in_full);
+  size_t n = pg->slice_count, at = pg->slice_index;
+  uint64_t run = (n == 64 ? ~(uint64_t)0 : (((uint64_t)1 << n) - 1)) << at;
+  track_noaccess(pg->start, n * SLICE_SIZE);
+  pg->in_use = 0;
+  pg->free = NULL;
+  atomic_store_explicit(&pg->capacity, 0, memory_order_relaxed);
+  pg->block_size = 0;
+  for (size_t i = 0; i < n; i++) seg->slice_head[at + i] = 0;
+  seg->free_slices |= run;
+  seg->used_pages--;
+  h->dirty_free_bytes += n * SLICE_SIZE;
+  if (seg->used_pages == 0 && (h->segments != seg || seg->next)) {
+    heap_unlink_segment(h, seg);
+    segment_release(seg);
+    return true;
+  }
+  if (h->dirty_free_bytes >= PURGE_THRESHOLD) segment_purge_heap(h);
+  return false;
+}
+
+hak_segment_t *segment_first_global(void) { return hak_all_segments; }

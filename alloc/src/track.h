@@ -1,0 +1,153 @@
+/* track.h: the one place that knows about ASan and Valgrind.
+ *
+ * - Block accessors: the allocator keeps two words of metadata inside every
+ *   free block (link and free marker). In the asan build these accessors are
+ *   not instrumented (free blocks are poisoned); in the valgrind build error
+ *   reporting is switched off around them (free blocks are NOACCESS and a
+ *   live block's slack may be too), and values read are marked defined.
+ * - track_* hooks: poison/unpoison (asan) or MALLOCLIKE/FREELIKE/NOACCESS
+ *   client requests (valgrind); no-ops otherwise. */
+#ifndef HAK_TRACK_H
+#define HAK_TRACK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(HAK_ASAN) && HAK_ASAN
+#include <sanitizer/asan_interface.h>
+#define HAK_NO_ASAN __attribute__((no_sanitize("address"), noinline))
+#else
+#define HAK_NO_ASAN
+#endif
+
+#if defined(HAK_VALGRIND) && HAK_VALGRIND
+#include <valgrind/memcheck.h>
+#include <valgrind/valgrind.h>
+#define VG_QUIET_BEGIN() VALGRIND_DISABLE_ERROR_REPORTING
+#define VG_QUIET_END() VALGRIND_ENABLE_ERROR_REPORTING
+#define VG_DEFINED(v) VALGRIND_MAKE_MEM_DEFINED(&(v), sizeof(v))
+#else
+#define VG_QUIET_BEGIN() ((void)0)
+#define VG_QUIET_END() ((void)0)
+#define VG_DEFINED(v) ((void)0)
+#endif
+
+static inline HAK_NO_ASAN hak_block_t *block_next(hak_block_t *b) {
+  VG_QUIET_BEGIN();
+  hak_block_t *n = *(hak_block_t *volatile *)&b->next;
+  VG_QUIET_END();
+  VG_DEFINED(n);
+  return n;
+}
+
+static inline HAK_NO_ASAN uintptr_t block_marker(const hak_block_t *b) {
+  VG_QUIET_BEGIN();
+  uintptr_t v = *(const volatile uintptr_t *)&b->marker;
+  VG_QUIET_END();
+  VG_DEFINED(v);
+  return v;
+}
+
+/* Writes link and free marker into a block that is (becoming) free. */
+static inline HAK_NO_ASAN void block_set_free(hak_block_t *b, hak_block_t *next, uintptr_t marker) {
+  VG_QUIET_BEGIN();
+  b->next = next;
+  b->marker = marker;
+  VG_QUIET_END();
+}
+
+static inline HAK_NO_ASAN void block_set_next(hak_block_t *b, hak_block_t *next) {
+  VG_QUIET_BEGIN();
+  b->next = next;
+  VG_QUIET_END();
+}
+
+/* Handing a block out: the marker must not survive into user memory. */
+static inline HAK_NO_ASAN void block_clear_marker(hak_block_t *b) {
+  VG_QUIET_BEGIN();
+  b->marker = 0;
+  VG_QUIET_END();
+}
+
+/* Atomically sets the marker, returning the old value (remote frees). */
+static inline HAK_NO_ASAN uintptr_t block_marker_xchg(hak_block_t *b, uintptr_t marker) {
+  VG_QUIET_BEGIN();
+  uintptr_t old =
+      atomic_exchange_explicit((_Atomic uintptr_t *)&b->marker, marker, memory_order_relaxed);
+  VG_QUIET_END();
+  VG_DEFINED(old);
+  return old;
+}
+
+/* ---- tracking hooks ---------------------------------------------------- */
+#if defined(HAK_ASAN) && HAK_ASAN
+static inline void track_alloc(void *p, size_t req, size_t usable, int zeroed) {
+  (void)zeroed;
+  ASAN_UNPOISON_MEMORY_REGION(p, req);
+  if (usable > req) ASAN_POISON_MEMORY_REGION((char *)p + req, usable - req);
+}
+static inline void track_free(void *p, size_t usable) { ASAN_POISON_MEMORY_REGION(p, usable); }
+static inline void track_noaccess(void *p, size_t n) { ASAN_POISON_MEMORY_REGION(p, n); }
+static inline void track_unmapping(void *p, size_t n) { ASAN_UNPOISON_MEMORY_REGION(p, n); }
+static inline void track_expose(void *p, size_t n) { ASAN_UNPOISON_MEMORY_REGION(p, n); }
+/* Bytes of a live block the user asked for (the unpoisoned prefix). */
+static inline size_t track_requested(void *p, size_t usable) {
+  char *q = (char *)__asan_region_is_poisoned(p, usable);
+  return q ? (size_t)(q - (char *)p) : usable;
+}
+#define TRACK_REALLOC_IN_PLACE 1
+static inline void track_resize(void *p, size_t old_req, size_t new_req, size_t usable) {
+  (void)old_req;
+  track_alloc(p, new_req, usable, 0);
+}
+#elif defined(HAK_VALGRIND) && HAK_VALGRIND
+static inline void track_alloc(void *p, size_t req, size_t usable, int zeroed) {
+  (void)usable;
+  VALGRIND_MALLOCLIKE_BLOCK(p, req, 0, zeroed);
+}
+static inline void track_free(void *p, size_t usable) {
+  VALGRIND_FREELIKE_BLOCK(p, 0);
+  VALGRIND_MAKE_MEM_NOACCESS(p, usable);
+}
+static inline void track_noaccess(void *p, size_t n) { VALGRIND_MAKE_MEM_NOACCESS(p, n); }
+static inline void track_unmapping(void *p, size_t n) { (void)p, (void)n; }
+static inline void track_expose(void *p, size_t n) { VALGRIND_MAKE_MEM_UNDEFINED(p, n); }
+/* The addressable prefix of a live block: binary search with GET_VBITS,
+ * which answers 3 for unaddressable bytes without reporting an error. */
+static inline size_t track_requested(void *p, size_t usable) {
+  if (!RUNNING_ON_VALGRIND) return usable;
+  size_t lo = 0, hi = usable; /* [0,lo) addressable, [hi,usable) not */
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    unsigned char vb;
+    if (VALGRIND_GET_VBITS((char *)p + mid, &vb, 1) == 3)
+      hi = mid;
+    else
+      lo = mid + 1;
+  }
+  return lo;
+}
+/* memcheck keeps its own idea of the old size: realloc always moves. */
+#define TRACK_REALLOC_IN_PLACE 0
+static inline void track_resize(void *p, size_t old_req, size_t new_req, size_t usable) {
+  (void)p, (void)old_req, (void)new_req, (void)usable;
+}
+#else
+static inline void track_alloc(void *p, size_t req, size_t usable, int zeroed) {
+  (void)p, (void)req, (void)usable, (void)zeroed;
+}
+static inline void track_free(void *p, size_t usable) { (void)p, (void)usable; }
+static inline void track_noaccess(void *p, size_t n) { (void)p, (void)n; }
+static inline void track_unmapping(void *p, size_t n) { (void)p, (void)n; }
+static inline void track_expose(void *p, size_t n) { (void)p, (void)n; }
+static inline size_t track_requested(void *p, size_t usable) {
+  (void)p;
+  return usable;
+}
+#define TRACK_REALLOC_IN_PLACE 1
+static inline void track_resize(void *p, size_t old_req, size_t new_req, size_t usable) {
+  (void)p, (void)old_req, (void)new_req, (void)usable;
+}
+#endif
+
+#endif /* HAK_TRACK_H */
