@@ -20,6 +20,10 @@ static void *small_alloc_slow(hak_heap_t *h, size_t cls, size_t n, bool zero);
 /* ---- allocation fast path ---------------------------------------------- */
 static inline __attribute__((always_inline)) void *page_pop(hak_page_t *pg, hak_block_t *b,
                                                              size_t n, bool zero) {
+#if defined(HAK_DEBUG) && HAK_DEBUG
+  if (block_marker(b) != block_marker_value(b))
+    err_corruption(b, "free block modified after it was freed (use after free?)");
+#endif
   pg->free = block_next(b);
   pg->used++;
   block_clear_marker(b);
@@ -99,7 +103,8 @@ oom:
 static HAK_NOINLINE void free_not_owned(hak_heap_t *h, hak_segment_t *seg, hak_page_t *pg,
                                         hak_block_t *b) {
   if (atomic_load_explicit(&seg->owner, memory_order_relaxed) == NULL &&
-      (h != &hak_empty_heap || (h = heap_get_or_create()) != NULL) && segment_reclaim(h, seg)) {
+      (h != &hak_empty_heap || (!hak_tls_exiting && (h = heap_get_or_create()) != NULL)) &&
+      segment_reclaim(h, seg)) {
     page_free_block(h, seg, pg, b);
     return;
   }

@@ -25,6 +25,10 @@ hak_heap_t hak_empty_heap = {.direct = {P8(0), P8(8), P8(16), P8(24), P8(32), P8
 _Static_assert(NCLS == 80, "update the empty heap initialiser");
 
 __thread hak_heap_t *hak_tls_heap __attribute__((tls_model("initial-exec"))) = &hak_empty_heap;
+/* Set once this thread's heap was abandoned at exit: later frees (libc's own
+ * thread cleanup runs after the key destructors) must not create a heap that
+ * no destructor would abandon again. */
+__thread bool hak_tls_exiting __attribute__((tls_model("initial-exec")));
 uintptr_t hak_cookie;
 pthread_mutex_t hak_global_lock = PTHREAD_MUTEX_INITIALIZER;
 hak_heap_t *hak_all_heaps; /* guarded by hak_global_lock */
@@ -174,6 +178,7 @@ static void heap_thread_done(void *arg) {
   hak_heap_t *h = arg;
   if (!h || h != hak_tls_heap) return;
   hak_tls_heap = &hak_empty_heap;
+  hak_tls_exiting = true;
   heap_abandon(h, false);
 }
 

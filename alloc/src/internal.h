@@ -132,6 +132,7 @@ typedef struct hak_heap {
 extern HAK_INTERNAL hak_page_t hak_empty_page;
 extern HAK_INTERNAL hak_heap_t hak_empty_heap;
 extern HAK_INTERNAL __thread hak_heap_t *hak_tls_heap __attribute__((tls_model("initial-exec")));
+extern HAK_INTERNAL __thread bool hak_tls_exiting __attribute__((tls_model("initial-exec")));
 extern HAK_INTERNAL uintptr_t hak_cookie;
 extern HAK_INTERNAL pthread_mutex_t hak_global_lock; /* abandoned list, caches, heap pool */
 extern HAK_INTERNAL const uint32_t hak_class_sizes[NCLS];

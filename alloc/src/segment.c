@@ -26,6 +26,11 @@ _Static_assert(sizeof(hak_segment_t) <= SLICE_SIZE, "segment header must fit in 
 
 #define ALL_SLICES (~(uint64_t)1) /* slices 1..63 */
 
+/* Bit mask of slices [at, at + n); n <= 63 since slice 0 is never included. */
+static inline uint64_t slice_mask(unsigned at, size_t n) {
+  return (n >= 64 ? ~(uint64_t)0 : (((uint64_t)1 << n) - 1)) << at;
+}
+
 static void heap_link_segment(hak_heap_t *h, hak_segment_t *seg) {
   seg->prev = NULL;
   seg->next = h->segments;
@@ -82,7 +87,7 @@ static size_t segment_purge(hak_segment_t *seg) {
     while (j < 64 && ((m >> j) & 1)) j++;
     os_purge((uint8_t *)seg + (size_t)i * SLICE_SIZE, (size_t)(j - i) * SLICE_SIZE);
     purged += (size_t)(j - i) * SLICE_SIZE;
-    uint64_t run = (j == 64 ? ~(uint64_t)0 : (((uint64_t)1 << j) - 1)) & ~(((uint64_t)1 << i) - 1);
+    uint64_t run = slice_mask(i, j - i);
     m &= ~run;
     seg->dirty_slices &= ~run;
   }
@@ -130,7 +135,7 @@ static unsigned find_run(uint64_t free_mask, size_t n) {
 
 static hak_page_t *segment_take(hak_heap_t *h, hak_segment_t *seg, size_t cls, size_t n,
                                 unsigned at) {
-  uint64_t run = (n == 64 ? ~(uint64_t)0 : (((uint64_t)1 << n) - 1)) << at;
+  uint64_t run = slice_mask(at, n);
   bool zero = (seg->dirty_slices & run) == 0;
   /* dirty_free_bytes is an estimate (reset by every purge): reusing dirty slices lowers it */
   size_t reused = (size_t)__builtin_popcountll(run & seg->dirty_slices) * SLICE_SIZE;
@@ -235,8 +240,9 @@ hak_page_t *segment_page_alloc(hak_heap_t *h, size_t cls) {
  * Returns true when that released the whole segment. */
 bool segment_page_free(hak_heap_t *h, hak_segment_t *seg, hak_page_t *pg) {
   hak_assert(pg->used == 0 && pg->in_use && !pg->in_full);
-  size_t n = pg->slice_count, at = pg->slice_index;
-  uint64_t run = (n == 64 ? ~(uint64_t)0 : (((uint64_t)1 << n) - 1)) << at;
+  size_t n = pg->slice_count;
+  unsigned at = pg->slice_index;
+  uint64_t run = slice_mask(at, n);
   track_noaccess(pg->start, n * SLICE_SIZE);
   pg->in_use = 0;
   pg->free = NULL;

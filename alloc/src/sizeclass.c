@@ -6,16 +6,19 @@
  * agree for every size). */
 #include "internal.h"
 
-#define CS(i)                                                                                      \
-  ((i) < 8 ? 16u * ((i) + 1)                                                                       \
-           : (1u << (7 + ((i)-8) / 8)) + (((i)-8) % 8 + 1) * (1u << (4 + ((i)-8) / 8)))
-#define CS8(b) CS(b), CS(b + 1), CS(b + 2), CS(b + 3), CS(b + 4), CS(b + 5), CS(b + 6), CS(b + 7)
-
-const uint32_t hak_class_sizes[NCLS] = {CS8(0),  CS8(8),  CS8(16), CS8(24), CS8(32),
-                                        CS8(40), CS8(48), CS8(56), CS8(64), CS8(72)};
-
-_Static_assert(CS(NCLS - 1) == HAK_SMALL_MAX, "last class must be HAK_SMALL_MAX");
-_Static_assert(CS(8) == 144 && CS(15) == 256 && CS(16) == 288, "class layout");
+const uint32_t hak_class_sizes[NCLS] = {
+    16, 32, 48, 64, 80, 96, 112, 128,
+    144, 160, 176, 192, 208, 224, 240, 256,
+    288, 320, 352, 384, 416, 448, 480, 512,
+    576, 640, 704, 768, 832, 896, 960, 1024,
+    1152, 1280, 1408, 1536, 1664, 1792, 1920, 2048,
+    2304, 2560, 2816, 3072, 3328, 3584, 3840, 4096,
+    4608, 5120, 5632, 6144, 6656, 7168, 7680, 8192,
+    9216, 10240, 11264, 12288, 13312, 14336, 15360, 16384,
+    18432, 20480, 22528, 24576, 26624, 28672, 30720, 32768,
+    36864, 40960, 45056, 49152, 53248, 57344, 61440, 65536,
+};
+_Static_assert(sizeof(hak_class_sizes) / sizeof(hak_class_sizes[0]) == NCLS, "class count");
 
 /* Slices per page: enough for PAGE_MIN_BLOCKS blocks. */
 size_t class_slices(size_t cls) {
