@@ -48,12 +48,20 @@ void *hak_malloc(size_t size) {
 static HAK_NOINLINE void free_not_owned(hak_heap_t *h, hak_segment_t *seg, hak_page_t *pg,
                                         hak_block_t *b);
 
+/* NULL, a block aligned to >= 4 MiB, or not ours (aborts). */
+static HAK_NOINLINE void free_unregistered(void *p) {
+  if (!p) return;
+  hak_large_t *lg = large_huge_header(p);
+  if (!lg) err_invalid("free", p);
+  large_free(lg, p, "free");
+}
+
 /* ---- free fast path ---------------------------------------------------- */
 void hak_free(void *p) {
   hak_segment_t *seg = ptr_segment_base(p);
   if (unlikely(!registry_contains(seg))) {
-    if (!p) return;
-    err_invalid("free", p);
+    free_unregistered(p);
+    return;
   }
   if (unlikely(seg->kind != KIND_SMALL)) {
     large_free((hak_large_t *)seg, p, "free");
@@ -123,7 +131,10 @@ typedef struct {
 static resolved_t resolve(void *p, const char *op) {
   resolved_t r = {0};
   void *base = ptr_segment_base(p);
-  if (unlikely(!registry_contains(base))) err_invalid(op, p);
+  if (unlikely(!registry_contains(base))) {
+    base = large_huge_header(p);
+    if (!base) err_invalid(op, p);
+  }
   if (((hak_segment_t *)base)->kind != KIND_SMALL) {
     r.large = base;
     if ((uint8_t *)p != (uint8_t *)r.large + r.large->offset) err_invalid(op, p);
@@ -193,7 +204,10 @@ void *hak_realloc(void *p, size_t size) {
       track_resize(p, 0, size, r.usable);
       return p;
     }
-    if (r.large && size > HAK_SMALL_MAX) return large_realloc(r.large, p, size);
+    if (r.large && size > HAK_SMALL_MAX) {
+      void *q = large_realloc(r.large, p, size);
+      if (q != LARGE_MOVE_BY_COPY) return q;
+    }
   }
   void *q = hak_malloc(size);
   if (!q) return NULL;

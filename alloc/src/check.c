@@ -177,11 +177,14 @@ size_t hak_heap_check(void) {
   pthread_mutex_unlock(&hak_global_lock);
   pthread_mutex_lock(&hak_large_lock);
   for (hak_large_t *lg = hak_all_large; lg; lg = lg->gnext) {
-    if (((uintptr_t)lg & SEGMENT_MASK) || lg->magic != LARGE_MAGIC || lg->kind != KIND_LARGE ||
+    uint8_t *user = (uint8_t *)lg + lg->offset;
+    bool registered = lg->huge ? large_huge_header(user) == lg : registry_contains(lg);
+    if (((uintptr_t)(lg->huge ? user : (uint8_t *)lg) & SEGMENT_MASK) || lg->magic != LARGE_MAGIC ||
+        lg->kind != KIND_LARGE || ((uintptr_t)user & (lg->huge ? lg->alignment - 1 : 15)) ||
         atomic_load(&lg->freed) || lg->offset < sizeof(hak_large_t) ||
         lg->map_size < lg->offset + lg->requested || (lg->map_size & (OS_PAGE_SIZE - 1)))
       violation(&c, "bad large block header", lg, lg->map_size, lg->requested);
-    if (!registry_contains(lg)) violation(&c, "large block missing from the registry", lg, 0, 0);
+    if (!registered) violation(&c, "large block missing from the registry", lg, 0, 0);
   }
   pthread_mutex_unlock(&hak_large_lock);
   return c.violations;

@@ -75,14 +75,21 @@ void err_invalid(const char *op, const void *p) {
   msg_str(&m, op);
   msg_str(&m, " of ");
   msg_hex(&m, (uintptr_t)p);
-  if (!registry_contains(p)) {
-    if (large_recently_freed(p)) err_double_free(op, p, 0);
-    msg_str(&m, ": not allocated by hakmem");
-    die(&m);
-  }
   void *base = ptr_segment_base(p);
+  if (!registry_contains(p)) {
+    base = large_huge_header(p);
+    if (!base) {
+      if (large_recently_freed(p)) err_double_free(op, p, 0);
+      msg_str(&m, ": not allocated by hakmem");
+      die(&m);
+    }
+  }
   if (((hak_large_t *)base)->kind == KIND_LARGE) {
     hak_large_t *lg = base;
+    if ((uint8_t *)p < (uint8_t *)lg || (uint8_t *)p >= (uint8_t *)lg + lg->map_size) {
+      msg_str(&m, ": not allocated by hakmem"); /* other memory in the same 4 MiB range */
+      die(&m);
+    }
     if ((uint8_t *)p == (uint8_t *)lg + lg->offset && atomic_load(&lg->freed))
       err_double_free(op, p, 0);
     msg_str(&m, ": not the start of an allocated block");

@@ -193,9 +193,12 @@ static void fork_parent(void) {
 }
 
 static void fork_child(void) {
-  pthread_mutex_init(&hak_large_lock, NULL);
-  pthread_mutex_init(&hak_global_lock, NULL);
+  /* the forking thread took both locks in fork_prepare and is the one
+   * thread of the child: release them as in the parent */
+  pthread_mutex_unlock(&hak_large_lock);
+  pthread_mutex_unlock(&hak_global_lock);
   /* The other threads do not exist here: abandon their heaps for them. */
   for (hak_heap_t *h = hak_all_heaps; h; h = h->all_next)
     if (h->state == HEAP_ACTIVE && h != hak_tls_heap) heap_abandon(h, true);
+  segment_fork_fixup();
 }

@@ -105,7 +105,7 @@ typedef struct hak_large {
   uint32_t magic;
   uint32_t kind; /* KIND_LARGE */
   _Atomic uint32_t freed;
-  uint32_t pad;
+  uint32_t huge; /* aligned >= 4 MiB: header is the page below the block */
   size_t map_size;  /* bytes mapped at the header */
   size_t offset;    /* user pointer = header + offset */
   size_t alignment; /* alignment of the mapping start */
@@ -152,13 +152,17 @@ HAK_INTERNAL size_t class_slices(size_t cls);
 /* ---- registry (registry.c): which segment-aligned ranges hakmem owns ---- */
 #define REGISTRY_BITS ((size_t)1 << (ADDRESS_BITS - SEGMENT_SHIFT))
 extern HAK_INTERNAL _Atomic uint64_t hak_registry[REGISTRY_BITS / 64];
+extern HAK_INTERNAL _Atomic uint64_t hak_registry_huge[REGISTRY_BITS / 64];
 static inline bool registry_contains(const void *p) {
   uintptr_t i = (uintptr_t)p >> SEGMENT_SHIFT;
   if (unlikely(i >= REGISTRY_BITS)) return false;
   return (atomic_load_explicit(&hak_registry[i >> 6], memory_order_relaxed) >> (i & 63)) & 1;
 }
-HAK_INTERNAL void registry_add(const void *segment_start);
-HAK_INTERNAL void registry_remove(const void *segment_start);
+HAK_INTERNAL void registry_add(_Atomic uint64_t *map, const void *range_start);
+HAK_INTERNAL void registry_remove(_Atomic uint64_t *map, const void *range_start);
+struct hak_large;
+/* Header of a large block aligned to >= 4 MiB, or NULL (see registry.c). */
+HAK_INTERNAL struct hak_large *large_huge_header(const void *p);
 
 static inline void *ptr_segment_base(const void *p) {
   return (void *)((uintptr_t)p & ~(uintptr_t)SEGMENT_MASK);
@@ -176,7 +180,7 @@ static inline hak_page_t *ptr_page(hak_segment_t *seg, const void *p) {
 static inline uintptr_t block_marker_value(const void *b) { return hak_cookie ^ (uintptr_t)b; }
 
 /* ---- os.c -------------------------------------------------------------- */
-HAK_INTERNAL void *os_map_aligned(size_t size, size_t alignment);
+HAK_INTERNAL void *os_map_aligned(size_t size, size_t alignment, size_t offset);
 HAK_INTERNAL void os_unmap(void *p, size_t size);
 HAK_INTERNAL void os_purge(void *p, size_t size);
 HAK_INTERNAL uint64_t os_random_seed(void);
@@ -185,11 +189,13 @@ HAK_INTERNAL uint64_t os_random_seed(void);
 HAK_INTERNAL hak_page_t *segment_page_alloc(hak_heap_t *h, size_t cls);
 HAK_INTERNAL bool segment_page_free(hak_heap_t *h, hak_segment_t *seg, hak_page_t *pg);
 HAK_INTERNAL void segment_release(hak_segment_t *seg);
+HAK_INTERNAL bool segment_drop_if_idle(hak_heap_t *h, hak_segment_t *seg);
 HAK_INTERNAL void segment_purge_heap(hak_heap_t *h);
 HAK_INTERNAL hak_segment_t *segment_first_global(void);
 HAK_INTERNAL void segment_adopt(hak_heap_t *h, hak_segment_t *seg);
 HAK_INTERNAL size_t segment_cache_count(void);
 HAK_INTERNAL bool segment_reclaim(hak_heap_t *h, hak_segment_t *seg);
+HAK_INTERNAL void segment_fork_fixup(void);
 HAK_INTERNAL bool segment_is_abandoned_listed(const hak_segment_t *seg);
 extern HAK_INTERNAL hak_segment_t *hak_abandoned;
 extern HAK_INTERNAL hak_segment_t *hak_all_segments;
@@ -224,6 +230,7 @@ extern HAK_INTERNAL hak_heap_t *hak_all_heaps;
 HAK_INTERNAL void *large_alloc(size_t size, size_t alignment, bool zero);
 HAK_INTERNAL void large_free(hak_large_t *lg, void *p, const char *op);
 HAK_INTERNAL void *large_realloc(hak_large_t *lg, void *p, size_t size);
+#define LARGE_MOVE_BY_COPY ((void *)1)
 HAK_INTERNAL size_t large_usable(const hak_large_t *lg);
 HAK_INTERNAL bool large_recently_freed(const void *p);
 extern HAK_INTERNAL hak_large_t *hak_all_large;

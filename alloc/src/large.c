@@ -2,7 +2,12 @@
  * aligned address with a header, registered in the global registry, and
  * unmapped on free. realloc grows in place with mremap when the address
  * space after the block is free; otherwise it reserves a new aligned range
- * and moves the pages there with mremap (no copy). */
+ * and moves the pages there with mremap (no copy).
+ * Blocks aligned to 4 MiB or more ("huge" alignment) cannot have their
+ * header at the start of their range: their header is the page below the
+ * block and they are marked in hak_registry_huge (registry.c).
+ * Header changes happen under hak_large_lock, so a fork() child never sees
+ * a half-freed or half-resized block. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdint.h>
@@ -40,14 +45,15 @@ static void list_unlink_locked(hak_large_t *lg) {
 /* `alignment` is a power of two >= 16. Returns NULL on failure (errno set). */
 void *large_alloc(size_t size, size_t alignment, bool zero) {
   (void)zero; /* fresh mmap memory is zero already */
-  size_t off = alignment > LARGE_HDR ? alignment : LARGE_HDR;
-  if (size > (size_t)PTRDIFF_MAX - off - OS_PAGE_SIZE) {
+  bool huge = alignment >= SEGMENT_SIZE;
+  size_t off = huge ? OS_PAGE_SIZE : (alignment > LARGE_HDR ? alignment : LARGE_HDR);
+  if (size > (size_t)PTRDIFF_MAX - off - OS_PAGE_SIZE || alignment > ((size_t)1 << 40)) {
     errno = ENOMEM;
     return NULL;
   }
   size_t map = round_page(off + size);
-  size_t map_align = alignment > SEGMENT_SIZE ? alignment : SEGMENT_SIZE;
-  hak_large_t *lg = os_map_aligned(map, map_align);
+  size_t map_align = huge ? alignment : SEGMENT_SIZE;
+  hak_large_t *lg = os_map_aligned(map, map_align, huge ? off : 0);
   if (!lg) {
     errno = ENOMEM;
     return NULL;
@@ -55,13 +61,17 @@ void *large_alloc(size_t size, size_t alignment, bool zero) {
   lg->magic = LARGE_MAGIC;
   lg->kind = KIND_LARGE;
   atomic_store_explicit(&lg->freed, 0, memory_order_relaxed);
+  lg->huge = huge;
   lg->map_size = map;
   lg->offset = off;
   lg->alignment = map_align;
   lg->requested = size;
-  list_add(lg);
-  registry_add(lg);
   void *p = (uint8_t *)lg + off;
+  list_add(lg);
+  if (huge)
+    registry_add(hak_registry_huge, p);
+  else
+    registry_add(hak_registry, lg);
   track_alloc(p, size, map - off, 1);
   return p;
 }
@@ -76,42 +86,51 @@ bool large_recently_freed(const void *p) {
 
 void large_free(hak_large_t *lg, void *p, const char *op) {
   if (unlikely((uint8_t *)p != (uint8_t *)lg + lg->offset)) err_invalid(op, p);
-  if (unlikely(atomic_exchange_explicit(&lg->freed, 1, memory_order_acq_rel)))
-    err_double_free(op, p, 0);
   pthread_mutex_lock(&hak_large_lock);
+  if (unlikely(atomic_exchange_explicit(&lg->freed, 1, memory_order_acq_rel))) {
+    pthread_mutex_unlock(&hak_large_lock);
+    err_double_free(op, p, 0);
+  }
   list_unlink_locked(lg);
   pthread_mutex_unlock(&hak_large_lock);
-  registry_remove(lg);
+  if (lg->huge)
+    registry_remove(hak_registry_huge, p);
+  else
+    registry_remove(hak_registry, lg);
   unsigned slot = atomic_fetch_add_explicit(&recent_next, 1, memory_order_relaxed) % RECENT;
   atomic_store_explicit(&recent_frees[slot], (uintptr_t)p, memory_order_relaxed);
   track_free(p, large_usable(lg));
   os_unmap(lg, lg->map_size);
 }
 
-/* Resizes a live large block to `size` (> HAK_SMALL_MAX). NULL on failure,
- * with the block untouched. */
+/* Resizes a live large block to `size` (> HAK_SMALL_MAX). Returns the
+ * block (maybe moved) or NULL on failure (block untouched). Huge-aligned
+ * blocks are only resized in place: LARGE_MOVE_BY_COPY asks the caller to
+ * allocate, copy and free instead. */
 void *large_realloc(hak_large_t *lg, void *p, size_t size) {
   size_t off = lg->offset;
   if (size > (size_t)PTRDIFF_MAX - off - OS_PAGE_SIZE) {
     errno = ENOMEM;
     return NULL;
   }
-  size_t need = round_page(off + size), map = lg->map_size;
-  size_t old_req = lg->requested;
-  if (need <= map) { /* shrink in place, giving the tail back */
-    if (need < map) munmap((uint8_t *)lg + need, map - need);
+  size_t need = round_page(off + size);
+  pthread_mutex_lock(&hak_large_lock);
+  size_t map = lg->map_size, old_req = lg->requested;
+  bool in_place = need <= map;
+  if (need < map) /* shrink in place, giving the tail back */
+    munmap((uint8_t *)lg + need, map - need);
+  else if (need > map) /* grow in place if the address space after is free */
+    in_place = mremap(lg, map, need, 0) != MAP_FAILED;
+  if (in_place) {
     lg->map_size = need;
     lg->requested = size;
+    pthread_mutex_unlock(&hak_large_lock);
     track_resize(p, old_req, size, need - off);
     return p;
   }
-  if (mremap(lg, map, need, 0) != MAP_FAILED) { /* grow in place */
-    lg->map_size = need;
-    lg->requested = size;
-    track_resize(p, old_req, size, need - off);
-    return p;
-  }
-  hak_large_t *dst = os_map_aligned(need, lg->alignment);
+  pthread_mutex_unlock(&hak_large_lock);
+  if (lg->huge) return LARGE_MOVE_BY_COPY;
+  hak_large_t *dst = os_map_aligned(need, lg->alignment, 0);
   if (!dst) {
     errno = ENOMEM;
     return NULL;
@@ -133,11 +152,11 @@ void *large_realloc(hak_large_t *lg, void *p, size_t size) {
   else
     hak_all_large = lg;
   if (lg->gnext) lg->gnext->gprev = lg;
-  pthread_mutex_unlock(&hak_large_lock);
-  registry_add(lg);
-  registry_remove(old);
   lg->map_size = need;
   lg->requested = size;
+  pthread_mutex_unlock(&hak_large_lock);
+  registry_add(hak_registry, lg);
+  registry_remove(hak_registry, old);
   void *np = (uint8_t *)lg + off;
   track_alloc(np, size, need - off, 0);
   return np;

@@ -6,9 +6,10 @@
 
 #include "internal.h"
 
-/* Maps `size` bytes (a multiple of the OS page) at an address aligned to
- * `alignment` (a power of two >= the OS page): over-map, then trim. */
-void *os_map_aligned(size_t size, size_t alignment) {
+/* Maps `size` bytes (a multiple of the OS page) at an address q such that
+ * q + offset is aligned to `alignment` (a power of two >= the OS page):
+ * over-map, then trim. */
+void *os_map_aligned(size_t size, size_t alignment, size_t offset) {
   if (size > ((size_t)1 << ADDRESS_BITS) || alignment > ((size_t)1 << (ADDRESS_BITS - 2)))
     return NULL;
   size_t span = size + alignment;
@@ -16,7 +17,7 @@ void *os_map_aligned(size_t size, size_t alignment) {
                  -1, 0);
   if (p == MAP_FAILED) return NULL;
   uintptr_t base = (uintptr_t)p;
-  uintptr_t aligned = (base + alignment - 1) & ~(uintptr_t)(alignment - 1);
+  uintptr_t aligned = ((base + offset + alignment - 1) & ~(uintptr_t)(alignment - 1)) - offset;
   if (aligned > base) munmap(p, aligned - base);
   uintptr_t end = base + span, want_end = aligned + size;
   if (end > want_end) munmap((void *)want_end, end - want_end);

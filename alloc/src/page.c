@@ -201,21 +201,22 @@ void page_free_remote(hak_segment_t *seg, hak_page_t *pg, hak_block_t *b) {
 
 /* ---- local frees ------------------------------------------------------- */
 /* Called by the owner when a local free left the page empty or the page was
- * in the full list. */
+ * in the full list. An empty page goes back to its segment unless it is the
+ * only page of its class (kept to avoid map/unmap thrash); a segment left
+ * with nothing but such kept pages is given back whole. */
 void page_free_slow(hak_heap_t *h, hak_segment_t *seg, hak_page_t *pg) {
   if (pg->in_full) {
     full_remove(h, pg);
     queue_push_back(h, pg);
   }
-  /* An empty page goes back to its segment unless it is the only page of
-   * its class (kept to avoid map/unmap thrash) and its segment stays anyway. */
-  if (pg->used == 0 &&
-      (h->direct[pg->cls] != pg || pg->next ||
-       (seg->used_pages == 1 && (h->segments != seg || seg->next))) &&
-      (atomic_load_explicit(&pg->thread_free, memory_order_acquire) & TF_MASK) != TF_NOTIFYING) {
+  if (pg->used != 0 ||
+      (atomic_load_explicit(&pg->thread_free, memory_order_acquire) & TF_MASK) == TF_NOTIFYING)
+    return;
+  if (h->direct[pg->cls] != pg || pg->next) {
     queue_remove(h, pg);
-    segment_page_free(h, seg, pg);
+    if (segment_page_free(h, seg, pg)) return;
   }
+  segment_drop_if_idle(h, seg);
 }
 
 /* Frees a block whose validity was already established (delayed blocks). */

@@ -59,7 +59,7 @@ static hak_segment_t *segment_new(void) {
     seg->next = seg->prev = NULL;
     return seg;
   }
-  seg = os_map_aligned(SEGMENT_SIZE, SEGMENT_SIZE);
+  seg = os_map_aligned(SEGMENT_SIZE, SEGMENT_SIZE, 0);
   if (!seg) return NULL;
   /* fresh mmap memory is zero: only non-zero fields need setting */
   seg->magic = SEG_MAGIC;
@@ -73,7 +73,7 @@ static hak_segment_t *segment_new(void) {
   if (hak_all_segments) hak_all_segments->gprev = seg;
   hak_all_segments = seg;
   pthread_mutex_unlock(&hak_global_lock);
-  registry_add(seg);
+  registry_add(hak_registry, seg);
   return seg;
 }
 
@@ -119,7 +119,7 @@ void segment_release(hak_segment_t *seg) {
     hak_all_segments = seg->gnext;
   if (seg->gnext) seg->gnext->gprev = seg->gprev;
   pthread_mutex_unlock(&hak_global_lock);
-  registry_remove(seg);
+  registry_remove(hak_registry, seg);
   os_unmap(seg, SEGMENT_SIZE);
 }
 
@@ -154,8 +154,8 @@ static hak_page_t *segment_take(hak_heap_t *h, hak_segment_t *seg, size_t cls, s
 /* Adopts a segment taken off the abandoned list (under the global lock,
  * which also cleared seg->abandoned): its pages join h's queues. */
 void segment_adopt(hak_heap_t *h, hak_segment_t *seg) {
+  heap_link_segment(h, seg); /* linked before owned: see segment_fork_fixup */
   atomic_store_explicit(&seg->owner, h, memory_order_release);
-  heap_link_segment(h, seg);
   for (unsigned i = 1; i < SLICES_PER_SEGMENT; i++) {
     hak_page_t *pg = &seg->pages[i];
     if (seg->slice_head[i] != i || !pg->in_use) continue;
@@ -259,6 +259,50 @@ bool segment_page_free(hak_heap_t *h, hak_segment_t *seg, hak_page_t *pg) {
   }
   if (h->dirty_free_bytes >= PURGE_THRESHOLD) segment_purge_heap(h);
   return false;
+}
+
+/* If every page left in `seg` is empty (kept as the last page of its class)
+ * and the heap has other segments, give those pages and the segment back. */
+bool segment_drop_if_idle(hak_heap_t *h, hak_segment_t *seg) {
+  if (h->segments == seg && !seg->next) return false; /* the heap's only segment stays */
+  uint64_t used = ~seg->free_slices & ALL_SLICES;
+  for (uint64_t m = used; m;) {
+    unsigned i = (unsigned)__builtin_ctzll(m);
+    hak_page_t *pg = &seg->pages[seg->slice_head[i]];
+    if (pg->used != 0 || pg->in_full || atomic_load_explicit(&pg->thread_free, memory_order_acquire))
+      return false;
+    m &= ~slice_mask(pg->slice_index, pg->slice_count);
+  }
+  for (uint64_t m = used; m;) {
+    unsigned i = (unsigned)__builtin_ctzll(m);
+    hak_page_t *pg = &seg->pages[seg->slice_head[i]];
+    m &= ~slice_mask(pg->slice_index, pg->slice_count);
+    queue_remove(h, pg);
+    if (segment_page_free(h, seg, pg)) return true;
+  }
+  return true;
+}
+
+/* fork child: a thread that no longer exists may have been between taking
+ * a segment off a list and owning it (adoption, release, creation). Such a
+ * segment has no owner and is on no list: abandon it (or release it). */
+void segment_fork_fixup(void) {
+  for (hak_segment_t *s = hak_all_segments, *next; s; s = next) {
+    next = s->gnext;
+    bool cached = false;
+    for (hak_segment_t *q = hak_segment_cache; q; q = q->next) cached |= (q == s);
+    if (cached || s->abandoned || atomic_load_explicit(&s->owner, memory_order_relaxed)) continue;
+    if (s->used_pages == 0) {
+      s->next = s->prev = NULL;
+      segment_release(s);
+      continue;
+    }
+    s->abandoned = 1;
+    s->prev = NULL;
+    s->next = hak_abandoned;
+    if (hak_abandoned) hak_abandoned->prev = s;
+    hak_abandoned = s;
+  }
 }
 
 hak_segment_t *segment_first_global(void) { return hak_all_segments; }
