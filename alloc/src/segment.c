@@ -231,8 +231,8 @@ hak_page_t *segment_page_alloc(hak_heap_t *h, size_t cls) {
   }
   hak_segment_t *seg = segment_new();
   if (!seg) return NULL;
+  heap_link_segment(h, seg); /* linked before owned: see segment_fork_fixup */
   atomic_store_explicit(&seg->owner, h, memory_order_relaxed);
-  heap_link_segment(h, seg);
   return segment_take(h, seg, cls, n, find_run(seg->free_slices, n));
 }
 
@@ -285,13 +285,15 @@ bool segment_drop_if_idle(hak_heap_t *h, hak_segment_t *seg) {
 
 /* fork child: a thread that no longer exists may have been between taking
  * a segment off a list and owning it (adoption, release, creation). Such a
- * segment has no owner and is on no list: abandon it (or release it). */
+ * segment has no live owner and is on no list: abandon it (or release it). */
 void segment_fork_fixup(void) {
   for (hak_segment_t *s = hak_all_segments, *next; s; s = next) {
     next = s->gnext;
     bool cached = false;
     for (hak_segment_t *q = hak_segment_cache; q; q = q->next) cached |= (q == s);
-    if (cached || s->abandoned || atomic_load_explicit(&s->owner, memory_order_relaxed)) continue;
+    hak_heap_t *owner = atomic_load_explicit(&s->owner, memory_order_relaxed);
+    if (cached || s->abandoned || (owner && owner->state == HEAP_ACTIVE)) continue;
+    atomic_store_explicit(&s->owner, NULL, memory_order_relaxed);
     if (s->used_pages == 0) {
       s->next = s->prev = NULL;
       segment_release(s);
