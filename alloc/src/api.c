@@ -48,6 +48,12 @@ void *hak_malloc(size_t size) {
 static HAK_NOINLINE void free_not_owned(hak_heap_t *h, hak_segment_t *seg, hak_page_t *pg,
                                         hak_block_t *b);
 
+static HAK_NOINLINE void free_local_slow(hak_heap_t *h, hak_segment_t *seg, hak_page_t *pg) {
+  pthread_mutex_lock(&h->lock);
+  page_free_slow(h, seg, pg);
+  pthread_mutex_unlock(&h->lock);
+}
+
 /* NULL, a block aligned to >= 4 MiB, or not ours (aborts). */
 static HAK_NOINLINE void free_unregistered(void *p) {
   if (!p) return;
@@ -82,7 +88,7 @@ void hak_free(void *p) {
     block_set_free(b, pg->free, mark);
     pg->free = b;
     pg->free_is_zero = 0;
-    if (unlikely(--pg->used == 0 || pg->in_full)) page_free_slow(h, seg, pg);
+    if (unlikely(--pg->used == 0 || pg->in_full)) free_local_slow(h, seg, pg);
   } else {
     if (unlikely(block_marker_xchg(b, mark) == mark)) err_double_free("free", p, pg->block_size);
     track_free(b, pg->block_size);
@@ -96,11 +102,16 @@ static HAK_NOINLINE void *small_alloc_slow(hak_heap_t *h, size_t cls, size_t n, 
     h = heap_get_or_create();
     if (!h) goto oom;
   }
+  pthread_mutex_lock(&h->lock);
   heap_drain_delayed(h);
   hak_page_t *pg = page_find_free(h, cls);
-  if (!pg) goto oom;
-  hak_assert(pg->free != NULL && h->direct[cls] == pg);
-  return page_pop(pg, pg->free, n, zero);
+  void *p = NULL;
+  if (pg) {
+    hak_assert(pg->free != NULL && h->direct[cls] == pg);
+    p = page_pop(pg, pg->free, n, zero);
+  }
+  pthread_mutex_unlock(&h->lock);
+  if (p) return p;
 oom:
   errno = ENOMEM;
   return NULL;
@@ -111,10 +122,12 @@ oom:
 static HAK_NOINLINE void free_not_owned(hak_heap_t *h, hak_segment_t *seg, hak_page_t *pg,
                                         hak_block_t *b) {
   if (atomic_load_explicit(&seg->owner, memory_order_relaxed) == NULL &&
-      (h != &hak_empty_heap || (!hak_tls_exiting && (h = heap_get_or_create()) != NULL)) &&
-      segment_reclaim(h, seg)) {
-    page_free_block(h, seg, pg, b);
-    return;
+      (h != &hak_empty_heap || (!hak_tls_exiting && (h = heap_get_or_create()) != NULL))) {
+    pthread_mutex_lock(&h->lock);
+    bool mine = segment_reclaim(h, seg);
+    if (mine) page_free_block(h, seg, pg, b);
+    pthread_mutex_unlock(&h->lock);
+    if (mine) return;
   }
   page_free_remote(seg, pg, b);
 }

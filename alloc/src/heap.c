@@ -79,6 +79,7 @@ static hak_heap_t *heap_alloc_struct(void) {
       return NULL;
     }
     for (size_t i = 0; i < per; i++) {
+      pthread_mutex_init(&chunk[i].lock, NULL);
       chunk[i].id = ++heap_count;
       chunk[i].all_next = hak_all_heaps;
       hak_all_heaps = &chunk[i];
@@ -179,26 +180,66 @@ static void heap_thread_done(void *arg) {
   if (!h || h != hak_tls_heap) return;
   hak_tls_heap = &hak_empty_heap;
   hak_tls_exiting = true;
+  pthread_mutex_lock(&h->lock);
   heap_abandon(h, false);
+  pthread_mutex_unlock(&h->lock);
 }
 
+/* fork: take every heap lock (each thread is then outside its slow paths),
+ * then the global locks. Lock order everywhere: heap, then global, then
+ * large. A heap created while we were locking is caught by the re-check. */
 static void fork_prepare(void) {
-  pthread_mutex_lock(&hak_global_lock);
+  for (;;) {
+    pthread_mutex_lock(&hak_global_lock);
+    hak_heap_t *head = hak_all_heaps;
+    pthread_mutex_unlock(&hak_global_lock);
+    for (hak_heap_t *h = head; h; h = h->all_next)
+      if (!h->fork_locked) {
+        pthread_mutex_lock(&h->lock);
+        h->fork_locked = 1;
+      }
+    pthread_mutex_lock(&hak_global_lock);
+    if (hak_all_heaps == head) break;
+    pthread_mutex_unlock(&hak_global_lock);
+  }
   pthread_mutex_lock(&hak_large_lock);
 }
 
-static void fork_parent(void) {
+static void fork_unlock_all(void) {
   pthread_mutex_unlock(&hak_large_lock);
   pthread_mutex_unlock(&hak_global_lock);
+  for (hak_heap_t *h = hak_all_heaps; h; h = h->all_next)
+    if (h->fork_locked) {
+      h->fork_locked = 0;
+      pthread_mutex_unlock(&h->lock);
+    }
+}
+
+static void fork_parent(void) { fork_unlock_all(); }
+
+/* A dead thread may have been inside a fast path at the fork: its page's
+ * free list is intact (one pointer store) but `used` may be off by one. */
+static void heap_repair_counts(hak_heap_t *h) {
+  for (hak_segment_t *s = h->segments; s; s = s->next)
+    for (unsigned i = 1; i < SLICES_PER_SEGMENT; i++) {
+      hak_page_t *pg = &s->pages[i];
+      if (s->slice_head[i] != i || !pg->in_use) continue;
+      uint32_t n = 0;
+      for (hak_block_t *b = pg->free; b; b = block_next(b)) n++;
+      pg->used = atomic_load_explicit(&pg->capacity, memory_order_relaxed) - n;
+      pg->free_is_zero = 0;
+    }
 }
 
 static void fork_child(void) {
-  /* the forking thread took both locks in fork_prepare and is the one
+  /* the forking thread took the locks in fork_prepare and is the one
    * thread of the child: release them as in the parent */
-  pthread_mutex_unlock(&hak_large_lock);
-  pthread_mutex_unlock(&hak_global_lock);
+  fork_unlock_all();
   /* The other threads do not exist here: abandon their heaps for them. */
   for (hak_heap_t *h = hak_all_heaps; h; h = h->all_next)
-    if (h->state == HEAP_ACTIVE && h != hak_tls_heap) heap_abandon(h, true);
+    if (h->state == HEAP_ACTIVE && h != hak_tls_heap) {
+      heap_repair_counts(h);
+      heap_abandon(h, true);
+    }
   segment_fork_fixup();
 }

@@ -124,6 +124,12 @@ typedef struct hak_heap {
   size_t dirty_free_bytes;       /* free slice bytes not yet purged */
   uint32_t state;
   uint32_t id;
+  /* Held by the owner thread during its slow paths, and by fork_prepare, so
+   * a fork child never sees another heap's queues or segments half-updated
+   * (the fast paths only touch a page's free list and used count, which the
+   * child repairs). Uncontended except around fork. */
+  pthread_mutex_t lock;
+  uint32_t fork_locked;
   struct hak_heap *all_next;  /* every heap ever made */
   struct hak_heap *pool_next; /* free heaps */
 } hak_heap_t;

@@ -25,13 +25,11 @@ static _Atomic unsigned recent_next;
 
 static size_t round_page(size_t n) { return (n + OS_PAGE_SIZE - 1) & ~(OS_PAGE_SIZE - 1); }
 
-static void list_add(hak_large_t *lg) {
-  pthread_mutex_lock(&hak_large_lock);
+static void list_add_locked(hak_large_t *lg) {
   lg->gprev = NULL;
   lg->gnext = hak_all_large;
   if (hak_all_large) hak_all_large->gprev = lg;
   hak_all_large = lg;
-  pthread_mutex_unlock(&hak_large_lock);
 }
 
 static void list_unlink_locked(hak_large_t *lg) {
@@ -67,11 +65,13 @@ void *large_alloc(size_t size, size_t alignment, bool zero) {
   lg->alignment = map_align;
   lg->requested = size;
   void *p = (uint8_t *)lg + off;
-  list_add(lg);
+  pthread_mutex_lock(&hak_large_lock);
+  list_add_locked(lg);
   if (huge)
     registry_add(hak_registry_huge, p);
   else
     registry_add(hak_registry, lg);
+  pthread_mutex_unlock(&hak_large_lock);
   track_alloc(p, size, map - off, 1);
   return p;
 }
@@ -92,11 +92,11 @@ void large_free(hak_large_t *lg, void *p, const char *op) {
     err_double_free(op, p, 0);
   }
   list_unlink_locked(lg);
-  pthread_mutex_unlock(&hak_large_lock);
   if (lg->huge)
     registry_remove(hak_registry_huge, p);
   else
     registry_remove(hak_registry, lg);
+  pthread_mutex_unlock(&hak_large_lock);
   unsigned slot = atomic_fetch_add_explicit(&recent_next, 1, memory_order_relaxed) % RECENT;
   atomic_store_explicit(&recent_frees[slot], (uintptr_t)p, memory_order_relaxed);
   track_free(p, large_usable(lg));
@@ -154,9 +154,9 @@ void *large_realloc(hak_large_t *lg, void *p, size_t size) {
   if (lg->gnext) lg->gnext->gprev = lg;
   lg->map_size = need;
   lg->requested = size;
-  pthread_mutex_unlock(&hak_large_lock);
   registry_add(hak_registry, lg);
   registry_remove(hak_registry, old);
+  pthread_mutex_unlock(&hak_large_lock);
   void *np = (uint8_t *)lg + off;
   track_alloc(np, size, need - off, 0);
   return np;
