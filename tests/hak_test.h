@@ -1,0 +1,649 @@
+/* hak_test.h: a tiny header-only harness for hakmem's test programs.
+ *
+ * One program per behaviour. A program exits 0 when every check passed, 1 when
+ * any failed and 77 when it does not apply to this configuration (it prints a
+ * one-line reason). Include this header first: it defines _GNU_SOURCE.
+ *
+ *   CHECK(cond)                   records a failure (file:line, expression); is an expression
+ *   CHECK_EQ/NE/LT/LE/GT/GE(a, b) unsigned integer comparisons, print both values
+ *   CHECK_INT_EQ(a, b)            signed comparison
+ *   CHECK_PTR_EQ(a, b)            pointer comparison
+ *   CHECK_CONTAINS(text, sub)     substring check, prints the text on mismatch
+ *   CHECK_PATTERN(p, n, seed)     verifies bytes written by hak_fill(p, n, seed)
+ *   REQUIRE(cond)                 like CHECK but exits(1) at once
+ *   EXPECT_ABORT(fn, arg, sub)    fn(arg) in a forked child must die by SIGABRT printing sub
+ *   hak_run_child / hak_run_cmd   fork a function / an external command, capture status+output
+ *   RUN_SECTION(fn)               runs void fn(void) in a forked child: a crash fails only it
+ *
+ * The harness itself only uses libc (its malloc is glibc's: tests call hakmem
+ * through the prefixed hak_* API only). Failure messages are formatted on the
+ * stack and written with write(2), so they work from any thread and from
+ * forked children. */
+#ifndef HAK_TEST_H
+#define HAK_TEST_H
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "hakmem.h"
+
+#if defined(HAK_VALGRIND) && HAK_VALGRIND && defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#define HAK_TEST_HAVE_VALGRIND_H 1
+#endif
+#endif
+
+#define HAK_TEST_SKIP_CODE 77
+#define HAK_TEST_MAX_REPORTS 50
+
+static atomic_int hak_test_failures_;
+static atomic_int hak_test_reports_;
+
+/* ---- reporting ----------------------------------------------------------- */
+
+static inline void hak_test_write_(const char *s, size_t n) {
+  while (n > 0) {
+    ssize_t w = write(2, s, n);
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w <= 0)
+      return;
+    s += w;
+    n -= (size_t)w;
+  }
+}
+
+__attribute__((format(printf, 1, 2))) static inline void hak_test_log(const char *fmt, ...) {
+  char buf[2048];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  if (n < 0)
+    return;
+  size_t len = (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1;
+  hak_test_write_(buf, len);
+}
+
+/* Records a failure and prints it; returns 0 so that checks can be expressions. */
+__attribute__((format(printf, 3, 4))) static inline int hak_test_fail_(const char *file, int line,
+                                                                       const char *fmt, ...) {
+  atomic_fetch_add(&hak_test_failures_, 1);
+  int r = atomic_fetch_add(&hak_test_reports_, 1);
+  if (r > HAK_TEST_MAX_REPORTS)
+    return 0;
+  if (r == HAK_TEST_MAX_REPORTS) {
+    hak_test_log("%s:%d: ... further failures are counted but not printed\n", file, line);
+    return 0;
+  }
+  char buf[4096];
+  int n = snprintf(buf, sizeof buf, "%s:%d: FAILED ", file, line);
+  if (n < 0 || (size_t)n >= sizeof buf)
+    n = 0;
+  va_list ap;
+  va_start(ap, fmt);
+  int m = vsnprintf(buf + n, sizeof buf - (size_t)n, fmt, ap);
+  va_end(ap);
+  size_t len = (size_t)n + (m > 0 ? (size_t)m : 0);
+  if (len > sizeof buf - 2)
+    len = sizeof buf - 2;
+  buf[len++] = '\n';
+  hak_test_write_(buf, len);
+  return 0;
+}
+
+static inline int hak_test_failures(void) {
+  return atomic_load(&hak_test_failures_);
+}
+
+#define CHECK(cond) ((cond) ? 1 : hak_test_fail_(__FILE__, __LINE__, "CHECK(%s)", #cond))
+
+/* CHECK with a printf-style explanation appended. */
+#define CHECK_MSG(cond, fmt, ...)                                                                  \
+  ((cond) ? 1 : hak_test_fail_(__FILE__, __LINE__, "CHECK(%s): " fmt, #cond, ##__VA_ARGS__))
+
+/* An unconditional failure with a printf-style message. */
+#define FAIL(fmt, ...) hak_test_fail_(__FILE__, __LINE__, fmt, ##__VA_ARGS__)
+
+#define HAK_TEST_CMP_(a, op, b)                                                                    \
+  __extension__({                                                                                  \
+    uintmax_t hak_a_ = (uintmax_t)(a), hak_b_ = (uintmax_t)(b);                                    \
+    int hak_ok_ = hak_a_ op hak_b_;                                                                \
+    if (!hak_ok_)                                                                                  \
+      hak_test_fail_(__FILE__, __LINE__, "CHECK(%s %s %s): %ju (0x%jx) vs %ju (0x%jx)", #a, #op,   \
+                     #b, hak_a_, hak_a_, hak_b_, hak_b_);                                          \
+    hak_ok_;                                                                                       \
+  })
+#define CHECK_EQ(a, b) HAK_TEST_CMP_(a, ==, b)
+#define CHECK_NE(a, b) HAK_TEST_CMP_(a, !=, b)
+#define CHECK_LT(a, b) HAK_TEST_CMP_(a, <, b)
+#define CHECK_LE(a, b) HAK_TEST_CMP_(a, <=, b)
+#define CHECK_GT(a, b) HAK_TEST_CMP_(a, >, b)
+#define CHECK_GE(a, b) HAK_TEST_CMP_(a, >=, b)
+
+#define CHECK_INT_EQ(a, b)                                                                         \
+  __extension__({                                                                                  \
+    intmax_t hak_a_ = (intmax_t)(a), hak_b_ = (intmax_t)(b);                                       \
+    int hak_ok_ = hak_a_ == hak_b_;                                                                \
+    if (!hak_ok_)                                                                                  \
+      hak_test_fail_(__FILE__, __LINE__, "CHECK(%s == %s): %jd vs %jd", #a, #b, hak_a_, hak_b_);   \
+    hak_ok_;                                                                                       \
+  })
+
+#define CHECK_PTR_EQ(a, b)                                                                         \
+  __extension__({                                                                                  \
+    const void *hak_a_ = (const void *)(a), *hak_b_ = (const void *)(b);                           \
+    int hak_ok_ = hak_a_ == hak_b_;                                                                \
+    if (!hak_ok_)                                                                                  \
+      hak_test_fail_(__FILE__, __LINE__, "CHECK(%s == %s): %p vs %p", #a, #b, hak_a_, hak_b_);     \
+    hak_ok_;                                                                                       \
+  })
+
+/* errno checks print the symbolic description too. */
+#define CHECK_ERRNO(expected)                                                                      \
+  __extension__({                                                                                  \
+    int hak_e_ = errno, hak_x_ = (expected);                                                       \
+    int hak_ok_ = hak_e_ == hak_x_;                                                                \
+    if (!hak_ok_)                                                                                  \
+      hak_test_fail_(__FILE__, __LINE__, "errno == %s: got %d (%s), expected %d (%s)", #expected,  \
+                     hak_e_, strerror(hak_e_), hak_x_, strerror(hak_x_));                          \
+    errno = hak_e_;                                                                                \
+    hak_ok_;                                                                                       \
+  })
+
+#define CHECK_CONTAINS(text, sub)                                                                  \
+  __extension__({                                                                                  \
+    const char *hak_t_ = (text), *hak_s_ = (sub);                                                  \
+    int hak_ok_ = hak_t_ != NULL && strstr(hak_t_, hak_s_) != NULL;                                \
+    if (!hak_ok_)                                                                                  \
+      hak_test_fail_(__FILE__, __LINE__, "%s does not contain \"%s\"; it is:\n---\n%s---", #text,  \
+                     hak_s_, hak_t_ ? hak_t_ : "(null)");                                          \
+    hak_ok_;                                                                                       \
+  })
+
+#define CHECK_NOT_CONTAINS(text, sub)                                                              \
+  __extension__({                                                                                  \
+    const char *hak_t_ = (text), *hak_s_ = (sub);                                                  \
+    int hak_ok_ = hak_t_ == NULL || strstr(hak_t_, hak_s_) == NULL;                                \
+    if (!hak_ok_)                                                                                  \
+      hak_test_fail_(__FILE__, __LINE__, "%s unexpectedly contains \"%s\"; it is:\n---\n%s---",    \
+                     #text, hak_s_, hak_t_);                                                       \
+    hak_ok_;                                                                                       \
+  })
+
+#define REQUIRE(cond)                                                                              \
+  do {                                                                                             \
+    if (!(cond)) {                                                                                 \
+      hak_test_fail_(__FILE__, __LINE__, "REQUIRE(%s), giving up", #cond);                         \
+      exit(1);                                                                                     \
+    }                                                                                              \
+  } while (0)
+
+__attribute__((noreturn, format(printf, 1, 2))) static inline void hak_test_skip(const char *fmt,
+                                                                                 ...) {
+  char buf[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  printf("SKIP %s: %s\n", program_invocation_short_name, buf);
+  fflush(stdout);
+  exit(HAK_TEST_SKIP_CODE);
+}
+
+/* Ends main(): prints one PASS/FAIL line and returns the exit code. */
+static inline int hak_test_done(void) {
+  int f = hak_test_failures();
+  if (f) {
+    printf("FAIL %s: %d check(s) failed\n", program_invocation_short_name, f);
+  } else {
+    printf("PASS %s\n", program_invocation_short_name);
+  }
+  fflush(stdout);
+  return f ? 1 : 0;
+}
+
+/* ---- configuration, scale, time -------------------------------------------- */
+
+static inline double hak_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static inline void hak_sleep_ms(double ms) {
+  long long ns = (long long)(ms * 1e6);
+  struct timespec ts = {(time_t)(ns / 1000000000), (long)(ns % 1000000000)};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+  }
+}
+
+static inline int hak_config_is(const char *name) {
+  return strcmp(hak_config(), name) == 0;
+}
+
+/* True when this process runs under valgrind (whatever the configuration). */
+static inline int hak_test_under_valgrind(void) {
+#ifdef HAK_TEST_HAVE_VALGRIND_H
+  if (RUNNING_ON_VALGRIND)
+    return 1;
+#endif
+  const char *pre = getenv("LD_PRELOAD");
+  return pre != NULL && strstr(pre, "vgpreload") != NULL;
+}
+
+/* HAK_TEST_SCALE (default 1) multiplies iteration counts. */
+static inline double hak_test_scale(void) {
+  static double scale = -1;
+  if (scale < 0) {
+    const char *s = getenv("HAK_TEST_SCALE");
+    double v = s && *s ? strtod(s, NULL) : 1.0;
+    scale = v > 0 ? v : 1.0;
+  }
+  return scale;
+}
+
+/* How much slower than release this process is expected to run. */
+static inline double hak_test_slowdown(void) {
+  if (hak_test_under_valgrind())
+    return 10;
+  if (hak_config_is("tsan"))
+    return 8;
+  if (hak_config_is("asan"))
+    return 2;
+  if (hak_config_is("debug") || hak_config_is("ubsan"))
+    return 2;
+  return 1;
+}
+
+/* An iteration count: n in release, scaled by HAK_TEST_SCALE and down by slowdown. */
+static inline size_t hak_iters(size_t n) {
+  double v = (double)n * hak_test_scale() / hak_test_slowdown();
+  return v < 1 ? 1 : (size_t)v;
+}
+
+/* ---- random numbers and patterns --------------------------------------------- */
+
+static inline uint64_t hak_mix64(uint64_t x) {
+  x ^= x >> 30;
+  x *= 0xbf58476d1ce4e5b9ull;
+  x ^= x >> 27;
+  x *= 0x94d049bb133111ebull;
+  x ^= x >> 31;
+  return x;
+}
+
+/* splitmix64; *state is any seed. */
+static inline uint64_t hak_rand(uint64_t *state) {
+  *state += 0x9e3779b97f4a7c15ull;
+  return hak_mix64(*state);
+}
+
+static inline size_t hak_rand_below(uint64_t *state, size_t n) {
+  return n ? (size_t)(hak_rand(state) % n) : 0;
+}
+
+/* Pattern byte i of hak_fill(p, n, seed) depends on (seed, i) only, so a prefix
+ * of a filled block stays valid when the block is resized. */
+static inline uint64_t hak_pattern_word_(uint64_t seed, size_t word) {
+  return (hak_mix64(seed) + 1) * 0x9e3779b97f4a7c15ull ^ ((uint64_t)word * 0xd6e8feb86659fd93ull);
+}
+
+static inline void hak_fill(void *p, size_t n, uint64_t seed) {
+  unsigned char *b = (unsigned char *)p;
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t v = hak_pattern_word_(seed, i / 8);
+    memcpy(b + i, &v, 8);
+  }
+  if (i < n) {
+    uint64_t v = hak_pattern_word_(seed, i / 8);
+    memcpy(b + i, &v, n - i);
+  }
+}
+
+/* Offset of the first byte that differs from hak_fill(p, n, seed), or SIZE_MAX. */
+static inline size_t hak_pattern_mismatch(const void *p, size_t n, uint64_t seed) {
+  const unsigned char *b = (const unsigned char *)p;
+  size_t i = 0;
+  for (; i < n; i += 8) {
+    uint64_t v = hak_pattern_word_(seed, i / 8), got = 0;
+    size_t k = n - i < 8 ? n - i : 8;
+    memcpy(&got, b + i, k);
+    if (k < 8)
+      v &= (((uint64_t)1 << (8 * k)) - 1);
+    if (got != v) {
+      for (size_t j = 0; j < k; j++) {
+        if (((got >> (8 * j)) & 0xff) != ((v >> (8 * j)) & 0xff))
+          return i + j;
+      }
+    }
+  }
+  return SIZE_MAX;
+}
+
+static inline int hak_check_pattern_(const char *file, int line, const char *what, const void *p,
+                                     size_t n, uint64_t seed) {
+  size_t off = hak_pattern_mismatch(p, n, seed);
+  if (off == SIZE_MAX)
+    return 1;
+  uint64_t v = hak_pattern_word_(seed, off / 8);
+  unsigned expect = (unsigned)((v >> (8 * (off % 8))) & 0xff);
+  hak_test_fail_(file, line,
+                 "pattern of %s (%p, %zu bytes, seed %#" PRIx64 ") differs at offset %zu: "
+                 "0x%02x, expected 0x%02x",
+                 what, p, n, seed, off, ((const unsigned char *)p)[off], expect);
+  return 0;
+}
+#define CHECK_PATTERN(p, n, seed) hak_check_pattern_(__FILE__, __LINE__, #p, (p), (n), (seed))
+
+/* Offset of the first byte of p[0..n) that is not `byte`, or SIZE_MAX. */
+static inline size_t hak_find_not_byte(const void *p, size_t n, unsigned char byte) {
+  const unsigned char *b = (const unsigned char *)p;
+  for (size_t i = 0; i < n; i++) {
+    if (b[i] != byte)
+      return i;
+  }
+  return SIZE_MAX;
+}
+
+static inline int hak_is_aligned(const void *p, size_t a) {
+  return ((uintptr_t)p & (a - 1)) == 0;
+}
+
+/* ---- forked children and external commands ------------------------------------ */
+
+struct hak_child {
+  int status;    /* waitpid() status; meaningful unless timed_out */
+  int timed_out; /* it ran past its deadline and was killed */
+  char *out;     /* what it wrote (stderr; stdout too for commands), NUL-terminated */
+  size_t len;
+};
+
+static inline void hak_child_free(struct hak_child *c) {
+  free(c->out);
+  c->out = NULL;
+  c->len = 0;
+}
+
+static inline int hak_child_exited(const struct hak_child *c, int code) {
+  return !c->timed_out && WIFEXITED(c->status) && WEXITSTATUS(c->status) == code;
+}
+
+static inline int hak_child_signaled(const struct hak_child *c, int sig) {
+  return !c->timed_out && WIFSIGNALED(c->status) && WTERMSIG(c->status) == sig;
+}
+
+/* "exited with 1", "killed by signal 6 (Aborted)", "timed out". */
+static inline const char *hak_child_describe(const struct hak_child *c, char *buf, size_t n) {
+  if (c->timed_out) {
+    snprintf(buf, n, "timed out (killed)");
+  } else if (WIFEXITED(c->status)) {
+    snprintf(buf, n, "exited with %d", WEXITSTATUS(c->status));
+  } else if (WIFSIGNALED(c->status)) {
+    snprintf(buf, n, "killed by signal %d (%s)", WTERMSIG(c->status),
+             strsignal(WTERMSIG(c->status)));
+  } else {
+    snprintf(buf, n, "status %#x", c->status);
+  }
+  return buf;
+}
+
+#define HAK_CHILD_OUT_MAX ((size_t)4 << 20)
+
+/* Reads fd until EOF or the deadline, then reaps pid (killing it at the deadline). */
+static inline void hak_collect_(pid_t pid, int fd, double timeout_s, struct hak_child *res) {
+  double deadline = hak_now() + timeout_s;
+  size_t cap = 4096;
+  res->out = (char *)malloc(cap);
+  res->len = 0;
+  res->timed_out = 0;
+  res->status = 0;
+  for (;;) {
+    double left = deadline - hak_now();
+    if (left <= 0) {
+      res->timed_out = 1;
+      break;
+    }
+    struct pollfd pfd = {fd, POLLIN, 0};
+    int r = poll(&pfd, 1, (int)(left * 1000) + 1);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r <= 0)
+      continue;
+    char tmp[4096];
+    ssize_t got = read(fd, tmp, sizeof tmp);
+    if (got < 0 && errno == EINTR)
+      continue;
+    if (got <= 0)
+      break; /* EOF: the child (and anything it forked) closed its end */
+    if (res->out && res->len + (size_t)got + 1 > cap && cap < HAK_CHILD_OUT_MAX) {
+      size_t ncap = cap;
+      while (ncap < res->len + (size_t)got + 1 && ncap < HAK_CHILD_OUT_MAX)
+        ncap *= 2;
+      char *n = (char *)realloc(res->out, ncap);
+      if (n) {
+        res->out = n;
+        cap = ncap;
+      }
+    }
+    if (res->out) {
+      size_t room = cap - 1 - res->len;
+      size_t k = (size_t)got < room ? (size_t)got : room;
+      memcpy(res->out + res->len, tmp, k);
+      res->len += k;
+    }
+  }
+  close(fd);
+  if (res->out)
+    res->out[res->len] = '\0';
+  /* Reap it; its output is closed, so it should be exiting. */
+  for (;;) {
+    pid_t w = waitpid(pid, &res->status, WNOHANG);
+    if (w == pid)
+      break;
+    if (w < 0) {
+      if (errno == EINTR)
+        continue;
+      break;
+    }
+    if (res->timed_out || hak_now() > deadline) {
+      res->timed_out = 1;
+      kill(-pid, SIGKILL); /* its process group too, if it made one */
+      kill(pid, SIGKILL);
+      while (waitpid(pid, &res->status, 0) < 0 && errno == EINTR) {
+      }
+      break;
+    }
+    hak_sleep_ms(1);
+  }
+}
+
+static inline void hak_child_prepare_(void) {
+  struct rlimit rl = {0, 0};
+  setrlimit(RLIMIT_CORE, &rl); /* expected crashes leave no core files */
+  setpgid(0, 0);
+}
+
+/* Runs fn(arg) in a forked child whose stderr goes to a pipe. The child exits 1
+ * if any CHECK failed in it, else 0, unless fn exits or dies first. Returns 0
+ * if the fork itself failed (res then holds nothing), else 1. */
+static inline int hak_run_child(void (*fn)(void *), void *arg, double timeout_s,
+                                struct hak_child *res) {
+  int fds[2];
+  memset(res, 0, sizeof *res);
+  if (pipe2(fds, O_CLOEXEC) != 0)
+    return 0;
+  fflush(NULL);
+  pid_t pid = fork();
+  if (pid < 0) {
+    close(fds[0]);
+    close(fds[1]);
+    return 0;
+  }
+  if (pid == 0) {
+    hak_child_prepare_();
+    dup2(fds[1], 2);
+    close(fds[0]);
+    close(fds[1]);
+    atomic_store(&hak_test_failures_, 0);
+    atomic_store(&hak_test_reports_, 0);
+    fn(arg);
+    fflush(stdout);
+    _exit(hak_test_failures() ? 1 : 0);
+  }
+  close(fds[1]);
+  hak_collect_(pid, fds[0], timeout_s, res);
+  return 1;
+}
+
+/* Runs fn() as one section of a test in a forked child, so that a crash (an
+ * allocator abort, say) fails that section and the program goes on with the
+ * next. The child's stderr is passed through. HAK_TEST_NOFORK=1 runs sections
+ * in-process (for debuggers). */
+static inline void hak_section_trampoline_(void *fn) {
+  ((void (*)(void))fn)();
+}
+
+static inline int hak_run_section_(const char *file, int line, const char *name, void (*fn)(void)) {
+  const char *nofork = getenv("HAK_TEST_NOFORK");
+  if (nofork && *nofork == '1') {
+    int before = hak_test_failures();
+    fn();
+    return hak_test_failures() == before;
+  }
+  struct hak_child c;
+  double timeout = 300, t0 = hak_now();
+  if (!hak_run_child(hak_section_trampoline_, (void *)fn, timeout, &c)) {
+    hak_test_fail_(file, line, "section %s: fork failed: %s", name, strerror(errno));
+    return 0;
+  }
+  if (c.len)
+    hak_test_write_(c.out, c.len);
+  int ok = hak_child_exited(&c, 0);
+  printf("section %s: %s (%.2f s)\n", name, ok ? "ok" : "FAILED", hak_now() - t0);
+  fflush(stdout);
+  if (!ok) {
+    char how[128];
+    if (hak_child_exited(&c, 1)) {
+      hak_test_fail_(file, line, "section %s failed", name);
+    } else {
+      hak_test_fail_(file, line, "section %s: child %s", name,
+                     hak_child_describe(&c, how, sizeof how));
+    }
+  }
+  hak_child_free(&c);
+  return ok;
+}
+#define RUN_SECTION(fn) hak_run_section_(__FILE__, __LINE__, #fn, (fn))
+
+/* Runs argv (PATH lookup) with stdout and stderr captured together. A child
+ * that could not exec exits 127. Returns 0 if the fork failed. */
+static inline int hak_run_cmd(char *const argv[], double timeout_s, struct hak_child *res) {
+  int fds[2];
+  memset(res, 0, sizeof *res);
+  if (pipe2(fds, O_CLOEXEC) != 0)
+    return 0;
+  fflush(NULL);
+  pid_t pid = fork();
+  if (pid < 0) {
+    close(fds[0]);
+    close(fds[1]);
+    return 0;
+  }
+  if (pid == 0) {
+    hak_child_prepare_();
+    dup2(fds[1], 1);
+    dup2(fds[1], 2);
+    int devnull = open("/dev/null", O_RDONLY);
+    if (devnull >= 0)
+      dup2(devnull, 0);
+    execvp(argv[0], argv);
+    dprintf(2, "exec %s: %s\n", argv[0], strerror(errno));
+    _exit(127);
+  }
+  close(fds[1]);
+  hak_collect_(pid, fds[0], timeout_s, res);
+  return 1;
+}
+
+/* True if `prog` is an executable somewhere on PATH. */
+static inline int hak_have_program(const char *prog) {
+  const char *path = getenv("PATH");
+  if (!path)
+    path = "/usr/bin:/bin";
+  char buf[4096];
+  while (*path) {
+    const char *end = strchr(path, ':');
+    size_t n = end ? (size_t)(end - path) : strlen(path);
+    if (n > 0 && n + strlen(prog) + 2 < sizeof buf) {
+      memcpy(buf, path, n);
+      buf[n] = '/';
+      strcpy(buf + n + 1, prog);
+      if (access(buf, X_OK) == 0)
+        return 1;
+    }
+    path += n;
+    if (*path == ':')
+      path++;
+  }
+  return 0;
+}
+
+/* fn(arg) must die by SIGABRT with `expected` somewhere in its stderr. */
+static inline int hak_expect_abort_(const char *file, int line, const char *fname,
+                                    void (*fn)(void *), void *arg, const char *expected) {
+  struct hak_child c;
+  double timeout = 60 * (hak_test_slowdown() > 8 ? 4 : 1);
+  if (!hak_run_child(fn, arg, timeout, &c)) {
+    hak_test_fail_(file, line, "EXPECT_ABORT(%s): fork failed: %s", fname, strerror(errno));
+    return 0;
+  }
+  int ok = hak_child_signaled(&c, SIGABRT);
+  int has = c.out != NULL && strstr(c.out, expected) != NULL;
+  if (!ok || !has) {
+    char how[128];
+    hak_test_fail_(file, line,
+                   "EXPECT_ABORT(%s): wanted SIGABRT and stderr containing\n  \"%s\"\n"
+                   "got: %s, stderr:\n---\n%s---",
+                   fname, expected, hak_child_describe(&c, how, sizeof how), c.out ? c.out : "");
+  }
+  hak_child_free(&c);
+  return ok && has;
+}
+#define EXPECT_ABORT(fn, arg, expected)                                                            \
+  hak_expect_abort_(__FILE__, __LINE__, #fn, (fn), (arg), (expected))
+
+/* Path of this program, for re-executing itself. */
+static inline const char *hak_self_exe(void) {
+  static char path[4096];
+  if (!path[0]) {
+    ssize_t n = readlink("/proc/self/exe", path, sizeof path - 1);
+    if (n <= 0)
+      return NULL;
+    path[n] = '\0';
+  }
+  return path;
+}
+
+#endif /* HAK_TEST_H */

@@ -1,0 +1,284 @@
+/* Fatal errors (docs/SPEC-bad-input.md, "Fatal errors"): each misuse runs in a
+ * forked child that must die by SIGABRT after writing the exact one-line
+ * message, including the offending address as 0x<lowercase hex>. The blocks
+ * are allocated by the parent before the fork, so the parent knows every
+ * address it expects to see. */
+#include "hak_test.h"
+
+#include <pthread.h>
+#include <sys/mman.h>
+
+#define MiB ((size_t)1 << 20)
+
+static char global_buf[64] __attribute__((aligned(16)));
+
+struct two {
+  void *p;
+  size_t n;
+};
+
+static size_t class_of(size_t n) {
+  return hak_size_class_size(hak_size_to_class(n));
+}
+
+/* "0x..." as the SPEC prints it; glibc's %p is exactly that for non-NULL pointers. */
+static char *fmt(char *buf, size_t n, const char *f, ...) __attribute__((format(printf, 3, 4)));
+static char *fmt(char *buf, size_t n, const char *f, ...) {
+  va_list ap;
+  va_start(ap, f);
+  vsnprintf(buf, n, f, ap);
+  va_end(ap);
+  return buf;
+}
+
+/* ---- child bodies ---------------------------------------------------------------------- */
+
+static void do_free_twice(void *p) {
+  hak_free(p);
+  hak_free(p);
+}
+
+static void do_free(void *p) {
+  hak_free(p);
+}
+
+static void *thread_free(void *p) {
+  hak_free(p);
+  return NULL;
+}
+
+static void run_thread_free(void *p) {
+  pthread_t t;
+  if (pthread_create(&t, NULL, thread_free, p) != 0)
+    _exit(3);
+  pthread_join(t, NULL);
+}
+
+/* Thread A frees, then thread B frees again (neither is the owner). */
+static void do_cross_thread_double_free(void *p) {
+  run_thread_free(p);
+  run_thread_free(p);
+}
+
+/* The owner frees, then another thread frees again. */
+static void do_local_then_remote_free(void *p) {
+  hak_free(p);
+  run_thread_free(p);
+}
+
+/* Another thread frees, then the owner frees again. */
+static void do_remote_then_local_free(void *p) {
+  run_thread_free(p);
+  hak_free(p);
+}
+
+static void do_realloc_freed(void *p) {
+  hak_free(p);
+  void *q = hak_realloc(p, 100);
+  hak_test_log("realloc of a freed block returned %p\n", q);
+}
+
+static void do_realloc(void *p) {
+  void *q = hak_realloc(p, 100);
+  hak_test_log("realloc returned %p\n", q);
+}
+
+static void do_usable_size(void *p) {
+  size_t u = hak_usable_size(p);
+  hak_test_log("usable_size returned %zu\n", u);
+}
+
+static void do_usable_size_freed(void *p) {
+  hak_free(p);
+  size_t u = hak_usable_size(p);
+  hak_test_log("usable_size of a freed block returned %zu\n", u);
+}
+
+static void do_free_sized(void *arg) {
+  struct two *t = arg;
+  hak_free_sized(t->p, t->n);
+}
+
+/* realloc moves the block; freeing the old pointer again is a double free. */
+static void do_free_after_realloc(void *p) {
+  void *q = hak_realloc(p, 4000);
+  if (q == p)
+    _exit(4);
+  hak_free(p);
+}
+
+/* Not fatal: the child must exit normally (control case). */
+static void do_valid_frees(void *arg) {
+  struct two *t = arg;
+  hak_free_sized(t->p, t->n);
+  void *q = hak_malloc(40);
+  hak_free(q);
+}
+
+/* ---- the cases ---------------------------------------------------------------------- */
+
+static void expect_not_allocated(const char *op, void (*fn)(void *), void *p) {
+  char want[256];
+  fmt(want, sizeof want, "hakmem: invalid %s of %p: not allocated by hakmem\n", op, p);
+  EXPECT_ABORT(fn, p, want);
+}
+
+int main(void) {
+  char want[256];
+  size_t c48 = class_of(40), c64 = class_of(64);
+  CHECK_EQ(c48, 48);
+  CHECK_EQ(c64, 64);
+
+  /* Double frees of small blocks, same thread and across threads. */
+  void *p = hak_malloc(40);
+  REQUIRE(p != NULL);
+  fmt(want, sizeof want, "hakmem: double free of %p (size class %zu)\n", p, c48);
+  EXPECT_ABORT(do_free_twice, p, want);
+  EXPECT_ABORT(do_cross_thread_double_free, p, want);
+  EXPECT_ABORT(do_local_then_remote_free, p, want);
+  EXPECT_ABORT(do_remote_then_local_free, p, want);
+
+  /* A block in the middle of a busy page, with freed neighbours on its list. */
+  void *many[64];
+  for (int i = 0; i < 64; i++) {
+    many[i] = hak_malloc(200);
+    REQUIRE(many[i] != NULL);
+  }
+  for (int i = 0; i < 64; i += 2)
+    hak_free(many[i]);
+  fmt(want, sizeof want, "hakmem: double free of %p (size class %zu)\n", many[33], class_of(200));
+  EXPECT_ABORT(do_free_twice, many[33], want);
+  fmt(want, sizeof want, "hakmem: double free of %p (size class %zu)\n", many[33], class_of(200));
+  EXPECT_ABORT(do_cross_thread_double_free, many[33], want);
+
+  /* The old pointer of a moved realloc is freed. */
+  fmt(want, sizeof want, "hakmem: double free of %p (size class %zu)\n", p, c48);
+  EXPECT_ABORT(do_free_after_realloc, p, want);
+
+  /* Double free of a large block. */
+  void *big = hak_malloc(1 * MiB);
+  REQUIRE(big != NULL);
+  fmt(want, sizeof want, "hakmem: double free of %p (large block)\n", big);
+  EXPECT_ABORT(do_free_twice, big, want);
+  EXPECT_ABORT(do_cross_thread_double_free, big, want);
+  void *big_aligned = hak_aligned_alloc(2 * MiB, 100000);
+  REQUIRE(big_aligned != NULL);
+  fmt(want, sizeof want, "hakmem: double free of %p (large block)\n", big_aligned);
+  EXPECT_ABORT(do_free_twice, big_aligned, want);
+
+  /* Pointers hakmem never handed out. */
+  char stack_buf[64] __attribute__((aligned(16)));
+  memset(stack_buf, 0, sizeof stack_buf);
+  expect_not_allocated("free", do_free, stack_buf);
+  expect_not_allocated("free", do_free, global_buf);
+  expect_not_allocated("free", do_free, global_buf + 16);
+  void *libc_small = malloc(64);
+  void *libc_big = malloc(4 * MiB);
+  REQUIRE(libc_small != NULL && libc_big != NULL);
+  expect_not_allocated("free", do_free, libc_small);
+  expect_not_allocated("free", do_free, libc_big);
+  expect_not_allocated("realloc", do_realloc, stack_buf);
+  expect_not_allocated("realloc", do_realloc, libc_small);
+  expect_not_allocated("usable_size", do_usable_size, stack_buf);
+  expect_not_allocated("usable_size", do_usable_size, global_buf);
+  expect_not_allocated("usable_size", do_usable_size, libc_small);
+  struct two foreign = {libc_small, 8};
+  fmt(want, sizeof want, "hakmem: invalid free_sized of %p: not allocated by hakmem\n", libc_small);
+  EXPECT_ABORT(do_free_sized, &foreign, want);
+
+  /* A foreign mapping placed right after the end of a large block's mapping, in the
+   * same 4 MiB-aligned range: still not hakmem's memory. */
+  unsigned char *lb = hak_malloc(100000);
+  REQUIRE(lb != NULL);
+  uintptr_t lb_end = ((uintptr_t)lb + hak_usable_size(lb) + 4095) & ~(uintptr_t)4095;
+  unsigned char *fm = mmap((void *)lb_end, 8192, PROT_READ | PROT_WRITE,
+                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+  if (fm == (void *)lb_end) {
+    expect_not_allocated("free", do_free, fm);
+    expect_not_allocated("free", do_free, fm + 64);
+    expect_not_allocated("usable_size", do_usable_size, fm + 64);
+    munmap(fm, 8192);
+  } else {
+    printf("note: could not map a page at %p after a large block (%s); case skipped\n",
+           (void *)lb_end, fm == MAP_FAILED ? strerror(errno) : "placed elsewhere");
+    if (fm != MAP_FAILED)
+      munmap(fm, 8192);
+  }
+  hak_free(lb);
+
+  /* Interior pointers into a small block. */
+  unsigned char *b64 = hak_malloc(64);
+  REQUIRE(b64 != NULL);
+  static const size_t offs[] = {16, 8, 1, 63};
+  for (size_t i = 0; i < sizeof offs / sizeof offs[0]; i++) {
+    fmt(want, sizeof want,
+        "hakmem: invalid free of %p: interior pointer into block %p (size class %zu)\n",
+        (void *)(b64 + offs[i]), (void *)b64, c64);
+    EXPECT_ABORT(do_free, b64 + offs[i], want);
+  }
+  fmt(want, sizeof want,
+      "hakmem: invalid realloc of %p: interior pointer into block %p (size class %zu)\n",
+      (void *)(b64 + 16), (void *)b64, c64);
+  EXPECT_ABORT(do_realloc, b64 + 16, want);
+  fmt(want, sizeof want,
+      "hakmem: invalid usable_size of %p: interior pointer into block %p (size class %zu)\n",
+      (void *)(b64 + 16), (void *)b64, c64);
+  EXPECT_ABORT(do_usable_size, b64 + 16, want);
+
+  /* Pointers into the middle of a large block. */
+  unsigned char *lg = hak_malloc(1 * MiB);
+  REQUIRE(lg != NULL);
+  static const size_t loffs[] = {16, 4096, 65536, 1 * MiB - 16};
+  for (size_t i = 0; i < sizeof loffs / sizeof loffs[0]; i++) {
+    fmt(want, sizeof want, "hakmem: invalid free of %p: not the start of an allocated block\n",
+        (void *)(lg + loffs[i]));
+    EXPECT_ABORT(do_free, lg + loffs[i], want);
+  }
+  fmt(want, sizeof want, "hakmem: invalid realloc of %p: not the start of an allocated block\n",
+      (void *)(lg + 4096));
+  EXPECT_ABORT(do_realloc, lg + 4096, want);
+
+  /* realloc / usable_size of a freed block. */
+  void *r = hak_malloc(40);
+  REQUIRE(r != NULL);
+  fmt(want, sizeof want, "hakmem: realloc of freed block %p (size class %zu)\n", r, c48);
+  EXPECT_ABORT(do_realloc_freed, r, want);
+  fmt(want, sizeof want, "hakmem: usable_size of freed block %p (size class %zu)\n", r, c48);
+  EXPECT_ABORT(do_usable_size_freed, r, want);
+
+  /* free_sized with a size larger than the block. */
+  struct two too_big = {r, 49};
+  fmt(want, sizeof want,
+      "hakmem: invalid free_sized of %p: size 49 larger than block (size class %zu)\n", r, c48);
+  EXPECT_ABORT(do_free_sized, &too_big, want);
+  struct two way_too_big = {r, 100000};
+  fmt(want, sizeof want,
+      "hakmem: invalid free_sized of %p: size 100000 larger than block (size class %zu)\n", r, c48);
+  EXPECT_ABORT(do_free_sized, &way_too_big, want);
+
+  /* Control: the valid neighbours of those cases do not abort. */
+  struct two ok = {r, 48};
+  struct hak_child c;
+  REQUIRE(hak_run_child(do_valid_frees, &ok, 60, &c));
+  char how[128];
+  CHECK_MSG(hak_child_exited(&c, 0), "valid free_sized(p, usable size): %s, stderr:\n%s",
+            hak_child_describe(&c, how, sizeof how), c.out);
+  hak_child_free(&c);
+
+  /* Everything the parent holds is still fine and can be freed here. */
+  hak_free(p);
+  for (int i = 1; i < 64; i += 2)
+    hak_free(many[i]);
+  hak_free(big);
+  hak_free(big_aligned);
+  hak_free(b64);
+  hak_free(lg);
+  hak_free(r);
+  free(libc_small);
+  free(libc_big);
+  CHECK_EQ(hak_heap_check(), 0);
+  struct hak_stats st;
+  hak_stats(&st);
+  CHECK_EQ(st.live_blocks, 0);
+  return hak_test_done();
+}

@@ -1,0 +1,169 @@
+/* fork() while other threads allocate.
+ *
+ * The parent runs 3 threads that allocate and free continuously and forks 50
+ * times from main. Each child verifies and frees blocks the parent allocated
+ * before the fork, allocates/frees/verifies a few thousand blocks of its own
+ * (small, large, realloc), must find hak_heap_check() == 0 and exits. Every
+ * child must exit 0 before a deadline: a deadlock in the child (a lock held
+ * by a thread that does not exist there) is reported as a failure, not a hang.
+ *
+ * Child exit codes: 0 ok, 2 bad pattern, 3 heap_check violations, 4 allocation
+ * failed. */
+#include "hak_test.h"
+
+#include <pthread.h>
+
+#define NWORKERS 3
+#define NPRE 1000
+
+static atomic_int stop;
+static unsigned char *pre[NPRE];
+static size_t pre_size[NPRE];
+
+static void *worker(void *arg) {
+  uint64_t rng = (uint64_t)(uintptr_t)arg * 1337 + 1;
+  enum { K = 256 };
+  unsigned char *mine[K] = {0};
+  size_t sz[K] = {0};
+  while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
+    size_t i = hak_rand_below(&rng, K);
+    if (mine[i]) {
+      if (mine[i][0] != (unsigned char)sz[i] || mine[i][sz[i] - 1] != (unsigned char)i) {
+        FAIL("worker block %p lost its marks", (void *)mine[i]);
+      }
+      hak_free(mine[i]);
+      mine[i] = NULL;
+    } else {
+      uint64_t r = hak_rand(&rng);
+      size_t n = 2 + (r % 64 == 0 ? r % 100000 : r % 2000);
+      mine[i] = hak_malloc(n);
+      if (!CHECK(mine[i] != NULL))
+        break;
+      sz[i] = n;
+      mine[i][0] = (unsigned char)n;
+      mine[i][n - 1] = (unsigned char)i;
+    }
+  }
+  for (int i = 0; i < K; i++)
+    hak_free(mine[i]);
+  return NULL;
+}
+
+static void child(int iter) {
+  int code = 0;
+  for (int i = 0; i < NPRE; i++) {
+    if (hak_pattern_mismatch(pre[i], pre_size[i], (uint64_t)i) != SIZE_MAX)
+      code = 2;
+    if (i % 2 == iter % 2) {
+      hak_free(pre[i]);
+      pre[i] = NULL;
+    }
+  }
+  enum { N = 3000 };
+  static unsigned char *b[N];
+  static size_t n[N];
+  uint64_t rng = (uint64_t)iter + 100;
+  for (int i = 0; i < N; i++) {
+    n[i] = i % 300 == 0 ? 70000 + hak_rand_below(&rng, 50000) : hak_rand_below(&rng, 1000);
+    b[i] = hak_malloc(n[i]);
+    if (!b[i])
+      _exit(4);
+    hak_fill(b[i], n[i], (uint64_t)i * 3 + 1);
+  }
+  for (int i = 0; i < N; i += 2) {
+    if (hak_pattern_mismatch(b[i], n[i], (uint64_t)i * 3 + 1) != SIZE_MAX)
+      code = 2;
+    hak_free(b[i]);
+  }
+  for (int i = 1; i < N; i += 2) {
+    size_t m = n[i] * 2 + 10;
+    unsigned char *q = hak_realloc(b[i], m);
+    if (!q)
+      _exit(4);
+    if (hak_pattern_mismatch(q, n[i], (uint64_t)i * 3 + 1) != SIZE_MAX)
+      code = 2;
+    hak_free(q);
+  }
+  for (int i = 0; i < NPRE; i++) {
+    if (pre[i])
+      hak_free(pre[i]);
+  }
+  size_t v = hak_heap_check();
+  if (v != 0) {
+    hak_test_log("fork child %d: hak_heap_check() found %zu violations\n", iter, v);
+    if (code == 0)
+      code = 3;
+  }
+  _exit(code);
+}
+
+int main(void) {
+  for (int i = 0; i < NPRE; i++) {
+    pre_size[i] = (size_t)(i * 37) % 2000;
+    pre[i] = hak_malloc(pre_size[i]);
+    REQUIRE(pre[i] != NULL);
+    hak_fill(pre[i], pre_size[i], (uint64_t)i);
+  }
+  pthread_t th[NWORKERS];
+  for (int i = 0; i < NWORKERS; i++) {
+    REQUIRE(pthread_create(&th[i], NULL, worker, (void *)(uintptr_t)(i + 1)) == 0);
+  }
+  int forks = (int)hak_iters(50);
+  if (forks < 10)
+    forks = 10;
+  double timeout = 20 * (hak_test_slowdown() > 2 ? hak_test_slowdown() / 2 : 1);
+  int ok = 0;
+  uint64_t rng = 5;
+  for (int f = 0; f < forks; f++) {
+    hak_sleep_ms((double)hak_rand_below(&rng, 4000) / 1000.0); /* 0..4 ms of worker activity */
+    fflush(NULL);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0)
+      child(f);
+    double deadline = hak_now() + timeout;
+    int status = 0;
+    for (;;) {
+      pid_t w = waitpid(pid, &status, WNOHANG);
+      if (w == pid)
+        break;
+      if (w < 0 && errno != EINTR) {
+        FAIL("waitpid: %s", strerror(errno));
+        break;
+      }
+      if (hak_now() > deadline) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        FAIL("fork child %d did not finish within %.0f s (deadlock?)", f, timeout);
+        status = -1;
+        break;
+      }
+      hak_sleep_ms(0.5);
+    }
+    if (status == -1)
+      continue;
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+      ok++;
+    } else if (WIFEXITED(status)) {
+      FAIL("fork child %d exited with %d (2 bad pattern, 3 heap_check, 4 no memory)", f,
+           WEXITSTATUS(status));
+    } else {
+      FAIL("fork child %d killed by signal %d (%s)", f, WTERMSIG(status),
+           strsignal(WTERMSIG(status)));
+    }
+  }
+  atomic_store(&stop, 1);
+  for (int i = 0; i < NWORKERS; i++)
+    pthread_join(th[i], NULL);
+  /* The parent's own blocks are unaffected by the children. */
+  for (int i = 0; i < NPRE; i++) {
+    CHECK_PATTERN(pre[i], pre_size[i], (uint64_t)i);
+    hak_free(pre[i]);
+  }
+  CHECK_EQ(hak_heap_check(), 0);
+  struct hak_stats st;
+  hak_stats(&st);
+  CHECK_EQ(st.live_blocks, 0);
+  printf("%d of %d fork children exited cleanly\n", ok, forks);
+  return hak_test_done();
+}

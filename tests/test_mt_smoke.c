@@ -1,0 +1,292 @@
+/* Multithreaded smoke test.
+ *
+ * Part 1: 4 threads do random malloc/calloc/realloc/free with sizes 0..70000
+ * over a shared exchange array, so most blocks are freed (or reallocated) by a
+ * thread other than the one that allocated them. Each block carries a pattern
+ * derived from (slot, generation) that is verified before every free/realloc.
+ *
+ * Part 2: one producer allocates, three consumers free, in rounds. Between
+ * rounds (all threads parked at a barrier) mapped_bytes must stay bounded:
+ * remote frees that are never collected make it grow every round.
+ *
+ * At the end: hak_heap_check() == 0, no live or large blocks. */
+#include "hak_test.h"
+
+#include <pthread.h>
+
+#define MiB ((size_t)1 << 20)
+#define NTHREADS 4
+#define NSLOTS 4096
+
+struct slot {
+  atomic_flag busy;
+  unsigned char *p;
+  size_t size;
+  uint64_t gen;
+};
+
+static struct slot slots[NSLOTS];
+static size_t ops_per_thread;
+static double deadline;
+
+static uint64_t seed_of(size_t slot, uint64_t gen) {
+  return (uint64_t)slot << 32 ^ gen;
+}
+
+static size_t random_size(uint64_t *rng) {
+  uint64_t r = hak_rand(rng) % 1000;
+  if (r < 800)
+    return hak_rand_below(rng, 1025); /* 0..1024 */
+  if (r < 960)
+    return hak_rand_below(rng, 16385);                   /* ..16 KiB */
+  return 16384 + hak_rand_below(rng, 70000 - 16384 + 1); /* ..70000, some large */
+}
+
+static void verify_slot(size_t i, struct slot *s, const char *when) {
+  if (hak_pattern_mismatch(s->p, s->size, seed_of(i, s->gen)) != SIZE_MAX) {
+    FAIL("slot %zu gen %" PRIu64 " (%p, %zu bytes) corrupted before %s at offset %zu", i, s->gen,
+         (void *)s->p, s->size, when, hak_pattern_mismatch(s->p, s->size, seed_of(i, s->gen)));
+  }
+}
+
+static void *mixer(void *arg) {
+  uint64_t rng = (uint64_t)(uintptr_t)arg * 0x1234567ull + 99;
+  size_t done = 0;
+  for (; done < ops_per_thread; done++) {
+    if ((done & 1023) == 0 && hak_now() > deadline)
+      break;
+    size_t i = hak_rand_below(&rng, NSLOTS);
+    struct slot *s = &slots[i];
+    if (atomic_flag_test_and_set_explicit(&s->busy, memory_order_acquire))
+      continue;
+    if (s->p == NULL) {
+      size_t n = random_size(&rng);
+      unsigned char *p = (hak_rand(&rng) & 7) == 0 ? hak_calloc(1, n) : hak_malloc(n);
+      if (!CHECK_MSG(p != NULL, "allocation of %zu bytes failed", n)) {
+        atomic_flag_clear_explicit(&s->busy, memory_order_release);
+        break;
+      }
+      CHECK_MSG(hak_is_aligned(p, 16), "block %p not 16-byte aligned", (void *)p);
+      s->p = p;
+      s->size = n;
+      s->gen++;
+      hak_fill(p, n, seed_of(i, s->gen));
+    } else {
+      verify_slot(i, s, "free/realloc");
+      uint64_t r = hak_rand(&rng) % 4;
+      if (r == 0) {
+        size_t n = random_size(&rng);
+        unsigned char *q = hak_realloc(s->p, n);
+        if (n == 0 && q == NULL) { /* realloc(p, 0) freed it */
+          s->p = NULL;
+        } else if (CHECK_MSG(q != NULL, "realloc to %zu failed", n)) {
+          size_t keep = n < s->size ? n : s->size;
+          if (hak_pattern_mismatch(q, keep, seed_of(i, s->gen)) != SIZE_MAX) {
+            FAIL("realloc %zu -> %zu lost contents", s->size, n);
+          }
+          s->gen++;
+          hak_fill(q, n, seed_of(i, s->gen));
+          s->p = q;
+          s->size = n;
+        }
+      } else {
+        if (r == 1) {
+          hak_free_sized(s->p, s->size);
+        } else {
+          hak_free(s->p);
+        }
+        s->p = NULL;
+      }
+    }
+    atomic_flag_clear_explicit(&s->busy, memory_order_release);
+  }
+  return (void *)done;
+}
+
+static void part_mixer(void) {
+  ops_per_thread = hak_iters(400000);
+  deadline = hak_now() + 20;
+  pthread_t t[NTHREADS];
+  for (size_t i = 0; i < NTHREADS; i++) {
+    REQUIRE(pthread_create(&t[i], NULL, mixer, (void *)(i + 1)) == 0);
+  }
+  size_t total = 0;
+  for (size_t i = 0; i < NTHREADS; i++) {
+    void *r;
+    pthread_join(t[i], &r);
+    total += (size_t)r;
+  }
+  size_t live = 0;
+  for (size_t i = 0; i < NSLOTS; i++)
+    live += slots[i].p != NULL;
+  struct hak_stats st;
+  hak_stats(&st);
+  CHECK_EQ(st.live_blocks, live);
+  CHECK_EQ(hak_heap_check(), 0);
+  for (size_t i = 0; i < NSLOTS; i++) {
+    if (!slots[i].p)
+      continue;
+    verify_slot(i, &slots[i], "final free");
+    hak_free(slots[i].p);
+    slots[i].p = NULL;
+  }
+  CHECK_EQ(hak_heap_check(), 0);
+  hak_stats(&st);
+  CHECK_EQ(st.live_blocks, 0);
+  CHECK_EQ(st.live_bytes, 0);
+  CHECK_EQ(st.large_blocks, 0);
+  printf("mixer: %zu ops over %d threads, %zu blocks live at the end; mapped %zu KiB\n", total,
+         NTHREADS, live, st.mapped_bytes >> 10);
+}
+
+/* ---- producer / consumers ---------------------------------------------------------- */
+
+#define NCONS 3
+#define RING 512
+#define MAPPED_LIMIT (96 * MiB)
+
+struct item {
+  unsigned char *p;
+  size_t size;
+  uint64_t seed;
+};
+
+struct ring {
+  _Alignas(64) atomic_size_t head; /* consumer */
+  _Alignas(64) atomic_size_t tail; /* producer */
+  struct item items[RING];
+};
+
+static struct ring rings[NCONS];
+static pthread_barrier_t barrier;
+static atomic_int round_done;
+static atomic_int stop;
+static size_t per_round;
+static atomic_size_t consumed;
+
+static size_t pc_size(uint64_t *rng) {
+  uint64_t r = hak_rand(rng) % 1000;
+  if (r < 900)
+    return hak_rand_below(rng, 1025);
+  if (r < 995)
+    return 1024 + hak_rand_below(rng, 7 * 1024);
+  return 60000 + hak_rand_below(rng, 20000); /* a few large ones */
+}
+
+static void *producer(void *arg) {
+  uint64_t rng = 4242;
+  uint64_t seq = 0;
+  for (;;) {
+    pthread_barrier_wait(&barrier);
+    if (atomic_load(&stop))
+      break;
+    for (size_t k = 0; k < per_round; k++) {
+      struct item it;
+      it.size = pc_size(&rng);
+      it.seed = ++seq;
+      it.p = hak_malloc(it.size);
+      if (!CHECK(it.p != NULL))
+        break;
+      hak_fill(it.p, it.size, it.seed);
+      struct ring *r = &rings[k % NCONS];
+      size_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
+      while (tail - atomic_load_explicit(&r->head, memory_order_acquire) >= RING)
+        sched_yield();
+      r->items[tail % RING] = it;
+      atomic_store_explicit(&r->tail, tail + 1, memory_order_release);
+    }
+    atomic_store(&round_done, 1);
+    pthread_barrier_wait(&barrier);
+  }
+  return arg;
+}
+
+static void *consumer(void *arg) {
+  struct ring *r = arg;
+  for (;;) {
+    pthread_barrier_wait(&barrier);
+    if (atomic_load(&stop))
+      break;
+    for (;;) {
+      size_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
+      if (head == atomic_load_explicit(&r->tail, memory_order_acquire)) {
+        if (atomic_load(&round_done) &&
+            head == atomic_load_explicit(&r->tail, memory_order_acquire)) {
+          break;
+        }
+        sched_yield();
+        continue;
+      }
+      struct item it = r->items[head % RING];
+      atomic_store_explicit(&r->head, head + 1, memory_order_release);
+      CHECK_PATTERN(it.p, it.size, it.seed);
+      hak_free(it.p);
+      atomic_fetch_add_explicit(&consumed, 1, memory_order_relaxed);
+    }
+    pthread_barrier_wait(&barrier);
+  }
+  return NULL;
+}
+
+static void part_producer_consumer(void) {
+  per_round = hak_iters(100000);
+  int rounds = 10;
+  REQUIRE(pthread_barrier_init(&barrier, NULL, NCONS + 2) == 0);
+  pthread_t prod, cons[NCONS];
+  REQUIRE(pthread_create(&prod, NULL, producer, NULL) == 0);
+  for (int i = 0; i < NCONS; i++) {
+    REQUIRE(pthread_create(&cons[i], NULL, consumer, &rings[i]) == 0);
+  }
+  size_t mapped[16] = {0};
+  struct hak_stats st0;
+  hak_stats(&st0);
+  double t0 = hak_now();
+  int done_rounds = 0;
+  for (int r = 0; r < rounds; r++) {
+    atomic_store(&round_done, 0);
+    pthread_barrier_wait(&barrier); /* start */
+    pthread_barrier_wait(&barrier); /* all produced and consumed */
+    struct hak_stats st;
+    hak_stats(&st);
+    mapped[r] = st.mapped_bytes;
+    done_rounds++;
+    CHECK_MSG(st.live_blocks == 0, "round %d: %zu blocks live after all were freed", r,
+              st.live_blocks);
+    /* At most NCONS * RING blocks (~2 MiB expected) are in flight; hakmem may keep up
+     * to 8 free 4 MiB segments cached and a few pages per class per heap. */
+    CHECK_MSG(st.mapped_bytes <= MAPPED_LIMIT,
+              "round %d: %zu MiB mapped though only ~2 MiB are live at a time (limit %zu MiB)", r,
+              st.mapped_bytes >> 20, MAPPED_LIMIT >> 20);
+    if (hak_now() - t0 > 15)
+      break;
+  }
+  atomic_store(&stop, 1);
+  pthread_barrier_wait(&barrier);
+  pthread_join(prod, NULL);
+  for (int i = 0; i < NCONS; i++)
+    pthread_join(cons[i], NULL);
+  pthread_barrier_destroy(&barrier);
+  /* Linear growth across rounds means freed memory is not being reused. */
+  if (done_rounds >= 4) {
+    CHECK_MSG(mapped[done_rounds - 1] <= mapped[1] + mapped[1] / 2 + 8 * MiB,
+              "mapped_bytes grew from %zu KiB (round 1) to %zu KiB (round %d)", mapped[1] >> 10,
+              mapped[done_rounds - 1] >> 10, done_rounds - 1);
+  }
+  CHECK_EQ(atomic_load(&consumed), per_round * (size_t)done_rounds);
+  CHECK_EQ(hak_heap_check(), 0);
+  struct hak_stats st;
+  hak_stats(&st);
+  CHECK_EQ(st.live_blocks, 0);
+  CHECK_EQ(st.large_blocks, 0);
+  printf("producer/consumer: %d rounds x %zu blocks; mapped KiB at start %zu, per round:",
+         done_rounds, per_round, st0.mapped_bytes >> 10);
+  for (int r = 0; r < done_rounds; r++)
+    printf(" %zu", mapped[r] >> 10);
+  printf("\n");
+}
+
+int main(void) {
+  RUN_SECTION(part_mixer);
+  RUN_SECTION(part_producer_consumer);
+  return hak_test_done();
+}

@@ -1,0 +1,177 @@
+/* Size classes: the class table, the size -> class mapping for every size up to
+ * HAK_SMALL_MAX + 4096, and real allocations of every size (or, in slow
+ * configurations, of every class boundary n-1, n, n+1 plus a stride): 16-byte
+ * alignment, usable size == class size, the whole usable size is writable and
+ * does not overlap any other live block. */
+#include "hak_test.h"
+
+#define MAX_SIZE (HAK_SMALL_MAX + 4096)
+#define RING 8 /* sizes whose blocks stay live while later sizes are tested */
+
+struct live {
+  unsigned char *p[2];
+  size_t usable[2];
+  unsigned seed[2];
+};
+
+static unsigned char ref[MAX_SIZE + 8192 + 256]; /* ref[i] = i & 0xff */
+static unsigned char *want_size;                 /* sizes to allocate (1) or skip (0) */
+
+static void check_table(void) {
+  size_t n = hak_size_class_count();
+  CHECK_EQ(n, HAK_NUM_CLASSES);
+  if (n > HAK_NUM_CLASSES)
+    n = HAK_NUM_CLASSES;
+  size_t prev = 0;
+  for (size_t c = 0; c < n; c++) {
+    size_t cs = hak_size_class_size(c);
+    CHECK_MSG(cs > prev, "class %zu size %zu not above class %zu size %zu", c, cs, c - 1, prev);
+    CHECK_MSG(cs % 16 == 0, "class %zu size %zu is not a multiple of 16", c, cs);
+    /* Every class is reachable: its own size maps to it. */
+    CHECK_MSG(hak_size_to_class(cs) == c, "size %zu maps to class %zu, not %zu", cs,
+              hak_size_to_class(cs), c);
+    prev = cs;
+  }
+  CHECK_EQ(hak_size_class_size(0), 16);
+  CHECK_EQ(hak_size_class_size(n - 1), HAK_SMALL_MAX);
+}
+
+/* Every size 0..MAX_SIZE: smallest fitting class, waste bounds, large above SMALL_MAX. */
+static void check_mapping(void) {
+  size_t n = hak_size_class_count();
+  for (size_t size = 0; size <= MAX_SIZE; size++) {
+    size_t c = hak_size_to_class(size);
+    if (size > HAK_SMALL_MAX) {
+      CHECK_MSG(c == (size_t)-1, "size %zu > HAK_SMALL_MAX maps to class %zu", size, c);
+      continue;
+    }
+    if (!CHECK_MSG(c < n, "size %zu maps to class %zu of %zu", size, c, n))
+      continue;
+    size_t cs = hak_size_class_size(c);
+    CHECK_MSG(cs >= size, "size %zu: class %zu holds only %zu", size, c, cs);
+    CHECK_MSG(c == 0 || hak_size_class_size(c - 1) < size,
+              "size %zu: class %zu (%zu) chosen but class %zu (%zu) fits", size, c, cs, c - 1,
+              hak_size_class_size(c - 1));
+    if (size == 0) {
+      CHECK_MSG(cs == 16, "size 0: class size %zu, expected 16", cs);
+    } else if (size <= 128) {
+      CHECK_MSG(cs - size < 16, "size %zu: class size %zu wastes %zu >= 16 bytes", size, cs,
+                cs - size);
+    } else {
+      CHECK_MSG((cs - size) * 8 <= size, "size %zu: class size %zu wastes more than 12.5%%", size,
+                cs);
+    }
+  }
+}
+
+static void choose_sizes(int all) {
+  want_size = calloc(MAX_SIZE + 1, 1);
+  REQUIRE(want_size != NULL);
+  if (all) {
+    memset(want_size, 1, MAX_SIZE + 1);
+    return;
+  }
+  size_t stride = (size_t)(61 * hak_test_slowdown() / 3) | 1;
+  for (size_t s = 0; s <= 512; s++)
+    want_size[s] = 1;
+  for (size_t s = 0; s <= MAX_SIZE; s += stride)
+    want_size[s] = 1;
+  for (size_t c = 0; c < hak_size_class_count(); c++) {
+    size_t cs = hak_size_class_size(c);
+    for (size_t s = cs - 1; s <= cs + 1 && s <= MAX_SIZE; s++)
+      want_size[s] = 1;
+  }
+  for (size_t s = HAK_SMALL_MAX - 16; s <= HAK_SMALL_MAX + 16; s++)
+    want_size[s] = 1;
+  want_size[MAX_SIZE] = 1;
+}
+
+static void retire(struct live *l) {
+  for (int k = 0; k < 2; k++) {
+    if (!l->p[k])
+      continue;
+    CHECK_MSG(memcmp(l->p[k], ref + l->seed[k], l->usable[k]) == 0,
+              "block %p (usable %zu) lost its pattern while other blocks were written", l->p[k],
+              l->usable[k]);
+    hak_free(l->p[k]);
+    l->p[k] = NULL;
+  }
+}
+
+static void allocate_sizes(void) {
+  struct live ring[RING];
+  memset(ring, 0, sizeof ring);
+  size_t checks = 0, tested = 0;
+  for (size_t size = 0; size <= MAX_SIZE; size++) {
+    if (!want_size[size])
+      continue;
+    struct live *l = &ring[tested % RING];
+    retire(l);
+    tested++;
+    size_t c = hak_size_to_class(size);
+    for (int k = 0; k < 2; k++) {
+      unsigned char *p = hak_malloc(size);
+      REQUIRE(p != NULL);
+      CHECK_MSG(hak_is_aligned(p, 16), "hak_malloc(%zu) = %p is not 16-byte aligned", size, p);
+      size_t u = hak_usable_size(p);
+      CHECK_MSG(u >= size, "usable_size(hak_malloc(%zu)) = %zu", size, u);
+      if (c != (size_t)-1) {
+        CHECK_MSG(u == hak_size_class_size(c), "usable_size(hak_malloc(%zu)) = %zu, class size %zu",
+                  size, u, hak_size_class_size(c));
+      }
+      if (size == 0)
+        CHECK_EQ(u, 16);
+      l->p[k] = p;
+      l->usable[k] = u < MAX_SIZE + 8192 ? u : MAX_SIZE + 8192; /* what `ref` can cover */
+      l->seed[k] = (unsigned)((size * 2 + (size_t)k) * 37 % 256);
+      memcpy(p, ref + l->seed[k], u);
+    }
+    if (!CHECK_MSG(l->p[0] != l->p[1], "hak_malloc(%zu) returned %p twice", size, l->p[0])) {
+      l->p[1] = NULL;
+      continue;
+    }
+    /* No two live blocks overlap: check the new pair against each other and the ring. */
+    for (int k = 0; k < 2; k++) {
+      for (size_t r = 0; r < RING; r++) {
+        for (int j = 0; j < 2; j++) {
+          const struct live *o = &ring[r];
+          if (!o->p[j] || (o == l && j == k))
+            continue;
+          int disjoint = l->p[k] + l->usable[k] <= o->p[j] || o->p[j] + o->usable[j] <= l->p[k];
+          CHECK_MSG(disjoint, "block %p+%zu (size %zu) overlaps block %p+%zu", l->p[k],
+                    l->usable[k], size, o->p[j], o->usable[j]);
+        }
+      }
+    }
+    /* Writing one block's whole usable size must not touch the other. */
+    for (int k = 0; k < 2; k++) {
+      CHECK_MSG(memcmp(l->p[k], ref + l->seed[k], l->usable[k]) == 0,
+                "hak_malloc(%zu) block %p: pattern over its %zu usable bytes was clobbered", size,
+                l->p[k], l->usable[k]);
+    }
+    if (++checks % 8192 == 0)
+      CHECK_EQ(hak_heap_check(), 0);
+    if (hak_test_failures() > HAK_TEST_MAX_REPORTS)
+      break;
+  }
+  for (size_t r = 0; r < RING; r++)
+    retire(&ring[r]);
+  CHECK_EQ(hak_heap_check(), 0);
+  printf("allocated and wrote %zu sizes (2 blocks each)\n", tested);
+}
+
+int main(void) {
+  for (size_t i = 0; i < sizeof ref; i++)
+    ref[i] = (unsigned char)i;
+  check_table();
+  check_mapping();
+  double slow = hak_test_slowdown();
+  choose_sizes(slow <= 2 && hak_test_scale() >= 1);
+  allocate_sizes();
+  struct hak_stats st;
+  hak_stats(&st);
+  CHECK_EQ(st.live_blocks, 0);
+  CHECK_EQ(st.large_blocks, 0);
+  free(want_size);
+  return hak_test_done();
+}

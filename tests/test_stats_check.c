@@ -1,0 +1,275 @@
+/* hak_stats() counts exactly and hak_heap_check() finds nothing, throughout:
+ * per-class live blocks after allocating N blocks of a class, total live
+ * blocks/bytes (sum of usable sizes), large blocks/bytes, the effect of
+ * calloc/realloc/aligned allocation, frees from other threads (pending remote
+ * frees are not live), and all zeros after everything is freed. */
+#include "hak_test.h"
+
+#include <pthread.h>
+
+#define MiB ((size_t)1 << 20)
+
+static void check_classes(const struct hak_stats *st, size_t cls, size_t n, const char *what) {
+  for (size_t c = 0; c < HAK_NUM_CLASSES; c++) {
+    size_t want = c == cls ? n : 0;
+    CHECK_MSG(st->classes[c].live_blocks == want,
+              "%s: class %zu (%zu B) has %zu live, expected %zu", what, c,
+              st->classes[c].block_size, st->classes[c].live_blocks, want);
+  }
+}
+
+static void check_empty(const char *what) {
+  struct hak_stats st;
+  hak_stats(&st);
+  CHECK_MSG(st.live_blocks == 0 && st.live_bytes == 0, "%s: %zu blocks / %zu bytes still live",
+            what, st.live_blocks, st.live_bytes);
+  CHECK_MSG(st.large_blocks == 0 && st.large_bytes == 0, "%s: %zu large blocks / %zu bytes", what,
+            st.large_blocks, st.large_bytes);
+  check_classes(&st, (size_t)-1, 0, what);
+  CHECK_EQ(hak_heap_check(), 0);
+}
+
+static void test_table(void) {
+  struct hak_stats st;
+  hak_stats(&st);
+  for (size_t c = 0; c < HAK_NUM_CLASSES; c++) {
+    CHECK_MSG(st.classes[c].block_size == hak_size_class_size(c),
+              "classes[%zu].block_size = %zu, class size %zu", c, st.classes[c].block_size,
+              hak_size_class_size(c));
+  }
+  check_empty("at start");
+}
+
+static void test_one_class(size_t size) {
+  size_t cls = hak_size_to_class(size), cs = hak_size_class_size(cls);
+  size_t n = 1000;
+  if (n * cs > 32 * MiB)
+    n = 32 * MiB / cs;
+  void **b = calloc(n, sizeof(void *));
+  REQUIRE(b != NULL);
+  for (size_t i = 0; i < n; i++) {
+    b[i] = hak_malloc(size);
+    REQUIRE(b[i] != NULL);
+  }
+  char what[64];
+  snprintf(what, sizeof what, "%zu x malloc(%zu)", n, size);
+  struct hak_stats st;
+  hak_stats(&st);
+  check_classes(&st, cls, n, what);
+  CHECK_MSG(st.live_blocks == n, "%s: live_blocks %zu", what, st.live_blocks);
+  CHECK_MSG(st.live_bytes == n * cs, "%s: live_bytes %zu, expected %zu", what, st.live_bytes,
+            n * cs);
+  CHECK_EQ(st.large_blocks, 0);
+  CHECK_GE(st.classes[cls].pages, 1);
+  CHECK_GE(st.segments, 1);
+  CHECK_GE(st.mapped_bytes, st.live_bytes);
+  CHECK_EQ(hak_heap_check(), 0);
+
+  for (size_t i = 0; i < n; i += 2)
+    hak_free(b[i]);
+  hak_stats(&st);
+  snprintf(what, sizeof what, "after freeing half of %zu x malloc(%zu)", n, size);
+  check_classes(&st, cls, n / 2, what);
+  CHECK_EQ(st.live_blocks, n / 2);
+  CHECK_EQ(st.live_bytes, n / 2 * cs);
+  CHECK_EQ(hak_heap_check(), 0);
+  for (size_t i = 1; i < n; i += 2)
+    hak_free(b[i]);
+  snprintf(what, sizeof what, "after freeing all of %zu x malloc(%zu)", n, size);
+  check_empty(what);
+  free(b);
+}
+
+static void test_large(void) {
+  static const size_t sizes[] = {HAK_SMALL_MAX + 1, 100000, 1 * MiB, 5 * MiB + 3};
+  enum { PER = 10 };
+  void *b[4][PER];
+  size_t bytes = 0;
+  for (size_t s = 0; s < 4; s++) {
+    for (int i = 0; i < PER; i++) {
+      b[s][i] = hak_malloc(sizes[s]);
+      REQUIRE(b[s][i] != NULL);
+      bytes += hak_usable_size(b[s][i]);
+    }
+  }
+  struct hak_stats st;
+  hak_stats(&st);
+  CHECK_EQ(st.large_blocks, 4 * PER);
+  CHECK_EQ(st.large_bytes, bytes);
+  CHECK_EQ(st.live_blocks, 4 * PER);
+  CHECK_EQ(st.live_bytes, bytes);
+  CHECK_GE(st.mapped_bytes, bytes);
+  check_classes(&st, (size_t)-1, 0, "large blocks only");
+  CHECK_EQ(hak_heap_check(), 0);
+  for (size_t s = 0; s < 4; s++) {
+    for (int i = 0; i < PER; i++)
+      hak_free(b[s][i]);
+  }
+  check_empty("after freeing large blocks");
+}
+
+static void test_every_class(void) {
+  void *b[HAK_NUM_CLASSES];
+  size_t bytes = 0;
+  for (size_t c = 0; c < HAK_NUM_CLASSES; c++) {
+    b[c] = hak_malloc(hak_size_class_size(c));
+    REQUIRE(b[c] != NULL);
+    bytes += hak_usable_size(b[c]);
+  }
+  struct hak_stats st;
+  hak_stats(&st);
+  for (size_t c = 0; c < HAK_NUM_CLASSES; c++) {
+    CHECK_MSG(st.classes[c].live_blocks == 1, "class %zu: %zu live, expected 1", c,
+              st.classes[c].live_blocks);
+  }
+  CHECK_EQ(st.live_blocks, HAK_NUM_CLASSES);
+  CHECK_EQ(st.live_bytes, bytes);
+  CHECK_EQ(hak_heap_check(), 0);
+  for (size_t c = 0; c < HAK_NUM_CLASSES; c++)
+    hak_free(b[c]);
+  check_empty("after one block per class");
+}
+
+static void test_other_apis(void) {
+  size_t c100 = hak_size_to_class(100), c1000 = hak_size_to_class(1000);
+  void *p = hak_calloc(10, 10);
+  REQUIRE(p != NULL);
+  struct hak_stats st;
+  hak_stats(&st);
+  check_classes(&st, c100, 1, "calloc(10, 10)");
+  void *q = hak_realloc(p, 1000);
+  REQUIRE(q != NULL);
+  hak_stats(&st);
+  check_classes(&st, c1000, 1, "realloc(100 -> 1000)");
+  CHECK_EQ(st.live_blocks, 1);
+  CHECK_EQ(st.live_bytes, hak_usable_size(q));
+  q = hak_realloc(q, 200000);
+  REQUIRE(q != NULL);
+  hak_stats(&st);
+  CHECK_EQ(st.live_blocks, 1);
+  CHECK_EQ(st.large_blocks, 1);
+  CHECK_EQ(st.live_bytes, hak_usable_size(q));
+  CHECK_EQ(st.large_bytes, hak_usable_size(q));
+  check_classes(&st, (size_t)-1, 0, "realloc(1000 -> 200000)");
+  q = hak_realloc(q, 0); /* frees */
+  CHECK(q == NULL);
+  check_empty("after realloc(p, 0)");
+}
+
+static void test_aligned(void) {
+  static const size_t aligns[] = {64, 4096, 65536, 1 * MiB, 4 * MiB};
+  struct hak_stats st;
+  void *a[5];
+  size_t bytes = 0;
+  for (int i = 0; i < 5; i++) {
+    a[i] = hak_aligned_alloc(aligns[i], 100);
+    REQUIRE(a[i] != NULL);
+    bytes += hak_usable_size(a[i]);
+  }
+  hak_stats(&st);
+  CHECK_EQ(st.live_blocks, 5);
+  CHECK_EQ(st.live_bytes, bytes);
+  CHECK_EQ(hak_heap_check(), 0);
+  for (int i = 0; i < 5; i++)
+    hak_free(a[i]);
+  check_empty("after aligned blocks");
+}
+
+/* ---- frees by other threads ------------------------------------------------------- */
+
+#define XN 2000
+static void *xblocks[XN];
+static pthread_barrier_t xbar;
+
+static void *alloc_and_exit(void *arg) {
+  for (int i = 0; i < XN; i++)
+    xblocks[i] = hak_malloc(24 + (size_t)(i % 7) * 100);
+  return arg;
+}
+
+static void *free_all(void *arg) {
+  for (int i = 0; i < XN; i++)
+    hak_free(xblocks[i]);
+  return arg;
+}
+
+/* Allocates, waits while others free and main looks, then exits. */
+static void *alloc_and_wait(void *arg) {
+  alloc_and_exit(arg);
+  pthread_barrier_wait(&xbar); /* allocated */
+  pthread_barrier_wait(&xbar); /* freed by another thread, main has checked */
+  return arg;
+}
+
+static void test_threads(void) {
+  pthread_t t, u;
+  /* A thread allocates and exits; main sees them live, frees them. */
+  REQUIRE(pthread_create(&t, NULL, alloc_and_exit, NULL) == 0);
+  pthread_join(t, NULL);
+  struct hak_stats st;
+  hak_stats(&st);
+  CHECK_EQ(st.live_blocks, XN);
+  CHECK_EQ(hak_heap_check(), 0);
+  free_all(NULL);
+  check_empty("blocks of an exited thread freed by main");
+
+  /* Main allocates, a thread frees and exits: main's blocks are not live. */
+  alloc_and_exit(NULL);
+  REQUIRE(pthread_create(&t, NULL, free_all, NULL) == 0);
+  pthread_join(t, NULL);
+  check_empty("main's blocks freed by another thread");
+  /* ...and main's heap reuses them without trouble. */
+  alloc_and_exit(NULL);
+  hak_stats(&st);
+  CHECK_EQ(st.live_blocks, XN);
+  free_all(NULL);
+  check_empty("reused after remote free");
+
+  /* A live (idle) thread's blocks freed by a third thread. */
+  REQUIRE(pthread_barrier_init(&xbar, NULL, 2) == 0);
+  REQUIRE(pthread_create(&t, NULL, alloc_and_wait, NULL) == 0);
+  pthread_barrier_wait(&xbar);
+  REQUIRE(pthread_create(&u, NULL, free_all, NULL) == 0);
+  pthread_join(u, NULL);
+  check_empty("an idle thread's blocks freed by a third thread");
+  pthread_barrier_wait(&xbar);
+  pthread_join(t, NULL);
+  pthread_barrier_destroy(&xbar);
+  check_empty("after that thread exited");
+}
+
+static void print_stats(void *arg) {
+  hak_stats_print();
+}
+
+static void test_print(void) {
+  void *p = hak_malloc(100);
+  REQUIRE(p != NULL);
+  struct hak_child c;
+  REQUIRE(hak_run_child(print_stats, NULL, 60, &c));
+  char how[128];
+  CHECK_MSG(hak_child_exited(&c, 0), "hak_stats_print child: %s", hak_child_describe(&c, how, 128));
+  CHECK_MSG(c.len > 0, "hak_stats_print printed nothing");
+  hak_child_free(&c);
+  hak_free(p);
+}
+
+static void test_classes(void) {
+  static const size_t sizes[] = {0,    1,    16,   40,    48,    100,          129,
+                                 1000, 4096, 5000, 16384, 30000, HAK_SMALL_MAX};
+  for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
+    test_one_class(sizes[i]);
+}
+
+int main(void) {
+  test_table();
+  RUN_SECTION(test_classes);
+  RUN_SECTION(test_large);
+  RUN_SECTION(test_every_class);
+  RUN_SECTION(test_other_apis);
+  RUN_SECTION(test_aligned);
+  RUN_SECTION(test_threads);
+  RUN_SECTION(test_print);
+  check_empty("at exit");
+  return hak_test_done();
+}

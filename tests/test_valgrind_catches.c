@@ -1,0 +1,213 @@
+/* In the valgrind configuration hakmem describes its blocks to memcheck
+ * (MALLOCLIKE/FREELIKE/RESIZEINPLACE, unused memory NOACCESS, only the
+ * requested size addressable until hak_usable_size). This program re-executes
+ * itself under `valgrind --error-exitcode=99 -q` in one mode per case:
+ *   uaf       write after hak_free             -> "Invalid write", exit 99
+ *   overflow  write past the requested size    -> "Invalid write", exit 99
+ *   uninit    branch on fresh hak_malloc bytes -> "Conditional jump or move depends on
+ *                                                 uninitialised value", exit 99
+ *   leak      lose a block, --leak-check=full  -> "definitely lost", exit 99
+ *   clean     thousands of correct mixed operations (realloc, calloc, aligned,
+ *             large, usable_size, cross-thread frees) -> exit 0, no errors:
+ *             catches false positives from hakmem's own metadata accesses. */
+#include "hak_test.h"
+
+#include <pthread.h>
+
+#define MiB ((size_t)1 << 20)
+
+static volatile int sink;
+
+__attribute__((noinline)) static void mode_uaf(void) {
+  volatile unsigned char *p = hak_malloc(64);
+  p[0] = 1;
+  hak_free((void *)p);
+  p[8] = 2;
+}
+
+__attribute__((noinline)) static void mode_overflow(void) {
+  volatile unsigned char *p = hak_malloc(40);
+  p[40] = 1; /* inside the 48-byte block, past the 40 requested bytes */
+  hak_free((void *)p);
+}
+
+__attribute__((noinline)) static void mode_uninit(void) {
+  volatile unsigned char *p = hak_malloc(64);
+  if (p[10] == 42)
+    sink++;
+  hak_free((void *)p);
+}
+
+static void *keep[8];
+
+__attribute__((noinline)) static void leak_one(void) {
+  /* The leaked block sits between live blocks of its class, so no page
+   * metadata points at it by accident. */
+  for (int i = 0; i < 8; i++)
+    keep[i] = hak_malloc(100);
+  memset(keep[3], 1, 100);
+  keep[3] = NULL; /* the only pointer to it is gone */
+}
+
+__attribute__((noinline)) static void clobber_stack(void) {
+  volatile char junk[4096];
+  for (size_t i = 0; i < sizeof junk; i++)
+    junk[i] = 0;
+}
+
+__attribute__((noinline)) static void mode_leak(void) {
+  leak_one();
+  clobber_stack();
+  for (int i = 0; i < 8; i++)
+    hak_free(keep[i]);
+}
+
+#define XN 500
+static void *xfer[XN];
+
+static void *free_xfer(void *arg) {
+  for (int i = 0; i < XN; i++) {
+    unsigned char *p = xfer[i];
+    if (p[0] != (unsigned char)i)
+      sink++;
+    hak_free(p);
+  }
+  return arg;
+}
+
+__attribute__((noinline)) static void mode_clean(void) {
+  uint64_t rng = 1;
+  enum { N = 512 };
+  unsigned char *b[N] = {0};
+  size_t sz[N] = {0};
+  for (int op = 0; op < 6000; op++) {
+    size_t i = hak_rand_below(&rng, N);
+    if (b[i]) {
+      if (sz[i] && b[i][sz[i] - 1] != (unsigned char)sz[i])
+        sink++;
+      uint64_t r = hak_rand(&rng) % 3;
+      if (r == 0) {
+        size_t n = 1 + hak_rand_below(&rng, 3000);
+        b[i] = hak_realloc(b[i], n);
+        sz[i] = n;
+        b[i][n - 1] = (unsigned char)n;
+      } else {
+        if (r == 1)
+          hak_free_sized(b[i], sz[i]);
+        else
+          hak_free(b[i]);
+        b[i] = NULL;
+      }
+      continue;
+    }
+    uint64_t r = hak_rand(&rng) % 10;
+    size_t n = 1 + hak_rand_below(&rng, r == 9 ? 200000 : 2000);
+    if (r < 5) {
+      b[i] = hak_malloc(n);
+      memset(b[i], 3, n);
+    } else if (r < 7) {
+      b[i] = hak_calloc(1, n);
+      for (size_t k = 0; k < n; k += 97) {
+        if (b[i][k] != 0)
+          sink++; /* defined: calloc memory is zero */
+      }
+    } else if (r < 8) {
+      b[i] = hak_aligned_alloc((size_t)64 << hak_rand_below(&rng, 8), n);
+      memset(b[i], 4, n);
+    } else if (r < 9) {
+      b[i] = hak_malloc(n);
+      size_t u = hak_usable_size(b[i]);
+      memset(b[i], 5, u); /* the whole usable size is addressable now */
+    } else {
+      b[i] = hak_malloc(n); /* up to 200000: some large */
+      memset(b[i], 6, n);
+    }
+    sz[i] = n;
+    b[i][n - 1] = (unsigned char)n;
+  }
+  for (int i = 0; i < N; i++)
+    hak_free(b[i]);
+  /* Blocks freed by another thread (remote frees write into freed blocks). */
+  for (int round = 0; round < 3; round++) {
+    for (int i = 0; i < XN; i++) {
+      xfer[i] = hak_malloc(16 + (size_t)(i % 50) * 24);
+      memset(xfer[i], i, 1);
+    }
+    pthread_t t;
+    if (pthread_create(&t, NULL, free_xfer, NULL) != 0)
+      _exit(3);
+    pthread_join(t, NULL);
+  }
+  void *p = NULL;
+  if (hak_posix_memalign(&p, 4096, 10000) == 0) {
+    memset(p, 7, 10000);
+    hak_free(p);
+  }
+  if (hak_heap_check() != 0)
+    _exit(4);
+  struct hak_stats st;
+  hak_stats(&st);
+  if (st.live_blocks != 0)
+    _exit(5);
+}
+
+static int run_mode(const char *mode) {
+  if (strcmp(mode, "uaf") == 0)
+    mode_uaf();
+  else if (strcmp(mode, "overflow") == 0)
+    mode_overflow();
+  else if (strcmp(mode, "uninit") == 0)
+    mode_uninit();
+  else if (strcmp(mode, "leak") == 0)
+    mode_leak();
+  else if (strcmp(mode, "clean") == 0)
+    mode_clean();
+  else
+    return 2;
+  return 0;
+}
+
+static void expect_mode(const char *mode, int leak_check, int want_exit, const char *want_text) {
+  const char *self = hak_self_exe();
+  REQUIRE(self != NULL);
+  char *argv[] = {"valgrind",
+                  "--error-exitcode=99",
+                  "-q",
+                  leak_check ? "--leak-check=full" : "--leak-check=no",
+                  "--errors-for-leak-kinds=definite",
+                  (char *)self,
+                  "--mode",
+                  (char *)mode,
+                  NULL};
+  struct hak_child c;
+  REQUIRE(hak_run_cmd(argv, 300, &c));
+  char how[128];
+  CHECK_MSG(hak_child_exited(&c, want_exit),
+            "valgrind mode %s: expected exit %d, got %s; output:\n"
+            "---\n%s---",
+            mode, want_exit, hak_child_describe(&c, how, sizeof how), c.out);
+  if (want_text) {
+    CHECK_MSG(c.out && strstr(c.out, want_text),
+              "valgrind mode %s: no \"%s\" in output:\n---\n%s---", mode, want_text,
+              c.out ? c.out : "");
+  } else {
+    CHECK_MSG(c.len == 0, "valgrind mode %s: expected no output, got:\n---\n%s---", mode, c.out);
+  }
+  hak_child_free(&c);
+}
+
+int main(int argc, char **argv) {
+  if (argc == 3 && strcmp(argv[1], "--mode") == 0)
+    return run_mode(argv[2]);
+  if (!hak_config_is("valgrind")) {
+    hak_test_skip("needs the valgrind configuration (this is %s)", hak_config());
+  }
+  if (!hak_have_program("valgrind"))
+    hak_test_skip("valgrind is not installed");
+  expect_mode("uaf", 0, 99, "Invalid write");
+  expect_mode("overflow", 0, 99, "Invalid write");
+  expect_mode("uninit", 0, 99, "Conditional jump or move depends on uninitialised value");
+  expect_mode("leak", 1, 99, "definitely lost");
+  expect_mode("clean", 1, 0, NULL);
+  return hak_test_done();
+}
