@@ -49,9 +49,9 @@ static HAK_NOINLINE void free_not_owned(hak_heap_t *h, hak_segment_t *seg, hak_p
                                         hak_block_t *b);
 
 static HAK_NOINLINE void free_local_slow(hak_heap_t *h, hak_segment_t *seg, hak_page_t *pg) {
-  pthread_mutex_lock(&h->lock);
+  hak_lock(&h->lock);
   page_free_slow(h, seg, pg);
-  pthread_mutex_unlock(&h->lock);
+  hak_unlock(&h->lock);
 }
 
 /* NULL, a block aligned to >= 4 MiB, or not ours (aborts). */
@@ -102,7 +102,7 @@ static HAK_NOINLINE void *small_alloc_slow(hak_heap_t *h, size_t cls, size_t n, 
     h = heap_get_or_create();
     if (!h) goto oom;
   }
-  pthread_mutex_lock(&h->lock);
+  hak_lock(&h->lock);
   heap_drain_delayed(h);
   hak_page_t *pg = page_find_free(h, cls);
   void *p = NULL;
@@ -110,7 +110,7 @@ static HAK_NOINLINE void *small_alloc_slow(hak_heap_t *h, size_t cls, size_t n, 
     hak_assert(pg->free != NULL && h->direct[cls] == pg);
     p = page_pop(pg, pg->free, n, zero);
   }
-  pthread_mutex_unlock(&h->lock);
+  hak_unlock(&h->lock);
   if (p) return p;
 oom:
   errno = ENOMEM;
@@ -123,10 +123,10 @@ static HAK_NOINLINE void free_not_owned(hak_heap_t *h, hak_segment_t *seg, hak_p
                                         hak_block_t *b) {
   if (atomic_load_explicit(&seg->owner, memory_order_relaxed) == NULL &&
       (h != &hak_empty_heap || (!hak_tls_exiting && (h = heap_get_or_create()) != NULL))) {
-    pthread_mutex_lock(&h->lock);
+    hak_lock(&h->lock);
     bool mine = segment_reclaim(h, seg);
     if (mine) page_free_block(h, seg, pg, b);
-    pthread_mutex_unlock(&h->lock);
+    hak_unlock(&h->lock);
     if (mine) return;
   }
   page_free_remote(seg, pg, b);

@@ -161,7 +161,7 @@ static void check_heap(checker_t *c, hak_heap_t *h) {
 size_t hak_heap_check(void) {
   checker_t c = {0};
   hak_init();
-  pthread_mutex_lock(&hak_global_lock);
+  hak_lock(&hak_global_lock);
   for (hak_heap_t *h = hak_all_heaps; h; h = h->all_next) {
     if (h->state == HEAP_ACTIVE)
       check_heap(&c, h);
@@ -174,8 +174,8 @@ size_t hak_heap_check(void) {
     for (hak_segment_t *q = hak_segment_cache; q; q = q->next) cached |= (q == s);
     if (!cached) check_segment(&c, s, false);
   }
-  pthread_mutex_unlock(&hak_global_lock);
-  pthread_mutex_lock(&hak_large_lock);
+  hak_unlock(&hak_global_lock);
+  hak_lock(&hak_large_lock);
   for (hak_large_t *lg = hak_all_large; lg; lg = lg->gnext) {
     uint8_t *user = (uint8_t *)lg + lg->offset;
     bool registered = lg->huge ? large_huge_header(user) == lg : registry_contains(lg);
@@ -186,7 +186,7 @@ size_t hak_heap_check(void) {
       violation(&c, "bad large block header", lg, lg->map_size, lg->requested);
     if (!registered) violation(&c, "large block missing from the registry", lg, 0, 0);
   }
-  pthread_mutex_unlock(&hak_large_lock);
+  hak_unlock(&hak_large_lock);
   return c.violations;
 }
 
@@ -194,7 +194,7 @@ void hak_stats(struct hak_stats *out) {
   memset(out, 0, sizeof(*out));
   hak_init();
   for (size_t i = 0; i < NCLS; i++) out->classes[i].block_size = class_size(i);
-  pthread_mutex_lock(&hak_global_lock);
+  hak_lock(&hak_global_lock);
   for (hak_heap_t *h = hak_all_heaps; h; h = h->all_next) out->heaps_active += h->state == HEAP_ACTIVE;
   for (hak_segment_t *s = hak_all_segments; s; s = s->gnext) {
     out->segments++;
@@ -216,14 +216,14 @@ void hak_stats(struct hak_stats *out) {
       out->live_bytes += live * pg->block_size;
     }
   }
-  pthread_mutex_unlock(&hak_global_lock);
-  pthread_mutex_lock(&hak_large_lock);
+  hak_unlock(&hak_global_lock);
+  hak_lock(&hak_large_lock);
   for (hak_large_t *lg = hak_all_large; lg; lg = lg->gnext) {
     out->large_blocks++;
     out->large_bytes += large_usable(lg);
     out->mapped_bytes += lg->map_size;
   }
-  pthread_mutex_unlock(&hak_large_lock);
+  hak_unlock(&hak_large_lock);
   out->live_blocks += out->large_blocks;
   out->live_bytes += out->large_bytes;
 }

@@ -35,11 +35,13 @@ hak_heap_t *hak_all_heaps; /* guarded by hak_global_lock */
 static hak_heap_t *heap_pool;
 static uint32_t heap_count;
 
+_Atomic int hak_fork_active;
+pthread_t hak_fork_owner;
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static pthread_key_t heap_key;
-static _Atomic int atfork_registered;
 
 static void heap_thread_done(void *arg);
+static _Atomic int atfork_registered;
 static void fork_prepare(void);
 static void fork_parent(void);
 static void fork_child(void);
@@ -51,7 +53,18 @@ static void init_once_fn(void) {
 
 void hak_init(void) { pthread_once(&init_once, init_once_fn); }
 
-__attribute__((constructor)) static void hak_constructor(void) { hak_init(); }
+/* Registered as early as possible, so that atfork handlers registered later
+ * (which run before ours in the prepare phase and after ours in the
+ * parent/child phase) may allocate. A malloc before the constructors run
+ * registers from heap_get_or_create instead. */
+static void register_atfork(void) {
+  if (!atomic_exchange(&atfork_registered, 1)) pthread_atfork(fork_prepare, fork_parent, fork_child);
+}
+
+__attribute__((constructor)) static void hak_constructor(void) {
+  hak_init();
+  register_atfork();
+}
 
 static void heap_reset(hak_heap_t *h) {
   for (size_t c = 0; c < NCLS; c++) {
@@ -66,7 +79,7 @@ static void heap_reset(hak_heap_t *h) {
 
 /* Heap structs are carved from mmap'd chunks; metadata never comes from malloc. */
 static hak_heap_t *heap_alloc_struct(void) {
-  pthread_mutex_lock(&hak_global_lock);
+  hak_lock(&hak_global_lock);
   hak_heap_t *h = heap_pool;
   if (h) {
     heap_pool = h->pool_next;
@@ -75,7 +88,7 @@ static hak_heap_t *heap_alloc_struct(void) {
     hak_heap_t *chunk = mmap(NULL, per * sizeof(hak_heap_t), PROT_READ | PROT_WRITE,
                              MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (chunk == MAP_FAILED) {
-      pthread_mutex_unlock(&hak_global_lock);
+      hak_unlock(&hak_global_lock);
       return NULL;
     }
     for (size_t i = 0; i < per; i++) {
@@ -91,7 +104,7 @@ static hak_heap_t *heap_alloc_struct(void) {
     h = &chunk[0];
   }
   h->state = HEAP_ACTIVE;
-  pthread_mutex_unlock(&hak_global_lock);
+  hak_unlock(&hak_global_lock);
   return h;
 }
 
@@ -106,7 +119,7 @@ hak_heap_t *heap_get_or_create(void) {
   pthread_setspecific(heap_key, h);
   /* Registered here, not in init_once: pthread_atfork may allocate, and by
    * now this thread has a heap to allocate from. */
-  if (!atomic_exchange(&atfork_registered, 1)) pthread_atfork(fork_prepare, fork_parent, fork_child);
+  register_atfork();
   return h;
 }
 
@@ -151,14 +164,14 @@ void heap_abandon(hak_heap_t *h, bool in_fork_child) {
   segment_purge_heap(h);
   hak_segment_t *s = h->segments;
   heap_reset(h);
-  pthread_mutex_lock(&hak_global_lock);
+  hak_lock(&hak_global_lock);
   while (s) {
     hak_segment_t *next = s->next;
     if (s->used_pages == 0) {
-      pthread_mutex_unlock(&hak_global_lock);
+      hak_unlock(&hak_global_lock);
       s->next = s->prev = NULL;
       segment_release(s);
-      pthread_mutex_lock(&hak_global_lock);
+      hak_lock(&hak_global_lock);
     } else {
       atomic_store_explicit(&s->owner, NULL, memory_order_release);
       s->abandoned = 1;
@@ -172,7 +185,7 @@ void heap_abandon(hak_heap_t *h, bool in_fork_child) {
   h->state = HEAP_FREE;
   h->pool_next = heap_pool;
   heap_pool = h;
-  pthread_mutex_unlock(&hak_global_lock);
+  hak_unlock(&hak_global_lock);
 }
 
 static void heap_thread_done(void *arg) {
@@ -180,9 +193,9 @@ static void heap_thread_done(void *arg) {
   if (!h || h != hak_tls_heap) return;
   hak_tls_heap = &hak_empty_heap;
   hak_tls_exiting = true;
-  pthread_mutex_lock(&h->lock);
+  hak_lock(&h->lock);
   heap_abandon(h, false);
-  pthread_mutex_unlock(&h->lock);
+  hak_unlock(&h->lock);
 }
 
 /* fork: take every heap lock (each thread is then outside its slow paths),
@@ -203,9 +216,12 @@ static void fork_prepare(void) {
     pthread_mutex_unlock(&hak_global_lock);
   }
   pthread_mutex_lock(&hak_large_lock);
+  hak_fork_owner = pthread_self();
+  atomic_store_explicit(&hak_fork_active, 1, memory_order_release);
 }
 
 static void fork_unlock_all(void) {
+  atomic_store_explicit(&hak_fork_active, 0, memory_order_release);
   pthread_mutex_unlock(&hak_large_lock);
   pthread_mutex_unlock(&hak_global_lock);
   for (hak_heap_t *h = hak_all_heaps; h; h = h->all_next)
@@ -235,6 +251,21 @@ static void fork_child(void) {
   /* the forking thread took the locks in fork_prepare and is the one
    * thread of the child: release them as in the parent */
   fork_unlock_all();
+  /* A thread that died with the fork may have been handing a block to our
+   * own heap (TF_NOTIFYING): nobody will finish that, so finish it here. */
+  hak_heap_t *self = hak_tls_heap;
+  if (self != &hak_empty_heap) {
+    for (hak_segment_t *s = self->segments; s; s = s->next)
+      for (unsigned i = 1; i < SLICES_PER_SEGMENT; i++) {
+        hak_page_t *pg = &s->pages[i];
+        if (s->slice_head[i] != i || !pg->in_use) continue;
+        uintptr_t tf = atomic_load_explicit(&pg->thread_free, memory_order_relaxed);
+        if ((tf & TF_MASK) == TF_NOTIFYING)
+          atomic_store_explicit(&pg->thread_free, (tf & ~TF_MASK) | (pg->in_full ? TF_NOTIFY : 0),
+                                memory_order_relaxed);
+      }
+    heap_drain_delayed(self);
+  }
   /* The other threads do not exist here: abandon their heaps for them. */
   for (hak_heap_t *h = hak_all_heaps; h; h = h->all_next)
     if (h->state == HEAP_ACTIVE && h != hak_tls_heap) {

@@ -225,6 +225,24 @@ static inline hak_page_t *queue_first(const hak_heap_t *h, size_t cls) {
   return pg == &hak_empty_page ? NULL : pg;
 }
 
+/* ---- locks --------------------------------------------------------------- */
+/* Every hakmem lock is taken through these. Between fork_prepare and
+ * fork_parent/fork_child the forking thread already holds all of them; a
+ * malloc from another atfork handler running in that window (on the forking
+ * thread) must not block on them, so for that thread they are no-ops. */
+extern HAK_INTERNAL _Atomic int hak_fork_active;
+extern HAK_INTERNAL pthread_t hak_fork_owner;
+static inline bool hak_fork_window_owner(void) {
+  return unlikely(atomic_load_explicit(&hak_fork_active, memory_order_acquire)) &&
+         pthread_equal(hak_fork_owner, pthread_self());
+}
+static inline void hak_lock(pthread_mutex_t *m) {
+  if (!hak_fork_window_owner()) pthread_mutex_lock(m);
+}
+static inline void hak_unlock(pthread_mutex_t *m) {
+  if (!hak_fork_window_owner()) pthread_mutex_unlock(m);
+}
+
 /* ---- heap.c ------------------------------------------------------------ */
 HAK_INTERNAL void hak_init(void);
 HAK_INTERNAL hak_heap_t *heap_get_or_create(void);

@@ -65,13 +65,13 @@ void *large_alloc(size_t size, size_t alignment, bool zero) {
   lg->alignment = map_align;
   lg->requested = size;
   void *p = (uint8_t *)lg + off;
-  pthread_mutex_lock(&hak_large_lock);
+  hak_lock(&hak_large_lock);
   list_add_locked(lg);
   if (huge)
     registry_add(hak_registry_huge, p);
   else
     registry_add(hak_registry, lg);
-  pthread_mutex_unlock(&hak_large_lock);
+  hak_unlock(&hak_large_lock);
   track_alloc(p, size, map - off, 1);
   return p;
 }
@@ -86,9 +86,9 @@ bool large_recently_freed(const void *p) {
 
 void large_free(hak_large_t *lg, void *p, const char *op) {
   if (unlikely((uint8_t *)p != (uint8_t *)lg + lg->offset)) err_invalid(op, p);
-  pthread_mutex_lock(&hak_large_lock);
+  hak_lock(&hak_large_lock);
   if (unlikely(atomic_exchange_explicit(&lg->freed, 1, memory_order_acq_rel))) {
-    pthread_mutex_unlock(&hak_large_lock);
+    hak_unlock(&hak_large_lock);
     err_double_free(op, p, 0);
   }
   list_unlink_locked(lg);
@@ -96,7 +96,7 @@ void large_free(hak_large_t *lg, void *p, const char *op) {
     registry_remove(hak_registry_huge, p);
   else
     registry_remove(hak_registry, lg);
-  pthread_mutex_unlock(&hak_large_lock);
+  hak_unlock(&hak_large_lock);
   unsigned slot = atomic_fetch_add_explicit(&recent_next, 1, memory_order_relaxed) % RECENT;
   atomic_store_explicit(&recent_frees[slot], (uintptr_t)p, memory_order_relaxed);
   track_free(p, large_usable(lg));
@@ -114,7 +114,7 @@ void *large_realloc(hak_large_t *lg, void *p, size_t size) {
     return NULL;
   }
   size_t need = round_page(off + size);
-  pthread_mutex_lock(&hak_large_lock);
+  hak_lock(&hak_large_lock);
   size_t map = lg->map_size, old_req = lg->requested;
   bool in_place = need <= map;
   if (need < map) /* shrink in place, giving the tail back */
@@ -124,28 +124,31 @@ void *large_realloc(hak_large_t *lg, void *p, size_t size) {
   if (in_place) {
     lg->map_size = need;
     lg->requested = size;
-    pthread_mutex_unlock(&hak_large_lock);
+    hak_unlock(&hak_large_lock);
     track_resize(p, old_req, size, need - off);
     return p;
   }
-  pthread_mutex_unlock(&hak_large_lock);
+  hak_unlock(&hak_large_lock);
   if (lg->huge) return LARGE_MOVE_BY_COPY;
   hak_large_t *dst = os_map_aligned(need, lg->alignment, 0);
   if (!dst) {
     errno = ENOMEM;
     return NULL;
   }
-  pthread_mutex_lock(&hak_large_lock);
+  hak_lock(&hak_large_lock);
+  /* the old range goes back to the kernel inside mremap: unregister first,
+   * or a segment mapped there meanwhile could lose its bit */
+  registry_remove(hak_registry, lg);
   track_unmapping(lg, map);
   void *r = mremap(lg, map, need, MREMAP_MAYMOVE | MREMAP_FIXED, dst);
   if (r == MAP_FAILED) {
-    pthread_mutex_unlock(&hak_large_lock);
+    registry_add(hak_registry, lg);
+    hak_unlock(&hak_large_lock);
     track_alloc(p, old_req, map - off, 0);
     os_unmap(dst, need);
     errno = ENOMEM;
     return NULL;
   }
-  hak_large_t *old = lg;
   lg = dst; /* the header moved with the pages */
   if (lg->gprev)
     lg->gprev->gnext = lg;
@@ -155,8 +158,7 @@ void *large_realloc(hak_large_t *lg, void *p, size_t size) {
   lg->map_size = need;
   lg->requested = size;
   registry_add(hak_registry, lg);
-  registry_remove(hak_registry, old);
-  pthread_mutex_unlock(&hak_large_lock);
+  hak_unlock(&hak_large_lock);
   void *np = (uint8_t *)lg + off;
   track_alloc(np, size, need - off, 0);
   return np;

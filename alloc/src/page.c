@@ -139,14 +139,24 @@ size_t page_collect(hak_page_t *pg) {
   return n;
 }
 
-/* Owner: ask to be told about remote frees (page enters the full list). A
- * page still in TF_NOTIFYING has a block on its way to us, which will bring
- * the page back out of the full list, so it needs no new request. */
+/* Owner: ask to be told about remote frees (page enters the full list).
+ * A page in TF_NOTIFYING belongs to a remote thread that already delivered
+ * its block (maybe drained already) and is about to reset the state to
+ * NONE: wait for that, or the request would be lost with the reset and the
+ * page stranded in the full list. The remote thread needs no lock to finish. */
 static void page_set_notify(hak_page_t *pg) {
   uintptr_t tf = atomic_load_explicit(&pg->thread_free, memory_order_relaxed);
-  while ((tf & TF_MASK) == TF_NONE &&
-         !atomic_compare_exchange_weak_explicit(&pg->thread_free, &tf, tf | TF_NOTIFY,
-                                                memory_order_relaxed, memory_order_relaxed)) {
+  for (;;) {
+    uintptr_t st = tf & TF_MASK;
+    if (st == TF_NOTIFY) return;
+    if (st == TF_NOTIFYING) {
+      sched_yield();
+      tf = atomic_load_explicit(&pg->thread_free, memory_order_relaxed);
+      continue;
+    }
+    if (atomic_compare_exchange_weak_explicit(&pg->thread_free, &tf, tf | TF_NOTIFY,
+                                              memory_order_relaxed, memory_order_relaxed))
+      return;
   }
 }
 

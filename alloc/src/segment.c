@@ -48,13 +48,13 @@ static void heap_unlink_segment(hak_heap_t *h, hak_segment_t *seg) {
 }
 
 static hak_segment_t *segment_new(void) {
-  pthread_mutex_lock(&hak_global_lock);
+  hak_lock(&hak_global_lock);
   hak_segment_t *seg = hak_segment_cache;
   if (seg) {
     hak_segment_cache = seg->next;
     segment_cache_n--;
   }
-  pthread_mutex_unlock(&hak_global_lock);
+  hak_unlock(&hak_global_lock);
   if (seg) {
     seg->next = seg->prev = NULL;
     return seg;
@@ -68,11 +68,11 @@ static hak_segment_t *segment_new(void) {
   seg->dirty_slices = 0;
   for (size_t i = 0; i < SLICES_PER_SEGMENT; i++) seg->pages[i].slice_index = (uint8_t)i;
   track_noaccess((uint8_t *)seg + SLICE_SIZE, SEGMENT_SIZE - SLICE_SIZE);
-  pthread_mutex_lock(&hak_global_lock);
+  hak_lock(&hak_global_lock);
   seg->gnext = hak_all_segments;
   if (hak_all_segments) hak_all_segments->gprev = seg;
   hak_all_segments = seg;
-  pthread_mutex_unlock(&hak_global_lock);
+  hak_unlock(&hak_global_lock);
   registry_add(hak_registry, seg);
   return seg;
 }
@@ -105,12 +105,12 @@ void segment_release(hak_segment_t *seg) {
   segment_purge(seg);
   atomic_store_explicit(&seg->owner, NULL, memory_order_relaxed);
   seg->abandoned = 0;
-  pthread_mutex_lock(&hak_global_lock);
+  hak_lock(&hak_global_lock);
   if (segment_cache_n < SEGMENT_CACHE_MAX) {
     seg->next = hak_segment_cache;
     hak_segment_cache = seg;
     segment_cache_n++;
-    pthread_mutex_unlock(&hak_global_lock);
+    hak_unlock(&hak_global_lock);
     return;
   }
   if (seg->gprev)
@@ -118,7 +118,7 @@ void segment_release(hak_segment_t *seg) {
   else
     hak_all_segments = seg->gnext;
   if (seg->gnext) seg->gnext->gprev = seg->gprev;
-  pthread_mutex_unlock(&hak_global_lock);
+  hak_unlock(&hak_global_lock);
   registry_remove(hak_registry, seg);
   os_unmap(seg, SEGMENT_SIZE);
 }
@@ -169,7 +169,7 @@ void segment_adopt(hak_heap_t *h, hak_segment_t *seg) {
 }
 
 static hak_segment_t *adopt_abandoned(hak_heap_t *h) {
-  pthread_mutex_lock(&hak_global_lock);
+  hak_lock(&hak_global_lock);
   hak_segment_t *seg = hak_abandoned;
   if (seg) {
     hak_abandoned = seg->next;
@@ -177,7 +177,7 @@ static hak_segment_t *adopt_abandoned(hak_heap_t *h) {
     seg->next = seg->prev = NULL;
     seg->abandoned = 0;
   }
-  pthread_mutex_unlock(&hak_global_lock);
+  hak_unlock(&hak_global_lock);
   if (seg) segment_adopt(h, seg);
   return seg;
 }
@@ -185,7 +185,7 @@ static hak_segment_t *adopt_abandoned(hak_heap_t *h) {
 /* Reclaim on free: a thread freeing into an abandoned segment adopts it, so
  * memory of exited threads comes back even if nobody allocates again. */
 bool segment_reclaim(hak_heap_t *h, hak_segment_t *seg) {
-  pthread_mutex_lock(&hak_global_lock);
+  hak_lock(&hak_global_lock);
   bool ok = seg->abandoned;
   if (ok) {
     if (seg->prev)
@@ -196,7 +196,7 @@ bool segment_reclaim(hak_heap_t *h, hak_segment_t *seg) {
     seg->next = seg->prev = NULL;
     seg->abandoned = 0;
   }
-  pthread_mutex_unlock(&hak_global_lock);
+  hak_unlock(&hak_global_lock);
   if (ok) segment_adopt(h, seg);
   return ok;
 }
@@ -269,7 +269,10 @@ bool segment_drop_if_idle(hak_heap_t *h, hak_segment_t *seg) {
   for (uint64_t m = used; m;) {
     unsigned i = (unsigned)__builtin_ctzll(m);
     hak_page_t *pg = &seg->pages[seg->slice_head[i]];
-    if (pg->used != 0 || pg->in_full || atomic_load_explicit(&pg->thread_free, memory_order_acquire))
+    /* a NOTIFY bit left from the page's time in the full list does not
+     * matter (no live block, so no remote free can come); NOTIFYING does */
+    uintptr_t tf = atomic_load_explicit(&pg->thread_free, memory_order_acquire);
+    if (pg->used != 0 || pg->in_full || (tf & ~TF_MASK) || (tf & TF_MASK) == TF_NOTIFYING)
       return false;
     m &= ~slice_mask(pg->slice_index, pg->slice_count);
   }
