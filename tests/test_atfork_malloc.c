@@ -14,7 +14,8 @@ static void churn(int slot) {
   /* a small slow path (new class) and a large block: every lock kind */
   void *p = hak_malloc(4000 + (size_t)slot * 16);
   void *q = hak_malloc(300000);
-  if (!p || !q) _exit(5);
+  if (!p || !q)
+    _exit(5);
   memset(p, slot, 4000);
   hak_free(q);
   blocks[slot] = p;
@@ -22,24 +23,29 @@ static void churn(int slot) {
 
 static volatile int armed; /* only the fork under test allocates in the handlers */
 static void prep(void) {
-  if (armed) churn(0);
+  if (armed)
+    churn(0);
 }
 static void parent(void) {
-  if (armed) churn(1);
+  if (armed)
+    churn(1);
 }
 static void child(void) {
-  if (armed) churn(2);
+  if (armed)
+    churn(2);
 }
 
 __attribute__((constructor(101))) static void register_early(void) {
-  if (pthread_atfork(prep, parent, child) != 0) abort();
+  if (pthread_atfork(prep, parent, child) != 0)
+    abort();
 }
 
 static void fork_once(void *arg) {
   (void)arg;
   armed = 1;
   pid_t pid = fork();
-  if (pid < 0) _exit(6);
+  if (pid < 0)
+    _exit(6);
   if (pid == 0) {
     armed = 0;
     void *p = hak_malloc(100);
@@ -49,7 +55,8 @@ static void fork_once(void *arg) {
   }
   armed = 0;
   int st;
-  if (waitpid(pid, &st, 0) != pid || !WIFEXITED(st)) _exit(7);
+  if (waitpid(pid, &st, 0) != pid || !WIFEXITED(st))
+    _exit(7);
   hak_free(blocks[0]);
   hak_free(blocks[1]);
   _exit(WEXITSTATUS(st) == 0 && hak_heap_check() == 0 ? 0 : 8);

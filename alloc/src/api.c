@@ -19,7 +19,7 @@ static void *small_alloc_slow(hak_heap_t *h, size_t cls, size_t n, bool zero);
 
 /* ---- allocation fast path ---------------------------------------------- */
 static inline __attribute__((always_inline)) void *page_pop(hak_page_t *pg, hak_block_t *b,
-                                                             size_t n, bool zero) {
+                                                            size_t n, bool zero) {
 #if defined(HAK_DEBUG) && HAK_DEBUG
   if (block_marker(b) != block_marker_value(b))
     err_corruption(b, "free block modified after it was freed (use after free?)");
@@ -28,7 +28,8 @@ static inline __attribute__((always_inline)) void *page_pop(hak_page_t *pg, hak_
   pg->used++;
   block_clear_marker(b);
   track_alloc(b, n, pg->block_size, zero);
-  if (zero) memset(b, 0, pg->free_is_zero ? (n < sizeof(hak_block_t) ? n : sizeof(hak_block_t)) : n);
+  if (zero)
+    memset(b, 0, pg->free_is_zero ? (n < sizeof(hak_block_t) ? n : sizeof(hak_block_t)) : n);
   return b;
 }
 
@@ -36,12 +37,14 @@ static inline __attribute__((always_inline)) void *small_alloc(size_t n, size_t 
   hak_heap_t *h = hak_tls_heap;
   hak_page_t *pg = h->direct[cls];
   hak_block_t *b = pg->free;
-  if (likely(b != NULL)) return page_pop(pg, b, n, zero);
+  if (likely(b != NULL))
+    return page_pop(pg, b, n, zero);
   return small_alloc_slow(h, cls, n, zero);
 }
 
 void *hak_malloc(size_t size) {
-  if (likely(size <= HAK_SMALL_MAX)) return small_alloc(size, size_to_class(size), false);
+  if (likely(size <= HAK_SMALL_MAX))
+    return small_alloc(size, size_to_class(size), false);
   return large_alloc(size, 16, false);
 }
 
@@ -56,9 +59,11 @@ static HAK_NOINLINE void free_local_slow(hak_heap_t *h, hak_segment_t *seg, hak_
 
 /* NULL, a block aligned to >= 4 MiB, or not ours (aborts). */
 static HAK_NOINLINE void free_unregistered(void *p) {
-  if (!p) return;
+  if (!p)
+    return;
   hak_large_t *lg = large_huge_header(p);
-  if (!lg) err_invalid("free", p);
+  if (!lg)
+    err_invalid("free", p);
   large_free(lg, p, "free");
 }
 
@@ -83,14 +88,17 @@ void hak_free(void *p) {
   uintptr_t mark = block_marker_value(b);
   hak_heap_t *h = hak_tls_heap;
   if (likely(atomic_load_explicit(&seg->owner, memory_order_relaxed) == h)) {
-    if (unlikely(block_marker(b) == mark)) err_double_free("free", p, pg->block_size);
+    if (unlikely(block_marker(b) == mark))
+      err_double_free("free", p, pg->block_size);
     track_free(b, pg->block_size);
     block_set_free(b, pg->free, mark);
     pg->free = b;
     pg->free_is_zero = 0;
-    if (unlikely(--pg->used == 0 || pg->in_full)) free_local_slow(h, seg, pg);
+    if (unlikely(--pg->used == 0 || pg->in_full))
+      free_local_slow(h, seg, pg);
   } else {
-    if (unlikely(block_marker_xchg(b, mark) == mark)) err_double_free("free", p, pg->block_size);
+    if (unlikely(block_marker_xchg(b, mark) == mark))
+      err_double_free("free", p, pg->block_size);
     track_free(b, pg->block_size);
     free_not_owned(h, seg, pg, b);
   }
@@ -100,7 +108,8 @@ void hak_free(void *p) {
 static HAK_NOINLINE void *small_alloc_slow(hak_heap_t *h, size_t cls, size_t n, bool zero) {
   if (h == &hak_empty_heap) {
     h = heap_get_or_create();
-    if (!h) goto oom;
+    if (!h)
+      goto oom;
   }
   hak_lock(&h->lock);
   heap_drain_delayed(h);
@@ -111,7 +120,8 @@ static HAK_NOINLINE void *small_alloc_slow(hak_heap_t *h, size_t cls, size_t n, 
     p = page_pop(pg, pg->free, n, zero);
   }
   hak_unlock(&h->lock);
-  if (p) return p;
+  if (p)
+    return p;
 oom:
   errno = ENOMEM;
   return NULL;
@@ -125,9 +135,11 @@ static HAK_NOINLINE void free_not_owned(hak_heap_t *h, hak_segment_t *seg, hak_p
       (h != &hak_empty_heap || (!hak_tls_exiting && (h = heap_get_or_create()) != NULL))) {
     hak_lock(&h->lock);
     bool mine = segment_reclaim(h, seg);
-    if (mine) page_free_block(h, seg, pg, b);
+    if (mine)
+      page_free_block(h, seg, pg, b);
     hak_unlock(&h->lock);
-    if (mine) return;
+    if (mine)
+      return;
   }
   page_free_remote(seg, pg, b);
 }
@@ -146,12 +158,15 @@ static resolved_t resolve(void *p, const char *op) {
   void *base = ptr_segment_base(p);
   if (unlikely(!registry_contains(base))) {
     base = large_huge_header(p);
-    if (!base) err_invalid(op, p);
+    if (!base)
+      err_invalid(op, p);
   }
   if (((hak_segment_t *)base)->kind != KIND_SMALL) {
     r.large = base;
-    if ((uint8_t *)p != (uint8_t *)r.large + r.large->offset) err_invalid(op, p);
-    if (atomic_load_explicit(&r.large->freed, memory_order_relaxed)) err_double_free(op, p, 0);
+    if ((uint8_t *)p != (uint8_t *)r.large + r.large->offset)
+      err_invalid(op, p);
+    if (atomic_load_explicit(&r.large->freed, memory_order_relaxed))
+      err_double_free(op, p, 0);
     r.usable = large_usable(r.large);
     return r;
   }
@@ -162,34 +177,41 @@ static resolved_t resolve(void *p, const char *op) {
   if (idx >= atomic_load_explicit(&r.page->capacity, memory_order_relaxed) ||
       idx * r.page->block_size != off)
     err_invalid(op, p);
-  if (block_marker(p) == block_marker_value(p)) err_double_free(op, p, r.page->block_size);
+  if (block_marker(p) == block_marker_value(p))
+    err_double_free(op, p, r.page->block_size);
   r.usable = r.page->block_size;
   return r;
 }
 
 size_t hak_usable_size(const void *cp) {
   void *p = (void *)cp;
-  if (!p) return 0;
+  if (!p)
+    return 0;
   resolved_t r = resolve(p, "usable_size");
   /* the caller may now use every usable byte: expose the slack (asan/valgrind) */
   size_t req = track_requested(p, r.usable);
-  if (req < r.usable) track_expose((uint8_t *)p + req, r.usable - req);
+  if (req < r.usable)
+    track_expose((uint8_t *)p + req, r.usable - req);
   return r.usable;
 }
 
 static void *alloc_aligned(size_t alignment, size_t size) {
-  if (alignment <= 16) return hak_malloc(size);
+  if (alignment <= 16)
+    return hak_malloc(size);
   if (alignment <= SLICE_SIZE && size <= HAK_SMALL_MAX && alignment <= HAK_SMALL_MAX) {
     /* pages start 64 KiB aligned: a class whose size is a multiple of the
      * alignment has every block aligned */
     size_t need = size > alignment ? size : alignment;
     for (size_t cls = size_to_class(need); cls < NCLS; cls++)
-      if (class_size(cls) % alignment == 0) return small_alloc(size, cls, false);
+      if (class_size(cls) % alignment == 0)
+        return small_alloc(size, cls, false);
   }
   return large_alloc(size, alignment, false);
 }
 
-static bool is_pow2(size_t x) { return x && !(x & (x - 1)); }
+static bool is_pow2(size_t x) {
+  return x && !(x & (x - 1));
+}
 
 void *hak_calloc(size_t count, size_t size) {
   size_t n;
@@ -197,12 +219,14 @@ void *hak_calloc(size_t count, size_t size) {
     errno = ENOMEM;
     return NULL;
   }
-  if (likely(n <= HAK_SMALL_MAX)) return small_alloc(n, size_to_class(n), true);
+  if (likely(n <= HAK_SMALL_MAX))
+    return small_alloc(n, size_to_class(n), true);
   return large_alloc(n, 16, true);
 }
 
 void *hak_realloc(void *p, size_t size) {
-  if (!p) return hak_malloc(size);
+  if (!p)
+    return hak_malloc(size);
   resolved_t r = resolve(p, "realloc");
   if (size == 0) {
     hak_free(p);
@@ -219,11 +243,13 @@ void *hak_realloc(void *p, size_t size) {
     }
     if (r.large && size > HAK_SMALL_MAX) {
       void *q = large_realloc(r.large, p, size);
-      if (q != LARGE_MOVE_BY_COPY) return q;
+      if (q != LARGE_MOVE_BY_COPY)
+        return q;
     }
   }
   void *q = hak_malloc(size);
-  if (!q) return NULL;
+  if (!q)
+    return NULL;
   size_t keep = track_requested(p, r.usable);
   memcpy(q, p, keep < size ? keep : size);
   hak_free(p);
@@ -240,11 +266,13 @@ void *hak_reallocarray(void *p, size_t count, size_t size) {
 }
 
 int hak_posix_memalign(void **out, size_t alignment, size_t size) {
-  if (!is_pow2(alignment) || alignment < sizeof(void *)) return EINVAL;
+  if (!is_pow2(alignment) || alignment < sizeof(void *))
+    return EINVAL;
   int saved = errno;
   void *p = alloc_aligned(alignment, size);
   errno = saved;
-  if (!p) return ENOMEM;
+  if (!p)
+    return ENOMEM;
   *out = p;
   return 0;
 }
@@ -257,9 +285,13 @@ void *hak_aligned_alloc(size_t alignment, size_t size) {
   return alloc_aligned(alignment, size);
 }
 
-void *hak_memalign(size_t alignment, size_t size) { return hak_aligned_alloc(alignment, size); }
+void *hak_memalign(size_t alignment, size_t size) {
+  return hak_aligned_alloc(alignment, size);
+}
 
-void *hak_valloc(size_t size) { return alloc_aligned(OS_PAGE_SIZE, size); }
+void *hak_valloc(size_t size) {
+  return alloc_aligned(OS_PAGE_SIZE, size);
+}
 
 void *hak_pvalloc(size_t size) {
   size_t n = (size + OS_PAGE_SIZE - 1) & ~(OS_PAGE_SIZE - 1);
@@ -271,21 +303,26 @@ void *hak_pvalloc(size_t size) {
 }
 
 void hak_free_sized(void *p, size_t size) {
-  if (!p) return;
+  if (!p)
+    return;
   resolved_t r = resolve(p, "free_sized");
-  if (size > r.usable) err_size_mismatch("free_sized", p, size, r.page ? r.usable : 0);
+  if (size > r.usable)
+    err_size_mismatch("free_sized", p, size, r.page ? r.usable : 0);
   hak_free(p);
 }
 
 void hak_free_aligned_sized(void *p, size_t alignment, size_t size) {
-  if (!p) return;
+  if (!p)
+    return;
   resolved_t r = resolve(p, "free_sized");
   if (size > r.usable || ((uintptr_t)p & (alignment - 1)))
     err_size_mismatch("free_sized", p, size, r.page ? r.usable : 0);
   hak_free(p);
 }
 
-const char *hak_config(void) { return HAK_CONFIG_NAME; }
+const char *hak_config(void) {
+  return HAK_CONFIG_NAME;
+}
 
 /* ---- interposition (libhakmem.so) -------------------------------------- */
 #if defined(HAK_INTERPOSE) && HAK_INTERPOSE

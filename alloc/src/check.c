@@ -55,7 +55,8 @@ static size_t count_delayed_for(hak_page_t *pg) {
   for (hak_heap_t *h = hak_all_heaps; h; h = h->all_next)
     for (hak_block_t *b = (hak_block_t *)atomic_load(&h->delayed); b; b = block_next(b)) {
       hak_segment_t *seg = ptr_segment_base(b);
-      if (ptr_page(seg, b) == pg) n++;
+      if (ptr_page(seg, b) == pg)
+        n++;
     }
   return n;
 }
@@ -87,7 +88,8 @@ static void check_page(checker_t *c, hak_segment_t *seg, unsigned i, hak_page_t 
     violation(c, "more pending remote frees than used blocks", pg, nremote + ndelayed, pg->used);
   if (pg->in_full && pg->free)
     violation(c, "page in the full list has free blocks", pg, nfree, 0);
-  if ((tf & TF_MASK) == TF_NOTIFYING) violation(c, "page stuck in NOTIFYING", pg, 0, 0);
+  if ((tf & TF_MASK) == TF_NOTIFYING)
+    violation(c, "page stuck in NOTIFYING", pg, 0, 0);
 }
 
 static void check_segment(checker_t *c, hak_segment_t *seg, bool cached) {
@@ -95,7 +97,8 @@ static void check_segment(checker_t *c, hak_segment_t *seg, bool cached) {
     violation(c, "bad segment header", seg, seg->magic, seg->kind);
     return;
   }
-  if (!registry_contains(seg)) violation(c, "segment missing from the registry", seg, 0, 0);
+  if (!registry_contains(seg))
+    violation(c, "segment missing from the registry", seg, 0, 0);
   hak_heap_t *owner = atomic_load(&seg->owner);
   if (!cached) {
     if (seg->abandoned != (owner == NULL) || seg->abandoned != segment_is_abandoned_listed(seg))
@@ -104,12 +107,14 @@ static void check_segment(checker_t *c, hak_segment_t *seg, bool cached) {
     if (owner && owner->state != HEAP_ACTIVE)
       violation(c, "segment owned by a finished heap", seg, owner->id, owner->state);
   }
-  if (seg->free_slices & 1) violation(c, "metadata slice marked free", seg, 0, 0);
+  if (seg->free_slices & 1)
+    violation(c, "metadata slice marked free", seg, 0, 0);
   size_t pages = 0;
   for (unsigned i = 1; i < SLICES_PER_SEGMENT;) {
     bool is_free = (seg->free_slices >> i) & 1;
     if (is_free) {
-      if (seg->slice_head[i] != 0) violation(c, "free slice mapped to a page", seg, i, 0);
+      if (seg->slice_head[i] != 0)
+        violation(c, "free slice mapped to a page", seg, i, 0);
       i++;
       continue;
     }
@@ -127,35 +132,45 @@ static void check_segment(checker_t *c, hak_segment_t *seg, bool cached) {
     pages++;
     i += pg->slice_count;
   }
-  if (pages != seg->used_pages) violation(c, "segment used_pages wrong", seg, pages, seg->used_pages);
-  if (cached && pages) violation(c, "cached segment still has pages", seg, pages, 0);
+  if (pages != seg->used_pages)
+    violation(c, "segment used_pages wrong", seg, pages, seg->used_pages);
+  if (cached && pages)
+    violation(c, "cached segment still has pages", seg, pages, 0);
 }
 
 static void check_heap(checker_t *c, hak_heap_t *h) {
   size_t listed = 0, owned = 0;
   for (size_t cls = 0; cls < NCLS; cls++) {
     hak_page_t *prev = NULL;
-    if (h->direct[cls] == NULL) violation(c, "heap class queue pointer is NULL", h, cls, 0);
+    if (h->direct[cls] == NULL)
+      violation(c, "heap class queue pointer is NULL", h, cls, 0);
     for (hak_page_t *pg = queue_first(h, cls); pg; prev = pg, pg = pg->next) {
       if (pg->cls != cls || pg->in_full || !pg->in_use || pg->prev != prev)
         violation(c, "class queue holds a wrong page", pg, cls, pg->cls);
       hak_segment_t *seg = ptr_segment_base(pg);
-      if (atomic_load(&seg->owner) != h) violation(c, "queued page not owned by heap", pg, h->id, 0);
+      if (atomic_load(&seg->owner) != h)
+        violation(c, "queued page not owned by heap", pg, h->id, 0);
       listed++;
-      if (listed > 1u << 24) break;
+      if (listed > 1u << 24)
+        break;
     }
-    if (h->tail[cls] != prev) violation(c, "class queue tail wrong", h, cls, 0);
+    if (h->tail[cls] != prev)
+      violation(c, "class queue tail wrong", h, cls, 0);
   }
   for (hak_page_t *pg = h->full; pg; pg = pg->next) {
-    if (!pg->in_full || !pg->in_use) violation(c, "full list holds a wrong page", pg, 0, 0);
+    if (!pg->in_full || !pg->in_use)
+      violation(c, "full list holds a wrong page", pg, 0, 0);
     listed++;
-    if (listed > 1u << 24) break;
+    if (listed > 1u << 24)
+      break;
   }
   for (hak_segment_t *s = h->segments; s; s = s->next) {
-    if (atomic_load(&s->owner) != h) violation(c, "heap lists a segment it does not own", s, 0, 0);
+    if (atomic_load(&s->owner) != h)
+      violation(c, "heap lists a segment it does not own", s, 0, 0);
     owned += s->used_pages;
   }
-  if (listed != owned) violation(c, "pages in heap lists != pages in its segments", h, listed, owned);
+  if (listed != owned)
+    violation(c, "pages in heap lists != pages in its segments", h, listed, owned);
 }
 
 size_t hak_heap_check(void) {
@@ -168,11 +183,14 @@ size_t hak_heap_check(void) {
     else if (h->segments || atomic_load(&h->delayed))
       violation(&c, "finished heap still holds segments or delayed frees", h, h->id, 0);
   }
-  for (hak_segment_t *s = hak_segment_cache; s; s = s->next) check_segment(&c, s, true);
+  for (hak_segment_t *s = hak_segment_cache; s; s = s->next)
+    check_segment(&c, s, true);
   for (hak_segment_t *s = hak_all_segments; s; s = s->gnext) {
     bool cached = false;
-    for (hak_segment_t *q = hak_segment_cache; q; q = q->next) cached |= (q == s);
-    if (!cached) check_segment(&c, s, false);
+    for (hak_segment_t *q = hak_segment_cache; q; q = q->next)
+      cached |= (q == s);
+    if (!cached)
+      check_segment(&c, s, false);
   }
   hak_unlock(&hak_global_lock);
   hak_lock(&hak_large_lock);
@@ -184,7 +202,8 @@ size_t hak_heap_check(void) {
         atomic_load(&lg->freed) || lg->offset < sizeof(hak_large_t) ||
         lg->map_size < lg->offset + lg->requested || (lg->map_size & (OS_PAGE_SIZE - 1)))
       violation(&c, "bad large block header", lg, lg->map_size, lg->requested);
-    if (!registered) violation(&c, "large block missing from the registry", lg, 0, 0);
+    if (!registered)
+      violation(&c, "large block missing from the registry", lg, 0, 0);
   }
   hak_unlock(&hak_large_lock);
   return c.violations;
@@ -193,16 +212,19 @@ size_t hak_heap_check(void) {
 void hak_stats(struct hak_stats *out) {
   memset(out, 0, sizeof(*out));
   hak_init();
-  for (size_t i = 0; i < NCLS; i++) out->classes[i].block_size = class_size(i);
+  for (size_t i = 0; i < NCLS; i++)
+    out->classes[i].block_size = class_size(i);
   hak_lock(&hak_global_lock);
-  for (hak_heap_t *h = hak_all_heaps; h; h = h->all_next) out->heaps_active += h->state == HEAP_ACTIVE;
+  for (hak_heap_t *h = hak_all_heaps; h; h = h->all_next)
+    out->heaps_active += h->state == HEAP_ACTIVE;
   for (hak_segment_t *s = hak_all_segments; s; s = s->gnext) {
     out->segments++;
     out->mapped_bytes += SEGMENT_SIZE;
     out->abandoned_segments += s->abandoned;
     for (unsigned i = 1; i < SLICES_PER_SEGMENT; i++) {
       hak_page_t *pg = &s->pages[i];
-      if (s->slice_head[i] != i || !pg->in_use) continue;
+      if (s->slice_head[i] != i || !pg->in_use)
+        continue;
       size_t pending = count_delayed_for(pg);
       for (hak_block_t *b = (hak_block_t *)(atomic_load(&pg->thread_free) & ~TF_MASK); b;
            b = block_next(b))
@@ -250,7 +272,8 @@ void hak_stats_print(void) {
   msg_flush(&m);
   for (size_t i = 0; i < NCLS; i++) {
     const struct hak_class_stats *cs = &st.classes[i];
-    if (!cs->pages) continue;
+    if (!cs->pages)
+      continue;
     msg_str(&m, "  class ");
     msg_dec(&m, cs->block_size);
     msg_str(&m, ": live ");

@@ -8,7 +8,8 @@
 #include "internal.h"
 
 void msg_str(hak_msg_t *m, const char *s) {
-  while (*s && m->len < sizeof(m->buf) - 1) m->buf[m->len++] = *s++;
+  while (*s && m->len < sizeof(m->buf) - 1)
+    m->buf[m->len++] = *s++;
 }
 
 void msg_hex(hak_msg_t *m, uintptr_t v) {
@@ -19,7 +20,8 @@ void msg_hex(hak_msg_t *m, uintptr_t v) {
     v >>= 4;
   } while (v);
   msg_str(m, "0x");
-  while (n > 0 && m->len < sizeof(m->buf) - 1) m->buf[m->len++] = tmp[--n];
+  while (n > 0 && m->len < sizeof(m->buf) - 1)
+    m->buf[m->len++] = tmp[--n];
 }
 
 void msg_dec(hak_msg_t *m, size_t v) {
@@ -29,14 +31,16 @@ void msg_dec(hak_msg_t *m, size_t v) {
     tmp[n++] = (char)('0' + v % 10);
     v /= 10;
   } while (v);
-  while (n > 0 && m->len < sizeof(m->buf) - 1) m->buf[m->len++] = tmp[--n];
+  while (n > 0 && m->len < sizeof(m->buf) - 1)
+    m->buf[m->len++] = tmp[--n];
 }
 
 void msg_flush(hak_msg_t *m) {
   size_t off = 0;
   while (off < m->len) {
     ssize_t w = write(2, m->buf + off, m->len - off);
-    if (w <= 0) break;
+    if (w <= 0)
+      break;
     off += (size_t)w;
   }
   m->len = 0;
@@ -79,7 +83,8 @@ void err_invalid(const char *op, const void *p) {
   if (!registry_contains(p)) {
     base = large_huge_header(p);
     if (!base) {
-      if (large_recently_freed(p)) err_double_free(op, p, 0);
+      if (large_recently_freed(p))
+        err_double_free(op, p, 0);
       msg_str(&m, ": not allocated by hakmem");
       die(&m);
     }

@@ -20,8 +20,8 @@
 
 #define P(x) [x] = &hak_empty_page
 #define P8(b) P(b), P(b + 1), P(b + 2), P(b + 3), P(b + 4), P(b + 5), P(b + 6), P(b + 7)
-hak_heap_t hak_empty_heap = {.direct = {P8(0), P8(8), P8(16), P8(24), P8(32), P8(40), P8(48),
-                                        P8(56), P8(64), P8(72)}};
+hak_heap_t hak_empty_heap = {
+    .direct = {P8(0), P8(8), P8(16), P8(24), P8(32), P8(40), P8(48), P8(56), P8(64), P8(72)}};
 _Static_assert(NCLS == 80, "update the empty heap initialiser");
 
 __thread hak_heap_t *hak_tls_heap __attribute__((tls_model("initial-exec"))) = &hak_empty_heap;
@@ -51,14 +51,17 @@ static void init_once_fn(void) {
   pthread_key_create(&heap_key, heap_thread_done);
 }
 
-void hak_init(void) { pthread_once(&init_once, init_once_fn); }
+void hak_init(void) {
+  pthread_once(&init_once, init_once_fn);
+}
 
 /* Registered as early as possible, so that atfork handlers registered later
  * (which run before ours in the prepare phase and after ours in the
  * parent/child phase) may allocate. A malloc before the constructors run
  * registers from heap_get_or_create instead. */
 static void register_atfork(void) {
-  if (!atomic_exchange(&atfork_registered, 1)) pthread_atfork(fork_prepare, fork_parent, fork_child);
+  if (!atomic_exchange(&atfork_registered, 1))
+    pthread_atfork(fork_prepare, fork_parent, fork_child);
 }
 
 __attribute__((constructor)) static void hak_constructor(void) {
@@ -110,10 +113,12 @@ static hak_heap_t *heap_alloc_struct(void) {
 
 hak_heap_t *heap_get_or_create(void) {
   hak_heap_t *h = hak_tls_heap;
-  if (h != &hak_empty_heap) return h;
+  if (h != &hak_empty_heap)
+    return h;
   hak_init();
   h = heap_alloc_struct();
-  if (!h) return NULL;
+  if (!h)
+    return NULL;
   heap_reset(h);
   hak_tls_heap = h;
   pthread_setspecific(heap_key, h);
@@ -126,7 +131,8 @@ hak_heap_t *heap_get_or_create(void) {
 /* Frees the blocks remote threads handed over for full pages. */
 void heap_drain_delayed(hak_heap_t *h) {
   uintptr_t d = atomic_load_explicit(&h->delayed, memory_order_relaxed);
-  if (!d) return;
+  if (!d)
+    return;
   d = atomic_exchange_explicit(&h->delayed, 0, memory_order_acquire);
   for (hak_block_t *b = (hak_block_t *)d; b;) {
     hak_block_t *next = block_next(b);
@@ -144,7 +150,8 @@ void heap_drain_delayed(hak_heap_t *h) {
 void heap_abandon(hak_heap_t *h, bool in_fork_child) {
   hak_page_t *pg;
   /* 1. no remote thread may still be handing blocks to h afterwards */
-  for (hak_segment_t *s = h->segments; s; s = s->next) FOR_EACH_PAGE(s, pg)
+  for (hak_segment_t *s = h->segments; s; s = s->next)
+    FOR_EACH_PAGE(s, pg)
   page_clear_notify(pg, in_fork_child);
   /* 2. blocks already handed over go back to their pages */
   heap_drain_delayed(h);
@@ -157,7 +164,8 @@ void heap_abandon(hak_heap_t *h, bool in_fork_child) {
         full_remove(h, pg);
       else
         queue_remove(h, pg);
-      if (pg->used == 0 && segment_page_free(h, s, pg)) break;
+      if (pg->used == 0 && segment_page_free(h, s, pg))
+        break;
     }
   }
   /* 4. what is left holds live blocks: abandon it */
@@ -177,7 +185,8 @@ void heap_abandon(hak_heap_t *h, bool in_fork_child) {
       s->abandoned = 1;
       s->prev = NULL;
       s->next = hak_abandoned;
-      if (hak_abandoned) hak_abandoned->prev = s;
+      if (hak_abandoned)
+        hak_abandoned->prev = s;
       hak_abandoned = s;
     }
     s = next;
@@ -190,7 +199,8 @@ void heap_abandon(hak_heap_t *h, bool in_fork_child) {
 
 static void heap_thread_done(void *arg) {
   hak_heap_t *h = arg;
-  if (!h || h != hak_tls_heap) return;
+  if (!h || h != hak_tls_heap)
+    return;
   hak_tls_heap = &hak_empty_heap;
   hak_tls_exiting = true;
   hak_lock(&h->lock);
@@ -212,7 +222,8 @@ static void fork_prepare(void) {
         h->fork_locked = 1;
       }
     pthread_mutex_lock(&hak_global_lock);
-    if (hak_all_heaps == head) break;
+    if (hak_all_heaps == head)
+      break;
     pthread_mutex_unlock(&hak_global_lock);
   }
   pthread_mutex_lock(&hak_large_lock);
@@ -231,7 +242,9 @@ static void fork_unlock_all(void) {
     }
 }
 
-static void fork_parent(void) { fork_unlock_all(); }
+static void fork_parent(void) {
+  fork_unlock_all();
+}
 
 /* A dead thread may have been inside a fast path at the fork: its page's
  * free list is intact (one pointer store) but `used` may be off by one. */
@@ -239,9 +252,11 @@ static void heap_repair_counts(hak_heap_t *h) {
   for (hak_segment_t *s = h->segments; s; s = s->next)
     for (unsigned i = 1; i < SLICES_PER_SEGMENT; i++) {
       hak_page_t *pg = &s->pages[i];
-      if (s->slice_head[i] != i || !pg->in_use) continue;
+      if (s->slice_head[i] != i || !pg->in_use)
+        continue;
       uint32_t n = 0;
-      for (hak_block_t *b = pg->free; b; b = block_next(b)) n++;
+      for (hak_block_t *b = pg->free; b; b = block_next(b))
+        n++;
       pg->used = atomic_load_explicit(&pg->capacity, memory_order_relaxed) - n;
       pg->free_is_zero = 0;
     }
@@ -258,7 +273,8 @@ static void fork_child(void) {
     for (hak_segment_t *s = self->segments; s; s = s->next)
       for (unsigned i = 1; i < SLICES_PER_SEGMENT; i++) {
         hak_page_t *pg = &s->pages[i];
-        if (s->slice_head[i] != i || !pg->in_use) continue;
+        if (s->slice_head[i] != i || !pg->in_use)
+          continue;
         uintptr_t tf = atomic_load_explicit(&pg->thread_free, memory_order_relaxed);
         if ((tf & TF_MASK) == TF_NOTIFYING)
           atomic_store_explicit(&pg->thread_free, (tf & ~TF_MASK) | (pg->in_full ? TF_NOTIFY : 0),

@@ -39,11 +39,11 @@
 
 #define NCLS HAK_NUM_CLASSES
 #define BLOCK_MIN 16
-#define PAGE_MIN_BLOCKS 8     /* a page spans enough slices for >= 8 blocks */
+#define PAGE_MIN_BLOCKS 8        /* a page spans enough slices for >= 8 blocks */
 #define EXTEND_BYTES (16 * 1024) /* carve at most this much of a page at a time */
-#define MAGIC_SHIFT 40          /* idx = (off * magic) >> MAGIC_SHIFT */
+#define MAGIC_SHIFT 40           /* idx = (off * magic) >> MAGIC_SHIFT */
 
-#define SEG_MAGIC 0x48414B53u /* "HAKS" */
+#define SEG_MAGIC 0x48414B53u   /* "HAKS" */
 #define LARGE_MAGIC 0x48414B4Cu /* "HAKL" */
 enum { KIND_SMALL = 1, KIND_LARGE = 2 };
 
@@ -69,18 +69,18 @@ struct hak_segment;
 
 typedef struct hak_page {
   /* owner-thread fields (first cache line) */
-  hak_block_t *free;          /* local free list */
-  uint32_t used;              /* blocks not in `free` (live + pending remote) */
-  _Atomic uint32_t capacity;  /* blocks carved so far (read by remote frees) */
-  uint32_t reserved;          /* blocks that fit in the page */
+  hak_block_t *free;         /* local free list */
+  uint32_t used;             /* blocks not in `free` (live + pending remote) */
+  _Atomic uint32_t capacity; /* blocks carved so far (read by remote frees) */
+  uint32_t reserved;         /* blocks that fit in the page */
   uint32_t block_size;
-  uint64_t magic;             /* ceil(2^MAGIC_SHIFT / block_size) */
-  uint8_t *start;             /* first block */
+  uint64_t magic; /* ceil(2^MAGIC_SHIFT / block_size) */
+  uint8_t *start; /* first block */
   uint8_t cls;
-  uint8_t in_use;             /* page is allocated from its segment */
-  uint8_t in_full;            /* page is in its heap's full list */
-  uint8_t free_is_zero;       /* blocks in `free` are zero past their first 16 bytes */
-  uint8_t slice_index;        /* first slice */
+  uint8_t in_use;       /* page is allocated from its segment */
+  uint8_t in_full;      /* page is in its heap's full list */
+  uint8_t free_is_zero; /* blocks in `free` are zero past their first 16 bytes */
+  uint8_t slice_index;  /* first slice */
   uint8_t slice_count;
   struct hak_page *next, *prev; /* class queue or full list */
   /* remote side, on its own cache line */
@@ -89,14 +89,14 @@ typedef struct hak_page {
 
 typedef struct hak_segment {
   uint32_t magic;
-  uint32_t kind; /* KIND_SMALL */
+  uint32_t kind;                    /* KIND_SMALL */
   _Atomic(struct hak_heap *) owner; /* NULL while abandoned */
   uint64_t free_slices;             /* bit i: slice i holds no page */
   uint64_t dirty_slices;            /* bit i: slice i may hold non-zero bytes */
   uint32_t used_pages;
   uint32_t abandoned;
-  struct hak_segment *next, *prev;   /* heap's list, abandoned list or cache */
-  struct hak_segment *gnext, *gprev; /* all small segments (check/stats) */
+  struct hak_segment *next, *prev;        /* heap's list, abandoned list or cache */
+  struct hak_segment *gnext, *gprev;      /* all small segments (check/stats) */
   uint8_t slice_head[SLICES_PER_SEGMENT]; /* page index owning slice i, 0 = none */
   hak_page_t pages[SLICES_PER_SEGMENT];   /* pages[0] is the null page */
 } hak_segment_t;
@@ -105,7 +105,7 @@ typedef struct hak_large {
   uint32_t magic;
   uint32_t kind; /* KIND_LARGE */
   _Atomic uint32_t freed;
-  uint32_t huge; /* aligned >= 4 MiB: header is the page below the block */
+  uint32_t huge;    /* aligned >= 4 MiB: header is the page below the block */
   size_t map_size;  /* bytes mapped at the header */
   size_t offset;    /* user pointer = header + offset */
   size_t alignment; /* alignment of the mapping start */
@@ -118,10 +118,10 @@ enum { HEAP_FREE = 0, HEAP_ACTIVE = 1 };
 typedef struct hak_heap {
   hak_page_t *direct[NCLS]; /* first page of each class queue, or &hak_empty_page */
   hak_page_t *tail[NCLS];
-  hak_page_t *full;              /* pages with no free block, all classes */
-  hak_segment_t *segments;       /* owned segments */
-  _Atomic uintptr_t delayed;     /* blocks handed over by remote frees to full pages */
-  size_t dirty_free_bytes;       /* free slice bytes not yet purged */
+  hak_page_t *full;          /* pages with no free block, all classes */
+  hak_segment_t *segments;   /* owned segments */
+  _Atomic uintptr_t delayed; /* blocks handed over by remote frees to full pages */
+  size_t dirty_free_bytes;   /* free slice bytes not yet purged */
   uint32_t state;
   uint32_t id;
   /* Held by the owner thread during its slow paths, and by fork_prepare, so
@@ -147,12 +147,15 @@ extern HAK_INTERNAL const uint32_t hak_class_sizes[NCLS];
 /* Smallest class whose block size is >= n, for n <= HAK_SMALL_MAX.
  * 16..128 in steps of 16, then 8 classes per power of two (<= 12.5% waste). */
 static inline size_t size_to_class(size_t n) {
-  if (n <= 128) return n ? (n - 1) >> 4 : 0;
+  if (n <= 128)
+    return n ? (n - 1) >> 4 : 0;
   size_t m = n - 1;
   unsigned k = 63u - (unsigned)__builtin_clzl(m); /* 2^k <= m < 2^(k+1), k >= 7 */
   return 8 + (size_t)(k - 7) * 8 + ((m >> (k - 3)) & 7);
 }
-static inline size_t class_size(size_t cls) { return hak_class_sizes[cls]; }
+static inline size_t class_size(size_t cls) {
+  return hak_class_sizes[cls];
+}
 HAK_INTERNAL size_t class_slices(size_t cls);
 
 /* ---- registry (registry.c): which segment-aligned ranges hakmem owns ---- */
@@ -161,7 +164,8 @@ extern HAK_INTERNAL _Atomic uint64_t hak_registry[REGISTRY_BITS / 64];
 extern HAK_INTERNAL _Atomic uint64_t hak_registry_huge[REGISTRY_BITS / 64];
 static inline bool registry_contains(const void *p) {
   uintptr_t i = (uintptr_t)p >> SEGMENT_SHIFT;
-  if (unlikely(i >= REGISTRY_BITS)) return false;
+  if (unlikely(i >= REGISTRY_BITS))
+    return false;
   return (atomic_load_explicit(&hak_registry[i >> 6], memory_order_relaxed) >> (i & 63)) & 1;
 }
 HAK_INTERNAL void registry_add(_Atomic uint64_t *map, const void *range_start);
@@ -183,7 +187,9 @@ static inline hak_page_t *ptr_page(hak_segment_t *seg, const void *p) {
 /* ---- block accessors (track.h hides sanitizer/valgrind details) -------- */
 #include "track.h"
 
-static inline uintptr_t block_marker_value(const void *b) { return hak_cookie ^ (uintptr_t)b; }
+static inline uintptr_t block_marker_value(const void *b) {
+  return hak_cookie ^ (uintptr_t)b;
+}
 
 /* ---- os.c -------------------------------------------------------------- */
 HAK_INTERNAL void *os_map_aligned(size_t size, size_t alignment, size_t offset);
@@ -215,7 +221,8 @@ HAK_INTERNAL void page_clear_notify(hak_page_t *pg, bool forced);
 HAK_INTERNAL hak_page_t *page_find_free(hak_heap_t *h, size_t cls);
 HAK_INTERNAL void page_free_slow(hak_heap_t *h, hak_segment_t *seg, hak_page_t *pg);
 HAK_INTERNAL void page_free_remote(hak_segment_t *seg, hak_page_t *pg, hak_block_t *b);
-HAK_INTERNAL void page_free_block(hak_heap_t *h, hak_segment_t *seg, hak_page_t *pg, hak_block_t *b);
+HAK_INTERNAL void page_free_block(hak_heap_t *h, hak_segment_t *seg, hak_page_t *pg,
+                                  hak_block_t *b);
 HAK_INTERNAL void queue_push_back(hak_heap_t *h, hak_page_t *pg);
 HAK_INTERNAL void queue_remove(hak_heap_t *h, hak_page_t *pg);
 HAK_INTERNAL void full_push(hak_heap_t *h, hak_page_t *pg);
@@ -237,10 +244,12 @@ static inline bool hak_fork_window_owner(void) {
          pthread_equal(hak_fork_owner, pthread_self());
 }
 static inline void hak_lock(pthread_mutex_t *m) {
-  if (!hak_fork_window_owner()) pthread_mutex_lock(m);
+  if (!hak_fork_window_owner())
+    pthread_mutex_lock(m);
 }
 static inline void hak_unlock(pthread_mutex_t *m) {
-  if (!hak_fork_window_owner()) pthread_mutex_unlock(m);
+  if (!hak_fork_window_owner())
+    pthread_mutex_unlock(m);
 }
 
 /* ---- heap.c ------------------------------------------------------------ */
@@ -266,8 +275,7 @@ HAK_INTERNAL __attribute__((noreturn, cold)) void err_double_free(const char *op
                                                                   size_t block_size);
 HAK_INTERNAL __attribute__((noreturn, cold)) void err_invalid(const char *op, const void *p);
 HAK_INTERNAL __attribute__((noreturn, cold)) void err_size_mismatch(const char *op, const void *p,
-                                                                    size_t size,
-                                                                    size_t block_size);
+                                                                    size_t size, size_t block_size);
 HAK_INTERNAL __attribute__((noreturn, cold)) void err_corruption(const void *p, const char *what);
 HAK_INTERNAL __attribute__((noreturn, cold)) void err_assert(const char *expr, const char *file,
                                                              int line);

@@ -23,12 +23,15 @@ pthread_mutex_t hak_large_lock = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic uintptr_t recent_frees[RECENT]; /* to name a second free of a large block */
 static _Atomic unsigned recent_next;
 
-static size_t round_page(size_t n) { return (n + OS_PAGE_SIZE - 1) & ~(OS_PAGE_SIZE - 1); }
+static size_t round_page(size_t n) {
+  return (n + OS_PAGE_SIZE - 1) & ~(OS_PAGE_SIZE - 1);
+}
 
 static void list_add_locked(hak_large_t *lg) {
   lg->gprev = NULL;
   lg->gnext = hak_all_large;
-  if (hak_all_large) hak_all_large->gprev = lg;
+  if (hak_all_large)
+    hak_all_large->gprev = lg;
   hak_all_large = lg;
 }
 
@@ -37,7 +40,8 @@ static void list_unlink_locked(hak_large_t *lg) {
     lg->gprev->gnext = lg->gnext;
   else
     hak_all_large = lg->gnext;
-  if (lg->gnext) lg->gnext->gprev = lg->gprev;
+  if (lg->gnext)
+    lg->gnext->gprev = lg->gprev;
 }
 
 /* `alignment` is a power of two >= 16. Returns NULL on failure (errno set). */
@@ -76,16 +80,20 @@ void *large_alloc(size_t size, size_t alignment, bool zero) {
   return p;
 }
 
-size_t large_usable(const hak_large_t *lg) { return lg->map_size - lg->offset; }
+size_t large_usable(const hak_large_t *lg) {
+  return lg->map_size - lg->offset;
+}
 
 bool large_recently_freed(const void *p) {
   for (unsigned i = 0; i < RECENT; i++)
-    if (atomic_load_explicit(&recent_frees[i], memory_order_relaxed) == (uintptr_t)p) return true;
+    if (atomic_load_explicit(&recent_frees[i], memory_order_relaxed) == (uintptr_t)p)
+      return true;
   return false;
 }
 
 void large_free(hak_large_t *lg, void *p, const char *op) {
-  if (unlikely((uint8_t *)p != (uint8_t *)lg + lg->offset)) err_invalid(op, p);
+  if (unlikely((uint8_t *)p != (uint8_t *)lg + lg->offset))
+    err_invalid(op, p);
   hak_lock(&hak_large_lock);
   if (unlikely(atomic_exchange_explicit(&lg->freed, 1, memory_order_acq_rel))) {
     hak_unlock(&hak_large_lock);
@@ -129,7 +137,8 @@ void *large_realloc(hak_large_t *lg, void *p, size_t size) {
     return p;
   }
   hak_unlock(&hak_large_lock);
-  if (lg->huge) return LARGE_MOVE_BY_COPY;
+  if (lg->huge)
+    return LARGE_MOVE_BY_COPY;
   hak_large_t *dst = os_map_aligned(need, lg->alignment, 0);
   if (!dst) {
     errno = ENOMEM;
@@ -154,7 +163,8 @@ void *large_realloc(hak_large_t *lg, void *p, size_t size) {
     lg->gprev->gnext = lg;
   else
     hak_all_large = lg;
-  if (lg->gnext) lg->gnext->gprev = lg;
+  if (lg->gnext)
+    lg->gnext->gprev = lg;
   lg->map_size = need;
   lg->requested = size;
   registry_add(hak_registry, lg);

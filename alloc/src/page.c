@@ -62,7 +62,8 @@ void queue_remove(hak_heap_t *h, hak_page_t *pg) {
 void full_push(hak_heap_t *h, hak_page_t *pg) {
   pg->prev = NULL;
   pg->next = h->full;
-  if (h->full) h->full->prev = pg;
+  if (h->full)
+    h->full->prev = pg;
   h->full = pg;
   pg->in_full = 1;
 }
@@ -72,7 +73,8 @@ void full_remove(hak_heap_t *h, hak_page_t *pg) {
     pg->prev->next = pg->next;
   else
     h->full = pg->next;
-  if (pg->next) pg->next->prev = pg->prev;
+  if (pg->next)
+    pg->next->prev = pg->prev;
   pg->next = pg->prev = NULL;
   pg->in_full = 0;
 }
@@ -104,8 +106,10 @@ void page_extend(hak_page_t *pg) {
   uint32_t cap = atomic_load_explicit(&pg->capacity, memory_order_relaxed);
   uint32_t n = pg->reserved - cap;
   uint32_t max = (uint32_t)(EXTEND_BYTES / pg->block_size);
-  if (max == 0) max = 1;
-  if (n > max) n = max;
+  if (max == 0)
+    max = 1;
+  if (n > max)
+    n = max;
   hak_assert(n > 0);
   uint8_t *first = pg->start + (size_t)cap * pg->block_size;
   hak_block_t *next = pg->free;
@@ -123,14 +127,16 @@ void page_extend(hak_page_t *pg) {
 size_t page_collect(hak_page_t *pg) {
   uintptr_t tf = atomic_load_explicit(&pg->thread_free, memory_order_relaxed);
   do {
-    if ((tf & ~TF_MASK) == 0) return 0;
+    if ((tf & ~TF_MASK) == 0)
+      return 0;
   } while (!atomic_compare_exchange_weak_explicit(&pg->thread_free, &tf, tf & TF_MASK,
                                                   memory_order_acquire, memory_order_relaxed));
   hak_block_t *head = (hak_block_t *)(tf & ~TF_MASK), *tail = head;
   size_t n = 1;
   for (hak_block_t *nx; (nx = block_next(tail)) != NULL; tail = nx) {
     n++;
-    if (unlikely(n > pg->used)) err_corruption(pg, "remote free list longer than live blocks");
+    if (unlikely(n > pg->used))
+      err_corruption(pg, "remote free list longer than live blocks");
   }
   block_set_next(tail, pg->free);
   pg->free = head;
@@ -148,7 +154,8 @@ static void page_set_notify(hak_page_t *pg) {
   uintptr_t tf = atomic_load_explicit(&pg->thread_free, memory_order_relaxed);
   for (;;) {
     uintptr_t st = tf & TF_MASK;
-    if (st == TF_NOTIFY) return;
+    if (st == TF_NOTIFY)
+      return;
     if (st == TF_NOTIFYING) {
       sched_yield();
       tf = atomic_load_explicit(&pg->thread_free, memory_order_relaxed);
@@ -167,7 +174,8 @@ void page_clear_notify(hak_page_t *pg, bool forced) {
   uintptr_t tf = atomic_load_explicit(&pg->thread_free, memory_order_acquire);
   for (;;) {
     uintptr_t st = tf & TF_MASK;
-    if (st == TF_NONE) return;
+    if (st == TF_NONE)
+      return;
     if (st == TF_NOTIFYING && !forced) {
       sched_yield();
       tf = atomic_load_explicit(&pg->thread_free, memory_order_acquire);
@@ -224,7 +232,8 @@ void page_free_slow(hak_heap_t *h, hak_segment_t *seg, hak_page_t *pg) {
     return;
   if (h->direct[pg->cls] != pg || pg->next) {
     queue_remove(h, pg);
-    if (segment_page_free(h, seg, pg)) return;
+    if (segment_page_free(h, seg, pg))
+      return;
   }
   segment_drop_if_idle(h, seg);
 }
@@ -235,7 +244,8 @@ void page_free_block(hak_heap_t *h, hak_segment_t *seg, hak_page_t *pg, hak_bloc
     block_set_free(b, pg->free, block_marker_value(b));
     pg->free = b;
     pg->free_is_zero = 0;
-    if (--pg->used == 0 || pg->in_full) page_free_slow(h, seg, pg);
+    if (--pg->used == 0 || pg->in_full)
+      page_free_slow(h, seg, pg);
   } else {
     page_free_remote(seg, pg, b);
   }
@@ -245,8 +255,10 @@ void page_free_block(hak_heap_t *h, hak_segment_t *seg, hak_page_t *pg, hak_bloc
 hak_page_t *page_find_free(hak_heap_t *h, size_t cls) {
   hak_page_t *pg = queue_first(h, cls);
   while (pg) {
-    if (!pg->free) page_collect(pg);
-    if (pg->free) break;
+    if (!pg->free)
+      page_collect(pg);
+    if (pg->free)
+      break;
     if (atomic_load_explicit(&pg->capacity, memory_order_relaxed) < pg->reserved) {
       page_extend(pg);
       break;
@@ -267,9 +279,11 @@ hak_page_t *page_find_free(hak_heap_t *h, size_t cls) {
   }
   if (!pg) {
     pg = segment_page_alloc(h, cls);
-    if (!pg) return NULL;
+    if (!pg)
+      return NULL;
     queue_push_front(h, pg);
-    if (!pg->free) page_extend(pg);
+    if (!pg->free)
+      page_extend(pg);
     return pg;
   }
   if (h->direct[cls] != pg) {

@@ -27,7 +27,8 @@ void registry_remove(_Atomic uint64_t *map, const void *range_start) {
 
 hak_large_t *large_huge_header(const void *p) {
   uintptr_t i = (uintptr_t)p >> SEGMENT_SHIFT;
-  if (((uintptr_t)p & SEGMENT_MASK) || !p || i >= REGISTRY_BITS) return NULL;
+  if (((uintptr_t)p & SEGMENT_MASK) || !p || i >= REGISTRY_BITS)
+    return NULL;
   if (!((atomic_load_explicit(&hak_registry_huge[i >> 6], memory_order_acquire) >> (i & 63)) & 1))
     return NULL;
   return (hak_large_t *)((uint8_t *)p - OS_PAGE_SIZE);

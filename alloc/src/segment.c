@@ -34,7 +34,8 @@ static inline uint64_t slice_mask(unsigned at, size_t n) {
 static void heap_link_segment(hak_heap_t *h, hak_segment_t *seg) {
   seg->prev = NULL;
   seg->next = h->segments;
-  if (h->segments) h->segments->prev = seg;
+  if (h->segments)
+    h->segments->prev = seg;
   h->segments = seg;
 }
 
@@ -43,7 +44,8 @@ static void heap_unlink_segment(hak_heap_t *h, hak_segment_t *seg) {
     seg->prev->next = seg->next;
   else
     h->segments = seg->next;
-  if (seg->next) seg->next->prev = seg->prev;
+  if (seg->next)
+    seg->next->prev = seg->prev;
   seg->next = seg->prev = NULL;
 }
 
@@ -60,17 +62,20 @@ static hak_segment_t *segment_new(void) {
     return seg;
   }
   seg = os_map_aligned(SEGMENT_SIZE, SEGMENT_SIZE, 0);
-  if (!seg) return NULL;
+  if (!seg)
+    return NULL;
   /* fresh mmap memory is zero: only non-zero fields need setting */
   seg->magic = SEG_MAGIC;
   seg->kind = KIND_SMALL;
   seg->free_slices = ALL_SLICES;
   seg->dirty_slices = 0;
-  for (size_t i = 0; i < SLICES_PER_SEGMENT; i++) seg->pages[i].slice_index = (uint8_t)i;
+  for (size_t i = 0; i < SLICES_PER_SEGMENT; i++)
+    seg->pages[i].slice_index = (uint8_t)i;
   track_noaccess((uint8_t *)seg + SLICE_SIZE, SEGMENT_SIZE - SLICE_SIZE);
   hak_lock(&hak_global_lock);
   seg->gnext = hak_all_segments;
-  if (hak_all_segments) hak_all_segments->gprev = seg;
+  if (hak_all_segments)
+    hak_all_segments->gprev = seg;
   hak_all_segments = seg;
   hak_unlock(&hak_global_lock);
   registry_add(hak_registry, seg);
@@ -84,7 +89,8 @@ static size_t segment_purge(hak_segment_t *seg) {
   while (m) {
     unsigned i = (unsigned)__builtin_ctzll(m);
     unsigned j = i;
-    while (j < 64 && ((m >> j) & 1)) j++;
+    while (j < 64 && ((m >> j) & 1))
+      j++;
     os_purge((uint8_t *)seg + (size_t)i * SLICE_SIZE, (size_t)(j - i) * SLICE_SIZE);
     purged += (size_t)(j - i) * SLICE_SIZE;
     uint64_t run = slice_mask(i, j - i);
@@ -95,7 +101,8 @@ static size_t segment_purge(hak_segment_t *seg) {
 }
 
 void segment_purge_heap(hak_heap_t *h) {
-  for (hak_segment_t *s = h->segments; s; s = s->next) segment_purge(s);
+  for (hak_segment_t *s = h->segments; s; s = s->next)
+    segment_purge(s);
   h->dirty_free_bytes = 0;
 }
 
@@ -117,18 +124,22 @@ void segment_release(hak_segment_t *seg) {
     seg->gprev->gnext = seg->gnext;
   else
     hak_all_segments = seg->gnext;
-  if (seg->gnext) seg->gnext->gprev = seg->gprev;
+  if (seg->gnext)
+    seg->gnext->gprev = seg->gprev;
   hak_unlock(&hak_global_lock);
   registry_remove(hak_registry, seg);
   os_unmap(seg, SEGMENT_SIZE);
 }
 
-size_t segment_cache_count(void) { return segment_cache_n; }
+size_t segment_cache_count(void) {
+  return segment_cache_n;
+}
 
 /* Finds `n` consecutive free slices; returns the first index or 0. */
 static unsigned find_run(uint64_t free_mask, size_t n) {
   uint64_t m = free_mask;
-  for (size_t i = 1; i < n; i++) m &= free_mask >> i;
+  for (size_t i = 1; i < n; i++)
+    m &= free_mask >> i;
   m &= ALL_SLICES;
   return m ? (unsigned)__builtin_ctzll(m) : 0;
 }
@@ -145,7 +156,8 @@ static hak_page_t *segment_take(hak_heap_t *h, hak_segment_t *seg, size_t cls, s
   hak_page_t *pg = &seg->pages[at];
   pg->slice_index = (uint8_t)at;
   pg->slice_count = (uint8_t)n;
-  for (size_t i = 0; i < n; i++) seg->slice_head[at + i] = (uint8_t)at;
+  for (size_t i = 0; i < n; i++)
+    seg->slice_head[at + i] = (uint8_t)at;
   seg->used_pages++;
   page_init(seg, pg, cls, zero);
   return pg;
@@ -158,10 +170,12 @@ void segment_adopt(hak_heap_t *h, hak_segment_t *seg) {
   atomic_store_explicit(&seg->owner, h, memory_order_release);
   for (unsigned i = 1; i < SLICES_PER_SEGMENT; i++) {
     hak_page_t *pg = &seg->pages[i];
-    if (seg->slice_head[i] != i || !pg->in_use) continue;
+    if (seg->slice_head[i] != i || !pg->in_use)
+      continue;
     page_collect(pg);
     if (pg->used == 0) {
-      if (segment_page_free(h, seg, pg)) return; /* seg was released */
+      if (segment_page_free(h, seg, pg))
+        return; /* seg was released */
       continue;
     }
     queue_push_back(h, pg);
@@ -173,12 +187,14 @@ static hak_segment_t *adopt_abandoned(hak_heap_t *h) {
   hak_segment_t *seg = hak_abandoned;
   if (seg) {
     hak_abandoned = seg->next;
-    if (hak_abandoned) hak_abandoned->prev = NULL;
+    if (hak_abandoned)
+      hak_abandoned->prev = NULL;
     seg->next = seg->prev = NULL;
     seg->abandoned = 0;
   }
   hak_unlock(&hak_global_lock);
-  if (seg) segment_adopt(h, seg);
+  if (seg)
+    segment_adopt(h, seg);
   return seg;
 }
 
@@ -192,18 +208,21 @@ bool segment_reclaim(hak_heap_t *h, hak_segment_t *seg) {
       seg->prev->next = seg->next;
     else
       hak_abandoned = seg->next;
-    if (seg->next) seg->next->prev = seg->prev;
+    if (seg->next)
+      seg->next->prev = seg->prev;
     seg->next = seg->prev = NULL;
     seg->abandoned = 0;
   }
   hak_unlock(&hak_global_lock);
-  if (ok) segment_adopt(h, seg);
+  if (ok)
+    segment_adopt(h, seg);
   return ok;
 }
 
 bool segment_is_abandoned_listed(const hak_segment_t *seg) {
   for (hak_segment_t *s = hak_abandoned; s; s = s->next)
-    if (s == seg) return true;
+    if (s == seg)
+      return true;
   return false;
 }
 
@@ -211,14 +230,17 @@ hak_page_t *segment_page_alloc(hak_heap_t *h, size_t cls) {
   size_t n = class_slices(cls);
   for (hak_segment_t *seg = h->segments; seg; seg = seg->next) {
     unsigned at = find_run(seg->free_slices, n);
-    if (at) return segment_take(h, seg, cls, n, at);
+    if (at)
+      return segment_take(h, seg, cls, n, at);
   }
   /* Adopting may free its empty pages (and even the segment); the adopted
    * pages of class `cls` are now in h's queue and may serve the request. */
   for (int tries = 0; tries < 4; tries++) {
-    if (!adopt_abandoned(h)) break;
+    if (!adopt_abandoned(h))
+      break;
     for (hak_page_t *q = queue_first(h, cls); q; q = q->next) {
-      if (!q->free) page_collect(q);
+      if (!q->free)
+        page_collect(q);
       if (q->free || atomic_load_explicit(&q->capacity, memory_order_relaxed) < q->reserved) {
         queue_remove(h, q);
         return q;
@@ -226,11 +248,13 @@ hak_page_t *segment_page_alloc(hak_heap_t *h, size_t cls) {
     }
     for (hak_segment_t *seg = h->segments; seg; seg = seg->next) {
       unsigned at = find_run(seg->free_slices, n);
-      if (at) return segment_take(h, seg, cls, n, at);
+      if (at)
+        return segment_take(h, seg, cls, n, at);
     }
   }
   hak_segment_t *seg = segment_new();
-  if (!seg) return NULL;
+  if (!seg)
+    return NULL;
   heap_link_segment(h, seg); /* linked before owned: see segment_fork_fixup */
   atomic_store_explicit(&seg->owner, h, memory_order_relaxed);
   return segment_take(h, seg, cls, n, find_run(seg->free_slices, n));
@@ -248,7 +272,8 @@ bool segment_page_free(hak_heap_t *h, hak_segment_t *seg, hak_page_t *pg) {
   pg->free = NULL;
   atomic_store_explicit(&pg->capacity, 0, memory_order_relaxed);
   pg->block_size = 0;
-  for (size_t i = 0; i < n; i++) seg->slice_head[at + i] = 0;
+  for (size_t i = 0; i < n; i++)
+    seg->slice_head[at + i] = 0;
   seg->free_slices |= run;
   seg->used_pages--;
   h->dirty_free_bytes += n * SLICE_SIZE;
@@ -257,14 +282,16 @@ bool segment_page_free(hak_heap_t *h, hak_segment_t *seg, hak_page_t *pg) {
     segment_release(seg);
     return true;
   }
-  if (h->dirty_free_bytes >= PURGE_THRESHOLD) segment_purge_heap(h);
+  if (h->dirty_free_bytes >= PURGE_THRESHOLD)
+    segment_purge_heap(h);
   return false;
 }
 
 /* If every page left in `seg` is empty (kept as the last page of its class)
  * and the heap has other segments, give those pages and the segment back. */
 bool segment_drop_if_idle(hak_heap_t *h, hak_segment_t *seg) {
-  if (h->segments == seg && !seg->next) return false; /* the heap's only segment stays */
+  if (h->segments == seg && !seg->next)
+    return false; /* the heap's only segment stays */
   uint64_t used = ~seg->free_slices & ALL_SLICES;
   for (uint64_t m = used; m;) {
     unsigned i = (unsigned)__builtin_ctzll(m);
@@ -281,7 +308,8 @@ bool segment_drop_if_idle(hak_heap_t *h, hak_segment_t *seg) {
     hak_page_t *pg = &seg->pages[seg->slice_head[i]];
     m &= ~slice_mask(pg->slice_index, pg->slice_count);
     queue_remove(h, pg);
-    if (segment_page_free(h, seg, pg)) return true;
+    if (segment_page_free(h, seg, pg))
+      return true;
   }
   return true;
 }
@@ -293,9 +321,11 @@ void segment_fork_fixup(void) {
   for (hak_segment_t *s = hak_all_segments, *next; s; s = next) {
     next = s->gnext;
     bool cached = false;
-    for (hak_segment_t *q = hak_segment_cache; q; q = q->next) cached |= (q == s);
+    for (hak_segment_t *q = hak_segment_cache; q; q = q->next)
+      cached |= (q == s);
     hak_heap_t *owner = atomic_load_explicit(&s->owner, memory_order_relaxed);
-    if (cached || s->abandoned || (owner && owner->state == HEAP_ACTIVE)) continue;
+    if (cached || s->abandoned || (owner && owner->state == HEAP_ACTIVE))
+      continue;
     atomic_store_explicit(&s->owner, NULL, memory_order_relaxed);
     if (s->used_pages == 0) {
       s->next = s->prev = NULL;
@@ -305,9 +335,12 @@ void segment_fork_fixup(void) {
     s->abandoned = 1;
     s->prev = NULL;
     s->next = hak_abandoned;
-    if (hak_abandoned) hak_abandoned->prev = s;
+    if (hak_abandoned)
+      hak_abandoned->prev = s;
     hak_abandoned = s;
   }
 }
 
-hak_segment_t *segment_first_global(void) { return hak_all_segments; }
+hak_segment_t *segment_first_global(void) {
+  return hak_all_segments;
+}

@@ -7,15 +7,12 @@
 #include "internal.h"
 
 const uint32_t hak_class_sizes[NCLS] = {
-    16, 32, 48, 64, 80, 96, 112, 128,
-    144, 160, 176, 192, 208, 224, 240, 256,
-    288, 320, 352, 384, 416, 448, 480, 512,
-    576, 640, 704, 768, 832, 896, 960, 1024,
-    1152, 1280, 1408, 1536, 1664, 1792, 1920, 2048,
-    2304, 2560, 2816, 3072, 3328, 3584, 3840, 4096,
-    4608, 5120, 5632, 6144, 6656, 7168, 7680, 8192,
-    9216, 10240, 11264, 12288, 13312, 14336, 15360, 16384,
-    18432, 20480, 22528, 24576, 26624, 28672, 30720, 32768,
+    16,    32,    48,    64,    80,    96,    112,   128,   144,   160,   176,   192,
+    208,   224,   240,   256,   288,   320,   352,   384,   416,   448,   480,   512,
+    576,   640,   704,   768,   832,   896,   960,   1024,  1152,  1280,  1408,  1536,
+    1664,  1792,  1920,  2048,  2304,  2560,  2816,  3072,  3328,  3584,  3840,  4096,
+    4608,  5120,  5632,  6144,  6656,  7168,  7680,  8192,  9216,  10240, 11264, 12288,
+    13312, 14336, 15360, 16384, 18432, 20480, 22528, 24576, 26624, 28672, 30720, 32768,
     36864, 40960, 45056, 49152, 53248, 57344, 61440, 65536,
 };
 _Static_assert(sizeof(hak_class_sizes) / sizeof(hak_class_sizes[0]) == NCLS, "class count");
@@ -27,9 +24,13 @@ size_t class_slices(size_t cls) {
   return n ? n : 1;
 }
 
-size_t hak_size_class_count(void) { return NCLS; }
+size_t hak_size_class_count(void) {
+  return NCLS;
+}
 
-size_t hak_size_class_size(size_t cls) { return cls < NCLS ? class_size(cls) : 0; }
+size_t hak_size_class_size(size_t cls) {
+  return cls < NCLS ? class_size(cls) : 0;
+}
 
 size_t hak_size_to_class(size_t size) {
   return size <= HAK_SMALL_MAX ? size_to_class(size) : (size_t)-1;

@@ -84,12 +84,21 @@ static inline HAK_NO_ASAN uintptr_t block_marker_xchg(hak_block_t *b, uintptr_t 
 static inline void track_alloc(void *p, size_t req, size_t usable, int zeroed) {
   (void)zeroed;
   ASAN_UNPOISON_MEMORY_REGION(p, req);
-  if (usable > req) ASAN_POISON_MEMORY_REGION((char *)p + req, usable - req);
+  if (usable > req)
+    ASAN_POISON_MEMORY_REGION((char *)p + req, usable - req);
 }
-static inline void track_free(void *p, size_t usable) { ASAN_POISON_MEMORY_REGION(p, usable); }
-static inline void track_noaccess(void *p, size_t n) { ASAN_POISON_MEMORY_REGION(p, n); }
-static inline void track_unmapping(void *p, size_t n) { ASAN_UNPOISON_MEMORY_REGION(p, n); }
-static inline void track_expose(void *p, size_t n) { ASAN_UNPOISON_MEMORY_REGION(p, n); }
+static inline void track_free(void *p, size_t usable) {
+  ASAN_POISON_MEMORY_REGION(p, usable);
+}
+static inline void track_noaccess(void *p, size_t n) {
+  ASAN_POISON_MEMORY_REGION(p, n);
+}
+static inline void track_unmapping(void *p, size_t n) {
+  ASAN_UNPOISON_MEMORY_REGION(p, n);
+}
+static inline void track_expose(void *p, size_t n) {
+  ASAN_UNPOISON_MEMORY_REGION(p, n);
+}
 /* Bytes of a live block the user asked for (the unpoisoned prefix). */
 static inline size_t track_requested(void *p, size_t usable) {
   char *q = (char *)__asan_region_is_poisoned(p, usable);
@@ -109,13 +118,20 @@ static inline void track_free(void *p, size_t usable) {
   VALGRIND_FREELIKE_BLOCK(p, 0);
   VALGRIND_MAKE_MEM_NOACCESS(p, usable);
 }
-static inline void track_noaccess(void *p, size_t n) { VALGRIND_MAKE_MEM_NOACCESS(p, n); }
-static inline void track_unmapping(void *p, size_t n) { (void)p, (void)n; }
-static inline void track_expose(void *p, size_t n) { VALGRIND_MAKE_MEM_UNDEFINED(p, n); }
+static inline void track_noaccess(void *p, size_t n) {
+  VALGRIND_MAKE_MEM_NOACCESS(p, n);
+}
+static inline void track_unmapping(void *p, size_t n) {
+  (void)p, (void)n;
+}
+static inline void track_expose(void *p, size_t n) {
+  VALGRIND_MAKE_MEM_UNDEFINED(p, n);
+}
 /* The addressable prefix of a live block: binary search with GET_VBITS,
  * which answers 3 for unaddressable bytes without reporting an error. */
 static inline size_t track_requested(void *p, size_t usable) {
-  if (!RUNNING_ON_VALGRIND) return usable;
+  if (!RUNNING_ON_VALGRIND)
+    return usable;
   size_t lo = 0, hi = usable; /* [0,lo) addressable, [hi,usable) not */
   while (lo < hi) {
     size_t mid = lo + (hi - lo) / 2;
@@ -136,10 +152,18 @@ static inline void track_resize(void *p, size_t old_req, size_t new_req, size_t 
 static inline void track_alloc(void *p, size_t req, size_t usable, int zeroed) {
   (void)p, (void)req, (void)usable, (void)zeroed;
 }
-static inline void track_free(void *p, size_t usable) { (void)p, (void)usable; }
-static inline void track_noaccess(void *p, size_t n) { (void)p, (void)n; }
-static inline void track_unmapping(void *p, size_t n) { (void)p, (void)n; }
-static inline void track_expose(void *p, size_t n) { (void)p, (void)n; }
+static inline void track_free(void *p, size_t usable) {
+  (void)p, (void)usable;
+}
+static inline void track_noaccess(void *p, size_t n) {
+  (void)p, (void)n;
+}
+static inline void track_unmapping(void *p, size_t n) {
+  (void)p, (void)n;
+}
+static inline void track_expose(void *p, size_t n) {
+  (void)p, (void)n;
+}
 static inline size_t track_requested(void *p, size_t usable) {
   (void)p;
   return usable;
