@@ -127,10 +127,11 @@ tests: lib $(TEST_BINS)
 # ---- stress programs (prefixed API; also runnable with LD_PRELOAD).
 STRESS_C := $(sort $(wildcard stress/*.c))
 STRESS_BINS := $(patsubst stress/%.c,$(B)/stress/%,$(STRESS_C))
-$(B)/stress/%: stress/%.c $(LIB_A) | $(B)/stress
+STRESS_HDRS := $(wildcard stress/*.h)
+$(B)/stress/%: stress/%.c $(LIB_A) $(STRESS_HDRS) | $(B)/stress
 	$(CC) $(CFLAGS_ALL) -fvisibility=default -Istress $< -o $@ $(LIB_A) $(LDFLAGS_ALL)
 # The same program against the system allocator (hak_* mapped to libc).
-$(B)/stress/%.libc: stress/%.c | $(B)/stress
+$(B)/stress/%.libc: stress/%.c $(STRESS_HDRS) | $(B)/stress
 	$(CC) $(CFLAGS_ALL) -fvisibility=default -Istress -DHAK_BENCH_LIBC=1 $< -o $@ $(LDFLAGS_ALL)
 stress-bins: lib $(STRESS_BINS)
 
@@ -145,6 +146,7 @@ bench-random-mixed:
 	@scripts/bench-random-mixed.sh
 
 install: lib
+	@test -f $(LIB_SO) || { echo "make install needs a configuration that builds libhakmem.so (release, debug, valgrind, trace)"; exit 1; }
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
 	install -m 0644 $(LIB_A) $(DESTDIR)$(PREFIX)/lib/libhakmem.a
 	install -m 0755 $(LIB_SO) $(DESTDIR)$(PREFIX)/lib/libhakmem.so
@@ -152,7 +154,8 @@ install: lib
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' alloc/hakmem.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/hakmem.pc
 
 format:
-	clang-format -i alloc/src/*.c alloc/src/*.h alloc/include/*.h tests/*.c tests/*.h stress/*.c
+	clang-format -i alloc/src/*.c alloc/src/*.h alloc/include/*.h tests/*.c tests/*.h tests/*.cpp \
+	  tests/preload/*.c stress/*.c stress/*.h
 
 tidy:
 	clang-tidy alloc/src/*.c -- $(BASEFLAGS) -Ialloc/src
