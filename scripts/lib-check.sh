@@ -1,0 +1,102 @@
+# shellcheck shell=bash
+# Shared helpers for scripts/check.sh, scripts/test-preload.sh and
+# scripts/verify.sh. Source it from the repository root.
+#
+# Every check prints one line when it finishes:
+#   PASS|FAIL|SKIP|HANG  <config>  <check>  <seconds>s
+# keeps its full output in build/logs/<config>/<check>.log and appends
+#   <check>\t<config>\t<result>\t<seconds>
+# to build/check-results.tsv.
+
+HAK_RESULTS=${HAK_RESULTS:-build/check-results.tsv}
+HAK_LOGDIR=${HAK_LOGDIR:-build/logs}
+HAK_TIMEOUT=${HAK_TIMEOUT:-300}
+HAK_TAIL=${HAK_TAIL:-40}
+
+results_init() {
+  mkdir -p "$(dirname "$HAK_RESULTS")"
+  printf 'check\tconfig\tresult\tseconds\n' >"$HAK_RESULTS"
+}
+
+results_ensure() {
+  [ -s "$HAK_RESULTS" ] || results_init
+}
+
+now_s() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
+
+# record <config> <check> <result> <seconds> [logfile]
+record() {
+  local cfg=$1 chk=$2 res=$3 secs=$4 log=${5:-}
+  results_ensure
+  printf '%s\t%s\t%s\t%s\n' "$chk" "$cfg" "$res" "$secs" >>"$HAK_RESULTS"
+  printf '%s  %s  %s  %ss\n' "$res" "$cfg" "$chk" "$secs"
+  if [ "$res" = FAIL ] || [ "$res" = HANG ]; then
+    if [ -n "$log" ] && [ -f "$log" ]; then
+      echo "----- last $HAK_TAIL lines of $log -----"
+      tail -n "$HAK_TAIL" "$log"
+      echo "----- end of $log -----"
+    fi
+  fi
+}
+
+# logfile <config> <check>: path of the log for a check (directory created).
+logfile() {
+  local d="$HAK_LOGDIR/$1"
+  mkdir -p "$d"
+  printf '%s/%s.log' "$d" "$(printf '%s' "$2" | tr '/ :' '___')"
+}
+
+# run_check <config> <check> <command...>
+# Runs the command under `timeout $HAK_TIMEOUT` with stdin from /dev/null and
+# all output in the log. Exit 0 = PASS, 77 = SKIP, timeout = HANG, else FAIL.
+# Set RUN_TIMEOUT for a different limit. Returns 0 unless the check failed.
+run_check() {
+  local cfg=$1 chk=$2
+  shift 2
+  local log t0 t1 rc=0 res secs lim=${RUN_TIMEOUT:-$HAK_TIMEOUT}
+  log=$(logfile "$cfg" "$chk")
+  {
+    echo "# config: $cfg  check: $chk  timeout: ${lim}s"
+    echo "# cwd: $PWD"
+    echo "# command: $*"
+    echo "# started: $(date -u '+%Y-%m-%dT%H:%M:%SZ')"
+  } >"$log"
+  t0=$(now_s)
+  # (the outer redirection catches the shell's own "Segmentation fault" notice)
+  { timeout -k 10 "$lim" "$@" </dev/null >>"$log" 2>&1; } 2>>"$log" || rc=$?
+  t1=$(now_s)
+  secs=$(elapsed "$t0" "$t1")
+  if [ "$rc" -gt 128 ] && [ "$rc" -lt 160 ]; then
+    echo "# exit status: $rc (killed by SIG$(kill -l $((rc - 128)) 2>/dev/null || echo "?"))" >>"$log"
+  else
+    echo "# exit status: $rc" >>"$log"
+  fi
+  case $rc in
+    0) res=PASS ;;
+    77) res=SKIP ;;
+    124) res=HANG ;;
+    137) # SIGKILL: from timeout's -k (a hang that ignored SIGTERM) or from elsewhere
+      if awk -v s="$secs" -v l="$lim" 'BEGIN { exit !(s + 0 >= l + 0) }'; then res=HANG; else res=FAIL; fi ;;
+    *) res=FAIL ;;
+  esac
+  if [ "$res" = HANG ]; then echo "# timed out after ${lim}s" >>"$log"; fi
+  record "$cfg" "$chk" "$res" "$secs" "$log"
+  [ "$res" != FAIL ] && [ "$res" != HANG ]
+}
+
+# totals_line: "N passed, M failed[, K skipped]" over the whole results file;
+# sets HAK_FAILED to M.
+totals_line() {
+  local p f s
+  read -r p f s < <(awk -F'\t' 'NR > 1 {
+      if ($3 == "PASS") p++; else if ($3 == "SKIP") s++; else f++ }
+      END { printf "%d %d %d\n", p, f, s }' "$HAK_RESULTS")
+  HAK_FAILED=$f # read by the caller
+  export HAK_FAILED
+  if [ "$s" -gt 0 ]; then
+    printf '%d passed, %d failed, %d skipped\n' "$p" "$f" "$s"
+  else
+    printf '%d passed, %d failed\n' "$p" "$f"
+  fi
+}

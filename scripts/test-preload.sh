@@ -1,0 +1,218 @@
+#!/usr/bin/env bash
+# scripts/test-preload.sh: real programs under LD_PRELOAD=build/release/libhakmem.so.
+#
+# Each case runs once without hakmem and once with it (every process of the
+# case, the shell included, runs under the preload) and compares the results.
+# One PASS/FAIL line per case in check.sh's format, appended to
+# build/check-results.tsv with configuration "release-preload"; logs in
+# build/logs/release-preload/. Exits non-zero if any case fails.
+#
+#   loaded       hakmem is really loaded: hak_config() via python3 ctypes
+#   python       dict/list/str/json-heavy script (PYTHONMALLOC=malloc), checksum
+#   git          init, add/commit 200 files, log/diff/gc/fsck, outputs compared
+#   gcc          compile a C file with -O2, compare binaries and program output
+#   sort         sort 2M deterministic random lines, compare sha256
+#   test_cpp_threads  the C++ 4-thread STL test (SKIP if not built / exit 77)
+#   api_all      tests/preload/api_all.c (plain gcc build): whole malloc API
+#
+# Environment: HAK_PRELOAD_SO (preload this library instead; for testing the
+# script itself), PRELOAD_TIMEOUT (per case, default 300), CHECK_APPEND=1 (keep
+# existing results; default when called from check.sh).
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 1
+ROOT=$PWD
+SO=${HAK_PRELOAD_SO:-$ROOT/build/release/libhakmem.so}
+CFG=release-preload
+PRE_DIR=$ROOT/build/release/preload
+
+# ---------------------------------------------------------------------------
+# Workloads. `test-preload.sh --work <name> <outdir>` runs one of them,
+# writing its comparable result to <outdir>/result; the driver below runs it
+# with and without LD_PRELOAD.
+work_python() {
+  PYTHONMALLOC=malloc python3 - >"$1/result" <<'PY'
+import hashlib, json, random
+rng = random.Random(12345)
+d = {}
+for i in range(200000):
+    k = "key-%07d-%s" % (i, "abcdefghijklmnopq"[: i % 17])
+    d[k] = [i, str(i * i), {"mod": i % 97, "f": i / 7.0}, "v" * (i % 40)]
+for i in range(0, 200000, 3):          # churn: delete a third, re-add
+    del d["key-%07d-%s" % (i, "abcdefghijklmnopq"[: i % 17])]
+for i in range(0, 200000, 6):
+    d["new-%d" % i] = list(range(i % 50))
+keys = sorted(d, key=lambda s: s[::-1])
+joined = ",".join(keys)
+words = joined.replace("key", "K").split("-")
+lst = [rng.random() for _ in range(200000)]
+lst.sort()
+js = json.dumps(d, sort_keys=True)
+d2 = json.loads(js)
+assert d2 == d
+h = hashlib.sha256()
+for part in (joined, js, repr(lst[:5000]), repr(len(words)), "".join(sorted(words[:50000]))):
+    h.update(part.encode())
+print(len(d2), len(keys), len(words), h.hexdigest())
+PY
+}
+
+work_git() {
+  local out=$1 repo=$1/repo
+  export HOME=$1 GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=/dev/null LC_ALL=C TZ=UTC
+  export GIT_AUTHOR_NAME=hak GIT_AUTHOR_EMAIL=hak@example.invalid GIT_COMMITTER_NAME=hak
+  export GIT_COMMITTER_EMAIL=hak@example.invalid
+  export GIT_AUTHOR_DATE='2024-01-01T00:00:00Z' GIT_COMMITTER_DATE='2024-01-01T00:00:00Z'
+  git -c init.defaultBranch=main init -q "$repo" || return 1
+  cd "$repo" || return 1
+  local i
+  for i in $(seq 1 200); do
+    mkdir -p "d$((i % 10))"
+    seq "$i" $((i * 7)) | sed "s/^/line $i: /" >"d$((i % 10))/file$i.txt"
+  done
+  git add -A && git commit -q -m "add 200 files" || return 1
+  for i in $(seq 1 4 200); do echo "change $i" >>"d$((i % 10))/file$i.txt"; done
+  git rm -q d3/file13.txt && git mv d4/file14.txt d4/renamed14.txt
+  export GIT_COMMITTER_DATE='2024-01-02T00:00:00Z' GIT_AUTHOR_DATE='2024-01-02T00:00:00Z'
+  git commit -q -a -m "modify 50 files" || return 1
+  {
+    git log --stat --format='%H %an %s'
+    git diff HEAD~1 HEAD --stat
+    git diff HEAD~1 HEAD | sha256sum
+    git gc -q --aggressive 2>&1
+    git fsck --full --no-progress 2>&1
+    git rev-parse HEAD 'HEAD^{tree}'
+    git ls-tree -r HEAD | sha256sum
+    git log --format=%H -p | sha256sum
+    git count-objects -v | grep -E '^(count|in-pack|packs|garbage)'
+  } >"$out/result"
+}
+
+work_gcc() {
+  local d=$1
+  cat >"$d/prog.c" <<'C'
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+struct node { struct node *next; unsigned long v; };
+static int cmp(const void *a, const void *b) {
+  unsigned long x = *(const unsigned long *)a, y = *(const unsigned long *)b;
+  return x < y ? -1 : x > y;
+}
+int main(void) {
+  unsigned long x = 88172645463325252ul, sum = 0;
+  struct node *head = NULL;
+  for (int i = 0; i < 100000; i++) {
+    x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+    struct node *n = malloc(sizeof *n + (x % 200));
+    if (!n) return 1;
+    n->v = x; n->next = head; head = n;
+  }
+  unsigned long *a = malloc(100000 * sizeof *a);
+  size_t k = 0;
+  while (head) { struct node *n = head; head = n->next; a[k++] = n->v; free(n); }
+  qsort(a, k, sizeof *a, cmp);
+  for (size_t i = 0; i < k; i += 997) sum = sum * 31 + a[i];
+  char *s = strdup("hakmem");
+  printf("%zu %lu %s\n", k, sum, s);
+  free(s); free(a);
+  return 0;
+}
+C
+  gcc -O2 -Wall -o "$d/prog" "$d/prog.c" 2>"$d/gcc.err" || { cat "$d/gcc.err"; return 1; }
+  { "$d/prog" && sha256sum <"$d/prog"; } >"$d/result"
+}
+
+work_sort() {
+  local d=$1
+  LC_ALL=C sort --parallel=2 -S 64M -T "$d" "$PRE_DIR/sort-input.txt" | sha256sum >"$d/result"
+  LC_ALL=C sort -t' ' -k2,2n -k1,1 -S 16M -T "$d" "$PRE_DIR/sort-input.txt" | sha256sum >>"$d/result"
+}
+
+if [ "${1:-}" = --work ]; then
+  "work_$2" "$3"
+  exit $?
+fi
+
+# `test-preload.sh --compare <name>`: baseline run, preloaded run, compare.
+if [ "${1:-}" = --compare ]; then
+  name=$2
+  tmp=$(mktemp -d "${TMPDIR:-/tmp}/hak-preload-$name.XXXXXX")
+  trap 'rm -rf "$tmp"' EXIT
+  mkdir -p "$tmp/base" "$tmp/pre"
+  echo "== baseline (no preload)"
+  env -u LD_PRELOAD bash "$0" --work "$name" "$tmp/base" 2>&1 || { echo "baseline run failed"; exit 1; }
+  echo "== under LD_PRELOAD=$SO"
+  LD_PRELOAD=$SO bash "$0" --work "$name" "$tmp/pre" >"$tmp/pre.log" 2>&1
+  rc=$?
+  cat "$tmp/pre.log"
+  if grep -q 'cannot be preloaded' "$tmp/pre.log"; then echo "hakmem was not preloaded"; exit 1; fi
+  [ $rc -eq 0 ] || { echo "preloaded run failed (exit $rc)"; exit 1; }
+  echo "== result (baseline)"; cat "$tmp/base/result"
+  if ! cmp -s "$tmp/base/result" "$tmp/pre/result"; then
+    echo "== results differ:"
+    diff "$tmp/base/result" "$tmp/pre/result" | head -40
+    exit 1
+  fi
+  echo "== same result with and without hakmem"
+  exit 0
+fi
+
+# ---------------------------------------------------------------------------
+# Driver.
+. scripts/lib-check.sh
+HAK_TIMEOUT=${PRELOAD_TIMEOUT:-300}
+if [ "${CHECK_APPEND:-0}" = 1 ]; then results_ensure; else results_init; fi
+fail=0
+
+if [ -z "${HAK_PRELOAD_SO:-}" ] && { [ ! -e "$SO" ] || ! make -s -q CONFIG=release "build/release/libhakmem.so" >/dev/null 2>&1; }; then
+  RUN_TIMEOUT=900 run_check "$CFG" build-lib make -j"${JOBS:-2}" CONFIG=release lib || fail=1
+fi
+if [ ! -e "$SO" ]; then
+  record "$CFG" libhakmem.so FAIL 0.0
+  echo "   ($SO does not exist; preload cases not run)"
+  exit 1
+fi
+mkdir -p "$PRE_DIR"
+
+# (0) hakmem is really loaded and answers through its own API.
+run_check "$CFG" loaded bash -c '
+  out=$(LD_PRELOAD="$1" python3 -c "
+import ctypes
+lib = ctypes.CDLL(None)
+lib.hak_config.restype = ctypes.c_char_p
+print(lib.hak_config().decode())") || exit 1
+  echo "hak_config() = $out"
+  [ "$out" = release ]' _ "$SO" || fail=1
+
+# The sort input: 2M lines from a fixed LCG, generated once.
+if [ ! -s "$PRE_DIR/sort-input.txt" ] || [ "$(wc -l <"$PRE_DIR/sort-input.txt")" != 2000000 ]; then
+  awk 'BEGIN { x = 12345; for (i = 0; i < 2000000; i++) {
+        x = (x * 1103515245 + 12345) % 2147483648
+        printf "%08x%s %d\n", x, substr("qwertyuiopasdfghjklzxcvbnm", x % 20 + 1, x % 7), x % 100003 } }' \
+    >"$PRE_DIR/sort-input.txt"
+fi
+
+for c in python git gcc sort; do
+  run_check "$CFG" "$c" bash "$0" --compare "$c" || fail=1
+done
+
+# (e) the C++ 4-thread STL program.
+cpp=$ROOT/build/release/tests/test_cpp_threads
+if [ -x "$cpp" ]; then
+  run_check "$CFG" test_cpp_threads env LD_PRELOAD="$SO" "$cpp" || fail=1
+else
+  record "$CFG" test_cpp_threads SKIP 0.0
+  echo "   ($cpp not built)"
+fi
+
+# (f) the whole malloc API through the libc names, built without hakmem.
+api=$PRE_DIR/api_all
+if run_check "$CFG" api_all-build gcc -std=gnu11 -O1 -g -Wall -Wextra -Werror -pthread \
+  tests/preload/api_all.c -o "$api" -ldl; then
+  run_check "$CFG" api_all-nopreload env -u LD_PRELOAD "$api" --expect-libc || fail=1
+  run_check "$CFG" api_all env LD_PRELOAD="$SO" "$api" --expect-hakmem || fail=1
+else
+  fail=1
+fi
+
+exit $fail
