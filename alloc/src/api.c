@@ -26,6 +26,7 @@ static inline __attribute__((always_inline)) void *page_pop(hak_page_t *pg, hak_
 #endif
   pg->free = block_next(b);
   pg->used++;
+  hak_assert(pg->used <= atomic_load_explicit(&pg->capacity, memory_order_relaxed));
   block_clear_marker(b);
   track_alloc(b, n, pg->block_size, zero);
   if (zero)

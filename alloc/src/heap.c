@@ -181,13 +181,7 @@ void heap_abandon(hak_heap_t *h, bool in_fork_child) {
       segment_release(s);
       hak_lock(&hak_global_lock);
     } else {
-      atomic_store_explicit(&s->owner, NULL, memory_order_release);
-      s->abandoned = 1;
-      s->prev = NULL;
-      s->next = hak_abandoned;
-      if (hak_abandoned)
-        hak_abandoned->prev = s;
-      hak_abandoned = s;
+      segment_abandon_locked(s);
     }
     s = next;
   }

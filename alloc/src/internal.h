@@ -208,6 +208,7 @@ HAK_INTERNAL void segment_adopt(hak_heap_t *h, hak_segment_t *seg);
 HAK_INTERNAL size_t segment_cache_count(void);
 HAK_INTERNAL bool segment_reclaim(hak_heap_t *h, hak_segment_t *seg);
 HAK_INTERNAL void segment_fork_fixup(void);
+HAK_INTERNAL void segment_abandon_locked(hak_segment_t *seg);
 HAK_INTERNAL bool segment_is_abandoned_listed(const hak_segment_t *seg);
 extern HAK_INTERNAL hak_segment_t *hak_abandoned;
 extern HAK_INTERNAL hak_segment_t *hak_all_segments;

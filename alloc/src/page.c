@@ -24,6 +24,7 @@ hak_page_t hak_empty_page; /* free == NULL, capacity == 0: every check fails */
 
 /* ---- queues ------------------------------------------------------------ */
 void queue_push_back(hak_heap_t *h, hak_page_t *pg) {
+  hak_assert(pg->in_use && !pg->in_full);
   size_t c = pg->cls;
   pg->next = NULL;
   pg->prev = h->tail[c];
@@ -35,6 +36,7 @@ void queue_push_back(hak_heap_t *h, hak_page_t *pg) {
 }
 
 static void queue_push_front(hak_heap_t *h, hak_page_t *pg) {
+  hak_assert(pg->in_use && !pg->in_full && h->direct[pg->cls] != pg);
   size_t c = pg->cls;
   hak_page_t *first = queue_first(h, c);
   pg->prev = NULL;
@@ -60,6 +62,8 @@ void queue_remove(hak_heap_t *h, hak_page_t *pg) {
 }
 
 void full_push(hak_heap_t *h, hak_page_t *pg) {
+  hak_assert(pg->free == NULL && !pg->in_full &&
+             atomic_load_explicit(&pg->capacity, memory_order_relaxed) == pg->reserved);
   pg->prev = NULL;
   pg->next = h->full;
   if (h->full)

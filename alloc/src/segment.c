@@ -49,6 +49,28 @@ static void heap_unlink_segment(hak_heap_t *h, hak_segment_t *seg) {
   seg->next = seg->prev = NULL;
 }
 
+/* The abandoned list (hak_global_lock held). */
+void segment_abandon_locked(hak_segment_t *seg) {
+  atomic_store_explicit(&seg->owner, NULL, memory_order_release);
+  seg->abandoned = 1;
+  seg->prev = NULL;
+  seg->next = hak_abandoned;
+  if (hak_abandoned)
+    hak_abandoned->prev = seg;
+  hak_abandoned = seg;
+}
+
+static void abandoned_unlink_locked(hak_segment_t *seg) {
+  if (seg->prev)
+    seg->prev->next = seg->next;
+  else
+    hak_abandoned = seg->next;
+  if (seg->next)
+    seg->next->prev = seg->prev;
+  seg->next = seg->prev = NULL;
+  seg->abandoned = 0;
+}
+
 static hak_segment_t *segment_new(void) {
   hak_lock(&hak_global_lock);
   hak_segment_t *seg = hak_segment_cache;
@@ -147,6 +169,7 @@ static unsigned find_run(uint64_t free_mask, size_t n) {
 static hak_page_t *segment_take(hak_heap_t *h, hak_segment_t *seg, size_t cls, size_t n,
                                 unsigned at) {
   uint64_t run = slice_mask(at, n);
+  hak_assert(at >= 1 && at + n <= SLICES_PER_SEGMENT && (seg->free_slices & run) == run);
   bool zero = (seg->dirty_slices & run) == 0;
   /* dirty_free_bytes is an estimate (reset by every purge): reusing dirty slices lowers it */
   size_t reused = (size_t)__builtin_popcountll(run & seg->dirty_slices) * SLICE_SIZE;
@@ -185,13 +208,8 @@ void segment_adopt(hak_heap_t *h, hak_segment_t *seg) {
 static hak_segment_t *adopt_abandoned(hak_heap_t *h) {
   hak_lock(&hak_global_lock);
   hak_segment_t *seg = hak_abandoned;
-  if (seg) {
-    hak_abandoned = seg->next;
-    if (hak_abandoned)
-      hak_abandoned->prev = NULL;
-    seg->next = seg->prev = NULL;
-    seg->abandoned = 0;
-  }
+  if (seg)
+    abandoned_unlink_locked(seg);
   hak_unlock(&hak_global_lock);
   if (seg)
     segment_adopt(h, seg);
@@ -203,16 +221,8 @@ static hak_segment_t *adopt_abandoned(hak_heap_t *h) {
 bool segment_reclaim(hak_heap_t *h, hak_segment_t *seg) {
   hak_lock(&hak_global_lock);
   bool ok = seg->abandoned;
-  if (ok) {
-    if (seg->prev)
-      seg->prev->next = seg->next;
-    else
-      hak_abandoned = seg->next;
-    if (seg->next)
-      seg->next->prev = seg->prev;
-    seg->next = seg->prev = NULL;
-    seg->abandoned = 0;
-  }
+  if (ok)
+    abandoned_unlink_locked(seg);
   hak_unlock(&hak_global_lock);
   if (ok)
     segment_adopt(h, seg);
@@ -332,12 +342,7 @@ void segment_fork_fixup(void) {
       segment_release(s);
       continue;
     }
-    s->abandoned = 1;
-    s->prev = NULL;
-    s->next = hak_abandoned;
-    if (hak_abandoned)
-      hak_abandoned->prev = s;
-    hak_abandoned = s;
+    segment_abandon_locked(s);
   }
 }
 
