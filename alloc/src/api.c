@@ -58,11 +58,11 @@ static HAK_NOINLINE void free_local_slow(hak_heap_t *h, hak_segment_t *seg, hak_
   hak_unlock(&h->lock);
 }
 
-/* NULL, a block aligned to >= 4 MiB, or not ours (aborts). */
-static HAK_NOINLINE void free_unregistered(void *p) {
+/* NULL, a large block, or not ours (aborts). */
+static HAK_NOINLINE void free_not_small(void *p) {
   if (!p)
     return;
-  hak_large_t *lg = large_huge_header(p);
+  hak_large_t *lg = registry_large(p);
   if (!lg)
     err_invalid("free", p);
   large_free(lg, p, "free");
@@ -71,12 +71,8 @@ static HAK_NOINLINE void free_unregistered(void *p) {
 /* ---- free fast path ---------------------------------------------------- */
 void hak_free(void *p) {
   hak_segment_t *seg = ptr_segment_base(p);
-  if (unlikely(!registry_contains(seg))) {
-    free_unregistered(p);
-    return;
-  }
-  if (unlikely(seg->kind != KIND_SMALL)) {
-    large_free((hak_large_t *)seg, p, "free");
+  if (unlikely(registry_kind(seg) != REG_SMALL)) {
+    free_not_small(p);
     return;
   }
   hak_page_t *pg = ptr_page(seg, p);
@@ -157,13 +153,10 @@ typedef struct {
 static resolved_t resolve(void *p, const char *op) {
   resolved_t r = {0};
   void *base = ptr_segment_base(p);
-  if (unlikely(!registry_contains(base))) {
-    base = large_huge_header(p);
-    if (!base)
+  if (registry_kind(base) != REG_SMALL) {
+    r.large = registry_large(p);
+    if (!r.large)
       err_invalid(op, p);
-  }
-  if (((hak_segment_t *)base)->kind != KIND_SMALL) {
-    r.large = base;
     if ((uint8_t *)p != (uint8_t *)r.large + r.large->offset)
       err_invalid(op, p);
     if (atomic_load_explicit(&r.large->freed, memory_order_relaxed))

@@ -97,7 +97,7 @@ static void check_segment(checker_t *c, hak_segment_t *seg, bool cached) {
     violation(c, "bad segment header", seg, seg->magic, seg->kind);
     return;
   }
-  if (!registry_contains(seg))
+  if (registry_kind(seg) != REG_SMALL)
     violation(c, "segment missing from the registry", seg, 0, 0);
   hak_heap_t *owner = atomic_load(&seg->owner);
   if (!cached) {
@@ -196,7 +196,7 @@ size_t hak_heap_check(void) {
   hak_lock(&hak_large_lock);
   for (hak_large_t *lg = hak_all_large; lg; lg = lg->gnext) {
     uint8_t *user = (uint8_t *)lg + lg->offset;
-    bool registered = lg->huge ? large_huge_header(user) == lg : registry_contains(lg);
+    bool registered = registry_large(user) == lg;
     if (((uintptr_t)(lg->huge ? user : (uint8_t *)lg) & SEGMENT_MASK) || lg->magic != LARGE_MAGIC ||
         lg->kind != KIND_LARGE || ((uintptr_t)user & (lg->huge ? lg->alignment - 1 : 15)) ||
         atomic_load(&lg->freed) || lg->offset < sizeof(hak_large_t) ||

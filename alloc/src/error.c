@@ -79,18 +79,15 @@ void err_invalid(const char *op, const void *p) {
   msg_str(&m, op);
   msg_str(&m, " of ");
   msg_hex(&m, (uintptr_t)p);
-  void *base = ptr_segment_base(p);
-  if (!registry_contains(p)) {
-    base = large_huge_header(p);
-    if (!base) {
-      if (large_recently_freed(p))
-        err_double_free(op, p, 0);
-      msg_str(&m, ": not allocated by hakmem");
-      die(&m);
-    }
+  unsigned kind = registry_kind(p);
+  if (kind == REG_NONE) {
+    if (large_recently_freed(p))
+      err_double_free(op, p, 0);
+    msg_str(&m, ": not allocated by hakmem");
+    die(&m);
   }
-  if (((hak_large_t *)base)->kind == KIND_LARGE) {
-    hak_large_t *lg = base;
+  if (kind != REG_SMALL) {
+    hak_large_t *lg = registry_large(p);
     if ((uint8_t *)p < (uint8_t *)lg || (uint8_t *)p >= (uint8_t *)lg + lg->map_size) {
       msg_str(&m, ": not allocated by hakmem"); /* other memory in the same 4 MiB range */
       die(&m);
@@ -100,7 +97,7 @@ void err_invalid(const char *op, const void *p) {
     msg_str(&m, ": not the start of an allocated block");
     die(&m);
   }
-  hak_segment_t *seg = base;
+  hak_segment_t *seg = ptr_segment_base(p);
   hak_page_t *pg = ptr_page(seg, p);
   size_t cap = atomic_load_explicit(&pg->capacity, memory_order_relaxed);
   if (pg->in_use && pg->block_size && (uint8_t *)p >= pg->start) {

@@ -144,35 +144,46 @@ extern HAK_INTERNAL pthread_mutex_t hak_global_lock; /* abandoned list, caches, 
 extern HAK_INTERNAL const uint32_t hak_class_sizes[NCLS];
 
 /* ---- size classes (sizeclass.c owns the table; this is its lookup) ----- */
-/* Smallest class whose block size is >= n, for n <= HAK_SMALL_MAX.
- * 16..128 in steps of 16, then 8 classes per power of two (<= 12.5% waste). */
+/* Smallest class whose block size is >= n, for n <= HAK_SMALL_MAX:
+ * 16..128 in steps of 16, then 8 classes per power of two (<= 12.5% waste).
+ * CLASS_OF_ is the formula (a constant expression for constant n); sizes up
+ * to SMALL_LUT_MAX go through hak_small_lut, which sizeclass.c fills from the
+ * same formula at compile time (class sizes are multiples of 16, so one entry
+ * per 16 bytes is exact). */
+#define CLASS_LOG2_(m) ((size_t)(63 - __builtin_clzl((unsigned long)(m))))
+#define CLASS_OF_(n)                                                                               \
+  ((size_t)(n) <= 128 ? ((size_t)(n) ? ((size_t)(n)-1) >> 4 : 0)                                   \
+                      : 8 + (CLASS_LOG2_((size_t)(n)-1) - 7) * 8 +                                 \
+                            ((((size_t)(n)-1) >> (CLASS_LOG2_((size_t)(n)-1) - 3)) & 7))
+#define SMALL_LUT_MAX 1024
+extern HAK_INTERNAL const uint8_t hak_small_lut[SMALL_LUT_MAX / 16 + 1];
 static inline size_t size_to_class(size_t n) {
-  if (n <= 128)
-    return n ? (n - 1) >> 4 : 0;
-  size_t m = n - 1;
-  unsigned k = 63u - (unsigned)__builtin_clzl(m); /* 2^k <= m < 2^(k+1), k >= 7 */
-  return 8 + (size_t)(k - 7) * 8 + ((m >> (k - 3)) & 7);
+  return n <= SMALL_LUT_MAX ? hak_small_lut[(n + 15) >> 4] : CLASS_OF_(n);
 }
 static inline size_t class_size(size_t cls) {
   return hak_class_sizes[cls];
 }
 HAK_INTERNAL size_t class_slices(size_t cls);
 
-/* ---- registry (registry.c): which segment-aligned ranges hakmem owns ---- */
-#define REGISTRY_BITS ((size_t)1 << (ADDRESS_BITS - SEGMENT_SHIFT))
-extern HAK_INTERNAL _Atomic uint64_t hak_registry[REGISTRY_BITS / 64];
-extern HAK_INTERNAL _Atomic uint64_t hak_registry_huge[REGISTRY_BITS / 64];
-static inline bool registry_contains(const void *p) {
+/* ---- registry (registry.c): what hakmem keeps in each 4 MiB range ------ */
+#define REGISTRY_SLOTS ((size_t)1 << (ADDRESS_BITS - SEGMENT_SHIFT))
+enum {
+  REG_NONE = 0,  /* not hakmem's */
+  REG_SMALL = 1, /* a small-block segment starts here */
+  REG_LARGE = 2, /* a large block's header starts here */
+  REG_HUGE = 3   /* a large block aligned to >= 4 MiB starts here; header in the page below */
+};
+extern HAK_INTERNAL _Atomic uint8_t hak_registry[REGISTRY_SLOTS];
+static inline unsigned registry_kind(const void *p) {
   uintptr_t i = (uintptr_t)p >> SEGMENT_SHIFT;
-  if (unlikely(i >= REGISTRY_BITS))
-    return false;
-  return (atomic_load_explicit(&hak_registry[i >> 6], memory_order_relaxed) >> (i & 63)) & 1;
+  if (unlikely(i >= REGISTRY_SLOTS))
+    return REG_NONE;
+  return atomic_load_explicit(&hak_registry[i], memory_order_relaxed);
 }
-HAK_INTERNAL void registry_add(_Atomic uint64_t *map, const void *range_start);
-HAK_INTERNAL void registry_remove(_Atomic uint64_t *map, const void *range_start);
+HAK_INTERNAL void registry_set(const void *range_start, unsigned kind);
 struct hak_large;
-/* Header of a large block aligned to >= 4 MiB, or NULL (see registry.c). */
-HAK_INTERNAL struct hak_large *large_huge_header(const void *p);
+/* Header of the large block whose range holds `p`, or NULL. */
+HAK_INTERNAL struct hak_large *registry_large(const void *p);
 
 static inline void *ptr_segment_base(const void *p) {
   return (void *)((uintptr_t)p & ~(uintptr_t)SEGMENT_MASK);

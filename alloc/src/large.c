@@ -5,7 +5,7 @@
  * and moves the pages there with mremap (no copy).
  * Blocks aligned to 4 MiB or more ("huge" alignment) cannot have their
  * header at the start of their range: their header is the page below the
- * block and they are marked in hak_registry_huge (registry.c).
+ * block and their range is marked REG_HUGE (registry.c).
  * Header changes happen under hak_large_lock, so a fork() child never sees
  * a half-freed or half-resized block. */
 #define _GNU_SOURCE
@@ -72,9 +72,9 @@ void *large_alloc(size_t size, size_t alignment, bool zero) {
   hak_lock(&hak_large_lock);
   list_add_locked(lg);
   if (huge)
-    registry_add(hak_registry_huge, p);
+    registry_set(p, REG_HUGE);
   else
-    registry_add(hak_registry, lg);
+    registry_set(lg, REG_LARGE);
   hak_unlock(&hak_large_lock);
   track_alloc(p, size, map - off, 1);
   return p;
@@ -101,9 +101,9 @@ void large_free(hak_large_t *lg, void *p, const char *op) {
   }
   list_unlink_locked(lg);
   if (lg->huge)
-    registry_remove(hak_registry_huge, p);
+    registry_set(p, REG_NONE);
   else
-    registry_remove(hak_registry, lg);
+    registry_set(lg, REG_NONE);
   hak_unlock(&hak_large_lock);
   unsigned slot = atomic_fetch_add_explicit(&recent_next, 1, memory_order_relaxed) % RECENT;
   atomic_store_explicit(&recent_frees[slot], (uintptr_t)p, memory_order_relaxed);
@@ -147,11 +147,11 @@ void *large_realloc(hak_large_t *lg, void *p, size_t size) {
   hak_lock(&hak_large_lock);
   /* the old range goes back to the kernel inside mremap: unregister first,
    * or a segment mapped there meanwhile could lose its bit */
-  registry_remove(hak_registry, lg);
+  registry_set(lg, REG_NONE);
   track_unmapping(lg, map);
   void *r = mremap(lg, map, need, MREMAP_MAYMOVE | MREMAP_FIXED, dst);
   if (r == MAP_FAILED) {
-    registry_add(hak_registry, lg);
+    registry_set(lg, REG_LARGE);
     hak_unlock(&hak_large_lock);
     track_alloc(p, old_req, map - off, 0);
     os_unmap(dst, need);
@@ -167,7 +167,7 @@ void *large_realloc(hak_large_t *lg, void *p, size_t size) {
     lg->gnext->gprev = lg;
   lg->map_size = need;
   lg->requested = size;
-  registry_add(hak_registry, lg);
+  registry_set(lg, REG_LARGE);
   hak_unlock(&hak_large_lock);
   void *np = (uint8_t *)lg + off;
   track_alloc(np, size, need - off, 0);

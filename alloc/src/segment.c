@@ -100,7 +100,7 @@ static hak_segment_t *segment_new(void) {
     hak_all_segments->gprev = seg;
   hak_all_segments = seg;
   hak_unlock(&hak_global_lock);
-  registry_add(hak_registry, seg);
+  registry_set(seg, REG_SMALL);
   return seg;
 }
 
@@ -149,7 +149,7 @@ void segment_release(hak_segment_t *seg) {
   if (seg->gnext)
     seg->gnext->gprev = seg->gprev;
   hak_unlock(&hak_global_lock);
-  registry_remove(hak_registry, seg);
+  registry_set(seg, REG_NONE);
   os_unmap(seg, SEGMENT_SIZE);
 }
 

@@ -2,8 +2,9 @@
  * Classes 0..7 are 16..128 in steps of 16 (every block is 16-byte aligned);
  * above 128 each power of two (2^k, 2^(k+1)] is split into 8 classes of
  * 2^k + j * 2^(k-3), j = 1..8, so internal waste stays below 12.5%.
- * size_to_class() in internal.h is the matching lookup (tests check the two
- * agree for every size). */
+ * size_to_class() in internal.h is the matching lookup, with its small-size
+ * table hak_small_lut below (tests check them against this table for every
+ * size). */
 #include "internal.h"
 
 const uint32_t hak_class_sizes[NCLS] = {
@@ -16,6 +17,12 @@ const uint32_t hak_class_sizes[NCLS] = {
     36864, 40960, 45056, 49152, 53248, 57344, 61440, 65536,
 };
 _Static_assert(sizeof(hak_class_sizes) / sizeof(hak_class_sizes[0]) == NCLS, "class count");
+
+#define L(k) (uint8_t) CLASS_OF_(16u * (k))
+#define L8(k) L(k), L(k + 1), L(k + 2), L(k + 3), L(k + 4), L(k + 5), L(k + 6), L(k + 7)
+const uint8_t hak_small_lut[SMALL_LUT_MAX / 16 + 1] = {L8(0),  L8(8),  L8(16), L8(24), L8(32),
+                                                       L8(40), L8(48), L8(56), L(64)};
+_Static_assert(SMALL_LUT_MAX / 16 + 1 == 65, "lookup table size");
 
 /* Slices per page: enough for PAGE_MIN_BLOCKS blocks. */
 size_t class_slices(size_t cls) {
