@@ -164,3 +164,6 @@ tidy:
 
 clean:
 	rm -rf build
+
+# Suites of later issues keep their rules next to their sources.
+-include $(wildcard fuzz/fuzz.mk stress/stress.mk repro/repro.mk)

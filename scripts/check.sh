@@ -138,6 +138,14 @@ if [ "${CHECK_STRESS:-1}" = 1 ] && compgen -G 'stress/*.c' >/dev/null; then
   fi
 fi
 
+# Later suites plug in here: each scripts/check.d/*.sh records its own
+# checks in the results file (source scripts/lib-check.sh, use run_check).
+for part in scripts/check.d/*.sh; do
+  [ -e "$part" ] || continue
+  echo "==> check: $part"
+  CHECK_APPEND=1 bash "$part" || true # its results are in the TSV
+done
+
 END=$(now_s)
 echo "==> check: finished in $(elapsed "$START" "$END")s; results in $HAK_RESULTS, logs in $HAK_LOGDIR/"
 totals_line

@@ -78,6 +78,13 @@ HAK_API size_t hak_size_class_size(size_t cls);
 /* Class index for a request of `size` bytes, or (size_t)-1 if large. */
 HAK_API size_t hak_size_to_class(size_t size);
 
+/* Test-only: unmaps everything hakmem has mapped and returns it to the state
+ * of a fresh process, so that a fuzz input or test case starts from the same
+ * allocator state every time. Every block ever allocated becomes invalid.
+ * Call it only while no other thread exists (or ever touches hakmem again);
+ * the calling thread gets a new heap on its next allocation. */
+HAK_API void hak_test_reset(void);
+
 /* The configuration this library was built as ("release", "debug", ...). */
 HAK_API const char *hak_config(void);
 

@@ -284,3 +284,21 @@ static void fork_child(void) {
     }
   segment_fork_fixup();
 }
+
+/* Test-only: back to the state of a fresh process (see hakmem.h). */
+void hak_test_reset(void) {
+  hak_init();
+  hak_lock(&hak_global_lock);
+  segment_reset_all();
+  heap_pool = NULL;
+  for (hak_heap_t *h = hak_all_heaps; h; h = h->all_next) {
+    heap_reset(h);
+    h->state = HEAP_FREE;
+    h->pool_next = heap_pool;
+    heap_pool = h;
+  }
+  hak_unlock(&hak_global_lock);
+  large_reset_all();
+  hak_tls_heap = &hak_empty_heap;
+  hak_tls_exiting = false;
+}

@@ -220,6 +220,7 @@ HAK_INTERNAL size_t segment_cache_count(void);
 HAK_INTERNAL bool segment_reclaim(hak_heap_t *h, hak_segment_t *seg);
 HAK_INTERNAL void segment_fork_fixup(void);
 HAK_INTERNAL void segment_abandon_locked(hak_segment_t *seg);
+HAK_INTERNAL void segment_reset_all(void);
 HAK_INTERNAL bool segment_is_abandoned_listed(const hak_segment_t *seg);
 extern HAK_INTERNAL hak_segment_t *hak_abandoned;
 extern HAK_INTERNAL hak_segment_t *hak_all_segments;
@@ -278,6 +279,7 @@ HAK_INTERNAL void *large_realloc(hak_large_t *lg, void *p, size_t size);
 #define LARGE_MOVE_BY_COPY ((void *)1)
 HAK_INTERNAL size_t large_usable(const hak_large_t *lg);
 HAK_INTERNAL bool large_recently_freed(const void *p);
+HAK_INTERNAL void large_reset_all(void);
 extern HAK_INTERNAL hak_large_t *hak_all_large;
 extern HAK_INTERNAL pthread_mutex_t hak_large_lock;
 

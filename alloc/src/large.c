@@ -173,3 +173,17 @@ void *large_realloc(hak_large_t *lg, void *p, size_t size) {
   track_alloc(np, size, need - off, 0);
   return np;
 }
+
+/* hak_test_reset: unmap every large block (no other thread). */
+void large_reset_all(void) {
+  hak_lock(&hak_large_lock);
+  for (hak_large_t *lg = hak_all_large, *next; lg; lg = next) {
+    next = lg->gnext;
+    registry_set(lg->huge ? (uint8_t *)lg + lg->offset : (uint8_t *)lg, REG_NONE);
+    os_unmap(lg, lg->map_size);
+  }
+  hak_all_large = NULL;
+  for (unsigned i = 0; i < RECENT; i++)
+    atomic_store_explicit(&recent_frees[i], 0, memory_order_relaxed);
+  hak_unlock(&hak_large_lock);
+}

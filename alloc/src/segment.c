@@ -346,6 +346,17 @@ void segment_fork_fixup(void) {
   }
 }
 
+/* hak_test_reset: unmap every segment (global lock held, no other thread). */
+void segment_reset_all(void) {
+  for (hak_segment_t *s = hak_all_segments, *next; s; s = next) {
+    next = s->gnext;
+    registry_set(s, REG_NONE);
+    os_unmap(s, SEGMENT_SIZE);
+  }
+  hak_all_segments = hak_segment_cache = hak_abandoned = NULL;
+  segment_cache_n = 0;
+}
+
 hak_segment_t *segment_first_global(void) {
   return hak_all_segments;
 }
