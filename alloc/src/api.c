@@ -116,6 +116,14 @@ static HAK_NOINLINE void *small_alloc_slow(hak_heap_t *h, size_t cls, size_t n, 
     hak_assert(pg->free != NULL && h->direct[cls] == pg);
     p = page_pop(pg, pg->free, n, zero);
   }
+  if (unlikely(hak_tls_exiting)) {
+    /* A malloc after this thread's heap was abandoned at exit (from a later
+     * TLS destructor or libc's own cleanup): no destructor may run again to
+     * abandon a new heap, so the heap serves this one block and is
+     * abandoned at once (the block stays valid and freeable anywhere). */
+    hak_tls_heap = &hak_empty_heap;
+    heap_abandon(h, false);
+  }
   hak_unlock(&h->lock);
   if (p)
     return p;
