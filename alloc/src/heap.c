@@ -155,21 +155,30 @@ void heap_abandon(hak_heap_t *h, bool in_fork_child) {
   page_clear_notify(pg, in_fork_child);
   /* 2. blocks already handed over go back to their pages */
   heap_drain_delayed(h);
-  /* 3. collect remote frees; release the pages that are now empty */
+  /* 3. collect remote frees and take the pages off h's lists. A segment
+   * with live blocks is abandoned whole, its empty pages still carved, so
+   * the heap that adopts it (often the next new thread) reuses their free
+   * lists instead of carving new pages; a segment with none is given back. */
   for (hak_segment_t *s = h->segments, *snext; s; s = snext) {
     snext = s->next;
+    bool live = false;
     FOR_EACH_PAGE(s, pg) {
       page_collect(pg);
       if (pg->in_full)
         full_remove(h, pg);
       else
         queue_remove(h, pg);
-      if (pg->used == 0 && segment_page_free(h, s, pg))
-        break;
+      live |= pg->used != 0;
     }
+    if (!live)
+      FOR_EACH_PAGE(s, pg) {
+        if (segment_page_free(h, s, pg))
+          break;
+      }
   }
   /* 4. what is left holds live blocks: abandon it */
-  segment_purge_heap(h);
+  /* no purge here: the adopter reuses these slices; the heap-level threshold
+   * (segment_page_free) and the segment cache bound what stays committed */
   hak_segment_t *s = h->segments;
   heap_reset(h);
   hak_lock(&hak_global_lock);

@@ -39,9 +39,9 @@
 
 #define NCLS HAK_NUM_CLASSES
 #define BLOCK_MIN 16
-#define PAGE_MIN_BLOCKS 8        /* a page spans enough slices for >= 8 blocks */
-#define EXTEND_BYTES (16 * 1024) /* carve at most this much of a page at a time */
-#define MAGIC_SHIFT 40           /* idx = (off * magic) >> MAGIC_SHIFT */
+#define PAGE_MIN_BLOCKS 8       /* a page spans enough slices for >= 8 blocks */
+#define EXTEND_BYTES (4 * 1024) /* carve at most this much of a page at a time */
+#define MAGIC_SHIFT 40          /* idx = (off * magic) >> MAGIC_SHIFT */
 
 #define SEG_MAGIC 0x48414B53u   /* "HAKS" */
 #define LARGE_MAGIC 0x48414B4Cu /* "HAKL" */

@@ -190,13 +190,18 @@ static hak_page_t *segment_take(hak_heap_t *h, hak_segment_t *seg, size_t cls, s
  * which also cleared seg->abandoned): its pages join h's queues. */
 void segment_adopt(hak_heap_t *h, hak_segment_t *seg) {
   heap_link_segment(h, seg); /* linked before owned: see segment_fork_fixup */
+  /* its free dirty slices now count toward this heap's purge threshold */
+  h->dirty_free_bytes +=
+      (size_t)__builtin_popcountll(seg->free_slices & seg->dirty_slices) * SLICE_SIZE;
   atomic_store_explicit(&seg->owner, h, memory_order_release);
   for (unsigned i = 1; i < SLICES_PER_SEGMENT; i++) {
     hak_page_t *pg = &seg->pages[i];
     if (seg->slice_head[i] != i || !pg->in_use)
       continue;
     page_collect(pg);
-    if (pg->used == 0) {
+    /* an empty page is kept (carved, ready) if it is the only page of its
+     * class, as page_free_slow would; otherwise its slices go back */
+    if (pg->used == 0 && queue_first(h, pg->cls)) {
       if (segment_page_free(h, seg, pg))
         return; /* seg was released */
       continue;
