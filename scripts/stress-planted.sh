@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# scripts/stress-planted.sh: plants concurrency bugs in a temporary copy of
+# the tree and shows which stress check catches each one.
+#
+# For each bug: copy the tree (without build/) to $PLANT_DIR/<bug>, apply the
+# change with sed (the script fails if the sed did not change the file), run
+# `make tsan-stress` there (and, with PLANT_RELEASE=1, the default, the same
+# programs in the release build, where only the content check, the heap
+# check, the allocator's own checks and the watchdog can catch it), and
+# print a table: bug, run, result, what caught it. The real tree is never
+# modified. Exit status 0 when every planted bug was caught by the TSan run.
+#
+# Environment: THREADS (4) CHUNKS (1024) DURATION (3) PLANT_DIR
+# (/tmp/hakmem-planted) PLANT_BUGS (subset of the names below)
+# PLANT_RELEASE (1)
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 1
+ROOT=$PWD
+PLANT_DIR=${PLANT_DIR:-/tmp/hakmem-planted}
+THREADS=${THREADS:-4} CHUNKS=${CHUNKS:-1024} DURATION=${DURATION:-3}
+BUGS=${PLANT_BUGS:-relaxed-remote-push plain-capacity drop-on-drain}
+
+# plant <bug> <dir>: applies the bug's change in <dir>.
+plant() {
+  local f
+  case $1 in
+    relaxed-remote-push) # page_free_remote's push CAS: release -> relaxed
+      f=$2/alloc/src/page.c
+      sed -i '/^void page_free_remote/,/^}/{
+        /(uintptr_t)b | (tf & TF_MASK),/{n; s/memory_order_release, memory_order_relaxed/memory_order_relaxed, memory_order_relaxed/}
+      }' "$f" ;;
+    plain-capacity) # page->capacity: the owner's store becomes a plain store
+      f=$2/alloc/src/page.c
+      sed -i 's/atomic_store_explicit(&pg->capacity, cap + n, memory_order_relaxed);/*(uint32_t *)\&pg->capacity = cap + n;/' "$f" ;;
+    drop-on-drain) # page_collect takes the remote list with load + store, not a CAS
+      # (acquire/release kept, so TSan sees no race: only the lost block shows)
+      f=$2/alloc/src/page.c
+      sed -i '/^size_t page_collect/,/^}/{
+        s/uintptr_t tf = atomic_load_explicit(&pg->thread_free, memory_order_relaxed);/uintptr_t tf = atomic_load_explicit(\&pg->thread_free, memory_order_acquire);/
+        s/^  do {$/  {/
+        s/^  } while (!atomic_compare_exchange_weak_explicit(&pg->thread_free, &tf, tf & TF_MASK,$/  }\n  atomic_store_explicit(\&pg->thread_free, tf \& TF_MASK, memory_order_release);/
+        /^                                                  memory_order_acquire, memory_order_relaxed));$/d
+      }' "$f" ;;
+    *) echo "unknown bug $1" >&2; return 1 ;;
+  esac
+  if cmp -s "$f" "$ROOT/${f#"$2"/}"; then
+    echo "stress-planted: the change for $1 did not apply (source changed?)" >&2
+    return 1
+  fi
+  diff -u "$ROOT/${f#"$2"/}" "$f" | sed 's/^/    /' || true
+}
+
+# caught <log>: the "caught by" lines of a stress.sh run, or "not caught".
+caught() {
+  local c
+  c=$(awk '/^(FAIL|HANG)  / { prog = $3; sub(/^stress\//, "", prog); sub(/\(prefixed\)/, "", prog) } /caught by:/ { sub(/.*caught by: /, ""); sub(/  \(log:.*/, ""); print prog ": " $0 }' "$1" | paste -sd ';' -)
+  echo "${c:-not caught (all passed)}"
+}
+
+rows=()
+status=0
+for bug in $BUGS; do
+  d=$PLANT_DIR/$bug
+  echo "==> planted: $bug (copy in $d)"
+  rm -rf "$d"
+  mkdir -p "$d"
+  tar -C "$ROOT" --exclude=./build --exclude=./.git --exclude=./fuzz --exclude=./corpus -cf - . | tar -C "$d" -xf -
+  plant "$bug" "$d" || { status=1; continue; }
+  log=$d/tsan-stress.out
+  (cd "$d" && make tsan-stress THREADS="$THREADS" CHUNKS="$CHUNKS" DURATION="$DURATION") >"$log" 2>&1
+  grep -E '^(PASS|FAIL|HANG)|caught by' "$log" | sed 's/^/    /'
+  c=$(caught "$log")
+  rows+=("$bug|tsan-stress|$c")
+  case $c in not*) status=1 ;; esac
+  if [ "${PLANT_RELEASE:-1}" = 1 ]; then
+    log=$d/release-stress.out
+    (cd "$d" && STRESS_PROGS="larson remote_free thread_churn" THREADS="$THREADS" CHUNKS="$CHUNKS" \
+      DURATION="$DURATION" scripts/stress.sh run release prefixed) >"$log" 2>&1
+    grep -E '^(PASS|FAIL|HANG)|caught by' "$log" | sed 's/^/    /'
+    rows+=("$bug|release (no TSan)|$(caught "$log")")
+  fi
+done
+echo
+echo "==> planted bugs: which check caught each (THREADS=$THREADS CHUNKS=$CHUNKS DURATION=$DURATION)"
+printf '%-22s %-18s %s\n' bug run "caught by"
+for r in "${rows[@]}"; do
+  IFS='|' read -r a b c <<<"$r"
+  printf '%-22s %-18s %s\n' "$a" "$b" "$c"
+done
+exit $status

@@ -1,0 +1,139 @@
+/* larson: the Larson & Krishnan server workload.
+ *
+ *   larson [seconds min_size max_size chunks_per_thread rounds seed threads] [--options]
+ *
+ * Each of `threads` chains owns a slice of `chunks_per_thread` blocks, filled
+ * up front by the main thread. A chain's thread repeatedly frees a random
+ * victim of its slice (after verifying its pattern) and allocates a new block
+ * of a random size in [min_size, max_size), which it fills. After `rounds`
+ * such replacements the thread starts a successor that inherits the slice and
+ * exits, so blocks are freed by threads other than the ones that allocated
+ * them and threads churn. After `seconds` every chain stops; the main thread
+ * frees what is left, runs hak_heap_check and prints allocations per second.
+ * The --options of stress_common.h work too (--threads, --chunks, ...). */
+#include "stress_common.h"
+
+typedef struct chain {
+  unsigned id;
+  void **blk;
+  uint64_t rounds;
+  uint64_t seed;
+  uint64_t gen;
+  uint64_t ops; /* replacements done, read by main after the joins */
+} chain;
+
+static void *larson_thread(void *arg) {
+  chain *c = (chain *)arg;
+  char name[24];
+  snprintf(name, sizeof name, "larson-%u.%llu", c->id, (unsigned long long)c->gen);
+  stress_register(name);
+  bench_rng r;
+  bench_rng_seed(&r, c->seed ^ (c->gen * 0x9E3779B97F4A7C15ull) ^ c->id);
+  size_t lo = stress_conf.min_size, hi = stress_conf.max_size;
+  unsigned n = stress_conf.chunks;
+  uint64_t i;
+  if (c->id == 0 && c->gen == 0)
+    stress_maybe_hang();
+  for (i = 0; i < c->rounds; i++) {
+    if ((i & 63) == 0 && stress_time_up())
+      break;
+    unsigned v = (unsigned)(bench_rng_next(&r) % n);
+    stress_block_free(c->blk[v], "larson victim");
+    c->blk[v] = stress_block_new(stress_size(&r, lo, hi),
+                                 ((uint64_t)c->id << 48) ^ (c->gen << 24) ^ i ^ 0x5a5a);
+  }
+  c->ops += i;
+  c->gen++;
+  if (!stress_time_up()) {
+    /* c belongs to the successor from here on; main joins this thread and
+     * then the successor, whose handle this thread returns. */
+    pthread_t *next = (pthread_t *)malloc(sizeof *next);
+    if (!next)
+      stress_fail(STRESS_EXIT_FAIL, "malloc failed");
+    *next = stress_spawn(larson_thread, c);
+    stress_unregister();
+    return next;
+  }
+  stress_unregister();
+  return NULL;
+}
+
+int main(int argc, char **argv) {
+  /* Positional Larson arguments first, then --options. */
+  double seconds = 2;
+  uint64_t minsz = 8, maxsz = 1024, chunks = 1024, rounds = 10000, seed = 42, threads = 2;
+  int i = 1;
+  if (i < argc && argv[i][0] != '-') {
+    seconds = strtod(argv[i++], NULL);
+    minsz = bench_arg_u64(argc, argv, i++, minsz);
+    maxsz = bench_arg_u64(argc, argv, i++, maxsz);
+    chunks = bench_arg_u64(argc, argv, i++, chunks);
+    rounds = bench_arg_u64(argc, argv, i++, rounds);
+    seed = bench_arg_u64(argc, argv, i++, seed);
+    threads = bench_arg_u64(argc, argv, i++, threads);
+    if (i > argc)
+      i = argc;
+  }
+  char *saved = argv[i - 1];
+  argv[i - 1] = argv[0];
+  stress_parse(argc - (i - 1), argv + (i - 1), (unsigned)threads, (unsigned)chunks, seconds,
+               (size_t)minsz, (size_t)maxsz, "larson");
+  argv[i - 1] = saved;
+  if (stress_conf.seed == 42)
+    stress_conf.seed = seed;
+  if (rounds == 0)
+    rounds = 1;
+  if (stress_conf.min_size < 16)
+    stress_conf.min_size = 16; /* the block header needs 16 bytes */
+  if (stress_conf.max_size <= stress_conf.min_size)
+    stress_conf.max_size = stress_conf.min_size + 1;
+  stress_start();
+
+  unsigned nt = stress_conf.threads, n = stress_conf.chunks;
+  chain *ch = (chain *)calloc(nt, sizeof *ch);
+  pthread_t *first = (pthread_t *)calloc(nt, sizeof *first);
+  bench_rng r;
+  bench_rng_seed(&r, stress_conf.seed);
+  for (unsigned t = 0; t < nt; t++) {
+    ch[t].id = t;
+    ch[t].rounds = rounds;
+    ch[t].seed = stress_conf.seed + t;
+    ch[t].blk = (void **)calloc(n, sizeof(void *));
+    for (unsigned k = 0; k < n; k++)
+      ch[t].blk[k] = stress_block_new(stress_size(&r, stress_conf.min_size, stress_conf.max_size),
+                                      ((uint64_t)t << 32) | k);
+  }
+  stress_work_begins();
+  double t0 = bench_now();
+  for (unsigned t = 0; t < nt; t++)
+    first[t] = stress_spawn(larson_thread, &ch[t]);
+  uint64_t threads_run = 0;
+  for (unsigned t = 0; t < nt; t++) {
+    pthread_t cur = first[t];
+    for (;;) {
+      void *more;
+      pthread_join(cur, &more);
+      threads_run++;
+      if (!more)
+        break;
+      cur = *(pthread_t *)more;
+      free(more);
+    }
+  }
+  double el = bench_now() - t0;
+  uint64_t ops = 0;
+  for (unsigned t = 0; t < nt; t++) {
+    ops += ch[t].ops;
+    for (unsigned k = 0; k < n; k++)
+      stress_block_free(ch[t].blk[k], "larson final");
+    free(ch[t].blk);
+  }
+  free(ch);
+  free(first);
+  printf("larson: allocator=%s threads=%u chunks=%u size=[%zu,%zu) rounds=%llu time=%.3fs "
+         "allocs=%llu threads_run=%llu throughput=%.0f allocs/s\n",
+         bench_allocator_name(), nt, n, stress_conf.min_size, stress_conf.max_size,
+         (unsigned long long)rounds, el, (unsigned long long)ops, (unsigned long long)threads_run,
+         el > 0 ? (double)ops / el : 0.0);
+  return stress_finish();
+}

@@ -1,0 +1,97 @@
+/* thread_churn: threads that exit with live blocks, freed later by others.
+ *
+ *   thread_churn [--threads=N] [--chunks=N] [--duration=S] ...
+ *
+ * Waves of `threads` short-lived threads run until the duration is over
+ * (thousands of thread creations and exits). Each thread allocates up to 64
+ * blocks and swaps each into a random slot of a shared array of `chunks`
+ * atomic slots; the block it takes out was usually allocated by a thread
+ * that has exited since, and is verified and freed. Every thread also leaves
+ * one block behind in its orphan slot, freed by its successor of the next
+ * wave, and so exits with live blocks. Threads are joined (not detached) so
+ * that hak_heap_check at the end runs after every thread's exit, TLS
+ * destructors included. */
+#include "stress_common.h"
+
+static _Atomic(void *) *slots;
+static _Atomic(void *) *orphans; /* one per thread of a wave */
+static _Atomic uint64_t created;
+
+typedef struct {
+  unsigned id;
+  uint64_t wave;
+} targ;
+
+static void *hang_thread(void *arg) {
+  (void)arg;
+  stress_register("hang");
+  stress_maybe_hang();
+  return NULL;
+}
+
+static void *churner(void *arg) {
+  targ a = *(targ *)arg;
+  free(arg);
+  char name[24];
+  snprintf(name, sizeof name, "churn-%llu.%u", (unsigned long long)a.wave, a.id);
+  stress_register(name);
+  bench_rng r;
+  bench_rng_seed(&r, stress_conf.seed ^ (a.wave << 16) ^ a.id);
+  unsigned n = 1 + (unsigned)(bench_rng_next(&r) % 64);
+  for (unsigned i = 0; i < n; i++) {
+    void *b = stress_block_new(stress_size(&r, stress_conf.min_size, stress_conf.max_size),
+                               (a.wave << 24) ^ ((uint64_t)a.id << 12) ^ i);
+    void *old = atomic_exchange(&slots[bench_rng_next(&r) % stress_conf.chunks], b);
+    if (old)
+      stress_block_free(old, "churn slot");
+  }
+  /* leave a block behind for the next wave, free the previous wave's */
+  void *mine = stress_block_new(stress_size(&r, stress_conf.min_size, stress_conf.max_size),
+                                a.wave ^ 0xabcdef);
+  void *old = atomic_exchange(&orphans[a.id], mine);
+  if (old)
+    stress_block_free(old, "churn orphan");
+  stress_unregister();
+  return NULL;
+}
+
+int main(int argc, char **argv) {
+  stress_parse(argc, argv, 4, 1024, 2, 16, 1024, "churn");
+  stress_start();
+  unsigned T = stress_conf.threads;
+  slots = (_Atomic(void *) *)calloc(stress_conf.chunks, sizeof(void *));
+  orphans = (_Atomic(void *) *)calloc(T, sizeof(void *));
+  pthread_t *th = (pthread_t *)calloc(T, sizeof *th);
+  uint64_t wave = 0;
+  double t0 = bench_now();
+  if (stress_conf.hang) /* the watchdog test: main waits for it forever */
+    pthread_join(stress_spawn(hang_thread, NULL), NULL);
+  while (!stress_time_up()) {
+    for (unsigned i = 0; i < T; i++) {
+      targ *a = (targ *)malloc(sizeof *a);
+      if (!a)
+        stress_fail(STRESS_EXIT_FAIL, "malloc failed");
+      a->id = i;
+      a->wave = wave;
+      th[i] = stress_spawn(churner, a);
+    }
+    for (unsigned i = 0; i < T; i++)
+      pthread_join(th[i], NULL);
+    atomic_fetch_add(&created, T);
+    wave++;
+  }
+  double el = bench_now() - t0;
+  for (unsigned i = 0; i < stress_conf.chunks; i++)
+    if (slots[i])
+      stress_block_free(slots[i], "churn final");
+  for (unsigned i = 0; i < T; i++)
+    if (orphans[i])
+      stress_block_free(orphans[i], "churn final orphan");
+  free((void *)slots);
+  free((void *)orphans);
+  free(th);
+  printf("thread_churn: threads=%u waves=%llu threads_created=%llu time=%.2fs threads/s=%.0f\n", T,
+         (unsigned long long)wave, (unsigned long long)atomic_load(&created), el,
+         atomic_load(&created) / el);
+  return stress_finish();
+}
