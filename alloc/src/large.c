@@ -47,6 +47,8 @@ static void list_unlink_locked(hak_large_t *lg) {
 /* `alignment` is a power of two >= 16. Returns NULL on failure (errno set). */
 void *large_alloc(size_t size, size_t alignment, bool zero) {
   (void)zero; /* fresh mmap memory is zero already */
+  if (size < 16)
+    size = 16; /* like malloc(0): a real, unique, usable block (aligned_alloc(1 MiB, 0)) */
   bool huge = alignment >= SEGMENT_SIZE;
   size_t off = huge ? OS_PAGE_SIZE : (alignment > LARGE_HDR ? alignment : LARGE_HDR);
   if (size > (size_t)PTRDIFF_MAX - off - OS_PAGE_SIZE || alignment > ((size_t)1 << 40)) {
