@@ -13,6 +13,7 @@ PKGS=(
   hyperfine
   libmimalloc-dev libjemalloc-dev libtcmalloc-minimal4   # comparison allocators
   procps coreutils
+  zip unzip        # .clusterfuzzlite/build.sh seed corpus archives
 )
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q '^install ok installed$'; }

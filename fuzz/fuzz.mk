@@ -1,0 +1,90 @@
+# fuzz/fuzz.mk: libFuzzer drivers and their standalone replays (included by
+# the top-level Makefile). See README.md "## Fuzzing".
+#
+#   make fuzz [FUZZER=fuzz_mt] [FUZZ_TIME=60] [JOBS=2]   fuzz, merge new coverage into corpus/
+#   make fuzz-replay         every corpus + regression input under ASan+UBSan (libFuzzer
+#                            build), gcc release, debug, TSan (fuzz_mt) and valgrind memcheck
+#   make fuzz-coverage       llvm-cov line/branch report of alloc/ reached by the corpus
+#   make fuzz-bins           build every driver, every way
+
+FUZZERS   := fuzz_ops fuzz_mt fuzz_sizes
+FUZZER    ?= $(FUZZERS)
+FUZZ_TIME ?= 60
+JOBS      ?= 2
+FZB       := build/fuzz
+FZ_SRCS   := fuzz/ops.c
+FZ_HDRS   := fuzz/ops.h
+FZ_CFLAGS := -std=gnu11 -g -pthread -Ialloc/include -Ifuzz -Wall -Wextra -Wno-unused-parameter
+
+# libFuzzer + ASan + UBSan against an instrumented copy of the asan configuration
+FZ_LF_FLAGS := -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined \
+               -fno-sanitize-recover=undefined
+# standalone (no libFuzzer) builds: <config> -> compiler and flags
+FZ_SA_CONFIGS := release debug tsan valgrind
+FZ_SA_CC_release  := gcc
+FZ_SA_FL_release  := -O2
+FZ_SA_CC_debug    := gcc
+FZ_SA_FL_debug    := -O0
+FZ_SA_CC_tsan     := clang
+FZ_SA_FL_tsan     := -O1 -fsanitize=thread
+FZ_SA_CC_valgrind := gcc
+FZ_SA_FL_valgrind := -O1
+
+FZ_LF_BINS := $(addprefix $(FZB)/libfuzzer/,$(FUZZERS))
+FZ_SA_BINS := $(foreach c,$(FZ_SA_CONFIGS),$(addprefix $(FZB)/$(c)/,$(FUZZERS)))
+
+.PHONY: fuzz fuzz-bins fuzz-libs fuzz-replay fuzz-coverage fuzz-clean fuzz-format
+
+fuzz-libs:
+	@for c in asan $(FZ_SA_CONFIGS); do $(MAKE) --no-print-directory CONFIG=$$c lib || exit 1; done
+
+fuzz-bins: fuzz-libs
+	@$(MAKE) --no-print-directory $(FZ_LF_BINS) $(FZ_SA_BINS)
+
+# The allocator is built like build/asan (same flags) plus UBSan and libFuzzer's
+# coverage instrumentation, so that the fuzzer is guided by alloc/ coverage.
+FZ_LF_LIB  := $(FZB)/libfuzzer/libhakmem.a
+FZ_LF_OBJS := $(patsubst alloc/src/%.c,$(FZB)/libfuzzer/obj/%.o,$(ALLOC_SRCS))
+$(FZ_LF_OBJS): $(FZB)/libfuzzer/obj/%.o: alloc/src/%.c $(ALLOC_HDRS)
+	@mkdir -p $(@D)
+	clang $(BASEFLAGS) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+	  -fno-sanitize-recover=undefined -fsanitize=fuzzer-no-link -DHAK_ASAN=1 -DHAK_DEBUG=1 \
+	  -DHAK_CONFIG_NAME='"asan"' -c $< -o $@
+$(FZ_LF_LIB): $(FZ_LF_OBJS)
+	rm -f $@
+	ar rcs $@ $^
+
+$(FZ_LF_BINS): $(FZB)/libfuzzer/%: fuzz/%.c $(FZ_SRCS) $(FZ_HDRS) $(FZ_LF_LIB)
+	@mkdir -p $(@D)
+	clang $(FZ_CFLAGS) $(FZ_LF_FLAGS) $< $(FZ_SRCS) -o $@ $(FZ_LF_LIB)
+
+define FZ_SA_RULE
+$(addprefix $(FZB)/$(1)/,$(FUZZERS)): $(FZB)/$(1)/%: fuzz/%.c $(FZ_SRCS) $(FZ_HDRS) fuzz/standalone_main.c build/$(1)/libhakmem.a
+	@mkdir -p $$(@D)
+	$(FZ_SA_CC_$(1)) $(FZ_CFLAGS) $(FZ_SA_FL_$(1)) $$< $(FZ_SRCS) fuzz/standalone_main.c -o $$@ build/$(1)/libhakmem.a
+endef
+$(foreach c,$(FZ_SA_CONFIGS),$(eval $(call FZ_SA_RULE,$(c))))
+
+fuzz: fuzz-bins
+	@FUZZ_TIME=$(FUZZ_TIME) JOBS=$(JOBS) fuzz/run.sh $(FUZZER)
+
+fuzz-replay: fuzz-bins
+	@fuzz/replay.sh $(FUZZERS)
+
+# ---- coverage: alloc/src built with clang source-based coverage
+FZ_COV_OBJS := $(patsubst alloc/src/%.c,$(FZB)/cov/obj/%.o,$(ALLOC_SRCS))
+$(FZ_COV_OBJS): $(FZB)/cov/obj/%.o: alloc/src/%.c $(ALLOC_HDRS)
+	@mkdir -p $(@D)
+	clang $(BASEFLAGS) -O0 -g -fprofile-instr-generate -fcoverage-mapping -c $< -o $@
+$(addprefix $(FZB)/cov/,$(FUZZERS)): $(FZB)/cov/%: fuzz/%.c $(FZ_SRCS) $(FZ_HDRS) fuzz/standalone_main.c $(FZ_COV_OBJS)
+	clang $(FZ_CFLAGS) -O0 -fprofile-instr-generate -fcoverage-mapping $< $(FZ_SRCS) \
+	  fuzz/standalone_main.c $(FZ_COV_OBJS) -o $@
+
+fuzz-coverage: $(addprefix $(FZB)/cov/,$(FUZZERS))
+	@fuzz/coverage.sh $(FUZZERS)
+
+fuzz-format:
+	clang-format -i fuzz/*.c fuzz/*.h
+
+fuzz-clean:
+	rm -rf $(FZB)

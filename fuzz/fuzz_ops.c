@@ -1,0 +1,17 @@
+/* fuzz/fuzz_ops.c: single-threaded op programs (see ops.h). */
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ops.h"
+
+uint64_t fuzz_one(const uint8_t *data, size_t size);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+uint64_t fuzz_one(const uint8_t *data, size_t size) {
+  return fz_run_single(data, size);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  fuzz_one(data, size);
+  return 0;
+}

@@ -1,0 +1,149 @@
+#!/usr/bin/env python3
+"""fuzz/gen_seeds.py OUTDIR: writes seed inputs for every driver into
+OUTDIR/<driver>/ (minimise them into corpus/<driver>/ with -merge=1, see
+README.md "## Fuzzing"). The byte encoding mirrors fuzz/ops.c's decoder."""
+import os, random, sys
+
+# op byte: low 5 bits index the decoder's weight table, top 3 bits = sub
+T = {'malloc': 0, 'calloc': 5, 'realloc': 7, 'reallocarray': 10, 'free': 11,
+     'aligned': 15, 'usable': 18, 'verify': 19, 'verify_all': 20, 'heap_check': 21,
+     'thread_exit': 24, 'free_orphans': 25, 'burst': 30, 'burst_free': 31}
+
+def op(kind, sub=0):
+    return bytes([T[kind] | (sub << 5)])
+
+def cls_size(cls, delta):  # class boundary: n-1, n, n+1
+    return bytes([(delta + 1) << 4 | 0, cls])
+
+def small_max(delta):      # HAK_SMALL_MAX + delta, delta in -2..2
+    return bytes([(delta + 2) << 4 | 7])
+
+def tiny(n):
+    return bytes([9, n])
+
+def large(i):
+    return bytes([(i << 4) | 13])
+
+def edge(i):
+    return bytes([(i << 4) | 15])
+
+def prog(ops, threads=None):
+    """ops: list of (kind, sub, slot, payload); threads: per-op thread byte or None"""
+    out = b''
+    for i, (k, sub, slot, payload) in enumerate(ops):
+        out += op(k, sub)
+        if threads is not None:
+            out += bytes([threads[i]])
+        out += bytes([slot]) + payload
+    return out
+
+def seeds_single(mt):
+    rnd = random.Random(1234 + mt)
+    S = []
+    def th(n):
+        return [rnd.randrange(8) for _ in range(n)] if mt else None
+    # every class boundary, allocated then verified and freed
+    for c0 in range(0, 80, 10):
+        ops = []
+        for c in range(c0, c0 + 10):
+            for dlt in (-1, 0, 1):
+                ops.append(('malloc', 0, (c * 3 + dlt) % 64, cls_size(c, dlt)))
+        ops.append(('verify_all', 0, 0, b''))
+        ops.append(('heap_check', 0, 0, b''))
+        for s in range(0, 64, 3):
+            ops.append(('free', s % 3, s, b''))
+        S.append(prog(ops, th(len(ops))))
+    # small/large threshold, realloc across it both ways and to 0
+    ops = []
+    for dlt in range(-2, 3):
+        ops += [('malloc', 0, dlt + 2, small_max(dlt)), ('realloc', 0, dlt + 2, large(dlt + 2)),
+                ('realloc', 0, dlt + 2, tiny(7)), ('realloc', 0, dlt + 2, small_max(-dlt)),
+                ('usable', 0, dlt + 2, b''), ('realloc', 0, dlt + 2, tiny(0))]
+    S.append(prog(ops, th(len(ops))))
+    # realloc chains from NULL growing and shrinking
+    ops = [('realloc', 0, 5, tiny(0))]
+    for c in list(range(0, 80, 7)) + list(range(79, 0, -9)):
+        ops.append(('realloc', 0, 5, cls_size(c, 1)))
+    ops.append(('verify', 0, 5, b''))
+    S.append(prog(ops, th(len(ops))))
+    # calloc: normal, recycled (malloc/verify/free then calloc the same class), overflow
+    ops = []
+    for c in range(0, 80, 5):
+        ops += [('malloc', 0, 1, cls_size(c, 0)), ('free', 0, 1, b''),
+                ('calloc', 0, 2, bytes([1, c])), ('free', 0, 2, b'')]
+    for i in range(10):
+        ops.append(('calloc', 4, 3, edge(i) + edge((i + 3) % 10)))
+        ops.append(('reallocarray', 4, 3, edge(i) + tiny(2)))
+    S.append(prog(ops, th(len(ops))))
+    # aligned: every alignment class with several sizes and every function
+    for sub in range(5):
+        ops = []
+        for ab in list(range(0, 16)) + list(range(128, 138)) + list(range(192, 202)):
+            ops.append(('aligned', sub, ab % 64, cls_size(ab % 80, 0) + bytes([ab])))
+            ops.append(('aligned', sub, (ab + 1) % 64, tiny(0) + bytes([ab])))
+            ops.append(('aligned', sub, (ab + 2) % 64, large(ab % 12) + bytes([ab])))
+        ops.append(('heap_check', 0, 0, b''))
+        for s in range(64):
+            ops.append(('free', 2, s, b''))
+        S.append(prog(ops, th(len(ops))))
+    # edges for every allocation function
+    ops = []
+    for i in range(10):
+        ops += [('malloc', 0, i, edge(i)), ('realloc', 0, i, edge(i)), ('aligned', 0, i, edge(i) + bytes([4]))]
+    S.append(prog(ops, th(len(ops))))
+    # large blocks and segment-sized blocks
+    ops = []
+    for i in range(12):
+        ops += [('malloc', 0, i, large(i)), ('verify', 0, i, b''), ('realloc', 0, i, large((i + 5) % 12))]
+    S.append(prog(ops, th(len(ops))))
+    # bursts that fill pages of several classes, freed wholly or every other block
+    for c0 in (0, 20, 40, 60, 75):
+        ops, t = [], []
+        for c in range(c0, c0 + 5):
+            ops.append(('burst', 1, 0, cls_size(c, 0) + bytes([63]))); t.append(c % 4)
+        ops.append(('burst_free', 1, 0, b'')); t.append(1)
+        ops.append(('heap_check', 0, 0, b'')); t.append(2)
+        ops.append(('burst', 0, 0, cls_size(c0, 1) + bytes([200]))); t.append(3)
+        ops.append(('burst_free', 0, 0, b'')); t.append(0)
+        S.append(prog(ops, t if mt else None))
+    if mt:
+        # cross-thread frees, thread exit with live blocks, adoption, orphans
+        ops, t = [], []
+        for r in range(6):
+            for s in range(16):
+                ops.append(('malloc', 0, s, cls_size((s * 5 + r) % 80, 0))); t.append(r % 3)
+            for s in range(0, 16, 2):
+                ops.append(('free', 0, s, b'')); t.append((r + 1) % 3)
+            ops.append(('thread_exit', 0, 0, b'')); t.append(r % 3)
+            ops.append(('malloc', 0, 40 + r, tiny(24))); t.append(r % 3)
+            ops.append(('heap_check', 0, 0, b'')); t.append(2)
+            ops.append(('free_orphans', 0, 0, b'')); t.append((r + 2) % 3)
+        S.append(prog(ops, t))
+    # random programs of various lengths
+    for n in (8, 16, 32, 64, 128, 256, 512):
+        for _ in range(3):
+            S.append(bytes(rnd.randrange(256) for _ in range(n)))
+    return S
+
+def main():
+    out = sys.argv[1]
+    for d, mt in (('fuzz_ops', 0), ('fuzz_mt', 1), ('fuzz_sizes', 0)):
+        os.makedirs(os.path.join(out, d), exist_ok=True)
+        seeds = seeds_single(mt)
+        if mt:
+            seeds = [bytes([i % 7]) + s for i, s in enumerate(seeds)]  # byte 0: thread count
+        if d == 'fuzz_sizes':
+            rnd = random.Random(99)
+            seeds = [bytes(rnd.randrange(256) for _ in range(n)) for n in (16, 32, 64, 128, 256, 512)
+                     for _ in range(4)]
+            # every record kind with every edge base, both signs
+            for k in range(8):
+                s = b''
+                for b in range(0, 256, 11):
+                    s += bytes([k << 3 | (b % 8), b, (b * 7) & 255, b ^ 0x80, 3])
+                seeds.append(s)
+        for i, s in enumerate(seeds):
+            with open(os.path.join(out, d, 'seed-%03d' % i), 'wb') as f:
+                f.write(s)
+
+main()

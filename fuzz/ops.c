@@ -1,0 +1,786 @@
+/* fuzz/ops.c: decoder, executor and shadow model (see ops.h). */
+#include "ops.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "hakmem.h"
+
+#define SEG ((size_t)4 << 20)
+#define PAGE ((size_t)4096)
+/* Requests below this that fit LARGE_BUDGET must succeed; those that do not
+ * fit are skipped (they might succeed through overcommit and take forever to
+ * touch). Larger ones cannot be mapped in a 47-bit address space: they run,
+ * and may fail with ENOMEM. */
+#define MUST_SUCCEED ((size_t)1 << 47)
+/* Live large bytes are capped so that a fuzz input cannot exhaust RAM. */
+#define LARGE_BUDGET ((size_t)64 << 20)
+/* Blocks above this are written/verified sparsely (head, 64 bytes every 64 KiB, last 4 KiB). */
+#define DENSE_MAX ((size_t)16 << 10)
+
+static const char *const kind_names[FZ_KIND_COUNT] = {
+    "malloc", "calloc",     "realloc",    "reallocarray", "free",         "aligned", "usable",
+    "verify", "verify_all", "heap_check", "thread_exit",  "free_orphans", "burst",   "burst_free"};
+
+const char *fz_kind_name(unsigned kind) {
+  return kind < FZ_KIND_COUNT ? kind_names[kind] : "?";
+}
+
+static __attribute__((noreturn, format(printf, 2, 3))) void fail(const struct fz_exec *x,
+                                                                 const char *fmt, ...);
+
+/* ------------------------------------------------------------------ decoder */
+
+void fz_decoder_init(struct fz_decoder *d, const uint8_t *data, size_t size, unsigned nthreads) {
+  d->data = data;
+  d->size = size;
+  d->pos = 0;
+  d->nthreads = nthreads ? nthreads : 1;
+  d->nops = 0;
+}
+
+uint8_t fz_decode_byte(struct fz_decoder *d) {
+  return d->pos < d->size ? d->data[d->pos++] : 0;
+}
+
+static size_t decode_u16(struct fz_decoder *d) {
+  size_t lo = fz_decode_byte(d);
+  return lo | (size_t)fz_decode_byte(d) << 8;
+}
+
+static const size_t large_sizes[] = {HAK_SMALL_MAX + 4096,
+                                     100000,
+                                     (size_t)1 << 20,
+                                     SEG - 1,
+                                     SEG,
+                                     SEG + 1,
+                                     SEG - PAGE,
+                                     SEG + PAGE,
+                                     2 * SEG,
+                                     (size_t)3 << 20,
+                                     PAGE * 17 + 5,
+                                     (size_t)6 << 20};
+
+static const size_t edge_sizes[] = {SIZE_MAX,
+                                    SIZE_MAX - 15,
+                                    SIZE_MAX - PAGE,
+                                    (size_t)PTRDIFF_MAX,
+                                    (size_t)PTRDIFF_MAX + 1,
+                                    (size_t)PTRDIFF_MAX - PAGE,
+                                    (size_t)PTRDIFF_MAX - SEG,
+                                    SIZE_MAX / 2 + 2,
+                                    (size_t)1 << 46,
+                                    SIZE_MAX - SEG + 1};
+
+size_t fz_decode_size(struct fz_decoder *d) {
+  uint8_t b = fz_decode_byte(d);
+  size_t ncls = hak_size_class_count();
+  switch (b & 15) {
+  case 0:
+  case 1:
+  case 2:
+  case 3:
+  case 4:
+  case 5:
+  case 6: { /* class boundary n-1, n, n+1 */
+    size_t cls = fz_decode_byte(d) % (ncls ? ncls : 1);
+    size_t n = hak_size_class_size(cls);
+    int delta = (int)((b >> 4) % 3) - 1;
+    return delta < 0 && n == 0 ? 0 : n + (size_t)(ptrdiff_t)delta;
+  }
+  case 7:
+  case 8: /* the small/large threshold */
+    return HAK_SMALL_MAX + (size_t)(ptrdiff_t)((int)((b >> 4) % 5) - 2);
+  case 9:
+  case 10:
+    return fz_decode_byte(d); /* tiny, including 0 */
+  case 11:
+  case 12:
+    return decode_u16(d) * ((b >> 4) % 2 + 1); /* 0 .. 128 KiB */
+  case 13:
+  case 14:
+    return large_sizes[(b >> 4) % (sizeof large_sizes / sizeof large_sizes[0])];
+  default:
+    return edge_sizes[(b >> 4) % (sizeof edge_sizes / sizeof edge_sizes[0])];
+  }
+}
+
+static size_t decode_align(struct fz_decoder *d) {
+  uint8_t b = fz_decode_byte(d);
+  switch (b >> 6) {
+  case 0:
+  case 1: /* powers of two 1 .. 2^31, weighted to the small ones */
+    return (size_t)1 << ((b & 63) % 24 < 16 ? (b & 15) : (b & 63) % 32);
+  case 2: { /* invalid ones: 0, non powers of two, 3 << k */
+    static const size_t bad[] = {0, 3, 24, 48, 100, 4095, 4097, 12288, SIZE_MAX, SIZE_MAX / 2 + 1};
+    return bad[(b & 63) % 10];
+  }
+  default: { /* page, segment and beyond */
+    static const size_t big[] = {
+        4096,    8192,     65536,           (size_t)1 << 20, SEG,
+        2 * SEG, 16 * SEG, (size_t)1 << 40, (size_t)1 << 62, (size_t)1 << 63};
+    return big[(b & 63) % 10];
+  }
+  }
+}
+
+int fz_decode_next(struct fz_decoder *d, struct fz_op *op) {
+  if (d->pos >= d->size || d->nops >= FZ_MAX_OPS)
+    return 0;
+  d->nops++;
+  uint8_t k = fz_decode_byte(d);
+  memset(op, 0, sizeof *op);
+  /* weights: allocation-heavy, with frees and checks */
+  static const uint8_t table[32] = {
+      FZ_MALLOC,      FZ_MALLOC,       FZ_MALLOC,     FZ_MALLOC,     FZ_MALLOC,       FZ_CALLOC,
+      FZ_CALLOC,      FZ_REALLOC,      FZ_REALLOC,    FZ_REALLOC,    FZ_REALLOCARRAY, FZ_FREE,
+      FZ_FREE,        FZ_FREE,         FZ_FREE,       FZ_ALIGNED,    FZ_ALIGNED,      FZ_ALIGNED,
+      FZ_USABLE,      FZ_VERIFY,       FZ_VERIFY_ALL, FZ_HEAP_CHECK, FZ_MALLOC,       FZ_FREE,
+      FZ_THREAD_EXIT, FZ_FREE_ORPHANS, FZ_FREE,       FZ_MALLOC,     FZ_REALLOC,      FZ_ALIGNED,
+      FZ_BURST,       FZ_BURST_FREE};
+  op->kind = table[k & 31];
+  op->sub = k >> 5;
+  op->thread = d->nthreads > 1 ? (uint8_t)(fz_decode_byte(d) % d->nthreads) : 0;
+  op->slot = fz_decode_byte(d) % FZ_SLOTS;
+  switch (op->kind) {
+  case FZ_MALLOC:
+  case FZ_REALLOC:
+    op->a = fz_decode_size(d);
+    break;
+  case FZ_CALLOC:
+  case FZ_REALLOCARRAY:
+    if (op->sub & 4) { /* overflow-oriented: count from the edge table */
+      op->a = fz_decode_size(d);
+      op->b = fz_decode_size(d);
+    } else {
+      op->a = fz_decode_byte(d) + (op->sub & 1 ? 256u : 0u);
+      op->b = fz_decode_byte(d) % 128 + (op->sub & 2 ? fz_decode_byte(d) * 16u : 0u);
+    }
+    break;
+  case FZ_FREE:
+    op->sub %= 3;
+    break;
+  case FZ_BURST:
+    op->a = fz_decode_size(d);
+    if (op->a > 16384)
+      op->a %= 16385;
+    op->b = ((size_t)fz_decode_byte(d) + 1) * (op->sub & 1 ? 4 : 1);
+    break;
+  case FZ_ALIGNED:
+    op->sub %= 5;
+    op->a = fz_decode_size(d);
+    op->b = decode_align(d);
+    break;
+  default:
+    break;
+  }
+  return 1;
+}
+
+/* ------------------------------------------------------------- shadow model */
+
+static void fz_vlog(const char *fmt, __builtin_va_list ap) {
+  char buf[512];
+  int n = vsnprintf(buf, sizeof buf, fmt, ap);
+  if (n < 0)
+    return;
+  if ((size_t)n >= sizeof buf)
+    n = sizeof buf - 1;
+  ssize_t w = write(2, buf, (size_t)n);
+  (void)w;
+}
+
+static void fail(const struct fz_exec *x, const char *fmt, ...) {
+  char head[96];
+  int n = snprintf(head, sizeof head, "fuzz: check failed at op %u: ", x->ops);
+  ssize_t w = write(2, head, (size_t)n);
+  (void)w;
+  __builtin_va_list ap;
+  __builtin_va_start(ap, fmt);
+  fz_vlog(fmt, ap);
+  __builtin_va_end(ap);
+  w = write(2, "\n", 1);
+  abort();
+}
+
+static void mix(struct fz_exec *x, uint64_t v) {
+  x->digest ^= v + 0x9e3779b97f4a7c15ull + (x->digest << 6) + (x->digest >> 2);
+  x->digest *= 0xff51afd7ed558ccdull;
+}
+
+/* Offset of a block in its 4 MiB segment (small blocks, deterministic for a
+ * fresh allocator) or in its page (large blocks come from mmap). */
+static uint64_t place(const void *p, size_t usable) {
+  uintptr_t u = (uintptr_t)p;
+  return usable <= HAK_SMALL_MAX ? (uint64_t)(u & (SEG - 1)) : (uint64_t)(u & (PAGE - 1));
+}
+
+/* The byte loops are not coverage-instrumented: they are the executor's hot
+ * path and their comparisons carry no information for the fuzzer. */
+#if defined(__clang__)
+#define FZ_NOCOV __attribute__((no_sanitize("coverage", "address")))
+#else
+#define FZ_NOCOV
+#endif
+/* Instead of per-byte ASan checks in those loops, every new block's whole
+ * usable size must be addressable (unpoisoned) once, in adopt_block. */
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define FZ_ASAN 1
+void *__asan_region_is_poisoned(void *beg, size_t size);
+#endif
+#endif
+
+static inline uint8_t pat(unsigned slot, uint32_t gen, size_t i) {
+  uint32_t s = slot * 0x45u + gen * 0x1fu + 1u;
+  return (uint8_t)(s + i * 0x9du + (i >> 8) * 3u + (i >> 16));
+}
+
+/* Runs BODY over the ranges [lo, hi) of a block whose pattern was written
+ * over w bytes (all of it up to DENSE_MAX, then 64 bytes every 64 KiB and the
+ * last 4 KiB), clipped to the first n bytes. */
+#define FOR_RANGES(w, n, BODY)                                                                     \
+  do {                                                                                             \
+    size_t w_ = (w), n_ = (n);                                                                     \
+    size_t d_ = w_ <= DENSE_MAX ? w_ : DENSE_MAX;                                                  \
+    for (size_t s_ = 0;; s_ = s_ < d_ ? d_ : s_ + 65536) {                                         \
+      size_t lo, hi;                                                                               \
+      if (s_ < d_ || w_ <= DENSE_MAX) {                                                            \
+        lo = 0, hi = d_;                                                                           \
+      } else if (s_ < w_ - 4096) {                                                                 \
+        lo = s_, hi = s_ + 64;                                                                     \
+      } else {                                                                                     \
+        lo = w_ > d_ ? w_ - 4096 : w_, hi = w_;                                                    \
+      }                                                                                            \
+      if (hi > n_)                                                                                 \
+        hi = n_;                                                                                   \
+      if (lo < hi) {                                                                               \
+        BODY;                                                                                      \
+      }                                                                                            \
+      if (s_ >= d_ && !(s_ < w_ - 4096))                                                           \
+        break;                                                                                     \
+      if (w_ <= DENSE_MAX)                                                                         \
+        break;                                                                                     \
+    }                                                                                              \
+  } while (0)
+
+FZ_NOCOV static void write_pattern(struct fz_slot *s, unsigned slot) {
+  unsigned char *p = s->ptr;
+  uint32_t g = s->gen;
+  FOR_RANGES(s->usable, s->usable, for (size_t i = lo; i < hi; i++) p[i] = pat(slot, g, i));
+}
+
+/* Checks bytes [0, n) of the block hold generation g's pattern. */
+FZ_NOCOV static void check_pattern(struct fz_exec *x, const unsigned char *p, size_t n, size_t w,
+                                   unsigned slot, uint32_t g, const char *when) {
+  FOR_RANGES(w, n,
+             for (size_t i = lo; i < hi; i++) if (p[i] != pat(slot, g, i))
+                 fail(x, "%s: slot %u block %p (size %zu) byte %zu is 0x%02x, expected 0x%02x",
+                      when, slot, (const void *)p, n, i, p[i], pat(slot, g, i)));
+}
+
+FZ_NOCOV static void check_zero(struct fz_exec *x, const unsigned char *p, size_t n) {
+  FOR_RANGES(n, n,
+             for (size_t i = lo; i < hi; i++) if (p[i])
+                 fail(x, "calloc block %p (size %zu) byte %zu is 0x%02x, not zero", (const void *)p,
+                      n, i, p[i]));
+}
+
+static void order_remove(struct fz_exec *x, int slot) {
+  for (int i = 0; i < x->nlive; i++)
+    if (x->order[i] == slot) {
+      memmove(&x->order[i], &x->order[i + 1], (size_t)(x->nlive - i - 1) * sizeof(int));
+      x->nlive--;
+      return;
+    }
+  fail(x, "internal: slot %d not in the live list", slot);
+}
+
+/* Inserts a slot into the address-sorted live list; fails on any overlap. */
+static void order_insert(struct fz_exec *x, int slot) {
+  const struct fz_slot *s = &x->slots[slot];
+  uintptr_t lo = (uintptr_t)s->ptr, hi = lo + (s->usable ? s->usable : 1);
+  int i = 0;
+  while (i < x->nlive && (uintptr_t)x->slots[x->order[i]].ptr < lo)
+    i++;
+  if (i > 0) {
+    const struct fz_slot *o = &x->slots[x->order[i - 1]];
+    if ((uintptr_t)o->ptr + (o->usable ? o->usable : 1) > lo)
+      fail(x, "block %p+%zu overlaps live block %p+%zu", (void *)s->ptr, s->usable, (void *)o->ptr,
+           o->usable);
+  }
+  if (i < x->nlive) {
+    const struct fz_slot *o = &x->slots[x->order[i]];
+    if ((uintptr_t)o->ptr < hi)
+      fail(x, "block %p+%zu overlaps live block %p+%zu", (void *)s->ptr, s->usable, (void *)o->ptr,
+           o->usable);
+  }
+  memmove(&x->order[i + 1], &x->order[i], (size_t)(x->nlive - i) * sizeof(int));
+  x->order[i] = slot;
+  x->nlive++;
+}
+
+void fz_exec_init(struct fz_exec *x) {
+  memset(x, 0, sizeof *x);
+  const char *e = getenv("FUZZ_ABORT_AT");
+  x->abort_at = e && *e ? atol(e) : -1;
+}
+
+static int is_large(size_t n) {
+  return n > HAK_SMALL_MAX;
+}
+
+/* A new block for slot `slot`: checks and records it, writes its pattern. */
+static void adopt_block(struct fz_exec *x, int slot, void *p, size_t size, size_t align,
+                        uint8_t thread, int zero) {
+  struct fz_slot *s = &x->slots[slot];
+  if ((uintptr_t)p % 16)
+    fail(x, "block %p is not 16-byte aligned", p);
+  if (align > 16 && (uintptr_t)p % align)
+    fail(x, "block %p is not aligned to %zu", p, align);
+  size_t u = hak_usable_size(p);
+  if (u < size)
+    fail(x, "usable_size(%p) = %zu < requested %zu", p, u, size);
+  if (size == 0 && u < 16)
+    fail(x, "malloc(0) block %p has usable size %zu < 16", p, u);
+#ifdef FZ_ASAN
+  void *bad = u <= HAK_SMALL_MAX ? __asan_region_is_poisoned(p, u)
+                                 : __asan_region_is_poisoned((char *)p + u - 4096, 4096);
+  if (!bad && u > HAK_SMALL_MAX)
+    bad = __asan_region_is_poisoned(p, 4096);
+  if (bad)
+    fail(x, "usable byte %p of block %p (usable %zu) is poisoned for ASan", bad, p, u);
+#endif
+  if (zero)
+    check_zero(x, p, size);
+  s->ptr = p;
+  s->size = size;
+  s->usable = u;
+  s->align = align;
+  s->gen++;
+  s->thread = thread;
+  s->epoch = x->epoch[thread % FZ_MAX_THREADS];
+  order_insert(x, slot);
+  if (is_large(u))
+    x->large_live += u;
+  write_pattern(s, (unsigned)slot);
+  mix(x, place(p, u));
+  mix(x, u);
+}
+
+static void drop_block(struct fz_exec *x, int slot) {
+  struct fz_slot *s = &x->slots[slot];
+  order_remove(x, slot);
+  if (is_large(s->usable))
+    x->large_live -= s->usable;
+  s->ptr = NULL;
+}
+
+static void free_slot(struct fz_exec *x, int slot, unsigned how) {
+  struct fz_slot *s = &x->slots[slot];
+  check_pattern(x, s->ptr, s->usable, s->usable, (unsigned)slot, s->gen, "before free");
+  void *p = s->ptr;
+  size_t size = s->size, align = s->align;
+  drop_block(x, slot);
+  if (how == 1)
+    hak_free_sized(p, size);
+  else if (how == 2 && align && !(align & (align - 1)))
+    hak_free_aligned_sized(p, align, size);
+  else
+    hak_free(p);
+}
+
+/* Whether a request this large may fail; bigger ones are simply skipped when
+ * they would succeed, to keep memory bounded. */
+static int too_big_to_keep(struct fz_exec *x, size_t n) {
+  return n > HAK_SMALL_MAX && (n > LARGE_BUDGET || x->large_live + n > LARGE_BUDGET);
+}
+
+static void expect_null_errno(struct fz_exec *x, const char *what, void *p, int err, int want) {
+  if (p)
+    fail(x, "%s returned %p, expected NULL", what, p);
+  if (err != want)
+    fail(x, "%s: errno %d, expected %d", what, err, want);
+}
+
+static void op_malloc(struct fz_exec *x, const struct fz_op *op) {
+  int slot = op->slot;
+  if (x->slots[slot].ptr)
+    free_slot(x, slot, 0);
+  size_t n = op->a;
+  if (n <= (size_t)PTRDIFF_MAX && too_big_to_keep(x, n) && n <= MUST_SUCCEED)
+    return;
+  errno = 0;
+  void *p = hak_malloc(n);
+  int e = errno;
+  mix(x, p != NULL);
+  if (n > (size_t)PTRDIFF_MAX) {
+    expect_null_errno(x, "malloc(huge)", p, e, ENOMEM);
+    return;
+  }
+  if (!p) {
+    if (n <= MUST_SUCCEED)
+      fail(x, "malloc(%zu) returned NULL (errno %d)", n, e);
+    if (e != ENOMEM)
+      fail(x, "malloc(%zu) failed with errno %d, expected ENOMEM", n, e);
+    return;
+  }
+  if (too_big_to_keep(x, n)) { /* an enormous request that succeeded */
+    hak_free(p);
+    return;
+  }
+  adopt_block(x, slot, p, n, 0, op->thread, 0);
+}
+
+static void op_calloc(struct fz_exec *x, const struct fz_op *op) {
+  int slot = op->slot;
+  if (x->slots[slot].ptr)
+    free_slot(x, slot, 0);
+  size_t n, c = op->a, m = op->b;
+  int ovf = __builtin_mul_overflow(c, m, &n);
+  if (!ovf && n <= (size_t)PTRDIFF_MAX && too_big_to_keep(x, n) && n <= MUST_SUCCEED)
+    return;
+  errno = 0;
+  void *p = hak_calloc(c, m);
+  int e = errno;
+  mix(x, p != NULL);
+  if (ovf || n > (size_t)PTRDIFF_MAX) {
+    expect_null_errno(x, "calloc(overflow)", p, e, ENOMEM);
+    return;
+  }
+  if (!p) {
+    if (n <= MUST_SUCCEED)
+      fail(x, "calloc(%zu, %zu) returned NULL (errno %d)", c, m, e);
+    if (e != ENOMEM)
+      fail(x, "calloc(%zu, %zu): errno %d, expected ENOMEM", c, m, e);
+    return;
+  }
+  if (too_big_to_keep(x, n)) {
+    hak_free(p);
+    return;
+  }
+  adopt_block(x, slot, p, n, 0, op->thread, 1);
+}
+
+/* realloc and reallocarray: `n` is the byte count, `ovf` whether it overflowed. */
+static void do_realloc(struct fz_exec *x, const struct fz_op *op, int array) {
+  int slot = op->slot;
+  struct fz_slot *s = &x->slots[slot];
+  size_t n;
+  int ovf = array ? __builtin_mul_overflow(op->a, op->b, &n) : (n = op->a, 0);
+  if (array && !ovf && n == 0)
+    return; /* reallocarray(p, 0, x): left to realloc(p, 0) */
+  if (!ovf && n <= (size_t)PTRDIFF_MAX && too_big_to_keep(x, n) && n <= MUST_SUCCEED)
+    return;
+  void *old = s->ptr;
+  size_t old_size = s->size;
+  uint32_t old_gen = s->gen;
+  if (old)
+    check_pattern(x, old, s->usable, s->usable, (unsigned)slot, s->gen, "before realloc");
+  errno = 0;
+  void *p = array ? hak_reallocarray(old, op->a, op->b) : hak_realloc(old, n);
+  int e = errno;
+  mix(x, p != NULL);
+  const char *what = array ? "reallocarray" : "realloc";
+  if (ovf || n > (size_t)PTRDIFF_MAX) {
+    expect_null_errno(x, what, p, e, ENOMEM);
+    if (old)
+      check_pattern(x, old, s->usable, s->usable, (unsigned)slot, s->gen, "after failed realloc");
+    return;
+  }
+  if (!array && n == 0 && old) {
+    if (p)
+      fail(x, "realloc(%p, 0) returned %p, expected NULL (frees)", old, p);
+    drop_block(x, slot);
+    return;
+  }
+  if (!p) {
+    if (n <= MUST_SUCCEED)
+      fail(x, "%s(%p, %zu) returned NULL (errno %d)", what, old, n, e);
+    if (e != ENOMEM)
+      fail(x, "%s(%p, %zu): errno %d, expected ENOMEM", what, old, n, e);
+    if (old)
+      check_pattern(x, old, s->usable, s->usable, (unsigned)slot, s->gen, "after failed realloc");
+    return;
+  }
+  if (old) {
+    size_t old_usable = s->usable;
+    drop_block(x, slot);
+    size_t keep = old_size < n ? old_size : n;
+    check_pattern(x, p, keep, old_usable, (unsigned)slot, old_gen, "realloc kept contents");
+  }
+  if (too_big_to_keep(x, n)) {
+    hak_free(p);
+    return;
+  }
+  adopt_block(x, slot, p, n, 0, op->thread, 0);
+}
+
+static int valid_align(size_t a) {
+  return a && !(a & (a - 1));
+}
+
+static void op_aligned(struct fz_exec *x, const struct fz_op *op) {
+  int slot = op->slot;
+  if (x->slots[slot].ptr)
+    free_slot(x, slot, 0);
+  size_t n = op->a, a = op->b, want_align = a;
+  if (n <= (size_t)PTRDIFF_MAX && too_big_to_keep(x, n) && n <= MUST_SUCCEED)
+    return;
+  void *p = NULL;
+  int e, rc = 0, bad_align, huge = n > (size_t)PTRDIFF_MAX;
+  /* huge alignments may legitimately fail with ENOMEM */
+  int may_fail = huge || n > MUST_SUCCEED || a > ((size_t)64 << 20);
+  const char *what;
+  switch (op->sub) {
+  case 0: {
+    what = "posix_memalign";
+    bad_align = !valid_align(a) || a < sizeof(void *);
+    void *sentinel = (void *)(uintptr_t)0x5a5a5a50;
+    p = sentinel;
+    errno = 0;
+    rc = hak_posix_memalign(&p, a, n);
+    e = errno;
+    mix(x, (uint64_t)rc);
+    if (e != 0)
+      fail(x, "posix_memalign(%zu, %zu) set errno to %d", a, n, e);
+    if (rc != 0) {
+      if (p != sentinel)
+        fail(x, "posix_memalign(%zu, %zu) failed (%d) but changed *out", a, n, rc);
+      if (bad_align && rc != EINVAL && !(huge && rc == ENOMEM))
+        fail(x, "posix_memalign(bad alignment %zu, %zu) returned %d, expected EINVAL", a, n, rc);
+      if (!bad_align && rc != ENOMEM)
+        fail(x, "posix_memalign(%zu, %zu) returned %d, expected ENOMEM", a, n, rc);
+      if (!bad_align && !may_fail)
+        fail(x, "posix_memalign(%zu, %zu) failed with %d", a, n, rc);
+      return;
+    }
+    if (bad_align || huge)
+      fail(x, "posix_memalign(%zu, %zu) succeeded, expected %s", a, n,
+           bad_align ? "EINVAL" : "ENOMEM");
+    break;
+  }
+  case 1:
+  case 2:
+    what = op->sub == 1 ? "aligned_alloc" : "memalign";
+    bad_align = !valid_align(a);
+    errno = 0;
+    p = op->sub == 1 ? hak_aligned_alloc(a, n) : hak_memalign(a, n);
+    e = errno;
+    mix(x, p != NULL);
+    if (!p) {
+      if (bad_align && e != EINVAL && !(huge && e == ENOMEM))
+        fail(x, "%s(bad alignment %zu, %zu): errno %d, expected EINVAL", what, a, n, e);
+      if (!bad_align && e != ENOMEM)
+        fail(x, "%s(%zu, %zu): errno %d, expected ENOMEM", what, a, n, e);
+      if (!bad_align && !may_fail)
+        fail(x, "%s(%zu, %zu) returned NULL", what, a, n);
+      return;
+    }
+    if (bad_align || huge)
+      fail(x, "%s(%zu, %zu) returned %p, expected NULL", what, a, n, p);
+    break;
+  default:
+    what = op->sub == 3 ? "valloc" : "pvalloc";
+    want_align = PAGE;
+    errno = 0;
+    p = op->sub == 3 ? hak_valloc(n) : hak_pvalloc(n);
+    e = errno;
+    mix(x, p != NULL);
+    if (!p) {
+      if (!may_fail && n <= (size_t)PTRDIFF_MAX - PAGE)
+        fail(x, "%s(%zu) returned NULL", what, n);
+      if (e != ENOMEM)
+        fail(x, "%s(%zu): errno %d, expected ENOMEM", what, n, e);
+      return;
+    }
+    if (huge)
+      fail(x, "%s(%zu) returned %p, expected NULL", what, n, p);
+    if (op->sub == 4 && hak_usable_size(p) < ((n + PAGE - 1) & ~(PAGE - 1)))
+      fail(x, "pvalloc(%zu): usable size %zu below the page-rounded size", n, hak_usable_size(p));
+    break;
+  }
+  if (too_big_to_keep(x, n)) {
+    if ((uintptr_t)p % (want_align > 16 ? want_align : 16))
+      fail(x, "%s(%zu, %zu) = %p is misaligned", what, a, n, p);
+    hak_free(p);
+    return;
+  }
+  adopt_block(x, slot, p, n, want_align, op->thread, 0);
+  /* free_aligned_sized needs the alignment actually asked for */
+  x->slots[slot].align = valid_align(want_align) ? want_align : 0;
+}
+
+/* Burst blocks carry a tag (16 bytes, less for tiny blocks) at both ends of
+ * their usable size, derived from their address. */
+FZ_NOCOV static void burst_tag(unsigned char *p, size_t u, uint32_t g, int check,
+                               struct fz_exec *x) {
+  size_t n = u / 2 < 16 ? u / 2 : 16;
+  for (size_t i = 0; i < n; i++) {
+    if (check && (p[i] != pat(65, g, i) || p[u - 1 - i] != pat(66, g, i)))
+      fail(x, "burst block %p (usable %zu) lost its tag at byte %zu", (void *)p, u, i);
+    if (!check) {
+      p[i] = pat(65, g, i);
+      p[u - 1 - i] = pat(66, g, i);
+    }
+  }
+}
+
+static uint32_t burst_gen_of(const struct fz_exec *x, int i) {
+  return (uint32_t)(uintptr_t)x->burst[i].ptr >> 4;
+}
+
+static void op_burst(struct fz_exec *x, const struct fz_op *op) {
+  for (size_t k = 0; k < op->b && x->nburst < FZ_BURST_MAX; k++) {
+    void *p = hak_malloc(op->a);
+    if (!p)
+      fail(x, "burst malloc(%zu) returned NULL", op->a);
+    if ((uintptr_t)p % 16)
+      fail(x, "burst block %p is not 16-byte aligned", p);
+    size_t u = hak_usable_size(p);
+    if (u < op->a || u < 16)
+      fail(x, "burst block %p: usable_size %zu < %zu", p, u, op->a);
+    struct fz_burst *b = &x->burst[x->nburst++];
+    b->ptr = p;
+    b->usable = u;
+    burst_tag(b->ptr, u, burst_gen_of(x, x->nburst - 1), 0, x);
+    mix(x, place(p, u));
+  }
+}
+
+static void op_burst_free(struct fz_exec *x, unsigned every_other) {
+  int j = 0;
+  for (int i = 0; i < x->nburst; i++) {
+    struct fz_burst *b = &x->burst[i];
+    uint32_t g = burst_gen_of(x, i);
+    if (every_other && i % 2) {
+      x->burst[j++] = *b;
+      continue;
+    }
+    burst_tag(b->ptr, b->usable, g, 1, x);
+    hak_free(b->ptr);
+  }
+  x->nburst = j;
+}
+
+void fz_exec_verify_all(struct fz_exec *x) {
+  for (int i = 0; i < x->nburst; i++)
+    burst_tag(x->burst[i].ptr, x->burst[i].usable, burst_gen_of(x, i), 1, x);
+  for (int i = 0; i < x->nlive; i++) {
+    int sl = x->order[i];
+    struct fz_slot *s = &x->slots[sl];
+    check_pattern(x, s->ptr, s->usable, s->usable, (unsigned)sl, s->gen, "verify");
+  }
+}
+
+void fz_exec_op(struct fz_exec *x, const struct fz_op *op) {
+  if (x->abort_at >= 0 && (long)x->ops == x->abort_at) {
+    char buf[128];
+    int n = snprintf(buf, sizeof buf, "fuzz: FUZZ_ABORT_AT=%ld reached, digest %016llx\n",
+                     x->abort_at, (unsigned long long)x->digest);
+    ssize_t w = write(2, buf, (size_t)n);
+    (void)w;
+    abort();
+  }
+  mix(x, (uint64_t)op->kind << 8 | op->slot);
+  struct fz_slot *s = &x->slots[op->slot];
+  switch (op->kind) {
+  case FZ_MALLOC:
+    op_malloc(x, op);
+    break;
+  case FZ_CALLOC:
+    op_calloc(x, op);
+    break;
+  case FZ_REALLOC:
+    do_realloc(x, op, 0);
+    break;
+  case FZ_REALLOCARRAY:
+    do_realloc(x, op, 1);
+    break;
+  case FZ_FREE:
+    if (s->ptr)
+      free_slot(x, op->slot, op->sub);
+    else
+      hak_free(NULL);
+    break;
+  case FZ_ALIGNED:
+    op_aligned(x, op);
+    break;
+  case FZ_USABLE: {
+    size_t u = hak_usable_size(s->ptr);
+    if (!s->ptr && u != 0)
+      fail(x, "usable_size(NULL) = %zu", u);
+    if (s->ptr && u != s->usable)
+      fail(x, "usable_size(%p) changed from %zu to %zu", (void *)s->ptr, s->usable, u);
+    break;
+  }
+  case FZ_VERIFY:
+    if (s->ptr) {
+      check_pattern(x, s->ptr, s->usable, s->usable, op->slot, s->gen, "verify");
+      s->gen++;
+      write_pattern(s, op->slot);
+    }
+    break;
+  case FZ_VERIFY_ALL:
+    fz_exec_verify_all(x);
+    break;
+  case FZ_HEAP_CHECK: {
+    size_t v = hak_heap_check();
+    if (v)
+      fail(x, "hak_heap_check() found %zu violation(s)", v);
+    break;
+  }
+  case FZ_THREAD_EXIT:
+    x->epoch[op->thread % FZ_MAX_THREADS]++;
+    break;
+  case FZ_BURST:
+    op_burst(x, op);
+    break;
+  case FZ_BURST_FREE:
+    op_burst_free(x, op->sub & 1);
+    break;
+  case FZ_FREE_ORPHANS:
+    for (int i = 0; i < FZ_SLOTS; i++) {
+      struct fz_slot *o = &x->slots[i];
+      if (o->ptr && o->epoch != x->epoch[o->thread % FZ_MAX_THREADS])
+        free_slot(x, i, 0);
+    }
+    break;
+  default:
+    break;
+  }
+  x->ops++;
+}
+
+uint64_t fz_exec_finish(struct fz_exec *x) {
+  fz_exec_verify_all(x);
+  op_burst_free(x, 0);
+  for (int i = 0; i < FZ_SLOTS; i++)
+    if (x->slots[i].ptr)
+      free_slot(x, i, 0);
+  size_t v = hak_heap_check();
+  if (v)
+    fail(x, "hak_heap_check() found %zu violation(s) after freeing everything", v);
+  struct hak_stats st;
+  hak_stats(&st);
+  if (st.live_blocks != 0)
+    fail(x, "%zu block(s) still live after freeing everything", st.live_blocks);
+  hak_test_reset();
+  return x->digest;
+}
+
+uint64_t fz_run_single(const uint8_t *data, size_t size) {
+  static struct fz_exec x; /* large: keep it off the stack */
+  struct fz_decoder d;
+  struct fz_op op;
+  fz_exec_init(&x);
+  fz_decoder_init(&d, data, size, 1);
+  while (fz_decode_next(&d, &op))
+    if (op.kind != FZ_THREAD_EXIT)
+      fz_exec_op(&x, &op);
+  return fz_exec_finish(&x);
+}

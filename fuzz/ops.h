@@ -1,0 +1,108 @@
+/* fuzz/ops.h: the op-sequence interpreter shared by every fuzz driver (and by
+ * stress tests and trace replayers).
+ *
+ *   decoder   bytes -> struct fz_op (fz_decoder_init / fz_decode_next)
+ *   executor  runs one op against hakmem and checks it against a shadow model
+ *             (fz_exec_init / fz_exec_op / fz_exec_verify_all / fz_exec_finish)
+ *   threads   every op carries the index of the logical thread that must run
+ *             it; the executor itself is thread-agnostic: the caller runs
+ *             fz_exec_op on the thread it chose (and must serialise calls).
+ *
+ * A failed check prints "fuzz: <what> ..." on stderr and calls abort().
+ * Test-only: FUZZ_ABORT_AT=<n> in the environment aborts at op n (0-based) of
+ * every input, after printing the digest so far (used to test that a crash
+ * reproduces from its input file alone). */
+#ifndef HAK_FUZZ_OPS_H
+#define HAK_FUZZ_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define FZ_SLOTS 64
+#define FZ_MAX_THREADS 8
+#define FZ_MAX_OPS 4096
+#define FZ_BURST_MAX 1024
+
+enum fz_kind {
+  FZ_MALLOC,
+  FZ_CALLOC,       /* a = count, b = size (may overflow) */
+  FZ_REALLOC,      /* a = new size (0 frees); slot may be empty (realloc(NULL)) */
+  FZ_REALLOCARRAY, /* a = count, b = size */
+  FZ_FREE,         /* sub: 0 free, 1 free_sized, 2 free_aligned_sized */
+  FZ_ALIGNED,      /* sub: 0 posix_memalign 1 aligned_alloc 2 memalign 3 valloc 4 pvalloc;
+                      a = size, b = alignment */
+  FZ_USABLE,       /* usable_size(slot) >= requested, usable_size(NULL) == 0 */
+  FZ_VERIFY,       /* verify the slot's pattern and rewrite it (write-and-verify) */
+  FZ_VERIFY_ALL,   /* verify every live block */
+  FZ_HEAP_CHECK,   /* hak_heap_check() == 0 (caller guarantees quiescence) */
+  FZ_THREAD_EXIT,  /* multithreaded drivers: op.thread exits with live blocks */
+  FZ_FREE_ORPHANS, /* free every block whose allocating thread has exited */
+  FZ_BURST,        /* a = size (<= 16 KiB), b = count: fills pages (tagged head/tail) */
+  FZ_BURST_FREE,   /* sub 0: free every burst block, 1: every other one */
+  FZ_KIND_COUNT
+};
+
+struct fz_op {
+  uint8_t kind;   /* enum fz_kind */
+  uint8_t sub;    /* variant (see above) */
+  uint8_t thread; /* logical thread that runs it (< decoder's nthreads) */
+  uint8_t slot;   /* < FZ_SLOTS */
+  size_t a, b;
+};
+
+struct fz_decoder {
+  const uint8_t *data;
+  size_t size, pos;
+  unsigned nthreads; /* 1 for single-threaded programs */
+  unsigned nops;
+};
+
+void fz_decoder_init(struct fz_decoder *d, const uint8_t *data, size_t size, unsigned nthreads);
+/* Returns 1 and fills *op, or 0 at the end of the input (or FZ_MAX_OPS). */
+int fz_decode_next(struct fz_decoder *d, struct fz_op *op);
+/* Size drawn from the input: class boundaries, HAK_SMALL_MAX, large, edges. */
+size_t fz_decode_size(struct fz_decoder *d);
+uint8_t fz_decode_byte(struct fz_decoder *d);
+
+struct fz_slot {
+  unsigned char *ptr;
+  size_t size;   /* requested */
+  size_t usable; /* hak_usable_size at allocation */
+  size_t align;  /* alignment asked for (0 = none) */
+  uint32_t gen;
+  uint8_t thread; /* logical thread that allocated it */
+  uint32_t epoch; /* that thread's incarnation */
+};
+
+struct fz_exec {
+  struct fz_slot slots[FZ_SLOTS];
+  int order[FZ_SLOTS]; /* live slots sorted by address */
+  int nlive;
+  uint32_t epoch[FZ_MAX_THREADS]; /* bumped when a logical thread exits */
+  uint64_t digest;
+  unsigned ops;
+  long abort_at; /* FUZZ_ABORT_AT, -1 if unset */
+  size_t large_live;
+  struct fz_burst {
+    unsigned char *ptr;
+    size_t usable;
+  } burst[FZ_BURST_MAX];
+  int nburst;
+};
+
+void fz_exec_init(struct fz_exec *x);
+/* Run one op on the calling thread. FZ_THREAD_EXIT only bumps the epoch: the
+ * driver makes the thread exit (and joins it) itself. */
+void fz_exec_op(struct fz_exec *x, const struct fz_op *op);
+void fz_exec_verify_all(struct fz_exec *x);
+/* Frees every live block, requires hak_heap_check() == 0, then calls
+ * hak_test_reset() (only call it when no other thread exists). Returns the
+ * digest of the whole input: outcomes and block offsets in their segment. */
+uint64_t fz_exec_finish(struct fz_exec *x);
+
+/* Decode and run a single-threaded program; returns its digest. */
+uint64_t fz_run_single(const uint8_t *data, size_t size);
+
+const char *fz_kind_name(unsigned kind);
+
+#endif

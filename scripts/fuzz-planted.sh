@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# scripts/fuzz-planted.sh [BUG...]: proves the fuzzers find real bugs. For each
+# planted bug it copies the tree to a temporary directory (the real alloc/ is
+# never touched), applies the bug to the copy, builds the libFuzzer driver and
+# times fuzz/run.sh (the engine of `make fuzz`, committed corpus, no merge)
+# until it reports a finding; gives up after PLANT_TIME (default 60) seconds.
+# Prints "<bug> <driver> FOUND|MISSED <seconds>s"; exits 1 if any was missed.
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 1
+T=${PLANT_TIME:-60}
+ALL="classsize realloc-copy calloc-nozero remote-wrong-page aligned-off16 double-handout"
+BUGS=${*:-$ALL}
+
+# plant <bug> <dir>: edits <dir>/alloc/src; prints the driver that should find it
+plant() {
+  python3 - "$1" "$2" <<'PY'
+import sys
+bug, d = sys.argv[1], sys.argv[2] + '/alloc/src/'
+P = {
+ # a size class whose block is one byte smaller than its class size
+ 'classsize': ('sizeclass.c', '576,   640,', '576,   639,', 'fuzz_ops'),
+ # realloc copies the new size instead of the old one
+ 'realloc-copy': ('api.c', 'memcpy(q, p, keep < size ? keep : size);', 'memcpy(q, p, size);', 'fuzz_ops'),
+ # calloc hands out a recycled block without zeroing it
+ 'calloc-nozero': ('api.c', 'memset(b, 0, pg->free_is_zero ? (n < sizeof(hak_block_t) ? n : sizeof(hak_block_t)) : n);',
+                   'memset(b, 0, n < sizeof(hak_block_t) ? n : sizeof(hak_block_t));', 'fuzz_ops'),
+ # a remote free is pushed to the neighbouring page's list
+ 'remote-wrong-page': ('page.c', 'void page_free_remote(hak_segment_t *seg, hak_page_t *pg, hak_block_t *b) {\n',
+                       'void page_free_remote(hak_segment_t *seg, hak_page_t *pg, hak_block_t *b) {\n  for (unsigned i_ = 1; i_ < SLICES_PER_SEGMENT; i_++)\n    if (&seg->pages[i_] != pg && seg->pages[i_].block_size) { pg = &seg->pages[i_]; break; }\n', 'fuzz_mt'),
+ # an aligned allocation 16 bytes off its alignment
+ 'aligned-off16': ('api.c', 'if (class_size(cls) % alignment == 0)', 'if ((class_size(cls) + 16) % alignment == 0)', 'fuzz_ops'),
+ # a block handed out twice after a free-list corruption
+ 'double-handout': ('api.c', '  pg->free = block_next(b);\n  pg->used++;', '  pg->free = pg->used == 5 ? b : block_next(b);\n  pg->used++;', 'fuzz_ops'),
+}
+f, old, new, drv = P[bug]
+s = open(d + f).read()
+if old not in s:
+    sys.exit('plant: pattern for %s not found in %s' % (bug, f))
+open(d + f, 'w').write(s.replace(old, new, 1))
+print(drv)
+PY
+}
+
+rc=0
+for bug in $BUGS; do
+  tmp=$(mktemp -d /tmp/hak-planted.XXXXXX)
+  # the tree as it is now (tracked and untracked files, no build outputs)
+  git ls-files -co --exclude-standard -z | xargs -0 cp --parents -t "$tmp" 2>/dev/null
+  drv=$(plant "$bug" "$tmp") || { echo "$bug: could not plant"; rc=1; rm -rf "$tmp"; continue; }
+  if ! (cd "$tmp" && make -s -j2 "build/fuzz/libfuzzer/$drv" >build.log 2>&1); then
+    echo "$bug: build failed (see $tmp/build.log)"
+    rc=1
+    continue
+  fi
+  t0=$(date +%s.%N)
+  (cd "$tmp" && FUZZ_TIME=$T FUZZ_MERGE=0 JOBS=${JOBS:-2} fuzz/run.sh "$drv" >run.log 2>&1)
+  r=$?
+  t1=$(date +%s.%N)
+  secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", b - a }')
+  if [ $r -ne 0 ] && grep -q '^FINDING' "$tmp/run.log"; then
+    why=$(grep -ohE 'fuzz: check failed[^"]*|hakmem: [^"]*|ERROR: AddressSanitizer: [a-z-]*|runtime error: .*' \
+      "$tmp"/build/fuzz/logs/*.log "$tmp"/fuzz-*.log 2>/dev/null | head -n 1 | cut -c1-110)
+    echo "$bug $drv FOUND ${secs}s  ($why)"
+    rm -rf "$tmp"
+  else
+    echo "$bug $drv MISSED ${secs}s (tree kept in $tmp)"
+    rc=1
+  fi
+done
+exit $rc
