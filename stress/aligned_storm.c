@@ -83,19 +83,7 @@ int main(int argc, char **argv) {
       stress_block_free(p, "alignment sweep");
     }
   unsigned T = stress_conf.threads;
-  slots = (_Atomic(void *) *)calloc(stress_conf.chunks, sizeof(void *));
-  pthread_t *th = (pthread_t *)calloc(T, sizeof *th);
-  double t0 = bench_now();
-  for (unsigned i = 0; i < T; i++)
-    th[i] = stress_spawn(storm, (void *)(uintptr_t)i);
-  for (unsigned i = 0; i < T; i++)
-    pthread_join(th[i], NULL);
-  double el = bench_now() - t0;
-  for (unsigned i = 0; i < stress_conf.chunks; i++)
-    if (slots[i])
-      stress_block_free(slots[i], "aligned final");
-  free((void *)slots);
-  free(th);
+  double el = stress_run_over_slots(storm, &slots, "aligned final");
   printf("aligned_storm: threads=%u allocs=%llu time=%.2fs allocs/s=%.0f\n", T,
          (unsigned long long)atomic_load(&total_ops), el, atomic_load(&total_ops) / el);
   return stress_finish();

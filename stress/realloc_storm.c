@@ -46,13 +46,15 @@ static void *storm(void *arg) {
     if (nsz > stress_conf.max_size)
       nsz = stress_conf.max_size;
     stress_op('r', p, nsz);
+    uintptr_t old_addr = (uintptr_t)p; /* p itself is dead after the realloc */
     unsigned char *q = (unsigned char *)hak_realloc(p, nsz);
     if (!q)
       stress_fail(STRESS_EXIT_FAIL, "hak_realloc returned NULL");
     size_t keep = osz < nsz ? osz : nsz;
     if (memcmp(q, &osz, 8) != 0 || memcmp(q + 8, &tag, 8) != 0) {
-      fprintf(stderr, "realloc_storm: CORRUPTION: realloc %p -> %p (%llu -> %zu) lost the header\n",
-              (void *)p, (void *)q, (unsigned long long)osz, nsz);
+      fprintf(stderr,
+              "realloc_storm: CORRUPTION: realloc %#lx -> %p (%llu -> %zu) lost the header\n",
+              (unsigned long)old_addr, (void *)q, (unsigned long long)osz, nsz);
       stress_fail(STRESS_EXIT_CORRUPT, "realloc lost the block's contents");
     }
     stress_verify_prefix(q + 16, keep - 16, osz - 16, tag, "after realloc");
@@ -74,19 +76,7 @@ int main(int argc, char **argv) {
   stress_parse(argc, argv, 4, 256, 2, 16, 512 * 1024, "realloc");
   stress_start();
   unsigned T = stress_conf.threads;
-  slots = (_Atomic(void *) *)calloc(stress_conf.chunks, sizeof(void *));
-  pthread_t *th = (pthread_t *)calloc(T, sizeof *th);
-  double t0 = bench_now();
-  for (unsigned i = 0; i < T; i++)
-    th[i] = stress_spawn(storm, (void *)(uintptr_t)i);
-  for (unsigned i = 0; i < T; i++)
-    pthread_join(th[i], NULL);
-  double el = bench_now() - t0;
-  for (unsigned i = 0; i < stress_conf.chunks; i++)
-    if (slots[i])
-      stress_block_free(slots[i], "realloc final");
-  free((void *)slots);
-  free(th);
+  double el = stress_run_over_slots(storm, &slots, "realloc final");
   printf("realloc_storm: threads=%u reallocs=%llu time=%.2fs reallocs/s=%.0f\n", T,
          (unsigned long long)atomic_load(&total_ops), el, atomic_load(&total_ops) / el);
   return stress_finish();

@@ -564,4 +564,30 @@ static inline pthread_t stress_spawn(void *(*fn)(void *), void *arg) {
   return t;
 }
 
+/* The shape shared by the "storm" programs: stress_conf.threads threads run
+ * fn (arg = thread index) over stress_conf.chunks shared atomic slots, which
+ * are published in *slots before the threads start; afterwards whatever the
+ * slots still hold is verified and freed. Returns the elapsed seconds. */
+static inline double stress_run_over_slots(void *(*fn)(void *), _Atomic(void *) **slots,
+                                           const char *what) {
+  unsigned T = stress_conf.threads;
+  *slots = (_Atomic(void *) *)calloc(stress_conf.chunks, sizeof(void *));
+  pthread_t *th = (pthread_t *)calloc(T, sizeof *th);
+  if (!*slots || !th)
+    stress_fail(STRESS_EXIT_FAIL, "out of memory for the slot array");
+  double t0 = bench_now();
+  for (unsigned i = 0; i < T; i++)
+    th[i] = stress_spawn(fn, (void *)(uintptr_t)i);
+  for (unsigned i = 0; i < T; i++)
+    pthread_join(th[i], NULL);
+  double el = bench_now() - t0;
+  for (unsigned i = 0; i < stress_conf.chunks; i++)
+    if ((*slots)[i])
+      stress_block_free((*slots)[i], what);
+  free((void *)*slots);
+  *slots = NULL;
+  free(th);
+  return el;
+}
+
 #endif /* HAK_STRESS_COMMON_H */
