@@ -485,35 +485,52 @@ static inline void hak_child_prepare_(void) {
   setpgid(0, 0);
 }
 
-/* Runs fn(arg) in a forked child whose stderr goes to a pipe. The child exits 1
- * if any CHECK failed in it, else 0, unless fn exits or dies first. Returns 0
- * if the fork itself failed (res then holds nothing), else 1. */
-static inline int hak_run_child(void (*fn)(void *), void *arg, double timeout_s,
-                                struct hak_child *res) {
+/* Forks a child whose stderr (and stdout if `with_stdout`) goes to a pipe.
+ * In the child returns 0 (output redirected); in the parent the child's pid,
+ * with *read_fd set to the pipe's read end; -1 if the pipe or fork failed. */
+static inline pid_t hak_fork_piped_(int with_stdout, int *read_fd) {
   int fds[2];
-  memset(res, 0, sizeof *res);
   if (pipe2(fds, O_CLOEXEC) != 0)
-    return 0;
+    return -1;
   fflush(NULL);
   pid_t pid = fork();
   if (pid < 0) {
     close(fds[0]);
     close(fds[1]);
-    return 0;
+    return -1;
   }
   if (pid == 0) {
     hak_child_prepare_();
+    if (with_stdout)
+      dup2(fds[1], 1);
     dup2(fds[1], 2);
     close(fds[0]);
     close(fds[1]);
+    return 0;
+  }
+  close(fds[1]);
+  *read_fd = fds[0];
+  return pid;
+}
+
+/* Runs fn(arg) in a forked child whose stderr goes to a pipe. The child exits 1
+ * if any CHECK failed in it, else 0, unless fn exits or dies first. Returns 0
+ * if the fork itself failed (res then holds nothing), else 1. */
+static inline int hak_run_child(void (*fn)(void *), void *arg, double timeout_s,
+                                struct hak_child *res) {
+  int fd = -1;
+  memset(res, 0, sizeof *res);
+  pid_t pid = hak_fork_piped_(0, &fd);
+  if (pid < 0)
+    return 0;
+  if (pid == 0) {
     atomic_store(&hak_test_failures_, 0);
     atomic_store(&hak_test_reports_, 0);
     fn(arg);
     fflush(stdout);
     _exit(hak_test_failures() ? 1 : 0);
   }
-  close(fds[1]);
-  hak_collect_(pid, fds[0], timeout_s, res);
+  hak_collect_(pid, fd, timeout_s, res);
   return 1;
 }
 
@@ -560,21 +577,12 @@ static inline int hak_run_section_(const char *file, int line, const char *name,
 /* Runs argv (PATH lookup) with stdout and stderr captured together. A child
  * that could not exec exits 127. Returns 0 if the fork failed. */
 static inline int hak_run_cmd(char *const argv[], double timeout_s, struct hak_child *res) {
-  int fds[2];
+  int fd = -1;
   memset(res, 0, sizeof *res);
-  if (pipe2(fds, O_CLOEXEC) != 0)
+  pid_t pid = hak_fork_piped_(1, &fd);
+  if (pid < 0)
     return 0;
-  fflush(NULL);
-  pid_t pid = fork();
-  if (pid < 0) {
-    close(fds[0]);
-    close(fds[1]);
-    return 0;
-  }
   if (pid == 0) {
-    hak_child_prepare_();
-    dup2(fds[1], 1);
-    dup2(fds[1], 2);
     int devnull = open("/dev/null", O_RDONLY);
     if (devnull >= 0)
       dup2(devnull, 0);
@@ -582,8 +590,7 @@ static inline int hak_run_cmd(char *const argv[], double timeout_s, struct hak_c
     dprintf(2, "exec %s: %s\n", argv[0], strerror(errno));
     _exit(127);
   }
-  close(fds[1]);
-  hak_collect_(pid, fds[0], timeout_s, res);
+  hak_collect_(pid, fd, timeout_s, res);
   return 1;
 }
 
