@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "trace.h"
 
 #ifndef HAK_CONFIG_NAME
 #define HAK_CONFIG_NAME "unknown"
@@ -43,7 +44,7 @@ static inline __attribute__((always_inline)) void *small_alloc(size_t n, size_t 
   return small_alloc_slow(h, cls, n, zero);
 }
 
-void *hak_malloc(size_t size) {
+static inline __attribute__((always_inline)) void *malloc_impl(size_t size) {
   if (likely(size <= HAK_SMALL_MAX))
     return small_alloc(size, size_to_class(size), false);
   return large_alloc(size, 16, false);
@@ -69,7 +70,7 @@ static HAK_NOINLINE void free_not_small(void *p) {
 }
 
 /* ---- free fast path ---------------------------------------------------- */
-void hak_free(void *p) {
+static inline __attribute__((always_inline)) void free_impl(void *p) {
   hak_segment_t *seg = ptr_segment_base(p);
   if (unlikely(registry_kind(seg) != REG_SMALL)) {
     free_not_small(p);
@@ -185,7 +186,7 @@ static resolved_t resolve(void *p, const char *op) {
   return r;
 }
 
-size_t hak_usable_size(const void *cp) {
+static size_t usable_size_impl(const void *cp) {
   void *p = (void *)cp;
   if (!p)
     return 0;
@@ -199,7 +200,7 @@ size_t hak_usable_size(const void *cp) {
 
 static void *alloc_aligned(size_t alignment, size_t size) {
   if (alignment <= 16)
-    return hak_malloc(size);
+    return malloc_impl(size);
   if (alignment <= SLICE_SIZE && size <= HAK_SMALL_MAX && alignment <= HAK_SMALL_MAX) {
     /* pages start 64 KiB aligned: a class whose size is a multiple of the
      * alignment has every block aligned */
@@ -215,7 +216,7 @@ static bool is_pow2(size_t x) {
   return x && !(x & (x - 1));
 }
 
-void *hak_calloc(size_t count, size_t size) {
+static inline __attribute__((always_inline)) void *calloc_impl(size_t count, size_t size) {
   size_t n;
   if (unlikely(__builtin_mul_overflow(count, size, &n))) {
     errno = ENOMEM;
@@ -226,12 +227,21 @@ void *hak_calloc(size_t count, size_t size) {
   return large_alloc(n, 16, true);
 }
 
-void *hak_realloc(void *p, size_t size) {
+static void release(void *p, void **deferred) {
+  if (deferred)
+    *deferred = p;
+  else
+    free_impl(p);
+}
+
+/* `deferred`: where the block to free goes in the trace build (the caller
+ * records the op first, then frees it); NULL = free it here. */
+static void *realloc_impl(void *p, size_t size, void **deferred) {
   if (!p)
-    return hak_malloc(size);
+    return malloc_impl(size);
   resolved_t r = resolve(p, "realloc");
   if (size == 0) {
-    hak_free(p);
+    release(p, deferred);
     return NULL;
   }
   if (size > (size_t)PTRDIFF_MAX) {
@@ -249,25 +259,25 @@ void *hak_realloc(void *p, size_t size) {
         return q;
     }
   }
-  void *q = hak_malloc(size);
+  void *q = malloc_impl(size);
   if (!q)
     return NULL;
   size_t keep = track_requested(p, r.usable);
   memcpy(q, p, keep < size ? keep : size);
-  hak_free(p);
+  release(p, deferred);
   return q;
 }
 
-void *hak_reallocarray(void *p, size_t count, size_t size) {
+static void *reallocarray_impl(void *p, size_t count, size_t size, void **deferred) {
   size_t n;
   if (__builtin_mul_overflow(count, size, &n)) {
     errno = ENOMEM;
     return NULL;
   }
-  return hak_realloc(p, n);
+  return realloc_impl(p, n, deferred);
 }
 
-int hak_posix_memalign(void **out, size_t alignment, size_t size) {
+static int posix_memalign_impl(void **out, size_t alignment, size_t size) {
   if (!is_pow2(alignment) || alignment < sizeof(void *))
     return EINVAL;
   int saved = errno;
@@ -279,7 +289,7 @@ int hak_posix_memalign(void **out, size_t alignment, size_t size) {
   return 0;
 }
 
-void *hak_aligned_alloc(size_t alignment, size_t size) {
+static void *aligned_alloc_impl(size_t alignment, size_t size) {
   if (!is_pow2(alignment)) {
     errno = EINVAL;
     return NULL;
@@ -287,15 +297,11 @@ void *hak_aligned_alloc(size_t alignment, size_t size) {
   return alloc_aligned(alignment, size);
 }
 
-void *hak_memalign(size_t alignment, size_t size) {
-  return hak_aligned_alloc(alignment, size);
-}
-
-void *hak_valloc(size_t size) {
+static void *valloc_impl(size_t size) {
   return alloc_aligned(OS_PAGE_SIZE, size);
 }
 
-void *hak_pvalloc(size_t size) {
+static void *pvalloc_impl(size_t size) {
   size_t n = (size + OS_PAGE_SIZE - 1) & ~(OS_PAGE_SIZE - 1);
   if (n < size) {
     errno = ENOMEM;
@@ -304,22 +310,123 @@ void *hak_pvalloc(size_t size) {
   return alloc_aligned(OS_PAGE_SIZE, n ? n : OS_PAGE_SIZE);
 }
 
-void hak_free_sized(void *p, size_t size) {
+static void free_sized_impl(void *p, size_t size) {
   if (!p)
     return;
   resolved_t r = resolve(p, "free_sized");
   if (size > r.usable)
     err_size_mismatch("free_sized", p, size, r.page ? r.usable : 0);
-  hak_free(p);
+  free_impl(p);
 }
 
-void hak_free_aligned_sized(void *p, size_t alignment, size_t size) {
+static void free_aligned_sized_impl(void *p, size_t alignment, size_t size) {
   if (!p)
     return;
   resolved_t r = resolve(p, "free_sized");
   if (size > r.usable || ((uintptr_t)p & (alignment - 1)))
     err_size_mismatch("free_sized", p, size, r.page ? r.usable : 0);
-  hak_free(p);
+  free_impl(p);
+}
+
+/* ---- the public API ------------------------------------------------------
+ * Each entry point is its implementation above, inlined. The trace build
+ * records every call (trace.h explains when each takes its sequence number). */
+#if HAK_TRACE_ON
+#define TRACE_ACQUIRE(op, arg, a1, a2, res, err) \
+  hak_trace_emit(hak_trace_next_seq(), (op), (arg), (a1), (a2), (res), (err))
+#else
+#define TRACE_ACQUIRE(op, arg, a1, a2, res, err) ((void)0)
+#endif
+#define TRACE_RELEASE TRACE_ACQUIRE /* the number is taken before the call */
+#define TRACED_ALLOC(op, a1, a2, call)                     \
+  do {                                                     \
+    void *res_ = (call);                                   \
+    TRACE_ACQUIRE(op, NULL, a1, a2, res_, res_ ? 0 : errno); \
+    return res_;                                           \
+  } while (0)
+
+void *hak_malloc(size_t size) {
+  TRACED_ALLOC(TR_MALLOC, size, 0, malloc_impl(size));
+}
+
+void *hak_calloc(size_t count, size_t size) {
+  TRACED_ALLOC(TR_CALLOC, count, size, calloc_impl(count, size));
+}
+
+void *hak_aligned_alloc(size_t alignment, size_t size) {
+  TRACED_ALLOC(TR_ALIGNED_ALLOC, size, alignment, aligned_alloc_impl(alignment, size));
+}
+
+void *hak_memalign(size_t alignment, size_t size) {
+  TRACED_ALLOC(TR_MEMALIGN, size, alignment, aligned_alloc_impl(alignment, size));
+}
+
+void *hak_valloc(size_t size) {
+  TRACED_ALLOC(TR_VALLOC, size, 0, valloc_impl(size));
+}
+
+void *hak_pvalloc(size_t size) {
+  TRACED_ALLOC(TR_PVALLOC, size, 0, pvalloc_impl(size));
+}
+
+int hak_posix_memalign(void **out, size_t alignment, size_t size) {
+  int rc = posix_memalign_impl(out, alignment, size);
+  TRACE_ACQUIRE(TR_POSIX_MEMALIGN, NULL, size, alignment, rc ? NULL : *out, rc);
+  return rc;
+}
+
+#if HAK_TRACE_ON
+/* realloc: the old block is freed only after the record is written. */
+static void *realloc_traced(unsigned op, void *p, size_t a1, size_t a2, void *res, void *old) {
+  TRACE_ACQUIRE(op, p, a1, a2, res, res ? 0 : errno);
+  if (old) {
+    int saved = errno;
+    free_impl(old);
+    errno = saved;
+  }
+  return res;
+}
+
+void *hak_realloc(void *p, size_t size) {
+  void *old = NULL;
+  void *res = realloc_impl(p, size, &old);
+  return realloc_traced(TR_REALLOC, p, size, 0, res, old);
+}
+
+void *hak_reallocarray(void *p, size_t count, size_t size) {
+  void *old = NULL;
+  void *res = reallocarray_impl(p, count, size, &old);
+  return realloc_traced(TR_REALLOCARRAY, p, count, size, res, old);
+}
+#else
+void *hak_realloc(void *p, size_t size) {
+  return realloc_impl(p, size, NULL);
+}
+
+void *hak_reallocarray(void *p, size_t count, size_t size) {
+  return reallocarray_impl(p, count, size, NULL);
+}
+#endif
+
+void hak_free(void *p) {
+  TRACE_RELEASE(TR_FREE, p, 0, 0, NULL, 0);
+  free_impl(p);
+}
+
+void hak_free_sized(void *p, size_t size) {
+  TRACE_RELEASE(TR_FREE_SIZED, p, size, 0, NULL, 0);
+  free_sized_impl(p, size);
+}
+
+void hak_free_aligned_sized(void *p, size_t alignment, size_t size) {
+  TRACE_RELEASE(TR_FREE_ALIGNED_SIZED, p, size, alignment, NULL, 0);
+  free_aligned_sized_impl(p, alignment, size);
+}
+
+size_t hak_usable_size(const void *p) {
+  size_t n = usable_size_impl(p);
+  TRACE_ACQUIRE(TR_USABLE_SIZE, p, 0, 0, (void *)n, 0);
+  return n;
 }
 
 const char *hak_config(void) {

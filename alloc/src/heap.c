@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "trace.h"
 
 #define P(x) [x] = &hak_empty_page
 #define P8(b) P(b), P(b + 1), P(b + 2), P(b + 3), P(b + 4), P(b + 5), P(b + 6), P(b + 7)
@@ -206,6 +207,9 @@ static void heap_thread_done(void *arg) {
     return;
   hak_tls_heap = &hak_empty_heap;
   hak_tls_exiting = true;
+#if HAK_TRACE_ON
+  hak_trace_emit(hak_trace_next_seq(), TR_THREAD_EXIT, NULL, 0, 0, NULL, 0);
+#endif
   hak_lock(&h->lock);
   heap_abandon(h, false);
   hak_unlock(&h->lock);

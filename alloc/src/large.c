@@ -14,6 +14,7 @@
 #include <sys/mman.h>
 
 #include "internal.h"
+#include "trace.h"
 
 #define LARGE_HDR 64
 #define RECENT 64
@@ -139,7 +140,9 @@ void *large_realloc(hak_large_t *lg, void *p, size_t size) {
     return p;
   }
   hak_unlock(&hak_large_lock);
-  if (lg->huge)
+  /* the trace build never lets mremap move a block: the old address would
+   * be released before realloc's record is written (trace.h) */
+  if (lg->huge || HAK_TRACE_ON)
     return LARGE_MOVE_BY_COPY;
   hak_large_t *dst = os_map_aligned(need, lg->alignment, 0);
   if (!dst) {
