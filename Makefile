@@ -166,4 +166,4 @@ clean:
 	rm -rf build
 
 # Suites of later issues keep their rules next to their sources.
--include $(wildcard fuzz/fuzz.mk stress/stress.mk repro/repro.mk)
+-include $(wildcard fuzz/fuzz.mk stress/stress.mk repro/repro.mk bench/bench.mk scripts/mutants/mutants.mk)

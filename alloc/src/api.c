@@ -54,9 +54,14 @@ static HAK_NOINLINE void free_not_owned(hak_heap_t *h, hak_segment_t *seg, hak_p
                                         hak_block_t *b);
 
 static HAK_NOINLINE void free_local_slow(hak_heap_t *h, hak_segment_t *seg, hak_page_t *pg) {
-  hak_lock(&h->lock);
+  /* The common case, a page that emptied but stays (it is its class's only
+   * page) in a segment still in use, needs nothing and no lock: a malloc/free
+   * ping-pong on an otherwise empty page must stay cheap. */
+  if (!pg->in_full && h->direct[pg->cls] == pg && !pg->next && !segment_is_idle(h, seg))
+    return;
+  heap_lock(h);
   page_free_slow(h, seg, pg);
-  hak_unlock(&h->lock);
+  heap_unlock(h);
 }
 
 /* NULL, a large block, or not ours (aborts). */
@@ -109,7 +114,7 @@ static HAK_NOINLINE void *small_alloc_slow(hak_heap_t *h, size_t cls, size_t n, 
     if (!h)
       goto oom;
   }
-  hak_lock(&h->lock);
+  heap_lock(h);
   heap_drain_delayed(h);
   hak_page_t *pg = page_find_free(h, cls);
   void *p = NULL;
@@ -125,7 +130,7 @@ static HAK_NOINLINE void *small_alloc_slow(hak_heap_t *h, size_t cls, size_t n, 
     hak_tls_heap = &hak_empty_heap;
     heap_abandon(h, false);
   }
-  hak_unlock(&h->lock);
+  heap_unlock(h);
   if (p)
     return p;
 oom:
@@ -139,11 +144,11 @@ static HAK_NOINLINE void free_not_owned(hak_heap_t *h, hak_segment_t *seg, hak_p
                                         hak_block_t *b) {
   if (atomic_load_explicit(&seg->owner, memory_order_relaxed) == NULL &&
       (h != &hak_empty_heap || (!hak_tls_exiting && (h = heap_get_or_create()) != NULL))) {
-    hak_lock(&h->lock);
+    heap_lock(h);
     bool mine = segment_reclaim(h, seg);
     if (mine)
       page_free_block(h, seg, pg, b);
-    hak_unlock(&h->lock);
+    heap_unlock(h);
     if (mine)
       return;
   }
@@ -332,17 +337,17 @@ static void free_aligned_sized_impl(void *p, size_t alignment, size_t size) {
  * Each entry point is its implementation above, inlined. The trace build
  * records every call (trace.h explains when each takes its sequence number). */
 #if HAK_TRACE_ON
-#define TRACE_ACQUIRE(op, arg, a1, a2, res, err) \
+#define TRACE_ACQUIRE(op, arg, a1, a2, res, err)                                                   \
   hak_trace_emit(hak_trace_next_seq(), (op), (arg), (a1), (a2), (res), (err))
 #else
 #define TRACE_ACQUIRE(op, arg, a1, a2, res, err) ((void)0)
 #endif
 #define TRACE_RELEASE TRACE_ACQUIRE /* the number is taken before the call */
-#define TRACED_ALLOC(op, a1, a2, call)                     \
-  do {                                                     \
-    void *res_ = (call);                                   \
-    TRACE_ACQUIRE(op, NULL, a1, a2, res_, res_ ? 0 : errno); \
-    return res_;                                           \
+#define TRACED_ALLOC(op, a1, a2, call)                                                             \
+  do {                                                                                             \
+    void *res_ = (call);                                                                           \
+    TRACE_ACQUIRE(op, NULL, a1, a2, res_, res_ ? 0 : errno);                                       \
+    return res_;                                                                                   \
   } while (0)
 
 void *hak_malloc(size_t size) {

@@ -13,6 +13,7 @@
  * need a page. Blocks that outlive their thread can be freed anywhere.
  * fork(): the global locks are taken around fork, and in the child every
  * other thread's heap is abandoned on that thread's behalf. */
+#include <sched.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -96,7 +97,6 @@ static hak_heap_t *heap_alloc_struct(void) {
       return NULL;
     }
     for (size_t i = 0; i < per; i++) {
-      pthread_mutex_init(&chunk[i].lock, NULL);
       chunk[i].id = ++heap_count;
       chunk[i].all_next = hak_all_heaps;
       hak_all_heaps = &chunk[i];
@@ -210,9 +210,22 @@ static void heap_thread_done(void *arg) {
 #if HAK_TRACE_ON
   hak_trace_emit(hak_trace_next_seq(), TR_THREAD_EXIT, NULL, 0, 0, NULL, 0);
 #endif
-  hak_lock(&h->lock);
+  heap_lock(h);
   heap_abandon(h, false);
-  hak_unlock(&h->lock);
+  heap_unlock(h);
+}
+
+void heap_lock_wait(hak_heap_lock_t *l) {
+  for (;;) {
+    for (unsigned spin = 0; atomic_load_explicit(&l->held, memory_order_relaxed); spin++) {
+      if (spin < 64)
+        __builtin_ia32_pause();
+      else
+        sched_yield();
+    }
+    if (!atomic_exchange_explicit(&l->held, 1, memory_order_acquire))
+      return;
+  }
 }
 
 /* fork: take every heap lock (each thread is then outside its slow paths),
@@ -225,7 +238,7 @@ static void fork_prepare(void) {
     pthread_mutex_unlock(&hak_global_lock);
     for (hak_heap_t *h = head; h; h = h->all_next)
       if (!h->fork_locked) {
-        pthread_mutex_lock(&h->lock);
+        heap_lock_raw(&h->lock);
         h->fork_locked = 1;
       }
     pthread_mutex_lock(&hak_global_lock);
@@ -245,7 +258,7 @@ static void fork_unlock_all(void) {
   for (hak_heap_t *h = hak_all_heaps; h; h = h->all_next)
     if (h->fork_locked) {
       h->fork_locked = 0;
-      pthread_mutex_unlock(&h->lock);
+      heap_unlock_raw(&h->lock);
     }
 }
 

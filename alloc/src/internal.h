@@ -39,9 +39,11 @@
 
 #define NCLS HAK_NUM_CLASSES
 #define BLOCK_MIN 16
-#define PAGE_MIN_BLOCKS 8       /* a page spans enough slices for >= 8 blocks */
+#define PAGE_MIN_BLOCKS 8 /* a page spans enough slices for >= 8 blocks */
+#ifndef EXTEND_BYTES
 #define EXTEND_BYTES (4 * 1024) /* carve at most this much of a page at a time */
-#define MAGIC_SHIFT 40          /* idx = (off * magic) >> MAGIC_SHIFT */
+#endif
+#define MAGIC_SHIFT 40 /* idx = (off * magic) >> MAGIC_SHIFT */
 
 #define SEG_MAGIC 0x48414B53u   /* "HAKS" */
 #define LARGE_MAGIC 0x48414B4Cu /* "HAKL" */
@@ -55,7 +57,9 @@ enum { KIND_SMALL = 1, KIND_LARGE = 2 };
 
 /* Purge policy: a heap madvise(MADV_DONTNEED)s its free slices once they add
  * up to PURGE_THRESHOLD; fully free segments beyond SEGMENT_CACHE_MAX are unmapped. */
+#ifndef PURGE_THRESHOLD
 #define PURGE_THRESHOLD ((size_t)8 << 20)
+#endif
 #define SEGMENT_CACHE_MAX 8
 
 /* ---- types ------------------------------------------------------------- */
@@ -115,6 +119,14 @@ typedef struct hak_large {
 
 enum { HEAP_FREE = 0, HEAP_ACTIVE = 1 };
 
+/* A heap's lock: taken by its owner thread on its slow paths and by
+ * fork_prepare, nobody else, so it is all but uncontended: one atomic
+ * exchange takes it, a release store drops it, a waiter yields the CPU
+ * (heap_lock_wait). A pthread mutex cost ~60 instructions per slow path. */
+typedef struct {
+  _Atomic uint32_t held;
+} hak_heap_lock_t;
+
 typedef struct hak_heap {
   hak_page_t *direct[NCLS]; /* first page of each class queue, or &hak_empty_page */
   hak_page_t *tail[NCLS];
@@ -128,7 +140,7 @@ typedef struct hak_heap {
    * a fork child never sees another heap's queues or segments half-updated
    * (the fast paths only touch a page's free list and used count, which the
    * child repairs). Uncontended except around fork. */
-  pthread_mutex_t lock;
+  hak_heap_lock_t lock;
   uint32_t fork_locked;
   struct hak_heap *all_next;  /* every heap ever made */
   struct hak_heap *pool_next; /* free heaps */
@@ -212,6 +224,7 @@ HAK_INTERNAL uint64_t os_random_seed(void);
 HAK_INTERNAL hak_page_t *segment_page_alloc(hak_heap_t *h, size_t cls);
 HAK_INTERNAL bool segment_page_free(hak_heap_t *h, hak_segment_t *seg, hak_page_t *pg);
 HAK_INTERNAL void segment_release(hak_segment_t *seg);
+HAK_INTERNAL bool segment_is_idle(hak_heap_t *h, hak_segment_t *seg);
 HAK_INTERNAL bool segment_drop_if_idle(hak_heap_t *h, hak_segment_t *seg);
 HAK_INTERNAL void segment_purge_heap(hak_heap_t *h);
 HAK_INTERNAL hak_segment_t *segment_first_global(void);
@@ -264,8 +277,26 @@ static inline void hak_unlock(pthread_mutex_t *m) {
   if (!hak_fork_window_owner())
     pthread_mutex_unlock(m);
 }
+HAK_INTERNAL HAK_COLD void heap_lock_wait(hak_heap_lock_t *l);
+static inline void heap_lock_raw(hak_heap_lock_t *l) {
+  if (unlikely(atomic_exchange_explicit(&l->held, 1, memory_order_acquire)))
+    heap_lock_wait(l);
+}
+static inline void heap_unlock_raw(hak_heap_lock_t *l) {
+  atomic_store_explicit(&l->held, 0, memory_order_release);
+}
+static inline void heap_lock(struct hak_heap *h);
+static inline void heap_unlock(struct hak_heap *h);
 
 /* ---- heap.c ------------------------------------------------------------ */
+static inline void heap_lock(struct hak_heap *h) {
+  if (!hak_fork_window_owner())
+    heap_lock_raw(&h->lock);
+}
+static inline void heap_unlock(struct hak_heap *h) {
+  if (!hak_fork_window_owner())
+    heap_unlock_raw(&h->lock);
+}
 HAK_INTERNAL void hak_init(void);
 HAK_INTERNAL hak_heap_t *heap_get_or_create(void);
 HAK_INTERNAL void heap_drain_delayed(hak_heap_t *h);

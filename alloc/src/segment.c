@@ -302,9 +302,11 @@ bool segment_page_free(hak_heap_t *h, hak_segment_t *seg, hak_page_t *pg) {
   return false;
 }
 
-/* If every page left in `seg` is empty (kept as the last page of its class)
- * and the heap has other segments, give those pages and the segment back. */
-bool segment_drop_if_idle(hak_heap_t *h, hak_segment_t *seg) {
+/* Whether every page left in `seg` is empty (kept as the last page of its
+ * class) while the heap has other segments. Reads only what the owner
+ * thread writes (and thread_free atomically): the owner may call it
+ * without its heap lock. */
+bool segment_is_idle(hak_heap_t *h, hak_segment_t *seg) {
   if (h->segments == seg && !seg->next)
     return false; /* the heap's only segment stays */
   uint64_t used = ~seg->free_slices & ALL_SLICES;
@@ -318,6 +320,14 @@ bool segment_drop_if_idle(hak_heap_t *h, hak_segment_t *seg) {
       return false;
     m &= ~slice_mask(pg->slice_index, pg->slice_count);
   }
+  return true;
+}
+
+/* If `seg` is idle (above), give its pages and the segment back. */
+bool segment_drop_if_idle(hak_heap_t *h, hak_segment_t *seg) {
+  if (!segment_is_idle(h, seg))
+    return false;
+  uint64_t used = ~seg->free_slices & ALL_SLICES;
   for (uint64_t m = used; m;) {
     unsigned i = (unsigned)__builtin_ctzll(m);
     hak_page_t *pg = &seg->pages[seg->slice_head[i]];
