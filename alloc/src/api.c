@@ -115,6 +115,7 @@ static HAK_NOINLINE void *small_alloc_slow(hak_heap_t *h, size_t cls, size_t n, 
       goto oom;
   }
   heap_lock(h);
+  h->reclaim_credit = RECLAIM_CREDIT;
   heap_drain_delayed(h);
   hak_page_t *pg = page_find_free(h, cls);
   void *p = NULL;
@@ -139,13 +140,17 @@ oom:
 }
 
 /* A block of another heap's page, or of an abandoned segment (whose thread
- * exited): the latter is adopted by this heap first. */
+ * exited): the latter is adopted by this heap first, if this heap has
+ * reclaim credit left (it allocates, so it will reuse the segment); else
+ * the block is freed remotely and an allocating heap adopts the segment. */
 static HAK_NOINLINE void free_not_owned(hak_heap_t *h, hak_segment_t *seg, hak_page_t *pg,
                                         hak_block_t *b) {
   if (atomic_load_explicit(&seg->owner, memory_order_relaxed) == NULL &&
-      (h != &hak_empty_heap || (!hak_tls_exiting && (h = heap_get_or_create()) != NULL))) {
+      (h != &hak_empty_heap || (!hak_tls_exiting && (h = heap_get_or_create()) != NULL)) &&
+      h->reclaim_credit > 0) {
     heap_lock(h);
     bool mine = segment_reclaim(h, seg);
+    h->reclaim_credit -= mine;
     if (mine)
       page_free_block(h, seg, pg, b);
     heap_unlock(h);

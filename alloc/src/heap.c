@@ -121,6 +121,7 @@ hak_heap_t *heap_get_or_create(void) {
   if (!h)
     return NULL;
   heap_reset(h);
+  h->reclaim_credit = RECLAIM_CREDIT;
   hak_tls_heap = h;
   pthread_setspecific(heap_key, h);
   /* Registered here, not in init_once: pthread_atfork may allocate, and by

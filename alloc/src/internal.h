@@ -56,11 +56,14 @@ enum { KIND_SMALL = 1, KIND_LARGE = 2 };
 #define TF_MASK ((uintptr_t)3)
 
 /* Purge policy: a heap madvise(MADV_DONTNEED)s its free slices once they add
- * up to PURGE_THRESHOLD; fully free segments beyond SEGMENT_CACHE_MAX are unmapped. */
+ * up to PURGE_THRESHOLD; fully free segments beyond SEGMENT_CACHE_MAX are unmapped,
+ * the newest SEGMENT_CACHE_DIRTY cached ones stay committed. */
 #ifndef PURGE_THRESHOLD
 #define PURGE_THRESHOLD ((size_t)8 << 20)
 #endif
+#define RECLAIM_CREDIT 4
 #define SEGMENT_CACHE_MAX 8
+#define SEGMENT_CACHE_DIRTY 2 /* cached segments left committed (8 MiB) */
 
 /* ---- types ------------------------------------------------------------- */
 typedef struct hak_block {
@@ -136,6 +139,11 @@ typedef struct hak_heap {
   size_t dirty_free_bytes;   /* free slice bytes not yet purged */
   uint32_t state;
   uint32_t id;
+  /* Segments this heap may still reclaim on free (see free_not_owned):
+   * refilled to RECLAIM_CREDIT by every allocation slow path, so a thread
+   * that only frees (a main thread joining its workers) takes over at most
+   * a few abandoned segments it would never allocate from again. */
+  uint32_t reclaim_credit;
   /* Held by the owner thread during its slow paths, and by fork_prepare, so
    * a fork child never sees another heap's queues or segments half-updated
    * (the fast paths only touch a page's free list and used count, which the

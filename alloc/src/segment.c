@@ -8,8 +8,9 @@
  *     dirty free slices reach PURGE_THRESHOLD (8 MiB); then every free dirty
  *     slice of the heap is madvise(MADV_DONTNEED)ed;
  *   - a segment whose pages are all free is released when the heap has
- *     another segment: purged and kept in a global cache of up to
- *     SEGMENT_CACHE_MAX segments, unmapped beyond that;
+ *     another segment into a global cache of up to SEGMENT_CACHE_MAX
+ *     segments (unmapped beyond that), the newest SEGMENT_CACHE_DIRTY of
+ *     them still committed, the others purged;
  *   - an exiting thread's segments that still hold live blocks are purged
  *     of their free slices and abandoned; the next heap that needs a page
  *     adopts them before it maps new memory. */
@@ -128,10 +129,14 @@ void segment_purge_heap(hak_heap_t *h) {
   h->dirty_free_bytes = 0;
 }
 
-/* A segment with no pages in use, no longer linked to any heap. */
+/* A segment with no pages in use, no longer linked to any heap. The cache
+ * is LIFO and the next segment_new takes the newest, so the newest
+ * SEGMENT_CACHE_DIRTY segments stay committed (a thread that exits and one
+ * that starts, as in a server's worker churn, reuse warm memory instead of
+ * faulting it in again); older ones are purged, beyond SEGMENT_CACHE_MAX
+ * unmapped. */
 void segment_release(hak_segment_t *seg) {
   hak_assert(seg->used_pages == 0 && seg->free_slices == ALL_SLICES);
-  segment_purge(seg);
   atomic_store_explicit(&seg->owner, NULL, memory_order_relaxed);
   seg->abandoned = 0;
   hak_lock(&hak_global_lock);
@@ -139,6 +144,10 @@ void segment_release(hak_segment_t *seg) {
     seg->next = hak_segment_cache;
     hak_segment_cache = seg;
     segment_cache_n++;
+    unsigned pos = 0;
+    for (hak_segment_t *q = seg; q; q = q->next)
+      if (pos++ >= SEGMENT_CACHE_DIRTY && q->dirty_slices)
+        segment_purge(q);
     hak_unlock(&hak_global_lock);
     return;
   }
