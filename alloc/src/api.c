@@ -45,8 +45,11 @@ static inline __attribute__((always_inline)) void *small_alloc(size_t n, size_t 
 }
 
 static inline __attribute__((always_inline)) void *malloc_impl(size_t size) {
+  /* the table-lookup sizes first: they fall straight through */
+  if (likely(size <= SMALL_LUT_MAX))
+    return small_alloc(size, hak_small_lut[(size + 15) >> 4], false);
   if (likely(size <= HAK_SMALL_MAX))
-    return small_alloc(size, size_to_class(size), false);
+    return small_alloc(size, CLASS_OF_(size), false);
   return large_alloc(size, 16, false);
 }
 
@@ -74,6 +77,20 @@ static HAK_NOINLINE void free_not_small(void *p) {
   large_free(lg, p, "free");
 }
 
+/* Not a block start (pg == NULL) or a double free: the named fatal errors.
+ * noipa: gcc must not learn that it never returns, or the fast path calls
+ * it instead of jumping and needs a stack frame (2 instructions). */
+#if defined(__clang__)
+#define HAK_NOIPA __attribute__((noinline))
+#else
+#define HAK_NOIPA __attribute__((noipa))
+#endif
+static HAK_NOIPA void free_bad(void *p, hak_page_t *pg) {
+  if (!pg)
+    err_invalid("free", p);
+  err_double_free("free", p, pg->block_size);
+}
+
 /* ---- free fast path ---------------------------------------------------- */
 static inline __attribute__((always_inline)) void free_impl(void *p) {
   hak_segment_t *seg = ptr_segment_base(p);
@@ -85,14 +102,18 @@ static inline __attribute__((always_inline)) void free_impl(void *p) {
   size_t off = (size_t)((uint8_t *)p - pg->start);
   uint64_t idx = ((uint64_t)off * pg->magic) >> MAGIC_SHIFT;
   if (unlikely(idx >= atomic_load_explicit(&pg->capacity, memory_order_relaxed) ||
-               idx * pg->block_size != off))
-    err_invalid("free", p);
+               idx * pg->block_size != off)) {
+    free_bad(p, NULL); /* tail calls: the fast path needs no stack frame */
+    return;
+  }
   hak_block_t *b = p;
   uintptr_t mark = block_marker_value(b);
   hak_heap_t *h = hak_tls_heap;
   if (likely(atomic_load_explicit(&seg->owner, memory_order_relaxed) == h)) {
-    if (unlikely(block_marker(b) == mark))
-      err_double_free("free", p, pg->block_size);
+    if (unlikely(block_marker(b) == mark)) {
+      free_bad(p, pg);
+      return;
+    }
     track_free(b, pg->block_size);
     block_set_free(b, pg->free, mark);
     pg->free = b;
@@ -100,8 +121,10 @@ static inline __attribute__((always_inline)) void free_impl(void *p) {
     if (unlikely(--pg->used == 0 || pg->in_full))
       free_local_slow(h, seg, pg);
   } else {
-    if (unlikely(block_marker_xchg(b, mark) == mark))
-      err_double_free("free", p, pg->block_size);
+    if (unlikely(block_marker_xchg(b, mark) == mark)) {
+      free_bad(p, pg);
+      return;
+    }
     track_free(b, pg->block_size);
     free_not_owned(h, seg, pg, b);
   }
