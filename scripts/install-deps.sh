@@ -11,6 +11,7 @@ PKGS=(
   valgrind gdb git python3 pkg-config
   clang-format clang-tidy cppcheck
   hyperfine
+  gnuplot-nox      # make bench: the chart (build/bench/results.svg, .png)
   libmimalloc-dev libjemalloc-dev libtcmalloc-minimal4   # comparison allocators
   procps coreutils
   zip unzip        # .clusterfuzzlite/build.sh seed corpus archives

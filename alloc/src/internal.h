@@ -63,7 +63,9 @@ enum { KIND_SMALL = 1, KIND_LARGE = 2 };
 #endif
 #define RECLAIM_CREDIT 4
 #define SEGMENT_CACHE_MAX 8
+#ifndef SEGMENT_CACHE_DIRTY
 #define SEGMENT_CACHE_DIRTY 2 /* cached segments left committed (8 MiB) */
+#endif
 
 /* ---- types ------------------------------------------------------------- */
 typedef struct hak_block {

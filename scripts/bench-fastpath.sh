@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# scripts/bench-fastpath.sh (make bench-fastpath): instructions executed by
+# one malloc(64) + free pair, counted by callgrind.
+#
+# bench/fastpath.c loops N times over p = malloc(64); free(p). Each variant
+# runs under `valgrind --tool=callgrind` with N1 and N2 iterations; the
+# difference of the two instruction totals divided by N2 - N1 is the cost of
+# one iteration, without the constant startup, first-call and exit costs. The
+# same with `fastpath N empty` (the loop alone) gives the loop's own
+# instructions, which are subtracted. What remains includes the two calls
+# (call/ret, argument set-up, a PLT jump for the shared-library variants).
+#
+# Variants: hakmem through the prefixed API (hak_malloc/hak_free, static
+# libhakmem.a), hakmem through LD_PRELOAD of libhakmem.so (malloc/free),
+# glibc's malloc/free, and mimalloc/jemalloc/tcmalloc when installed. Each is
+# measured with one other block held (the steady state: the page never
+# empties) and without (each free empties the page).
+#
+# Environment: N1 (default 100000), N2 (default 200000); PEERS=0 skips the
+# mimalloc/jemalloc/tcmalloc variants; HAKMEM_LIBDIR: a
+# directory with libhakmem.a and libhakmem.so to use instead of building
+# build/release.
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 1
+ROOT=$PWD
+N1=${N1:-100000}
+N2=${N2:-200000}
+JOBS=${JOBS:-2}
+BB=build/release/bench
+
+if ! command -v valgrind >/dev/null; then
+  echo "bench-fastpath: valgrind is not installed (scripts/install-deps.sh)" >&2
+  exit 1
+fi
+if [ -n "${HAKMEM_LIBDIR:-}" ]; then
+  LIBDIR=$(realpath "$HAKMEM_LIBDIR") || exit 1
+  make -s CONFIG=release "$BB/fastpath.libc" || exit 1
+  FAST=$(mktemp -d)/fastpath
+  gcc -std=gnu11 -O2 -g -DNDEBUG -pthread -Ialloc/include -Istress bench/fastpath.c \
+    -o "$FAST" "$LIBDIR/libhakmem.a" -pthread || exit 1
+else
+  LIBDIR=$ROOT/build/release
+  FAST=$BB/fastpath
+  make -s -j"$JOBS" CONFIG=release lib "$BB/fastpath" "$BB/fastpath.libc" || {
+    echo "bench-fastpath: build failed" >&2
+    exit 1
+  }
+fi
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+# ir <preload> <prog> <n> <mode>: total instructions (callgrind "Collected").
+ir() {
+  local out
+  out=$(env ${1:+LD_PRELOAD=$1} valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.out" \
+    "$2" "$3" "$4" 2>&1 >/dev/null) || { echo "bench-fastpath: valgrind failed: $out" >&2; return 1; }
+  printf '%s\n' "$out" | sed -n 's/.*Collected : *\([0-9]*\).*/\1/p' | tail -n 1
+}
+
+# per_iter <preload> <prog> <mode>: instructions per iteration (exact rational, 2 decimals)
+per_iter() {
+  local a b
+  a=$(ir "$1" "$2" "$N1" "$3") && b=$(ir "$1" "$2" "$N2" "$3") || return 1
+  awk -v a="$a" -v b="$b" -v n1="$N1" -v n2="$N2" 'BEGIN { printf "%.2f", (b - a) / (n2 - n1) }'
+}
+
+echo "==> bench-fastpath: callgrind, N1=$N1 N2=$N2 iterations, 64 B blocks"
+status=0
+report() { # report <label> <preload> <prog>
+  local pair ping loop net netp
+  if ! pair=$(per_iter "$2" "$3" pair) || ! ping=$(per_iter "$2" "$3" pingpong) ||
+    ! loop=$(per_iter "$2" "$3" empty); then
+    echo "$1: measurement failed"
+    status=1
+    return
+  fi
+  net=$(awk -v p="$pair" -v l="$loop" 'BEGIN { printf "%.0f", p - l }')
+  netp=$(awk -v p="$ping" -v l="$loop" 'BEGIN { printf "%.0f", p - l }')
+  printf 'malloc+free 64 B: %s instructions, %s when each free empties the page  (%s)\n' \
+    "$net" "$netp" "$1"
+}
+report "hakmem: hak_malloc/hak_free, static libhakmem.a" "" "$FAST"
+report "hakmem: malloc/free, LD_PRELOAD libhakmem.so" "$LIBDIR/libhakmem.so" "$BB/fastpath.libc"
+report "glibc $(ldd --version 2>/dev/null | head -n 1 | awk '{ print $NF }'): malloc/free" "" "$BB/fastpath.libc"
+# the peers, when installed (same library lookup as scripts/bench.sh)
+[ "${PEERS:-1}" = 0 ] && exit $status
+for peer in mimalloc:libmimalloc.so.2 jemalloc:libjemalloc.so.2 tcmalloc:libtcmalloc_minimal.so.4; do
+  lib=/usr/lib/x86_64-linux-gnu/${peer#*:}
+  if [ -e "$lib" ]; then
+    report "${peer%%:*}: malloc/free, LD_PRELOAD" "$lib" "$BB/fastpath.libc"
+  else
+    echo "${peer%%:*}: skipped: not installed"
+  fi
+done
+exit $status

@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# make check, part 40: a smoke test of the benchmark pipeline (make bench,
+# make bench-check, make bench-fastpath) at tiny sizes, in build/bench-smoke/
+# (build/bench/, the real results, is left alone). 33-50 s on 2 loaded cores.
+#   bench/benchrun      the wait4 wrapper: peak RSS of a program that touches
+#                       64 MiB, exit status passed on, timeout -> 124
+#   bench/smoke-run     scripts/bench.sh: 7 workloads x hakmem, glibc x 1 rep,
+#                       SCALE=0.05
+#   bench/outputs       results.json (every sample, medians, ratios),
+#                       results.md (both tables, a row per workload), the
+#                       chart (when gnuplot is installed) are well-formed
+#   bench/check-pass    bench-check passes against a baseline below the results
+#   bench/check-fail    ... fails, naming the workload, against one above them
+#   bench/check-tol     a drop of ~9% passes at TOL=0.15 and fails at TOL=0.05
+#                       (ratios of medians, and of best runs with STAT=best)
+#   bench/baseline-roundtrip  bench-check --write-baseline, then check passes
+#                       against it at TOL=0
+#   bench/fastpath      make bench-fastpath prints an instruction count for hakmem
+#                       (prefixed and preloaded) and glibc, at least
+set -uo pipefail
+cd "$(dirname "$0")/../.." || exit 1
+. scripts/lib-check.sh
+export HAK_RESULTS=${HAK_RESULTS:-build/check-results.tsv}
+OUT=build/bench-smoke
+rm -rf "$OUT"
+mkdir -p "$OUT"
+export BENCH_RESULTS=$OUT/results.json
+WL="random_mixed/64 random_mixed/16-1040 larson/t2-c256 xthread/queue-t1 realloc/grow large/64K-8M python/records"
+
+if ! RUN_TIMEOUT=600 run_check release bench/build make -s -j"${JOBS:-2}" CONFIG=release lib bench-bins \
+  build/release/stress/bench_random_mixed.libc build/release/stress/larson.libc \
+  build/release/stress/remote_free.libc; then
+  exit 0 # recorded as a failure; the rest cannot run
+fi
+
+run_check release bench/benchrun bash -c '
+  set -u
+  R=build/release/bench/benchrun
+  $R -o '"$OUT"'/ru -- python3 -c "b = b\"x\" * (64 << 20)" || { echo "exit $?"; exit 1; }
+  cat '"$OUT"'/ru
+  kb=$(sed -n "s/.*maxrss_kb=\([0-9]*\).*/\1/p" '"$OUT"'/ru)
+  [ "${kb:-0}" -gt 60000 ] || { echo "maxrss_kb=$kb, expected > 60000 (64 MiB touched)"; exit 1; }
+  $R -- sh -c "exit 3" 2>/dev/null; rc=$?
+  [ $rc -eq 3 ] || { echo "exit status $rc, expected 3"; exit 1; }
+  $R -t 0.3 -- sleep 10 2>/dev/null; rc=$?
+  [ $rc -eq 124 ] || { echo "timeout: exit status $rc, expected 124"; exit 1; }
+  echo ok'
+
+run_check release bench/smoke-run env QUICK=1 REPS=1 SCALE=0.05 ALLOCATORS="hakmem glibc" \
+  WORKLOADS="$WL" BENCH_OUT="$OUT" scripts/bench.sh
+
+run_check release bench/outputs python3 - "$OUT" "$WL" <<'PY'
+import json, os, shutil, sys
+out, wl = sys.argv[1], sys.argv[2].split()
+d = json.load(open(os.path.join(out, "results.json")))
+assert d["format"] == "hakmem-bench/1", d.get("format")
+names = [w["name"] for w in d["workloads"]]
+assert names == wl, (names, wl)
+assert len(d["samples"]) == len(wl) * 2, len(d["samples"])
+for s in d["samples"]:
+    assert s["ok"] and s["ops_per_s"] > 0 and s["maxrss_kb"] > 0 and s["wall_s"] > 0, s
+    assert s["allocator"] in ("hakmem", "glibc"), s
+for w in wl:
+    for a in ("hakmem", "glibc"):
+        c = d["summary"][w][a]
+        assert c["ops_min"] <= c["ops_median"] <= c["ops_max"], (w, a, c)
+    r = d["ratios"][w]["glibc"]
+    want = d["summary"][w]["hakmem"]["ops_median"] / d["summary"][w]["glibc"]["ops_median"]
+    assert abs(r["ops"] - want) < 1e-9 and r["rss"] > 0, (w, r)
+md = open(os.path.join(out, "results.md")).read().splitlines()
+hdr = "| workload | hakmem | glibc | hakmem/glibc |"
+assert md.count(hdr) == 2, "table header missing (ops/s and RSS tables)"
+for w in wl:
+    rows = [l for l in md if l.startswith("| %s |" % w)]
+    assert len(rows) == 2 and all(l.count("|") == 5 for l in rows), (w, rows)
+if shutil.which("gnuplot"):
+    for f in ("results.svg", "results.png", "results-ratio.png"):
+        p = os.path.join(out, f)
+        assert os.path.getsize(p) > 1000, p
+    assert "<svg" in open(os.path.join(out, "results.svg")).read(4096)
+    for f in ("results.png", "results-ratio.png"):
+        assert open(os.path.join(out, f), "rb").read(8) == b"\x89PNG\r\n\x1a\n", f
+else:
+    print("gnuplot not installed: chart not checked")
+print("outputs ok:", len(d["samples"]), "samples,", len(wl), "workloads")
+PY
+
+# synth <factor> <workload or ""> <file>: a baseline with the results' ratios
+# (medians and best runs) times factor (every workload, or only the one named).
+synth() {
+  python3 - "$BENCH_RESULTS" "$1" "$2" "$3" <<'PY'
+import json, sys
+res, f, only, path = json.load(open(sys.argv[1])), float(sys.argv[2]), sys.argv[3], sys.argv[4]
+def scaled(key):
+    return {w: {p: e[key] * (f if (not only or w == only) else 1.0) for p, e in peers.items()}
+            for w, peers in res["ratios"].items()}
+json.dump({"format": "hakmem-bench-baseline/1", "source": {"date": "synthetic"},
+           "ratios": scaled("ops"), "ratios_best": scaled("ops_best")}, open(path, "w"))
+PY
+}
+synth 0.5 "" "$OUT/base-low.json"
+synth 2.0 "larson/t2-c256" "$OUT/base-high.json"
+synth 1.1 "" "$OUT/base-10.json"
+
+run_check release bench/check-pass bash -c '
+  out=$(BENCH_BASELINE='"$OUT"'/base-low.json TOL=0.15 scripts/bench-check.sh); rc=$?
+  echo "$out"
+  [ $rc -eq 0 ] && printf "%s" "$out" | grep -q "^bench-check: PASS"'
+
+run_check release bench/check-fail bash -c '
+  out=$(BENCH_BASELINE='"$OUT"'/base-high.json TOL=0.15 scripts/bench-check.sh); rc=$?
+  echo "$out"
+  [ $rc -eq 1 ] || { echo "exit $rc, expected 1"; exit 1; }
+  printf "%s" "$out" | grep -q "FAIL larson/t2-c256: hakmem/glibc .*dropped 50.0%" || exit 1
+  [ "$(printf "%s" "$out" | grep -c "^  FAIL")" -eq 1 ] || { echo "expected exactly one FAIL"; exit 1; }'
+
+run_check release bench/check-tol bash -c '
+  BENCH_BASELINE='"$OUT"'/base-10.json TOL=0.15 scripts/bench-check.sh || { echo "TOL=0.15 should pass"; exit 1; }
+  if BENCH_BASELINE='"$OUT"'/base-10.json TOL=0.05 scripts/bench-check.sh; then echo "TOL=0.05 should fail"; exit 1; fi
+  if BENCH_BASELINE='"$OUT"'/base-10.json TOL=0.05 STAT=best scripts/bench-check.sh; then
+    echo "TOL=0.05 STAT=best should fail"; exit 1; fi
+  echo ok'
+
+run_check release bench/baseline-roundtrip bash -c '
+  BENCH_BASELINE='"$OUT"'/written.json scripts/bench-check.sh --write-baseline || exit 1
+  python3 -c "import json, sys; d = json.load(open(sys.argv[1])); assert len(d[\"ratios\"]) == 7 and len(d[\"ratios_best\"]) == 7, d" '"$OUT"'/written.json || exit 1
+  BENCH_BASELINE='"$OUT"'/written.json TOL=0 scripts/bench-check.sh && BENCH_BASELINE='"$OUT"'/written.json TOL=0 STAT=best scripts/bench-check.sh'
+
+run_check release bench/fastpath bash -c '
+  out=$(PEERS=0 N1=2000 N2=4000 scripts/bench-fastpath.sh); rc=$?
+  echo "$out"
+  [ $rc -eq 0 ] && [ "$(printf "%s\n" "$out" | grep -cE "^malloc\+free 64 B: [0-9]+ instructions, [0-9]+ when .*(hakmem|glibc)")" -eq 3 ]'
+exit 0
