@@ -1,6 +1,10 @@
 /* Large blocks (above HAK_SMALL_MAX): one mmap each, starting at a 4 MiB
- * aligned address with a header, registered in the global registry, and
- * unmapped on free. realloc grows in place with mremap when the address
+ * aligned address with a header, registered in the global registry. A freed
+ * block's mapping goes to a small cache (LARGE_CACHE_N mappings, at most
+ * LARGE_CACHE_BYTES; oldest unmapped first) that the next large allocation
+ * of about its size reuses warm, without mmap/munmap and page faults; a
+ * cached mapping stays registered with its header marked freed, so a second
+ * free of it is still named a double free. realloc grows in place with mremap when the address
  * space after the block is free; otherwise it reserves a new aligned range
  * and moves the pages there with mremap (no copy).
  * Blocks aligned to 4 MiB or more ("huge" alignment) cannot have their
@@ -11,6 +15,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/mman.h>
 
 #include "internal.h"
@@ -23,6 +28,48 @@ hak_large_t *hak_all_large; /* guarded by hak_large_lock */
 pthread_mutex_t hak_large_lock = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic uintptr_t recent_frees[RECENT]; /* to name a second free of a large block */
 static _Atomic unsigned recent_next;
+
+#define LARGE_CACHE_N 8
+#define LARGE_CACHE_BYTES ((size_t)64 << 20)
+static hak_large_t *large_cache[LARGE_CACHE_N]; /* oldest first; guarded by hak_large_lock */
+static unsigned large_cache_n;
+static size_t large_cache_bytes;
+
+/* The smallest cached mapping of at least `map` bytes, taken out of the
+ * cache and cut to `map` bytes (its tail unmapped) if it is much larger. */
+static hak_large_t *cache_take_locked(size_t map) {
+  unsigned best = LARGE_CACHE_N;
+  for (unsigned i = 0; i < large_cache_n; i++)
+    if (large_cache[i]->map_size >= map &&
+        (best == LARGE_CACHE_N || large_cache[i]->map_size < large_cache[best]->map_size))
+      best = i;
+  if (best == LARGE_CACHE_N)
+    return NULL;
+  hak_large_t *lg = large_cache[best];
+  for (unsigned j = best; j + 1 < large_cache_n; j++)
+    large_cache[j] = large_cache[j + 1];
+  large_cache_n--;
+  large_cache_bytes -= lg->map_size;
+  if (lg->map_size - map > map / 4) {
+    track_unmapping((uint8_t *)lg + map, lg->map_size - map);
+    munmap((uint8_t *)lg + map, lg->map_size - map);
+    lg->map_size = map;
+  }
+  return lg;
+}
+
+/* Unregisters and unmaps the oldest cached mapping (lock held; the unmap
+ * happens under it so no one can reach the range through the registry). */
+static void cache_evict_oldest_locked(void) {
+  hak_large_t *lg = large_cache[0];
+  for (unsigned j = 0; j + 1 < large_cache_n; j++)
+    large_cache[j] = large_cache[j + 1];
+  large_cache_n--;
+  large_cache_bytes -= lg->map_size;
+  registry_set(lg, REG_NONE);
+  track_unmapping(lg, lg->map_size);
+  os_unmap(lg, lg->map_size);
+}
 
 static size_t round_page(size_t n) {
   return (n + OS_PAGE_SIZE - 1) & ~(OS_PAGE_SIZE - 1);
@@ -58,6 +105,24 @@ void *large_alloc(size_t size, size_t alignment, bool zero) {
   }
   size_t map = round_page(off + size);
   size_t map_align = huge ? alignment : SEGMENT_SIZE;
+  if (!huge) {
+    hak_lock(&hak_large_lock);
+    hak_large_t *lg = cache_take_locked(map);
+    if (lg) {
+      /* still registered; its header is reset under the lock */
+      atomic_store_explicit(&lg->freed, 0, memory_order_relaxed);
+      lg->offset = off;
+      lg->requested = size;
+      list_add_locked(lg);
+      hak_unlock(&hak_large_lock);
+      void *p = (uint8_t *)lg + off;
+      track_alloc(p, size, lg->map_size - off, zero);
+      if (zero)
+        memset(p, 0, size);
+      return p;
+    }
+    hak_unlock(&hak_large_lock);
+  }
   hak_large_t *lg = os_map_aligned(map, map_align, huge ? off : 0);
   if (!lg) {
     errno = ENOMEM;
@@ -103,6 +168,15 @@ void large_free(hak_large_t *lg, void *p, const char *op) {
     err_double_free(op, p, 0);
   }
   list_unlink_locked(lg);
+  if (!lg->huge && lg->map_size <= LARGE_CACHE_BYTES / 4) {
+    while (large_cache_n == LARGE_CACHE_N || large_cache_bytes + lg->map_size > LARGE_CACHE_BYTES)
+      cache_evict_oldest_locked();
+    track_free(p, large_usable(lg));
+    large_cache[large_cache_n++] = lg;
+    large_cache_bytes += lg->map_size;
+    hak_unlock(&hak_large_lock);
+    return;
+  }
   if (lg->huge)
     registry_set(p, REG_NONE);
   else
@@ -188,6 +262,8 @@ void large_reset_all(void) {
     os_unmap(lg, lg->map_size);
   }
   hak_all_large = NULL;
+  while (large_cache_n)
+    cache_evict_oldest_locked();
   for (unsigned i = 0; i < RECENT; i++)
     atomic_store_explicit(&recent_frees[i], 0, memory_order_relaxed);
   hak_unlock(&hak_large_lock);
