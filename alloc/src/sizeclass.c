@@ -24,10 +24,20 @@ const uint8_t hak_small_lut[SMALL_LUT_MAX / 16 + 1] = {L8(0),  L8(8),  L8(16), L
                                                        L8(40), L8(48), L8(56), L(64)};
 _Static_assert(SMALL_LUT_MAX / 16 + 1 == 65, "lookup table size");
 
-/* Slices per page: enough for PAGE_MIN_BLOCKS blocks. */
+/* Slices per page (see below). */
 size_t class_slices(size_t cls) {
-  size_t bytes = (size_t)class_size(cls) * PAGE_MIN_BLOCKS;
+  /* PAGE_WANT_BLOCKS blocks per page where that takes at most
+   * PAGE_MAX_SLICES slices, else as many slices as PAGE_MIN_BLOCKS need:
+   * a page of few blocks fills and empties often, and every such
+   * transition is a slow path (4 KiB blocks: 16 -> 32 per page) */
+  size_t bytes = (size_t)class_size(cls) * PAGE_WANT_BLOCKS;
   size_t n = (bytes + SLICE_SIZE - 1) / SLICE_SIZE;
+  if (n > PAGE_MAX_SLICES) {
+    bytes = (size_t)class_size(cls) * PAGE_MIN_BLOCKS;
+    n = (bytes + SLICE_SIZE - 1) / SLICE_SIZE;
+    if (n < PAGE_MAX_SLICES)
+      n = PAGE_MAX_SLICES;
+  }
   return n ? n : 1;
 }
 
