@@ -154,14 +154,19 @@ cmd_matrix() {
   for cfg in $cfgs; do
     for t in 1 2 4 8 16; do
       for c in 256 1024 4096; do
-        for s in tiny mid large; do
-          local lo hi
-          # large stays below HAK_SMALL_MAX: 16 threads x 4096 chunks of
-          # 64 KiB+ blocks is gigabytes, minutes under TSan (realloc_storm and
-          # aligned_storm cover large blocks)
-          case $s in tiny) lo=16 hi=64 ;; mid) lo=64 hi=1024 ;; large) lo=1024 hi=16384 ;; esac
+        for s in tiny mid large xl; do
+          local lo hi cc=$c
+          # xl crosses HAK_SMALL_MAX into mmap'd large blocks (and the large
+          # cache) with a sixteenth of the chunks: 16 threads x 4096 chunks of
+          # 128 KiB would be 8 GiB
+          case $s in
+          tiny) lo=16 hi=64 ;;
+          mid) lo=64 hi=1024 ;;
+          large) lo=1024 hi=16384 ;;
+          xl) lo=32768 hi=262144 cc=$((c / 16)) ;;
+          esac
           local res=PASS
-          if ! CELL=t$t-c$c-$s one "$cfg" prefixed larson "$t" "$c" "$d" --min=$lo --max=$hi \
+          if ! CELL=t$t-c$c-$s one "$cfg" prefixed larson "$t" "$cc" "$d" --min=$lo --max=$hi \
             --deadline=120 --quiet >/dev/null; then res=FAIL; fi
           printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$cfg" "$t" "$c" "$s" "$res" "$(tput "$LAST_LOG")" >>"$out"
         done
