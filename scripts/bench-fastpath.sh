@@ -85,9 +85,10 @@ report "hakmem: malloc/free, LD_PRELOAD libhakmem.so" "$LIBDIR/libhakmem.so" "$B
 report "glibc $(ldd --version 2>/dev/null | head -n 1 | awk '{ print $NF }'): malloc/free" "" "$BB/fastpath.libc"
 # the peers, when installed (same library lookup as scripts/bench.sh)
 [ "${PEERS:-1}" = 0 ] && exit $status
-for peer in mimalloc:libmimalloc.so.2 jemalloc:libjemalloc.so.2 tcmalloc:libtcmalloc_minimal.so.4; do
-  lib=/usr/lib/x86_64-linux-gnu/${peer#*:}
-  if [ -e "$lib" ]; then
+. scripts/lib-bench.sh # find_lib
+for peer in mimalloc:libmimalloc jemalloc:libjemalloc tcmalloc:libtcmalloc_minimal; do
+  lib=$(find_lib "${peer#*:}")
+  if [ -n "$lib" ]; then
     report "${peer%%:*}: malloc/free, LD_PRELOAD" "$lib" "$BB/fastpath.libc"
   else
     echo "${peer%%:*}: skipped: not installed"

@@ -35,18 +35,7 @@ if ! make -s -j"$JOBS" CONFIG=release lib "$B/bench_random_mixed" "$B/bench_rand
   exit 1
 fi
 
-# find_lib <soname prefix>: path of an installed shared library, or nothing.
-find_lib() {
-  local p
-  p=$(ldconfig -p 2>/dev/null | awk -v n="$1" '$1 ~ "^" n "\\.so" && /x86-64|x86_64/ { print $NF; exit }')
-  if [ -z "$p" ]; then
-    for p in /usr/lib/x86_64-linux-gnu/"$1".so* /usr/lib/"$1".so* /usr/local/lib/"$1".so*; do
-      [ -e "$p" ] && break
-      p=
-    done
-  fi
-  printf '%s' "$p"
-}
+. scripts/lib-bench.sh # find_lib
 
 declare -A CMD EXPECT
 run_list=()

@@ -122,18 +122,7 @@ if [ ${#sel[@]} -eq 0 ]; then
   exit 1
 fi
 
-# find_lib <soname prefix>: path of an installed shared library, or nothing.
-find_lib() {
-  local p
-  p=$(ldconfig -p 2>/dev/null | awk -v n="$1" '$1 ~ "^" n "\\.so" && /x86-64|x86_64/ { print $NF; exit }')
-  if [ -z "$p" ]; then
-    for p in /usr/lib/x86_64-linux-gnu/"$1".so* /usr/lib/"$1".so* /usr/local/lib/"$1".so*; do
-      [ -e "$p" ] && break
-      p=
-    done
-  fi
-  printf '%s' "$p"
-}
+. scripts/lib-bench.sh # find_lib
 
 declare -A PRELOAD EXPECT
 allocs=()

@@ -1,0 +1,16 @@
+# shellcheck shell=bash
+# Shared by the benchmark scripts (bench.sh, bench-random-mixed.sh,
+# bench-fastpath.sh). Source it from the repository root.
+
+# find_lib <soname prefix>: path of an installed shared library, or nothing.
+find_lib() {
+  local p
+  p=$(ldconfig -p 2>/dev/null | awk -v n="$1" '$1 ~ "^" n "\\.so" && /x86-64|x86_64/ { print $NF; exit }')
+  if [ -z "$p" ]; then
+    for p in /usr/lib/x86_64-linux-gnu/"$1".so* /usr/lib/"$1".so* /usr/local/lib/"$1".so*; do
+      [ -e "$p" ] && break
+      p=
+    done
+  fi
+  printf '%s' "$p"
+}
