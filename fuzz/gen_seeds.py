@@ -10,7 +10,17 @@ T = {'malloc': 0, 'calloc': 5, 'realloc': 7, 'reallocarray': 10, 'free': 11,
      'thread_exit': 24, 'free_orphans': 25, 'burst': 30, 'burst_free': 31}
 
 def op(kind, sub=0):
+    if kind == 'fork':  # heap_check's op byte with sub 7
+        return bytes([T['heap_check'] | (7 << 5)])
     return bytes([T[kind] | (sub << 5)])
+
+# FZ_FORK child actions (fuzz/ops_fork.h)
+FK = {'clean': 0, 'double_free': 1, 'interior': 2, 'foreign': 3, 'realloc_freed': 4,
+      'usable_freed': 5, 'sized_too_big': 6, 'not_start': 7, 'corrupt_marker': 8,
+      'corrupt_self': 9, 'corrupt_link': 10, 'churn': 11}
+
+def fork(action, size=b'\x00\x02'):  # payload: action byte, size of the child's own block
+    return bytes([FK[action]]) + size
 
 def cls_size(cls, delta):  # class boundary: n-1, n, n+1
     return bytes([(delta + 1) << 4 | 0, cls])
@@ -119,6 +129,26 @@ def seeds_single(mt):
             ops.append(('heap_check', 0, 0, b'')); t.append(2)
             ops.append(('free_orphans', 0, 0, b'')); t.append((r + 2) % 3)
         S.append(prog(ops, t))
+    # fork: a clean child, every misuse (must abort with its message) on small,
+    # large and huge-aligned blocks and on the child's own, every corruption
+    # (hak_heap_check must report it); at most 4 forks run per input
+    base = [('malloc', 0, 1, cls_size(2, 0)), ('malloc', 0, 2, large(1)),
+            ('aligned', 1, 3, large(2) + bytes([0xc4])), ('malloc', 0, 4, tiny(1)),
+            ('calloc', 0, 5, bytes([3, 100])), ('malloc', 0, 6, cls_size(60, 0))]
+    groups = [[('clean', 1), ('double_free', 1), ('interior', 2), ('foreign', 0)],
+              [('realloc_freed', 2), ('usable_freed', 1), ('sized_too_big', 2), ('not_start', 1)],
+              [('corrupt_marker', 1), ('corrupt_self', 6), ('corrupt_link', 4), ('not_start', 2)],
+              [('double_free', 2), ('interior', 3), ('realloc_freed', 1), ('usable_freed', 9)],
+              [('sized_too_big', 1), ('double_free', 3), ('interior', 9), ('churn', 0)],
+              [('not_start', 3), ('double_free', 9), ('clean', 3), ('sized_too_big', 9)]]
+    for gi, g in enumerate(groups):
+        ops = list(base)
+        if gi == 3:  # the forking thread frees and exits first in mt: abandoned heaps in the child
+            ops += [('burst', 1, 0, cls_size(10, 0) + bytes([80])), ('thread_exit', 0, 0, b'')]
+        for a, slot in g:
+            ops.append(('fork', 0, slot, fork(a, large(3) if a == 'double_free' and slot == 9 else cls_size(7, 0))))
+        ops.append(('heap_check', 0, 0, b''))
+        S.append(prog(ops, [i % 3 for i in range(len(ops))] if mt else None))
     # random programs of various lengths
     for n in (8, 16, 32, 64, 128, 256, 512):
         for _ in range(3):

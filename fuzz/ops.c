@@ -6,9 +6,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "hakmem.h"
+#include "ops_fork.h" /* FZ_FORK: fz_exec_fork */
 
 #define SEG ((size_t)4 << 20)
 #define PAGE ((size_t)4096)
@@ -24,7 +28,7 @@
 
 static const char *const kind_names[FZ_KIND_COUNT] = {
     "malloc", "calloc",     "realloc",    "reallocarray", "free",         "aligned", "usable",
-    "verify", "verify_all", "heap_check", "thread_exit",  "free_orphans", "burst",   "burst_free"};
+    "verify", "verify_all", "heap_check", "thread_exit",  "free_orphans", "burst",   "burst_free", "fork"};
 
 const char *fz_kind_name(unsigned kind) {
   return kind < FZ_KIND_COUNT ? kind_names[kind] : "?";
@@ -144,6 +148,8 @@ int fz_decode_next(struct fz_decoder *d, struct fz_op *op) {
       FZ_BURST,       FZ_BURST_FREE};
   op->kind = table[k & 31];
   op->sub = k >> 5;
+  if (op->kind == FZ_HEAP_CHECK && op->sub == 7)
+    op->kind = FZ_FORK; /* a = child action, b = size of the child's own block */
   op->thread = d->nthreads > 1 ? (uint8_t)(fz_decode_byte(d) % d->nthreads) : 0;
   op->slot = fz_decode_byte(d) % FZ_SLOTS;
   switch (op->kind) {
@@ -174,6 +180,10 @@ int fz_decode_next(struct fz_decoder *d, struct fz_op *op) {
     op->sub %= 5;
     op->a = fz_decode_size(d);
     op->b = decode_align(d);
+    break;
+  case FZ_FORK:
+    op->a = fz_decode_byte(d);
+    op->b = fz_decode_size(d);
     break;
   default:
     break;
@@ -212,11 +222,18 @@ static void mix(struct fz_exec *x, uint64_t v) {
   x->digest *= 0xff51afd7ed558ccdull;
 }
 
-/* Offset of a block in its 4 MiB segment (small blocks, deterministic for a
- * fresh allocator) or in its page (large blocks come from mmap). */
+/* What the digest records of a block's placement: its offset in its 4 MiB
+ * segment and its usable size, for small blocks (deterministic for a fresh
+ * allocator). Nothing for large blocks: whether realloc grows one in place
+ * (mremap without moving) depends on what else is mapped after it (thread
+ * stacks, other processes' layout), and a block grown in place keeps its
+ * header offset and alignment while one moved by copy does not. */
 static uint64_t place(const void *p, size_t usable) {
-  uintptr_t u = (uintptr_t)p;
-  return usable <= HAK_SMALL_MAX ? (uint64_t)(u & (SEG - 1)) : (uint64_t)(u & (PAGE - 1));
+  return usable <= HAK_SMALL_MAX ? (uint64_t)((uintptr_t)p & (SEG - 1)) : 0;
+}
+
+static uint64_t placed_size(size_t usable) {
+  return usable <= HAK_SMALL_MAX ? usable : 1;
 }
 
 /* The byte loops are not coverage-instrumented: they are the executor's hot
@@ -324,10 +341,35 @@ static void order_insert(struct fz_exec *x, int slot) {
   x->nlive++;
 }
 
+/* Test-only: a planted-bug build of the allocator (repro tests) counts events
+ * per process; every input starts the count again. */
+extern void hak_trace_plant_reset(void) __attribute__((weak));
+
 void fz_exec_init(struct fz_exec *x) {
   memset(x, 0, sizeof *x);
+  x->slots = x->slot_store;
+  x->order = x->order_store;
+  x->nslots = FZ_SLOTS;
+  x->budget = LARGE_BUDGET;
   const char *e = getenv("FUZZ_ABORT_AT");
   x->abort_at = e && *e ? atol(e) : -1;
+  if (hak_trace_plant_reset)
+    hak_trace_plant_reset();
+}
+
+void fz_exec_init_cap(struct fz_exec *x, unsigned nslots, int unbounded) {
+  fz_exec_init(x);
+  if (unbounded)
+    x->budget = (size_t)1 << 62;
+  if (nslots <= FZ_SLOTS)
+    return;
+  size_t bytes = (size_t)nslots * (sizeof(struct fz_slot) + sizeof(int));
+  void *m = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (m == MAP_FAILED)
+    fail(x, "cannot map tables for %u slots", nslots);
+  x->slots = m;
+  x->order = (int *)(x->slots + nslots);
+  x->nslots = nslots;
 }
 
 static int is_large(size_t n) {
@@ -369,7 +411,7 @@ static void adopt_block(struct fz_exec *x, int slot, void *p, size_t size, size_
     x->large_live += u;
   write_pattern(s, (unsigned)slot);
   mix(x, place(p, u));
-  mix(x, u);
+  mix(x, placed_size(u));
 }
 
 static void drop_block(struct fz_exec *x, int slot) {
@@ -397,7 +439,7 @@ static void free_slot(struct fz_exec *x, int slot, unsigned how) {
 /* Whether a request this large may fail; bigger ones are simply skipped when
  * they would succeed, to keep memory bounded. */
 static int too_big_to_keep(struct fz_exec *x, size_t n) {
-  return n > HAK_SMALL_MAX && (n > LARGE_BUDGET || x->large_live + n > LARGE_BUDGET);
+  return n > HAK_SMALL_MAX && (n > x->budget || x->large_live + n > x->budget);
 }
 
 static void expect_null_errno(struct fz_exec *x, const char *what, void *p, int err, int want) {
@@ -417,6 +459,7 @@ static void op_malloc(struct fz_exec *x, const struct fz_op *op) {
   errno = 0;
   void *p = hak_malloc(n);
   int e = errno;
+  x->last_err = e;
   mix(x, p != NULL);
   if (n > (size_t)PTRDIFF_MAX) {
     expect_null_errno(x, "malloc(huge)", p, e, ENOMEM);
@@ -447,6 +490,7 @@ static void op_calloc(struct fz_exec *x, const struct fz_op *op) {
   errno = 0;
   void *p = hak_calloc(c, m);
   int e = errno;
+  x->last_err = e;
   mix(x, p != NULL);
   if (ovf || n > (size_t)PTRDIFF_MAX) {
     expect_null_errno(x, "calloc(overflow)", p, e, ENOMEM);
@@ -484,6 +528,7 @@ static void do_realloc(struct fz_exec *x, const struct fz_op *op, int array) {
   errno = 0;
   void *p = array ? hak_reallocarray(old, op->a, op->b) : hak_realloc(old, n);
   int e = errno;
+  x->last_err = e;
   mix(x, p != NULL);
   const char *what = array ? "reallocarray" : "realloc";
   if (ovf || n > (size_t)PTRDIFF_MAX) {
@@ -545,6 +590,7 @@ static void op_aligned(struct fz_exec *x, const struct fz_op *op) {
     errno = 0;
     rc = hak_posix_memalign(&p, a, n);
     e = errno;
+    x->last_err = rc;
     mix(x, (uint64_t)rc);
     if (e != 0)
       fail(x, "posix_memalign(%zu, %zu) set errno to %d", a, n, e);
@@ -571,6 +617,7 @@ static void op_aligned(struct fz_exec *x, const struct fz_op *op) {
     errno = 0;
     p = op->sub == 1 ? hak_aligned_alloc(a, n) : hak_memalign(a, n);
     e = errno;
+    x->last_err = e;
     mix(x, p != NULL);
     if (!p) {
       if (bad_align && e != EINVAL && !(huge && e == ENOMEM))
@@ -590,6 +637,7 @@ static void op_aligned(struct fz_exec *x, const struct fz_op *op) {
     errno = 0;
     p = op->sub == 3 ? hak_valloc(n) : hak_pvalloc(n);
     e = errno;
+    x->last_err = e;
     mix(x, p != NULL);
     if (!p) {
       if (!may_fail && n <= (size_t)PTRDIFF_MAX - PAGE)
@@ -743,8 +791,11 @@ void fz_exec_op(struct fz_exec *x, const struct fz_op *op) {
   case FZ_BURST_FREE:
     op_burst_free(x, op->sub & 1);
     break;
+  case FZ_FORK:
+    fz_exec_fork(x, op);
+    break;
   case FZ_FREE_ORPHANS:
-    for (int i = 0; i < FZ_SLOTS; i++) {
+    for (int i = 0; i < (int)x->nslots; i++) {
       struct fz_slot *o = &x->slots[i];
       if (o->ptr && o->epoch != x->epoch[o->thread % FZ_MAX_THREADS])
         free_slot(x, i, 0);
@@ -759,7 +810,7 @@ void fz_exec_op(struct fz_exec *x, const struct fz_op *op) {
 uint64_t fz_exec_finish(struct fz_exec *x) {
   fz_exec_verify_all(x);
   op_burst_free(x, 0);
-  for (int i = 0; i < FZ_SLOTS; i++)
+  for (int i = 0; i < (int)x->nslots; i++)
     if (x->slots[i].ptr)
       free_slot(x, i, 0);
   size_t v = hak_heap_check();
@@ -783,4 +834,100 @@ uint64_t fz_run_single(const uint8_t *data, size_t size) {
     if (op.kind != FZ_THREAD_EXIT)
       fz_exec_op(&x, &op);
   return fz_exec_finish(&x);
+}
+
+/* ------------------------------------------------------------ baton runner */
+
+struct fz_worker {
+  pthread_t tid;
+  sem_t go;
+  int alive;
+  int quit; /* set with the baton: exit instead of running op */
+  unsigned index;
+  const struct fz_op *op;
+  struct fz_runner *r;
+};
+
+static void runner_wait(struct fz_runner *r) {
+  while (sem_wait((sem_t *)r->done) != 0) {
+  }
+}
+
+static void *worker_main(void *arg) {
+  struct fz_worker *w = arg;
+  struct fz_runner *r = w->r;
+  for (;;) {
+    while (sem_wait(&w->go) != 0) {
+    }
+    if (w->quit) {
+      sem_post((sem_t *)r->done);
+      return NULL; /* thread exit: its heap is abandoned with any live blocks */
+    }
+    if (r->fn)
+      r->fn(r->ctx, w->index, w->op);
+    else
+      fz_exec_op(r->x, w->op);
+    sem_post((sem_t *)r->done);
+  }
+}
+
+int fz_runner_init(struct fz_runner *r, struct fz_exec *x, unsigned nworkers) {
+  memset(r, 0, sizeof *r);
+  r->x = x;
+  r->n = nworkers;
+  r->w = calloc(nworkers ? nworkers : 1, sizeof *r->w);
+  r->done = calloc(1, sizeof(sem_t));
+  if (!r->w || !r->done)
+    return -1;
+  sem_init((sem_t *)r->done, 0, 0);
+  for (unsigned i = 0; i < nworkers; i++) {
+    sem_init(&r->w[i].go, 0, 0);
+    r->w[i].index = i;
+    r->w[i].r = r;
+  }
+  return 0;
+}
+
+int fz_runner_alive(const struct fz_runner *r, unsigned worker) {
+  return worker < r->n && r->w[worker].alive;
+}
+
+void fz_runner_op(struct fz_runner *r, unsigned worker, const struct fz_op *op) {
+  struct fz_worker *w = &r->w[worker];
+  if (!w->alive) {
+    pthread_attr_t at;
+    pthread_attr_init(&at);
+    pthread_attr_setstacksize(&at, (size_t)1 << 20);
+    w->quit = 0;
+    w->alive = 1;
+    int e = pthread_create(&w->tid, &at, worker_main, w);
+    pthread_attr_destroy(&at);
+    if (e != 0) {
+      errno = e;
+      perror("fuzz: pthread_create");
+      abort();
+    }
+  }
+  w->op = op;
+  sem_post(&w->go);
+  runner_wait(r);
+}
+
+void fz_runner_exit(struct fz_runner *r, unsigned worker) {
+  struct fz_worker *w = &r->w[worker];
+  if (!w->alive)
+    return;
+  w->quit = 1;
+  sem_post(&w->go);
+  runner_wait(r);
+  if (pthread_join(w->tid, NULL) != 0) {
+    perror("fuzz: pthread_join");
+    abort();
+  }
+  w->alive = 0;
+}
+
+void fz_runner_exit_all(struct fz_runner *r) {
+  for (unsigned i = 0; i < r->n; i++)
+    fz_runner_exit(r, i);
 }

@@ -39,6 +39,10 @@ enum fz_kind {
   FZ_FREE_ORPHANS, /* free every block whose allocating thread has exited */
   FZ_BURST,        /* a = size (<= 16 KiB), b = count: fills pages (tagged head/tail) */
   FZ_BURST_FREE,   /* sub 0: free every burst block, 1: every other one */
+  FZ_FORK,         /* fork; the child runs action a (a clean run, a misuse that must
+                      abort, or a corruption hak_heap_check must report; b = size of
+                      the child's own block) and the parent asserts how it ended
+                      (fuzz/ops_fork.h). Decoded from heap_check's op byte with sub 7 */
   FZ_KIND_COUNT
 };
 
@@ -46,7 +50,7 @@ struct fz_op {
   uint8_t kind;   /* enum fz_kind */
   uint8_t sub;    /* variant (see above) */
   uint8_t thread; /* logical thread that runs it (< decoder's nthreads) */
-  uint8_t slot;   /* < FZ_SLOTS */
+  uint32_t slot;  /* < FZ_SLOTS (decoded inputs), < the executor's nslots (replay) */
   size_t a, b;
 };
 
@@ -75,9 +79,14 @@ struct fz_slot {
 };
 
 struct fz_exec {
-  struct fz_slot slots[FZ_SLOTS];
-  int order[FZ_SLOTS]; /* live slots sorted by address */
+  struct fz_slot *slots; /* nslots entries: slot_store, or mmap'd by fz_exec_init_cap */
+  int *order;            /* live slots sorted by address */
+  unsigned nslots;
   int nlive;
+  size_t budget;  /* live large bytes kept (LARGE_BUDGET; replay: unbounded) */
+  int last_err;   /* errno (posix_memalign: return code) of the last allocation call */
+  struct fz_slot slot_store[FZ_SLOTS];
+  int order_store[FZ_SLOTS];
   uint32_t epoch[FZ_MAX_THREADS]; /* bumped when a logical thread exits */
   uint64_t digest;
   unsigned ops;
@@ -88,9 +97,13 @@ struct fz_exec {
     size_t usable;
   } burst[FZ_BURST_MAX];
   int nburst;
+  unsigned forks; /* FZ_FORK ops run so far in this input (a few per input) */
 };
 
 void fz_exec_init(struct fz_exec *x);
+/* Same with room for `nslots` slots (tables from mmap above FZ_SLOTS) and,
+ * when `unbounded`, no live-bytes budget: every request is made (replay). */
+void fz_exec_init_cap(struct fz_exec *x, unsigned nslots, int unbounded);
 /* Run one op on the calling thread. FZ_THREAD_EXIT only bumps the epoch: the
  * driver makes the thread exit (and joins it) itself. */
 void fz_exec_op(struct fz_exec *x, const struct fz_op *op);
@@ -104,5 +117,29 @@ uint64_t fz_exec_finish(struct fz_exec *x);
 uint64_t fz_run_single(const uint8_t *data, size_t size);
 
 const char *fz_kind_name(unsigned kind);
+
+/* ---- the baton runner: one real thread per logical thread ----------------
+ * The caller (coordinator) hands each op to the worker thread it names and
+ * waits until it is done, so ops run one at a time in the caller's order,
+ * each on its own thread (fuzz_mt, repro/replay). A worker's thread is
+ * started at its first op. fz_runner_exit makes it exit (its heap is
+ * abandoned with any live blocks) and joins it; its next op starts a new
+ * thread. `fn` runs each op (NULL: fz_exec_op on `x`). */
+struct fz_worker;
+struct fz_runner {
+  struct fz_exec *x;
+  struct fz_worker *w;
+  unsigned n;
+  void (*fn)(void *ctx, unsigned worker, const struct fz_op *op);
+  void *ctx;
+  void *done; /* sem_t */
+};
+/* `nworkers` workers; returns 0, or -1 when out of memory. */
+int fz_runner_init(struct fz_runner *r, struct fz_exec *x, unsigned nworkers);
+void fz_runner_op(struct fz_runner *r, unsigned worker, const struct fz_op *op);
+void fz_runner_exit(struct fz_runner *r, unsigned worker);
+int fz_runner_alive(const struct fz_runner *r, unsigned worker);
+/* Every live worker exits and is joined. */
+void fz_runner_exit_all(struct fz_runner *r);
 
 #endif

@@ -4,7 +4,10 @@
 # never touched), applies the bug to the copy, builds the libFuzzer driver and
 # times fuzz/run.sh (the engine of `make fuzz`, committed corpus, no merge)
 # until it reports a finding; gives up after PLANT_TIME (default 60) seconds.
-# Prints "<bug> <driver> FOUND|MISSED <seconds>s"; exits 1 if any was missed.
+# Prints "<bug> <driver> FOUND|LATE|MISSED <seconds>s" (seconds from the start
+# of fuzz/run.sh to its report, build not counted; FOUND says whether the corpus
+# replay or the fuzzing found it); exits 1 if any was missed or found after
+# PLANT_TIME seconds.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 T=${PLANT_TIME:-60}
@@ -57,10 +60,15 @@ for bug in $BUGS; do
   r=$?
   t1=$(date +%s.%N)
   secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", b - a }')
-  if [ $r -ne 0 ] && grep -q '^FINDING' "$tmp/run.log"; then
+  if [ $r -ne 0 ] && grep -q '^FINDING' "$tmp/run.log" && [ "$secs" -gt "$T" ]; then
+    echo "$bug $drv LATE ${secs}s: found, but after the ${T}s limit (tree kept in $tmp)"
+    rc=1
+  elif [ $r -ne 0 ] && grep -q '^FINDING' "$tmp/run.log"; then
     why=$(grep -ohE 'fuzz: check failed[^"]*|hakmem: [^"]*|ERROR: AddressSanitizer: [a-z-]*|runtime error: .*' \
       "$tmp"/build/fuzz/logs/*.log "$tmp"/fuzz-*.log 2>/dev/null | head -n 1 | cut -c1-110)
-    echo "$bug $drv FOUND ${secs}s  ($why)"
+    how="by fuzzing"
+    grep -q 'the corpus replay found a bug' "$tmp/run.log" && how="by the corpus replay"
+    echo "$bug $drv FOUND ${secs}s $how ($why)"
     rm -rf "$tmp"
   else
     echo "$bug $drv MISSED ${secs}s (tree kept in $tmp)"
