@@ -227,10 +227,24 @@ static inline void stress_putu(uint64_t v, int base) {
 
 /* ---- failure reporting --------------------------------------------------- */
 
+/* Writes the op trace now (trace build with HAKMEM_TRACE set; a no-op
+ * otherwise), so a run that ends with _exit keeps its ops for repro/replay.
+ * Under LD_PRELOAD the function is looked up: other allocators lack it. */
+static inline void stress_trace_flush(void) {
+#if HAK_BENCH_PREFIXED
+  hak_trace_flush();
+#else
+  void (*flush)(void) = (void (*)(void))dlsym(RTLD_DEFAULT, "hak_trace_flush");
+  if (flush)
+    flush();
+#endif
+}
+
 static inline void stress_fail(int code, const char *what) __attribute__((noreturn));
 static inline void stress_fail(int code, const char *what) {
   fprintf(stderr, "%s: FAIL (exit %d): %s\n", stress_conf.prog, code, what);
   fflush(stderr);
+  stress_trace_flush();
   _exit(code);
 }
 
@@ -404,6 +418,9 @@ static void *stress_watchdog(void *arg) {
    * timer ends the process with the same code. */
   signal(SIGALRM, stress_alarm_exit);
   alarm(20);
+  /* the op trace (trace build with HAKMEM_TRACE set) is written now, before
+   * _exit: the ops up to the hang are kept for repro/replay */
+  stress_trace_flush();
   fprintf(stderr, "\n%s: WATCHDOG: deadline of %.1fs passed; the run is hung. Thread stacks:\n",
           stress_conf.prog, limit);
   fflush(stderr);

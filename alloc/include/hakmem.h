@@ -87,6 +87,9 @@ HAK_API void hak_test_reset(void);
 
 /* The configuration this library was built as ("release", "debug", ...). */
 HAK_API const char *hak_config(void);
+/* Writes the op trace now (the `trace` build with HAKMEM_TRACE=path set;
+ * a no-op otherwise). Async-signal-safe; the stress watchdog calls it. */
+HAK_API void hak_trace_flush(void);
 
 #ifdef __cplusplus
 }

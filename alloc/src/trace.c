@@ -1,17 +1,383 @@
-/* The op trace of the trace configuration (stub: records nothing yet). */
+/* The op trace of the trace configuration (-DHAK_TRACE=1): the recorder.
+ *
+ * Every traced call appends one struct hak_trace_rec (trace.h) to its
+ * thread's buffer. Buffers are chains of chunks from mmap (never malloc, no
+ * stdio); each thread's buffer is pushed once onto a global lock-free list
+ * and never freed, so the records of threads that have exited are kept. A
+ * record is published by a release store of its chunk's count, so a writer
+ * running concurrently (another thread crashing) sees only whole records.
+ *
+ * The file named by HAKMEM_TRACE (read at the first traced call; no file,
+ * no recording) is written:
+ *   - at process exit (a late destructor),
+ *   - on SIGSEGV, SIGBUS, SIGABRT, SIGILL (hakmem's own fatal errors call
+ *     abort()): the handler writes the file with open/write/close only,
+ *     restores the previous action and re-raises the signal,
+ *   - by hak_trace_flush() (the stress watchdog calls it before exiting).
+ * Each write rewrites the whole file: header, then every thread's records
+ * numbered before the write began (threads that go on running while a
+ * crashing thread writes do not extend it).
+ * A fork child writes PATH.<pid> (its file starts with the parent's records
+ * up to the fork). An exec'd program starts a trace of its own at PATH
+ * (HAKMEM_TRACE is inherited): give programs that exec a path per run.
+ * HAKMEM_TRACE_LIMIT_MB (default 1024) bounds the memory the buffers take;
+ * beyond it records are counted as dropped and the header says truncated.
+ *
+ * Overhead: one atomic fetch-add for the sequence number, a registry lookup
+ * for the usable size of a returned block, a 56-byte store. */
 #include "trace.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
 
 #if HAK_TRACE_ON
+
+#define FIRST_CHUNK_RECS 1024u /* a thread's first chunk: 56 KiB */
+#define CHUNK_RECS 16384u      /* later chunks: 896 KiB */
+
+struct trace_chunk {
+  struct trace_chunk *next;
+  _Atomic uint32_t n; /* records published */
+  uint32_t cap;
+  struct hak_trace_rec rec[];
+};
+
+struct trace_buf {
+  _Atomic(struct trace_buf *) next; /* global list */
+  uint32_t tid;
+  struct trace_chunk *_Atomic head;
+  struct trace_chunk *cur;
+};
+
+enum { ST_UNINIT = 0, ST_ON = 1, ST_OFF = 2, ST_INIT = 3 };
+
 static _Atomic uint64_t trace_seq;
+static _Atomic int trace_state;
+static char trace_path[4096];
+static pid_t trace_pid; /* the process that read HAKMEM_TRACE */
+static _Atomic(struct trace_buf *) trace_bufs;
+static _Atomic uint32_t trace_next_tid;
+static _Atomic uint64_t trace_bytes, trace_dropped;
+static uint64_t trace_limit;
+static _Atomic int trace_writing;
+static struct sigaction trace_old[NSIG];
+static __thread struct trace_buf *trace_self __attribute__((tls_model("initial-exec")));
+static __thread int trace_busy __attribute__((tls_model("initial-exec")));
+
+static const int trace_signals[] = {SIGSEGV, SIGBUS, SIGABRT, SIGILL};
 
 uint64_t hak_trace_next_seq(void) {
   return atomic_fetch_add_explicit(&trace_seq, 1, memory_order_relaxed);
 }
 
-void hak_trace_emit(uint64_t seq, unsigned op, const void *arg, size_t a1, size_t a2,
-                    const void *result, int err) {
-  (void)seq, (void)op, (void)arg, (void)a1, (void)a2, (void)result, (void)err;
+static void write_file(unsigned flags, int signo, uint64_t lim);
+
+static void trace_on_fatal(int sig, siginfo_t *si, void *uc) {
+  (void)uc;
+  int saved = errno;
+  /* The trace ends with the crashing thread's last op: the ops other threads
+   * numbered after it are left out (they go on running meanwhile). */
+  uint64_t lim = atomic_load(&trace_seq);
+  struct trace_buf *b = trace_self;
+  if (b) {
+    uint32_t n = atomic_load_explicit(&b->cur->n, memory_order_relaxed);
+    if (n)
+      lim = b->cur->rec[n - 1].seq + 1;
+  }
+  write_file(HAK_TRACE_F_SIGNAL, sig, lim);
+  /* Another thread is writing (it crashed too, or a flush): let it finish
+   * before this signal ends the process (at most about 5 s). */
+  for (int i = 0; i < 5000 && atomic_load(&trace_writing); i++) {
+    struct timespec ts = {0, 1000 * 1000};
+    nanosleep(&ts, NULL);
+  }
+  /* Back to the previous action (the default one unless the program had its
+   * own), then let the signal take it: a fault re-executes the faulting
+   * instruction; a raised signal (abort, kill) is raised again. */
+  sigaction(sig, &trace_old[sig], NULL);
+  if (sig == SIGABRT || !si || si->si_code <= 0)
+    raise(sig);
+  errno = saved;
+}
+
+static void trace_init(void) {
+  int expect = ST_UNINIT;
+  if (!atomic_compare_exchange_strong(&trace_state, &expect, ST_INIT)) {
+    while (atomic_load_explicit(&trace_state, memory_order_acquire) == ST_INIT) {
+    }
+    return;
+  }
+  const char *p = getenv("HAKMEM_TRACE");
+  size_t n = p ? strlen(p) : 0;
+  if (n == 0 || n >= sizeof trace_path - 24) {
+    atomic_store_explicit(&trace_state, ST_OFF, memory_order_release);
+    return;
+  }
+  memcpy(trace_path, p, n + 1);
+  trace_pid = getpid();
+  const char *l = getenv("HAKMEM_TRACE_LIMIT_MB");
+  uint64_t mb = 1024;
+  if (l && *l) {
+    mb = 0;
+    for (; *l >= '0' && *l <= '9'; l++)
+      mb = mb * 10 + (uint64_t)(*l - '0');
+  }
+  trace_limit = mb << 20;
+  for (size_t i = 0; i < sizeof trace_signals / sizeof trace_signals[0]; i++) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = trace_on_fatal;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    sigemptyset(&sa.sa_mask);
+    sigaction(trace_signals[i], &sa, &trace_old[trace_signals[i]]);
+  }
+  atomic_store_explicit(&trace_state, ST_ON, memory_order_release);
+}
+
+static struct trace_chunk *chunk_map(uint32_t cap, size_t extra, void **front) {
+  size_t bytes = extra + sizeof(struct trace_chunk) + (size_t)cap * sizeof(struct hak_trace_rec);
+  bytes = (bytes + 4095) & ~(size_t)4095;
+  if (atomic_fetch_add(&trace_bytes, bytes) + bytes > trace_limit) {
+    atomic_fetch_sub(&trace_bytes, bytes);
+    return NULL;
+  }
+  void *m = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (m == MAP_FAILED)
+    return NULL;
+  if (front)
+    *front = m;
+  struct trace_chunk *c = (struct trace_chunk *)((char *)m + extra);
+  c->next = NULL;
+  atomic_store_explicit(&c->n, 0, memory_order_relaxed);
+  c->cap = cap;
+  return c;
+}
+
+static struct trace_buf *buf_new(void) {
+  void *front = NULL;
+  struct trace_chunk *c = chunk_map(FIRST_CHUNK_RECS, 64, &front);
+  if (!c)
+    return NULL;
+  struct trace_buf *b = front;
+  b->tid = atomic_fetch_add(&trace_next_tid, 1) + 1;
+  atomic_store_explicit(&b->head, c, memory_order_relaxed);
+  b->cur = c;
+  struct trace_buf *old = atomic_load(&trace_bufs);
+  do
+    atomic_store_explicit(&b->next, old, memory_order_relaxed);
+  while (!atomic_compare_exchange_weak(&trace_bufs, &old, b));
+  trace_self = b;
+  return b;
+}
+
+/* Usable size of a block hakmem just handed out (no tracing, no checks). */
+static size_t block_usable(const void *p) {
+  hak_segment_t *seg = ptr_segment_base(p);
+  if (registry_kind(seg) == REG_SMALL)
+    return ptr_page(seg, p)->block_size;
+  hak_large_t *lg = registry_large(p);
+  return lg ? large_usable(lg) : 0;
+}
+
+#if defined(HAK_PLANT_REMOTE_FREE)
+/* Test-only planted bug, see trace.h. */
+/* Counted per thread, so that the crash depends only on the thread's own
+ * sequence of ops (and on which heap owns each block), not on how the
+ * threads interleave: a replay in the same order crashes at the same op. */
+static __thread unsigned plant_count __attribute__((tls_model("initial-exec")));
+
+void hak_trace_plant_reset(void) {
+  plant_count = 0;
+}
+
+static void plant_check(unsigned op, const void *p) {
+  if ((op != TR_FREE && op != TR_FREE_SIZED && op != TR_FREE_ALIGNED_SIZED) || !p)
+    return;
+  hak_segment_t *seg = ptr_segment_base(p);
+  if (registry_kind(seg) != REG_SMALL)
+    return;
+  hak_heap_t *o = atomic_load_explicit(&seg->owner, memory_order_relaxed);
+  if (!o || o == hak_tls_heap)
+    return;
+  if (++plant_count < (unsigned)(HAK_PLANT_REMOTE_FREE))
+    return;
+  /* ... and only while at least 4 threads have a heap (a 4-thread state) */
+  unsigned active = 0;
+  hak_lock(&hak_global_lock);
+  for (hak_heap_t *h = hak_all_heaps; h; h = h->all_next)
+    active += h->state == HEAP_ACTIVE;
+  hak_unlock(&hak_global_lock);
+  if (active < 4)
+    return;
+  hak_msg_t m = {.len = 0};
+  msg_str(&m, "hakmem: planted crash of ");
+  msg_hex(&m, (uintptr_t)p);
+  msg_str(&m, ": this thread's remote free number ");
+  msg_dec(&m, plant_count);
+  msg_str(&m, " with ");
+  msg_dec(&m, active);
+  msg_str(&m, " heaps active");
+  msg_str(&m, "\n");
+  msg_flush(&m);
+  abort();
 }
 #endif
+
+void hak_trace_emit(uint64_t seq, unsigned op, const void *arg, size_t a1, size_t a2,
+                    const void *result, int err) {
+  int st = atomic_load_explicit(&trace_state, memory_order_acquire);
+  if (st != ST_ON && !trace_busy) {
+    if (st == ST_UNINIT || st == ST_INIT) {
+      trace_busy = 1; /* getenv/sigaction must not re-enter */
+      trace_init();
+      trace_busy = 0;
+    }
+    st = atomic_load_explicit(&trace_state, memory_order_acquire);
+  }
+  if (st == ST_ON && !trace_busy) {
+    trace_busy = 1;
+    int saved = errno;
+    struct trace_buf *b = trace_self ? trace_self : buf_new();
+    struct trace_chunk *c = b ? b->cur : NULL;
+    uint32_t n = c ? atomic_load_explicit(&c->n, memory_order_relaxed) : 0;
+    if (c && n == c->cap) {
+      struct trace_chunk *nc = chunk_map(CHUNK_RECS, 0, NULL);
+      if (nc) {
+        c->next = nc;
+        b->cur = nc;
+        n = 0;
+      }
+      c = nc;
+    }
+    if (c) {
+      struct hak_trace_rec *r = &c->rec[n];
+      r->seq = seq;
+      r->arg = (uintptr_t)arg;
+      r->a1 = a1;
+      r->a2 = a2;
+      r->result = (uintptr_t)result;
+      r->usable = result && op != TR_USABLE_SIZE ? block_usable(result) : 0;
+      r->tid = b->tid;
+      r->op = (uint16_t)op;
+      r->err = (int16_t)err;
+      atomic_store_explicit(&c->n, n + 1, memory_order_release);
+    } else {
+      atomic_fetch_add_explicit(&trace_dropped, 1, memory_order_relaxed);
+    }
+    errno = saved;
+    trace_busy = 0;
+  }
+#if defined(HAK_PLANT_REMOTE_FREE)
+  plant_check(op, arg);
+#endif
+}
+
+static void write_all(int fd, const void *p, size_t n) {
+  const char *s = p;
+  while (n) {
+    ssize_t w = write(fd, s, n);
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w <= 0)
+      return;
+    s += w;
+    n -= (size_t)w;
+  }
+}
+
+void hak_trace_write(unsigned flags, int signo) {
+  write_file(flags, signo, atomic_load(&trace_seq));
+}
+
+static void write_file(unsigned flags, int signo, uint64_t lim) {
+  if (atomic_load_explicit(&trace_state, memory_order_acquire) != ST_ON)
+    return;
+  int expect = 0;
+  if (!atomic_compare_exchange_strong(&trace_writing, &expect, 1))
+    return; /* another writer (or this thread, interrupted while writing) */
+  int saved = errno;
+  /* The file holds the ops numbered before `lim`: at exit or a flush, those
+   * numbered before the write began; at a fatal signal, those up to the
+   * crashing thread's last op (its record is written before the call
+   * touches memory). */
+  /* a fork child (it inherits the parent's records) writes PATH.<its pid> */
+  char path[sizeof trace_path];
+  size_t pl = strlen(trace_path);
+  memcpy(path, trace_path, pl + 1);
+  pid_t me = getpid();
+  if (me != trace_pid) {
+    char digits[24];
+    int nd = 0;
+    for (unsigned long v = (unsigned long)me; v || !nd; v /= 10)
+      digits[nd++] = (char)('0' + v % 10);
+    path[pl++] = '.';
+    while (nd)
+      path[pl++] = digits[--nd];
+    path[pl] = 0;
+  }
+  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd >= 0) {
+    struct hak_trace_header h;
+    memset(&h, 0, sizeof h);
+    memcpy(h.magic, HAK_TRACE_MAGIC, 8);
+    h.version = HAK_TRACE_VERSION;
+    h.rec_size = sizeof(struct hak_trace_rec);
+    h.dropped = atomic_load(&trace_dropped);
+    h.flags = flags | (h.dropped ? HAK_TRACE_F_TRUNCATED : 0);
+    h.signo = signo;
+    h.pid = (uint64_t)getpid();
+    for (struct trace_buf *b = atomic_load(&trace_bufs); b; b = atomic_load(&b->next))
+      h.nthreads++;
+    const char *cfg = HAK_CONFIG_NAME;
+    for (size_t i = 0; cfg[i] && i < sizeof h.config - 1; i++)
+      h.config[i] = cfg[i];
+    write_all(fd, &h, sizeof h);
+    for (struct trace_buf *b = atomic_load(&trace_bufs); b; b = atomic_load(&b->next))
+      for (struct trace_chunk *c = atomic_load(&b->head); c; c = c->next) {
+        uint32_t n = atomic_load_explicit(&c->n, memory_order_acquire);
+        /* a thread's records are in sequence order: keep those before the
+         * snapshot (other threads go on running while the file is written) */
+        uint32_t k = n;
+        if (n && c->rec[n - 1].seq >= lim) {
+          uint32_t lo = 0, hi = n;
+          while (lo < hi) {
+            uint32_t mid = (lo + hi) / 2;
+            if (c->rec[mid].seq >= lim)
+              hi = mid;
+            else
+              lo = mid + 1;
+          }
+          k = lo;
+        }
+        write_all(fd, c->rec, (size_t)k * sizeof c->rec[0]);
+        if (k < c->cap)
+          break; /* the thread's current chunk, or the snapshot's end */
+      }
+    close(fd);
+  }
+  errno = saved;
+  atomic_store(&trace_writing, 0);
+}
+
+__attribute__((destructor(101))) static void trace_at_exit(void) {
+  hak_trace_write(HAK_TRACE_F_EXIT, 0);
+}
+
+_Static_assert(sizeof(struct hak_trace_rec) == 56, "trace record layout");
+_Static_assert(sizeof(struct hak_trace_header) == 64, "trace header layout");
+#endif
+
+void hak_trace_flush(void) {
+#if HAK_TRACE_ON
+  hak_trace_write(HAK_TRACE_F_FLUSH, 0);
+#endif
+}

@@ -18,19 +18,54 @@
 
 enum hak_trace_op {
   TR_MALLOC = 1,
-  TR_CALLOC = 2,           /* a1 = count, a2 = size */
-  TR_REALLOC = 3,          /* arg = old block, a1 = size */
-  TR_REALLOCARRAY = 4,     /* arg = old block, a1 = count, a2 = size */
-  TR_FREE = 5,             /* arg = block */
-  TR_POSIX_MEMALIGN = 6,   /* a1 = size, a2 = alignment, err = return code */
-  TR_ALIGNED_ALLOC = 7,    /* a1 = size, a2 = alignment */
-  TR_MEMALIGN = 8,         /* a1 = size, a2 = alignment */
-  TR_VALLOC = 9,           /* a1 = size */
-  TR_PVALLOC = 10,         /* a1 = size */
-  TR_USABLE_SIZE = 11,     /* arg = block, result = (void *)usable size */
-  TR_FREE_SIZED = 12,      /* arg = block, a1 = size */
+  TR_CALLOC = 2,              /* a1 = count, a2 = size */
+  TR_REALLOC = 3,             /* arg = old block, a1 = size */
+  TR_REALLOCARRAY = 4,        /* arg = old block, a1 = count, a2 = size */
+  TR_FREE = 5,                /* arg = block */
+  TR_POSIX_MEMALIGN = 6,      /* a1 = size, a2 = alignment, err = return code */
+  TR_ALIGNED_ALLOC = 7,       /* a1 = size, a2 = alignment */
+  TR_MEMALIGN = 8,            /* a1 = size, a2 = alignment */
+  TR_VALLOC = 9,              /* a1 = size */
+  TR_PVALLOC = 10,            /* a1 = size */
+  TR_USABLE_SIZE = 11,        /* arg = block, result = (void *)usable size */
+  TR_FREE_SIZED = 12,         /* arg = block, a1 = size */
   TR_FREE_ALIGNED_SIZED = 13, /* arg = block, a1 = size, a2 = alignment */
-  TR_THREAD_EXIT = 14,     /* the calling thread's heap is abandoned */
+  TR_THREAD_EXIT = 14,        /* the calling thread's heap is abandoned */
+};
+
+/* ---- the trace file (read by repro/: replay, trace2fuzz, tracecat) ------
+ * A header, then records in no particular order (each thread's buffer in
+ * turn); readers sort them by `seq`. All fields little-endian (x86-64).
+ * A sequence number may be missing (a thread interrupted between taking
+ * its number and writing its record when the file was written). */
+#define HAK_TRACE_MAGIC "HAKTRACE"
+#define HAK_TRACE_VERSION 1u
+enum hak_trace_flags {
+  HAK_TRACE_F_EXIT = 1,      /* written at process exit */
+  HAK_TRACE_F_SIGNAL = 2,    /* written by the fatal-signal handler (signo set) */
+  HAK_TRACE_F_FLUSH = 4,     /* written by hak_trace_flush() (stress watchdog) */
+  HAK_TRACE_F_TRUNCATED = 8, /* HAKMEM_TRACE_LIMIT_MB reached: later records dropped */
+};
+struct hak_trace_header { /* 64 bytes */
+  char magic[8];          /* "HAKTRACE" */
+  uint32_t version;       /* HAK_TRACE_VERSION */
+  uint32_t rec_size;      /* sizeof(struct hak_trace_rec) = 56 */
+  uint32_t flags;         /* enum hak_trace_flags */
+  int32_t signo;          /* the fatal signal, or 0 */
+  uint64_t pid;
+  uint64_t nthreads; /* threads that recorded at least one op */
+  uint64_t dropped;  /* records not kept (limit reached) */
+  char config[16];   /* hak_config() of the recording library */
+};
+struct hak_trace_rec { /* 56 bytes */
+  uint64_t seq;        /* global order (one atomic counter) */
+  uint64_t arg;        /* argument block (free, realloc, usable_size, free_sized) */
+  uint64_t a1, a2;     /* see enum hak_trace_op */
+  uint64_t result;     /* returned block (NULL on failure); usable size for TR_USABLE_SIZE */
+  uint64_t usable;     /* usable size of the returned block (allocations), else 0 */
+  uint32_t tid;        /* small sequential thread id, 1 = first thread that allocated */
+  uint16_t op;         /* enum hak_trace_op */
+  int16_t err;         /* errno after the call (0 on success), posix_memalign's return code */
 };
 
 #if defined(HAK_TRACE) && HAK_TRACE
@@ -42,6 +77,16 @@ uint64_t hak_trace_next_seq(void) __attribute__((visibility("hidden")));
  * with respect to the writer in trace.c's crash handler. */
 void hak_trace_emit(uint64_t seq, unsigned op, const void *arg, size_t a1, size_t a2,
                     const void *result, int err) __attribute__((visibility("hidden")));
+/* Writes the trace file now (async-signal-safe); public as hak_trace_flush(). */
+void hak_trace_write(unsigned flags, int signo) __attribute__((visibility("hidden")));
+#if defined(HAK_PLANT_REMOTE_FREE)
+/* Test-only planted bug (repro tests): a free of a small block owned by
+ * another live heap aborts with a named error ("hakmem: planted crash of
+ * 0x...") once it is at least the HAK_PLANT_REMOTE_FREE-th such free of the
+ * calling thread and at least 4 heaps are active. The fuzz executor resets
+ * the calling thread's count for every input (through a weak reference). */
+void hak_trace_plant_reset(void);
+#endif
 #define HAK_TRACE_ON 1
 #else
 #define HAK_TRACE_ON 0

@@ -1,0 +1,233 @@
+#!/usr/bin/env bash
+# repro/tests/steps.sh STEP: one step of the crash-reproduction test
+# (scripts/check.d/30-repro.sh runs each as a check; repro/tests/e2e.sh runs
+# them all). Work files in build/repro/test/. Each step exits 0 (pass) or 1
+# with a line saying what was wrong.
+set -uo pipefail
+cd "$(dirname "$0")/../.." || exit 1
+W=build/repro/test
+T=build/repro
+TRACE_SO=$PWD/build/trace/libhakmem.so
+PLANT_SO=$PWD/build/repro/plant/trace/libhakmem.so
+STRESS=build/release/stress/remote_free.libc
+mkdir -p "$W"
+fail() {
+  echo "FAIL: $*"
+  exit 1
+}
+ok() { echo "ok: $*"; }
+# header field of a trace: threads | flags-text
+hdr() { "$T/tracecat" "$1" 1 0; } # the header line only
+last_rec() { "$T/tracecat" "$1" | tail -n1; }
+tsan_env() { TSAN_OPTIONS="halt_on_error=1 exitcode=66 ${TSAN_OPTIONS:-}" "$@"; }
+
+replay_ok() { # replay_ok CFG TRACE [args]
+  local cfg=$1 tr=$2 log
+  shift 2
+  log=$W/replay-$cfg-$(basename "$tr").log
+  case $cfg in
+    valgrind) timeout 600 valgrind -q --error-exitcode=99 "$T/valgrind/replay" "$@" "$tr" >"$log" 2>&1 ;;
+    tsan) tsan_env setarch "$(uname -m)" -R "$T/tsan/replay" "$@" "$tr" >"$log" 2>&1 ;;
+    *) "$T/$cfg/replay" "$@" "$tr" >"$log" 2>&1 ;;
+  esac
+  local rc=$?
+  cat "$log"
+  [ $rc -eq 0 ] || fail "replay of $tr in $cfg exited $rc"
+  grep -q "replay: OK: .* every outcome matches" "$log" || fail "no OK line"
+}
+
+step=${1:?step}
+case $step in
+  record-stress)
+    rm -f "$W/stress.trace"
+    HAKMEM_TRACE=$W/stress.trace LD_PRELOAD=$TRACE_SO "$STRESS" --threads=4 --chunks=256 \
+      --duration=0.02 --quiet || fail "the stress run failed under the trace library"
+    h=$(hdr "$W/stress.trace") || fail "no readable trace"
+    echo "$h"
+    n=$(echo "$h" | sed -E 's/.*: ([0-9]+) records, ([0-9]+) threads.*/\1 \2/')
+    set -- $n
+    [ "$1" -ge 1000 ] || fail "only $1 records"
+    [ "$2" -ge 5 ] || fail "only $2 threads recorded (4 workers + main expected)"
+    echo "$h" | grep -q "written at exit" || fail "not written at exit"
+    echo "$h" | grep -q TRUNCATED && fail "truncated"
+    ok "4-thread stress run recorded: $1 records, $2 threads"
+    ;;
+  record-python)
+    rm -f "$W/python.trace"
+    prog='import json,collections
+d={str(i):[i,str(i)*3,{"k":i}] for i in range(3000)}
+s=json.dumps(d); e=json.loads(s); c=collections.Counter(x%7 for x in range(20000))
+print(len(s), len(e), sorted(c.items())[:2], "".join(sorted(set("hakmem"*100))))'
+    want=$(PYTHONHASHSEED=0 python3 -c "$prog") || fail "python3 alone failed"
+    got=$(PYTHONHASHSEED=0 HAKMEM_TRACE=$W/python.trace LD_PRELOAD=$TRACE_SO python3 -c "$prog") ||
+      fail "python3 under the trace library failed"
+    [ "$want" = "$got" ] || fail "python3 output differs under the trace library"
+    h=$(hdr "$W/python.trace") || fail "no readable trace"
+    echo "$h"
+    echo "$h" | grep -q "written at exit" || fail "not written at exit"
+    ok "python3 recorded"
+    ;;
+  replay-stress-*) replay_ok "${step#replay-stress-}" "$W/stress.trace" ;;
+  replay-python-*) replay_ok "${step#replay-python-}" "$W/python.trace" ;;
+  replay-serial) replay_ok release "$W/stress.trace" --serial ;;
+  tracecat)
+    n=$("$T/tracecat" "$W/stress.trace" | wc -l)
+    r=$(hdr "$W/stress.trace" | sed -E 's/.*: ([0-9]+) records.*/\1/')
+    [ "$n" -eq $((r + 1)) ] || fail "tracecat printed $n lines for $r records"
+    "$T/tracecat" "$W/stress.trace" 10 12 | tail -n +2 | awk '{print $1}' | tr '\n' ' ' | grep -qx '10 11 12 ' ||
+      fail "range 10..12 not printed as seq 10 11 12"
+    "$T/tracecat" --ids "$W/python.trace" >"$W/ids.txt" || fail "tracecat --ids failed"
+    grep -qE '^[0-9]+ T1 malloc\([0-9]+\) = #1 ' "$W/ids.txt" || fail "--ids: no #1"
+    tail -n +2 "$W/ids.txt" | grep -q '0x' && fail "--ids still prints addresses"
+    ok "tracecat"
+    ;;
+  mismatch-detected)
+    # a doctored trace (one malloc's recorded usable size +16) must be reported
+    python3 - "$W/stress.trace" "$W/doctored.trace" <<'PY' || fail "cannot doctor the trace"
+import struct, sys
+d = bytearray(open(sys.argv[1], 'rb').read())
+n = (len(d) - 64) // 56
+recs = sorted((struct.unpack_from('<Q', d, 64 + i * 56)[0], i) for i in range(n))
+for seq, i in recs[len(recs) // 2:]:
+    off = 64 + i * 56
+    op = struct.unpack_from('<H', d, off + 52)[0]
+    res, us = struct.unpack_from('<QQ', d, off + 32)
+    if op == 1 and res:
+        struct.pack_into('<Q', d, off + 40, us + 16)
+        print(seq)
+        break
+open(sys.argv[2], 'wb').write(d)
+PY
+    "$T/release/replay" -q "$W/doctored.trace" >"$W/doctored.log" 2>&1
+    rc=$?
+    cat "$W/doctored.log"
+    [ $rc -eq 1 ] || fail "replay of a doctored trace exited $rc, expected 1 (mismatch)"
+    grep -q "replay: MISMATCH at seq .*usable size" "$W/doctored.log" || fail "no MISMATCH line"
+    ok "a differing outcome is reported"
+    ;;
+  plant-record)
+    # test-only planted bug: a thread's 16th remote free with 4 heaps active aborts
+    for try in 1 2 3 4 5; do
+      rm -f "$W/plant.trace"
+      HAKMEM_TRACE=$W/plant.trace LD_PRELOAD=$PLANT_SO "$STRESS" --mode=exchange --threads=4 \
+        --chunks=64 --duration=0.5 --quiet >"$W/plant-run.log" 2>&1
+      rc=$?
+      [ $rc -eq 134 ] && break
+    done
+    cat "$W/plant-run.log" | tail -n 3
+    [ $rc -eq 134 ] || fail "the planted run did not abort (exit $rc)"
+    addr=$(grep -m1 -oE "hakmem: planted crash of 0x[0-9a-f]+" "$W/plant-run.log" | grep -oE "0x[0-9a-f]+$") ||
+      fail "no 'planted crash' line"
+    h=$(hdr "$W/plant.trace")
+    echo "$h"
+    echo "$h" | grep -q "written at a fatal signal (signal 6)" || fail "trace not written at SIGABRT"
+    l=$(last_rec "$W/plant.trace")
+    echo "last record: $l"
+    echo "$l" | grep -qE "^[0-9]+ T[0-9]+ free\($addr\)$" || fail "the trace does not end at the crashing free of $addr"
+    echo "$l" | awk '{print $1}' >"$W/plant.seq"
+    ok "trace written at the crash ends at op $(cat "$W/plant.seq") (the planted free)"
+    ;;
+  plant-replay-10x)
+    seq=$(cat "$W/plant.seq")
+    for i in $(seq 1 10); do
+      { "$T/plant/release/replay" -q "$W/plant.trace"; } >"$W/plant-replay.log" 2>&1
+      rc=$?
+      grep -q "replay: CRASH (SIGABRT) at seq $seq " "$W/plant-replay.log" ||
+        { cat "$W/plant-replay.log"; fail "run $i: no CRASH at seq $seq (exit $rc)"; }
+      [ $rc -eq 134 ] || fail "run $i: exit $rc, expected 134 (SIGABRT)"
+    done
+    ok "replay reproduced the crash at seq $seq in 10 of 10 runs"
+    ;;
+  plant-replay-asan | plant-replay-tsan)
+    cfg=${step#plant-replay-}
+    seq=$(cat "$W/plant.seq")
+    if [ "$cfg" = tsan ]; then
+      tsan_env setarch "$(uname -m)" -R "$T/plant/tsan/replay" -q "$W/plant.trace" >"$W/plant-$cfg.log" 2>&1
+    else
+      "$T/plant/$cfg/replay" -q "$W/plant.trace" >"$W/plant-$cfg.log" 2>&1
+    fi
+    cat "$W/plant-$cfg.log" | tail -n 3
+    grep -q "replay: CRASH (SIGABRT) at seq $seq " "$W/plant-$cfg.log" || fail "not reproduced under $cfg"
+    ok "reproduced under $cfg"
+    ;;
+  plant-needs-plant)
+    # the same trace against the normal release library: no crash, and replay says so
+    "$T/release/replay" -q "$W/plant.trace" >"$W/plant-noplant.log" 2>&1
+    rc=$?
+    cat "$W/plant-noplant.log" | tail -n 2
+    [ $rc -eq 3 ] || fail "exit $rc, expected 3 (recording crashed, replay did not)"
+    ok "without the plant the replay runs through and reports NOT REPRODUCED"
+    ;;
+  plant-trace2fuzz)
+    "$T/trace2fuzz" "$W/plant.trace" -o "$W/plant.fz" --max-ops 400 || fail "trace2fuzz failed"
+    "$T/plant/release/fuzz_mt" "$W/plant.fz" >"$W/plant-fz.log" 2>&1
+    rc=$?
+    tail -n 2 "$W/plant-fz.log"
+    [ $rc -ne 0 ] && grep -q "planted crash" "$W/plant-fz.log" || fail "fuzz_mt (plant build) did not crash on the converted input"
+    build/fuzz/release/fuzz_mt "$W/plant.fz" >/dev/null 2>&1 || fail "the converted input fails the normal fuzz_mt"
+    ok "the converted input crashes fuzz_mt with the plant and passes without it"
+    ;;
+  plant-triage)
+    rm -rf "$W/triage"
+    env REPLAY=$T/plant/release/replay FUZZ_LF_DIR=$T/plant/libfuzzer FUZZ_SA_DIR=$T/plant/release \
+      REGRESSIONS_DIR=$W/triage/regressions TRIAGE_WORK=$W/triage/work \
+      TRIAGE_RUNS=${TRIAGE_RUNS:-2000} TRIAGE_TIME=${TRIAGE_TIME:-3} TRIAGE_MAX_OPS=${TRIAGE_MAX_OPS:-120} \
+      scripts/triage.sh "$W/plant.trace" | tee "$W/triage.log"
+    [ "${PIPESTATUS[0]}" -eq 0 ] || fail "triage failed"
+    f=$(grep -oE "FILED [^ ]+" "$W/triage.log" | cut -d' ' -f2)
+    [ -f "$f" ] || fail "nothing filed"
+    case $f in "$W"/triage/regressions/fuzz_mt/hakmem-planted-crash-plant_check-*) ;; *) fail "filed as $f" ;; esac
+    grep -qP "^hakmem:planted-crash@plant_check\tfuzz_mt/$(basename "$f")\t20[0-9-]+\t-\t" "$W/triage/regressions/INDEX.tsv" ||
+      fail "no index line"
+    nops=$("$T/trace2fuzz" --dump "$f" | tail -n1 | awk '{print $1}')
+    [ "$nops" -le 48 ] || fail "minimized input has $nops ops (want a few dozen at most)"
+    "$T/plant/libfuzzer/fuzz_mt" -runs=1 "$f" >"$W/triage-check.log" 2>&1 && fail "the filed input does not crash fuzz_mt"
+    grep -q "planted crash" "$W/triage-check.log" || fail "the filed input crashes differently"
+    env REPLAY=$T/plant/release/replay FUZZ_LF_DIR=$T/plant/libfuzzer FUZZ_SA_DIR=$T/plant/release \
+      REGRESSIONS_DIR=$W/triage/regressions TRIAGE_WORK=$W/triage/work2 scripts/triage.sh --no-minimize "$W/plant.trace" | tee "$W/triage2.log"
+    grep -q "DUPLICATE of fuzz_mt/$(basename "$f")" "$W/triage2.log" || fail "second triage not deduplicated"
+    [ "$(wc -l <"$W/triage/regressions/INDEX.tsv")" -eq 1 ] || fail "index grew on a duplicate"
+    ok "triage filed a $nops-op fuzz_mt input that crashes fuzz_mt; the duplicate was recognised"
+    ;;
+  rr-detect)
+    out=$(scripts/rr-record.sh true 2>&1)
+    rc=$?
+    echo "$out"
+    if scripts/rr-record.sh --probe >/dev/null 2>&1; then
+      [ $rc -eq 0 ] || fail "rr usable but rr-record exited $rc"
+    else
+      [ $rc -eq 3 ] || [ $rc -eq 4 ] || fail "exit $rc, expected 3 (no rr) or 4 (no counters)"
+      echo "$out" | grep -qE "not installed|cannot record" || fail "no plain reason"
+      echo "$out" | grep -q "HAKMEM_TRACE" || fail "does not point to the trace replay"
+    fi
+    ok "rr-record explains (exit $rc)"
+    ;;
+  rr-loop)
+    d=$W/rr
+    rm -rf "$d"
+    echo 0 >"$W/rr-count"
+    export RR=$PWD/repro/tests/fake-rr HAK_RR_ASSUME_COUNTERS=1 RR_DIR=$d
+    TRIES=5 CHAOS=1 scripts/rr-record.sh bash -c "n=\$(cat $W/rr-count); echo \$((n + 1)) >$W/rr-count; [ \$n -lt 2 ]" \
+      >"$W/rr.log" 2>&1
+    rc=$?
+    cat "$W/rr.log"
+    [ $rc -eq 1 ] || fail "exit $rc, expected 1 (a failing run kept)"
+    [ "$(cat "$W/rr-count")" -eq 3 ] || fail "ran $(cat "$W/rr-count") times, expected 3 (stop at the first failure)"
+    [ "$(find "$d" -maxdepth 1 -name 'fail-*' | wc -l)" -eq 1 ] || fail "passing recordings not deleted"
+    [ "$(cat "$d/last-fail/chaos")" = 1 ] || fail "--chaos not passed"
+    grep -q "replay it:  .*fake-rr replay $d/fail-.*-3" "$W/rr.log" || fail "no rr replay command"
+    scripts/rr-replay.sh | grep -q "fake-rr replay $d/fail-.*-3: bash -c" || fail "rr-replay did not open it"
+    rm -rf "$d"
+    TRIES=3 scripts/rr-record.sh true >"$W/rr2.log" 2>&1
+    rc=$?
+    [ $rc -eq 0 ] || fail "passing command: exit $rc"
+    [ "$(find "$d" -maxdepth 1 -name 'fail-*' | wc -l)" -eq 0 ] || fail "recordings of passing runs kept"
+    grep -q "3 run(s) recorded, none failed" "$W/rr2.log" || fail "no summary"
+    ok "rr-record loop (stand-in rr)"
+    ;;
+  *)
+    echo "unknown step $step"
+    exit 2
+    ;;
+esac
+exit 0

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# make check, part 30: crash reproduction (README.md, "Crash reproduction").
+#   repro/build          the trace library, replay (release debug asan tsan valgrind),
+#                        tracecat, trace2fuzz, the test-only planted-bug builds
+#   repro/<step>         repro/tests/steps.sh <step>:
+#     record-stress, replay-stress-{release,asan,tsan,valgrind}, replay-serial:
+#       a 4-thread remote_free run recorded under LD_PRELOAD of build/trace/libhakmem.so,
+#       replayed in each configuration with every outcome matching
+#     record-python, replay-python-{release,asan,tsan,valgrind}: the same for python3
+#     tracecat, mismatch-detected (a doctored trace must be reported)
+#     plant-record, plant-replay-10x, plant-replay-{asan,tsan}, plant-needs-plant,
+#     plant-trace2fuzz, plant-triage: the planted crash (test-only build) is written at
+#       the crash, ends at the crashing op, replays 10/10, converts to a fuzz_mt input
+#       that crashes, is minimized and filed (in a temporary regressions directory)
+#     rr-detect, rr-loop: make rr-record's checks on this machine; its loop with a stand-in rr
+set -uo pipefail
+cd "$(dirname "$0")/../.." || exit 1
+. scripts/lib-check.sh
+results_ensure
+if ! command -v clang >/dev/null; then
+  run_check repro build sh -c 'echo "clang missing"; exit 77'
+  exit 0
+fi
+RUN_TIMEOUT=1200 run_check repro build sh -c \
+  "make -j${JOBS:-2} repro-bins fuzz-bins build/release/stress/remote_free.libc && make -j${JOBS:-2} repro-plant-bins" ||
+  exit 0
+deps_failed=
+for s in record-stress replay-stress-release replay-stress-asan replay-stress-tsan \
+  replay-stress-valgrind replay-serial record-python replay-python-release replay-python-asan \
+  replay-python-tsan replay-python-valgrind tracecat mismatch-detected plant-record \
+  plant-replay-10x plant-replay-asan plant-replay-tsan plant-needs-plant plant-trace2fuzz \
+  plant-triage rr-detect rr-loop; do
+  RUN_TIMEOUT=600 run_check repro "$s" bash repro/tests/steps.sh "$s" || deps_failed="$deps_failed $s"
+done
+exit 0

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# scripts/rr-replay.sh [rr replay options]   (make rr-replay)
+# Opens the last failing recording kept by scripts/rr-record.sh
+# (build/rr/last-fail) in `rr replay`. Exit 2 when there is none.
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 2
+RR=${RR:-rr}
+RR_DIR=${RR_DIR:-build/rr}
+if [ ! -e "$RR_DIR/last-fail" ]; then
+  echo "rr-replay: no failing recording in $RR_DIR (run make rr-record CMD=... first)" >&2
+  exit 2
+fi
+dir=$RR_DIR/$(readlink "$RR_DIR/last-fail")
+echo "rr-replay: $RR replay $dir"
+exec "$RR" replay "$dir" "$@"
