@@ -12,6 +12,7 @@ PKGS=(
   clang-format clang-tidy cppcheck
   hyperfine
   gnuplot-nox      # make bench: the chart (build/bench/results.svg, .png)
+  rr               # make rr-record (needs hardware perf counters; says so when absent)
   libmimalloc-dev libjemalloc-dev libtcmalloc-minimal4   # comparison allocators
   procps coreutils
   zip unzip        # .clusterfuzzlite/build.sh seed corpus archives
