@@ -39,9 +39,13 @@
 
 #define NCLS HAK_NUM_CLASSES
 #define BLOCK_MIN 16
-#define PAGE_MIN_BLOCKS 8    /* a page spans enough slices for >= 8 blocks */
+#define PAGE_MIN_BLOCKS 8 /* a page spans enough slices for >= 8 blocks */
+#ifndef PAGE_WANT_BLOCKS
 #define PAGE_WANT_BLOCKS 128 /* ... and for 32 when that takes <= PAGE_MAX_SLICES */
-#define PAGE_MAX_SLICES 8
+#endif
+#ifndef PAGE_MAX_SLICES
+#define PAGE_MAX_SLICES 4
+#endif
 #ifndef EXTEND_BYTES
 #define EXTEND_BYTES (4 * 1024) /* carve at most this much of a page at a time */
 #endif

@@ -26,18 +26,15 @@ _Static_assert(SMALL_LUT_MAX / 16 + 1 == 65, "lookup table size");
 
 /* Slices per page (see below). */
 size_t class_slices(size_t cls) {
-  /* PAGE_WANT_BLOCKS blocks per page where that takes at most
-   * PAGE_MAX_SLICES slices, else as many slices as PAGE_MIN_BLOCKS need:
-   * a page of few blocks fills and empties often, and every such
-   * transition is a slow path (4 KiB blocks: 16 -> 32 per page) */
-  size_t bytes = (size_t)class_size(cls) * PAGE_WANT_BLOCKS;
-  size_t n = (bytes + SLICE_SIZE - 1) / SLICE_SIZE;
-  if (n > PAGE_MAX_SLICES) {
-    bytes = (size_t)class_size(cls) * PAGE_MIN_BLOCKS;
-    n = (bytes + SLICE_SIZE - 1) / SLICE_SIZE;
-    if (n < PAGE_MAX_SLICES)
-      n = PAGE_MAX_SLICES;
-  }
+  /* enough slices for PAGE_WANT_BLOCKS blocks, at most PAGE_MAX_SLICES, but
+   * at least enough for PAGE_MIN_BLOCKS: a page of few blocks fills and
+   * empties often, and every such transition is a slow path (4 KiB blocks:
+   * 16 -> 64 per page); pages of more slices make a short-lived thread's
+   * heap spread its few blocks over more memory */
+  size_t want = ((size_t)class_size(cls) * PAGE_WANT_BLOCKS + SLICE_SIZE - 1) / SLICE_SIZE;
+  size_t need = ((size_t)class_size(cls) * PAGE_MIN_BLOCKS + SLICE_SIZE - 1) / SLICE_SIZE;
+  size_t n = want < PAGE_MAX_SLICES ? want : PAGE_MAX_SLICES;
+  n = n > need ? n : need;
   return n ? n : 1;
 }
 
