@@ -83,7 +83,8 @@ void hak_trace_write(unsigned flags, int signo) __attribute__((visibility("hidde
 /* Test-only planted bug (repro tests): a free of a small block owned by
  * another live heap aborts with a named error ("hakmem: planted crash of
  * 0x...") once it is at least the HAK_PLANT_REMOTE_FREE-th such free of the
- * calling thread and at least 4 heaps are active. The fuzz executor resets
+ * calling thread (nothing else: a condition on how many threads are alive
+ * would not replay deterministically). The fuzz executor resets
  * the calling thread's count for every input (through a weak reference). */
 void hak_trace_plant_reset(void);
 #endif

@@ -106,7 +106,7 @@ PY
     ok "a differing outcome is reported"
     ;;
   plant-record)
-    # test-only planted bug: a thread's 16th remote free with 4 heaps active aborts
+    # test-only planted bug: a thread's 16th remote free aborts
     for try in 1 2 3 4 5; do
       rm -f "$W/plant.trace"
       HAKMEM_TRACE=$W/plant.trace LD_PRELOAD=$PLANT_SO "$STRESS" --mode=exchange --threads=4 \
