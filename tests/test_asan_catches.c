@@ -46,6 +46,16 @@ static void test_shadow(void) {
   CHECK_RANGE(q, 41, 48, 1, "hak_malloc(41) slack");
   hak_free(q);
 
+  /* realloc shrinking in place: the bytes it gives up become slack again
+   * (found by the mutant asan-slack-not-poisoned, which no check killed) */
+  unsigned char *s = hak_malloc(48);
+  REQUIRE(s != NULL);
+  unsigned char *t = hak_realloc(s, 30);
+  REQUIRE(t == s); /* 30 > 48 / 2: stays in place */
+  CHECK_RANGE(t, 0, 30, 0, "realloc(48 -> 30) kept bytes");
+  CHECK_RANGE(t, 30, 48, 1, "realloc(48 -> 30) given-up bytes");
+  hak_free(t);
+
   unsigned char *z = hak_calloc(3, 30);
   REQUIRE(z != NULL);
   CHECK_RANGE(z, 0, 90, 0, "calloc(3, 30)");

@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# make check, part 50: self-tests of `make mutants` and `make nightly` (the
+# long campaigns themselves are not run here). About 30 s on 2 cores (with the fuzzers built by part 10).
+#   mutants/catalog         the catalog parses, holds >= 25 mutants, and every
+#                           mutant still applies to alloc/ (old snippet found once)
+#   mutants/not-applying    a mutant whose snippet occurs 0 or 2 times is an
+#                           ERROR ("does not apply"), never killed/survived; the
+#                           run exits non-zero, writes well-formed reports and
+#                           leaves the working tree untouched
+#   nightly/planted         a tiny nightly with a crash planted in fuzz_sizes
+#                           (FUZZ_ABORT_AT), the two non-applying mutants above
+#                           as its mutants step, and a planted failing check: exit
+#                           non-zero; all three are FAIL in report.json and
+#                           report.md, the crash is a finding whose reproduce
+#                           command reproduces it, and it went to triage
+#   nightly/clean           a clean nightly (only a planted passing check): exit
+#                           0, PASS, well-formed report, every other check SKIP
+set -uo pipefail
+cd "$(dirname "$0")/../.." || exit 1
+. scripts/lib-check.sh
+export HAK_RESULTS=${HAK_RESULTS:-build/check-results.tsv}
+results_ensure
+T=build/nightly-selftest
+rm -rf "$T"
+mkdir -p "$T"
+T=$PWD/$T
+PY=$(command -v python3)
+
+run_check mutants catalog bash -c '
+  n=$(python3 scripts/mutants/run.py --list | wc -l)
+  echo "$n mutants in the catalog"
+  [ "$n" -ge 25 ] || { echo "expected at least 25 mutants"; exit 1; }
+  python3 scripts/mutants/run.py --check-apply'
+
+cat >"$T/bad-catalog.txt" <<'CAT'
+=== selftest-missing
+class: selftest: snippet absent
+expect: nothing (must be ERROR)
+file: alloc/src/api.c
+--- old
+this text is not in api.c (selftest)
+--- new
+x
+=== selftest-twice
+class: selftest: snippet found twice
+expect: nothing (must be ERROR)
+file: alloc/src/api.c
+--- old
+#include
+--- new
+#include /* MUTANT */
+CAT
+cat >"$T/check-not-applying.py" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1] + "/results.json"))
+st = {m["name"]: (m["status"], m["reason"]) for m in d["mutants"]}
+print(st)
+assert st["selftest-missing"][0] == "ERROR" and "found 0 times" in st["selftest-missing"][1], st
+assert st["selftest-twice"][0] == "ERROR" and "times (must be exactly once)" in st["selftest-twice"][1], st
+assert d["meta"]["counts"]["ERROR"] == 2 and d["meta"]["score"] is None, d["meta"]
+md = open(sys.argv[1] + "/results.md").read()
+assert "| `selftest-missing` |" in md and "| ERROR |" in md, md
+assert d["meta"]["tree_unchanged"] is True or "not by a mutant" in d["meta"]["tree_note"], d["meta"]
+PY
+run_check mutants not-applying bash -c '
+  T='"$T"'
+  python3 scripts/mutants/run.py --catalog "$T/bad-catalog.txt" --out "$T/mutants" --no-baseline; rc=$?
+  [ $rc = 1 ] || { echo "exit $rc, expected 1"; exit 1; }
+  python3 "$T/check-not-applying.py" "$T/mutants" || exit 1
+  ! grep -rq "MUTANT" alloc/ || { echo "a mutant leaked into alloc/"; exit 1; }
+  echo ok'
+
+cat >"$T/check-clean.py" <<'PY'
+import json, sys
+T = sys.argv[1]
+d = json.load(open(T + "/clean/report.json"))
+assert d["result"] == "PASS" and d["findings"] == 0, d
+names = [x["name"] for x in d["checks"]]
+for n in ("fuzz/fuzz_ops", "fuzz/fuzz_mt", "fuzz/fuzz_sizes", "fuzz-replay", "valgrind-replay",
+          "tsan-stress", "stress-matrix", "bench-check", "mutants"):
+    assert n in names, (n, names)
+for x in d["checks"]:
+    assert set(x) >= {"name", "status", "duration_s", "detail", "findings"}, x
+    assert x["status"] == ("PASS" if x["name"] == "selftest/planted" else "SKIP"), x
+    assert x["name"] == "selftest/planted" or x["detail"].startswith("not selected"), x
+md = open(T + "/clean/report.md").read().splitlines()
+assert "**Result: PASS** (1 passed, 0 failed, 9 skipped; 0 finding(s))" in md, md
+rows = [l for l in md if l.startswith("| ") and not l.startswith("| check") and not l.startswith("| ---")]
+assert len(rows) == len(d["checks"]) and all(l.count(" | ") >= 3 for l in rows), rows
+print("clean: PASS, exit 0,", len(rows), "rows")
+PY
+run_check nightly clean bash -c '
+  T='"$T"'
+  NIGHTLY_OUT=$T/clean NIGHTLY_ONLY=none \
+    NIGHTLY_PLANT=pass BUDGET=0.1 scripts/nightly.sh; rc=$?
+  [ $rc = 0 ] || { echo "nightly exit $rc, expected 0"; exit 1; }
+  python3 "$T/check-clean.py" "$T" || exit 1'
+
+if ! command -v clang >/dev/null || ! make -s fuzz-bins >"$T/fuzz-bins.log" 2>&1; then
+  run_check nightly planted sh -c 'echo "fuzz drivers not built (clang missing or make fuzz-bins failed)"; exit 77'
+  exit 0
+fi
+
+# a stand-in for scripts/triage.sh: records what it was given (the real one
+# would file the planted crash under corpus/regressions/)
+cat >"$T/fake-triage.sh" <<EOF2
+#!/bin/sh
+echo "\$@" >>"$T/triaged"
+echo "triaged \$1 (selftest stand-in)"
+EOF2
+chmod +x "$T/fake-triage.sh"
+
+cat >"$T/check-planted.py" <<'PY'
+import json, os, shlex, subprocess, sys
+T = sys.argv[1]
+d = json.load(open(T + "/planted/report.json"))
+assert d["format"] == "hakmem-nightly/1" and d["result"] == "FAIL", d
+c = {x["name"]: x for x in d["checks"]}
+assert c["selftest/planted"]["status"] == "FAIL" and c["selftest/planted"]["findings"], c["selftest/planted"]
+f = c["fuzz/fuzz_sizes"]
+assert f["status"] == "FAIL" and f["findings"], f
+fd = f["findings"][0]
+rel = [r for r in fd["reproduce"] if "build/fuzz/release/fuzz_sizes" in r]
+assert rel, fd
+crash = shlex.split(rel[0])[-1]
+assert os.path.isfile(crash), crash
+assert "triaged" in fd["triage"] and crash in open(T + "/triaged").read(), (fd, open(T + "/triaged").read())
+r = subprocess.run(rel[0], shell=True, capture_output=True)
+assert r.returncode != 0 and b"FUZZ_ABORT_AT=3 reached" in r.stdout + r.stderr, (rel[0], r.returncode)
+for n in ("fuzz/fuzz_ops", "stress-matrix", "bench-check"):
+    assert c[n]["status"] == "SKIP", c[n]
+mu = c["mutants"]
+assert mu["status"] == "FAIL" and len(mu["findings"]) == 2, mu
+assert all("ERROR" in x["what"] and x["reproduce"][0].startswith("make mutants MUTANTS=selftest-")
+           for x in mu["findings"]), mu
+md = open(T + "/planted/report.md").read()
+assert "**Result: FAIL**" in md and "| fuzz/fuzz_sizes | FAIL |" in md and "| selftest/planted | FAIL |" in md, md
+assert "## Findings" in md and crash in md, md
+print("planted: FAIL as expected;", len(f["findings"]), "crash finding(s), reproduced, triaged")
+PY
+run_check nightly planted bash -c '
+  T='"$T"'
+  crashes0=$(ls build/fuzz/crashes/fuzz_sizes 2>/dev/null | sort)
+  NIGHTLY_OUT=$T/planted NIGHTLY_ONLY="fuzz/fuzz_sizes mutants" NIGHTLY_FUZZ_JOBS=1 \
+    NIGHTLY_MUTANTS_ARGS="--catalog $T/bad-catalog.txt --no-baseline" \
+    NIGHTLY_PLANT=fail NIGHTLY_TRIAGE_CMD=$T/fake-triage.sh FUZZ_ABORT_AT=3 BUDGET=0.5 \
+    scripts/nightly.sh; rc=$?
+  [ $rc = 1 ] || { echo "nightly exit $rc, expected 1"; exit 1; }
+  python3 "$T/check-planted.py" "$T" || exit 1
+  # the planted crash files are not real findings: remove them
+  for x in $(ls build/fuzz/crashes/fuzz_sizes 2>/dev/null); do
+    printf "%s\n" $crashes0 | grep -qx "$x" || rm -f "build/fuzz/crashes/fuzz_sizes/$x"
+  done'
+
+exit 0

@@ -1,0 +1,76 @@
+#!/usr/bin/env python3
+"""scripts/nightly/report.py OUT BUDGET_MIN ELAPSED_S: turns the nightly's
+OUT/checks.tsv (check, status, seconds, detail, log) and OUT/findings.tsv
+(check, what, reproduce commands ' ;; '-separated, triage) into
+OUT/report.json and OUT/report.md. Exit 1 when a check failed or anything
+was found, else 0."""
+import datetime
+import json
+import os
+import subprocess
+import sys
+
+
+def rows(path, n):
+    out = []
+    if os.path.exists(path):
+        for line in open(path, errors="replace").read().splitlines():
+            if line.strip():
+                f = line.split("\t")
+                out.append((f + [""] * n)[:n])
+    return out
+
+
+def main():
+    out, budget, elapsed = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+    checks = rows(os.path.join(out, "checks.tsv"), 5)
+    finds = rows(os.path.join(out, "findings.tsv"), 4)
+    root = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
+                            text=True).stdout.strip()
+    J = {"format": "hakmem-nightly/1",
+         "date": datetime.datetime.utcnow().strftime("%Y-%m-%dT%H:%M:%SZ"),
+         "commit": commit, "budget_min": budget, "elapsed_s": elapsed, "checks": []}
+    for name, status, secs, detail, log in checks:
+        fl = [{"what": w, "reproduce": [c.strip() for c in rep.split(" ;; ") if c.strip()],
+               "triage": tri} for cn, w, rep, tri in finds if cn == name]
+        J["checks"].append({"name": name, "status": status, "duration_s": float(secs or 0),
+                            "detail": detail, "log": log, "findings": fl})
+    failed = [c for c in J["checks"] if c["status"] == "FAIL" or c["findings"]]
+    nfind = sum(len(c["findings"]) for c in J["checks"])
+    J["result"] = "FAIL" if failed else "PASS"
+    J["counts"] = {s: sum(1 for c in J["checks"] if c["status"] == s) for s in ("PASS", "FAIL", "SKIP")}
+    J["findings"] = nfind
+    with open(os.path.join(out, "report.json"), "w") as f:
+        json.dump(J, f, indent=2)
+    L = ["# hakmem nightly report", "",
+         "%s, commit %s, budget %g min, ran %.0f s." % (J["date"], commit or "?", budget, elapsed), "",
+         "**Result: %s** (%d passed, %d failed, %d skipped; %d finding(s))" % (
+             J["result"], J["counts"]["PASS"], J["counts"]["FAIL"], J["counts"]["SKIP"], nfind), "",
+         "| check | result | time | detail |", "| --- | --- | --- | --- |"]
+    for c in J["checks"]:
+        L.append("| %s | %s | %.0f s | %s |" % (c["name"], c["status"], c["duration_s"],
+                                                 c["detail"].replace("|", "\\|")))
+    if nfind:
+        L += ["", "## Findings", ""]
+        for c in J["checks"]:
+            for i, fd in enumerate(c["findings"], 1):
+                L.append("### %s #%d: %s" % (c["name"], i, fd["what"]))
+                L.append("")
+                if fd["reproduce"]:
+                    L.append("Reproduce:")
+                    L.append("")
+                    L.append("```sh")
+                    L += fd["reproduce"]
+                    L.append("```")
+                if fd["triage"]:
+                    L.append("")
+                    L.append("Triage: %s" % fd["triage"])
+                L.append("")
+    with open(os.path.join(out, "report.md"), "w") as f:
+        f.write("\n".join(L).rstrip("\n") + "\n")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
