@@ -85,13 +85,13 @@ report "hakmem: malloc/free, LD_PRELOAD libhakmem.so" "$LIBDIR/libhakmem.so" "$B
 report "glibc $(ldd --version 2>/dev/null | head -n 1 | awk '{ print $NF }'): malloc/free" "" "$BB/fastpath.libc"
 # the peers, when installed (same library lookup as scripts/bench.sh)
 [ "${PEERS:-1}" = 0 ] && exit $status
-. scripts/lib-bench.sh # find_lib
-for peer in mimalloc:libmimalloc jemalloc:libjemalloc tcmalloc:libtcmalloc_minimal; do
-  lib=$(find_lib "${peer#*:}")
+. scripts/lib-bench.sh # peer_lib
+for peer in mimalloc jemalloc tcmalloc; do
+  lib=$(peer_lib "$peer")
   if [ -n "$lib" ]; then
-    report "${peer%%:*}: malloc/free, LD_PRELOAD" "$lib" "$BB/fastpath.libc"
+    report "$peer: malloc/free, LD_PRELOAD" "$lib" "$BB/fastpath.libc"
   else
-    echo "${peer%%:*}: skipped: not installed"
+    echo "$peer: skipped: not installed"
   fi
 done
 exit $status

@@ -35,7 +35,7 @@ if ! make -s -j"$JOBS" CONFIG=release lib "$B/bench_random_mixed" "$B/bench_rand
   exit 1
 fi
 
-. scripts/lib-bench.sh # find_lib
+. scripts/lib-bench.sh # peer_lib
 
 declare -A CMD EXPECT
 run_list=()
@@ -47,11 +47,7 @@ for a in $ALLOCATORS; do
       CMD[$a]="env LD_PRELOAD=$ROOT/build/release/libhakmem.so $B/bench_random_mixed.libc"
       EXPECT[$a]="hakmem(preload)" ;;
     mimalloc | jemalloc | tcmalloc)
-      case $a in
-        mimalloc) lib=$(find_lib libmimalloc) ;;
-        jemalloc) lib=$(find_lib libjemalloc) ;;
-        tcmalloc) lib=$(find_lib libtcmalloc_minimal) ;;
-      esac
+      lib=$(peer_lib "$a")
       if [ -z "$lib" ]; then
         echo "    $a: skipped: not installed"
         continue

@@ -122,7 +122,7 @@ if [ ${#sel[@]} -eq 0 ]; then
   exit 1
 fi
 
-. scripts/lib-bench.sh # find_lib
+. scripts/lib-bench.sh # peer_lib
 
 declare -A PRELOAD EXPECT
 allocs=()
@@ -132,11 +132,7 @@ for a in $ALLOCATORS; do
     hakmem) PRELOAD[$a]=${HAKMEM_LIB:-$ROOT/build/release/libhakmem.so} EXPECT[$a]="hakmem(preload)" ;;
     glibc) PRELOAD[$a]="" EXPECT[$a]=libc ;;
     mimalloc | jemalloc | tcmalloc)
-      case $a in
-        mimalloc) lib=$(find_lib libmimalloc) ;;
-        jemalloc) lib=$(find_lib libjemalloc) ;;
-        tcmalloc) lib=$(find_lib libtcmalloc_minimal) ;;
-      esac
+      lib=$(peer_lib "$a")
       if [ -z "$lib" ]; then
         echo "    $a: skipped: not installed"
         META_ALLOC+=("$a	skipped: not installed")

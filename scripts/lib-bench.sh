@@ -14,3 +14,13 @@ find_lib() {
   fi
   printf '%s' "$p"
 }
+
+# peer_lib <mimalloc|jemalloc|tcmalloc>: the installed library of that peer
+# allocator (for LD_PRELOAD), or nothing when it is not installed.
+peer_lib() {
+  case $1 in
+    mimalloc) find_lib libmimalloc ;;
+    jemalloc) find_lib libjemalloc ;;
+    tcmalloc) find_lib libtcmalloc_minimal ;;
+  esac
+}
