@@ -45,11 +45,12 @@ static inline __attribute__((always_inline)) void *small_alloc(size_t n, size_t 
 }
 
 static inline __attribute__((always_inline)) void *malloc_impl(size_t size) {
-  /* the table-lookup sizes first: they fall straight through */
+  /* the table-lookup sizes first, so they fall straight through; each
+   * branch lets the compiler fold size_to_class to its table or formula */
   if (likely(size <= SMALL_LUT_MAX))
-    return small_alloc(size, hak_small_lut[(size + 15) >> 4], false);
+    return small_alloc(size, size_to_class(size), false);
   if (likely(size <= HAK_SMALL_MAX))
-    return small_alloc(size, CLASS_OF_(size), false);
+    return small_alloc(size, size_to_class(size), false);
   return large_alloc(size, 16, false);
 }
 
@@ -60,7 +61,7 @@ static HAK_NOINLINE void free_local_slow(hak_heap_t *h, hak_segment_t *seg, hak_
   /* The common case, a page that emptied but stays (it is its class's only
    * page) in a segment still in use, needs nothing and no lock: a malloc/free
    * ping-pong on an otherwise empty page must stay cheap. */
-  if (!pg->in_full && h->direct[pg->cls] == pg && !pg->next && !segment_is_idle(h, seg))
+  if (!pg->in_full && page_kept_when_empty(h, pg) && !segment_is_idle(h, seg))
     return;
   heap_lock(h);
   page_free_slow(h, seg, pg);

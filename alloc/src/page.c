@@ -234,7 +234,7 @@ void page_free_slow(hak_heap_t *h, hak_segment_t *seg, hak_page_t *pg) {
   if (pg->used != 0 ||
       (atomic_load_explicit(&pg->thread_free, memory_order_acquire) & TF_MASK) == TF_NOTIFYING)
     return;
-  if (h->direct[pg->cls] != pg || pg->next) {
+  if (!page_kept_when_empty(h, pg)) {
     queue_remove(h, pg);
     if (segment_page_free(h, seg, pg))
       return;
