@@ -29,6 +29,7 @@
  * sanitizer's exit code). */
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -151,6 +152,19 @@ static void slot_release(uint32_t s) {
 
 static size_t unknown;
 
+/* The logical object the trace's pointer `arg` refers to; false (and the op
+ * is skipped) when the trace never showed that pointer handed out. */
+static bool object_of(struct pmap *m, uint64_t arg, struct rop *o, uint32_t *s) {
+  int64_t v;
+  if (!pmap_get(m, arg, &v)) {
+    o->skip = 1;
+    unknown++;
+    return false;
+  }
+  *s = (uint32_t)v;
+  return true;
+}
+
 static void translate(uint64_t to) {
   struct pmap m = {0};
   ops = calloc(T.n ? T.n : 1, sizeof *ops);
@@ -218,12 +232,8 @@ static void translate(uint64_t to) {
         o->op.b = r->a2;
       }
       if (r->arg) {
-        if (!pmap_get(&m, r->arg, &v)) {
-          o->skip = 1;
-          unknown++;
+        if (!object_of(&m, r->arg, o, &s))
           break;
-        }
-        s = (uint32_t)v;
       } else {
         s = slot_new();
       }
@@ -247,12 +257,8 @@ static void translate(uint64_t to) {
       o->op.kind = FZ_FREE;
       o->op.sub = r->op == TR_FREE ? 0 : r->op == TR_FREE_SIZED ? 1 : 2;
       if (r->arg) {
-        if (!pmap_get(&m, r->arg, &v)) {
-          o->skip = 1;
-          unknown++;
+        if (!object_of(&m, r->arg, o, &s))
           break;
-        }
-        s = (uint32_t)v;
         pmap_del(&m, r->arg);
         slot_release(s);
       }
@@ -260,12 +266,8 @@ static void translate(uint64_t to) {
     case TR_USABLE_SIZE:
       o->op.kind = FZ_USABLE;
       if (r->arg) {
-        if (!pmap_get(&m, r->arg, &v)) {
-          o->skip = 1;
-          unknown++;
+        if (!object_of(&m, r->arg, o, &s))
           break;
-        }
-        s = (uint32_t)v;
       }
       break;
     case TR_THREAD_EXIT:
