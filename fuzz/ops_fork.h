@@ -26,8 +26,9 @@
  *                     line with the right address.
  *   FK_CORRUPT_*      a controlled write after free: the child allocates a run
  *                     of blocks, frees one whose page keeps a live neighbour
- *                     (so the block is on that page's free list), overwrites
- *                     its free marker or its free-list link, and requires
+ *                     (the block is then on the thread's cache of its class,
+ *                     or after hak_thread_cache_flush() on its page's free
+ *                     list), overwrites its free marker or its link, and requires
  *                     hak_heap_check() to report it (count > 0 and the named
  *                     violation on stderr); exits 0.
  *
@@ -225,6 +226,12 @@ static __attribute__((noreturn)) void fk_child_corrupt(unsigned action, size_t s
     fk_child_fail("heap check failed before the corruption");
   unsigned char *b = run[k];
   hak_free(b);
+  /* b now heads the thread's cache of its class; with an odd k the cache
+   * is flushed first, so b is on its page's free list instead: both kinds
+   * of list are checked */
+  int in_page = k & 1;
+  if (in_page)
+    hak_thread_cache_flush();
   FK_UNPOISON(b, 16);
   uintptr_t *w = (uintptr_t *)(void *)b;
   const char *want;
@@ -236,7 +243,8 @@ static __attribute__((noreturn)) void fk_child_corrupt(unsigned action, size_t s
     want = "block listed twice";
   } else {
     w[0] = (uintptr_t)b + 8;
-    want = "local free list entry outside the page";
+    want = in_page ? "local free list entry outside the page"
+                   : "thread cache entry outside the heap's pages of its class";
   }
   size_t v = hak_heap_check();
   if (v == 0)

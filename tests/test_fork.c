@@ -8,7 +8,12 @@
  * by a thread that does not exist there) is reported as a failure, not a hang.
  *
  * Child exit codes: 0 ok, 2 bad pattern, 3 heap_check violations, 4 allocation
- * failed. */
+ * failed.
+ *
+ * First, one deterministic fork: a thread that freed all its blocks (they
+ * sit in its thread cache) is parked while main forks; in the child, whose
+ * copy of that thread's heap is abandoned, the cached blocks must go back to
+ * their pages: hak_stats must count exactly the parent's live blocks. */
 #include "hak_test.h"
 
 #include <pthread.h>
@@ -97,7 +102,52 @@ static void child(int iter) {
   _exit(code);
 }
 
+static int park_fd[2], parked_fd[2];
+
+static void *parked(void *arg) {
+  (void)arg;
+  enum { K = 50 };
+  void *b[K];
+  for (int i = 0; i < K; i++)
+    b[i] = hak_malloc(48);
+  for (int i = 0; i < K; i++)
+    hak_free(b[i]); /* into this thread's cache */
+  char c = 1;
+  if (write(parked_fd[1], &c, 1) != 1 || read(park_fd[0], &c, 1) != 1)
+    FAIL("parked thread: pipe failed");
+  return NULL;
+}
+
+static void fork_with_parked_cache(void) {
+  REQUIRE(pipe(park_fd) == 0 && pipe(parked_fd) == 0);
+  pthread_t t;
+  REQUIRE(pthread_create(&t, NULL, parked, NULL) == 0);
+  char c;
+  REQUIRE(read(parked_fd[0], &c, 1) == 1);
+  struct hak_stats st;
+  hak_stats(&st);
+  size_t live = st.live_blocks;
+  fflush(NULL);
+  pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    hak_stats(&st);
+    if (st.live_blocks != live || hak_heap_check() != 0) {
+      hak_test_log("fork child: %zu live blocks, the parent had %zu\n", st.live_blocks, live);
+      _exit(5);
+    }
+    _exit(0);
+  }
+  int status = 0;
+  REQUIRE(waitpid(pid, &status, 0) == pid);
+  CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+            "fork child with a parked thread's cache: status %#x", status);
+  REQUIRE(write(park_fd[1], &c, 1) == 1);
+  pthread_join(t, NULL);
+}
+
 int main(void) {
+  fork_with_parked_cache();
   for (int i = 0; i < NPRE; i++) {
     pre_size[i] = (size_t)(i * 37) % 2000;
     pre[i] = hak_malloc(pre_size[i]);

@@ -1,9 +1,11 @@
 /* The public API. Fast paths first, slow paths after them.
  *
- * malloc fast path: TLS heap -> class queue head page -> pop its free list.
+ * malloc fast path: TLS heap -> pop the class's cache (tcache.c); when that
+ *   is empty, the class queue head page -> pop its free list.
  * free fast path: registry bit -> segment -> page -> block index check
- *   (a multiply, no division) -> free marker check -> push on the page's
- *   local free list (owner) or its remote-free stack (other threads).
+ *   (a multiply, no division) -> free marker check -> push on the heap's
+ *   cache of the class (owner) or the page's remote-free stack (other
+ *   threads).
  * Built with -DHAK_INTERPOSE=1 this file also exports malloc & co. */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -35,8 +37,26 @@ static inline __attribute__((always_inline)) void *page_pop(hak_page_t *pg, hak_
   return b;
 }
 
+static inline __attribute__((always_inline)) void *tcache_pop(hak_heap_t *h, hak_block_t *b,
+                                                              size_t n, size_t cls, bool zero) {
+#if defined(HAK_DEBUG) && HAK_DEBUG
+  if (block_marker(b) != block_marker_value(b))
+    err_corruption(b, "free block modified after it was freed (use after free?)");
+#endif
+  h->tc_head[cls] = block_next(b);
+  h->tc_room[cls]++;
+  block_clear_marker(b);
+  track_alloc(b, n, class_size(cls), zero);
+  if (zero)
+    memset(b, 0, n);
+  return b;
+}
+
 static inline __attribute__((always_inline)) void *small_alloc(size_t n, size_t cls, bool zero) {
   hak_heap_t *h = hak_tls_heap;
+  hak_block_t *cached = h->tc_head[cls];
+  if (likely(cached != NULL))
+    return tcache_pop(h, cached, n, cls, zero);
   hak_page_t *pg = h->direct[cls];
   hak_block_t *b = pg->free;
   if (likely(b != NULL))
@@ -56,17 +76,6 @@ static inline __attribute__((always_inline)) void *malloc_impl(size_t size) {
 
 static HAK_NOINLINE void free_not_owned(hak_heap_t *h, hak_segment_t *seg, hak_page_t *pg,
                                         hak_block_t *b);
-
-static HAK_NOINLINE void free_local_slow(hak_heap_t *h, hak_segment_t *seg, hak_page_t *pg) {
-  /* The common case, a page that emptied but stays (it is its class's only
-   * page) in a segment still in use, needs nothing and no lock: a malloc/free
-   * ping-pong on an otherwise empty page must stay cheap. */
-  if (!pg->in_full && page_kept_when_empty(h, pg) && !segment_is_idle(h, seg))
-    return;
-  heap_lock(h);
-  page_free_slow(h, seg, pg);
-  heap_unlock(h);
-}
 
 /* NULL, a large block, or not ours (aborts). */
 static HAK_NOINLINE void free_not_small(void *p) {
@@ -116,11 +125,11 @@ static inline __attribute__((always_inline)) void free_impl(void *p) {
       return;
     }
     track_free(b, pg->block_size);
-    block_set_free(b, pg->free, mark);
-    pg->free = b;
-    pg->free_is_zero = 0;
-    if (unlikely(--pg->used == 0 || pg->in_full))
-      free_local_slow(h, seg, pg);
+    size_t cls = pg->cls;
+    block_set_free(b, h->tc_head[cls], mark);
+    h->tc_head[cls] = b;
+    if (unlikely(--h->tc_room[cls] < 0))
+      tcache_overflow(h, cls); /* the list is one over its limit: back to half */
   } else {
     if (unlikely(block_marker_xchg(b, mark) == mark)) {
       free_bad(p, pg);

@@ -61,6 +61,29 @@ static size_t count_delayed_for(hak_page_t *pg) {
   return n;
 }
 
+/* The blocks of `pg` in its owner's cache: marked in `seen` (the page's
+ * bitmap of listed blocks); one already there is listed twice. Returns how
+ * many. The list was validated by check_tcache. */
+static size_t check_cached(checker_t *c, const hak_heap_t *owner, hak_page_t *pg, uint8_t *seen) {
+  if (!owner || pg->cls >= NCLS)
+    return 0;
+  size_t n = 0, walked = 0, limit = class_tcache_limit(pg->cls);
+  uint8_t *end = pg->start + (size_t)pg->reserved * pg->block_size;
+  for (hak_block_t *b = owner->tc_head[pg->cls]; b && walked <= limit;
+       b = block_next(b), walked++) {
+    if ((uint8_t *)b < pg->start || (uint8_t *)b >= end)
+      continue;
+    size_t idx = (size_t)((uint8_t *)b - pg->start) / pg->block_size;
+    if (seen[idx >> 3] & (1u << (idx & 7))) {
+      violation(c, "block listed twice (in a thread cache and a free list)", b, idx, n);
+      break;
+    }
+    seen[idx >> 3] |= (uint8_t)(1u << (idx & 7));
+    n++;
+  }
+  return n;
+}
+
 static void check_page(checker_t *c, hak_segment_t *seg, unsigned i, hak_page_t *pg) {
   size_t cls = pg->cls;
   if (cls >= NCLS || pg->block_size != class_size(cls)) {
@@ -82,10 +105,13 @@ static void check_page(checker_t *c, hak_segment_t *seg, unsigned i, hak_page_t 
   size_t nremote = check_list(c, pg, (hak_block_t *)(tf & ~TF_MASK), seen,
                               "remote free list entry outside the page");
   size_t ndelayed = count_delayed_for(pg);
+  size_t ncached =
+      check_cached(c, atomic_load_explicit(&seg->owner, memory_order_relaxed), pg, seen);
   if (nfree + pg->used != cap)
     violation(c, "free + used != capacity (lost or duplicated blocks)", pg, nfree + pg->used, cap);
-  if (nremote + ndelayed > pg->used)
-    violation(c, "more pending remote frees than used blocks", pg, nremote + ndelayed, pg->used);
+  if (nremote + ndelayed + ncached > pg->used)
+    violation(c, "more pending remote frees and cached blocks than used blocks", pg,
+              nremote + ndelayed + ncached, pg->used);
   if (pg->in_full && pg->free)
     violation(c, "page in the full list has free blocks", pg, nfree, 0);
   if ((tf & TF_MASK) == TF_NOTIFYING)
@@ -138,8 +164,52 @@ static void check_segment(checker_t *c, hak_segment_t *seg, bool cached) {
     violation(c, "cached segment still has pages", seg, pages, 0);
 }
 
+/* Every block in h's caches: a block start of a page of h of that class,
+ * with its free marker, on a list without a cycle and as long as the limit
+ * says (limit - room). Blocks listed twice across lists are found per page
+ * (check_page). */
+static void check_tcache(checker_t *c, hak_heap_t *h) {
+  for (size_t cls = 0; cls < NCLS; cls++) {
+    size_t n = 0, limit = class_tcache_limit(cls);
+    size_t room = h->tc_room[cls] < 0 ? SIZE_MAX : (size_t)h->tc_room[cls];
+    if (room > limit) {
+      violation(c, "heap cache room over its limit", h, room, limit);
+      continue;
+    }
+    hak_block_t *fast = h->tc_head[cls];
+    for (hak_block_t *b = h->tc_head[cls]; b; b = block_next(b)) {
+      hak_segment_t *seg = ptr_segment_base(b);
+      hak_page_t *pg = registry_kind(seg) == REG_SMALL &&
+                               atomic_load_explicit(&seg->owner, memory_order_relaxed) == h
+                           ? ptr_page(seg, b)
+                           : NULL;
+      size_t off = pg ? (size_t)((uint8_t *)b - pg->start) : 0;
+      if (!pg || !pg->in_use || pg->cls != cls || (uint8_t *)b < pg->start ||
+          off % pg->block_size != 0 ||
+          off / pg->block_size >= atomic_load_explicit(&pg->capacity, memory_order_relaxed)) {
+        violation(c, "thread cache entry outside the heap's pages of its class", b, cls, n);
+        goto next_class;
+      }
+      if (block_marker(b) != block_marker_value(b))
+        violation(c, "free block lost its free marker (written after free?)", b, cls, n);
+      n++;
+      /* the hare moves two links per block: meeting the block means a cycle */
+      for (int i = 0; i < 2 && fast; i++)
+        fast = block_next(fast);
+      if (fast == b && b) {
+        violation(c, "block listed twice (or list cycle) in a thread cache", b, cls, n);
+        goto next_class;
+      }
+    }
+    if (n != limit - room)
+      violation(c, "heap cache length != limit - room", h, n, limit - room);
+  next_class:;
+  }
+}
+
 static void check_heap(checker_t *c, hak_heap_t *h) {
   size_t listed = 0, owned = 0;
+  check_tcache(c, h);
   for (size_t cls = 0; cls < NCLS; cls++) {
     hak_page_t *prev = NULL;
     if (h->direct[cls] == NULL)
@@ -225,7 +295,8 @@ void hak_stats(struct hak_stats *out) {
       hak_page_t *pg = &s->pages[i];
       if (s->slice_head[i] != i || !pg->in_use)
         continue;
-      size_t pending = count_delayed_for(pg);
+      size_t pending = count_delayed_for(pg) +
+                       tcache_count_for(atomic_load_explicit(&s->owner, memory_order_relaxed), pg);
       for (hak_block_t *b = (hak_block_t *)(atomic_load(&pg->thread_free) & ~TF_MASK); b;
            b = block_next(b))
         pending++;

@@ -76,6 +76,7 @@ static void heap_reset(hak_heap_t *h) {
     h->direct[c] = &hak_empty_page;
     h->tail[c] = NULL;
   }
+  tcache_reset(h);
   h->full = NULL;
   h->segments = NULL;
   h->dirty_free_bytes = 0;
@@ -151,6 +152,8 @@ void heap_drain_delayed(hak_heap_t *h) {
 /* Gives up every page and segment of `h` (its thread is gone or going). */
 void heap_abandon(hak_heap_t *h, bool in_fork_child) {
   hak_page_t *pg;
+  /* 0. cached blocks back to their pages (the caller holds h's lock) */
+  tcache_flush_all(h, true);
   /* 1. no remote thread may still be handing blocks to h afterwards */
   for (hak_segment_t *s = h->segments; s; s = s->next)
     FOR_EACH_PAGE(s, pg)
@@ -268,7 +271,9 @@ static void fork_parent(void) {
 }
 
 /* A dead thread may have been inside a fast path at the fork: its page's
- * free list is intact (one pointer store) but `used` may be off by one. */
+ * free list is intact (one pointer store) but `used` may be off by one.
+ * Blocks in its thread cache count as used here; heap_abandon's
+ * tcache_flush_all then gives them back. */
 static void heap_repair_counts(hak_heap_t *h) {
   for (hak_segment_t *s = h->segments; s; s = s->next)
     for (unsigned i = 1; i < SLICES_PER_SEGMENT; i++) {

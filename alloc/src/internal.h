@@ -68,6 +68,9 @@ enum { KIND_SMALL = 1, KIND_LARGE = 2 };
 #define PURGE_THRESHOLD ((size_t)8 << 20)
 #endif
 #define RECLAIM_CREDIT 4
+#ifndef TCACHE_BYTES
+#define TCACHE_BYTES ((size_t)64 << 10) /* per class and thread (see tcache.c) */
+#endif
 #define SEGMENT_CACHE_MAX 8
 #ifndef SEGMENT_CACHE_DIRTY
 #define SEGMENT_CACHE_DIRTY 2 /* cached segments left committed (8 MiB) */
@@ -139,6 +142,16 @@ typedef struct {
 } hak_heap_lock_t;
 
 typedef struct hak_heap {
+  /* The heap's cache of each class (tcache.c): a LIFO list of blocks its
+   * owner freed, handed out again before any page is looked at, so a block
+   * freed is reused while it is still in the CPU cache, whichever page it
+   * came from. Cached blocks are free (they carry the free marker) but
+   * their pages count them as used. tc_room: how many more the list takes
+   * (class_tcache_limit(cls) when empty; -1 for the moment a free pushed
+   * one over the limit). Two arrays, not one of structs:
+   * each is one scaled-index access on the fast paths. */
+  hak_block_t *tc_head[NCLS];
+  int32_t tc_room[NCLS];
   hak_page_t *direct[NCLS]; /* first page of each class queue, or &hak_empty_page */
   hak_page_t *tail[NCLS];
   hak_page_t *full;          /* pages with no free block, all classes */
@@ -175,9 +188,11 @@ extern HAK_INTERNAL const uint32_t hak_class_sizes[NCLS];
 /* Smallest class whose block size is >= n, for n <= HAK_SMALL_MAX:
  * 16..128 in steps of 16, then 8 classes per power of two (<= 12.5% waste).
  * CLASS_OF_ is the formula (a constant expression for constant n); sizes up
- * to SMALL_LUT_MAX go through hak_small_lut, which sizeclass.c fills from the
- * same formula at compile time (class sizes are multiples of 16, so one entry
- * per 16 bytes is exact). */
+ * to SMALL_LUT_MAX go through hak_small_lut and larger ones through
+ * hak_mid_lut, which sizeclass.c fills from the same formula at compile time
+ * (class sizes are multiples of 16, and above 1024 of 128, so one entry per
+ * 16 or 128 bytes is exact; a table load instead of the formula's bsr and
+ * shifts is 7 instructions less for malloc(8192)). */
 #define CLASS_LOG2_(m) ((size_t)(63 - __builtin_clzl((unsigned long)(m))))
 #define CLASS_OF_(n)                                                                               \
   ((size_t)(n) <= 128 ? ((size_t)(n) ? ((size_t)(n)-1) >> 4 : 0)                                   \
@@ -185,13 +200,17 @@ extern HAK_INTERNAL const uint32_t hak_class_sizes[NCLS];
                             ((((size_t)(n)-1) >> (CLASS_LOG2_((size_t)(n)-1) - 3)) & 7))
 #define SMALL_LUT_MAX 1024
 extern HAK_INTERNAL const uint8_t hak_small_lut[SMALL_LUT_MAX / 16 + 1];
+extern HAK_INTERNAL const uint8_t hak_mid_lut[HAK_SMALL_MAX / 128 + 1];
 static inline size_t size_to_class(size_t n) {
-  return n <= SMALL_LUT_MAX ? hak_small_lut[(n + 15) >> 4] : CLASS_OF_(n);
+  if (n <= SMALL_LUT_MAX)
+    return hak_small_lut[(n + 15) >> 4];
+  return n <= HAK_SMALL_MAX ? hak_mid_lut[(n + 127) >> 7] : CLASS_OF_(n);
 }
 static inline size_t class_size(size_t cls) {
   return hak_class_sizes[cls];
 }
 HAK_INTERNAL size_t class_slices(size_t cls);
+HAK_INTERNAL uint32_t class_tcache_limit(size_t cls);
 
 /* ---- registry (registry.c): what hakmem keeps in each 4 MiB range ------ */
 #define REGISTRY_SLOTS ((size_t)1 << (ADDRESS_BITS - SEGMENT_SHIFT))
@@ -268,6 +287,8 @@ HAK_INTERNAL void page_free_slow(hak_heap_t *h, hak_segment_t *seg, hak_page_t *
 static inline bool page_kept_when_empty(const hak_heap_t *h, const hak_page_t *pg) {
   return h->direct[pg->cls] == pg && !pg->next;
 }
+HAK_INTERNAL void page_local_free_slow(hak_heap_t *h, hak_segment_t *seg, hak_page_t *pg,
+                                       bool locked);
 HAK_INTERNAL void page_free_remote(hak_segment_t *seg, hak_page_t *pg, hak_block_t *b);
 HAK_INTERNAL void page_free_block(hak_heap_t *h, hak_segment_t *seg, hak_page_t *pg,
                                   hak_block_t *b);
@@ -324,6 +345,12 @@ HAK_INTERNAL hak_heap_t *heap_get_or_create(void);
 HAK_INTERNAL void heap_drain_delayed(hak_heap_t *h);
 HAK_INTERNAL void heap_abandon(hak_heap_t *h, bool in_fork_child);
 extern HAK_INTERNAL hak_heap_t *hak_all_heaps;
+
+/* ---- tcache.c ---------------------------------------------------------- */
+HAK_INTERNAL void tcache_reset(hak_heap_t *h);
+HAK_INTERNAL void tcache_overflow(hak_heap_t *h, size_t cls);
+HAK_INTERNAL void tcache_flush_all(hak_heap_t *h, bool locked);
+HAK_INTERNAL size_t tcache_count_for(const hak_heap_t *h, const hak_page_t *pg);
 
 /* ---- large.c ----------------------------------------------------------- */
 HAK_INTERNAL void *large_alloc(size_t size, size_t alignment, bool zero);

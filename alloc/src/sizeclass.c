@@ -2,9 +2,9 @@
  * Classes 0..7 are 16..128 in steps of 16 (every block is 16-byte aligned);
  * above 128 each power of two (2^k, 2^(k+1)] is split into 8 classes of
  * 2^k + j * 2^(k-3), j = 1..8, so internal waste stays below 12.5%.
- * size_to_class() in internal.h is the matching lookup, with its small-size
- * table hak_small_lut below (tests check them against this table for every
- * size). */
+ * size_to_class() in internal.h is the matching lookup, with its tables
+ * hak_small_lut and hak_mid_lut below (tests check them against this table
+ * for every size). */
 #include "internal.h"
 
 const uint32_t hak_class_sizes[NCLS] = {
@@ -24,6 +24,15 @@ const uint8_t hak_small_lut[SMALL_LUT_MAX / 16 + 1] = {L8(0),  L8(8),  L8(16), L
                                                        L8(40), L8(48), L8(56), L(64)};
 _Static_assert(SMALL_LUT_MAX / 16 + 1 == 65, "lookup table size");
 
+/* Above 1024 every class boundary is a multiple of 128: one entry per 128 B. */
+#define M(k) (uint8_t) CLASS_OF_(128u * (k))
+#define M8(k) M(k), M(k + 1), M(k + 2), M(k + 3), M(k + 4), M(k + 5), M(k + 6), M(k + 7)
+#define M64(k)                                                                                     \
+  M8(k), M8(k + 8), M8(k + 16), M8(k + 24), M8(k + 32), M8(k + 40), M8(k + 48), M8(k + 56)
+const uint8_t hak_mid_lut[HAK_SMALL_MAX / 128 + 1] = {
+    M64(0), M64(64), M64(128), M64(192), M64(256), M64(320), M64(384), M64(448), M(512)};
+_Static_assert(HAK_SMALL_MAX / 128 + 1 == 513, "lookup table size");
+
 /* Slices per page (see below). */
 size_t class_slices(size_t cls) {
   /* enough slices for PAGE_WANT_BLOCKS blocks, at most PAGE_MAX_SLICES, but
@@ -36,6 +45,14 @@ size_t class_slices(size_t cls) {
   size_t n = want < PAGE_MAX_SLICES ? want : PAGE_MAX_SLICES;
   n = n > need ? n : need;
   return n ? n : 1;
+}
+
+/* How many blocks a heap's cache of the class holds: TCACHE_BYTES worth,
+ * 16 to 128 blocks (4 for the largest classes). */
+uint32_t class_tcache_limit(size_t cls) {
+  size_t n = TCACHE_BYTES / class_size(cls);
+  size_t lo = class_size(cls) > 16384 ? 4 : 16;
+  return (uint32_t)(n < lo ? lo : n > 128 ? 128 : n);
 }
 
 size_t hak_size_class_count(void) {

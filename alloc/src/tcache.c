@@ -1,0 +1,82 @@
+/* A heap's per-class cache of freed blocks (tc_head/tc_room in internal.h).
+ *
+ * The owner's free pushes a block on its class's list; malloc pops from it
+ * before it looks at any page. Pages count cached blocks as used, so a
+ * page only empties when its blocks leave the cache: when a push finds the
+ * list full (tcache_overflow keeps the newest half and returns the rest to
+ * their pages), when the thread exits or, in a fork child, for the heap of
+ * a thread that did not survive (tcache_flush_all from heap_abandon), and
+ * on hak_thread_cache_flush(). malloc reaches a page only when the class's
+ * list is empty, so a class a thread allocates from keeps no stale blocks.
+ *
+ * In a fork child, a dead thread may have been inside a push or a pop:
+ * its lists are whole (the head is one store) but tc_room may be off by
+ * one, which tcache_flush_all resets; heap_repair_counts first recounts
+ * the pages' `used` from their free lists, which counts cached blocks as
+ * used, as they are. */
+#include "internal.h"
+
+void tcache_reset(hak_heap_t *h) {
+  for (size_t c = 0; c < NCLS; c++) {
+    h->tc_head[c] = NULL;
+    h->tc_room[c] = (int32_t)class_tcache_limit(c);
+  }
+}
+
+/* Each block of the list `b` back on its page's local free list; `used`
+ * drops and an emptied (or formerly full) page takes its slow path. The
+ * blocks keep their free markers. */
+static void spill(hak_heap_t *h, hak_block_t *b, bool locked) {
+  while (b) {
+    hak_block_t *next = block_next(b);
+    hak_segment_t *seg = ptr_segment_base(b);
+    hak_page_t *pg = ptr_page(seg, b);
+    hak_assert(atomic_load_explicit(&seg->owner, memory_order_relaxed) == h && pg->used > 0);
+    block_set_next(b, pg->free);
+    pg->free = b;
+    pg->free_is_zero = 0;
+    if (--pg->used == 0 || pg->in_full)
+      page_local_free_slow(h, seg, pg, locked);
+    b = next;
+  }
+}
+
+/* The list is one over its limit (the free that found no room pushed its
+ * block anyway): keep the newest half, the blocks most likely still in the
+ * CPU cache, and give the older ones back to their pages. */
+void tcache_overflow(hak_heap_t *h, size_t cls) {
+  uint32_t limit = class_tcache_limit(cls), keep = limit / 2;
+  hak_block_t *last = h->tc_head[cls];
+  for (uint32_t i = 1; i < keep; i++)
+    last = block_next(last);
+  hak_block_t *rest = block_next(last);
+  block_set_next(last, NULL);
+  h->tc_room[cls] = (int32_t)(limit - keep);
+  spill(h, rest, false);
+}
+
+void tcache_flush_all(hak_heap_t *h, bool locked) {
+  for (size_t c = 0; c < NCLS; c++) {
+    hak_block_t *b = h->tc_head[c];
+    h->tc_head[c] = NULL;
+    h->tc_room[c] = (int32_t)class_tcache_limit(c);
+    spill(h, b, locked);
+  }
+}
+
+/* How many of `pg`'s blocks sit in its owner heap's cache (hak_stats). */
+size_t tcache_count_for(const hak_heap_t *h, const hak_page_t *pg) {
+  if (!h || pg->cls >= NCLS)
+    return 0;
+  size_t n = 0, walked = 0, limit = class_tcache_limit(pg->cls);
+  const uint8_t *end = pg->start + (size_t)pg->reserved * pg->block_size;
+  for (hak_block_t *b = h->tc_head[pg->cls]; b && walked <= limit; b = block_next(b), walked++)
+    n += (uint8_t *)b >= pg->start && (uint8_t *)b < end;
+  return n;
+}
+
+void hak_thread_cache_flush(void) {
+  hak_heap_t *h = hak_tls_heap;
+  if (h != &hak_empty_heap)
+    tcache_flush_all(h, false);
+}
