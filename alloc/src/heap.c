@@ -80,6 +80,7 @@ static void heap_reset(hak_heap_t *h) {
   h->full = NULL;
   h->segments = NULL;
   h->dirty_free_bytes = 0;
+  h->purge_at_ms = 0;
   atomic_store_explicit(&h->delayed, 0, memory_order_relaxed);
 }
 

@@ -67,6 +67,9 @@ enum { KIND_SMALL = 1, KIND_LARGE = 2 };
 #ifndef PURGE_THRESHOLD
 #define PURGE_THRESHOLD ((size_t)8 << 20)
 #endif
+#ifndef PURGE_DELAY_MS
+#define PURGE_DELAY_MS 500 /* ... for this long (see segment.c) */
+#endif
 #define RECLAIM_CREDIT 4
 #ifndef TCACHE_BYTES
 #define TCACHE_BYTES ((size_t)64 << 10) /* per class and thread (see tcache.c) */
@@ -158,6 +161,7 @@ typedef struct hak_heap {
   hak_segment_t *segments;   /* owned segments */
   _Atomic uintptr_t delayed; /* blocks handed over by remote frees to full pages */
   size_t dirty_free_bytes;   /* free slice bytes not yet purged */
+  uint64_t purge_at_ms;      /* when they may be purged (0: below the threshold) */
   uint32_t state;
   uint32_t id;
   /* Segments this heap may still reclaim on free (see free_not_owned):
@@ -254,6 +258,7 @@ HAK_INTERNAL void *os_map_aligned(size_t size, size_t alignment, size_t offset);
 HAK_INTERNAL void os_unmap(void *p, size_t size);
 HAK_INTERNAL void os_purge(void *p, size_t size);
 HAK_INTERNAL uint64_t os_random_seed(void);
+HAK_INTERNAL uint64_t os_now_ms(void);
 
 /* ---- segment.c --------------------------------------------------------- */
 HAK_INTERNAL hak_page_t *segment_page_alloc(hak_heap_t *h, size_t cls);

@@ -41,6 +41,13 @@ void os_purge(void *p, size_t size) {
   madvise(p, size, MADV_DONTNEED);
 }
 
+/* Milliseconds of a monotonic clock (coarse: a vDSO read, no syscall). */
+uint64_t os_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
 uint64_t os_random_seed(void) {
   uint64_t x = 0;
   const unsigned char *r = (const unsigned char *)getauxval(AT_RANDOM);

@@ -5,8 +5,12 @@
  * A segment belongs to one heap. Empty pages go back to the segment, where
  * any size class can reuse their slices. Memory-return policy:
  *   - freed slices stay committed ("dirty") for fast reuse until the heap's
- *     dirty free slices reach PURGE_THRESHOLD (8 MiB); then every free dirty
- *     slice of the heap is madvise(MADV_DONTNEED)ed;
+ *     dirty free slices have been at or above PURGE_THRESHOLD (8 MiB) for
+ *     PURGE_DELAY_MS (500 ms); then, at the heap's next page free, every free
+ *     dirty slice of the heap is madvise(MADV_DONTNEED)ed. A program that
+ *     frees everything and builds it up again within the delay (a request
+ *     loop, a compiler's passes) reuses committed memory instead of faulting
+ *     it in again; falling below the threshold restarts the delay;
  *   - a segment whose pages are all free is released when the heap has
  *     another segment into a global cache of up to SEGMENT_CACHE_MAX
  *     segments (unmapped beyond that), the newest SEGMENT_CACHE_DIRTY of
@@ -127,6 +131,17 @@ void segment_purge_heap(hak_heap_t *h) {
   for (hak_segment_t *s = h->segments; s; s = s->next)
     segment_purge(s);
   h->dirty_free_bytes = 0;
+  h->purge_at_ms = 0;
+}
+
+/* The heap's dirty free slices are at or above PURGE_THRESHOLD: the first
+ * time, start the delay; once it has passed, purge. */
+static void segment_purge_heap_when_due(hak_heap_t *h) {
+  uint64_t now = os_now_ms();
+  if (!h->purge_at_ms)
+    h->purge_at_ms = now + PURGE_DELAY_MS;
+  else if (now >= h->purge_at_ms)
+    segment_purge_heap(h);
 }
 
 /* A segment with no pages in use, no longer linked to any heap. The cache
@@ -183,6 +198,8 @@ static hak_page_t *segment_take(hak_heap_t *h, hak_segment_t *seg, size_t cls, s
   /* dirty_free_bytes is an estimate (reset by every purge): reusing dirty slices lowers it */
   size_t reused = (size_t)__builtin_popcountll(run & seg->dirty_slices) * SLICE_SIZE;
   h->dirty_free_bytes = h->dirty_free_bytes > reused ? h->dirty_free_bytes - reused : 0;
+  if (h->dirty_free_bytes < PURGE_THRESHOLD)
+    h->purge_at_ms = 0;
   seg->free_slices &= ~run;
   seg->dirty_slices |= run;
   hak_page_t *pg = &seg->pages[at];
@@ -307,7 +324,7 @@ bool segment_page_free(hak_heap_t *h, hak_segment_t *seg, hak_page_t *pg) {
     return true;
   }
   if (h->dirty_free_bytes >= PURGE_THRESHOLD)
-    segment_purge_heap(h);
+    segment_purge_heap_when_due(h);
   return false;
 }
 
