@@ -547,8 +547,10 @@ static void test_realloc_growth(void) {
   }
   CHECK_PATTERN(p, 16, 77);
   CHECK_MSG(p[HAK_SMALL_MAX - 1] == (unsigned char)HAK_SMALL_MAX, "last byte lost");
-  CHECK_MSG(moves <= 32, "growing a buffer 1 byte at a time to %zu B moved it %d times",
-            (size_t)HAK_SMALL_MAX, moves);
+  /* the valgrind build moves every realloc (memcheck then sees stale pointers) */
+  if (!hak_config_is("valgrind"))
+    CHECK_MSG(moves <= 32, "growing a buffer 1 byte at a time to %zu B moved it %d times",
+              (size_t)HAK_SMALL_MAX, moves);
   hak_free(p);
 }
 

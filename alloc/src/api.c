@@ -136,10 +136,7 @@ static inline __attribute__((always_inline)) void free_impl(void *p) {
     return;
   }
   hak_page_t *pg = ptr_page(seg, p);
-  size_t off = (size_t)((uint8_t *)p - pg->start);
-  uint64_t idx = ((uint64_t)off * pg->magic) >> MAGIC_SHIFT;
-  if (unlikely(idx >= atomic_load_explicit(&pg->capacity, memory_order_relaxed) ||
-               idx * pg->block_size != off)) {
+  if (unlikely(!page_is_block_start(pg, (size_t)((uint8_t *)p - pg->start)))) {
     free_bad(p, NULL); /* tail calls: the fast path needs no stack frame */
     return;
   }
@@ -224,10 +221,7 @@ static inline __attribute__((always_inline)) resolved_t resolve(void *p, const c
   }
   r.seg = base;
   r.page = ptr_page(r.seg, p);
-  size_t off = (size_t)((uint8_t *)p - r.page->start);
-  uint64_t idx = ((uint64_t)off * r.page->magic) >> MAGIC_SHIFT;
-  if (idx >= atomic_load_explicit(&r.page->capacity, memory_order_relaxed) ||
-      idx * r.page->block_size != off)
+  if (!page_is_block_start(r.page, (size_t)((uint8_t *)p - r.page->start)))
     err_invalid(op, p);
   if (block_marker(p) == block_marker_value(p))
     err_double_free(op, p, r.page->block_size);

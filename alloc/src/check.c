@@ -96,8 +96,11 @@ static void check_page(checker_t *c, hak_segment_t *seg, unsigned i, hak_page_t 
     violation(c, "page geometry wrong", pg, pg->slice_count, class_slices(cls));
   if (pg->reserved != span / pg->block_size || cap > pg->reserved || pg->used > cap)
     violation(c, "page counts inconsistent (reserved/capacity/used)", pg, cap, pg->used);
-  if (pg->magic != (((uint64_t)1 << MAGIC_SHIFT) + pg->block_size - 1) / pg->block_size)
-    violation(c, "page division magic wrong", pg, (size_t)pg->magic, pg->block_size);
+  if (pg->div_magic != UINT64_MAX / pg->block_size + 1)
+    violation(c, "page division magic wrong", pg, (size_t)pg->div_magic, pg->block_size);
+  if (atomic_load(&pg->carved_end) != cap * pg->block_size)
+    violation(c, "page carved_end != capacity * block size", pg, atomic_load(&pg->carved_end),
+              cap * pg->block_size);
   uint8_t seen[MAX_BLOCKS_PER_PAGE / 8];
   memset(seen, 0, sizeof(seen));
   size_t nfree = check_list(c, pg, pg->free, seen, "local free list entry outside the page");

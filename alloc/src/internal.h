@@ -49,7 +49,6 @@
 #ifndef EXTEND_BYTES
 #define EXTEND_BYTES (4 * 1024) /* carve at most this much of a page at a time */
 #endif
-#define MAGIC_SHIFT 40 /* idx = (off * magic) >> MAGIC_SHIFT */
 
 #define SEG_MAGIC 0x48414B53u   /* "HAKS" */
 #define LARGE_MAGIC 0x48414B4Cu /* "HAKL" */
@@ -95,18 +94,23 @@ typedef struct hak_page {
   _Atomic uint32_t capacity; /* blocks carved so far (read by remote frees) */
   uint32_t reserved;         /* blocks that fit in the page */
   uint32_t block_size;
-  uint64_t magic; /* ceil(2^MAGIC_SHIFT / block_size) */
-  uint8_t *start; /* first block */
+  /* ceil(2^64 / block_size): an offset `off` < 2^32 is a multiple of
+   * block_size iff off * div_magic (mod 2^64) < div_magic (Lemire, Kaser
+   * and Kurz 2019), one multiply and no division on free */
+  uint64_t div_magic;
+  _Atomic uint32_t carved_end; /* capacity * block_size: offsets of carved blocks are below */
+  uint8_t *start;              /* first block */
   uint8_t cls;
   uint8_t in_use;       /* page is allocated from its segment */
   uint8_t in_full;      /* page is in its heap's full list */
   uint8_t free_is_zero; /* blocks in `free` are zero past their first 16 bytes */
   uint8_t slice_index;  /* first slice */
   uint8_t slice_count;
-  struct hak_page *next, *prev; /* class queue or full list */
-  /* remote side, on its own cache line */
+  /* remote side, on its own cache line (with the owner's slow-path links) */
   _Alignas(64) _Atomic uintptr_t thread_free; /* remote-free stack | TF_* bits */
+  struct hak_page *next, *prev;               /* class queue or full list */
 } hak_page_t;
+_Static_assert(sizeof(hak_page_t) == 128, "page descriptor: two cache lines");
 
 typedef struct hak_segment {
   uint32_t magic;
@@ -240,10 +244,22 @@ static inline void *ptr_segment_base(const void *p) {
   return (void *)((uintptr_t)p & ~(uintptr_t)SEGMENT_MASK);
 }
 static inline size_t ptr_slice(const hak_segment_t *seg, const void *p) {
-  return ((uintptr_t)p - (uintptr_t)seg) >> SLICE_SHIFT;
+  (void)seg; /* p's segment is p with the low SEGMENT_SHIFT bits cleared */
+  return ((uintptr_t)p >> SLICE_SHIFT) & (SLICES_PER_SEGMENT - 1);
 }
 static inline hak_page_t *ptr_page(hak_segment_t *seg, const void *p) {
   return &seg->pages[seg->slice_head[ptr_slice(seg, p)]];
+}
+/* Whether `off` (bytes from pg->start, unsigned) is the start of a carved
+ * block of pg; false for the null page (carved_end 0). */
+static inline bool page_is_block_start(const hak_page_t *pg, size_t off) {
+  return off < atomic_load_explicit(&pg->carved_end, memory_order_relaxed) &&
+         (uint64_t)off * pg->div_magic < pg->div_magic;
+}
+/* Sets how many blocks are carved (owner only; remote frees read it). */
+static inline void page_set_capacity(hak_page_t *pg, uint32_t cap) {
+  atomic_store_explicit(&pg->capacity, cap, memory_order_relaxed);
+  atomic_store_explicit(&pg->carved_end, cap * pg->block_size, memory_order_relaxed);
 }
 
 /* ---- block accessors (track.h hides sanitizer/valgrind details) -------- */

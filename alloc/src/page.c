@@ -89,10 +89,10 @@ void page_init(hak_segment_t *seg, hak_page_t *pg, size_t cls, bool zero) {
   size_t bytes = (size_t)pg->slice_count * SLICE_SIZE;
   pg->free = NULL;
   pg->used = 0;
-  atomic_store_explicit(&pg->capacity, 0, memory_order_relaxed);
   pg->reserved = (uint32_t)(bytes / bsize);
   pg->block_size = (uint32_t)bsize;
-  pg->magic = (((uint64_t)1 << MAGIC_SHIFT) + bsize - 1) / bsize;
+  page_set_capacity(pg, 0);
+  pg->div_magic = UINT64_MAX / bsize + 1;
   pg->start = (uint8_t *)seg + (size_t)pg->slice_index * SLICE_SIZE;
   pg->cls = (uint8_t)cls;
   pg->in_use = 1;
@@ -123,7 +123,7 @@ void page_extend(hak_page_t *pg) {
     next = b;
   }
   pg->free = next;
-  atomic_store_explicit(&pg->capacity, cap + n, memory_order_relaxed);
+  page_set_capacity(pg, cap + n);
 }
 
 /* ---- remote frees ------------------------------------------------------ */

@@ -311,7 +311,7 @@ bool segment_page_free(hak_heap_t *h, hak_segment_t *seg, hak_page_t *pg) {
   track_noaccess(pg->start, n * SLICE_SIZE);
   pg->in_use = 0;
   pg->free = NULL;
-  atomic_store_explicit(&pg->capacity, 0, memory_order_relaxed);
+  page_set_capacity(pg, 0);
   pg->block_size = 0;
   for (size_t i = 0; i < n; i++)
     seg->slice_head[at + i] = 0;
