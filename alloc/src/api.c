@@ -153,6 +153,7 @@ static HAK_NOINLINE void *small_alloc_slow(hak_heap_t *h, size_t cls, size_t n, 
   heap_lock(h);
   h->reclaim_credit = RECLAIM_CREDIT;
   heap_drain_delayed(h);
+  segment_purge_maybe(h);
   hak_page_t *pg = page_find_free(h, cls);
   void *p = NULL;
   if (pg) {

@@ -69,8 +69,8 @@ static size_t check_cached(checker_t *c, const hak_heap_t *owner, hak_page_t *pg
     return 0;
   size_t n = 0, walked = 0, limit = class_tcache_limit(pg->cls);
   uint8_t *end = pg->start + (size_t)pg->reserved * pg->block_size;
-  for (hak_block_t *b = owner->tc_head[pg->cls]; b && walked <= limit;
-       b = block_next(b), walked++) {
+  for (hak_block_t *b = owner->tc_head[pg->cls];
+       b && walked <= limit && tcache_entry_ok(owner, pg->cls, b); b = block_next(b), walked++) {
     if ((uint8_t *)b < pg->start || (uint8_t *)b >= end)
       continue;
     size_t idx = (size_t)((uint8_t *)b - pg->start) / pg->block_size;
@@ -167,40 +167,28 @@ static void check_segment(checker_t *c, hak_segment_t *seg, bool cached) {
     violation(c, "cached segment still has pages", seg, pages, 0);
 }
 
-/* Every block in h's caches: a block start of a page of h of that class,
- * with its free marker, on a list without a cycle and as long as the limit
- * says (limit - room). Blocks listed twice across lists are found per page
- * (check_page). */
+/* Every block in h's caches: a block start of a page of h of that class
+ * (checked before its link is followed), with its free marker, on a list
+ * no longer than the limit and exactly limit - room long. Blocks listed
+ * twice across lists are found per page (check_page). */
 static void check_tcache(checker_t *c, hak_heap_t *h) {
   for (size_t cls = 0; cls < NCLS; cls++) {
     size_t n = 0, limit = class_tcache_limit(cls);
-    size_t room = h->tc_room[cls] < 0 ? SIZE_MAX : (size_t)h->tc_room[cls];
-    if (room > limit) {
-      violation(c, "heap cache room over its limit", h, room, limit);
+    if (h->tc_room[cls] < 0 || (size_t)h->tc_room[cls] > limit) {
+      violation(c, "heap cache room out of range", h, (size_t)h->tc_room[cls], limit);
       continue;
     }
-    hak_block_t *fast = h->tc_head[cls];
+    size_t room = (size_t)h->tc_room[cls];
     for (hak_block_t *b = h->tc_head[cls]; b; b = block_next(b)) {
-      hak_segment_t *seg = ptr_segment_base(b);
-      hak_page_t *pg = registry_kind(seg) == REG_SMALL &&
-                               atomic_load_explicit(&seg->owner, memory_order_relaxed) == h
-                           ? ptr_page(seg, b)
-                           : NULL;
-      size_t off = pg ? (size_t)((uint8_t *)b - pg->start) : 0;
-      if (!pg || !pg->in_use || pg->cls != cls || (uint8_t *)b < pg->start ||
-          off % pg->block_size != 0 ||
-          off / pg->block_size >= atomic_load_explicit(&pg->capacity, memory_order_relaxed)) {
+      if (!tcache_entry_ok(h, cls, b)) {
         violation(c, "thread cache entry outside the heap's pages of its class", b, cls, n);
         goto next_class;
       }
       if (block_marker(b) != block_marker_value(b))
         violation(c, "free block lost its free marker (written after free?)", b, cls, n);
-      n++;
-      /* the hare moves two links per block: meeting the block means a cycle */
-      for (int i = 0; i < 2 && fast; i++)
-        fast = block_next(fast);
-      if (fast == b && b) {
-        violation(c, "block listed twice (or list cycle) in a thread cache", b, cls, n);
+      if (++n > limit) {
+        violation(c, "block listed twice (or list cycle) in a thread cache longer than its limit",
+                  b, cls, n);
         goto next_class;
       }
     }
@@ -255,6 +243,12 @@ size_t hak_heap_check(void) {
       check_heap(&c, h);
     else if (h->segments || atomic_load(&h->delayed))
       violation(&c, "finished heap still holds segments or delayed frees", h, h->id, 0);
+    else
+      for (size_t cls = 0; cls < NCLS; cls++)
+        if (h->tc_head[cls]) {
+          violation(&c, "finished heap still holds cached blocks", h, h->id, cls);
+          break;
+        }
   }
   for (hak_segment_t *s = hak_segment_cache; s; s = s->next)
     check_segment(&c, s, true);

@@ -283,6 +283,7 @@ HAK_INTERNAL void segment_release(hak_segment_t *seg);
 HAK_INTERNAL bool segment_is_idle(hak_heap_t *h, hak_segment_t *seg);
 HAK_INTERNAL bool segment_drop_if_idle(hak_heap_t *h, hak_segment_t *seg);
 HAK_INTERNAL void segment_purge_heap(hak_heap_t *h);
+HAK_INTERNAL void segment_purge_maybe(hak_heap_t *h);
 HAK_INTERNAL hak_segment_t *segment_first_global(void);
 HAK_INTERNAL void segment_adopt(hak_heap_t *h, hak_segment_t *seg);
 HAK_INTERNAL size_t segment_cache_count(void);
@@ -372,6 +373,7 @@ HAK_INTERNAL void tcache_reset(hak_heap_t *h);
 HAK_INTERNAL void tcache_overflow(hak_heap_t *h, size_t cls);
 HAK_INTERNAL void tcache_flush_all(hak_heap_t *h, bool locked);
 HAK_INTERNAL size_t tcache_count_for(const hak_heap_t *h, const hak_page_t *pg);
+HAK_INTERNAL bool tcache_entry_ok(const hak_heap_t *h, size_t cls, const hak_block_t *b);
 
 /* ---- large.c ----------------------------------------------------------- */
 HAK_INTERNAL void *large_alloc(size_t size, size_t alignment, bool zero);

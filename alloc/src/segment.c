@@ -6,8 +6,9 @@
  * any size class can reuse their slices. Memory-return policy:
  *   - freed slices stay committed ("dirty") for fast reuse until the heap's
  *     dirty free slices have been at or above PURGE_THRESHOLD (8 MiB) for
- *     PURGE_DELAY_MS (500 ms); then, at the heap's next page free, every free
- *     dirty slice of the heap is madvise(MADV_DONTNEED)ed. A program that
+ *     PURGE_DELAY_MS (500 ms); then, at the heap's next page free or
+ *     allocation slow path, every free dirty slice of the heap is
+ *     madvise(MADV_DONTNEED)ed (at once when they reach 8x the threshold). A program that
  *     frees everything and builds it up again within the delay (a request
  *     loop, a compiler's passes) reuses committed memory instead of faulting
  *     it in again; falling below the threshold restarts the delay;
@@ -134,14 +135,18 @@ void segment_purge_heap(hak_heap_t *h) {
   h->purge_at_ms = 0;
 }
 
-/* The heap's dirty free slices are at or above PURGE_THRESHOLD: the first
- * time, start the delay; once it has passed, purge. */
-static void segment_purge_heap_when_due(hak_heap_t *h) {
+/* Called by the heap's page frees and allocation slow paths (heap lock
+ * held). At or above PURGE_THRESHOLD dirty free bytes: the first time,
+ * start the delay; once it has passed, purge. At 8x the threshold, purge
+ * at once: the delay must not let a burst of frees keep unbounded memory. */
+void segment_purge_maybe(hak_heap_t *h) {
+  if (h->dirty_free_bytes < PURGE_THRESHOLD)
+    return;
   uint64_t now = os_now_ms();
-  if (!h->purge_at_ms)
-    h->purge_at_ms = now + PURGE_DELAY_MS;
-  else if (now >= h->purge_at_ms)
+  if (h->dirty_free_bytes >= 8 * PURGE_THRESHOLD || (h->purge_at_ms && now >= h->purge_at_ms))
     segment_purge_heap(h);
+  else if (!h->purge_at_ms)
+    h->purge_at_ms = now + PURGE_DELAY_MS;
 }
 
 /* A segment with no pages in use, no longer linked to any heap. The cache
@@ -323,8 +328,7 @@ bool segment_page_free(hak_heap_t *h, hak_segment_t *seg, hak_page_t *pg) {
     segment_release(seg);
     return true;
   }
-  if (h->dirty_free_bytes >= PURGE_THRESHOLD)
-    segment_purge_heap_when_due(h);
+  segment_purge_maybe(h);
   return false;
 }
 

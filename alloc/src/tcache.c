@@ -44,24 +44,46 @@ static void spill(hak_heap_t *h, hak_block_t *b, bool locked) {
 /* The list is one over its limit (the free that found no room pushed its
  * block anyway): keep the newest half, the blocks most likely still in the
  * CPU cache, and give the older ones back to their pages. */
+/* Under the heap lock: a fork in the middle would otherwise leave the child
+ * with blocks that are on no list (held by a thread that is not there). */
 void tcache_overflow(hak_heap_t *h, size_t cls) {
   uint32_t limit = class_tcache_limit(cls), keep = limit / 2;
+  heap_lock(h);
   hak_block_t *last = h->tc_head[cls];
   for (uint32_t i = 1; i < keep; i++)
     last = block_next(last);
   hak_block_t *rest = block_next(last);
   block_set_next(last, NULL);
   h->tc_room[cls] = (int32_t)(limit - keep);
-  spill(h, rest, false);
+  spill(h, rest, true);
+  heap_unlock(h);
 }
 
 void tcache_flush_all(hak_heap_t *h, bool locked) {
+  if (!locked)
+    heap_lock(h);
   for (size_t c = 0; c < NCLS; c++) {
     hak_block_t *b = h->tc_head[c];
     h->tc_head[c] = NULL;
     h->tc_room[c] = (int32_t)class_tcache_limit(c);
-    spill(h, b, locked);
+    spill(h, b, true);
   }
+  if (!locked)
+    heap_unlock(h);
+}
+
+/* Whether `b` may be on h's cache of class `cls`: a carved block start of
+ * an in-use page of that class in a segment h owns. The walkers of
+ * check.c and tcache_count_for stop at an entry that is not, before they
+ * follow its link (a write after free can point it anywhere). */
+bool tcache_entry_ok(const hak_heap_t *h, size_t cls, const hak_block_t *b) {
+  hak_segment_t *seg = ptr_segment_base(b);
+  if (registry_kind(seg) != REG_SMALL ||
+      atomic_load_explicit(&seg->owner, memory_order_relaxed) != h)
+    return false;
+  hak_page_t *pg = ptr_page(seg, b);
+  return pg->in_use && pg->cls == cls &&
+         page_is_block_start(pg, (size_t)((const uint8_t *)b - pg->start));
 }
 
 /* How many of `pg`'s blocks sit in its owner heap's cache (hak_stats). */
@@ -70,7 +92,8 @@ size_t tcache_count_for(const hak_heap_t *h, const hak_page_t *pg) {
     return 0;
   size_t n = 0, walked = 0, limit = class_tcache_limit(pg->cls);
   const uint8_t *end = pg->start + (size_t)pg->reserved * pg->block_size;
-  for (hak_block_t *b = h->tc_head[pg->cls]; b && walked <= limit; b = block_next(b), walked++)
+  for (hak_block_t *b = h->tc_head[pg->cls]; b && walked <= limit && tcache_entry_ok(h, pg->cls, b);
+       b = block_next(b), walked++)
     n += (uint8_t *)b >= pg->start && (uint8_t *)b < end;
   return n;
 }
