@@ -42,11 +42,11 @@ HAK_API size_t hak_usable_size(const void *ptr);
 HAK_API void hak_free_sized(void *ptr, size_t size);
 HAK_API void hak_free_aligned_sized(void *ptr, size_t alignment, size_t size);
 
-/* The calling thread's cache of freed blocks (about 64 KiB per size class,
- * at least 4 blocks, which its next allocations reuse) goes back to the
- * blocks' pages now, so
- * pages it emptied are released. A thread's cache is flushed at its exit by
- * itself; call this from a thread that stops allocating but lives on. */
+/* Returns the calling thread's cache of freed blocks (about 64 KiB per size
+ * class, at least 4 blocks, which its next allocations reuse) to the
+ * blocks' pages now, so pages it emptied are released. A thread's cache is
+ * flushed at its exit; call this from a thread that stops allocating but
+ * lives on. */
 HAK_API void hak_thread_cache_flush(void);
 
 /* Walks every segment, page, free list and large block hakmem owns and
