@@ -4,10 +4,14 @@
  *  - a smaller request cut from a bigger cached mapping is usable to its
  *    usable_size and the whole block holds its contents;
  *  - a second free of a cached block is still named a double free;
- *  - the cache is bounded: many frees do not keep every mapping. */
+ *  - the cache is bounded: many frees do not keep every mapping, and a
+ *    mapping cached longer than LARGE_CACHE_AGE_MS is unmapped at the next
+ *    large allocation or free. */
 #include "hak_test.h"
 
 #include <string.h>
+
+#include "internal.h"
 
 #define MiB ((size_t)1 << 20)
 
@@ -64,7 +68,8 @@ int main(void) {
   hak_free(small);
 
   /* bounded: after 64 x 4 MiB are freed, the address space still mapped
-   * grows by at most the cache's 64 MiB (plus slack for stdio and the like) */
+   * grows by at most LARGE_CACHE_N of them (plus slack for stdio and the
+   * like) */
   size_t vm_before = vm_size_bytes();
   REQUIRE(vm_before > 0);
   void *many[64];
@@ -76,9 +81,19 @@ int main(void) {
   for (int i = 0; i < 64; i++)
     hak_free(many[i]);
   size_t vm_after = vm_size_bytes();
-  CHECK_MSG(vm_after <= vm_before + 80 * MiB,
-            "64 freed 4 MiB blocks left %zu MiB more address space mapped (cache bound 64 MiB)",
-            (vm_after - vm_before) / MiB);
+  CHECK_MSG(vm_after <= vm_before + LARGE_CACHE_N * 4 * MiB + 16 * MiB,
+            "64 freed 4 MiB blocks left %zu MiB more address space mapped (cache bound %d "
+            "mappings)",
+            (vm_after - vm_before) / MiB, LARGE_CACHE_N);
+  CHECK_MSG(vm_after >= vm_before + 4 * MiB, "no freed 4 MiB mapping was cached (%zu -> %zu)",
+            vm_before, vm_after);
+  /* aged out: after the cache age, the next large free unmaps them all */
+  hak_sleep_ms(LARGE_CACHE_AGE_MS + 200);
+  hak_free(hak_malloc(70000));
+  size_t vm_aged = vm_size_bytes();
+  CHECK_MSG(vm_aged <= vm_before + 16 * MiB,
+            "mappings cached for %d ms are still mapped: %zu MiB more than before",
+            LARGE_CACHE_AGE_MS + 200, (vm_aged - vm_before) / MiB);
   CHECK_EQ(hak_heap_check(), 0);
   struct hak_stats st;
   hak_stats(&st);

@@ -376,6 +376,9 @@ HAK_INTERNAL size_t tcache_count_for(const hak_heap_t *h, const hak_page_t *pg);
 HAK_INTERNAL bool tcache_entry_ok(const hak_heap_t *h, size_t cls, const hak_block_t *b);
 
 /* ---- large.c ----------------------------------------------------------- */
+#define LARGE_CACHE_N 32                      /* freed mappings kept for reuse ... */
+#define LARGE_CACHE_BYTES ((size_t)256 << 20) /* ... at most this much in all ... */
+#define LARGE_CACHE_AGE_MS 1000               /* ... each for at most this long */
 HAK_INTERNAL void *large_alloc(size_t size, size_t alignment, bool zero);
 HAK_INTERNAL void large_free(hak_large_t *lg, void *p, const char *op);
 HAK_INTERNAL void *large_realloc(hak_large_t *lg, void *p, size_t size);

@@ -1,8 +1,10 @@
 /* Large blocks (above HAK_SMALL_MAX): one mmap each, starting at a 4 MiB
  * aligned address with a header, registered in the global registry. A freed
- * block's mapping goes to a small cache (LARGE_CACHE_N mappings, at most
- * LARGE_CACHE_BYTES; oldest unmapped first) that the next large allocation
- * of about its size reuses warm, without mmap/munmap and page faults; a
+ * block's mapping goes to a cache (LARGE_CACHE_N = 32 mappings, at most
+ * LARGE_CACHE_BYTES = 256 MiB, each for at most LARGE_CACHE_AGE_MS = 1 s;
+ * oldest unmapped first) that the next large allocation of about its size
+ * (or, grown in place, of a bit more) reuses warm, without mmap/munmap and
+ * page faults; a
  * cached mapping stays registered with its header marked freed, so a second
  * free of it is still named a double free. realloc grows in place with mremap when the address
  * space after the block is free; otherwise it reserves a new aligned range
@@ -29,46 +31,74 @@ pthread_mutex_t hak_large_lock = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic uintptr_t recent_frees[RECENT]; /* to name a second free of a large block */
 static _Atomic unsigned recent_next;
 
-#define LARGE_CACHE_N 8
-#define LARGE_CACHE_BYTES ((size_t)64 << 20)
 static hak_large_t *large_cache[LARGE_CACHE_N]; /* oldest first; guarded by hak_large_lock */
+static uint64_t large_cache_at[LARGE_CACHE_N];  /* when each went in (os_now_ms) */
 static unsigned large_cache_n;
 static size_t large_cache_bytes;
 
-/* The smallest cached mapping of at least `map` bytes, taken out of the
- * cache and cut to `map` bytes (its tail unmapped) if it is much larger. */
-static hak_large_t *cache_take_locked(size_t map) {
-  unsigned best = LARGE_CACHE_N;
-  for (unsigned i = 0; i < large_cache_n; i++)
-    if (large_cache[i]->map_size >= map &&
-        (best == LARGE_CACHE_N || large_cache[i]->map_size < large_cache[best]->map_size))
-      best = i;
-  if (best == LARGE_CACHE_N)
-    return NULL;
-  hak_large_t *lg = large_cache[best];
-  for (unsigned j = best; j + 1 < large_cache_n; j++)
+static void cache_remove_locked(unsigned i) {
+  hak_large_t *lg = large_cache[i];
+  for (unsigned j = i; j + 1 < large_cache_n; j++) {
     large_cache[j] = large_cache[j + 1];
+    large_cache_at[j] = large_cache_at[j + 1];
+  }
   large_cache_n--;
   large_cache_bytes -= lg->map_size;
-  if (lg->map_size - map > map / 4) {
-    track_unmapping((uint8_t *)lg + map, lg->map_size - map);
-    munmap((uint8_t *)lg + map, lg->map_size - map);
-    lg->map_size = map;
+}
+
+/* A cached mapping for a block of `map` bytes: the smallest one at least
+ * that big, its tail unmapped if it is more than twice as big (a bigger one
+ * is handed out whole: its pages are resident already, and realloc can grow
+ * into them); else the largest smaller one, if mremap can grow it in place,
+ * so only the added pages are new. NULL if none serves. */
+static hak_large_t *cache_take_locked(size_t map) {
+  unsigned best = LARGE_CACHE_N, below = LARGE_CACHE_N;
+  for (unsigned i = 0; i < large_cache_n; i++) {
+    size_t m = large_cache[i]->map_size;
+    if (m >= map && (best == LARGE_CACHE_N || m < large_cache[best]->map_size))
+      best = i;
+    if (m < map && (below == LARGE_CACHE_N || m > large_cache[below]->map_size))
+      below = i;
   }
-  return lg;
+  if (best != LARGE_CACHE_N) {
+    hak_large_t *lg = large_cache[best];
+    cache_remove_locked(best);
+    if (lg->map_size / 2 > map) {
+      track_unmapping((uint8_t *)lg + map, lg->map_size - map);
+      munmap((uint8_t *)lg + map, lg->map_size - map);
+      lg->map_size = map;
+    }
+    return lg;
+  }
+  if (below != LARGE_CACHE_N) {
+    hak_large_t *lg = large_cache[below];
+    if (mremap(lg, lg->map_size, map, 0) != MAP_FAILED) {
+      cache_remove_locked(below);
+      lg->map_size = map;
+      return lg;
+    }
+  }
+  return NULL;
 }
 
 /* Unregisters and unmaps the oldest cached mapping (lock held; the unmap
  * happens under it so no one can reach the range through the registry). */
 static void cache_evict_oldest_locked(void) {
   hak_large_t *lg = large_cache[0];
-  for (unsigned j = 0; j + 1 < large_cache_n; j++)
-    large_cache[j] = large_cache[j + 1];
-  large_cache_n--;
-  large_cache_bytes -= lg->map_size;
+  cache_remove_locked(0);
   registry_set(lg, REG_NONE);
   track_unmapping(lg, lg->map_size);
   os_unmap(lg, lg->map_size);
+}
+
+/* Unmaps the cached mappings that have waited longer than
+ * LARGE_CACHE_AGE_MS (the cache is oldest first). Run on every large
+ * allocation and free: a program that stops using large blocks keeps its
+ * cache (up to LARGE_CACHE_BYTES) only until its next large call. */
+static void cache_age_locked(void) {
+  uint64_t now = large_cache_n ? os_now_ms() : 0;
+  while (large_cache_n && now - large_cache_at[0] > LARGE_CACHE_AGE_MS)
+    cache_evict_oldest_locked();
 }
 
 static size_t round_page(size_t n) {
@@ -107,6 +137,7 @@ void *large_alloc(size_t size, size_t alignment, bool zero) {
   size_t map_align = huge ? alignment : SEGMENT_SIZE;
   if (!huge) {
     hak_lock(&hak_large_lock);
+    cache_age_locked();
     hak_large_t *lg = cache_take_locked(map);
     if (lg) {
       /* still registered; its header is reset under the lock */
@@ -168,10 +199,12 @@ void large_free(hak_large_t *lg, void *p, const char *op) {
     err_double_free(op, p, 0);
   }
   list_unlink_locked(lg);
-  if (!lg->huge && lg->map_size <= LARGE_CACHE_BYTES / 4) {
+  if (!lg->huge && lg->map_size <= LARGE_CACHE_BYTES / 8) {
+    cache_age_locked();
     while (large_cache_n == LARGE_CACHE_N || large_cache_bytes + lg->map_size > LARGE_CACHE_BYTES)
       cache_evict_oldest_locked();
     track_free(p, large_usable(lg));
+    large_cache_at[large_cache_n] = os_now_ms();
     large_cache[large_cache_n++] = lg;
     large_cache_bytes += lg->map_size;
     hak_unlock(&hak_large_lock);
