@@ -147,7 +147,7 @@ void *large_alloc(size_t size, size_t alignment, bool zero) {
       list_add_locked(lg);
       hak_unlock(&hak_large_lock);
       void *p = (uint8_t *)lg + off;
-      track_alloc(p, size, lg->map_size - off, zero);
+      track_alloc(p, size, large_usable(lg), zero);
       if (zero)
         memset(p, 0, size);
       return p;
@@ -179,8 +179,13 @@ void *large_alloc(size_t size, size_t alignment, bool zero) {
   return p;
 }
 
+/* The request rounded up to whole pages, not the whole mapping: a block
+ * served from a bigger cached mapping (up to twice its size) or grown in
+ * place keeps the rest as hidden room for realloc, so its usable size does
+ * not depend on what the cache happened to hold or on what the kernel had
+ * mapped after it (the fuzzers' replays require the same usable sizes). */
 size_t large_usable(const hak_large_t *lg) {
-  return lg->map_size - lg->offset;
+  return round_page(lg->offset + lg->requested) - lg->offset;
 }
 
 bool large_recently_freed(const void *p) {
@@ -265,7 +270,7 @@ void *large_realloc(hak_large_t *lg, void *p, size_t size) {
   if (r == MAP_FAILED) {
     registry_set(lg, REG_LARGE);
     hak_unlock(&hak_large_lock);
-    track_alloc(p, old_req, map - off, 0);
+    track_alloc(p, old_req, round_page(off + old_req) - off, 0);
     os_unmap(dst, need);
     errno = ENOMEM;
     return NULL;
