@@ -240,9 +240,11 @@ void *large_realloc(hak_large_t *lg, void *p, size_t size) {
   hak_lock(&hak_large_lock);
   size_t map = lg->map_size, old_req = lg->requested;
   bool in_place = need <= map;
-  if (need < map) /* shrink in place, giving the tail back */
+  if (need < map) { /* shrink in place, giving the tail back (its shadow too:
+                     * hidden room past the usable size may be poisoned) */
+    track_unmapping((uint8_t *)lg + need, map - need);
     munmap((uint8_t *)lg + need, map - need);
-  else if (need > map) /* grow in place if the address space after is free */
+  } else if (need > map) /* grow in place if the address space after is free */
     in_place = mremap(lg, map, need, 0) != MAP_FAILED;
   if (in_place) {
     lg->map_size = need;
