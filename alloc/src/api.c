@@ -21,35 +21,44 @@
 static void *small_alloc_slow(hak_heap_t *h, size_t cls, size_t n, bool zero);
 
 /* ---- allocation fast path ---------------------------------------------- */
-static inline __attribute__((always_inline)) void *page_pop(hak_page_t *pg, hak_block_t *b,
-                                                            size_t n, bool zero) {
+/* A free block about to be taken off a list: the debug build checks that
+ * nothing wrote to it while it was free. */
+static inline __attribute__((always_inline)) void check_free_block(hak_block_t *b) {
 #if defined(HAK_DEBUG) && HAK_DEBUG
   if (block_marker(b) != block_marker_value(b))
     err_corruption(b, "free block modified after it was freed (use after free?)");
+#else
+  (void)b;
 #endif
+}
+
+/* A block taken off a list, handed to the caller: no longer marked free,
+ * tracked (ASan/Valgrind), its first `zero_bytes` zeroed for calloc. */
+static inline __attribute__((always_inline)) void *hand_out(hak_block_t *b, size_t n, size_t usable,
+                                                            bool zero, size_t zero_bytes) {
+  block_clear_marker(b);
+  track_alloc(b, n, usable, zero);
+  if (zero)
+    memset(b, 0, zero_bytes);
+  return b;
+}
+
+static inline __attribute__((always_inline)) void *page_pop(hak_page_t *pg, hak_block_t *b,
+                                                            size_t n, bool zero) {
+  check_free_block(b);
   pg->free = block_next(b);
   pg->used++;
   hak_assert(pg->used <= atomic_load_explicit(&pg->capacity, memory_order_relaxed));
-  block_clear_marker(b);
-  track_alloc(b, n, pg->block_size, zero);
-  if (zero)
-    memset(b, 0, pg->free_is_zero ? (n < sizeof(hak_block_t) ? n : sizeof(hak_block_t)) : n);
-  return b;
+  return hand_out(b, n, pg->block_size, zero,
+                  pg->free_is_zero ? (n < sizeof(hak_block_t) ? n : sizeof(hak_block_t)) : n);
 }
 
 static inline __attribute__((always_inline)) void *tcache_pop(hak_heap_t *h, hak_block_t *b,
                                                               size_t n, size_t cls, bool zero) {
-#if defined(HAK_DEBUG) && HAK_DEBUG
-  if (block_marker(b) != block_marker_value(b))
-    err_corruption(b, "free block modified after it was freed (use after free?)");
-#endif
+  check_free_block(b);
   h->tc_head[cls] = block_next(b);
   h->tc_room[cls]++;
-  block_clear_marker(b);
-  track_alloc(b, n, class_size(cls), zero);
-  if (zero)
-    memset(b, 0, n);
-  return b;
+  return hand_out(b, n, class_size(cls), zero, n);
 }
 
 static inline __attribute__((always_inline)) void *small_alloc(size_t n, size_t cls, bool zero) {
@@ -271,11 +280,14 @@ static inline __attribute__((always_inline)) void *calloc_impl(size_t count, siz
   return large_alloc(n, 16, true);
 }
 
-static void release(void *p, void **deferred) {
+/* Frees `p`, already resolved (checked) by resolve(): no second lookup. */
+static void release(void *p, const resolved_t *r, void **deferred) {
   if (deferred)
     *deferred = p;
+  else if (r->page)
+    free_block(r->seg, r->page, p);
   else
-    free_impl(p);
+    large_free(r->large, p, "realloc");
 }
 
 /* `deferred`: where the block to free goes in the trace build (the caller
@@ -285,7 +297,7 @@ static void *realloc_impl(void *p, size_t size, void **deferred) {
     return malloc_impl(size);
   resolved_t r = resolve(p, "realloc");
   if (size == 0) {
-    release(p, deferred);
+    release(p, &r, deferred);
     return NULL;
   }
   if (size > (size_t)PTRDIFF_MAX) {
@@ -314,12 +326,7 @@ static void *realloc_impl(void *p, size_t size, void **deferred) {
     return NULL;
   size_t keep = track_requested(p, r.usable);
   memcpy(q, p, keep < size ? keep : size);
-  if (deferred)
-    *deferred = p;
-  else if (r.page)
-    free_block(r.seg, r.page, p); /* resolve() checked it: no second lookup */
-  else
-    large_free(r.large, p, "realloc");
+  release(p, &r, deferred);
   return q;
 }
 

@@ -61,26 +61,13 @@ static size_t count_delayed_for(hak_page_t *pg) {
   return n;
 }
 
-/* The blocks of `pg` in its owner's cache: marked in `seen` (the page's
- * bitmap of listed blocks); one already there is listed twice. Returns how
- * many. The list was validated by check_tcache. */
+/* The blocks of `pg` in its owner's cache, marked in `seen` (the page's
+ * bitmap of listed blocks): one already there is listed twice. */
 static size_t check_cached(checker_t *c, const hak_heap_t *owner, hak_page_t *pg, uint8_t *seen) {
-  if (!owner || pg->cls >= NCLS)
-    return 0;
-  size_t n = 0, walked = 0, limit = class_tcache_limit(pg->cls);
-  uint8_t *end = pg->start + (size_t)pg->reserved * pg->block_size;
-  for (hak_block_t *b = owner->tc_head[pg->cls];
-       b && walked <= limit && tcache_entry_ok(owner, pg->cls, b); b = block_next(b), walked++) {
-    if ((uint8_t *)b < pg->start || (uint8_t *)b >= end)
-      continue;
-    size_t idx = (size_t)((uint8_t *)b - pg->start) / pg->block_size;
-    if (seen[idx >> 3] & (1u << (idx & 7))) {
-      violation(c, "block listed twice (in a thread cache and a free list)", b, idx, n);
-      break;
-    }
-    seen[idx >> 3] |= (uint8_t)(1u << (idx & 7));
-    n++;
-  }
+  hak_block_t *dup = NULL;
+  size_t n = tcache_count_for(owner, pg, seen, &dup);
+  if (dup)
+    violation(c, "block listed twice (in a thread cache and a free list)", dup, n, 0);
   return n;
 }
 
@@ -292,8 +279,9 @@ void hak_stats(struct hak_stats *out) {
       hak_page_t *pg = &s->pages[i];
       if (s->slice_head[i] != i || !pg->in_use)
         continue;
-      size_t pending = count_delayed_for(pg) +
-                       tcache_count_for(atomic_load_explicit(&s->owner, memory_order_relaxed), pg);
+      size_t pending =
+          count_delayed_for(pg) +
+          tcache_count_for(atomic_load_explicit(&s->owner, memory_order_relaxed), pg, NULL, NULL);
       for (hak_block_t *b = (hak_block_t *)(atomic_load(&pg->thread_free) & ~TF_MASK); b;
            b = block_next(b))
         pending++;

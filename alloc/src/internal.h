@@ -91,7 +91,7 @@ typedef struct hak_page {
   /* owner-thread fields (first cache line) */
   hak_block_t *free;         /* local free list */
   uint32_t used;             /* blocks not in `free` (live + pending remote) */
-  _Atomic uint32_t capacity; /* blocks carved so far (read by remote frees) */
+  _Atomic uint32_t capacity; /* blocks carved so far (remote frees read carved_end) */
   uint32_t reserved;         /* blocks that fit in the page */
   uint32_t block_size;
   /* ceil(2^64 / block_size): an offset `off` < 2^32 is a multiple of
@@ -309,8 +309,6 @@ HAK_INTERNAL void page_free_slow(hak_heap_t *h, hak_segment_t *seg, hak_page_t *
 static inline bool page_kept_when_empty(const hak_heap_t *h, const hak_page_t *pg) {
   return h->direct[pg->cls] == pg && !pg->next;
 }
-HAK_INTERNAL void page_local_free_slow(hak_heap_t *h, hak_segment_t *seg, hak_page_t *pg,
-                                       bool locked);
 HAK_INTERNAL void page_free_remote(hak_segment_t *seg, hak_page_t *pg, hak_block_t *b);
 HAK_INTERNAL void page_free_block(hak_heap_t *h, hak_segment_t *seg, hak_page_t *pg,
                                   hak_block_t *b);
@@ -372,7 +370,8 @@ extern HAK_INTERNAL hak_heap_t *hak_all_heaps;
 HAK_INTERNAL void tcache_reset(hak_heap_t *h);
 HAK_INTERNAL void tcache_overflow(hak_heap_t *h, size_t cls);
 HAK_INTERNAL void tcache_flush_all(hak_heap_t *h, bool locked);
-HAK_INTERNAL size_t tcache_count_for(const hak_heap_t *h, const hak_page_t *pg);
+HAK_INTERNAL size_t tcache_count_for(const hak_heap_t *h, const hak_page_t *pg, uint8_t *seen,
+                                     hak_block_t **dup);
 HAK_INTERNAL bool tcache_entry_ok(const hak_heap_t *h, size_t cls, const hak_block_t *b);
 
 /* ---- large.c ----------------------------------------------------------- */

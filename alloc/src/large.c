@@ -64,8 +64,7 @@ static hak_large_t *cache_take_locked(size_t map) {
     hak_large_t *lg = large_cache[best];
     cache_remove_locked(best);
     if (lg->map_size / 2 > map) {
-      track_unmapping((uint8_t *)lg + map, lg->map_size - map);
-      munmap((uint8_t *)lg + map, lg->map_size - map);
+      os_unmap((uint8_t *)lg + map, lg->map_size - map);
       lg->map_size = map;
     }
     return lg;
@@ -87,7 +86,6 @@ static void cache_evict_oldest_locked(void) {
   hak_large_t *lg = large_cache[0];
   cache_remove_locked(0);
   registry_set(lg, REG_NONE);
-  track_unmapping(lg, lg->map_size);
   os_unmap(lg, lg->map_size);
 }
 
@@ -240,11 +238,10 @@ void *large_realloc(hak_large_t *lg, void *p, size_t size) {
   hak_lock(&hak_large_lock);
   size_t map = lg->map_size, old_req = lg->requested;
   bool in_place = need <= map;
-  if (need < map) { /* shrink in place, giving the tail back (its shadow too:
-                     * hidden room past the usable size may be poisoned) */
-    track_unmapping((uint8_t *)lg + need, map - need);
-    munmap((uint8_t *)lg + need, map - need);
-  } else if (need > map) /* grow in place if the address space after is free */
+  if (need < map) /* shrink in place, giving the tail back (os_unmap clears
+                   * its shadow: room past the usable size may be poisoned) */
+    os_unmap((uint8_t *)lg + need, map - need);
+  else if (need > map) /* grow in place if the address space after is free */
     in_place = mremap(lg, map, need, 0) != MAP_FAILED;
   if (in_place) {
     lg->map_size = need;
@@ -272,7 +269,7 @@ void *large_realloc(hak_large_t *lg, void *p, size_t size) {
   if (r == MAP_FAILED) {
     registry_set(lg, REG_LARGE);
     hak_unlock(&hak_large_lock);
-    track_alloc(p, old_req, round_page(off + old_req) - off, 0);
+    track_alloc(p, old_req, large_usable(lg), 0);
     os_unmap(dst, need);
     errno = ENOMEM;
     return NULL;

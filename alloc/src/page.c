@@ -20,7 +20,7 @@
 
 #include "internal.h"
 
-hak_page_t hak_empty_page; /* free == NULL, capacity == 0: every check fails */
+hak_page_t hak_empty_page; /* free == NULL, carved_end == 0: every check fails */
 
 /* ---- queues ------------------------------------------------------------ */
 void queue_push_back(hak_heap_t *h, hak_page_t *pg) {
@@ -242,22 +242,8 @@ void page_free_slow(hak_heap_t *h, hak_segment_t *seg, hak_page_t *pg) {
   segment_drop_if_idle(h, seg);
 }
 
-/* A local free (or a block spilled from the heap's cache) left the page
- * empty, or the page was in the full list. The common case, a page that
- * emptied but stays (it is its class's only page) in a segment still in
- * use, needs nothing and no lock: a malloc/free ping-pong on an otherwise
- * empty page must stay cheap. `locked`: the caller holds the heap lock. */
-void page_local_free_slow(hak_heap_t *h, hak_segment_t *seg, hak_page_t *pg, bool locked) {
-  if (!pg->in_full && page_kept_when_empty(h, pg) && !segment_is_idle(h, seg))
-    return;
-  if (!locked)
-    heap_lock(h);
-  page_free_slow(h, seg, pg);
-  if (!locked)
-    heap_unlock(h);
-}
-
-/* Frees a block whose validity was already established (delayed blocks). */
+/* Frees a block whose validity was already established (delayed blocks,
+ * blocks spilled from a thread cache); heap lock held. */
 void page_free_block(hak_heap_t *h, hak_segment_t *seg, hak_page_t *pg, hak_block_t *b) {
   if (atomic_load_explicit(&seg->owner, memory_order_relaxed) == h) {
     block_set_free(b, pg->free, block_marker_value(b));

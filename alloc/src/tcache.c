@@ -23,29 +23,24 @@ void tcache_reset(hak_heap_t *h) {
   }
 }
 
-/* Each block of the list `b` back on its page's local free list; `used`
- * drops and an emptied (or formerly full) page takes its slow path. The
- * blocks keep their free markers. */
-static void spill(hak_heap_t *h, hak_block_t *b, bool locked) {
+/* Each block of the list `b` back on its page (page_free_block, heap lock
+ * held): `used` drops and an emptied or formerly full page takes its slow
+ * path. */
+static void spill(hak_heap_t *h, hak_block_t *b) {
   while (b) {
     hak_block_t *next = block_next(b);
     hak_segment_t *seg = ptr_segment_base(b);
-    hak_page_t *pg = ptr_page(seg, b);
-    hak_assert(atomic_load_explicit(&seg->owner, memory_order_relaxed) == h && pg->used > 0);
-    block_set_next(b, pg->free);
-    pg->free = b;
-    pg->free_is_zero = 0;
-    if (--pg->used == 0 || pg->in_full)
-      page_local_free_slow(h, seg, pg, locked);
+    hak_assert(atomic_load_explicit(&seg->owner, memory_order_relaxed) == h);
+    page_free_block(h, seg, ptr_page(seg, b), b);
     b = next;
   }
 }
 
 /* The list is one over its limit (the free that found no room pushed its
  * block anyway): keep the newest half, the blocks most likely still in the
- * CPU cache, and give the older ones back to their pages. */
-/* Under the heap lock: a fork in the middle would otherwise leave the child
- * with blocks that are on no list (held by a thread that is not there). */
+ * CPU cache, and give the older ones back to their pages, under the heap
+ * lock (a fork in the middle would otherwise leave the child with blocks
+ * on no list, held by a thread that is not there). */
 void tcache_overflow(hak_heap_t *h, size_t cls) {
   uint32_t limit = class_tcache_limit(cls), keep = limit / 2;
   heap_lock(h);
@@ -55,7 +50,7 @@ void tcache_overflow(hak_heap_t *h, size_t cls) {
   hak_block_t *rest = block_next(last);
   block_set_next(last, NULL);
   h->tc_room[cls] = (int32_t)(limit - keep);
-  spill(h, rest, true);
+  spill(h, rest);
   heap_unlock(h);
 }
 
@@ -66,7 +61,7 @@ void tcache_flush_all(hak_heap_t *h, bool locked) {
     hak_block_t *b = h->tc_head[c];
     h->tc_head[c] = NULL;
     h->tc_room[c] = (int32_t)class_tcache_limit(c);
-    spill(h, b, true);
+    spill(h, b);
   }
   if (!locked)
     heap_unlock(h);
@@ -86,15 +81,30 @@ bool tcache_entry_ok(const hak_heap_t *h, size_t cls, const hak_block_t *b) {
          page_is_block_start(pg, (size_t)((const uint8_t *)b - pg->start));
 }
 
-/* How many of `pg`'s blocks sit in its owner heap's cache (hak_stats). */
-size_t tcache_count_for(const hak_heap_t *h, const hak_page_t *pg) {
+/* How many of `pg`'s blocks sit in its owner heap's cache (hak_stats,
+ * hak_heap_check). With `seen` (check.c's bitmap of the page's listed
+ * blocks) each is marked there; the walk stops at a block already marked,
+ * returned in *dup. */
+size_t tcache_count_for(const hak_heap_t *h, const hak_page_t *pg, uint8_t *seen,
+                        hak_block_t **dup) {
   if (!h || pg->cls >= NCLS)
     return 0;
   size_t n = 0, walked = 0, limit = class_tcache_limit(pg->cls);
   const uint8_t *end = pg->start + (size_t)pg->reserved * pg->block_size;
   for (hak_block_t *b = h->tc_head[pg->cls]; b && walked <= limit && tcache_entry_ok(h, pg->cls, b);
-       b = block_next(b), walked++)
-    n += (uint8_t *)b >= pg->start && (uint8_t *)b < end;
+       b = block_next(b), walked++) {
+    if ((const uint8_t *)b < pg->start || (const uint8_t *)b >= end)
+      continue;
+    if (seen) {
+      size_t idx = (size_t)((const uint8_t *)b - pg->start) / pg->block_size;
+      if (seen[idx >> 3] & (1u << (idx & 7))) {
+        *dup = b;
+        break;
+      }
+      seen[idx >> 3] |= (uint8_t)(1u << (idx & 7));
+    }
+    n++;
+  }
   return n;
 }
 
