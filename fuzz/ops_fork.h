@@ -290,6 +290,20 @@ static void fk_child_misuse(unsigned action, unsigned char *p, size_t usable, in
 }
 
 /* Expected first words of the fatal line for a misuse of p. */
+/* The child's "fuzz: fork child: expect <line>" announcement: `prefix` +
+ * <line> into want (empty if absent). Returns where <line> starts in `out`,
+ * or NULL. */
+static const char *fk_expected(const char *out, const char *prefix, char *want, size_t size) {
+  static const char tag[] = "fuzz: fork child: expect ";
+  const char *e = strstr(out, tag);
+  want[0] = 0;
+  if (!e)
+    return NULL;
+  e += sizeof tag - 1;
+  snprintf(want, size, "%s%.*s", prefix, (int)strcspn(e, "\n"), e);
+  return e;
+}
+
 static void fk_expect(char *buf, size_t n, unsigned action, const unsigned char *p, size_t usable,
                       const void *stack) {
   switch (action) {
@@ -452,25 +466,15 @@ static void fz_exec_fork(struct fz_exec *x, const struct fz_op *op) {
            out);
   } else if (FK_IS_CORRUPT(action)) {
     /* exit 4: the run had no two neighbouring blocks in a page (nothing checked) */
-    const char *e = strstr(out, "fuzz: fork child: expect ");
-    char want[96] = "";
-    if (e) {
-      e += strlen("fuzz: fork child: expect ");
-      size_t l = strcspn(e, "\n");
-      snprintf(want, sizeof want, "hakmem: heap check: %.*s", (int)l, e);
-    }
+    char want[96];
+    const char *e = fk_expected(out, "hakmem: heap check: ", want, sizeof want);
     if (!(code == 4 || (code == 0 && e && strstr(out, want))))
       fk_fail(x, "fork child (corruption %u) ended with status %d signal %d; its stderr:\n%.1500s",
            action, code, sig, out);
     action += code == 4 ? 16 : 0;
   } else {
-    const char *e = strstr(out, "fuzz: fork child: expect ");
-    char want[200] = "";
-    if (e) {
-      e += strlen("fuzz: fork child: expect ");
-      size_t l = strcspn(e, "\n");
-      snprintf(want, sizeof want, "%.*s", (int)l, e);
-    }
+    char want[200];
+    const char *e = fk_expected(out, "", want, sizeof want);
     const char *got = e ? strstr(e, "hakmem: ") : NULL;
     if (sig != SIGABRT || !*want || !got || strncmp(got, want, strlen(want)) != 0)
       fk_fail(x, "fork child (misuse %u) ended with status %d signal %d, expected SIGABRT and '%s'; its stderr:\n%.1500s",
