@@ -122,6 +122,12 @@ static void check_segment(checker_t *c, hak_segment_t *seg, bool cached) {
                 seg->abandoned, owner != NULL);
     if (owner && owner->state != HEAP_ACTIVE)
       violation(c, "segment owned by a finished heap", seg, owner->id, owner->state);
+    /* every free counted since the abandonment freed a block live then */
+    uint32_t frees = atomic_load_explicit(&seg->abandoned_frees, memory_order_relaxed);
+    uint32_t live = atomic_load_explicit(&seg->abandoned_live, memory_order_relaxed);
+    if (seg->abandoned && frees > live)
+      violation(c, "more frees into an abandoned segment than blocks live at abandonment", seg,
+                frees, live);
   }
   if (seg->free_slices & 1)
     violation(c, "metadata slice marked free", seg, 0, 0);
@@ -239,13 +245,18 @@ size_t hak_heap_check(void) {
   }
   for (hak_segment_t *s = hak_segment_cache; s; s = s->next)
     check_segment(&c, s, true);
+  size_t abandoned = 0;
   for (hak_segment_t *s = hak_all_segments; s; s = s->gnext) {
     bool cached = false;
     for (hak_segment_t *q = hak_segment_cache; q; q = q->next)
       cached |= (q == s);
     if (!cached)
       check_segment(&c, s, false);
+    abandoned += segment_is_abandoned_listed(s);
   }
+  if (abandoned != segment_abandoned_count())
+    violation(&c, "abandoned list length and its count disagree", NULL, abandoned,
+              segment_abandoned_count());
   hak_unlock(&hak_global_lock);
   hak_lock(&hak_large_lock);
   for (hak_large_t *lg = hak_all_large; lg; lg = lg->gnext) {

@@ -34,6 +34,7 @@ __thread bool hak_tls_exiting __attribute__((tls_model("initial-exec")));
 uintptr_t hak_cookie;
 pthread_mutex_t hak_global_lock = PTHREAD_MUTEX_INITIALIZER;
 hak_heap_t *hak_all_heaps; /* guarded by hak_global_lock */
+_Atomic uint64_t hak_abandon_epoch = 1;
 static hak_heap_t *heap_pool;
 static uint32_t heap_count;
 
@@ -123,7 +124,7 @@ hak_heap_t *heap_get_or_create(void) {
   if (!h)
     return NULL;
   heap_reset(h);
-  h->reclaim_credit = RECLAIM_CREDIT;
+  h->alloc_epoch = 0; /* not allocated yet (small_alloc_slow sets it) */
   hak_tls_heap = h;
   pthread_setspecific(heap_key, h);
   /* Registered here, not in init_once: pthread_atfork may allocate, and by
@@ -188,6 +189,9 @@ void heap_abandon(hak_heap_t *h, bool in_fork_child) {
   hak_segment_t *s = h->segments;
   heap_reset(h);
   hak_lock(&hak_global_lock);
+  /* before the segments are abandoned: a heap allocating from now on has
+   * allocated since their abandonment */
+  atomic_fetch_add_explicit(&hak_abandon_epoch, 1, memory_order_relaxed);
   while (s) {
     hak_segment_t *next = s->next;
     if (s->used_pages == 0) {

@@ -69,7 +69,6 @@ enum { KIND_SMALL = 1, KIND_LARGE = 2 };
 #ifndef PURGE_DELAY_MS
 #define PURGE_DELAY_MS 500 /* ... for this long (see segment.c) */
 #endif
-#define RECLAIM_CREDIT 4
 #ifndef TCACHE_BYTES
 #define TCACHE_BYTES ((size_t)64 << 10) /* per class and thread (see tcache.c) */
 #endif
@@ -120,6 +119,11 @@ typedef struct hak_segment {
   uint64_t dirty_slices;            /* bit i: slice i may hold non-zero bytes */
   uint32_t used_pages;
   uint32_t abandoned;
+  /* While abandoned (see reclaim_wanted in api.c): hak_abandon_epoch when
+   * it was abandoned, the blocks live then, and the frees into it since */
+  _Atomic uint64_t abandoned_epoch;
+  _Atomic uint32_t abandoned_live;
+  _Atomic uint32_t abandoned_frees;
   struct hak_segment *next, *prev;        /* heap's list, abandoned list or cache */
   struct hak_segment *gnext, *gprev;      /* all small segments (check/stats) */
   uint8_t slice_head[SLICES_PER_SEGMENT]; /* page index owning slice i, 0 = none */
@@ -168,11 +172,10 @@ typedef struct hak_heap {
   uint64_t purge_at_ms;      /* when they may be purged (0: below the threshold) */
   uint32_t state;
   uint32_t id;
-  /* Segments this heap may still reclaim on free (see free_not_owned):
-   * refilled to RECLAIM_CREDIT by every allocation slow path, so a thread
-   * that only frees (a main thread joining its workers) takes over at most
-   * a few abandoned segments it would never allocate from again. */
-  uint32_t reclaim_credit;
+  /* hak_abandon_epoch at this heap's last allocation slow path (0: none
+   * yet): a heap that has allocated since a segment was abandoned reclaims
+   * it on free (see reclaim_wanted in api.c). Owner thread only. */
+  uint64_t alloc_epoch;
   /* Held by the owner thread during its slow paths, and by fork_prepare, so
    * a fork child never sees another heap's queues or segments half-updated
    * (the fast paths only touch a page's free list and used count, which the
@@ -292,6 +295,7 @@ HAK_INTERNAL void segment_fork_fixup(void);
 HAK_INTERNAL void segment_abandon_locked(hak_segment_t *seg);
 HAK_INTERNAL void segment_reset_all(void);
 HAK_INTERNAL bool segment_is_abandoned_listed(const hak_segment_t *seg);
+HAK_INTERNAL size_t segment_abandoned_count(void);
 extern HAK_INTERNAL hak_segment_t *hak_abandoned;
 extern HAK_INTERNAL hak_segment_t *hak_all_segments;
 extern HAK_INTERNAL hak_segment_t *hak_segment_cache;
@@ -365,6 +369,9 @@ HAK_INTERNAL hak_heap_t *heap_get_or_create(void);
 HAK_INTERNAL void heap_drain_delayed(hak_heap_t *h);
 HAK_INTERNAL void heap_abandon(hak_heap_t *h, bool in_fork_child);
 extern HAK_INTERNAL hak_heap_t *hak_all_heaps;
+/* Counts abandonments (thread exits, fork child fixups) from 1; 64 bits,
+ * so it never wraps. */
+extern HAK_INTERNAL _Atomic uint64_t hak_abandon_epoch;
 
 /* ---- tcache.c ---------------------------------------------------------- */
 HAK_INTERNAL void tcache_reset(hak_heap_t *h);

@@ -257,18 +257,33 @@ void page_free_block(hak_heap_t *h, hak_segment_t *seg, hak_page_t *pg, hak_bloc
 }
 
 /* ---- finding a page with a free block (malloc slow path) --------------- */
-hak_page_t *page_find_free(hak_heap_t *h, size_t cls) {
+/* How many more carvable queue pages the search passes over, looking for
+ * free blocks, once it has passed the first one (pages with nothing left
+ * move to the full list as before, so they are passed once). */
+#define FIND_FREE_SCAN 8
+
+/* The first page of the class queue with a free block (after collecting
+ * its remote frees), or NULL; *carve: the first page that has blocks left
+ * to carve. Pages with nothing free and nothing left to carve move to the
+ * full list. The walk stops after FIND_FREE_SCAN more carvable pages. */
+static hak_page_t *queue_find_free(hak_heap_t *h, size_t cls, hak_page_t **carve) {
   hak_page_t *pg = queue_first(h, cls);
+  unsigned scan = 0;
+  *carve = NULL;
   while (pg) {
     if (!pg->free)
       page_collect(pg);
     if (pg->free)
-      break;
-    if (atomic_load_explicit(&pg->capacity, memory_order_relaxed) < pg->reserved) {
-      page_extend(pg);
-      break;
-    }
+      return pg;
     hak_page_t *next = pg->next;
+    if (atomic_load_explicit(&pg->capacity, memory_order_relaxed) < pg->reserved) {
+      if (!*carve)
+        *carve = pg;
+      if (++scan > FIND_FREE_SCAN)
+        return NULL;
+      pg = next;
+      continue;
+    }
     queue_remove(h, pg);
     full_push(h, pg);
     page_set_notify(pg);
@@ -278,9 +293,24 @@ hak_page_t *page_find_free(hak_heap_t *h, size_t cls) {
       full_remove(h, pg);
       queue_push_front(h, pg);
       page_collect(pg);
-      break;
+      return pg;
     }
     pg = next;
+  }
+  return NULL;
+}
+
+/* Memory already resident is used before new memory is touched: a free
+ * block of any page in the class queue before a page is carved further or
+ * a new page is taken. Without this, a thread that adopted its
+ * predecessor's segments (Larson's thread churn) kept carving its own first
+ * page while the adopted pages stayed half free. */
+hak_page_t *page_find_free(hak_heap_t *h, size_t cls) {
+  hak_page_t *carve;
+  hak_page_t *pg = queue_find_free(h, cls, &carve);
+  if (!pg && carve) {
+    pg = carve;
+    page_extend(pg);
   }
   if (!pg) {
     pg = segment_page_alloc(h, cls);
