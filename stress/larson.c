@@ -8,8 +8,13 @@
  * of a random size in [min_size, max_size), which it fills. After `rounds`
  * such replacements the thread starts a successor that inherits the slice and
  * exits, so blocks are freed by threads other than the ones that allocated
- * them and threads churn. After `seconds` every chain stops; the main thread
- * frees what is left, runs hak_heap_check and prints allocations per second.
+ * them and threads churn. Each successor joins its predecessor first, so an
+ * exited thread's stack is released at once (when main joined the chains one
+ * after the other, the exited threads of every chain but the first kept their
+ * stacks until the end: peak RSS grew with the number of threads run, that is
+ * with the allocator's speed). After `seconds` every chain stops (its last
+ * thread, joined by main); the main thread frees what is left, runs
+ * hak_heap_check and prints allocations per second.
  * The --options of stress_common.h work too (--threads, --chunks, ...). */
 #include "stress_common.h"
 
@@ -18,12 +23,18 @@ typedef struct chain {
   void **blk;
   uint64_t rounds;
   uint64_t seed;
-  uint64_t gen;
-  uint64_t ops; /* replacements done, read by main after the joins */
+  uint64_t gen;   /* threads run so far */
+  uint64_t ops;   /* replacements done, read by main after the joins */
+  pthread_t prev; /* the predecessor, for its successor to join */
+  int has_prev;
+  pthread_t last;   /* the chain's last thread, for main to join ... */
+  _Atomic int done; /* ... once this is set */
 } chain;
 
 static void *larson_thread(void *arg) {
   chain *c = (chain *)arg;
+  if (c->has_prev)
+    pthread_join(c->prev, NULL); /* the predecessor returns right after spawning us */
   char name[24];
   snprintf(name, sizeof name, "larson-%u.%llu", c->id, (unsigned long long)c->gen);
   stress_register(name);
@@ -45,15 +56,16 @@ static void *larson_thread(void *arg) {
   c->ops += i;
   c->gen++;
   if (!stress_time_up()) {
-    /* c belongs to the successor from here on; main joins this thread and
-     * then the successor, whose handle this thread returns. */
-    pthread_t *next = (pthread_t *)malloc(sizeof *next);
-    if (!next)
-      stress_fail(STRESS_EXIT_FAIL, "malloc failed");
-    *next = stress_spawn(larson_thread, c);
+    /* c belongs to the successor from here on (pthread_create orders these
+     * stores before it runs); it joins this thread */
+    c->prev = pthread_self();
+    c->has_prev = 1;
+    stress_spawn(larson_thread, c);
     stress_unregister();
-    return next;
+    return NULL;
   }
+  c->last = pthread_self();
+  atomic_store_explicit(&c->done, 1, memory_order_release);
   stress_unregister();
   return NULL;
 }
@@ -91,7 +103,6 @@ int main(int argc, char **argv) {
 
   unsigned nt = stress_conf.threads, n = stress_conf.chunks;
   chain *ch = (chain *)calloc(nt, sizeof *ch);
-  pthread_t *first = (pthread_t *)calloc(nt, sizeof *first);
   bench_rng r;
   bench_rng_seed(&r, stress_conf.seed);
   for (unsigned t = 0; t < nt; t++) {
@@ -106,19 +117,15 @@ int main(int argc, char **argv) {
   stress_work_begins();
   double t0 = bench_now();
   for (unsigned t = 0; t < nt; t++)
-    first[t] = stress_spawn(larson_thread, &ch[t]);
+    stress_spawn(larson_thread, &ch[t]);
   uint64_t threads_run = 0;
   for (unsigned t = 0; t < nt; t++) {
-    pthread_t cur = first[t];
-    for (;;) {
-      void *more;
-      pthread_join(cur, &more);
-      threads_run++;
-      if (!more)
-        break;
-      cur = *(pthread_t *)more;
-      free(more);
+    while (!atomic_load_explicit(&ch[t].done, memory_order_acquire)) {
+      struct timespec ts = {0, 1000 * 1000};
+      nanosleep(&ts, NULL);
     }
+    pthread_join(ch[t].last, NULL);
+    threads_run += ch[t].gen;
   }
   double el = bench_now() - t0;
   uint64_t ops = 0;
@@ -129,7 +136,6 @@ int main(int argc, char **argv) {
     free(ch[t].blk);
   }
   free(ch);
-  free(first);
   printf("larson: allocator=%s threads=%u chunks=%u size=[%zu,%zu) rounds=%llu time=%.3fs "
          "allocs=%llu threads_run=%llu throughput=%.0f allocs/s\n",
          bench_allocator_name(), nt, n, stress_conf.min_size, stress_conf.max_size,
