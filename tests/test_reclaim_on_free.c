@@ -49,6 +49,20 @@ static void run_workers(void) {
   REQUIRE(pthread_barrier_destroy(&all_allocated) == 0);
 }
 
+/* Main (which has not allocated since the workers exited) frees all but
+ * the last block of each worker: no segment may be reclaimed. */
+static void free_all_but_last(const char *when) {
+  size_t before = abandoned_now();
+  for (int i = 0; i < WORKERS; i++)
+    for (int j = 0; j < PER_WORKER - 1; j++)
+      hak_free(left[i][j]);
+  CHECK_MSG(abandoned_now() == before,
+            "%s: %zu segments reclaimed by a thread that has not allocated since, while a "
+            "block was still live",
+            when, before - abandoned_now());
+  CHECK_EQ(hak_heap_check(), 0);
+}
+
 /* Part 3b: a new thread's first free into an abandoned segment reclaims
  * it, but the heap made for it has not allocated: freeing one block of
  * each other segment, abandoned before or after, reclaims none. */
@@ -83,14 +97,7 @@ int main(void) {
   size_t before = abandoned_now();
   CHECK_MSG(before >= WORKERS, "%zu abandoned segments after %d workers exited with live blocks",
             before, WORKERS);
-  for (int i = 0; i < WORKERS; i++)
-    for (int j = 0; j < PER_WORKER - 1; j++)
-      hak_free(left[i][j]);
-  CHECK_MSG(abandoned_now() == before,
-            "a thread that has not allocated since reclaimed %zu segments that still held a "
-            "live block",
-            before - abandoned_now());
-  CHECK_EQ(hak_heap_check(), 0);
+  free_all_but_last("fresh segments");
 
   /* 2. The last block: each segment is reclaimed, and given back (it is
    * empty), not kept by main's heap. */
@@ -109,14 +116,7 @@ int main(void) {
   /* 2b. Part 1 again: the workers take part 2's segments from the cache,
    * whose counters must start again from this abandonment. */
   run_workers();
-  before = abandoned_now();
-  for (int i = 0; i < WORKERS; i++)
-    for (int j = 0; j < PER_WORKER - 1; j++)
-      hak_free(left[i][j]);
-  CHECK_MSG(abandoned_now() == before,
-            "reused segments: %zu reclaimed by a thread that has not allocated while a block "
-            "was still live",
-            before - abandoned_now());
+  free_all_but_last("segments reused from the cache");
   for (int i = 0; i < WORKERS; i++)
     hak_free(left[i][PER_WORKER - 1]);
   CHECK_EQ(hak_heap_check(), 0);
