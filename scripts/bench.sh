@@ -159,7 +159,9 @@ META=$OUT/meta.tsv
   printf 'cores\t%s\n' "$(nproc)"
   printf 'loadavg_start\t%s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
   g=$(git rev-parse --short HEAD 2>/dev/null) || g=unknown
-  [ "$g" = unknown ] || git diff --quiet HEAD -- alloc 2>/dev/null || g="$g+dirty(alloc)"
+  # the measured code: the library and the benchmark programs
+  [ "$g" = unknown ] || git diff --quiet HEAD -- alloc stress bench 2>/dev/null ||
+    g="$g+dirty($(git diff --name-only HEAD -- alloc stress bench 2>/dev/null | paste -sd, -))"
   printf 'git\t%s\n' "$g"
   printf 'hakmem_lib\t%s\n' "${HAKMEM_LIB:-build/release/libhakmem.so}"
   printf 'quick\t%s\n' "${QUICK:-0}"

@@ -33,8 +33,8 @@ typedef struct chain {
 
 static void *larson_thread(void *arg) {
   chain *c = (chain *)arg;
-  if (c->has_prev)
-    pthread_join(c->prev, NULL); /* the predecessor returns right after spawning us */
+  if (c->has_prev && pthread_join(c->prev, NULL) != 0) /* it returns right after spawning us */
+    stress_fail(STRESS_EXIT_FAIL, "cannot join the predecessor");
   char name[24];
   snprintf(name, sizeof name, "larson-%u.%llu", c->id, (unsigned long long)c->gen);
   stress_register(name);

@@ -112,7 +112,7 @@ typedef struct hak_page {
 _Static_assert(sizeof(hak_page_t) == 128, "page descriptor: two cache lines");
 
 typedef struct hak_segment {
-  /* Line 0 holds no field a free reads: segments are 4 MiB-aligned, so
+  /* Line 0 holds no field the free fast path reads: segments are 4 MiB-aligned, so
    * every segment's line 0 falls in the same L1 set as every 4 KiB-aligned
    * block start (8 KiB blocks: all of them); `owner` there missed L1 on
    * 0.73 of all frees in bench_random_mixed at 8 KiB (cachegrind). */
@@ -128,12 +128,15 @@ typedef struct hak_segment {
   _Atomic uint32_t abandoned_live;
   _Atomic uint32_t abandoned_frees;
   struct hak_segment *next, *prev; /* heap's list, abandoned list or cache */
-  /* read by every free: lines 1-2 */
+  /* owner and slice_head, read by every free, on lines 1-2 */
   _Alignas(64) _Atomic(struct hak_heap *) owner; /* NULL while abandoned */
   struct hak_segment *gnext, *gprev;             /* all small segments (check/stats) */
   uint8_t slice_head[SLICES_PER_SEGMENT];        /* page index owning slice i, 0 = none */
   hak_page_t pages[SLICES_PER_SEGMENT];          /* pages[0] is the null page */
 } hak_segment_t;
+_Static_assert(offsetof(hak_segment_t, owner) == 64 &&
+                   offsetof(hak_segment_t, slice_head) + SLICES_PER_SEGMENT <= 192,
+               "segment header: owner and slice_head on lines 1-2, off line 0");
 
 typedef struct hak_large {
   uint32_t magic;
