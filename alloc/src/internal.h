@@ -87,27 +87,32 @@ struct hak_heap;
 struct hak_segment;
 
 typedef struct hak_page {
-  /* owner-thread fields (first cache line) */
-  hak_block_t *free;         /* local free list */
-  uint32_t used;             /* blocks not in `free` (live + pending remote) */
-  _Atomic uint32_t capacity; /* blocks carved so far (remote frees read carved_end) */
-  uint32_t reserved;         /* blocks that fit in the page */
-  uint32_t block_size;
+  /* Line 0: what every free reads (written only when the page is set up
+   * or carved), and the remote-free stack that other threads' frees push
+   * on. Line 1: what the owner's malloc writes. A producer's malloc and a
+   * consumer's free of the same page then touch different lines (with
+   * free/used on line 0, every remote free read the line the owner's last
+   * malloc had just written). */
+  _Atomic uintptr_t thread_free; /* remote-free stack | TF_* bits */
   /* ceil(2^64 / block_size): an offset `off` < 2^32 is a multiple of
    * block_size iff off * div_magic (mod 2^64) < div_magic (Lemire, Kaser
    * and Kurz 2019), one multiply and no division on free */
   uint64_t div_magic;
-  _Atomic uint32_t carved_end; /* capacity * block_size: offsets of carved blocks are below */
   uint8_t *start;              /* first block */
+  _Atomic uint32_t carved_end; /* capacity * block_size: offsets of carved blocks are below */
+  _Atomic uint32_t capacity;   /* blocks carved so far (remote frees read carved_end) */
+  uint32_t reserved;           /* blocks that fit in the page */
+  uint32_t block_size;
   uint8_t cls;
-  uint8_t in_use;       /* page is allocated from its segment */
-  uint8_t in_full;      /* page is in its heap's full list */
-  uint8_t free_is_zero; /* blocks in `free` are zero past their first 16 bytes */
-  uint8_t slice_index;  /* first slice */
+  uint8_t in_use;      /* page is allocated from its segment */
+  uint8_t slice_index; /* first slice */
   uint8_t slice_count;
-  /* remote side, on its own cache line (with the owner's slow-path links) */
-  _Alignas(64) _Atomic uintptr_t thread_free; /* remote-free stack | TF_* bits */
-  struct hak_page *next, *prev;               /* class queue or full list */
+  /* line 1: the owner's */
+  _Alignas(64) hak_block_t *free; /* local free list */
+  uint32_t used;                  /* blocks not in `free` (live + pending remote) */
+  uint8_t in_full;                /* page is in its heap's full list */
+  uint8_t free_is_zero;           /* blocks in `free` are zero past their first 16 bytes */
+  struct hak_page *next, *prev;   /* class queue or full list */
 } hak_page_t;
 _Static_assert(sizeof(hak_page_t) == 128, "page descriptor: two cache lines");
 
