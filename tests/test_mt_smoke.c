@@ -10,7 +10,7 @@
  * remote frees that are never collected make it grow every round.
  *
  * Part 3: 4 threads allocate and free large blocks at once, both sizes the
- * large-mapping cache keeps (1 MiB) and sizes it never keeps (17 MiB, unmapped
+ * large-mapping cache keeps (1 MiB) and sizes it never keeps (33 MiB, unmapped
  * and remembered in the recent-free ring), so the cache and the ring are
  * updated from several threads (TSan sees a non-atomic update there).
  *
@@ -18,6 +18,8 @@
 #include "hak_test.h"
 
 #include <pthread.h>
+
+#include "internal.h" /* LARGE_CACHE_BYTES */
 
 #define MiB ((size_t)1 << 20)
 #define NTHREADS 4
@@ -293,7 +295,10 @@ static void part_producer_consumer(void) {
 static void *large_churn(void *arg) {
   uint64_t rng = (uint64_t)(uintptr_t)arg * 0x9E3779B97F4A7C15ull + 7;
   for (int i = 0; i < 24; i++) {
-    size_t n = (i & 1) ? 17 * MiB + hak_rand_below(&rng, 4096) : MiB + hak_rand_below(&rng, 4096);
+    /* odd: above what the cache takes (LARGE_CACHE_BYTES / 8), so the free
+     * unmaps it and writes the recent-free ring; even: cached */
+    size_t n = (i & 1) ? LARGE_CACHE_BYTES / 8 + MiB + hak_rand_below(&rng, 4096)
+                       : MiB + hak_rand_below(&rng, 4096);
     unsigned char *p = hak_malloc(n);
     if (!p) {
       FAIL("large_churn: malloc(%zu) failed", n);
@@ -320,9 +325,51 @@ static void part_large_threads(void) {
   CHECK_EQ(st.large_blocks, 0);
 }
 
+/* Part 4: one remote free to a full page, handed over through the owner's
+ * delayed list, with no other synchronisation between the two threads
+ * than the allocator's own (the test's flag is a relaxed atomic): TSan
+ * sees the owner read the block's link, written by the freeing thread,
+ * unless the delayed push is a release that the drain acquires. */
+#define DP_SIZE 8192
+static void *dp_block;
+static _Atomic int dp_freed;
+
+static void *dp_freer(void *arg) {
+  (void)arg;
+  hak_free(dp_block); /* its page is in the owner's full list: the delayed path */
+  atomic_store_explicit(&dp_freed, 1, memory_order_relaxed);
+  return NULL;
+}
+
+static void part_delayed_handoff(void) {
+  size_t cls = hak_size_to_class(DP_SIZE);
+  size_t per_page = class_slices(cls) * SLICE_SIZE / DP_SIZE;
+  size_t n = per_page + 1; /* the one past the first page moves it to the full list */
+  void **b = calloc(n + 1, sizeof *b);
+  REQUIRE(b != NULL);
+  for (size_t i = 0; i < n; i++)
+    b[i] = hak_malloc(DP_SIZE);
+  dp_block = b[0];
+  pthread_t t;
+  REQUIRE(pthread_create(&t, NULL, dp_freer, NULL) == 0);
+  while (!atomic_load_explicit(&dp_freed, memory_order_relaxed))
+    sched_yield();
+  b[n] = hak_malloc(DP_SIZE); /* slow path: drains the delayed list first */
+  REQUIRE(b[n] != NULL);
+  pthread_join(t, NULL);
+  for (size_t i = 1; i <= n; i++)
+    hak_free(b[i]);
+  free(b);
+  CHECK_EQ(hak_heap_check(), 0);
+  struct hak_stats st;
+  hak_stats(&st);
+  CHECK_EQ(st.live_blocks, 0);
+}
+
 int main(void) {
   RUN_SECTION(part_mixer);
   RUN_SECTION(part_producer_consumer);
   RUN_SECTION(part_large_threads);
+  RUN_SECTION(part_delayed_handoff);
   return hak_test_done();
 }
