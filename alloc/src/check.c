@@ -245,18 +245,13 @@ size_t hak_heap_check(void) {
   }
   for (hak_segment_t *s = hak_segment_cache; s; s = s->next)
     check_segment(&c, s, true);
-  size_t abandoned = 0;
   for (hak_segment_t *s = hak_all_segments; s; s = s->gnext) {
     bool cached = false;
     for (hak_segment_t *q = hak_segment_cache; q; q = q->next)
       cached |= (q == s);
     if (!cached)
       check_segment(&c, s, false);
-    abandoned += segment_is_abandoned_listed(s);
   }
-  if (abandoned != segment_abandoned_count())
-    violation(&c, "abandoned list length and its count disagree", NULL, abandoned,
-              segment_abandoned_count());
   hak_unlock(&hak_global_lock);
   hak_lock(&hak_large_lock);
   for (hak_large_t *lg = hak_all_large; lg; lg = lg->gnext) {

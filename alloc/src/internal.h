@@ -308,7 +308,6 @@ HAK_INTERNAL void segment_fork_fixup(void);
 HAK_INTERNAL void segment_abandon_locked(hak_segment_t *seg);
 HAK_INTERNAL void segment_reset_all(void);
 HAK_INTERNAL bool segment_is_abandoned_listed(const hak_segment_t *seg);
-HAK_INTERNAL size_t segment_abandoned_count(void);
 extern HAK_INTERNAL hak_segment_t *hak_abandoned;
 extern HAK_INTERNAL hak_segment_t *hak_all_segments;
 extern HAK_INTERNAL hak_segment_t *hak_segment_cache;

@@ -26,10 +26,9 @@
 
 #include "internal.h"
 
-hak_segment_t *hak_abandoned;      /* guarded by hak_global_lock */
-static _Atomic size_t abandoned_n; /* its length; written under the lock, read without */
-hak_segment_t *hak_all_segments;   /* guarded by hak_global_lock */
-hak_segment_t *hak_segment_cache;  /* guarded by hak_global_lock */
+hak_segment_t *hak_abandoned;     /* guarded by hak_global_lock */
+hak_segment_t *hak_all_segments;  /* guarded by hak_global_lock */
+hak_segment_t *hak_segment_cache; /* guarded by hak_global_lock */
 static size_t segment_cache_n;
 
 _Static_assert(sizeof(hak_segment_t) <= SLICE_SIZE, "segment header must fit in slice 0");
@@ -83,8 +82,6 @@ void segment_abandon_locked(hak_segment_t *seg) {
   if (hak_abandoned)
     hak_abandoned->prev = seg;
   hak_abandoned = seg;
-  atomic_store_explicit(&abandoned_n, atomic_load_explicit(&abandoned_n, memory_order_relaxed) + 1,
-                        memory_order_relaxed);
 }
 
 static void abandoned_unlink_locked(hak_segment_t *seg) {
@@ -96,8 +93,6 @@ static void abandoned_unlink_locked(hak_segment_t *seg) {
     seg->next->prev = seg->prev;
   seg->next = seg->prev = NULL;
   seg->abandoned = 0;
-  atomic_store_explicit(&abandoned_n, atomic_load_explicit(&abandoned_n, memory_order_relaxed) - 1,
-                        memory_order_relaxed);
 }
 
 static hak_segment_t *segment_new(void) {
@@ -266,9 +261,7 @@ void segment_adopt(hak_heap_t *h, hak_segment_t *seg) {
 
 /* Adopts the first abandoned segment, if any; returns it (it may have been
  * released already: do not touch it) or NULL. */
-static hak_segment_t *segment_adopt_abandoned(hak_heap_t *h) {
-  if (atomic_load_explicit(&abandoned_n, memory_order_relaxed) == 0)
-    return NULL;
+static hak_segment_t *adopt_abandoned(hak_heap_t *h) {
   hak_lock(&hak_global_lock);
   hak_segment_t *seg = hak_abandoned;
   if (seg)
@@ -290,10 +283,6 @@ bool segment_reclaim(hak_heap_t *h, hak_segment_t *seg) {
   if (ok)
     segment_adopt(h, seg);
   return ok;
-}
-
-size_t segment_abandoned_count(void) {
-  return atomic_load_explicit(&abandoned_n, memory_order_relaxed);
 }
 
 bool segment_is_abandoned_listed(const hak_segment_t *seg) {
@@ -333,7 +322,7 @@ hak_page_t *segment_page_alloc(hak_heap_t *h, size_t cls) {
   /* Adopting may free its empty pages (and even the segment); the adopted
    * pages of class `cls` are now in h's queue and may serve the request. */
   for (int tries = 0; tries < 4; tries++) {
-    if (!segment_adopt_abandoned(h))
+    if (!adopt_abandoned(h))
       break;
     for (hak_page_t *q = queue_first(h, cls); q; q = q->next) {
       if (!q->free)
@@ -449,7 +438,6 @@ void segment_reset_all(void) {
     os_unmap(s, SEGMENT_SIZE);
   }
   hak_all_segments = hak_segment_cache = hak_abandoned = NULL;
-  atomic_store_explicit(&abandoned_n, 0, memory_order_relaxed);
   segment_cache_n = 0;
 }
 
