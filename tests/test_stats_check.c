@@ -254,16 +254,17 @@ static void test_print(void) {
   hak_free(p);
 }
 
-/* A write after free that points a cached block's link at unmapped memory:
- * hak_heap_check and hak_stats must report it or count around it, never
- * follow it (found by review: the cache walkers followed links before
- * checking them, and crashed). In a child: the heap is left corrupt. */
+/* A write after free that points a cached block's link at unmapped memory
+ * (arg NULL) or at the block itself (a cycle): hak_heap_check and
+ * hak_stats must report it or count around it, never follow it off the
+ * heap or forever (found by review: the cache walkers followed links
+ * before checking them, and crashed). In a child: the heap is left
+ * corrupt. */
 static void corrupt_cached_link(void *arg) {
-  (void)arg;
   void *keep = hak_malloc(48);
   uintptr_t *b = hak_malloc(48);
-  hak_free(b);              /* heads the thread's cache of its class */
-  b[0] = (uintptr_t)0x1000; /* its link: an unmapped page */
+  hak_free(b);                                   /* heads the thread's cache of its class */
+  b[0] = arg ? (uintptr_t)b : (uintptr_t)0x1000; /* its link: itself, or an unmapped page */
   struct hak_stats st;
   hak_stats(&st);
   size_t v = hak_heap_check();
@@ -275,14 +276,18 @@ static void corrupt_cached_link(void *arg) {
 static void test_corrupt_cache(void) {
   if (hak_config_is("valgrind") || hak_config_is("asan"))
     return; /* the write after free is itself the error those builds report */
-  struct hak_child c;
-  REQUIRE(hak_run_child(corrupt_cached_link, NULL, 60, &c));
-  char how[128];
-  CHECK_MSG(hak_child_exited(&c, 0), "heap check of a corrupted cache link: %s; output: %.400s",
-            hak_child_describe(&c, how, 128), c.out ? c.out : "");
-  CHECK_MSG(c.out && strstr(c.out, "thread cache entry outside"),
-            "hak_heap_check did not name the corrupted cache entry: %.400s", c.out ? c.out : "");
-  hak_child_free(&c);
+  static const char *const want[2] = {"thread cache entry outside", "list cycle"};
+  for (int self = 0; self < 2; self++) {
+    struct hak_child c;
+    REQUIRE(hak_run_child(corrupt_cached_link, self ? (void *)1 : NULL, 60, &c));
+    char how[128];
+    CHECK_MSG(hak_child_exited(&c, 0),
+              "heap check of a corrupted cache link (%s): %s; output: %.400s",
+              self ? "cycle" : "unmapped", hak_child_describe(&c, how, 128), c.out ? c.out : "");
+    CHECK_MSG(c.out && strstr(c.out, want[self]), "hak_heap_check did not report \"%s\": %.400s",
+              want[self], c.out ? c.out : "");
+    hak_child_free(&c);
+  }
 }
 
 static void test_classes(void) {
