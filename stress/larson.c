@@ -23,17 +23,16 @@ typedef struct chain {
   void **blk;
   uint64_t rounds;
   uint64_t seed;
-  uint64_t gen;   /* threads run so far */
-  uint64_t ops;   /* replacements done, read by main after the joins */
-  pthread_t prev; /* the predecessor, for its successor to join */
-  int has_prev;
+  uint64_t gen;     /* threads run so far */
+  uint64_t ops;     /* replacements done, read by main after the joins */
+  pthread_t prev;   /* the predecessor (when gen > 0), for its successor to join */
   pthread_t last;   /* the chain's last thread, for main to join ... */
   _Atomic int done; /* ... once this is set */
 } chain;
 
 static void *larson_thread(void *arg) {
   chain *c = (chain *)arg;
-  if (c->has_prev && pthread_join(c->prev, NULL) != 0) /* it returns right after spawning us */
+  if (c->gen > 0 && pthread_join(c->prev, NULL) != 0) /* it returns right after spawning us */
     stress_fail(STRESS_EXIT_FAIL, "cannot join the predecessor");
   char name[24];
   snprintf(name, sizeof name, "larson-%u.%llu", c->id, (unsigned long long)c->gen);
@@ -59,7 +58,6 @@ static void *larson_thread(void *arg) {
     /* c belongs to the successor from here on (pthread_create orders these
      * stores before it runs); it joins this thread */
     c->prev = pthread_self();
-    c->has_prev = 1;
     stress_spawn(larson_thread, c);
     stress_unregister();
     return NULL;
