@@ -6,7 +6,8 @@
 #               tests that did get built still run, then the next config)
 #   test_*      each C test program, under `timeout 300`; 0 pass, 77 skip,
 #               124 (timeout) HANG, anything else FAIL
-#   memcheck/*  (valgrind config) test_api, test_mt_smoke, test_sizeclass
+#   memcheck/*  (valgrind config) test_api, test_mt_smoke, test_sizeclass,
+#               test_large_cache
 #               under valgrind memcheck with a small HAK_TEST_SCALE (0.25)
 #   *.cpp tests (release, debug) with LD_PRELOAD of that config's libhakmem.so
 # then scripts/test-preload.sh (real programs under LD_PRELOAD) and a smoke
@@ -33,7 +34,7 @@ ROOT=$PWD
 ALL_CONFIGS="release debug asan tsan ubsan valgrind trace"
 CONFIGS=${CHECK_CONFIGS:-$ALL_CONFIGS}
 JOBS=${JOBS:-2}
-MEMCHECK_TESTS="test_api test_mt_smoke test_sizeclass"
+MEMCHECK_TESTS="test_api test_mt_smoke test_sizeclass test_large_cache"
 MEMCHECK_SCALE=${MEMCHECK_SCALE:-0.25}
 START=$(now_s)
 

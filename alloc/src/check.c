@@ -265,6 +265,10 @@ size_t hak_heap_check(void) {
     if (!registered)
       violation(&c, "large block missing from the registry", lg, 0, 0);
   }
+  const char *what;
+  const void *where;
+  if (!large_cache_ok(&what, &where))
+    violation(&c, what, where, 0, 0);
   hak_unlock(&hak_large_lock);
   return c.violations;
 }

@@ -147,7 +147,8 @@ typedef struct hak_large {
   uint32_t magic;
   uint32_t kind; /* KIND_LARGE */
   _Atomic uint32_t freed;
-  uint32_t huge;    /* aligned >= 4 MiB: header is the page below the block */
+  uint16_t huge;    /* aligned >= 4 MiB: header is the page below the block */
+  uint16_t multi;   /* may be several kernel mappings (pages moved in): no mremap resize */
   size_t map_size;  /* bytes mapped at the header */
   size_t offset;    /* user pointer = header + offset */
   size_t alignment; /* alignment of the mapping start */
@@ -288,6 +289,10 @@ static inline uintptr_t block_marker_value(const void *b) {
 /* ---- os.c -------------------------------------------------------------- */
 HAK_INTERNAL void *os_map_aligned(size_t size, size_t alignment, size_t offset);
 HAK_INTERNAL void os_unmap(void *p, size_t size);
+HAK_INTERNAL bool os_extend(void *p, size_t old, size_t new);
+HAK_INTERNAL bool os_move(void *src, size_t n, void *dst);
+HAK_INTERNAL bool os_moves_spans(void);
+extern HAK_INTERNAL _Atomic int hak_moves_spans;
 HAK_INTERNAL void os_purge(void *p, size_t size);
 HAK_INTERNAL uint64_t os_random_seed(void);
 HAK_INTERNAL uint64_t os_now_ms(void);
@@ -403,6 +408,7 @@ HAK_INTERNAL void *large_realloc(hak_large_t *lg, void *p, size_t size);
 #define LARGE_MOVE_BY_COPY ((void *)1)
 HAK_INTERNAL size_t large_usable(const hak_large_t *lg);
 HAK_INTERNAL bool large_recently_freed(const void *p);
+HAK_INTERNAL bool large_cache_ok(const char **what, const void **where);
 HAK_INTERNAL void large_reset_all(void);
 extern HAK_INTERNAL hak_large_t *hak_all_large;
 extern HAK_INTERNAL pthread_mutex_t hak_large_lock;

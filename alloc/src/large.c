@@ -2,13 +2,23 @@
  * aligned address with a header, registered in the global registry. A freed
  * block's mapping goes to a cache (LARGE_CACHE_N = 32 mappings, at most
  * LARGE_CACHE_BYTES = 256 MiB, each for at most LARGE_CACHE_AGE_MS = 1 s;
- * oldest unmapped first) that the next large allocation of about its size
- * (or, grown in place, of a bit more) reuses warm, without mmap/munmap and
- * page faults; a
+ * oldest unmapped first) whose resident pages later large allocations
+ * reuse, without mmap/munmap and page faults: a cached mapping of about the
+ * right size is handed out whole; the pages past the request of a much
+ * bigger one are moved by mremap to a range of their own and stay cached;
+ * a request bigger than every cached mapping is assembled from their pages,
+ * moved by mremap (page tables move: nothing is copied or faulted in). A
  * cached mapping stays registered with its header marked freed, so a second
- * free of it is still named a double free. realloc grows in place with mremap when the address
- * space after the block is free; otherwise it reserves a new aligned range
- * and moves the pages there with mremap (no copy).
+ * free of it is still named a double free (and one whose pages were taken
+ * is remembered with the recently unmapped blocks).
+ * realloc grows in place with mremap when the address space after the block
+ * is free; otherwise it reserves a new aligned range and moves the pages
+ * there with mremap (no copy). A block assembled from moved pages is
+ * several kernel mappings (`multi`), which mremap cannot resize: it grows by
+ * mapping the range after it, and it moves (at its size) only on kernels
+ * that move ranges spanning several mappings (Linux 6.17), else realloc
+ * copies it; where such ranges cannot move, the cache neither cuts nor
+ * takes pages from them either.
  * Blocks aligned to 4 MiB or more ("huge" alignment) cannot have their
  * header at the start of their range: their header is the page below the
  * block and their range is marked REG_HUGE (registry.c).
@@ -25,6 +35,7 @@
 
 #define LARGE_HDR 64
 #define RECENT 64
+#define SPLIT_MIN ((size_t)256 << 10) /* a smaller excess stays with the block */
 
 hak_large_t *hak_all_large; /* guarded by hak_large_lock */
 pthread_mutex_t hak_large_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -36,6 +47,40 @@ static uint64_t large_cache_at[LARGE_CACHE_N];  /* when each went in (os_now_ms)
 static unsigned large_cache_n;
 static size_t large_cache_bytes;
 
+/* Remembers `p`, a large block whose mapping is gone, so that a second
+ * free of it is named a double free. */
+static void note_gone(const void *p) {
+  unsigned slot = atomic_fetch_add_explicit(&recent_next, 1, memory_order_relaxed) % RECENT;
+  atomic_store_explicit(&recent_frees[slot], (uintptr_t)p, memory_order_relaxed);
+}
+
+/* Takes cached mapping `lg` out of the registry before its range is given
+ * up (or a segment mapped there meanwhile could lose its bit). A piece cut
+ * from a mapping (requested 0) never was a block. */
+static void cache_forget_locked(hak_large_t *lg) {
+  registry_set(lg, REG_NONE);
+  if (lg->requested)
+    note_gone((uint8_t *)lg + lg->offset);
+  track_unmapping(lg, lg->map_size);
+}
+
+/* Whether mremap can move lg's pages: always when they are one kernel
+ * mapping, else only on kernels that move ranges spanning several. */
+static bool movable(const hak_large_t *lg) {
+  return !lg->multi || os_moves_spans();
+}
+
+static void cache_insert_locked(unsigned i, hak_large_t *lg, uint64_t at) {
+  for (unsigned j = large_cache_n; j > i; j--) {
+    large_cache[j] = large_cache[j - 1];
+    large_cache_at[j] = large_cache_at[j - 1];
+  }
+  large_cache[i] = lg;
+  large_cache_at[i] = at;
+  large_cache_n++;
+  large_cache_bytes += lg->map_size;
+}
+
 static void cache_remove_locked(unsigned i) {
   hak_large_t *lg = large_cache[i];
   for (unsigned j = i; j + 1 < large_cache_n; j++) {
@@ -46,11 +91,85 @@ static void cache_remove_locked(unsigned i) {
   large_cache_bytes -= lg->map_size;
 }
 
-/* A cached mapping for a block of `map` bytes: the smallest one at least
- * that big, its tail unmapped if it is more than twice as big (a bigger one
- * is handed out whole: its pages are resident already, and realloc can grow
- * into them); else the largest smaller one, if mremap can grow it in place,
- * so only the added pages are new. NULL if none serves. */
+/* Cuts cached mapping `lg`, just taken from slot `i` (cached at `at`),
+ * down to `map` bytes. Its pages past `map` are resident: rather than unmap
+ * them (the next allocation would fault them in again), mremap moves them
+ * to a 4 MiB-aligned range of their own, which goes back into slot i with
+ * lg's age (unmapped if they cannot move: movable()). */
+static void cache_split_locked(hak_large_t *lg, size_t map, unsigned i, uint64_t at) {
+  uint8_t *tail = (uint8_t *)lg + map;
+  size_t len = lg->map_size - map;
+  lg->map_size = map;
+  track_unmapping(tail, len);
+  hak_large_t *t = movable(lg) ? os_map_aligned(len, SEGMENT_SIZE, 0) : NULL;
+  if (!t || !os_move(tail, len, t)) {
+    if (t)
+      os_unmap(t, len);
+    os_unmap(tail, len);
+    return;
+  }
+  track_expose(t, LARGE_HDR); /* the moved pages were a freed block's */
+  t->magic = LARGE_MAGIC;
+  t->kind = KIND_LARGE;
+  atomic_store_explicit(&t->freed, 1, memory_order_relaxed);
+  t->huge = 0;
+  t->multi = lg->multi;
+  t->map_size = len;
+  t->offset = LARGE_HDR;
+  t->alignment = SEGMENT_SIZE;
+  t->requested = 0;
+  t->gnext = t->gprev = NULL;
+  registry_set(t, REG_LARGE);
+  cache_insert_locked(i, t, at);
+}
+
+/* Fills [dst, dst + len), mapped but never touched, with the resident pages
+ * of cached mappings that can move (movable()), biggest first, moved there
+ * by mremap. A mapping bigger than what is left gives its last pages and
+ * stays cached. Returns whether any pages moved (the range is then several
+ * kernel mappings). */
+static bool cache_gather_locked(uint8_t *dst, size_t len) {
+  bool moved = false;
+  while (len) {
+    unsigned big = LARGE_CACHE_N;
+    for (unsigned i = 0; i < large_cache_n; i++)
+      if (movable(large_cache[i]) &&
+          (big == LARGE_CACHE_N || large_cache[i]->map_size > large_cache[big]->map_size))
+        big = i;
+    if (big == LARGE_CACHE_N)
+      break;
+    hak_large_t *c = large_cache[big];
+    size_t n = c->map_size <= len ? c->map_size : len;
+    uint8_t *src = (uint8_t *)c + c->map_size - n;
+    if (n == c->map_size) {
+      cache_remove_locked(big);
+      cache_forget_locked(c);
+    } else {
+      c->map_size -= n;
+      large_cache_bytes -= n;
+      track_unmapping(src, n);
+    }
+    if (!os_move(src, n, dst)) {
+      munmap(src, n); /* its shadow is cleared above; dst stays untouched */
+      break;
+    }
+    moved = true;
+    dst += n;
+    len -= n;
+  }
+  return moved;
+}
+
+/* A cached mapping for a block of `map` bytes:
+ *  - the smallest one at least that big, handed out whole if it is at most
+ *    1.5 times as big or the excess is under SPLIT_MIN (its pages are
+ *    resident already, and realloc can grow into them), else cut
+ *    (cache_split_locked): a block's excess would be resident memory
+ *    nobody uses, and moving it costs less than faulting pages in later;
+ *  - else the largest smaller one, if mremap can grow it in place, the
+ *    added range filled from the other cached mappings;
+ *  - else, if the cache holds `map` bytes, a new range filled from them.
+ * NULL if none serves: the block gets new pages. */
 static hak_large_t *cache_take_locked(size_t map) {
   unsigned best = LARGE_CACHE_N, below = LARGE_CACHE_N;
   for (unsigned i = 0; i < large_cache_n; i++) {
@@ -62,22 +181,37 @@ static hak_large_t *cache_take_locked(size_t map) {
   }
   if (best != LARGE_CACHE_N) {
     hak_large_t *lg = large_cache[best];
+    uint64_t at = large_cache_at[best];
     cache_remove_locked(best);
-    if (lg->map_size / 2 > map) {
-      os_unmap((uint8_t *)lg + map, lg->map_size - map);
-      lg->map_size = map;
-    }
+    if (lg->map_size - map > map / 2 && lg->map_size - map >= SPLIT_MIN)
+      cache_split_locked(lg, map, best, at);
     return lg;
   }
   if (below != LARGE_CACHE_N) {
     hak_large_t *lg = large_cache[below];
-    if (mremap(lg, lg->map_size, map, 0) != MAP_FAILED) {
+    size_t had = lg->map_size;
+    if (lg->multi ? os_extend(lg, had, map) : mremap(lg, had, map, 0) != MAP_FAILED) {
       cache_remove_locked(below);
       lg->map_size = map;
+      lg->multi |= cache_gather_locked((uint8_t *)lg + had, map - had);
       return lg;
     }
   }
-  return NULL;
+  if (large_cache_bytes < map)
+    return NULL;
+  hak_large_t *lg = os_map_aligned(map, SEGMENT_SIZE, 0);
+  if (!lg)
+    return NULL;
+  bool multi = cache_gather_locked((uint8_t *)lg, map);
+  track_expose(lg, LARGE_HDR);
+  lg->magic = LARGE_MAGIC;
+  lg->kind = KIND_LARGE;
+  lg->huge = 0;
+  lg->multi = multi;
+  lg->map_size = map;
+  lg->alignment = SEGMENT_SIZE;
+  registry_set(lg, REG_LARGE);
+  return lg;
 }
 
 /* Unregisters and unmaps the oldest cached mapping (lock held; the unmap
@@ -85,8 +219,8 @@ static hak_large_t *cache_take_locked(size_t map) {
 static void cache_evict_oldest_locked(void) {
   hak_large_t *lg = large_cache[0];
   cache_remove_locked(0);
-  registry_set(lg, REG_NONE);
-  os_unmap(lg, lg->map_size);
+  cache_forget_locked(lg);
+  munmap(lg, lg->map_size);
 }
 
 /* Unmaps the cached mappings that have waited longer than
@@ -161,6 +295,7 @@ void *large_alloc(size_t size, size_t alignment, bool zero) {
   lg->kind = KIND_LARGE;
   atomic_store_explicit(&lg->freed, 0, memory_order_relaxed);
   lg->huge = huge;
+  lg->multi = 0;
   lg->map_size = map;
   lg->offset = off;
   lg->alignment = map_align;
@@ -178,7 +313,7 @@ void *large_alloc(size_t size, size_t alignment, bool zero) {
 }
 
 /* The request rounded up to whole pages, not the whole mapping: a block
- * served from a bigger cached mapping (up to twice its size) or grown in
+ * served from a bigger cached mapping (up to 1.5 times its size) or grown in
  * place keeps the rest as hidden room for realloc, so its usable size does
  * not depend on what the cache happened to hold or on what the kernel had
  * mapped after it (the fuzzers' replays require the same usable sizes). */
@@ -218,8 +353,7 @@ void large_free(hak_large_t *lg, void *p, const char *op) {
   else
     registry_set(lg, REG_NONE);
   hak_unlock(&hak_large_lock);
-  unsigned slot = atomic_fetch_add_explicit(&recent_next, 1, memory_order_relaxed) % RECENT;
-  atomic_store_explicit(&recent_frees[slot], (uintptr_t)p, memory_order_relaxed);
+  note_gone(p);
   track_free(p, large_usable(lg));
   os_unmap(lg, lg->map_size);
 }
@@ -242,7 +376,7 @@ void *large_realloc(hak_large_t *lg, void *p, size_t size) {
                    * its shadow: room past the usable size may be poisoned) */
     os_unmap((uint8_t *)lg + need, map - need);
   else if (need > map) /* grow in place if the address space after is free */
-    in_place = mremap(lg, map, need, 0) != MAP_FAILED;
+    in_place = lg->multi ? os_extend(lg, map, need) : mremap(lg, map, need, 0) != MAP_FAILED;
   if (in_place) {
     lg->map_size = need;
     lg->requested = size;
@@ -253,7 +387,7 @@ void *large_realloc(hak_large_t *lg, void *p, size_t size) {
   hak_unlock(&hak_large_lock);
   /* the trace build never lets mremap move a block: the old address would
    * be released before realloc's record is written (trace.h) */
-  if (lg->huge || HAK_TRACE_ON)
+  if (lg->huge || !movable(lg) || HAK_TRACE_ON)
     return LARGE_MOVE_BY_COPY;
   hak_large_t *dst = os_map_aligned(need, lg->alignment, 0);
   if (!dst) {
@@ -265,7 +399,11 @@ void *large_realloc(hak_large_t *lg, void *p, size_t size) {
    * or a segment mapped there meanwhile could lose its bit */
   registry_set(lg, REG_NONE);
   track_unmapping(lg, map);
-  void *r = mremap(lg, map, need, MREMAP_MAYMOVE | MREMAP_FIXED, dst);
+  /* several kernel mappings move only at their size (the rest of dst
+   * stays mapped: the new pages) */
+  void *r = !lg->multi              ? mremap(lg, map, need, MREMAP_MAYMOVE | MREMAP_FIXED, dst)
+            : os_move(lg, map, dst) ? (void *)dst
+                                    : MAP_FAILED;
   if (r == MAP_FAILED) {
     registry_set(lg, REG_LARGE);
     hak_unlock(&hak_large_lock);
@@ -288,6 +426,40 @@ void *large_realloc(hak_large_t *lg, void *p, size_t size) {
   void *np = (uint8_t *)lg + off;
   track_alloc(np, size, need - off, 0);
   return np;
+}
+
+/* hak_heap_check, large lock held: whether the cache keeps its invariants
+ * (each mapping a registered, freed, 4 MiB-aligned header of whole pages;
+ * oldest first; the counts right and within bounds). If not, *what says
+ * how and *where is the mapping. */
+bool large_cache_ok(const char **what, const void **where) {
+  size_t sum = 0;
+  *where = NULL;
+  for (unsigned i = 0; i < large_cache_n; i++) {
+    const hak_large_t *lg = large_cache[i];
+    *where = lg;
+    sum += lg->map_size;
+    if (((uintptr_t)lg & SEGMENT_MASK) || lg->magic != LARGE_MAGIC || lg->kind != KIND_LARGE ||
+        lg->huge || !atomic_load_explicit(&lg->freed, memory_order_relaxed) ||
+        lg->alignment != SEGMENT_SIZE || lg->map_size < OS_PAGE_SIZE ||
+        (lg->map_size & (OS_PAGE_SIZE - 1))) {
+      *what = "bad cached large mapping";
+      return false;
+    }
+    if (registry_large(lg) != lg) {
+      *what = "cached large mapping missing from the registry";
+      return false;
+    }
+    if (i && large_cache_at[i] < large_cache_at[i - 1]) {
+      *what = "large cache not oldest first";
+      return false;
+    }
+  }
+  if (sum != large_cache_bytes || large_cache_n > LARGE_CACHE_N || sum > LARGE_CACHE_BYTES) {
+    *what = "large cache totals wrong";
+    return false;
+  }
+  return true;
 }
 
 /* hak_test_reset: unmap every large block (no other thread). */
