@@ -41,7 +41,7 @@
 #define BLOCK_MIN 16
 #define PAGE_MIN_BLOCKS 8 /* a page spans enough slices for >= 8 blocks */
 #ifndef PAGE_WANT_BLOCKS
-#define PAGE_WANT_BLOCKS 128 /* ... and for 32 when that takes <= PAGE_MAX_SLICES */
+#define PAGE_WANT_BLOCKS 64 /* ... and for 64 when that takes <= PAGE_MAX_SLICES */
 #endif
 #ifndef PAGE_MAX_SLICES
 #define PAGE_MAX_SLICES 4
