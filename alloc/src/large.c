@@ -15,10 +15,8 @@
  * is free; otherwise it reserves a new aligned range and moves the pages
  * there with mremap (no copy). A block assembled from moved pages is
  * several kernel mappings (`multi`), which mremap cannot resize: it grows by
- * mapping the range after it, and it moves (at its size) only on kernels
- * that move ranges spanning several mappings (Linux 6.17), else realloc
- * copies it; where such ranges cannot move, the cache neither cuts nor
- * takes pages from them either.
+ * mapping the range after it, else realloc copies it. The cache moves such
+ * ranges one kernel mapping at a time (os_move).
  * Blocks aligned to 4 MiB or more ("huge" alignment) cannot have their
  * header at the start of their range: their header is the page below the
  * block and their range is marked REG_HUGE (registry.c).
@@ -64,12 +62,6 @@ static void cache_forget_locked(hak_large_t *lg) {
   track_unmapping(lg, lg->map_size);
 }
 
-/* Whether mremap can move lg's pages: always when they are one kernel
- * mapping, else only on kernels that move ranges spanning several. */
-static bool movable(const hak_large_t *lg) {
-  return !lg->multi || os_moves_spans();
-}
-
 static void cache_insert_locked(unsigned i, hak_large_t *lg, uint64_t at) {
   for (unsigned j = large_cache_n; j > i; j--) {
     large_cache[j] = large_cache[j - 1];
@@ -95,17 +87,18 @@ static void cache_remove_locked(unsigned i) {
  * down to `map` bytes. Its pages past `map` are resident: rather than unmap
  * them (the next allocation would fault them in again), mremap moves them
  * to a 4 MiB-aligned range of their own, which goes back into slot i with
- * lg's age (unmapped if they cannot move: movable()). */
+ * lg's age (if a move fails, what did not move is unmapped). */
 static void cache_split_locked(hak_large_t *lg, size_t map, unsigned i, uint64_t at) {
   uint8_t *tail = (uint8_t *)lg + map;
   size_t len = lg->map_size - map;
   lg->map_size = map;
   track_unmapping(tail, len);
-  hak_large_t *t = movable(lg) ? os_map_aligned(len, SEGMENT_SIZE, 0) : NULL;
-  if (!t || !os_move(tail, len, t)) {
+  hak_large_t *t = os_map_aligned(len, SEGMENT_SIZE, 0);
+  size_t moved = t ? os_move(tail, len, t) : 0;
+  if (moved < len) {
+    munmap(tail + moved, len - moved); /* still here: ours */
     if (t)
-      os_unmap(t, len);
-    os_unmap(tail, len);
+      munmap(t, len);
     return;
   }
   track_expose(t, LARGE_HDR); /* the moved pages were a freed block's */
@@ -124,20 +117,16 @@ static void cache_split_locked(hak_large_t *lg, size_t map, unsigned i, uint64_t
 }
 
 /* Fills [dst, dst + len), mapped but never touched, with the resident pages
- * of cached mappings that can move (movable()), biggest first, moved there
- * by mremap. A mapping bigger than what is left gives its last pages and
- * stays cached. Returns whether any pages moved (the range is then several
- * kernel mappings). */
+ * of cached mappings, biggest first, moved there by mremap. A mapping
+ * bigger than what is left gives its last pages and stays cached. Returns
+ * whether any pages moved (the range is then several kernel mappings). */
 static bool cache_gather_locked(uint8_t *dst, size_t len) {
   bool moved = false;
-  while (len) {
-    unsigned big = LARGE_CACHE_N;
-    for (unsigned i = 0; i < large_cache_n; i++)
-      if (movable(large_cache[i]) &&
-          (big == LARGE_CACHE_N || large_cache[i]->map_size > large_cache[big]->map_size))
+  while (len && large_cache_n) {
+    unsigned big = 0;
+    for (unsigned i = 1; i < large_cache_n; i++)
+      if (large_cache[i]->map_size > large_cache[big]->map_size)
         big = i;
-    if (big == LARGE_CACHE_N)
-      break;
     hak_large_t *c = large_cache[big];
     size_t n = c->map_size <= len ? c->map_size : len;
     uint8_t *src = (uint8_t *)c + c->map_size - n;
@@ -149,11 +138,12 @@ static bool cache_gather_locked(uint8_t *dst, size_t len) {
       large_cache_bytes -= n;
       track_unmapping(src, n);
     }
-    if (!os_move(src, n, dst)) {
-      munmap(src, n); /* its shadow is cleared above; dst stays untouched */
+    size_t k = os_move(src, n, dst);
+    moved |= k > 0;
+    if (k < n) {
+      munmap(src + k, n - k); /* not moved: still ours (its shadow is cleared above) */
       break;
     }
-    moved = true;
     dst += n;
     len -= n;
   }
@@ -387,7 +377,9 @@ void *large_realloc(hak_large_t *lg, void *p, size_t size) {
   hak_unlock(&hak_large_lock);
   /* the trace build never lets mremap move a block: the old address would
    * be released before realloc's record is written (trace.h) */
-  if (lg->huge || !movable(lg) || HAK_TRACE_ON)
+  /* mremap moves and resizes one kernel mapping: a block of several (or one
+   * the program split, by madvise or mprotect on part of it) is copied */
+  if (lg->huge || lg->multi || HAK_TRACE_ON || !os_one_mapping(lg, map))
     return LARGE_MOVE_BY_COPY;
   hak_large_t *dst = os_map_aligned(need, lg->alignment, 0);
   if (!dst) {
@@ -399,11 +391,7 @@ void *large_realloc(hak_large_t *lg, void *p, size_t size) {
    * or a segment mapped there meanwhile could lose its bit */
   registry_set(lg, REG_NONE);
   track_unmapping(lg, map);
-  /* several kernel mappings move only at their size (the rest of dst
-   * stays mapped: the new pages) */
-  void *r = !lg->multi              ? mremap(lg, map, need, MREMAP_MAYMOVE | MREMAP_FIXED, dst)
-            : os_move(lg, map, dst) ? (void *)dst
-                                    : MAP_FAILED;
+  void *r = mremap(lg, map, need, MREMAP_MAYMOVE | MREMAP_FIXED, dst);
   if (r == MAP_FAILED) {
     registry_set(lg, REG_LARGE);
     hak_unlock(&hak_large_lock);

@@ -1,5 +1,6 @@
 /* The OS layer: every byte hakmem uses, metadata included, comes from here. */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
 #include <time.h>
@@ -57,49 +58,59 @@ bool os_extend(void *p, size_t old, size_t new) {
   return false;
 }
 
-/* Moves the pages of [src, src + n) to [dst, dst + n), which replaces what
- * was mapped there; page tables move, nothing is copied or faulted in.
- * A range that spans several kernel mappings moves only where
- * os_moves_spans() (a failed move may have unmapped dst already). */
-bool os_move(void *src, size_t n, void *dst) {
-  return mremap(src, n, n, MREMAP_MAYMOVE | MREMAP_FIXED, dst) != MAP_FAILED;
+/* Whether [p, p + n) lies in one kernel mapping. A resize in place of a
+ * range that spans several fails with EFAULT on every kernel (a same-size
+ * "resize" does not tell: older kernels return at once), so this asks for
+ * one page more: ENOMEM (no room) or success (given back at once: the page
+ * was free address space) says one; EFAULT says several (or a hole). */
+bool os_one_mapping(void *p_, size_t n) {
+  uint8_t *p = p_;
+
+  if (mremap(p, n, n + OS_PAGE_SIZE, 0) != MAP_FAILED) {
+    munmap(p + n, OS_PAGE_SIZE);
+    return true;
+  }
+  return errno == ENOMEM; /* EFAULT, or anything unexpected: not known to be one */
 }
 
-/* Whether mremap moves a range that spans several kernel mappings (Linux
- * 6.17 and later; before, EFAULT), probed once: a page moved next to
- * another (two mappings: moved anonymous memory never merges) moves
- * together with it. Where the probe fails, the pages it moved to may have
- * been unmapped by the kernel and mapped by another thread since: they are
- * left alone (8 KiB of address space, once). */
-_Atomic int hak_moves_spans; /* 0: not probed yet, 1: yes, 2: no (tests set 2) */
-
-bool os_moves_spans(void) {
-  int k = atomic_load_explicit(&hak_moves_spans, memory_order_relaxed);
-  if (k)
-    return k == 1;
-  size_t pg = OS_PAGE_SIZE;
-  bool yes = false;
-  uint8_t *a = mmap(NULL, 4 * pg, PROT_READ | PROT_WRITE,
-                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  uint8_t *b =
-      mmap(NULL, pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (a != MAP_FAILED && b != MAP_FAILED) {
-    a[0] = b[0] = 1; /* faulted in: each gets its own anonymous-memory record */
-    if (os_move(b, pg, a + pg)) {
-      b = MAP_FAILED;
-      yes = os_move(a, 2 * pg, a + 2 * pg);
-      /* the pages, at their new place or (failed) still at their old one;
-       * the range they left may be another thread's by now */
-      munmap(yes ? a + 2 * pg : a, 2 * pg);
-      a = MAP_FAILED;
+/* Moves the pages of [src, src + n) to [dst, dst + n), which replaces what
+ * was mapped there; page tables move, nothing is copied or faulted in.
+ * mremap moves one kernel mapping at a time on every kernel (before Linux
+ * 6.17 a move across several fails, and before 6.11 only after unmapping
+ * dst; from 6.17 it may stop part way): a range made of several, like a
+ * large block assembled from moved pages, is moved one mapping at a time,
+ * each found by bisection with os_one_mapping(). Returns how many bytes moved,
+ * a prefix of the range (n unless a move failed; the rest of src is still
+ * mapped there, and on kernels before 6.11 the part of dst it would have
+ * gone to may be unmapped). */
+size_t os_move(void *src, size_t n, void *dst) {
+  uint8_t *s = src, *d = dst;
+  size_t done = 0;
+#if defined(HAK_VALGRIND) && HAK_VALGRIND
+  /* valgrind 3.19's mremap answers ENOMEM where the kernel says EFAULT
+   * (os_one_mapping cannot tell) and crashes moving several mappings at
+   * once: under it, nothing moves (the callers unmap or fault in instead) */
+  if (RUNNING_ON_VALGRIND)
+    return 0;
+#endif
+  while (done < n) {
+    size_t k = n - done;
+    if (!os_one_mapping(s + done, k)) {
+      size_t lo = OS_PAGE_SIZE, hi = k; /* one mapping at lo, several at hi */
+      while (hi - lo > OS_PAGE_SIZE) {
+        size_t mid = lo + ((hi - lo) / 2 & ~(OS_PAGE_SIZE - 1));
+        if (os_one_mapping(s + done, mid))
+          lo = mid;
+        else
+          hi = mid;
+      }
+      k = lo;
     }
+    if (mremap(s + done, k, k, MREMAP_MAYMOVE | MREMAP_FIXED, d + done) == MAP_FAILED)
+      break;
+    done += k;
   }
-  if (a != MAP_FAILED)
-    munmap(a, 4 * pg);
-  if (b != MAP_FAILED)
-    munmap(b, pg);
-  atomic_store_explicit(&hak_moves_spans, yes ? 1 : 2, memory_order_relaxed);
-  return yes;
+  return done;
 }
 
 /* Gives the pages back; they read as zero afterwards (MADV_DONTNEED). */
