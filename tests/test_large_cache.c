@@ -89,12 +89,20 @@ static void move_pieces(void) {
         os_one_mapping(src + 8 * pg, 4 * pg));
   CHECK_MSG(!os_one_mapping(src, n) && !os_one_mapping(src + 3 * pg, 2 * pg),
             "os_one_mapping took a range of several mappings for one");
+  /* its probe grows a mapping into a free page: the page is given back */
+  unsigned char *one =
+      mmap(NULL, 2 * pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  REQUIRE(one != MAP_FAILED);
+  munmap(one + pg, pg);
+  unsigned char v;
+  CHECK(os_one_mapping(one, pg));
+  CHECK_MSG(mincore(one + pg, pg, &v) != 0, "os_one_mapping left the page it grew into mapped");
+  munmap(one, pg);
   CHECK_EQ(os_move(src, n, dst), n);
   size_t bad = 0;
   for (size_t i = 0; i < n; i += 512)
     bad += dst[i] != (i >= 4 * pg && i < 8 * pg ? 2 : 1);
   CHECK_MSG(bad == 0, "os_move of three mappings: %zu bytes wrong", bad);
-  unsigned char v;
   CHECK_MSG(mincore(src, pg, &v) != 0 && mincore(src + 11 * pg, pg, &v) != 0,
             "os_move left the source mapped");
   /* a hole after 5 pages: those move, the rest stays */

@@ -93,7 +93,7 @@ static void cache_split_locked(hak_large_t *lg, size_t map, unsigned i, uint64_t
   size_t len = lg->map_size - map;
   lg->map_size = map;
   track_unmapping(tail, len);
-  hak_large_t *t = os_map_aligned(len, SEGMENT_SIZE, 0);
+  hak_large_t *t = os_moves() ? os_map_aligned(len, SEGMENT_SIZE, 0) : NULL;
   size_t moved = t ? os_move(tail, len, t) : 0;
   if (moved < len) {
     munmap(tail + moved, len - moved); /* still here: ours */
@@ -122,6 +122,8 @@ static void cache_split_locked(hak_large_t *lg, size_t map, unsigned i, uint64_t
  * whether any pages moved (the range is then several kernel mappings). */
 static bool cache_gather_locked(uint8_t *dst, size_t len) {
   bool moved = false;
+  if (!os_moves())
+    return false; /* it would only unmap what it cannot move */
   while (len && large_cache_n) {
     unsigned big = 0;
     for (unsigned i = 1; i < large_cache_n; i++)
@@ -187,7 +189,7 @@ static hak_large_t *cache_take_locked(size_t map) {
       return lg;
     }
   }
-  if (large_cache_bytes < map)
+  if (large_cache_bytes < map || !os_moves())
     return NULL;
   hak_large_t *lg = os_map_aligned(map, SEGMENT_SIZE, 0);
   if (!lg)

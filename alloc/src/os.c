@@ -61,16 +61,27 @@ bool os_extend(void *p, size_t old, size_t new) {
 /* Whether [p, p + n) lies in one kernel mapping. A resize in place of a
  * range that spans several fails with EFAULT on every kernel (a same-size
  * "resize" does not tell: older kernels return at once), so this asks for
- * one page more: ENOMEM (no room) or success (given back at once: the page
+ * one page more: ENOMEM (no room), EAGAIN (a locked mapping at its limit:
+ * checked after the boundaries) or success (given back at once: the page
  * was free address space) says one; EFAULT says several (or a hole). */
 bool os_one_mapping(void *p_, size_t n) {
   uint8_t *p = p_;
-
   if (mremap(p, n, n + OS_PAGE_SIZE, 0) != MAP_FAILED) {
     munmap(p + n, OS_PAGE_SIZE);
     return true;
   }
-  return errno == ENOMEM; /* EFAULT, or anything unexpected: not known to be one */
+  return errno == ENOMEM || errno == EAGAIN; /* else (EFAULT, ...): not known to be one */
+}
+
+/* Whether os_move moves pages at all: not under valgrind, whose mremap
+ * (3.19) answers ENOMEM where the kernel says EFAULT (os_one_mapping cannot
+ * tell) and crashes moving several mappings at once. */
+bool os_moves(void) {
+#if defined(HAK_VALGRIND) && HAK_VALGRIND
+  if (RUNNING_ON_VALGRIND)
+    return false;
+#endif
+  return true;
 }
 
 /* Moves the pages of [src, src + n) to [dst, dst + n), which replaces what
@@ -80,23 +91,19 @@ bool os_one_mapping(void *p_, size_t n) {
  * dst; from 6.17 it may stop part way): a range made of several, like a
  * large block assembled from moved pages, is moved one mapping at a time,
  * each found by bisection with os_one_mapping(). Returns how many bytes moved,
- * a prefix of the range (n unless a move failed; the rest of src is still
- * mapped there, and on kernels before 6.11 the part of dst it would have
- * gone to may be unmapped). */
+ * a prefix of the range: n unless a move failed (or src has a hole); the
+ * rest of src is still mapped there, and the rest of dst is mapped (a
+ * failed move that had unmapped its destination, before Linux 6.11, is
+ * mapped again). Nothing moves where !os_moves(). */
 size_t os_move(void *src, size_t n, void *dst) {
   uint8_t *s = src, *d = dst;
   size_t done = 0;
-#if defined(HAK_VALGRIND) && HAK_VALGRIND
-  /* valgrind 3.19's mremap answers ENOMEM where the kernel says EFAULT
-   * (os_one_mapping cannot tell) and crashes moving several mappings at
-   * once: under it, nothing moves (the callers unmap or fault in instead) */
-  if (RUNNING_ON_VALGRIND)
+  if (!os_moves())
     return 0;
-#endif
   while (done < n) {
     size_t k = n - done;
     if (!os_one_mapping(s + done, k)) {
-      size_t lo = OS_PAGE_SIZE, hi = k; /* one mapping at lo, several at hi */
+      size_t lo = 0, hi = k; /* one mapping (or nothing) at lo, not at hi */
       while (hi - lo > OS_PAGE_SIZE) {
         size_t mid = lo + ((hi - lo) / 2 & ~(OS_PAGE_SIZE - 1));
         if (os_one_mapping(s + done, mid))
@@ -105,9 +112,16 @@ size_t os_move(void *src, size_t n, void *dst) {
           hi = mid;
       }
       k = lo;
+      if (k == 0)
+        break; /* a hole (or unknown) at s + done */
     }
-    if (mremap(s + done, k, k, MREMAP_MAYMOVE | MREMAP_FIXED, d + done) == MAP_FAILED)
+    if (mremap(s + done, k, k, MREMAP_MAYMOVE | MREMAP_FIXED, d + done) == MAP_FAILED) {
+      void *q = mmap(d + done, k, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+      if (q != MAP_FAILED && q != (void *)(d + done))
+        munmap(q, k); /* before Linux 4.17: only a hint, placed elsewhere */
       break;
+    }
     done += k;
   }
   return done;
