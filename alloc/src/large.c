@@ -62,6 +62,21 @@ static void cache_forget_locked(hak_large_t *lg) {
   track_unmapping(lg, lg->map_size);
 }
 
+/* A new header for the mapping of `map` bytes at lg: live, not huge, one
+ * kernel mapping, 4 MiB-aligned (the callers change what differs). */
+static void header_init(hak_large_t *lg, size_t map, size_t offset, size_t requested) {
+  lg->magic = LARGE_MAGIC;
+  lg->kind = KIND_LARGE;
+  atomic_store_explicit(&lg->freed, 0, memory_order_relaxed);
+  lg->huge = 0;
+  lg->multi = 0;
+  lg->map_size = map;
+  lg->offset = offset;
+  lg->alignment = SEGMENT_SIZE;
+  lg->requested = requested;
+  lg->gnext = lg->gprev = NULL;
+}
+
 static void cache_insert_locked(unsigned i, hak_large_t *lg, uint64_t at) {
   for (unsigned j = large_cache_n; j > i; j--) {
     large_cache[j] = large_cache[j - 1];
@@ -102,16 +117,9 @@ static void cache_split_locked(hak_large_t *lg, size_t map, unsigned i, uint64_t
     return;
   }
   track_expose(t, LARGE_HDR); /* the moved pages were a freed block's */
-  t->magic = LARGE_MAGIC;
-  t->kind = KIND_LARGE;
+  header_init(t, len, LARGE_HDR, 0);
   atomic_store_explicit(&t->freed, 1, memory_order_relaxed);
-  t->huge = 0;
   t->multi = lg->multi;
-  t->map_size = len;
-  t->offset = LARGE_HDR;
-  t->alignment = SEGMENT_SIZE;
-  t->requested = 0;
-  t->gnext = t->gprev = NULL;
   registry_set(t, REG_LARGE);
   cache_insert_locked(i, t, at);
 }
@@ -196,12 +204,8 @@ static hak_large_t *cache_take_locked(size_t map) {
     return NULL;
   bool multi = cache_gather_locked((uint8_t *)lg, map);
   track_expose(lg, LARGE_HDR);
-  lg->magic = LARGE_MAGIC;
-  lg->kind = KIND_LARGE;
-  lg->huge = 0;
+  header_init(lg, map, LARGE_HDR, 0);
   lg->multi = multi;
-  lg->map_size = map;
-  lg->alignment = SEGMENT_SIZE;
   registry_set(lg, REG_LARGE);
   return lg;
 }
@@ -283,15 +287,9 @@ void *large_alloc(size_t size, size_t alignment, bool zero) {
     errno = ENOMEM;
     return NULL;
   }
-  lg->magic = LARGE_MAGIC;
-  lg->kind = KIND_LARGE;
-  atomic_store_explicit(&lg->freed, 0, memory_order_relaxed);
+  header_init(lg, map, off, size);
   lg->huge = huge;
-  lg->multi = 0;
-  lg->map_size = map;
-  lg->offset = off;
   lg->alignment = map_align;
-  lg->requested = size;
   void *p = (uint8_t *)lg + off;
   hak_lock(&hak_large_lock);
   list_add_locked(lg);
