@@ -147,8 +147,7 @@ typedef struct hak_large {
   uint32_t magic;
   uint32_t kind; /* KIND_LARGE */
   _Atomic uint32_t freed;
-  uint16_t huge;    /* aligned >= 4 MiB: header is the page below the block */
-  uint16_t multi;   /* may be several kernel mappings (pages moved in): no mremap resize */
+  uint32_t huge;    /* aligned >= 4 MiB: header is the page below the block */
   size_t map_size;  /* bytes mapped at the header */
   size_t offset;    /* user pointer = header + offset */
   size_t alignment; /* alignment of the mapping start */

@@ -14,9 +14,10 @@
  * realloc grows in place with mremap when the address space after the block
  * is free; otherwise it reserves a new aligned range and moves the pages
  * there with mremap (no copy). A block assembled from moved pages is
- * several kernel mappings (`multi`), which mremap cannot resize: it grows by
- * mapping the range after it, else realloc copies it. The cache moves such
- * ranges one kernel mapping at a time (os_move).
+ * several kernel mappings, which mremap cannot resize (EFAULT): it grows by
+ * mapping the range after it (grow_in_place), else realloc copies it
+ * (os_one_mapping). The cache moves such ranges one kernel mapping at a
+ * time (os_move).
  * Blocks aligned to 4 MiB or more ("huge" alignment) cannot have their
  * header at the start of their range: their header is the page below the
  * block and their range is marked REG_HUGE (registry.c).
@@ -69,7 +70,6 @@ static void header_init(hak_large_t *lg, size_t map, size_t offset, size_t reque
   lg->kind = KIND_LARGE;
   atomic_store_explicit(&lg->freed, 0, memory_order_relaxed);
   lg->huge = 0;
-  lg->multi = 0;
   lg->map_size = map;
   lg->offset = offset;
   lg->alignment = SEGMENT_SIZE;
@@ -98,6 +98,17 @@ static void cache_remove_locked(unsigned i) {
   large_cache_bytes -= lg->map_size;
 }
 
+/* Grows the mapping at lg from `had` to `want` bytes in place, if the
+ * address space after it is free: mremap keeps one kernel mapping one, and
+ * fails with EFAULT on a range of several (a block assembled by
+ * cache_gather_locked, or one the program split), which grows by a mapping
+ * of its own after it. */
+static bool grow_in_place(hak_large_t *lg, size_t had, size_t want) {
+  if (mremap(lg, had, want, 0) != MAP_FAILED)
+    return true;
+  return errno == EFAULT && os_extend(lg, had, want);
+}
+
 /* Cuts cached mapping `lg`, just taken from slot `i` (cached at `at`),
  * down to `map` bytes. Its pages past `map` are resident: rather than unmap
  * them (the next allocation would fault them in again), mremap moves them
@@ -119,19 +130,17 @@ static void cache_split_locked(hak_large_t *lg, size_t map, unsigned i, uint64_t
   track_expose(t, LARGE_HDR); /* the moved pages were a freed block's */
   header_init(t, len, LARGE_HDR, 0);
   atomic_store_explicit(&t->freed, 1, memory_order_relaxed);
-  t->multi = lg->multi;
   registry_set(t, REG_LARGE);
   cache_insert_locked(i, t, at);
 }
 
 /* Fills [dst, dst + len), mapped but never touched, with the resident pages
- * of cached mappings, biggest first, moved there by mremap. A mapping
- * bigger than what is left gives its last pages and stays cached. Returns
- * whether any pages moved (the range is then several kernel mappings). */
-static bool cache_gather_locked(uint8_t *dst, size_t len) {
-  bool moved = false;
+ * of cached mappings, biggest first, moved there by mremap (the range is
+ * then several kernel mappings). A mapping bigger than what is left gives
+ * its last pages and stays cached. */
+static void cache_gather_locked(uint8_t *dst, size_t len) {
   if (!os_moves())
-    return false; /* it would only unmap what it cannot move */
+    return; /* it would only unmap what it cannot move */
   while (len && large_cache_n) {
     unsigned big = 0;
     for (unsigned i = 1; i < large_cache_n; i++)
@@ -149,7 +158,6 @@ static bool cache_gather_locked(uint8_t *dst, size_t len) {
       track_unmapping(src, n);
     }
     size_t k = os_move(src, n, dst);
-    moved |= k > 0;
     if (k < n) {
       munmap(src + k, n - k); /* not moved: still ours (its shadow is cleared above) */
       break;
@@ -157,7 +165,6 @@ static bool cache_gather_locked(uint8_t *dst, size_t len) {
     dst += n;
     len -= n;
   }
-  return moved;
 }
 
 /* A cached mapping for a block of `map` bytes:
@@ -190,10 +197,10 @@ static hak_large_t *cache_take_locked(size_t map) {
   if (below != LARGE_CACHE_N) {
     hak_large_t *lg = large_cache[below];
     size_t had = lg->map_size;
-    if (lg->multi ? os_extend(lg, had, map) : mremap(lg, had, map, 0) != MAP_FAILED) {
+    if (grow_in_place(lg, had, map)) {
       cache_remove_locked(below);
       lg->map_size = map;
-      lg->multi |= cache_gather_locked((uint8_t *)lg + had, map - had);
+      cache_gather_locked((uint8_t *)lg + had, map - had);
       return lg;
     }
   }
@@ -202,10 +209,9 @@ static hak_large_t *cache_take_locked(size_t map) {
   hak_large_t *lg = os_map_aligned(map, SEGMENT_SIZE, 0);
   if (!lg)
     return NULL;
-  bool multi = cache_gather_locked((uint8_t *)lg, map);
+  cache_gather_locked((uint8_t *)lg, map);
   track_expose(lg, LARGE_HDR);
   header_init(lg, map, LARGE_HDR, 0);
-  lg->multi = multi;
   registry_set(lg, REG_LARGE);
   return lg;
 }
@@ -366,7 +372,7 @@ void *large_realloc(hak_large_t *lg, void *p, size_t size) {
                    * its shadow: room past the usable size may be poisoned) */
     os_unmap((uint8_t *)lg + need, map - need);
   else if (need > map) /* grow in place if the address space after is free */
-    in_place = lg->multi ? os_extend(lg, map, need) : mremap(lg, map, need, 0) != MAP_FAILED;
+    in_place = grow_in_place(lg, map, need);
   if (in_place) {
     lg->map_size = need;
     lg->requested = size;
@@ -379,7 +385,7 @@ void *large_realloc(hak_large_t *lg, void *p, size_t size) {
    * be released before realloc's record is written (trace.h) */
   /* mremap moves and resizes one kernel mapping: a block of several (or one
    * the program split, by madvise or mprotect on part of it) is copied */
-  if (lg->huge || lg->multi || HAK_TRACE_ON || !os_one_mapping(lg, map))
+  if (lg->huge || HAK_TRACE_ON || !os_one_mapping(lg, map))
     return LARGE_MOVE_BY_COPY;
   hak_large_t *dst = os_map_aligned(need, lg->alignment, 0);
   if (!dst) {
