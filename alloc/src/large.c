@@ -127,7 +127,6 @@ static void cache_split_locked(hak_large_t *lg, size_t map, unsigned i, uint64_t
       munmap(t, len);
     return;
   }
-  track_expose(t, LARGE_HDR); /* the moved pages were a freed block's */
   header_init(t, len, LARGE_HDR, 0);
   atomic_store_explicit(&t->freed, 1, memory_order_relaxed);
   registry_set(t, REG_LARGE);
@@ -210,7 +209,6 @@ static hak_large_t *cache_take_locked(size_t map) {
   if (!lg)
     return NULL;
   cache_gather_locked((uint8_t *)lg, map);
-  track_expose(lg, LARGE_HDR);
   header_init(lg, map, LARGE_HDR, 0);
   registry_set(lg, REG_LARGE);
   return lg;
