@@ -7,8 +7,8 @@
  *    next request;
  *  - a request bigger than every cached mapping is assembled from their
  *    resident pages (no new pages), and holds its contents when realloc
- *    grows or moves it (several kernel mappings: mremap cannot resize it;
- *    run twice, the second time as on kernels that cannot move it either);
+ *    grows or moves it (several kernel mappings: mremap cannot resize it),
+ *    and no successful call leaves a probe's errno behind;
  *  - a second free of a cached block is still named a double free, also
  *    when its pages have gone to another block;
  *  - the cache is bounded: many frees do not keep every mapping, and a
@@ -72,15 +72,15 @@ static void do_free_twice(void *p) {
   hak_free(p);
 }
 
-/* os_move on a range of three kernel mappings (the middle one moved there,
- * so none can merge) and one with a hole: every page arrives, in order,
- * one mapping at a time; a hole stops the move at its start. */
 /* Under valgrind hakmem moves no pages (os_move: valgrind's mremap), so
  * nothing is resident for those checks. */
 static bool moves_pages(void) {
   return !hak_test_under_valgrind();
 }
 
+/* os_move on a range of three kernel mappings (the middle one moved there,
+ * so none can merge) and one with a hole: every page arrives, in order,
+ * one mapping at a time; a hole stops the move at its start. */
 static void move_pieces(void) {
   if (!moves_pages())
     return;
@@ -92,7 +92,8 @@ static void move_pieces(void) {
   REQUIRE(src != MAP_FAILED && mid != MAP_FAILED && dst != MAP_FAILED);
   memset(src, 1, n);
   memset(mid, 2, 4 * pg);
-  REQUIRE(os_move(mid, 4 * pg, src + 4 * pg) == 4 * pg); /* one mapping: one mremap */
+  size_t lost;
+  REQUIRE(os_move(mid, 4 * pg, src + 4 * pg, &lost) == 4 * pg); /* one mapping: one mremap */
   CHECK(os_one_mapping(src, 4 * pg) && os_one_mapping(src + 4 * pg, 4 * pg) &&
         os_one_mapping(src + 8 * pg, 4 * pg));
   CHECK_MSG(!os_one_mapping(src, n) && !os_one_mapping(src + 3 * pg, 2 * pg),
@@ -106,7 +107,9 @@ static void move_pieces(void) {
   CHECK(os_one_mapping(one, pg));
   CHECK_MSG(mincore(one + pg, pg, &v) != 0, "os_one_mapping left the page it grew into mapped");
   munmap(one, pg);
-  CHECK_EQ(os_move(src, n, dst), n);
+  errno = 0;
+  CHECK_EQ(os_move(src, n, dst, &lost), n);
+  CHECK_MSG(errno == 0 && lost == 0, "os_move: errno %d, lost %zu after a full move", errno, lost);
   size_t bad = 0;
   for (size_t i = 0; i < n; i += 512)
     bad += dst[i] != (i >= 4 * pg && i < 8 * pg ? 2 : 1);
@@ -117,7 +120,8 @@ static void move_pieces(void) {
   unsigned char *back = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   REQUIRE(back != MAP_FAILED);
   munmap(dst + 5 * pg, pg);
-  CHECK_EQ(os_move(dst, n, back), 5 * pg);
+  CHECK_EQ(os_move(dst, n, back, &lost), 5 * pg);
+  CHECK_EQ(lost, 0); /* stopped before the hole: nothing tried there */
   CHECK(back[0] == 1 && back[4 * pg] == 2 && mincore(dst, pg, &v) != 0);
   CHECK_MSG(mincore(dst + 6 * pg, pg, &v) == 0 && dst[6 * pg] == 2 && dst[8 * pg] == 1,
             "os_move moved past a hole");
@@ -161,8 +165,10 @@ static void gather_pass(void) {
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
   if (probe == (void *)(gathered + gu)) {
     munmap(probe, 4096);
+    errno = 0;
     unsigned char *g2 = hak_realloc(gathered, gu + 4096);
     REQUIRE(g2 != NULL);
+    CHECK_MSG(errno == 0, "%s: errno %d after a realloc that grew in place", mode, errno);
     /* (the valgrind build moves every realloc: memcheck keeps its own sizes) */
     CHECK_MSG(g2 == gathered || hak_config_is("valgrind"),
               "%s: an assembled block moved although the page after it was free", mode);
@@ -178,8 +184,10 @@ static void gather_pass(void) {
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
   if (guard != MAP_FAILED && guard != (void *)(gathered + gu))
     munmap(guard, 4096), guard = MAP_FAILED; /* a kernel before 4.17 put it elsewhere */
+  errno = 0;
   unsigned char *moved = hak_realloc(gathered, 13 * MiB);
   REQUIRE(moved != NULL);
+  CHECK_MSG(errno == 0, "%s: errno %d after a realloc that copied", mode, errno);
   size_t bad = 0;
   bad += pages_not(moved, 11 * MiB, 0x66);
   CHECK_MSG(bad == 0, "%s: realloc of an assembled 11 MiB block to 13 MiB lost %zu pages", mode,
@@ -210,8 +218,10 @@ static void gather_pass(void) {
    * moves, one kernel mapping at a time */
   memset(gathered + 13 * MiB, 0x77, 3 * MiB);
   hak_free(gathered);
+  errno = 0;
   unsigned char *cut = hak_malloc(3 * MiB);
   REQUIRE(cut != NULL);
+  CHECK_MSG(errno == 0, "%s: errno %d after a malloc that cut an assembled mapping", mode, errno);
   CHECK_MSG(!mapped_after(cut, 3 * MiB),
             "%s: a 3 MiB block from a 16 MiB assembled mapping kept the rest of it", mode);
   memset(cut, 0x88, 3 * MiB);

@@ -291,7 +291,7 @@ HAK_INTERNAL void os_unmap(void *p, size_t size);
 HAK_INTERNAL bool os_extend(void *p, size_t old, size_t new);
 HAK_INTERNAL bool os_one_mapping(void *p, size_t n);
 HAK_INTERNAL bool os_moves(void);
-HAK_INTERNAL size_t os_move(void *src, size_t n, void *dst);
+HAK_INTERNAL size_t os_move(void *src, size_t n, void *dst, size_t *lost);
 HAK_INTERNAL void os_purge(void *p, size_t size);
 HAK_INTERNAL uint64_t os_random_seed(void);
 HAK_INTERNAL uint64_t os_now_ms(void);

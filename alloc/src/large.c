@@ -63,8 +63,8 @@ static void cache_forget_locked(hak_large_t *lg) {
   track_unmapping(lg, lg->map_size);
 }
 
-/* A new header for the mapping of `map` bytes at lg: live, not huge, one
- * kernel mapping, 4 MiB-aligned (the callers change what differs). */
+/* A new header for the mapping of `map` bytes at lg: live, not huge,
+ * 4 MiB-aligned (the callers change what differs). */
 static void header_init(hak_large_t *lg, size_t map, size_t offset, size_t requested) {
   lg->magic = LARGE_MAGIC;
   lg->kind = KIND_LARGE;
@@ -104,27 +104,42 @@ static void cache_remove_locked(unsigned i) {
  * cache_gather_locked, or one the program split), which grows by a mapping
  * of its own after it. */
 static bool grow_in_place(hak_large_t *lg, size_t had, size_t want) {
-  if (mremap(lg, had, want, 0) != MAP_FAILED)
-    return true;
-  return errno == EFAULT && os_extend(lg, had, want);
+  int saved = errno;
+  bool ok = mremap(lg, had, want, 0) != MAP_FAILED || (errno == EFAULT && os_extend(lg, had, want));
+  errno = saved; /* a malloc or realloc that succeeds leaves errno alone */
+  return ok;
+}
+
+/* Unmaps [p, p + n) except the `lost` bytes at `hole` (os_move: maybe no
+ * longer ours). */
+static void unmap_around(uint8_t *p, size_t n, uint8_t *hole, size_t lost) {
+  if (!lost) {
+    munmap(p, n);
+    return;
+  }
+  if (hole > p)
+    munmap(p, (size_t)(hole - p));
+  if (hole + lost < p + n)
+    munmap(hole + lost, (size_t)(p + n - (hole + lost)));
 }
 
 /* Cuts cached mapping `lg`, just taken from slot `i` (cached at `at`),
  * down to `map` bytes. Its pages past `map` are resident: rather than unmap
  * them (the next allocation would fault them in again), mremap moves them
  * to a 4 MiB-aligned range of their own, which goes back into slot i with
- * lg's age (if a move fails, what did not move is unmapped). */
+ * lg's age (if a move fails, the excess is unmapped instead). */
 static void cache_split_locked(hak_large_t *lg, size_t map, unsigned i, uint64_t at) {
   uint8_t *tail = (uint8_t *)lg + map;
   size_t len = lg->map_size - map;
   lg->map_size = map;
   track_unmapping(tail, len);
   hak_large_t *t = os_moves() ? os_map_aligned(len, SEGMENT_SIZE, 0) : NULL;
-  size_t moved = t ? os_move(tail, len, t) : 0;
+  size_t lost = 0;
+  size_t moved = t ? os_move(tail, len, t, &lost) : 0;
   if (moved < len) {
-    munmap(tail + moved, len - moved); /* still here: ours */
+    munmap(tail + moved, len - moved); /* not moved: still ours */
     if (t)
-      munmap(t, len);
+      unmap_around((uint8_t *)t, len, (uint8_t *)t + moved, lost);
     return;
   }
   header_init(t, len, LARGE_HDR, 0);
@@ -136,10 +151,12 @@ static void cache_split_locked(hak_large_t *lg, size_t map, unsigned i, uint64_t
 /* Fills [dst, dst + len), mapped but never touched, with the resident pages
  * of cached mappings, biggest first, moved there by mremap (the range is
  * then several kernel mappings). A mapping bigger than what is left gives
- * its last pages and stays cached. */
-static void cache_gather_locked(uint8_t *dst, size_t len) {
+ * its last pages and stays cached. Returns the length of a part of the
+ * range that may no longer be ours (os_move's `lost`, at *hole): the range
+ * must then be given up around it; else 0. */
+static size_t cache_gather_locked(uint8_t *dst, size_t len, uint8_t **hole) {
   if (!os_moves())
-    return; /* it would only unmap what it cannot move */
+    return 0; /* it would only unmap what it cannot move */
   while (len && large_cache_n) {
     unsigned big = 0;
     for (unsigned i = 1; i < large_cache_n; i++)
@@ -156,14 +173,17 @@ static void cache_gather_locked(uint8_t *dst, size_t len) {
       large_cache_bytes -= n;
       track_unmapping(src, n);
     }
-    size_t k = os_move(src, n, dst);
+    size_t lost;
+    size_t k = os_move(src, n, dst, &lost);
     if (k < n) {
       munmap(src + k, n - k); /* not moved: still ours (its shadow is cleared above) */
-      break;
+      *hole = dst + k;
+      return lost;
     }
     dst += n;
     len -= n;
   }
+  return 0;
 }
 
 /* A cached mapping for a block of `map` bytes:
@@ -172,8 +192,8 @@ static void cache_gather_locked(uint8_t *dst, size_t len) {
  *    resident already, and realloc can grow into them), else cut
  *    (cache_split_locked): a block's excess would be resident memory
  *    nobody uses, and moving it costs less than faulting pages in later;
- *  - else the largest smaller one, if mremap can grow it in place, the
- *    added range filled from the other cached mappings;
+ *  - else the largest smaller one, if it can grow in place (grow_in_place),
+ *    the added range filled from the other cached mappings;
  *  - else, if the cache holds `map` bytes, a new range filled from them.
  * NULL if none serves: the block gets new pages. */
 static hak_large_t *cache_take_locked(size_t map) {
@@ -199,8 +219,13 @@ static hak_large_t *cache_take_locked(size_t map) {
     if (grow_in_place(lg, had, map)) {
       cache_remove_locked(below);
       lg->map_size = map;
-      cache_gather_locked((uint8_t *)lg + had, map - had);
-      return lg;
+      uint8_t *hole = NULL;
+      size_t lost = cache_gather_locked((uint8_t *)lg + had, map - had, &hole);
+      if (!lost)
+        return lg;
+      cache_forget_locked(lg); /* a range with a hole: given up */
+      unmap_around((uint8_t *)lg, map, hole, lost);
+      return NULL;
     }
   }
   if (large_cache_bytes < map || !os_moves())
@@ -208,7 +233,12 @@ static hak_large_t *cache_take_locked(size_t map) {
   hak_large_t *lg = os_map_aligned(map, SEGMENT_SIZE, 0);
   if (!lg)
     return NULL;
-  cache_gather_locked((uint8_t *)lg, map);
+  uint8_t *hole = NULL;
+  size_t lost = cache_gather_locked((uint8_t *)lg, map, &hole);
+  if (lost) {
+    unmap_around((uint8_t *)lg, map, hole, lost);
+    return NULL;
+  }
   header_init(lg, map, LARGE_HDR, 0);
   registry_set(lg, REG_LARGE);
   return lg;
@@ -307,7 +337,8 @@ void *large_alloc(size_t size, size_t alignment, bool zero) {
 }
 
 /* The request rounded up to whole pages, not the whole mapping: a block
- * served from a bigger cached mapping (up to 1.5 times its size) or grown in
+ * served from a bigger cached mapping (up to 1.5 times its size, or 256 KiB
+ * more) or grown in
  * place keeps the rest as hidden room for realloc, so its usable size does
  * not depend on what the cache happened to hold or on what the kernel had
  * mapped after it (the fuzzers' replays require the same usable sizes). */

@@ -46,16 +46,18 @@ void os_unmap(void *p, size_t size) {
  * after it if nothing is there. Not mremap: it cannot resize a range that
  * spans several mappings (large.c assembles blocks from moved pieces, each
  * its own mapping to the kernel). MAP_FIXED_NOREPLACE is only a hint before
- * Linux 4.17: a mapping placed elsewhere is given back. */
+ * Linux 4.17: a mapping placed elsewhere is given back. errno is kept
+ * (a malloc that succeeds must not leave a probe's errno behind). */
 bool os_extend(void *p, size_t old, size_t new) {
+  int saved = errno;
   uint8_t *want = (uint8_t *)p + old;
   void *q = mmap(want, new - old, PROT_READ | PROT_WRITE,
                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
-  if (q == (void *)want)
-    return true;
-  if (q != MAP_FAILED)
+  bool ok = q == (void *)want;
+  if (!ok && q != MAP_FAILED)
     munmap(q, new - old);
-  return false;
+  errno = saved;
+  return ok;
 }
 
 /* Whether [p, p + n) lies in one kernel mapping. A resize in place of a
@@ -63,14 +65,18 @@ bool os_extend(void *p, size_t old, size_t new) {
  * "resize" does not tell: older kernels return at once), so this asks for
  * one page more: ENOMEM (no room), EAGAIN (a locked mapping at its limit:
  * checked after the boundaries) or success (given back at once: the page
- * was free address space) says one; EFAULT says several (or a hole). */
+ * was free address space) says one; EFAULT says several (or a hole).
+ * errno is kept. */
 bool os_one_mapping(void *p_, size_t n) {
   uint8_t *p = p_;
-  if (mremap(p, n, n + OS_PAGE_SIZE, 0) != MAP_FAILED) {
+  int saved = errno;
+  bool one = true;
+  if (mremap(p, n, n + OS_PAGE_SIZE, 0) != MAP_FAILED)
     munmap(p + n, OS_PAGE_SIZE);
-    return true;
-  }
-  return errno == ENOMEM || errno == EAGAIN; /* else (EFAULT, ...): not known to be one */
+  else
+    one = errno == ENOMEM || errno == EAGAIN; /* else (EFAULT, ...): not known to be one */
+  errno = saved;
+  return one;
 }
 
 /* Whether os_move moves pages at all: not under valgrind, whose mremap
@@ -92,12 +98,17 @@ bool os_moves(void) {
  * large block assembled from moved pages, is moved one mapping at a time,
  * each found by bisection with os_one_mapping(). Returns how many bytes moved,
  * a prefix of the range: n unless a move failed (or src has a hole); the
- * rest of src is still mapped there, and the rest of dst is mapped (a
- * failed move that had unmapped its destination, before Linux 6.11, is
- * mapped again). Nothing moves where !os_moves(). */
-size_t os_move(void *src, size_t n, void *dst) {
+ * rest of src is still mapped there, and so is the rest of dst: a failed
+ * move that had unmapped its destination (before Linux 6.11) is mapped
+ * again, and if even that fails, *lost is the length of dst after the
+ * moved prefix that may no longer be the caller's (a hole, or another
+ * thread's mapping: never to be used or unmapped); else *lost is 0.
+ * Nothing moves where !os_moves(). errno is kept. */
+size_t os_move(void *src, size_t n, void *dst, size_t *lost) {
   uint8_t *s = src, *d = dst;
   size_t done = 0;
+  int saved = errno;
+  *lost = 0;
   if (!os_moves())
     return 0;
   while (done < n) {
@@ -118,12 +129,16 @@ size_t os_move(void *src, size_t n, void *dst) {
     if (mremap(s + done, k, k, MREMAP_MAYMOVE | MREMAP_FIXED, d + done) == MAP_FAILED) {
       void *q = mmap(d + done, k, PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
-      if (q != MAP_FAILED && q != (void *)(d + done))
-        munmap(q, k); /* before Linux 4.17: only a hint, placed elsewhere */
+      if (q != (void *)(d + done)) {
+        if (q != MAP_FAILED) /* EEXIST: still ours, or already another's */
+          munmap(q, k);      /* before Linux 4.17: only a hint, placed elsewhere */
+        *lost = k;
+      }
       break;
     }
     done += k;
   }
+  errno = saved;
   return done;
 }
 
