@@ -288,7 +288,7 @@ static inline uintptr_t block_marker_value(const void *b) {
 /* ---- os.c -------------------------------------------------------------- */
 HAK_INTERNAL void *os_map_aligned(size_t size, size_t alignment, size_t offset);
 HAK_INTERNAL void os_unmap(void *p, size_t size);
-HAK_INTERNAL bool os_extend(void *p, size_t old, size_t new);
+HAK_INTERNAL bool os_grow(void *p, size_t old, size_t new);
 HAK_INTERNAL bool os_one_mapping(void *p, size_t n);
 HAK_INTERNAL bool os_moves(void);
 HAK_INTERNAL size_t os_move(void *src, size_t n, void *dst, size_t *lost);

@@ -15,7 +15,7 @@
  * is free; otherwise it reserves a new aligned range and moves the pages
  * there with mremap (no copy). A block assembled from moved pages is
  * several kernel mappings, which mremap cannot resize (EFAULT): it grows by
- * mapping the range after it (grow_in_place), else realloc copies it
+ * mapping the range after it (os_grow), else realloc copies it
  * (os_one_mapping). The cache moves such ranges one kernel mapping at a
  * time (os_move).
  * Blocks aligned to 4 MiB or more ("huge" alignment) cannot have their
@@ -96,18 +96,6 @@ static void cache_remove_locked(unsigned i) {
   }
   large_cache_n--;
   large_cache_bytes -= lg->map_size;
-}
-
-/* Grows the mapping at lg from `had` to `want` bytes in place, if the
- * address space after it is free: mremap keeps one kernel mapping one, and
- * fails with EFAULT on a range of several (a block assembled by
- * cache_gather_locked, or one the program split), which grows by a mapping
- * of its own after it. */
-static bool grow_in_place(hak_large_t *lg, size_t had, size_t want) {
-  int saved = errno;
-  bool ok = mremap(lg, had, want, 0) != MAP_FAILED || (errno == EFAULT && os_extend(lg, had, want));
-  errno = saved; /* a malloc or realloc that succeeds leaves errno alone */
-  return ok;
 }
 
 /* Unmaps [p, p + n) except the `lost` bytes at `hole` (os_move: maybe no
@@ -192,7 +180,7 @@ static size_t cache_gather_locked(uint8_t *dst, size_t len, uint8_t **hole) {
  *    resident already, and realloc can grow into them), else cut
  *    (cache_split_locked): a block's excess would be resident memory
  *    nobody uses, and moving it costs less than faulting pages in later;
- *  - else the largest smaller one, if it can grow in place (grow_in_place),
+ *  - else the largest smaller one, if it can grow in place (os_grow),
  *    the added range filled from the other cached mappings;
  *  - else, if the cache holds `map` bytes, a new range filled from them.
  * NULL if none serves: the block gets new pages. */
@@ -216,7 +204,7 @@ static hak_large_t *cache_take_locked(size_t map) {
   if (below != LARGE_CACHE_N) {
     hak_large_t *lg = large_cache[below];
     size_t had = lg->map_size;
-    if (grow_in_place(lg, had, map)) {
+    if (os_grow(lg, had, map)) {
       cache_remove_locked(below);
       lg->map_size = map;
       uint8_t *hole = NULL;
@@ -401,7 +389,7 @@ void *large_realloc(hak_large_t *lg, void *p, size_t size) {
                    * its shadow: room past the usable size may be poisoned) */
     os_unmap((uint8_t *)lg + need, map - need);
   else if (need > map) /* grow in place if the address space after is free */
-    in_place = grow_in_place(lg, map, need);
+    in_place = os_grow(lg, map, need);
   if (in_place) {
     lg->map_size = need;
     lg->requested = size;

@@ -42,13 +42,11 @@ void os_unmap(void *p, size_t size) {
   munmap(p, size);
 }
 
-/* Grows the mapping at p from `old` to `new` bytes in place: maps the range
- * after it if nothing is there. Not mremap: it cannot resize a range that
- * spans several mappings (large.c assembles blocks from moved pieces, each
- * its own mapping to the kernel). MAP_FIXED_NOREPLACE is only a hint before
- * Linux 4.17: a mapping placed elsewhere is given back. errno is kept
- * (a malloc that succeeds must not leave a probe's errno behind). */
-bool os_extend(void *p, size_t old, size_t new) {
+/* Maps [p + old, p + new) if nothing is mapped there. MAP_FIXED_NOREPLACE
+ * is only a hint before Linux 4.17: a mapping placed elsewhere is given
+ * back. errno is kept (a malloc that succeeds must not leave a probe's
+ * errno behind). */
+static bool os_extend(void *p, size_t old, size_t new) {
   int saved = errno;
   uint8_t *want = (uint8_t *)p + old;
   void *q = mmap(want, new - old, PROT_READ | PROT_WRITE,
@@ -56,6 +54,18 @@ bool os_extend(void *p, size_t old, size_t new) {
   bool ok = q == (void *)want;
   if (!ok && q != MAP_FAILED)
     munmap(q, new - old);
+  errno = saved;
+  return ok;
+}
+
+/* Grows the mapping at p from `old` to `new` bytes in place, if the
+ * address space after it is free: mremap keeps one kernel mapping one, and
+ * fails with EFAULT on a range of several (a large block assembled from
+ * moved pages, or one the program split), which grows by a mapping of its
+ * own after it. errno is kept. */
+bool os_grow(void *p, size_t old, size_t new) {
+  int saved = errno;
+  bool ok = mremap(p, old, new, 0) != MAP_FAILED || (errno == EFAULT && os_extend(p, old, new));
   errno = saved;
   return ok;
 }
@@ -127,13 +137,8 @@ size_t os_move(void *src, size_t n, void *dst, size_t *lost) {
         break; /* a hole (or unknown) at s + done */
     }
     if (mremap(s + done, k, k, MREMAP_MAYMOVE | MREMAP_FIXED, d + done) == MAP_FAILED) {
-      void *q = mmap(d + done, k, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
-      if (q != (void *)(d + done)) {
-        if (q != MAP_FAILED) /* EEXIST: still ours, or already another's */
-          munmap(q, k);      /* before Linux 4.17: only a hint, placed elsewhere */
+      if (!os_extend(d, done, done + k)) /* EEXIST: still ours, or already another's */
         *lost = k;
-      }
       break;
     }
     done += k;
