@@ -8,6 +8,9 @@
 #                                 hakmem's ratios vs bench/baseline.json (QUICK run if no results)
 #   make bench-baseline           bench/baseline.json from build/bench/results.json
 #   make bench-fastpath           callgrind instructions of a 64 B malloc+free pair
+#   make bench-scaling [BENCH_THREADS="1 2 4 8 16"]
+#                                 larson and xthread only, at more thread counts;
+#                                 build/bench-scaling/results.{md,json}
 #
 # Programs: bench/<name>.c on the prefixed API as build/<cfg>/bench/<name>
 # (libhakmem.a) and on plain malloc as build/<cfg>/bench/<name>.libc (for
@@ -30,7 +33,9 @@ $(B)/bench/%.libc: bench/%.c $(STRESS_HDRS) | $(B)/bench
 $(B)/bench/%: bench/%.c $(LIB_A) $(STRESS_HDRS) | $(B)/bench
 	$(CC) $(CFLAGS_ALL) -fvisibility=default -Istress $< -o $@ $(LIB_A) $(LDFLAGS_ALL)
 
-.PHONY: bench bench-bins bench-check bench-baseline bench-fastpath
+BENCH_THREADS ?= 1 2 4 8 16
+
+.PHONY: bench bench-bins bench-check bench-baseline bench-fastpath bench-scaling
 bench-bins: $(BENCH_BINS)
 
 bench:
@@ -41,3 +46,6 @@ bench-baseline:
 	@scripts/bench-check.sh --write-baseline
 bench-fastpath:
 	@scripts/bench-fastpath.sh
+bench-scaling:
+	@$(BENCH_ENV) BENCH_THREADS='$(BENCH_THREADS)' BENCH_OUT='$(or $(BENCH_OUT),build/bench-scaling)' \
+	  WORKLOADS='$(or $(WORKLOADS),larson/* xthread/*)' scripts/bench.sh

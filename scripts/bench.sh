@@ -20,9 +20,11 @@
 # Workloads (names are what WORKLOADS globs match):
 #   random_mixed/<size>     stress/bench_random_mixed at one fixed size, 16..8192 B
 #   random_mixed/16-1040    the same over 16..1040 B (uniform)
-#   larson/t<T>-c<C>        stress/larson, T = 1,2,4 threads x C = 256,1024 chunks, 16..1024 B
-#   xthread/queue-t<T>      stress/remote_free --mode=queue: T producers -> T consumers
-#   xthread/one2many-t4     stress/remote_free --mode=one2many: 1 producer -> 3 consumers
+#   larson/t<T>-c<C>        stress/larson, T in BENCH_THREADS x C = 256,1024 chunks, 16..1024 B
+#   xthread/queue-t<T>      stress/remote_free --mode=queue: T producers -> T consumers,
+#                           T in BENCH_THREADS
+#   xthread/one2many-t<T>   stress/remote_free --mode=one2many: 1 producer -> T-1 consumers,
+#                           T = 4 and every T in BENCH_THREADS above 4
 #   realloc/grow            bench/bench_realloc: buffers grown by 1..64 B appends
 #   large/64K-8M            bench/bench_large: log-uniform 64 KiB..8 MiB, pages touched
 #   python/records          bench/py_alloc.py under PYTHONMALLOC=malloc
@@ -34,6 +36,11 @@
 #                  and at least one peer are needed for ratios)
 #   WORKLOADS      space-separated globs over workload names (default: all)
 #   SCALE          multiplies every run length (cycles, seconds), e.g. 0.1
+#   BENCH_THREADS  thread counts of the larson and xthread workloads (default
+#                  "1 2 4"; make bench-scaling uses "1 2 4 8 16")
+#   BENCH_NOBUILD  1: do not run make; the programs and the library must
+#                  already be built (a copy of build/release on another machine)
+#   HAK_PEER_DIR   a folder searched first for the peer libraries
 #   BENCH_OUT      output directory (default build/bench)
 #   BENCH_TIMEOUT  per-run limit in seconds (default 300)
 #   HAKMEM_LIB     libhakmem.so to preload instead of build/release/libhakmem.so
@@ -55,6 +62,7 @@ if [ -n "$QUICK" ]; then REPS=${REPS:-3}; else REPS=${REPS:-5}; fi
 ALLOCATORS=${ALLOCATORS:-hakmem glibc mimalloc jemalloc tcmalloc}
 WORKLOADS=${WORKLOADS:-}
 SCALE=${SCALE:-1}
+BENCH_THREADS=${BENCH_THREADS:-1 2 4}
 OUT=${BENCH_OUT:-build/bench}
 TIMEOUT=${BENCH_TIMEOUT:-300}
 JOBS=${JOBS:-2}
@@ -69,11 +77,19 @@ if [ -n "$HAKMEM_LIB" ]; then
   LIBT=
   HAKMEM_LIB=$(realpath "$HAKMEM_LIB") || exit 1
 fi
-echo "==> bench: building ${LIBT:+release library and }benchmark programs"
-if ! make -s -j"$JOBS" CONFIG=release $LIBT "$S/bench_random_mixed.libc" "$S/larson.libc" \
-  "$S/remote_free.libc" bench-bins; then
-  echo "bench: build failed" >&2
-  exit 1
+if [ "${BENCH_NOBUILD:-0}" = 1 ]; then
+  echo "==> bench: BENCH_NOBUILD=1: using the programs already in build/release"
+  for f in "$S/bench_random_mixed.libc" "$S/larson.libc" "$S/remote_free.libc" "$BB/benchrun" \
+    "${HAKMEM_LIB:-build/release/libhakmem.so}"; do
+    [ -x "$f" ] || [ -f "$f" ] || { echo "bench: BENCH_NOBUILD=1 but $f is missing" >&2; exit 1; }
+  done
+else
+  echo "==> bench: building ${LIBT:+release library and }benchmark programs"
+  if ! make -s -j"$JOBS" CONFIG=release $LIBT "$S/bench_random_mixed.libc" "$S/larson.libc" \
+    "$S/remote_free.libc" bench-bins; then
+    echo "bench: build failed" >&2
+    exit 1
+  fi
 fi
 
 # sc <number>: the number times SCALE (integers stay integers, minimum 1).
@@ -95,15 +111,20 @@ for sz in 16 32 64 128 256 512 1024 2048 4096 8192; do
   add "random_mixed/$sz" "$S/bench_random_mixed.libc $RM_CYCLES 8192 42 $sz $sz"
 done
 add "random_mixed/16-1040" "$S/bench_random_mixed.libc $RM_CYCLES 8192 42 16 1040"
-for t in 1 2 4; do
+for t in $BENCH_THREADS; do
+  [[ $t =~ ^[1-9][0-9]*$ ]] || { echo "bench: BENCH_THREADS='$BENCH_THREADS': not a list of thread counts" >&2; exit 1; }
   for c in 256 1024; do
     add "larson/t$t-c$c" "$S/larson.libc $LARSON_S 16 1024 $c 10000 42 $t"
   done
 done
-for t in 1 2 4; do
+for t in $BENCH_THREADS; do
   add "xthread/queue-t$t" "$S/remote_free.libc --mode=queue --threads=$t --chunks=1024 --duration=$XT_S"
 done
-add "xthread/one2many-t4" "$S/remote_free.libc --mode=one2many --threads=4 --chunks=1024 --duration=$XT_S"
+o2m=4
+for t in $BENCH_THREADS; do ((t > 4)) && o2m="$o2m $t"; done
+for t in $o2m; do
+  add "xthread/one2many-t$t" "$S/remote_free.libc --mode=one2many --threads=$t --chunks=1024 --duration=$XT_S"
+done
 add "realloc/grow" "$BB/bench_realloc.libc $RE_CYCLES 1024 42 65536"
 add "large/64K-8M" "$BB/bench_large.libc $LG_CYCLES 32 42 65536 8388608"
 add "python/records" "env PYTHONMALLOC=malloc $PY -S bench/py_alloc.py $PY_ROUNDS $PY_ITEMS"

@@ -3,8 +3,15 @@
 # bench-fastpath.sh). Source it from the repository root.
 
 # find_lib <soname prefix>: path of an installed shared library, or nothing.
+# HAK_PEER_DIR, when set, is searched first (peer libraries copied to a
+# machine that does not have them installed).
 find_lib() {
   local p
+  if [ -n "${HAK_PEER_DIR:-}" ]; then
+    for p in "$HAK_PEER_DIR/$1".so*; do
+      [ -e "$p" ] && { realpath "$p"; return; }
+    done
+  fi
   p=$(ldconfig -p 2>/dev/null | awk -v n="$1" '$1 ~ "^" n "\\.so" && /x86-64|x86_64/ { print $NF; exit }')
   if [ -z "$p" ]; then
     for p in /usr/lib/x86_64-linux-gnu/"$1".so* /usr/lib/"$1".so* /usr/local/lib/"$1".so*; do

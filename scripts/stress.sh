@@ -14,6 +14,7 @@
 #
 # Environment: THREADS (4) CHUNKS (1024) DURATION (seconds, 3) SEED (42)
 #   STRESS_PROGS (override the program list) JOBS (2) ROUNDS (larson, 10000)
+#   NO_BUILD=1 (run the programs already in build/<config>; a missing one fails)
 #   HAK_RESULTS (default build/stress/results.tsv) HAK_LOGDIR (build/logs)
 # Each run prints `PASS|FAIL|HANG <config> <check> <s>s` (scripts/lib-check.sh)
 # and, for a failure, what caught it (see classify below). Exit status:
@@ -105,6 +106,10 @@ one() {
 
 build() {
   local cfg=$1 targets
+  if [ "${NO_BUILD:-0}" = 1 ]; then # programs copied from another machine
+    echo "==> stress: NO_BUILD=1: using the programs already in build/$cfg"
+    return
+  fi
   targets="lib"
   for p in $PROGS; do
     targets="$targets build/$cfg/stress/$p"

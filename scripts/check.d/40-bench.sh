@@ -15,6 +15,10 @@
 #                       (ratios of medians, and of best runs with STAT=best)
 #   bench/baseline-roundtrip  bench-check --write-baseline, then check passes
 #                       against it at TOL=0
+#   bench/scaling-options  BENCH_THREADS sets the larson and xthread thread
+#                       counts (bench-scaling); BENCH_NOBUILD runs without make
+#                       and names a missing program; HAK_PEER_DIR is searched
+#                       before the installed peer libraries
 #   bench/fastpath      make bench-fastpath prints an instruction count for hakmem
 #                       (prefixed and preloaded) and glibc, at least
 set -uo pipefail
@@ -125,6 +129,23 @@ run_check release bench/baseline-roundtrip bash -c '
   BENCH_BASELINE='"$OUT"'/written.json scripts/bench-check.sh --write-baseline || exit 1
   python3 -c "import json, sys; d = json.load(open(sys.argv[1])); assert len(d[\"ratios\"]) == 7 and len(d[\"ratios_best\"]) == 7, d" '"$OUT"'/written.json || exit 1
   BENCH_BASELINE='"$OUT"'/written.json TOL=0 scripts/bench-check.sh && BENCH_BASELINE='"$OUT"'/written.json TOL=0 STAT=best scripts/bench-check.sh'
+
+run_check release bench/scaling-options bash -c '
+  set -u
+  o='"$OUT"'/scaling
+  BENCH_NOBUILD=1 QUICK=1 REPS=1 SCALE=0.02 ALLOCATORS="hakmem glibc" BENCH_THREADS="1 6" \
+    WORKLOADS="larson/t6-* xthread/*" BENCH_OUT=$o scripts/bench.sh >$o.log 2>&1 || { cat $o.log; exit 1; }
+  python3 -c "import json, sys; n = [w[\"name\"] for w in json.load(open(sys.argv[1]))[\"workloads\"]]; \
+assert n == [\"larson/t6-c256\", \"larson/t6-c1024\", \"xthread/queue-t1\", \"xthread/queue-t6\", \
+\"xthread/one2many-t4\", \"xthread/one2many-t6\"], n" $o/results.json || exit 1
+  if out=$(BENCH_THREADS="2 x" BENCH_NOBUILD=1 BENCH_OUT=$o scripts/bench.sh 2>&1); then echo "BENCH_THREADS=\"2 x\" accepted"; exit 1; fi
+  printf "%s" "$out" | grep -q "not a list of thread counts" || { echo "$out"; exit 1; }
+  if out=$(HAKMEM_LIB=$o/none.so BENCH_NOBUILD=1 BENCH_OUT=$o scripts/bench.sh 2>&1); then echo "missing library accepted"; exit 1; fi
+  printf "%s" "$out" | grep -q "BENCH_NOBUILD=1 but .*/none.so is missing" || { echo "$out"; exit 1; }
+  mkdir -p $o/peers && : >$o/peers/libmimalloc.so.2
+  p=$(. scripts/lib-bench.sh; HAK_PEER_DIR=$o/peers peer_lib mimalloc)
+  [ "$p" = "$(realpath $o/peers/libmimalloc.so.2)" ] || { echo "peer_lib with HAK_PEER_DIR: \"$p\""; exit 1; }
+  echo ok'
 
 run_check release bench/fastpath bash -c '
   out=$(PEERS=0 N1=2000 N2=4000 scripts/bench-fastpath.sh); rc=$?
