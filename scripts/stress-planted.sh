@@ -27,7 +27,7 @@ plant() {
     relaxed-remote-push) # page_free_remote's push CAS: release -> relaxed
       f=$2/alloc/src/page.c
       sed -i '/^void page_free_remote/,/^}/{
-        /(uintptr_t)b | (tf & TF_MASK),/{n; s/memory_order_release, memory_order_relaxed/memory_order_relaxed, memory_order_relaxed/}
+        /TF_COUNT_ONE) | (uintptr_t)b,$/{n; s/memory_order_release, memory_order_relaxed/memory_order_relaxed, memory_order_relaxed/}
       }' "$f" ;;
     plain-capacity) # page->capacity: the owner's store becomes a plain store
       f=$2/alloc/src/page.c

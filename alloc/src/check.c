@@ -92,8 +92,9 @@ static void check_page(checker_t *c, hak_segment_t *seg, unsigned i, hak_page_t 
   memset(seen, 0, sizeof(seen));
   size_t nfree = check_list(c, pg, pg->free, seen, "local free list entry outside the page");
   uintptr_t tf = atomic_load(&pg->thread_free);
-  size_t nremote = check_list(c, pg, (hak_block_t *)(tf & ~TF_MASK), seen,
-                              "remote free list entry outside the page");
+  size_t nremote = check_list(c, pg, tf_block(tf), seen, "remote free list entry outside the page");
+  if (nremote != tf_count(tf))
+    violation(c, "remote free list length differs from its count", pg, nremote, tf_count(tf));
   size_t ndelayed = count_delayed_for(pg);
   size_t ncached =
       check_cached(c, atomic_load_explicit(&seg->owner, memory_order_relaxed), pg, seen);
@@ -292,9 +293,7 @@ void hak_stats(struct hak_stats *out) {
       size_t pending =
           count_delayed_for(pg) +
           tcache_count_for(atomic_load_explicit(&s->owner, memory_order_relaxed), pg, NULL, NULL);
-      for (hak_block_t *b = (hak_block_t *)(atomic_load(&pg->thread_free) & ~TF_MASK); b;
-           b = block_next(b))
-        pending++;
+      pending += tf_count(atomic_load(&pg->thread_free));
       size_t live = pg->used >= pending ? pg->used - pending : 0;
       struct hak_class_stats *cs = &out->classes[pg->cls];
       cs->pages++;

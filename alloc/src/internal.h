@@ -59,6 +59,14 @@ enum { KIND_SMALL = 1, KIND_LARGE = 2 };
 #define TF_NOTIFY ((uintptr_t)1)    /* page sits in its heap's full list: tell the heap */
 #define TF_NOTIFYING ((uintptr_t)2) /* a remote thread is handing a block to the heap */
 #define TF_MASK ((uintptr_t)3)
+/* The rest of the word: the stack's top block in bits 2..47 (blocks lie
+ * below 2^ADDRESS_BITS and are 16-byte aligned) and how many blocks the
+ * stack holds in bits 48..63, so the owner takes the stack without walking
+ * it: a walk is a chain of cache misses on lines the freeing threads wrote
+ * (in a producer/consumer program, most of the producer's malloc time). */
+#define TF_COUNT_SHIFT 48
+#define TF_COUNT_ONE ((uintptr_t)1 << TF_COUNT_SHIFT)
+#define TF_BLOCK_MASK ((TF_COUNT_ONE - 1) & ~TF_MASK)
 
 /* Purge policy: a heap madvise(MADV_DONTNEED)s its free slices once they add
  * up to PURGE_THRESHOLD; fully free segments beyond SEGMENT_CACHE_MAX are unmapped,
@@ -93,7 +101,7 @@ typedef struct hak_page {
    * consumer's free of the same page then touch different lines (with
    * free/used on line 0, every remote free read the line the owner's last
    * malloc had just written). */
-  _Atomic uintptr_t thread_free; /* remote-free stack | TF_* bits */
+  _Atomic uintptr_t thread_free; /* remote-free stack: count | top block | TF_* bits */
   /* ceil(2^64 / block_size): an offset `off` < 2^32 is a multiple of
    * block_size iff off * div_magic (mod 2^64) < div_magic (Lemire, Kaser
    * and Kurz 2019), one multiply and no division on free */
@@ -115,6 +123,15 @@ typedef struct hak_page {
   struct hak_page *next, *prev;   /* class queue or full list */
 } hak_page_t;
 _Static_assert(sizeof(hak_page_t) == 128, "page descriptor: two cache lines");
+_Static_assert(ADDRESS_BITS <= TF_COUNT_SHIFT, "thread_free: block address overlaps the count");
+
+/* The parts of a thread_free word. */
+static inline hak_block_t *tf_block(uintptr_t tf) {
+  return (hak_block_t *)(tf & TF_BLOCK_MASK);
+}
+static inline size_t tf_count(uintptr_t tf) {
+  return (size_t)(tf >> TF_COUNT_SHIFT);
+}
 
 typedef struct hak_segment {
   /* Line 0 holds no field the free fast path reads: segments are 4 MiB-aligned, so
@@ -434,8 +451,10 @@ HAK_INTERNAL void msg_dec(hak_msg_t *m, size_t v);
 HAK_INTERNAL void msg_flush(hak_msg_t *m);
 
 #if defined(HAK_DEBUG) && HAK_DEBUG
+#define HAK_DEBUG_ON 1
 #define hak_assert(e) ((e) ? (void)0 : err_assert(#e, __FILE__, __LINE__))
 #else
+#define HAK_DEBUG_ON 0
 #define hak_assert(e) ((void)0)
 #endif
 

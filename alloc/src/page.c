@@ -90,6 +90,7 @@ void page_init(hak_segment_t *seg, hak_page_t *pg, size_t cls, bool zero) {
   pg->free = NULL;
   pg->used = 0;
   pg->reserved = (uint32_t)(bytes / bsize);
+  hak_assert(pg->reserved < ((size_t)1 << (64 - TF_COUNT_SHIFT))); /* thread_free's count */
   pg->block_size = (uint32_t)bsize;
   page_set_capacity(pg, 0);
   pg->div_magic = UINT64_MAX / bsize + 1;
@@ -127,22 +128,31 @@ void page_extend(hak_page_t *pg) {
 }
 
 /* ---- remote frees ------------------------------------------------------ */
-/* Moves the remote-free stack onto the local free list; returns how many. */
+/* Moves the remote-free stack onto the local free list; returns how many.
+ * The stack's count comes with it, so the list is walked only to append it
+ * to a local list that is not empty (rare: the owner collects when its
+ * list has run out), and in the debug build, which checks the count. */
 size_t page_collect(hak_page_t *pg) {
   uintptr_t tf = atomic_load_explicit(&pg->thread_free, memory_order_relaxed);
   do {
-    if ((tf & ~TF_MASK) == 0)
+    if (tf_block(tf) == NULL)
       return 0;
   } while (!atomic_compare_exchange_weak_explicit(&pg->thread_free, &tf, tf & TF_MASK,
                                                   memory_order_acquire, memory_order_relaxed));
-  hak_block_t *head = (hak_block_t *)(tf & ~TF_MASK), *tail = head;
-  size_t n = 1;
-  for (hak_block_t *nx; (nx = block_next(tail)) != NULL; tail = nx) {
-    n++;
-    if (unlikely(n > pg->used))
-      err_corruption(pg, "remote free list longer than live blocks");
+  hak_block_t *head = tf_block(tf);
+  size_t n = tf_count(tf);
+  if (unlikely(n == 0 || n > pg->used))
+    err_corruption(pg, "remote free count does not match the page's live blocks");
+  if (pg->free != NULL || HAK_DEBUG_ON) {
+    hak_block_t *tail = head;
+    size_t len = 1;
+    for (hak_block_t *nx; (nx = block_next(tail)) != NULL; tail = nx)
+      if (unlikely(++len > n))
+        break;
+    if (unlikely(len != n))
+      err_corruption(pg, "remote free list length differs from its count");
+    block_set_next(tail, pg->free);
   }
-  block_set_next(tail, pg->free);
   pg->free = head;
   pg->used -= (uint32_t)n;
   pg->free_is_zero = 0;
@@ -214,8 +224,9 @@ void page_free_remote(hak_segment_t *seg, hak_page_t *pg, hak_block_t *b) {
       }
       return;
     }
-    block_set_next(b, (hak_block_t *)(tf & ~TF_MASK));
-    if (atomic_compare_exchange_weak_explicit(&pg->thread_free, &tf, (uintptr_t)b | (tf & TF_MASK),
+    block_set_next(b, tf_block(tf));
+    if (atomic_compare_exchange_weak_explicit(&pg->thread_free, &tf,
+                                              ((tf & ~TF_BLOCK_MASK) + TF_COUNT_ONE) | (uintptr_t)b,
                                               memory_order_release, memory_order_relaxed))
       return;
   }
@@ -289,7 +300,7 @@ static hak_page_t *queue_find_free(hak_heap_t *h, size_t cls, hak_page_t **carve
     page_set_notify(pg);
     /* A remote free may have landed between the collect and the notify
      * request: it went to thread_free, so look once more. */
-    if (atomic_load_explicit(&pg->thread_free, memory_order_acquire) & ~TF_MASK) {
+    if (tf_block(atomic_load_explicit(&pg->thread_free, memory_order_acquire))) {
       full_remove(h, pg);
       queue_push_front(h, pg);
       page_collect(pg);

@@ -383,7 +383,7 @@ bool segment_is_idle(hak_heap_t *h, hak_segment_t *seg) {
     /* a NOTIFY bit left from the page's time in the full list does not
      * matter (no live block, so no remote free can come); NOTIFYING does */
     uintptr_t tf = atomic_load_explicit(&pg->thread_free, memory_order_acquire);
-    if (pg->used != 0 || pg->in_full || (tf & ~TF_MASK) || (tf & TF_MASK) == TF_NOTIFYING)
+    if (pg->used != 0 || pg->in_full || tf_block(tf) || (tf & TF_MASK) == TF_NOTIFYING)
       return false;
     m &= ~slice_mask(pg->slice_index, pg->slice_count);
   }
