@@ -150,15 +150,16 @@ typedef struct hak_segment {
   _Atomic uint32_t abandoned_live;
   _Atomic uint32_t abandoned_frees;
   struct hak_segment *next, *prev; /* heap's list, abandoned list or cache */
-  /* owner and slice_head, read by every free, on lines 1-2 */
+  /* owner and slice_head, read by every free, together from line 1: the
+   * entries of slices 1..55 share owner's line, 56..63 spill onto line 2 */
   _Alignas(64) _Atomic(struct hak_heap *) owner; /* NULL while abandoned */
-  struct hak_segment *gnext, *gprev;             /* all small segments (check/stats) */
   uint8_t slice_head[SLICES_PER_SEGMENT];        /* page index owning slice i, 0 = none */
+  struct hak_segment *gnext, *gprev;             /* all small segments (check/stats) */
   hak_page_t pages[SLICES_PER_SEGMENT];          /* pages[0] is the null page */
 } hak_segment_t;
 _Static_assert(offsetof(hak_segment_t, owner) == 64 &&
-                   offsetof(hak_segment_t, slice_head) + SLICES_PER_SEGMENT <= 192,
-               "segment header: owner and slice_head on lines 1-2, off line 0");
+                   offsetof(hak_segment_t, slice_head) == 72,
+               "segment header: owner and slice_head start line 1, off line 0");
 
 typedef struct hak_large {
   uint32_t magic;
