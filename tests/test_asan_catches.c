@@ -79,6 +79,21 @@ static void test_shadow(void) {
   size_t lu = hak_usable_size(l);
   CHECK_RANGE(l, 0, lu, 0, "hak_malloc(100000) after usable_size");
   hak_free(l);
+  /* a large realloc shrinking by less than SPLIT_MIN keeps the tail of its
+   * mapping as room: the bytes it gives up, tail included, are poisoned */
+  unsigned char *lb = hak_malloc(300000);
+  REQUIRE(lb != NULL);
+  size_t lbu = hak_usable_size(lb);
+  unsigned char *ls = hak_realloc(lb, 200000);
+  REQUIRE(ls == lb);
+  size_t lsu = hak_usable_size(ls);
+  CHECK_EQ(lsu, 200704 - 64); /* the rounded request: 200000 + the 64 B header, in pages */
+  CHECK_RANGE(ls, 0, 200000, 0, "realloc(300000 -> 200000) kept bytes");
+  CHECK_RANGE(ls, lsu, lbu, 1, "realloc(300000 -> 200000) kept tail of the mapping");
+  unsigned char *lg = hak_realloc(ls, 290000); /* grows back into the room */
+  REQUIRE(lg == ls);
+  CHECK_RANGE(lg, 0, 290000, 0, "realloc(200000 -> 290000) in the kept room");
+  hak_free(lg);
   CHECK(hak_heap_check() == 0);
 }
 

@@ -251,6 +251,37 @@ static void gather_pass(void) {
   CHECK_EQ(hak_heap_check(), 0);
 }
 
+/* realloc shrinking a large block by less than SPLIT_MIN (256 KiB) or half
+ * the new size keeps the tail of its mapping as room to grow back into
+ * (python grew a list it got from a bigger cached mapping by small steps:
+ * each round unmapped the tail, then faulted it back in, one mremap a
+ * step); a bigger shrink gives the tail back. */
+static void realloc_room(void) {
+  if (hak_config_is("valgrind"))
+    return; /* the valgrind build moves every realloc (memcheck keeps its own sizes) */
+  const size_t K = 1024;
+  unsigned char *b = hak_malloc(600 * K);
+  REQUIRE(b != NULL);
+  memset(b, 0x66, 600 * K);
+  unsigned char *s = hak_realloc(b, 480 * K);
+  REQUIRE(s == b);
+  CHECK_EQ(hak_usable_size(s), 480 * K + 4096 - 64); /* the rounded request */
+  CHECK_MSG(mapped_after(s, 480 * K), "realloc 600 -> 480 KiB gave back the tail it should keep");
+  /* still resident: nothing to fault in (26 pages: s is 64 B into a page) */
+  CHECK_EQ(resident_pages(s + 480 * K, 100 * K), 26);
+  unsigned char *g = hak_realloc(s, 590 * K);
+  REQUIRE(g == s);
+  CHECK_EQ(pages_not(g, 480 * K, 0x66), 0);
+  memset(g, 0x67, 590 * K);
+  CHECK_EQ(hak_heap_check(), 0);
+  unsigned char *t = hak_realloc(g, 100 * K); /* 500 KiB more than needed: given back */
+  REQUIRE(t == g);
+  CHECK_MSG(!mapped_after(t, 100 * K), "realloc 590 -> 100 KiB kept a 490 KiB tail");
+  CHECK_EQ(pages_not(t, 100 * K, 0x67), 0);
+  hak_free(t);
+  CHECK_EQ(hak_heap_check(), 0);
+}
+
 int main(void) {
   /* dirty reuse: calloc must zero */
   unsigned char *a = hak_malloc(MiB);
@@ -309,6 +340,7 @@ int main(void) {
 
   move_pieces();
   gather_pass();
+  realloc_room();
 
   /* bounded: after 64 x 4 MiB are freed, the address space still mapped
    * grows by at most LARGE_CACHE_N of them (plus slack for stdio and the

@@ -174,6 +174,15 @@ static size_t cache_gather_locked(uint8_t *dst, size_t len, uint8_t **hole) {
   return 0;
 }
 
+/* Whether a mapping of `map` bytes serving a block of `need` stays whole:
+ * an excess of at most half the block, or under SPLIT_MIN, is kept as room
+ * for realloc to grow into (its pages are resident already); a bigger one
+ * would be resident memory nobody uses. Taking from the cache and realloc
+ * shrinking in place both follow it. */
+static bool excess_kept(size_t map, size_t need) {
+  return map - need <= need / 2 || map - need < SPLIT_MIN;
+}
+
 /* A cached mapping for a block of `map` bytes:
  *  - the smallest one at least that big, handed out whole if it is at most
  *    1.5 times as big or the excess is under SPLIT_MIN (its pages are
@@ -197,7 +206,7 @@ static hak_large_t *cache_take_locked(size_t map) {
     hak_large_t *lg = large_cache[best];
     uint64_t at = large_cache_at[best];
     cache_remove_locked(best);
-    if (lg->map_size - map > map / 2 && lg->map_size - map >= SPLIT_MIN)
+    if (!excess_kept(lg->map_size, map))
       cache_split_locked(lg, map, best, at);
     return lg;
   }
@@ -383,18 +392,26 @@ void *large_realloc(hak_large_t *lg, void *p, size_t size) {
   }
   size_t need = round_page(off + size);
   hak_lock(&hak_large_lock);
-  size_t map = lg->map_size, old_req = lg->requested;
+  size_t map = lg->map_size, old_req = lg->requested, keep = need;
   bool in_place = need <= map;
-  if (need < map) /* shrink in place, giving the tail back (os_unmap clears
-                   * its shadow: room past the usable size may be poisoned) */
+  if (need < map && excess_kept(map, need))
+    /* the tail stays as room (python grows a list it got from a bigger
+     * cached mapping by small steps: unmapping the tail made every round
+     * unmap 96 KiB and fault it back in through 7 mremaps) */
+    keep = map;
+  else if (need < map) /* shrink in place, giving the tail back (os_unmap
+                        * clears its shadow: room past the usable size may
+                        * be poisoned) */
     os_unmap((uint8_t *)lg + need, map - need);
   else if (need > map) /* grow in place if the address space after is free */
     in_place = os_grow(lg, map, need);
   if (in_place) {
-    lg->map_size = need;
+    lg->map_size = keep;
     lg->requested = size;
     hak_unlock(&hak_large_lock);
     track_resize(p, old_req, size, need - off);
+    if (keep > need) /* a kept tail was part of the block: no access now */
+      track_noaccess((uint8_t *)lg + need, keep - need);
     return p;
   }
   hak_unlock(&hak_large_lock);
