@@ -252,13 +252,15 @@ static void gather_pass(void) {
 }
 
 /* realloc shrinking a large block by less than SPLIT_MIN (256 KiB) or half
- * the new size keeps the tail of its mapping as room to grow back into
+ * the new size keeps the tail of its mapping (one the cache would hold, up
+ * to 32 MiB) as room to grow back into
  * (python grew a list it got from a bigger cached mapping by small steps:
  * each round unmapped the tail, then faulted it back in, one mremap a
  * step); a bigger shrink gives the tail back. */
 static void realloc_room(void) {
   if (hak_config_is("valgrind"))
     return; /* the valgrind build moves every realloc (memcheck keeps its own sizes) */
+  hak_test_reset(); /* an empty cache: the block is a new mapping of its own size */
   const size_t K = 1024;
   unsigned char *b = hak_malloc(600 * K);
   REQUIRE(b != NULL);
@@ -279,6 +281,15 @@ static void realloc_room(void) {
   CHECK_MSG(!mapped_after(t, 100 * K), "realloc 590 -> 100 KiB kept a 490 KiB tail");
   CHECK_EQ(pages_not(t, 100 * K, 0x67), 0);
   hak_free(t);
+  /* a mapping too big for the cache (over 32 MiB) keeps no room: 40 -> 39
+   * MiB gives the 1 MiB back (kept, such tails could reach half a block) */
+  unsigned char *h = hak_malloc(40 * MiB);
+  REQUIRE(h != NULL);
+  h[0] = 1;
+  unsigned char *hs = hak_realloc(h, 39 * MiB);
+  REQUIRE(hs == h);
+  CHECK_MSG(!mapped_after(hs, 39 * MiB), "realloc 40 -> 39 MiB kept its 1 MiB tail");
+  hak_free(hs);
   CHECK_EQ(hak_heap_check(), 0);
 }
 

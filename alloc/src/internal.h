@@ -124,6 +124,11 @@ typedef struct hak_page {
 } hak_page_t;
 _Static_assert(sizeof(hak_page_t) == 128, "page descriptor: two cache lines");
 _Static_assert(ADDRESS_BITS <= TF_COUNT_SHIFT, "thread_free: block address overlaps the count");
+/* Pages of the smallest blocks span one slice (PAGE_WANT_BLOCKS fit), so no
+ * page holds more blocks than this (hak_heap_check's bitmap relies on it). */
+#define MAX_BLOCKS_PER_PAGE (SLICE_SIZE / BLOCK_MIN)
+_Static_assert(MAX_BLOCKS_PER_PAGE < ((size_t)1 << (64 - TF_COUNT_SHIFT)),
+               "thread_free: a page's blocks overflow the count");
 
 /* The parts of a thread_free word. */
 static inline hak_block_t *tf_block(uintptr_t tf) {
@@ -157,8 +162,7 @@ typedef struct hak_segment {
   struct hak_segment *gnext, *gprev;             /* all small segments (check/stats) */
   hak_page_t pages[SLICES_PER_SEGMENT];          /* pages[0] is the null page */
 } hak_segment_t;
-_Static_assert(offsetof(hak_segment_t, owner) == 64 &&
-                   offsetof(hak_segment_t, slice_head) == 72,
+_Static_assert(offsetof(hak_segment_t, owner) == 64 && offsetof(hak_segment_t, slice_head) == 72,
                "segment header: owner and slice_head start line 1, off line 0");
 
 typedef struct hak_large {

@@ -11,6 +11,8 @@
  * cached mapping stays registered with its header marked freed, so a second
  * free of it is still named a double free (and one whose pages were taken
  * is remembered with the recently unmapped blocks).
+ * realloc shrinking in place keeps a small tail as room (excess_kept, for
+ * mappings the cache would hold) and unmaps a bigger one.
  * realloc grows in place with mremap when the address space after the block
  * is free; otherwise it reserves a new aligned range and moves the pages
  * there with mremap (no copy). A block assembled from moved pages is
@@ -335,10 +337,10 @@ void *large_alloc(size_t size, size_t alignment, bool zero) {
 
 /* The request rounded up to whole pages, not the whole mapping: a block
  * served from a bigger cached mapping (up to 1.5 times its size, or 256 KiB
- * more) or grown in
- * place keeps the rest as hidden room for realloc, so its usable size does
- * not depend on what the cache happened to hold or on what the kernel had
- * mapped after it (the fuzzers' replays require the same usable sizes). */
+ * more), grown in place or shrunk in place by a small excess keeps the rest
+ * as hidden room for realloc, so its usable size does not depend on what the
+ * cache happened to hold or on what the kernel had mapped after it (the
+ * fuzzers' replays require the same usable sizes). */
 size_t large_usable(const hak_large_t *lg) {
   return round_page(lg->offset + lg->requested) - lg->offset;
 }
@@ -394,10 +396,11 @@ void *large_realloc(hak_large_t *lg, void *p, size_t size) {
   hak_lock(&hak_large_lock);
   size_t map = lg->map_size, old_req = lg->requested, keep = need;
   bool in_place = need <= map;
-  if (need < map && excess_kept(map, need))
+  if (need < map && map <= LARGE_CACHE_BYTES / 8 && excess_kept(map, need))
     /* the tail stays as room (python grows a list it got from a bigger
      * cached mapping by small steps: unmapping the tail made every round
-     * unmap 96 KiB and fault it back in through 7 mremaps) */
+     * unmap 96 KiB and fault it back in through 7 mremaps); only for a
+     * mapping the cache would keep, so at most 16 MiB stays unused */
     keep = map;
   else if (need < map) /* shrink in place, giving the tail back (os_unmap
                         * clears its shadow: room past the usable size may

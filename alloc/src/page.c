@@ -90,7 +90,7 @@ void page_init(hak_segment_t *seg, hak_page_t *pg, size_t cls, bool zero) {
   pg->free = NULL;
   pg->used = 0;
   pg->reserved = (uint32_t)(bytes / bsize);
-  hak_assert(pg->reserved < ((size_t)1 << (64 - TF_COUNT_SHIFT))); /* thread_free's count */
+  hak_assert(pg->reserved <= MAX_BLOCKS_PER_PAGE); /* fits thread_free's count */
   pg->block_size = (uint32_t)bsize;
   page_set_capacity(pg, 0);
   pg->div_magic = UINT64_MAX / bsize + 1;
@@ -131,7 +131,10 @@ void page_extend(hak_page_t *pg) {
 /* Moves the remote-free stack onto the local free list; returns how many.
  * The stack's count comes with it, so the list is walked only to append it
  * to a local list that is not empty (rare: the owner collects when its
- * list has run out), and in the debug build, which checks the count. */
+ * list has run out), and in the debug build, which checks the count. The
+ * release build's unwalked list is checked only against the page's live
+ * blocks: a damaged link in it shows later, when a pop follows it (the
+ * walk used to find a cycle here; hak_heap_check still does). */
 size_t page_collect(hak_page_t *pg) {
   uintptr_t tf = atomic_load_explicit(&pg->thread_free, memory_order_relaxed);
   do {
