@@ -30,6 +30,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -640,6 +641,28 @@ static inline int hak_expect_abort_(const char *file, int line, const char *fnam
 }
 #define EXPECT_ABORT(fn, arg, expected)                                                            \
   hak_expect_abort_(__FILE__, __LINE__, #fn, (fn), (arg), (expected))
+
+/* Frees blocks[0..n) with hak_free in a new thread, which does not own
+ * them (remote frees, onto their pages' remote-free stacks), and waits. */
+struct hak_free_job_ {
+  void **blocks;
+  size_t n;
+};
+static inline void *hak_free_job_run_(void *arg) {
+  struct hak_free_job_ *j = (struct hak_free_job_ *)arg;
+  for (size_t i = 0; i < j->n; i++)
+    hak_free(j->blocks[i]);
+  return NULL;
+}
+static inline void hak_free_remotely(void **blocks, size_t n) {
+  struct hak_free_job_ j = {blocks, n};
+  pthread_t t;
+  if (pthread_create(&t, NULL, hak_free_job_run_, &j) != 0) {
+    hak_test_fail_(__FILE__, __LINE__, "hak_free_remotely: pthread_create failed");
+    return;
+  }
+  pthread_join(t, NULL);
+}
 
 /* Path of this program, for re-executing itself. */
 static inline const char *hak_self_exe(void) {

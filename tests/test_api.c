@@ -81,18 +81,6 @@ static void check_zero(const void *p, size_t n, const char *what, size_t size) {
             off, n, off == SIZE_MAX ? 0 : ((const unsigned char *)p)[off]);
 }
 
-struct remote_free_arg {
-  void **blocks;
-  size_t n;
-};
-
-static void *remote_free_thread(void *arg) {
-  struct remote_free_arg *a = arg;
-  for (size_t i = 0; i < a->n; i++)
-    hak_free(a->blocks[i]);
-  return NULL;
-}
-
 static void test_calloc(void) {
   static const size_t sizes[] = {1,     8,     16,    24,      48,          100,   128,
                                  129,   256,   1000,  4000,    4096,        16384, 65535,
@@ -146,10 +134,7 @@ static void test_calloc(void) {
     REQUIRE(blocks[k] != NULL);
     memset(blocks[k], 0xff, hak_usable_size(blocks[k]));
   }
-  struct remote_free_arg a = {blocks, M};
-  pthread_t t;
-  REQUIRE(pthread_create(&t, NULL, remote_free_thread, &a) == 0);
-  pthread_join(t, NULL);
+  hak_free_remotely(blocks, M);
   for (int k = 0; k < M; k++) {
     size_t sz = 48 + (size_t)(k % 5) * 16;
     blocks[k] = hak_calloc(sz, 1);

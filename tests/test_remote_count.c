@@ -12,26 +12,6 @@
 
 #include "internal.h"
 
-struct job {
-  void **p;
-  int n;
-};
-
-static void *free_all(void *arg) {
-  struct job *j = arg;
-  for (int i = 0; i < j->n; i++)
-    hak_free(j->p[i]);
-  return NULL;
-}
-
-/* Frees p[0..n) in another thread (remote frees: it does not own them). */
-static void free_remotely(void **p, int n) {
-  pthread_t t;
-  struct job j = {p, n};
-  REQUIRE(pthread_create(&t, NULL, free_all, &j) == 0);
-  pthread_join(t, NULL);
-}
-
 static hak_page_t *page_of(void *p) {
   return ptr_page(ptr_segment_base(p), p);
 }
@@ -59,7 +39,7 @@ static void test_append(void) {
     REQUIRE(page_of(a[i]) == P);
   REQUIRE(P->free != NULL);
   uint32_t used = P->used;
-  free_remotely(a, 4);
+  hak_free_remotely(a, 4);
   uintptr_t tf = atomic_load(&P->thread_free);
   CHECK_EQ(tf_count(tf), 4);
   CHECK_PTR_EQ(tf_block(tf), a[3]);
@@ -88,7 +68,7 @@ static void test_take(void) {
   for (int i = 1; i < 8; i++)
     REQUIRE(page_of(b[i]) == P);
   REQUIRE(P->free == NULL && !P->in_full);
-  free_remotely(b, 3);
+  hak_free_remotely(b, 3);
   CHECK_EQ(tf_count(atomic_load(&P->thread_free)), 3);
   CHECK_EQ(hak_heap_check(), 0);
   CHECK_EQ(page_collect(P), 3);
@@ -115,7 +95,7 @@ static hak_page_t *corrupt_count(int nremote, long delta) {
   hak_page_t *P = page_of(a[0]);
   if (P->free == NULL || page_of(a[nremote - 1]) != P)
     _exit(5);
-  free_remotely(a, nremote);
+  hak_free_remotely(a, nremote);
   if (delta >= 0)
     atomic_fetch_add(&P->thread_free, TF_COUNT_ONE * (uintptr_t)delta);
   else
