@@ -48,10 +48,14 @@ size_t class_slices(size_t cls) {
 }
 
 /* How many blocks a heap's cache of the class holds: TCACHE_BYTES worth,
- * 16 to 128 blocks (4 for the largest classes). */
+ * at most 128 blocks and at least 32 up to 8 KiB, 16 up to 16 KiB and 4
+ * above. With 16 at 2-8 KiB, bench_random_mixed's cache ran empty or full
+ * often enough to cost 1.8-2.5 instructions and 0.05-0.07 L1 misses per
+ * op (cachegrind at 4 and 8 KiB); the most a thread can pin in full
+ * caches grows from 7.0 to 7.9 MiB. */
 uint32_t class_tcache_limit(size_t cls) {
   size_t n = TCACHE_BYTES / class_size(cls);
-  size_t lo = class_size(cls) > 16384 ? 4 : 16;
+  size_t lo = class_size(cls) > 16384 ? 4 : class_size(cls) > 8192 ? 16 : 32;
   return (uint32_t)(n < lo ? lo : n > 128 ? 128 : n);
 }
 
