@@ -333,7 +333,7 @@ static void write_file(unsigned flags, int signo, uint64_t lim) {
     for (struct trace_buf *b = atomic_load(&trace_bufs); b; b = atomic_load(&b->next))
       h.nthreads++;
     const char *cfg = HAK_CONFIG_NAME;
-    for (size_t i = 0; cfg[i] && i < sizeof h.config - 1; i++)
+    for (size_t i = 0; i < sizeof h.config - 1 && cfg[i]; i++)
       h.config[i] = cfg[i];
     write_all(fd, &h, sizeof h);
     for (struct trace_buf *b = atomic_load(&trace_bufs); b; b = atomic_load(&b->next))
