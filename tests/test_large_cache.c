@@ -259,7 +259,7 @@ static void gather_pass(void) {
  * step); a bigger shrink gives the tail back. */
 static void realloc_room(void) {
   if (hak_config_is("valgrind"))
-    return; /* the valgrind build moves every realloc (memcheck keeps its own sizes) */
+    return;         /* the valgrind build moves every realloc (memcheck keeps its own sizes) */
   hak_test_reset(); /* an empty cache: the block is a new mapping of its own size */
   const size_t K = 1024;
   unsigned char *b = hak_malloc(600 * K);
@@ -281,6 +281,16 @@ static void realloc_room(void) {
   CHECK_MSG(!mapped_after(t, 100 * K), "realloc 590 -> 100 KiB kept a 490 KiB tail");
   CHECK_EQ(pages_not(t, 100 * K, 0x67), 0);
   hak_free(t);
+  /* nor does a huge-aligned block (never cached): 600 -> 480 KiB gives the
+   * tail back */
+  unsigned char *a = hak_aligned_alloc(4 * MiB, 600 * K);
+  REQUIRE(a != NULL);
+  memset(a, 0x68, 600 * K);
+  unsigned char *as = hak_realloc(a, 480 * K);
+  REQUIRE(as == a);
+  CHECK_MSG(!mapped_after(as, 480 * K), "realloc of a 4 MiB-aligned block kept its tail");
+  CHECK_EQ(pages_not(as, 480 * K, 0x68), 0);
+  hak_free(as);
   /* a mapping too big for the cache (over 32 MiB) keeps no room: 40 -> 39
    * MiB gives the 1 MiB back (kept, such tails could reach half a block) */
   unsigned char *h = hak_malloc(40 * MiB);

@@ -176,6 +176,12 @@ static size_t cache_gather_locked(uint8_t *dst, size_t len, uint8_t **hole) {
   return 0;
 }
 
+/* Whether a freed block's mapping goes into the cache: not a huge-aligned
+ * one, and at most an eighth of the cache. */
+static bool cacheable(const hak_large_t *lg) {
+  return !lg->huge && lg->map_size <= LARGE_CACHE_BYTES / 8;
+}
+
 /* Whether a mapping of `map` bytes serving a block of `need` stays whole:
  * an excess of at most half the block, or under SPLIT_MIN, is kept as room
  * for realloc to grow into (its pages are resident already); a bigger one
@@ -361,7 +367,7 @@ void large_free(hak_large_t *lg, void *p, const char *op) {
     err_double_free(op, p, 0);
   }
   list_unlink_locked(lg);
-  if (!lg->huge && lg->map_size <= LARGE_CACHE_BYTES / 8) {
+  if (cacheable(lg)) {
     cache_age_locked();
     while (large_cache_n == LARGE_CACHE_N || large_cache_bytes + lg->map_size > LARGE_CACHE_BYTES)
       cache_evict_oldest_locked();
@@ -396,7 +402,7 @@ void *large_realloc(hak_large_t *lg, void *p, size_t size) {
   hak_lock(&hak_large_lock);
   size_t map = lg->map_size, old_req = lg->requested, keep = need;
   bool in_place = need <= map;
-  if (need < map && map <= LARGE_CACHE_BYTES / 8 && excess_kept(map, need))
+  if (need < map && cacheable(lg) && excess_kept(map, need))
     /* the tail stays as room (python grows a list it got from a bigger
      * cached mapping by small steps: unmapping the tail made every round
      * unmap 96 KiB and fault it back in through 7 mremaps); only for a
