@@ -115,6 +115,21 @@ static void do_valid_frees(void *arg) {
   hak_free(q);
 }
 
+/* A write after free into the free marker of a block in the thread's
+ * cache, found by the debug build when the block leaves the cache: handed
+ * out again by malloc (n == 0) or given back to its page by a flush. */
+static void do_write_after_free(void *arg) {
+  struct two *t = arg;
+  uintptr_t *b = t->p;
+  hak_free(b);
+  b[1] ^= 1;
+  if (t->n)
+    hak_thread_cache_flush();
+  else if (hak_malloc(40) == NULL)
+    _exit(4);
+  _exit(3); /* not found */
+}
+
 /* ---- the cases ---------------------------------------------------------------------- */
 
 static void expect_not_allocated(const char *op, void (*fn)(void *), void *p) {
@@ -265,6 +280,20 @@ int main(void) {
             hak_child_describe(&c, how, sizeof how), c.out);
   hak_child_free(&c);
 
+  /* The debug checks of a cached block (the builds with HAK_DEBUG but not
+   * ASan, which reports the write itself). */
+  void *u = hak_malloc(40);
+  REQUIRE(u != NULL);
+  if (hak_config_is("debug") || hak_config_is("ubsan")) {
+    fmt(want, sizeof want,
+        "hakmem: heap corruption at %p: free block modified after it was freed (use after free?)\n",
+        u);
+    for (size_t flush = 0; flush < 2; flush++) {
+      struct two w = {u, flush};
+      EXPECT_ABORT(do_write_after_free, &w, want);
+    }
+  }
+
   /* Everything the parent holds is still fine and can be freed here. */
   hak_free(p);
   for (int i = 1; i < 64; i += 2)
@@ -274,6 +303,7 @@ int main(void) {
   hak_free(b64);
   hak_free(lg);
   hak_free(r);
+  hak_free(u);
   free(libc_small);
   free(libc_big);
   CHECK_EQ(hak_heap_check(), 0);

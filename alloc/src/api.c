@@ -21,17 +21,6 @@
 static void *small_alloc_slow(hak_heap_t *h, size_t cls, size_t n, bool zero);
 
 /* ---- allocation fast path ---------------------------------------------- */
-/* A free block about to be taken off a list: the debug build checks that
- * nothing wrote to it while it was free. */
-static inline __attribute__((always_inline)) void check_free_block(hak_block_t *b) {
-#if defined(HAK_DEBUG) && HAK_DEBUG
-  if (block_marker(b) != block_marker_value(b))
-    err_corruption(b, "free block modified after it was freed (use after free?)");
-#else
-  (void)b;
-#endif
-}
-
 /* A block taken off a list, handed to the caller: no longer marked free,
  * tracked (ASan/Valgrind), its first `zero_bytes` zeroed for calloc. */
 static inline __attribute__((always_inline)) void *hand_out(hak_block_t *b, size_t n, size_t usable,
@@ -117,10 +106,11 @@ static HAK_NOINLINE void free_not_small(void *p) {
 #else
 #define HAK_NOIPA __attribute__((noipa))
 #endif
-static HAK_NOIPA void free_bad(void *p, hak_page_t *pg) {
-  if (!pg)
+static HAK_NOIPA void free_bad(void *p, bool dbl) {
+  if (!dbl)
     err_invalid("free", p);
-  err_double_free("free", p, pg->block_size);
+  hak_segment_t *seg = ptr_segment_base(p);
+  err_double_free("free", p, ptr_page(seg, p)->block_size);
 }
 
 /* A block start of `pg` (checked by the caller): the double-free check and
@@ -131,7 +121,7 @@ static inline __attribute__((always_inline)) void free_block(hak_segment_t *seg,
   hak_heap_t *h = hak_tls_heap;
   if (likely(atomic_load_explicit(&seg->owner, memory_order_relaxed) == h)) {
     if (unlikely(block_marker(b) == mark)) {
-      free_bad(b, pg);
+      free_bad(b, true);
       return;
     }
     track_free(b, pg->block_size);
@@ -142,7 +132,7 @@ static inline __attribute__((always_inline)) void free_block(hak_segment_t *seg,
       tcache_overflow(h, cls); /* the list is one over its limit: back to half */
   } else {
     if (unlikely(block_marker_xchg(b, mark) == mark)) {
-      free_bad(b, pg);
+      free_bad(b, true);
       return;
     }
     track_free(b, pg->block_size);
@@ -159,7 +149,7 @@ static inline __attribute__((always_inline)) void free_impl(void *p) {
   }
   hak_page_t *pg = ptr_page(seg, p);
   if (unlikely(!page_is_block_start(pg, (size_t)((uint8_t *)p - pg->start)))) {
-    free_bad(p, NULL); /* tail calls: the fast path needs no stack frame */
+    free_bad(p, false); /* tail calls: the fast path needs no stack frame */
     return;
   }
   free_block(seg, pg, p);

@@ -463,4 +463,30 @@ HAK_INTERNAL void msg_flush(hak_msg_t *m);
 #define hak_assert(e) ((void)0)
 #endif
 
+/* A free block about to be taken off a list or handed back to its page:
+ * the debug build checks that nothing wrote to its marker while it was
+ * free. */
+static inline __attribute__((always_inline)) void check_free_block(hak_block_t *b) {
+#if HAK_DEBUG_ON
+  if (block_marker(b) != block_marker_value(b))
+    err_corruption(b, "free block modified after it was freed (use after free?)");
+#else
+  (void)b;
+#endif
+}
+
+/* The owner puts a free block back on its page: a block that already
+ * carries the free marker (from the thread cache, the delayed stack or a
+ * reclaimed segment), so only the link is written. An emptied or formerly
+ * full page takes its slow path. */
+static inline __attribute__((always_inline)) void page_push_owned(hak_heap_t *h, hak_segment_t *seg,
+                                                                  hak_page_t *pg, hak_block_t *b) {
+  check_free_block(b);
+  block_set_next(b, pg->free);
+  pg->free = b;
+  pg->free_is_zero = 0;
+  if (unlikely(--pg->used == 0 || pg->in_full))
+    page_free_slow(h, seg, pg);
+}
+
 #endif /* HAK_INTERNAL_H */

@@ -256,18 +256,14 @@ void page_free_slow(hak_heap_t *h, hak_segment_t *seg, hak_page_t *pg) {
   segment_drop_if_idle(h, seg);
 }
 
-/* Frees a block whose validity was already established (delayed blocks,
- * blocks spilled from a thread cache); heap lock held. */
+/* Frees a block whose validity was already established and which carries
+ * the free marker (delayed blocks, a reclaimed segment's block); heap lock
+ * held. */
 void page_free_block(hak_heap_t *h, hak_segment_t *seg, hak_page_t *pg, hak_block_t *b) {
-  if (atomic_load_explicit(&seg->owner, memory_order_relaxed) == h) {
-    block_set_free(b, pg->free, block_marker_value(b));
-    pg->free = b;
-    pg->free_is_zero = 0;
-    if (--pg->used == 0 || pg->in_full)
-      page_free_slow(h, seg, pg);
-  } else {
+  if (atomic_load_explicit(&seg->owner, memory_order_relaxed) == h)
+    page_push_owned(h, seg, pg, b);
+  else
     page_free_remote(seg, pg, b);
-  }
 }
 
 /* ---- finding a page with a free block (malloc slow path) --------------- */

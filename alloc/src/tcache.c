@@ -23,15 +23,15 @@ void tcache_reset(hak_heap_t *h) {
   }
 }
 
-/* Each block of the list `b` back on its page (page_free_block, heap lock
- * held): `used` drops and an emptied or formerly full page takes its slow
- * path. */
+/* Each block of the list `b` back on its page (heap lock held). Cached
+ * blocks keep their free marker and their segments are h's, so only the
+ * link is written. */
 static void spill(hak_heap_t *h, hak_block_t *b) {
   while (b) {
     hak_block_t *next = block_next(b);
     hak_segment_t *seg = ptr_segment_base(b);
     hak_assert(atomic_load_explicit(&seg->owner, memory_order_relaxed) == h);
-    page_free_block(h, seg, ptr_page(seg, b), b);
+    page_push_owned(h, seg, ptr_page(seg, b), b);
     b = next;
   }
 }
