@@ -338,6 +338,7 @@ void hak_test_reset(void) {
   }
   hak_unlock(&hak_global_lock);
   large_reset_all();
+  os_reset();
   hak_tls_heap = &hak_empty_heap;
   hak_tls_exiting = false;
 }

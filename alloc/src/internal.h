@@ -314,6 +314,12 @@ HAK_INTERNAL bool os_grow(void *p, size_t old, size_t new);
 HAK_INTERNAL bool os_one_mapping(void *p, size_t n);
 HAK_INTERNAL bool os_moves(void);
 HAK_INTERNAL size_t os_move(void *src, size_t n, void *dst, size_t *lost);
+/* After a failed mremap MREMAP_FIXED onto [dst, dst + n), which the caller
+ * had mapped: whether it is still the caller's. Before Linux 6.11 the
+ * failed call had unmapped it: it is mapped again if nothing else is there
+ * (else another thread mapped it meanwhile: false, not to be touched). */
+HAK_INTERNAL bool os_failed_move_dst_kept(void *dst, size_t n);
+HAK_INTERNAL void os_reset(void);
 HAK_INTERNAL void os_purge(void *p, size_t size);
 HAK_INTERNAL uint64_t os_random_seed(void);
 HAK_INTERNAL uint64_t os_now_ms(void);

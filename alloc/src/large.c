@@ -445,7 +445,8 @@ void *large_realloc(hak_large_t *lg, void *p, size_t size) {
     registry_set(lg, REG_LARGE);
     hak_unlock(&hak_large_lock);
     track_alloc(p, old_req, large_usable(lg), 0);
-    os_unmap(dst, need);
+    if (os_failed_move_dst_kept(dst, need)) /* else another thread's now */
+      os_unmap(dst, need);
     errno = ENOMEM;
     return NULL;
   }

@@ -58,6 +58,69 @@ static bool os_extend(void *p, size_t old, size_t new) {
   return ok;
 }
 
+/* Whether a failed mremap MREMAP_FIXED has unmapped its destination: it
+ * did before Linux 6.11 (the destination went first, then the move could
+ * still fail), it does not since. Found once, by probe_failed_move; reset
+ * by hak_test_reset (os_reset). 0: not known yet; 1: yes; 2: no. */
+static _Atomic int failed_move_unmaps_state;
+
+/* Moves a source of two kernel mappings onto two pages of ours. From Linux
+ * 6.17 that succeeds: 2 (no). Before, it fails: if the destination was
+ * unmapped, mapping it again succeeds (1, yes; it is ours again and given
+ * back); if something is there, it is still ours (2), or, before 6.11,
+ * another thread mapped there in between, so it is left alone (two pages
+ * of address space, once). 0: the probe could not run. */
+static int probe_failed_move(void) {
+  int r = 0;
+  uint8_t *src = mmap(NULL, 2 * OS_PAGE_SIZE, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  uint8_t *dst = mmap(NULL, 2 * OS_PAGE_SIZE, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (src != MAP_FAILED && dst != MAP_FAILED &&
+      mprotect(src + OS_PAGE_SIZE, OS_PAGE_SIZE, PROT_READ) == 0) {
+    if (mremap(src, 2 * OS_PAGE_SIZE, 2 * OS_PAGE_SIZE, MREMAP_MAYMOVE | MREMAP_FIXED, dst) !=
+        MAP_FAILED) {
+      r = 2;
+      src = MAP_FAILED; /* its pages are at dst now */
+    } else if (os_extend(dst, 0, 2 * OS_PAGE_SIZE)) {
+      r = 1;
+    } else {
+      r = 2;
+      dst = MAP_FAILED;
+    }
+  }
+  if (src != MAP_FAILED)
+    munmap(src, 2 * OS_PAGE_SIZE);
+  if (dst != MAP_FAILED)
+    munmap(dst, 2 * OS_PAGE_SIZE);
+  return r;
+}
+
+/* "No" needs two probes to agree (the second guards against the race
+ * above); one "yes" is enough. Not known: yes, which never unmaps pages
+ * that may be another's. errno is kept. */
+static bool failed_move_unmaps(void) {
+  int s = atomic_load_explicit(&failed_move_unmaps_state, memory_order_relaxed);
+  if (s)
+    return s == 1;
+  int saved = errno;
+  s = probe_failed_move();
+  if (s == 2)
+    s = probe_failed_move();
+  if (s)
+    atomic_store_explicit(&failed_move_unmaps_state, s, memory_order_relaxed);
+  errno = saved;
+  return s != 2;
+}
+
+bool os_failed_move_dst_kept(void *dst, size_t n) {
+  return !failed_move_unmaps() || os_extend(dst, 0, n);
+}
+
+void os_reset(void) {
+  atomic_store_explicit(&failed_move_unmaps_state, 0, memory_order_relaxed);
+}
+
 /* Grows the mapping at p from `old` to `new` bytes in place, if the
  * address space after it is free: mremap keeps one kernel mapping one, and
  * fails with EFAULT on a range of several (a large block assembled from
@@ -108,11 +171,11 @@ bool os_moves(void) {
  * large block assembled from moved pages, is moved one mapping at a time,
  * each found by bisection with os_one_mapping(). Returns how many bytes moved,
  * a prefix of the range: n unless a move failed (or src has a hole); the
- * rest of src is still mapped there, and so is the rest of dst: a failed
- * move that had unmapped its destination (before Linux 6.11) is mapped
- * again, and if even that fails, *lost is the length of dst after the
- * moved prefix that may no longer be the caller's (a hole, or another
- * thread's mapping: never to be used or unmapped); else *lost is 0.
+ * rest of src is still mapped there, and so is the rest of dst
+ * (os_failed_move_dst_kept), unless that part was unmapped by the failed
+ * move (before Linux 6.11) and another thread mapped something there
+ * before it could be mapped again: then *lost is its length (never to be
+ * used or unmapped by the caller); else *lost is 0.
  * Nothing moves where !os_moves(). errno is kept. */
 size_t os_move(void *src, size_t n, void *dst, size_t *lost) {
   uint8_t *s = src, *d = dst;
@@ -137,7 +200,7 @@ size_t os_move(void *src, size_t n, void *dst, size_t *lost) {
         break; /* a hole (or unknown) at s + done */
     }
     if (mremap(s + done, k, k, MREMAP_MAYMOVE | MREMAP_FIXED, d + done) == MAP_FAILED) {
-      if (!os_extend(d, done, done + k)) /* EEXIST: still ours, or already another's */
+      if (!os_failed_move_dst_kept(d + done, k))
         *lost = k;
       break;
     }
