@@ -157,7 +157,7 @@ void heap_drain_delayed(hak_heap_t *h) {
 void heap_abandon(hak_heap_t *h, bool in_fork_child) {
   hak_page_t *pg;
   /* 0. cached blocks back to their pages (the caller holds h's lock) */
-  tcache_flush_all(h, true);
+  tcache_flush_all(h, true, in_fork_child);
   /* 1. no remote thread may still be handing blocks to h afterwards */
   for (hak_segment_t *s = h->segments; s; s = s->next)
     FOR_EACH_PAGE(s, pg)
@@ -338,7 +338,6 @@ void hak_test_reset(void) {
   }
   hak_unlock(&hak_global_lock);
   large_reset_all();
-  os_reset();
   hak_tls_heap = &hak_empty_heap;
   hak_tls_exiting = false;
 }

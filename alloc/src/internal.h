@@ -314,12 +314,12 @@ HAK_INTERNAL bool os_grow(void *p, size_t old, size_t new);
 HAK_INTERNAL bool os_one_mapping(void *p, size_t n);
 HAK_INTERNAL bool os_moves(void);
 HAK_INTERNAL size_t os_move(void *src, size_t n, void *dst, size_t *lost);
-/* After a failed mremap MREMAP_FIXED onto [dst, dst + n), which the caller
- * had mapped: whether it is still the caller's. Before Linux 6.11 the
- * failed call had unmapped it: it is mapped again if nothing else is there
- * (else another thread mapped it meanwhile: false, not to be touched). */
+/* Before a mremap MREMAP_FIXED onto a range of the caller's (mapped,
+ * writable): marks it (one word at dst). After such a move failed: whether
+ * [dst, dst + n) is still the caller's, mapped (else another thread's now:
+ * never to be used or unmapped). */
+HAK_INTERNAL void os_mark_move_dst(void *dst);
 HAK_INTERNAL bool os_failed_move_dst_kept(void *dst, size_t n);
-HAK_INTERNAL void os_reset(void);
 HAK_INTERNAL void os_purge(void *p, size_t size);
 HAK_INTERNAL uint64_t os_random_seed(void);
 HAK_INTERNAL uint64_t os_now_ms(void);
@@ -420,7 +420,7 @@ extern HAK_INTERNAL _Atomic uint64_t hak_abandon_epoch;
 /* ---- tcache.c ---------------------------------------------------------- */
 HAK_INTERNAL void tcache_reset(hak_heap_t *h);
 HAK_INTERNAL void tcache_overflow(hak_heap_t *h, size_t cls);
-HAK_INTERNAL void tcache_flush_all(hak_heap_t *h, bool locked);
+HAK_INTERNAL void tcache_flush_all(hak_heap_t *h, bool locked, bool remark);
 HAK_INTERNAL size_t tcache_count_for(const hak_heap_t *h, const hak_page_t *pg, uint8_t *seen,
                                      hak_block_t **dup);
 HAK_INTERNAL bool tcache_entry_ok(const hak_heap_t *h, size_t cls, const hak_block_t *b);

@@ -305,7 +305,9 @@ void *large_alloc(size_t size, size_t alignment, bool zero) {
   if (!huge) {
     hak_lock(&hak_large_lock);
     cache_age_locked();
+    int saved = errno; /* the cache's mmap, munmap and mremap calls may fail harmlessly */
     hak_large_t *lg = cache_take_locked(map);
+    errno = saved;
     if (lg) {
       /* still registered; its header is reset under the lock */
       atomic_store_explicit(&lg->freed, 0, memory_order_relaxed);
@@ -440,6 +442,7 @@ void *large_realloc(hak_large_t *lg, void *p, size_t size) {
    * or a segment mapped there meanwhile could lose its bit */
   registry_set(lg, REG_NONE);
   track_unmapping(lg, map);
+  os_mark_move_dst(dst);
   void *r = mremap(lg, map, need, MREMAP_MAYMOVE | MREMAP_FIXED, dst);
   if (r == MAP_FAILED) {
     registry_set(lg, REG_LARGE);

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -58,67 +59,36 @@ static bool os_extend(void *p, size_t old, size_t new) {
   return ok;
 }
 
-/* Whether a failed mremap MREMAP_FIXED has unmapped its destination: it
- * did before Linux 6.11 (the destination went first, then the move could
- * still fail), it does not since. Found once, by probe_failed_move; reset
- * by hak_test_reset (os_reset). 0: not known yet; 1: yes; 2: no. */
-static _Atomic int failed_move_unmaps_state;
-
-/* Moves a source of two kernel mappings onto two pages of ours. From Linux
- * 6.17 that succeeds: 2 (no). Before, it fails: if the destination was
- * unmapped, mapping it again succeeds (1, yes; it is ours again and given
- * back); if something is there, it is still ours (2), or, before 6.11,
- * another thread mapped there in between, so it is left alone (two pages
- * of address space, once). 0: the probe could not run. */
-static int probe_failed_move(void) {
-  int r = 0;
-  uint8_t *src = mmap(NULL, 2 * OS_PAGE_SIZE, PROT_READ | PROT_WRITE,
-                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  uint8_t *dst = mmap(NULL, 2 * OS_PAGE_SIZE, PROT_READ | PROT_WRITE,
-                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (src != MAP_FAILED && dst != MAP_FAILED &&
-      mprotect(src + OS_PAGE_SIZE, OS_PAGE_SIZE, PROT_READ) == 0) {
-    if (mremap(src, 2 * OS_PAGE_SIZE, 2 * OS_PAGE_SIZE, MREMAP_MAYMOVE | MREMAP_FIXED, dst) !=
-        MAP_FAILED) {
-      r = 2;
-      src = MAP_FAILED; /* its pages are at dst now */
-    } else if (os_extend(dst, 0, 2 * OS_PAGE_SIZE)) {
-      r = 1;
-    } else {
-      r = 2;
-      dst = MAP_FAILED;
-    }
-  }
-  if (src != MAP_FAILED)
-    munmap(src, 2 * OS_PAGE_SIZE);
-  if (dst != MAP_FAILED)
-    munmap(dst, 2 * OS_PAGE_SIZE);
-  return r;
+/* The word os_mark_move_dst writes at the start of a move's destination:
+ * what a failed move's destination must still hold to be ours. */
+static uint64_t move_token(const void *dst) {
+  return hak_cookie ^ (uintptr_t)dst ^ 0x6d6f76652d647374ull;
 }
 
-/* "No" needs two probes to agree (the second guards against the race
- * above); one "yes" is enough. Not known: yes, which never unmaps pages
- * that may be another's. errno is kept. */
-static bool failed_move_unmaps(void) {
-  int s = atomic_load_explicit(&failed_move_unmaps_state, memory_order_relaxed);
-  if (s)
-    return s == 1;
-  int saved = errno;
-  s = probe_failed_move();
-  if (s == 2)
-    s = probe_failed_move();
-  if (s)
-    atomic_store_explicit(&failed_move_unmaps_state, s, memory_order_relaxed);
-  errno = saved;
-  return s != 2;
+void os_mark_move_dst(void *dst) {
+  *(volatile uint64_t *)dst = move_token(dst);
 }
 
+/* A failed move may have stopped before unmapping its destination (out of
+ * mappings, on every kernel) or after (before Linux 6.11 mremap unmapped
+ * it first; and a move can fail part way): which one is not reported, and
+ * another thread may have mapped something into the hole since. So: if the
+ * range can be mapped again (MAP_FIXED_NOREPLACE) it is ours, new; if
+ * something is there, it is ours only if it still holds the token, read
+ * with process_vm_readv, which fails rather than faults where nothing
+ * readable is mapped. Where that call is not allowed (a seccomp filter),
+ * the range is taken to be another's: never unmapped, at worst leaked
+ * address space. errno is kept. */
 bool os_failed_move_dst_kept(void *dst, size_t n) {
-  return !failed_move_unmaps() || os_extend(dst, 0, n);
-}
-
-void os_reset(void) {
-  atomic_store_explicit(&failed_move_unmaps_state, 0, memory_order_relaxed);
+  if (os_extend(dst, 0, n))
+    return true;
+  int saved = errno;
+  uint64_t v = 0;
+  struct iovec local = {&v, sizeof v}, remote = {dst, sizeof v};
+  bool ours = process_vm_readv(getpid(), &local, 1, &remote, 1, 0) == (ssize_t)sizeof v &&
+              v == move_token(dst);
+  errno = saved;
+  return ours;
 }
 
 /* Grows the mapping at p from `old` to `new` bytes in place, if the
@@ -164,7 +134,8 @@ bool os_moves(void) {
 }
 
 /* Moves the pages of [src, src + n) to [dst, dst + n), which replaces what
- * was mapped there; page tables move, nothing is copied or faulted in.
+ * was mapped there; page tables move, nothing is copied (each destination
+ * gets one word first, os_mark_move_dst, which costs a fault of its page).
  * mremap moves one kernel mapping at a time on every kernel (before Linux
  * 6.17 a move across several fails, and before 6.11 only after unmapping
  * dst; from 6.17 it may stop part way): a range made of several, like a
@@ -172,10 +143,10 @@ bool os_moves(void) {
  * each found by bisection with os_one_mapping(). Returns how many bytes moved,
  * a prefix of the range: n unless a move failed (or src has a hole); the
  * rest of src is still mapped there, and so is the rest of dst
- * (os_failed_move_dst_kept), unless that part was unmapped by the failed
- * move (before Linux 6.11) and another thread mapped something there
- * before it could be mapped again: then *lost is its length (never to be
- * used or unmapped by the caller); else *lost is 0.
+ * (os_failed_move_dst_kept), unless the failed move had unmapped that part
+ * and another thread mapped something there before it could be mapped
+ * again: then *lost is its length (never to be used or unmapped by the
+ * caller); else *lost is 0.
  * Nothing moves where !os_moves(). errno is kept. */
 size_t os_move(void *src, size_t n, void *dst, size_t *lost) {
   uint8_t *s = src, *d = dst;
@@ -199,6 +170,7 @@ size_t os_move(void *src, size_t n, void *dst, size_t *lost) {
       if (k == 0)
         break; /* a hole (or unknown) at s + done */
     }
+    os_mark_move_dst(d + done);
     if (mremap(s + done, k, k, MREMAP_MAYMOVE | MREMAP_FIXED, d + done) == MAP_FAILED) {
       if (!os_failed_move_dst_kept(d + done, k))
         *lost = k;

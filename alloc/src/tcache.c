@@ -25,12 +25,18 @@ void tcache_reset(hak_heap_t *h) {
 
 /* Each block of the list `b` back on its page (heap lock held). Cached
  * blocks keep their free marker and their segments are h's, so only the
- * link is written. */
-static void spill(hak_heap_t *h, hak_block_t *b) {
+ * link is written; with `remark` the marker too: in a fork child, for the
+ * cache of a thread that did not survive, which may have stopped between
+ * the stores of a push or a pop, in whatever order the compiler put them
+ * (a block on its list without its marker yet, or with it already
+ * cleared). */
+static void spill(hak_heap_t *h, hak_block_t *b, bool remark) {
   while (b) {
     hak_block_t *next = block_next(b);
     hak_segment_t *seg = ptr_segment_base(b);
     hak_assert(atomic_load_explicit(&seg->owner, memory_order_relaxed) == h);
+    if (remark)
+      block_set_free(b, next, block_marker_value(b));
     page_push_owned(h, seg, ptr_page(seg, b), b);
     b = next;
   }
@@ -50,18 +56,18 @@ void tcache_overflow(hak_heap_t *h, size_t cls) {
   hak_block_t *rest = block_next(last);
   block_set_next(last, NULL);
   h->tc_room[cls] = (int32_t)(limit - keep);
-  spill(h, rest);
+  spill(h, rest, false);
   heap_unlock(h);
 }
 
-void tcache_flush_all(hak_heap_t *h, bool locked) {
+void tcache_flush_all(hak_heap_t *h, bool locked, bool remark) {
   if (!locked)
     heap_lock(h);
   for (size_t c = 0; c < NCLS; c++) {
     hak_block_t *b = h->tc_head[c];
     h->tc_head[c] = NULL;
     h->tc_room[c] = (int32_t)class_tcache_limit(c);
-    spill(h, b);
+    spill(h, b, remark);
   }
   if (!locked)
     heap_unlock(h);
@@ -111,5 +117,5 @@ size_t tcache_count_for(const hak_heap_t *h, const hak_page_t *pg, uint8_t *seen
 void hak_thread_cache_flush(void) {
   hak_heap_t *h = hak_tls_heap;
   if (h != &hak_empty_heap)
-    tcache_flush_all(h, false);
+    tcache_flush_all(h, false, false);
 }
