@@ -12,7 +12,12 @@ T = {'malloc': 0, 'calloc': 5, 'realloc': 7, 'reallocarray': 10, 'free': 11,
 def op(kind, sub=0):
     if kind == 'fork':  # heap_check's op byte with sub 7
         return bytes([T['heap_check'] | (7 << 5)])
+    if kind == 'fail_move':  # heap_check's op byte with sub 6 (fuzz_ops only)
+        return bytes([T['heap_check'] | (6 << 5)])
     return bytes([T[kind] | (sub << 5)])
+
+def fail_move(mode, skip):  # FZ_FAIL_MOVE: no payload; the slot byte says how
+    return ('fail_move', 0, mode + 3 * skip, b'')
 
 # FZ_FORK child actions (fuzz/ops_fork.h)
 FK = {'clean': 0, 'double_free': 1, 'interior': 2, 'foreign': 3, 'realloc_freed': 4,
@@ -149,6 +154,25 @@ def seeds_single(mt):
             ops.append(('fork', 0, slot, fork(a, large(3) if a == 'double_free' and slot == 9 else cls_size(7, 0))))
         ops.append(('heap_check', 0, 0, b''))
         S.append(prog(ops, [i % 3 for i in range(len(ops))] if mt else None))
+    if not mt:
+        # failed page moves (FZ_FAIL_MOVE, decoded by fuzz_ops): a cached
+        # mapping cut, a block gathered from smaller ones (in place or into
+        # a new range), a realloc that has to move; each way a move fails
+        for mode in range(3):
+            for skip in range(2):
+                ops = [('malloc', 0, 0, large(8)), ('verify', 0, 0, b''), ('free', 0, 0, b''),
+                       fail_move(mode, skip), ('malloc', 0, 1, large(9)), ('verify_all', 0, 0, b''),
+                       ('heap_check', 0, 0, b''),
+                       ('malloc', 0, 2, large(9)), ('malloc', 0, 3, large(9)), ('free', 0, 2, b''),
+                       ('free', 0, 3, b''), fail_move(mode, skip), ('malloc', 0, 4, large(5)),
+                       ('verify_all', 0, 0, b''), ('heap_check', 0, 0, b'')]
+                for i in range(6):
+                    ops += [('malloc', 0, 10 + i, large(2)), ('malloc', 0, 20 + i, large(0)),
+                            fail_move(mode, skip), ('realloc', 0, 10 + i, large(11)),
+                            ('verify', 0, 10 + i, b''), ('realloc', 0, 10 + i, large(8)),
+                            ('free', 0, 20 + i, b'')]
+                ops += [('verify_all', 0, 0, b''), ('heap_check', 0, 0, b'')]
+                S.append(prog(ops, None))
     # random programs of various lengths
     for n in (8, 16, 32, 64, 128, 256, 512):
         for _ in range(3):

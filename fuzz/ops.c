@@ -1,7 +1,9 @@
 /* fuzz/ops.c: decoder, executor and shadow model (see ops.h). */
+#define _GNU_SOURCE /* mremap flags, MAP_FIXED_NOREPLACE */
 #include "ops.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +11,7 @@
 #include <pthread.h>
 #include <semaphore.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "hakmem.h"
@@ -27,8 +30,9 @@
 #define DENSE_MAX ((size_t)16 << 10)
 
 static const char *const kind_names[FZ_KIND_COUNT] = {
-    "malloc", "calloc",     "realloc",    "reallocarray", "free",         "aligned", "usable",
-    "verify", "verify_all", "heap_check", "thread_exit",  "free_orphans", "burst",   "burst_free", "fork"};
+    "malloc", "calloc",     "realloc",    "reallocarray", "free",        "aligned",
+    "usable", "verify",     "verify_all", "heap_check",   "thread_exit", "free_orphans",
+    "burst",  "burst_free", "fork",       "fail_move"};
 
 const char *fz_kind_name(unsigned kind) {
   return kind < FZ_KIND_COUNT ? kind_names[kind] : "?";
@@ -36,6 +40,73 @@ const char *fz_kind_name(unsigned kind) {
 
 static __attribute__((noreturn, format(printf, 2, 3))) void fail(const struct fz_exec *x,
                                                                  const char *fmt, ...);
+
+/* ------------------------------------------------------- failed page moves */
+/* FZ_FAIL_MOVE. This file defines mremap, so hakmem (linked statically, or
+ * preloaded) calls it instead of libc's; unarmed, it is the system call.
+ * Armed, the chosen MREMAP_FIXED move fails with ENOMEM, as the kernel
+ * fails one when the process is out of mappings (before touching the
+ * destination) or as older kernels do after unmapping it; in mode 2 a page
+ * of "another thread" is then mapped into the hole, which hakmem must
+ * neither unmap nor write (checked after every op). Ops run one at a time
+ * (the baton runner serialises threads), so plain globals do. */
+#define FZ_SQUATTERS 16
+static struct {
+  int armed; /* moves until the one that fails, + 1; 0: none */
+  int mode;
+  int fired; /* a move failed during the current op */
+  unsigned char *squat[FZ_SQUATTERS];
+  int nsquat;
+} fz_mv;
+
+void *mremap(void *old, size_t old_size, size_t new_size, int flags, ...);
+void *mremap(void *old, size_t old_size, size_t new_size, int flags, ...) {
+  void *dst = NULL;
+  if (flags & MREMAP_FIXED) {
+    va_list ap;
+    va_start(ap, flags);
+    dst = va_arg(ap, void *);
+    va_end(ap);
+    if (fz_mv.armed && --fz_mv.armed == 0) {
+      fz_mv.fired = 1;
+      if (fz_mv.mode) {
+        munmap(dst, new_size);
+        if (fz_mv.mode == 2 && fz_mv.nsquat < FZ_SQUATTERS) {
+          unsigned char *at = (unsigned char *)dst + (new_size / 2 & ~(PAGE - 1));
+          void *q = mmap(at, PAGE, PROT_READ | PROT_WRITE,
+                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+          if (q == at) {
+            memset(q, 0x5A, PAGE);
+            fz_mv.squat[fz_mv.nsquat++] = q;
+          } else if (q != MAP_FAILED) {
+            munmap(q, PAGE);
+          }
+        }
+      }
+      errno = ENOMEM;
+      return MAP_FAILED;
+    }
+  }
+  long r = syscall(SYS_mremap, old, old_size, new_size, flags, dst);
+  return r == -1 ? MAP_FAILED : (void *)r;
+}
+
+/* Every squatter page still mapped and unwritten; with `release`, unmapped
+ * (end of the input). */
+static void check_squatters(const struct fz_exec *x, int release) {
+  for (int i = 0; i < fz_mv.nsquat; i++) {
+    unsigned char *q = fz_mv.squat[i], v;
+    if (mincore(q, PAGE, &v) != 0)
+      fail(x, "another thread's page at %p (in a failed move's hole) was unmapped", (void *)q);
+    for (size_t k = 0; k < PAGE; k += 256)
+      if (q[k] != 0x5A || q[PAGE - 1] != 0x5A)
+        fail(x, "another thread's page at %p (in a failed move's hole) was written", (void *)q);
+    if (release)
+      munmap(q, PAGE);
+  }
+  if (release)
+    fz_mv.nsquat = 0;
+}
 
 /* ------------------------------------------------------------------ decoder */
 
@@ -45,6 +116,7 @@ void fz_decoder_init(struct fz_decoder *d, const uint8_t *data, size_t size, uns
   d->pos = 0;
   d->nthreads = nthreads ? nthreads : 1;
   d->nops = 0;
+  d->fail_moves = 0;
 }
 
 uint8_t fz_decode_byte(struct fz_decoder *d) {
@@ -152,6 +224,11 @@ int fz_decode_next(struct fz_decoder *d, struct fz_op *op) {
     op->kind = FZ_FORK; /* a = child action, b = size of the child's own block */
   op->thread = d->nthreads > 1 ? (uint8_t)(fz_decode_byte(d) % d->nthreads) : 0;
   op->slot = fz_decode_byte(d) % FZ_SLOTS;
+  if (op->kind == FZ_HEAP_CHECK && op->sub == 6 && d->fail_moves) {
+    op->kind = FZ_FAIL_MOVE; /* no byte of its own: the rest decodes as before */
+    op->a = op->slot % 3;
+    op->b = op->slot / 3 % 4;
+  }
   switch (op->kind) {
   case FZ_MALLOC:
   case FZ_REALLOC:
@@ -353,6 +430,9 @@ void fz_exec_init(struct fz_exec *x) {
   x->budget = LARGE_BUDGET;
   const char *e = getenv("FUZZ_ABORT_AT");
   x->abort_at = e && *e ? atol(e) : -1;
+  for (int i = 0; i < fz_mv.nsquat; i++) /* left by an input that did not finish */
+    munmap(fz_mv.squat[i], PAGE);
+  memset(&fz_mv, 0, sizeof fz_mv);
   if (hak_trace_plant_reset)
     hak_trace_plant_reset();
 }
@@ -544,7 +624,8 @@ static void do_realloc(struct fz_exec *x, const struct fz_op *op, int array) {
     return;
   }
   if (!p) {
-    if (n <= MUST_SUCCEED)
+    /* a large block's move that failed (FZ_FAIL_MOVE) leaves it where it was */
+    if (n <= MUST_SUCCEED && !fz_mv.fired)
       fail(x, "%s(%p, %zu) returned NULL (errno %d)", what, old, n, e);
     if (e != ENOMEM)
       fail(x, "%s(%p, %zu): errno %d, expected ENOMEM", what, old, n, e);
@@ -736,6 +817,7 @@ void fz_exec_op(struct fz_exec *x, const struct fz_op *op) {
   }
   mix(x, (uint64_t)op->kind << 8 | op->slot);
   struct fz_slot *s = &x->slots[op->slot];
+  fz_mv.fired = 0;
   switch (op->kind) {
   case FZ_MALLOC:
     op_malloc(x, op);
@@ -801,13 +883,21 @@ void fz_exec_op(struct fz_exec *x, const struct fz_op *op) {
         free_slot(x, i, 0);
     }
     break;
+  case FZ_FAIL_MOVE:
+    fz_mv.armed = (int)op->b + 1;
+    fz_mv.mode = (int)op->a;
+    break;
   default:
     break;
   }
+  if (fz_mv.nsquat)
+    check_squatters(x, 0);
   x->ops++;
 }
 
 uint64_t fz_exec_finish(struct fz_exec *x) {
+  fz_mv.armed = 0;
+  check_squatters(x, 1);
   fz_exec_verify_all(x);
   op_burst_free(x, 0);
   for (int i = 0; i < (int)x->nslots; i++)
@@ -825,11 +915,16 @@ uint64_t fz_exec_finish(struct fz_exec *x) {
 }
 
 uint64_t fz_run_single(const uint8_t *data, size_t size) {
+  return fz_run_single_ex(data, size, 0);
+}
+
+uint64_t fz_run_single_ex(const uint8_t *data, size_t size, int fail_moves) {
   static struct fz_exec x; /* large: keep it off the stack */
   struct fz_decoder d;
   struct fz_op op;
   fz_exec_init(&x);
   fz_decoder_init(&d, data, size, 1);
+  d.fail_moves = fail_moves;
   while (fz_decode_next(&d, &op))
     if (op.kind != FZ_THREAD_EXIT)
       fz_exec_op(&x, &op);

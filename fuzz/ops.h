@@ -43,6 +43,12 @@ enum fz_kind {
                       abort, or a corruption hak_heap_check must report; b = size of
                       the child's own block) and the parent asserts how it ended
                       (fuzz/ops_fork.h). Decoded from heap_check's op byte with sub 7 */
+  FZ_FAIL_MOVE,    /* the b-th next page move of a large block (mremap MREMAP_FIXED) fails
+                      with ENOMEM: a = 0 before unmapping its destination, 1 after, 2 after,
+                      with another thread's page mapped into the hole. Decoded from
+                      heap_check's op byte with sub 6, only where the decoder's fail_moves
+                      is set (fuzz_ops), so that older inputs of the other drivers keep their
+                      meaning; a and b come from the slot byte */
   FZ_KIND_COUNT
 };
 
@@ -59,6 +65,7 @@ struct fz_decoder {
   size_t size, pos;
   unsigned nthreads; /* 1 for single-threaded programs */
   unsigned nops;
+  int fail_moves; /* decode FZ_FAIL_MOVE (0 after fz_decoder_init) */
 };
 
 void fz_decoder_init(struct fz_decoder *d, const uint8_t *data, size_t size, unsigned nthreads);
@@ -83,8 +90,8 @@ struct fz_exec {
   int *order;            /* live slots sorted by address */
   unsigned nslots;
   int nlive;
-  size_t budget;  /* live large bytes kept (LARGE_BUDGET; replay: unbounded) */
-  int last_err;   /* errno (posix_memalign: return code) of the last allocation call */
+  size_t budget; /* live large bytes kept (LARGE_BUDGET; replay: unbounded) */
+  int last_err;  /* errno (posix_memalign: return code) of the last allocation call */
   struct fz_slot slot_store[FZ_SLOTS];
   int order_store[FZ_SLOTS];
   uint32_t epoch[FZ_MAX_THREADS]; /* bumped when a logical thread exits */
@@ -113,8 +120,10 @@ void fz_exec_verify_all(struct fz_exec *x);
  * digest of the whole input: outcomes and block offsets in their segment. */
 uint64_t fz_exec_finish(struct fz_exec *x);
 
-/* Decode and run a single-threaded program; returns its digest. */
+/* Decode and run a single-threaded program; returns its digest. With
+ * fail_moves, FZ_FAIL_MOVE is decoded. */
 uint64_t fz_run_single(const uint8_t *data, size_t size);
+uint64_t fz_run_single_ex(const uint8_t *data, size_t size, int fail_moves);
 
 const char *fz_kind_name(unsigned kind);
 
