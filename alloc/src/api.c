@@ -85,8 +85,7 @@ static inline __attribute__((always_inline)) void *malloc_impl(size_t size) {
   return large_alloc(size, 16, false);
 }
 
-static HAK_NOINLINE void free_not_owned(hak_heap_t *h, hak_segment_t *seg, hak_page_t *pg,
-                                        hak_block_t *b);
+static HAK_NOINLINE void free_not_owned(hak_heap_t *h, hak_segment_t *seg, hak_block_t *b);
 
 /* NULL, a large block, or not ours (aborts). */
 static HAK_NOINLINE void free_not_small(void *p) {
@@ -113,8 +112,9 @@ static HAK_NOIPA void free_bad(void *p, bool dbl) {
   err_double_free("free", p, ptr_page(seg, p)->block_size);
 }
 
-/* A block start of `pg` (checked by the caller): the double-free check and
- * the push, on the thread's cache (owner) or the page's remote stack. */
+/* A block start of `pg` (checked by the caller; its page, or the
+ * descriptor of its slice: ptr_slice_desc): the double-free check and the
+ * push, on the thread's cache (owner) or the page's remote stack. */
 static inline __attribute__((always_inline)) void free_block(hak_segment_t *seg, hak_page_t *pg,
                                                              hak_block_t *b) {
   uintptr_t mark = block_marker_value(b);
@@ -136,7 +136,7 @@ static inline __attribute__((always_inline)) void free_block(hak_segment_t *seg,
       return;
     }
     track_free(b, pg->block_size);
-    free_not_owned(h, seg, pg, b);
+    free_not_owned(h, seg, b);
   }
 }
 
@@ -147,7 +147,7 @@ static inline __attribute__((always_inline)) void free_impl(void *p) {
     free_not_small(p);
     return;
   }
-  hak_page_t *pg = ptr_page(seg, p);
+  hak_page_t *pg = ptr_slice_desc(seg, p);
   if (unlikely(!page_is_block_start(pg, (size_t)((uint8_t *)p - pg->start)))) {
     free_bad(p, false); /* tail calls: the fast path needs no stack frame */
     return;
@@ -214,8 +214,8 @@ static bool reclaim_wanted(const hak_heap_t *h, hak_segment_t *seg) {
  * exited): the latter is adopted by this heap first if reclaim_wanted;
  * else the block is freed remotely and an allocating heap adopts the
  * segment when it needs a page. */
-static HAK_NOINLINE void free_not_owned(hak_heap_t *h, hak_segment_t *seg, hak_page_t *pg,
-                                        hak_block_t *b) {
+static HAK_NOINLINE void free_not_owned(hak_heap_t *h, hak_segment_t *seg, hak_block_t *b) {
+  hak_page_t *pg = ptr_page(seg, b); /* the page itself: free_block may have a slice's copy */
   /* acquire: pairs with segment_abandon_locked's release store of NULL, so
    * reclaim_wanted reads this abandonment's counters */
   if (atomic_load_explicit(&seg->owner, memory_order_acquire) == NULL && reclaim_wanted(h, seg) &&

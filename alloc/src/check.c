@@ -137,6 +137,9 @@ static void check_segment(checker_t *c, hak_segment_t *seg, bool cached) {
     if (is_free) {
       if (seg->slice_head[i] != 0)
         violation(c, "free slice mapped to a page", seg, i, 0);
+      if (atomic_load(&seg->pages[i].carved_end) != 0) /* free would take a pointer there */
+        violation(c, "free slice's descriptor has carved blocks", seg, i,
+                  atomic_load(&seg->pages[i].carved_end));
       i++;
       continue;
     }
@@ -147,9 +150,16 @@ static void check_segment(checker_t *c, hak_segment_t *seg, bool cached) {
       i++;
       continue;
     }
-    for (unsigned j = i; j < i + pg->slice_count; j++)
+    for (unsigned j = i; j < i + pg->slice_count; j++) {
       if (seg->slice_head[j] != i || ((seg->free_slices >> j) & 1))
         violation(c, "page slice map inconsistent", pg, j, seg->slice_head[j]);
+      const hak_page_t *t = &seg->pages[j]; /* what free reads there (ptr_slice_desc) */
+      if (j > i && (t->start != pg->start || t->div_magic != pg->div_magic ||
+                    t->block_size != pg->block_size || t->cls != pg->cls ||
+                    atomic_load(&t->carved_end) != atomic_load(&pg->carved_end)))
+        violation(c, "slice descriptor differs from its page's", pg, j,
+                  atomic_load(&t->carved_end));
+    }
     check_page(c, seg, i, pg);
     pages++;
     i += pg->slice_count;

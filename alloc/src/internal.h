@@ -288,16 +288,30 @@ static inline size_t ptr_slice(const hak_segment_t *seg, const void *p) {
 static inline hak_page_t *ptr_page(hak_segment_t *seg, const void *p) {
   return &seg->pages[seg->slice_head[ptr_slice(seg, p)]];
 }
+/* The descriptor of p's own slice: ptr_page's page when p is in its first
+ * slice; inside a page of several slices, the slice's descriptor holds a
+ * copy of what free's checks read (start, div_magic, block_size, cls from
+ * page_init; carved_end from page_set_capacity; hak_heap_check compares
+ * them). A free slice's, and a released page's, has carved_end 0, so
+ * page_is_block_start rejects every pointer there. free's fast path reads
+ * it without the slice_head lookup; everything that changes a page goes
+ * through ptr_page. */
+static inline hak_page_t *ptr_slice_desc(hak_segment_t *seg, const void *p) {
+  return &seg->pages[ptr_slice(seg, p)];
+}
 /* Whether `off` (bytes from pg->start, unsigned) is the start of a carved
  * block of pg; false for the null page (carved_end 0). */
 static inline bool page_is_block_start(const hak_page_t *pg, size_t off) {
   return off < atomic_load_explicit(&pg->carved_end, memory_order_relaxed) &&
          (uint64_t)off * pg->div_magic < pg->div_magic;
 }
-/* Sets how many blocks are carved (owner only; remote frees read it). */
+/* Sets how many blocks are carved (owner only; remote frees read it), in
+ * the page's descriptor and in those of its other slices (ptr_slice_desc). */
 static inline void page_set_capacity(hak_page_t *pg, uint32_t cap) {
   atomic_store_explicit(&pg->capacity, cap, memory_order_relaxed);
-  atomic_store_explicit(&pg->carved_end, cap * pg->block_size, memory_order_relaxed);
+  uint32_t end = cap * pg->block_size;
+  for (unsigned i = 0; i < pg->slice_count; i++)
+    atomic_store_explicit(&pg[i].carved_end, end, memory_order_relaxed);
 }
 
 /* ---- block accessors (track.h hides sanitizer/valgrind details) -------- */
