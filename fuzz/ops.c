@@ -3,7 +3,6 @@
 #include "ops.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,7 +10,6 @@
 #include <pthread.h>
 #include <semaphore.h>
 #include <sys/mman.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "hakmem.h"
@@ -42,70 +40,19 @@ static __attribute__((noreturn, format(printf, 2, 3))) void fail(const struct fz
                                                                  const char *fmt, ...);
 
 /* ------------------------------------------------------- failed page moves */
-/* FZ_FAIL_MOVE. This file defines mremap, so hakmem (linked statically, or
- * preloaded) calls it instead of libc's; unarmed, it is the system call.
- * Armed, the chosen MREMAP_FIXED move fails with ENOMEM, as the kernel
- * fails one when the process is out of mappings (before touching the
- * destination) or as older kernels do after unmapping it; in mode 2 a page
- * of "another thread" is then mapped into the hole, which hakmem must
- * neither unmap nor write (checked after every op). Ops run one at a time
- * (the baton runner serialises threads), so plain globals do. */
-#define FZ_SQUATTERS 16
-static struct {
-  int armed; /* moves until the one that fails, + 1; 0: none */
-  int mode;
-  int fired; /* a move failed during the current op */
-  unsigned char *squat[FZ_SQUATTERS];
-  int nsquat;
-} fz_mv;
+/* FZ_FAIL_MOVE: this file is the one of every fuzz and replay program that
+ * includes fail_mremap.h (its mremap makes the chosen move fail). */
+#include "fail_mremap.h"
 
-void *mremap(void *old, size_t old_size, size_t new_size, int flags, ...);
-void *mremap(void *old, size_t old_size, size_t new_size, int flags, ...) {
-  void *dst = NULL;
-  if (flags & MREMAP_FIXED) {
-    va_list ap;
-    va_start(ap, flags);
-    dst = va_arg(ap, void *);
-    va_end(ap);
-    if (fz_mv.armed && --fz_mv.armed == 0) {
-      fz_mv.fired = 1;
-      if (fz_mv.mode) {
-        munmap(dst, new_size);
-        if (fz_mv.mode == 2 && fz_mv.nsquat < FZ_SQUATTERS) {
-          unsigned char *at = (unsigned char *)dst + (new_size / 2 & ~(PAGE - 1));
-          void *q = mmap(at, PAGE, PROT_READ | PROT_WRITE,
-                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
-          if (q == at) {
-            memset(q, 0x5A, PAGE);
-            fz_mv.squat[fz_mv.nsquat++] = q;
-          } else if (q != MAP_FAILED) {
-            munmap(q, PAGE);
-          }
-        }
-      }
-      errno = ENOMEM;
-      return MAP_FAILED;
-    }
-  }
-  long r = syscall(SYS_mremap, old, old_size, new_size, flags, dst);
-  return r == -1 ? MAP_FAILED : (void *)r;
-}
+static const enum fm_how fail_move_how[3] = {FM_BEFORE_UNMAP, FM_AFTER_UNMAP, FM_SQUAT_MIDDLE};
 
-/* Every squatter page still mapped and unwritten; with `release`, unmapped
- * (end of the input). */
-static void check_squatters(const struct fz_exec *x, int release) {
-  for (int i = 0; i < fz_mv.nsquat; i++) {
-    unsigned char *q = fz_mv.squat[i], v;
-    if (mincore(q, PAGE, &v) != 0)
-      fail(x, "another thread's page at %p (in a failed move's hole) was unmapped", (void *)q);
-    for (size_t k = 0; k < PAGE; k += 256)
-      if (q[k] != 0x5A || q[PAGE - 1] != 0x5A)
-        fail(x, "another thread's page at %p (in a failed move's hole) was written", (void *)q);
-    if (release)
-      munmap(q, PAGE);
-  }
-  if (release)
-    fz_mv.nsquat = 0;
+/* Every squatter page still mapped and unwritten (after every op). */
+static void check_squatters(const struct fz_exec *x) {
+  int unmapped = 0;
+  const void *q = fm_squatter_damaged(&unmapped);
+  if (q)
+    fail(x, "another thread's page at %p (in a failed move's hole) was %s", q,
+         unmapped ? "unmapped" : "written");
 }
 
 /* ------------------------------------------------------------------ decoder */
@@ -430,9 +377,7 @@ void fz_exec_init(struct fz_exec *x) {
   x->budget = LARGE_BUDGET;
   const char *e = getenv("FUZZ_ABORT_AT");
   x->abort_at = e && *e ? atol(e) : -1;
-  for (int i = 0; i < fz_mv.nsquat; i++) /* left by an input that did not finish */
-    munmap(fz_mv.squat[i], PAGE);
-  memset(&fz_mv, 0, sizeof fz_mv);
+  fm_reset(); /* squatters left by an input that did not finish */
   if (hak_trace_plant_reset)
     hak_trace_plant_reset();
 }
@@ -625,7 +570,7 @@ static void do_realloc(struct fz_exec *x, const struct fz_op *op, int array) {
   }
   if (!p) {
     /* a large block's move that failed (FZ_FAIL_MOVE) leaves it where it was */
-    if (n <= MUST_SUCCEED && !fz_mv.fired)
+    if (n <= MUST_SUCCEED && !fm.fired)
       fail(x, "%s(%p, %zu) returned NULL (errno %d)", what, old, n, e);
     if (e != ENOMEM)
       fail(x, "%s(%p, %zu): errno %d, expected ENOMEM", what, old, n, e);
@@ -817,7 +762,7 @@ void fz_exec_op(struct fz_exec *x, const struct fz_op *op) {
   }
   mix(x, (uint64_t)op->kind << 8 | op->slot);
   struct fz_slot *s = &x->slots[op->slot];
-  fz_mv.fired = 0;
+  fm.fired = 0;
   switch (op->kind) {
   case FZ_MALLOC:
     op_malloc(x, op);
@@ -884,20 +829,19 @@ void fz_exec_op(struct fz_exec *x, const struct fz_op *op) {
     }
     break;
   case FZ_FAIL_MOVE:
-    fz_mv.armed = (int)op->b + 1;
-    fz_mv.mode = (int)op->a;
+    fm_arm(fail_move_how[op->a % 3], (int)op->b);
     break;
   default:
     break;
   }
-  if (fz_mv.nsquat)
-    check_squatters(x, 0);
+  if (fm.nsquat)
+    check_squatters(x);
   x->ops++;
 }
 
 uint64_t fz_exec_finish(struct fz_exec *x) {
-  fz_mv.armed = 0;
-  check_squatters(x, 1);
+  check_squatters(x);
+  fm_reset();
   fz_exec_verify_all(x);
   op_burst_free(x, 0);
   for (int i = 0; i < (int)x->nslots; i++)

@@ -1,5 +1,5 @@
-/* Failed page moves in large.c, injected: this program defines mremap, so
- * the static libhakmem.a calls it instead of libc's. The move
+/* Failed page moves in large.c, injected through fuzz/fail_mremap.h (its
+ * mremap, which the static libhakmem.a calls instead of libc's). The move
  * (MREMAP_FIXED) the test chooses fails with ENOMEM in one of the ways a
  * kernel fails one, whatever this machine's kernel is:
  *  - before touching its destination (out of mappings: the map-count check
@@ -18,12 +18,10 @@
 #include "hak_test.h"
 
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
-#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -32,52 +30,12 @@
 #define MiB ((size_t)1 << 20)
 #define PG ((size_t)4096)
 
-enum mode { BEFORE_UNMAP, AFTER_UNMAP, SQUAT_WHOLE, SQUAT_MIDDLE, NMODES };
-static const char *const mode_names[NMODES] = {
+#include "../fuzz/fail_mremap.h" /* mremap: fm_arm makes the chosen move fail */
+
+static const char *const how_names[FM_HOW_COUNT] = {
     "fails before unmapping its destination", "fails after unmapping its destination",
     "the same, another thread maps the hole", "the same, another thread maps a page in it"};
-static enum mode mode;
-static int fail_in = -1;        /* the FIXED move that fails: 0 the next, -1 none */
-static unsigned char *squatter; /* where the squatter went, its length */
-static size_t squatter_len;
-
-void *mremap(void *old, size_t old_size, size_t new_size, int flags, ...);
-void *mremap(void *old, size_t old_size, size_t new_size, int flags, ...) {
-  void *dst = NULL;
-  if (flags & MREMAP_FIXED) {
-    va_list ap;
-    va_start(ap, flags);
-    dst = va_arg(ap, void *);
-    va_end(ap);
-    if (fail_in >= 0 && fail_in-- == 0) {
-      if (mode != BEFORE_UNMAP) {
-        munmap(dst, new_size);
-        if (mode == SQUAT_WHOLE || mode == SQUAT_MIDDLE) {
-          unsigned char *at = (unsigned char *)dst;
-          size_t len = new_size;
-          if (mode == SQUAT_MIDDLE) {
-            at += new_size / 2 & ~(PG - 1);
-            len = PG;
-          }
-          squatter = mmap(at, len, PROT_READ | PROT_WRITE,
-                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
-          if (squatter == at) {
-            squatter_len = len;
-            memset(squatter, 0x5A, len);
-          } else {
-            if (squatter != MAP_FAILED)
-              munmap(squatter, len);
-            squatter = NULL;
-          }
-        }
-      }
-      errno = ENOMEM;
-      return MAP_FAILED;
-    }
-  }
-  long r = syscall(SYS_mremap, old, old_size, new_size, flags, dst);
-  return r == -1 ? MAP_FAILED : (void *)r;
-}
+static enum fm_how mode;
 
 /* The mapped-size checks: not under TSan, which maps shadow for every new
  * mapping; and a destination kept by a failure before its unmap is known
@@ -103,9 +61,9 @@ static size_t vm_bytes(void) {
 static void check_vm(const char *what, size_t vm0, size_t vm1, size_t most, size_t kept) {
   if (!vm_exact)
     return;
-  if (mode == BEFORE_UNMAP && !can_read_self)
+  if (mode == FM_BEFORE_UNMAP && !can_read_self)
     most += kept;
-  CHECK_MSG(vm1 <= most, "%s (%s): %zu -> %zu bytes mapped (at most %zu)", what, mode_names[mode],
+  CHECK_MSG(vm1 <= most, "%s (%s): %zu -> %zu bytes mapped (at most %zu)", what, how_names[mode],
             vm0, vm1, most);
 }
 
@@ -134,32 +92,45 @@ static void *map_at(void *at, size_t n, int prot) {
   return q == at ? q : NULL;
 }
 
-/* A fresh allocator state; nothing fails until fail_in is set. */
-static void start(enum mode m) {
+/* A fresh allocator state; nothing fails until the test arms a failure. */
+static void start(enum fm_how m) {
   hak_test_reset();
+  fm_reset();
   mode = m;
-  fail_in = -1;
-  squatter = NULL;
-  squatter_len = 0;
+}
+
+/* malloc(n) with the next move failing; *err: errno after it (set to 0
+ * before). */
+static unsigned char *malloc_failing_move(size_t n, int *err) {
+  fm_arm(mode, 0);
+  errno = 0;
+  unsigned char *b = hak_malloc(n);
+  *err = errno;
+  REQUIRE(b != NULL);
+  return b;
+}
+
+/* A large block of `n` bytes filled with `v` and freed into the cache. */
+static unsigned char *cached(size_t n, unsigned char v) {
+  unsigned char *b = hak_malloc(n);
+  REQUIRE(b != NULL);
+  memset(b, v, n);
+  hak_free(b);
+  return b;
 }
 
 /* The squatter (if the mode places one) is still mapped and unchanged;
  * then the test gives it back. */
 static void check_squatter(const char *what) {
-  if (mode != SQUAT_WHOLE && mode != SQUAT_MIDDLE)
+  if (mode != FM_SQUAT_WHOLE && mode != FM_SQUAT_MIDDLE)
     return;
-  CHECK_MSG(squatter != NULL, "%s (%s): the injected failure placed no squatter", what,
-            mode_names[mode]);
-  if (!squatter)
-    return;
-  bool mapped = pages_unmapped(squatter, squatter_len) == 0;
-  CHECK_MSG(mapped, "%s (%s): hakmem unmapped another thread's mapping at %p", what,
-            mode_names[mode], (void *)squatter);
-  if (mapped)
-    CHECK_MSG(bytes_not(squatter, squatter_len, 0x5A) == 0,
-              "%s (%s): another thread's mapping was written", what, mode_names[mode]);
-  munmap(squatter, squatter_len);
-  squatter = NULL;
+  CHECK_MSG(fm.nsquat == 1, "%s (%s): the injected failure placed %d squatters", what,
+            how_names[mode], fm.nsquat);
+  int unmapped = 0;
+  const void *q = fm_squatter_damaged(&unmapped);
+  CHECK_MSG(q == NULL, "%s (%s): hakmem %s another thread's mapping at %p", what, how_names[mode],
+            unmapped ? "unmapped" : "wrote", q);
+  fm_reset();
 }
 
 /* A large block of `size` bytes with the `room` bytes of address space
@@ -192,28 +163,28 @@ static void free_tried(void) {
  * growing in place); the move fails: NULL, ENOMEM, the block as it was,
  * and the range reserved for it given back. Then the same realloc without
  * a failure moves it. */
-static void realloc_move_fails(enum mode m) {
+static void realloc_move_fails(enum fm_how m) {
   start(m);
   unsigned char *b = block_with_room(MiB, PG);
   unsigned char *stop = map_at(b - 64 + MiB + PG, PG, PROT_READ);
   REQUIRE(stop != NULL);
   memset(b, 0x31, MiB);
   size_t vm0 = vm_bytes();
-  fail_in = 0;
+  fm_arm(mode, 0);
   errno = 0;
   void *q = hak_realloc(b, 3 * MiB);
   int e = errno;
   CHECK_MSG(q == NULL && e == ENOMEM, "realloc whose move failed (%s): returned %p, errno %d",
-            mode_names[mode], q, e);
-  CHECK_MSG(fail_in == -1, "realloc (%s): the move was not tried", mode_names[mode]);
+            how_names[mode], q, e);
+  CHECK_MSG(fm.fired == 1, "realloc (%s): the move was not tried", how_names[mode]);
   CHECK_EQ(bytes_not(b, MiB, 0x31), 0);
   CHECK_EQ(hak_usable_size(b), MiB + PG - 64);
-  check_vm("realloc whose move failed", vm0, vm_bytes(), vm0 + squatter_len, 3 * MiB + PG);
+  check_vm("realloc whose move failed", vm0, vm_bytes(), vm0 + fm_squatted(), 3 * MiB + PG);
   check_squatter("realloc whose move failed");
   CHECK_EQ(hak_heap_check(), 0);
   unsigned char *moved = hak_realloc(b, 3 * MiB);
   CHECK_MSG(moved != NULL && moved != b, "realloc after the failure (%s): %p from %p",
-            mode_names[mode], (void *)moved, (void *)b);
+            how_names[mode], (void *)moved, (void *)b);
   if (moved) {
     CHECK_EQ(bytes_not(moved, MiB, 0x31), 0);
     memset(moved, 0x32, 3 * MiB);
@@ -227,27 +198,21 @@ static void realloc_move_fails(enum mode m) {
 /* A 3 MiB request cuts a cached 8 MiB mapping; moving the 5 MiB tail to a
  * range of its own fails: the block is served, the tail and the range are
  * given back. */
-static void split_fails(enum mode m) {
+static void split_fails(enum fm_how m) {
   start(m);
-  unsigned char *big = hak_malloc(8 * MiB);
-  REQUIRE(big != NULL);
-  memset(big, 0x41, 8 * MiB);
-  hak_free(big);
+  unsigned char *big = cached(8 * MiB, 0x41);
   size_t vm0 = vm_bytes();
-  fail_in = 0;
-  errno = 0;
-  unsigned char *b = hak_malloc(3 * MiB);
-  int e = errno;
-  REQUIRE(b != NULL);
-  CHECK_MSG(fail_in == -1, "split (%s): the move was not tried", mode_names[mode]);
-  CHECK_MSG(e == 0, "split (%s): malloc succeeded with errno %d", mode_names[mode], e);
-  CHECK_MSG(b == big, "split (%s): the cached mapping at %p was not used (got %p)",
-            mode_names[mode], (void *)big, (void *)b);
+  int e;
+  unsigned char *b = malloc_failing_move(3 * MiB, &e);
+  CHECK_MSG(fm.fired == 1, "split (%s): the move was not tried", how_names[mode]);
+  CHECK_MSG(e == 0, "split (%s): malloc succeeded with errno %d", how_names[mode], e);
+  CHECK_MSG(b == big, "split (%s): the cached mapping at %p was not used (got %p)", how_names[mode],
+            (void *)big, (void *)b);
   size_t us = hak_usable_size(b);
   CHECK_EQ(pages_unmapped(b, us), 0);
   memset(b, 0x42, us);
   /* the 5 MiB tail is given back, and so is the range it was to move to */
-  check_vm("split whose move failed", vm0, vm_bytes(), vm0 - 4 * MiB + squatter_len, 5 * MiB);
+  check_vm("split whose move failed", vm0, vm_bytes(), vm0 - 4 * MiB + fm_squatted(), 5 * MiB);
   check_squatter("split whose move failed");
   CHECK_EQ(hak_heap_check(), 0);
   hak_free(b);
@@ -258,11 +223,8 @@ static void split_fails(enum mode m) {
  * address-space limit): the tail is given back and malloc succeeds with
  * errno as it was. In a child (the limit). */
 static void split_reservation_fails(void) {
-  start(BEFORE_UNMAP);
-  unsigned char *big = hak_malloc(8 * MiB);
-  REQUIRE(big != NULL);
-  memset(big, 0x41, 8 * MiB);
-  hak_free(big);
+  start(FM_BEFORE_UNMAP);
+  unsigned char *big = cached(8 * MiB, 0x41);
   size_t vm0 = vm_bytes();
   struct rlimit lim;
   REQUIRE(getrlimit(RLIMIT_AS, &lim) == 0);
@@ -290,36 +252,31 @@ static void split_reservation_fails(void) {
  * one's pages. That move fails: the request still gets a whole block (new
  * pages where the move did not happen), what was not moved is given back,
  * and the cache keeps its invariants (hak_heap_check). */
-static void gather_fails(enum mode m, bool in_place) {
+static void gather_fails(enum fm_how m, bool in_place) {
   start(m);
   unsigned char *a = block_with_room(2 * MiB, in_place ? 3 * MiB / 2 : PG);
   unsigned char *stop = in_place ? NULL : map_at(a - 64 + 2 * MiB + PG, PG, PROT_READ);
   REQUIRE(in_place || stop != NULL);
-  unsigned char *c = hak_malloc(3 * MiB / 2);
-  REQUIRE(c != NULL);
   memset(a, 0x51, 2 * MiB);
-  memset(c, 0x52, 3 * MiB / 2);
+  cached(3 * MiB / 2, 0x52);
   hak_free(a);
-  hak_free(c);
   size_t vm0 = vm_bytes();
-  fail_in = 0;
-  errno = 0;
-  unsigned char *b = hak_malloc(3 * MiB);
-  int e = errno;
-  REQUIRE(b != NULL);
+  int e;
+  unsigned char *b = malloc_failing_move(3 * MiB, &e);
   const char *what =
       in_place ? "gather in place whose move failed" : "gather into a new range whose move failed";
-  CHECK_MSG(fail_in == -1, "%s (%s): no move was tried", what, mode_names[mode]);
-  CHECK_MSG(e == 0, "%s (%s): malloc succeeded with errno %d", what, mode_names[mode], e);
+  CHECK_MSG(fm.fired == 1, "%s (%s): no move was tried", what, how_names[mode]);
+  CHECK_MSG(e == 0, "%s (%s): malloc succeeded with errno %d", what, how_names[mode], e);
   CHECK_MSG(pages_unmapped(b, 3 * MiB) == 0, "%s (%s): the block has a hole", what,
-            mode_names[mode]);
+            how_names[mode]);
   memset(b, 0x53, 3 * MiB);
   /* in place: the 2 MiB mapping grew by 1 MiB and 1 MiB of the other, not
    * moved, went; else the 2 MiB mapping, not moved, went and the new range
    * is 3 MiB. Where a squatter took the hole the block is new pages
    * besides. */
   size_t grew = in_place ? 0 : MiB;
-  check_vm(what, vm0, vm_bytes(), vm0 + grew + squatter_len + 2 * PG, in_place ? MiB : 2 * MiB);
+  check_vm(what, vm0, vm_bytes(), vm0 + grew + fm_squatted() + 2 * PG,
+           in_place ? MiB : 2 * MiB + PG);
   check_squatter(what);
   CHECK_EQ(hak_heap_check(), 0);
   hak_free(b);
@@ -345,12 +302,12 @@ int main(void) {
     hak_test_log("process_vm_readv is not allowed here: a kept destination is leaked\n");
   /* the valgrind and trace builds copy every realloc (track.h, trace.h) */
   bool realloc_moves = !hak_config_is("valgrind") && !hak_config_is("trace");
-  for (int m = 0; m < NMODES; m++) {
+  for (int m = 0; m < FM_HOW_COUNT; m++) {
     if (realloc_moves)
-      realloc_move_fails((enum mode)m);
-    split_fails((enum mode)m);
-    gather_fails((enum mode)m, true);
-    gather_fails((enum mode)m, false);
+      realloc_move_fails((enum fm_how)m);
+    split_fails((enum fm_how)m);
+    gather_fails((enum fm_how)m, true);
+    gather_fails((enum fm_how)m, false);
   }
   /* not under ASan and TSan, whose runtimes map memory of their own */
   if (!hak_config_is("asan") && !hak_config_is("tsan"))
