@@ -11,7 +11,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 T=${PLANT_TIME:-60}
-ALL="classsize realloc-copy calloc-nozero remote-wrong-page aligned-off16 double-handout"
+ALL="classsize realloc-copy calloc-nozero remote-wrong-page aligned-off16 double-handout failed-move-ours"
 BUGS=${*:-$ALL}
 
 # plant <bug> <dir>: edits <dir>/alloc/src; prints the driver that should find it
@@ -25,15 +25,18 @@ P = {
  # realloc copies the new size instead of the old one
  'realloc-copy': ('api.c', 'memcpy(q, p, keep < size ? keep : size);', 'memcpy(q, p, size);', 'fuzz_ops'),
  # calloc hands out a recycled block without zeroing it
- 'calloc-nozero': ('api.c', 'memset(b, 0, pg->free_is_zero ? (n < sizeof(hak_block_t) ? n : sizeof(hak_block_t)) : n);',
-                   'memset(b, 0, n < sizeof(hak_block_t) ? n : sizeof(hak_block_t));', 'fuzz_ops'),
+ 'calloc-nozero': ('api.c', 'pg->free_is_zero ? (n < sizeof(hak_block_t) ? n : sizeof(hak_block_t)) : n);',
+                   '(n < sizeof(hak_block_t) ? n : sizeof(hak_block_t)));', 'fuzz_ops'),
  # a remote free is pushed to the neighbouring page's list
  'remote-wrong-page': ('page.c', 'void page_free_remote(hak_segment_t *seg, hak_page_t *pg, hak_block_t *b) {\n',
-                       'void page_free_remote(hak_segment_t *seg, hak_page_t *pg, hak_block_t *b) {\n  for (unsigned i_ = 1; i_ < SLICES_PER_SEGMENT; i_++)\n    if (&seg->pages[i_] != pg && seg->pages[i_].block_size) { pg = &seg->pages[i_]; break; }\n', 'fuzz_mt'),
+                       'void page_free_remote(hak_segment_t *seg, hak_page_t *pg, hak_block_t *b) {\n  for (unsigned i_ = 1; i_ < SLICES_PER_SEGMENT; i_++)\n    if (&seg->pages[i_] != pg && seg->slice_head[i_] == i_ && seg->pages[i_].in_use) { pg = &seg->pages[i_]; break; }\n', 'fuzz_mt'),
  # an aligned allocation 16 bytes off its alignment
  'aligned-off16': ('api.c', 'if (class_size(cls) % alignment == 0)', 'if ((class_size(cls) + 16) % alignment == 0)', 'fuzz_ops'),
  # a block handed out twice after a free-list corruption
- 'double-handout': ('api.c', '  pg->free = block_next(b);\n  pg->used++;', '  pg->free = pg->used == 5 ? b : block_next(b);\n  pg->used++;', 'fuzz_ops'),
+ 'double-handout': ('api.c', '  pg->free = block_next(b);\n', '  pg->free = pg->used == 5 ? b : block_next(b);\n', 'fuzz_ops'),
+ # a failed page move's destination taken for ours without looking (FZ_FAIL_MOVE)
+ 'failed-move-ours': ('os.c', 'bool os_failed_move_dst_kept(void *dst, size_t n) {\n  if (os_extend(dst, 0, n))',
+                      'bool os_failed_move_dst_kept(void *dst, size_t n) {\n  if (1)', 'fuzz_ops'),
 }
 f, old, new, drv = P[bug]
 s = open(d + f).read()

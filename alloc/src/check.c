@@ -131,6 +131,9 @@ static void check_segment(checker_t *c, hak_segment_t *seg, bool cached) {
   }
   if (seg->free_slices & 1)
     violation(c, "metadata slice marked free", seg, 0, 0);
+  if (atomic_load(&seg->pages[0].carved_end) != 0) /* free of a pointer into the header */
+    violation(c, "metadata slice's descriptor has carved blocks", seg, 0,
+              atomic_load(&seg->pages[0].carved_end));
   size_t pages = 0;
   for (unsigned i = 1; i < SLICES_PER_SEGMENT;) {
     bool is_free = (seg->free_slices >> i) & 1;

@@ -354,9 +354,10 @@ bool segment_page_free(hak_heap_t *h, hak_segment_t *seg, hak_page_t *pg) {
   pg->in_use = 0;
   pg->free = NULL;
   page_set_capacity(pg, 0);
-  pg->block_size = 0;
-  for (size_t i = 0; i < n; i++)
+  for (size_t i = 0; i < n; i++) { /* the copies in its other slices too (ptr_slice_desc) */
+    pg[i].block_size = 0;
     seg->slice_head[at + i] = 0;
+  }
   seg->free_slices |= run;
   seg->used_pages--;
   h->dirty_free_bytes += n * SLICE_SIZE;

@@ -7,6 +7,7 @@
 #                           determinism (fresh state per input, crash repro)
 #   fuzz/cflite-build       .clusterfuzzlite/build.sh with OSS-Fuzz's variables,
 #                           every fuzzer on its <fuzzer>_seed_corpus.zip
+#   fuzz/planted            scripts/fuzz-planted.sh: each planted bug found
 #   fuzz/<driver>           each libFuzzer driver for FUZZ_CHECK_TIME seconds
 #                           (default 20) on a copy of its corpus; no merge
 #                           into the repository; any finding fails
@@ -25,6 +26,9 @@ for m in asan release debug tsan valgrind determinism; do
   RUN_TIMEOUT=600 run_check fuzz "replay-$m" fuzz/replay.sh -m "$m" $FUZZERS
 done
 RUN_TIMEOUT=600 run_check fuzz cflite-build fuzz/cflite-check.sh
+# every planted bug of scripts/fuzz-planted.sh found (it had rotted: two of
+# its patterns no longer matched the code, and nothing ran it)
+RUN_TIMEOUT=900 run_check fuzz planted scripts/fuzz-planted.sh
 for d in $FUZZERS; do
   RUN_TIMEOUT=$((T + 120)) run_check fuzz "$d" env FUZZ_TIME="$T" FUZZ_MERGE=0 JOBS=1 fuzz/run.sh "$d"
 done
