@@ -35,8 +35,8 @@ P = {
  # a block handed out twice after a free-list corruption
  'double-handout': ('api.c', '  pg->free = block_next(b);\n', '  pg->free = pg->used == 5 ? b : block_next(b);\n', 'fuzz_ops'),
  # a failed page move's destination taken for ours without looking (FZ_FAIL_MOVE)
- 'failed-move-ours': ('os.c', 'bool os_failed_move_dst_kept(void *dst, size_t n) {\n  if (os_extend(dst, 0, n))',
-                      'bool os_failed_move_dst_kept(void *dst, size_t n) {\n  if (1)', 'fuzz_ops'),
+ 'failed-move-ours': ('os.c', 'static bool failed_move_dst_kept(void *dst, size_t n) {\n  if (os_extend(dst, 0, n))',
+                      'static bool failed_move_dst_kept(void *dst, size_t n) {\n  if (1)', 'fuzz_ops'),
 }
 f, old, new, drv = P[bug]
 s = open(d + f).read()

@@ -328,12 +328,12 @@ HAK_INTERNAL bool os_grow(void *p, size_t old, size_t new);
 HAK_INTERNAL bool os_one_mapping(void *p, size_t n);
 HAK_INTERNAL bool os_moves(void);
 HAK_INTERNAL size_t os_move(void *src, size_t n, void *dst, size_t *lost);
-/* Before a mremap MREMAP_FIXED onto a range of the caller's (mapped,
- * writable): marks it (one word at dst). After such a move failed: whether
- * [dst, dst + n) is still the caller's, mapped (else another thread's now:
- * never to be used or unmapped). */
-HAK_INTERNAL void os_mark_move_dst(void *dst);
-HAK_INTERNAL bool os_failed_move_dst_kept(void *dst, size_t n);
+/* Moves the one kernel mapping [src, src + old) onto [dst, dst + new) (a
+ * mapped, writable range of the caller's, which it replaces), resizing it.
+ * Every MREMAP_FIXED move goes through here. Returns whether it moved; if
+ * not, *kept says whether [dst, dst + new) is still the caller's, mapped
+ * (else another thread's now: never to be used or unmapped). errno is kept. */
+HAK_INTERNAL bool os_move_mapping(void *src, size_t old, size_t new, void *dst, bool *kept);
 HAK_INTERNAL void os_purge(void *p, size_t size);
 HAK_INTERNAL uint64_t os_random_seed(void);
 HAK_INTERNAL uint64_t os_now_ms(void);

@@ -442,13 +442,12 @@ void *large_realloc(hak_large_t *lg, void *p, size_t size) {
    * or a segment mapped there meanwhile could lose its bit */
   registry_set(lg, REG_NONE);
   track_unmapping(lg, map);
-  os_mark_move_dst(dst);
-  void *r = mremap(lg, map, need, MREMAP_MAYMOVE | MREMAP_FIXED, dst);
-  if (r == MAP_FAILED) {
+  bool kept;
+  if (!os_move_mapping(lg, map, need, dst, &kept)) {
     registry_set(lg, REG_LARGE);
     hak_unlock(&hak_large_lock);
     track_alloc(p, old_req, large_usable(lg), 0);
-    if (os_failed_move_dst_kept(dst, need)) /* else another thread's now */
+    if (kept) /* else another thread's now */
       os_unmap(dst, need);
     errno = ENOMEM;
     return NULL;

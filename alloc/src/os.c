@@ -59,14 +59,10 @@ static bool os_extend(void *p, size_t old, size_t new) {
   return ok;
 }
 
-/* The word os_mark_move_dst writes at the start of a move's destination:
+/* The word os_move_mapping writes at the start of a move's destination:
  * what a failed move's destination must still hold to be ours. */
 static uint64_t move_token(const void *dst) {
   return hak_cookie ^ (uintptr_t)dst ^ 0x6d6f76652d647374ull;
-}
-
-void os_mark_move_dst(void *dst) {
-  *(volatile uint64_t *)dst = move_token(dst);
 }
 
 /* A failed move may have stopped before unmapping its destination (out of
@@ -78,17 +74,23 @@ void os_mark_move_dst(void *dst) {
  * with process_vm_readv, which fails rather than faults where nothing
  * readable is mapped. Where that call is not allowed (a seccomp filter),
  * the range is taken to be another's: never unmapped, at worst leaked
- * address space. errno is kept. */
-bool os_failed_move_dst_kept(void *dst, size_t n) {
+ * address space. */
+static bool failed_move_dst_kept(void *dst, size_t n) {
   if (os_extend(dst, 0, n))
     return true;
-  int saved = errno;
   uint64_t v = 0;
   struct iovec local = {&v, sizeof v}, remote = {dst, sizeof v};
-  bool ours = process_vm_readv(getpid(), &local, 1, &remote, 1, 0) == (ssize_t)sizeof v &&
-              v == move_token(dst);
+  return process_vm_readv(getpid(), &local, 1, &remote, 1, 0) == (ssize_t)sizeof v &&
+         v == move_token(dst);
+}
+
+bool os_move_mapping(void *src, size_t old, size_t new, void *dst, bool *kept) {
+  int saved = errno;
+  *(volatile uint64_t *)dst = move_token(dst); /* one fault of dst's first page */
+  bool moved = mremap(src, old, new, MREMAP_MAYMOVE | MREMAP_FIXED, dst) != MAP_FAILED;
+  *kept = moved || failed_move_dst_kept(dst, new);
   errno = saved;
-  return ours;
+  return moved;
 }
 
 /* Grows the mapping at p from `old` to `new` bytes in place, if the
@@ -134,8 +136,8 @@ bool os_moves(void) {
 }
 
 /* Moves the pages of [src, src + n) to [dst, dst + n), which replaces what
- * was mapped there; page tables move, nothing is copied (each destination
- * gets one word first, os_mark_move_dst, which costs a fault of its page).
+ * was mapped there; page tables move, nothing is copied (os_move_mapping
+ * writes one word at each destination first: a fault of its page).
  * mremap moves one kernel mapping at a time on every kernel (before Linux
  * 6.17 a move across several fails, and before 6.11 only after unmapping
  * dst; from 6.17 it may stop part way): a range made of several, like a
@@ -143,7 +145,7 @@ bool os_moves(void) {
  * each found by bisection with os_one_mapping(). Returns how many bytes moved,
  * a prefix of the range: n unless a move failed (or src has a hole); the
  * rest of src is still mapped there, and so is the rest of dst
- * (os_failed_move_dst_kept), unless the failed move had unmapped that part
+ * (os_move_mapping's `kept`), unless the failed move had unmapped that part
  * and another thread mapped something there before it could be mapped
  * again: then *lost is its length (never to be used or unmapped by the
  * caller); else *lost is 0.
@@ -170,9 +172,9 @@ size_t os_move(void *src, size_t n, void *dst, size_t *lost) {
       if (k == 0)
         break; /* a hole (or unknown) at s + done */
     }
-    os_mark_move_dst(d + done);
-    if (mremap(s + done, k, k, MREMAP_MAYMOVE | MREMAP_FIXED, d + done) == MAP_FAILED) {
-      if (!os_failed_move_dst_kept(d + done, k))
+    bool kept;
+    if (!os_move_mapping(s + done, k, k, d + done, &kept)) {
+      if (!kept)
         *lost = k;
       break;
     }
