@@ -664,6 +664,25 @@ static inline void hak_free_remotely(void **blocks, size_t n) {
   pthread_join(t, NULL);
 }
 
+/* A field of /proc/self/statm in bytes: 0 the mapped size, 1 the resident
+ * size. Read with open/read, no stdio (a test may run it under an
+ * address-space limit, where glibc's malloc can fail); a test that cannot
+ * read it stops, rather than comparing zeros. */
+static inline size_t hak_statm_bytes(int field) {
+  char buf[128];
+  int fd = open("/proc/self/statm", O_RDONLY);
+  ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
+  if (fd >= 0)
+    close(fd);
+  REQUIRE(n > 0);
+  buf[n] = 0;
+  char *p = buf;
+  unsigned long long v = strtoull(p, &p, 10);
+  for (int i = 0; i < field; i++)
+    v = strtoull(p, &p, 10);
+  return (size_t)v * (size_t)sysconf(_SC_PAGESIZE);
+}
+
 /* Path of this program, for re-executing itself. */
 static inline const char *hak_self_exe(void) {
   static char path[4096];

@@ -23,17 +23,6 @@
 
 #define MiB ((size_t)1 << 20)
 
-static size_t vm_size_bytes(void) {
-  FILE *f = fopen("/proc/self/statm", "r");
-  unsigned long pages = 0;
-  if (f) {
-    if (fscanf(f, "%lu", &pages) != 1)
-      pages = 0;
-    fclose(f);
-  }
-  return (size_t)pages * 4096;
-}
-
 /* How many of the pages of [p, p + n) are resident (mincore). */
 static size_t resident_pages(const void *p, size_t n) {
   uintptr_t lo = (uintptr_t)p & ~(uintptr_t)4095, hi = ((uintptr_t)p + n + 4095) & ~(uintptr_t)4095;
@@ -366,7 +355,7 @@ int main(void) {
   /* bounded: after 64 x 4 MiB are freed, the address space still mapped
    * grows by at most LARGE_CACHE_N of them (plus slack for stdio and the
    * like) */
-  size_t vm_before = vm_size_bytes();
+  size_t vm_before = hak_statm_bytes(0);
   REQUIRE(vm_before > 0);
   void *many[64];
   for (int i = 0; i < 64; i++) {
@@ -376,7 +365,7 @@ int main(void) {
   }
   for (int i = 0; i < 64; i++)
     hak_free(many[i]);
-  size_t vm_after = vm_size_bytes();
+  size_t vm_after = hak_statm_bytes(0);
   CHECK_MSG(vm_after <= vm_before + LARGE_CACHE_N * 4 * MiB + 16 * MiB,
             "64 freed 4 MiB blocks left %zu MiB more address space mapped (cache bound %d "
             "mappings)",
@@ -386,7 +375,7 @@ int main(void) {
   /* aged out: after the cache age, the next large free unmaps them all */
   hak_sleep_ms(LARGE_CACHE_AGE_MS + 200);
   hak_free(hak_malloc(70000));
-  size_t vm_aged = vm_size_bytes();
+  size_t vm_aged = hak_statm_bytes(0);
   CHECK_MSG(vm_aged <= vm_before + 16 * MiB,
             "mappings cached for %d ms are still mapped: %zu MiB more than before",
             LARGE_CACHE_AGE_MS + 200, (vm_aged - vm_before) / MiB);

@@ -17,8 +17,6 @@
 #define _GNU_SOURCE
 #include "hak_test.h"
 
-#include <fcntl.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -42,19 +40,6 @@ static enum fm_how mode;
  * to be ours only where process_vm_readv works (a seccomp filter may
  * forbid it: then hakmem leaks it rather than risk another's range). */
 static bool vm_exact, can_read_self;
-
-/* The process's mapped size (no stdio: split_reservation_fails runs it
- * under an address-space limit, where glibc's malloc may fail). */
-static size_t vm_bytes(void) {
-  char buf[64];
-  int fd = open("/proc/self/statm", O_RDONLY);
-  ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
-  if (fd >= 0)
-    close(fd);
-  REQUIRE(n > 0);
-  buf[n] = 0;
-  return (size_t)strtoull(buf, NULL, 10) * PG;
-}
 
 /* Whether the process's mapped size after (vm1) is at most `most`; where a
  * kept destination cannot be recognised, a range of `kept` more may stay. */
@@ -169,7 +154,7 @@ static void realloc_move_fails(enum fm_how m) {
   unsigned char *stop = map_at(b - 64 + MiB + PG, PG, PROT_READ);
   REQUIRE(stop != NULL);
   memset(b, 0x31, MiB);
-  size_t vm0 = vm_bytes();
+  size_t vm0 = hak_statm_bytes(0);
   fm_arm(mode, 0);
   errno = 0;
   void *q = hak_realloc(b, 3 * MiB);
@@ -179,7 +164,7 @@ static void realloc_move_fails(enum fm_how m) {
   CHECK_MSG(fm.fired == 1, "realloc (%s): the move was not tried", how_names[mode]);
   CHECK_EQ(bytes_not(b, MiB, 0x31), 0);
   CHECK_EQ(hak_usable_size(b), MiB + PG - 64);
-  check_vm("realloc whose move failed", vm0, vm_bytes(), vm0 + fm_squatted(), 3 * MiB + PG);
+  check_vm("realloc whose move failed", vm0, hak_statm_bytes(0), vm0 + fm_squatted(), 3 * MiB + PG);
   check_squatter("realloc whose move failed");
   CHECK_EQ(hak_heap_check(), 0);
   unsigned char *moved = hak_realloc(b, 3 * MiB);
@@ -201,7 +186,7 @@ static void realloc_move_fails(enum fm_how m) {
 static void split_fails(enum fm_how m) {
   start(m);
   unsigned char *big = cached(8 * MiB, 0x41);
-  size_t vm0 = vm_bytes();
+  size_t vm0 = hak_statm_bytes(0);
   int e;
   unsigned char *b = malloc_failing_move(3 * MiB, &e);
   CHECK_MSG(fm.fired == 1, "split (%s): the move was not tried", how_names[mode]);
@@ -212,7 +197,8 @@ static void split_fails(enum fm_how m) {
   CHECK_EQ(pages_unmapped(b, us), 0);
   memset(b, 0x42, us);
   /* the 5 MiB tail is given back, and so is the range it was to move to */
-  check_vm("split whose move failed", vm0, vm_bytes(), vm0 - 4 * MiB + fm_squatted(), 5 * MiB);
+  check_vm("split whose move failed", vm0, hak_statm_bytes(0), vm0 - 4 * MiB + fm_squatted(),
+           5 * MiB);
   check_squatter("split whose move failed");
   CHECK_EQ(hak_heap_check(), 0);
   hak_free(b);
@@ -225,7 +211,7 @@ static void split_fails(enum fm_how m) {
 static void split_reservation_fails(void) {
   start(FM_BEFORE_UNMAP);
   unsigned char *big = cached(8 * MiB, 0x41);
-  size_t vm0 = vm_bytes();
+  size_t vm0 = hak_statm_bytes(0);
   struct rlimit lim;
   REQUIRE(getrlimit(RLIMIT_AS, &lim) == 0);
   lim.rlim_cur = vm0 + 4 * MiB; /* the tail's 5 MiB plus alignment do not fit */
@@ -239,7 +225,7 @@ static void split_reservation_fails(void) {
             (void *)b, (void *)big);
   CHECK_EQ(pages_unmapped(b, hak_usable_size(b)), 0);
   memset(b, 0x42, hak_usable_size(b));
-  size_t vm1 = vm_bytes();
+  size_t vm1 = hak_statm_bytes(0);
   CHECK_MSG(vm1 + 4 * MiB <= vm0, "split with no room for the tail's range: %zu -> %zu bytes", vm0,
             vm1);
   CHECK_EQ(hak_heap_check(), 0);
@@ -260,7 +246,7 @@ static void gather_fails(enum fm_how m, bool in_place) {
   memset(a, 0x51, 2 * MiB);
   cached(3 * MiB / 2, 0x52);
   hak_free(a);
-  size_t vm0 = vm_bytes();
+  size_t vm0 = hak_statm_bytes(0);
   int e;
   unsigned char *b = malloc_failing_move(3 * MiB, &e);
   const char *what =
@@ -275,7 +261,7 @@ static void gather_fails(enum fm_how m, bool in_place) {
    * is 3 MiB. Where a squatter took the hole the block is new pages
    * besides. */
   size_t grew = in_place ? 0 : MiB;
-  check_vm(what, vm0, vm_bytes(), vm0 + grew + fm_squatted() + 2 * PG,
+  check_vm(what, vm0, hak_statm_bytes(0), vm0 + grew + fm_squatted() + 2 * PG,
            in_place ? MiB : 2 * MiB + PG);
   check_squatter(what);
   CHECK_EQ(hak_heap_check(), 0);

@@ -20,13 +20,7 @@
 #define PIN 200   /* every PIN-th block stays, so no segment empties whole */
 
 static size_t rss(void) {
-  FILE *f = fopen("/proc/self/statm", "r");
-  unsigned long size = 0, res = 0;
-  if (!f || fscanf(f, "%lu %lu", &size, &res) != 2)
-    FAIL("cannot read /proc/self/statm");
-  if (f)
-    fclose(f);
-  return (size_t)res * (size_t)sysconf(_SC_PAGESIZE);
+  return hak_statm_bytes(1);
 }
 
 static long minflt(void) {
