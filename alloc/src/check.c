@@ -156,12 +156,9 @@ static void check_segment(checker_t *c, hak_segment_t *seg, bool cached) {
     for (unsigned j = i; j < i + pg->slice_count; j++) {
       if (seg->slice_head[j] != i || ((seg->free_slices >> j) & 1))
         violation(c, "page slice map inconsistent", pg, j, seg->slice_head[j]);
-      const hak_page_t *t = &seg->pages[j]; /* what free reads there (ptr_slice_desc) */
-      if (j > i && (t->start != pg->start || t->div_magic != pg->div_magic ||
-                    t->block_size != pg->block_size || t->cls != pg->cls ||
-                    atomic_load(&t->carved_end) != atomic_load(&pg->carved_end)))
+      if (j > i && !slice_desc_same(&seg->pages[j], pg)) /* what free reads there */
         violation(c, "slice descriptor differs from its page's", pg, j,
-                  atomic_load(&t->carved_end));
+                  atomic_load(&seg->pages[j].carved_end));
     }
     check_page(c, seg, i, pg);
     pages++;

@@ -299,6 +299,21 @@ static inline hak_page_t *ptr_page(hak_segment_t *seg, const void *p) {
 static inline hak_page_t *ptr_slice_desc(hak_segment_t *seg, const void *p) {
   return &seg->pages[ptr_slice(seg, p)];
 }
+/* The fields of a later slice's descriptor that free reads, copied from its
+ * page (page_init) and compared with it (hak_heap_check); carved_end is
+ * kept by page_set_capacity. */
+static inline void slice_desc_copy(hak_page_t *t, const hak_page_t *pg) {
+  t->div_magic = pg->div_magic;
+  t->start = pg->start;
+  t->block_size = pg->block_size;
+  t->cls = pg->cls;
+}
+static inline bool slice_desc_same(const hak_page_t *t, const hak_page_t *pg) {
+  return t->div_magic == pg->div_magic && t->start == pg->start &&
+         t->block_size == pg->block_size && t->cls == pg->cls &&
+         atomic_load_explicit(&t->carved_end, memory_order_relaxed) ==
+             atomic_load_explicit(&pg->carved_end, memory_order_relaxed);
+}
 /* Whether `off` (bytes from pg->start, unsigned) is the start of a carved
  * block of pg; false for the null page (carved_end 0). */
 static inline bool page_is_block_start(const hak_page_t *pg, size_t off) {

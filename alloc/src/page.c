@@ -101,12 +101,8 @@ void page_init(hak_segment_t *seg, hak_page_t *pg, size_t cls, bool zero) {
   pg->free_is_zero = zero;
   pg->next = pg->prev = NULL;
   atomic_store_explicit(&pg->thread_free, 0, memory_order_relaxed);
-  for (unsigned i = 1; i < pg->slice_count; i++) { /* what free reads (ptr_slice_desc) */
-    pg[i].div_magic = pg->div_magic;
-    pg[i].start = pg->start;
-    pg[i].block_size = pg->block_size;
-    pg[i].cls = pg->cls;
-  }
+  for (unsigned i = 1; i < pg->slice_count; i++) /* what free reads there (ptr_slice_desc) */
+    slice_desc_copy(&pg[i], pg);
   track_noaccess(pg->start, bytes);
 }
 
