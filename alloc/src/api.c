@@ -112,10 +112,10 @@ static HAK_NOIPA void free_bad(void *p, bool dbl) {
   err_double_free("free", p, ptr_page(seg, p)->block_size);
 }
 
-/* A block start of `pg` (checked by the caller; its page, or the
- * descriptor of its slice: ptr_slice_desc): the double-free check and the
- * push, on the thread's cache (owner) or the page's remote stack. */
-static inline __attribute__((always_inline)) void free_block(hak_segment_t *seg, hak_page_t *pg,
+/* A block start of class `cls` in `seg` (checked by the caller): the
+ * double-free check and the push, on the thread's cache (owner) or the
+ * page's remote stack. */
+static inline __attribute__((always_inline)) void free_block(hak_segment_t *seg, size_t cls,
                                                              hak_block_t *b) {
   uintptr_t mark = block_marker_value(b);
   hak_heap_t *h = hak_tls_heap;
@@ -124,8 +124,7 @@ static inline __attribute__((always_inline)) void free_block(hak_segment_t *seg,
       free_bad(b, true);
       return;
     }
-    track_free(b, pg->block_size);
-    size_t cls = pg->cls;
+    track_free(b, class_size(cls));
     block_set_free(b, h->tc_head[cls], mark);
     h->tc_head[cls] = b;
     if (unlikely(--h->tc_room[cls] < 0))
@@ -135,7 +134,7 @@ static inline __attribute__((always_inline)) void free_block(hak_segment_t *seg,
       free_bad(b, true);
       return;
     }
-    track_free(b, pg->block_size);
+    track_free(b, class_size(cls));
     free_not_owned(h, seg, b);
   }
 }
@@ -147,12 +146,12 @@ static inline __attribute__((always_inline)) void free_impl(void *p) {
     free_not_small(p);
     return;
   }
-  hak_page_t *pg = ptr_slice_desc(seg, p);
-  if (unlikely(!page_is_block_start(pg, (size_t)((uint8_t *)p - pg->start)))) {
+  hak_slice_t *sl = ptr_slice_entry(seg, p);
+  if (unlikely(!slice_is_block_start_by(sl, p, hak_tls_heap->magic))) {
     free_bad(p, false); /* tail calls: the fast path needs no stack frame */
     return;
   }
-  free_block(seg, pg, p);
+  free_block(seg, sl->cls, p);
 }
 
 /* ---- slow paths -------------------------------------------------------- */
@@ -215,7 +214,7 @@ static bool reclaim_wanted(const hak_heap_t *h, hak_segment_t *seg) {
  * else the block is freed remotely and an allocating heap adopts the
  * segment when it needs a page. */
 static HAK_NOINLINE void free_not_owned(hak_heap_t *h, hak_segment_t *seg, hak_block_t *b) {
-  hak_page_t *pg = ptr_page(seg, b); /* the page itself: free_block may have a slice's copy */
+  hak_page_t *pg = ptr_page(seg, b);
   /* acquire: pairs with segment_abandon_locked's release store of NULL, so
    * reclaim_wanted reads this abandonment's counters */
   if (atomic_load_explicit(&seg->owner, memory_order_acquire) == NULL && reclaim_wanted(h, seg) &&
@@ -256,7 +255,7 @@ static inline __attribute__((always_inline)) resolved_t resolve(void *p, const c
   }
   r.seg = base;
   r.page = ptr_page(r.seg, p);
-  if (!page_is_block_start(r.page, (size_t)((uint8_t *)p - r.page->start)))
+  if (!slice_is_block_start(ptr_slice_entry(r.seg, p), p))
     err_invalid(op, p);
   if (block_marker(p) == block_marker_value(p))
     err_double_free(op, p, r.page->block_size);
@@ -310,7 +309,7 @@ static void release(void *p, const resolved_t *r, void **deferred) {
   if (deferred)
     *deferred = p;
   else if (r->page)
-    free_block(r->seg, r->page, p);
+    free_block(r->seg, r->page->cls, p);
   else
     large_free(r->large, p, "realloc");
 }

@@ -81,11 +81,6 @@ static void check_page(checker_t *c, hak_segment_t *seg, unsigned i, hak_page_t 
     violation(c, "page geometry wrong", pg, pg->slice_count, class_slices(cls));
   if (pg->reserved != span / pg->block_size || cap > pg->reserved || pg->used > cap)
     violation(c, "page counts inconsistent (reserved/capacity/used)", pg, cap, pg->used);
-  if (pg->div_magic != UINT64_MAX / pg->block_size + 1)
-    violation(c, "page division magic wrong", pg, (size_t)pg->div_magic, pg->block_size);
-  if (atomic_load(&pg->carved_end) != cap * pg->block_size)
-    violation(c, "page carved_end != capacity * block size", pg, atomic_load(&pg->carved_end),
-              cap * pg->block_size);
   uint8_t seen[MAX_BLOCKS_PER_PAGE / 8];
   memset(seen, 0, sizeof(seen));
   size_t nfree = check_list(c, pg, pg->free, seen, "local free list entry outside the page");
@@ -131,18 +126,18 @@ static void check_segment(checker_t *c, hak_segment_t *seg, bool cached) {
   }
   if (seg->free_slices & 1)
     violation(c, "metadata slice marked free", seg, 0, 0);
-  if (atomic_load(&seg->pages[0].carved_end) != 0) /* free of a pointer into the header */
-    violation(c, "metadata slice's descriptor has carved blocks", seg, 0,
-              atomic_load(&seg->pages[0].carved_end));
+  if (atomic_load(&seg->slices[0].end) != 0) /* free of a pointer into the header */
+    violation(c, "metadata slice's entry has carved blocks", seg, 0,
+              atomic_load(&seg->slices[0].end));
   size_t pages = 0;
   for (unsigned i = 1; i < SLICES_PER_SEGMENT;) {
     bool is_free = (seg->free_slices >> i) & 1;
     if (is_free) {
       if (seg->slice_head[i] != 0)
         violation(c, "free slice mapped to a page", seg, i, 0);
-      if (atomic_load(&seg->pages[i].carved_end) != 0) /* free would take a pointer there */
-        violation(c, "free slice's descriptor has carved blocks", seg, i,
-                  atomic_load(&seg->pages[i].carved_end));
+      if (atomic_load(&seg->slices[i].end) != 0) /* free would take a pointer there */
+        violation(c, "free slice's entry has carved blocks", seg, i,
+                  atomic_load(&seg->slices[i].end));
       i++;
       continue;
     }
@@ -153,12 +148,14 @@ static void check_segment(checker_t *c, hak_segment_t *seg, bool cached) {
       i++;
       continue;
     }
+    /* slice_entry_same divides by the block size: check_page reports a bad one */
+    bool sized = pg->cls < NCLS && pg->block_size == class_size(pg->cls);
     for (unsigned j = i; j < i + pg->slice_count; j++) {
       if (seg->slice_head[j] != i || ((seg->free_slices >> j) & 1))
         violation(c, "page slice map inconsistent", pg, j, seg->slice_head[j]);
-      if (j > i && !slice_desc_same(&seg->pages[j], pg)) /* what free reads there */
-        violation(c, "slice descriptor differs from its page's", pg, j,
-                  atomic_load(&seg->pages[j].carved_end));
+      if (sized && !slice_entry_same(&seg->slices[j], pg, j - i)) /* what free reads there */
+        violation(c, "slice entry differs from its page's", pg, j,
+                  atomic_load(&seg->slices[j].end));
     }
     check_page(c, seg, i, pg);
     pages++;
@@ -201,8 +198,18 @@ static void check_tcache(checker_t *c, hak_heap_t *h) {
   }
 }
 
+/* The heap's copy of the division magics that free's fast path reads. */
+static void check_magic(checker_t *c, const hak_heap_t *h) {
+  for (size_t cls = 0; cls < NCLS; cls++)
+    if (h->magic[cls] != hak_class_magic[cls]) {
+      violation(c, "heap's copy of the class division magic wrong", h, cls, (size_t)h->magic[cls]);
+      return;
+    }
+}
+
 static void check_heap(checker_t *c, hak_heap_t *h) {
   size_t listed = 0, owned = 0;
+  check_magic(c, h);
   check_tcache(c, h);
   for (size_t cls = 0; cls < NCLS; cls++) {
     hak_page_t *prev = NULL;
@@ -241,6 +248,7 @@ size_t hak_heap_check(void) {
   checker_t c = {0};
   hak_init();
   hak_lock(&hak_global_lock);
+  check_magic(&c, &hak_empty_heap);
   for (hak_heap_t *h = hak_all_heaps; h; h = h->all_next) {
     if (h->state == HEAP_ACTIVE)
       check_heap(&c, h);

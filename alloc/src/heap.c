@@ -14,6 +14,7 @@
  * fork(): the global locks are taken around fork, and in the child every
  * other thread's heap is abandoned on that thread's behalf. */
 #include <sched.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -52,6 +53,8 @@ static void fork_child(void);
 
 static void init_once_fn(void) {
   hak_cookie = (uintptr_t)os_random_seed();
+  /* before any block exists: a thread without a heap frees through it */
+  memcpy(hak_empty_heap.magic, hak_class_magic, sizeof(hak_class_magic));
   pthread_key_create(&heap_key, heap_thread_done);
 }
 
@@ -74,6 +77,7 @@ __attribute__((constructor)) static void hak_constructor(void) {
 }
 
 static void heap_reset(hak_heap_t *h) {
+  memcpy(h->magic, hak_class_magic, sizeof(hak_class_magic));
   for (size_t c = 0; c < NCLS; c++) {
     h->direct[c] = &hak_empty_page;
     h->tail[c] = NULL;

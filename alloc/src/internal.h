@@ -95,21 +95,16 @@ struct hak_heap;
 struct hak_segment;
 
 typedef struct hak_page {
-  /* Line 0: what every free reads (written only when the page is set up
-   * or carved), and the remote-free stack that other threads' frees push
-   * on. Line 1: what the owner's malloc writes. A producer's malloc and a
-   * consumer's free of the same page then touch different lines (with
-   * free/used on line 0, every remote free read the line the owner's last
-   * malloc had just written). */
+  /* Line 0: written only when the page is set up or carved (what every
+   * free reads of it is in its slices' entries, hak_slice_t), and the
+   * remote-free stack that other threads' frees push on. Line 1: what the
+   * owner's malloc writes. A producer's malloc and a consumer's free of the
+   * same page then touch different lines (with free/used on line 0, every
+   * remote free read the line the owner's last malloc had just written). */
   _Atomic uintptr_t thread_free; /* remote-free stack: count | top block | TF_* bits */
-  /* ceil(2^64 / block_size): an offset `off` < 2^32 is a multiple of
-   * block_size iff off * div_magic (mod 2^64) < div_magic (Lemire, Kaser
-   * and Kurz 2019), one multiply and no division on free */
-  uint64_t div_magic;
-  uint8_t *start;              /* first block */
-  _Atomic uint32_t carved_end; /* capacity * block_size: offsets of carved blocks are below */
-  _Atomic uint32_t capacity;   /* blocks carved so far (remote frees read carved_end) */
-  uint32_t reserved;           /* blocks that fit in the page */
+  uint8_t *start;                /* first block */
+  _Atomic uint32_t capacity;     /* blocks carved so far */
+  uint32_t reserved;             /* blocks that fit in the page */
   uint32_t block_size;
   uint8_t cls;
   uint8_t in_use;      /* page is allocated from its segment */
@@ -129,6 +124,27 @@ _Static_assert(ADDRESS_BITS <= TF_COUNT_SHIFT, "thread_free: block address overl
 #define MAX_BLOCKS_PER_PAGE (SLICE_SIZE / BLOCK_MIN)
 _Static_assert(MAX_BLOCKS_PER_PAGE < ((size_t)1 << (64 - TF_COUNT_SHIFT)),
                "thread_free: a page's blocks overflow the count");
+
+/* What free reads of a slice: whether a pointer into it starts a carved
+ * block of its page, and the page's class. 8 bytes, eight to a cache line,
+ * in one array in the segment header: the 63 slices' entries take 8
+ * lines, where a 128-byte descriptor per slice took 63 (+0.1-0.15 L1
+ * misses per op in bench_random_mixed at 2-8 KiB, against one per page)
+ * and 16-byte entries holding the division magic took 16 (0.07 more than
+ * these at 4-8 KiB). Written by page_init and page_set_capacity only
+ * (slice_entry_*). */
+typedef struct hak_slice {
+  /* bytes of the slice, from its start, below the end of the page's carved
+   * blocks: 0 in a free slice, a released page's and the header's, so
+   * every pointer there is rejected (remote frees read it: atomic) */
+  _Atomic uint32_t end;
+  uint16_t phase; /* (slice start - page start) mod block_size */
+  uint8_t cls;
+  uint8_t spare;
+} hak_slice_t;
+#define SLICE_ENTRY_SHIFT 3
+_Static_assert(sizeof(hak_slice_t) == (1 << SLICE_ENTRY_SHIFT),
+               "slice entry: eight to a cache line");
 
 /* The parts of a thread_free word. */
 static inline hak_block_t *tf_block(uintptr_t tf) {
@@ -155,10 +171,13 @@ typedef struct hak_segment {
   _Atomic uint32_t abandoned_live;
   _Atomic uint32_t abandoned_frees;
   struct hak_segment *next, *prev; /* heap's list, abandoned list or cache */
-  /* owner and slice_head, read by every free, together from line 1: the
-   * entries of slices 1..55 share owner's line, 56..63 spill onto line 2 */
+  /* owner, read by every free, and the slice map, read by every remote
+   * free (ptr_page), together from line 1: slice_head[0..55] share owner's
+   * line, 56..63 spill onto line 2; the slice entries, read by every free,
+   * follow eight to a line */
   _Alignas(64) _Atomic(struct hak_heap *) owner; /* NULL while abandoned */
   uint8_t slice_head[SLICES_PER_SEGMENT];        /* page index owning slice i, 0 = none */
+  hak_slice_t slices[SLICES_PER_SEGMENT];        /* slices[0]: the header's */
   struct hak_segment *gnext, *gprev;             /* all small segments (check/stats) */
   hak_page_t pages[SLICES_PER_SEGMENT];          /* pages[0] is the null page */
 } hak_segment_t;
@@ -198,6 +217,9 @@ typedef struct hak_heap {
    * each is one scaled-index access on the fast paths. */
   hak_block_t *tc_head[NCLS];
   int32_t tc_room[NCLS];
+  /* hak_class_magic, copied (heap_reset; hak_init for hak_empty_heap): free's
+   * block-start check indexes it off the heap pointer it loads anyway */
+  uint64_t magic[NCLS];
   hak_page_t *direct[NCLS]; /* first page of each class queue, or &hak_empty_page */
   hak_page_t *tail[NCLS];
   hak_page_t *full;          /* pages with no free block, all classes */
@@ -229,6 +251,9 @@ extern HAK_INTERNAL __thread bool hak_tls_exiting __attribute__((tls_model("init
 extern HAK_INTERNAL uintptr_t hak_cookie;
 extern HAK_INTERNAL pthread_mutex_t hak_global_lock; /* abandoned list, caches, heap pool */
 extern HAK_INTERNAL const uint32_t hak_class_sizes[NCLS];
+/* ceil(2^64 / size) of each class (slice_is_block_start); every heap
+ * holds a copy (hak_heap_t.magic) */
+extern HAK_INTERNAL const uint64_t hak_class_magic[NCLS];
 
 /* ---- size classes (sizeclass.c owns the table; this is its lookup) ----- */
 /* Smallest class whose block size is >= n, for n <= HAK_SMALL_MAX:
@@ -288,45 +313,69 @@ static inline size_t ptr_slice(const hak_segment_t *seg, const void *p) {
 static inline hak_page_t *ptr_page(hak_segment_t *seg, const void *p) {
   return &seg->pages[seg->slice_head[ptr_slice(seg, p)]];
 }
-/* The descriptor of p's own slice: ptr_page's page when p is in its first
- * slice; inside a page of several slices, the slice's descriptor holds a
- * copy of what free's checks read (start, div_magic, block_size, cls from
- * page_init; carved_end from page_set_capacity; hak_heap_check compares
- * them). A free slice's, and a released page's, has carved_end 0, so
- * page_is_block_start rejects every pointer there. free's fast path reads
- * it without the slice_head lookup; everything that changes a page goes
- * through ptr_page. */
-static inline hak_page_t *ptr_slice_desc(hak_segment_t *seg, const void *p) {
-  return &seg->pages[ptr_slice(seg, p)];
+/* The entry of p's slice (hak_slice_t): free's fast path reads it, not
+ * the page; everything that changes a page goes through ptr_page. */
+static inline hak_slice_t *ptr_slice_entry(hak_segment_t *seg, const void *p) {
+  /* &seg->slices[ptr_slice(seg, p)] with the index scaled in one shift and
+   * mask of p (gcc computed the address twice: +3 instructions) */
+  size_t off = ((uintptr_t)p >> (SLICE_SHIFT - SLICE_ENTRY_SHIFT)) &
+               ((SLICES_PER_SEGMENT - 1) << SLICE_ENTRY_SHIFT);
+  return (hak_slice_t *)((uint8_t *)seg->slices + off);
 }
-/* The fields of a later slice's descriptor that free reads, copied from its
- * page (page_init) and compared with it (hak_heap_check); carved_end is
- * kept by page_set_capacity. */
-static inline void slice_desc_copy(hak_page_t *t, const hak_page_t *pg) {
-  t->div_magic = pg->div_magic;
-  t->start = pg->start;
-  t->block_size = pg->block_size;
-  t->cls = pg->cls;
+/* Whether p (in sl's slice) is the start of a carved block of the slice's
+ * page: its offset in the slice is below the carved end there, and that
+ * offset plus the slice's phase (its offset from the page start, modulo
+ * the block size) is a multiple of the block size: y < 2^32 is a multiple
+ * of size iff y * magic (mod 2^64) < magic, magic = ceil(2^64 / size)
+ * (Lemire, Kaser and Kurz 2019), one multiply and no division. `magic`
+ * is hak_class_magic or a heap's copy of it (free's fast path: indexed off
+ * the heap pointer it loads anyway, where the global table's address
+ * costs instructions of its own). */
+static inline bool slice_is_block_start_by(const hak_slice_t *sl, const void *p,
+                                           const uint64_t *magic) {
+  uint32_t x = (uint32_t)((uintptr_t)p & (SLICE_SIZE - 1));
+  return x < atomic_load_explicit(&sl->end, memory_order_relaxed) &&
+         (uint64_t)(x + sl->phase) * magic[sl->cls] < magic[sl->cls];
 }
-static inline bool slice_desc_same(const hak_page_t *t, const hak_page_t *pg) {
-  return t->div_magic == pg->div_magic && t->start == pg->start &&
-         t->block_size == pg->block_size && t->cls == pg->cls &&
-         atomic_load_explicit(&t->carved_end, memory_order_relaxed) ==
-             atomic_load_explicit(&pg->carved_end, memory_order_relaxed);
+static inline bool slice_is_block_start(const hak_slice_t *sl, const void *p) {
+  return slice_is_block_start_by(sl, p, hak_class_magic);
 }
-/* Whether `off` (bytes from pg->start, unsigned) is the start of a carved
- * block of pg; false for the null page (carved_end 0). */
-static inline bool page_is_block_start(const hak_page_t *pg, size_t off) {
-  return off < atomic_load_explicit(&pg->carved_end, memory_order_relaxed) &&
-         (uint64_t)off * pg->div_magic < pg->div_magic;
+/* The entry's `end` for the k-th slice of a page whose first `carved`
+ * bytes are carved. */
+static inline uint32_t slice_entry_end(size_t carved, unsigned k) {
+  size_t lo = (size_t)k * SLICE_SIZE;
+  return carved <= lo                ? 0
+         : carved - lo >= SLICE_SIZE ? (uint32_t)SLICE_SIZE
+                                     : (uint32_t)(carved - lo);
 }
-/* Sets how many blocks are carved (owner only; remote frees read it), in
- * the page's descriptor and in those of its other slices (ptr_slice_desc). */
+/* The k-th slice's entry of page pg, but its end: set by page_init,
+ * compared by hak_heap_check (slice_entry_same). */
+static inline hak_slice_t slice_entry_of(const hak_page_t *pg, unsigned k) {
+  hak_slice_t e = {0};
+  e.phase = (uint16_t)((size_t)k * SLICE_SIZE % pg->block_size);
+  e.cls = pg->cls;
+  return e;
+}
+static inline void slice_entry_set(hak_slice_t *sl, const hak_page_t *pg, unsigned k) {
+  hak_slice_t e = slice_entry_of(pg, k);
+  sl->phase = e.phase;
+  sl->cls = e.cls;
+}
+static inline bool slice_entry_same(const hak_slice_t *sl, const hak_page_t *pg, unsigned k) {
+  hak_slice_t e = slice_entry_of(pg, k);
+  size_t carved =
+      (size_t)atomic_load_explicit(&pg->capacity, memory_order_relaxed) * pg->block_size;
+  return sl->phase == e.phase && sl->cls == e.cls &&
+         atomic_load_explicit(&sl->end, memory_order_relaxed) == slice_entry_end(carved, k);
+}
+/* Sets how many blocks are carved (owner only; remote frees read the slice
+ * entries' ends). */
 static inline void page_set_capacity(hak_page_t *pg, uint32_t cap) {
   atomic_store_explicit(&pg->capacity, cap, memory_order_relaxed);
-  uint32_t end = cap * pg->block_size;
-  for (unsigned i = 0; i < pg->slice_count; i++)
-    atomic_store_explicit(&pg[i].carved_end, end, memory_order_relaxed);
+  hak_slice_t *sl = ((hak_segment_t *)ptr_segment_base(pg))->slices + pg->slice_index;
+  size_t carved = (size_t)cap * pg->block_size;
+  for (unsigned k = 0; k < pg->slice_count; k++)
+    atomic_store_explicit(&sl[k].end, slice_entry_end(carved, k), memory_order_relaxed);
 }
 
 /* ---- block accessors (track.h hides sanitizer/valgrind details) -------- */

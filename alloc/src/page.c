@@ -20,7 +20,7 @@
 
 #include "internal.h"
 
-hak_page_t hak_empty_page; /* free == NULL, carved_end == 0: every check fails */
+hak_page_t hak_empty_page; /* free == NULL: every malloc from it takes the slow path */
 
 /* ---- queues ------------------------------------------------------------ */
 void queue_push_back(hak_heap_t *h, hak_page_t *pg) {
@@ -92,17 +92,16 @@ void page_init(hak_segment_t *seg, hak_page_t *pg, size_t cls, bool zero) {
   pg->reserved = (uint32_t)(bytes / bsize);
   hak_assert(pg->reserved <= MAX_BLOCKS_PER_PAGE); /* fits thread_free's count */
   pg->block_size = (uint32_t)bsize;
-  page_set_capacity(pg, 0);
-  pg->div_magic = UINT64_MAX / bsize + 1;
   pg->start = (uint8_t *)seg + (size_t)pg->slice_index * SLICE_SIZE;
   pg->cls = (uint8_t)cls;
+  for (unsigned k = 0; k < pg->slice_count; k++) /* what free reads (ptr_slice_entry) */
+    slice_entry_set(&seg->slices[pg->slice_index + k], pg, k);
+  page_set_capacity(pg, 0);
   pg->in_use = 1;
   pg->in_full = 0;
   pg->free_is_zero = zero;
   pg->next = pg->prev = NULL;
   atomic_store_explicit(&pg->thread_free, 0, memory_order_relaxed);
-  for (unsigned i = 1; i < pg->slice_count; i++) /* what free reads there (ptr_slice_desc) */
-    slice_desc_copy(&pg[i], pg);
   track_noaccess(pg->start, bytes);
 }
 

@@ -353,11 +353,10 @@ bool segment_page_free(hak_heap_t *h, hak_segment_t *seg, hak_page_t *pg) {
   track_noaccess(pg->start, n * SLICE_SIZE);
   pg->in_use = 0;
   pg->free = NULL;
-  page_set_capacity(pg, 0);
-  for (size_t i = 0; i < n; i++) { /* the copies in its other slices too (ptr_slice_desc) */
-    pg[i].block_size = 0;
+  page_set_capacity(pg, 0); /* its slices' entries reject every pointer */
+  pg->block_size = 0;
+  for (size_t i = 0; i < n; i++)
     seg->slice_head[at + i] = 0;
-  }
   seg->free_slices |= run;
   seg->used_pages--;
   h->dirty_free_bytes += n * SLICE_SIZE;

@@ -4,18 +4,27 @@
  * 2^k + j * 2^(k-3), j = 1..8, so internal waste stays below 12.5%.
  * size_to_class() in internal.h is the matching lookup, with its tables
  * hak_small_lut and hak_mid_lut below (tests check them against this table
- * for every size). */
+ * for every size), and hak_class_magic, each class's ceil(2^64 / size) for
+ * free's divisibility test (slice_is_block_start). */
 #include "internal.h"
 
-const uint32_t hak_class_sizes[NCLS] = {
-    16,    32,    48,    64,    80,    96,    112,   128,   144,   160,   176,   192,
-    208,   224,   240,   256,   288,   320,   352,   384,   416,   448,   480,   512,
-    576,   640,   704,   768,   832,   896,   960,   1024,  1152,  1280,  1408,  1536,
-    1664,  1792,  1920,  2048,  2304,  2560,  2816,  3072,  3328,  3584,  3840,  4096,
-    4608,  5120,  5632,  6144,  6656,  7168,  7680,  8192,  9216,  10240, 11264, 12288,
-    13312, 14336, 15360, 16384, 18432, 20480, 22528, 24576, 26624, 28672, 30720, 32768,
-    36864, 40960, 45056, 49152, 53248, 57344, 61440, 65536,
-};
+/* clang-format off */
+#define CLASS_SIZES(X)                                                                             \
+  X(16)    X(32)    X(48)    X(64)    X(80)    X(96)    X(112)   X(128)                            \
+  X(144)   X(160)   X(176)   X(192)   X(208)   X(224)   X(240)   X(256)                            \
+  X(288)   X(320)   X(352)   X(384)   X(416)   X(448)   X(480)   X(512)                            \
+  X(576)   X(640)   X(704)   X(768)   X(832)   X(896)   X(960)   X(1024)                           \
+  X(1152)  X(1280)  X(1408)  X(1536)  X(1664)  X(1792)  X(1920)  X(2048)                           \
+  X(2304)  X(2560)  X(2816)  X(3072)  X(3328)  X(3584)  X(3840)  X(4096)                           \
+  X(4608)  X(5120)  X(5632)  X(6144)  X(6656)  X(7168)  X(7680)  X(8192)                           \
+  X(9216)  X(10240) X(11264) X(12288) X(13312) X(14336) X(15360) X(16384)                          \
+  X(18432) X(20480) X(22528) X(24576) X(26624) X(28672) X(30720) X(32768)                          \
+  X(36864) X(40960) X(45056) X(49152) X(53248) X(57344) X(61440) X(65536)
+/* clang-format on */
+#define SIZE_OF(n) n,
+#define MAGIC_OF(n) UINT64_MAX / (n) + 1,
+const uint32_t hak_class_sizes[NCLS] = {CLASS_SIZES(SIZE_OF)};
+const uint64_t hak_class_magic[NCLS] = {CLASS_SIZES(MAGIC_OF)};
 _Static_assert(sizeof(hak_class_sizes) / sizeof(hak_class_sizes[0]) == NCLS, "class count");
 
 #define L(k) (uint8_t) CLASS_OF_(16u * (k))

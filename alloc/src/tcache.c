@@ -83,8 +83,7 @@ bool tcache_entry_ok(const hak_heap_t *h, size_t cls, const hak_block_t *b) {
       atomic_load_explicit(&seg->owner, memory_order_relaxed) != h)
     return false;
   hak_page_t *pg = ptr_page(seg, b);
-  return pg->in_use && pg->cls == cls &&
-         page_is_block_start(pg, (size_t)((const uint8_t *)b - pg->start));
+  return pg->in_use && pg->cls == cls && slice_is_block_start(ptr_slice_entry(seg, b), b);
 }
 
 /* How many of `pg`'s blocks sit in its owner heap's cache (hak_stats,
