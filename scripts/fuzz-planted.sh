@@ -21,7 +21,7 @@ import sys
 bug, d = sys.argv[1], sys.argv[2] + '/alloc/src/'
 P = {
  # a size class whose block is one byte smaller than its class size
- 'classsize': ('sizeclass.c', '576,   640,', '576,   639,', 'fuzz_ops'),
+ 'classsize': ('sizeclass.c', 'X(576)   X(640)', 'X(576)   X(639)', 'fuzz_ops'),
  # realloc copies the new size instead of the old one
  'realloc-copy': ('api.c', 'memcpy(q, p, keep < size ? keep : size);', 'memcpy(q, p, size);', 'fuzz_ops'),
  # calloc hands out a recycled block without zeroing it

@@ -198,8 +198,15 @@ static void check_tcache(checker_t *c, hak_heap_t *h) {
   }
 }
 
-/* The heap's copy of the division magics that free's fast path reads. */
+/* The heap's copy of the division magics that free's fast path reads, and
+ * the table it copies (a wrong magic lets interior pointers through). */
 static void check_magic(checker_t *c, const hak_heap_t *h) {
+  for (size_t cls = 0; cls < NCLS; cls++)
+    if (hak_class_magic[cls] != UINT64_MAX / class_size(cls) + 1) {
+      violation(c, "class division magic does not match the class size", hak_class_magic, cls,
+                (size_t)hak_class_magic[cls]);
+      return;
+    }
   for (size_t cls = 0; cls < NCLS; cls++)
     if (h->magic[cls] != hak_class_magic[cls]) {
       violation(c, "heap's copy of the class division magic wrong", h, cls, (size_t)h->magic[cls]);

@@ -145,6 +145,7 @@ typedef struct hak_slice {
 #define SLICE_ENTRY_SHIFT 3
 _Static_assert(sizeof(hak_slice_t) == (1 << SLICE_ENTRY_SHIFT),
                "slice entry: eight to a cache line");
+_Static_assert(HAK_SMALL_MAX <= 65536, "a phase (below the block size) fits in 16 bits");
 
 /* The parts of a thread_free word. */
 static inline hak_block_t *tf_block(uintptr_t tf) {
@@ -174,15 +175,16 @@ typedef struct hak_segment {
   /* owner, read by every free, and the slice map, read by every remote
    * free (ptr_page), together from line 1: slice_head[0..55] share owner's
    * line, 56..63 spill onto line 2; the slice entries, read by every free,
-   * follow eight to a line */
-  _Alignas(64) _Atomic(struct hak_heap *) owner; /* NULL while abandoned */
-  uint8_t slice_head[SLICES_PER_SEGMENT];        /* page index owning slice i, 0 = none */
-  hak_slice_t slices[SLICES_PER_SEGMENT];        /* slices[0]: the header's */
-  struct hak_segment *gnext, *gprev;             /* all small segments (check/stats) */
-  hak_page_t pages[SLICES_PER_SEGMENT];          /* pages[0] is the null page */
+   * take lines 3..10, eight to a line */
+  _Alignas(64) _Atomic(struct hak_heap *) owner;       /* NULL while abandoned */
+  uint8_t slice_head[SLICES_PER_SEGMENT];              /* page index owning slice i, 0 = none */
+  struct hak_segment *gnext, *gprev;                   /* all small segments (check/stats) */
+  _Alignas(64) hak_slice_t slices[SLICES_PER_SEGMENT]; /* slices[0]: the header's */
+  hak_page_t pages[SLICES_PER_SEGMENT];                /* pages[0] is the null page */
 } hak_segment_t;
-_Static_assert(offsetof(hak_segment_t, owner) == 64 && offsetof(hak_segment_t, slice_head) == 72,
-               "segment header: owner and slice_head start line 1, off line 0");
+_Static_assert(offsetof(hak_segment_t, owner) == 64 && offsetof(hak_segment_t, slice_head) == 72 &&
+                   offsetof(hak_segment_t, slices) == 192,
+               "segment header: owner and slice_head start line 1, off line 0; slices on lines");
 
 typedef struct hak_large {
   uint32_t magic;
