@@ -180,15 +180,16 @@ static void realloc_move_fails(enum fm_how m) {
   CHECK_EQ(hak_heap_check(), 0);
 }
 
-/* A 3 MiB request cuts a cached 8 MiB mapping; moving the 5 MiB tail to a
+/* A 5 MiB request cuts a cached 8 MiB mapping; moving the 3 MiB tail to a
  * range of its own fails: the block is served, the tail and the range are
- * given back. */
+ * given back. (A 3 MiB request would not cut it: a tail bigger than the
+ * block stays, and the block's pages are moved out instead.) */
 static void split_fails(enum fm_how m) {
   start(m);
   unsigned char *big = cached(8 * MiB, 0x41);
   size_t vm0 = hak_statm_bytes(0);
   int e;
-  unsigned char *b = malloc_failing_move(3 * MiB, &e);
+  unsigned char *b = malloc_failing_move(5 * MiB, &e);
   CHECK_MSG(fm.fired == 1, "split (%s): the move was not tried", how_names[mode]);
   CHECK_MSG(e == 0, "split (%s): malloc succeeded with errno %d", how_names[mode], e);
   CHECK_MSG(b == big, "split (%s): the cached mapping at %p was not used (got %p)", how_names[mode],
@@ -196,9 +197,9 @@ static void split_fails(enum fm_how m) {
   size_t us = hak_usable_size(b);
   CHECK_EQ(pages_unmapped(b, us), 0);
   memset(b, 0x42, us);
-  /* the 5 MiB tail is given back, and so is the range it was to move to */
-  check_vm("split whose move failed", vm0, hak_statm_bytes(0), vm0 - 4 * MiB + fm_squatted(),
-           5 * MiB);
+  /* the 3 MiB tail is given back, and so is the range it was to move to */
+  check_vm("split whose move failed", vm0, hak_statm_bytes(0), vm0 - 2 * MiB + fm_squatted(),
+           3 * MiB);
   check_squatter("split whose move failed");
   CHECK_EQ(hak_heap_check(), 0);
   hak_free(b);
@@ -214,10 +215,10 @@ static void split_reservation_fails(void) {
   size_t vm0 = hak_statm_bytes(0);
   struct rlimit lim;
   REQUIRE(getrlimit(RLIMIT_AS, &lim) == 0);
-  lim.rlim_cur = vm0 + 4 * MiB; /* the tail's 5 MiB plus alignment do not fit */
+  lim.rlim_cur = vm0 + 2 * MiB; /* the tail's 3 MiB plus alignment do not fit */
   REQUIRE(setrlimit(RLIMIT_AS, &lim) == 0);
   errno = 0;
-  unsigned char *b = hak_malloc(3 * MiB);
+  unsigned char *b = hak_malloc(5 * MiB);
   int e = errno;
   REQUIRE(b != NULL);
   CHECK_MSG(e == 0, "split with no room for the tail's range: malloc succeeded with errno %d", e);
@@ -226,7 +227,7 @@ static void split_reservation_fails(void) {
   CHECK_EQ(pages_unmapped(b, hak_usable_size(b)), 0);
   memset(b, 0x42, hak_usable_size(b));
   size_t vm1 = hak_statm_bytes(0);
-  CHECK_MSG(vm1 + 4 * MiB <= vm0, "split with no room for the tail's range: %zu -> %zu bytes", vm0,
+  CHECK_MSG(vm1 + 2 * MiB <= vm0, "split with no room for the tail's range: %zu -> %zu bytes", vm0,
             vm1);
   CHECK_EQ(hak_heap_check(), 0);
   hak_free(b);
