@@ -176,9 +176,10 @@ typedef struct hak_segment {
    * free (ptr_page), together from line 1: slice_head[0..55] share owner's
    * line, 56..63 spill onto line 2; the slice entries, read by every free,
    * take lines 3..10, eight to a line */
-  _Alignas(64) _Atomic(struct hak_heap *) owner;       /* NULL while abandoned */
-  uint8_t slice_head[SLICES_PER_SEGMENT];              /* page index owning slice i, 0 = none */
-  struct hak_segment *gnext, *gprev;                   /* all small segments (check/stats) */
+  _Alignas(64) _Atomic(struct hak_heap *) owner; /* NULL while abandoned */
+  uint8_t slice_head[SLICES_PER_SEGMENT];        /* page index owning slice i, 0 = none */
+  struct hak_segment *gnext, *gprev;             /* all small segments (check/stats) */
+  uint64_t cached_at_ms; /* when it went into the segment cache (segment_release) */
   _Alignas(64) hak_slice_t slices[SLICES_PER_SEGMENT]; /* slices[0]: the header's */
   hak_page_t pages[SLICES_PER_SEGMENT];                /* pages[0] is the null page */
 } hak_segment_t;

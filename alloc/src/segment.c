@@ -15,7 +15,10 @@
  *   - a segment whose pages are all free is released when the heap has
  *     another segment into a global cache of up to SEGMENT_CACHE_MAX
  *     segments (unmapped beyond that), the newest SEGMENT_CACHE_DIRTY of
- *     them still committed, the others purged;
+ *     them still committed, the others purged once they have waited
+ *     PURGE_DELAY_MS (checked at every segment release and take and heap
+ *     purge): a program that frees everything and builds it up again
+ *     within the delay takes its segments back committed;
  *   - an exiting thread's segments that still hold live blocks are
  *     abandoned (free slices left committed: the adopter reuses them); the
  *     next heap that needs a page adopts them before it maps new memory,
@@ -30,6 +33,7 @@ hak_segment_t *hak_abandoned;     /* guarded by hak_global_lock */
 hak_segment_t *hak_all_segments;  /* guarded by hak_global_lock */
 hak_segment_t *hak_segment_cache; /* guarded by hak_global_lock */
 static size_t segment_cache_n;
+static void segment_cache_age_locked(uint64_t now);
 
 _Static_assert(sizeof(hak_segment_t) <= SLICE_SIZE, "segment header must fit in slice 0");
 
@@ -96,12 +100,14 @@ static void abandoned_unlink_locked(hak_segment_t *seg) {
 }
 
 static hak_segment_t *segment_new(void) {
+  uint64_t now = os_now_ms();
   hak_lock(&hak_global_lock);
   hak_segment_t *seg = hak_segment_cache;
   if (seg) {
     hak_segment_cache = seg->next;
     segment_cache_n--;
   }
+  segment_cache_age_locked(now);
   hak_unlock(&hak_global_lock);
   if (seg) {
     seg->next = seg->prev = NULL;
@@ -146,11 +152,26 @@ static size_t segment_purge(hak_segment_t *seg) {
   return purged;
 }
 
+/* Purges the cached segments past the newest SEGMENT_CACHE_DIRTY that
+ * have waited PURGE_DELAY_MS (global lock held). Purging them at once made
+ * python/records (each round frees everything) fault 900 pages back in
+ * when a later round took them. */
+static void segment_cache_age_locked(uint64_t now) {
+  unsigned pos = 0;
+  for (hak_segment_t *q = hak_segment_cache; q; q = q->next)
+    if (pos++ >= SEGMENT_CACHE_DIRTY && q->dirty_slices && now - q->cached_at_ms >= PURGE_DELAY_MS)
+      segment_purge(q);
+}
+
 void segment_purge_heap(hak_heap_t *h) {
   for (hak_segment_t *s = h->segments; s; s = s->next)
     segment_purge(s);
   h->dirty_free_bytes = 0;
   h->purge_at_ms = 0;
+  uint64_t now = os_now_ms();
+  hak_lock(&hak_global_lock);
+  segment_cache_age_locked(now);
+  hak_unlock(&hak_global_lock);
 }
 
 /* Called by the heap's page frees and allocation slow paths (heap lock
@@ -171,21 +192,21 @@ void segment_purge_maybe(hak_heap_t *h) {
  * is LIFO and the next segment_new takes the newest, so the newest
  * SEGMENT_CACHE_DIRTY segments stay committed (a thread that exits and one
  * that starts, as in a server's worker churn, reuse warm memory instead of
- * faulting it in again); older ones are purged, beyond SEGMENT_CACHE_MAX
+ * faulting it in again); older ones are purged once they have waited
+ * PURGE_DELAY_MS (segment_cache_age_locked), beyond SEGMENT_CACHE_MAX
  * unmapped. */
 void segment_release(hak_segment_t *seg) {
   hak_assert(seg->used_pages == 0 && seg->free_slices == ALL_SLICES);
   atomic_store_explicit(&seg->owner, NULL, memory_order_relaxed);
   seg->abandoned = 0;
+  uint64_t now = os_now_ms();
   hak_lock(&hak_global_lock);
   if (segment_cache_n < SEGMENT_CACHE_MAX) {
     seg->next = hak_segment_cache;
     hak_segment_cache = seg;
     segment_cache_n++;
-    unsigned pos = 0;
-    for (hak_segment_t *q = seg; q; q = q->next)
-      if (pos++ >= SEGMENT_CACHE_DIRTY && q->dirty_slices)
-        segment_purge(q);
+    seg->cached_at_ms = now;
+    segment_cache_age_locked(now);
     hak_unlock(&hak_global_lock);
     return;
   }
