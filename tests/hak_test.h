@@ -683,6 +683,13 @@ static inline size_t hak_statm_bytes(int field) {
   return (size_t)v * (size_t)sysconf(_SC_PAGESIZE);
 }
 
+/* Minor page faults of this process so far (pages first touched). */
+static inline long hak_minflt(void) {
+  struct rusage ru;
+  REQUIRE(getrusage(RUSAGE_SELF, &ru) == 0);
+  return ru.ru_minflt;
+}
+
 /* Path of this program, for re-executing itself. */
 static inline const char *hak_self_exe(void) {
   static char path[4096];

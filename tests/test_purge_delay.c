@@ -11,23 +11,11 @@
  *   2. freed and left: after the delay, the next page free returns it. */
 #include "hak_test.h"
 
-#include <sys/resource.h>
-
 #include "internal.h"
 
 #define BLOCK 16384
 #define NBLK 1536 /* 24 MiB of 16 KiB blocks: 6+ segments */
 #define PIN 200   /* every PIN-th block stays, so no segment empties whole */
-
-static size_t rss(void) {
-  return hak_statm_bytes(1);
-}
-
-static long minflt(void) {
-  struct rusage ru;
-  getrusage(RUSAGE_SELF, &ru);
-  return ru.ru_minflt;
-}
 
 static unsigned char *blk[NBLK];
 
@@ -53,13 +41,13 @@ int main(void) {
   if (!hak_config_is("release") && !hak_config_is("debug"))
     hak_test_skip("resident memory is only meaningful without sanitizer runtimes");
   alloc_all();
-  size_t full = rss();
+  size_t full = hak_statm_bytes(1);
   double t0 = hak_now();
   free_unpinned();
-  size_t freed = rss();
-  long f0 = minflt();
+  size_t freed = hak_statm_bytes(1);
+  long f0 = hak_minflt();
   alloc_all();
-  long faults = minflt() - f0;
+  long faults = hak_minflt() - f0;
   if ((hak_now() - t0) * 1000 < PURGE_DELAY_MS) {
     CHECK_MSG(freed + (size_t)(NBLK / 2) * BLOCK > full,
               "memory returned at once: resident %zu -> %zu bytes after freeing %d KiB", full,
@@ -79,7 +67,7 @@ int main(void) {
   for (int i = 0; i < 64; i++)
     hak_free(page[i]);
   hak_thread_cache_flush();
-  size_t purged = rss();
+  size_t purged = hak_statm_bytes(1);
   CHECK_MSG(purged + (size_t)(NBLK / 2) * BLOCK < full,
             "memory not returned after the delay: resident %zu -> %zu bytes", full, purged);
   for (int i = 0; i < NBLK; i += PIN)

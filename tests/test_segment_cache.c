@@ -10,24 +10,12 @@
  *      from the cache purges the older ones (resident memory drops). */
 #include "hak_test.h"
 
-#include <sys/resource.h>
-
 #include "internal.h"
 
 #define BLOCK 16384
 #define NBLK 1536 /* 24 MiB of 16 KiB blocks: 6+ segments */
 
 static unsigned char *blk[NBLK];
-
-static size_t rss(void) {
-  return hak_statm_bytes(1);
-}
-
-static long minflt(void) {
-  struct rusage ru;
-  getrusage(RUSAGE_SELF, &ru);
-  return ru.ru_minflt;
-}
 
 static void alloc_n(int n) {
   for (int i = 0; i < n; i++) {
@@ -51,9 +39,9 @@ int main(void) {
   free_n(NBLK);
   size_t cached = segment_cache_count();
   CHECK_MSG(cached > SEGMENT_CACHE_DIRTY, "only %zu emptied segments were cached", cached);
-  long f0 = minflt();
+  long f0 = hak_minflt();
   alloc_n(NBLK);
-  long faults = minflt() - f0;
+  long faults = hak_minflt() - f0;
   if ((hak_now() - t0) * 1000 < PURGE_DELAY_MS)
     CHECK_MSG(faults < NBLK * (BLOCK / 4096) / 8,
               "taking %zu cached segments back within the purge delay faulted %ld pages in", cached,
@@ -64,7 +52,7 @@ int main(void) {
   free_n(NBLK);
   cached = segment_cache_count();
   REQUIRE(cached > SEGMENT_CACHE_DIRTY + 1);
-  size_t before = rss();
+  size_t before = hak_statm_bytes(1);
   hak_sleep_ms(PURGE_DELAY_MS + 200);
   /* one segment's worth of blocks: the heap takes the newest cached
    * segment, and the cached ones past the newest SEGMENT_CACHE_DIRTY, all
@@ -72,7 +60,7 @@ int main(void) {
   int one = (int)((SLICES_PER_SEGMENT - 1) / class_slices(size_to_class(BLOCK)) *
                   (class_slices(size_to_class(BLOCK)) * SLICE_SIZE / BLOCK));
   alloc_n(one + 1);
-  size_t after = rss();
+  size_t after = hak_statm_bytes(1);
   size_t old = cached - 1 - SEGMENT_CACHE_DIRTY; /* purged now: at least 3 MiB resident each */
   CHECK_MSG(after + old * 3 * ((size_t)1 << 20) < before + (size_t)(one + 1) * BLOCK,
             "%zu cached segments older than the delay not purged: resident %zu -> %zu KiB", old,
