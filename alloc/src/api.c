@@ -70,8 +70,10 @@ static inline __attribute__((always_inline)) void *small_alloc(size_t n, size_t 
     return tcache_pop(h, cached, n, cls, zero);
   hak_page_t *pg = h->direct[cls];
   hak_block_t *b = pg->free;
-  if (likely(b != NULL))
+  if (likely(b != NULL)) {
+    h->tc_under[cls] = 1; /* a real heap: the empty heap's pages have no free block */
     return page_pop(pg, b, n, zero);
+  }
   return small_alloc_slow(h, cls, n, zero);
 }
 
@@ -162,6 +164,7 @@ static HAK_NOINLINE void *small_alloc_slow(hak_heap_t *h, size_t cls, size_t n, 
       goto oom;
   }
   heap_lock(h);
+  h->tc_under[cls] = 1;
   h->alloc_epoch = atomic_load_explicit(&hak_abandon_epoch, memory_order_relaxed);
   heap_drain_delayed(h);
   segment_purge_maybe(h);

@@ -169,11 +169,20 @@ static void check_segment(checker_t *c, hak_segment_t *seg, bool cached) {
 
 /* Every block in h's caches: a block start of a page of h of that class
  * (checked before its link is followed), with its free marker, on a list
- * no longer than the limit and exactly limit - room long. Blocks listed
- * twice across lists are found per page (check_page). */
+ * no longer than the limit and exactly limit - room long; each limit
+ * between the class's first and TCACHE_GROW_MAX times it, and what they
+ * grew by within TCACHE_GROW_BYTES and as counted. Blocks listed twice
+ * across lists are found per page (check_page). */
 static void check_tcache(checker_t *c, hak_heap_t *h) {
+  size_t grown = 0;
   for (size_t cls = 0; cls < NCLS; cls++) {
-    size_t n = 0, limit = class_tcache_limit(cls);
+    size_t first = class_tcache_limit(cls), limit = h->tc_limit[cls];
+    if (limit < first || limit > first * TCACHE_GROW_MAX) {
+      violation(c, "heap cache limit out of range", h, cls, limit);
+      continue;
+    }
+    grown += (limit - first) * class_size(cls);
+    size_t n = 0;
     if (h->tc_room[cls] < 0 || (size_t)h->tc_room[cls] > limit) {
       violation(c, "heap cache room out of range", h, (size_t)h->tc_room[cls], limit);
       continue;
@@ -196,6 +205,8 @@ static void check_tcache(checker_t *c, hak_heap_t *h) {
       violation(c, "heap cache length != limit - room", h, n, limit - room);
   next_class:;
   }
+  if (grown != h->tc_grown || grown > TCACHE_GROW_BYTES)
+    violation(c, "heap cache limits grew by a wrong total", h, grown, h->tc_grown);
 }
 
 /* The heap's copy of the division magics that free's fast path reads, and

@@ -80,6 +80,8 @@ enum { KIND_SMALL = 1, KIND_LARGE = 2 };
 #ifndef TCACHE_BYTES
 #define TCACHE_BYTES ((size_t)64 << 10) /* per class and thread (see tcache.c) */
 #endif
+#define TCACHE_GROW_MAX 4                   /* a class's limit grows to this times its first */
+#define TCACHE_GROW_BYTES ((size_t)1 << 20) /* ... and all of a heap's by this much in all */
 #define SEGMENT_CACHE_MAX 8
 #ifndef SEGMENT_CACHE_DIRTY
 #define SEGMENT_CACHE_DIRTY 2 /* cached segments left committed (8 MiB) */
@@ -215,11 +217,21 @@ typedef struct hak_heap {
    * freed is reused while it is still in the CPU cache, whichever page it
    * came from. Cached blocks are free (they carry the free marker) but
    * their pages count them as used. tc_room: how many more the list takes
-   * (class_tcache_limit(cls) when empty; -1 for the moment a free pushed
-   * one over the limit). Two arrays, not one of structs:
-   * each is one scaled-index access on the fast paths. */
+   * (tc_limit[cls] when empty; -1 for the moment a free pushed one over
+   * the limit). Two arrays, not one of structs: each is one scaled-index
+   * access on the fast paths. */
   hak_block_t *tc_head[NCLS];
   int32_t tc_room[NCLS];
+  /* Each class's limit: class_tcache_limit(cls) at first, doubled (to at
+   * most TCACHE_GROW_MAX times that, within TCACHE_GROW_BYTES per heap)
+   * when the list overflows after it ran empty since its last overflow
+   * (tcache_overflow): a class a thread both frees and allocates in bursts
+   * bigger than the list otherwise keeps taking the slow paths on both
+   * ends. tc_under: the list ran empty (malloc went to a page) since its
+   * last overflow; tc_grown: bytes the limits grew by, all classes. */
+  uint16_t tc_limit[NCLS];
+  uint8_t tc_under[NCLS];
+  size_t tc_grown;
   /* hak_class_magic, copied (heap_reset; hak_init for hak_empty_heap): free's
    * block-start check indexes it off the heap pointer it loads anyway */
   uint64_t magic[NCLS];

@@ -1,0 +1,92 @@
+/* A class's thread-cache limit grows when its list overflows after running
+ * empty since its last overflow (tcache.c): doubled, to at most
+ * TCACHE_GROW_MAX times the first limit, and all of a heap's limits by at
+ * most TCACHE_GROW_BYTES. An overflow with no empty list since the last
+ * one spills half, as before. hak_heap_check agrees with the counts
+ * throughout. */
+#include "hak_test.h"
+
+#include "internal.h"
+
+#define N 8192
+
+static void *stack[N]; /* live blocks, freed last allocated first */
+static int top;
+
+static void alloc_n(size_t size, int n) {
+  for (int i = 0; i < n; i++) {
+    REQUIRE(top < N);
+    stack[top] = hak_malloc(size);
+    REQUIRE(stack[top] != NULL);
+    top++;
+  }
+}
+
+static void free_n(int n) {
+  for (int i = 0; i < n; i++) {
+    REQUIRE(top > 0);
+    hak_free(stack[--top]);
+  }
+}
+
+static size_t length(size_t cls) {
+  size_t n = 0;
+  for (hak_block_t *b = hak_tls_heap->tc_head[cls]; b; b = block_next(b))
+    n++;
+  return n;
+}
+
+int main(void) {
+  size_t size = 8192, cls = size_to_class(size);
+  uint32_t first = class_tcache_limit(cls);
+  REQUIRE(first == 32 && TCACHE_GROW_MAX == 4);
+  alloc_n(size, 300); /* the list is empty: these come from pages */
+  hak_heap_t *h = hak_tls_heap;
+  CHECK_EQ(h->tc_limit[cls], first);
+  /* first + 1 frees overflow a list that ran empty: it grows, nothing spills */
+  free_n((int)first + 1);
+  CHECK_EQ(h->tc_limit[cls], 2 * first);
+  CHECK_EQ(length(cls), first + 1);
+  CHECK_EQ(hak_heap_check(), 0);
+  /* it fills and overflows again with no malloc between: half spills */
+  free_n((int)first);
+  CHECK_EQ(h->tc_limit[cls], 2 * first);
+  CHECK_EQ(length(cls), first);
+  CHECK_EQ(hak_heap_check(), 0);
+  /* run empty, then overflow: 64 -> 128, then it stays (4 x 32) */
+  for (int round = 0; round < 3; round++) {
+    uint32_t limit = h->tc_limit[cls];
+    alloc_n(size, (int)length(cls) + 1); /* the last one from a page */
+    CHECK_EQ(length(cls), 0);
+    free_n((int)limit + 1);
+    CHECK_EQ(h->tc_limit[cls], limit * 2 < first * 4 ? limit * 2 : first * 4);
+    CHECK_EQ(length(cls), limit * 2 <= first * 4 ? limit + 1 : limit / 2);
+    CHECK_EQ(hak_heap_check(), 0);
+  }
+  CHECK_EQ(h->tc_limit[cls], first * TCACHE_GROW_MAX);
+  free_n(top);
+
+  /* the heap's budget: the classes from 16 KiB up, each run empty and
+   * overflowed three times, grow by at most TCACHE_GROW_BYTES in all */
+  size_t grown_before = h->tc_grown, stuck = 0;
+  for (size_t c = size_to_class(16384); c < NCLS; c++) {
+    uint32_t before = h->tc_limit[c];
+    for (int round = 0; round < 3; round++) {
+      int n = (int)h->tc_limit[c] + 1;
+      alloc_n(class_size(c), (int)length(c) + n);
+      free_n((int)length(c) + n);
+      CHECK_EQ(hak_heap_check(), 0);
+    }
+    stuck += h->tc_limit[c] == before;
+    free_n(top);
+  }
+  CHECK_GT(h->tc_grown, grown_before);
+  CHECK_LE(h->tc_grown, TCACHE_GROW_BYTES);
+  CHECK_MSG(stuck > 0, "every class from 16 KiB grew: the heap's growth budget is not applied");
+  hak_thread_cache_flush();
+  CHECK_EQ(hak_heap_check(), 0);
+  struct hak_stats st;
+  hak_stats(&st);
+  CHECK_EQ(st.live_blocks, 0);
+  return hak_test_done();
+}
