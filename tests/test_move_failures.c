@@ -208,29 +208,44 @@ static void split_fails(enum fm_how m) {
 
 /* The same cut, where the range for the tail cannot even be reserved (an
  * address-space limit): the tail is given back and malloc succeeds with
- * errno as it was. In a child (the limit). */
-static void split_reservation_fails(void) {
+ * errno as it was. With `req` 3 MiB the 5 MiB excess is bigger than the
+ * block, so the block's pages would be moved out to a new range instead;
+ * that range cannot be reserved either, and the cached mapping is cut
+ * after all (a review found malloc failing with ENOMEM there). In a child
+ * (the limit). */
+static void reservation_fails(size_t req) {
   start(FM_BEFORE_UNMAP);
   unsigned char *big = cached(8 * MiB, 0x41);
   size_t vm0 = hak_statm_bytes(0);
   struct rlimit lim;
   REQUIRE(getrlimit(RLIMIT_AS, &lim) == 0);
-  lim.rlim_cur = vm0 + 2 * MiB; /* the tail's 3 MiB plus alignment do not fit */
+  lim.rlim_cur = vm0 + 2 * MiB; /* no range of 3 MiB or more, plus alignment, fits */
   REQUIRE(setrlimit(RLIMIT_AS, &lim) == 0);
   errno = 0;
-  unsigned char *b = hak_malloc(5 * MiB);
+  unsigned char *b = hak_malloc(req);
   int e = errno;
-  REQUIRE(b != NULL);
+  CHECK_MSG(b != NULL, "%zu MiB of a cached 8 MiB mapping with no room for a new range: ENOMEM",
+            req / MiB);
+  if (!b)
+    return;
   CHECK_MSG(e == 0, "split with no room for the tail's range: malloc succeeded with errno %d", e);
   CHECK_MSG(b == big, "split with no room for the tail's range: got %p, not the cached %p",
             (void *)b, (void *)big);
   CHECK_EQ(pages_unmapped(b, hak_usable_size(b)), 0);
   memset(b, 0x42, hak_usable_size(b));
   size_t vm1 = hak_statm_bytes(0);
-  CHECK_MSG(vm1 + 2 * MiB <= vm0, "split with no room for the tail's range: %zu -> %zu bytes", vm0,
-            vm1);
+  CHECK_MSG(vm1 + (8 * MiB - req) - MiB <= vm0,
+            "split with no room for the tail's range: %zu -> %zu bytes", vm0, vm1);
   CHECK_EQ(hak_heap_check(), 0);
   hak_free(b);
+}
+
+static void split_reservation_fails(void) {
+  reservation_fails(5 * MiB);
+}
+
+static void gather_reservation_fails(void) {
+  reservation_fails(3 * MiB);
 }
 
 /* A 3 MiB request finds only smaller cached mappings (2 MiB and 1.5 MiB).
@@ -297,7 +312,9 @@ int main(void) {
     gather_fails((enum fm_how)m, false);
   }
   /* not under ASan and TSan, whose runtimes map memory of their own */
-  if (!hak_config_is("asan") && !hak_config_is("tsan"))
+  if (!hak_config_is("asan") && !hak_config_is("tsan")) {
     RUN_SECTION(split_reservation_fails);
+    RUN_SECTION(gather_reservation_fails);
+  }
   return hak_test_done();
 }

@@ -53,6 +53,14 @@ int main(void) {
   CHECK_EQ(h->tc_limit[cls], 2 * first);
   CHECK_EQ(length(cls), first);
   CHECK_EQ(hak_heap_check(), 0);
+  /* mallocs served by the list without emptying it, then an overflow:
+   * still a spill, no growth */
+  alloc_n(size, 10);
+  CHECK_EQ(length(cls), first - 10);
+  free_n((int)first + 11);
+  CHECK_EQ(h->tc_limit[cls], 2 * first);
+  CHECK_EQ(length(cls), first);
+  CHECK_EQ(hak_heap_check(), 0);
   /* run empty, then overflow: 64 -> 128, then it stays (4 x 32) */
   for (int round = 0; round < 3; round++) {
     uint32_t limit = h->tc_limit[cls];

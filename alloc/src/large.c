@@ -5,9 +5,11 @@
  * oldest unmapped first) whose resident pages later large allocations
  * reuse, without mmap/munmap and page faults: a cached mapping of about the
  * right size is handed out whole; the pages past the request of a much
- * bigger one are moved by mremap to a range of their own and stay cached;
- * a request bigger than every cached mapping is assembled from their pages,
- * moved by mremap (page tables move: nothing is copied or faulted in). A
+ * bigger one are moved by mremap to a range of their own and stay cached
+ * when there are no more of them than the request, else the request's
+ * pages are moved out of the cache instead (serves_itself); a request
+ * bigger than every cached mapping is assembled from their pages, moved
+ * by mremap (page tables move: nothing is copied or faulted in). A
  * cached mapping stays registered with its header marked freed, so a second
  * free of it is still named a double free (and one whose pages were taken
  * is remembered with the recently unmapped blocks).
@@ -204,16 +206,28 @@ static bool serves_itself(size_t m, size_t map) {
   return m - map <= map || excess_kept(m, map) || !os_moves();
 }
 
+/* Takes cached mapping `i` for a block of `map` bytes: whole if it is at
+ * most 1.5 times as big or the excess is under SPLIT_MIN (its pages are
+ * resident already, and realloc can grow into them), else cut
+ * (cache_split_locked): a block's excess would be resident memory nobody
+ * uses, and moving it costs less than faulting pages in later. */
+static hak_large_t *cache_take_whole_or_cut_locked(unsigned i, size_t map) {
+  hak_large_t *lg = large_cache[i];
+  uint64_t at = large_cache_at[i];
+  cache_remove_locked(i);
+  if (!excess_kept(lg->map_size, map))
+    cache_split_locked(lg, map, i, at);
+  return lg;
+}
+
 /* A cached mapping for a block of `map` bytes:
- *  - the smallest one at least that big, if serves_itself: handed out
- *    whole if it is at most 1.5 times as big or the excess is under
- *    SPLIT_MIN (its pages are resident already, and realloc can grow into
- *    them), else cut (cache_split_locked): a block's excess would be
- *    resident memory nobody uses, and moving it costs less than faulting
- *    pages in later;
+ *  - the smallest one at least that big, if serves_itself (whole or cut);
  *  - else the largest smaller one, if it can grow in place (os_grow),
  *    the added range filled from the other cached mappings;
- *  - else, if the cache holds `map` bytes, a new range filled from them.
+ *  - else, if the cache holds `map` bytes, a new range filled from them;
+ *    if no new range can be reserved (an address-space limit), the
+ *    smallest one at least that big after all, cut (its excess needs room
+ *    only for itself, and is unmapped if it has none).
  * NULL if none serves: the block gets new pages. */
 static hak_large_t *cache_take_locked(size_t map) {
   unsigned best = LARGE_CACHE_N, below = LARGE_CACHE_N;
@@ -224,14 +238,8 @@ static hak_large_t *cache_take_locked(size_t map) {
     if (m < map && (below == LARGE_CACHE_N || m > large_cache[below]->map_size))
       below = i;
   }
-  if (best != LARGE_CACHE_N && serves_itself(large_cache[best]->map_size, map)) {
-    hak_large_t *lg = large_cache[best];
-    uint64_t at = large_cache_at[best];
-    cache_remove_locked(best);
-    if (!excess_kept(lg->map_size, map))
-      cache_split_locked(lg, map, best, at);
-    return lg;
-  }
+  if (best != LARGE_CACHE_N && serves_itself(large_cache[best]->map_size, map))
+    return cache_take_whole_or_cut_locked(best, map);
   if (below != LARGE_CACHE_N) {
     hak_large_t *lg = large_cache[below];
     size_t had = lg->map_size;
@@ -250,8 +258,8 @@ static hak_large_t *cache_take_locked(size_t map) {
   if (large_cache_bytes < map || !os_moves())
     return NULL;
   hak_large_t *lg = os_map_aligned(map, SEGMENT_SIZE, 0);
-  if (!lg)
-    return NULL;
+  if (!lg) /* the cache is as it was: `best`, if any, is still there */
+    return best != LARGE_CACHE_N ? cache_take_whole_or_cut_locked(best, map) : NULL;
   uint8_t *hole = NULL;
   size_t lost = cache_gather_locked((uint8_t *)lg, map, &hole);
   if (lost) {

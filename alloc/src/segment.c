@@ -153,13 +153,16 @@ static size_t segment_purge(hak_segment_t *seg) {
 }
 
 /* Purges the cached segments past the newest SEGMENT_CACHE_DIRTY that
- * have waited PURGE_DELAY_MS (global lock held). Purging them at once made
+ * have waited PURGE_DELAY_MS (global lock held). `now` was read before the
+ * lock was taken, so a segment cached meanwhile may be stamped later than
+ * it: the test must not subtract (it wrapped, and such a segment was
+ * purged at once). Purging them at once made
  * python/records (each round frees everything) fault 900 pages back in
  * when a later round took them. */
 static void segment_cache_age_locked(uint64_t now) {
   unsigned pos = 0;
   for (hak_segment_t *q = hak_segment_cache; q; q = q->next)
-    if (pos++ >= SEGMENT_CACHE_DIRTY && q->dirty_slices && now - q->cached_at_ms >= PURGE_DELAY_MS)
+    if (pos++ >= SEGMENT_CACHE_DIRTY && q->dirty_slices && now >= q->cached_at_ms + PURGE_DELAY_MS)
       segment_purge(q);
 }
 
