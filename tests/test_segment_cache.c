@@ -7,7 +7,11 @@
  *   1. segments emptied and taken again within the delay: the second
  *      build-up faults in (almost) nothing;
  *   2. segments left in the cache: after the delay, the next segment taken
- *      from the cache purges the older ones (resident memory drops). */
+ *      from the cache purges the older ones (resident memory drops);
+ *   3. the same when a segment is released into the cache after the
+ *      delay (by the release's ageing or by the heap purge that its page
+ *      frees run: either one alone passes; a mutant without the release's
+ *      ageing survives this part, killed only with both gone). */
 #include "hak_test.h"
 
 #include "internal.h"
@@ -66,6 +70,39 @@ int main(void) {
             "%zu cached segments older than the delay not purged: resident %zu -> %zu KiB", old,
             before >> 10, after >> 10);
   free_n(one + 1);
+  CHECK_EQ(hak_heap_check(), 0);
+
+  /* 3. ageing with no segment taken: the segment of the last block stays
+   * in use while the others are emptied and cached; after the delay it is
+   * emptied too, and its release (or the heap purge its page frees run)
+   * purges the cached ones past the newest SEGMENT_CACHE_DIRTY */
+  alloc_n(NBLK);
+  void *pinned_seg = ptr_segment_base(blk[NBLK - 1]);
+  void *holder = blk[0]; /* keeps another segment with the heap, which
+                          * then releases the pinned one when it empties */
+  REQUIRE(ptr_segment_base(holder) != pinned_seg);
+  int kept = 0;
+  for (int i = 1; i < NBLK; i++) {
+    if (ptr_segment_base(blk[i]) == pinned_seg)
+      blk[kept++] = blk[i]; /* moved to the front: freed last */
+    else
+      hak_free(blk[i]);
+  }
+  hak_thread_cache_flush();
+  cached = segment_cache_count();
+  REQUIRE(cached > SEGMENT_CACHE_DIRTY + 1);
+  hak_sleep_ms(PURGE_DELAY_MS + 200);
+  before = hak_statm_bytes(1);
+  size_t cached_before = segment_cache_count();
+  free_n(kept);
+  REQUIRE(segment_cache_count() == cached_before + 1); /* released, nothing taken */
+  after = hak_statm_bytes(1);
+  old = cached_before + 1 - SEGMENT_CACHE_DIRTY;
+  CHECK_MSG(after + old * 3 * ((size_t)1 << 20) < before,
+            "a release after the delay did not purge %zu older cached segments: resident %zu -> "
+            "%zu KiB",
+            old, before >> 10, after >> 10);
+  hak_free(holder);
   CHECK_EQ(hak_heap_check(), 0);
   return hak_test_done();
 }
