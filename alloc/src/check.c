@@ -209,15 +209,19 @@ static void check_tcache(checker_t *c, hak_heap_t *h) {
     violation(c, "heap cache limits grew by a wrong total", h, grown, h->tc_grown);
 }
 
-/* The heap's copy of the division magics that free's fast path reads, and
- * the table it copies (a wrong magic lets interior pointers through). */
-static void check_magic(checker_t *c, const hak_heap_t *h) {
+/* The division magics (a wrong one lets interior pointers through): the
+ * table against the class sizes (check_class_magic, once per check), and
+ * each heap's copy that free's fast path reads against the table. */
+static void check_class_magic(checker_t *c) {
   for (size_t cls = 0; cls < NCLS; cls++)
     if (hak_class_magic[cls] != UINT64_MAX / class_size(cls) + 1) {
       violation(c, "class division magic does not match the class size", hak_class_magic, cls,
                 (size_t)hak_class_magic[cls]);
       return;
     }
+}
+
+static void check_magic(checker_t *c, const hak_heap_t *h) {
   for (size_t cls = 0; cls < NCLS; cls++)
     if (h->magic[cls] != hak_class_magic[cls]) {
       violation(c, "heap's copy of the class division magic wrong", h, cls, (size_t)h->magic[cls]);
@@ -266,6 +270,7 @@ size_t hak_heap_check(void) {
   checker_t c = {0};
   hak_init();
   hak_lock(&hak_global_lock);
+  check_class_magic(&c);
   check_magic(&c, &hak_empty_heap);
   for (hak_heap_t *h = hak_all_heaps; h; h = h->all_next) {
     if (h->state == HEAP_ACTIVE)

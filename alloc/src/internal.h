@@ -355,42 +355,31 @@ static inline bool slice_is_block_start_by(const hak_slice_t *sl, const void *p,
 static inline bool slice_is_block_start(const hak_slice_t *sl, const void *p) {
   return slice_is_block_start_by(sl, p, hak_class_magic);
 }
-/* The entry's `end` for the k-th slice of a page whose first `carved`
- * bytes are carved. */
-static inline uint32_t slice_entry_end(size_t carved, unsigned k) {
-  size_t lo = (size_t)k * SLICE_SIZE;
+/* What the entry of the k-th slice of page pg holds: with `cap` blocks
+ * carved, the bytes of the slice below the carved end; and its phase.
+ * page_init and page_set_capacity write them, hak_heap_check compares
+ * (slice_entry_same). */
+static inline uint32_t slice_entry_end(const hak_page_t *pg, uint32_t cap, unsigned k) {
+  size_t carved = (size_t)cap * pg->block_size, lo = (size_t)k * SLICE_SIZE;
   return carved <= lo                ? 0
          : carved - lo >= SLICE_SIZE ? (uint32_t)SLICE_SIZE
                                      : (uint32_t)(carved - lo);
 }
-/* The k-th slice's entry of page pg, but its end: set by page_init,
- * compared by hak_heap_check (slice_entry_same). */
-static inline hak_slice_t slice_entry_of(const hak_page_t *pg, unsigned k) {
-  hak_slice_t e = {0};
-  e.phase = (uint16_t)((size_t)k * SLICE_SIZE % pg->block_size);
-  e.cls = pg->cls;
-  return e;
-}
-static inline void slice_entry_set(hak_slice_t *sl, const hak_page_t *pg, unsigned k) {
-  hak_slice_t e = slice_entry_of(pg, k);
-  sl->phase = e.phase;
-  sl->cls = e.cls;
+static inline uint16_t slice_entry_phase(const hak_page_t *pg, unsigned k) {
+  return (uint16_t)((size_t)k * SLICE_SIZE % pg->block_size);
 }
 static inline bool slice_entry_same(const hak_slice_t *sl, const hak_page_t *pg, unsigned k) {
-  hak_slice_t e = slice_entry_of(pg, k);
-  size_t carved =
-      (size_t)atomic_load_explicit(&pg->capacity, memory_order_relaxed) * pg->block_size;
-  return sl->phase == e.phase && sl->cls == e.cls &&
-         atomic_load_explicit(&sl->end, memory_order_relaxed) == slice_entry_end(carved, k);
+  uint32_t cap = atomic_load_explicit(&pg->capacity, memory_order_relaxed);
+  return sl->phase == slice_entry_phase(pg, k) && sl->cls == pg->cls &&
+         atomic_load_explicit(&sl->end, memory_order_relaxed) == slice_entry_end(pg, cap, k);
 }
 /* Sets how many blocks are carved (owner only; remote frees read the slice
  * entries' ends). */
 static inline void page_set_capacity(hak_page_t *pg, uint32_t cap) {
   atomic_store_explicit(&pg->capacity, cap, memory_order_relaxed);
   hak_slice_t *sl = ((hak_segment_t *)ptr_segment_base(pg))->slices + pg->slice_index;
-  size_t carved = (size_t)cap * pg->block_size;
   for (unsigned k = 0; k < pg->slice_count; k++)
-    atomic_store_explicit(&sl[k].end, slice_entry_end(carved, k), memory_order_relaxed);
+    atomic_store_explicit(&sl[k].end, slice_entry_end(pg, cap, k), memory_order_relaxed);
 }
 
 /* ---- block accessors (track.h hides sanitizer/valgrind details) -------- */

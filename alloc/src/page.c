@@ -94,8 +94,11 @@ void page_init(hak_segment_t *seg, hak_page_t *pg, size_t cls, bool zero) {
   pg->block_size = (uint32_t)bsize;
   pg->start = (uint8_t *)seg + (size_t)pg->slice_index * SLICE_SIZE;
   pg->cls = (uint8_t)cls;
-  for (unsigned k = 0; k < pg->slice_count; k++) /* what free reads (ptr_slice_entry) */
-    slice_entry_set(&seg->slices[pg->slice_index + k], pg, k);
+  for (unsigned k = 0; k < pg->slice_count; k++) { /* what free reads (ptr_slice_entry) */
+    hak_slice_t *sl = &seg->slices[pg->slice_index + k];
+    sl->phase = slice_entry_phase(pg, k);
+    sl->cls = pg->cls;
+  }
   page_set_capacity(pg, 0);
   pg->in_use = 1;
   pg->in_full = 0;
