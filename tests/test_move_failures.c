@@ -9,7 +9,8 @@
  *  - ... into which another thread maps something of its own before hakmem
  *    looks ("squatter"): over the whole hole, or one page in its middle.
  * For each of the four moves (realloc moving a block, the cache cutting a
- * mapping, the cache assembling a block in place and into a new range)
+ * mapping, the cache assembling a block in place and into a new range,
+ * there also with the second of its moves failing, after pages were moved)
  * what must hold: the call still succeeds, or realloc returns NULL with
  * ENOMEM and the block is untouched; the block handed out is mapped all
  * through; hak_heap_check passes; no range is left behind (the process's
@@ -84,10 +85,10 @@ static void start(enum fm_how m) {
   mode = m;
 }
 
-/* malloc(n) with the next move failing; *err: errno after it (set to 0
- * before). */
-static unsigned char *malloc_failing_move(size_t n, int *err) {
-  fm_arm(mode, 0);
+/* malloc(n) with the delay-th next move failing (0: the next); *err:
+ * errno after it (set to 0 before). */
+static unsigned char *malloc_failing_move(size_t n, int delay, int *err) {
+  fm_arm(mode, delay);
   errno = 0;
   unsigned char *b = hak_malloc(n);
   *err = errno;
@@ -189,7 +190,7 @@ static void split_fails(enum fm_how m) {
   unsigned char *big = cached(8 * MiB, 0x41);
   size_t vm0 = hak_statm_bytes(0);
   int e;
-  unsigned char *b = malloc_failing_move(5 * MiB, &e);
+  unsigned char *b = malloc_failing_move(5 * MiB, 0, &e);
   CHECK_MSG(fm.fired == 1, "split (%s): the move was not tried", how_names[mode]);
   CHECK_MSG(e == 0, "split (%s): malloc succeeded with errno %d", how_names[mode], e);
   CHECK_MSG(b == big, "split (%s): the cached mapping at %p was not used (got %p)", how_names[mode],
@@ -251,10 +252,12 @@ static void gather_reservation_fails(void) {
 /* A 3 MiB request finds only smaller cached mappings (2 MiB and 1.5 MiB).
  * in_place: the bigger grows in place and takes 1 MiB of the other's pages;
  * else (a page of ours after it stops that) a new range takes the bigger
- * one's pages. That move fails: the request still gets a whole block (new
- * pages where the move did not happen), what was not moved is given back,
- * and the cache keeps its invariants (hak_heap_check). */
-static void gather_fails(enum fm_how m, bool in_place) {
+ * one's pages, then 1 MiB of the other's. The first move fails, or with
+ * `second` (a new range only) the second, after 2 MiB were moved there:
+ * the request still gets a whole block (new pages where the gather did not
+ * finish), what was not moved is given back, and the cache keeps its
+ * invariants (hak_heap_check). */
+static void gather_fails(enum fm_how m, bool in_place, bool second) {
   start(m);
   unsigned char *a = block_with_room(2 * MiB, in_place ? 3 * MiB / 2 : PG);
   unsigned char *stop = in_place ? NULL : map_at(a - 64 + 2 * MiB + PG, PG, PROT_READ);
@@ -264,9 +267,10 @@ static void gather_fails(enum fm_how m, bool in_place) {
   hak_free(a);
   size_t vm0 = hak_statm_bytes(0);
   int e;
-  unsigned char *b = malloc_failing_move(3 * MiB, &e);
-  const char *what =
-      in_place ? "gather in place whose move failed" : "gather into a new range whose move failed";
+  unsigned char *b = malloc_failing_move(3 * MiB, second ? 1 : 0, &e);
+  const char *what = in_place ? "gather in place whose move failed"
+                     : second ? "gather into a new range whose second move failed"
+                              : "gather into a new range whose move failed";
   CHECK_MSG(fm.fired == 1, "%s (%s): no move was tried", what, how_names[mode]);
   CHECK_MSG(e == 0, "%s (%s): malloc succeeded with errno %d", what, how_names[mode], e);
   CHECK_MSG(pages_unmapped(b, 3 * MiB) == 0, "%s (%s): the block has a hole", what,
@@ -274,11 +278,13 @@ static void gather_fails(enum fm_how m, bool in_place) {
   memset(b, 0x53, 3 * MiB);
   /* in place: the 2 MiB mapping grew by 1 MiB and 1 MiB of the other, not
    * moved, went; else the 2 MiB mapping, not moved, went and the new range
-   * is 3 MiB. Where a squatter took the hole the block is new pages
-   * besides. */
-  size_t grew = in_place ? 0 : MiB;
+   * is 3 MiB; second: the 2 MiB moved there went with the range given up,
+   * and 1 MiB of the other, not moved. Where a squatter took the hole the
+   * block is new pages besides. */
+  size_t grew = in_place || second ? 0 : MiB;
   check_vm(what, vm0, hak_statm_bytes(0), vm0 + grew + fm_squatted() + 2 * PG,
-           in_place ? MiB : 2 * MiB + PG);
+           in_place || second ? MiB + PG : 2 * MiB + PG);
+
   check_squatter(what);
   CHECK_EQ(hak_heap_check(), 0);
   hak_free(b);
@@ -308,8 +314,9 @@ int main(void) {
     if (realloc_moves)
       realloc_move_fails((enum fm_how)m);
     split_fails((enum fm_how)m);
-    gather_fails((enum fm_how)m, true);
-    gather_fails((enum fm_how)m, false);
+    gather_fails((enum fm_how)m, true, false);
+    gather_fails((enum fm_how)m, false, false);
+    gather_fails((enum fm_how)m, false, true);
   }
   /* not under ASan and TSan, whose runtimes map memory of their own */
   if (!hak_config_is("asan") && !hak_config_is("tsan")) {
