@@ -135,6 +135,10 @@ def markdown(meta, allocs, summary, ratios):
                  meta.get("cpu", "?"), meta.get("loadavg_start", "?"), meta.get("loadavg_end", "?"),
                  meta.get("git", "?"), "QUICK" if meta.get("quick", "0") not in ("", "0") else "full",
                  meta.get("reps", "?"), meta.get("scale", "1"), meta.get("seconds", "?")))
+    if meta.get("hakmem_thp", "") != "":
+        L.append("")
+        L.append("hakmem ran with HAKMEM_THP=%s (1: huge pages for its segments)." %
+                 meta["hakmem_thp"])
     skipped = [a for a, v in meta["allocators"].items() if v.startswith("skipped")]
     for a in skipped:
         L.append("")

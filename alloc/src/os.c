@@ -1,6 +1,7 @@
 /* The OS layer: every byte hakmem uses, metadata included, comes from here. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stdlib.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
 #include <sys/uio.h>
@@ -182,6 +183,30 @@ size_t os_move(void *src, size_t n, void *dst, size_t *lost) {
   }
   errno = saved;
   return done;
+}
+
+/* HAKMEM_THP=1 in the environment (secure_getenv: not for setuid
+ * programs): segments are madvise(MADV_HUGEPAGE)d when mapped, so the
+ * kernel backs each 2 MiB region with a huge page at its first touch. One
+ * fault instead of 512, and a TLB entry per 2 MiB: bench_random_mixed at
+ * 4 KiB, 41 -> 51M ops/s here, at 8 KiB 31 -> 50M. Off by default: a
+ * region is then resident whole once touched (random_mixed at 16 B, peak
+ * RSS 1.9 -> 3.7 MB), and khugepaged may fill purged slices of such a
+ * segment again. Read once, at the first segment mapped. */
+static _Atomic int thp_opt; /* 0 not read yet, 1 off, 2 on */
+
+void os_advise_segment(void *p, size_t size) {
+  int v = atomic_load_explicit(&thp_opt, memory_order_relaxed);
+  if (v == 0) {
+    const char *e = secure_getenv("HAKMEM_THP");
+    v = e && e[0] == '1' && e[1] == '\0' ? 2 : 1;
+    atomic_store_explicit(&thp_opt, v, memory_order_relaxed);
+  }
+  if (v == 2) {
+    int saved = errno;
+    madvise(p, size, MADV_HUGEPAGE); /* EINVAL: a kernel without THP; nothing to do */
+    errno = saved;
+  }
 }
 
 /* Gives the pages back; they read as zero afterwards (MADV_DONTNEED). */
