@@ -83,6 +83,19 @@ static void do_realloc(void *p) {
   hak_test_log("realloc returned %p\n", q);
 }
 
+/* The same with sizes its block would hold in place (realloc's fast path:
+ * it must make the same checks). */
+static void do_realloc_fits(void *p) {
+  void *q = hak_realloc(p, 40);
+  hak_test_log("realloc returned %p\n", q);
+}
+
+static void do_realloc_freed_fits(void *p) {
+  hak_free(p);
+  void *q = hak_realloc(p, 40);
+  hak_test_log("realloc of a freed block returned %p\n", q);
+}
+
 static void do_usable_size(void *p) {
   size_t u = hak_usable_size(p);
   hak_test_log("usable_size returned %zu\n", u);
@@ -235,6 +248,7 @@ int main(void) {
       "hakmem: invalid realloc of %p: interior pointer into block %p (size class %zu)\n",
       (void *)(b64 + 16), (void *)b64, c64);
   EXPECT_ABORT(do_realloc, b64 + 16, want);
+  EXPECT_ABORT(do_realloc_fits, b64 + 16, want);
   fmt(want, sizeof want,
       "hakmem: invalid usable_size of %p: interior pointer into block %p (size class %zu)\n",
       (void *)(b64 + 16), (void *)b64, c64);
@@ -258,6 +272,10 @@ int main(void) {
   REQUIRE(r != NULL);
   fmt(want, sizeof want, "hakmem: realloc of freed block %p (size class %zu)\n", r, c48);
   EXPECT_ABORT(do_realloc_freed, r, want);
+  void *r2 = hak_malloc(40);
+  REQUIRE(r2 != NULL);
+  fmt(want, sizeof want, "hakmem: realloc of freed block %p (size class %zu)\n", r2, c48);
+  EXPECT_ABORT(do_realloc_freed_fits, r2, want);
   fmt(want, sizeof want, "hakmem: usable_size of freed block %p (size class %zu)\n", r, c48);
   EXPECT_ABORT(do_usable_size_freed, r, want);
 
@@ -303,6 +321,7 @@ int main(void) {
   hak_free(b64);
   hak_free(lg);
   hak_free(r);
+  hak_free(r2);
   hak_free(u);
   free(libc_small);
   free(libc_big);

@@ -317,9 +317,16 @@ static void release(void *p, const resolved_t *r, void **deferred) {
     large_free(r->large, p, "realloc");
 }
 
+/* Whether a small block of `usable` bytes stays where it is for a
+ * realloc to `size`: it holds it, and not more than twice it (a smaller
+ * class then saves memory) unless it is 64 bytes or less. */
+static inline bool small_stays(size_t size, size_t usable) {
+  return size <= usable && (size > usable / 2 || usable <= 64);
+}
+
 /* `deferred`: where the block to free goes in the trace build (the caller
  * records the op first, then frees it); NULL = free it here. */
-static void *realloc_impl(void *p, size_t size, void **deferred) {
+static HAK_NOINLINE void *realloc_slow(void *p, size_t size, void **deferred) {
   if (!p)
     return malloc_impl(size);
   resolved_t r = resolve(p, "realloc");
@@ -332,7 +339,7 @@ static void *realloc_impl(void *p, size_t size, void **deferred) {
     return NULL;
   }
   if (TRACK_REALLOC_IN_PLACE) {
-    if (r.page && size <= r.usable && (size > r.usable / 2 || r.usable <= 64)) {
+    if (r.page && small_stays(size, r.usable)) {
       track_resize(p, 0, size, r.usable);
       return p;
     }
@@ -355,6 +362,30 @@ static void *realloc_impl(void *p, size_t size, void **deferred) {
   memcpy(q, p, keep < size ? keep : size);
   release(p, &r, deferred);
   return q;
+}
+
+/* realloc's fast path: a small block that stays where it is (its class
+ * holds `size`, and not more than twice it) takes free's checks and
+ * returns, with no stack frame; everything else, bad pointers included
+ * (named there), goes to realloc_slow. The slice entry's class is read
+ * only once the entry says p is a block start. bench_realloc, where most
+ * appends fit: 173.5 -> 153.9 instructions per op (cachegrind; tcmalloc
+ * 152.7, mimalloc 176.2). */
+static inline __attribute__((always_inline)) void *realloc_impl(void *p, size_t size,
+                                                                void **deferred) {
+  hak_segment_t *seg = ptr_segment_base(p);
+  if (TRACK_REALLOC_IN_PLACE && likely(registry_kind(seg) == REG_SMALL)) {
+    hak_slice_t *sl = ptr_slice_entry(seg, p);
+    if (likely(slice_is_block_start_by(sl, p, hak_tls_heap->magic) &&
+               block_marker(p) != block_marker_value(p))) {
+      size_t usable = class_size(sl->cls);
+      if (likely(small_stays(size, usable) && size != 0)) {
+        track_resize(p, 0, size, usable);
+        return p;
+      }
+    }
+  }
+  return realloc_slow(p, size, deferred);
 }
 
 static void *reallocarray_impl(void *p, size_t count, size_t size, void **deferred) {
