@@ -16,7 +16,8 @@ medians (on a machine shared with other work, runs are only ever slowed
 down, so the best run is the least disturbed).
 
 baseline: writes the results' ratios as the new baseline (with where they
-came from), for `make bench-baseline`."""
+came from, HAKMEM_THP included: check refuses results run with another
+setting), for `make bench-baseline`."""
 import argparse
 import json
 import sys
@@ -44,6 +45,13 @@ def check(res, base, tol, stat, res_path, base_path):
         "medians" if stat == "median" else "best runs", tol * 100))
     if not bratios:
         print("bench-check: FAIL: the baseline has no %s ratios" % stat)
+        return 1
+    # HAKMEM_THP=1 changes hakmem's ratios by up to 25%: runs with and
+    # without it are not comparable (absent in older files: unset)
+    thp_res, thp_base = m.get("hakmem_thp") or "", base.get("source", {}).get("hakmem_thp") or ""
+    if thp_res != thp_base:
+        print("bench-check: FAIL: the results ran hakmem with HAKMEM_THP=%s, the baseline with "
+              "HAKMEM_THP=%s: not comparable" % (thp_res or "(unset)", thp_base or "(unset)"))
         return 1
     fails, oks, skips, better = [], 0, 0, 0
     for w in sorted(bratios):
@@ -111,7 +119,7 @@ def baseline(res, res_path, base_path):
                    "make bench run; make bench-check fails when a ratio drops by more than TOL. "
                    "Regenerate: make bench, then make bench-baseline.",
         "source": {k: m.get(k) for k in ("date", "host", "cpu", "cores", "git", "quick", "reps",
-                                          "scale", "loadavg_start", "loadavg_end")},
+                                          "scale", "loadavg_start", "loadavg_end", "hakmem_thp")},
         "ratios": out,
         "ratios_best": best,
     }

@@ -189,10 +189,11 @@ size_t os_move(void *src, size_t n, void *dst, size_t *lost) {
  * programs): segments are madvise(MADV_HUGEPAGE)d when mapped, so the
  * kernel backs each 2 MiB region with a huge page at its first touch. One
  * fault instead of 512, and a TLB entry per 2 MiB: bench_random_mixed at
- * 4 KiB, 41 -> 51M ops/s here, at 8 KiB 31 -> 50M. Off by default: a
- * region is then resident whole once touched (random_mixed at 16 B, peak
- * RSS 1.9 -> 3.7 MB), and khugepaged may fill purged slices of such a
- * segment again. Read once, at the first segment mapped. */
+ * 4 KiB, 41.8M -> 54.8M ops/s here, at 8 KiB 30.0M -> 38.1M (medians).
+ * Off by default: a region is then resident whole once touched
+ * (random_mixed at 16 B, peak RSS 1.8 -> 3.7 MB), and khugepaged may fill
+ * purged slices of such a segment again. Read once, at the first segment
+ * mapped. */
 static _Atomic int thp_opt; /* 0 not read yet, 1 off, 2 on */
 
 void os_advise_segment(void *p, size_t size) {

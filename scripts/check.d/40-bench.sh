@@ -10,6 +10,7 @@
 #                       results.md (both tables, a row per workload), the
 #                       chart (when gnuplot is installed) are well-formed
 #   bench/check-pass    bench-check passes against a baseline below the results
+#   bench/check-thp-mismatch  and fails against the same baseline made with HAKMEM_THP=1
 #   bench/check-fail    ... fails, naming the workload, against one above them
 #   bench/check-tol     a drop of ~9% passes at TOL=0.15 and fails at TOL=0.05
 #                       (ratios of medians, and of best runs with STAT=best)
@@ -110,6 +111,15 @@ run_check release bench/check-pass bash -c '
   out=$(BENCH_BASELINE='"$OUT"'/base-low.json TOL=0.15 scripts/bench-check.sh); rc=$?
   echo "$out"
   [ $rc -eq 0 ] && printf "%s" "$out" | grep -q "^bench-check: PASS"'
+
+# the same low baseline, made with HAKMEM_THP=1: not comparable with these results
+python3 -c 'import json, sys; b = json.load(open(sys.argv[1])); b["source"]["hakmem_thp"] = "1"; json.dump(b, open(sys.argv[2], "w"))' \
+  "$OUT/base-low.json" "$OUT/base-thp.json"
+run_check release bench/check-thp-mismatch bash -c '
+  out=$(BENCH_BASELINE='"$OUT"'/base-thp.json TOL=0.15 scripts/bench-check.sh); rc=$?
+  echo "$out"
+  [ $rc -eq 1 ] || { echo "exit $rc, expected 1"; exit 1; }
+  printf "%s" "$out" | grep -q "HAKMEM_THP=(unset), the baseline with HAKMEM_THP=1: not comparable"'
 
 run_check release bench/check-fail bash -c '
   out=$(BENCH_BASELINE='"$OUT"'/base-high.json TOL=0.15 scripts/bench-check.sh); rc=$?
