@@ -1,5 +1,6 @@
-/* HAKMEM_THP=1 makes every new segment madvise(MADV_HUGEPAGE)d (os.c,
- * os_advise_segment); without it, or with any other value, no segment is.
+/* HAKMEM_THP=1 makes every new segment and large-block mapping
+ * madvise(MADV_HUGEPAGE)d (os.c, os_advise_huge); without it, or with any
+ * other value, none is.
  * The kernel's answer to the advice is the VMA flag "hg" in
  * /proc/self/smaps, set whether or not a huge page is free to back it, so
  * the test does not depend on the machine's memory. Each case runs in a
@@ -12,6 +13,7 @@
 
 #define BLOCK 4096
 #define NBLK 1536 /* 6 MiB: two segments */
+#define LARGE ((size_t)6 << 20)
 
 static unsigned char *blk[NBLK];
 
@@ -60,6 +62,14 @@ static void run_case(void *arg) {
   CHECK_MSG(first == c->huge && last == c->huge,
             "HAKMEM_THP=%s: segments %s advised (first block: %d, last block: %d)",
             c->value ? c->value : "(unset)", c->huge ? "not" : "", first, last);
+  unsigned char *big = hak_malloc(LARGE);
+  REQUIRE(big != NULL);
+  memset(big, 0x5a, LARGE);
+  int lg = vma_has_flag(big, "hg");
+  CHECK_MSG(lg == c->huge, "HAKMEM_THP=%s: a large block's mapping %s advised (%d)",
+            c->value ? c->value : "(unset)", c->huge ? "not" : "", lg);
+  CHECK(big[0] == 0x5a && big[LARGE - 1] == 0x5a);
+  hak_free(big);
   for (int i = 0; i < NBLK; i++) {
     CHECK_MSG(blk[i][0] == (i & 0xff) && blk[i][BLOCK - 1] == (i & 0xff),
               "block %d lost its contents", i);

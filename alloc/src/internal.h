@@ -403,7 +403,7 @@ HAK_INTERNAL size_t os_move(void *src, size_t n, void *dst, size_t *lost);
  * (else another thread's now: never to be used or unmapped). errno is kept. */
 HAK_INTERNAL bool os_move_mapping(void *src, size_t old, size_t new, void *dst, bool *kept);
 HAK_INTERNAL void os_purge(void *p, size_t size);
-HAK_INTERNAL void os_advise_segment(void *p, size_t size);
+HAK_INTERNAL void os_advise_huge(void *p, size_t size);
 HAK_INTERNAL uint64_t os_random_seed(void);
 HAK_INTERNAL uint64_t os_now_ms(void);
 

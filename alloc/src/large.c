@@ -258,7 +258,9 @@ static hak_large_t *cache_take_locked(size_t map) {
   if (large_cache_bytes < map || !os_moves())
     return NULL;
   hak_large_t *lg = os_map_aligned(map, SEGMENT_SIZE, 0);
-  if (!lg) /* the cache is as it was: `best`, if any, is still there */
+  if (lg)
+    os_advise_huge(lg, map); /* for the pages no move fills */
+  if (!lg)                   /* the cache is as it was: `best`, if any, is still there */
     return best != LARGE_CACHE_N ? cache_take_whole_or_cut_locked(best, map) : NULL;
   uint8_t *hole = NULL;
   size_t lost = cache_gather_locked((uint8_t *)lg, map, &hole);
@@ -350,6 +352,7 @@ void *large_alloc(size_t size, size_t alignment, bool zero) {
     errno = ENOMEM;
     return NULL;
   }
+  os_advise_huge(lg, map); /* HAKMEM_THP */
   header_init(lg, map, off, size);
   lg->huge = huge;
   lg->alignment = map_align;

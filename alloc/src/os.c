@@ -186,17 +186,19 @@ size_t os_move(void *src, size_t n, void *dst, size_t *lost) {
 }
 
 /* HAKMEM_THP=1 in the environment (secure_getenv: not for setuid
- * programs): segments are madvise(MADV_HUGEPAGE)d when mapped, so the
- * kernel backs each 2 MiB region with a huge page at its first touch. One
+ * programs): segments and new large-block mappings are
+ * madvise(MADV_HUGEPAGE)d when mapped, so the kernel backs each 2 MiB
+ * region that lies whole in one with a huge page at its first touch. One
  * fault instead of 512, and a TLB entry per 2 MiB: bench_random_mixed at
- * 4 KiB, 41.8M -> 54.8M ops/s here, at 8 KiB 30.0M -> 38.1M (medians).
- * Off by default: a region is then resident whole once touched
- * (random_mixed at 16 B, peak RSS 1.8 -> 3.7 MB), and khugepaged may fill
- * purged slices of such a segment again. Read once, at the first segment
- * mapped. */
+ * 4 KiB, 41.8M -> 54.8M ops/s here, at 8 KiB 30.0M -> 38.1M; bench_large
+ * 1063 -> 1551 ops/s (medians). Off by default: a region is then resident
+ * whole once touched (random_mixed at 16 B, peak RSS 1.8 -> 3.7 MB), and
+ * khugepaged may fill purged slices of such a segment again. Read once, at
+ * the first mapping advised. Pages moved by mremap keep their mapping's
+ * advice. */
 static _Atomic int thp_opt; /* 0 not read yet, 1 off, 2 on */
 
-void os_advise_segment(void *p, size_t size) {
+void os_advise_huge(void *p, size_t size) {
   int v = atomic_load_explicit(&thp_opt, memory_order_relaxed);
   if (v == 0) {
     const char *e = secure_getenv("HAKMEM_THP");

@@ -116,7 +116,7 @@ static hak_segment_t *segment_new(void) {
   seg = os_map_aligned(SEGMENT_SIZE, SEGMENT_SIZE, 0);
   if (!seg)
     return NULL;
-  os_advise_segment(seg, SEGMENT_SIZE); /* before the header's first touch */
+  os_advise_huge(seg, SEGMENT_SIZE); /* HAKMEM_THP; before the header's first touch */
   /* fresh mmap memory is zero: only non-zero fields need setting */
   seg->magic = SEG_MAGIC;
   seg->kind = KIND_SMALL;
