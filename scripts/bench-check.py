@@ -46,7 +46,7 @@ def check(res, base, tol, stat, res_path, base_path):
     if not bratios:
         print("bench-check: FAIL: the baseline has no %s ratios" % stat)
         return 1
-    # HAKMEM_THP=1 changes hakmem's ratios by up to 25%: runs with and
+    # HAKMEM_THP=1 changes hakmem's ratios by up to 60%: runs with and
     # without it are not comparable (absent in older files: unset)
     thp_res, thp_base = m.get("hakmem_thp") or "", base.get("source", {}).get("hakmem_thp") or ""
     if thp_res != thp_base:
