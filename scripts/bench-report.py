@@ -137,7 +137,7 @@ def markdown(meta, allocs, summary, ratios):
                  meta.get("reps", "?"), meta.get("scale", "1"), meta.get("seconds", "?")))
     if meta.get("hakmem_thp", "") != "":
         L.append("")
-        L.append("hakmem ran with HAKMEM_THP=%s (1: huge pages for its segments)." %
+        L.append("hakmem ran with HAKMEM_THP=%s (1: huge pages for its segments and large blocks)." %
                  meta["hakmem_thp"])
     skipped = [a for a, v in meta["allocators"].items() if v.startswith("skipped")]
     for a in skipped:

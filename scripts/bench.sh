@@ -185,7 +185,7 @@ META=$OUT/meta.tsv
     g="$g+dirty($(git diff --name-only HEAD -- alloc stress bench 2>/dev/null | paste -sd, -))"
   printf 'git\t%s\n' "$g"
   printf 'hakmem_lib\t%s\n' "${HAKMEM_LIB:-build/release/libhakmem.so}"
-  printf 'hakmem_thp\t%s\n' "${HAKMEM_THP-}" # HAKMEM_THP=1: huge pages for segments (README)
+  printf 'hakmem_thp\t%s\n' "${HAKMEM_THP-}" # HAKMEM_THP=1: huge pages (README, Using hakmem)
   printf 'quick\t%s\n' "${QUICK:-0}"
   printf 'reps\t%s\n' "$REPS"
   printf 'scale\t%s\n' "$SCALE"

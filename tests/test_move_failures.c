@@ -292,7 +292,6 @@ static void gather_fails(enum fm_how m, bool in_place, bool second) {
   size_t grew = in_place || second ? 0 : MiB;
   check_vm(what, vm0, hak_statm_bytes(0), vm0 + grew + fm_squatted() + 2 * PG,
            in_place || second ? MiB : 2 * MiB + PG);
-
   check_squatter(what);
   CHECK_EQ(hak_heap_check(), 0);
   hak_free(b);

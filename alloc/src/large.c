@@ -258,10 +258,9 @@ static hak_large_t *cache_take_locked(size_t map) {
   if (large_cache_bytes < map || !os_moves())
     return NULL;
   hak_large_t *lg = os_map_aligned(map, SEGMENT_SIZE, 0);
-  if (lg)
-    os_advise_huge(lg, map); /* for the pages no move fills */
-  if (!lg)                   /* the cache is as it was: `best`, if any, is still there */
+  if (!lg) /* the cache is as it was: `best`, if any, is still there */
     return best != LARGE_CACHE_N ? cache_take_whole_or_cut_locked(best, map) : NULL;
+  os_advise_huge(lg, map); /* HAKMEM_THP, for the pages no move fills */
   uint8_t *hole = NULL;
   size_t lost = cache_gather_locked((uint8_t *)lg, map, &hole);
   if (lost) {

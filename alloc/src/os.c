@@ -191,7 +191,7 @@ size_t os_move(void *src, size_t n, void *dst, size_t *lost) {
  * region that lies whole in one with a huge page at its first touch. One
  * fault instead of 512, and a TLB entry per 2 MiB: bench_random_mixed at
  * 4 KiB, 41.8M -> 54.8M ops/s here, at 8 KiB 30.0M -> 38.1M; bench_large
- * 1063 -> 1551 ops/s (medians). Off by default: a region is then resident
+ * 1038 -> 1675 ops/s (medians). Off by default: a region is then resident
  * whole once touched (random_mixed at 16 B, peak RSS 1.8 -> 3.7 MB), and
  * khugepaged may fill purged slices of such a segment again. Read once, at
  * the first mapping advised. Pages moved by mremap keep their mapping's
