@@ -242,6 +242,42 @@ static void gather_pass(void) {
   CHECK_EQ(hak_heap_check(), 0);
 }
 
+/* A 3 MiB request with 5 MiB and 2.75 MiB mappings cached: cutting the
+ * 5 MiB one would move its 2 MiB excess away; growing the 2.75 MiB one in
+ * place (the zone leaves room after it) moves only the 0.25 MiB it lacks,
+ * taken from the 5 MiB one's end, which stays cached where it is. */
+static void grow_before_cut(void) {
+  hak_test_reset(); /* an empty cache */
+  unsigned char *five = hak_malloc(5 * MiB - 4096), *less = hak_malloc(11 * MiB / 4 - 4096);
+  REQUIRE(five && less);
+  memset(five, 0x31, 5 * MiB - 4096);
+  memset(less, 0x32, 11 * MiB / 4 - 4096);
+  hak_free(five);
+  hak_free(less);
+  unsigned char *b = hak_malloc(3 * MiB);
+  REQUIRE(b != NULL);
+  /* else os_grow may find no room (and valgrind's mremap grows nothing) */
+  bool room = moves_pages() && os_zone_on() && os_zone_holds(less);
+  CHECK_MSG(b == less || !room,
+            "a 3 MiB block from 2.75 and 5 MiB mappings: %p, not the 2.75 MiB one grown (%p)",
+            (void *)b, (void *)less);
+  size_t res = resident_pages(b, 3 * MiB);
+  CHECK_MSG(res >= 768 || !moves_pages(), "the grown block's pages: %zu of 768 resident", res);
+  memset(b, 0x33, 3 * MiB);
+  /* the 5 MiB mapping is still cached where it was, less what it gave */
+  unsigned char *c = hak_malloc(4 * MiB);
+  REQUIRE(c != NULL);
+  CHECK_MSG(c == five || !room, "the 5 MiB mapping (%p) did not serve 4 MiB (got %p)", (void *)five,
+            (void *)c);
+  res = resident_pages(c, 4 * MiB);
+  CHECK_MSG(res >= 1024 || !moves_pages(), "the 5 MiB mapping's pages: %zu of 1024 resident", res);
+  memset(c, 0x34, 4 * MiB);
+  CHECK_EQ(pages_not(b, 3 * MiB, 0x33), 0);
+  CHECK_EQ(hak_heap_check(), 0);
+  hak_free(b);
+  hak_free(c);
+}
+
 /* realloc shrinking a large block by less than SPLIT_MIN (256 KiB) or half
  * the new size keeps the tail of its mapping (one the cache would hold, up
  * to 32 MiB) as room to grow back into
@@ -372,6 +408,7 @@ int main(void) {
 
   move_pieces();
   gather_pass();
+  grow_before_cut();
   realloc_room();
 
   /* bounded: after 64 x 4 MiB are freed, the address space still mapped

@@ -1,5 +1,7 @@
 /* Large blocks (above HAK_SMALL_MAX): one mmap each, starting at a 4 MiB
- * aligned address with a header, registered in the global registry. A freed
+ * aligned address with a header, registered in the global registry; new
+ * ranges come from os_map_large, which leaves free address space after
+ * each where it can, so blocks and cached mappings grow in place. A freed
  * block's mapping goes to a cache (LARGE_CACHE_N = 32 mappings, at most
  * LARGE_CACHE_BYTES = 256 MiB, each for at most LARGE_CACHE_AGE_MS = 1 s;
  * oldest unmapped first) whose resident pages later large allocations
@@ -125,7 +127,7 @@ static void cache_split_locked(hak_large_t *lg, size_t map, unsigned i, uint64_t
   size_t len = lg->map_size - map;
   lg->map_size = map;
   track_unmapping(tail, len);
-  hak_large_t *t = os_moves() ? os_map_aligned(len, SEGMENT_SIZE, 0) : NULL;
+  hak_large_t *t = os_moves() ? os_map_large(len) : NULL;
   size_t lost = 0;
   size_t moved = t ? os_move(tail, len, t, &lost) : 0;
   if (moved < len) {
@@ -220,10 +222,21 @@ static hak_large_t *cache_take_whole_or_cut_locked(unsigned i, size_t map) {
   return lg;
 }
 
+/* How many bytes taking a cached mapping of `m` bytes (serves_itself) for
+ * a block of `map` moves: none whole, else the excess or the block, the
+ * smaller (cache_take_whole_or_cut_locked, cache_gather_locked). */
+static size_t take_moves(size_t m, size_t map) {
+  return excess_kept(m, map) ? 0 : m - map < map ? m - map : map;
+}
+
 /* A cached mapping for a block of `map` bytes:
- *  - the smallest one at least that big, if serves_itself (whole or cut);
+ *  - the smallest one at least that big, if serves_itself (whole or cut),
+ *    unless growing the largest smaller one (next) moves fewer pages:
+ *    only the difference moves (bench_large: 69 -> 57 MB moved over 500
+ *    cycles, 1458 -> 1529 ops/s);
  *  - else the largest smaller one, if it can grow in place (os_grow),
  *    the added range filled from the other cached mappings;
+ *  - else the smallest one at least that big, if serves_itself;
  *  - else, if the cache holds `map` bytes, a new range filled from them;
  *    if no new range can be reserved (an address-space limit), the
  *    smallest one at least that big after all, cut (its excess needs room
@@ -238,7 +251,11 @@ static hak_large_t *cache_take_locked(size_t map) {
     if (m < map && (below == LARGE_CACHE_N || m > large_cache[below]->map_size))
       below = i;
   }
-  if (best != LARGE_CACHE_N && serves_itself(large_cache[best]->map_size, map))
+  bool fits = best != LARGE_CACHE_N && serves_itself(large_cache[best]->map_size, map);
+  bool grow_first =
+      fits && below != LARGE_CACHE_N &&
+      map - large_cache[below]->map_size < take_moves(large_cache[best]->map_size, map);
+  if (fits && !grow_first)
     return cache_take_whole_or_cut_locked(best, map);
   if (below != LARGE_CACHE_N) {
     hak_large_t *lg = large_cache[below];
@@ -255,9 +272,11 @@ static hak_large_t *cache_take_locked(size_t map) {
       return NULL;
     }
   }
+  if (fits)
+    return cache_take_whole_or_cut_locked(best, map);
   if (large_cache_bytes < map || !os_moves())
     return NULL;
-  hak_large_t *lg = os_map_aligned(map, SEGMENT_SIZE, 0);
+  hak_large_t *lg = os_map_large(map);
   if (!lg) /* the cache is as it was: `best`, if any, is still there */
     return best != LARGE_CACHE_N ? cache_take_whole_or_cut_locked(best, map) : NULL;
   os_advise_huge(lg, map); /* HAKMEM_THP, for the pages no move fills */
@@ -346,7 +365,7 @@ void *large_alloc(size_t size, size_t alignment, bool zero) {
     }
     hak_unlock(&hak_large_lock);
   }
-  hak_large_t *lg = os_map_aligned(map, map_align, huge ? off : 0);
+  hak_large_t *lg = huge ? os_map_aligned(map, map_align, off) : os_map_large(map);
   if (!lg) {
     errno = ENOMEM;
     return NULL;
@@ -456,7 +475,7 @@ void *large_realloc(hak_large_t *lg, void *p, size_t size) {
    * the program split, by madvise or mprotect on part of it) is copied */
   if (lg->huge || HAK_TRACE_ON || !os_one_mapping(lg, map))
     return LARGE_MOVE_BY_COPY;
-  hak_large_t *dst = os_map_aligned(need, lg->alignment, 0);
+  hak_large_t *dst = os_map_large(need);
   if (!dst) {
     errno = ENOMEM;
     return NULL;
