@@ -266,15 +266,19 @@ static void fork_prepare(void) {
   atomic_store_explicit(&hak_fork_active, 1, memory_order_release);
 }
 
+/* The heap list is walked before the global lock is released: in the
+ * parent another thread may push a new heap at once (TSan: a race on
+ * hak_all_heaps with heap_alloc_struct; the walk could read the new
+ * heap's all_next before it was written). */
 static void fork_unlock_all(void) {
   atomic_store_explicit(&hak_fork_active, 0, memory_order_release);
   pthread_mutex_unlock(&hak_large_lock);
-  pthread_mutex_unlock(&hak_global_lock);
   for (hak_heap_t *h = hak_all_heaps; h; h = h->all_next)
     if (h->fork_locked) {
       h->fork_locked = 0;
       heap_unlock_raw(&h->lock);
     }
+  pthread_mutex_unlock(&hak_global_lock);
 }
 
 static void fork_parent(void) {
