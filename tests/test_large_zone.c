@@ -3,8 +3,8 @@
  * hand out on its own, with OS_ZONE_ROOM left free after it, so that a
  * block can grow in place (realloc) and a cached mapping can grow to serve
  * a bigger block without its pages being moved. What must hold:
- *  - a new block is in the zone (release, debug, UBSan, valgrind, trace;
- *    never under ASan or TSan, whose shadow memory is there);
+ *  - a new block is in the zone (every build but TSan, whose shadow memory
+ *    is there);
  *  - consecutive ranges are one slot apart: the size rounded up to 4 MiB
  *    plus OS_ZONE_ROOM;
  *  - a block grows in place into that room, contents kept;
@@ -14,20 +14,26 @@
  *  - at its end the zone wraps to its start;
  *  - a hint the kernel does not honour (here: an address-space limit)
  *    turns the zone off for the rest of the process, and blocks still work;
- *  - two processes start at different slots (address-space randomisation).
- * Each section runs in a fresh child (no large block allocated before). */
+ *  - two processes start at different slots (address-space randomisation);
+ *  - all of it also under the kernel's other two layouts, where it fills
+ *    the address space bottom-up from 42.7 TiB (legacy: setarch -L) or
+ *    top-down from 21.3 TiB (an unlimited stack limit): the program runs
+ *    itself again in each, and checks there that a kernel-placed mapping
+ *    went where that layout puts it, and never into the zone.
+ * Each section starts from hak_test_reset (zone not placed yet). */
 #include "hak_test.h"
 
 #include <sys/mman.h>
+#include <sys/personality.h>
 
 #include "internal.h"
 
 #define MiB ((size_t)1 << 20)
 #define HDR 64 /* a large block's header (large.c) */
-#define HAK_CONFIG_NAME_ (zone_expected() ? "this configuration" : "ASan/TSan")
+#define HAK_CONFIG_NAME_ (zone_expected() ? "this configuration" : "TSan")
 
 static bool zone_expected(void) {
-  return !hak_config_is("asan") && !hak_config_is("tsan");
+  return !hak_config_is("tsan");
 }
 
 static uintptr_t slot_of(size_t map) {
@@ -55,6 +61,7 @@ static bool mapped(const void *p) {
 }
 
 static void placed(void) {
+  hak_test_reset();
   uint8_t *a = hak_malloc(2 * MiB);
   REQUIRE(a != NULL);
   CHECK_MSG(os_zone_holds(a) == zone_expected(), "%s: a new large block at %p %s the zone",
@@ -88,14 +95,17 @@ static void placed(void) {
 static void skips_taken(void) {
   if (!zone_expected())
     return;
+  hak_test_reset();
   uint8_t *a = hak_malloc(2 * MiB);
   REQUIRE(a != NULL && os_zone_holds(a));
   uintptr_t slot = slot_of(2 * MiB + HDR);
   /* the next slot taken: the one after it */
   void *sq = squat(range_of(a) + slot);
   REQUIRE(sq != NULL);
+  errno = 0;
   uint8_t *b = hak_malloc(2 * MiB);
   REQUIRE(b != NULL);
+  CHECK_MSG(errno == 0, "a malloc that skipped a taken slot left errno %d", errno);
   CHECK_MSG(range_of(b) == range_of(a) + 2 * slot,
             "with the next slot taken, a new range went to %p, not the slot after it (%p)",
             (void *)range_of(b), (void *)(range_of(a) + 2 * slot));
@@ -104,8 +114,10 @@ static void skips_taken(void) {
   void *sqs[OS_ZONE_TRIES];
   for (int i = 0; i < OS_ZONE_TRIES; i++)
     REQUIRE((sqs[i] = squat(range_of(b) + (size_t)(i + 1) * slot)) != NULL);
+  errno = 0;
   uint8_t *c = hak_malloc(2 * MiB);
   REQUIRE(c != NULL);
+  CHECK_MSG(errno == 0, "a malloc that fell back from the zone left errno %d", errno);
   CHECK_MSG(!os_zone_holds(c), "with %d slots taken, a new range still went to the zone (%p)",
             OS_ZONE_TRIES, (void *)c);
   uint8_t *d = hak_malloc(2 * MiB);
@@ -122,18 +134,19 @@ static void skips_taken(void) {
 static void wraps(void) {
   if (!zone_expected())
     return;
+  hak_test_reset();
   uintptr_t slot = slot_of(2 * MiB + HDR);
-  os_zone_seek(OS_ZONE_SIZE - slot / 2); /* the next slot would pass the end */
+  /* the next slot would pass the end */
+  uint8_t *base = (uint8_t *)os_zone_seek(OS_ZONE_SIZE - slot / 2);
   uint8_t *a = hak_malloc(2 * MiB);
   REQUIRE(a != NULL);
-  CHECK_MSG(range_of(a) == (uint8_t *)OS_ZONE_BASE,
-            "a range past the zone's end went to %p, not its start %p", (void *)range_of(a),
-            (void *)OS_ZONE_BASE);
+  CHECK_MSG(range_of(a) == base, "a range past the zone's end went to %p, not its start %p",
+            (void *)range_of(a), (void *)base);
   os_zone_seek(OS_ZONE_SIZE - slot); /* exactly the last slot */
   uint8_t *b = hak_malloc(2 * MiB);
   REQUIRE(b != NULL);
-  CHECK_MSG(range_of(b) == (uint8_t *)OS_ZONE_BASE + OS_ZONE_SIZE - slot,
-            "the zone's last slot was not used (%p)", (void *)b);
+  CHECK_MSG(range_of(b) == base + OS_ZONE_SIZE - slot, "the zone's last slot was not used (%p)",
+            (void *)b);
   hak_free(a);
   hak_free(b);
 }
@@ -141,6 +154,7 @@ static void wraps(void) {
 /* The next slot's mmap fails with ENOMEM (RLIMIT_AS): the zone is off from
  * then on, and blocks still come from where the kernel puts them. */
 static void off_after_refusal(void) {
+  hak_test_reset();
   if (!zone_expected()) {
     CHECK(!os_zone_on());
     return;
@@ -170,6 +184,7 @@ static void off_after_refusal(void) {
 
 static void print_first(void *arg) {
   (void)arg;
+  hak_test_reset();
   void *p = hak_malloc(2 * MiB);
   dprintf(2, "%p\n", p);
 }
@@ -182,19 +197,71 @@ static void randomised(void) {
   CHECK(hak_child_exited(&c1, 0) && hak_child_exited(&c2, 0));
   void *p1 = NULL, *p2 = NULL;
   CHECK(c1.out && sscanf(c1.out, "%p", &p1) == 1 && c2.out && sscanf(c2.out, "%p", &p2) == 1);
-  CHECK_MSG(os_zone_holds(p1) && os_zone_holds(p2) && p1 != p2,
-            "two processes' first large blocks: %p and %p (want two places in the zone)", p1, p2);
+  uintptr_t a1 = (uintptr_t)p1 - OS_ZONE_LO, a2 = (uintptr_t)p2 - OS_ZONE_LO;
+  CHECK_MSG(a1 < OS_ZONE_HI - OS_ZONE_LO && a2 < OS_ZONE_HI - OS_ZONE_LO && p1 != p2,
+            "two processes' first large blocks: %p and %p (want two places in [%#lx, %#lx))", p1,
+            p2, (unsigned long)OS_ZONE_LO, (unsigned long)OS_ZONE_HI);
   hak_child_free(&c1);
   hak_child_free(&c2);
 }
 
-int main(void) {
-  if (hak_test_under_valgrind())
-    hak_test_skip("valgrind treats MAP_FIXED_NOREPLACE as a hint and does not apply RLIMIT_AS");
+static void sections(void) {
   RUN_SECTION(placed);
   RUN_SECTION(skips_taken);
   RUN_SECTION(wraps);
-  RUN_SECTION(off_after_refusal);
   RUN_SECTION(randomised);
+  RUN_SECTION(off_after_refusal);
+}
+
+/* Runs this program's sections again in a process started with `layout`
+ * (personality flags) and, unless 0, `stack` (RLIMIT_STACK); its first
+ * line says where the kernel put a mapping of its own, which must lie in
+ * [lo, hi): the layout took effect. */
+static void in_layout(const char *what, unsigned long layout, rlim_t stack, uintptr_t lo,
+                      uintptr_t hi) {
+  int was = personality(0xffffffff);
+  struct rlimit old, lim;
+  REQUIRE(was != -1 && getrlimit(RLIMIT_STACK, &old) == 0);
+  lim = old;
+  lim.rlim_cur = stack ? stack : old.rlim_cur;
+  if (lim.rlim_cur != old.rlim_cur && setrlimit(RLIMIT_STACK, &lim) != 0) {
+    hak_test_log("%s: cannot set the stack limit (%s): not run\n", what, strerror(errno));
+    return;
+  }
+  REQUIRE(personality((unsigned long)was | layout) != -1);
+  char *argv[] = {(char *)hak_self_exe(), "--sections", NULL};
+  struct hak_child c;
+  int ran = hak_run_cmd(argv, 300, &c);
+  personality((unsigned long)was);
+  setrlimit(RLIMIT_STACK, &old);
+  REQUIRE(ran);
+  void *where = NULL;
+  CHECK_MSG(c.out && sscanf(c.out, "kernel placed %p", &where) == 1 && (uintptr_t)where >= lo &&
+                (uintptr_t)where < hi,
+            "%s: the kernel did not place a mapping in [%#lx, %#lx): %s", what, (unsigned long)lo,
+            (unsigned long)hi, c.out ? c.out : "(no output)");
+  CHECK_MSG(hak_child_exited(&c, 0), "%s: the sections failed:\n%s", what,
+            c.out ? c.out : "(no output)");
+  hak_child_free(&c);
+}
+
+int main(int argc, char **argv) {
+  if (hak_test_under_valgrind())
+    hak_test_skip("valgrind treats MAP_FIXED_NOREPLACE as a hint and does not apply RLIMIT_AS");
+  if (argc > 1 && !strcmp(argv[1], "--sections")) {
+    void *k = mmap(NULL, 4 * MiB, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    printf("kernel placed %p\n", k);
+    fflush(stdout); /* before the sections fork */
+    CHECK_MSG(k != MAP_FAILED && (uintptr_t)k + 4 * MiB - OS_ZONE_LO > OS_ZONE_HI - OS_ZONE_LO,
+              "the kernel placed a mapping at %p, in the zone's window", k);
+    sections();
+    return hak_test_done();
+  }
+  sections();
+  if (!hak_config_is("tsan")) { /* TSan maps its shadow where the layouts would put things */
+    in_layout("legacy layout (bottom-up from 42.7 TiB)", ADDR_COMPAT_LAYOUT, 0, (uintptr_t)40 << 40,
+              (uintptr_t)128 << 40);
+    in_layout("unlimited stack (top-down from 21.3 TiB)", 0, RLIM_INFINITY, 0, (uintptr_t)24 << 40);
+  }
   return hak_test_done();
 }

@@ -393,17 +393,17 @@ static inline uintptr_t block_marker_value(const void *b) {
 HAK_INTERNAL void *os_map_aligned(size_t size, size_t alignment, size_t offset);
 /* The large-block zone (os.c, os_map_large): slots of a new range's size
  * rounded up to 4 MiB, plus OS_ZONE_ROOM of address space left free. */
-#define OS_ZONE_BASE ((uintptr_t)1 << 45)    /* 32 TiB */
-#define OS_ZONE_SIZE ((uintptr_t)1 << 44)    /* 16 TiB */
+#define OS_ZONE_LO ((uintptr_t)24 << 40) /* the window lies in [24 TiB, 40 TiB) */
+#define OS_ZONE_HI ((uintptr_t)40 << 40)
+#define OS_ZONE_SIZE ((uintptr_t)256 << 30)  /* 256 GiB */
 #define OS_ZONE_ROOM (LARGE_CACHE_BYTES / 8) /* the biggest mapping the cache keeps */
-#define OS_ZONE_MAX ((size_t)1 << 34)        /* bigger ranges go where the kernel puts them */
+#define OS_ZONE_MAX ((size_t)1 << 30)        /* bigger ranges go where the kernel puts them */
 #define OS_ZONE_TRIES 4                      /* slots tried in a row before that too */
-static inline bool os_zone_holds(const void *p) {
-  return (uintptr_t)p - OS_ZONE_BASE < OS_ZONE_SIZE;
-}
 HAK_INTERNAL void *os_map_large(size_t size);
 HAK_INTERNAL bool os_zone_on(void);
-HAK_INTERNAL void os_zone_seek(uintptr_t off);
+HAK_INTERNAL bool os_zone_holds(const void *p);
+HAK_INTERNAL uintptr_t os_zone_seek(uintptr_t off);
+HAK_INTERNAL void os_zone_reset(void);
 HAK_INTERNAL void os_unmap(void *p, size_t size);
 HAK_INTERNAL bool os_grow(void *p, size_t old, size_t new);
 HAK_INTERNAL bool os_one_mapping(void *p, size_t n);

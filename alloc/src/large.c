@@ -558,5 +558,6 @@ void large_reset_all(void) {
     cache_evict_oldest_locked();
   for (unsigned i = 0; i < RECENT; i++)
     atomic_store_explicit(&recent_frees[i], 0, memory_order_relaxed);
+  os_zone_reset();
   hak_unlock(&hak_large_lock);
 }

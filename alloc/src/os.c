@@ -39,36 +39,82 @@ void *os_map_aligned(size_t size, size_t alignment, size_t offset) {
   return (void *)aligned;
 }
 
-/* The large-block zone: address space far from where the kernel places
- * mappings (it fills its top-down area first, near the stack and the
- * libraries), where each new large-block range gets OS_ZONE_ROOM of free
- * address space after it, so that the block (or, cached, the next block it
- * serves) can grow in place (os_grow) instead of moving its pages with
- * mremap, which costs about 6 us a page on a paravirtualized guest (a
- * hidden fault at the next touch). The kernel puts mappings wherever they
- * fit, so without the zone the room after a range is rarely more than what
- * its 4 MiB alignment left. bench_large: 1180 -> 1458 ops/s, 118 -> 69 MB
- * moved (commit message). The slots are handed out in order from a random
- * start (ASLR) and wrap at the zone's end; a slot that is taken is skipped.
- * Off under ASan and TSan, whose shadow memory covers those addresses, and
- * for the rest of the process once a hint is not honoured (a kernel before
- * 4.17, a 39-bit address space, an interceptor): ranges then go where the
+/* The large-block zone: a window of address space the kernel does not
+ * hand out on its own, where each new large-block range gets OS_ZONE_ROOM
+ * of free address space after it, so that the block (or, cached, the next
+ * block it serves) can grow in place (os_grow) instead of moving its pages
+ * with mremap, which costs about 6 us a page on a paravirtualized guest (a
+ * hidden fault at the next touch). The kernel packs mappings next to each
+ * other, so without the zone the room after a range is rarely more than
+ * what its 4 MiB alignment left. bench_large: 1180 -> 1458 ops/s, 118 ->
+ * 69 MB moved (4e7740e).
+ *
+ * Where: OS_ZONE_SIZE (256 GiB) at a random 16 GiB-aligned base in
+ * [OS_ZONE_LO, OS_ZONE_HI) = [24 TiB, 40 TiB) of x86-64's 128 TiB. The
+ * kernel's default layout fills top-down from below the stack (about
+ * 127 TiB); with an unlimited stack limit it fills top-down from 21.3 TiB
+ * or below; the legacy layout (setarch -L, vm.legacy_va_layout) fills
+ * bottom-up from 42.7 TiB. None reaches the window before the rest of the
+ * address space is full. ASan's shadow ends at 16 TiB; TSan's covers the
+ * window, so the zone is off under TSan. The slots are handed out in order
+ * from a random start and wrap at the window's end (the registry then
+ * holds at most 16 pages for it); a slot that is taken is skipped. A
+ * range's address has about 26 random bits (base and start), against
+ * mmap's 28. Off for the rest of the process once a hint is not honoured
+ * (a kernel before 4.17, a 39-bit address space, an interceptor, or any
+ * other mmap error: RLIMIT_AS, the map count): ranges then go where the
  * kernel puts them. */
-#if (defined(HAK_ASAN) && HAK_ASAN) || (defined(HAK_TSAN) && HAK_TSAN)
+#if defined(HAK_TSAN) && HAK_TSAN
 #define ZONE_ON 0
 #else
 #define ZONE_ON 1
 #endif
-static _Atomic uintptr_t zone_next; /* offset of the next slot + 1; 0: not started */
+#define ZONE_ALIGN ((uintptr_t)16 << 30) /* a registry page's worth */
+static _Atomic uintptr_t zone_base;      /* 0: not placed yet */
+static _Atomic uintptr_t zone_next;      /* offset of the next slot */
 static _Atomic bool zone_off;
 
-/* hakmem's tests: the next slot is at offset `off` of the zone. */
-void os_zone_seek(uintptr_t off) {
-  atomic_store_explicit(&zone_next, off + 1, memory_order_relaxed);
+/* The zone's base, placed at the first call (a thread that loses the race
+ * to place it may take the slot at offset 0: MAP_FIXED_NOREPLACE keeps
+ * two ranges apart). */
+static uintptr_t zone_start(void) {
+  uintptr_t base = atomic_load_explicit(&zone_base, memory_order_relaxed);
+  if (base)
+    return base;
+  uint64_t r = os_random_seed();
+  uintptr_t bases = (OS_ZONE_HI - OS_ZONE_LO - OS_ZONE_SIZE) / ZONE_ALIGN + 1;
+  uintptr_t want = OS_ZONE_LO + (uintptr_t)(r % bases) * ZONE_ALIGN;
+  if (!atomic_compare_exchange_strong_explicit(&zone_base, &base, want, memory_order_relaxed,
+                                               memory_order_relaxed))
+    return base;
+  atomic_store_explicit(&zone_next,
+                        ((uintptr_t)(r >> 24) % OS_ZONE_SIZE) & ~(uintptr_t)SEGMENT_MASK,
+                        memory_order_relaxed);
+  return want;
 }
 
 bool os_zone_on(void) {
   return ZONE_ON && !atomic_load_explicit(&zone_off, memory_order_relaxed);
+}
+
+bool os_zone_holds(const void *p) {
+  uintptr_t base = atomic_load_explicit(&zone_base, memory_order_relaxed);
+  return base && (uintptr_t)p - base < OS_ZONE_SIZE;
+}
+
+/* hakmem's tests: the zone placed, its next slot at offset `off`; returns
+ * the base. */
+uintptr_t os_zone_seek(uintptr_t off) {
+  uintptr_t base = zone_start();
+  atomic_store_explicit(&zone_next, off, memory_order_relaxed);
+  return base;
+}
+
+/* hak_test_reset: not placed, on. */
+void os_zone_reset(void) {
+  atomic_store_explicit(&zone_base, 0, memory_order_relaxed);
+  atomic_store_explicit(&zone_next, 0, memory_order_relaxed);
+  atomic_store_explicit(&zone_off, false, memory_order_relaxed);
 }
 
 /* Maps `size` bytes at the zone's next free slot; NULL if it is off, or
@@ -76,22 +122,17 @@ bool os_zone_on(void) {
 static void *zone_map(size_t size) {
   if (!os_zone_on() || size > OS_ZONE_MAX)
     return NULL;
-  uintptr_t stride = ((size + SEGMENT_MASK) & ~(uintptr_t)SEGMENT_MASK) + OS_ZONE_ROOM;
-  if (!atomic_load_explicit(&zone_next, memory_order_relaxed)) {
-    uintptr_t start = ((uintptr_t)os_random_seed() % (OS_ZONE_SIZE / 2)) & ~(uintptr_t)SEGMENT_MASK;
-    uintptr_t zero = 0;
-    atomic_compare_exchange_strong_explicit(&zone_next, &zero, start + 1, memory_order_relaxed,
-                                            memory_order_relaxed);
-  }
   int saved = errno;
+  uintptr_t base = zone_start();
+  uintptr_t stride = ((size + SEGMENT_MASK) & ~(uintptr_t)SEGMENT_MASK) + OS_ZONE_ROOM;
   void *got = NULL;
   for (int i = 0; i < OS_ZONE_TRIES && !got; i++) {
-    uintptr_t off = atomic_fetch_add_explicit(&zone_next, stride, memory_order_relaxed) - 1;
-    if (off + stride > OS_ZONE_SIZE) { /* wrap; a thread racing here only skips slots */
-      atomic_store_explicit(&zone_next, 1, memory_order_relaxed);
+    uintptr_t off = atomic_fetch_add_explicit(&zone_next, stride, memory_order_relaxed);
+    if (off > OS_ZONE_SIZE - stride) { /* wrap; a thread racing here only skips slots */
+      atomic_store_explicit(&zone_next, 0, memory_order_relaxed);
       continue;
     }
-    void *want = (void *)(OS_ZONE_BASE + off);
+    void *want = (void *)(base + off);
     void *q = mmap(want, size, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
     if (q == want)
