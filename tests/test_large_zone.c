@@ -8,6 +8,7 @@
  *  - consecutive ranges are one slot apart: the size rounded up to 4 MiB
  *    plus OS_ZONE_ROOM;
  *  - a block grows in place into that room, contents kept;
+ *  - a range over OS_ZONE_MAX goes where the kernel puts it;
  *  - a slot something else has taken is skipped and left alone; after
  *    OS_ZONE_TRIES taken slots in a row the range goes where the kernel
  *    puts it, and the zone is still used after that;
@@ -86,7 +87,13 @@ static void placed(void) {
   g[to - 1] = 1;
   /* the next block's range stays where it was: the room ended before it */
   CHECK(mapped(range_of(b)) && (range_of(b) >= a + to || hak_config_is("valgrind")));
+  /* a range bigger than the cache keeps goes where the kernel puts it */
+  uint8_t *big = hak_malloc(OS_ZONE_MAX + MiB);
+  REQUIRE(big != NULL);
+  CHECK_MSG(!os_zone_holds(big), "a %zu-byte block went to the zone", OS_ZONE_MAX + MiB);
+  big[OS_ZONE_MAX] = 1;
   CHECK_EQ(hak_heap_check(), 0);
+  hak_free(big);
   hak_free(g);
   hak_free(b);
   hak_free(c);

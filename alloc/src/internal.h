@@ -397,7 +397,7 @@ HAK_INTERNAL void *os_map_aligned(size_t size, size_t alignment, size_t offset);
 #define OS_ZONE_HI ((uintptr_t)40 << 40)
 #define OS_ZONE_SIZE ((uintptr_t)256 << 30)  /* 256 GiB */
 #define OS_ZONE_ROOM (LARGE_CACHE_BYTES / 8) /* the biggest mapping the cache keeps */
-#define OS_ZONE_MAX ((size_t)1 << 30)        /* bigger ranges go where the kernel puts them */
+#define OS_ZONE_MAX OS_ZONE_ROOM             /* bigger ranges go where the kernel puts them */
 #define OS_ZONE_TRIES 4                      /* slots tried in a row before that too */
 HAK_INTERNAL void *os_map_large(size_t size);
 HAK_INTERNAL bool os_zone_on(void);
