@@ -39,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -662,6 +663,16 @@ static inline void hak_free_remotely(void **blocks, size_t n) {
     return;
   }
   pthread_join(t, NULL);
+}
+
+/* Maps `n` bytes of the test's own at `at` (where nothing may be mapped)
+ * with `prot`; NULL if something is there, or if the kernel (before 4.17)
+ * took MAP_FIXED_NOREPLACE as a hint and put it elsewhere. */
+static inline void *hak_map_at(void *at, size_t n, int prot) {
+  void *q = mmap(at, n, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+  if (q != at && q != MAP_FAILED)
+    munmap(q, n);
+  return q == at ? q : NULL;
 }
 
 /* A field of /proc/self/statm in bytes: 0 the mapped size, 1 the resident

@@ -30,30 +30,24 @@
 #include "internal.h"
 
 #define MiB ((size_t)1 << 20)
-#define HDR 64 /* a large block's header (large.c) */
-#define HAK_CONFIG_NAME_ (zone_expected() ? "this configuration" : "TSan")
 
 static bool zone_expected(void) {
   return !hak_config_is("tsan");
 }
 
-static uintptr_t slot_of(size_t map) {
-  return ((map + SEGMENT_MASK) & ~(uintptr_t)SEGMENT_MASK) + OS_ZONE_ROOM;
-}
-
-/* A 2 MiB block's range (header, whole pages) takes one 4 MiB slot. */
+/* A large block's range starts with its header (registry_large). */
 static uint8_t *range_of(void *p) {
-  return (uint8_t *)p - HDR;
+  return (uint8_t *)registry_large(p);
 }
 
-/* Maps a page of our own at `at`, PROT_NONE; NULL if it cannot be there. */
+/* The slot of a 2 MiB block's range (header, whole pages: 4 MiB). */
+static uintptr_t slot_2m(void) {
+  return os_zone_slot(2 * MiB + OS_PAGE_SIZE);
+}
+
+/* A page of the test's own at `at`, PROT_NONE; NULL if it cannot be there. */
 static void *squat(void *at) {
-  void *q = mmap(at, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
-  if (q != MAP_FAILED && q != at) {
-    munmap(q, 4096);
-    return NULL;
-  }
-  return q == at ? q : NULL;
+  return hak_map_at(at, 4096, PROT_NONE);
 }
 
 static bool mapped(const void *p) {
@@ -72,16 +66,18 @@ static void placed(void) {
   hak_free(big); /* not cached: unmapped */
   uint8_t *a = hak_malloc(2 * MiB);
   REQUIRE(a != NULL);
-  CHECK_MSG(os_zone_holds(a) == zone_expected(), "%s: a new large block at %p %s the zone",
-            HAK_CONFIG_NAME_, (void *)a, os_zone_holds(a) ? "in" : "outside");
+  CHECK_MSG(os_zone_holds(a) == zone_expected(), "a new large block at %p %s the zone%s", (void *)a,
+            os_zone_holds(a) ? "in" : "outside", zone_expected() ? "" : " (TSan: it must be off)");
   if (!zone_expected())
     return;
   uint8_t *b = hak_malloc(2 * MiB), *c = hak_malloc(9 * MiB);
   REQUIRE(b && c);
-  CHECK_MSG(range_of(b) == range_of(a) + slot_of(2 * MiB + HDR) &&
-                range_of(c) == range_of(b) + slot_of(2 * MiB + HDR),
+  CHECK_MSG(range_of(b) == range_of(a) + slot_2m() && range_of(c) == range_of(b) + slot_2m(),
             "consecutive ranges %p %p %p are not one slot apart (%zu bytes)", (void *)a, (void *)b,
-            (void *)c, (size_t)slot_of(2 * MiB + HDR));
+            (void *)c, (size_t)slot_2m());
+  /* os_zone_slot is the allocator's own formula: the room checked apart */
+  CHECK_MSG(range_of(b) - range_of(a) >= (ptrdiff_t)(4 * MiB + 32 * MiB),
+            "ranges %p and %p: less than 32 MiB free after a 4 MiB slot", (void *)a, (void *)b);
   /* grows in place into the room: 2 MiB -> 4 MiB + OS_ZONE_ROOM - 1 MiB
    * (the valgrind build moves every realloc: memcheck keeps its own sizes) */
   hak_fill(a, 2 * MiB, 7);
@@ -105,7 +101,7 @@ static void skips_taken(void) {
   hak_test_reset();
   uint8_t *a = hak_malloc(2 * MiB);
   REQUIRE(a != NULL && os_zone_holds(a));
-  uintptr_t slot = slot_of(2 * MiB + HDR);
+  uintptr_t slot = slot_2m();
   /* the next slot taken: the one after it */
   void *sq = squat(range_of(a) + slot);
   REQUIRE(sq != NULL);
@@ -142,7 +138,7 @@ static void wraps(void) {
   if (!zone_expected())
     return;
   hak_test_reset();
-  uintptr_t slot = slot_of(2 * MiB + HDR);
+  uintptr_t slot = slot_2m();
   /* the next slot would pass the end */
   uint8_t *base = (uint8_t *)os_zone_seek(OS_ZONE_SIZE - slot / 2);
   uint8_t *a = hak_malloc(2 * MiB);

@@ -70,14 +70,6 @@ static size_t pages_unmapped(const void *p, size_t n) {
   return holes;
 }
 
-/* Maps `n` bytes of our own at `at` (nothing may be there), or NULL. */
-static void *map_at(void *at, size_t n, int prot) {
-  void *q = mmap(at, n, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
-  if (q != at && q != MAP_FAILED)
-    munmap(q, n);
-  return q == at ? q : NULL;
-}
-
 /* A fresh allocator state; nothing fails until the test arms a failure. */
 static void start(enum fm_how m) {
   hak_test_reset();
@@ -130,7 +122,7 @@ static unsigned char *block_with_room(size_t size, size_t room) {
     unsigned char *b = tried[ntried++] = hak_malloc(size);
     REQUIRE(b != NULL);
     unsigned char *end = b - 64 + ((64 + size + PG - 1) & ~(PG - 1)); /* header, whole pages */
-    void *r = map_at(end, room, PROT_NONE);
+    void *r = hak_map_at(end, room, PROT_NONE);
     if (r) {
       munmap(r, room);
       return b;
@@ -152,7 +144,7 @@ static void free_tried(void) {
 static void realloc_move_fails(enum fm_how m) {
   start(m);
   unsigned char *b = block_with_room(MiB, PG);
-  unsigned char *stop = map_at(b - 64 + MiB + PG, PG, PROT_READ);
+  unsigned char *stop = hak_map_at(b - 64 + MiB + PG, PG, PROT_READ);
   REQUIRE(stop != NULL);
   memset(b, 0x31, MiB);
   size_t vm0 = hak_statm_bytes(0);
@@ -260,7 +252,7 @@ static void gather_reservation_fails(void) {
 static void gather_fails(enum fm_how m, bool in_place, bool second) {
   start(m);
   unsigned char *a = block_with_room(2 * MiB, in_place ? 3 * MiB / 2 : PG);
-  unsigned char *stop = in_place ? NULL : map_at(a - 64 + 2 * MiB + PG, PG, PROT_READ);
+  unsigned char *stop = in_place ? NULL : hak_map_at(a - 64 + 2 * MiB + PG, PG, PROT_READ);
   REQUIRE(in_place || stop != NULL);
   memset(a, 0x51, 2 * MiB);
   cached(3 * MiB / 2, 0x52);

@@ -395,10 +395,14 @@ HAK_INTERNAL void *os_map_aligned(size_t size, size_t alignment, size_t offset);
  * rounded up to 4 MiB, plus OS_ZONE_ROOM of address space left free. */
 #define OS_ZONE_LO ((uintptr_t)24 << 40) /* the window lies in [24 TiB, 40 TiB) */
 #define OS_ZONE_HI ((uintptr_t)40 << 40)
-#define OS_ZONE_SIZE ((uintptr_t)256 << 30)  /* 256 GiB */
-#define OS_ZONE_ROOM (LARGE_CACHE_BYTES / 8) /* the biggest mapping the cache keeps */
-#define OS_ZONE_MAX OS_ZONE_ROOM             /* bigger ranges go where the kernel puts them */
-#define OS_ZONE_TRIES 4                      /* slots tried in a row before that too */
+#define OS_ZONE_SIZE ((uintptr_t)256 << 30) /* 256 GiB */
+#define OS_ZONE_ROOM ((uintptr_t)32 << 20)  /* the biggest mapping the cache keeps */
+#define OS_ZONE_MAX OS_ZONE_ROOM            /* bigger ranges go where the kernel puts them */
+#define OS_ZONE_TRIES 4                     /* slots tried in a row before that too */
+/* The address space a new range of `size` bytes takes in the zone. */
+static inline uintptr_t os_zone_slot(size_t size) {
+  return ((size + SEGMENT_MASK) & ~(uintptr_t)SEGMENT_MASK) + OS_ZONE_ROOM;
+}
 HAK_INTERNAL void *os_map_large(size_t size);
 HAK_INTERNAL bool os_zone_on(void);
 HAK_INTERNAL bool os_zone_holds(const void *p);
@@ -525,6 +529,8 @@ HAK_INTERNAL bool tcache_entry_ok(const hak_heap_t *h, size_t cls, const hak_blo
 #define LARGE_CACHE_N 32                      /* freed mappings kept for reuse ... */
 #define LARGE_CACHE_BYTES ((size_t)256 << 20) /* ... at most this much in all ... */
 #define LARGE_CACHE_AGE_MS 1000               /* ... each for at most this long */
+_Static_assert(OS_ZONE_ROOM == LARGE_CACHE_BYTES / 8,
+               "the zone's room: the biggest cacheable mapping");
 HAK_INTERNAL void *large_alloc(size_t size, size_t alignment, bool zero);
 HAK_INTERNAL void large_free(hak_large_t *lg, void *p, const char *op);
 HAK_INTERNAL void *large_realloc(hak_large_t *lg, void *p, size_t size);

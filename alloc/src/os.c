@@ -63,12 +63,11 @@ void *os_map_aligned(size_t size, size_t alignment, size_t offset) {
  * kernel puts them: a range alone in its part of the zone needs page-table
  * pages of its own, at about 100 us each on this guest (malloc+free of
  * 40 MiB, one page touched: 143 us placed by the kernel next to other
- * mappings, 390 us alone in the zone). A
- * range's address has about 26 random bits (base and start), against
- * mmap's 28. Off for the rest of the process once a hint is not honoured
- * (a kernel before 4.17, a 39-bit address space, an interceptor, or any
- * other mmap error: RLIMIT_AS, the map count): ranges then go where the
- * kernel puts them. */
+ * mappings, 390 us alone in the zone). A range's address has about 26
+ * random bits (base and start), against mmap's 28. Off for the rest of the
+ * process once a hint is not honoured (a kernel before 4.17, a 39-bit
+ * address space, an interceptor, or any other mmap error: RLIMIT_AS, the
+ * map count): ranges then go where the kernel puts them. */
 #if defined(HAK_TSAN) && HAK_TSAN
 #define ZONE_ON 0
 #else
@@ -102,6 +101,7 @@ bool os_zone_on(void) {
   return ZONE_ON && !atomic_load_explicit(&zone_off, memory_order_relaxed);
 }
 
+/* hakmem's tests: whether p lies in the zone (false before it is placed). */
 bool os_zone_holds(const void *p) {
   uintptr_t base = atomic_load_explicit(&zone_base, memory_order_relaxed);
   return base && (uintptr_t)p - base < OS_ZONE_SIZE;
@@ -129,7 +129,7 @@ static void *zone_map(size_t size) {
     return NULL;
   int saved = errno;
   uintptr_t base = zone_start();
-  uintptr_t stride = ((size + SEGMENT_MASK) & ~(uintptr_t)SEGMENT_MASK) + OS_ZONE_ROOM;
+  uintptr_t stride = os_zone_slot(size);
   void *got = NULL;
   for (int i = 0; i < OS_ZONE_TRIES && !got; i++) {
     uintptr_t off = atomic_fetch_add_explicit(&zone_next, stride, memory_order_relaxed);
