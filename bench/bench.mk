@@ -15,18 +15,22 @@
 # Programs: bench/<name>.c on the prefixed API as build/<cfg>/bench/<name>
 # (libhakmem.a) and on plain malloc as build/<cfg>/bench/<name>.libc (for
 # LD_PRELOAD of any allocator); bench/benchrun.c is the wait4() wrapper that
-# measures wall time and peak RSS.
+# measures wall time and peak RSS; bench/pageprobe.c measures what a page
+# fault and a moved page cost on this machine (recorded with each run).
 
 TOL ?= 0.15
 STAT ?= median
 BENCH_ENV = QUICK='$(QUICK)' REPS='$(REPS)' ALLOCATORS='$(ALLOCATORS)' WORKLOADS='$(WORKLOADS)'
 
-BENCH_C    := $(filter-out bench/benchrun.c,$(sort $(wildcard bench/*.c)))
-BENCH_BINS := $(patsubst bench/%.c,$(B)/bench/%.libc,$(BENCH_C)) $(B)/bench/benchrun
+BENCH_C    := $(filter-out bench/benchrun.c bench/pageprobe.c,$(sort $(wildcard bench/*.c)))
+BENCH_BINS := $(patsubst bench/%.c,$(B)/bench/%.libc,$(BENCH_C)) $(B)/bench/benchrun \
+              $(B)/bench/pageprobe
 
 $(B)/bench:
 	mkdir -p $@
 $(B)/bench/benchrun: bench/benchrun.c | $(B)/bench
+	$(CC) -std=gnu11 -O2 -Wall -Wextra $< -o $@
+$(B)/bench/pageprobe: bench/pageprobe.c | $(B)/bench
 	$(CC) -std=gnu11 -O2 -Wall -Wextra $< -o $@
 $(B)/bench/%.libc: bench/%.c $(STRESS_HDRS) | $(B)/bench
 	$(CC) $(CFLAGS_ALL) -fvisibility=default -Istress -DHAK_BENCH_LIBC=1 $< -o $@ $(LDFLAGS_ALL)

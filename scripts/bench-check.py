@@ -17,7 +17,8 @@ down, so the best run is the least disturbed).
 
 baseline: writes the results' ratios as the new baseline (with where they
 came from, HAKMEM_THP included: check refuses results run with another
-setting), for `make bench-baseline`."""
+setting; and the machine's page costs: check refuses results from a machine
+whose costs are more than 3x apart), for `make bench-baseline`."""
 import argparse
 import json
 import sys
@@ -31,6 +32,28 @@ def load(path, what):
         sys.exit("bench-check: cannot read %s %s: %s" % (what, path, e.strerror))
     except ValueError as e:
         sys.exit("bench-check: %s %s is not valid JSON: %s" % (what, path, e))
+
+
+PAGE_COST_SPREAD = 3.0  # page costs further apart than this: machines not comparable
+
+
+def page_costs_apart(m, src):
+    """Why the results' machine and the baseline's are not comparable by
+    their page costs (bench/pageprobe: first touch and moved page, us per
+    page), or None. Costs missing on either side (older files): None. A
+    moved page costs a few ns where page tables move with the mapping and
+    microseconds where each takes a fault again; costs below 0.1 us count
+    as 0.1 so that two such machines compare equal."""
+    for key, what in (("page_touch_us", "a first page touch"), ("page_moved_us", "a moved page")):
+        try:
+            a, b = float(m[key]), float(src[key])
+        except (KeyError, TypeError, ValueError):
+            continue
+        lo, hi = sorted((max(a, 0.1), max(b, 0.1)))
+        if hi > lo * PAGE_COST_SPREAD:
+            return "%s costs %s us here and %s us on the baseline's machine (more than %gx apart)" % (
+                what, m[key], src[key], PAGE_COST_SPREAD)
+    return None
 
 
 def check(res, base, tol, stat, res_path, base_path):
@@ -52,6 +75,12 @@ def check(res, base, tol, stat, res_path, base_path):
     if thp_res != thp_base:
         print("bench-check: FAIL: the results ran hakmem with HAKMEM_THP=%s, the baseline with "
               "HAKMEM_THP=%s: not comparable" % (thp_res or "(unset)", thp_base or "(unset)"))
+        return 1
+    why = page_costs_apart(m, base.get("source", {}))
+    if why:
+        print("bench-check: FAIL: %s: the ratios of the workloads that fault or move pages are "
+              "not comparable; make a baseline on a machine like this one (make bench, then "
+              "make bench-baseline)" % why)
         return 1
     fails, oks, skips, better = [], 0, 0, 0
     for w in sorted(bratios):
@@ -119,7 +148,8 @@ def baseline(res, res_path, base_path):
                    "make bench run; make bench-check fails when a ratio drops by more than TOL. "
                    "Regenerate: make bench, then make bench-baseline.",
         "source": {k: m.get(k) for k in ("date", "host", "cpu", "cores", "git", "quick", "reps",
-                                          "scale", "loadavg_start", "loadavg_end", "hakmem_thp")},
+                                          "scale", "loadavg_start", "loadavg_end", "hakmem_thp",
+                                          "page_touch_us", "page_moved_us")},
         "ratios": out,
         "ratios_best": best,
     }

@@ -135,6 +135,11 @@ def markdown(meta, allocs, summary, ratios):
                  meta.get("cpu", "?"), meta.get("loadavg_start", "?"), meta.get("loadavg_end", "?"),
                  meta.get("git", "?"), "QUICK" if meta.get("quick", "0") not in ("", "0") else "full",
                  meta.get("reps", "?"), meta.get("scale", "1"), meta.get("seconds", "?")))
+    if meta.get("page_touch_us"):
+        L.append("")
+        L.append("Page costs here (bench/pageprobe): %s us per 4 KiB page at its first touch, "
+                 "%s us per page at the first touch after an mremap move." % (
+                     meta["page_touch_us"], meta.get("page_moved_us", "?")))
     if meta.get("hakmem_thp", "") != "":
         L.append("")
         L.append("hakmem ran with HAKMEM_THP=%s (1: huge pages for its segments and large blocks)." %

@@ -179,6 +179,16 @@ META=$OUT/meta.tsv
   printf 'cpu\t%s\n' "$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
   printf 'cores\t%s\n' "$(nproc)"
   printf 'loadavg_start\t%s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
+  # what a page costs here (bench/pageprobe.c): the ratios of the workloads
+  # that fault or move many pages depend on it, and bench-check compares
+  # them only with a baseline from a machine of like costs
+  probe=
+  if [ -x "$BB/pageprobe" ]; then probe=$("$BB/pageprobe" 2>&1) || probe=; fi
+  if [[ $probe =~ touch_us=([0-9.]+)\ moved_us=([0-9.]+) ]]; then
+    printf 'page_touch_us\t%s\npage_moved_us\t%s\n' "${BASH_REMATCH[1]}" "${BASH_REMATCH[2]}"
+  else
+    echo "bench: page costs not measured (${probe:-$BB/pageprobe missing})" >&2
+  fi
   g=$(git rev-parse --short HEAD 2>/dev/null) || g=unknown
   # the measured code: the library and the benchmark programs
   [ "$g" = unknown ] || git diff --quiet HEAD -- alloc stress bench 2>/dev/null ||

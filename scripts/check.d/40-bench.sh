@@ -11,6 +11,8 @@
 #                       chart (when gnuplot is installed) are well-formed
 #   bench/check-pass    bench-check passes against a baseline below the results
 #   bench/check-thp-mismatch  and fails against the same baseline made with HAKMEM_THP=1
+#   bench/check-page-costs  and fails against it made on a machine whose first
+#                       page touch cost 10x this one's, passes at 2x
 #   bench/check-fail    ... fails, naming the workload, against one above them
 #   bench/check-tol     a drop of ~9% passes at TOL=0.15 and fails at TOL=0.05
 #                       (ratios of medians, and of best runs with STAT=best)
@@ -54,7 +56,9 @@ run_check release bench/benchrun bash -c '
 run_check release bench/smoke-run env QUICK=1 REPS=1 SCALE=0.05 ALLOCATORS="hakmem glibc" \
   WORKLOADS="$WL" BENCH_OUT="$OUT" scripts/bench.sh
 
-run_check release bench/outputs python3 - "$OUT" "$WL" <<'PY'
+# (run_check gives the command /dev/null as stdin: the program goes in -c)
+OUTPUTS_PY=$(
+  cat <<'PY'
 import json, os, shutil, sys
 out, wl = sys.argv[1], sys.argv[2].split()
 d = json.load(open(os.path.join(out, "results.json")))
@@ -87,8 +91,13 @@ if shutil.which("gnuplot"):
         assert open(os.path.join(out, f), "rb").read(8) == b"\x89PNG\r\n\x1a\n", f
 else:
     print("gnuplot not installed: chart not checked")
+m = d["meta"]  # bench/pageprobe's figures
+assert float(m["page_touch_us"]) > 0 and float(m["page_moved_us"]) >= 0, m
+assert any(l.startswith("Page costs here (bench/pageprobe): %s us" % m["page_touch_us"]) for l in md), md[:6]
 print("outputs ok:", len(d["samples"]), "samples,", len(wl), "workloads")
 PY
+)
+run_check release bench/outputs python3 -c "$OUTPUTS_PY" "$OUT" "$WL"
 
 # synth <factor> <workload or ""> <file>: a baseline with the results' ratios
 # (medians and best runs) times factor (every workload, or only the one named).
@@ -121,6 +130,21 @@ run_check release bench/check-thp-mismatch bash -c '
   [ $rc -eq 1 ] || { echo "exit $rc, expected 1"; exit 1; }
   printf "%s" "$out" | grep -q "HAKMEM_THP=(unset), the baseline with HAKMEM_THP=1: not comparable"'
 
+# ... made on a machine whose first page touch costs 10x (2x) this one's
+pagecost() {
+  python3 -c 'import json, sys; b = json.load(open(sys.argv[1])); m = json.load(open(sys.argv[2]))["meta"]
+b["source"].update(page_touch_us="%.3f" % (float(m["page_touch_us"]) * float(sys.argv[3])), page_moved_us=m["page_moved_us"])
+json.dump(b, open(sys.argv[4], "w"))' "$OUT/base-low.json" "$BENCH_RESULTS" "$1" "$2"
+}
+pagecost 10 "$OUT/base-page10.json" && pagecost 2 "$OUT/base-page2.json"
+run_check release bench/check-page-costs bash -c '
+  out=$(BENCH_BASELINE='"$OUT"'/base-page10.json TOL=0.15 scripts/bench-check.sh); rc=$?
+  echo "$out"
+  [ $rc -eq 1 ] || { echo "10x: exit $rc, expected 1"; exit 1; }
+  printf "%s" "$out" | grep -q "FAIL: a first page touch costs .* (more than 3x apart)" || exit 1
+  BENCH_BASELINE='"$OUT"'/base-page2.json TOL=0.15 scripts/bench-check.sh >/dev/null || { echo "2x should pass"; exit 1; }
+  echo ok'
+
 run_check release bench/check-fail bash -c '
   out=$(BENCH_BASELINE='"$OUT"'/base-high.json TOL=0.15 scripts/bench-check.sh); rc=$?
   echo "$out"
@@ -137,7 +161,7 @@ run_check release bench/check-tol bash -c '
 
 run_check release bench/baseline-roundtrip bash -c '
   BENCH_BASELINE='"$OUT"'/written.json scripts/bench-check.sh --write-baseline || exit 1
-  python3 -c "import json, sys; d = json.load(open(sys.argv[1])); assert len(d[\"ratios\"]) == 7 and len(d[\"ratios_best\"]) == 7, d" '"$OUT"'/written.json || exit 1
+  python3 -c "import json, sys; d = json.load(open(sys.argv[1])); assert len(d[\"ratios\"]) == 7 and len(d[\"ratios_best\"]) == 7 and float(d[\"source\"][\"page_touch_us\"]) > 0, d" '"$OUT"'/written.json || exit 1
   BENCH_BASELINE='"$OUT"'/written.json TOL=0 scripts/bench-check.sh && BENCH_BASELINE='"$OUT"'/written.json TOL=0 STAT=best scripts/bench-check.sh'
 
 run_check release bench/scaling-options bash -c '
