@@ -190,7 +190,35 @@ def markdown(meta, allocs, summary, ratios):
             row.append("%.2f" % e["rss"] if "rss" in e else "-")
         L.append("| " + " | ".join(row) + " |")
     L.append("")
+    L.extend(against_best(meta, peers, ratios))
     return "\n".join(L)
+
+
+def against_best(meta, peers, ratios):
+    """The third table: hakmem against the best peer of each workload, the
+    issue's targets (throughput at or above the fastest peer, peak RSS within
+    10% of the smallest). The lowest ratio is the one to the best peer. Best
+    runs: each allocator's fastest run, steadier on a shared machine and
+    where a workload's runs fall into two modes (xthread on 2 cores)."""
+    def worst(name, key):
+        e = [(ratios[name][p][key], p) for p in peers if key in ratios[name].get(p, {})]
+        return (min if key != "rss" else max)(e) if e else None
+
+    L = ["hakmem against the best peer of each workload: ops/s ratio to the fastest peer (of "
+         "medians, and of each allocator's best run), peak RSS ratio to the smallest.",
+         "",
+         "| workload | fastest peer | hakmem/fastest | fastest by best run | hakmem/fastest, best runs "
+         "| smallest peer | hakmem/smallest RSS |",
+         "|---|---|---:|---|---:|---|---:|"]
+    for w in meta["workloads"]:
+        name = w["name"]
+        row = [name]
+        for key in ("ops", "ops_best", "rss"):
+            r = worst(name, key)
+            row += [r[1], "%.2f" % r[0]] if r else ["-", "-"]
+        L.append("| " + " | ".join(row) + " |")
+    L.append("")
+    return L
 
 
 def chart(meta, allocs, summary, out):

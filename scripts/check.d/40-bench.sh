@@ -7,7 +7,7 @@
 #   bench/smoke-run     scripts/bench.sh: 7 workloads x hakmem, glibc x 1 rep,
 #                       SCALE=0.05
 #   bench/outputs       results.json (every sample, medians, ratios),
-#                       results.md (both tables, a row per workload), the
+#                       results.md (the three tables, a row per workload), the
 #                       chart (when gnuplot is installed) are well-formed
 #   bench/check-pass    bench-check passes against a baseline below the results
 #   bench/check-thp-mismatch  and fails against the same baseline made with HAKMEM_THP=1
@@ -81,7 +81,19 @@ hdr = "| workload | hakmem | glibc | hakmem/glibc |"
 assert md.count(hdr) == 2, "table header missing (ops/s and RSS tables)"
 for w in wl:
     rows = [l for l in md if l.startswith("| %s |" % w)]
-    assert len(rows) == 2 and all(l.count("|") == 5 for l in rows), (w, rows)
+    # ops/s and RSS tables (2 allocators: 5 bars), then against the best peer (8)
+    assert [l.count("|") for l in rows] == [5, 5, 8], (w, rows)
+    want = "| %s | glibc | %.2f | glibc | %.2f | glibc | %.2f |" % (
+        w, d["ratios"][w]["glibc"]["ops"], d["ratios"][w]["glibc"]["ops_best"], d["ratios"][w]["glibc"]["rss"])
+    assert rows[2] == want, (rows[2], want)
+# the best peer is the one with the lowest ops/s ratio and the highest RSS ratio
+import importlib.util
+spec = importlib.util.spec_from_file_location("report", "scripts/bench-report.py")
+rep = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(rep)
+syn = {"w": {"a": {"ops": 1.5, "ops_best": 0.9, "rss": 0.8}, "b": {"ops": 0.7, "ops_best": 1.2, "rss": 1.3}}}
+got = rep.against_best({"workloads": [{"name": "w"}]}, ["a", "b"], syn)
+assert "| w | b | 0.70 | a | 0.90 | b | 1.30 |" in got, got
 if shutil.which("gnuplot"):
     for f in ("results.svg", "results.png", "results-ratio.png"):
         p = os.path.join(out, f)
