@@ -14,6 +14,8 @@
 #   sort         sort 2M deterministic random lines, compare sha256
 #   test_cpp_threads  the C++ 4-thread STL test (SKIP if not built / exit 77)
 #   api_all      tests/preload/api_all.c (plain gcc build): whole malloc API
+#   selftest-*   the comparison fails a program that crashes under the
+#                preload though its output matches (tests/preload/crash_shim.c)
 #
 # Environment: HAK_PRELOAD_SO (preload this library instead; for testing the
 # script itself), PRELOAD_TIMEOUT (per case, default 300), CHECK_APPEND=1 (keep
@@ -71,7 +73,7 @@ work_git() {
   done
   git add -A && git commit -q -m "add 200 files" || return 1
   for i in $(seq 1 4 200); do echo "change $i" >>"d$((i % 10))/file$i.txt"; done
-  git rm -q d3/file13.txt && git mv d4/file14.txt d4/renamed14.txt
+  git rm -q -f d3/file13.txt && git mv d4/file14.txt d4/renamed14.txt
   export GIT_COMMITTER_DATE='2024-01-02T00:00:00Z' GIT_AUTHOR_DATE='2024-01-02T00:00:00Z'
   git commit -q -a -m "modify 50 files" || return 1
   {
@@ -129,6 +131,10 @@ work_sort() {
 }
 
 if [ "${1:-}" = --work ]; then
+  # every command of a workload must succeed, not only its last: a crash
+  # under the preload whose output matches anyway (git fsck prints nothing
+  # when it passes; a crash at exit after the output) must fail the run
+  set -e
   "work_$2" "$3"
   exit $?
 fi
@@ -195,6 +201,30 @@ fi
 for c in python git gcc sort; do
   run_check "$CFG" "$c" bash "$0" --compare "$c" || fail=1
 done
+
+# (d2) the comparison itself: a program that crashes under the preload fails
+# the case even when its output is complete and matches (crash_shim stands in
+# for a broken allocator): git fsck, which prints nothing when it passes,
+# crashing at its start; the first of the two sorts crashing at its exit.
+shim=$PRE_DIR/crash_shim.so
+if run_check "$CFG" selftest-build gcc -shared -fPIC -O1 -Wall -Wextra -Werror \
+  tests/preload/crash_shim.c -o "$shim"; then
+  run_check "$CFG" selftest-crash-detected env SHIM="$shim" bash -c '
+    caught() { # <workload> <CRASH_WHEN> <CRASH_AT>
+      out=$(CRASH_WHEN="$2" CRASH_AT=$3 HAK_PRELOAD_SO=$SHIM bash scripts/test-preload.sh --compare "$1" 2>&1)
+      rc=$?
+      if [ $rc -eq 1 ] && printf "%s" "$out" | grep -q "preloaded run failed (exit 139)"; then
+        echo "$1: the crash of \"$2\" at $3 was reported"
+        return 0
+      fi
+      printf "%s\n" "$out" | tail -5
+      echo "$1: the crash of \"$2\" at $3 was NOT reported (exit $rc)"
+      return 1
+    }
+    caught git fsck start && caught sort "sort --parallel" exit' || fail=1
+else
+  fail=1
+fi
 
 # (e) the C++ 4-thread STL program.
 cpp=$ROOT/build/release/tests/test_cpp_threads
