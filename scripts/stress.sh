@@ -116,8 +116,11 @@ build() {
     case $VARIANTS in *preload* | *glibc*) targets="$targets build/$cfg/stress/$p.libc" ;; esac
   done
   echo "==> stress: make CONFIG=$cfg $targets"
+  # through run_check, so that a failed build is a FAIL in the results (a
+  # caller that goes on, as check.d/20-stress.sh does, would otherwise lose
+  # every check of this configuration without a trace)
   # shellcheck disable=SC2086
-  make -s -j"$JOBS" CONFIG="$cfg" $targets || { echo "FAIL  $cfg  stress-build"; exit 1; }
+  RUN_TIMEOUT=900 run_check "$cfg" stress/build make -s -j"$JOBS" CONFIG="$cfg" $targets || exit 1
 }
 
 cmd_run() {

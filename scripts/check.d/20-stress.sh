@@ -4,6 +4,8 @@
 #   asan:    all six stress programs, 4 threads x 1024 chunks, 1 s each
 #   release: all six, prefixed API and LD_PRELOAD of libhakmem.so, 1 s each
 #   watchdog self-test (a thread blocks forever: exit 3 and stacks printed)
+#   build-failure self-test (a failed build of the stress programs is a FAIL
+#   in the results, not a configuration whose checks silently vanish)
 # Each program run is one check (scripts/stress.sh uses run_check); results
 # go to build/check-results.tsv like the rest of make check.
 set -uo pipefail
@@ -16,3 +18,11 @@ DURATION=2 scripts/stress.sh run tsan || true
 DURATION=1 scripts/stress.sh run asan || true
 DURATION=1 scripts/stress.sh run release prefixed preload || true
 run_check release stress/watchdog-test scripts/stress.sh watchdog-test release || true
+run_check release stress/build-failure-recorded bash -c '
+  d=$(mktemp -d); trap "rm -rf $d" EXIT
+  printf "#!/bin/sh\necho planted build failure >&2\nexit 2\n" >"$d/make"; chmod +x "$d/make"
+  PATH="$d:$PATH" HAK_RESULTS="$d/r.tsv" DURATION=1 scripts/stress.sh run release >"$d/log" 2>&1
+  rc=$?
+  cat "$d/log"; cat "$d/r.tsv"
+  [ $rc -eq 1 ] || { echo "exit $rc, expected 1"; exit 1; }
+  grep -q "^stress/build	release	FAIL" "$d/r.tsv" || { echo "no FAIL row for the build"; exit 1; }' || true
