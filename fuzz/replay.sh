@@ -20,12 +20,19 @@ fail() {
   echo "FAIL: $*"
   rc=1
 }
+# A driver with no inputs is a failure, not a pass: a corpus moved or
+# deleted would otherwise turn every replay of it into "OK".
+have_inputs() {
+  [ ${#f[@]} -gt 0 ] && return 0
+  fail "$1: no inputs in corpus/$1/ or corpus/regressions/$1/"
+  return 1
+}
 
 run_asan() {
   local d=$1
   step "$d under ASan+UBSan (libFuzzer build)"
   mapfile -t f < <(inputs "$d")
-  [ ${#f[@]} -gt 0 ] || return 0
+  have_inputs "$d" || return 0
   ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1} build/fuzz/libfuzzer/"$d" -runs=1 -timeout=60 "${f[@]}" \
     >"build/fuzz/logs/replay-asan-$d.log" 2>&1 || {
     tail -n 30 "build/fuzz/logs/replay-asan-$d.log"
@@ -38,7 +45,7 @@ run_sa() { # run_sa <config> <driver> [wrapper...]
   shift 2
   step "$d standalone ($cfg)"
   mapfile -t f < <(inputs "$d")
-  [ ${#f[@]} -gt 0 ] || return 0
+  have_inputs "$d" || return 0
   "$@" build/fuzz/"$cfg"/"$d" "${f[@]}" >"build/fuzz/logs/replay-$cfg-$d.log" 2>&1 || {
     tail -n 30 "build/fuzz/logs/replay-$cfg-$d.log"
     fail "$d standalone ($cfg)"
@@ -49,7 +56,7 @@ run_valgrind() {
   local d=$1
   step "$d under valgrind memcheck (first $VG_MAX inputs)"
   mapfile -t f < <(inputs "$d" | head -n "$VG_MAX")
-  [ ${#f[@]} -gt 0 ] || return 0
+  have_inputs "$d" || return 0
   timeout 300 valgrind -q --error-exitcode=99 --exit-on-first-error=yes \
     build/fuzz/valgrind/"$d" "${f[@]}" >"build/fuzz/logs/replay-valgrind-$d.log" 2>&1 || {
     tail -n 30 "build/fuzz/logs/replay-valgrind-$d.log"
@@ -67,7 +74,7 @@ run_determinism() {
   step "$d determinism (fresh state per input, crash reproduction)"
   tmp=$(mktemp -d)
   mapfile -t f < <(inputs "$d" | head -n 60)
-  [ ${#f[@]} -gt 0 ] || return 0
+  have_inputs "$d" || return 0
   "$bin" "${f[@]}" "${f[@]}" >"$tmp/twice" 2>&1 || fail "$d: corpus run failed"
   : >"$tmp/alone"
   for x in "${f[@]}"; do "$bin" "$x" >>"$tmp/alone" 2>&1 || fail "$d: $x failed alone"; done

@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.." || exit 1
 ROOT=$PWD
 PLANT_DIR=${PLANT_DIR:-/tmp/hakmem-planted}
 THREADS=${THREADS:-4} CHUNKS=${CHUNKS:-1024} DURATION=${DURATION:-3}
-BUGS=${PLANT_BUGS:-relaxed-remote-push plain-capacity drop-on-drain}
+BUGS=${PLANT_BUGS:-relaxed-remote-push plain-slice-end drop-on-drain}
 
 # plant <bug> <dir>: applies the bug's change in <dir>.
 plant() {
@@ -29,9 +29,13 @@ plant() {
       sed -i '/^void page_free_remote/,/^}/{
         /TF_COUNT_ONE) | (uintptr_t)b,$/{n; s/memory_order_release, memory_order_relaxed/memory_order_relaxed, memory_order_relaxed/}
       }' "$f" ;;
-    plain-capacity) # page->capacity: the owner's store becomes a plain store
-      f=$2/alloc/src/page.c
-      sed -i 's/atomic_store_explicit(&pg->capacity, cap + n, memory_order_relaxed);/*(uint32_t *)\&pg->capacity = cap + n;/' "$f" ;;
+    plain-slice-end) # the carved end of a page's slice entries (what a remote
+      # free's block-start check reads; page->capacity itself is read by the
+      # owner only since free reads the slice entries): a plain store
+      f=$2/alloc/src/internal.h
+      sed -i '/^static inline void page_set_capacity/,/^}/{
+        s/atomic_store_explicit(&sl\[k\].end, slice_entry_end(pg, cap, k), memory_order_relaxed);/*(uint32_t *)\&sl[k].end = slice_entry_end(pg, cap, k);/
+      }' "$f" ;;
     drop-on-drain) # page_collect takes the remote list with load + store, not a CAS
       # (acquire/release kept, so TSan sees no race: only the lost block shows)
       f=$2/alloc/src/page.c
@@ -67,6 +71,9 @@ for bug in $BUGS; do
   tar -C "$ROOT" --exclude=./build --exclude=./.git --exclude=./fuzz --exclude=./corpus -cf - . | tar -C "$d" -xf -
   plant "$bug" "$d" || { status=1; continue; }
   log=$d/tsan-stress.out
+  # the copy's runs record in the copy (their FAILs are the point, and must
+  # not land in the results of a make check that runs this script)
+  export HAK_RESULTS=$d/build/planted-results.tsv
   (cd "$d" && make tsan-stress THREADS="$THREADS" CHUNKS="$CHUNKS" DURATION="$DURATION") >"$log" 2>&1
   grep -E '^(PASS|FAIL|HANG)|caught by' "$log" | sed 's/^/    /'
   c=$(caught "$log")

@@ -5,6 +5,7 @@
 #   fuzz/replay-<mode>      corpus + regressions replayed: asan (ASan+UBSan),
 #                           release, debug, tsan (fuzz_mt), valgrind (bounded),
 #                           determinism (fresh state per input, crash repro)
+#   fuzz/replay-no-inputs-fails  a driver with no corpus fails the replay
 #   fuzz/cflite-build       .clusterfuzzlite/build.sh with OSS-Fuzz's variables,
 #                           every fuzzer on its <fuzzer>_seed_corpus.zip
 #   fuzz/planted            scripts/fuzz-planted.sh: each planted bug found
@@ -25,6 +26,11 @@ RUN_TIMEOUT=1200 run_check fuzz build make -j"${JOBS:-2}" fuzz-bins || exit 0
 for m in asan release debug tsan valgrind determinism; do
   RUN_TIMEOUT=600 run_check fuzz "replay-$m" fuzz/replay.sh -m "$m" $FUZZERS
 done
+# a driver whose corpus is gone must fail the replay, not pass it
+run_check fuzz replay-no-inputs-fails bash -c '
+  out=$(fuzz/replay.sh -m release fuzz_no_such_driver 2>&1); rc=$?
+  echo "$out"
+  [ $rc -eq 1 ] && printf "%s" "$out" | grep -q "FAIL: fuzz_no_such_driver: no inputs"'
 RUN_TIMEOUT=600 run_check fuzz cflite-build fuzz/cflite-check.sh
 # every planted bug of scripts/fuzz-planted.sh found (it had rotted: two of
 # its patterns no longer matched the code, and nothing ran it)

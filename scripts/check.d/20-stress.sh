@@ -4,6 +4,8 @@
 #   asan:    all six stress programs, 4 threads x 1024 chunks, 1 s each
 #   release: all six, prefixed API and LD_PRELOAD of libhakmem.so, 1 s each
 #   watchdog self-test (a thread blocks forever: exit 3 and stacks printed)
+#   planted bugs: scripts/stress-planted.sh, TSan run only (each of its
+#   planted concurrency bugs caught, and each still applies to the code)
 #   build-failure self-test (a failed build of the stress programs is a FAIL
 #   in the results, not a configuration whose checks silently vanish)
 # Each program run is one check (scripts/stress.sh uses run_check); results
@@ -18,6 +20,7 @@ DURATION=2 scripts/stress.sh run tsan || true
 DURATION=1 scripts/stress.sh run asan || true
 DURATION=1 scripts/stress.sh run release prefixed preload || true
 run_check release stress/watchdog-test scripts/stress.sh watchdog-test release || true
+RUN_TIMEOUT=900 run_check tsan stress/planted env PLANT_RELEASE=0 DURATION=2 scripts/stress-planted.sh || true
 run_check release stress/build-failure-recorded bash -c '
   d=$(mktemp -d); trap "rm -rf $d" EXIT
   printf "#!/bin/sh\necho planted build failure >&2\nexit 2\n" >"$d/make"; chmod +x "$d/make"
