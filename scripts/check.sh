@@ -144,7 +144,15 @@ fi
 for part in scripts/check.d/*.sh; do
   [ -e "$part" ] || continue
   echo "==> check: $part"
-  CHECK_APPEND=1 bash "$part" || true # its results are in the TSV
+  # its results are in the TSV; a part ends with status 0 whatever its checks
+  # did, so any other status means it died part way (an unset variable under
+  # set -u, say) and the checks after that point were never recorded
+  CHECK_APPEND=1 bash "$part"
+  prc=$?
+  if [ $prc -ne 0 ]; then
+    echo "check: $part exited with status $prc before its end"
+    record check "$(basename "$part" .sh)/completed" FAIL 0.0
+  fi
 done
 
 END=$(now_s)

@@ -27,7 +27,8 @@ T=$PWD/$T
 PY=$(command -v python3)
 
 run_check mutants catalog bash -c '
-  n=$(python3 scripts/mutants/run.py --list | wc -l)
+  set -o pipefail
+  n=$(python3 scripts/mutants/run.py --list | wc -l) || { echo "run.py --list failed"; exit 1; }
   echo "$n mutants in the catalog"
   [ "$n" -ge 25 ] || { echo "expected at least 25 mutants"; exit 1; }
   python3 scripts/mutants/run.py --check-apply'
