@@ -15,12 +15,16 @@ less. --stat best compares the ratios of each side's best run instead of the
 medians (on a machine shared with other work, runs are only ever slowed
 down, so the best run is the least disturbed).
 
-baseline: writes the results' ratios as the new baseline (with where they
-came from, HAKMEM_THP included: check refuses results run with another
-setting; and the machine's page costs: check refuses results from a machine
-whose costs are more than 3x apart), for `make bench-baseline`."""
+baseline: writes the results' ratios as the baseline of this kind of machine
+(with where they came from: HAKMEM_THP and the machine's page costs), for
+`make bench-baseline`. The file keeps one baseline per kind of machine
+(format 2): writing replaces the entry made where HAKMEM_THP and the page
+costs match, and keeps the others. check compares with the entry whose
+HAKMEM_THP matches and whose page costs are within 3x (the closest if
+several), and refuses results no entry is like."""
 import argparse
 import json
+import math
 import sys
 
 
@@ -56,31 +60,57 @@ def page_costs_apart(m, src):
     return None
 
 
-def check(res, base, tol, stat, res_path, base_path):
+def entries(doc):
+    """The baselines of a baseline file: format 2 holds one per kind of
+    machine ("baselines"), format 1 (before 2026-11-27) is one."""
+    if "baselines" in doc:
+        return doc["baselines"]
+    return [{k: doc[k] for k in ("source", "ratios", "ratios_best") if k in doc}]
+
+
+def unlike(m, src):
+    """Why results with metadata m cannot be compared with a baseline made
+    where src says, or None. HAKMEM_THP=1 changes hakmem's ratios by up to
+    60% (absent in older files: unset); so do the machine's page costs."""
+    thp_res, thp_base = m.get("hakmem_thp") or "", src.get("hakmem_thp") or ""
+    if thp_res != thp_base:
+        return "the results ran hakmem with HAKMEM_THP=%s, the baseline with HAKMEM_THP=%s" % (
+            thp_res or "(unset)", thp_base or "(unset)")
+    return page_costs_apart(m, src)
+
+
+def closeness(m, src):
+    """How far apart two machines' first-touch costs are (log ratio; 0 when
+    either is unknown): among several comparable baselines, the closest."""
+    try:
+        return abs(math.log(max(float(m["page_touch_us"]), 0.1) / max(float(src["page_touch_us"]), 0.1)))
+    except (KeyError, TypeError, ValueError):
+        return 0.0
+
+
+def check(res, doc, tol, stat, res_path, base_path):
+    m = res.get("meta", {})
+    cands = [(closeness(m, e.get("source", {})), i, e) for i, e in enumerate(entries(doc))
+             if not unlike(m, e.get("source", {}))]
+    if not cands:
+        for e in entries(doc):
+            print("bench-check: FAIL: %s: not comparable; make a baseline on a machine like this "
+                  "one (make bench, then make bench-baseline, which keeps the others)" %
+                  unlike(m, e.get("source", {})))
+        return 1
+    base = min(cands)[2]
     key = "ops" if stat == "median" else "ops_best"
     bratios = base.get("ratios_best" if stat == "best" else "ratios", {})
     ratios = res.get("ratios", {})
     summary = res.get("summary", {})
-    m = res.get("meta", {})
-    print("bench-check: %s (%s, %s, %s rep(s)) vs %s (%s), ratios of %s, tolerance %.0f%%" % (
+    src = base.get("source", {})
+    print("bench-check: %s (%s, %s, %s rep(s)) vs %s (%s, %s), ratios of %s, tolerance %.0f%%" % (
         res_path, m.get("date", "?"), "QUICK" if m.get("quick", "0") not in ("", "0") else "full",
-        m.get("reps", "?"), base_path, base.get("source", {}).get("date", "?"),
+        m.get("reps", "?"), base_path, src.get("date", "?"),
+        "page touch %s us" % src["page_touch_us"] if src.get("page_touch_us") else "page costs unknown",
         "medians" if stat == "median" else "best runs", tol * 100))
     if not bratios:
         print("bench-check: FAIL: the baseline has no %s ratios" % stat)
-        return 1
-    # HAKMEM_THP=1 changes hakmem's ratios by up to 60%: runs with and
-    # without it are not comparable (absent in older files: unset)
-    thp_res, thp_base = m.get("hakmem_thp") or "", base.get("source", {}).get("hakmem_thp") or ""
-    if thp_res != thp_base:
-        print("bench-check: FAIL: the results ran hakmem with HAKMEM_THP=%s, the baseline with "
-              "HAKMEM_THP=%s: not comparable" % (thp_res or "(unset)", thp_base or "(unset)"))
-        return 1
-    why = page_costs_apart(m, base.get("source", {}))
-    if why:
-        print("bench-check: FAIL: %s: the ratios of the workloads that fault or move pages are "
-              "not comparable; make a baseline on a machine like this one (make bench, then "
-              "make bench-baseline)" % why)
         return 1
     fails, oks, skips, better = [], 0, 0, 0
     for w in sorted(bratios):
@@ -142,22 +172,35 @@ def baseline(res, res_path, base_path):
     if not out:
         sys.exit("bench-check: %s has no hakmem/peer ratio; nothing to write" % res_path)
     m = res.get("meta", {})
-    doc = {
-        "format": "hakmem-bench-baseline/1",
-        "comment": "hakmem's throughput ratios (median hakmem ops/s / median peer ops/s) from one "
-                   "make bench run; make bench-check fails when a ratio drops by more than TOL. "
-                   "Regenerate: make bench, then make bench-baseline.",
+    entry = {
         "source": {k: m.get(k) for k in ("date", "host", "cpu", "cores", "git", "quick", "reps",
                                           "scale", "loadavg_start", "loadavg_end", "hakmem_thp",
                                           "page_touch_us", "page_moved_us")},
         "ratios": out,
         "ratios_best": best,
     }
+    # the baselines of other kinds of machine stay; one like this replaces
+    kept = []
+    try:
+        with open(base_path) as f:
+            kept = [e for e in entries(json.load(f)) if unlike(m, e.get("source", {}))]
+    except (OSError, ValueError):
+        pass
+    doc = {
+        "format": "hakmem-bench-baseline/2",
+        "comment": "hakmem's throughput ratios (median hakmem ops/s / median peer ops/s, and of "
+                   "best runs) from one make bench run per kind of machine; make bench-check "
+                   "compares with the one made where page costs and HAKMEM_THP match, and fails "
+                   "when a ratio drops by more than TOL. Regenerate: make bench, then make "
+                   "bench-baseline (it replaces this kind of machine's entry, keeps the others).",
+        "baselines": [entry] + kept,
+    }
     with open(base_path, "w") as f:
         json.dump(doc, f, indent=1, sort_keys=True)
         f.write("\n")
-    print("bench-check: wrote %s: %d workload(s), %d ratio(s) from %s (%s)" % (
-        base_path, len(out), sum(len(v) for v in out.values()), res_path, m.get("date", "?")))
+    print("bench-check: wrote %s: %d workload(s), %d ratio(s) from %s (%s); kept %d baseline(s) "
+          "of other machines" % (base_path, len(out), sum(len(v) for v in out.values()), res_path,
+                                 m.get("date", "?"), len(kept)))
     return 0
 
 

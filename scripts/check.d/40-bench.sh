@@ -19,6 +19,8 @@
 #                       STAT=best compares the best runs' ratios, not the medians'
 #   bench/baseline-roundtrip  bench-check --write-baseline, then check passes
 #                       against it at TOL=0
+#   bench/baseline-per-machine  writing keeps another kind of machine's entry
+#                       and replaces this kind's; check uses this kind's
 #   bench/scaling-options  BENCH_THREADS sets the larson and xthread thread
 #                       counts (bench-scaling); BENCH_NOBUILD runs without make
 #                       and names a missing program; HAK_PEER_DIR is searched
@@ -182,8 +184,29 @@ run_check release bench/check-tol bash -c '
 
 run_check release bench/baseline-roundtrip bash -c '
   BENCH_BASELINE='"$OUT"'/written.json scripts/bench-check.sh --write-baseline || exit 1
-  python3 -c "import json, sys; d = json.load(open(sys.argv[1])); assert len(d[\"ratios\"]) == 7 and len(d[\"ratios_best\"]) == 7 and float(d[\"source\"][\"page_touch_us\"]) > 0, d" '"$OUT"'/written.json || exit 1
+  python3 -c "import json, sys; d = json.load(open(sys.argv[1]))[\"baselines\"]; assert len(d) == 1 and len(d[0][\"ratios\"]) == 7 and len(d[0][\"ratios_best\"]) == 7 and float(d[0][\"source\"][\"page_touch_us\"]) > 0, d" '"$OUT"'/written.json || exit 1
   BENCH_BASELINE='"$OUT"'/written.json TOL=0 scripts/bench-check.sh && BENCH_BASELINE='"$OUT"'/written.json TOL=0 STAT=best scripts/bench-check.sh'
+
+# One baseline per kind of machine: writing keeps another kind's entry and
+# replaces this kind's; check takes the entry made on a machine like this
+# one, in either order, though the other one would fail.
+run_check release bench/baseline-per-machine bash -c '
+  set -e
+  o='"$OUT"'
+  cp "$o/base-page10.json" "$o/multi.json"  # another kind: 10x the page costs
+  BENCH_BASELINE="$o/multi.json" scripts/bench-check.sh --write-baseline
+  BENCH_BASELINE="$o/multi.json" scripts/bench-check.sh --write-baseline | grep "kept 1 baseline"
+  python3 -c "import json, sys; assert len(json.load(open(sys.argv[1]))[\"baselines\"]) == 2" "$o/multi.json"
+  BENCH_BASELINE="$o/multi.json" TOL=0 scripts/bench-check.sh | grep "^bench-check: PASS"
+  # ... with the other kind demanding twice these ratios: still its entry is not used
+  python3 -c "import json, sys
+d = json.load(open(sys.argv[1])); other = [e for e in d[\"baselines\"] if e[\"source\"][\"date\"] == \"synthetic\"][0]
+other[\"ratios\"] = {w: {p: 2 * v for p, v in r.items()} for w, r in other[\"ratios\"].items()}
+json.dump(d, open(sys.argv[2], \"w\")); d[\"baselines\"].reverse(); json.dump(d, open(sys.argv[3], \"w\"))" \
+    "$o/multi.json" "$o/multi-a.json" "$o/multi-b.json"
+  BENCH_BASELINE="$o/multi-a.json" TOL=0 scripts/bench-check.sh | grep "^bench-check: PASS"
+  BENCH_BASELINE="$o/multi-b.json" TOL=0 scripts/bench-check.sh | grep "^bench-check: PASS"
+  echo ok'
 
 run_check release bench/scaling-options bash -c '
   set -u
