@@ -6,7 +6,8 @@
 #              every workload x allocator, interleaved; build/bench/results.{md,json,svg}
 #   make bench-check [TOL=0.15] [STAT=median|best]
 #                                 hakmem's ratios vs bench/baseline.json (QUICK run if no results)
-#   make bench-baseline           bench/baseline.json from build/bench/results.json
+#   make bench-baseline           this kind of machine's entry of bench/baseline.json
+#                                 from build/bench/results.json
 #   make bench-fastpath           callgrind instructions of a 64 B malloc+free pair
 #   make bench-scaling [BENCH_THREADS="1 2 4 8 16"]
 #                                 larson and xthread only, at more thread counts;

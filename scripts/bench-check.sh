@@ -7,7 +7,9 @@
 #                                   make bench) with BENCH_BASELINE (default
 #                                   bench/baseline.json); when there are no
 #                                   results yet, run `make bench QUICK=1` first
-#   bench-check.sh --write-baseline write BENCH_BASELINE from BENCH_RESULTS
+#   bench-check.sh --write-baseline write this kind of machine's entry of
+#                                   BENCH_BASELINE from BENCH_RESULTS (the
+#                                   entries of other kinds are kept)
 #
 # TOL (default 0.15): a ratio may drop to baseline x (1 - TOL). Exit 1 with
 # one FAIL line per workload/peer below that (details: scripts/bench-check.py).
