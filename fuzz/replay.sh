@@ -72,9 +72,9 @@ run_valgrind() {
 run_determinism() {
   local d=$1 bin=build/fuzz/release/$1 tmp
   step "$d determinism (fresh state per input, crash reproduction)"
-  tmp=$(mktemp -d)
   mapfile -t f < <(inputs "$d" | head -n 60)
   have_inputs "$d" || return 0
+  tmp=$(mktemp -d)
   "$bin" "${f[@]}" "${f[@]}" >"$tmp/twice" 2>&1 || fail "$d: corpus run failed"
   : >"$tmp/alone"
   for x in "${f[@]}"; do "$bin" "$x" >>"$tmp/alone" 2>&1 || fail "$d: $x failed alone"; done

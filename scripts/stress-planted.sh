@@ -71,9 +71,9 @@ for bug in $BUGS; do
   tar -C "$ROOT" --exclude=./build --exclude=./.git --exclude=./fuzz --exclude=./corpus -cf - . | tar -C "$d" -xf -
   plant "$bug" "$d" || { status=1; continue; }
   log=$d/tsan-stress.out
-  # the copy's runs record in the copy (their FAILs are the point, and must
-  # not land in the results of a make check that runs this script)
-  export HAK_RESULTS=$d/build/planted-results.tsv
+  # the copy's runs record and log in the copy (their FAILs are the point,
+  # and must not land in the results or logs of a make check running this)
+  export HAK_RESULTS=$d/build/planted-results.tsv HAK_LOGDIR=$d/build/logs
   (cd "$d" && make tsan-stress THREADS="$THREADS" CHUNKS="$CHUNKS" DURATION="$DURATION") >"$log" 2>&1
   grep -E '^(PASS|FAIL|HANG)|caught by' "$log" | sed 's/^/    /'
   c=$(caught "$log")

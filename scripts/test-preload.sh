@@ -66,13 +66,15 @@ work_git() {
   export GIT_AUTHOR_DATE='2024-01-01T00:00:00Z' GIT_COMMITTER_DATE='2024-01-01T00:00:00Z'
   git -c init.defaultBranch=main init -q "$repo" || return 1
   cd "$repo" || return 1
-  local i
-  for i in $(seq 1 200); do
+  local i idx
+  idx=$(seq 1 200) # (a command substitution in `for` escapes set -e; an assignment does not)
+  for i in $idx; do
     mkdir -p "d$((i % 10))"
     seq "$i" $((i * 7)) | sed "s/^/line $i: /" >"d$((i % 10))/file$i.txt"
   done
   git add -A && git commit -q -m "add 200 files" || return 1
-  for i in $(seq 1 4 200); do echo "change $i" >>"d$((i % 10))/file$i.txt"; done
+  idx=$(seq 1 4 200)
+  for i in $idx; do echo "change $i" >>"d$((i % 10))/file$i.txt"; done
   git rm -q -f d3/file13.txt && git mv d4/file14.txt d4/renamed14.txt
   export GIT_COMMITTER_DATE='2024-01-02T00:00:00Z' GIT_AUTHOR_DATE='2024-01-02T00:00:00Z'
   git commit -q -a -m "modify 50 files" || return 1

@@ -20,11 +20,12 @@ DURATION=2 scripts/stress.sh run tsan || true
 DURATION=1 scripts/stress.sh run asan || true
 DURATION=1 scripts/stress.sh run release prefixed preload || true
 run_check release stress/watchdog-test scripts/stress.sh watchdog-test release || true
-RUN_TIMEOUT=900 run_check tsan stress/planted env PLANT_RELEASE=0 DURATION=2 scripts/stress-planted.sh || true
+RUN_TIMEOUT=900 run_check tsan stress/planted env PLANT_RELEASE=0 DURATION=2 PLANT_DIR="$PWD/build/planted" \
+  scripts/stress-planted.sh || true
 run_check release stress/build-failure-recorded bash -c '
-  d=$(mktemp -d); trap "rm -rf $d" EXIT
+  d=$(mktemp -d); trap '\''rm -rf "$d"'\'' EXIT
   printf "#!/bin/sh\necho planted build failure >&2\nexit 2\n" >"$d/make"; chmod +x "$d/make"
-  PATH="$d:$PATH" HAK_RESULTS="$d/r.tsv" DURATION=1 scripts/stress.sh run release >"$d/log" 2>&1
+  PATH="$d:$PATH" HAK_RESULTS="$d/r.tsv" HAK_LOGDIR="$d/logs" DURATION=1 scripts/stress.sh run release >"$d/log" 2>&1
   rc=$?
   cat "$d/log"; cat "$d/r.tsv"
   [ $rc -eq 1 ] || { echo "exit $rc, expected 1"; exit 1; }

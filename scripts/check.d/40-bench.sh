@@ -20,7 +20,9 @@
 #   bench/baseline-roundtrip  bench-check --write-baseline, then check passes
 #                       against it at TOL=0
 #   bench/baseline-per-machine  writing keeps another kind of machine's entry
-#                       and replaces this kind's; check uses this kind's
+#                       and replaces this kind's; check uses the closest
+#                       comparable entry in either order; results without
+#                       page costs are not written, nor a damaged file
 #   bench/scaling-options  BENCH_THREADS sets the larson and xthread thread
 #                       counts (bench-scaling); BENCH_NOBUILD runs without make
 #                       and names a missing program; HAK_PEER_DIR is searched
@@ -146,7 +148,7 @@ python3 -c 'import json, sys; b = json.load(open(sys.argv[1])); b["source"]["hak
 run_check release bench/check-thp-mismatch bash -c '
   out=$(BENCH_BASELINE='"$OUT"'/base-thp.json TOL=0.15 scripts/bench-check.sh); rc=$?
   echo "$out"
-  [ $rc -eq 1 ] || { echo "exit $rc, expected 1"; exit 1; }
+  [ $rc -eq 2 ] || { echo "exit $rc, expected 2 (not comparable)"; exit 1; }
   printf "%s" "$out" | grep -q "HAKMEM_THP=(unset), the baseline with HAKMEM_THP=1: not comparable"'
 
 # ... made on a machine whose first page touch costs 10x (2x) this one's
@@ -159,8 +161,8 @@ pagecost 10 "$OUT/base-page10.json" && pagecost 2 "$OUT/base-page2.json"
 run_check release bench/check-page-costs bash -c '
   out=$(BENCH_BASELINE='"$OUT"'/base-page10.json TOL=0.15 scripts/bench-check.sh); rc=$?
   echo "$out"
-  [ $rc -eq 1 ] || { echo "10x: exit $rc, expected 1"; exit 1; }
-  printf "%s" "$out" | grep -q "FAIL: a first page touch costs .* (more than 3x apart)" || exit 1
+  [ $rc -eq 2 ] || { echo "10x: exit $rc, expected 2 (not comparable)"; exit 1; }
+  printf "%s" "$out" | grep -q "FAIL: a first page touch costs .* (more than 6x apart)" || exit 1
   BENCH_BASELINE='"$OUT"'/base-page2.json TOL=0.15 scripts/bench-check.sh >/dev/null || { echo "2x should pass"; exit 1; }
   echo ok'
 
@@ -195,17 +197,37 @@ run_check release bench/baseline-per-machine bash -c '
   o='"$OUT"'
   cp "$o/base-page10.json" "$o/multi.json"  # another kind: 10x the page costs
   BENCH_BASELINE="$o/multi.json" scripts/bench-check.sh --write-baseline
-  BENCH_BASELINE="$o/multi.json" scripts/bench-check.sh --write-baseline | grep "kept 1 baseline"
+  BENCH_BASELINE="$o/multi.json" scripts/bench-check.sh --write-baseline | grep "kept 1 other"
   python3 -c "import json, sys; assert len(json.load(open(sys.argv[1]))[\"baselines\"]) == 2" "$o/multi.json"
   BENCH_BASELINE="$o/multi.json" TOL=0 scripts/bench-check.sh | grep "^bench-check: PASS"
-  # ... with the other kind demanding twice these ratios: still its entry is not used
+  # two comparable entries: the closer one (these costs) is used, in either
+  # order, though the farther one (first touch 4x, within 6x) would fail
   python3 -c "import json, sys
-d = json.load(open(sys.argv[1])); other = [e for e in d[\"baselines\"] if e[\"source\"][\"date\"] == \"synthetic\"][0]
-other[\"ratios\"] = {w: {p: 2 * v for p, v in r.items()} for w, r in other[\"ratios\"].items()}
-json.dump(d, open(sys.argv[2], \"w\")); d[\"baselines\"].reverse(); json.dump(d, open(sys.argv[3], \"w\"))" \
+d = json.load(open(sys.argv[1])); near = [e for e in d[\"baselines\"] if e[\"source\"][\"date\"] != \"synthetic\"][0]
+far = json.loads(json.dumps(near)); far[\"source\"][\"page_touch_us\"] = str(float(near[\"source\"][\"page_touch_us\"]) * 4)
+far[\"ratios\"] = {w: {p: 2 * v for p, v in r.items()} for w, r in far[\"ratios\"].items()}
+json.dump({\"format\": \"hakmem-bench-baseline/2\", \"baselines\": [near, far]}, open(sys.argv[2], \"w\"))
+json.dump({\"format\": \"hakmem-bench-baseline/2\", \"baselines\": [far, near]}, open(sys.argv[3], \"w\"))" \
     "$o/multi.json" "$o/multi-a.json" "$o/multi-b.json"
   BENCH_BASELINE="$o/multi-a.json" TOL=0 scripts/bench-check.sh | grep "^bench-check: PASS"
   BENCH_BASELINE="$o/multi-b.json" TOL=0 scripts/bench-check.sh | grep "^bench-check: PASS"
+  # writing replaces only the entry check would use: the far one stays
+  cp "$o/multi-b.json" "$o/multi-c.json"
+  BENCH_BASELINE="$o/multi-c.json" scripts/bench-check.sh --write-baseline | grep "kept 1 other"
+  # results without page costs: not written; compared only with a file of one baseline
+  python3 -c "import json, sys; d = json.load(open(sys.argv[1])); del d[\"meta\"][\"page_touch_us\"], d[\"meta\"][\"page_moved_us\"]; json.dump(d, open(sys.argv[2], \"w\"))" \
+    "$BENCH_RESULTS" "$o/nocost.json"
+  cp "$o/multi-a.json" "$o/multi-d.json"
+  if BENCH_RESULTS="$o/nocost.json" BENCH_BASELINE="$o/multi-d.json" scripts/bench-check.sh --write-baseline; then
+    echo "results without page costs were written"; exit 1; fi
+  cmp "$o/multi-a.json" "$o/multi-d.json"
+  rc=0; BENCH_RESULTS="$o/nocost.json" BENCH_BASELINE="$o/multi-a.json" scripts/bench-check.sh || rc=$?
+  [ $rc -eq 2 ] || { echo "no page costs, two baselines: exit $rc, expected 2"; exit 1; }
+  # a file that cannot be read is not rewritten
+  printf "{ damaged" >"$o/damaged.json"
+  if BENCH_BASELINE="$o/damaged.json" scripts/bench-check.sh --write-baseline; then
+    echo "a damaged baseline file was overwritten"; exit 1; fi
+  [ "$(cat "$o/damaged.json")" = "{ damaged" ]
   echo ok'
 
 run_check release bench/scaling-options bash -c '
