@@ -13,6 +13,7 @@
 #   bench/check-thp-mismatch  and fails against the same baseline made with HAKMEM_THP=1
 #   bench/check-page-costs  and fails against it made on a machine whose first
 #                       page touch cost 10x this one's, passes at 2x
+#   bench/check-run-length  and refuses it made from a full run
 #   bench/check-fail    ... fails, naming the workload, against one above them
 #   bench/check-tol     a drop of ~9% passes at TOL=0.15 and fails at TOL=0.05
 #                       (ratios of medians, and of best runs with STAT=best);
@@ -165,6 +166,15 @@ run_check release bench/check-page-costs bash -c '
   printf "%s" "$out" | grep -q "FAIL: a first page touch costs .* (more than 6x apart)" || exit 1
   BENCH_BASELINE='"$OUT"'/base-page2.json TOL=0.15 scripts/bench-check.sh >/dev/null || { echo "2x should pass"; exit 1; }
   echo ok'
+
+# ... made from a full run (the smoke run is QUICK, SCALE=0.05): run lengths differ
+python3 -c 'import json, sys; b = json.load(open(sys.argv[1])); b["source"].update(quick="0", scale="1"); json.dump(b, open(sys.argv[2], "w"))' \
+  "$OUT/base-low.json" "$OUT/base-full.json"
+run_check release bench/check-run-length bash -c '
+  out=$(BENCH_BASELINE='"$OUT"'/base-full.json TOL=0.15 scripts/bench-check.sh); rc=$?
+  echo "$out"
+  [ $rc -eq 2 ] || { echo "exit $rc, expected 2 (not comparable)"; exit 1; }
+  printf "%s" "$out" | grep -q "the results are a QUICK (SCALE=0.05) run, the baseline a full run"'
 
 run_check release bench/check-fail bash -c '
   out=$(BENCH_BASELINE='"$OUT"'/base-high.json TOL=0.15 scripts/bench-check.sh); rc=$?
