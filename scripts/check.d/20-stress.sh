@@ -20,7 +20,7 @@ DURATION=2 scripts/stress.sh run tsan || true
 DURATION=1 scripts/stress.sh run asan || true
 DURATION=1 scripts/stress.sh run release prefixed preload || true
 run_check release stress/watchdog-test scripts/stress.sh watchdog-test release || true
-RUN_TIMEOUT=900 run_check tsan stress/planted env PLANT_RELEASE=0 DURATION=2 PLANT_DIR="$PWD/build/planted" \
+RUN_TIMEOUT=900 run_check tsan stress/planted env PLANT_RELEASE=0 DURATION=3 PLANT_DIR="$PWD/build/planted" \
   scripts/stress-planted.sh || true
 run_check release stress/build-failure-recorded bash -c '
   d=$(mktemp -d); trap '\''rm -rf "$d"'\'' EXIT
