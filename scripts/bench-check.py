@@ -88,7 +88,8 @@ def source(e):
 
 
 def run_length(d):
-    """"QUICK" or "full", with the SCALE if not 1, or None if d does not say."""
+    """The run length d records: QUICK or full, with the SCALE if not 1;
+    None if d does not say."""
     if d.get("quick") is None:
         return None
     r = "QUICK" if str(d["quick"]) not in ("", "0") else "full"
@@ -130,11 +131,11 @@ def distance(m, src):
     return d
 
 
-def pick(m, doc):
-    """(the entry to compare results with metadata m against, None), or
-    (None, why not). The comparable entry of the closest machine; results
-    without page costs (pageprobe missing) only against a file of one."""
-    es = entries(doc)
+def pick(m, es):
+    """(the index in es of the baseline to compare results with metadata m
+    against, None), or (None, why not): the comparable entry of the closest
+    machine; results without page costs (pageprobe missing) only against a
+    file of one entry."""
     if not es:
         return None, ["the file holds no baseline"]
     cands = [(distance(m, source(e)), i) for i, e in enumerate(es) if not unlike(m, source(e))]
@@ -143,26 +144,28 @@ def pick(m, doc):
     if cost(m, "page_touch_us") is None and cost(m, "page_moved_us") is None and len(es) > 1:
         return None, ["the results have no page costs (bench/pageprobe did not run), and the file "
                       "holds baselines of %d kinds of machine" % len(es)]
-    return es[min(cands)[1]], None
+    return min(cands)[1], None
 
 
 def check(res, doc, tol, stat, res_path, base_path):
     m = res.get("meta") or {}
-    base, why = pick(m, doc)
-    if base is None:
+    es = entries(doc)
+    i, why = pick(m, es)
+    if i is None:
         for w in why:
             print("bench-check: FAIL: %s: not comparable with %s; make a baseline like these "
                   "results (make bench with the same QUICK and SCALE on a machine like this one, "
                   "then make bench-baseline, which keeps the others)" % (w, base_path))
         return NOT_COMPARABLE
+    base = es[i]
     src = source(base)
     key = "ops" if stat == "median" else "ops_best"
     bratios = base.get("ratios_best" if stat == "best" else "ratios") or {}
     ratios = res.get("ratios", {})
     summary = res.get("summary", {})
     print("bench-check: %s (%s, %s, %s rep(s)) vs %s (%s, %s), ratios of %s, tolerance %.0f%%" % (
-        res_path, m.get("date", "?"), "QUICK" if m.get("quick", "0") not in ("", "0") else "full",
-        m.get("reps", "?"), base_path, src.get("date", "?"),
+        res_path, m.get("date", "?"), run_length(m) or "?", m.get("reps", "?"), base_path,
+        src.get("date", "?"),
         "page touch %s us, moved %s us" % (src.get("page_touch_us"), src.get("page_moved_us"))
         if src.get("page_touch_us") else "page costs unknown",
         "medians" if stat == "median" else "best runs", tol * 100))
@@ -243,26 +246,23 @@ def baseline(res, res_path, base_path):
     # other stays (entries of other kinds of machine, and of this kind made
     # with other costs). No file yet: a new one. One that cannot be read:
     # nothing written (rewriting it would drop the other machines' entries).
-    old = []
     try:
         with open(base_path) as f:
-            old_doc = json.load(f)
+            kept = entries(json.load(f))
     except FileNotFoundError:
-        old_doc = None
+        kept = []
     except (OSError, ValueError) as e:
         sys.exit("bench-check: cannot read the existing %s (%s); nothing written" % (base_path, e))
-    if old_doc is not None:
-        old = entries(old_doc)
-        replaced, _ = pick(m, old_doc)
-        old = [e for e in old if e is not replaced]
-    kept = old
+    replaced, _ = pick(m, kept)
+    if replaced is not None:
+        del kept[replaced]
     doc = {
         "format": "hakmem-bench-baseline/2",
         "comment": "hakmem's throughput ratios (median hakmem ops/s / median peer ops/s, and of "
-                   "best runs) from one make bench run per kind of machine; make bench-check "
-                   "compares with the one made where page costs and HAKMEM_THP match, and fails "
-                   "when a ratio drops by more than TOL. Regenerate: make bench, then make "
-                   "bench-baseline (it replaces this kind of machine's entry, keeps the others).",
+                   "best runs) from one make bench run per kind of machine and run length; make "
+                   "bench-check compares with the one whose HAKMEM_THP, run length and page costs "
+                   "match, and fails when a ratio drops by more than TOL. Regenerate: make bench, "
+                   "then make bench-baseline (it replaces that entry and keeps the others).",
         "baselines": [entry] + kept,
     }
     with open(base_path, "w") as f:
