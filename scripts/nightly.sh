@@ -237,12 +237,12 @@ run_bench_check() {
   local log=$OUT/logs/bench-check.log
   if ! available bench-check; then STATUS=SKIP DETAIL="skipped: not available"; return; fi
   mkdir -p "$OUT/bench"
-  # ratios of best runs: on 2 cores the xthread workloads' runs fall into a
+  # Ratios of best runs: on 2 cores the xthread workloads' runs fall into a
   # fast and a slow mode, so a median ratio swings with how many runs of each
   # allocator drew which mode (queue-t1 against glibc: 11.3 and 5.7 in two
-  # full runs 9 minutes apart; 7.79 and 7.80 by best run)
-  # (the script, not make bench-check: its exit status 2 means that no
-  # baseline in bench/baseline.json was made on a machine like this one)
+  # full runs 9 minutes apart; 7.79 and 7.80 by best run). The script, not
+  # make bench-check: its exit status 2 means that no baseline in
+  # bench/baseline.json is like these results (machine, run length, THP).
   run_logged "$log" $(($1 + 1800)) env BENCH_RESULTS="$OUT/bench/results.json" STAT=best TOL=0.15 \
     scripts/bench-check.sh
   if [ $RC = 2 ]; then
