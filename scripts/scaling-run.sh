@@ -19,6 +19,7 @@
 #      REL_S (3) seconds a program:
 #      OUT/stress.tsv (one PASS/FAIL/HANG line a run) and the logs of
 #      failed runs
+# SCALING_REV names the revision built (the copied tree's git may be stale).
 # Exit status: non-zero when a hakmem bench run or any stress run failed.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
@@ -26,10 +27,13 @@ OUT=${1:?usage: scripts/scaling-run.sh OUTDIR}
 mkdir -p "$OUT"
 OUT=$(realpath "$OUT")
 rc=0
-nproc >"$OUT/machine.txt"
-grep -m1 'model name' /proc/cpuinfo >>"$OUT/machine.txt"
-uname -r >>"$OUT/machine.txt"
-ldd --version 2>&1 | head -1 >>"$OUT/machine.txt"
+{
+  nproc
+  grep -m1 'model name' /proc/cpuinfo
+  uname -r
+  ldd --version 2>&1 | head -1
+  echo "revision: ${SCALING_REV:-unknown}"
+} >"$OUT/machine.txt"
 
 build/release/bench/pageprobe >"$OUT/pageprobe.txt" 2>&1 || rc=1
 
