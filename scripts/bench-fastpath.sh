@@ -9,6 +9,8 @@
 # same with `fastpath N empty` (the loop alone) gives the loop's own
 # instructions, which are subtracted. What remains includes the two calls
 # (call/ret, argument set-up, a PLT jump for the shared-library variants).
+# For hakmem the count is also split into malloc's own instructions, free's
+# own instructions and the calls (from the same profiles, callgrind_annotate).
 #
 # Variants: hakmem through the prefixed API (hak_malloc/hak_free, static
 # libhakmem.a), hakmem through LD_PRELOAD of libhakmem.so (malloc/free),
@@ -50,10 +52,11 @@ fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-# ir <preload> <prog> <n> <mode>: total instructions (callgrind "Collected").
+# ir <preload> <prog> <n> <mode>: total instructions (callgrind "Collected");
+# the profile stays in $tmp/cg.<mode>.<n>.
 ir() {
   local out
-  out=$(env ${1:+LD_PRELOAD=$1} valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.out" \
+  out=$(env ${1:+LD_PRELOAD=$1} valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.$4.$3" \
     "$2" "$3" "$4" 2>&1 >/dev/null) || { echo "bench-fastpath: valgrind failed: $out" >&2; return 1; }
   printf '%s\n' "$out" | sed -n 's/.*Collected : *\([0-9]*\).*/\1/p' | tail -n 1
 }
@@ -65,10 +68,35 @@ per_iter() {
   awk -v a="$a" -v b="$b" -v n1="$N1" -v n2="$N2" 'BEGIN { printf "%.2f", (b - a) / (n2 - n1) }'
 }
 
+# fn_ir <profile> <function>: the function's own instructions in a callgrind
+# profile, summed over the files its inlined code comes from.
+fn_ir() {
+  callgrind_annotate --threshold=100 "$1" 2>/dev/null | awk -v f="$2" '
+    # "  1,400,028 (20.36%)  file:function [object]" (the percentage may hold a space)
+    match($0, /^ *[0-9,]+ +\([^)]*\) +/) {
+      c = $1; gsub(",", "", c); rest = substr($0, RLENGTH + 1); sub(/ .*/, "", rest)
+      n = split(rest, a, ":"); if (a[n] == f) s += c
+    }
+    END { print s + 0 }'
+}
+
+# fn_per_iter <mode> <function>: its instructions per iteration (as per_iter)
+fn_per_iter() {
+  local a b
+  a=$(fn_ir "$tmp/cg.$1.$N1" "$2") && b=$(fn_ir "$tmp/cg.$1.$N2" "$2") || return 1
+  awk -v a="$a" -v b="$b" -v n1="$N1" -v n2="$N2" 'BEGIN { printf "%.2f", (b - a) / (n2 - n1) }'
+}
+
 echo "==> bench-fastpath: callgrind, N1=$N1 N2=$N2 iterations, 64 B blocks"
 status=0
-report() { # report <label> <preload> <prog>
-  local pair ping loop net netp
+# report <label> <preload> <prog> [<malloc function> <free function>]: the
+# pair's count; with the two function names (hakmem's), also the line
+#   "  of which: <malloc> M, <free> F, the calls C"
+# from the steady-state (pair) profiles: each function's own instructions
+# per iteration (the fast path, inlined helpers included), and the rest of
+# the pair's count (call, ret, argument set-up, PLT jumps).
+report() {
+  local pair ping loop net netp m f
   if ! pair=$(per_iter "$2" "$3" pair) || ! ping=$(per_iter "$2" "$3" pingpong) ||
     ! loop=$(per_iter "$2" "$3" empty); then
     echo "$1: measurement failed"
@@ -79,9 +107,17 @@ report() { # report <label> <preload> <prog>
   netp=$(awk -v p="$ping" -v l="$loop" 'BEGIN { printf "%.0f", p - l }')
   printf 'malloc+free 64 B: %s instructions, %s when each free empties the page  (%s)\n' \
     "$net" "$netp" "$1"
+  [ $# -ge 5 ] || return 0
+  if ! m=$(fn_per_iter pair "$4") || ! f=$(fn_per_iter pair "$5"); then
+    echo "  of which: measurement failed"
+    status=1
+    return
+  fi
+  awk -v m="$m" -v f="$f" -v p="$pair" -v l="$loop" -v mn="$4" -v fn="$5" 'BEGIN {
+    printf "  of which: %s %.0f, %s %.0f, the calls %.0f\n", mn, m, fn, f, p - l - m - f }'
 }
-report "hakmem: hak_malloc/hak_free, static libhakmem.a" "" "$FAST"
-report "hakmem: malloc/free, LD_PRELOAD libhakmem.so" "$LIBDIR/libhakmem.so" "$BB/fastpath.libc"
+report "hakmem: hak_malloc/hak_free, static libhakmem.a" "" "$FAST" hak_malloc hak_free
+report "hakmem: malloc/free, LD_PRELOAD libhakmem.so" "$LIBDIR/libhakmem.so" "$BB/fastpath.libc" malloc free
 report "glibc $(ldd --version 2>/dev/null | head -n 1 | awk '{ print $NF }'): malloc/free" "" "$BB/fastpath.libc"
 # the peers, when installed (same library lookup as scripts/bench.sh)
 [ "${PEERS:-1}" = 0 ] && exit $status

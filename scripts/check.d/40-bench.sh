@@ -30,7 +30,9 @@
 #                       and names a missing program; HAK_PEER_DIR is searched
 #                       before the installed peer libraries
 #   bench/fastpath      make bench-fastpath prints an instruction count for hakmem
-#                       (prefixed and preloaded) and glibc, at least
+#                       (prefixed and preloaded) and glibc, at least, and splits
+#                       each hakmem count into malloc, free and the calls, which
+#                       add up to it
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 . scripts/lib-check.sh
@@ -264,5 +266,13 @@ assert n == [\"larson/t6-c256\", \"larson/t6-c1024\", \"xthread/queue-t1\", \"xt
 run_check release bench/fastpath bash -c '
   out=$(PEERS=0 N1=2000 N2=4000 scripts/bench-fastpath.sh); rc=$?
   echo "$out"
-  [ $rc -eq 0 ] && [ "$(printf "%s\n" "$out" | grep -cE "^malloc\+free 64 B: [0-9]+ instructions, [0-9]+ when .*(hakmem|glibc)")" -eq 3 ]'
+  [ $rc -eq 0 ] && [ "$(printf "%s\n" "$out" | grep -cE "^malloc\+free 64 B: [0-9]+ instructions, [0-9]+ when .*(hakmem|glibc)")" -eq 3 ] || exit 1
+  # hakmem'"'"'s two lines are split into malloc, free and the calls: each part
+  # a real count, and the parts add up to the pair (within rounding)
+  printf "%s\n" "$out" | awk "
+    /^malloc\\+free 64 B: .*hakmem/ { total = \$4; want = 1; next }
+    want && /^  of which: / { want = 0; n++
+      m = \$4 + 0; f = \$6 + 0; c = \$9 + 0
+      if (m < 5 || f < 5 || c < 1 || m + f + c < total - 1 || m + f + c > total + 1) bad = 1 }
+    END { exit !(n == 2 && !bad) }" || { echo "bench/fastpath: the split of a hakmem line is missing or does not add up"; exit 1; }'
 exit 0
