@@ -185,6 +185,8 @@ PY
     grep -q "planted crash" "$W/triage-check.log" || fail "the filed input crashes differently"
     env REPLAY=$T/plant/release/replay FUZZ_LF_DIR=$T/plant/libfuzzer FUZZ_SA_DIR=$T/plant/release \
       REGRESSIONS_DIR=$W/triage/regressions TRIAGE_WORK=$W/triage/work2 scripts/triage.sh --no-minimize "$W/plant.trace" | tee "$W/triage2.log"
+    st=${PIPESTATUS[0]}
+    [ "$st" -eq 0 ] || fail "second triage exited $st (a duplicate exits 0)"
     grep -q "DUPLICATE of fuzz_mt/$(basename "$f")" "$W/triage2.log" || fail "second triage not deduplicated"
     [ "$(wc -l <"$W/triage/regressions/INDEX.tsv")" -eq 1 ] || fail "index grew on a duplicate"
     ok "triage filed a $nops-op fuzz_mt input that crashes fuzz_mt; the duplicate was recognised"
