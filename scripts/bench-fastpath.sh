@@ -8,9 +8,10 @@
 # one iteration, without the constant startup, first-call and exit costs. The
 # same with `fastpath N empty` (the loop alone) gives the loop's own
 # instructions, which are subtracted. What remains includes the two calls
-# (call/ret, argument set-up, a PLT jump for the shared-library variants).
+# (call and ret, argument set-up; -fno-plt: no PLT jumps).
 # For hakmem the count is also split into malloc's own instructions, free's
-# own instructions and the calls (from the same profiles, callgrind_annotate).
+# own instructions and the calls (from the same profiles, callgrind_annotate;
+# see report).
 #
 # Variants: hakmem through the prefixed API (hak_malloc/hak_free, static
 # libhakmem.a), hakmem through LD_PRELOAD of libhakmem.so (malloc/free),
@@ -92,11 +93,15 @@ status=0
 # report <label> <preload> <prog> [<malloc function> <free function>]: the
 # pair's count; with the two function names (hakmem's), also the line
 #   "  of which: <malloc> M, <free> F, the calls C"
-# from the steady-state (pair) profiles: each function's own instructions
-# per iteration (the fast path, inlined helpers included), and the rest of
-# the pair's count (call, ret, argument set-up, PLT jumps).
+# each measured on its own from the profiles: M and F are each function's
+# own instructions per iteration of the steady-state loop (the fast path,
+# its inlined helpers and its ret), C is what main executes per iteration
+# beyond the empty loop (the argument set-up and the two call instructions;
+# the build uses -fno-plt, so there are no PLT jumps). M + F + C adds up to
+# the pair's count only if nothing else ran in the loop and nothing was
+# missed: make check tests that.
 report() {
-  local pair ping loop net netp m f
+  local pair ping loop net netp m f c l
   if ! pair=$(per_iter "$2" "$3" pair) || ! ping=$(per_iter "$2" "$3" pingpong) ||
     ! loop=$(per_iter "$2" "$3" empty); then
     echo "$1: measurement failed"
@@ -108,13 +113,14 @@ report() {
   printf 'malloc+free 64 B: %s instructions, %s when each free empties the page  (%s)\n' \
     "$net" "$netp" "$1"
   [ $# -ge 5 ] || return 0
-  if ! m=$(fn_per_iter pair "$4") || ! f=$(fn_per_iter pair "$5"); then
+  if ! m=$(fn_per_iter pair "$4") || ! f=$(fn_per_iter pair "$5") ||
+    ! c=$(fn_per_iter pair main) || ! l=$(fn_per_iter empty main); then
     echo "  of which: measurement failed"
     status=1
     return
   fi
-  awk -v m="$m" -v f="$f" -v p="$pair" -v l="$loop" -v mn="$4" -v fn="$5" 'BEGIN {
-    printf "  of which: %s %.0f, %s %.0f, the calls %.0f\n", mn, m, fn, f, p - l - m - f }'
+  awk -v m="$m" -v f="$f" -v c="$c" -v l="$l" -v mn="$4" -v fn="$5" 'BEGIN {
+    printf "  of which: %s %.0f, %s %.0f, the calls %.0f\n", mn, m, fn, f, c - l }'
 }
 report "hakmem: hak_malloc/hak_free, static libhakmem.a" "" "$FAST" hak_malloc hak_free
 report "hakmem: malloc/free, LD_PRELOAD libhakmem.so" "$LIBDIR/libhakmem.so" "$BB/fastpath.libc" malloc free
