@@ -20,7 +20,8 @@
 #      OUT/stress.tsv (one PASS/FAIL/HANG line a run) and the logs of
 #      failed runs
 # SCALING_REV names the revision built (the copied tree's git may be stale).
-# Exit status: non-zero when a hakmem bench run or any stress run failed.
+# Exit status: non-zero when a peer library is missing from .peers, or a
+# hakmem bench run or any stress run failed.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 OUT=${1:?usage: scripts/scaling-run.sh OUTDIR}
@@ -37,6 +38,11 @@ rc=0
 
 build/release/bench/pageprobe >"$OUT/pageprobe.txt" 2>&1 || rc=1
 
+# the run is worth little without the peers: each must have been copied along
+for l in libmimalloc libjemalloc libtcmalloc_minimal; do
+  ls .peers/"$l".so* >/dev/null 2>&1 || { echo "scaling-run: .peers/$l.so* missing (see the header)" >&2; rc=1; }
+done
+
 # bench.sh itself rather than make bench-scaling: the machine may have no make
 BENCH_NOBUILD=1 HAK_PEER_DIR=$PWD/.peers REPS=${REPS:-5} SCALE=${SCALE:-0.25} \
   BENCH_THREADS="${SCALING_THREADS:-1 2 4 8 16}" BENCH_OUT=build/bench-scaling \
@@ -45,10 +51,13 @@ cp build/bench-scaling/results.json build/bench-scaling/results.md "$OUT/" || rc
 
 export HAK_RESULTS=$OUT/stress.tsv HAK_LOGDIR=build/logs
 : >"$HAK_RESULTS"
+# CELL names each run after its thread count: runs of one program at two
+# counts would otherwise share a name, a results line that does not say
+# which, and a log that the second run overwrites
 for t in ${TSAN_THREADS:-8 16}; do
-  THREADS=$t DURATION=${TSAN_S:-5} NO_BUILD=1 JOBS=1 scripts/stress.sh run tsan || rc=1
+  CELL=t$t THREADS=$t DURATION=${TSAN_S:-5} NO_BUILD=1 JOBS=1 scripts/stress.sh run tsan || rc=1
 done
-THREADS=${REL_THREADS:-16} DURATION=${REL_S:-3} NO_BUILD=1 JOBS=1 scripts/stress.sh run release prefixed preload || rc=1
+CELL=t${REL_THREADS:-16} THREADS=${REL_THREADS:-16} DURATION=${REL_S:-3} NO_BUILD=1 JOBS=1 scripts/stress.sh run release prefixed preload || rc=1
 # the logs of failed runs (the results name them)
 if awk -F'\t' 'NR > 1 && $3 != "PASS" { bad = 1 } END { exit !bad }' "$HAK_RESULTS"; then
   tar czf "$OUT/failed-logs.tgz" build/logs 2>/dev/null
