@@ -30,7 +30,7 @@
 static const char *const kind_names[FZ_KIND_COUNT] = {
     "malloc", "calloc",     "realloc",    "reallocarray", "free",        "aligned",
     "usable", "verify",     "verify_all", "heap_check",   "thread_exit", "free_orphans",
-    "burst",  "burst_free", "fork",       "fail_move"};
+    "burst",  "burst_free", "fork",       "fail_move",    "trim"};
 
 const char *fz_kind_name(unsigned kind) {
   return kind < FZ_KIND_COUNT ? kind_names[kind] : "?";
@@ -169,6 +169,8 @@ int fz_decode_next(struct fz_decoder *d, struct fz_op *op) {
   op->sub = k >> 5;
   if (op->kind == FZ_HEAP_CHECK && op->sub == 7)
     op->kind = FZ_FORK; /* a = child action, b = size of the child's own block */
+  if (op->kind == FZ_HEAP_CHECK && op->sub == 5)
+    op->kind = FZ_TRIM;
   op->thread = d->nthreads > 1 ? (uint8_t)(fz_decode_byte(d) % d->nthreads) : 0;
   op->slot = fz_decode_byte(d) % FZ_SLOTS;
   if (op->kind == FZ_HEAP_CHECK && op->sub == 6 && d->fail_moves) {
@@ -803,6 +805,11 @@ void fz_exec_op(struct fz_exec *x, const struct fz_op *op) {
   case FZ_VERIFY_ALL:
     fz_exec_verify_all(x);
     break;
+  case FZ_TRIM:
+    hak_trim(0);
+    if (hak_trim(0) != 0)
+      fail(x, "a second hak_trim, with nothing left to give back, returned 1");
+    __attribute__((fallthrough)); /* the heap must be whole after it */
   case FZ_HEAP_CHECK: {
     size_t v = hak_heap_check();
     if (v)

@@ -49,6 +49,10 @@ enum fz_kind {
                       heap_check's op byte with sub 6, only where the decoder's fail_moves
                       is set (fuzz_ops), so that older inputs of the other drivers keep their
                       meaning; a and b come from the slot byte */
+  FZ_TRIM,         /* hak_trim by op.thread, then a second one, which must find nothing left
+                      to give back (the caller guarantees quiescence), then hak_heap_check().
+                      Decoded from heap_check's op byte with sub 5 (an older input's heap
+                      check there now trims first) */
   FZ_KIND_COUNT
 };
 

@@ -14,6 +14,8 @@
  * and remembered in the recent-free ring), so the cache and the ring are
  * updated from several threads (TSan sees a non-atomic update there).
  *
+ * During parts 1 and 3 another thread calls hak_trim every millisecond.
+ *
  * At the end: hak_heap_check() == 0, no live or large blocks. */
 #include "hak_test.h"
 
@@ -110,10 +112,42 @@ static void *mixer(void *arg) {
   return (void *)done;
 }
 
+/* A thread calling hak_trim every millisecond while parts 1 and 3 run: it
+ * purges the free slices of the other threads' heaps under their locks,
+ * the cached and abandoned segments and the large cache, under their
+ * owners' feet (TSan checks the locking; the patterns check the blocks). */
+static _Atomic int trim_stop;
+static pthread_t trim_thread;
+static size_t trim_calls, trim_gave; /* calls, and those that gave memory back */
+
+static void *trimmer(void *arg) {
+  (void)arg;
+  do {
+    trim_gave += (size_t)hak_trim(0);
+    trim_calls++;
+    hak_sleep_ms(1);
+  } while (!atomic_load_explicit(&trim_stop, memory_order_relaxed));
+  return NULL;
+}
+
+static void trimmer_start(void) {
+  atomic_store(&trim_stop, 0);
+  trim_calls = trim_gave = 0;
+  REQUIRE(pthread_create(&trim_thread, NULL, trimmer, NULL) == 0);
+}
+
+static void trimmer_stop(const char *part) {
+  atomic_store(&trim_stop, 1);
+  pthread_join(trim_thread, NULL);
+  printf("%s: %zu hak_trim calls meanwhile, %zu of them gave memory back\n", part, trim_calls,
+         trim_gave);
+}
+
 static void part_mixer(void) {
   ops_per_thread = hak_iters(400000);
   deadline = hak_now() + 20;
   pthread_t t[NTHREADS];
+  trimmer_start();
   for (size_t i = 0; i < NTHREADS; i++) {
     REQUIRE(pthread_create(&t[i], NULL, mixer, (void *)(i + 1)) == 0);
   }
@@ -123,6 +157,7 @@ static void part_mixer(void) {
     pthread_join(t[i], &r);
     total += (size_t)r;
   }
+  trimmer_stop("part 1");
   size_t live = 0;
   for (size_t i = 0; i < NSLOTS; i++)
     live += slots[i].p != NULL;
@@ -315,10 +350,12 @@ static void *large_churn(void *arg) {
 
 static void part_large_threads(void) {
   pthread_t t[4];
+  trimmer_start();
   for (uintptr_t i = 0; i < 4; i++)
     REQUIRE(pthread_create(&t[i], NULL, large_churn, (void *)(i + 1)) == 0);
   for (int i = 0; i < 4; i++)
     pthread_join(t[i], NULL);
+  trimmer_stop("part 3");
   CHECK_EQ(hak_heap_check(), 0);
   struct hak_stats st;
   hak_stats(&st);

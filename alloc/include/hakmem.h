@@ -49,6 +49,17 @@ HAK_API void hak_free_aligned_sized(void *ptr, size_t alignment, size_t size);
  * lives on. */
 HAK_API void hak_thread_cache_flush(void);
 
+/* Gives the OS back the memory hakmem holds free (malloc_trim in the
+ * LD_PRELOAD build): the calling thread's cached blocks go back to their
+ * pages, then every free page hakmem can reach at once is purged
+ * (madvise MADV_DONTNEED): the calling thread's, those of other threads
+ * not in an allocator slow path at that moment, the cached and abandoned
+ * segments', and the large-block cache is unmapped. Other threads' cached
+ * blocks stay (hak_thread_cache_flush in each). `pad` is ignored. Returns 1
+ * if any memory was given back, 0 if there was none to give. Safe to call
+ * from any thread at any time; it costs a system call per free run. */
+HAK_API int hak_trim(size_t pad);
+
 /* Walks every segment, page, free list and large block hakmem owns and
  * verifies the allocator's invariants. Returns the number of violations and
  * names each one on stderr. Call it while no other thread is allocating or

@@ -571,6 +571,15 @@ size_t hak_usable_size(const void *p) {
   return n;
 }
 
+/* Not traced: it changes which pages hold memory, not any block, so a
+ * replay that leaves it out makes the same calls with the same results. */
+int hak_trim(size_t pad) {
+  (void)pad; /* glibc keeps `pad` bytes at the top of its main heap; hakmem has no such heap */
+  size_t n = heap_trim_all();
+  n += large_trim();
+  return n != 0;
+}
+
 const char *hak_config(void) {
   return HAK_CONFIG_NAME;
 }
@@ -592,6 +601,7 @@ void *memalign(size_t alignment, size_t size) HAK_ALIAS(hak_memalign);
 void *valloc(size_t size) HAK_ALIAS(hak_valloc);
 void *pvalloc(size_t size) HAK_ALIAS(hak_pvalloc);
 size_t malloc_usable_size(const void *p) HAK_ALIAS(hak_usable_size);
+int malloc_trim(size_t pad) HAK_ALIAS(hak_trim);
 void free_sized(void *p, size_t size) HAK_ALIAS(hak_free_sized);
 void free_aligned_sized(void *p, size_t alignment, size_t size) HAK_ALIAS(hak_free_aligned_sized);
 #endif

@@ -230,6 +230,45 @@ static void heap_thread_done(void *arg) {
   heap_unlock(h);
 }
 
+/* hak_trim (malloc_trim): gives the OS back every page hakmem holds free
+ * and can reach without waiting on a thread:
+ *   - the caller's heap: its cached blocks back to their pages (pages that
+ *     empty go back to their segments) and the blocks remote frees handed
+ *     over, then every free slice of its segments purged;
+ *   - every other thread's heap whose lock is free at that moment (its
+ *     owner is not in a slow path): the free slices of its segments, under
+ *     its lock, which every change of a segment's slices holds. A heap
+ *     whose lock is held is passed over, not waited for: the walk holds the
+ *     global lock, which an owner's slow path may be waiting for;
+ *   - the cached and abandoned segments' free slices and the large-block
+ *     cache's mappings (segment_trim_unowned_locked, large_trim).
+ * Not reached: other threads' cached blocks, and blocks freed by other
+ * threads to a heap's pages since its owner last took them (each is
+ * returned when its owner next allocates or exits). Returns the bytes
+ * purged or unmapped. */
+size_t heap_trim_all(void) {
+  size_t n = 0;
+  hak_heap_t *self = hak_tls_heap;
+  if (self != &hak_empty_heap) {
+    heap_lock(self);
+    heap_drain_delayed(self);
+    tcache_flush_all(self, true, false);
+    n += segment_purge_owned(self);
+    heap_unlock(self);
+  }
+  hak_lock(&hak_global_lock);
+  for (hak_heap_t *h = hak_all_heaps; h; h = h->all_next) {
+    if (h == self || h->state != HEAP_ACTIVE ||
+        atomic_exchange_explicit(&h->lock.held, 1, memory_order_acquire))
+      continue;
+    n += segment_purge_owned(h);
+    heap_unlock_raw(&h->lock);
+  }
+  n += segment_trim_unowned_locked();
+  hak_unlock(&hak_global_lock);
+  return n;
+}
+
 void heap_lock_wait(hak_heap_lock_t *l) {
   for (;;) {
     for (unsigned spin = 0; atomic_load_explicit(&l->held, memory_order_relaxed); spin++) {

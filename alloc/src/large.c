@@ -545,6 +545,19 @@ bool large_cache_ok(const char **what, const void **where) {
   return true;
 }
 
+/* hak_trim's part: every cached mapping unmapped now, whatever its age;
+ * returns the bytes unmapped. */
+size_t large_trim(void) {
+  size_t n = 0;
+  hak_lock(&hak_large_lock);
+  while (large_cache_n) {
+    n += large_cache[0]->map_size;
+    cache_evict_oldest_locked();
+  }
+  hak_unlock(&hak_large_lock);
+  return n;
+}
+
 /* hak_test_reset: unmap every large block (no other thread). */
 void large_reset_all(void) {
   hak_lock(&hak_large_lock);

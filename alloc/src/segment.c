@@ -167,11 +167,33 @@ static void segment_cache_age_locked(uint64_t now) {
       segment_purge(q);
 }
 
-void segment_purge_heap(hak_heap_t *h) {
+/* Purges every free dirty slice of h's segments (h's lock held, by its
+ * owner or by hak_trim); returns the bytes purged. */
+size_t segment_purge_owned(hak_heap_t *h) {
+  size_t purged = 0;
   for (hak_segment_t *s = h->segments; s; s = s->next)
-    segment_purge(s);
+    purged += segment_purge(s);
   h->dirty_free_bytes = 0;
   h->purge_at_ms = 0;
+  return purged;
+}
+
+/* hak_trim's part of the segments no heap owns (global lock held): every
+ * cached segment and every free slice of the abandoned ones, at once. No
+ * thread touches their slices meanwhile: a segment leaves the cache or the
+ * abandoned list under this lock before anyone uses its slices again.
+ * Returns the bytes purged. */
+size_t segment_trim_unowned_locked(void) {
+  size_t purged = 0;
+  for (hak_segment_t *q = hak_segment_cache; q; q = q->next)
+    purged += segment_purge(q);
+  for (hak_segment_t *q = hak_abandoned; q; q = q->next)
+    purged += segment_purge(q);
+  return purged;
+}
+
+void segment_purge_heap(hak_heap_t *h) {
+  segment_purge_owned(h);
   uint64_t now = os_now_ms();
   hak_lock(&hak_global_lock);
   segment_cache_age_locked(now);

@@ -1,0 +1,178 @@
+/* hak_trim (malloc_trim) gives free memory back to the OS at once, wherever
+ * hakmem holds it:
+ *   1. the calling thread's heap, its cached blocks flushed first (a class
+ *      whose freed blocks sit in the cache keeps one page at most);
+ *   2. another, living thread's heap, while that thread waits;
+ *   3. the segments a thread left abandoned at exit (live blocks in them);
+ *   4. the segment cache (a thread that freed everything and exited);
+ *   5. the large-block cache.
+ * Each part frees a few dozen MiB, which the purge delay keeps resident
+ * (segment.c, large.c), then requires that hak_trim returns 1 and that the
+ * resident size drops by at least half of what was freed; a second
+ * hak_trim, with nothing left to give, returns 0. Memory trimmed away is
+ * used again: calloc'd blocks from it must read zero (purged slices are
+ * handed out as zeroed memory). */
+#include "hak_test.h"
+
+#include <pthread.h>
+
+#include "internal.h"
+
+#define BLOCK 16384
+#define NBLK 1536 /* 24 MiB of 16 KiB blocks: 6+ segments */
+#define PIN 200   /* every PIN-th block stays, so no segment empties whole */
+#define FREED ((size_t)(NBLK - NBLK / PIN - 1) * BLOCK)
+
+static unsigned char *blk[NBLK];
+
+static void alloc_all(void) {
+  for (int i = 0; i < NBLK; i++)
+    if (!blk[i]) {
+      blk[i] = hak_malloc(BLOCK);
+      REQUIRE(blk[i] != NULL);
+      memset(blk[i], i | 1, BLOCK); /* every page touched */
+    }
+}
+
+/* Frees every block but the pinned ones (pin = 0: all). */
+static void free_blocks(int pin) {
+  for (int i = 0; i < NBLK; i++)
+    if (!pin || i % pin) {
+      hak_free(blk[i]);
+      blk[i] = NULL;
+    }
+}
+
+/* The freed memory comes back as calloc'd blocks that read zero. */
+static void calloc_check_free(void) {
+  for (int i = 0; i < NBLK; i++) {
+    if (blk[i])
+      continue;
+    unsigned char *p = hak_calloc(1, BLOCK);
+    REQUIRE(p != NULL);
+    for (size_t j = 0; j < BLOCK; j += 512)
+      if (p[j] != 0) {
+        CHECK_MSG(0, "calloc'd block %p after hak_trim: byte %zu is %d", (void *)p, j, p[j]);
+        break;
+      }
+    hak_free(p);
+  }
+}
+
+/* hak_trim after `what` was freed: it must return 1 and drop the resident
+ * size by at least `want` bytes, unless the resident size was already below
+ * `floor` (the purge delay passed and the memory went: a slow machine). */
+static void trim_and_check(const char *what, size_t floor, size_t want) {
+  size_t before = hak_statm_bytes(1);
+  int rc = hak_trim(0);
+  size_t after = hak_statm_bytes(1);
+  if (before < floor) {
+    printf("note: %s: resident %zu bytes before hak_trim, below %zu (purged already: a slow "
+           "machine); not checked\n",
+           what, before, floor);
+    return;
+  }
+  CHECK_MSG(rc == 1, "%s: hak_trim returned %d with memory to give back", what, rc);
+  CHECK_MSG(after + want <= before, "%s: resident %zu -> %zu bytes, want %zu bytes less", what,
+            before, after, want);
+  CHECK_MSG(hak_trim(0) == 0, "%s: a second hak_trim, with nothing left, returned 1", what);
+}
+
+/* ---- 2. a living thread's heap ----------------------------------------- */
+static pthread_barrier_t bar;
+
+static void *living(void *arg) {
+  (void)arg;
+  alloc_all();
+  pthread_barrier_wait(&bar); /* 1: allocated */
+  free_blocks(PIN);
+  pthread_barrier_wait(&bar); /* 2: freed; main measures and trims */
+  pthread_barrier_wait(&bar); /* 3: main is done */
+  calloc_check_free();
+  free_blocks(0);
+  return NULL;
+}
+
+/* ---- 3. and 4. a thread that exits ------------------------------------- */
+static void *exiting(void *arg) {
+  alloc_all();
+  free_blocks((int)(intptr_t)arg); /* PIN: live blocks stay (abandoned); 0: none */
+  return NULL;
+}
+
+static void run_exiting(const char *what, int pin, size_t want) {
+  size_t base = hak_statm_bytes(1);
+  pthread_t t;
+  REQUIRE(pthread_create(&t, NULL, exiting, (void *)(intptr_t)pin) == 0);
+  REQUIRE(pthread_join(t, NULL) == 0);
+  trim_and_check(what, base + want, want); /* what the thread left resident */
+}
+
+int main(void) {
+  if (!hak_config_is("release") && !hak_config_is("debug"))
+    hak_test_skip("resident memory is only meaningful without sanitizer runtimes");
+
+  /* 1. the calling thread's heap */
+  alloc_all();
+  size_t full = hak_statm_bytes(1);
+  free_blocks(PIN); /* no hak_thread_cache_flush: hak_trim flushes */
+  trim_and_check("own heap", full - FREED / 2, FREED / 2);
+  calloc_check_free();
+  free_blocks(0);
+  hak_trim(0);
+  /* the cached blocks are flushed: 64 blocks of 8 KiB freed, at least 32 of
+   * them into the thread's cache (its limit for 8 KiB), their pages are
+   * given back but the one kept page of the class */
+  size_t c8 = hak_size_to_class(8192);
+  void *b8[64];
+  for (int i = 0; i < 64; i++)
+    REQUIRE((b8[i] = hak_malloc(8192)) != NULL);
+  for (int i = 0; i < 64; i++)
+    hak_free(b8[i]);
+  hak_trim(0);
+  struct hak_stats st;
+  hak_stats(&st);
+  CHECK_MSG(st.classes[c8].pages <= 1, "8 KiB class: %zu pages after hak_trim (cache not flushed?)",
+            st.classes[c8].pages);
+
+  /* 2. another thread's heap, while that thread lives */
+  REQUIRE(pthread_barrier_init(&bar, NULL, 2) == 0);
+  pthread_t t;
+  REQUIRE(pthread_create(&t, NULL, living, NULL) == 0);
+  pthread_barrier_wait(&bar);
+  full = hak_statm_bytes(1);
+  pthread_barrier_wait(&bar);
+  trim_and_check("another thread's heap", full - FREED / 2, FREED / 2);
+  pthread_barrier_wait(&bar);
+  REQUIRE(pthread_join(t, NULL) == 0);
+  pthread_barrier_destroy(&bar);
+  hak_trim(0);
+
+  /* 3. abandoned segments (live blocks in them), 4. cached segments (the
+   * newest SEGMENT_CACHE_DIRTY stay committed) */
+  run_exiting("abandoned segments", PIN, FREED / 2);
+  for (int i = 0; i < NBLK; i++)
+    if (blk[i]) {
+      hak_free(blk[i]); /* the pinned blocks the thread left */
+      blk[i] = NULL;
+    }
+  hak_trim(0);
+  run_exiting("cached segments", 0, SEGMENT_CACHE_DIRTY * SEGMENT_SIZE / 2);
+
+  /* 5. the large-block cache */
+  void *big[8];
+  for (int i = 0; i < 8; i++) {
+    big[i] = hak_malloc((size_t)4 << 20);
+    REQUIRE(big[i] != NULL);
+    memset(big[i], i + 1, (size_t)4 << 20);
+  }
+  full = hak_statm_bytes(1);
+  for (int i = 0; i < 8; i++)
+    hak_free(big[i]);
+  trim_and_check("large-block cache", full - ((size_t)16 << 20), (size_t)16 << 20);
+
+  CHECK_EQ(hak_heap_check(), 0);
+  hak_stats(&st);
+  CHECK_EQ(st.live_blocks, 0);
+  return hak_test_done();
+}
