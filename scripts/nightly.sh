@@ -108,14 +108,16 @@ run_logged() {
   echo "# exit status $RC" >>"$log"
 }
 
-triage() { # triage <crash file>: prints what triage said (one line)
+triage() { # triage <crash file> <driver>: prints what triage said (one line)
   if [ "${NIGHTLY_TRIAGE:-1}" = 0 ]; then
     echo "triage disabled (NIGHTLY_TRIAGE=0)"
   elif [ ! -x "$TRIAGE_CMD" ] && [ ! -f "$TRIAGE_CMD" ]; then
     echo "skipped: $TRIAGE_CMD not available"
   else
     local tl=$OUT/logs/triage-$(basename "$1").log rc=0
-    timeout -k 10 600 bash "$TRIAGE_CMD" "$1" </dev/null >"$tl" 2>&1 || rc=$?
+    # the driver that found it: triage's default (fuzz_mt) would run another
+    # driver's input and call it not reproduced
+    timeout -k 10 600 bash "$TRIAGE_CMD" "$1" --driver "$2" </dev/null >"$tl" 2>&1 || rc=$?
     echo "$TRIAGE_CMD exit $rc: $(grep -v '^\s*$' "$tl" | tail -n 1 | cut -c1-200) (log $tl)"
   fi
 }
@@ -133,7 +135,7 @@ run_fuzz() { # run_fuzz <driver> <share s>
   while IFS= read -r line; do
     case $line in
       "FINDING ("*)
-        [ -n "$file" ] && { finding "fuzz/$d" "crash input $file" "$rep" "$(triage "$file")"; n=$((n + 1)); }
+        [ -n "$file" ] && { finding "fuzz/$d" "crash input $file" "$rep" "$(triage "$file" "$d")"; n=$((n + 1)); }
         file=${line#*: } rep="" ;;
       "  reproduce"*)
         local cmd=${line#*: }
@@ -141,7 +143,7 @@ run_fuzz() { # run_fuzz <driver> <share s>
         rep="${rep:+$rep ;; }$extra$cmd" ;;
     esac
   done <"$log"
-  [ -n "$file" ] && { finding "fuzz/$d" "crash input $file" "$rep" "$(triage "$file")"; n=$((n + 1)); }
+  [ -n "$file" ] && { finding "fuzz/$d" "crash input $file" "$rep" "$(triage "$file" "$d")"; n=$((n + 1)); }
   local stats
   stats=$(grep -E '^ *#[0-9]+' "$log" | tail -n 1 | sed 's/^ *//' | cut -c1-120)
   if [ $RC = 0 ] && [ $n = 0 ]; then

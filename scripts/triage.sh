@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# scripts/triage.sh [--driver fuzz_mt|fuzz_ops] [--no-minimize] INPUT
+# scripts/triage.sh [--driver fuzz_mt|fuzz_ops|fuzz_sizes] [--no-minimize] INPUT
 #   (make triage INPUT=... [DRIVER=...])
 #
 # INPUT is an op trace (HAKTRACE header: a crash recorded with HAKMEM_TRACE)
@@ -18,7 +18,7 @@
 #   4. minimizes the fuzz input: first whole ops are removed while the fast
 #      standalone driver ($FUZZ_SA_DIR/<driver>) still fails with the same
 #      message (repro/opreduce.py; hakmem errors, heap-check and model
-#      failures), then libFuzzer -minimize_crash=1 -runs=$TRIAGE_RUNS
+#      failures; fuzz_mt and fuzz_ops, whose op encoding it knows), then libFuzzer -minimize_crash=1 -runs=$TRIAGE_RUNS
 #      -max_total_time=$TRIAGE_TIME per step; a result is kept only if it
 #      still fails with the same signature;
 #   5. files it as $REGRESSIONS_DIR/<driver>/<signature slug>-<sha1[:8]> and
@@ -48,12 +48,17 @@ while [ $# -gt 0 ]; do
   case $1 in
     --driver) driver=$2; shift ;;
     --no-minimize) minimize=0 ;;
-    -*) echo "usage: scripts/triage.sh [--driver fuzz_mt|fuzz_ops] [--no-minimize] INPUT" >&2; exit 2 ;;
+    -*) echo "usage: scripts/triage.sh [--driver fuzz_mt|fuzz_ops|fuzz_sizes] [--no-minimize] INPUT" >&2; exit 2 ;;
     *) input=$1 ;;
   esac
   shift
 done
 [ -n "$input" ] && [ -f "$input" ] || { echo "triage: no input file (usage: scripts/triage.sh INPUT)" >&2; exit 2; }
+case ${driver:-fuzz_mt} in
+  fuzz_mt | fuzz_ops) ops=1 ;; # trace2fuzz and opreduce know their op encoding
+  fuzz_sizes) ops=0 ;;         # records of edge requests: libFuzzer's minimizer only
+  *) echo "triage: unknown driver '$driver' (fuzz_mt, fuzz_ops or fuzz_sizes)" >&2; exit 2 ;;
+esac
 work=${TRIAGE_WORK:-$(mktemp -d /tmp/hakmem-triage.XXXXXX)}
 mkdir -p "$work"
 work=$(cd "$work" && pwd)
@@ -99,6 +104,7 @@ if is_trace "$input"; then
   grep -E "^replay: (CRASH|MISMATCH|NOT REPRODUCED)" "$work/replay.log" | sed 's/^/  /'
   nthreads=$(awk '/ threads/ {print}' "$work/replay.log" | head -n1)
   d=${driver:-fuzz_mt}
+  [ "$ops" = 1 ] || { echo "triage: a trace converts to a fuzz_mt or fuzz_ops input, not $d" >&2; exit 2; }
   "$TRACE2FUZZ" "$input" -o "$fz" --driver "$d" --max-ops "$TRIAGE_MAX_OPS" 2>"$work/t2f.log" ||
     { cat "$work/t2f.log"; exit 2; }
   sed 's/^/  /' "$work/t2f.log"
@@ -155,7 +161,8 @@ case $sig in
   heap-check*) key="hak_heap_check() found" ;;
   model:*) key="fuzz: check failed" ;;
 esac
-if [ "$minimize" = 1 ] && [ -n "$key" ] && [ -x "$sa" ] && [ -x "$TRACE2FUZZ" ] && command -v python3 >/dev/null; then
+if [ "$minimize" = 1 ] && [ "$ops" = 1 ] && [ -n "$key" ] && [ -x "$sa" ] && [ -x "$TRACE2FUZZ" ] &&
+  command -v python3 >/dev/null; then
   say "op-level reduction with $sa (key '$key')"
   if python3 repro/opreduce.py --spans "$TRACE2FUZZ" --run "$sa" --key "$key" --driver "$driver" \
     "$fz" "$work/reduced" 2>"$work/opreduce.log"; then
@@ -191,7 +198,7 @@ cp "$final" "$dest"
 printf '%s\t%s\t%s\t%s\t%s\n' "$sig" "$driver/$(basename "$dest")" "$(date -u +%Y-%m-%d)" "-" "$source_desc" >>"$INDEX"
 say "FILED $dest"
 say "index: $INDEX (signature, file, date, fix commit '-' until known, source)"
-if [ -x "$TRACE2FUZZ" ]; then
+if [ "$ops" = 1 ] && [ -x "$TRACE2FUZZ" ]; then
   say "ops: $("$TRACE2FUZZ" --driver "$driver" --dump "$dest" | tail -n1)"
 fi
 exit 0

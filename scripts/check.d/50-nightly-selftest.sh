@@ -126,6 +126,8 @@ assert rel, fd
 crash = shlex.split(rel[0])[-1]
 assert os.path.isfile(crash), crash
 assert "triaged" in fd["triage"] and crash in open(T + "/triaged").read(), (fd, open(T + "/triaged").read())
+# triaged with the driver that found it (triage's default, fuzz_mt, would not reproduce it)
+assert "--driver fuzz_sizes" in open(T + "/triaged").read(), open(T + "/triaged").read()
 r = subprocess.run(rel[0], shell=True, capture_output=True)
 assert r.returncode != 0 and b"FUZZ_ABORT_AT=3 reached" in r.stdout + r.stderr, (rel[0], r.returncode)
 for n in ("fuzz/fuzz_ops", "stress-matrix", "bench-check"):
