@@ -14,6 +14,8 @@ def op(kind, sub=0):
         return bytes([T['heap_check'] | (7 << 5)])
     if kind == 'fail_move':  # heap_check's op byte with sub 6 (fuzz_ops only)
         return bytes([T['heap_check'] | (6 << 5)])
+    if kind == 'trim':  # heap_check's op byte with sub 5 (FZ_TRIM)
+        return bytes([T['heap_check'] | (5 << 5)])
     return bytes([T[kind] | (sub << 5)])
 
 def fail_move(mode, skip):  # FZ_FAIL_MOVE: no payload; the slot byte says how
@@ -173,6 +175,32 @@ def seeds_single(mt):
                             ('free', 0, 20 + i, b'')]
                 ops += [('verify_all', 0, 0, b''), ('heap_check', 0, 0, b'')]
                 S.append(prog(ops, None))
+    # hak_trim (FZ_TRIM): blocks of many classes and large ones, most freed
+    # (in mt by other threads: remote frees, some into full pages), trimmed
+    # by each thread, then the same classes allocated again (calloc reads
+    # zero over purged memory) and verified; in mt a thread also exits with
+    # live blocks (abandoned segments) before a trim
+    for r in range(3):
+        ops, t = [], []
+        for s in range(48):
+            kind = large(s % 12) if s % 8 == 7 else cls_size((s * 7 + r * 11) % 80, 0)
+            ops.append(('malloc', 0, s, kind)); t.append(s % 3)
+        ops.append(('burst', 1, 0, cls_size(20 + r * 10, 0) + bytes([255]))); t.append(0)
+        for s in range(48):
+            if s % 6:
+                ops.append(('free', 0, s, b'')); t.append((s + 1) % 3)
+        ops.append(('burst_free', r % 2, 0, b'')); t.append(1)
+        if mt and r == 2:
+            ops.append(('thread_exit', 0, 0, b'')); t.append(2)
+        for w in range(3):
+            ops.append(('trim', 0, 0, b'')); t.append(w)
+        for s in range(48):
+            if s % 6:
+                ops.append(('calloc', 0, s, bytes([1 + s % 4, (s * 7 + r * 11) % 128]))); t.append(s % 3)
+        ops += [('verify_all', 0, 0, b''), ('trim', 0, 0, b'')]; t += [0, 1]
+        if mt:
+            ops.append(('free_orphans', 0, 0, b'')); t.append(0)
+        S.append(prog(ops, t if mt else None))
     # random programs of various lengths
     for n in (8, 16, 32, 64, 128, 256, 512):
         for _ in range(3):
