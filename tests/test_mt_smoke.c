@@ -14,7 +14,8 @@
  * and remembered in the recent-free ring), so the cache and the ring are
  * updated from several threads (TSan sees a non-atomic update there).
  *
- * During parts 1 and 3 another thread calls hak_trim every millisecond.
+ * During parts 1 and 3 another thread calls hak_trim every millisecond, in
+ * part 5 without a pause, while threads start, allocate once and exit.
  *
  * At the end: hak_heap_check() == 0, no live or large blocks. */
 #include "hak_test.h"
@@ -116,7 +117,7 @@ static void *mixer(void *arg) {
  * purges the free slices of the other threads' heaps under their locks,
  * the cached and abandoned segments and the large cache, under their
  * owners' feet (TSan checks the locking; the patterns check the blocks). */
-static _Atomic int trim_stop;
+static _Atomic int trim_stop, trim_hot; /* hot: no pause between calls */
 static pthread_t trim_thread;
 static size_t trim_calls, trim_gave; /* calls, and those that gave memory back */
 
@@ -125,13 +126,15 @@ static void *trimmer(void *arg) {
   do {
     trim_gave += (size_t)hak_trim(0);
     trim_calls++;
-    hak_sleep_ms(1);
+    if (!atomic_load_explicit(&trim_hot, memory_order_relaxed))
+      hak_sleep_ms(1);
   } while (!atomic_load_explicit(&trim_stop, memory_order_relaxed));
   return NULL;
 }
 
-static void trimmer_start(void) {
+static void trimmer_start(int hot) {
   atomic_store(&trim_stop, 0);
+  atomic_store(&trim_hot, hot);
   trim_calls = trim_gave = 0;
   REQUIRE(pthread_create(&trim_thread, NULL, trimmer, NULL) == 0);
 }
@@ -147,7 +150,7 @@ static void part_mixer(void) {
   ops_per_thread = hak_iters(400000);
   deadline = hak_now() + 20;
   pthread_t t[NTHREADS];
-  trimmer_start();
+  trimmer_start(0);
   for (size_t i = 0; i < NTHREADS; i++) {
     REQUIRE(pthread_create(&t[i], NULL, mixer, (void *)(i + 1)) == 0);
   }
@@ -350,7 +353,7 @@ static void *large_churn(void *arg) {
 
 static void part_large_threads(void) {
   pthread_t t[4];
-  trimmer_start();
+  trimmer_start(0);
   for (uintptr_t i = 0; i < 4; i++)
     REQUIRE(pthread_create(&t[i], NULL, large_churn, (void *)(i + 1)) == 0);
   for (int i = 0; i < 4; i++)
@@ -403,10 +406,34 @@ static void part_delayed_handoff(void) {
   CHECK_EQ(st.live_blocks, 0);
 }
 
+/* Part 5: threads that start, allocate once and exit while another thread
+ * calls hak_trim: a new heap is set up while the trim walks the active
+ * heaps (TSan: a review found heap_reset writing a heap already listed
+ * active, with neither lock, while the trim read its segment list). */
+static void *one_block(void *arg) {
+  (void)arg;
+  void *p = hak_malloc(64);
+  hak_free(p);
+  return NULL;
+}
+
+static void part_trim_thread_start(void) {
+  size_t n = hak_iters(2000);
+  trimmer_start(1);
+  for (size_t i = 0; i < n; i++) {
+    pthread_t t;
+    REQUIRE(pthread_create(&t, NULL, one_block, NULL) == 0);
+    pthread_join(t, NULL);
+  }
+  trimmer_stop("part 5");
+  CHECK_EQ(hak_heap_check(), 0);
+}
+
 int main(void) {
   RUN_SECTION(part_mixer);
   RUN_SECTION(part_producer_consumer);
   RUN_SECTION(part_large_threads);
   RUN_SECTION(part_delayed_handoff);
+  RUN_SECTION(part_trim_thread_start);
   return hak_test_done();
 }

@@ -57,7 +57,8 @@ HAK_API void hak_thread_cache_flush(void);
  * segments', and the large-block cache is unmapped. Other threads' cached
  * blocks stay (hak_thread_cache_flush in each). `pad` is ignored. Returns 1
  * if any memory was given back, 0 if there was none to give. Safe to call
- * from any thread at any time; it costs a system call per free run. */
+ * from any thread while others allocate (not from a signal handler, like
+ * the rest of the API); it costs a system call per free run. */
 HAK_API int hak_trim(size_t pad);
 
 /* Walks every segment, page, free list and large block hakmem owns and

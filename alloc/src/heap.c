@@ -116,6 +116,10 @@ static hak_heap_t *heap_alloc_struct(void) {
     h->all_next = hak_all_heaps;
     hak_all_heaps = h;
   }
+  /* reset before it is marked active, under the global lock: hak_trim
+   * (heap_trim_all) walks the active heaps and reads their segment lists */
+  heap_reset(h);
+  h->alloc_epoch = 0; /* not allocated yet (small_alloc_slow sets it) */
   h->state = HEAP_ACTIVE;
   hak_unlock(&hak_global_lock);
   return h;
@@ -129,8 +133,6 @@ hak_heap_t *heap_get_or_create(void) {
   h = heap_alloc_struct();
   if (!h)
     return NULL;
-  heap_reset(h);
-  h->alloc_epoch = 0; /* not allocated yet (small_alloc_slow sets it) */
   hak_tls_heap = h;
   pthread_setspecific(heap_key, h);
   /* Registered here, not in init_once: pthread_atfork may allocate, and by
@@ -251,8 +253,12 @@ size_t heap_trim_all(void) {
   hak_heap_t *self = hak_tls_heap;
   if (self != &hak_empty_heap) {
     heap_lock(self);
+    /* pages the flush empties may purge the heap (its purge delay passed)
+     * or unmap a segment on the way: counted too (segment.c) */
+    size_t before = hak_tls_given_back;
     heap_drain_delayed(self);
     tcache_flush_all(self, true, false);
+    n += hak_tls_given_back - before;
     n += segment_purge_owned(self);
     heap_unlock(self);
   }

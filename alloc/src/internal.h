@@ -203,9 +203,10 @@ typedef struct hak_large {
 
 enum { HEAP_FREE = 0, HEAP_ACTIVE = 1 };
 
-/* A heap's lock: taken by its owner thread on its slow paths and by
- * fork_prepare, nobody else, so it is all but uncontended: one atomic
- * exchange takes it, a release store drops it, a waiter yields the CPU
+/* A heap's lock: taken by its owner thread on its slow paths, by
+ * fork_prepare and, with a trylock that never waits, by hak_trim
+ * (heap_trim_all), so it is all but uncontended: one atomic exchange
+ * takes it, a release store drops it, a waiter yields the CPU
  * (heap_lock_wait). A pthread mutex cost ~60 instructions per slow path. */
 typedef struct {
   _Atomic uint32_t held;
@@ -432,6 +433,7 @@ HAK_INTERNAL bool segment_is_idle(hak_heap_t *h, hak_segment_t *seg);
 HAK_INTERNAL bool segment_drop_if_idle(hak_heap_t *h, hak_segment_t *seg);
 HAK_INTERNAL void segment_purge_heap(hak_heap_t *h);
 HAK_INTERNAL size_t segment_purge_owned(hak_heap_t *h);
+extern HAK_INTERNAL __thread size_t hak_tls_given_back __attribute__((tls_model("initial-exec")));
 HAK_INTERNAL size_t segment_trim_unowned_locked(void);
 HAK_INTERNAL void segment_purge_maybe(hak_heap_t *h);
 HAK_INTERNAL hak_segment_t *segment_first_global(void);

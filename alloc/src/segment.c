@@ -135,6 +135,10 @@ static hak_segment_t *segment_new(void) {
   return seg;
 }
 
+/* Bytes this thread purged or unmapped (segment_purge, segment_release):
+ * hak_trim counts what its own flush gave back on the way. */
+__thread size_t hak_tls_given_back __attribute__((tls_model("initial-exec")));
+
 /* madvise every free dirty slice run of `seg`. */
 static size_t segment_purge(hak_segment_t *seg) {
   uint64_t m = seg->free_slices & seg->dirty_slices;
@@ -150,6 +154,7 @@ static size_t segment_purge(hak_segment_t *seg) {
     m &= ~run;
     seg->dirty_slices &= ~run;
   }
+  hak_tls_given_back += purged;
   return purged;
 }
 
@@ -245,6 +250,7 @@ void segment_release(hak_segment_t *seg) {
   hak_unlock(&hak_global_lock);
   registry_set(seg, REG_NONE);
   os_unmap(seg, SEGMENT_SIZE);
+  hak_tls_given_back += SEGMENT_SIZE;
 }
 
 size_t segment_cache_count(void) {
