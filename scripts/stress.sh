@@ -15,6 +15,7 @@
 # Environment: THREADS (4) CHUNKS (1024) DURATION (seconds, 3) SEED (42)
 #   STRESS_PROGS (override the program list) JOBS (2) ROUNDS (larson, 10000)
 #   NO_BUILD=1 (run the programs already in build/<config>; a missing one fails)
+#   TRIM_MS (2: remote_free and thread_churn call hak_trim this often; 0: never)
 #   HAK_RESULTS (default build/stress/results.tsv) HAK_LOGDIR (build/logs)
 # Each run prints `PASS|FAIL|HANG <config> <check> <s>s` (scripts/lib-check.sh)
 # and, for a failure, what caught it (see classify below). Exit status:
@@ -69,10 +70,15 @@ classify() {
 }
 
 # prog_args <program> <threads> <chunks> <duration>: its command line.
+# remote_free and thread_churn also run a thread that calls hak_trim every
+# TRIM_MS milliseconds (default 2; 0: none): it purges the free slices of
+# heaps whose owners are freeing remotely, exiting and being adopted.
 prog_args() {
   local p=$1 t=$2 c=$3 d=$4
   case $p in
     larson) echo "$d 16 1024 $c ${ROUNDS:-10000} $SEED $t" ;;
+    remote_free | thread_churn)
+      echo "--threads=$t --chunks=$c --duration=$d --seed=$SEED --trim=${TRIM_MS:-2}" ;;
     *) echo "--threads=$t --chunks=$c --duration=$d --seed=$SEED" ;;
   esac
 }

@@ -36,6 +36,7 @@
 #define hak_usable_size(p) malloc_usable_size((void *)(p))
 #define hak_free_sized(p, n) ((void)(n), free(p))
 #define hak_free_aligned_sized(p, a, n) ((void)(a), (void)(n), free(p))
+#define hak_trim(pad) malloc_trim(pad)
 #define HAK_BENCH_PREFIXED 0
 #else
 #include "hakmem.h"

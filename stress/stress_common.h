@@ -4,7 +4,10 @@
  * Builds on bench_common.h (RNG, timing, the hak_* -> libc mapping of the
  * .libc build) and adds:
  *   - a common command line (--threads --chunks --duration --seed --min
- *     --max --mode --deadline --hang, or the STRESS_* environment);
+ *     --max --mode --deadline --hang --trim, or the STRESS_* environment);
+ *   - --trim=MS: a thread calls hak_trim (malloc_trim in the .libc build)
+ *     every MS milliseconds while the workers run, so every free slice of
+ *     every heap not in a slow path is purged under its owner's feet;
  *   - block patterns: every block is filled from a 64-bit tag and verified
  *     byte for byte before it is freed;
  *   - a thread registry with each thread's last operations;
@@ -53,6 +56,7 @@ typedef struct {
   const char *mode;
   int hang; /* test-only: one thread blocks forever */
   int quiet;
+  double trim_ms; /* > 0: a thread calls hak_trim this often (stress_start) */
 } stress_cfg;
 
 static stress_cfg stress_conf;
@@ -61,8 +65,9 @@ static inline void stress_usage(const char *extra) {
   fprintf(
       stderr,
       "usage: %s [--threads=N] [--chunks=N] [--duration=S] [--seed=N] [--min=B] [--max=B]\n"
-      "          [--mode=M] [--deadline=S] [--hang]%s\n"
+      "          [--mode=M] [--deadline=S] [--hang] [--trim=MS]%s\n"
       "environment: STRESS_THREADS STRESS_CHUNKS STRESS_DURATION STRESS_SEED STRESS_DEADLINE\n"
+      "             STRESS_TRIM\n"
       "             STRESS_HANG=1 (test-only: a thread blocks forever; the watchdog must fire)\n",
       stress_conf.prog, extra ? extra : "");
   exit(STRESS_EXIT_USAGE);
@@ -105,6 +110,8 @@ static inline void stress_parse(int argc, char **argv, unsigned threads, unsigne
     c->deadline = stress_num("STRESS_DEADLINE", e);
   if ((e = getenv("STRESS_HANG")) && *e && strcmp(e, "0") != 0)
     c->hang = 1;
+  if ((e = getenv("STRESS_TRIM")) && *e)
+    c->trim_ms = stress_num("STRESS_TRIM", e);
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = strchr(a, '=');
     size_t n = v ? (size_t)(v - a) : strlen(a);
@@ -130,6 +137,8 @@ static inline void stress_parse(int argc, char **argv, unsigned threads, unsigne
       c->hang = 1;
     else if (OPT("--quiet"))
       c->quiet = 1;
+    else if (OPT("--trim"))
+      c->trim_ms = stress_num(a, v);
     else
       stress_usage(NULL);
 #undef OPT
@@ -482,8 +491,40 @@ static inline void stress_maybe_hang(void) {
     sem_wait(&never);
 }
 
+/* ---- the trimming thread (--trim) ----------------------------------------- */
+static _Atomic int stress_trim_stop;
+static pthread_t stress_trim_thread;
+static bool stress_trim_running;
+static size_t stress_trim_calls, stress_trim_gave;
+
+static void *stress_trimmer(void *arg) {
+  (void)arg;
+  stress_register("trimmer");
+  long long ns = (long long)(stress_conf.trim_ms * 1e6);
+  struct timespec ts = {(time_t)(ns / 1000000000), (long)(ns % 1000000000)};
+  while (!atomic_load_explicit(&stress_trim_stop, memory_order_relaxed)) {
+    stress_trim_gave += (size_t)(hak_trim(0) != 0);
+    stress_trim_calls++;
+    nanosleep(&ts, NULL);
+  }
+  stress_unregister();
+  return NULL;
+}
+
+/* Joined before the final checks (hak_heap_check needs a quiet heap). */
+static inline void stress_trim_end(void) {
+  if (!stress_trim_running)
+    return;
+  atomic_store_explicit(&stress_trim_stop, 1, memory_order_relaxed);
+  pthread_join(stress_trim_thread, NULL);
+  stress_trim_running = false;
+  if (!stress_conf.quiet)
+    printf("%s: trim: %zu hak_trim calls, %zu of them gave memory back\n", stress_conf.prog,
+           stress_trim_calls, stress_trim_gave);
+}
+
 /* Call after stress_parse(): registers main, installs the stack dumper and
- * starts the watchdog. */
+ * starts the watchdog (and the trimming thread with --trim). */
 static inline void stress_start(void) {
   static double limit;
   struct sigaction sa;
@@ -504,6 +545,11 @@ static inline void stress_start(void) {
   if (pthread_create(&w, &at, stress_watchdog, &limit) != 0)
     stress_fail(STRESS_EXIT_USAGE, "cannot start the watchdog thread");
   pthread_attr_destroy(&at);
+  if (stress_conf.trim_ms > 0) {
+    if (pthread_create(&stress_trim_thread, NULL, stress_trimmer, NULL) != 0)
+      stress_fail(STRESS_EXIT_USAGE, "cannot start the trimming thread");
+    stress_trim_running = true;
+  }
   if (!stress_conf.quiet)
     printf("%s: allocator=%s threads=%u chunks=%u duration=%.2fs seed=%llu size=[%zu,%zu) "
            "mode=%s deadline=%.0fs\n",
@@ -532,6 +578,7 @@ static inline bool stress_time_up(void) {
  * hak_heap_check and checks that hak_stats counts no live block (prefixed
  * build), stops the watchdog and returns the exit code. */
 static inline int stress_finish(void) {
+  stress_trim_end();
 #if HAK_BENCH_PREFIXED
   size_t bad = hak_heap_check();
   if (bad) {
