@@ -694,6 +694,17 @@ static inline size_t hak_statm_bytes(int field) {
   return (size_t)v * (size_t)sysconf(_SC_PAGESIZE);
 }
 
+/* Resident-memory tests: every empty slot of blk[0..n) gets a block of
+ * `size` bytes, every page of it touched (filled with its index). */
+static inline void hak_fill_touched(unsigned char **blk, int n, size_t size) {
+  for (int i = 0; i < n; i++)
+    if (!blk[i]) {
+      blk[i] = (unsigned char *)hak_malloc(size);
+      REQUIRE(blk[i] != NULL);
+      memset(blk[i], i | 1, size);
+    }
+}
+
 /* Minor page faults of this process so far (pages first touched). */
 static inline long hak_minflt(void) {
   struct rusage ru;

@@ -20,12 +20,7 @@
 static unsigned char *blk[NBLK];
 
 static void alloc_all(void) {
-  for (int i = 0; i < NBLK; i++)
-    if (!blk[i]) {
-      blk[i] = hak_malloc(BLOCK);
-      REQUIRE(blk[i] != NULL);
-      memset(blk[i], i, BLOCK); /* every page touched */
-    }
+  hak_fill_touched(blk, NBLK, BLOCK);
 }
 
 static void free_unpinned(void) {

@@ -26,12 +26,7 @@
 static unsigned char *blk[NBLK];
 
 static void alloc_all(void) {
-  for (int i = 0; i < NBLK; i++)
-    if (!blk[i]) {
-      blk[i] = hak_malloc(BLOCK);
-      REQUIRE(blk[i] != NULL);
-      memset(blk[i], i | 1, BLOCK); /* every page touched */
-    }
+  hak_fill_touched(blk, NBLK, BLOCK);
 }
 
 /* Frees every block but the pinned ones (pin = 0: all). */

@@ -20,10 +20,7 @@ static unsigned char *blk[NBLK];
 int main(void) {
   if (!hak_config_is("release") && !hak_config_is("debug"))
     hak_test_skip("resident memory is only meaningful without sanitizer runtimes");
-  for (int i = 0; i < NBLK; i++) {
-    REQUIRE((blk[i] = hak_malloc(BLOCK)) != NULL);
-    memset(blk[i], 1, BLOCK);
-  }
+  hak_fill_touched(blk, NBLK, BLOCK);
   for (int i = 0; i < NBLK; i++)
     if (i % PIN) {
       hak_free(blk[i]);
