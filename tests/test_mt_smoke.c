@@ -114,7 +114,8 @@ static void *mixer(void *arg) {
   return (void *)done;
 }
 
-/* A thread calling hak_trim every millisecond while parts 1 and 3 run: it
+/* A thread calling hak_trim while parts 1, 3 and 5 run (every millisecond;
+ * in part 5 with only a yield between calls): it
  * purges the free slices of the other threads' heaps under their locks,
  * the cached and abandoned segments and the large cache, under their
  * owners' feet (TSan checks the locking; the patterns check the blocks). */

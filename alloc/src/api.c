@@ -572,12 +572,14 @@ size_t hak_usable_size(const void *p) {
 }
 
 /* Not traced: it changes which pages hold memory, not any block, so a
- * replay that leaves it out makes the same calls with the same results. */
+ * replay that leaves it out makes the same calls with the same results.
+ * 1 when this call gave memory back, in whichever step (hak_tls_given_back). */
 int hak_trim(size_t pad) {
   (void)pad; /* glibc keeps `pad` bytes at the top of its main heap; hakmem has no such heap */
-  size_t n = heap_trim_all();
-  n += large_trim();
-  return n != 0;
+  size_t before = hak_tls_given_back;
+  heap_trim_all();
+  large_trim();
+  return hak_tls_given_back != before;
 }
 
 const char *hak_config(void) {

@@ -246,20 +246,14 @@ static void heap_thread_done(void *arg) {
  *     cache's mappings (segment_trim_unowned_locked, large_trim).
  * Not reached: other threads' cached blocks, and blocks freed by other
  * threads to a heap's pages since its owner last took them (each is
- * returned when its owner next allocates or exits). Returns the bytes
- * purged or unmapped. */
-size_t heap_trim_all(void) {
-  size_t n = 0;
+ * returned when its owner next allocates or exits). */
+void heap_trim_all(void) {
   hak_heap_t *self = hak_tls_heap;
   if (self != &hak_empty_heap) {
     heap_lock(self);
-    /* pages the flush empties may purge the heap (its purge delay passed)
-     * or unmap a segment on the way: counted too (segment.c) */
-    size_t before = hak_tls_given_back;
     heap_drain_delayed(self);
     tcache_flush_all(self, true, false);
-    n += hak_tls_given_back - before;
-    n += segment_purge_owned(self);
+    segment_purge_owned(self);
     heap_unlock(self);
   }
   hak_lock(&hak_global_lock);
@@ -267,12 +261,11 @@ size_t heap_trim_all(void) {
     if (h == self || h->state != HEAP_ACTIVE ||
         atomic_exchange_explicit(&h->lock.held, 1, memory_order_acquire))
       continue;
-    n += segment_purge_owned(h);
+    segment_purge_owned(h);
     heap_unlock_raw(&h->lock);
   }
-  n += segment_trim_unowned_locked();
+  segment_trim_unowned_locked();
   hak_unlock(&hak_global_lock);
-  return n;
 }
 
 void heap_lock_wait(hak_heap_lock_t *l) {

@@ -432,9 +432,13 @@ HAK_INTERNAL void segment_release(hak_segment_t *seg);
 HAK_INTERNAL bool segment_is_idle(hak_heap_t *h, hak_segment_t *seg);
 HAK_INTERNAL bool segment_drop_if_idle(hak_heap_t *h, hak_segment_t *seg);
 HAK_INTERNAL void segment_purge_heap(hak_heap_t *h);
-HAK_INTERNAL size_t segment_purge_owned(hak_heap_t *h);
+HAK_INTERNAL void segment_purge_owned(hak_heap_t *h);
+HAK_INTERNAL void segment_trim_unowned_locked(void);
+/* Bytes this thread has given back to the OS: slices purged and segments
+ * unmapped (segment.c), cached large mappings unmapped (large.c). hak_trim
+ * returns whether its call moved it, whichever step gave the memory back
+ * (the flush of its cache can purge the heap on the way). */
 extern HAK_INTERNAL __thread size_t hak_tls_given_back __attribute__((tls_model("initial-exec")));
-HAK_INTERNAL size_t segment_trim_unowned_locked(void);
 HAK_INTERNAL void segment_purge_maybe(hak_heap_t *h);
 HAK_INTERNAL hak_segment_t *segment_first_global(void);
 HAK_INTERNAL void segment_adopt(hak_heap_t *h, hak_segment_t *seg);
@@ -516,7 +520,7 @@ HAK_INTERNAL void hak_init(void);
 HAK_INTERNAL hak_heap_t *heap_get_or_create(void);
 HAK_INTERNAL void heap_drain_delayed(hak_heap_t *h);
 HAK_INTERNAL void heap_abandon(hak_heap_t *h, bool in_fork_child);
-HAK_INTERNAL size_t heap_trim_all(void);
+HAK_INTERNAL void heap_trim_all(void);
 extern HAK_INTERNAL hak_heap_t *hak_all_heaps;
 /* Counts abandonments (thread exits, fork child fixups) from 1; 64 bits,
  * so it never wraps. */
@@ -544,7 +548,7 @@ HAK_INTERNAL size_t large_usable(const hak_large_t *lg);
 HAK_INTERNAL bool large_recently_freed(const void *p);
 HAK_INTERNAL bool large_cache_ok(const char **what, const void **where);
 HAK_INTERNAL void large_reset_all(void);
-HAK_INTERNAL size_t large_trim(void);
+HAK_INTERNAL void large_trim(void);
 extern HAK_INTERNAL hak_large_t *hak_all_large;
 extern HAK_INTERNAL pthread_mutex_t hak_large_lock;
 

@@ -297,7 +297,9 @@ static void cache_evict_oldest_locked(void) {
   hak_large_t *lg = large_cache[0];
   cache_remove_locked(0);
   cache_forget_locked(lg);
-  munmap(lg, lg->map_size);
+  size_t n = lg->map_size; /* the header goes with the mapping */
+  munmap(lg, n);
+  hak_tls_given_back += n;
 }
 
 /* Unmaps the cached mappings that have waited longer than
@@ -545,17 +547,12 @@ bool large_cache_ok(const char **what, const void **where) {
   return true;
 }
 
-/* hak_trim's part: every cached mapping unmapped now, whatever its age;
- * returns the bytes unmapped. */
-size_t large_trim(void) {
-  size_t n = 0;
+/* hak_trim's part: every cached mapping unmapped now, whatever its age. */
+void large_trim(void) {
   hak_lock(&hak_large_lock);
-  while (large_cache_n) {
-    n += large_cache[0]->map_size;
+  while (large_cache_n)
     cache_evict_oldest_locked();
-  }
   hak_unlock(&hak_large_lock);
-  return n;
 }
 
 /* hak_test_reset: unmap every large block (no other thread). */

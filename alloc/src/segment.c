@@ -135,12 +135,10 @@ static hak_segment_t *segment_new(void) {
   return seg;
 }
 
-/* Bytes this thread purged or unmapped (segment_purge, segment_release):
- * hak_trim counts what its own flush gave back on the way. */
 __thread size_t hak_tls_given_back __attribute__((tls_model("initial-exec")));
 
-/* madvise every free dirty slice run of `seg`. */
-static size_t segment_purge(hak_segment_t *seg) {
+/* madvise every free dirty slice run of `seg` (counted in hak_tls_given_back). */
+static void segment_purge(hak_segment_t *seg) {
   uint64_t m = seg->free_slices & seg->dirty_slices;
   size_t purged = 0;
   while (m) {
@@ -155,7 +153,6 @@ static size_t segment_purge(hak_segment_t *seg) {
     seg->dirty_slices &= ~run;
   }
   hak_tls_given_back += purged;
-  return purged;
 }
 
 /* Purges the cached segments past the newest SEGMENT_CACHE_DIRTY that
@@ -173,28 +170,23 @@ static void segment_cache_age_locked(uint64_t now) {
 }
 
 /* Purges every free dirty slice of h's segments (h's lock held, by its
- * owner or by hak_trim); returns the bytes purged. */
-size_t segment_purge_owned(hak_heap_t *h) {
-  size_t purged = 0;
+ * owner or by hak_trim). */
+void segment_purge_owned(hak_heap_t *h) {
   for (hak_segment_t *s = h->segments; s; s = s->next)
-    purged += segment_purge(s);
+    segment_purge(s);
   h->dirty_free_bytes = 0;
   h->purge_at_ms = 0;
-  return purged;
 }
 
 /* hak_trim's part of the segments no heap owns (global lock held): every
  * cached segment and every free slice of the abandoned ones, at once. No
  * thread touches their slices meanwhile: a segment leaves the cache or the
- * abandoned list under this lock before anyone uses its slices again.
- * Returns the bytes purged. */
-size_t segment_trim_unowned_locked(void) {
-  size_t purged = 0;
+ * abandoned list under this lock before anyone uses its slices again. */
+void segment_trim_unowned_locked(void) {
   for (hak_segment_t *q = hak_segment_cache; q; q = q->next)
-    purged += segment_purge(q);
+    segment_purge(q);
   for (hak_segment_t *q = hak_abandoned; q; q = q->next)
-    purged += segment_purge(q);
-  return purged;
+    segment_purge(q);
 }
 
 void segment_purge_heap(hak_heap_t *h) {
