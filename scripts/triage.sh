@@ -18,8 +18,9 @@
 #   4. minimizes the fuzz input: first whole ops are removed while the fast
 #      standalone driver ($FUZZ_SA_DIR/<driver>) still fails with the same
 #      message (repro/opreduce.py; hakmem errors, heap-check and model
-#      failures; fuzz_mt and fuzz_ops, whose op encoding it knows), then libFuzzer -minimize_crash=1 -runs=$TRIAGE_RUNS
-#      -max_total_time=$TRIAGE_TIME per step; a result is kept only if it
+#      failures; fuzz_mt and fuzz_ops, whose op encoding it knows), then
+#      libFuzzer -minimize_crash=1 -runs=$TRIAGE_RUNS -max_total_time=$TRIAGE_TIME
+#      per step; a result is kept only if it
 #      still fails with the same signature;
 #   5. files it as $REGRESSIONS_DIR/<driver>/<signature slug>-<sha1[:8]> and
 #      appends "signature<TAB>file<TAB>date<TAB>fix commit<TAB>source" to
@@ -54,7 +55,8 @@ while [ $# -gt 0 ]; do
   shift
 done
 [ -n "$input" ] && [ -f "$input" ] || { echo "triage: no input file (usage: scripts/triage.sh INPUT)" >&2; exit 2; }
-case ${driver:-fuzz_mt} in
+driver=${driver:-fuzz_mt}
+case $driver in
   fuzz_mt | fuzz_ops) ops=1 ;; # trace2fuzz and opreduce know their op encoding
   fuzz_sizes) ops=0 ;;         # records of edge requests: libFuzzer's minimizer only
   *) echo "triage: unknown driver '$driver' (fuzz_mt, fuzz_ops or fuzz_sizes)" >&2; exit 2 ;;
@@ -97,22 +99,19 @@ is_trace() { [ "$(head -c 8 "$1" 2>/dev/null)" = HAKTRACE ]; }
 source_desc=$input
 fz=$work/input
 if is_trace "$input"; then
+  [ "$ops" = 1 ] || { echo "triage: a trace converts to a fuzz_mt or fuzz_ops input, not $driver" >&2; exit 2; }
   [ -x "$REPLAY" ] && [ -x "$TRACE2FUZZ" ] || { echo "triage: build the repro tools first (make repro-bins)" >&2; exit 2; }
   say "replaying trace $input with $REPLAY"
   { "$REPLAY" -q "$input"; } >"$work/replay.log" 2>&1
   rrc=$?
   grep -E "^replay: (CRASH|MISMATCH|NOT REPRODUCED)" "$work/replay.log" | sed 's/^/  /'
   nthreads=$(awk '/ threads/ {print}' "$work/replay.log" | head -n1)
-  d=${driver:-fuzz_mt}
-  [ "$ops" = 1 ] || { echo "triage: a trace converts to a fuzz_mt or fuzz_ops input, not $d" >&2; exit 2; }
-  "$TRACE2FUZZ" "$input" -o "$fz" --driver "$d" --max-ops "$TRIAGE_MAX_OPS" 2>"$work/t2f.log" ||
+  "$TRACE2FUZZ" "$input" -o "$fz" --driver "$driver" --max-ops "$TRIAGE_MAX_OPS" 2>"$work/t2f.log" ||
     { cat "$work/t2f.log"; exit 2; }
   sed 's/^/  /' "$work/t2f.log"
-  driver=$d
   : "$rrc" "$nthreads"
 else
   cp "$input" "$fz"
-  driver=${driver:-fuzz_mt}
 fi
 bin=$FUZZ_LF_DIR/$driver
 [ -x "$bin" ] || { echo "triage: $bin missing (make fuzz-bins)" >&2; exit 2; }
