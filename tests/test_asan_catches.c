@@ -130,6 +130,24 @@ static void write_never_allocated(void *arg) {
   hak_free((void *)p);
 }
 
+/* A block taken whole from a cached mapping that is bigger than it: the
+ * mapping's excess (kept as the block's room) must be poisoned like
+ * realloc's kept tail, also when the mapping was cut off another one
+ * (a 5 MiB mapping cut for 3.2 MiB: the rest, 1.8 MiB, is cached on its
+ * own and then serves 1.5 MiB whole). */
+static void write_cached_excess(void *arg) {
+  unsigned char *a = hak_malloc(5 * MiB);
+  memset(a, 1, 5 * MiB);
+  hak_free(a);
+  unsigned char *b = hak_malloc(3 * MiB + 200 * 1024);
+  volatile unsigned char *c = hak_malloc(1536 * 1024);
+  size_t u = hak_usable_size((void *)c);
+  hak_test_log("block %p usable %zu, %p\n", (void *)c, u, (void *)b);
+  c[u + 100 * 1024] = 7;
+  hak_free((void *)c);
+  hak_free(b);
+}
+
 static void correct_use(void *arg) {
   unsigned char *p = hak_malloc(40);
   memset(p, 1, 40);
@@ -190,6 +208,8 @@ int main(void) {
   expect_report(write_never_allocated, (void *)(208 * 5 + 3), "write to a carved, never used block",
                 "use-after-poison", "WRITE of size 1");
   expect_report(write_never_allocated, (void *)20000, "write to never-carved page memory",
+                "use-after-poison", "WRITE of size 1");
+  expect_report(write_cached_excess, NULL, "write into a cached mapping's excess",
                 "use-after-poison", "WRITE of size 1");
 
   struct hak_child c;

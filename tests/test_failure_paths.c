@@ -266,6 +266,27 @@ int main(void) {
   fmt(want, sizeof want, "hakmem: invalid realloc of %p: not the start of an allocated block\n",
       (void *)(lg + 4096));
   EXPECT_ABORT(do_realloc, lg + 4096, want);
+  /* ... and past the first 4 MiB of the block's range, which the registry
+   * does not mark (err_invalid asks the large-block lists): an 8 MiB block,
+   * and a 4 MiB-aligned one, whose header is the page below it. */
+  unsigned char *lg8 = hak_malloc(8 * MiB), *lga = hak_aligned_alloc(4 * MiB, 10 * MiB);
+  REQUIRE(lg8 != NULL && lga != NULL);
+  struct {
+    void (*fn)(void *);
+    const char *op;
+    unsigned char *p;
+  } deep[] = {{do_free, "free", lg8 + 5 * MiB},
+              {do_realloc, "realloc", lg8 + 7 * MiB},
+              {do_usable_size, "usable_size", lg8 + 6 * MiB},
+              {do_free, "free", lga + 9 * MiB},
+              {do_realloc, "realloc", lga + 5 * MiB + 64}};
+  for (size_t i = 0; i < sizeof deep / sizeof deep[0]; i++) {
+    fmt(want, sizeof want, "hakmem: invalid %s of %p: not the start of an allocated block\n",
+        deep[i].op, (void *)deep[i].p);
+    EXPECT_ABORT(deep[i].fn, deep[i].p, want);
+  }
+  hak_free(lga);
+  hak_free(lg8);
 
   /* realloc / usable_size of a freed block. */
   void *r = hak_malloc(40);

@@ -330,7 +330,30 @@ static void realloc_room(void) {
   CHECK_EQ(hak_heap_check(), 0);
 }
 
+/* hak_stats' mapped_bytes ("mapped from the OS now") counts the cache's
+ * mappings: a freed 8 MiB block whose pages stay mapped (and resident) in
+ * the cache is still mapped; hak_trim unmaps it. */
+static void test_mapped_counts_cache(void) {
+  struct hak_stats st0, st;
+  hak_trim(0);
+  hak_stats(&st0);
+  unsigned char *q = hak_malloc(8 * MiB);
+  REQUIRE(q != NULL);
+  memset(q, 1, 8 * MiB);
+  hak_free(q);
+  hak_stats(&st);
+  CHECK_MSG(resident_pages(q, 8 * MiB) == 0 || st.mapped_bytes >= st0.mapped_bytes + 8 * MiB,
+            "a cached 8 MiB mapping (%zu pages resident) is not in mapped_bytes (%zu KiB, %zu "
+            "before)",
+            resident_pages(q, 8 * MiB), st.mapped_bytes >> 10, st0.mapped_bytes >> 10);
+  CHECK(hak_trim(0) == 1);
+  hak_stats(&st);
+  CHECK_EQ(st.mapped_bytes, st0.mapped_bytes);
+}
+
 int main(void) {
+  test_mapped_counts_cache();
+
   /* dirty reuse: calloc must zero */
   unsigned char *a = hak_malloc(MiB);
   REQUIRE(a != NULL);

@@ -77,7 +77,7 @@ struct hak_class_stats {
 struct hak_stats {
   size_t live_blocks;  /* small + large blocks handed out */
   size_t live_bytes;   /* their usable bytes */
-  size_t mapped_bytes; /* bytes hakmem has mapped from the OS now */
+  size_t mapped_bytes; /* bytes hakmem has mapped from the OS now (large cache too) */
   size_t segments;     /* small-block segments mapped */
   size_t abandoned_segments;
   size_t large_blocks; /* live blocks above HAK_SMALL_MAX */

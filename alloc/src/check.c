@@ -350,6 +350,7 @@ void hak_stats(struct hak_stats *out) {
     out->large_bytes += large_usable(lg);
     out->mapped_bytes += lg->map_size;
   }
+  out->mapped_bytes += large_cache_mapped_locked(); /* freed mappings are mapped too */
   hak_unlock(&hak_large_lock);
   out->live_blocks += out->large_blocks;
   out->live_bytes += out->large_bytes;

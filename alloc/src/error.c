@@ -83,6 +83,10 @@ void err_invalid(const char *op, const void *p) {
   if (kind == REG_NONE) {
     if (large_recently_freed(p))
       err_double_free(op, p, 0);
+    if (large_holds(p)) { /* past the first 4 MiB of a large block's range */
+      msg_str(&m, ": not the start of an allocated block");
+      die(&m);
+    }
     msg_str(&m, ": not allocated by hakmem");
     die(&m);
   }

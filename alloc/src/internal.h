@@ -546,6 +546,8 @@ HAK_INTERNAL void *large_realloc(hak_large_t *lg, void *p, size_t size);
 #define LARGE_MOVE_BY_COPY ((void *)1)
 HAK_INTERNAL size_t large_usable(const hak_large_t *lg);
 HAK_INTERNAL bool large_recently_freed(const void *p);
+HAK_INTERNAL bool large_holds(const void *p);
+HAK_INTERNAL size_t large_cache_mapped_locked(void);
 HAK_INTERNAL bool large_cache_ok(const char **what, const void **where);
 HAK_INTERNAL void large_reset_all(void);
 HAK_INTERNAL void large_trim(void);

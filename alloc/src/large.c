@@ -145,10 +145,13 @@ static void cache_split_locked(hak_large_t *lg, size_t map, unsigned i, uint64_t
 /* Fills [dst, dst + len), mapped but never touched, with the resident pages
  * of cached mappings, biggest first, moved there by mremap (the range is
  * then several kernel mappings). A mapping bigger than what is left gives
- * its last pages and stays cached. Returns the length of a part of the
- * range that may no longer be ours (os_move's `lost`, at *hole): the range
- * must then be given up around it; else 0. */
-static size_t cache_gather_locked(uint8_t *dst, size_t len, uint8_t **hole) {
+ * its last pages and stays cached. *filled: how many bytes from dst on may
+ * hold old data (the rest is still the range's untouched zero pages; all
+ * of it after a failed move, which may leave its token behind). Returns
+ * the length of a part of the range that may no longer be ours (os_move's
+ * `lost`, at *hole): the range must then be given up around it; else 0. */
+static size_t cache_gather_locked(uint8_t *dst, size_t len, uint8_t **hole, size_t *filled) {
+  *filled = 0;
   if (!os_moves())
     return 0; /* it would only unmap what it cannot move */
   while (len && large_cache_n) {
@@ -172,10 +175,12 @@ static size_t cache_gather_locked(uint8_t *dst, size_t len, uint8_t **hole) {
     if (k < n) {
       munmap(src + k, n - k); /* not moved: still ours (its shadow is cleared above) */
       *hole = dst + k;
+      *filled += len; /* dst + k may hold the failed move's token */
       return lost;
     }
     dst += n;
     len -= n;
+    *filled += n;
   }
   return 0;
 }
@@ -241,8 +246,11 @@ static size_t take_moves(size_t m, size_t map) {
  *    if no new range can be reserved (an address-space limit), the
  *    smallest one at least that big after all, cut (its excess needs room
  *    only for itself, and is unmapped if it has none).
- * NULL if none serves: the block gets new pages. */
-static hak_large_t *cache_take_locked(size_t map) {
+ * NULL if none serves: the block gets new pages. *dirty: how many bytes
+ * from the mapping's start may hold old data (calloc clears only those:
+ * the rest are zero pages nobody touched, which a memset would commit). */
+static hak_large_t *cache_take_locked(size_t map, size_t *dirty) {
+  *dirty = map;
   unsigned best = LARGE_CACHE_N, below = LARGE_CACHE_N;
   for (unsigned i = 0; i < large_cache_n; i++) {
     size_t m = large_cache[i]->map_size;
@@ -264,9 +272,12 @@ static hak_large_t *cache_take_locked(size_t map) {
       cache_remove_locked(below);
       lg->map_size = map;
       uint8_t *hole = NULL;
-      size_t lost = cache_gather_locked((uint8_t *)lg + had, map - had, &hole);
-      if (!lost)
+      size_t filled;
+      size_t lost = cache_gather_locked((uint8_t *)lg + had, map - had, &hole, &filled);
+      if (!lost) {
+        *dirty = had + filled;
         return lg;
+      }
       cache_forget_locked(lg); /* a range with a hole: given up */
       unmap_around((uint8_t *)lg, map, hole, lost);
       return NULL;
@@ -281,11 +292,13 @@ static hak_large_t *cache_take_locked(size_t map) {
     return best != LARGE_CACHE_N ? cache_take_whole_or_cut_locked(best, map) : NULL;
   os_advise_huge(lg, map); /* HAKMEM_THP, for the pages no move fills */
   uint8_t *hole = NULL;
-  size_t lost = cache_gather_locked((uint8_t *)lg, map, &hole);
+  size_t filled;
+  size_t lost = cache_gather_locked((uint8_t *)lg, map, &hole, &filled);
   if (lost) {
     unmap_around((uint8_t *)lg, map, hole, lost);
     return NULL;
   }
+  *dirty = filled;
   header_init(lg, map, LARGE_HDR, 0);
   registry_set(lg, REG_LARGE);
   return lg;
@@ -350,7 +363,8 @@ void *large_alloc(size_t size, size_t alignment, bool zero) {
     hak_lock(&hak_large_lock);
     cache_age_locked();
     int saved = errno; /* the cache's mmap, munmap and mremap calls may fail harmlessly */
-    hak_large_t *lg = cache_take_locked(map);
+    size_t dirty;
+    hak_large_t *lg = cache_take_locked(map, &dirty);
     errno = saved;
     if (lg) {
       /* still registered; its header is reset under the lock */
@@ -358,11 +372,17 @@ void *large_alloc(size_t size, size_t alignment, bool zero) {
       lg->offset = off;
       lg->requested = size;
       list_add_locked(lg);
+      size_t mapped = lg->map_size;
       hak_unlock(&hak_large_lock);
       void *p = (uint8_t *)lg + off;
-      track_alloc(p, size, large_usable(lg), zero);
-      if (zero)
-        memset(p, 0, size);
+      size_t usable = large_usable(lg);
+      track_alloc(p, size, usable, zero);
+      if (mapped > off + usable) /* the excess kept as room: no access, like realloc's kept
+                                  * tail (a mapping cut off another was never poisoned) */
+        track_noaccess((uint8_t *)p + usable, mapped - off - usable);
+      if (zero && dirty > off) /* past `dirty`: zero pages, untouched (calloc of 1 GiB after a
+                                * 1 MiB block was freed committed all of it) */
+        memset(p, 0, size < dirty - off ? size : dirty - off);
       return p;
     }
     hak_unlock(&hak_large_lock);
@@ -403,6 +423,21 @@ bool large_recently_freed(const void *p) {
     if (atomic_load_explicit(&recent_frees[i], memory_order_relaxed) == (uintptr_t)p)
       return true;
   return false;
+}
+
+/* err_invalid: whether p lies in a large block's or cached mapping's range
+ * past the 4 MiB range its header starts (the registry marks only that
+ * one). A trylock: the error path must not wait (or deadlock) on the lock. */
+bool large_holds(const void *p) {
+  if (pthread_mutex_trylock(&hak_large_lock) != 0)
+    return false;
+  bool in = false;
+  for (const hak_large_t *lg = hak_all_large; lg && !in; lg = lg->gnext)
+    in = (uintptr_t)p - (uintptr_t)lg < lg->map_size;
+  for (unsigned i = 0; i < large_cache_n && !in; i++)
+    in = (uintptr_t)p - (uintptr_t)large_cache[i] < large_cache[i]->map_size;
+  pthread_mutex_unlock(&hak_large_lock);
+  return in;
 }
 
 void large_free(hak_large_t *lg, void *p, const char *op) {
@@ -545,6 +580,11 @@ bool large_cache_ok(const char **what, const void **where) {
     return false;
   }
   return true;
+}
+
+/* hak_stats, large lock held: the bytes the cache keeps mapped. */
+size_t large_cache_mapped_locked(void) {
+  return large_cache_bytes;
 }
 
 /* hak_trim's part: every cached mapping unmapped now, whatever its age. */
