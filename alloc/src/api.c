@@ -220,7 +220,15 @@ static HAK_NOINLINE void free_not_owned(hak_heap_t *h, hak_segment_t *seg, hak_b
   hak_page_t *pg = ptr_page(seg, b);
   /* acquire: pairs with segment_abandon_locked's release store of NULL, so
    * reclaim_wanted reads this abandonment's counters */
-  if (atomic_load_explicit(&seg->owner, memory_order_acquire) == NULL && reclaim_wanted(h, seg) &&
+  while (atomic_load_explicit(&seg->owner, memory_order_acquire) != NULL) {
+    if (page_free_remote(seg, pg, b, false))
+      return;
+    /* TF_ABANDONED: the owner's abandonment counted this block live; wait
+     * for it to finish (it holds the global lock), then count the free */
+    hak_lock(&hak_global_lock);
+    hak_unlock(&hak_global_lock);
+  }
+  if (reclaim_wanted(h, seg) &&
       (h != &hak_empty_heap || (!hak_tls_exiting && (h = heap_get_or_create()) != NULL))) {
     heap_lock(h);
     bool mine = segment_reclaim(h, seg);
@@ -230,7 +238,7 @@ static HAK_NOINLINE void free_not_owned(hak_heap_t *h, hak_segment_t *seg, hak_b
     if (mine)
       return;
   }
-  page_free_remote(seg, pg, b);
+  page_free_remote(seg, pg, b, true);
 }
 
 /* What a pointer passed to realloc/usable_size/free_sized refers to. Aborts

@@ -207,8 +207,19 @@ void heap_abandon(hak_heap_t *h, bool in_fork_child) {
       s->next = s->prev = NULL;
       segment_release(s);
       hak_lock(&hak_global_lock);
-    } else {
-      segment_abandon_locked(s);
+    } else if (!segment_abandon_locked(s, false)) {
+      /* its last blocks were freed since step 3: give its pages back */
+      hak_unlock(&hak_global_lock);
+      s->next = s->prev = NULL;
+      hak_segment_t *only = s; /* h->segments is NULL: its last page releases it */
+      FOR_EACH_PAGE(only, pg) {
+        page_clear_notify(pg, true); /* TF_ABANDONED */
+        if (segment_page_free(h, only, pg))
+          break;
+      }
+      h->dirty_free_bytes = 0;
+      h->purge_at_ms = 0;
+      hak_lock(&hak_global_lock);
     }
     s = next;
   }

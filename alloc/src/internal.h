@@ -58,6 +58,11 @@ enum { KIND_SMALL = 1, KIND_LARGE = 2 };
 #define TF_NONE ((uintptr_t)0)
 #define TF_NOTIFY ((uintptr_t)1)    /* page sits in its heap's full list: tell the heap */
 #define TF_NOTIFYING ((uintptr_t)2) /* a remote thread is handing a block to the heap */
+/* The page's segment is abandoned (or being abandoned): its exiting owner
+ * took the stack and counted the page's live blocks (segment_abandon_locked),
+ * so a remote free pushing now must be counted as a free into the abandoned
+ * segment (free_not_owned); cleared by the adopter (segment_adopt). */
+#define TF_ABANDONED ((uintptr_t)3)
 #define TF_MASK ((uintptr_t)3)
 /* The rest of the word: the stack's top block in bits 2..47 (blocks lie
  * below 2^ADDRESS_BITS and are 16-byte aligned) and how many blocks the
@@ -445,7 +450,7 @@ HAK_INTERNAL void segment_adopt(hak_heap_t *h, hak_segment_t *seg);
 HAK_INTERNAL size_t segment_cache_count(void);
 HAK_INTERNAL bool segment_reclaim(hak_heap_t *h, hak_segment_t *seg);
 HAK_INTERNAL void segment_fork_fixup(void);
-HAK_INTERNAL void segment_abandon_locked(hak_segment_t *seg);
+HAK_INTERNAL bool segment_abandon_locked(hak_segment_t *seg, bool even_empty);
 HAK_INTERNAL void segment_reset_all(void);
 HAK_INTERNAL bool segment_is_abandoned_listed(const hak_segment_t *seg);
 extern HAK_INTERNAL hak_segment_t *hak_abandoned;
@@ -465,7 +470,9 @@ HAK_INTERNAL void page_free_slow(hak_heap_t *h, hak_segment_t *seg, hak_page_t *
 static inline bool page_kept_when_empty(const hak_heap_t *h, const hak_page_t *pg) {
   return h->direct[pg->cls] == pg && !pg->next;
 }
-HAK_INTERNAL void page_free_remote(hak_segment_t *seg, hak_page_t *pg, hak_block_t *b);
+HAK_INTERNAL bool page_free_remote(hak_segment_t *seg, hak_page_t *pg, hak_block_t *b,
+                                   bool counted);
+HAK_INTERNAL size_t page_collect_abandoned(hak_page_t *pg);
 HAK_INTERNAL void page_free_block(hak_heap_t *h, hak_segment_t *seg, hak_page_t *pg,
                                   hak_block_t *b);
 HAK_INTERNAL void queue_push_back(hak_heap_t *h, hak_page_t *pg);

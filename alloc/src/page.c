@@ -14,7 +14,13 @@
  * are never lost and a producer/consumer pattern does not grow without bound.
  * TF_NOTIFYING also tells the owner not to release the page yet (the remote
  * thread is still going to touch thread_free), and tells an exiting owner to
- * wait before it abandons the heap. */
+ * wait before it abandons the heap.
+ *
+ * Abandoned pages: the exiting owner's last collect marks the page
+ * TF_ABANDONED (page_collect_abandoned); a remote free that finds the mark
+ * before the segment's owner reads NULL waits for the abandonment to end
+ * and is then counted as a free into the abandoned segment (free_not_owned
+ * in api.c); the heap that adopts the segment clears the marks. */
 #include <sched.h>
 #include <string.h>
 
@@ -139,6 +145,8 @@ void page_extend(hak_page_t *pg) {
  * release build's unwalked list is checked only against the page's live
  * blocks: a damaged link in it shows later, when a pop follows it (the
  * walk used to find a cycle here; hak_heap_check still does). */
+static size_t page_take_stack(hak_page_t *pg, uintptr_t tf);
+
 size_t page_collect(hak_page_t *pg) {
   uintptr_t tf = atomic_load_explicit(&pg->thread_free, memory_order_relaxed);
   do {
@@ -146,6 +154,22 @@ size_t page_collect(hak_page_t *pg) {
       return 0;
   } while (!atomic_compare_exchange_weak_explicit(&pg->thread_free, &tf, tf & TF_MASK,
                                                   memory_order_acquire, memory_order_relaxed));
+  return page_take_stack(pg, tf);
+}
+
+/* The exiting owner's last collect (segment_abandon_locked, notify already
+ * withdrawn): takes the stack and marks the page TF_ABANDONED in one step,
+ * so every remote free either lands before it (collected: not live) or sees
+ * the mark (counted by free_not_owned as a free into the abandoned segment).
+ * Without the mark, frees that had read the owner before it was cleared and
+ * pushed after this collect were counted live but never as frees, and the
+ * segment's last free never reclaimed it. */
+size_t page_collect_abandoned(hak_page_t *pg) {
+  uintptr_t tf = atomic_exchange_explicit(&pg->thread_free, TF_ABANDONED, memory_order_acq_rel);
+  return tf_block(tf) ? page_take_stack(pg, tf) : 0;
+}
+
+static size_t page_take_stack(hak_page_t *pg, uintptr_t tf) {
   hak_block_t *head = tf_block(tf);
   size_t n = tf_count(tf);
   if (unlikely(n == 0 || n > pg->used))
@@ -208,10 +232,14 @@ void page_clear_notify(hak_page_t *pg, bool forced) {
   }
 }
 
-/* A block freed by a thread that does not own its page. */
-void page_free_remote(hak_segment_t *seg, hak_page_t *pg, hak_block_t *b) {
+/* A block freed by a thread that does not own its page. Returns false,
+ * without pushing, when the page is marked TF_ABANDONED and the free was
+ * not `counted` as a free into the abandoned segment (free_not_owned). */
+bool page_free_remote(hak_segment_t *seg, hak_page_t *pg, hak_block_t *b, bool counted) {
   uintptr_t tf = atomic_load_explicit(&pg->thread_free, memory_order_relaxed);
   for (;;) {
+    if (unlikely((tf & TF_MASK) == TF_ABANDONED) && !counted)
+      return false;
     if (unlikely((tf & TF_MASK) == TF_NOTIFY)) {
       if (!atomic_compare_exchange_weak_explicit(&pg->thread_free, &tf,
                                                  (tf & ~TF_MASK) | TF_NOTIFYING,
@@ -229,13 +257,13 @@ void page_free_remote(hak_segment_t *seg, hak_page_t *pg, hak_block_t *b) {
       while (!atomic_compare_exchange_weak_explicit(&pg->thread_free, &tf, tf & ~TF_MASK,
                                                     memory_order_release, memory_order_relaxed)) {
       }
-      return;
+      return true;
     }
     block_set_next(b, tf_block(tf));
     if (atomic_compare_exchange_weak_explicit(&pg->thread_free, &tf,
                                               ((tf & ~TF_BLOCK_MASK) + TF_COUNT_ONE) | (uintptr_t)b,
                                               memory_order_release, memory_order_relaxed))
-      return;
+      return true;
   }
 }
 
@@ -267,7 +295,7 @@ void page_free_block(hak_heap_t *h, hak_segment_t *seg, hak_page_t *pg, hak_bloc
   if (atomic_load_explicit(&seg->owner, memory_order_relaxed) == h)
     page_push_owned(h, seg, pg, b);
   else
-    page_free_remote(seg, pg, b);
+    page_free_remote(seg, pg, b, true);
 }
 
 /* ---- finding a page with a free block (malloc slow path) --------------- */

@@ -63,22 +63,36 @@ static void heap_unlink_segment(hak_heap_t *h, hak_segment_t *seg) {
 }
 
 /* The abandoned list (hak_global_lock held; by the owner thread, or the one
- * thread of a fork child). Remote frees that arrived since the owner last
- * collected are collected first, so `abandoned_live` counts live blocks
- * (only a free racing with this can still be counted as live: the segment
- * then waits for an allocating heap instead of the last free). */
-void segment_abandon_locked(hak_segment_t *seg) {
+ * thread of a fork child). Each page's remote frees are collected and the
+ * page marked TF_ABANDONED in one exchange (page_collect_abandoned), so
+ * `abandoned_live` counts exactly the blocks still live: a remote free
+ * either landed before (collected) or sees the mark and, once this is
+ * done, counts itself as a free into the abandoned segment
+ * (free_not_owned), and the last one reclaims it. Without the mark, the
+ * frees of threads that had read the owner before it was cleared were
+ * counted live and never as frees (10-57 per exit while two threads
+ * freed), and the segment stayed abandoned, carved and resident, after
+ * its last block was freed. Returns false, listing nothing, when no block
+ * is live (unless `even_empty`): no free would come to reclaim it, so the
+ * caller gives it back. */
+bool segment_abandon_locked(hak_segment_t *seg, bool even_empty) {
   uint32_t live = 0;
-  for (unsigned i = 1; i < SLICES_PER_SEGMENT; i++)
-    if (seg->slice_head[i] == i && seg->pages[i].in_use) {
-      page_collect(&seg->pages[i]);
-      live += seg->pages[i].used;
-    }
+  /* reset before any page is marked: a free that sees a mark counts itself
+   * (after taking this lock, so it also reads `live`) */
   atomic_store_explicit(&seg->abandoned_epoch,
                         atomic_load_explicit(&hak_abandon_epoch, memory_order_relaxed),
                         memory_order_relaxed);
-  atomic_store_explicit(&seg->abandoned_live, live, memory_order_relaxed);
   atomic_store_explicit(&seg->abandoned_frees, 0, memory_order_relaxed);
+  for (unsigned i = 1; i < SLICES_PER_SEGMENT; i++)
+    if (seg->slice_head[i] == i && seg->pages[i].in_use) {
+      page_collect_abandoned(&seg->pages[i]);
+      live += seg->pages[i].used;
+    }
+  atomic_store_explicit(&seg->abandoned_live, live, memory_order_relaxed);
+  /* nothing live: no free would ever come to reclaim it; the caller gives
+   * it back instead (its pages all empty, no remote free can arrive) */
+  if (live == 0 && !even_empty)
+    return false;
   atomic_store_explicit(&seg->owner, NULL, memory_order_release);
   seg->abandoned = 1;
   seg->prev = NULL;
@@ -86,6 +100,7 @@ void segment_abandon_locked(hak_segment_t *seg) {
   if (hak_abandoned)
     hak_abandoned->prev = seg;
   hak_abandoned = seg;
+  return true;
 }
 
 static void abandoned_unlink_locked(hak_segment_t *seg) {
@@ -292,6 +307,7 @@ void segment_adopt(hak_heap_t *h, hak_segment_t *seg) {
     hak_page_t *pg = &seg->pages[i];
     if (seg->slice_head[i] != i || !pg->in_use)
       continue;
+    page_clear_notify(pg, true); /* TF_ABANDONED: remote frees push again */
     page_collect(pg);
     /* an empty page is kept (carved, ready) if it is the only page of its
      * class, as page_free_slow would; otherwise its slices go back */
@@ -471,7 +487,7 @@ void segment_fork_fixup(void) {
       segment_release(s);
       continue;
     }
-    segment_abandon_locked(s);
+    segment_abandon_locked(s, true);
   }
 }
 
