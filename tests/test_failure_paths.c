@@ -112,6 +112,15 @@ static void do_free_sized(void *arg) {
   hak_free_sized(t->p, t->n);
 }
 
+struct three {
+  void *p;
+  size_t a, n;
+};
+static void do_free_aligned_sized(void *arg) {
+  struct three *t = arg;
+  hak_free_aligned_sized(t->p, t->a, t->n);
+}
+
 /* realloc moves the block; freeing the old pointer again is a double free. */
 static void do_free_after_realloc(void *p) {
   void *q = hak_realloc(p, 4000);
@@ -309,6 +318,34 @@ int main(void) {
   fmt(want, sizeof want,
       "hakmem: invalid free_sized of %p: size 100000 larger than block (size class %zu)\n", r, c48);
   EXPECT_ABORT(do_free_sized, &way_too_big, want);
+  /* ... of a large block; and free_aligned_sized of a block not aligned to
+   * its alignment, whose size fits (not "larger than block": it is not) */
+  unsigned char *lfs = hak_malloc(100000);
+  REQUIRE(lfs != NULL);
+  struct two large_too_big = {lfs, hak_usable_size(lfs) + 1};
+  fmt(want, sizeof want,
+      "hakmem: invalid free_sized of %p: size %zu larger than block (large block)\n", (void *)lfs,
+      large_too_big.n);
+  EXPECT_ABORT(do_free_sized, &large_too_big, want);
+  unsigned char *a16[4] = {NULL}; /* 16-byte blocks: one of any four is not 64-aligned */
+  int mis = 0;
+  for (int i = 0; i < 4; i++) {
+    a16[i] = hak_malloc(16);
+    REQUIRE(a16[i] != NULL);
+    if ((uintptr_t)a16[i] & 63)
+      mis = i;
+  }
+  REQUIRE(((uintptr_t)a16[mis] & 63) != 0);
+  struct three misaligned = {a16[mis], 64, 16};
+  fmt(want, sizeof want,
+      "hakmem: invalid free_sized of %p: block not aligned to 64 (size class %zu)\n",
+      (void *)a16[mis], class_of(16));
+  EXPECT_ABORT(do_free_aligned_sized, &misaligned, want);
+  REQUIRE(((uintptr_t)lfs & 4095) != 0); /* a large block starts past its header */
+  struct three large_misaligned = {lfs, 4096, 100000};
+  fmt(want, sizeof want,
+      "hakmem: invalid free_sized of %p: block not aligned to 4096 (large block)\n", (void *)lfs);
+  EXPECT_ABORT(do_free_aligned_sized, &large_misaligned, want);
 
   /* Control: the valid neighbours of those cases do not abort. */
   struct two ok = {r, 48};
@@ -338,6 +375,9 @@ int main(void) {
   for (int i = 1; i < 64; i += 2)
     hak_free(many[i]);
   hak_free(big);
+  hak_free(lfs);
+  for (int i = 0; i < 4; i++)
+    hak_free(a16[i]);
   hak_free(big_aligned);
   hak_free(b64);
   hak_free(lg);

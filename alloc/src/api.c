@@ -473,8 +473,10 @@ static void free_aligned_sized_impl(void *p, size_t alignment, size_t size) {
   if (!p)
     return;
   resolved_t r = resolve(p, "free_sized");
-  if (size > r.usable || ((uintptr_t)p & (alignment - 1)))
+  if (size > r.usable)
     err_size_mismatch("free_sized", p, size, r.page ? r.usable : 0);
+  if ((uintptr_t)p & (alignment - 1)) /* not "size larger than block": it is not */
+    err_align_mismatch("free_sized", p, alignment, r.page ? r.usable : 0);
   free_impl(p);
 }
 

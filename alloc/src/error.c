@@ -52,6 +52,25 @@ static __attribute__((noreturn)) void die(hak_msg_t *m) {
   abort();
 }
 
+/* " (size class <n>)" for a small block, " (large block)" for block_size 0. */
+static void msg_block(hak_msg_t *m, size_t block_size) {
+  if (!block_size) {
+    msg_str(m, " (large block)");
+    return;
+  }
+  msg_str(m, " (size class ");
+  msg_dec(m, block_size);
+  msg_str(m, ")");
+}
+
+/* "hakmem: invalid <op> of 0x<p>" */
+static void msg_invalid(hak_msg_t *m, const char *op, const void *p) {
+  msg_str(m, "hakmem: invalid ");
+  msg_str(m, op);
+  msg_str(m, " of ");
+  msg_hex(m, (uintptr_t)p);
+}
+
 void err_double_free(const char *op, const void *p, size_t block_size) {
   hak_msg_t m = {.len = 0};
   if (strcmp(op, "free") == 0 || strcmp(op, "free_sized") == 0) {
@@ -62,23 +81,14 @@ void err_double_free(const char *op, const void *p, size_t block_size) {
     msg_str(&m, " of freed block ");
   }
   msg_hex(&m, (uintptr_t)p);
-  if (block_size) {
-    msg_str(&m, " (size class ");
-    msg_dec(&m, block_size);
-    msg_str(&m, ")");
-  } else {
-    msg_str(&m, " (large block)");
-  }
+  msg_block(&m, block_size);
   die(&m);
 }
 
 /* Classifies a pointer that failed the fast checks and reports it. */
 void err_invalid(const char *op, const void *p) {
   hak_msg_t m = {.len = 0};
-  msg_str(&m, "hakmem: invalid ");
-  msg_str(&m, op);
-  msg_str(&m, " of ");
-  msg_hex(&m, (uintptr_t)p);
+  msg_invalid(&m, op, p);
   unsigned kind = registry_kind(p);
   if (kind == REG_NONE) {
     if (large_recently_freed(p))
@@ -110,9 +120,7 @@ void err_invalid(const char *op, const void *p) {
     if (idx < cap && off % pg->block_size != 0) {
       msg_str(&m, ": interior pointer into block ");
       msg_hex(&m, (uintptr_t)(pg->start + idx * pg->block_size));
-      msg_str(&m, " (size class ");
-      msg_dec(&m, pg->block_size);
-      msg_str(&m, ")");
+      msg_block(&m, pg->block_size);
       die(&m);
     }
   }
@@ -122,15 +130,20 @@ void err_invalid(const char *op, const void *p) {
 
 void err_size_mismatch(const char *op, const void *p, size_t size, size_t block_size) {
   hak_msg_t m = {.len = 0};
-  msg_str(&m, "hakmem: invalid ");
-  msg_str(&m, op);
-  msg_str(&m, " of ");
-  msg_hex(&m, (uintptr_t)p);
+  msg_invalid(&m, op, p);
   msg_str(&m, ": size ");
   msg_dec(&m, size);
-  msg_str(&m, " larger than block (size class ");
-  msg_dec(&m, block_size);
-  msg_str(&m, ")");
+  msg_str(&m, " larger than block");
+  msg_block(&m, block_size);
+  die(&m);
+}
+
+void err_align_mismatch(const char *op, const void *p, size_t alignment, size_t block_size) {
+  hak_msg_t m = {.len = 0};
+  msg_invalid(&m, op, p);
+  msg_str(&m, ": block not aligned to ");
+  msg_dec(&m, alignment);
+  msg_block(&m, block_size);
   die(&m);
 }
 

@@ -568,6 +568,9 @@ HAK_INTERNAL __attribute__((noreturn, cold)) void err_double_free(const char *op
 HAK_INTERNAL __attribute__((noreturn, cold)) void err_invalid(const char *op, const void *p);
 HAK_INTERNAL __attribute__((noreturn, cold)) void err_size_mismatch(const char *op, const void *p,
                                                                     size_t size, size_t block_size);
+/* free_aligned_sized: p is not aligned to `alignment` (block_size 0: a large block). */
+HAK_INTERNAL __attribute__((noreturn, cold)) void
+err_align_mismatch(const char *op, const void *p, size_t alignment, size_t block_size);
 HAK_INTERNAL __attribute__((noreturn, cold)) void err_corruption(const void *p, const char *what);
 HAK_INTERNAL __attribute__((noreturn, cold)) void err_assert(const char *expr, const char *file,
                                                              int line);
