@@ -449,18 +449,26 @@ static void drop_block(struct fz_exec *x, int slot) {
   s->ptr = NULL;
 }
 
-static void free_slot(struct fz_exec *x, int slot, unsigned how) {
+/* how: 0 free, 1 free_sized, 2 free_aligned_sized with the slot's size and
+ * alignment; 3 free_sized(size), 4 free_aligned_sized(align, size) with the
+ * caller's (a replayed trace's recorded arguments, passed on unchanged). */
+static void free_slot_as(struct fz_exec *x, int slot, unsigned how, size_t size, size_t align) {
   struct fz_slot *s = &x->slots[slot];
   check_pattern(x, s->ptr, s->usable, s->usable, (unsigned)slot, s->gen, "before free");
   void *p = s->ptr;
-  size_t size = s->size, align = s->align;
+  if (how < 3)
+    size = s->size, align = s->align;
   drop_block(x, slot);
-  if (how == 1)
+  if (how == 1 || how == 3)
     hak_free_sized(p, size);
-  else if (how == 2 && align && !(align & (align - 1)))
+  else if (how == 4 || (how == 2 && align && !(align & (align - 1))))
     hak_free_aligned_sized(p, align, size);
   else
     hak_free(p);
+}
+
+static void free_slot(struct fz_exec *x, int slot, unsigned how) {
+  free_slot_as(x, slot, how, 0, 0);
 }
 
 /* Whether a request this large may fail; bigger ones are simply skipped when
@@ -780,7 +788,7 @@ void fz_exec_op(struct fz_exec *x, const struct fz_op *op) {
     break;
   case FZ_FREE:
     if (s->ptr)
-      free_slot(x, op->slot, op->sub);
+      free_slot_as(x, op->slot, op->sub, op->a, op->b);
     else
       hak_free(NULL);
     break;

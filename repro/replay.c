@@ -60,6 +60,7 @@ struct rop {
   uint8_t exit;         /* TR_THREAD_EXIT */
   uint8_t cmp_err;      /* compare errno / rc */
   uint8_t expect_block; /* the recording returned a block */
+  uint8_t any_usable;   /* usable_size of a block realloc returned: not compared */
   size_t rec;           /* index in the trace */
 };
 
@@ -152,6 +153,27 @@ static void slot_release(uint32_t s) {
 
 static size_t unknown;
 
+/* Per slot: whether its block came from a realloc. Where realloc keeps a
+ * block in place or moves it, and so its usable size, depends on the
+ * configuration (valgrind's always moves; an aligned large block moved
+ * loses its header offset), so a later usable_size is not compared either. */
+static uint8_t *from_realloc;
+static size_t from_realloc_cap;
+
+static void set_from_realloc(uint32_t s, uint8_t v) {
+  if (s >= from_realloc_cap) {
+    size_t cap = from_realloc_cap ? from_realloc_cap : 1024;
+    while (cap <= s)
+      cap *= 2;
+    from_realloc = realloc(from_realloc, cap);
+    if (!from_realloc)
+      exit(2);
+    memset(from_realloc + from_realloc_cap, 0, cap - from_realloc_cap);
+    from_realloc_cap = cap;
+  }
+  from_realloc[s] = v;
+}
+
 /* The logical object the trace's pointer `arg` refers to; false (and the op
  * is skipped) when the trace never showed that pointer handed out. */
 static bool object_of(struct pmap *m, uint64_t arg, struct rop *o, uint32_t *s) {
@@ -213,6 +235,7 @@ static void translate(uint64_t to) {
                   (unsigned long long)r->result, (unsigned long long)r->seq);
         }
         pmap_put(&m, r->result, s);
+        set_from_realloc(s, 0);
       } else {
         slot_release(s); /* reused by a later op only; this one runs first */
       }
@@ -243,6 +266,7 @@ static void translate(uint64_t to) {
         if (r->arg)
           pmap_del(&m, r->arg);
         pmap_put(&m, r->result, s);
+        set_from_realloc(s, r->arg != 0); /* realloc(NULL, n) is malloc(n) */
       } else if (to_zero) {
         pmap_del(&m, r->arg);
         slot_release(s);
@@ -254,8 +278,12 @@ static void translate(uint64_t to) {
     case TR_FREE:
     case TR_FREE_SIZED:
     case TR_FREE_ALIGNED_SIZED:
+      /* the recorded size and alignment, not the slot's: a program's
+       * free_sized with a wrong size must fail in the replay too */
       o->op.kind = FZ_FREE;
-      o->op.sub = r->op == TR_FREE ? 0 : r->op == TR_FREE_SIZED ? 1 : 2;
+      o->op.sub = r->op == TR_FREE ? 0 : r->op == TR_FREE_SIZED ? 3 : 4;
+      o->op.a = r->a1;
+      o->op.b = r->a2;
       if (r->arg) {
         if (!object_of(&m, r->arg, o, &s))
           break;
@@ -268,6 +296,7 @@ static void translate(uint64_t to) {
       if (r->arg) {
         if (!object_of(&m, r->arg, o, &s))
           break;
+        o->any_usable = s < from_realloc_cap && from_realloc[s];
       }
       break;
     case TR_THREAD_EXIT:
@@ -311,7 +340,7 @@ static void run_op(void *ctx, unsigned worker, const struct fz_op *op) {
   char what[300] = "";
   if (op->kind == FZ_USABLE) {
     size_t got = s->ptr ? s->usable : 0;
-    if (got != r->result)
+    if (got != r->result && !o->any_usable)
       snprintf(what, sizeof what, "usable size %zu, recorded %llu", got,
                (unsigned long long)r->result);
   } else {

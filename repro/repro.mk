@@ -32,7 +32,7 @@ repro-libs:
 
 repro-bins: repro-libs
 	@$(MAKE) --no-print-directory $(foreach c,$(REPRO_CONFIGS),$(RPB)/$(c)/replay) \
-	  $(RPB)/tracecat $(RPB)/trace2fuzz
+	  $(RPB)/tracecat $(RPB)/trace2fuzz $(RPB)/trace_edges
 
 define RP_RULE
 $(RPB)/$(1)/replay: repro/replay.c $(RP_OPS) $(RP_HDRS) build/$(1)/libhakmem.a
@@ -45,6 +45,11 @@ $(foreach c,$(REPRO_CONFIGS),$(eval $(call RP_RULE,$(c))))
 $(RPB)/tracecat: repro/tracecat.c $(RP_HDRS)
 	@mkdir -p $(@D)
 	gcc $(RP_CFLAGS) -O2 $< -o $@
+
+# plain libc programs for the trace-edges step (repro/tests/steps.sh)
+$(RPB)/trace_edges: repro/tests/trace_edges.c
+	@mkdir -p $(@D)
+	gcc -std=gnu11 -O1 -g -Wall -Wextra $< -o $@ -ldl
 
 # trace2fuzz decodes what it wrote with the interpreter's decoder (self-check)
 $(RPB)/trace2fuzz: repro/trace2fuzz.c $(RP_OPS) $(RP_HDRS) build/release/libhakmem.a

@@ -52,8 +52,15 @@ static inline int trace_load(const char *path, struct trace *t) {
     fprintf(stderr, "%s: %s\n", path, strerror(errno));
     return -1;
   }
-  if (fread(&t->h, sizeof t->h, 1, f) != 1 || memcmp(t->h.magic, HAK_TRACE_MAGIC, 8) != 0) {
+  size_t hn = fread(&t->h, 1, sizeof t->h, f);
+  if (hn < 8 || memcmp(t->h.magic, HAK_TRACE_MAGIC, 8) != 0) {
     fprintf(stderr, "%s: not a hakmem trace (no HAKTRACE header)\n", path);
+    fclose(f);
+    return -1;
+  }
+  if (hn < sizeof t->h) {
+    fprintf(stderr, "%s: the file is cut short: its header has %zu of its %zu bytes\n", path, hn,
+            sizeof t->h);
     fclose(f);
     return -1;
   }
@@ -77,6 +84,25 @@ static inline int trace_load(const char *path, struct trace *t) {
       break;
     cap *= 2;
     t->r = realloc(t->r, cap * sizeof *t->r);
+  }
+  /* the file must end at a record boundary: a partial last record means the
+   * file was cut short (a full disk, a copy interrupted), and the record
+   * lost may be the crashing op */
+  long long end = ftello(f); /* fread moved past a partial element's bytes too */
+  size_t extra = end < 0 ? 0 : (size_t)end - sizeof t->h - t->n * sizeof *t->r;
+  if (ferror(f) || extra) {
+    if (ferror(f))
+      fprintf(stderr, "%s: read error after %zu records\n", path, t->n);
+    else
+      fprintf(stderr,
+              "%s: the file is cut short: %zu bytes after record %zu are not a whole record "
+              "(%zu bytes)\n",
+              path, extra, t->n, sizeof *t->r);
+    fclose(f);
+    free(t->r);
+    t->r = NULL;
+    t->n = 0;
+    return -1;
   }
   fclose(f);
   qsort(t->r, t->n, sizeof *t->r, trace_cmp_seq);

@@ -46,8 +46,8 @@ int main(int argc, char **argv) {
           pmap_del(&m, r.arg);
         if (res)
           pmap_put(&m, res, id);
-        else if (known && r.a1 == 0 && r.op == TR_REALLOC)
-          pmap_del(&m, r.arg);
+        else if (known && (r.a1 == 0 || (r.op == TR_REALLOCARRAY && r.a2 == 0)))
+          pmap_del(&m, r.arg); /* realloc(p, 0), reallocarray(p, 0, m) or (p, n, 0) freed p */
         r.result = res ? (uint64_t)id : 0;
       }
       if (r.arg)

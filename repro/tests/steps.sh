@@ -191,6 +191,44 @@ PY
     [ "$(wc -l <"$W/triage/regressions/INDEX.tsv")" -eq 1 ] || fail "index grew on a duplicate"
     ok "triage filed a $nops-op fuzz_mt input that crashes fuzz_mt; the duplicate was recognised"
     ;;
+  trace-edges)
+    # free_sized's recorded size reaches the replay; a usable_size after an
+    # in-place realloc is not compared (valgrind's realloc moves); a trace
+    # file cut short is refused by every tool; tracecat --ids drops a block
+    # reallocarray(p, 0, m) freed
+    E=$T/trace_edges
+    rm -f "$W"/edge-*.trace
+    HAKMEM_TRACE=$W/edge-fs.trace LD_PRELOAD=$TRACE_SO "$E" free-sized-bad >"$W/edge-fs.log" 2>&1
+    rc=$?
+    cat "$W/edge-fs.log"
+    [ $rc -eq 134 ] || fail "free_sized(p, 200) of a 100-byte block: exit $rc, expected 134"
+    "$T/release/replay" -q "$W/edge-fs.trace" >"$W/edge-fs-replay.log" 2>&1
+    rc=$?
+    cat "$W/edge-fs-replay.log"
+    [ $rc -eq 134 ] && grep -q "replay: CRASH (SIGABRT) at seq .*free_sized" "$W/edge-fs-replay.log" &&
+      grep -q "size 200 larger than block" "$W/edge-fs-replay.log" ||
+      fail "the replay of a bad free_sized did not crash the same way (exit $rc)"
+    HAKMEM_TRACE=$W/edge-ri.trace LD_PRELOAD=$TRACE_SO "$E" realloc-in-place || fail "realloc-in-place failed"
+    for cfg in release valgrind; do replay_ok "$cfg" "$W/edge-ri.trace"; done
+    head -c -20 "$W/edge-ri.trace" >"$W/edge-cut.trace"
+    for tool in "$T/release/replay" "$T/tracecat" "$T/trace2fuzz"; do
+      args=("$W/edge-cut.trace")
+      [ "$tool" = "$T/trace2fuzz" ] && args+=(-o "$W/edge-cut.fz")
+      out=$("$tool" "${args[@]}" 2>&1 >/dev/null)
+      rc=$?
+      echo "$(basename "$tool"): $out"
+      [ $rc -eq 2 ] && echo "$out" | grep -q "is cut short" ||
+        fail "$(basename "$tool") on a trace cut short: exit $rc, no clear error"
+    done
+    HAKMEM_TRACE=$W/edge-ra.trace LD_PRELOAD=$TRACE_SO "$E" reallocarray-zero >"$W/edge-ra.log" 2>&1
+    rc=$?
+    [ $rc -eq 134 ] && grep -q "hakmem: double free" "$W/edge-ra.log" ||
+      fail "a free after reallocarray(p, 0, 8): exit $rc, no double free reported"
+    l=$("$T/tracecat" --ids "$W/edge-ra.trace" | tail -n1)
+    echo "last record: $l"
+    echo "$l" | grep -qE "^[0-9]+ T1 free\(#\?\)$" || fail "tracecat --ids: the freed block is still an object"
+    ok "free_sized replayed with its size; realloc'd usable size; cut-short trace refused; reallocarray(p, 0, m) frees"
+    ;;
   rr-detect)
     out=$(scripts/rr-record.sh true 2>&1)
     rc=$?

@@ -7,7 +7,9 @@
 #       a 4-thread remote_free run recorded under LD_PRELOAD of build/trace/libhakmem.so,
 #       replayed in each configuration with every outcome matching
 #     record-python, replay-python-{release,asan,tsan,valgrind}: the same for python3
-#     tracecat, mismatch-detected (a doctored trace must be reported)
+#     tracecat, mismatch-detected (a doctored trace must be reported), trace-edges
+#       (free_sized replayed with its size, realloc'd usable size, a cut-short trace
+#       refused, tracecat --ids after reallocarray(p, 0, m))
 #     plant-record, plant-replay-10x, plant-replay-{asan,tsan}, plant-needs-plant,
 #     plant-trace2fuzz, plant-triage: the planted crash (test-only build) is written at
 #       the crash, ends at the crashing op, replays 10/10, converts to a fuzz_mt input
@@ -27,7 +29,7 @@ RUN_TIMEOUT=1200 run_check repro build sh -c \
 deps_failed=
 for s in record-stress replay-stress-release replay-stress-asan replay-stress-tsan \
   replay-stress-valgrind replay-serial record-python replay-python-release replay-python-asan \
-  replay-python-tsan replay-python-valgrind tracecat mismatch-detected plant-record \
+  replay-python-tsan replay-python-valgrind tracecat mismatch-detected trace-edges plant-record \
   plant-replay-10x plant-replay-asan plant-replay-tsan plant-needs-plant plant-trace2fuzz \
   plant-triage rr-detect rr-loop; do
   RUN_TIMEOUT=600 run_check repro "$s" bash repro/tests/steps.sh "$s" || deps_failed="$deps_failed $s"

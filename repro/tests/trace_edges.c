@@ -1,0 +1,59 @@
+/* repro/tests/trace_edges.c: small programs for repro/tests/steps.sh's
+ * trace-edges step, run under LD_PRELOAD of the trace library (plain libc
+ * names, so hakmem's exports serve them). One mode per argument:
+ *   free-sized-bad     free_sized(malloc(100), 200): the recording aborts;
+ *                      its replay must crash the same way (the recorded
+ *                      size, not the block's, is passed on)
+ *   realloc-in-place   malloc(100), realloc to 60 (in place in release,
+ *                      moved under valgrind), usable_size of it, free: the
+ *                      replay in every configuration must match
+ *   reallocarray-zero  reallocarray(p, 0, 8) frees p; a second free of p
+ *                      aborts (a double free); tracecat --ids must show
+ *                      that free as one of an object no longer live
+ * free_sized (C23) is looked up with dlsym: glibc 2.36 does not declare it. */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <malloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int main(int argc, char **argv) {
+  const char *mode = argc > 1 ? argv[1] : "";
+  if (!strcmp(mode, "free-sized-bad")) {
+    void (*free_sized_fn)(void *, size_t) =
+        (void (*)(void *, size_t))dlsym(RTLD_DEFAULT, "free_sized");
+    if (!free_sized_fn) {
+      fprintf(stderr, "trace_edges: no free_sized (not under LD_PRELOAD of hakmem?)\n");
+      return 2;
+    }
+    char *p = malloc(100);
+    memset(p, 1, 100);
+    free_sized_fn(p, 200);
+    return 0; /* not reached: hakmem aborts */
+  }
+  if (!strcmp(mode, "realloc-in-place")) {
+    char *p = malloc(100);
+    memset(p, 2, 100);
+    p = realloc(p, 60);
+    if (!p)
+      return 1;
+    printf("usable %zu\n", malloc_usable_size(p));
+    free(p);
+    return 0;
+  }
+  if (!strcmp(mode, "reallocarray-zero")) {
+    char *p = malloc(32);
+    memset(p, 3, 32);
+    char *q = reallocarray(p, 0, 8); /* frees p, returns NULL */
+    printf("reallocarray(p, 0, 8) = %p\n", (void *)q);
+    fflush(stdout);
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
+#pragma GCC diagnostic ignored "-Wuse-after-free" /* the double free is the point */
+#endif
+    free(p); /* a double free: aborts */
+    return 0;
+  }
+  fprintf(stderr, "usage: %s free-sized-bad | realloc-in-place | reallocarray-zero\n", argv[0]);
+  return 2;
+}
