@@ -8,6 +8,8 @@
 #include <pthread.h>
 #include <sys/mman.h>
 
+#include "internal.h"
+
 #define MiB ((size_t)1 << 20)
 
 static char global_buf[64] __attribute__((aligned(16)));
@@ -40,6 +42,26 @@ static void do_free_twice(void *p) {
 
 static void do_free(void *p) {
   hak_free(p);
+}
+
+/* free, then free_sized of the same block: a double free as well */
+static void do_free_then_free_sized(void *p) {
+  size_t n = hak_usable_size(p);
+  hak_free(p);
+  hak_free_sized(p, n);
+}
+
+/* 64 large blocks that the cache does not keep (4 MiB-aligned: unmapped
+ * at once) freed, then the `k`-th of them (counted back from the last)
+ * freed again: hakmem remembers the last 64 unmapped blocks (a ring), so
+ * each must still be named a double free, not "not allocated". */
+#define UNMAPPED 64
+static void *unmapped[UNMAPPED];
+static void do_free_unmapped_again(void *arg) {
+  size_t k = (size_t)(uintptr_t)arg;
+  for (int i = 0; i < UNMAPPED; i++)
+    hak_free(unmapped[i]);
+  hak_free(unmapped[UNMAPPED - 1 - k]);
 }
 
 static void *thread_free(void *p) {
@@ -192,12 +214,25 @@ int main(void) {
   fmt(want, sizeof want, "hakmem: double free of %p (size class %zu)\n", p, c48);
   EXPECT_ABORT(do_free_after_realloc, p, want);
 
+  /* free, then free_sized: the same message (not "free_sized of freed block") */
+  fmt(want, sizeof want, "hakmem: double free of %p (size class %zu)\n", p, c48);
+  EXPECT_ABORT(do_free_then_free_sized, p, want);
+
   /* Double free of a large block. */
   void *big = hak_malloc(1 * MiB);
   REQUIRE(big != NULL);
   fmt(want, sizeof want, "hakmem: double free of %p (large block)\n", big);
   EXPECT_ABORT(do_free_twice, big, want);
   EXPECT_ABORT(do_cross_thread_double_free, big, want);
+  EXPECT_ABORT(do_free_then_free_sized, big, want);
+  /* ... of each of the last 64 large blocks unmapped (in children: the
+   * parent's blocks stay) */
+  for (int i = 0; i < UNMAPPED; i++)
+    REQUIRE((unmapped[i] = hak_aligned_alloc(4 * MiB, 100)) != NULL);
+  for (size_t k = 0; k < UNMAPPED; k++) {
+    fmt(want, sizeof want, "hakmem: double free of %p (large block)\n", unmapped[UNMAPPED - 1 - k]);
+    EXPECT_ABORT(do_free_unmapped_again, (void *)(uintptr_t)k, want);
+  }
   void *big_aligned = hak_aligned_alloc(2 * MiB, 100000);
   REQUIRE(big_aligned != NULL);
   fmt(want, sizeof want, "hakmem: double free of %p (large block)\n", big_aligned);
@@ -262,6 +297,20 @@ int main(void) {
       "hakmem: invalid usable_size of %p: interior pointer into block %p (size class %zu)\n",
       (void *)(b64 + 16), (void *)b64, c64);
   EXPECT_ABORT(do_usable_size, b64 + 16, want);
+
+  /* A pointer into the first block of a page that is not carved yet: no
+   * block there (not an interior pointer into one) */
+  unsigned char *k1 = hak_malloc(1000);
+  REQUIRE(k1 != NULL);
+  hak_segment_t *kseg = ptr_segment_base(k1);
+  hak_page_t *kpg = ptr_page(kseg, k1);
+  size_t kcap = atomic_load_explicit(&kpg->capacity, memory_order_relaxed);
+  REQUIRE(kcap < kpg->reserved); /* a new page is carved a few blocks at a time */
+  unsigned char *uncarved = kpg->start + kcap * kpg->block_size + 8;
+  fmt(want, sizeof want, "hakmem: invalid free of %p: not the start of an allocated block\n",
+      (void *)uncarved);
+  EXPECT_ABORT(do_free, uncarved, want);
+  hak_free(k1);
 
   /* Pointers into the middle of a large block. */
   unsigned char *lg = hak_malloc(1 * MiB);
@@ -378,6 +427,11 @@ int main(void) {
   hak_free(lfs);
   for (int i = 0; i < 4; i++)
     hak_free(a16[i]);
+  /* freed last: their addresses go to the ring of recently unmapped blocks,
+   * where a foreign pointer mapped there later (the libc blocks above, under
+   * TSan) would be named a double free */
+  for (int i = 0; i < UNMAPPED; i++)
+    hak_free(unmapped[i]);
   hak_free(big_aligned);
   hak_free(b64);
   hak_free(lg);

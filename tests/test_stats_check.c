@@ -7,6 +7,8 @@
 
 #include <pthread.h>
 
+#include "internal.h"
+
 #define MiB ((size_t)1 << 20)
 
 static void check_classes(const struct hak_stats *st, size_t cls, size_t n, const char *what) {
@@ -106,6 +108,21 @@ static void test_large(void) {
       hak_free(b[s][i]);
   }
   check_empty("after freeing large blocks");
+
+  /* a block the cache served from a bigger mapping (4 MiB from a freed 5
+   * MiB one) keeps the rest as room: large_bytes counts its usable size,
+   * not the mapping */
+  void *five = hak_malloc(5 * MiB);
+  REQUIRE(five != NULL);
+  hak_free(five);
+  void *four = hak_malloc(4 * MiB);
+  REQUIRE(four != NULL);
+  hak_stats(&st);
+  CHECK_EQ(st.large_blocks, 1);
+  CHECK_EQ(st.large_bytes, hak_usable_size(four));
+  CHECK_EQ(st.live_bytes, hak_usable_size(four));
+  hak_free(four);
+  check_empty("after the cache-served block");
 }
 
 static void test_every_class(void) {
@@ -290,6 +307,46 @@ static void test_corrupt_cache(void) {
   }
 }
 
+/* Damage hak_heap_check must name (in a child, left corrupt): a free
+ * block's link cut, so the page's free list loses the blocks after it
+ * (their markers intact: only the count shows it), and a large block's
+ * header claiming more bytes than its mapping holds. */
+static void corrupt_heap(void *arg) {
+  size_t v;
+  if (!arg) {
+    unsigned char *p = hak_malloc(1000);
+    hak_page_t *pg = ptr_page(ptr_segment_base(p), p);
+    REQUIRE(pg->free != NULL && block_next(pg->free) != NULL); /* two free blocks at least */
+    *(void *volatile *)pg->free = NULL;
+    v = hak_heap_check();
+  } else {
+    unsigned char *p = hak_malloc(100000);
+    hak_large_t *lg = registry_large(p);
+    REQUIRE(lg != NULL && (unsigned char *)lg + lg->offset == p);
+    *(volatile size_t *)&lg->requested = (size_t)1 << 30;
+    v = hak_heap_check();
+  }
+  printf("violations %zu\n", v);
+  fflush(stdout);
+  _exit(v > 0 ? 0 : 1);
+}
+
+static void test_corrupt_heap(void) {
+  if (hak_config_is("valgrind") || hak_config_is("asan"))
+    return; /* the stray writes are themselves the errors those builds report */
+  static const char *const want[2] = {"free + used != capacity", "bad large block header"};
+  for (int large = 0; large < 2; large++) {
+    struct hak_child c;
+    REQUIRE(hak_run_child(corrupt_heap, large ? (void *)1 : NULL, 60, &c));
+    char how[128];
+    CHECK_MSG(hak_child_exited(&c, 0), "heap check of %s: %s; output: %.400s", want[large],
+              hak_child_describe(&c, how, 128), c.out ? c.out : "");
+    CHECK_MSG(c.out && strstr(c.out, want[large]), "hak_heap_check did not report \"%s\": %.400s",
+              want[large], c.out ? c.out : "");
+    hak_child_free(&c);
+  }
+}
+
 static void test_classes(void) {
   static const size_t sizes[] = {0,    1,    16,   40,    48,    100,          129,
                                  1000, 4096, 5000, 16384, 30000, HAK_SMALL_MAX};
@@ -307,6 +364,7 @@ int main(void) {
   RUN_SECTION(test_threads);
   RUN_SECTION(test_print);
   RUN_SECTION(test_corrupt_cache);
+  RUN_SECTION(test_corrupt_heap);
   check_empty("at exit");
   return hak_test_done();
 }

@@ -460,16 +460,9 @@ static void *pvalloc_impl(size_t size) {
   return alloc_aligned(OS_PAGE_SIZE, n ? n : OS_PAGE_SIZE);
 }
 
-static void free_sized_impl(void *p, size_t size) {
-  if (!p)
-    return;
-  resolved_t r = resolve(p, "free_sized");
-  if (size > r.usable)
-    err_size_mismatch("free_sized", p, size, r.page ? r.usable : 0);
-  free_impl(p);
-}
-
-static void free_aligned_sized_impl(void *p, size_t alignment, size_t size) {
+/* free_sized (alignment 1) and free_aligned_sized: the size must not
+ * exceed the block's usable size, the block must be aligned as said. */
+static void free_sized_impl(void *p, size_t alignment, size_t size) {
   if (!p)
     return;
   resolved_t r = resolve(p, "free_sized");
@@ -567,12 +560,12 @@ void hak_free(void *p) {
 
 void hak_free_sized(void *p, size_t size) {
   TRACE_RELEASE(TR_FREE_SIZED, p, size, 0, NULL, 0);
-  free_sized_impl(p, size);
+  free_sized_impl(p, 1, size);
 }
 
 void hak_free_aligned_sized(void *p, size_t alignment, size_t size) {
   TRACE_RELEASE(TR_FREE_ALIGNED_SIZED, p, size, alignment, NULL, 0);
-  free_aligned_sized_impl(p, alignment, size);
+  free_sized_impl(p, alignment, size);
 }
 
 size_t hak_usable_size(const void *p) {
