@@ -227,7 +227,11 @@ PY
     l=$("$T/tracecat" --ids "$W/edge-ra.trace" | tail -n1)
     echo "last record: $l"
     echo "$l" | grep -qE "^[0-9]+ T1 free\(#\?\)$" || fail "tracecat --ids: the freed block is still an object"
-    ok "free_sized replayed with its size; realloc'd usable size; cut-short trace refused; reallocarray(p, 0, m) frees"
+    HAKMEM_TRACE=$W/edge-all.trace LD_PRELOAD=$TRACE_SO "$E" every-op || fail "every-op failed"
+    n=$("$T/tracecat" "$W/edge-all.trace" | tail -n +2 | awk '{print $3}' | sed 's/(.*//' | sort -u | wc -l)
+    [ "$n" -ge 13 ] || fail "every-op recorded only $n kinds of op"
+    replay_ok release "$W/edge-all.trace"
+    ok "free_sized replayed with its size; realloc'd usable size; cut-short trace refused; reallocarray(p, 0, m) frees; every op ($n kinds) replayed"
     ;;
   rr-detect)
     out=$(scripts/rr-record.sh true 2>&1)

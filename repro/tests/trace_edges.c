@@ -10,10 +10,17 @@
  *   reallocarray-zero  reallocarray(p, 0, 8) frees p; a second free of p
  *                      aborts (a double free); tracecat --ids must show
  *                      that free as one of an object no longer live
+ *   every-op           each function of the API once or more, with the
+ *                      failures it may return (bad alignment, overflow,
+ *                      a size past PTRDIFF_MAX): the replay must match
+ *                      every outcome (a recorder that swapped or dropped
+ *                      an argument of any op shows there)
  * free_sized (C23) is looked up with dlsym: glibc 2.36 does not declare it. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <malloc.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +61,49 @@ int main(int argc, char **argv) {
     free(p); /* a double free: aborts */
     return 0;
   }
-  fprintf(stderr, "usage: %s free-sized-bad | realloc-in-place | reallocarray-zero\n", argv[0]);
+  if (!strcmp(mode, "every-op")) {
+    void (*free_sized_fn)(void *, size_t) =
+        (void (*)(void *, size_t))dlsym(RTLD_DEFAULT, "free_sized");
+    void (*free_aligned_sized_fn)(void *, size_t, size_t) =
+        (void (*)(void *, size_t, size_t))dlsym(RTLD_DEFAULT, "free_aligned_sized");
+    if (!free_sized_fn || !free_aligned_sized_fn)
+      return 2;
+    void *pm = NULL, *bad = NULL;
+    int rc = posix_memalign(&pm, 256, 1000);
+    int rc_bad = posix_memalign(&bad, 24, 100); /* EINVAL */
+    char *aa = aligned_alloc(4096, 5000);
+    char *ma = memalign(64, 300);
+    char *va = valloc(100);
+    char *pv = pvalloc(5000);
+    char *ca = calloc(10, 30);
+    volatile size_t huge = (size_t)1 << 40, past = (size_t)PTRDIFF_MAX + 1; /* no -Walloc-size */
+    char *co = calloc(huge, huge);                                          /* overflow: NULL */
+    char *big = malloc(past);                                               /* ENOMEM */
+    char *ra = reallocarray(NULL, 7, 9);
+    ra = reallocarray(ra, 70, 90);
+    char *r = realloc(NULL, 40);
+    r = realloc(r, 4000);
+    r = realloc(r, 200000);
+    r = realloc(r, 100);
+    char *fs = malloc(100), *fas = aligned_alloc(128, 256);
+    size_t u = malloc_usable_size(ca) + malloc_usable_size(r) + malloc_usable_size(NULL);
+    printf("rc %d %d, %p %p %p %p %p, usable %zu\n", rc, rc_bad, (void *)aa, (void *)ma, (void *)va,
+           (void *)pv, (void *)co, u);
+    if (rc || !rc_bad || !aa || !ma || !va || !pv || !ca || co || big || !ra || !r || !fs || !fas)
+      return 1;
+    free_sized_fn(fs, 100);
+    free_aligned_sized_fn(fas, 128, 256);
+    free(pm);
+    free(aa);
+    free(ma);
+    free(va);
+    free(pv);
+    free(ca);
+    free(ra);
+    free(r);
+    return 0;
+  }
+  fprintf(stderr, "usage: %s free-sized-bad | realloc-in-place | reallocarray-zero | every-op\n",
+          argv[0]);
   return 2;
 }

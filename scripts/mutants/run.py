@@ -291,6 +291,21 @@ def selection(root, makej, scale):
                                           "HAK_RESULTS=build/mutant-stress.tsv",
                                           "scripts/stress.sh", "run", "release", "prefixed", "preload"],
                    timeout=400))
+    # 6b. the trace build and its replay (repro/tests/steps.sh): a program
+    # recorded under the trace library must replay with every outcome the
+    # same (a recorder that mislabels an op or an argument shows there)
+    if os.path.exists(os.path.join(root, "repro", "tests", "trace_edges.c")):
+        S.append(Check("trace/build", "", mk + ["CONFIG=trace", "lib"], "build", 900))
+        S.append(Check("trace/build-valgrind", "", mk + ["CONFIG=valgrind", "lib"], "build", 900))
+        S.append(Check("trace/build-tools", "", mk + ["build/repro/release/replay",
+                                                      "build/repro/valgrind/replay",
+                                                      "build/repro/tracecat", "build/repro/trace2fuzz",
+                                                      "build/repro/trace_edges",
+                                                      "build/release/stress/remote_free.libc"],
+                       "build", 900))
+        for step in ("record-stress", "replay-stress-release", "record-python", "tracecat",
+                     "trace-edges"):
+            S.append(Check("trace/repro", step, ["bash", "repro/tests/steps.sh", step], timeout=300))
     # 7. ASan+UBSan (libFuzzer build) replay, valgrind memcheck, short fuzz runs
     S.append(Check("fuzz/build", "", mk + ["fuzz-bins"], "build", 1200))
     S.append(Check("fuzz/replay-asan", "", ["fuzz/replay.sh", "-m", "asan"] + FUZZERS, timeout=400))
