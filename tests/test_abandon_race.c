@@ -90,48 +90,49 @@ static void *consumer_one(void *arg) {
   }
 }
 
-static void test_one_block(void) {
-  size_t rounds = hak_iters(3000), stranded = 0;
-  pthread_t c;
-  REQUIRE(pthread_create(&c, NULL, consumer_one, NULL) == 0);
+/* `rounds` rounds: a producer thread runs and exits, then the `consumers`
+ * free what it left; after each, every block is freed and nothing may be
+ * abandoned. Returns how many rounds left a segment abandoned (*first:
+ * the first). */
+static size_t run_rounds(void *(*producer_fn)(void *), int consumers, size_t rounds,
+                         size_t *first) {
+  size_t stranded = 0;
   for (size_t r = 0; r < rounds; r++) {
     atomic_store(&done_count, 0);
     pthread_t p;
-    REQUIRE(pthread_create(&p, NULL, producer_one, NULL) == 0);
+    REQUIRE(pthread_create(&p, NULL, producer_fn, NULL) == 0);
     REQUIRE(pthread_join(p, NULL) == 0);
-    while (atomic_load(&done_count) < 1)
+    while (atomic_load(&done_count) < consumers)
       sched_yield();
     struct hak_stats st;
     hak_stats(&st);
-    stranded += st.abandoned_segments != 0;
+    CHECK_EQ(st.live_blocks, 0);
+    if (st.abandoned_segments && stranded++ == 0)
+      *first = r;
   }
+  return stranded;
+}
+
+static void test_one_block(void) {
+  size_t rounds = hak_iters(3000), first = 0;
+  pthread_t c;
+  REQUIRE(pthread_create(&c, NULL, consumer_one, NULL) == 0);
+  size_t stranded = run_rounds(producer_one, 1, rounds, &first);
   atomic_store(&one_go, -1);
   REQUIRE(pthread_join(c, NULL) == 0);
-  CHECK_MSG(stranded == 0, "one block a round: %zu of %zu rounds left a segment abandoned",
-            stranded, rounds);
+  CHECK_MSG(stranded == 0,
+            "one block a round: %zu of %zu rounds left a segment abandoned (first: round %zu)",
+            stranded, rounds, first);
   hak_test_log("one block a round: %zu rounds, %zu with a segment stranded\n", rounds, stranded);
 }
 
 int main(void) {
   test_one_block();
-  size_t rounds = hak_iters(200), stranded = 0, first = 0;
+  size_t rounds = hak_iters(200), first = 0;
   pthread_t c[2];
   for (int i = 0; i < 2; i++)
     REQUIRE(pthread_create(&c[i], NULL, consumer, NULL) == 0);
-  for (size_t r = 0; r < rounds; r++) {
-    atomic_store(&done_count, 0);
-    pthread_t p;
-    REQUIRE(pthread_create(&p, NULL, producer, NULL) == 0);
-    REQUIRE(pthread_join(p, NULL) == 0);
-    while (atomic_load(&done_count) < 2)
-      sched_yield();
-    /* every block freed, the consumers idle: nothing may be abandoned */
-    struct hak_stats st;
-    hak_stats(&st);
-    CHECK_EQ(st.live_blocks, 0);
-    if (st.abandoned_segments && stranded++ == 0)
-      first = r;
-  }
+  size_t stranded = run_rounds(producer, 2, rounds, &first);
   atomic_store(&round_go, -1);
   for (int i = 0; i < 2; i++)
     REQUIRE(pthread_join(c[i], NULL) == 0);
