@@ -148,6 +148,16 @@ static void write_cached_excess(void *arg) {
   hak_free(b);
 }
 
+/* A large block realloc shrinks in place: the bytes cut off are poisoned
+ * again (only a growing realloc used to update the shadow). */
+static void write_past_shrunk(void *arg) {
+  unsigned char *p = hak_malloc(MiB);
+  volatile unsigned char *q = hak_realloc(p, MiB - 8000);
+  hak_test_log("shrunk in place: %d\n", (void *)q == (void *)p);
+  q[MiB - 8000 + 10] = 1;
+  hak_free((void *)q);
+}
+
 static void correct_use(void *arg) {
   unsigned char *p = hak_malloc(40);
   memset(p, 1, 40);
@@ -210,6 +220,8 @@ int main(void) {
   expect_report(write_never_allocated, (void *)20000, "write to never-carved page memory",
                 "use-after-poison", "WRITE of size 1");
   expect_report(write_cached_excess, NULL, "write into a cached mapping's excess",
+                "use-after-poison", "WRITE of size 1");
+  expect_report(write_past_shrunk, NULL, "write past a large block shrunk in place",
                 "use-after-poison", "WRITE of size 1");
 
   struct hak_child c;

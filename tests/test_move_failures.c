@@ -18,6 +18,10 @@
 #define _GNU_SOURCE
 #include "hak_test.h"
 
+#if defined(HAK_ASAN) && HAK_ASAN
+#include <sanitizer/asan_interface.h>
+#endif
+
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -156,6 +160,12 @@ static void realloc_move_fails(enum fm_how m) {
             how_names[mode], q, e);
   CHECK_MSG(fm.fired == 1, "realloc (%s): the move was not tried", how_names[mode]);
   CHECK_EQ(bytes_not(b, MiB, 0x31), 0);
+#if defined(HAK_ASAN) && HAK_ASAN
+  /* the block's shadow, cleared for the move, is restored: its slack is
+   * poisoned again (usable_size below exposes it) */
+  CHECK_MSG(__asan_address_is_poisoned(b + MiB),
+            "ASan: the slack after a failed move is addressable (%s)", how_names[mode]);
+#endif
   CHECK_EQ(hak_usable_size(b), MiB + PG - 64);
   check_vm("realloc whose move failed", vm0, hak_statm_bytes(0), vm0 + fm_squatted(), 3 * MiB + PG);
   check_squatter("realloc whose move failed");

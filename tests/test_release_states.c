@@ -1,0 +1,118 @@
+/* What a page or segment must still hold when it is given back (each part
+ * in a child of its own, with the state it needs forced through
+ * internal.h):
+ *  1. a page whose blocks are all free while a remote thread is still in
+ *     its hand-over of a block of it (TF_NOTIFYING: that thread will CAS
+ *     the page's thread_free once more) is not released yet;
+ *  2. in a fork child, a full page whose hand-over a thread that did not
+ *     survive the fork left in TF_NOTIFYING gets its notification request
+ *     back (TF_NOTIFY): a remote free in the child then reaches the owner
+ *     through the delayed list, and the block is reused;
+ *  3. a segment that is unmapped (freed past the segment cache) is no
+ *     longer in the registry: a stale pointer into it must be named, not
+ *     followed into unmapped memory. */
+#include "hak_test.h"
+
+#include <pthread.h>
+#include <sys/wait.h>
+
+#include "internal.h"
+
+#define SZ 65536 /* one page of this class holds 8 blocks */
+
+static void set_state(hak_page_t *pg, uintptr_t st) {
+  atomic_store(&pg->thread_free, (atomic_load(&pg->thread_free) & ~TF_MASK) | st);
+}
+
+static void notifying_page_kept(void *arg) {
+  void *b[9];
+  REQUIRE(hak_malloc(100) != NULL); /* another class: the segment stays in use */
+  for (int i = 0; i < 9; i++)
+    REQUIRE((b[i] = hak_malloc(SZ)) != NULL); /* page P full, a second page of the class */
+  hak_page_t *P = ptr_page(ptr_segment_base(b[0]), b[0]);
+  set_state(P, TF_NOTIFYING); /* a remote thread mid-way through its hand-over */
+  for (int i = 0; i < 8; i++)
+    hak_free(b[i]);
+  hak_thread_cache_flush(); /* P's blocks all back on P: it is empty */
+  int kept = P->in_use;
+  printf("page in use while a hand-over is in flight: %d\n", kept);
+  fflush(stdout);
+  _exit(kept ? 0 : 1);
+}
+
+static void *free_one(void *p) {
+  hak_free(p);
+  return NULL;
+}
+
+static void fork_restores_notify(void *arg) {
+  void *blk[8];
+  REQUIRE(hak_malloc(100) != NULL); /* another class: the segment stays in use */
+  for (int i = 0; i < 8; i++)
+    REQUIRE((blk[i] = hak_malloc(SZ)) != NULL);
+  hak_page_t *P = ptr_page(ptr_segment_base(blk[0]), blk[0]);
+  REQUIRE(hak_malloc(SZ) != NULL); /* P full: in the full list, TF_NOTIFY */
+  REQUIRE(P->in_full && (atomic_load(&P->thread_free) & TF_MASK) == TF_NOTIFY);
+  set_state(P, TF_NOTIFYING); /* as if a thread that dies with the fork had taken it */
+  pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    uintptr_t st = atomic_load(&P->thread_free) & TF_MASK;
+    pthread_t t;
+    if (pthread_create(&t, NULL, free_one, blk[3]) != 0 || pthread_join(t, NULL) != 0)
+      _exit(3);
+    void *r = hak_malloc(SZ); /* the owner's slow path drains the delayed list */
+    printf("fork child: state %lu (TF_NOTIFY is %lu), remote-freed block reused: %d\n",
+           (unsigned long)st, (unsigned long)TF_NOTIFY, r == blk[3]);
+    fflush(stdout);
+    _exit(st == TF_NOTIFY && r == blk[3] ? 0 : 1);
+  }
+  int status = 0;
+  REQUIRE(waitpid(pid, &status, 0) == pid);
+  _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 2);
+}
+
+#define NBLK 4096 /* 64 MiB of 16 KiB blocks: 16+ segments, more than the cache keeps */
+static void *many[NBLK];
+
+static void unmapped_unregistered(void *arg) {
+  for (int i = 0; i < NBLK; i++)
+    REQUIRE((many[i] = hak_malloc(16384)) != NULL);
+  for (int i = 0; i < NBLK; i++)
+    hak_free(many[i]);
+  hak_thread_cache_flush();
+  size_t gone = 0, stale = 0;
+  for (int i = 0; i < NBLK; i++) {
+    hak_segment_t *s = ptr_segment_base(many[i]);
+    if (i && s == ptr_segment_base(many[i - 1]))
+      continue;
+    bool cached = false, owned = false;
+    for (hak_segment_t *q = hak_segment_cache; q; q = q->next)
+      cached |= q == s;
+    for (hak_segment_t *q = hak_tls_heap->segments; q; q = q->next)
+      owned |= q == s;
+    if (cached || owned)
+      continue;
+    gone++;
+    stale += registry_kind(s) != REG_NONE;
+  }
+  printf("segments given back: %zu, still registered: %zu\n", gone, stale);
+  fflush(stdout);
+  _exit(gone > 0 && stale == 0 ? 0 : 1);
+}
+
+static void run(void (*fn)(void *), const char *what) {
+  struct hak_child c;
+  REQUIRE(hak_run_child(fn, NULL, 60, &c));
+  char how[128];
+  CHECK_MSG(hak_child_exited(&c, 0), "%s: child %s; output: %.400s", what,
+            hak_child_describe(&c, how, sizeof how), c.out ? c.out : "");
+  hak_child_free(&c);
+}
+
+int main(void) {
+  run(notifying_page_kept, "a page emptied during a hand-over was released");
+  run(fork_restores_notify, "a fork child lost a full page's notification request");
+  run(unmapped_unregistered, "an unmapped segment stayed in the registry");
+  return hak_test_done();
+}
