@@ -3,7 +3,8 @@
  * huge sizes (NULL + ENOMEM, old block intact), every power-of-two alignment up
  * to 64 MiB through aligned_alloc/memalign/posix_memalign, bad alignments
  * (EINVAL, *out untouched), valloc/pvalloc, realloc across every class
- * boundary and into/out of large sizes, realloc(NULL, n), realloc(p, 0),
+ * boundary and into/out of large sizes, where realloc stays in place and
+ * where it moves (and the usable size after), realloc(NULL, n), realloc(p, 0),
  * the NULL no-ops and free_sized/free_aligned_sized with correct sizes. */
 #include "hak_test.h"
 
@@ -404,6 +405,19 @@ static void test_valloc(void) {
     touch(p, u, "pvalloc");
     hak_free(p);
   }
+  /* A page-aligned small block comes from a small segment (a class whose
+   * size is a multiple of the page), not from a large mapping. */
+  struct hak_stats st;
+  void *v = hak_valloc(100), *m = hak_memalign(4096, 100);
+  REQUIRE(v != NULL && m != NULL);
+  CHECK(hak_is_aligned(v, 4096) && hak_is_aligned(m, 4096));
+  hak_stats(&st);
+  CHECK_MSG(st.large_blocks == 0, "valloc(100) and memalign(4096, 100): %zu large blocks",
+            st.large_blocks);
+  CHECK_LE(hak_usable_size(v), HAK_SMALL_MAX);
+  CHECK_LE(hak_usable_size(m), HAK_SMALL_MAX);
+  hak_free(v);
+  hak_free(m);
   /* Rounding up to the page size must not wrap. */
   errno = 0;
   void *p = hak_pvalloc(SIZE_MAX - page + 2);
@@ -539,6 +553,56 @@ static void test_realloc_growth(void) {
   hak_free(p);
 }
 
+/* Where realloc keeps a small block and where it moves it: it stays when
+ * its class holds the new size and not more than twice it (or it is 64 B
+ * or less); a shrink moves to the new size's own class (not a quarter
+ * bigger: that is for growth only); a large block shrunk to a small size
+ * becomes a small block. The valgrind build moves every realloc: the
+ * "stays" rows are skipped there. */
+static void test_realloc_in_place(void) {
+  static const struct {
+    size_t block, size;
+    int stays;
+  } rows[] = {
+      {64, 32, 1},       /* <= 64 B: stays even at half */
+      {64, 1, 1},        /* <= 64 B: stays at any size */
+      {256, 128, 0},     /* exactly half: moves */
+      {256, 129, 1},     /* half + 1: stays */
+      {4096, 2048, 0},   /* exactly half: moves */
+      {4096, 2049, 1},   /* half + 1: stays */
+      {4096, 1000, 0},   /* a shrink: to 1000's class, not a quarter bigger */
+      {1 * MiB, 100, 0}, /* large to small: a small block */
+  };
+  const int valgrind = hak_config_is("valgrind");
+  for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+    size_t block = rows[i].block, size = rows[i].size;
+    if (rows[i].stays && valgrind)
+      continue;
+    unsigned char *p = hak_malloc(block);
+    REQUIRE(p != NULL);
+    size_t old_usable = hak_usable_size(p);
+    hak_fill(p, size, i);
+    unsigned char *q = hak_realloc(p, size);
+    REQUIRE(q != NULL);
+    CHECK_PATTERN(q, size, i);
+    size_t want = rows[i].stays ? old_usable : hak_size_class_size(hak_size_to_class(size));
+    size_t got = hak_usable_size(q);
+    if (rows[i].stays)
+      CHECK_MSG(q == p, "realloc(%zu B block, %zu) moved (%p -> %p), expected in place", block,
+                size, (void *)p, (void *)q);
+    else
+      CHECK_MSG(q != p, "realloc(%zu B block, %zu) stayed in place (usable %zu), expected a move",
+                block, size, got);
+    CHECK_MSG(got == want, "realloc(%zu B block, %zu): usable %zu, expected %zu", block, size, got,
+              want);
+    struct hak_stats st;
+    hak_stats(&st);
+    CHECK_MSG(st.large_blocks == (size > HAK_SMALL_MAX),
+              "realloc(%zu B block, %zu): %zu large blocks live", block, size, st.large_blocks);
+    hak_free(q);
+  }
+}
+
 static void test_null_and_sized(void) {
   hak_free(NULL);
   hak_free_sized(NULL, 0);
@@ -599,6 +663,7 @@ SECTION(valloc)
 SECTION(realloc_walk)
 SECTION(realloc_edges)
 SECTION(realloc_growth)
+SECTION(realloc_in_place)
 SECTION(null_and_sized)
 
 int main(void) {
@@ -615,6 +680,7 @@ int main(void) {
   RUN_SECTION(section_realloc_walk);
   RUN_SECTION(section_realloc_edges);
   RUN_SECTION(section_realloc_growth);
+  RUN_SECTION(section_realloc_in_place);
   RUN_SECTION(section_null_and_sized);
   return hak_test_done();
 }

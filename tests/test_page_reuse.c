@@ -6,8 +6,15 @@
  * Before: the slow path carved the first page of the class queue as long
  * as it had room, while older pages behind it (an adopted segment's, a
  * page drained by frees) kept their free blocks: with Larson's thread
- * churn every class ended up with 6-7 half-free pages. */
+ * churn every class ended up with 6-7 half-free pages.
+ *
+ * Also: the only page of a class, in the heap's only segment, stays when
+ * emptied; adoption keeps an adopted empty page that is the only one of
+ * its class, and a malloc after adoption takes an adopted page that can
+ * still be carved before a new page. */
 #include "hak_test.h"
+
+#include <pthread.h>
 
 #include "internal.h"
 
@@ -87,8 +94,116 @@ static void committed_slices_first(void) {
   CHECK_EQ(hak_heap_check(), 0);
 }
 
+/* The only segment, the only page of its class: a page emptied by its
+ * last free stays carved (page_kept_when_empty), and its segment, the
+ * heap's only one, is not dropped as idle. Run in a fresh child: the heap
+ * has nothing else. */
+static void only_page_stays(void) {
+  size_t cls = hak_size_to_class(100);
+  void *p = hak_malloc(100);
+  REQUIRE(p != NULL);
+  hak_page_t *pg = ptr_page(ptr_segment_base(p), p);
+  REQUIRE(pages(cls) == 1);
+  hak_free(p);
+  hak_thread_cache_flush(); /* the block goes back to its page: the page is empty */
+  struct hak_stats st;
+  hak_stats(&st);
+  CHECK_EQ(st.classes[cls].live_blocks, 0);
+  CHECK_MSG(st.classes[cls].pages == 1, "the only page of the class was given back when emptied");
+  CHECK_MSG(st.segments == 1, "the heap's only segment was given back (%zu segments)", st.segments);
+  CHECK(pg->in_use);
+  /* the next malloc of the class reuses that page */
+  void *q = hak_malloc(100);
+  REQUIRE(q != NULL);
+  CHECK_PTR_EQ(ptr_page(ptr_segment_base(q), q), pg);
+  hak_free(q);
+  CHECK_EQ(hak_heap_check(), 0);
+}
+
+/* A worker empties its page of 100 B blocks but keeps one 1000 B block
+ * live, and exits: its segment is abandoned. The main thread (a fresh
+ * child: no heap yet) adopts it when it allocates 1000 B: the empty 100 B
+ * page is the only page of its class in the adopting heap, so it is kept
+ * (segment_adopt), not given back. */
+static void *keep_1000(void *arg) {
+  void **out = arg;
+  void *b[16];
+  for (int i = 0; i < 16; i++)
+    b[i] = hak_malloc(100);
+  out[0] = hak_malloc(1000);
+  for (int i = 0; i < 16; i++)
+    hak_free(b[i]);
+  return NULL;
+}
+
+static void adopt_keeps_only_page(void) {
+  size_t cls = hak_size_to_class(100);
+  void *kept[1] = {NULL};
+  pthread_t t;
+  REQUIRE(pthread_create(&t, NULL, keep_1000, kept) == 0);
+  REQUIRE(pthread_join(t, NULL) == 0);
+  REQUIRE(kept[0] != NULL);
+  struct hak_stats st;
+  hak_stats(&st);
+  REQUIRE(st.abandoned_segments == 1);
+  REQUIRE(st.classes[cls].pages == 1);
+  void *p = hak_malloc(1000); /* no heap, no segment: adopts the worker's */
+  REQUIRE(p != NULL);
+  CHECK_PTR_EQ(ptr_segment_base(p), ptr_segment_base(kept[0]));
+  hak_stats(&st);
+  CHECK_EQ(st.abandoned_segments, 0);
+  CHECK_MSG(st.classes[cls].pages == 1,
+            "adoption gave back the empty page of 100 B blocks, the only one of its class "
+            "(%zu pages)",
+            st.classes[cls].pages);
+  hak_free(p);
+  hak_free(kept[0]);
+  CHECK_EQ(hak_heap_check(), 0);
+}
+
+/* A worker allocates exactly one carve step of 100 B blocks (its page has
+ * no free block but room to carve more) and exits with them live. The
+ * main thread (a fresh child: no heap yet) adopts the segment on its
+ * first malloc(100), which must land on that page (segment_page_alloc
+ * takes an adopted page that can still be carved), not on a new one. */
+static void *one_step(void *arg) {
+  void **out = arg;
+  size_t cls = hak_size_to_class(100);
+  size_t step = EXTEND_BYTES / class_size(cls);
+  for (size_t i = 0; i < step; i++)
+    out[i] = hak_malloc(100);
+  return NULL;
+}
+
+static void adopt_takes_carvable(void) {
+  size_t cls = hak_size_to_class(100);
+  size_t step = EXTEND_BYTES / class_size(cls);
+  void **b = calloc(step, sizeof *b);
+  REQUIRE(b != NULL);
+  pthread_t t;
+  REQUIRE(pthread_create(&t, NULL, one_step, b) == 0);
+  REQUIRE(pthread_join(t, NULL) == 0);
+  hak_page_t *pg = ptr_page(ptr_segment_base(b[0]), b[0]);
+  REQUIRE(pg->free == NULL);
+  REQUIRE(atomic_load(&pg->capacity) == step && step < pg->reserved);
+  REQUIRE(pages(cls) == 1);
+  void *p = hak_malloc(100); /* no heap, no segment: adopts the worker's */
+  REQUIRE(p != NULL);
+  CHECK_MSG(ptr_page(ptr_segment_base(p), p) == pg,
+            "malloc(100) after adopting a page with room to carve took another page");
+  CHECK_EQ(pages(cls), 1);
+  hak_free(p);
+  for (size_t i = 0; i < step; i++)
+    hak_free(b[i]);
+  free(b);
+  CHECK_EQ(hak_heap_check(), 0);
+}
+
 int main(void) {
   RUN_SECTION(free_blocks_before_carving);
   RUN_SECTION(committed_slices_first);
+  RUN_SECTION(only_page_stays);
+  RUN_SECTION(adopt_keeps_only_page);
+  RUN_SECTION(adopt_takes_carvable);
   return hak_test_done();
 }

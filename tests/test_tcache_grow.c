@@ -36,7 +36,41 @@ static size_t length(size_t cls) {
   return n;
 }
 
+/* The first limits (sizeclass.c, README "Thread cache"): TCACHE_BYTES
+ * worth of blocks, at most 128, at least 32 up to 8 KiB, 16 up to 16 KiB
+ * and 4 above; every class full: at most 7.9 MiB per thread. */
+static void first_limits(void) {
+  static const struct {
+    size_t size;
+    uint32_t limit;
+  } rows[] = {
+      {16, 128},   /* 64 KiB / 16 = 4096: capped at 128 */
+      {1024, 64},  /* 64 KiB / 1 KiB */
+      {16384, 16}, /* 4: raised to the 16 of classes up to 16 KiB */
+      {16385, 4},  /* above 16 KiB: at least 4 */
+      {65536, 4},  /* 1: raised to 4 (256 KiB) */
+  };
+  REQUIRE(TCACHE_BYTES == 64 * 1024);
+  for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+    size_t c = size_to_class(rows[i].size);
+    CHECK_MSG(class_tcache_limit(c) == rows[i].limit,
+              "%zu B (class %zu, %zu B): limit %u, expected %u", rows[i].size, c,
+              (size_t)class_size(c), class_tcache_limit(c), rows[i].limit);
+  }
+  size_t total = 0;
+  for (size_t c = 0; c < NCLS; c++) {
+    uint32_t lim = class_tcache_limit(c);
+    CHECK_MSG(lim >= 4 && lim <= 128, "class %zu (%zu B): limit %u", c, (size_t)class_size(c), lim);
+    total += (size_t)lim * class_size(c);
+  }
+  /* README: "at most 7.9 MiB per thread if every class fills" (7.0 before the minimum of 32) */
+  CHECK_MSG(total <= (size_t)(7.9 * 1024 * 1024) && total > (size_t)(7.8 * 1024 * 1024),
+            "every class's cache full: %zu bytes (%.2f MiB), the README says 7.9 MiB", total,
+            (double)total / (1024 * 1024));
+}
+
 int main(void) {
+  first_limits();
   size_t size = 8192, cls = size_to_class(size);
   uint32_t first = class_tcache_limit(cls);
   REQUIRE(first == 32 && TCACHE_GROW_MAX == 4);
