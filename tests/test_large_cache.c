@@ -15,7 +15,8 @@
  *    when its pages have gone to another block;
  *  - the cache is bounded: many frees do not keep every mapping, and a
  *    mapping cached longer than LARGE_CACHE_AGE_MS is unmapped at the next
- *    large allocation or free. */
+ *    large allocation or free (a free with no allocation between: the
+ *    free ages the cache too). */
 #include "hak_test.h"
 
 #include <string.h>
@@ -351,8 +352,31 @@ static void test_mapped_counts_cache(void) {
   CHECK_EQ(st.mapped_bytes, st0.mapped_bytes);
 }
 
+/* A large free ages the cache: a mapping cached longer than
+ * LARGE_CACHE_AGE_MS is unmapped by the next large free, with no large
+ * allocation between them. */
+static void test_free_ages_cache(void) {
+  struct hak_stats st0, st;
+  hak_trim(0);
+  hak_stats(&st0);
+  void *one = hak_malloc(MiB);
+  unsigned char *eight = hak_malloc(8 * MiB);
+  REQUIRE(one != NULL && eight != NULL);
+  memset(eight, 1, 4096);
+  hak_free(eight);
+  hak_sleep_ms(LARGE_CACHE_AGE_MS + 200);
+  hak_free(one); /* ages the cache: the 8 MiB mapping goes */
+  hak_stats(&st);
+  CHECK_MSG(st.mapped_bytes < st0.mapped_bytes + 4 * MiB,
+            "an 8 MiB mapping cached for %d ms was not unmapped by the next large free: "
+            "mapped %zu -> %zu KiB",
+            LARGE_CACHE_AGE_MS + 200, st0.mapped_bytes >> 10, st.mapped_bytes >> 10);
+  hak_trim(0);
+}
+
 int main(void) {
   test_mapped_counts_cache();
+  test_free_ages_cache();
 
   /* dirty reuse: calloc must zero */
   unsigned char *a = hak_malloc(MiB);

@@ -8,7 +8,13 @@
  * page faults per run. This test requires both halves:
  *   1. freed and allocated again within the delay: no memory is returned and
  *      the reallocation faults in (almost) nothing;
- *   2. freed and left: after the delay, the next page free returns it. */
+ *   2. freed and left: after the delay, the next page free returns it;
+ *   3. taking the freed memory back (below the threshold) stops the delay:
+ *      freed again later, it waits a whole delay anew, not purged at once;
+ *   4. freeing 8x the threshold at once purges at once, with no delay;
+ *   5. an exiting thread's abandoned segments, adopted by a heap, count
+ *      their free dirty slices toward its threshold: purged after the
+ *      delay, not kept committed for good. */
 #include "hak_test.h"
 
 #include "internal.h"
@@ -30,6 +36,169 @@ static void free_unpinned(void) {
       blk[i] = NULL;
     }
   hak_thread_cache_flush(); /* the pages empty now, not when the cache overflows */
+}
+
+#define MiB ((size_t)1 << 20)
+
+/* Page frees of another class than BLOCK (the pinned pages would serve
+ * BLOCK-sized requests): allocation slow paths and page frees, each of
+ * which may purge (segment_purge_maybe). */
+static void page_frees(void) {
+  void *page[64];
+  for (int i = 0; i < 64; i++)
+    page[i] = hak_malloc(2 * BLOCK);
+  for (int i = 0; i < 64; i++)
+    hak_free(page[i]);
+  hak_thread_cache_flush();
+}
+
+/* 3. The delay started by the first free; the reallocation brings the
+ * dirty bytes below the threshold, which resets it. Freed again after
+ * longer than the delay, the memory stays: the delay starts anew. (A
+ * stale timer purged it at once.) */
+static void take_resets_delay(void) {
+  hak_trim(0);
+  memset(blk, 0, sizeof blk);
+  alloc_all();
+  double t0 = hak_now();
+  free_unpinned(); /* ~22 MiB dirty: the delay starts */
+  alloc_all();     /* all taken back: below the threshold, no delay running */
+  if ((hak_now() - t0) * 1000 >= PURGE_DELAY_MS) {
+    printf("note: part 3 took longer than the purge delay (loaded machine): not checked\n");
+    free_unpinned();
+  } else {
+    hak_sleep_ms(PURGE_DELAY_MS + 300);
+    size_t full = hak_statm_bytes(1);
+    double t1 = hak_now();
+    free_unpinned();
+    size_t freed = hak_statm_bytes(1);
+    if ((hak_now() - t1) * 1000 < PURGE_DELAY_MS)
+      CHECK_MSG(freed + PURGE_THRESHOLD / 2 > full,
+                "memory freed after it was taken back (the delay stopped) was returned at once: "
+                "resident %zu -> %zu KiB (a stale purge timer)",
+                full >> 10, freed >> 10);
+    else
+      printf("note: part 3's free took longer than the purge delay: not checked\n");
+  }
+  for (int i = 0; i < NBLK; i += PIN)
+    hak_free(blk[i]);
+  memset(blk, 0, sizeof blk);
+  hak_thread_cache_flush();
+  CHECK_EQ(hak_heap_check(), 0);
+}
+
+/* 4. 8x the threshold freed at once (pinned segments, so it stays in the
+ * heap's slices): purged at once, without waiting for the delay. */
+#define BURST ((int)(8 * PURGE_THRESHOLD / BLOCK * 5 / 4)) /* 80 MiB */
+static unsigned char *burst[BURST];
+
+static void burst_purges_at_once(void) {
+  hak_trim(0);
+  hak_fill_touched(burst, BURST, BLOCK);
+  size_t full = hak_statm_bytes(1);
+  double t0 = hak_now();
+  for (int i = 0; i < BURST; i++)
+    if (i % PIN) {
+      hak_free(burst[i]);
+      burst[i] = NULL;
+    }
+  hak_thread_cache_flush();
+  size_t freed = hak_statm_bytes(1);
+  if ((hak_now() - t0) * 1000 < PURGE_DELAY_MS)
+    CHECK_MSG(freed + 4 * PURGE_THRESHOLD < full,
+              "freeing %zu KiB at once (8x the purge threshold) did not purge at once: resident "
+              "%zu -> %zu KiB",
+              (size_t)BURST * BLOCK >> 10, full >> 10, freed >> 10);
+  else
+    printf("note: part 4 took longer than the purge delay (loaded machine): not checked\n");
+  for (int i = 0; i < BURST; i += PIN)
+    hak_free(burst[i]);
+  memset(burst, 0, sizeof burst);
+  hak_thread_cache_flush();
+  CHECK_EQ(hak_heap_check(), 0);
+}
+
+/* 5. A worker fills ADOPT_SEGS segments, frees all but two blocks of each
+ * and exits: its segments are abandoned with their free slices committed.
+ * This heap adopts each (reclaim on a free: it has allocated since), so
+ * their ~24 MiB of free dirty slices are its to purge after the delay. */
+#define ADOPT_SEGS 7
+#define ADOPT_MAX (ADOPT_SEGS * 256)
+static unsigned char *wblk[ADOPT_MAX];
+static void *kept[2 * (ADOPT_SEGS + 2)];
+static int nkept;
+
+static void *adopt_worker(void *arg) {
+  int n = *(int *)arg;
+  void *seg[ADOPT_SEGS + 2];
+  int cnt[ADOPT_SEGS + 2], nseg = 0;
+  hak_fill_touched(wblk, n, BLOCK);
+  for (int i = 0; i < n; i++) {
+    void *s = ptr_segment_base(wblk[i]);
+    int k = 0;
+    while (k < nseg && seg[k] != s)
+      k++;
+    if (k == nseg) {
+      REQUIRE(nseg < ADOPT_SEGS + 2);
+      seg[nseg] = s;
+      cnt[nseg++] = 0;
+    }
+    if (cnt[k] < 2) {
+      cnt[k]++;
+      kept[nkept++] = wblk[i];
+    } else {
+      hak_free(wblk[i]);
+    }
+    wblk[i] = NULL;
+  }
+  hak_thread_cache_flush();
+  return NULL;
+}
+
+static void adopted_dirty_counted(void) {
+  hak_trim(0);
+  int per_seg = (int)((SLICES_PER_SEGMENT - 1) / class_slices(size_to_class(BLOCK)) *
+                      (class_slices(size_to_class(BLOCK)) * SLICE_SIZE / BLOCK));
+  int n = ADOPT_SEGS * per_seg;
+  REQUIRE(n <= ADOPT_MAX);
+  nkept = 0;
+  pthread_t t;
+  REQUIRE(pthread_create(&t, NULL, adopt_worker, &n) == 0);
+  pthread_join(t, NULL);
+  size_t before = hak_statm_bytes(1);
+  /* an allocation slow path: this heap has allocated since the abandonment,
+   * so its next free into each abandoned segment reclaims (adopts) it */
+  hak_thread_cache_flush();
+  void *probe = hak_malloc(48);
+  REQUIRE(probe != NULL);
+  /* one block of each segment: the first one kept there */
+  void *done[ADOPT_SEGS + 2];
+  int ndone = 0;
+  for (int i = 0; i < nkept; i++) {
+    void *s = ptr_segment_base(kept[i]);
+    int k = 0;
+    while (k < ndone && done[k] != s)
+      k++;
+    if (k < ndone)
+      continue;
+    done[ndone++] = s;
+    hak_free(kept[i]);
+    kept[i] = NULL;
+  }
+  page_frees(); /* starts the delay */
+  hak_sleep_ms(PURGE_DELAY_MS + 200);
+  page_frees(); /* past it: purges */
+  size_t after = hak_statm_bytes(1);
+  CHECK_MSG(after + (size_t)ADOPT_SEGS * MiB < before,
+            "%d adopted segments' free slices not returned after the delay: resident %zu -> %zu "
+            "KiB",
+            ndone, before >> 10, after >> 10);
+  for (int i = 0; i < nkept; i++)
+    if (kept[i])
+      hak_free(kept[i]);
+  hak_free(probe);
+  hak_thread_cache_flush();
+  CHECK_EQ(hak_heap_check(), 0);
 }
 
 int main(void) {
@@ -68,5 +237,8 @@ int main(void) {
   for (int i = 0; i < NBLK; i += PIN)
     hak_free(blk[i]);
   CHECK_EQ(hak_heap_check(), 0);
+  take_resets_delay();
+  burst_purges_at_once();
+  adopted_dirty_counted();
   return hak_test_done();
 }

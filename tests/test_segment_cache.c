@@ -11,7 +11,12 @@
  *   3. the same when a segment is released into the cache after the
  *      delay (by the release's ageing or by the heap purge that its page
  *      frees run: either one alone passes; a mutant without the release's
- *      ageing survives this part, killed only with both gone). */
+ *      ageing survives this part, killed only with both gone);
+ *   4. the cache is bounded: with 16 segments emptied at once, at most
+ *      SEGMENT_CACHE_MAX are cached (the rest unmapped);
+ *   5. read off the cache list: right after a take past the delay, every
+ *      cached segment past the newest SEGMENT_CACHE_DIRTY is purged (no
+ *      dirty slice left). */
 #include "hak_test.h"
 
 #include "internal.h"
@@ -33,6 +38,13 @@ static void free_n(int n) {
   for (int i = 0; i < n; i++)
     hak_free(blk[i]);
   hak_thread_cache_flush(); /* the pages, and so the segments, empty now */
+}
+
+static void *fill_and_free(void *arg) {
+  (void)arg;
+  alloc_n(NBLK);
+  free_n(NBLK);
+  return NULL;
 }
 
 int main(void) {
@@ -103,6 +115,54 @@ int main(void) {
             "%zu KiB",
             old, before >> 10, after >> 10);
   hak_free(holder);
+  CHECK_EQ(hak_heap_check(), 0);
+
+  /* 5. dirty segments cached by a thread that exits (so this heap's
+   * purge, which ages the cache too, has nothing to do), then blocks
+   * allocated past the delay until one segment is taken from the cache:
+   * right after that take, positions 0..SEGMENT_CACHE_DIRTY-1 of the
+   * cache list may stay dirty, every later one is purged */
+  hak_trim(0);
+  pthread_t t;
+  REQUIRE(pthread_create(&t, NULL, fill_and_free, NULL) == 0);
+  pthread_join(t, NULL);
+  size_t n_cached = segment_cache_count();
+  REQUIRE(n_cached > SEGMENT_CACHE_DIRTY + 1);
+  hak_sleep_ms(PURGE_DELAY_MS + 200);
+  int taken = 0;
+  while (segment_cache_count() == n_cached && taken < NBLK) {
+    blk[taken] = hak_malloc(BLOCK);
+    REQUIRE(blk[taken] != NULL);
+    memset(blk[taken++], 1, BLOCK);
+  }
+  REQUIRE(segment_cache_count() == n_cached - 1);
+  size_t pos = 0, dirty_pos = 0, dirty_old = 0;
+  hak_lock(&hak_global_lock);
+  for (hak_segment_t *q = hak_segment_cache; q; q = q->next, pos++)
+    if (pos >= SEGMENT_CACHE_DIRTY && q->dirty_slices && !dirty_old++)
+      dirty_pos = pos;
+  hak_unlock(&hak_global_lock);
+  CHECK_MSG(pos > SEGMENT_CACHE_DIRTY, "only %zu segments left cached after the take", pos);
+  CHECK_MSG(dirty_old == 0,
+            "%zu of %zu cached segments past the newest %d still dirty after a take past the "
+            "delay (first at position %zu)",
+            dirty_old, pos, SEGMENT_CACHE_DIRTY, dirty_pos);
+  free_n(taken);
+  CHECK_EQ(hak_heap_check(), 0);
+
+  /* 4. bounded: 64 MiB of blocks (16 segments) emptied at once */
+  static unsigned char *many[4 * NBLK];
+  for (int i = 0; i < 4 * NBLK; i++) {
+    many[i] = hak_malloc(BLOCK);
+    REQUIRE(many[i] != NULL);
+    many[i][0] = 1;
+  }
+  for (int i = 0; i < 4 * NBLK; i++)
+    hak_free(many[i]);
+  hak_thread_cache_flush();
+  CHECK_MSG(segment_cache_count() <= SEGMENT_CACHE_MAX,
+            "%zu emptied segments cached, more than SEGMENT_CACHE_MAX (%d)", segment_cache_count(),
+            SEGMENT_CACHE_MAX);
   CHECK_EQ(hak_heap_check(), 0);
   return hak_test_done();
 }
