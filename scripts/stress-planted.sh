@@ -26,7 +26,7 @@ plant() {
   case $1 in
     relaxed-remote-push) # page_free_remote's push CAS: release -> relaxed
       f=$2/alloc/src/page.c
-      sed -i '/^void page_free_remote/,/^}/{
+      sed -i '/^bool page_free_remote/,/^}/{
         /TF_COUNT_ONE) | (uintptr_t)b,$/{n; s/memory_order_release, memory_order_relaxed/memory_order_relaxed, memory_order_relaxed/}
       }' "$f" ;;
     plain-slice-end) # the carved end of a page's slice entries (what a remote
