@@ -40,6 +40,16 @@ static void free_unpinned(void) {
 
 #define MiB ((size_t)1 << 20)
 
+/* The pinned blocks of a[0..n) freed too (every block of it is free
+ * then), the array cleared; the heap must check clean. */
+static void free_pinned(unsigned char **a, int n) {
+  for (int i = 0; i < n; i += PIN)
+    hak_free(a[i]);
+  memset(a, 0, (size_t)n * sizeof *a);
+  hak_thread_cache_flush();
+  CHECK_EQ(hak_heap_check(), 0);
+}
+
 /* Page frees of another class than BLOCK (the pinned pages would serve
  * BLOCK-sized requests): allocation slow paths and page frees, each of
  * which may purge (segment_purge_maybe). */
@@ -80,11 +90,7 @@ static void take_resets_delay(void) {
     else
       printf("note: part 3's free took longer than the purge delay: not checked\n");
   }
-  for (int i = 0; i < NBLK; i += PIN)
-    hak_free(blk[i]);
-  memset(blk, 0, sizeof blk);
-  hak_thread_cache_flush();
-  CHECK_EQ(hak_heap_check(), 0);
+  free_pinned(blk, NBLK);
 }
 
 /* 4. 8x the threshold freed at once (pinned segments, so it stays in the
@@ -111,11 +117,7 @@ static void burst_purges_at_once(void) {
               (size_t)BURST * BLOCK >> 10, full >> 10, freed >> 10);
   else
     printf("note: part 4 took longer than the purge delay (loaded machine): not checked\n");
-  for (int i = 0; i < BURST; i += PIN)
-    hak_free(burst[i]);
-  memset(burst, 0, sizeof burst);
-  hak_thread_cache_flush();
-  CHECK_EQ(hak_heap_check(), 0);
+  free_pinned(burst, BURST);
 }
 
 /* 5. A worker fills ADOPT_SEGS segments, frees all but two blocks of each
@@ -223,14 +225,7 @@ int main(void) {
   }
   free_unpinned();
   hak_sleep_ms(PURGE_DELAY_MS + 200);
-  /* the next page free purges: pages of another class (the pinned pages
-   * would serve BLOCK-sized requests), emptied again */
-  void *page[64];
-  for (int i = 0; i < 64; i++)
-    page[i] = hak_malloc(2 * BLOCK);
-  for (int i = 0; i < 64; i++)
-    hak_free(page[i]);
-  hak_thread_cache_flush();
+  page_frees(); /* the next page free purges */
   size_t purged = hak_statm_bytes(1);
   CHECK_MSG(purged + (size_t)(NBLK / 2) * BLOCK < full,
             "memory not returned after the delay: resident %zu -> %zu bytes", full, purged);
