@@ -159,6 +159,18 @@ void heap_drain_delayed(hak_heap_t *h) {
   for (unsigned pi_ = 1; pi_ < SLICES_PER_SEGMENT; pi_++)                                          \
     if (((pg) = &(seg)->pages[pi_]), (seg)->slice_head[pi_] == pi_ && (pg)->in_use)
 
+/* Gives back every page of `s`, none of them holding a block (h's lock
+ * held): the last one releases the segment. A page an abandonment marked
+ * (TF_ABANDONED) is unmarked first. */
+static void give_back_pages(hak_heap_t *h, hak_segment_t *s) {
+  hak_page_t *pg;
+  FOR_EACH_PAGE(s, pg) {
+    page_clear_notify(pg, true);
+    if (segment_page_free(h, s, pg))
+      break;
+  }
+}
+
 /* Gives up every page and segment of `h` (its thread is gone or going). */
 void heap_abandon(hak_heap_t *h, bool in_fork_child) {
   hak_page_t *pg;
@@ -186,10 +198,7 @@ void heap_abandon(hak_heap_t *h, bool in_fork_child) {
       live |= pg->used != 0;
     }
     if (!live)
-      FOR_EACH_PAGE(s, pg) {
-        if (segment_page_free(h, s, pg))
-          break;
-      }
+      give_back_pages(h, s);
   }
   /* 4. what is left holds live blocks: abandon it */
   /* no purge here: the adopter reuses these slices; the heap-level threshold
@@ -210,13 +219,8 @@ void heap_abandon(hak_heap_t *h, bool in_fork_child) {
     } else if (!segment_abandon_locked(s, false)) {
       /* its last blocks were freed since step 3: give its pages back */
       hak_unlock(&hak_global_lock);
-      s->next = s->prev = NULL;
-      hak_segment_t *only = s; /* h->segments is NULL: its last page releases it */
-      FOR_EACH_PAGE(only, pg) {
-        page_clear_notify(pg, true); /* TF_ABANDONED */
-        if (segment_page_free(h, only, pg))
-          break;
-      }
+      s->next = s->prev = NULL; /* h->segments is NULL after heap_reset */
+      give_back_pages(h, s);
       h->dirty_free_bytes = 0;
       h->purge_at_ms = 0;
       hak_lock(&hak_global_lock);

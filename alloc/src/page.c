@@ -138,15 +138,36 @@ void page_extend(hak_page_t *pg) {
 }
 
 /* ---- remote frees ------------------------------------------------------ */
-/* Moves the remote-free stack onto the local free list; returns how many.
- * The stack's count comes with it, so the list is walked only to append it
- * to a local list that is not empty (rare: the owner collects when its
- * list has run out), and in the debug build, which checks the count. The
- * release build's unwalked list is checked only against the page's live
- * blocks: a damaged link in it shows later, when a pop follows it (the
- * walk used to find a cycle here; hak_heap_check still does). */
-static size_t page_take_stack(hak_page_t *pg, uintptr_t tf);
+/* The stack `tf` taken off the page, put on its local free list; returns
+ * how many blocks. The stack's count comes with it, so the list is walked
+ * only to append it to a local list that is not empty (rare: the owner
+ * collects when its list has run out), and in the debug build, which
+ * checks the count. The release build's unwalked list is checked only
+ * against the page's live blocks: a damaged link in it shows later, when a
+ * pop follows it (the walk used to find a cycle here; hak_heap_check still
+ * does). */
+static size_t page_take_stack(hak_page_t *pg, uintptr_t tf) {
+  hak_block_t *head = tf_block(tf);
+  size_t n = tf_count(tf);
+  if (unlikely(n == 0 || n > pg->used))
+    err_corruption(pg, "remote free count does not match the page's live blocks");
+  if (pg->free != NULL || HAK_DEBUG_ON) {
+    hak_block_t *tail = head;
+    size_t len = 1;
+    for (hak_block_t *nx; (nx = block_next(tail)) != NULL; tail = nx)
+      if (unlikely(++len > n))
+        break;
+    if (unlikely(len != n))
+      err_corruption(pg, "remote free list length differs from its count");
+    block_set_next(tail, pg->free);
+  }
+  pg->free = head;
+  pg->used -= (uint32_t)n;
+  pg->free_is_zero = 0;
+  return n;
+}
 
+/* Moves the remote-free stack onto the local free list; returns how many. */
 size_t page_collect(hak_page_t *pg) {
   uintptr_t tf = atomic_load_explicit(&pg->thread_free, memory_order_relaxed);
   do {
@@ -167,27 +188,6 @@ size_t page_collect(hak_page_t *pg) {
 size_t page_collect_abandoned(hak_page_t *pg) {
   uintptr_t tf = atomic_exchange_explicit(&pg->thread_free, TF_ABANDONED, memory_order_acq_rel);
   return tf_block(tf) ? page_take_stack(pg, tf) : 0;
-}
-
-static size_t page_take_stack(hak_page_t *pg, uintptr_t tf) {
-  hak_block_t *head = tf_block(tf);
-  size_t n = tf_count(tf);
-  if (unlikely(n == 0 || n > pg->used))
-    err_corruption(pg, "remote free count does not match the page's live blocks");
-  if (pg->free != NULL || HAK_DEBUG_ON) {
-    hak_block_t *tail = head;
-    size_t len = 1;
-    for (hak_block_t *nx; (nx = block_next(tail)) != NULL; tail = nx)
-      if (unlikely(++len > n))
-        break;
-    if (unlikely(len != n))
-      err_corruption(pg, "remote free list length differs from its count");
-    block_set_next(tail, pg->free);
-  }
-  pg->free = head;
-  pg->used -= (uint32_t)n;
-  pg->free_is_zero = 0;
-  return n;
 }
 
 /* Owner: ask to be told about remote frees (page enters the full list).
