@@ -17,11 +17,7 @@ static size_t nonzero_blocks(size_t n, size_t count) {
   for (size_t k = 0; k < count; k++) {
     unsigned char *p = hak_calloc(1, n);
     REQUIRE(p != NULL);
-    for (size_t j = 0; j < n; j++)
-      if (p[j]) {
-        bad++;
-        break;
-      }
+    bad += hak_find_not_byte(p, n, 0) != SIZE_MAX;
     /* kept: the next calloc must take new blocks, not this one again */
   }
   return bad;

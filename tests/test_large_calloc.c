@@ -15,14 +15,9 @@
 
 #define MiB ((size_t)1 << 20)
 
-/* Resident memory of this process in MiB (/proc/self/statm). */
+/* Resident memory of this process in MiB. */
 static size_t rss_mib(void) {
-  long size = 0, res = 0;
-  FILE *f = fopen("/proc/self/statm", "r");
-  REQUIRE(f != NULL);
-  REQUIRE(fscanf(f, "%ld %ld", &size, &res) == 2);
-  fclose(f);
-  return (size_t)res * 4096 / MiB;
+  return hak_statm_bytes(1) / MiB;
 }
 
 static void dirty_free(size_t n) {
@@ -35,10 +30,8 @@ static void dirty_free(size_t n) {
 static void check_zero(size_t n, const char *what) {
   unsigned char *c = hak_calloc(1, n);
   REQUIRE(c != NULL);
-  size_t bad = 0;
-  for (size_t i = 0; i < n; i++)
-    bad += c[i] != 0;
-  CHECK_MSG(bad == 0, "%s: calloc(%zu) had %zu non-zero bytes", what, n, bad);
+  size_t at = hak_find_not_byte(c, n, 0);
+  CHECK_MSG(at == SIZE_MAX, "%s: calloc(%zu): byte %zu is not zero", what, n, at);
   hak_free(c);
 }
 
