@@ -271,17 +271,36 @@ static void test_print(void) {
   hak_free(p);
 }
 
-/* A write after free that points a cached block's link at unmapped memory
- * (arg NULL) or at the block itself (a cycle): hak_heap_check and
- * hak_stats must report it or count around it, never follow it off the
- * heap or forever (found by review: the cache walkers followed links
- * before checking them, and crashed). In a child: the heap is left
- * corrupt. */
-static void corrupt_cached_link(void *arg) {
+/* Damage hak_heap_check must name, each in a child (the heap is left
+ * corrupt), with hak_stats counting around it:
+ *  0, 1. a write after free that points a cached block's link at
+ *     unmapped memory or at the block itself (a cycle): never followed off
+ *     the heap or forever (found by review: the cache walkers followed
+ *     links before checking them, and crashed);
+ *  2. a free block's link cut, so the page's free list loses the blocks
+ *     after it (their markers intact: only the count shows it);
+ *  3. a large block's header claiming more bytes than its mapping holds. */
+static const char *const corrupt_want[] = {"thread cache entry outside", "list cycle",
+                                           "free + used != capacity", "bad large block header"};
+
+static void corrupt_child(void *arg) {
+  uintptr_t k = (uintptr_t)arg;
   void *keep = hak_malloc(48);
-  uintptr_t *b = hak_malloc(48);
-  hak_free(b);                                   /* heads the thread's cache of its class */
-  b[0] = arg ? (uintptr_t)b : (uintptr_t)0x1000; /* its link: itself, or an unmapped page */
+  if (k < 2) {
+    uintptr_t *b = hak_malloc(48);
+    hak_free(b);                                 /* heads the thread's cache of its class */
+    b[0] = k ? (uintptr_t)b : (uintptr_t)0x1000; /* its link: itself, or an unmapped page */
+  } else if (k == 2) {
+    unsigned char *p = hak_malloc(1000);
+    hak_page_t *pg = ptr_page(ptr_segment_base(p), p);
+    REQUIRE(pg->free != NULL && block_next(pg->free) != NULL); /* two free blocks at least */
+    *(void *volatile *)pg->free = NULL;
+  } else {
+    unsigned char *p = hak_malloc(100000);
+    hak_large_t *lg = registry_large(p);
+    REQUIRE(lg != NULL && (unsigned char *)lg + lg->offset == p);
+    *(volatile size_t *)&lg->requested = (size_t)1 << 30;
+  }
   struct hak_stats st;
   hak_stats(&st);
   size_t v = hak_heap_check();
@@ -290,59 +309,17 @@ static void corrupt_cached_link(void *arg) {
   _exit(v > 0 && keep ? 0 : 1);
 }
 
-static void test_corrupt_cache(void) {
-  if (hak_config_is("valgrind") || hak_config_is("asan"))
-    return; /* the write after free is itself the error those builds report */
-  static const char *const want[2] = {"thread cache entry outside", "list cycle"};
-  for (int self = 0; self < 2; self++) {
-    struct hak_child c;
-    REQUIRE(hak_run_child(corrupt_cached_link, self ? (void *)1 : NULL, 60, &c));
-    char how[128];
-    CHECK_MSG(hak_child_exited(&c, 0),
-              "heap check of a corrupted cache link (%s): %s; output: %.400s",
-              self ? "cycle" : "unmapped", hak_child_describe(&c, how, 128), c.out ? c.out : "");
-    CHECK_MSG(c.out && strstr(c.out, want[self]), "hak_heap_check did not report \"%s\": %.400s",
-              want[self], c.out ? c.out : "");
-    hak_child_free(&c);
-  }
-}
-
-/* Damage hak_heap_check must name (in a child, left corrupt): a free
- * block's link cut, so the page's free list loses the blocks after it
- * (their markers intact: only the count shows it), and a large block's
- * header claiming more bytes than its mapping holds. */
-static void corrupt_heap(void *arg) {
-  size_t v;
-  if (!arg) {
-    unsigned char *p = hak_malloc(1000);
-    hak_page_t *pg = ptr_page(ptr_segment_base(p), p);
-    REQUIRE(pg->free != NULL && block_next(pg->free) != NULL); /* two free blocks at least */
-    *(void *volatile *)pg->free = NULL;
-    v = hak_heap_check();
-  } else {
-    unsigned char *p = hak_malloc(100000);
-    hak_large_t *lg = registry_large(p);
-    REQUIRE(lg != NULL && (unsigned char *)lg + lg->offset == p);
-    *(volatile size_t *)&lg->requested = (size_t)1 << 30;
-    v = hak_heap_check();
-  }
-  printf("violations %zu\n", v);
-  fflush(stdout);
-  _exit(v > 0 ? 0 : 1);
-}
-
-static void test_corrupt_heap(void) {
+static void test_corrupt(void) {
   if (hak_config_is("valgrind") || hak_config_is("asan"))
     return; /* the stray writes are themselves the errors those builds report */
-  static const char *const want[2] = {"free + used != capacity", "bad large block header"};
-  for (int large = 0; large < 2; large++) {
+  for (uintptr_t k = 0; k < sizeof corrupt_want / sizeof corrupt_want[0]; k++) {
     struct hak_child c;
-    REQUIRE(hak_run_child(corrupt_heap, large ? (void *)1 : NULL, 60, &c));
+    REQUIRE(hak_run_child(corrupt_child, (void *)k, 60, &c));
     char how[128];
-    CHECK_MSG(hak_child_exited(&c, 0), "heap check of %s: %s; output: %.400s", want[large],
-              hak_child_describe(&c, how, 128), c.out ? c.out : "");
-    CHECK_MSG(c.out && strstr(c.out, want[large]), "hak_heap_check did not report \"%s\": %.400s",
-              want[large], c.out ? c.out : "");
+    CHECK_MSG(hak_child_exited(&c, 0), "heap check of damage %zu (%s): %s; output: %.400s",
+              (size_t)k, corrupt_want[k], hak_child_describe(&c, how, 128), c.out ? c.out : "");
+    CHECK_MSG(c.out && strstr(c.out, corrupt_want[k]),
+              "hak_heap_check did not report \"%s\": %.400s", corrupt_want[k], c.out ? c.out : "");
     hak_child_free(&c);
   }
 }
@@ -363,8 +340,7 @@ int main(void) {
   RUN_SECTION(test_aligned);
   RUN_SECTION(test_threads);
   RUN_SECTION(test_print);
-  RUN_SECTION(test_corrupt_cache);
-  RUN_SECTION(test_corrupt_heap);
+  RUN_SECTION(test_corrupt);
   check_empty("at exit");
   return hak_test_done();
 }
