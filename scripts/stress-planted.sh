@@ -74,9 +74,17 @@ for bug in $BUGS; do
   # the copy's runs record and log in the copy (their FAILs are the point,
   # and must not land in the results or logs of a make check running this)
   export HAK_RESULTS=$d/build/planted-results.tsv HAK_LOGDIR=$d/build/logs
-  (cd "$d" && make tsan-stress THREADS="$THREADS" CHUNKS="$CHUNKS" DURATION="$DURATION") >"$log" 2>&1
-  grep -E '^(PASS|FAIL|HANG)|caught by' "$log" | sed 's/^/    /'
-  c=$(caught "$log")
+  for try in 1 2; do
+    (cd "$d" && make tsan-stress THREADS="$THREADS" CHUNKS="$CHUNKS" DURATION="$DURATION") >"$log" 2>&1
+    grep -E '^(PASS|FAIL|HANG)|caught by' "$log" | sed 's/^/    /'
+    c=$(caught "$log")
+    # a plant that loses a block in a race window can miss it in one 3 s
+    # run (drop-on-drain: once in ~6 runs of make check): one more run,
+    # and the table says which caught it
+    case $c in not*) [ $try = 1 ] && echo "    not caught: a second run" && continue ;; esac
+    [ $try = 2 ] && c="$c (second run)"
+    break
+  done
   rows+=("$bug|tsan-stress|$c")
   case $c in not*) status=1 ;; esac
   if [ "${PLANT_RELEASE:-1}" = 1 ]; then
