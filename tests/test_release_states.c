@@ -10,7 +10,12 @@
  *     through the delayed list, and the block is reused;
  *  3. a segment that is unmapped (freed past the segment cache) is no
  *     longer in the registry: a stale pointer into it must be named, not
- *     followed into unmapped memory. */
+ *     followed into unmapped memory;
+ *  4. as 2, but other remote frees pushed blocks on the page's stack while
+ *     the dead thread held TF_NOTIFYING: the child takes the page off the
+ *     full list, and its next allocations of the class reuse those blocks
+ *     before a new page (before: TF_NOTIFY came back and the blocks waited
+ *     for a remote free that a single-threaded child never makes). */
 #include "hak_test.h"
 
 #include <pthread.h>
@@ -72,6 +77,54 @@ static void fork_restores_notify(void *arg) {
   _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 2);
 }
 
+static void *free_two(void *arg) {
+  void **b = arg;
+  hak_free(b[0]);
+  hak_free(b[1]);
+  return NULL;
+}
+
+static size_t class_pages(size_t cls) {
+  struct hak_stats st;
+  hak_stats(&st);
+  return st.classes[cls].pages;
+}
+
+static void fork_collects_stranded(void *arg) {
+  void *blk[8];
+  size_t cls = hak_size_to_class(SZ);
+  REQUIRE(hak_malloc(100) != NULL); /* another class: the segment stays in use */
+  for (int i = 0; i < 8; i++)
+    REQUIRE((blk[i] = hak_malloc(SZ)) != NULL);
+  hak_page_t *P = ptr_page(ptr_segment_base(blk[0]), blk[0]);
+  REQUIRE(hak_malloc(SZ) != NULL); /* P full: in the full list, TF_NOTIFY */
+  REQUIRE(P->in_full && (atomic_load(&P->thread_free) & TF_MASK) == TF_NOTIFY);
+  set_state(P, TF_NOTIFYING); /* as if a thread that dies with the fork had taken it */
+  void *stacked[2] = {blk[3], blk[5]};
+  pthread_t t;
+  REQUIRE(pthread_create(&t, NULL, free_two, stacked) == 0 && pthread_join(t, NULL) == 0);
+  REQUIRE(tf_count(atomic_load(&P->thread_free)) == 2); /* pushed: the state was not TF_NOTIFY */
+  pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    size_t v = hak_heap_check(), pages = class_pages(cls), n = 0;
+    int found = 0;
+    /* the class's second page has at most 7 free or carvable blocks */
+    while (found < 2 && class_pages(cls) == pages && n++ < 16) {
+      void *r = hak_malloc(SZ);
+      found += r == stacked[0] || r == stacked[1];
+    }
+    printf("fork child: heap check %zu; stacked blocks reused %d of 2 in %zu allocations, "
+           "pages of the class %zu -> %zu\n",
+           v, found, n, pages, class_pages(cls));
+    fflush(stdout);
+    _exit(v == 0 && found == 2 && class_pages(cls) == pages ? 0 : 1);
+  }
+  int status = 0;
+  REQUIRE(waitpid(pid, &status, 0) == pid);
+  _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 2);
+}
+
 #define NBLK 4096 /* 64 MiB of 16 KiB blocks: 16+ segments, more than the cache keeps */
 static void *many[NBLK];
 
@@ -114,5 +167,6 @@ int main(void) {
   run(notifying_page_kept, "a page emptied during a hand-over was released");
   run(fork_restores_notify, "a fork child lost a full page's notification request");
   run(unmapped_unregistered, "an unmapped segment stayed in the registry");
+  run(fork_collects_stranded, "a fork child left blocks on a full page's remote stack");
   return hak_test_done();
 }

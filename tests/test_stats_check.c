@@ -279,9 +279,18 @@ static void test_print(void) {
  *     links before checking them, and crashed);
  *  2. a free block's link cut, so the page's free list loses the blocks
  *     after it (their markers intact: only the count shows it);
- *  3. a large block's header claiming more bytes than its mapping holds. */
+ *  3. a large block's header claiming more bytes than its mapping holds;
+ *  4. a full page's notification request lost (its state cleared), so a
+ *     remote free pushes its block on the page's stack where the owner
+ *     never looks. */
 static const char *const corrupt_want[] = {"thread cache entry outside", "list cycle",
-                                           "free + used != capacity", "bad large block header"};
+                                           "free + used != capacity", "bad large block header",
+                                           "full page's remote frees stranded"};
+
+static void *free_in_thread(void *p) {
+  hak_free(p);
+  return NULL;
+}
 
 static void corrupt_child(void *arg) {
   uintptr_t k = (uintptr_t)arg;
@@ -295,6 +304,15 @@ static void corrupt_child(void *arg) {
     hak_page_t *pg = ptr_page(ptr_segment_base(p), p);
     REQUIRE(pg->free != NULL && block_next(pg->free) != NULL); /* two free blocks at least */
     *(void *volatile *)pg->free = NULL;
+  } else if (k == 4) {
+    void *b[9];
+    for (int i = 0; i < 9; i++) /* a page of 8 blocks: full, in the full list */
+      REQUIRE((b[i] = hak_malloc(65536)) != NULL);
+    hak_page_t *pg = ptr_page(ptr_segment_base(b[0]), b[0]);
+    REQUIRE(pg->in_full && (atomic_load(&pg->thread_free) & TF_MASK) == TF_NOTIFY);
+    atomic_fetch_and(&pg->thread_free, ~TF_MASK);
+    pthread_t t;
+    REQUIRE(pthread_create(&t, NULL, free_in_thread, b[2]) == 0 && pthread_join(t, NULL) == 0);
   } else {
     unsigned char *p = hak_malloc(100000);
     hak_large_t *lg = registry_large(p);

@@ -101,6 +101,13 @@ static void check_page(checker_t *c, hak_segment_t *seg, unsigned i, hak_page_t 
     violation(c, "page in the full list has free blocks", pg, nfree, 0);
   if ((tf & TF_MASK) == TF_NOTIFYING)
     violation(c, "page stuck in NOTIFYING", pg, 0, 0);
+  /* a remote free to a full page hands its block over (delayed) when the
+   * page asks to be told (TF_NOTIFY), and only pushes on the stack once the
+   * hand-over is done or under way: blocks on a full page's stack with
+   * nothing handed over wait for a remote free that may never come */
+  else if (pg->in_full && tf_block(tf) && ndelayed == 0)
+    violation(c, "full page's remote frees stranded (none handed over to its heap)", pg, nremote,
+              tf & TF_MASK);
 }
 
 static void check_segment(checker_t *c, hak_segment_t *seg, bool cached) {

@@ -361,18 +361,27 @@ static void fork_child(void) {
    * thread of the child: release them as in the parent */
   fork_unlock_all();
   /* A thread that died with the fork may have been handing a block to our
-   * own heap (TF_NOTIFYING): nobody will finish that, so finish it here. */
+   * own heap (TF_NOTIFYING): nobody will finish that, so finish it here.
+   * Remote frees pushed while it held TF_NOTIFYING are on the page's stack;
+   * a full page with such blocks goes back to its class queue, whose walk
+   * collects them (a notify request would wait for a remote free that may
+   * never come, and the blocks with it). */
   hak_heap_t *self = hak_tls_heap;
   if (self != &hak_empty_heap) {
+    hak_page_t *pg;
     for (hak_segment_t *s = self->segments; s; s = s->next)
-      for (unsigned i = 1; i < SLICES_PER_SEGMENT; i++) {
-        hak_page_t *pg = &s->pages[i];
-        if (s->slice_head[i] != i || !pg->in_use)
-          continue;
+      FOR_EACH_PAGE(s, pg) {
         uintptr_t tf = atomic_load_explicit(&pg->thread_free, memory_order_relaxed);
-        if ((tf & TF_MASK) == TF_NOTIFYING)
-          atomic_store_explicit(&pg->thread_free, (tf & ~TF_MASK) | (pg->in_full ? TF_NOTIFY : 0),
-                                memory_order_relaxed);
+        if ((tf & TF_MASK) != TF_NOTIFYING)
+          continue;
+        bool stranded = pg->in_full && tf_block(tf);
+        atomic_store_explicit(&pg->thread_free,
+                              (tf & ~TF_MASK) | (pg->in_full && !stranded ? TF_NOTIFY : 0),
+                              memory_order_relaxed);
+        if (stranded) {
+          full_remove(self, pg);
+          queue_push_back(self, pg);
+        }
       }
     heap_drain_delayed(self);
   }
