@@ -44,6 +44,24 @@ static void do_free(void *p) {
   hak_free(p);
 }
 
+/* free of p while another thread holds the large-block lock for 20 ms */
+static atomic_int lock_taken;
+static void *hold_large_lock(void *arg) {
+  (void)arg;
+  pthread_mutex_lock(&hak_large_lock);
+  atomic_store(&lock_taken, 1);
+  hak_sleep_ms(20);
+  pthread_mutex_unlock(&hak_large_lock);
+  return NULL;
+}
+static void do_free_lock_held(void *p) {
+  pthread_t t;
+  REQUIRE(pthread_create(&t, NULL, hold_large_lock, NULL) == 0);
+  while (!atomic_load(&lock_taken))
+    sched_yield();
+  hak_free(p);
+}
+
 /* free, then free_sized of the same block: a double free as well */
 static void do_free_then_free_sized(void *p) {
   size_t n = hak_usable_size(p);
@@ -337,7 +355,10 @@ int main(void) {
               {do_realloc, "realloc", lg8 + 7 * MiB},
               {do_usable_size, "usable_size", lg8 + 6 * MiB},
               {do_free, "free", lga + 9 * MiB},
-              {do_realloc, "realloc", lga + 5 * MiB + 64}};
+              {do_realloc, "realloc", lga + 5 * MiB + 64},
+              /* the lists' lock held by another thread for a moment: waited
+               * for (it was tried once: "not allocated by hakmem") */
+              {do_free_lock_held, "free", lg8 + 5 * MiB}};
   for (size_t i = 0; i < sizeof deep / sizeof deep[0]; i++) {
     fmt(want, sizeof want, "hakmem: invalid %s of %p: not the start of an allocated block\n",
         deep[i].op, (void *)deep[i].p);

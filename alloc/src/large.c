@@ -34,6 +34,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 
 #include "internal.h"
 #include "trace.h"
@@ -427,10 +428,23 @@ bool large_recently_freed(const void *p) {
 
 /* err_invalid: whether p lies in a large block's or cached mapping's range
  * past the 4 MiB range its header starts (the registry marks only that
- * one). A trylock: the error path must not wait (or deadlock) on the lock. */
+ * one). The lock is tried for LARGE_HOLDS_WAIT_MS at most: the error path
+ * must not deadlock on it (this thread may be the holder), but another
+ * thread holds it only for a moment (before: one trylock, and a deep
+ * interior pointer freed while another thread held the lock was called
+ * "not allocated by hakmem"). */
+#define LARGE_HOLDS_WAIT_MS 100
 bool large_holds(const void *p) {
-  if (pthread_mutex_trylock(&hak_large_lock) != 0)
-    return false;
+  uint64_t until = 0;
+  while (pthread_mutex_trylock(&hak_large_lock) != 0) {
+    uint64_t now = os_now_ms();
+    if (!until)
+      until = now + LARGE_HOLDS_WAIT_MS;
+    else if (now >= until)
+      return false;
+    struct timespec ts = {0, 100 * 1000};
+    nanosleep(&ts, NULL);
+  }
   bool in = false;
   for (const hak_large_t *lg = hak_all_large; lg && !in; lg = lg->gnext)
     in = (uintptr_t)p - (uintptr_t)lg < lg->map_size;
