@@ -15,6 +15,10 @@
 #                           command reproduces it, and it went to triage
 #   nightly/clean           a clean nightly (only a planted passing check): exit
 #                           0, PASS, well-formed report, every other check SKIP
+#   nightly/available-fresh in a copy of the tree with nothing built (a fresh
+#                           checkout, as the GitHub nightly has), every make
+#                           target the nightly runs counts as available, and
+#                           a target that does not exist does not
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 . scripts/lib-check.sh
@@ -96,6 +100,16 @@ run_check nightly clean bash -c '
     NIGHTLY_PLANT=pass BUDGET=0.1 scripts/nightly.sh; rc=$?
   [ $rc = 0 ] || { echo "nightly exit $rc, expected 0"; exit 1; }
   python3 "$T/check-clean.py" "$T" || exit 1'
+
+run_check nightly available-fresh bash -c '
+  T='"$T"'
+  rm -rf "$T/fresh" && mkdir -p "$T/fresh"
+  tar --exclude=./build --exclude=./.git -cf - . | tar -C "$T/fresh" -xf - || exit 1
+  cd "$T/fresh" || exit 1
+  scripts/nightly.sh --available fuzz fuzz-replay tsan-stress stress-matrix bench-check || exit 1
+  if scripts/nightly.sh --available no-such-target; then echo "a missing target counted as available"; exit 1; fi
+  [ ! -e build ] || { echo "the availability check built something"; exit 1; }
+  echo "all available in a tree with nothing built"'
 
 if ! command -v clang >/dev/null || ! make -s fuzz-bins >"$T/fuzz-bins.log" 2>&1; then
   run_check nightly planted sh -c 'echo "fuzz drivers not built (clang missing or make fuzz-bins failed)"; exit 77'
