@@ -16,12 +16,16 @@
  * a single block the moment its producer exits, 3000 rounds, for the
  * rarer case of a segment emptied between heap_abandon's collect and the
  * abandonment (listed with nothing live, it stranded 5-11 of 4000
- * rounds). */
+ * rounds). Part 2 hits that window by chance (about 0.2% of its rounds, so
+ * a mutant run could miss it); part 3 frees the block inside it on cue,
+ * from heap_abandon's test hook. */
 #include "hak_test.h"
 
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+
+#include "internal.h"
 
 #define N 3000
 #define SIZE 1024
@@ -90,6 +94,44 @@ static void *consumer_one(void *arg) {
   }
 }
 
+/* Part 3: as part 2, the free on cue: the exiting producer's heap_abandon
+ * calls the hook after its last collect found the block live; the hook
+ * lets the consumer free it and waits until it has. */
+static _Thread_local int is_producer;
+static atomic_int cue, cue_done, cues;
+
+static void abandon_hook(void) {
+  if (!is_producer)
+    return;
+  atomic_fetch_add(&cues, 1);
+  atomic_store(&cue_done, 0);
+  atomic_store(&cue, 1);
+  while (!atomic_load(&cue_done))
+    sched_yield();
+}
+
+static void *producer_cued(void *arg) {
+  is_producer = 1;
+  one_block = hak_malloc(SIZE);
+  REQUIRE(one_block != NULL);
+  return NULL; /* the consumer frees it on cue, while this thread exits */
+}
+
+static void *consumer_cued(void *arg) {
+  hak_free(hak_malloc(16));
+  for (;;) {
+    int c;
+    while ((c = atomic_load(&cue)) == 0)
+      sched_yield();
+    if (c < 0)
+      return NULL;
+    atomic_store(&cue, 0);
+    hak_free(one_block);
+    atomic_store(&cue_done, 1);
+    atomic_fetch_add(&done_count, 1);
+  }
+}
+
 /* `rounds` rounds: a producer thread runs and exits, then the `consumers`
  * free what it left; after each, every block is freed and nothing may be
  * abandoned. Returns how many rounds left a segment abandoned (*first:
@@ -126,7 +168,25 @@ static void test_one_block(void) {
   hak_test_log("one block a round: %zu rounds, %zu with a segment stranded\n", rounds, stranded);
 }
 
+static void test_cued(void) {
+  size_t rounds = 5, first = 0;
+  pthread_t c;
+  REQUIRE(pthread_create(&c, NULL, consumer_cued, NULL) == 0);
+  hak_test_abandon_hook = abandon_hook;
+  size_t stranded = run_rounds(producer_cued, 1, rounds, &first);
+  hak_test_abandon_hook = NULL;
+  atomic_store(&cue, -1);
+  REQUIRE(pthread_join(c, NULL) == 0);
+  CHECK_MSG(atomic_load(&cues) == (int)rounds, "heap_abandon's hook ran %d times in %zu rounds",
+            atomic_load(&cues), rounds);
+  CHECK_MSG(stranded == 0,
+            "a block freed between heap_abandon's last collect and the abandonment: %zu of %zu "
+            "rounds left a segment abandoned with nothing live (first: round %zu)",
+            stranded, rounds, first);
+}
+
 int main(void) {
+  test_cued();
   test_one_block();
   size_t rounds = hak_iters(200), first = 0;
   pthread_t c[2];

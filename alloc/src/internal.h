@@ -532,6 +532,10 @@ extern HAK_INTERNAL hak_heap_t *hak_all_heaps;
 /* Counts abandonments (thread exits, fork child fixups) from 1; 64 bits,
  * so it never wraps. */
 extern HAK_INTERNAL _Atomic uint64_t hak_abandon_epoch;
+/* Tests only (NULL otherwise): heap_abandon calls it between its last
+ * collect and the abandonment of what is still live, the window where a
+ * remote free can empty a segment (test_abandon_race part 3). */
+extern HAK_INTERNAL void (*hak_test_abandon_hook)(void);
 
 /* ---- tcache.c ---------------------------------------------------------- */
 HAK_INTERNAL void tcache_reset(hak_heap_t *h);
