@@ -18,7 +18,7 @@
  * abandonment (listed with nothing live, it stranded 5-11 of 4000
  * rounds). Part 2 hits that window by chance (about 0.2% of its rounds, so
  * a mutant run could miss it); part 3 frees the block inside it on cue,
- * from heap_abandon's test hook. */
+ * from heap_abandon's test hook (hak_test_hook). */
 #include "hak_test.h"
 
 #include <pthread.h>
@@ -100,8 +100,9 @@ static void *consumer_one(void *arg) {
 static _Thread_local int is_producer;
 static atomic_int cue, cue_done, cues;
 
-static void abandon_hook(void) {
-  if (!is_producer)
+static void abandon_hook(enum hak_hook_point where, void *arg) {
+  (void)arg;
+  if (!is_producer || where != HAK_HOOK_ABANDON_COLLECTED)
     return;
   atomic_fetch_add(&cues, 1);
   atomic_store(&cue_done, 0);
@@ -172,9 +173,9 @@ static void test_cued(void) {
   size_t rounds = 5, first = 0;
   pthread_t c;
   REQUIRE(pthread_create(&c, NULL, consumer_cued, NULL) == 0);
-  hak_test_abandon_hook = abandon_hook;
+  hak_test_hook = abandon_hook;
   size_t stranded = run_rounds(producer_cued, 1, rounds, &first);
-  hak_test_abandon_hook = NULL;
+  hak_test_hook = NULL;
   atomic_store(&cue, -1);
   REQUIRE(pthread_join(c, NULL) == 0);
   CHECK_MSG(atomic_load(&cues) == (int)rounds, "heap_abandon's hook ran %d times in %zu rounds",

@@ -532,10 +532,20 @@ extern HAK_INTERNAL hak_heap_t *hak_all_heaps;
 /* Counts abandonments (thread exits, fork child fixups) from 1; 64 bits,
  * so it never wraps. */
 extern HAK_INTERNAL _Atomic uint64_t hak_abandon_epoch;
-/* Tests only (NULL otherwise): heap_abandon calls it between its last
- * collect and the abandonment of what is still live, the window where a
- * remote free can empty a segment (test_abandon_race part 3). */
-extern HAK_INTERNAL void (*hak_test_abandon_hook)(void);
+/* Tests only (NULL otherwise): called at points where another thread's
+ * action can land in a window a few instructions wide, so that a test can
+ * put it there on cue. */
+enum hak_hook_point {
+  /* heap_abandon, between its last collect and the abandonment of what is
+   * still live (arg: the heap): a remote free there can empty a segment
+   * (test_abandon_race part 3) */
+  HAK_HOOK_ABANDON_COLLECTED,
+  /* queue_find_free, a page just moved to the full list after a collect
+   * found nothing, before its notify request (arg: the page): a remote free
+   * there lands on its stack (test_notify_race) */
+  HAK_HOOK_PAGE_FULL,
+};
+extern HAK_INTERNAL void (*hak_test_hook)(enum hak_hook_point where, void *arg);
 
 /* ---- tcache.c ---------------------------------------------------------- */
 HAK_INTERNAL void tcache_reset(hak_heap_t *h);
