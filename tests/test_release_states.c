@@ -50,15 +50,23 @@ static void *free_one(void *p) {
   return NULL;
 }
 
-static void fork_restores_notify(void *arg) {
-  void *blk[8];
+/* Parts 2 and 4: fills a page P with blk[0..7] and returns it in the full
+ * list, TF_NOTIFYING, as if a thread that dies with the fork had taken it
+ * for its hand-over. */
+static hak_page_t *full_page_notifying(void **blk) {
   REQUIRE(hak_malloc(100) != NULL); /* another class: the segment stays in use */
   for (int i = 0; i < 8; i++)
     REQUIRE((blk[i] = hak_malloc(SZ)) != NULL);
   hak_page_t *P = ptr_page(ptr_segment_base(blk[0]), blk[0]);
   REQUIRE(hak_malloc(SZ) != NULL); /* P full: in the full list, TF_NOTIFY */
   REQUIRE(P->in_full && (atomic_load(&P->thread_free) & TF_MASK) == TF_NOTIFY);
-  set_state(P, TF_NOTIFYING); /* as if a thread that dies with the fork had taken it */
+  set_state(P, TF_NOTIFYING);
+  return P;
+}
+
+static void fork_restores_notify(void *arg) {
+  void *blk[8];
+  hak_page_t *P = full_page_notifying(blk);
   pid_t pid = fork();
   REQUIRE(pid >= 0);
   if (pid == 0) {
@@ -93,13 +101,7 @@ static size_t class_pages(size_t cls) {
 static void fork_collects_stranded(void *arg) {
   void *blk[8];
   size_t cls = hak_size_to_class(SZ);
-  REQUIRE(hak_malloc(100) != NULL); /* another class: the segment stays in use */
-  for (int i = 0; i < 8; i++)
-    REQUIRE((blk[i] = hak_malloc(SZ)) != NULL);
-  hak_page_t *P = ptr_page(ptr_segment_base(blk[0]), blk[0]);
-  REQUIRE(hak_malloc(SZ) != NULL); /* P full: in the full list, TF_NOTIFY */
-  REQUIRE(P->in_full && (atomic_load(&P->thread_free) & TF_MASK) == TF_NOTIFY);
-  set_state(P, TF_NOTIFYING); /* as if a thread that dies with the fork had taken it */
+  hak_page_t *P = full_page_notifying(blk);
   void *stacked[2] = {blk[3], blk[5]};
   pthread_t t;
   REQUIRE(pthread_create(&t, NULL, free_two, stacked) == 0 && pthread_join(t, NULL) == 0);
