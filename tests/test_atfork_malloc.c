@@ -3,7 +3,13 @@
  * after hakmem's prepare, which holds every hakmem lock, and before its
  * parent/child unlock: allocating from them must not deadlock (the locks are
  * no-ops for the forking thread in that window). Found by review: before the
- * fix the prepare-phase malloc below blocked for ever. */
+ * fix the prepare-phase malloc below blocked for ever.
+ *
+ * Also: a bad free in that window is named as anywhere else. A pointer past
+ * the first 4 MiB of a large block is looked up in the large-block lists
+ * under their lock, which the forking thread holds there: before, the
+ * lookup waited 100 ms for it and then called the pointer "not allocated
+ * by hakmem" (found by review). */
 #include "hak_test.h"
 
 #include <pthread.h>
@@ -21,8 +27,11 @@ static void churn(int slot) {
   blocks[slot] = p;
 }
 
-static volatile int armed; /* only the fork under test allocates in the handlers */
+static volatile int armed;      /* only the fork under test allocates in the handlers */
+static unsigned char *bad_free; /* armed == 2: the prepare handler frees this */
 static void prep(void) {
+  if (armed == 2)
+    hak_free(bad_free);
   if (armed)
     churn(0);
 }
@@ -62,6 +71,13 @@ static void fork_once(void *arg) {
   _exit(WEXITSTATUS(st) == 0 && hak_heap_check() == 0 ? 0 : 8);
 }
 
+static void fork_bad_free(void *arg) {
+  bad_free = arg;
+  armed = 2;
+  fork(); /* the prepare handler aborts */
+  _exit(9);
+}
+
 int main(void) {
   void *warm = hak_malloc(32); /* this thread has a heap before the fork */
   struct hak_child c;
@@ -71,6 +87,13 @@ int main(void) {
   CHECK_MSG(hak_child_exited(&c, 0), "fork with allocating atfork handlers: %s",
             hak_child_describe(&c, buf, sizeof buf));
   hak_child_free(&c);
+  unsigned char *lg = hak_malloc(8 << 20);
+  REQUIRE(lg != NULL);
+  char want[128];
+  snprintf(want, sizeof want, "hakmem: invalid free of %p: not the start of an allocated block\n",
+           (void *)(lg + (5 << 20)));
+  EXPECT_ABORT(fork_bad_free, lg + (5 << 20), want);
+  hak_free(lg);
   hak_free(warm);
   return hak_test_done();
 }

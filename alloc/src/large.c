@@ -435,8 +435,11 @@ bool large_recently_freed(const void *p) {
  * "not allocated by hakmem"). */
 #define LARGE_HOLDS_WAIT_MS 100
 bool large_holds(const void *p) {
+  /* in the fork window the forking thread holds the lock already (an
+   * atfork handler's bad free): it reads the lists as hak_lock lets it */
+  bool mine = hak_fork_window_owner();
   uint64_t until = 0;
-  while (pthread_mutex_trylock(&hak_large_lock) != 0) {
+  while (!mine && pthread_mutex_trylock(&hak_large_lock) != 0) {
     uint64_t now = os_now_ms();
     if (!until)
       until = now + LARGE_HOLDS_WAIT_MS;
@@ -450,7 +453,8 @@ bool large_holds(const void *p) {
     in = (uintptr_t)p - (uintptr_t)lg < lg->map_size;
   for (unsigned i = 0; i < large_cache_n && !in; i++)
     in = (uintptr_t)p - (uintptr_t)large_cache[i] < large_cache[i]->map_size;
-  pthread_mutex_unlock(&hak_large_lock);
+  if (!mine)
+    pthread_mutex_unlock(&hak_large_lock);
   return in;
 }
 
