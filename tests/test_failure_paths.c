@@ -236,6 +236,33 @@ int main(void) {
   fmt(want, sizeof want, "hakmem: double free of %p (size class %zu)\n", p, c48);
   EXPECT_ABORT(do_free_then_free_sized, p, want);
 
+  /* A second free after the block's page was emptied and given back: the
+   * memory holds no block any more, and the free is named for what it finds
+   * there (README, Bad input: a double free is named while the page still
+   * holds the block's class). */
+  enum { NREL = 5000 };
+  void **rel = calloc(NREL, sizeof *rel);
+  REQUIRE(rel != NULL);
+  for (int i = 0; i < NREL; i++)
+    REQUIRE((rel[i] = hak_malloc(40)) != NULL);
+  for (int i = 0; i < NREL; i++)
+    hak_free(rel[i]);
+  hak_thread_cache_flush(); /* the pages are empty: all but one are given back */
+  void *gone = NULL;
+  for (int i = 0; i < NREL && !gone; i++) {
+    hak_segment_t *seg = ptr_segment_base(rel[i]);
+    if (registry_kind(seg) == REG_SMALL &&
+        !slice_is_block_start(ptr_slice_entry(seg, rel[i]), rel[i]))
+      gone = rel[i];
+  }
+  free(rel);
+  CHECK_MSG(gone != NULL, "no page of 5000 freed 40-byte blocks was given back");
+  if (gone) {
+    fmt(want, sizeof want, "hakmem: invalid free of %p: not the start of an allocated block\n",
+        gone);
+    EXPECT_ABORT(do_free, gone, want);
+  }
+
   /* Double free of a large block. */
   void *big = hak_malloc(1 * MiB);
   REQUIRE(big != NULL);
