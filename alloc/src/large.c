@@ -318,8 +318,11 @@ static void cache_evict_oldest_locked(void) {
 
 /* Unmaps the cached mappings that have waited longer than
  * LARGE_CACHE_AGE_MS (the cache is oldest first). Run on every large
- * allocation and free: a program that stops using large blocks keeps its
- * cache (up to LARGE_CACHE_BYTES) only until its next large call. */
+ * allocation, realloc and free, cacheable or not: a program that stops
+ * using large blocks keeps its cache (up to LARGE_CACHE_BYTES) only until
+ * its next large call (before: only calls that could use the cache aged
+ * it, and 64 MiB stayed mapped past frees of bigger or huge-aligned
+ * blocks). */
 static void cache_age_locked(void) {
   uint64_t now = large_cache_n ? os_now_ms() : 0;
   while (large_cache_n && now - large_cache_at[0] > LARGE_CACHE_AGE_MS)
@@ -399,6 +402,8 @@ void *large_alloc(size_t size, size_t alignment, bool zero) {
   lg->alignment = map_align;
   void *p = (uint8_t *)lg + off;
   hak_lock(&hak_large_lock);
+  if (huge) /* the others aged it above */
+    cache_age_locked();
   list_add_locked(lg);
   if (huge)
     registry_set(p, REG_HUGE);
@@ -467,8 +472,8 @@ void large_free(hak_large_t *lg, void *p, const char *op) {
     err_double_free(op, p, 0);
   }
   list_unlink_locked(lg);
+  cache_age_locked(); /* every large free (before: cacheable ones only) */
   if (cacheable(lg)) {
-    cache_age_locked();
     while (large_cache_n == LARGE_CACHE_N || large_cache_bytes + lg->map_size > LARGE_CACHE_BYTES)
       cache_evict_oldest_locked();
     track_free(p, large_usable(lg));
@@ -500,6 +505,7 @@ void *large_realloc(hak_large_t *lg, void *p, size_t size) {
   }
   size_t need = round_page(off + size);
   hak_lock(&hak_large_lock);
+  cache_age_locked();
   size_t map = lg->map_size, old_req = lg->requested, keep = need;
   bool in_place = need <= map;
   if (need < map && cacheable(lg) && excess_kept(map, need))
