@@ -14,7 +14,14 @@
  *   4. freeing 8x the threshold at once purges at once, with no delay;
  *   5. an exiting thread's abandoned segments, adopted by a heap, count
  *      their free dirty slices toward its threshold: purged after the
- *      delay, not kept committed for good. */
+ *      delay, not kept committed for good;
+ *   6. the count follows segments that leave the heap (emptied, to the
+ *      segment cache) and join it (taken from the cache, dirty): after 12
+ *      MiB of segments left, 1 MiB freed is below the threshold and stays
+ *      committed past the delay (the count kept the departed segments'
+ *      bytes and purged it), and the count equals the heap's free dirty
+ *      slices at every step (it missed those of cached segments taken
+ *      again). */
 #include "hak_test.h"
 
 #include "internal.h"
@@ -203,6 +210,55 @@ static void adopted_dirty_counted(void) {
   CHECK_EQ(hak_heap_check(), 0);
 }
 
+/* The bytes of the heap's segments' free dirty slices (what its purge
+ * counter must say). */
+static size_t heap_free_dirty(void) {
+  size_t n = 0;
+  for (hak_segment_t *s = hak_tls_heap->segments; s; s = s->next)
+    n += segment_dirty_free_bytes(s);
+  return n;
+}
+
+static void counter_matches(const char *when) {
+  CHECK_MSG(hak_tls_heap->dirty_free_bytes == heap_free_dirty(),
+            "%s: purge counter %zu KiB, the heap's free dirty slices %zu KiB", when,
+            hak_tls_heap->dirty_free_bytes >> 10, heap_free_dirty() >> 10);
+  CHECK_EQ(hak_heap_check(), 0);
+}
+
+static void counter_follows_segments(void) {
+  hak_trim(0);
+  int per_seg = (int)((SLICES_PER_SEGMENT - 1) / class_slices(size_to_class(BLOCK)) *
+                      (class_slices(size_to_class(BLOCK)) * SLICE_SIZE / BLOCK));
+  int n = 3 * per_seg + 1; /* 3 segments and a block: 4 segments */
+  REQUIRE(n <= ADOPT_MAX);
+  memset(wblk, 0, sizeof wblk);
+  hak_fill_touched(wblk, n, BLOCK);
+  for (int i = 0; i < n; i++)
+    hak_free(wblk[i]), wblk[i] = NULL;
+  hak_thread_cache_flush(); /* the emptied segments leave the heap, dirty, to the cache */
+  counter_matches("after 12 MiB of segments were emptied and left");
+  unsigned char *w[64] = {0};
+  hak_fill_touched(w, 64, BLOCK); /* 1 MiB, below the threshold */
+  for (int i = 0; i < 64; i++)
+    hak_free(w[i]);
+  hak_thread_cache_flush();
+  size_t d0 = heap_free_dirty();
+  hak_sleep_ms(PURGE_DELAY_MS + 200);
+  page_frees();
+  CHECK_MSG(heap_free_dirty() + 512 * 1024 > d0,
+            "%zu KiB of free slices (below the threshold) purged after the delay: %zu KiB left",
+            d0 >> 10, heap_free_dirty() >> 10);
+  counter_matches("after the delay");
+  /* the cache's segments come back: the newest ones still dirty */
+  hak_fill_touched(wblk, n, BLOCK);
+  counter_matches("after segments were taken back from the cache");
+  for (int i = 0; i < n; i++)
+    hak_free(wblk[i]), wblk[i] = NULL;
+  hak_thread_cache_flush();
+  counter_matches("after they left again");
+}
+
 int main(void) {
   if (!hak_config_is("release") && !hak_config_is("debug"))
     hak_test_skip("resident memory is only meaningful without sanitizer runtimes");
@@ -235,5 +291,6 @@ int main(void) {
   take_resets_delay();
   burst_purges_at_once();
   adopted_dirty_counted();
+  counter_follows_segments();
   return hak_test_done();
 }

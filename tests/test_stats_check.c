@@ -282,10 +282,13 @@ static void test_print(void) {
  *  3. a large block's header claiming more bytes than its mapping holds;
  *  4. a full page's notification request lost (its state cleared), so a
  *     remote free pushes its block on the page's stack where the owner
- *     never looks. */
-static const char *const corrupt_want[] = {"thread cache entry outside", "list cycle",
-                                           "free + used != capacity", "bad large block header",
-                                           "full page's remote frees stranded"};
+ *     never looks;
+ *  5. a heap's purge count off by a slice from its segments' free dirty
+ *     slices. */
+static const char *const corrupt_want[] = {
+    "thread cache entry outside",        "list cycle",
+    "free + used != capacity",           "bad large block header",
+    "full page's remote frees stranded", "heap's purge counter differs"};
 
 static void *free_in_thread(void *p) {
   hak_free(p);
@@ -304,6 +307,9 @@ static void corrupt_child(void *arg) {
     hak_page_t *pg = ptr_page(ptr_segment_base(p), p);
     REQUIRE(pg->free != NULL && block_next(pg->free) != NULL); /* two free blocks at least */
     *(void *volatile *)pg->free = NULL;
+  } else if (k == 5) {
+    REQUIRE(hak_malloc(48) != NULL && hak_tls_heap != &hak_empty_heap);
+    hak_tls_heap->dirty_free_bytes += SLICE_SIZE;
   } else if (k == 4) {
     void *b[9];
     for (int i = 0; i < 9; i++) /* a page of 8 blocks: full, in the full list */

@@ -264,13 +264,18 @@ static void check_heap(checker_t *c, hak_heap_t *h) {
     if (listed > 1u << 24)
       break;
   }
+  size_t dirty = 0;
   for (hak_segment_t *s = h->segments; s; s = s->next) {
     if (atomic_load(&s->owner) != h)
       violation(c, "heap lists a segment it does not own", s, 0, 0);
     owned += s->used_pages;
+    dirty += segment_dirty_free_bytes(s);
   }
   if (listed != owned)
     violation(c, "pages in heap lists != pages in its segments", h, listed, owned);
+  if (dirty != h->dirty_free_bytes)
+    violation(c, "heap's purge counter differs from its segments' free dirty slices", h,
+              h->dirty_free_bytes, dirty);
 }
 
 size_t hak_heap_check(void) {

@@ -273,16 +273,32 @@ static unsigned find_run(uint64_t free_mask, size_t n) {
   return m ? (unsigned)__builtin_ctzll(m) : 0;
 }
 
+/* h->dirty_free_bytes is the bytes of h's segments' free dirty slices,
+ * exactly (hak_heap_check compares): a segment that joins h (new from the
+ * cache, adopted) adds its own, one that leaves (released) takes them
+ * away, a page's slices add when freed and subtract when taken, and a
+ * purge of all of them resets it. Before, segments joining from the cache
+ * and released ones were not counted: the counter kept the bytes of
+ * segments long gone (768 KiB of free slices were purged as if over the
+ * 8 MiB threshold) and missed those of reused cached ones (82 MiB of free
+ * slices were never purged). */
+size_t segment_dirty_free_bytes(const hak_segment_t *seg) {
+  return (size_t)__builtin_popcountll(seg->free_slices & seg->dirty_slices) * SLICE_SIZE;
+}
+
+static void heap_dirty_sub(hak_heap_t *h, size_t bytes) {
+  hak_assert(h->dirty_free_bytes >= bytes);
+  h->dirty_free_bytes = h->dirty_free_bytes > bytes ? h->dirty_free_bytes - bytes : 0;
+  if (h->dirty_free_bytes < PURGE_THRESHOLD)
+    h->purge_at_ms = 0;
+}
+
 static hak_page_t *segment_take(hak_heap_t *h, hak_segment_t *seg, size_t cls, size_t n,
                                 unsigned at) {
   uint64_t run = slice_mask(at, n);
   hak_assert(at >= 1 && at + n <= SLICES_PER_SEGMENT && (seg->free_slices & run) == run);
   bool zero = (seg->dirty_slices & run) == 0;
-  /* dirty_free_bytes is an estimate (reset by every purge): reusing dirty slices lowers it */
-  size_t reused = (size_t)__builtin_popcountll(run & seg->dirty_slices) * SLICE_SIZE;
-  h->dirty_free_bytes = h->dirty_free_bytes > reused ? h->dirty_free_bytes - reused : 0;
-  if (h->dirty_free_bytes < PURGE_THRESHOLD)
-    h->purge_at_ms = 0;
+  heap_dirty_sub(h, (size_t)__builtin_popcountll(run & seg->dirty_slices) * SLICE_SIZE);
   seg->free_slices &= ~run;
   seg->dirty_slices |= run;
   hak_page_t *pg = &seg->pages[at];
@@ -300,8 +316,7 @@ static hak_page_t *segment_take(hak_heap_t *h, hak_segment_t *seg, size_t cls, s
 void segment_adopt(hak_heap_t *h, hak_segment_t *seg) {
   heap_link_segment(h, seg); /* linked before owned: see segment_fork_fixup */
   /* its free dirty slices now count toward this heap's purge threshold */
-  h->dirty_free_bytes +=
-      (size_t)__builtin_popcountll(seg->free_slices & seg->dirty_slices) * SLICE_SIZE;
+  h->dirty_free_bytes += segment_dirty_free_bytes(seg);
   atomic_store_explicit(&seg->owner, h, memory_order_release);
   for (unsigned i = 1; i < SLICES_PER_SEGMENT; i++) {
     hak_page_t *pg = &seg->pages[i];
@@ -400,6 +415,7 @@ hak_page_t *segment_page_alloc(hak_heap_t *h, size_t cls) {
   if (!seg)
     return NULL;
   heap_link_segment(h, seg); /* linked before owned: see segment_fork_fixup */
+  h->dirty_free_bytes += segment_dirty_free_bytes(seg); /* a cached one's, not purged yet */
   atomic_store_explicit(&seg->owner, h, memory_order_relaxed);
   return segment_take(h, seg, cls, n, find_run(seg->free_slices, n));
 }
@@ -423,6 +439,7 @@ bool segment_page_free(hak_heap_t *h, hak_segment_t *seg, hak_page_t *pg) {
   h->dirty_free_bytes += n * SLICE_SIZE;
   if (seg->used_pages == 0 && (h->segments != seg || seg->next)) {
     heap_unlink_segment(h, seg);
+    heap_dirty_sub(h, segment_dirty_free_bytes(seg));
     segment_release(seg);
     return true;
   }
