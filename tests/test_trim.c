@@ -3,7 +3,9 @@
  *   1. the calling thread's heap, its cached blocks flushed first (a class
  *      whose freed blocks sit in the cache keeps one page at most);
  *   2. another, living thread's heap, while that thread waits;
- *   3. the segments a thread left abandoned at exit (live blocks in them);
+ *   3. the segments a thread left abandoned at exit (live blocks in them),
+ *      also when other threads' frees emptied its pages (collected at its
+ *      exit, left carved for an adopter: given back by hak_trim);
  *   4. the segment cache (a thread that freed everything and exited);
  *   5. the large-block cache.
  * Each part frees a few dozen MiB, which the purge delay keeps resident
@@ -95,6 +97,15 @@ static void *exiting(void *arg) {
   return NULL;
 }
 
+/* 3b. its blocks freed by this thread while it lives, then it exits */
+static void *exits_after_remote(void *arg) {
+  (void)arg;
+  alloc_all();
+  pthread_barrier_wait(&bar); /* allocated */
+  pthread_barrier_wait(&bar); /* main freed them */
+  return NULL;
+}
+
 static void run_exiting(const char *what, int pin, size_t want) {
   size_t base = hak_statm_bytes(1);
   pthread_t t;
@@ -151,6 +162,17 @@ int main(void) {
       hak_free(blk[i]); /* the pinned blocks the thread left */
       blk[i] = NULL;
     }
+  hak_trim(0);
+  REQUIRE(pthread_barrier_init(&bar, NULL, 2) == 0);
+  size_t base = hak_statm_bytes(1);
+  REQUIRE(pthread_create(&t, NULL, exits_after_remote, NULL) == 0);
+  pthread_barrier_wait(&bar);
+  free_blocks(PIN); /* remote frees: the pages empty at the thread's exit */
+  pthread_barrier_wait(&bar);
+  REQUIRE(pthread_join(t, NULL) == 0);
+  pthread_barrier_destroy(&bar);
+  trim_and_check("abandoned segments emptied by remote frees", base + FREED / 2, FREED / 2);
+  free_blocks(0);
   hak_trim(0);
   run_exiting("cached segments", 0, SEGMENT_CACHE_DIRTY * SEGMENT_SIZE / 2);
 
