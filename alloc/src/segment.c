@@ -200,9 +200,10 @@ static void page_give_back_slices(hak_segment_t *seg, hak_page_t *pg);
  * memory back. No block of theirs is live (`used` counted the live blocks
  * at the abandonment, frees since then push without lowering it, and
  * nothing allocates from an abandoned segment), so no free can come to
- * them; their slices go back to the segment's free ones. A segment whose pages are all empty keeps
- * them (an adopter gives it back). Before, a thread that exited with 8 blocks live kept about 23
- * MiB of emptied pages resident through hak_trim. */
+ * them; their slices go back to the segment's free ones. A segment whose
+ * pages are all empty keeps them (an adopter gives it back). Before, a
+ * thread that exited with 8 blocks live kept about 23 MiB of emptied pages
+ * resident through hak_trim. */
 static void abandoned_give_back_empty_locked(hak_segment_t *seg) {
   unsigned empty = 0;
   hak_page_t *pg;
