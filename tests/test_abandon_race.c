@@ -113,9 +113,18 @@ static void abandon_hook(enum hak_hook_point where, void *arg) {
 
 static void *producer_cued(void *arg) {
   is_producer = 1;
+  /* pages of blocks freed before: the segment holds free dirty slices
+   * when its last block goes (the purge count's release path; found by a
+   * helper: a debug assertion) */
+  void *before[256];
+  for (int i = 0; i < 256; i++)
+    REQUIRE((before[i] = hak_malloc(SIZE)) != NULL);
   one_block = hak_malloc(SIZE);
   REQUIRE(one_block != NULL);
-  return NULL; /* the consumer frees it on cue, while this thread exits */
+  for (int i = 0; i < 256; i++)
+    hak_free(before[i]);
+  hak_thread_cache_flush();
+  return NULL; /* the consumer frees one_block on cue, while this thread exits */
 }
 
 static void *consumer_cued(void *arg) {

@@ -220,9 +220,12 @@ void heap_abandon(hak_heap_t *h, bool in_fork_child) {
       segment_release(s);
       hak_lock(&hak_global_lock);
     } else if (!segment_abandon_locked(s, false)) {
-      /* its last blocks were freed since step 3: give its pages back */
+      /* its last blocks were freed since step 3: give its pages back (its
+       * free dirty slices counted as h's again, so the release takes away
+       * what was counted: heap_reset cleared the count) */
       hak_unlock(&hak_global_lock);
       s->next = s->prev = NULL; /* h->segments is NULL after heap_reset */
+      h->dirty_free_bytes = segment_dirty_free_bytes(s);
       give_back_pages(h, s);
       h->dirty_free_bytes = 0;
       h->purge_at_ms = 0;
