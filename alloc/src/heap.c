@@ -42,7 +42,14 @@ static hak_heap_t *heap_chunk_next, *heap_chunk_end; /* structs not handed out y
 static uint32_t heap_count;
 
 _Atomic int hak_fork_active;
-pthread_t hak_fork_owner;
+_Atomic(pthread_t) hak_fork_owner;
+/* One fork at a time through hakmem's handlers: glibc runs the prepare
+ * handlers of concurrent forks at the same time, and two forkers shared the
+ * heaps' fork_locked flags and the fork window (one forked with heaps the
+ * other had already unlocked, or locked by threads its child lacks: 3-4 of
+ * 2000 children hung in a helper's probe, and TSan reported the flags).
+ * Taken first in fork_prepare, released by fork_parent and fork_child. */
+static pthread_mutex_t fork_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static pthread_key_t heap_key;
 
@@ -306,6 +313,7 @@ void heap_lock_wait(hak_heap_lock_t *l) {
  * then the global locks. Lock order everywhere: heap, then global, then
  * large. A heap created while we were locking is caught by the re-check. */
 static void fork_prepare(void) {
+  pthread_mutex_lock(&fork_lock);
   for (;;) {
     pthread_mutex_lock(&hak_global_lock);
     hak_heap_t *head = hak_all_heaps;
@@ -321,7 +329,7 @@ static void fork_prepare(void) {
     pthread_mutex_unlock(&hak_global_lock);
   }
   pthread_mutex_lock(&hak_large_lock);
-  hak_fork_owner = pthread_self();
+  atomic_store_explicit(&hak_fork_owner, pthread_self(), memory_order_relaxed);
   atomic_store_explicit(&hak_fork_active, 1, memory_order_release);
 }
 
@@ -342,6 +350,7 @@ static void fork_unlock_all(void) {
 
 static void fork_parent(void) {
   fork_unlock_all();
+  pthread_mutex_unlock(&fork_lock);
 }
 
 /* A dead thread may have been inside a fast path at the fork: its page's
@@ -398,6 +407,7 @@ static void fork_child(void) {
       heap_abandon(h, true);
     }
   segment_fork_fixup();
+  pthread_mutex_unlock(&fork_lock); /* held by this thread, as in the parent */
 }
 
 /* Test-only: back to the state of a fresh process (see hakmem.h). */

@@ -491,10 +491,10 @@ static inline hak_page_t *queue_first(const hak_heap_t *h, size_t cls) {
  * malloc from another atfork handler running in that window (on the forking
  * thread) must not block on them, so for that thread they are no-ops. */
 extern HAK_INTERNAL _Atomic int hak_fork_active;
-extern HAK_INTERNAL pthread_t hak_fork_owner;
+extern HAK_INTERNAL _Atomic(pthread_t) hak_fork_owner;
 static inline bool hak_fork_window_owner(void) {
   return unlikely(atomic_load_explicit(&hak_fork_active, memory_order_acquire)) &&
-         pthread_equal(hak_fork_owner, pthread_self());
+         pthread_equal(atomic_load_explicit(&hak_fork_owner, memory_order_relaxed), pthread_self());
 }
 static inline void hak_lock(pthread_mutex_t *m) {
   if (!hak_fork_window_owner())

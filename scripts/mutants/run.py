@@ -282,7 +282,7 @@ def selection(root, makej, scale):
     S.append(Check("tsan/stress", "", ["env", "THREADS=4", "CHUNKS=1024", "DURATION=2",
                                        "HAK_RESULTS=build/mutant-stress.tsv",
                                        "scripts/stress.sh", "run", "tsan"], timeout=300))
-    tests_of("tsan", ["test_mt_smoke", "test_thread_exit"], wrap=NOASLR)
+    tests_of("tsan", ["test_mt_smoke", "test_thread_exit", "test_fork_concurrent"], wrap=NOASLR)
     S.append(Check("fuzz/replay-tsan", "", ["fuzz/replay.sh", "-m", "tsan", "fuzz_mt"], timeout=400))
     # 6. release stress: all six programs, content and heap checks, watchdog
     S.append(Check("release/stress-build", "", mk + ["CONFIG=release", "stress-bins"] +
