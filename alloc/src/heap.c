@@ -163,10 +163,6 @@ void heap_drain_delayed(hak_heap_t *h) {
   }
 }
 
-#define FOR_EACH_PAGE(seg, pg)                                                                     \
-  for (unsigned pi_ = 1; pi_ < SLICES_PER_SEGMENT; pi_++)                                          \
-    if (((pg) = &(seg)->pages[pi_]), (seg)->slice_head[pi_] == pi_ && (pg)->in_use)
-
 /* Gives back every page of `s`, none of them holding a block (h's lock
  * held): the last one releases the segment. A page an abandonment marked
  * (TF_ABANDONED) is unmarked first. */
@@ -233,9 +229,7 @@ void heap_abandon(hak_heap_t *h, bool in_fork_child) {
       hak_unlock(&hak_global_lock);
       s->next = s->prev = NULL; /* h->segments is NULL after heap_reset */
       h->dirty_free_bytes = segment_dirty_free_bytes(s);
-      give_back_pages(h, s);
-      h->dirty_free_bytes = 0;
-      h->purge_at_ms = 0;
+      give_back_pages(h, s); /* the count is 0 again once the segment goes */
       hak_lock(&hak_global_lock);
     }
     s = next;
@@ -358,11 +352,9 @@ static void fork_parent(void) {
  * Blocks in its thread cache count as used here; heap_abandon's
  * tcache_flush_all then gives them back. */
 static void heap_repair_counts(hak_heap_t *h) {
+  hak_page_t *pg;
   for (hak_segment_t *s = h->segments; s; s = s->next)
-    for (unsigned i = 1; i < SLICES_PER_SEGMENT; i++) {
-      hak_page_t *pg = &s->pages[i];
-      if (s->slice_head[i] != i || !pg->in_use)
-        continue;
+    FOR_EACH_PAGE(s, pg) {
       uint32_t n = 0;
       for (hak_block_t *b = pg->free; b; b = block_next(b))
         n++;

@@ -431,6 +431,10 @@ HAK_INTERNAL uint64_t os_random_seed(void);
 HAK_INTERNAL uint64_t os_now_ms(void);
 
 /* ---- segment.c --------------------------------------------------------- */
+/* Every page of `seg` in use, as `pg` (the head page of each run). */
+#define FOR_EACH_PAGE(seg, pg)                                                                     \
+  for (unsigned pi_ = 1; pi_ < SLICES_PER_SEGMENT; pi_++)                                          \
+    if (((pg) = &(seg)->pages[pi_]), (seg)->slice_head[pi_] == pi_ && (pg)->in_use)
 HAK_INTERNAL hak_page_t *segment_page_alloc(hak_heap_t *h, size_t cls);
 HAK_INTERNAL size_t segment_dirty_free_bytes(const hak_segment_t *seg);
 HAK_INTERNAL bool segment_page_free(hak_heap_t *h, hak_segment_t *seg, hak_page_t *pg);

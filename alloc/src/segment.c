@@ -83,11 +83,11 @@ bool segment_abandon_locked(hak_segment_t *seg, bool even_empty) {
                         atomic_load_explicit(&hak_abandon_epoch, memory_order_relaxed),
                         memory_order_relaxed);
   atomic_store_explicit(&seg->abandoned_frees, 0, memory_order_relaxed);
-  for (unsigned i = 1; i < SLICES_PER_SEGMENT; i++)
-    if (seg->slice_head[i] == i && seg->pages[i].in_use) {
-      page_collect_abandoned(&seg->pages[i]);
-      live += seg->pages[i].used;
-    }
+  hak_page_t *pg;
+  FOR_EACH_PAGE(seg, pg) {
+    page_collect_abandoned(pg);
+    live += pg->used;
+  }
   atomic_store_explicit(&seg->abandoned_live, live, memory_order_relaxed);
   /* nothing live: no free would ever come to reclaim it; the caller gives
    * it back instead (its pages all empty, no remote free can arrive) */
@@ -207,14 +207,15 @@ static void page_give_back_slices(hak_segment_t *seg, hak_page_t *pg);
 static void abandoned_give_back_empty_locked(hak_segment_t *seg) {
   unsigned empty = 0;
   hak_page_t *pg;
-  for (unsigned i = 1; i < SLICES_PER_SEGMENT; i++)
-    if (seg->slice_head[i] == i && (pg = &seg->pages[i])->in_use)
-      empty += pg->used == 0;
+  FOR_EACH_PAGE(seg, pg) {
+    empty += pg->used == 0;
+  }
   if (empty == seg->used_pages)
     return;
-  for (unsigned i = 1; i < SLICES_PER_SEGMENT; i++)
-    if (seg->slice_head[i] == i && (pg = &seg->pages[i])->in_use && pg->used == 0)
+  FOR_EACH_PAGE(seg, pg) {
+    if (pg->used == 0)
       page_give_back_slices(seg, pg);
+  }
 }
 
 /* hak_trim's part of the segments no heap owns (global lock held): every
@@ -346,10 +347,8 @@ void segment_adopt(hak_heap_t *h, hak_segment_t *seg) {
   /* its free dirty slices now count toward this heap's purge threshold */
   h->dirty_free_bytes += segment_dirty_free_bytes(seg);
   atomic_store_explicit(&seg->owner, h, memory_order_release);
-  for (unsigned i = 1; i < SLICES_PER_SEGMENT; i++) {
-    hak_page_t *pg = &seg->pages[i];
-    if (seg->slice_head[i] != i || !pg->in_use)
-      continue;
+  hak_page_t *pg;
+  FOR_EACH_PAGE(seg, pg) {
     page_clear_notify(pg, true); /* TF_ABANDONED: remote frees push again */
     page_collect(pg);
     /* an empty page is kept (carved, ready) if it is the only page of its
@@ -448,8 +447,6 @@ hak_page_t *segment_page_alloc(hak_heap_t *h, size_t cls) {
   return segment_take(h, seg, cls, n, find_run(seg->free_slices, n));
 }
 
-/* Returns an empty page's slices to its segment (page already unqueued).
- * Returns true when that released the whole segment. */
 /* An empty, unlisted page's slices back to its segment's free slices. */
 static void page_give_back_slices(hak_segment_t *seg, hak_page_t *pg) {
   hak_assert(pg->used == 0 && pg->in_use && !pg->in_full);
@@ -466,6 +463,8 @@ static void page_give_back_slices(hak_segment_t *seg, hak_page_t *pg) {
   seg->used_pages--;
 }
 
+/* Returns an empty page's slices to its segment (page already unqueued).
+ * Returns true when that released the whole segment. */
 bool segment_page_free(hak_heap_t *h, hak_segment_t *seg, hak_page_t *pg) {
   size_t n = pg->slice_count;
   page_give_back_slices(seg, pg);
