@@ -5,7 +5,8 @@
 #
 #   make CONFIG=release lib bench-bins build/release/bench/pageprobe \
 #        build/release/stress/{<prog>,<prog>.libc,bench_random_mixed.libc}
-#   make CONFIG=tsan build/tsan/stress/{larson,remote_free,thread_churn}
+#   make CONFIG=tsan build/tsan/stress/{larson,remote_free,thread_churn} \
+#        build/tsan/tests/<each of MT_TESTS below> (and release's)
 #   mkdir .peers && cp /lib/x86_64-linux-gnu/lib{mimalloc,jemalloc,tcmalloc_minimal}.so.* .peers/
 #
 # Then, there, with build/release, build/tsan and .peers copied into the
@@ -19,6 +20,13 @@
 #      REL_S (3) seconds a program:
 #      OUT/stress.tsv (one PASS/FAIL/HANG line a run) and the logs of
 #      failed runs
+#   4. the multithreaded tests (MT_TESTS) in a loop, MT_TSAN_S (100) seconds
+#      from MT_TSAN_DIR (build/tsan/tests) and MT_REL_S (50) seconds from
+#      build/release/tests, HAK_TEST_SCALE=2: OUT/mt-tests.txt (rounds, and
+#      one line per failed run; exit 77, a test skipped in that build, is
+#      not a failure) and the logs of failed runs. The whole tsan tests
+#      folder is too large to copy along; build the list, copy those to a
+#      folder of its own and name it in MT_TSAN_DIR.
 # SCALING_REV names the revision built (the copied tree's git may be stale).
 # Exit status: non-zero when a peer library is missing from .peers, or a
 # hakmem bench run or any stress run failed.
@@ -58,6 +66,31 @@ for t in ${TSAN_THREADS:-8 16}; do
   CELL=t$t THREADS=$t DURATION=${TSAN_S:-5} NO_BUILD=1 JOBS=1 scripts/stress.sh run tsan || rc=1
 done
 CELL=t${REL_THREADS:-16} THREADS=${REL_THREADS:-16} DURATION=${REL_S:-3} NO_BUILD=1 JOBS=1 scripts/stress.sh run release prefixed preload || rc=1
+
+MT_TESTS=${MT_TESTS:-test_abandon_race test_exit_malloc test_failure_paths test_fork test_fork_concurrent test_mt_smoke test_notify_race test_page_reuse test_purge_delay test_reclaim_on_free test_release_states test_segment_cache test_stats_check test_thread_exit test_trim}
+# mt_loop NAME DIR SECONDS: every test of MT_TESTS, round after round
+mt_loop() {
+  local end=$((SECONDS + $3)) r=0 t st
+  while [ $SECONDS -lt $end ]; do
+    r=$((r + 1))
+    for t in $MT_TESTS; do
+      HAK_TEST_SCALE=2 timeout 90 "$2/$t" >"$OUT/mt.log" 2>&1
+      st=$?
+      if [ $st != 0 ] && [ $st != 77 ]; then
+        echo "$1 $t round $r: exit $st" >>"$OUT/mt-tests.txt"
+        mv "$OUT/mt.log" "$OUT/mt-fail-$1-$t-$r.log"
+        rc=1
+      fi
+    done
+  done
+  echo "$1: $r rounds" >>"$OUT/mt-tests.txt"
+}
+: >"$OUT/mt-tests.txt"
+TSAN_OPTIONS="halt_on_error=1 exitcode=66 suppressions=$PWD/tsan/tsan.supp" \
+  mt_loop tsan "${MT_TSAN_DIR:-build/tsan/tests}" "${MT_TSAN_S:-100}"
+mt_loop release build/release/tests "${MT_REL_S:-50}"
+rm -f "$OUT/mt.log"
+
 # the logs of failed runs (the results name them)
 if awk -F'\t' 'NR > 1 && $3 != "PASS" { bad = 1 } END { exit !bad }' "$HAK_RESULTS"; then
   tar czf "$OUT/failed-logs.tgz" build/logs 2>/dev/null
