@@ -70,15 +70,23 @@ CELL=t${REL_THREADS:-16} THREADS=${REL_THREADS:-16} DURATION=${REL_S:-3} NO_BUIL
 MT_TESTS=${MT_TESTS:-test_abandon_race test_exit_malloc test_failure_paths test_fork test_fork_concurrent test_mt_smoke test_notify_race test_page_reuse test_purge_delay test_reclaim_on_free test_release_states test_segment_cache test_stats_check test_thread_exit test_trim}
 # mt_loop NAME DIR SECONDS: every test of MT_TESTS, round after round
 mt_loop() {
-  local end=$((SECONDS + $3)) r=0 t st
+  local end=$((SECONDS + $3)) r=0 t st tests=
+  for t in $MT_TESTS; do
+    if [ -x "$2/$t" ]; then tests="$tests $t"; else
+      echo "$1 $t: $2/$t missing" >>"$OUT/mt-tests.txt"
+      rc=1
+    fi
+  done
+  [ -n "$tests" ] || return
   while [ $SECONDS -lt $end ]; do
     r=$((r + 1))
-    for t in $MT_TESTS; do
+    for t in $tests; do
       HAK_TEST_SCALE=2 timeout 90 "$2/$t" >"$OUT/mt.log" 2>&1
       st=$?
       if [ $st != 0 ] && [ $st != 77 ]; then
         echo "$1 $t round $r: exit $st" >>"$OUT/mt-tests.txt"
-        mv "$OUT/mt.log" "$OUT/mt-fail-$1-$t-$r.log"
+        # the first failed run's log of each test
+        [ -e "$OUT/mt-fail-$1-$t.log" ] || mv "$OUT/mt.log" "$OUT/mt-fail-$1-$t.log"
         rc=1
       fi
     done
