@@ -484,25 +484,47 @@ int main(void) {
   char want[128];
   snprintf(want, sizeof want, "hakmem: double free of %p (large block)\n", (void *)small);
   EXPECT_ABORT(do_free_twice, small, want);
-  hak_free(small);
   hak_free(rest);
   /* a cached mapping more than 1.5 times the request is cut too: the 5 MiB
-   * one for 3.2 MiB (the 3 MiB one is too small; under valgrind, where
-   * nothing moves, `rest` was a new 4 MiB mapping) */
+   * one for 3.2 MiB. `small` stays live: cached, its 3 MiB mapping would
+   * grow in place to 3.2 MiB instead (fewer pages move). Under valgrind,
+   * where nothing moves, `rest` was a new 4 MiB mapping. */
   size_t vm_before_cut = hak_statm_bytes(0);
   unsigned char *mid = hak_malloc(3 * MiB + MiB / 5);
   REQUIRE(mid != NULL);
+  CHECK_MSG(mid == rest || !moves_pages(),
+            "a 3.2 MiB block did not take the cached 5 MiB mapping at %p (got %p)", (void *)rest,
+            (void *)mid);
   CHECK_MSG(!moves_pages() || !mapped_after(mid, 3 * MiB + MiB / 5),
             "a 3.2 MiB block kept the rest of a 5 MiB mapping (1.56 times its size)");
+  /* the block kept the mapping's pages (under valgrind: new, undefined ones) */
+  CHECK(!moves_pages() || pages_not(mid, 3 * MiB, 0x44) == 0);
   /* its 1.8 MiB excess, smaller than the block, was moved to a range of its
    * own and stays cached: nothing was unmapped (not under TSan, which maps
-   * shadow memory for every new range) */
+   * shadow memory for every new range) ... */
   size_t vm_after_cut = hak_statm_bytes(0);
   CHECK_MSG(!moves_pages() || hak_config_is("tsan") || vm_after_cut + MiB / 2 >= vm_before_cut,
             "cutting a 5 MiB mapping for a 3.2 MiB block unmapped its excess: %zu -> %zu KiB "
             "mapped",
             vm_before_cut >> 10, vm_after_cut >> 10);
+  /* ... and a 1.6 MiB block gets its pages, resident and holding the old
+   * blocks' bytes (0x44 of `rest`, then 0x11 of `big`), from somewhere
+   * else than the cut mapping */
+  unsigned char *tail = hak_malloc(MiB + MiB * 3 / 5);
+  REQUIRE(tail != NULL);
+  size_t tail_res = resident_pages(tail, MiB + MiB * 3 / 5), tail_zero = 0;
+  for (size_t off = 4096; moves_pages() && off < MiB + MiB / 2; off += 4096)
+    tail_zero += tail[off] != 0x44 && tail[off] != 0x11;
+  CHECK_MSG(!moves_pages() || (tail_res >= 410 * 9 / 10 && tail_zero == 0),
+            "a 1.6 MiB block after a 5 MiB mapping was cut to 3.2 MiB: %zu of 410 pages "
+            "resident, %zu without the old bytes (the excess cut off was not kept)",
+            tail_res, tail_zero);
+  CHECK_MSG(tail + MiB <= mid || tail >= mid + 3 * MiB + MiB / 5,
+            "a 1.6 MiB block at %p overlaps the live 3.2 MiB block at %p", (void *)tail,
+            (void *)mid);
+  hak_free(tail);
   hak_free(mid);
+  hak_free(small);
   CHECK_EQ(hak_heap_check(), 0);
 
   move_pieces();
