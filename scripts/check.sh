@@ -10,8 +10,11 @@
 #               test_large_cache
 #               under valgrind memcheck with a small HAK_TEST_SCALE (0.25)
 #   *.cpp tests (release, debug) with LD_PRELOAD of that config's libhakmem.so
-# then scripts/test-preload.sh (real programs under LD_PRELOAD) and a smoke
-# run of the stress programs.
+# then scripts/test-drivers.sh (check/drivers: a driver that dies part way
+# is a FAIL), scripts/test-preload.sh (real programs under LD_PRELOAD) and a
+# smoke run of the stress programs. test-preload.sh and check.d's stress.sh
+# runs are drivers (run_driver): one that dies before its end records
+# <name>/completed FAIL.
 #
 # Output: one line per check, `PASS|FAIL|SKIP|HANG  <config>  <check>  <s>s`;
 # full logs in build/logs/<config>/<check>.log; results in
@@ -124,9 +127,13 @@ for cfg in $CONFIGS; do
   fi
 done
 
+# run_driver's bookkeeping (below and in check.d) against planted drivers
+echo "==> check: [check] scripts/test-drivers.sh"
+run_check check drivers scripts/test-drivers.sh || true
+
 if [ "${CHECK_PRELOAD:-1}" = 1 ]; then
   echo "==> check: [release-preload] scripts/test-preload.sh"
-  CHECK_APPEND=1 scripts/test-preload.sh || true # its results are in the TSV
+  CHECK_APPEND=1 run_driver test-preload scripts/test-preload.sh || true # its results are in the TSV
 fi
 
 if [ "${CHECK_STRESS:-1}" = 1 ] && compgen -G 'stress/*.c' >/dev/null; then

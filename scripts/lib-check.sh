@@ -100,3 +100,37 @@ totals_line() {
     printf '%d passed, %d failed\n' "$p" "$f"
   fi
 }
+
+# Drivers: scripts that run and record many checks of their own
+# (test-preload.sh, stress.sh run ...) and exit non-zero when one of them
+# failed. One that dies part way (an unset variable under set -u, a missing
+# tool) exits non-zero too, and the checks after that point are never
+# recorded: a run that looks like "6 passed, 0 failed". So a driver's last
+# step is driver_done, and run_driver records <name>/completed FAIL for a
+# run that never got there.
+#
+# The mark file is this process's alone: sourcing this file takes it out of
+# the environment, so a driver started by this one does not mark for it.
+_hak_driver_mark=${HAK_DRIVER_MARK:-}
+unset HAK_DRIVER_MARK
+
+# driver_done: this driver got to its end (whatever its checks found).
+driver_done() {
+  [ -z "$_hak_driver_mark" ] || echo done >"$_hak_driver_mark"
+}
+
+# run_driver <name> <command...>: runs a driver; returns its status, or 1
+# (with the FAIL row) when it did not reach driver_done.
+run_driver() {
+  local name=$1 mark rc=0
+  shift
+  mark=$(mktemp)
+  HAK_DRIVER_MARK=$mark "$@" || rc=$?
+  if [ ! -s "$mark" ]; then
+    echo "check: $name exited with status $rc before its end"
+    record check "$name/completed" FAIL 0.0
+    rc=1
+  fi
+  rm -f "$mark"
+  return $rc
+}

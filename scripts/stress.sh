@@ -126,7 +126,7 @@ build() {
   # caller that goes on, as check.d/20-stress.sh does, would otherwise lose
   # every check of this configuration without a trace)
   # shellcheck disable=SC2086
-  RUN_TIMEOUT=900 run_check "$cfg" stress/build make -s -j"$JOBS" CONFIG="$cfg" $targets || exit 1
+  RUN_TIMEOUT=900 run_check "$cfg" stress/build make -s -j"$JOBS" CONFIG="$cfg" $targets || { driver_done; exit 1; } # the FAIL row says why
 }
 
 cmd_run() {
@@ -249,6 +249,7 @@ case ${1:-} in
   watchdog-test) shift; cmd_watchdog_test "$@" ;;
   *) sed -n '2,20p' "$0"; exit 1 ;;
 esac
+driver_done
 if [ "$FAILED" -gt 0 ]; then
   echo "==> stress: $FAILED failure(s)"
   exit 1

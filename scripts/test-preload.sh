@@ -178,6 +178,7 @@ fi
 if [ ! -e "$SO" ]; then
   record "$CFG" libhakmem.so FAIL 0.0
   echo "   ($SO does not exist; preload cases not run)"
+  driver_done
   exit 1
 fi
 mkdir -p "$PRE_DIR"
@@ -247,4 +248,5 @@ else
   fail=1
 fi
 
+driver_done
 exit $fail

@@ -16,9 +16,9 @@ cd "$(dirname "$0")/../.." || exit 1
 export HAK_RESULTS=${HAK_RESULTS:-build/check-results.tsv}
 export THREADS=4 CHUNKS=1024
 
-DURATION=2 scripts/stress.sh run tsan || true
-DURATION=1 scripts/stress.sh run asan || true
-DURATION=1 scripts/stress.sh run release prefixed preload || true
+DURATION=2 run_driver stress-run-tsan scripts/stress.sh run tsan || true
+DURATION=1 run_driver stress-run-asan scripts/stress.sh run asan || true
+DURATION=1 run_driver stress-run-release scripts/stress.sh run release prefixed preload || true
 run_check release stress/watchdog-test scripts/stress.sh watchdog-test release || true
 RUN_TIMEOUT=900 run_check tsan stress/planted env PLANT_RELEASE=0 DURATION=3 PLANT_DIR="$PWD/build/planted" \
   scripts/stress-planted.sh || true
