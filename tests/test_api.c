@@ -10,6 +10,7 @@
 
 #include <pthread.h>
 #include <stddef.h>
+#include <stdbool.h>
 
 #define MiB ((size_t)1 << 20)
 #define SENTINEL ((void *)(uintptr_t)0x5eed5eed5eedull)
@@ -36,22 +37,56 @@ static size_t live_blocks(void) {
   return st.live_blocks;
 }
 
-/* Writes the whole usable size of a block. Blocks above 4 MiB (1 MiB in slow
- * configurations) get their first and last 256 KiB and one byte per 64 KiB:
- * faulting in every page of the 64 MiB-aligned cases costs seconds. */
-static void touch(void *p, size_t u, const char *what) {
+/* Writes byte v over the whole usable size of a block. Blocks above 4 MiB
+ * (1 MiB in slow configurations) get their first and last 256 KiB and one
+ * byte per 64 KiB: faulting in every page of the 64 MiB-aligned cases costs
+ * seconds. kept() reads the same bytes back; call it after another call
+ * into the allocator (the compiler cannot fold the reads into the writes,
+ * and a block handed out twice or overlapping another shows). */
+static const size_t touch_edge = 256 * 1024;
+
+static bool touch_all(size_t u) {
+  return u <= (hak_test_slowdown() <= 2 ? 4 * MiB : 1 * MiB);
+}
+
+static void touch(void *p, size_t u, unsigned char v) {
   unsigned char *b = p;
-  const size_t edge = 256 * 1024;
-  if (u <= (hak_test_slowdown() <= 2 ? 4 * MiB : 1 * MiB)) {
-    memset(b, 0xa5, u);
-  } else {
-    memset(b, 0xa5, edge);
-    memset(b + u - edge, 0xa5, edge);
-    for (size_t i = edge; i < u - edge; i += 64 * 1024)
-      b[i] = 0xa5;
+  if (touch_all(u)) {
+    memset(b, v, u);
+    return;
   }
-  CHECK_MSG(b[0] == 0xa5 && b[u - 1] == 0xa5, "%s: block %p (usable %zu) did not keep a write",
-            what, p, u);
+  memset(b, v, touch_edge);
+  memset(b + u - touch_edge, v, touch_edge);
+  for (size_t i = touch_edge; i < u - touch_edge; i += 64 * 1024)
+    b[i] = v;
+}
+
+/* How many of the bytes [from, to) of b, every step-th, are not v;
+ * *first: the offset of the first (unchanged when none). */
+static size_t differ(const unsigned char *b, size_t from, size_t to, size_t step, unsigned char v,
+                     size_t *first) {
+  size_t bad = 0;
+  for (size_t i = from; i < to; i += step) {
+    if (b[i] != v && !bad++ && i < *first)
+      *first = i;
+  }
+  return bad;
+}
+
+static void kept(const void *p, size_t u, unsigned char v, const char *what) {
+  const unsigned char *b = p;
+  size_t first = u, bad;
+  if (touch_all(u)) {
+    bad = differ(b, 0, u, 1, v, &first);
+  } else {
+    bad = differ(b, 0, touch_edge, 1, v, &first);
+    bad += differ(b, touch_edge, u - touch_edge, 64 * 1024, v, &first);
+    bad += differ(b, u - touch_edge, u, 1, v, &first);
+  }
+  CHECK_MSG(bad == 0,
+            "%s: block %p (usable %zu) did not keep its bytes 0x%02x: %zu differ, the first at "
+            "offset %zu",
+            what, p, u, v, bad, first);
 }
 
 static void test_malloc_zero(void) {
@@ -311,12 +346,22 @@ static void aligned_range(size_t lo, size_t hi) {
                     name, a, sz, p, k + 1, want);
           size_t u = hak_usable_size(p);
           CHECK_MSG(u >= sz, "%s(%zu, %zu): usable size %zu", name, a, sz, u);
-          touch(p, u, name);
+          touch(p, u, (unsigned char)(0xa0 + k));
           live[k] = p;
+        }
+        /* written again last to first: a block that reaches past its end
+         * damages the next one after that one's write */
+        for (int k = LIVE - 1; k >= 0; k--) {
+          if (live[k])
+            touch(live[k], hak_usable_size(live[k]), (unsigned char)(0xa0 + k));
         }
         for (int k = 0; k < LIVE; k++) {
           if (!live[k])
             continue;
+          /* each block kept its own bytes while the others were written */
+          char what[64];
+          snprintf(what, sizeof what, "%s(%zu, %zu) #%d", name, a, sz, k);
+          kept(live[k], hak_usable_size(live[k]), (unsigned char)(0xa0 + k), what);
           if (api == 0)
             hak_free_aligned_sized(live[k], a, sz);
           else if (api == 1)
@@ -405,7 +450,9 @@ static void test_valloc(void) {
     CHECK_MSG(hak_is_aligned(p, page), "valloc(%zu) = %p", n, p);
     size_t u = hak_usable_size(p);
     CHECK_GE(u, n);
-    touch(p, u, "valloc");
+    touch(p, u, 0xa5);
+    CHECK_EQ(hak_usable_size(p), u);
+    kept(p, u, 0xa5, "valloc");
     hak_free(p);
 
     p = hak_pvalloc(n);
@@ -414,7 +461,9 @@ static void test_valloc(void) {
     u = hak_usable_size(p);
     size_t rounded = (n + page - 1) / page * page;
     CHECK_MSG(u >= rounded, "pvalloc(%zu): usable %zu < %zu", n, u, rounded);
-    touch(p, u, "pvalloc");
+    touch(p, u, 0xa5);
+    CHECK_EQ(hak_usable_size(p), u);
+    kept(p, u, 0xa5, "pvalloc");
     hak_free(p);
   }
   /* A page-aligned small block comes from a small segment (a class whose
@@ -522,7 +571,8 @@ static void test_realloc_edges(void) {
     void *p = hak_realloc(NULL, sizes[i]);
     REQUIRE(p != NULL);
     CHECK_GE(hak_usable_size(p), sizes[i]);
-    touch(p, hak_usable_size(p), "realloc(NULL, n)");
+    touch(p, hak_usable_size(p), 0xa5);
+    kept(p, hak_usable_size(p), 0xa5, "realloc(NULL, n)");
     hak_free(p);
   }
   /* realloc(p, 0) frees p and returns NULL. */
