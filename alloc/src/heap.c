@@ -130,6 +130,8 @@ static hak_heap_t *heap_alloc_struct(void) {
   h->alloc_epoch = 0; /* not allocated yet (small_alloc_slow sets it) */
   h->state = HEAP_ACTIVE;
   hak_unlock(&hak_global_lock);
+  if (unlikely(hak_test_hook != NULL))
+    hak_test_hook(HAK_HOOK_HEAP_PUBLISHED, h);
   return h;
 }
 

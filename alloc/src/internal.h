@@ -549,6 +549,10 @@ enum hak_hook_point {
    * found nothing, before its notify request (arg: the page): a remote free
    * there lands on its stack (test_notify_race) */
   HAK_HOOK_PAGE_FULL,
+  /* heap_alloc_struct, a new heap just listed active, the global lock
+   * released (arg: the heap): hak_trim from another thread walks it there
+   * (test_heap_publish) */
+  HAK_HOOK_HEAP_PUBLISHED,
 };
 extern HAK_INTERNAL void (*hak_test_hook)(enum hak_hook_point where, void *arg);
 
