@@ -7,14 +7,14 @@
  * 64 MiB (2^26), checks alignment and usable size, fills, verifies and frees
  * it. Then `threads` threads allocate blocks of random power-of-two
  * alignments (up to 1 MiB) and sizes through the three calls, check them,
- * and swap them through `chunks` shared atomic slots, so another thread
- * verifies and frees them. */
+ * and swap them through `chunks` shared slots (each block with its owner's
+ * copy of its size and tag), so another thread verifies and frees them. */
 #include "stress_common.h"
 
-static _Atomic(void *) *slots;
+static stress_xslot *slots;
 static _Atomic uint64_t total_ops;
 
-static void *aligned_new(int how, size_t align, size_t size, uint64_t tag) {
+static stress_blk aligned_new(int how, size_t align, size_t size) {
   void *p = NULL;
   if (size < 16)
     size = 16;
@@ -42,11 +42,7 @@ static void *aligned_new(int how, size_t align, size_t size, uint64_t tag) {
     fprintf(stderr, "aligned_storm: usable size %zu < %zu\n", hak_usable_size(p), size);
     stress_fail(STRESS_EXIT_FAIL, "usable size too small");
   }
-  uint64_t sz = size;
-  memcpy(p, &sz, 8);
-  memcpy((char *)p + 8, &tag, 8);
-  stress_fill((char *)p + 16, size - 16, tag);
-  return p;
+  return stress_block_init(p, size);
 }
 
 static void *storm(void *arg) {
@@ -62,11 +58,11 @@ static void *storm(void *arg) {
   while (!stress_time_up()) {
     uint64_t x = bench_rng_next(&r);
     size_t align = (size_t)1 << (x % 21);
-    void *p = aligned_new((int)((x >> 8) % 3), align,
-                          stress_size(&r, stress_conf.min_size, stress_conf.max_size),
-                          ((uint64_t)id << 40) | n++);
-    void *old = atomic_exchange(&slots[bench_rng_next(&r) % stress_conf.chunks], p);
-    if (old)
+    stress_blk b = aligned_new((int)((x >> 8) % 3), align,
+                               stress_size(&r, stress_conf.min_size, stress_conf.max_size));
+    n++;
+    stress_blk old = stress_xslot_swap(&slots[bench_rng_next(&r) % stress_conf.chunks], b);
+    if (old.p)
       stress_block_free(old, "aligned");
   }
   atomic_fetch_add(&total_ops, n);
@@ -79,8 +75,7 @@ int main(int argc, char **argv) {
   stress_start();
   for (unsigned k = 0; k <= 26; k++)
     for (int how = 0; how < 3; how++) {
-      void *p = aligned_new(how, (size_t)1 << k, 16 + k * 8, k * 3 + (unsigned)how);
-      stress_block_free(p, "alignment sweep");
+      stress_block_free(aligned_new(how, (size_t)1 << k, 16 + k * 8), "alignment sweep");
     }
   unsigned T = stress_conf.threads;
   double el = stress_run_over_slots(storm, &slots, "aligned final");

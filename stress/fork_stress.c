@@ -2,8 +2,8 @@
  *
  *   fork_stress [--threads=N] [--chunks=N] [--duration=S] ...
  *
- * `threads` workers swap blocks through a shared array of `chunks` atomic
- * slots (allocate, exchange, verify and free the old block) while the main
+ * `threads` workers swap blocks through a shared array of `chunks` slots
+ * (allocate, exchange, verify and free the old block) while the main
  * thread forks repeatedly. Each child (single-threaded; the workers do not
  * exist there) verifies and frees a sample of the inherited blocks (blocks
  * whose owning threads are gone), allocates and frees a few thousand blocks
@@ -14,7 +14,7 @@
  * running threads is outside what TSan supports). */
 #include "stress_common.h"
 
-static _Atomic(void *) *slots;
+static stress_xslot *slots;
 
 typedef struct {
   unsigned id;
@@ -27,12 +27,10 @@ static void *worker(void *arg) {
   stress_register(name);
   bench_rng r;
   bench_rng_seed(&r, stress_conf.seed * 5 + w->id);
-  uint64_t n = 0;
   while (!stress_time_up()) {
-    void *b = stress_block_new(stress_size(&r, stress_conf.min_size, stress_conf.max_size),
-                               ((uint64_t)w->id << 40) | n++);
-    void *old = atomic_exchange(&slots[bench_rng_next(&r) % stress_conf.chunks], b);
-    if (old)
+    stress_blk b = stress_block_new(stress_size(&r, stress_conf.min_size, stress_conf.max_size));
+    stress_blk old = stress_xslot_swap(&slots[bench_rng_next(&r) % stress_conf.chunks], b);
+    if (old.p)
       stress_block_free(old, "fork worker");
   }
   stress_unregister();
@@ -42,15 +40,15 @@ static void *worker(void *arg) {
 static void child_churn(uint64_t seed) {
   bench_rng r;
   bench_rng_seed(&r, seed);
-  void *keep[256] = {0};
+  stress_blk keep[256] = {{0}};
   for (unsigned i = 0; i < 2048; i++) {
     unsigned k = (unsigned)(bench_rng_next(&r) % 256);
-    if (keep[k])
+    if (keep[k].p)
       stress_block_free(keep[k], "child");
-    keep[k] = stress_block_new(stress_size(&r, 16, 20000), seed + i);
+    keep[k] = stress_block_new(stress_size(&r, 16, 20000));
   }
   for (unsigned k = 0; k < 256; k++)
-    if (keep[k])
+    if (keep[k].p)
       stress_block_free(keep[k], "child final");
 }
 
@@ -69,15 +67,17 @@ static void child_main(uint64_t k) {
   signal(SIGALRM, child_alarm);
   alarm(20);
   stress_self = NULL; /* the registry belongs to the parent's threads */
-  /* inherited blocks: verify them all, free every other one */
+  /* inherited blocks: verify them all, free every other one (a slot that
+   * was being swapped at the fork is half written: its block is lost with
+   * the thread that swapped it) */
   for (unsigned i = 0; i < stress_conf.chunks; i++) {
-    void *b = atomic_load(&slots[i]);
-    if (!b)
+    stress_blk b = slots[i].b;
+    if (atomic_load(&slots[i].busy) || !b.p)
       continue;
     stress_block_check(b, "child inherited");
     if ((i + k) & 1) {
-      hak_free(b);
-      atomic_store(&slots[i], NULL);
+      hak_free(b.p);
+      slots[i].b = STRESS_BLK_NONE;
     }
   }
   child_churn(k * 1000003);
@@ -99,7 +99,7 @@ int main(int argc, char **argv) {
   stress_parse(argc, argv, 2, 1024, 2, 16, 4096, "fork");
   stress_start();
   unsigned T = stress_conf.threads;
-  slots = (_Atomic(void *) *)calloc(stress_conf.chunks, sizeof(void *));
+  slots = (stress_xslot *)calloc(stress_conf.chunks, sizeof *slots);
   pthread_t *th = (pthread_t *)calloc(T, sizeof *th);
   warg *wa = (warg *)calloc(T, sizeof *wa);
   for (unsigned i = 0; i < T; i++) {
@@ -133,9 +133,9 @@ int main(int argc, char **argv) {
   for (unsigned i = 0; i < T; i++)
     pthread_join(th[i], NULL);
   for (unsigned i = 0; i < stress_conf.chunks; i++)
-    if (slots[i])
-      stress_block_free(slots[i], "fork final");
-  free((void *)slots);
+    if (slots[i].b.p)
+      stress_block_free(slots[i].b, "fork final");
+  free(slots);
   free(th);
   free(wa);
   printf("fork_stress: threads=%u forks=%llu\n", T, (unsigned long long)forks);

@@ -20,7 +20,7 @@
 
 typedef struct chain {
   unsigned id;
-  void **blk;
+  stress_blk *blk; /* the slice, each block with its owner's copy */
   uint64_t rounds;
   uint64_t seed;
   uint64_t gen;     /* threads run so far */
@@ -49,8 +49,7 @@ static void *larson_thread(void *arg) {
       break;
     unsigned v = (unsigned)(bench_rng_next(&r) % n);
     stress_block_free(c->blk[v], "larson victim");
-    c->blk[v] = stress_block_new(stress_size(&r, lo, hi),
-                                 ((uint64_t)c->id << 48) ^ (c->gen << 24) ^ i ^ 0x5a5a);
+    c->blk[v] = stress_block_new(stress_size(&r, lo, hi));
   }
   c->ops += i;
   c->gen++;
@@ -107,10 +106,9 @@ int main(int argc, char **argv) {
     ch[t].id = t;
     ch[t].rounds = rounds;
     ch[t].seed = stress_conf.seed + t;
-    ch[t].blk = (void **)calloc(n, sizeof(void *));
+    ch[t].blk = (stress_blk *)calloc(n, sizeof *ch[t].blk);
     for (unsigned k = 0; k < n; k++)
-      ch[t].blk[k] = stress_block_new(stress_size(&r, stress_conf.min_size, stress_conf.max_size),
-                                      ((uint64_t)t << 32) | k);
+      ch[t].blk[k] = stress_block_new(stress_size(&r, stress_conf.min_size, stress_conf.max_size));
   }
   stress_work_begins();
   double t0 = bench_now();

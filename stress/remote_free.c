@@ -14,38 +14,39 @@
  *             into those pages' remote-free lists; repeat.
  *   one2many  one thread allocates, every other thread frees (rings as in
  *             queue).
- * Every block is verified before it is freed. */
+ * Every block travels with its owner's copy of its size and tag (ring
+ * entries, slots) and is verified against it before it is freed. */
 #include "stress_common.h"
 
 typedef struct {
   _Atomic size_t head; /* consumer */
   _Atomic size_t tail; /* producer */
-  _Atomic(void *) *slot;
+  stress_blk *slot;    /* written before tail's release, read after its acquire */
   size_t cap;
 } ring;
 
 static ring *rings; /* rings[p * nc + c] */
 static unsigned np, nc;
 static _Atomic unsigned producers_left;
-static _Atomic(void *) *xslots;
+static stress_xslot *xslots;
 static _Atomic uint64_t total_ops;
 
-static bool ring_push(ring *r, void *p) {
+static bool ring_push(ring *r, stress_blk b) {
   size_t t = atomic_load_explicit(&r->tail, memory_order_relaxed);
   if (t - atomic_load_explicit(&r->head, memory_order_acquire) == r->cap)
     return false;
-  atomic_store_explicit(&r->slot[t % r->cap], p, memory_order_relaxed);
+  r->slot[t % r->cap] = b;
   atomic_store_explicit(&r->tail, t + 1, memory_order_release);
   return true;
 }
 
-static void *ring_pop(ring *r) {
+static bool ring_pop(ring *r, stress_blk *out) {
   size_t h = atomic_load_explicit(&r->head, memory_order_relaxed);
   if (h == atomic_load_explicit(&r->tail, memory_order_acquire))
-    return NULL;
-  void *p = atomic_load_explicit(&r->slot[h % r->cap], memory_order_relaxed);
+    return false;
+  *out = r->slot[h % r->cap];
   atomic_store_explicit(&r->head, h + 1, memory_order_release);
-  return p;
+  return true;
 }
 
 static void rings_setup(unsigned p, unsigned c) {
@@ -54,14 +55,14 @@ static void rings_setup(unsigned p, unsigned c) {
   rings = (ring *)calloc((size_t)p * c, sizeof *rings);
   for (size_t i = 0; i < (size_t)p * c; i++) {
     rings[i].cap = stress_conf.chunks;
-    rings[i].slot = (_Atomic(void *) *)calloc(rings[i].cap, sizeof(void *));
+    rings[i].slot = (stress_blk *)calloc(rings[i].cap, sizeof(stress_blk));
   }
   atomic_store(&producers_left, p);
 }
 
 static void rings_teardown(void) {
   for (size_t i = 0; i < (size_t)np * nc; i++)
-    free((void *)rings[i].slot);
+    free(rings[i].slot);
   free(rings);
 }
 
@@ -82,8 +83,8 @@ static void *producer(void *arg) {
   if (w->id == 0)
     stress_maybe_hang();
   while (bench_now() < w->until) {
-    void *b = stress_block_new(stress_size(&r, stress_conf.min_size, stress_conf.max_size),
-                               ((uint64_t)w->id << 40) | n++);
+    stress_blk b = stress_block_new(stress_size(&r, stress_conf.min_size, stress_conf.max_size));
+    n++;
     ring *rg = &rings[(size_t)w->id * nc + bench_rng_next(&r) % nc];
     while (!ring_push(rg, b)) {
       if (bench_now() >= w->until) { /* consumers are slow: free it here */
@@ -107,8 +108,8 @@ static void *consumer(void *arg) {
   for (;;) {
     bool any = false;
     for (unsigned p = 0; p < np; p++) {
-      void *b;
-      while ((b = ring_pop(&rings[(size_t)p * nc + w->id])) != NULL) {
+      stress_blk b;
+      while (ring_pop(&rings[(size_t)p * nc + w->id], &b)) {
         stress_block_free(b, "consumer");
         any = true;
       }
@@ -117,8 +118,8 @@ static void *consumer(void *arg) {
       if (atomic_load_explicit(&producers_left, memory_order_acquire) == 0) {
         /* the producers are done: one more sweep picks up their last pushes */
         for (unsigned p = 0; p < np; p++) {
-          void *b;
-          while ((b = ring_pop(&rings[(size_t)p * nc + w->id])) != NULL)
+          stress_blk b;
+          while (ring_pop(&rings[(size_t)p * nc + w->id], &b))
             stress_block_free(b, "consumer");
         }
         break;
@@ -139,10 +140,10 @@ static void *exchanger(void *arg) {
   bench_rng_seed(&r, stress_conf.seed * 13 + w->id);
   uint64_t n = 0;
   while (bench_now() < w->until) {
-    void *b = stress_block_new(stress_size(&r, stress_conf.min_size, stress_conf.max_size),
-                               ((uint64_t)w->id << 40) | n++);
-    void *old = atomic_exchange(&xslots[bench_rng_next(&r) % stress_conf.chunks], b);
-    if (old)
+    stress_blk b = stress_block_new(stress_size(&r, stress_conf.min_size, stress_conf.max_size));
+    n++;
+    stress_blk old = stress_xslot_swap(&xslots[bench_rng_next(&r) % stress_conf.chunks], b);
+    if (old.p)
       stress_block_free(old, "exchange");
   }
   atomic_fetch_add(&total_ops, n);
@@ -158,25 +159,20 @@ static void *samepage(void *arg) {
   snprintf(name, sizeof name, "samepage-%u", w->id);
   stress_register(name);
   unsigned T = stress_conf.threads, n = stress_conf.chunks;
-  uint64_t round = 0;
   for (;;) {
     if (w->id == 0) {
       int go = bench_now() < w->until;
       for (unsigned i = 0; go && i < n; i++)
-        atomic_store_explicit(&xslots[i], stress_block_new(48, (round << 20) | i),
-                              memory_order_relaxed);
+        stress_xslot_swap(&xslots[i], stress_block_new(48));
       atomic_store(&samepage_go, go);
     }
     pthread_barrier_wait(w->bar);
     if (!atomic_load(&samepage_go))
       break;
-    for (unsigned i = w->id; i < n; i += T) {
-      void *b = atomic_exchange_explicit(&xslots[i], NULL, memory_order_relaxed);
-      stress_block_free(b, "samepage");
-    }
+    for (unsigned i = w->id; i < n; i += T)
+      stress_block_free(stress_xslot_swap(&xslots[i], STRESS_BLK_NONE), "samepage");
     atomic_fetch_add(&total_ops, (n + T - 1 - w->id) / T);
     pthread_barrier_wait(w->bar);
-    round++;
   }
   stress_unregister();
   return NULL;
@@ -207,7 +203,7 @@ static void run_mode(const char *mode, double secs) {
     }
   } else if (!strcmp(mode, "exchange") || !strcmp(mode, "samepage")) {
     int ex = !strcmp(mode, "exchange");
-    xslots = (_Atomic(void *) *)calloc(stress_conf.chunks, sizeof(void *));
+    xslots = (stress_xslot *)calloc(stress_conf.chunks, sizeof *xslots);
     pthread_barrier_init(&bar, NULL, T);
     for (unsigned i = 0; i < T; i++) {
       wa[k] = (warg){i, until, &bar};
@@ -226,9 +222,9 @@ static void run_mode(const char *mode, double secs) {
     rings_teardown();
   } else {
     for (unsigned i = 0; i < stress_conf.chunks; i++)
-      if (xslots[i])
-        stress_block_free(xslots[i], "exchange final");
-    free((void *)xslots);
+      if (xslots[i].b.p)
+        stress_block_free(xslots[i].b, "exchange final");
+    free(xslots);
     pthread_barrier_destroy(&bar);
   }
   printf("remote_free: mode=%s threads=%u ops=%llu time=%.2fs ops/s=%.0f\n", mode, T,

@@ -8,8 +8,10 @@
  *   - --trim=MS: a thread calls hak_trim (malloc_trim in the .libc build)
  *     every MS milliseconds while the workers run, so every free slice of
  *     every heap not in a slow path is purged under its owner's feet;
- *   - block patterns: every block is filled from a 64-bit tag and verified
- *     byte for byte before it is freed;
+ *   - block patterns: every block is filled from a 64-bit tag unique to
+ *     its allocation; its owner keeps the size and tag beside the pointer
+ *     (stress_blk) and verifies the block byte for byte against that copy
+ *     before it frees it, so a block handed to two owners at once fails;
  *   - a thread registry with each thread's last operations;
  *   - a watchdog: when the deadline passes it prints every registered
  *     thread's stack (SIGUSR2 to each thread, backtrace_symbols_fd in the
@@ -28,6 +30,7 @@
 #include <errno.h>
 #include <execinfo.h>
 #include <pthread.h>
+#include <sched.h>
 #include <semaphore.h>
 #include <signal.h>
 #include <spawn.h>
@@ -318,39 +321,107 @@ static inline void stress_verify(const void *p, size_t n, uint64_t tag, const ch
   stress_verify_prefix(p, n, n, tag, where);
 }
 
-/* A block with its size and tag kept in its first 16 bytes is easier to pass
- * between threads: stress_block_new / stress_block_free. Sizes >= 16. */
-static inline void *stress_block_new(size_t n, uint64_t tag) {
+/* ---- blocks and their owners' copies ------------------------------------ */
+
+/* A unique tag for each allocation: the calling thread's serial number (in
+ * order of first use) and its own count, scrambled by a bijection (so two
+ * allocations never share a tag, and the fill byte varies). A block the
+ * allocator hands to two owners at once then holds the later owner's tag,
+ * which the earlier owner's copy does not match. */
+static _Atomic uint64_t stress_tag_threads;
+static __thread uint64_t stress_tag_self, stress_tag_count;
+
+static inline uint64_t stress_tag_new(void) {
+  if (!stress_tag_self)
+    stress_tag_self = atomic_fetch_add_explicit(&stress_tag_threads, 1, memory_order_relaxed) + 1;
+  uint64_t x = (stress_tag_self << 40) ^ ++stress_tag_count; /* 2^24 threads, 2^40 each */
+  x ^= x >> 31;
+  x *= 0x9E3779B97F4A7C15ull; /* odd: invertible */
+  x ^= x >> 29;
+  return x;
+}
+
+/* A block as its owner knows it: pointer, size and tag, kept by the owner
+ * beside the pointer (slot, ring or chain entry) and passed on with it.
+ * The block holds the size and tag in its first 16 bytes and the rest is
+ * filled from the tag; stress_block_check compares all of it with the
+ * owner's copy, so a block that another owner rewrote (the allocator handed
+ * it out twice) fails even when its contents are consistent in themselves.
+ * p == NULL: no block. Sizes >= 16. */
+typedef struct {
+  void *p;
+  size_t size;
+  uint64_t tag;
+} stress_blk;
+
+#define STRESS_BLK_NONE ((stress_blk){NULL, 0, 0})
+
+/* Writes the header and pattern of a new tag into the n bytes at p. */
+static inline stress_blk stress_block_init(void *p, size_t n) {
+  stress_blk b = {p, n, stress_tag_new()};
+  uint64_t sz = n;
+  memcpy(p, &sz, 8);
+  memcpy((unsigned char *)p + 8, &b.tag, 8);
+  stress_fill((unsigned char *)p + 16, n - 16, b.tag);
+  return b;
+}
+
+static inline stress_blk stress_block_new(size_t n) {
   if (n < 16)
     n = 16;
-  unsigned char *p = (unsigned char *)hak_malloc(n);
+  void *p = hak_malloc(n);
   stress_op('m', p, n);
   if (!p)
     stress_fail(STRESS_EXIT_FAIL, "hak_malloc returned NULL");
-  stress_fill(p + 16, n - 16, tag);
-  uint64_t sz = n;
-  memcpy(p, &sz, 8);
-  memcpy(p + 8, &tag, 8);
-  return p;
+  return stress_block_init(p, n);
 }
 
-static inline void stress_block_check(const void *blk, const char *where) {
-  const unsigned char *p = (const unsigned char *)blk;
-  uint64_t sz, tag;
+/* The block's header against its owner's copy (exits 2 on a mismatch). */
+static inline void stress_header_check(const void *p, size_t size, uint64_t tag,
+                                       const char *where) {
+  uint64_t sz, t;
   memcpy(&sz, p, 8);
-  memcpy(&tag, p + 8, 8);
-  if (sz < 16 || sz > ((uint64_t)1 << 40)) {
-    fprintf(stderr, "%s: CORRUPTION (%s): block %p has a damaged header (size %llu)\n",
-            stress_conf.prog, where, blk, (unsigned long long)sz);
-    stress_fail(STRESS_EXIT_CORRUPT, "block header damaged");
-  }
-  stress_verify(p + 16, (size_t)sz - 16, tag, where);
+  memcpy(&t, (const unsigned char *)p + 8, 8);
+  if (sz == size && t == tag)
+    return;
+  fprintf(stderr,
+          "%s: CORRUPTION (%s): block %p: its header holds size %llu tag %#llx, its owner wrote "
+          "size %zu tag %#llx (%s)\n",
+          stress_conf.prog, where, p, (unsigned long long)sz, (unsigned long long)t, size,
+          (unsigned long long)tag,
+          sz >= 16 && sz <= ((uint64_t)1 << 40) && t != tag
+              ? "another owner's header: the block was handed out twice?"
+              : "overwritten: freed under its owner, or a stray write?");
+  stress_fail(STRESS_EXIT_CORRUPT, "block header is not its owner's");
 }
 
-static inline void stress_block_free(void *blk, const char *where) {
-  stress_block_check(blk, where);
-  stress_op('f', blk, 0);
-  hak_free(blk);
+static inline void stress_block_check(stress_blk b, const char *where) {
+  stress_header_check(b.p, b.size, b.tag, where);
+  stress_verify((const unsigned char *)b.p + 16, b.size - 16, b.tag, where);
+}
+
+static inline void stress_block_free(stress_blk b, const char *where) {
+  stress_block_check(b, where);
+  stress_op('f', b.p, 0);
+  hak_free(b.p);
+}
+
+/* A slot shared by threads that swap blocks through it (the owner's copy
+ * travels with the pointer, so the swap is three words under a spin flag;
+ * the allocation and free stay outside it). */
+typedef struct {
+  _Atomic int busy;
+  stress_blk b;
+} stress_xslot;
+
+/* Puts `in` into the slot; returns what it held (STRESS_BLK_NONE: nothing). */
+static inline stress_blk stress_xslot_swap(stress_xslot *s, stress_blk in) {
+  while (atomic_exchange_explicit(&s->busy, 1, memory_order_acquire))
+    sched_yield();
+  stress_blk out = s->b;
+  s->b = in;
+  atomic_store_explicit(&s->busy, 0, memory_order_release);
+  return out;
 }
 
 /* Random size in [lo, hi), biased towards small (log-uniform-ish). */
@@ -629,13 +700,13 @@ static inline pthread_t stress_spawn(void *(*fn)(void *), void *arg) {
 }
 
 /* The shape shared by the "storm" programs: stress_conf.threads threads run
- * fn (arg = thread index) over stress_conf.chunks shared atomic slots, which
- * are published in *slots before the threads start; afterwards whatever the
+ * fn (arg = thread index) over stress_conf.chunks shared slots, which are
+ * published in *slots before the threads start; afterwards whatever the
  * slots still hold is verified and freed. Returns the elapsed seconds. */
-static inline double stress_run_over_slots(void *(*fn)(void *), _Atomic(void *) **slots,
+static inline double stress_run_over_slots(void *(*fn)(void *), stress_xslot **slots,
                                            const char *what) {
   unsigned T = stress_conf.threads;
-  *slots = (_Atomic(void *) *)calloc(stress_conf.chunks, sizeof(void *));
+  *slots = (stress_xslot *)calloc(stress_conf.chunks, sizeof **slots);
   pthread_t *th = (pthread_t *)calloc(T, sizeof *th);
   if (!*slots || !th)
     stress_fail(STRESS_EXIT_FAIL, "out of memory for the slot array");
@@ -646,9 +717,9 @@ static inline double stress_run_over_slots(void *(*fn)(void *), _Atomic(void *) 
     pthread_join(th[i], NULL);
   double el = bench_now() - t0;
   for (unsigned i = 0; i < stress_conf.chunks; i++)
-    if ((*slots)[i])
-      stress_block_free((*slots)[i], what);
-  free((void *)*slots);
+    if ((*slots)[i].b.p)
+      stress_block_free((*slots)[i].b, what);
+  free(*slots);
   *slots = NULL;
   free(th);
   return el;

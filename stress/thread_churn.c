@@ -5,16 +5,16 @@
  * Waves of `threads` short-lived threads run until the duration is over
  * (thousands of thread creations and exits). Each thread allocates up to 64
  * blocks and swaps each into a random slot of a shared array of `chunks`
- * atomic slots; the block it takes out was usually allocated by a thread
- * that has exited since, and is verified and freed. Every thread also leaves
+ * slots (each block with its owner's copy of its size and tag); the block it takes out was usually
+ * allocated by a thread that has exited since, and is verified and freed. Every thread also leaves
  * one block behind in its orphan slot, freed by its successor of the next
  * wave, and so exits with live blocks. Threads are joined (not detached) so
  * that hak_heap_check at the end runs after every thread's exit, TLS
  * destructors included. */
 #include "stress_common.h"
 
-static _Atomic(void *) *slots;
-static _Atomic(void *) *orphans; /* one per thread of a wave */
+static stress_xslot *slots;
+static stress_xslot *orphans; /* one per thread of a wave */
 static _Atomic uint64_t created;
 
 typedef struct {
@@ -39,17 +39,15 @@ static void *churner(void *arg) {
   bench_rng_seed(&r, stress_conf.seed ^ (a.wave << 16) ^ a.id);
   unsigned n = 1 + (unsigned)(bench_rng_next(&r) % 64);
   for (unsigned i = 0; i < n; i++) {
-    void *b = stress_block_new(stress_size(&r, stress_conf.min_size, stress_conf.max_size),
-                               (a.wave << 24) ^ ((uint64_t)a.id << 12) ^ i);
-    void *old = atomic_exchange(&slots[bench_rng_next(&r) % stress_conf.chunks], b);
-    if (old)
+    stress_blk b = stress_block_new(stress_size(&r, stress_conf.min_size, stress_conf.max_size));
+    stress_blk old = stress_xslot_swap(&slots[bench_rng_next(&r) % stress_conf.chunks], b);
+    if (old.p)
       stress_block_free(old, "churn slot");
   }
   /* leave a block behind for the next wave, free the previous wave's */
-  void *mine = stress_block_new(stress_size(&r, stress_conf.min_size, stress_conf.max_size),
-                                a.wave ^ 0xabcdef);
-  void *old = atomic_exchange(&orphans[a.id], mine);
-  if (old)
+  stress_blk mine = stress_block_new(stress_size(&r, stress_conf.min_size, stress_conf.max_size));
+  stress_blk old = stress_xslot_swap(&orphans[a.id], mine);
+  if (old.p)
     stress_block_free(old, "churn orphan");
   stress_unregister();
   return NULL;
@@ -59,8 +57,8 @@ int main(int argc, char **argv) {
   stress_parse(argc, argv, 4, 1024, 2, 16, 1024, "churn");
   stress_start();
   unsigned T = stress_conf.threads;
-  slots = (_Atomic(void *) *)calloc(stress_conf.chunks, sizeof(void *));
-  orphans = (_Atomic(void *) *)calloc(T, sizeof(void *));
+  slots = (stress_xslot *)calloc(stress_conf.chunks, sizeof *slots);
+  orphans = (stress_xslot *)calloc(T, sizeof *orphans);
   pthread_t *th = (pthread_t *)calloc(T, sizeof *th);
   uint64_t wave = 0;
   double t0 = bench_now();
@@ -82,13 +80,13 @@ int main(int argc, char **argv) {
   }
   double el = bench_now() - t0;
   for (unsigned i = 0; i < stress_conf.chunks; i++)
-    if (slots[i])
-      stress_block_free(slots[i], "churn final");
+    if (slots[i].b.p)
+      stress_block_free(slots[i].b, "churn final");
   for (unsigned i = 0; i < T; i++)
-    if (orphans[i])
-      stress_block_free(orphans[i], "churn final orphan");
-  free((void *)slots);
-  free((void *)orphans);
+    if (orphans[i].b.p)
+      stress_block_free(orphans[i].b, "churn final orphan");
+  free(slots);
+  free(orphans);
   free(th);
   printf("thread_churn: threads=%u waves=%llu threads_created=%llu time=%.2fs threads/s=%.0f\n", T,
          (unsigned long long)wave, (unsigned long long)atomic_load(&created), el,
