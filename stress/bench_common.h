@@ -23,6 +23,9 @@
 
 #if defined(HAK_BENCH_LIBC) && HAK_BENCH_LIBC
 #include <malloc.h>
+/* Declarations only, before the mapping below: struct hak_stats, for the
+ * stress programs' look-up of a preloaded hakmem's hak_stats (dlsym). */
+#include "hakmem.h"
 #define hak_malloc(n) malloc(n)
 #define hak_free(p) free(p)
 #define hak_calloc(c, n) calloc((c), (n))

@@ -85,13 +85,12 @@ static void child_main(uint64_t k) {
   if (pthread_create(&t, NULL, child_thread, (void *)(uintptr_t)(k + 7)) != 0)
     stress_fail(STRESS_EXIT_FAIL, "child: pthread_create failed");
   pthread_join(t, NULL);
-#if HAK_BENCH_PREFIXED
-  size_t bad = hak_heap_check();
+  /* hakmem's own (stress_live_begin looked up a preloaded one) */
+  size_t bad = stress_heap_check_fn ? stress_heap_check_fn() : 0;
   if (bad) {
     fprintf(stderr, "fork_stress: child: HEAP CHECK: %zu violation(s)\n", bad);
     _exit(STRESS_EXIT_HEAPCHECK);
   }
-#endif
   _exit(0);
 }
 
