@@ -279,10 +279,13 @@ def selection(root, makej, scale):
                                            "build/tsan/stress/remote_free",
                                            "build/tsan/stress/thread_churn", "build/fuzz/tsan/fuzz_mt"],
                    "build", 900))
+    # the tests first: test_heap_publish puts its race on cue, the stress
+    # runs find theirs by chance
+    tests_of("tsan", ["test_heap_publish", "test_mt_smoke", "test_thread_exit",
+                      "test_fork_concurrent"], wrap=NOASLR)
     S.append(Check("tsan/stress", "", ["env", "THREADS=4", "CHUNKS=1024", "DURATION=2",
                                        "HAK_RESULTS=build/mutant-stress.tsv",
                                        "scripts/stress.sh", "run", "tsan"], timeout=300))
-    tests_of("tsan", ["test_mt_smoke", "test_thread_exit", "test_fork_concurrent"], wrap=NOASLR)
     S.append(Check("fuzz/replay-tsan", "", ["fuzz/replay.sh", "-m", "tsan", "fuzz_mt"], timeout=400))
     # 6. release stress: all six programs, content and heap checks, watchdog
     S.append(Check("release/stress-build", "", mk + ["CONFIG=release", "stress-bins"] +
