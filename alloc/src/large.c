@@ -567,6 +567,7 @@ void *large_realloc(hak_large_t *lg, void *p, size_t size) {
   lg->requested = size;
   registry_set(lg, REG_LARGE);
   hak_unlock(&hak_large_lock);
+  note_gone(p); /* its old range is gone: a free of p is a double free */
   void *np = (uint8_t *)lg + off;
   track_alloc(np, size, need - off, 0);
   return np;

@@ -1,0 +1,44 @@
+/* A large block that realloc moved with mremap (its old range is gone)
+ * and is then freed, or realloc'd, again by its old address: the error
+ * names a double free, as for a block realloc copied (freed into the
+ * cache or unmapped) and for a small block. Until this test the move did
+ * not note the old address with the recently unmapped blocks, and the
+ * second free was called "not allocated by hakmem". */
+#include "hak_test.h"
+
+#define MiB ((size_t)1 << 20)
+#define PG ((size_t)4096)
+
+/* A 1 MiB block that realloc must move to grow to 3 MiB: a page of the
+ * test's own right after its mapping stops it growing in place. */
+static unsigned char *moved_away(void) {
+  unsigned char *b = hak_malloc(MiB);
+  REQUIRE(b != NULL);
+  memset(b, 0x31, MiB);
+  unsigned char *end = b - 64 + MiB + PG; /* header, whole pages */
+  void *stop = hak_map_at(end, PG, PROT_READ);
+  unsigned char *q = hak_realloc(b, 3 * MiB);
+  REQUIRE(q != NULL);
+  CHECK_MSG(q != b || !stop, "realloc grew the block in place over a mapped page");
+  CHECK_EQ(q[0], 0x31);
+  CHECK_EQ(q[MiB - 1], 0x31);
+  return b;
+}
+
+static void free_old(void *arg) {
+  (void)arg;
+  hak_free(moved_away());
+}
+
+static void realloc_old(void *arg) {
+  (void)arg;
+  hak_realloc(moved_away(), 4 * MiB);
+}
+
+int main(void) {
+  hak_free(hak_malloc(100)); /* hakmem set up before the fork */
+  EXPECT_ABORT(free_old, NULL, "hakmem: double free of 0x");
+  EXPECT_ABORT(free_old, NULL, "(large block)");
+  EXPECT_ABORT(realloc_old, NULL, "hakmem: realloc of freed block 0x");
+  return hak_test_done();
+}
