@@ -329,6 +329,17 @@ static void cache_age_locked(void) {
     cache_evict_oldest_locked();
 }
 
+/* Unmaps every cached mapping, whatever its age (hak_trim; a new range that
+ * could not be mapped). Returns whether there was any. */
+static bool cache_drop(void) {
+  hak_lock(&hak_large_lock);
+  bool any = large_cache_n != 0;
+  while (large_cache_n)
+    cache_evict_oldest_locked();
+  hak_unlock(&hak_large_lock);
+  return any;
+}
+
 static size_t round_page(size_t n) {
   return (n + OS_PAGE_SIZE - 1) & ~(OS_PAGE_SIZE - 1);
 }
@@ -392,6 +403,9 @@ void *large_alloc(size_t size, size_t alignment, bool zero) {
     hak_unlock(&hak_large_lock);
   }
   hak_large_t *lg = huge ? os_map_aligned(map, map_align, off) : os_map_large(map);
+  if (!lg && cache_drop()) /* an address-space limit (RLIMIT_AS): the cache's ranges held
+                            * what the block needs (before: ENOMEM with them mapped) */
+    lg = huge ? os_map_aligned(map, map_align, off) : os_map_large(map);
   if (!lg) {
     errno = ENOMEM;
     return NULL;
@@ -614,10 +628,7 @@ size_t large_cache_mapped_locked(void) {
 
 /* hak_trim's part: every cached mapping unmapped now, whatever its age. */
 void large_trim(void) {
-  hak_lock(&hak_large_lock);
-  while (large_cache_n)
-    cache_evict_oldest_locked();
-  hak_unlock(&hak_large_lock);
+  cache_drop();
 }
 
 /* hak_test_reset: unmap every large block (no other thread). */

@@ -1,0 +1,73 @@
+/* Under an address-space limit (RLIMIT_AS) a large allocation that needs
+ * a new range the limit refuses, while the large cache holds mappings
+ * whose address space would make room, gives the cache back and tries
+ * again: until this test it failed with ENOMEM with the cache still mapped
+ * (hak_trim, then the same call, succeeded). Each part runs in a forked
+ * child, which sets the limit a few MiB above what it has mapped:
+ *  1. a 24 MiB block with a 20 MiB mapping cached that cannot grow in place
+ *     (a page of the test's own right after it), 14 MiB left under the
+ *     limit: the block needs 24 MiB (28 placed by the kernel);
+ *  2. a 12 MiB block aligned to 4 MiB (placed by the kernel: 16 MiB) with
+ *     a 20 MiB mapping cached, 14 MiB left. */
+#include "hak_test.h"
+
+#define MiB ((size_t)1 << 20)
+#define PG ((size_t)4096)
+
+/* A 20 MiB large block written and freed into the cache; a page of the
+ * test's own after its mapping, so that it cannot grow in place. */
+static void cache_20_blocked(void) {
+  unsigned char *c = hak_malloc(20 * MiB);
+  REQUIRE(c != NULL);
+  memset(c, 0x5c, 20 * MiB);
+  unsigned char *end = c - 64 + ((64 + 20 * MiB + PG - 1) & ~(PG - 1)); /* header, whole pages */
+  hak_map_at(end, PG, PROT_NONE); /* if taken already, something else is there */
+  hak_free(c);
+}
+
+static void limit_to(size_t more) {
+  struct rlimit r = {hak_statm_bytes(0) + more, RLIM_INFINITY};
+  REQUIRE(setrlimit(RLIMIT_AS, &r) == 0);
+}
+
+static void plain(void) {
+  cache_20_blocked();
+  limit_to(14 * MiB);
+  errno = 0;
+  unsigned char *b = hak_malloc(24 * MiB);
+  CHECK_MSG(b != NULL,
+            "malloc(24 MiB) failed (errno %d) with 20 MiB cached, 14 MiB under the limit", errno);
+  if (b) {
+    memset(b, 0x11, 24 * MiB);
+    hak_free(b);
+  }
+  CHECK_EQ(hak_heap_check(), 0);
+}
+
+static void aligned(void) {
+  cache_20_blocked();
+  limit_to(14 * MiB);
+  errno = 0;
+  unsigned char *b = hak_aligned_alloc(4 * MiB, 12 * MiB);
+  CHECK_MSG(
+      b != NULL,
+      "aligned_alloc(4 MiB, 12 MiB) failed (errno %d) with 20 MiB cached, 14 MiB under the limit",
+      errno);
+  if (b) {
+    CHECK_EQ((uintptr_t)b & (4 * MiB - 1), 0);
+    memset(b, 0x22, 12 * MiB);
+    hak_free(b);
+  }
+  CHECK_EQ(hak_heap_check(), 0);
+}
+
+int main(void) {
+  if (hak_config_is("asan") || hak_config_is("tsan"))
+    hak_test_skip("the sanitizer's shadow does not fit under an address-space limit");
+  if (hak_test_under_valgrind())
+    hak_test_skip("valgrind manages the address space itself");
+  hak_free(hak_malloc(100)); /* hakmem set up before the forks */
+  RUN_SECTION(plain);
+  RUN_SECTION(aligned);
+  return hak_test_done();
+}
