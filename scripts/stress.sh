@@ -14,6 +14,7 @@
 #
 # Environment: THREADS (4) CHUNKS (1024) DURATION (seconds, 3) SEED (42)
 #   STRESS_PROGS (override the program list) JOBS (2) ROUNDS (larson, 10000)
+#   STRESS_ARGS (more arguments for every program of `run`, e.g. --min=64 --max=65)
 #   NO_BUILD=1 (run the programs already in build/<config>; a missing one fails)
 #   TRIM_MS (2: remote_free and thread_churn call hak_trim this often; 0: never)
 #   HAK_RESULTS (default build/stress/results.tsv) HAK_LOGDIR (build/logs)
@@ -150,7 +151,8 @@ cmd_run() {
   echo "==> stress: [$cfg] threads=$t chunks=$c duration=${d}s variants: $VARIANTS"
   for var in $VARIANTS; do
     for p in $PROGS; do
-      one "$cfg" "$var" "$p" "$t" "$c" "$d" || true
+      # shellcheck disable=SC2086
+      one "$cfg" "$var" "$p" "$t" "$c" "$d" ${STRESS_ARGS:-} || true
     done
   done
 }
