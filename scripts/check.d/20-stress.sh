@@ -4,8 +4,10 @@
 #   asan:    all six stress programs, 4 threads x 1024 chunks, 1 s each
 #   release: all six, prefixed API and LD_PRELOAD of libhakmem.so, 1 s each
 #   watchdog self-test (a thread blocks forever: exit 3 and stacks printed)
-#   planted bugs: scripts/stress-planted.sh, TSan run only (each of its
+#   planted bugs: scripts/stress-planted.sh, the TSan runs (each of its
 #   planted concurrency bugs caught, and each still applies to the code)
+#   and the proof runs (one 1 s release program per bug whose log must
+#   show the named check: drop-on-drain preloaded, dup-handout)
 #   build-failure self-test (a failed build of the stress programs is a FAIL
 #   in the results, not a configuration whose checks silently vanish)
 # Each program run is one check (scripts/stress.sh uses run_check); results
