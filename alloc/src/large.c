@@ -556,6 +556,7 @@ void *large_realloc(hak_large_t *lg, void *p, size_t size) {
     return NULL;
   }
   hak_lock(&hak_large_lock);
+  map = lg->map_size; /* hak_trim may have given a kept tail back since */
   /* the old range goes back to the kernel inside mremap: unregister first,
    * or a segment mapped there meanwhile could lose its bit */
   registry_set(lg, REG_NONE);
@@ -629,6 +630,19 @@ size_t large_cache_mapped_locked(void) {
 /* hak_trim's part: every cached mapping unmapped now, whatever its age. */
 void large_trim(void) {
   cache_drop();
+  /* and the tails live blocks keep as room (excess_kept: up to half the
+   * block, resident; before, hak_trim left them): room again when a
+   * realloc grows the block in place */
+  hak_lock(&hak_large_lock);
+  for (hak_large_t *lg = hak_all_large; lg; lg = lg->gnext) {
+    size_t need = round_page(lg->offset + lg->requested);
+    if (lg->map_size > need) {
+      os_unmap((uint8_t *)lg + need, lg->map_size - need);
+      hak_tls_given_back += lg->map_size - need;
+      lg->map_size = need;
+    }
+  }
+  hak_unlock(&hak_large_lock);
 }
 
 /* hak_test_reset: unmap every large block (no other thread). */
