@@ -28,6 +28,7 @@
 #      folder is too large to copy along; build the list, copy those to a
 #      folder of its own and name it in MT_TSAN_DIR.
 # SCALING_REV names the revision built (the copied tree's git may be stale).
+# SCALING_BENCH=0 leaves out steps 1 and 2 (a correctness run: no peers needed).
 # Exit status: non-zero when a peer library is missing from .peers, or a
 # hakmem bench run or any stress run failed.
 set -uo pipefail
@@ -44,18 +45,20 @@ rc=0
   echo "revision: ${SCALING_REV:-unknown}"
 } >"$OUT/machine.txt"
 
-build/release/bench/pageprobe >"$OUT/pageprobe.txt" 2>&1 || rc=1
+if [ "${SCALING_BENCH:-1}" = 1 ]; then
+  build/release/bench/pageprobe >"$OUT/pageprobe.txt" 2>&1 || rc=1
 
-# the run is worth little without the peers: each must have been copied along
-for l in libmimalloc libjemalloc libtcmalloc_minimal; do
-  ls .peers/"$l".so* >/dev/null 2>&1 || { echo "scaling-run: .peers/$l.so* missing (see the header)" >&2; rc=1; }
-done
+  # the run is worth little without the peers: each must have been copied along
+  for l in libmimalloc libjemalloc libtcmalloc_minimal; do
+    ls .peers/"$l".so* >/dev/null 2>&1 || { echo "scaling-run: .peers/$l.so* missing (see the header)" >&2; rc=1; }
+  done
 
-# bench.sh itself rather than make bench-scaling: the machine may have no make
-BENCH_NOBUILD=1 HAK_PEER_DIR=$PWD/.peers REPS=${REPS:-5} SCALE=${SCALE:-0.25} \
-  BENCH_THREADS="${SCALING_THREADS:-1 2 4 8 16}" BENCH_OUT=build/bench-scaling \
-  WORKLOADS='larson/* xthread/*' scripts/bench.sh || rc=1
-cp build/bench-scaling/results.json build/bench-scaling/results.md "$OUT/" || rc=1
+  # bench.sh itself rather than make bench-scaling: the machine may have no make
+  BENCH_NOBUILD=1 HAK_PEER_DIR=$PWD/.peers REPS=${REPS:-5} SCALE=${SCALE:-0.25} \
+    BENCH_THREADS="${SCALING_THREADS:-1 2 4 8 16}" BENCH_OUT=build/bench-scaling \
+    WORKLOADS='larson/* xthread/*' scripts/bench.sh || rc=1
+  cp build/bench-scaling/results.json build/bench-scaling/results.md "$OUT/" || rc=1
+fi
 
 export HAK_RESULTS=$OUT/stress.tsv HAK_LOGDIR=build/logs
 : >"$HAK_RESULTS"
