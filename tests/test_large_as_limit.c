@@ -8,7 +8,10 @@
  *     (a page of the test's own right after it), 14 MiB left under the
  *     limit: the block needs 24 MiB (28 placed by the kernel);
  *  2. a 12 MiB block aligned to 4 MiB (placed by the kernel: 16 MiB) with
- *     a 20 MiB mapping cached, 14 MiB left. */
+ *     a 20 MiB mapping cached, 14 MiB left;
+ *  3. small blocks, 12 MiB of them, with a 20 MiB mapping cached and 2 MiB
+ *     left: new segments need more than that, which the cache gives back
+ *     (before, the segment's mapping failed and malloc with it). */
 #include "hak_test.h"
 
 #define MiB ((size_t)1 << 20)
@@ -61,6 +64,29 @@ static void aligned(void) {
   CHECK_EQ(hak_heap_check(), 0);
 }
 
+static void small(void) {
+  cache_20_blocked();
+  limit_to(2 * MiB);
+  enum { N = 12 * 32 }; /* 12 MiB of 32 KiB blocks: at least two new segments */
+  static unsigned char *b[N];
+  int got = 0;
+  errno = 0;
+  for (; got < N; got++) {
+    b[got] = hak_malloc(32 * 1024);
+    if (!b[got])
+      break;
+    memset(b[got], got & 0xff, 32 * 1024);
+  }
+  CHECK_MSG(got == N,
+            "malloc(32 KiB) #%d failed (errno %d) with 20 MiB cached, 2 MiB under the limit", got,
+            errno);
+  for (int i = 0; i < got; i++) {
+    CHECK(b[i][0] == (i & 0xff) && b[i][32 * 1024 - 1] == (i & 0xff));
+    hak_free(b[i]);
+  }
+  CHECK_EQ(hak_heap_check(), 0);
+}
+
 int main(void) {
   if (hak_config_is("asan") || hak_config_is("tsan"))
     hak_test_skip("the sanitizer's shadow does not fit under an address-space limit");
@@ -69,5 +95,6 @@ int main(void) {
   hak_free(hak_malloc(100)); /* hakmem set up before the forks */
   RUN_SECTION(plain);
   RUN_SECTION(aligned);
+  RUN_SECTION(small);
   return hak_test_done();
 }

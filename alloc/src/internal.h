@@ -581,6 +581,7 @@ HAK_INTERNAL size_t large_cache_mapped_locked(void);
 HAK_INTERNAL bool large_cache_ok(const char **what, const void **where);
 HAK_INTERNAL void large_reset_all(void);
 HAK_INTERNAL void large_trim(void);
+HAK_INTERNAL bool large_cache_drop(void);
 extern HAK_INTERNAL hak_large_t *hak_all_large;
 extern HAK_INTERNAL pthread_mutex_t hak_large_lock;
 

@@ -329,9 +329,10 @@ static void cache_age_locked(void) {
     cache_evict_oldest_locked();
 }
 
-/* Unmaps every cached mapping, whatever its age (hak_trim; a new range that
- * could not be mapped). Returns whether there was any. */
-static bool cache_drop(void) {
+/* Unmaps every cached mapping, whatever its age (hak_trim; a new large
+ * range or a segment that could not be mapped: an address-space limit).
+ * Returns whether there was any. Takes the large lock: not with it held. */
+bool large_cache_drop(void) {
   hak_lock(&hak_large_lock);
   bool any = large_cache_n != 0;
   while (large_cache_n)
@@ -403,8 +404,8 @@ void *large_alloc(size_t size, size_t alignment, bool zero) {
     hak_unlock(&hak_large_lock);
   }
   hak_large_t *lg = huge ? os_map_aligned(map, map_align, off) : os_map_large(map);
-  if (!lg && cache_drop()) /* an address-space limit (RLIMIT_AS): the cache's ranges held
-                            * what the block needs (before: ENOMEM with them mapped) */
+  if (!lg && large_cache_drop()) /* an address-space limit (RLIMIT_AS): the cache's ranges held
+                                  * what the block needs (before: ENOMEM with them mapped) */
     lg = huge ? os_map_aligned(map, map_align, off) : os_map_large(map);
   if (!lg) {
     errno = ENOMEM;
@@ -629,7 +630,7 @@ size_t large_cache_mapped_locked(void) {
 
 /* hak_trim's part: every cached mapping unmapped now, whatever its age. */
 void large_trim(void) {
-  cache_drop();
+  large_cache_drop();
   /* and the tails live blocks keep as room (excess_kept: up to half the
    * block, resident; before, hak_trim left them): room again when a
    * realloc grows the block in place */

@@ -129,6 +129,9 @@ static hak_segment_t *segment_new(void) {
     return seg;
   }
   seg = os_map_aligned(SEGMENT_SIZE, SEGMENT_SIZE, 0);
+  if (!seg && large_cache_drop()) /* an address-space limit (RLIMIT_AS): the large
+                                   * cache's ranges make room (before: ENOMEM) */
+    seg = os_map_aligned(SEGMENT_SIZE, SEGMENT_SIZE, 0);
   if (!seg)
     return NULL;
   os_advise_huge(seg, SEGMENT_SIZE); /* HAKMEM_THP; before the header's first touch */
