@@ -456,7 +456,12 @@ int main(int argc, char **argv) {
             T.h.signo, T.n ? (unsigned long long)T.r[T.n - 1].seq : 0ull, nops);
     return 3;
   }
-  if (!quiet)
+  if (!quiet && unknown)
+    fprintf(stderr,
+            "replay: OK: %zu of %zu ops replayed, every outcome matches the recording (%zu not "
+            "replayed, see above)\n",
+            nops - unknown, nops, unknown);
+  else if (!quiet)
     fprintf(stderr, "replay: OK: %zu ops, every outcome matches the recording\n", nops);
   return 0;
 }

@@ -71,8 +71,8 @@ int main(void) {
   REQUIRE(pthread_join(nt, NULL) == 0);
   hak_test_hook = NULL;
   CHECK_MSG(atomic_load(&hooked), "the new thread's heap was never published through the hook");
+  atomic_store(&go, 1); /* without the hook, the trimmer still waits: a FAIL, not a hang */
   REQUIRE(pthread_join(tr, NULL) == 0);
-  CHECK_MSG(atomic_load(&done), "the trim did not run in the window");
   hak_free(keep);
   CHECK_EQ(hak_heap_check(), 0);
   return hak_test_done();
