@@ -36,7 +36,7 @@ uintptr_t hak_cookie;
 pthread_mutex_t hak_global_lock = PTHREAD_MUTEX_INITIALIZER;
 hak_heap_t *hak_all_heaps; /* guarded by hak_global_lock */
 _Atomic uint64_t hak_abandon_epoch = 1;
-void (*hak_test_hook)(enum hak_hook_point where, void *arg);
+void (*_Atomic hak_test_hook)(enum hak_hook_point where, void *arg);
 static hak_heap_t *heap_pool;
 static hak_heap_t *heap_chunk_next, *heap_chunk_end; /* structs not handed out yet */
 static uint32_t heap_count;
@@ -130,8 +130,7 @@ static hak_heap_t *heap_alloc_struct(void) {
   h->alloc_epoch = 0; /* not allocated yet (small_alloc_slow sets it) */
   h->state = HEAP_ACTIVE;
   hak_unlock(&hak_global_lock);
-  if (unlikely(hak_test_hook != NULL))
-    hak_test_hook(HAK_HOOK_HEAP_PUBLISHED, h);
+  HAK_TEST_HOOK(HAK_HOOK_HEAP_PUBLISHED, h);
   return h;
 }
 
@@ -206,8 +205,7 @@ void heap_abandon(hak_heap_t *h, bool in_fork_child) {
     if (!live)
       give_back_pages(h, s);
   }
-  if (unlikely(hak_test_hook != NULL))
-    hak_test_hook(HAK_HOOK_ABANDON_COLLECTED, h);
+  HAK_TEST_HOOK(HAK_HOOK_ABANDON_COLLECTED, h);
   /* 4. what is left holds live blocks: abandon it */
   /* no purge here: the adopter reuses these slices; the heap-level threshold
    * (segment_page_free) and the segment cache bound what stays committed */

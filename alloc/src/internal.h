@@ -554,7 +554,16 @@ enum hak_hook_point {
    * (test_heap_publish) */
   HAK_HOOK_HEAP_PUBLISHED,
 };
-extern HAK_INTERNAL void (*hak_test_hook)(enum hak_hook_point where, void *arg);
+/* Atomic: a test sets it while other threads run into the hook points
+ * (their heaps' creation among them); a relaxed load is a plain load. */
+extern HAK_INTERNAL void (*_Atomic hak_test_hook)(enum hak_hook_point where, void *arg);
+#define HAK_TEST_HOOK(where, arg)                                                                  \
+  do {                                                                                             \
+    void (*hook_)(enum hak_hook_point, void *) =                                                   \
+        atomic_load_explicit(&hak_test_hook, memory_order_relaxed);                                \
+    if (unlikely(hook_ != NULL))                                                                   \
+      hook_(where, arg);                                                                           \
+  } while (0)
 
 /* ---- tcache.c ---------------------------------------------------------- */
 HAK_INTERNAL void tcache_reset(hak_heap_t *h);

@@ -328,8 +328,7 @@ static hak_page_t *queue_find_free(hak_heap_t *h, size_t cls, hak_page_t **carve
     }
     queue_remove(h, pg);
     full_push(h, pg);
-    if (unlikely(hak_test_hook != NULL))
-      hak_test_hook(HAK_HOOK_PAGE_FULL, pg);
+    HAK_TEST_HOOK(HAK_HOOK_PAGE_FULL, pg);
     page_set_notify(pg);
     /* A remote free may have landed between the collect and the notify
      * request: it went to thread_free, so look once more. */
