@@ -425,7 +425,8 @@ HAK_INTERNAL size_t os_move(void *src, size_t n, void *dst, size_t *lost);
  * not, *kept says whether [dst, dst + new) is still the caller's, mapped
  * (else another thread's now: never to be used or unmapped). errno is kept. */
 HAK_INTERNAL bool os_move_mapping(void *src, size_t old, size_t new, void *dst, bool *kept);
-HAK_INTERNAL void os_purge(void *p, size_t size);
+/* Gives [p, p + size) back; whether it did (the pages then read zero). */
+HAK_INTERNAL bool os_purge(void *p, size_t size);
 HAK_INTERNAL void os_advise_huge(void *p, size_t size);
 HAK_INTERNAL uint64_t os_random_seed(void);
 HAK_INTERNAL uint64_t os_now_ms(void);

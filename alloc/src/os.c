@@ -333,9 +333,14 @@ void os_advise_huge(void *p, size_t size) {
   }
 }
 
-/* Gives the pages back; they read as zero afterwards (MADV_DONTNEED). */
-void os_purge(void *p, size_t size) {
-  madvise(p, size, MADV_DONTNEED);
+/* Gives the pages back; they read as zero afterwards (MADV_DONTNEED).
+ * It fails (EINVAL) on mlock'ed pages (mlockall(MCL_FUTURE) locks all):
+ * they keep their bytes, so the caller must not count them as zero. */
+bool os_purge(void *p, size_t size) {
+  int saved = errno;
+  bool ok = madvise(p, size, MADV_DONTNEED) == 0;
+  errno = saved;
+  return ok;
 }
 
 /* Milliseconds of a monotonic clock (coarse: a vDSO read, no syscall). */

@@ -164,10 +164,13 @@ static void segment_purge(hak_segment_t *seg) {
     unsigned j = i;
     while (j < 64 && ((m >> j) & 1))
       j++;
-    os_purge((uint8_t *)seg + (size_t)i * SLICE_SIZE, (size_t)(j - i) * SLICE_SIZE);
-    purged += (size_t)(j - i) * SLICE_SIZE;
     uint64_t run = slice_mask(i, j - i);
     m &= ~run;
+    /* a run madvise refused (mlock'ed) still holds its bytes: it stays
+     * dirty, or calloc would hand them out as zero */
+    if (!os_purge((uint8_t *)seg + (size_t)i * SLICE_SIZE, (size_t)(j - i) * SLICE_SIZE))
+      continue;
+    purged += (size_t)(j - i) * SLICE_SIZE;
     seg->dirty_slices &= ~run;
   }
   hak_tls_given_back += purged;
@@ -190,9 +193,12 @@ static void segment_cache_age_locked(uint64_t now) {
 /* Purges every free dirty slice of h's segments (h's lock held, by its
  * owner or by hak_trim). */
 void segment_purge_owned(hak_heap_t *h) {
-  for (hak_segment_t *s = h->segments; s; s = s->next)
+  size_t left = 0; /* runs a failed purge left dirty */
+  for (hak_segment_t *s = h->segments; s; s = s->next) {
     segment_purge(s);
-  h->dirty_free_bytes = 0;
+    left += segment_dirty_free_bytes(s);
+  }
+  h->dirty_free_bytes = left;
   h->purge_at_ms = 0;
 }
 
