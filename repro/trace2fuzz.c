@@ -24,7 +24,12 @@
  *     a later one starts afresh); with more than 8 threads alive at once some
  *     share a lane;
  *   - sizes are exact up to 64 KiB (and even sizes to 128 KiB), otherwise the
- *     nearest size the decoder can express; alignments likewise.
+ *     nearest size the decoder can express; alignments likewise;
+ *   - free_sized and free_aligned_sized become the fuzz ops that pass the
+ *     slot's own size and alignment (the format has no bytes for them: a
+ *     decoded op must be a valid call); one recorded with another size or
+ *     alignment (a size mismatch the program died of) is reported as not
+ *     carried (the trace's replay passes it).
  * The output is decoded again with the interpreter's decoder (fz_decode_next)
  * and compared op by op. Prints what was kept and left out. */
 #include <stdio.h>
@@ -41,12 +46,14 @@ struct obj {
   int remote;         /* an op by another thread */
   int prio;           /* 4: touched by the last thread, 2: a thread's first, 1: remote */
   size_t nops;
-  int slot; /* -1: left out */
+  int slot;           /* -1: left out */
+  size_t size, align; /* as the executor's slot will hold them (recorded request) */
 };
 
 struct item { /* one record of the window */
   const struct hak_trace_rec *r;
-  int64_t obj; /* -1: none (standalone op needing an empty slot), -2: dropped */
+  int64_t obj;   /* -1: none (standalone op needing an empty slot), -2: dropped */
+  int size_lost; /* a sized free whose recorded size/alignment is not the block's */
 };
 
 static struct obj *objs;
@@ -63,6 +70,32 @@ static int64_t obj_new(size_t i, uint32_t tid) {
   }
   objs[nobjs] = (struct obj){.first = i, .last = i, .tid = tid, .slot = -1};
   return (int64_t)nobjs++;
+}
+
+/* The size and alignment the executor's slot records for the block `r`
+ * returned (fuzz/ops.c: adopt_block; op_aligned keeps a valid alignment). */
+static void obj_shape(struct obj *o, const struct hak_trace_rec *r) {
+  size_t n = r->a1, a = 0;
+  switch (r->op) {
+  case TR_CALLOC:
+  case TR_REALLOCARRAY:
+    if (__builtin_mul_overflow(r->a1, r->a2, &n))
+      n = SIZE_MAX;
+    break;
+  case TR_POSIX_MEMALIGN:
+  case TR_ALIGNED_ALLOC:
+  case TR_MEMALIGN:
+    a = r->a2;
+    break;
+  case TR_VALLOC:
+  case TR_PVALLOC:
+    a = 4096;
+    break;
+  default:
+    break;
+  }
+  o->size = n;
+  o->align = a && !(a & (a - 1)) ? a : 0;
 }
 
 /* ---- slot scheduling: per slot, a sorted list of [first, last] intervals */
@@ -327,6 +360,13 @@ int main(int argc, char **argv) {
         objs[v].remote |= r->tid != objs[v].tid;
         if (r->op != TR_USABLE_SIZE)
           pmap_del(&m, r->arg);
+        /* the fuzz format's sized frees pass the slot's own size and
+         * alignment (no bytes for them): a recorded one that differs, e.g. a
+         * size mismatch the program died of, is not carried */
+        if (r->op == TR_FREE_SIZED)
+          items[i].size_lost = r->a1 != objs[v].size;
+        if (r->op == TR_FREE_ALIGNED_SIZED)
+          items[i].size_lost = r->a1 != objs[v].size || !objs[v].align || r->a2 != objs[v].align;
       }
       break;
     case TR_THREAD_EXIT:
@@ -339,8 +379,10 @@ int main(int argc, char **argv) {
         objs[v].remote |= r->tid != objs[v].tid;
         if (r->result || (r->a1 == 0 || (r->op == TR_REALLOCARRAY && r->a2 == 0)))
           pmap_del(&m, r->arg);
-        if (r->result)
+        if (r->result) {
           pmap_put(&m, r->result, v);
+          obj_shape(&objs[v], r);
+        }
         break;
       }
       /* realloc(NULL, n) allocates */
@@ -350,6 +392,7 @@ int main(int argc, char **argv) {
         v = obj_new(i, r->tid);
         items[i].obj = v;
         pmap_put(&m, r->result, v);
+        obj_shape(&objs[v], r);
       }
       break;
     }
@@ -403,6 +446,7 @@ int main(int argc, char **argv) {
   int lane_busy[FZ_MAX_THREADS] = {0};
   unsigned nlanes = 1;
   int mt = !driver || strcmp(driver, "fuzz_ops") != 0;
+  size_t lost = 0, lost_at = 0; /* sized frees whose size/alignment is not carried */
   /* first pass decides the number of lanes; second pass emits */
   for (int pass = 0; pass < 2; pass++) {
     memset(lane_of, 0, ((size_t)t.max_tid + 2) * sizeof *lane_of);
@@ -498,6 +542,8 @@ int main(int argc, char **argv) {
         continue;
       if (nwant >= FZ_MAX_OPS)
         break;
+      if (pass == 1 && it->size_lost && !lost++)
+        lost_at = i;
       emit(&o, mt);
     }
   }
@@ -536,5 +582,16 @@ int main(int argc, char **argv) {
           kept_objs, nobjs, FZ_SLOTS, outn, nitems ? (unsigned long long)items[0].r->seq : 0ull,
           nitems ? (unsigned long long)items[nitems - 1].r->seq : 0ull,
           keep_standalone ? "" : " (ops on no block left out)", unknown, approx);
+  if (lost) {
+    char rec[256];
+    trace_format(rec, sizeof rec, items[lost_at].r);
+    fprintf(stderr,
+            "trace2fuzz: %zu sized free(s) pass a size or alignment other than their block's "
+            "(first: seq %llu %s, block of %zu bytes, alignment %zu): the fuzz input's "
+            "free_sized/free_aligned_sized take the block's own, so a size mismatch does not "
+            "reproduce from it; the trace's replay passes the recorded ones\n",
+            lost, (unsigned long long)items[lost_at].r->seq, rec, objs[items[lost_at].obj].size,
+            objs[items[lost_at].obj].align);
+  }
   return 0;
 }

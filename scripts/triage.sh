@@ -123,7 +123,8 @@ run_once "$fz" "$work/run.log"
 if [ $? -eq 0 ]; then
   if is_trace "$input" && rsig=$(classify "$work/replay.log"); then
     # the replay fails but the fuzz input does not (the failure needs more
-    # than the interpreter's 64 slots / 8 threads / 4096 ops): file the trace
+    # than the interpreter's 64 slots / 8 threads / 4096 ops, or a sized
+    # free's recorded size, which trace2fuzz cannot carry): file the trace
     sig=$rsig
     say "signature: $sig (from the replay; the $driver input converted from it passes)"
     mkdir -p "$REGRESSIONS_DIR/traces"

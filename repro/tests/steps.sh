@@ -239,6 +239,21 @@ PY
     replay_ok release "$W/edge-all.trace"
     ok "free_sized replayed with its size; realloc'd usable size; cut-short trace refused; reallocarray(p, 0, m) frees; every op ($n kinds) replayed"
     ;;
+  trace2fuzz-edges)
+    # trace2fuzz says when a sized free's recorded size is not carried (the
+    # fuzz format's free_sized takes the block's own: a size mismatch does not
+    # reproduce from the input)
+    E=$T/trace_edges
+    rm -f "$W"/t2f-*.trace
+    HAKMEM_TRACE=$W/t2f-fs.trace LD_PRELOAD=$TRACE_SO "$E" free-sized-bad >"$W/t2f-fs.log" 2>&1
+    rc=$?
+    [ $rc -eq 134 ] || { cat "$W/t2f-fs.log"; fail "free_sized(p, 200) of a 100-byte block: exit $rc, expected 134"; }
+    "$T/trace2fuzz" "$W/t2f-fs.trace" -o "$W/t2f-fs.fz" 2>"$W/t2f-fs-t2f.log" || fail "trace2fuzz failed"
+    cat "$W/t2f-fs-t2f.log"
+    grep -qE "^trace2fuzz: 1 sized free\(s\) pass a size or alignment other than their block's \(first: seq [0-9]+ free_sized\(0x[0-9a-f]+, 200\), block of 100 bytes" \
+      "$W/t2f-fs-t2f.log" || fail "trace2fuzz did not say that free_sized's size 200 is not in the input"
+    ok "trace2fuzz names the sized free it cannot carry"
+    ;;
   rr-detect)
     out=$(scripts/rr-record.sh true 2>&1)
     rc=$?
