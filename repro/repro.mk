@@ -49,7 +49,7 @@ $(RPB)/tracecat: repro/tracecat.c $(RP_HDRS)
 # plain libc programs for the trace-edges step (repro/tests/steps.sh)
 $(RPB)/trace_edges: repro/tests/trace_edges.c
 	@mkdir -p $(@D)
-	gcc -std=gnu11 -O1 -g -Wall -Wextra $< -o $@ -ldl
+	gcc -std=gnu11 -O1 -g -pthread -Wall -Wextra $< -o $@ -ldl
 
 # trace2fuzz decodes what it wrote with the interpreter's decoder (self-check)
 $(RPB)/trace2fuzz: repro/trace2fuzz.c $(RP_OPS) $(RP_HDRS) build/release/libhakmem.a

@@ -18,7 +18,10 @@
  *     rest; within each, the latest last op first (nearest a crash at the
  *     end). An object that finds no free slot, or no room in the op budget
  *     (--max-ops, default 4000), is left out with all its ops; ops on no
- *     block (free(NULL), failed allocations) only when all of them fit;
+ *     block (free(NULL), failed allocations) only when all of them fit; the
+ *     thread exits (below) are outside the budget, and where they would take
+ *     the input past FZ_MAX_OPS (the decoder stops there, and the end of the
+ *     window, a crash, would be lost) the budget is cut until they fit;
  *   - threads become lanes: a traced thread takes a free lane at its first op
  *     and gives it back at its exit (FZ_THREAD_EXIT: the fuzz thread exits and
  *     a later one starts afresh); with more than 8 threads alive at once some
@@ -427,7 +430,18 @@ int main(int argc, char **argv) {
   for (size_t k = 0; k < nobjs; k++)
     order[k] = &objs[k];
   qsort(order, nobjs, sizeof *order, obj_prio);
-  size_t cut = 0, kept_objs = 0, budget = max_ops, standalone = 0;
+  size_t cut = 0, kept_objs, budget, standalone = 0;
+  for (size_t i = 0; i < nitems; i++)
+    standalone += items[i].obj == -1 && items[i].r->op != TR_THREAD_EXIT;
+  uint32_t *lane_of = calloc((size_t)t.max_tid + 2, sizeof *lane_of); /* lane + 1, 0 = none */
+  /* The thread exits of the threads that got a lane are not in the budget:
+   * when they take the input past FZ_MAX_OPS, where the decoder stops (and
+   * the end of the trace, where a crash is, would be lost), the objects are
+   * chosen again with the budget cut by the excess. */
+reschedule:
+  kept_objs = 0;
+  budget = max_ops;
+  memset(sln, 0, sizeof sln);
   for (size_t k = 0; k < nobjs; k++) {
     order[k]->slot = -1;
     if (order[k]->nops <= budget) {
@@ -438,17 +452,19 @@ int main(int argc, char **argv) {
       }
     }
   }
-  for (size_t i = 0; i < nitems; i++)
-    standalone += items[i].obj == -1 && items[i].r->op != TR_THREAD_EXIT;
   int keep_standalone = standalone <= budget;
   /* lanes */
-  uint32_t *lane_of = calloc((size_t)t.max_tid + 2, sizeof *lane_of); /* lane + 1, 0 = none */
   int lane_busy[FZ_MAX_THREADS] = {0};
   unsigned nlanes = 1;
   int mt = !driver || strcmp(driver, "fuzz_ops") != 0;
   size_t lost = 0, lost_at = 0; /* sized frees whose size/alignment is not carried */
+  size_t total = 0;             /* ops pass 0 would write, past FZ_MAX_OPS too */
   /* first pass decides the number of lanes; second pass emits */
   for (int pass = 0; pass < 2; pass++) {
+    if (pass == 1 && total > FZ_MAX_OPS && max_ops > 0) {
+      max_ops -= total - FZ_MAX_OPS < max_ops ? total - FZ_MAX_OPS : max_ops;
+      goto reschedule;
+    }
     memset(lane_of, 0, ((size_t)t.max_tid + 2) * sizeof *lane_of);
     memset(lane_busy, 0, sizeof lane_busy);
     outn = 0;
@@ -540,8 +556,9 @@ int main(int argc, char **argv) {
       }
       if (!mt && o.kind == FZ_THREAD_EXIT)
         continue;
+      total += pass == 0;
       if (nwant >= FZ_MAX_OPS)
-        break;
+        continue;
       if (pass == 1 && it->size_lost && !lost++)
         lost_at = i;
       emit(&o, mt);

@@ -242,7 +242,8 @@ PY
   trace2fuzz-edges)
     # trace2fuzz says when a sized free's recorded size is not carried (the
     # fuzz format's free_sized takes the block's own: a size mismatch does not
-    # reproduce from the input)
+    # reproduce from the input); thread exits past the op budget do not cut
+    # the end of the trace (where a crash is) off the input
     E=$T/trace_edges
     rm -f "$W"/t2f-*.trace
     HAKMEM_TRACE=$W/t2f-fs.trace LD_PRELOAD=$TRACE_SO "$E" free-sized-bad >"$W/t2f-fs.log" 2>&1
@@ -252,7 +253,14 @@ PY
     cat "$W/t2f-fs-t2f.log"
     grep -qE "^trace2fuzz: 1 sized free\(s\) pass a size or alignment other than their block's \(first: seq [0-9]+ free_sized\(0x[0-9a-f]+, 200\), block of 100 bytes" \
       "$W/t2f-fs-t2f.log" || fail "trace2fuzz did not say that free_sized's size 200 is not in the input"
-    ok "trace2fuzz names the sized free it cannot carry"
+    HAKMEM_TRACE=$W/t2f-mt.trace LD_PRELOAD=$TRACE_SO "$E" many-threads || fail "many-threads failed"
+    "$T/trace2fuzz" "$W/t2f-mt.trace" -o "$W/t2f-mt.fz" || fail "trace2fuzz failed"
+    "$T/trace2fuzz" --dump "$W/t2f-mt.fz" >"$W/t2f-mt.dump" || fail "trace2fuzz --dump failed"
+    tail -n 3 "$W/t2f-mt.dump"
+    tail -n 3 "$W/t2f-mt.dump" | head -n 2 | awk '{print $3, $9}' | tr '\n' ' ' | grep -qx 'malloc 777 free 0 ' ||
+      fail "the converted input does not end with the trace's last ops, malloc(777) and its free"
+    build/fuzz/release/fuzz_mt "$W/t2f-mt.fz" >/dev/null 2>&1 || fail "fuzz_mt fails on the converted input"
+    ok "trace2fuzz names the sized free it cannot carry; 120 thread exits leave the end of the trace in"
     ;;
   rr-detect)
     out=$(scripts/rr-record.sh true 2>&1)

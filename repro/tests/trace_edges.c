@@ -15,15 +15,30 @@
  *                      a size past PTRDIFF_MAX): the replay must match
  *                      every outcome (a recorder that swapped or dropped
  *                      an argument of any op shows there)
+ *   many-threads       120 threads one after another, each 20 malloc/free pairs,
+ *                      then malloc(777) and its free on the main thread: more
+ *                      thread exits than trace2fuzz's op budget leaves room
+ *                      for; the converted input must still end with those two
  * free_sized (C23) is looked up with dlsym: glibc 2.36 does not declare it. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <malloc.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+static void *volatile sink; /* keeps the compiler from eliding malloc/free pairs */
+
+static void *twenty_pairs(void *arg) {
+  for (int i = 0; i < 20; i++) {
+    sink = malloc(32 + (size_t)i);
+    free(sink);
+  }
+  return arg;
+}
 
 int main(int argc, char **argv) {
   const char *mode = argc > 1 ? argv[1] : "";
@@ -103,7 +118,19 @@ int main(int argc, char **argv) {
     free(r);
     return 0;
   }
-  fprintf(stderr, "usage: %s free-sized-bad | realloc-in-place | reallocarray-zero | every-op\n",
+  if (!strcmp(mode, "many-threads")) {
+    for (int i = 0; i < 120; i++) {
+      pthread_t t;
+      if (pthread_create(&t, NULL, twenty_pairs, NULL) != 0 || pthread_join(t, NULL) != 0)
+        return 1;
+    }
+    sink = malloc(777);
+    free(sink);
+    return 0;
+  }
+  fprintf(stderr,
+          "usage: %s free-sized-bad | realloc-in-place | reallocarray-zero | every-op | "
+          "many-threads\n",
           argv[0]);
   return 2;
 }

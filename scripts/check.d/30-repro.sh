@@ -10,7 +10,8 @@
 #     tracecat, mismatch-detected (a doctored trace must be reported), trace-edges
 #       (free_sized replayed with its size, realloc'd usable size, a cut-short trace
 #       refused, tracecat --ids after reallocarray(p, 0, m)), trace2fuzz-edges (trace2fuzz
-#       names a sized free whose recorded size the fuzz input cannot carry)
+#       names a sized free whose recorded size the fuzz input cannot carry; 120 thread
+#       exits do not cut the end of the trace off the input)
 #     plant-record, plant-replay-10x, plant-replay-{asan,tsan}, plant-needs-plant,
 #     plant-trace2fuzz, plant-triage: the planted crash (test-only build) is written at
 #       the crash, ends at the crashing op, replays 10/10, converts to a fuzz_mt input
