@@ -124,6 +124,11 @@ static inline void trace_describe(FILE *o, const char *path, const struct trace 
   if (t->n)
     fprintf(o, ", seq %llu..%llu", (unsigned long long)t->r[0].seq,
             (unsigned long long)t->r[t->n - 1].seq);
+  if (t->h.flags & HAK_TRACE_F_REENTERED)
+    fprintf(o,
+            ", CALLS NOT RECORDED: made in a signal handler that interrupted the recorder "
+            "(%llu records not kept in all)",
+            (unsigned long long)t->h.dropped);
   fprintf(o, "\n");
 }
 

@@ -22,6 +22,9 @@
  * (HAKMEM_TRACE is inherited): give programs that exec a path per run.
  * HAKMEM_TRACE_LIMIT_MB (default 1024) bounds the memory the buffers take;
  * beyond it records are counted as dropped and the header says truncated.
+ * A call made while its thread's recorder runs (a signal handler that
+ * interrupted it) cannot be recorded: it is counted as dropped too, and the
+ * header says so (HAK_TRACE_F_REENTERED), so that no op goes missing unsaid.
  *
  * Overhead: one atomic fetch-add for the sequence number, a registry lookup
  * for the usable size of a returned block, a 56-byte store. */
@@ -67,6 +70,7 @@ static pid_t trace_pid; /* the process that read HAKMEM_TRACE */
 static _Atomic(struct trace_buf *) trace_bufs;
 static _Atomic uint32_t trace_next_tid;
 static _Atomic uint64_t trace_bytes, trace_dropped;
+static _Atomic uint64_t trace_reentered; /* calls not recorded: the recorder was busy */
 static uint64_t trace_limit;
 static _Atomic int trace_writing;
 static struct sigaction trace_old[NSIG];
@@ -270,6 +274,10 @@ void hak_trace_emit(uint64_t seq, unsigned op, const void *arg, size_t a1, size_
     }
     errno = saved;
     trace_busy = 0;
+  } else if (st == ST_ON) {
+    /* a signal handler's call interrupted this thread's recorder: its
+     * record cannot be written, but the header says that one is missing */
+    atomic_fetch_add_explicit(&trace_reentered, 1, memory_order_relaxed);
   }
 #if defined(HAK_PLANT_REMOTE_FREE)
   plant_check(op, arg);
@@ -326,8 +334,11 @@ static void write_file(unsigned flags, int signo, uint64_t lim) {
     memcpy(h.magic, HAK_TRACE_MAGIC, 8);
     h.version = HAK_TRACE_VERSION;
     h.rec_size = sizeof(struct hak_trace_rec);
+    uint64_t reentered = atomic_load(&trace_reentered);
     h.dropped = atomic_load(&trace_dropped);
-    h.flags = flags | (h.dropped ? HAK_TRACE_F_TRUNCATED : 0);
+    h.flags =
+        flags | (h.dropped ? HAK_TRACE_F_TRUNCATED : 0) | (reentered ? HAK_TRACE_F_REENTERED : 0);
+    h.dropped += reentered;
     h.signo = signo;
     h.pid = (uint64_t)getpid();
     for (struct trace_buf *b = atomic_load(&trace_bufs); b; b = atomic_load(&b->next))

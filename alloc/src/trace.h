@@ -41,10 +41,12 @@ enum hak_trace_op {
 #define HAK_TRACE_MAGIC "HAKTRACE"
 #define HAK_TRACE_VERSION 1u
 enum hak_trace_flags {
-  HAK_TRACE_F_EXIT = 1,      /* written at process exit */
-  HAK_TRACE_F_SIGNAL = 2,    /* written by the fatal-signal handler (signo set) */
-  HAK_TRACE_F_FLUSH = 4,     /* written by hak_trace_flush() (stress watchdog) */
-  HAK_TRACE_F_TRUNCATED = 8, /* HAKMEM_TRACE_LIMIT_MB reached: later records dropped */
+  HAK_TRACE_F_EXIT = 1,       /* written at process exit */
+  HAK_TRACE_F_SIGNAL = 2,     /* written by the fatal-signal handler (signo set) */
+  HAK_TRACE_F_FLUSH = 4,      /* written by hak_trace_flush() (stress watchdog) */
+  HAK_TRACE_F_TRUNCATED = 8,  /* HAKMEM_TRACE_LIMIT_MB reached: later records dropped */
+  HAK_TRACE_F_REENTERED = 16, /* calls made while the thread's recorder was interrupted
+                                 (a signal handler's malloc) were not recorded */
 };
 struct hak_trace_header { /* 64 bytes */
   char magic[8];          /* "HAKTRACE" */
@@ -54,7 +56,7 @@ struct hak_trace_header { /* 64 bytes */
   int32_t signo;          /* the fatal signal, or 0 */
   uint64_t pid;
   uint64_t nthreads; /* threads that recorded at least one op */
-  uint64_t dropped;  /* records not kept (limit reached) */
+  uint64_t dropped;  /* records not kept (limit reached, or recorder re-entered) */
   char config[16];   /* hak_config() of the recording library */
 };
 struct hak_trace_rec { /* 56 bytes */

@@ -19,16 +19,22 @@
  *                      then malloc(777) and its free on the main thread: more
  *                      thread exits than trace2fuzz's op budget leaves room
  *                      for; the converted input must still end with those two
+ *   signal-mallocs     400000 malloc/free pairs while a SIGPROF handler frees
+ *                      and allocates every few ms: a handler that interrupts
+ *                      the recorder itself cannot be recorded, and the
+ *                      trace's header must say so (no op missing unsaid)
  * free_sized (C23) is looked up with dlsym: glibc 2.36 does not declare it. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <malloc.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
 
 static void *volatile sink; /* keeps the compiler from eliding malloc/free pairs */
 
@@ -38,6 +44,16 @@ static void *twenty_pairs(void *arg) {
     free(sink);
   }
   return arg;
+}
+
+static void *volatile held[16];
+static volatile sig_atomic_t hits;
+
+static void on_prof(int sig) {
+  (void)sig;
+  int i = hits++ % 16;
+  free(held[i]);
+  held[i] = malloc(24 + (size_t)i);
 }
 
 int main(int argc, char **argv) {
@@ -128,9 +144,27 @@ int main(int argc, char **argv) {
     free(sink);
     return 0;
   }
+  if (!strcmp(mode, "signal-mallocs")) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_prof;
+    sigaction(SIGPROF, &sa, NULL);
+    struct itimerval it = {{0, 100}, {0, 100}}, off;
+    memset(&off, 0, sizeof off);
+    setitimer(ITIMER_PROF, &it, NULL);
+    for (int i = 0; i < 400000; i++) {
+      sink = malloc(16 + (size_t)(i % 100));
+      free(sink);
+    }
+    setitimer(ITIMER_PROF, &off, NULL);
+    for (int i = 0; i < 16; i++)
+      free(held[i]);
+    printf("signal-mallocs: %d handler runs\n", (int)hits);
+    return 0;
+  }
   fprintf(stderr,
           "usage: %s free-sized-bad | realloc-in-place | reallocarray-zero | every-op | "
-          "many-threads\n",
+          "many-threads | signal-mallocs\n",
           argv[0]);
   return 2;
 }
