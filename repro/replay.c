@@ -421,8 +421,10 @@ int main(int argc, char **argv) {
     __sanitizer_set_death_callback(on_sanitizer_death);
   fz_exec_init_cap(&X, next_slot, 1);
   static struct fz_runner runner;
-  if (!serial && fz_runner_init(&runner, &X, T.max_tid ? T.max_tid : 1) != 0)
+  if (!serial && fz_runner_init(&runner, &X, T.max_tid ? T.max_tid : 1) != 0) {
+    fprintf(stderr, "replay: out of memory for %u threads\n", T.max_tid);
     return 2;
+  }
   runner.fn = run_op;
   for (size_t i = 0; i < nops; i++) {
     const struct rop *o = &ops[i];

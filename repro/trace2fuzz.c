@@ -336,6 +336,10 @@ int main(int argc, char **argv) {
   if (trace_load(path, &t) != 0)
     return 2;
   items = calloc(t.n ? t.n : 1, sizeof *items);
+  if (!items) {
+    fprintf(stderr, "trace2fuzz: out of memory for %zu records\n", t.n);
+    return 2;
+  }
   struct pmap m = {0};
   size_t unknown = 0;
   for (size_t k = 0; k < t.n; k++) {
@@ -417,6 +421,11 @@ int main(int argc, char **argv) {
       o->prio |= (items[i].r->tid == last_tid) << 2;
     }
   int64_t *first_of = calloc((size_t)t.max_tid + 2, sizeof *first_of);
+  uint32_t *lane_of = calloc((size_t)t.max_tid + 2, sizeof *lane_of); /* lane + 1, 0 = none */
+  if (!first_of || !lane_of) {
+    fprintf(stderr, "trace2fuzz: out of memory for %u threads\n", t.max_tid);
+    return 2;
+  }
   for (size_t k = 0; k < nobjs; k++) {
     uint32_t tid = objs[k].tid <= t.max_tid ? objs[k].tid : 0;
     if (!first_of[tid])
@@ -427,13 +436,16 @@ int main(int argc, char **argv) {
     if (first_of[tid])
       objs[first_of[tid] - 1].prio |= 2;
   struct obj **order = malloc((nobjs ? nobjs : 1) * sizeof *order);
+  if (!order) {
+    fprintf(stderr, "trace2fuzz: out of memory for %zu objects\n", nobjs);
+    return 2;
+  }
   for (size_t k = 0; k < nobjs; k++)
     order[k] = &objs[k];
   qsort(order, nobjs, sizeof *order, obj_prio);
   size_t cut = 0, kept_objs, budget, standalone = 0;
   for (size_t i = 0; i < nitems; i++)
     standalone += items[i].obj == -1 && items[i].r->op != TR_THREAD_EXIT;
-  uint32_t *lane_of = calloc((size_t)t.max_tid + 2, sizeof *lane_of); /* lane + 1, 0 = none */
   /* The thread exits of the threads that got a lane are not in the budget:
    * when they take the input past FZ_MAX_OPS, where the decoder stops (and
    * the end of the trace, where a crash is, would be lost), the objects are

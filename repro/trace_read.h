@@ -105,6 +105,25 @@ static inline int trace_load(const char *path, struct trace *t) {
     return -1;
   }
   fclose(f);
+  /* a garbled file (bytes overwritten, not a trace written by trace.c): an
+   * op no recorder writes, thread id 0, or one past every thread the
+   * header counts (ids are 1, 2, ... in the order threads first recorded)
+   * would be replayed as nonsense or size tables by a garbage id */
+  for (size_t i = 0; i < t->n; i++) {
+    const struct hak_trace_rec *r = &t->r[i];
+    if (r->op < TR_MALLOC || r->op > TR_THREAD_EXIT || r->tid == 0 ||
+        r->tid > t->h.nthreads + t->n) {
+      fprintf(stderr,
+              "%s: record %zu is not one a recorder writes (seq %llu, op %u, thread %u; the "
+              "header counts %llu threads): the file is garbled\n",
+              path, i, (unsigned long long)r->seq, r->op, r->tid,
+              (unsigned long long)t->h.nthreads);
+      free(t->r);
+      t->r = NULL;
+      t->n = 0;
+      return -1;
+    }
+  }
   qsort(t->r, t->n, sizeof *t->r, trace_cmp_seq);
   for (size_t i = 0; i < t->n; i++)
     if (t->r[i].tid > t->max_tid)

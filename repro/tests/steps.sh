@@ -199,7 +199,7 @@ PY
   trace-edges)
     # free_sized's recorded size reaches the replay; a usable_size after an
     # in-place realloc is not compared (valgrind's realloc moves); a trace
-    # file cut short is refused by every tool; tracecat --ids drops a block
+    # file cut short or garbled is refused by every tool; tracecat --ids drops a block
     # reallocarray(p, 0, m) freed
     E=$T/trace_edges
     rm -f "$W"/edge-*.trace
@@ -225,6 +225,20 @@ PY
       echo "$(basename "$tool"): $out"
       [ $rc -eq 2 ] && echo "$out" | grep -q "is cut short" ||
         fail "$(basename "$tool") on a trace cut short: exit $rc, no clear error"
+    done
+    # a garbled record (its thread id overwritten with 0xffffffff): trace2fuzz
+    # died of SIGSEGV sizing tables by it, replay exited 2 without a word,
+    # tracecat printed it as a trace of 4294967295 threads
+    cp "$W/edge-ri.trace" "$W/edge-garbled.trace"
+    printf '\377\377\377\377' | dd of="$W/edge-garbled.trace" bs=1 seek=112 conv=notrunc status=none
+    for tool in "$T/release/replay" "$T/tracecat" "$T/trace2fuzz"; do
+      args=("$W/edge-garbled.trace")
+      [ "$tool" = "$T/trace2fuzz" ] && args+=(-o "$W/edge-garbled.fz")
+      out=$("$tool" "${args[@]}" 2>&1 >/dev/null)
+      rc=$?
+      echo "$(basename "$tool"): $out"
+      [ $rc -eq 2 ] && echo "$out" | grep -q "the file is garbled" ||
+        fail "$(basename "$tool") on a garbled trace: exit $rc, no clear error"
     done
     HAKMEM_TRACE=$W/edge-ra.trace LD_PRELOAD=$TRACE_SO "$E" reallocarray-zero >"$W/edge-ra.log" 2>&1
     rc=$?

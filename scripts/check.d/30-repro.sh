@@ -8,8 +8,8 @@
 #       replayed in each configuration with every outcome matching
 #     record-python, replay-python-{release,asan,tsan,valgrind}: the same for python3
 #     tracecat, mismatch-detected (a doctored trace must be reported), trace-edges
-#       (free_sized replayed with its size, realloc'd usable size, a cut-short trace
-#       refused, tracecat --ids after reallocarray(p, 0, m)), trace2fuzz-edges (trace2fuzz
+#       (free_sized replayed with its size, realloc'd usable size, a cut-short or garbled
+#       trace refused, tracecat --ids after reallocarray(p, 0, m)), trace2fuzz-edges (trace2fuzz
 #       names a sized free whose recorded size the fuzz input cannot carry; 120 thread
 #       exits do not cut the end of the trace off the input), trace-reentered (calls a
 #       signal handler makes while the recorder runs are counted in the header)
