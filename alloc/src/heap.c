@@ -367,6 +367,9 @@ static void fork_child(void) {
   /* the forking thread took the locks in fork_prepare and is the one
    * thread of the child: release them as in the parent */
   fork_unlock_all();
+#if HAK_TRACE_ON
+  hak_trace_fork_child();
+#endif
   /* A thread that died with the fork may have been handing a block to our
    * own heap (TF_NOTIFYING): nobody will finish that, so finish it here.
    * Remote frees pushed while it held TF_NOTIFYING are on the page's stack;

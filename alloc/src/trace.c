@@ -374,6 +374,14 @@ static void write_file(unsigned flags, int signo, uint64_t lim) {
   atomic_store(&trace_writing, 0);
 }
 
+void hak_trace_fork_child(void) {
+  /* the fork was made while another thread wrote the file: that thread is
+   * gone, and its flag would keep the child from ever writing its own file
+   * (PATH.<pid>); the records are the child's copy, consistent (each count
+   * is published after its record) */
+  atomic_store(&trace_writing, 0);
+}
+
 __attribute__((destructor(101))) static void trace_at_exit(void) {
   hak_trace_write(HAK_TRACE_F_EXIT, 0);
 }

@@ -81,6 +81,10 @@ void hak_trace_emit(uint64_t seq, unsigned op, const void *arg, size_t a1, size_
                     const void *result, int err) __attribute__((visibility("hidden")));
 /* Writes the trace file now (async-signal-safe); public as hak_trace_flush(). */
 void hak_trace_write(unsigned flags, int signo) __attribute__((visibility("hidden")));
+/* The fork child's handler: a writer that was running in another thread of
+ * the parent does not exist in the child, whose own file must still be
+ * written at its exit. */
+void hak_trace_fork_child(void) __attribute__((visibility("hidden")));
 #if defined(HAK_PLANT_REMOTE_FREE)
 /* Test-only planted bug (repro tests): a free of a small block owned by
  * another live heap aborts with a named error ("hakmem: planted crash of

@@ -295,6 +295,22 @@ PY
     "$T/release/replay" -q "$W/sig.trace" >"$W/sig-replay.log" 2>&1 || { cat "$W/sig-replay.log"; fail "the replay failed"; }
     ok "signal handler calls: $missing not recorded, every one of them counted in the header"
     ;;
+  trace-fork-flush)
+    # a child forked while another thread of the parent wrote the trace
+    # (here: hak_trace_flush in a loop) must still write its own file at its
+    # exit (before 2026-11-28 it inherited the writer's flag and wrote none)
+    rm -f "$W"/ff.trace*
+    pids=$(HAKMEM_TRACE=$W/ff.trace LD_PRELOAD=$TRACE_SO "$T/trace_edges" fork-during-flush) ||
+      fail "fork-during-flush failed"
+    n=0 missing=
+    for p in $pids; do
+      n=$((n + 1))
+      "$T/tracecat" "$W/ff.trace.$p" | grep -q "malloc(4242)" || missing="$missing $p"
+    done
+    [ "$n" -eq 40 ] || fail "$n children reported, not 40"
+    [ -z "$missing" ] || fail "children without a trace of their own malloc(4242):$missing"
+    ok "40 children forked during flushes: each wrote its own trace"
+    ;;
   rr-detect)
     out=$(scripts/rr-record.sh true 2>&1)
     rc=$?

@@ -23,18 +23,28 @@
  *                      and allocates every few ms: a handler that interrupts
  *                      the recorder itself cannot be recorded, and the
  *                      trace's header must say so (no op missing unsaid)
- * free_sized (C23) is looked up with dlsym: glibc 2.36 does not declare it. */
+ *   fork-during-flush  a thread writes the trace again and again
+ *                      (hak_trace_flush) while the main thread forks 40
+ *                      children, each of which mallocs, frees and exits;
+ *                      prints each child's pid: every child must write its
+ *                      own trace (PATH.<pid>) at its exit, also one forked
+ *                      while the parent's file was being written
+ * free_sized (C23) and hak_trace_flush are looked up with dlsym: glibc 2.36
+ * does not declare the first, the second is hakmem's. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stddef.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 static void *volatile sink; /* keeps the compiler from eliding malloc/free pairs */
 
@@ -44,6 +54,14 @@ static void *twenty_pairs(void *arg) {
     free(sink);
   }
   return arg;
+}
+
+static atomic_int_fast32_t flushing_stop;
+
+static void *flush_again(void *flush) {
+  while (!atomic_load(&flushing_stop))
+    ((void (*)(void))flush)();
+  return NULL;
 }
 
 static void *volatile held[16];
@@ -162,9 +180,39 @@ int main(int argc, char **argv) {
     printf("signal-mallocs: %d handler runs\n", (int)hits);
     return 0;
   }
+  if (!strcmp(mode, "fork-during-flush")) {
+    void *flush = dlsym(RTLD_DEFAULT, "hak_trace_flush");
+    if (!flush)
+      return 1;
+    for (int i = 0; i < 100000; i++) { /* a trace that takes a while to write */
+      sink = malloc(16 + (size_t)(i % 200));
+      free(sink);
+    }
+    pthread_t t;
+    if (pthread_create(&t, NULL, flush_again, flush) != 0)
+      return 1;
+    int bad = 0;
+    for (int i = 0; i < 40; i++) {
+      fflush(stdout); /* or each child prints the pids before it again */
+      pid_t pid = fork();
+      if (pid == 0) {
+        sink = malloc(4242);
+        free(sink);
+        exit(0); /* the trace is written by a destructor */
+      }
+      int st;
+      if (pid < 0 || waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        bad = 1;
+      else
+        printf("%d\n", (int)pid);
+    }
+    atomic_store(&flushing_stop, 1);
+    pthread_join(t, NULL);
+    return bad;
+  }
   fprintf(stderr,
           "usage: %s free-sized-bad | realloc-in-place | reallocarray-zero | every-op | "
-          "many-threads | signal-mallocs\n",
+          "many-threads | signal-mallocs | fork-during-flush\n",
           argv[0]);
   return 2;
 }
