@@ -8,7 +8,7 @@ and needs many process starts; this pass needs a fast standalone driver).
 Removes whole ops (their byte spans, from `trace2fuzz --spans`) while `BIN
 candidate` still exits non-zero with KEY in its output; byte 0 of a fuzz_mt
 input (the thread count) is kept. Writes the smallest input found to OUT."""
-import subprocess, sys, tempfile, os
+import os, shlex, subprocess, sys, tempfile
 
 def main():
     a = sys.argv[1:]
@@ -19,20 +19,27 @@ def main():
     src, out = a
     data = open(src, 'rb').read()
     spans = [tuple(map(int, l.split())) for l in subprocess.run(
-        opt['spans'].split() + ['--driver', opt['driver'], '--spans', src],
+        shlex.split(opt['spans']) + ['--driver', opt['driver'], '--spans', src],
         capture_output=True, text=True, check=True).stdout.split('\n') if l.strip()]
     head = data[:spans[0][0]] if spans else data
     ops = [data[o:o + n] for o, n in spans]
     tmp = tempfile.NamedTemporaryFile(delete=False, dir=os.path.dirname(os.path.abspath(out)))
     tmp.close()
+    try:  # the candidate file goes whichever way this ends
+        return reduce_ops(opt, head, ops, spans, out, data, tmp.name)
+    finally:
+        os.unlink(tmp.name)
+
+
+def reduce_ops(opt, head, ops, spans, out, data, tmpname):
     runs = [0]
 
     def fails(keep):
         runs[0] += 1
-        with open(tmp.name, 'wb') as f:
+        with open(tmpname, 'wb') as f:
             f.write(head + b''.join(keep))
         try:
-            r = subprocess.run([opt['run'], tmp.name], capture_output=True, timeout=30)
+            r = subprocess.run([opt['run'], tmpname], capture_output=True, timeout=30)
         except subprocess.TimeoutExpired:
             return False
         return r.returncode != 0 and opt['key'].encode() in (r.stdout + r.stderr)
@@ -57,7 +64,6 @@ def main():
                 break
             n = min(len(ops), n * 2)
     open(out, 'wb').write(head + b''.join(ops))
-    os.unlink(tmp.name)
     print('opreduce: %d -> %d ops in %d runs' % (len(spans), len(ops), runs[0]), file=sys.stderr)
     return 0
 
