@@ -153,6 +153,17 @@ static void slot_release(uint32_t s) {
 
 static size_t unknown;
 
+/* Addresses the trace had freed (or realloc moved away from), with the seq
+ * of that op, so that a skipped op can be told apart: a double free, or a
+ * pointer the trace never showed handed out. The first few are named. */
+static struct pmap gone;
+#define NAMED_MAX 3
+static struct {
+  size_t op;       /* index in ops */
+  int64_t gone_at; /* seq of the op that freed the block, or -1 */
+} named[NAMED_MAX];
+static size_t nnamed;
+
 /* Per slot: whether its block came from a realloc. Where realloc keeps a
  * block in place or moves it, and so its usable size, depends on the
  * configuration (valgrind's always moves; an aligned large block moved
@@ -181,6 +192,12 @@ static bool object_of(struct pmap *m, uint64_t arg, struct rop *o, uint32_t *s) 
   if (!pmap_get(m, arg, &v)) {
     o->skip = 1;
     unknown++;
+    if (nnamed < NAMED_MAX) {
+      named[nnamed].op = (size_t)(o - ops);
+      if (!pmap_get(&gone, arg, &named[nnamed].gone_at))
+        named[nnamed].gone_at = -1;
+      nnamed++;
+    }
     return false;
   }
   *s = (uint32_t)v;
@@ -235,6 +252,7 @@ static void translate(uint64_t to) {
                   (unsigned long long)r->result, (unsigned long long)r->seq);
         }
         pmap_put(&m, r->result, s);
+        pmap_del(&gone, r->result);
         set_from_realloc(s, 0);
       } else {
         slot_release(s); /* reused by a later op only; this one runs first */
@@ -263,12 +281,16 @@ static void translate(uint64_t to) {
       int to_zero = !ovf && n == 0 && r->arg;
       o->cmp_err = !r->result && !to_zero;
       if (r->result) {
-        if (r->arg)
+        if (r->arg) {
           pmap_del(&m, r->arg);
+          pmap_put(&gone, r->arg, (int64_t)r->seq);
+        }
         pmap_put(&m, r->result, s);
+        pmap_del(&gone, r->result);
         set_from_realloc(s, r->arg != 0); /* realloc(NULL, n) is malloc(n) */
       } else if (to_zero) {
         pmap_del(&m, r->arg);
+        pmap_put(&gone, r->arg, (int64_t)r->seq);
         slot_release(s);
       } else if (!r->arg) {
         slot_release(s);
@@ -288,6 +310,7 @@ static void translate(uint64_t to) {
         if (!object_of(&m, r->arg, o, &s))
           break;
         pmap_del(&m, r->arg);
+        pmap_put(&gone, r->arg, (int64_t)r->seq);
         slot_release(s);
       }
       break;
@@ -311,6 +334,35 @@ static void translate(uint64_t to) {
   }
   free(m.k);
   free(m.v);
+  free(gone.k);
+  free(gone.v);
+}
+
+/* Names the first skipped ops: the block's earlier free (a double free in
+ * the recorded program) or none in the trace. */
+static void describe_skipped(void) {
+  for (size_t i = 0; i < nnamed; i++) {
+    char rec[256];
+    const struct hak_trace_rec *r = &T.r[ops[named[i].op].rec];
+    trace_format(rec, sizeof rec, r);
+    fprintf(stderr, "replay:   seq %llu (thread %u) %s: ", (unsigned long long)r->seq, r->tid, rec);
+    if (named[i].gone_at >= 0)
+      fprintf(stderr,
+              "the trace freed that block at seq %lld (a double free, or a use after free, in "
+              "the recorded program)\n",
+              (long long)named[i].gone_at);
+    else
+      fprintf(stderr, "the trace never handed out that pointer (an invalid free in the recorded "
+                      "program, a block from before the recording began, or records lost)\n");
+  }
+  if (unknown > nnamed)
+    fprintf(stderr, "replay:   (and %zu more)\n", unknown - nnamed);
+}
+
+/* The recording's crash was at an op the replay skipped: the program's
+ * own error (hakmem named it), nothing of the allocator's to reproduce. */
+static bool crash_at_skipped(void) {
+  return nops && ops[nops - 1].skip && ops[nops - 1].rec == T.n - 1;
 }
 
 /* ---- running ------------------------------------------------------------ */
@@ -410,6 +462,8 @@ int main(int argc, char **argv) {
             "replay: %zu op(s) name a block the trace never handed out (an invalid or double "
             "free in the recorded program, or records lost): not replayed\n",
             unknown);
+  if (unknown)
+    describe_skipped();
   signal(SIGABRT, on_signal);
 #ifndef REPLAY_SANITIZER
   signal(SIGSEGV, on_signal);
@@ -456,6 +510,12 @@ int main(int argc, char **argv) {
             "replay: NOT REPRODUCED: the recording died of signal %d after seq %llu; the "
             "replay of %zu ops did not crash\n",
             T.h.signo, T.n ? (unsigned long long)T.r[T.n - 1].seq : 0ull, nops);
+    if (crash_at_skipped())
+      fprintf(stderr,
+              "replay: the recording's last op (seq %llu) is one the replay skipped (named "
+              "above): the recorded program's own error, which hakmem reported; there is no "
+              "allocator failure to reproduce\n",
+              (unsigned long long)T.r[T.n - 1].seq);
     return 3;
   }
   if (!quiet && unknown)

@@ -247,11 +247,18 @@ PY
     l=$("$T/tracecat" --ids "$W/edge-ra.trace" | tail -n1)
     echo "last record: $l"
     echo "$l" | grep -qE "^[0-9]+ T1 free\(#\?\)$" || fail "tracecat --ids: the freed block is still an object"
+    # its replay skips the second free and says why: the block was freed
+    # before (named by seq), and the recording's crash was the program's error
+    "$T/release/replay" -q "$W/edge-ra.trace" >"$W/edge-ra-replay.log" 2>&1
+    rc=$?
+    [ $rc -eq 3 ] && grep -qE "replay:   seq [0-9]+ \(thread 1\) free\(0x[0-9a-f]+\): the trace freed that block at seq [0-9]+ \(a double free" "$W/edge-ra-replay.log" &&
+      grep -q "the recorded program's own error, which hakmem reported" "$W/edge-ra-replay.log" ||
+      { cat "$W/edge-ra-replay.log"; fail "the replay of a double free did not name it (exit $rc)"; }
     HAKMEM_TRACE=$W/edge-all.trace LD_PRELOAD=$TRACE_SO "$E" every-op || fail "every-op failed"
     n=$("$T/tracecat" "$W/edge-all.trace" | tail -n +2 | awk '{print $3}' | sed 's/(.*//' | sort -u | wc -l)
     [ "$n" -ge 13 ] || fail "every-op recorded only $n kinds of op"
     replay_ok release "$W/edge-all.trace"
-    ok "free_sized replayed with its size; realloc'd usable size; cut-short trace refused; reallocarray(p, 0, m) frees; every op ($n kinds) replayed"
+    ok "free_sized replayed with its size; realloc'd usable size; cut-short trace refused; reallocarray(p, 0, m) frees, its replay names the double free; every op ($n kinds) replayed"
     ;;
   trace2fuzz-edges)
     # trace2fuzz says when a sized free's recorded size is not carried (the
