@@ -8,12 +8,13 @@ check: for every workload and peer in the baseline, the ratio
 median(hakmem ops/s) / median(peer ops/s) of the results must be at least
 baseline x (1 - tol). Prints one line per comparison (OK, FAIL, SKIP when the
 results lack that workload or peer, "improved" when it rose by more than tol)
-and a summary; exits 1 if any comparison failed, if hakmem failed a workload
-of the baseline, or if nothing could be compared; 0 otherwise. Ratios only:
-absolute times differ between machines, ratios from one interleaved run much
-less. --stat best compares the ratios of each side's best run instead of the
-medians (on a machine shared with other work, runs are only ever slowed
-down, so the best run is the least disturbed).
+and a summary; exits 1 if any comparison failed, if a hakmem run of a
+workload of the baseline failed (one is enough), or if nothing could be
+compared; 0 otherwise. Ratios only: absolute times differ between machines,
+ratios from one interleaved run much less. --stat best compares the ratios
+of each side's best run instead of the medians (on a machine shared with
+other work, runs are only ever slowed down, so the best run is the least
+disturbed).
 
 baseline: writes the results' ratios as the baseline of this kind of machine
 (with where they came from: HAKMEM_THP and the machine's page costs), for
@@ -181,8 +182,13 @@ def check(res, doc, tol, stat, res_path, base_path):
                 skips += 1
                 continue
             h = summary[w].get("hakmem")
-            if not h or "ops_median" not in h:
-                msg = "%-40s hakmem %s" % (label, "did not run" if not h else "FAILED every run")
+            # one failed run (a content check, a crash) fails, whatever the
+            # ratio of the others
+            why = ("did not run" if not h else "FAILED every run" if "ops_median" not in h
+                   else "failed %d of %d runs" % (h["failed"], h["runs"]) if h.get("failed")
+                   else None)
+            if why:
+                msg = "%-40s hakmem %s" % (label, why)
                 print("  FAIL " + msg)
                 fails.append(msg)
                 continue

@@ -16,6 +16,8 @@
 #                       and passes at 2x
 #   bench/check-run-length  and refuses it made from a full run
 #   bench/check-fail    ... fails, naming the workload, against one above them
+#   bench/check-hakmem-failed  ... fails when one hakmem run of a workload
+#                       failed, though its other runs' ratio is above the floor
 #   bench/check-tol     a drop of ~9% passes at TOL=0.15 and fails at TOL=0.05
 #                       (ratios of medians, and of best runs with STAT=best);
 #                       STAT=best compares the best runs' ratios, not the medians'
@@ -183,6 +185,24 @@ run_check release bench/check-fail bash -c '
   echo "$out"
   [ $rc -eq 1 ] || { echo "exit $rc, expected 1"; exit 1; }
   printf "%s" "$out" | grep -q "FAIL larson/t2-c256: hakmem/glibc .*dropped 50.0%" || exit 1
+  [ "$(printf "%s" "$out" | grep -c "^  FAIL")" -eq 1 ] || { echo "expected exactly one FAIL"; exit 1; }'
+
+# a failed hakmem run (a content check, a crash) fails the check though the
+# workload's other runs give a ratio above the floor
+run_check release bench/check-hakmem-failed bash -c '
+  python3 -c "import json, sys
+d = json.load(open(sys.argv[1]))
+s = dict([x for x in d[\"samples\"] if x[\"workload\"] == \"realloc/grow\" and x[\"allocator\"] == \"hakmem\"][0])
+s.update(rep=2, exit=\"2\", ok=False, ops_per_s=None)
+d[\"samples\"].append(s)
+c = d[\"summary\"][\"realloc/grow\"][\"hakmem\"]
+c[\"runs\"] += 1
+c[\"failed\"] += 1
+json.dump(d, open(sys.argv[2], \"w\"))" "$BENCH_RESULTS" '"$OUT"'/hak-failed.json || exit 1
+  out=$(BENCH_RESULTS='"$OUT"'/hak-failed.json BENCH_BASELINE='"$OUT"'/base-low.json TOL=0.15 scripts/bench-check.sh); rc=$?
+  echo "$out"
+  [ $rc -eq 1 ] || { echo "exit $rc, expected 1"; exit 1; }
+  printf "%s" "$out" | grep -q "FAIL realloc/grow: hakmem/glibc .*hakmem failed 1 of 2 runs" || exit 1
   [ "$(printf "%s" "$out" | grep -c "^  FAIL")" -eq 1 ] || { echo "expected exactly one FAIL"; exit 1; }'
 
 run_check release bench/check-tol bash -c '
