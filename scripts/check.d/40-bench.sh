@@ -4,6 +4,9 @@
 # (build/bench/, the real results, is left alone). 33-50 s on 2 loaded cores.
 #   bench/benchrun      the wait4 wrapper: peak RSS of a program that touches
 #                       64 MiB, exit status passed on, timeout -> 124
+#   bench/py-alloc-check  bench/py_alloc.py exits 2 when a round's total is not
+#                       the one its records make (the C programs check their
+#                       blocks' contents themselves)
 #   bench/smoke-run     scripts/bench.sh: 7 workloads x hakmem, glibc x 1 rep,
 #                       SCALE=0.05
 #   bench/outputs       results.json (every sample, medians, ratios),
@@ -63,6 +66,32 @@ run_check release bench/benchrun bash -c '
   $R -t 0.3 -- sleep 10 2>/dev/null; rc=$?
   [ $rc -eq 124 ] || { echo "timeout: exit status $rc, expected 124"; exit 1; }
   echo ok'
+
+# bench/py_alloc.py checks its result: a round that returns another total than
+# its records make (objects damaged by the allocator) exits 2, and the
+# expected totals are what the rounds return
+PYALLOC_PY=$(
+  cat <<'PY'
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location("py_alloc", "bench/py_alloc.py")
+m = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(m)
+real = m.one_round
+m.one_round = lambda r, items: real(r, items) + (r == 1)  # round 1 damaged
+sys.argv = ["py_alloc.py", "3", "50"]
+code = "no exit"
+try:
+    m.main()
+except SystemExit as e:
+    code = e.code
+assert code == 2, "a damaged round: exit status %s, expected 2" % code
+for items in (1, 2, 7, 100, 1234, 7918, 7920, 20000):
+    for r in (0, 9, 10, 123):
+        assert real(r, items) == m.expected_total(r, items), (r, items)
+print("ok")
+PY
+)
+run_check release bench/py-alloc-check python3 -c "$PYALLOC_PY"
 
 run_check release bench/smoke-run env QUICK=1 REPS=1 SCALE=0.05 ALLOCATORS="hakmem glibc" \
   WORKLOADS="$WL" BENCH_OUT="$OUT" scripts/bench.sh
