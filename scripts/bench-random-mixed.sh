@@ -84,7 +84,8 @@ for ((r = 1; r <= REPS; r++)); do
   done
 done
 
-median() { tr ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END { if (NR) print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+# (an even count's mean with printf: print would round it to 6 digits, OFMT)
+median() { tr ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else if (NR) printf "%.1f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 base=$(printf '%s' "${OPS[glibc]:-}" | median)
 
 echo

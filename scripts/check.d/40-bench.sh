@@ -7,6 +7,8 @@
 #   bench/py-alloc-check  bench/py_alloc.py exits 2 when a round's total is not
 #                       the one its records make (the C programs check their
 #                       blocks' contents themselves)
+#   bench/random-mixed-median  make bench-random-mixed's median of an even,
+#                       odd and one-value count
 #   bench/smoke-run     scripts/bench.sh: 7 workloads x hakmem, glibc x 1 rep,
 #                       SCALE=0.05
 #   bench/outputs       results.json (every sample, medians, ratios),
@@ -92,6 +94,15 @@ print("ok")
 PY
 )
 run_check release bench/py-alloc-check python3 -c "$PYALLOC_PY"
+
+# make bench-random-mixed's median: the middle value of an odd count, the
+# mean of the middle two of an even one, all digits kept
+run_check release bench/random-mixed-median bash -c '
+  eval "$(grep "^median()" scripts/bench-random-mixed.sh)"
+  m=$(printf " 37742564 21226627" | median); [ "$m" = 29484595.5 ] || { echo "even: $m, expected 29484595.5"; exit 1; }
+  m=$(printf " 3 10 2" | median); [ "$m" = 3 ] || { echo "odd: $m, expected 3"; exit 1; }
+  m=$(printf " 48167190" | median); [ "$m" = 48167190 ] || { echo "one: $m, expected 48167190"; exit 1; }
+  echo ok'
 
 run_check release bench/smoke-run env QUICK=1 REPS=1 SCALE=0.05 ALLOCATORS="hakmem glibc" \
   WORKLOADS="$WL" BENCH_OUT="$OUT" scripts/bench.sh
