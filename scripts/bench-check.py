@@ -218,7 +218,8 @@ def check(res, doc, tol, stat, res_path, base_path):
     print("bench-check: %d ok, %d failed, %d skipped, %d improved beyond tolerance" % (
         oks, len(fails), skips, better))
     if fails:
-        print("bench-check: FAIL: hakmem's ratio dropped by more than %.0f%%:" % (tol * 100))
+        print("bench-check: FAIL: hakmem's ratio dropped by more than %.0f%%, or hakmem failed:" % (
+            tol * 100))
         for f in fails:
             print("  " + f)
         return 1
