@@ -609,4 +609,17 @@ size_t malloc_usable_size(const void *p) HAK_ALIAS(hak_usable_size);
 int malloc_trim(size_t pad) HAK_ALIAS(hak_trim);
 void free_sized(void *p, size_t size) HAK_ALIAS(hak_free_sized);
 void free_aligned_sized(void *p, size_t alignment, size_t size) HAK_ALIAS(hak_free_aligned_sized);
+/* glibc's own names of its allocator, which libc.so.6 exports and some
+ * programs and libraries call (malloc hooks, old code): without them a
+ * block from __libc_malloc reached hakmem's free ("not allocated by
+ * hakmem"), and one from malloc glibc's __libc_free. cfree is glibc's old
+ * name of free, a compatibility symbol old binaries still call. */
+void *__libc_malloc(size_t size) HAK_ALIAS(hak_malloc);
+void *__libc_calloc(size_t count, size_t size) HAK_ALIAS(hak_calloc);
+void *__libc_realloc(void *p, size_t size) HAK_ALIAS(hak_realloc);
+void __libc_free(void *p) HAK_ALIAS(hak_free);
+void *__libc_memalign(size_t alignment, size_t size) HAK_ALIAS(hak_memalign);
+void *__libc_valloc(size_t size) HAK_ALIAS(hak_valloc);
+void *__libc_pvalloc(size_t size) HAK_ALIAS(hak_pvalloc);
+void cfree(void *p) HAK_ALIAS(hak_free);
 #endif

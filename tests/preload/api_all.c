@@ -281,6 +281,56 @@ static void test_threads(void) {
   }
 }
 
+/* glibc's __libc_* names of its allocator (and cfree, its old free), which
+ * libc.so.6 exports: a block from one family must be freeable by the other,
+ * and under hakmem both are hakmem's. Looked up with dlsym, the way a
+ * program linked against them finds them (first definition wins). */
+static void test_libc_names(int is_hakmem) {
+  void *(*l_malloc)(size_t) = (void *(*)(size_t))dlsym(RTLD_DEFAULT, "__libc_malloc");
+  void *(*l_calloc)(size_t, size_t) =
+      (void *(*)(size_t, size_t))dlsym(RTLD_DEFAULT, "__libc_calloc");
+  void *(*l_realloc)(void *, size_t) =
+      (void *(*)(void *, size_t))dlsym(RTLD_DEFAULT, "__libc_realloc");
+  void (*l_free)(void *) = (void (*)(void *))dlsym(RTLD_DEFAULT, "__libc_free");
+  void *(*l_memalign)(size_t, size_t) =
+      (void *(*)(size_t, size_t))dlsym(RTLD_DEFAULT, "__libc_memalign");
+  void *(*l_valloc)(size_t) = (void *(*)(size_t))dlsym(RTLD_DEFAULT, "__libc_valloc");
+  void *(*l_pvalloc)(size_t) = (void *(*)(size_t))dlsym(RTLD_DEFAULT, "__libc_pvalloc");
+  /* cfree is a compatibility symbol of glibc's (cfree@GLIBC_2.2.5, not a
+   * default version), which old binaries bind to and dlsym does not find:
+   * so only hakmem's, unversioned, is looked for */
+  void (*l_cfree)(void *) = (void (*)(void *))dlsym(RTLD_DEFAULT, "cfree");
+  CHECK(l_malloc && l_calloc && l_realloc && l_free && l_memalign && l_valloc && l_pvalloc &&
+        (l_cfree || !is_hakmem));
+  if (!(l_malloc && l_calloc && l_realloc && l_free && l_memalign && l_valloc && l_pvalloc))
+    return;
+  if (!l_cfree)
+    l_cfree = free;
+  void *ours[7] = {l_malloc(100), l_calloc(10, 10), l_realloc(NULL, 100), l_memalign(64, 100),
+                   l_valloc(100), l_pvalloc(100),   l_malloc(200000)};
+  for (int i = 0; i < 7; i++) {
+    CHECK(ours[i] != NULL);
+    if (!ours[i])
+      continue;
+    if (is_hakmem) /* hakmem's block: hak_usable_size knows it */
+      CHECK(hak_usable(ours[i]) >= 100);
+    memset(ours[i], 0x5a, 100);
+  }
+  CHECK(((unsigned char *)ours[1])[0] == 0x5a && aligned(ours[3], 64) && aligned(ours[4], 4096));
+  ours[0] = l_realloc(ours[0], 5000);
+  CHECK(ours[0] != NULL && ((unsigned char *)ours[0])[99] == 0x5a);
+  free(ours[0]); /* __libc_* blocks freed by free, cfree and __libc_free */
+  l_cfree(ours[1]);
+  for (int i = 2; i < 7; i++)
+    (i % 2 ? free : l_free)(ours[i]);
+  void *p = malloc(300), *q = calloc(3, 100);
+  CHECK(p && q);
+  p = l_realloc(p, 9000); /* malloc's blocks through the __libc_* names */
+  CHECK(p != NULL);
+  l_free(p);
+  l_cfree(q);
+}
+
 int main(int argc, char **argv) {
   int expect = 0; /* 1 hakmem, -1 libc, 0 either */
   if (argc > 1 && !strcmp(argv[1], "--expect-hakmem"))
@@ -312,6 +362,7 @@ int main(int argc, char **argv) {
   test_libc_interplay();
   test_threads();
   test_trim(is_hakmem);
+  test_libc_names(is_hakmem);
 
   printf("api_all: allocator=%s%s%s checks=%d failures=%d\n", is_hakmem ? "hakmem" : "libc",
          is_hakmem && hak_config ? " config=" : "", is_hakmem && hak_config ? hak_config() : "",
