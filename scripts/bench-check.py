@@ -20,7 +20,7 @@ baseline: writes the results' ratios as the baseline of this kind of machine
 (with where they came from: HAKMEM_THP and the machine's page costs), for
 `make bench-baseline`. The file keeps one baseline per kind of machine
 (format 2): writing replaces the entry check would pick for these results
-and keeps the others; it refuses results without page costs and a file it
+and keeps the others; it refuses results without page costs or with a failed hakmem run, and a file it
 cannot read. check compares with the entry whose HAKMEM_THP matches and
 whose page costs are close enough (first touch within 6x, moved page within
 3x; the closest if several) and whose run length (QUICK or full, SCALE)
@@ -228,6 +228,11 @@ def check(res, doc, tol, stat, res_path, base_path):
 
 
 def baseline(res, res_path, base_path):
+    failed = sorted(w for w, s in res.get("summary", {}).items()
+                    if (s.get("hakmem") or {}).get("failed"))
+    if failed:
+        sys.exit("bench-check: hakmem failed runs of %s in %s: no baseline is written from a run "
+                 "where hakmem failed" % (", ".join(failed), res_path))
     out, best = {}, {}
     for w, peers in res.get("ratios", {}).items():
         r = {p: round(e["ops"], 6) for p, e in peers.items() if "ops" in e}

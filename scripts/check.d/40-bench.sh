@@ -22,7 +22,8 @@
 #   bench/check-run-length  and refuses it made from a full run
 #   bench/check-fail    ... fails, naming the workload, against one above them
 #   bench/check-hakmem-failed  ... fails when one hakmem run of a workload
-#                       failed, though its other runs' ratio is above the floor
+#                       failed, though its other runs' ratio is above the floor;
+#                       --write-baseline refuses such results
 #   bench/check-tol     a drop of ~9% passes at TOL=0.15 and fails at TOL=0.05
 #                       (ratios of medians, and of best runs with STAT=best);
 #                       STAT=best compares the best runs' ratios, not the medians'
@@ -225,7 +226,12 @@ run_check release bench/check-fail bash -c '
   echo "$out"
   [ $rc -eq 1 ] || { echo "exit $rc, expected 1"; exit 1; }
   printf "%s" "$out" | grep -q "FAIL larson/t2-c256: hakmem/glibc .*dropped 50.0%" || exit 1
-  [ "$(printf "%s" "$out" | grep -c "^  FAIL")" -eq 1 ] || { echo "expected exactly one FAIL"; exit 1; }'
+  [ "$(printf "%s" "$out" | grep -c "^  FAIL")" -eq 1 ] || { echo "expected exactly one FAIL"; exit 1; }
+  # nor is a baseline written from such results
+  rm -f '"$OUT"'/from-failed.json
+  if BENCH_RESULTS='"$OUT"'/hak-failed.json BENCH_BASELINE='"$OUT"'/from-failed.json scripts/bench-check.sh --write-baseline; then
+    echo "a baseline was written from results where a hakmem run failed"; exit 1; fi
+  [ ! -e '"$OUT"'/from-failed.json ] || { echo "the refused baseline file exists"; exit 1; }'
 
 # a failed hakmem run (a content check, a crash) fails the check though the
 # workload's other runs give a ratio above the floor
