@@ -205,10 +205,9 @@ oom:
  * them, the frees of their blocks by the threads that do would pile up
  * there (Larson: 2.5 MB, 1.8x glibc's peak RSS), and its own frees would
  * sit in its thread cache, keeping each segment mapped. */
-static bool reclaim_wanted(const hak_heap_t *h, hak_segment_t *seg) {
+static bool reclaim_wanted(const hak_heap_t *h, hak_segment_t *seg, uint64_t epoch) {
   uint32_t n = atomic_fetch_add_explicit(&seg->abandoned_frees, 1, memory_order_relaxed) + 1;
-  return h == &hak_empty_heap ||
-         h->alloc_epoch >= atomic_load_explicit(&seg->abandoned_epoch, memory_order_relaxed) ||
+  return h == &hak_empty_heap || h->alloc_epoch >= epoch ||
          n >= atomic_load_explicit(&seg->abandoned_live, memory_order_relaxed);
 }
 
@@ -218,27 +217,40 @@ static bool reclaim_wanted(const hak_heap_t *h, hak_segment_t *seg) {
  * segment when it needs a page. */
 static HAK_NOINLINE void free_not_owned(hak_heap_t *h, hak_segment_t *seg, hak_block_t *b) {
   hak_page_t *pg = ptr_page(seg, b);
-  /* acquire: pairs with segment_abandon_locked's release store of NULL, so
-   * reclaim_wanted reads this abandonment's counters */
-  while (atomic_load_explicit(&seg->owner, memory_order_acquire) != NULL) {
-    if (page_free_remote(seg, pg, b, false))
+  for (;;) {
+    /* acquire: pairs with segment_abandon_locked's release store of NULL,
+     * so reclaim_wanted reads this abandonment's counters */
+    while (atomic_load_explicit(&seg->owner, memory_order_acquire) != NULL) {
+      if (page_free_remote(seg, pg, b, PAGE_NOT_COUNTED))
+        return;
+      /* TF_ABANDONED: the owner's abandonment counted this block live; wait
+       * for it to finish (it holds the global lock), then count the free */
+      hak_lock(&hak_global_lock);
+      hak_unlock(&hak_global_lock);
+    }
+    /* the abandonment this free is counted into, read before the count:
+     * should the segment change hands between the two, the push below
+     * counts it again (at worst twice: an early reclaim, never a lost one) */
+    uint64_t epoch = atomic_load_explicit(&seg->abandoned_epoch, memory_order_relaxed);
+    if (reclaim_wanted(h, seg, epoch) &&
+        (h != &hak_empty_heap || (!hak_tls_exiting && (h = heap_get_or_create()) != NULL))) {
+      heap_lock(h);
+      bool mine = segment_reclaim(h, seg);
+      if (mine)
+        page_free_block(h, seg, pg, b);
+      heap_unlock(h);
+      if (mine)
+        return;
+    }
+    HAK_TEST_HOOK(HAK_HOOK_FREE_COUNTED, b);
+    if (page_free_remote(seg, pg, b, epoch))
       return;
-    /* TF_ABANDONED: the owner's abandonment counted this block live; wait
-     * for it to finish (it holds the global lock), then count the free */
+    /* The page carries a later abandonment's mark: since the count, the
+     * segment was adopted and abandoned again, which counted this block
+     * live. Wait for that abandonment to finish and count the free there. */
     hak_lock(&hak_global_lock);
     hak_unlock(&hak_global_lock);
   }
-  if (reclaim_wanted(h, seg) &&
-      (h != &hak_empty_heap || (!hak_tls_exiting && (h = heap_get_or_create()) != NULL))) {
-    heap_lock(h);
-    bool mine = segment_reclaim(h, seg);
-    if (mine)
-      page_free_block(h, seg, pg, b);
-    heap_unlock(h);
-    if (mine)
-      return;
-  }
-  page_free_remote(seg, pg, b, true);
 }
 
 /* What a pointer passed to realloc/usable_size/free_sized refers to. Aborts

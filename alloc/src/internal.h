@@ -476,8 +476,13 @@ HAK_INTERNAL void page_free_slow(hak_heap_t *h, hak_segment_t *seg, hak_page_t *
 static inline bool page_kept_when_empty(const hak_heap_t *h, const hak_page_t *pg) {
   return h->direct[pg->cls] == pg && !pg->next;
 }
+/* `counted`: for a page marked TF_ABANDONED, which abandonment the free was
+ * counted into (free_not_owned): its abandoned_epoch, PAGE_NOT_COUNTED, or
+ * PAGE_COUNTED_ANY (a block whose count is not in question). */
+#define PAGE_NOT_COUNTED ((uint64_t)0)
+#define PAGE_COUNTED_ANY UINT64_MAX
 HAK_INTERNAL bool page_free_remote(hak_segment_t *seg, hak_page_t *pg, hak_block_t *b,
-                                   bool counted);
+                                   uint64_t counted);
 HAK_INTERNAL size_t page_collect_abandoned(hak_page_t *pg);
 HAK_INTERNAL void page_free_block(hak_heap_t *h, hak_segment_t *seg, hak_page_t *pg,
                                   hak_block_t *b);
@@ -554,6 +559,11 @@ enum hak_hook_point {
    * released (arg: the heap): hak_trim from another thread walks it there
    * (test_heap_publish) */
   HAK_HOOK_HEAP_PUBLISHED,
+  /* free_not_owned, a free into an abandoned segment counted as one of its
+   * frees (reclaim_wanted), before it pushes the block (arg: the block):
+   * the segment adopted and abandoned again there counted the block live
+   * (test_abandon_recount) */
+  HAK_HOOK_FREE_COUNTED,
 };
 /* Atomic: a test sets it while other threads run into the hook points
  * (their heaps' creation among them); a relaxed load is a plain load. */

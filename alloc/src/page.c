@@ -232,13 +232,27 @@ void page_clear_notify(hak_page_t *pg, bool forced) {
   }
 }
 
+/* Whether a free `counted` (page_free_remote) may push onto a page marked
+ * TF_ABANDONED: the mark is the one of the abandonment it was counted
+ * into. A later abandonment (the segment adopted and abandoned again since
+ * the count) reset the counters and counted the block live: pushed there
+ * as counted, the free was never counted, and the segment's last free fell
+ * one short of reclaiming it (test_abandon_recount). */
+static bool page_mark_counted(const hak_segment_t *seg, uint64_t counted) {
+  if (counted == PAGE_NOT_COUNTED || counted == PAGE_COUNTED_ANY)
+    return counted == PAGE_COUNTED_ANY;
+  /* the mark was read relaxed: its abandonment stored the epoch before it */
+  atomic_thread_fence(memory_order_acquire);
+  return atomic_load_explicit(&seg->abandoned_epoch, memory_order_relaxed) == counted;
+}
+
 /* A block freed by a thread that does not own its page. Returns false,
  * without pushing, when the page is marked TF_ABANDONED and the free was
- * not `counted` as a free into the abandoned segment (free_not_owned). */
-bool page_free_remote(hak_segment_t *seg, hak_page_t *pg, hak_block_t *b, bool counted) {
+ * not `counted` as a free into that abandonment (free_not_owned). */
+bool page_free_remote(hak_segment_t *seg, hak_page_t *pg, hak_block_t *b, uint64_t counted) {
   uintptr_t tf = atomic_load_explicit(&pg->thread_free, memory_order_relaxed);
   for (;;) {
-    if (unlikely((tf & TF_MASK) == TF_ABANDONED) && !counted)
+    if (unlikely((tf & TF_MASK) == TF_ABANDONED) && !page_mark_counted(seg, counted))
       return false;
     if (unlikely((tf & TF_MASK) == TF_NOTIFY)) {
       if (!atomic_compare_exchange_weak_explicit(&pg->thread_free, &tf,
@@ -295,7 +309,7 @@ void page_free_block(hak_heap_t *h, hak_segment_t *seg, hak_page_t *pg, hak_bloc
   if (atomic_load_explicit(&seg->owner, memory_order_relaxed) == h)
     page_push_owned(h, seg, pg, b);
   else
-    page_free_remote(seg, pg, b, true);
+    page_free_remote(seg, pg, b, PAGE_COUNTED_ANY);
 }
 
 /* ---- finding a page with a free block (malloc slow path) --------------- */
