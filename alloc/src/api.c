@@ -204,10 +204,12 @@ oom:
  * take over segments that still hold live blocks. It never allocates from
  * them, the frees of their blocks by the threads that do would pile up
  * there (Larson: 2.5 MB, 1.8x glibc's peak RSS), and its own frees would
- * sit in its thread cache, keeping each segment mapped. */
+ * sit in its thread cache, keeping each segment mapped. A thread whose
+ * heap was abandoned at its exit reclaims only by the last rule (its heap
+ * for the free is abandoned at once, free_not_owned). */
 static bool reclaim_wanted(const hak_heap_t *h, hak_segment_t *seg, uint64_t epoch) {
   uint32_t n = atomic_fetch_add_explicit(&seg->abandoned_frees, 1, memory_order_relaxed) + 1;
-  return h == &hak_empty_heap || h->alloc_epoch >= epoch ||
+  return (h == &hak_empty_heap ? !hak_tls_exiting : h->alloc_epoch >= epoch) ||
          n >= atomic_load_explicit(&seg->abandoned_live, memory_order_relaxed);
 }
 
@@ -233,12 +235,25 @@ static HAK_NOINLINE void free_not_owned(hak_heap_t *h, hak_segment_t *seg, hak_b
      * counts it again (at worst twice: an early reclaim, never a lost one) */
     uint64_t epoch = atomic_load_explicit(&seg->abandoned_epoch, memory_order_relaxed);
     if (reclaim_wanted(h, seg, epoch) &&
-        (h != &hak_empty_heap || (!hak_tls_exiting && (h = heap_get_or_create()) != NULL))) {
+        (h != &hak_empty_heap || (h = heap_get_or_create()) != NULL)) {
       heap_lock(h);
       bool mine = segment_reclaim(h, seg);
       if (mine)
         page_free_block(h, seg, pg, b);
-      heap_unlock(h);
+      if (unlikely(hak_tls_exiting)) {
+        /* The heap was made for this free after the thread's own was
+         * abandoned at its exit: no destructor would abandon it, so it
+         * goes at once (as in small_alloc_slow), giving the emptied
+         * segment back. Before, an exiting thread never reclaimed, and
+         * its last free left the segment abandoned with nothing live
+         * (test_exit_free). */
+        hak_tls_heap = &hak_empty_heap;
+        heap_abandon(h, false);
+        heap_unlock(h);
+        h = &hak_empty_heap;
+      } else {
+        heap_unlock(h);
+      }
       if (mine)
         return;
     }
