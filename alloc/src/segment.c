@@ -206,17 +206,23 @@ static void page_give_back_slices(hak_segment_t *seg, hak_page_t *pg);
 
 /* An abandoned segment's empty pages (global lock held): heap_abandon left
  * them carved for the heap that adopts the segment, but hak_trim wants the
- * memory back. No block of theirs is live (`used` counted the live blocks
- * at the abandonment, frees since then push without lowering it, and
- * nothing allocates from an abandoned segment), so no free can come to
- * them; their slices go back to the segment's free ones. A segment whose
- * pages are all empty keeps them (an adopter gives it back). Before, a
- * thread that exited with 8 blocks live kept about 23 MiB of emptied pages
- * resident through hak_trim. */
+ * memory back. Each page's remote-free stack is collected first: the frees
+ * since the abandonment pushed their blocks there without lowering `used`
+ * (nothing else touches the page's own fields until an adoption, which
+ * takes the segment off the list under this lock; the pushes go on, by
+ * CAS, and page_collect keeps the TF_ABANDONED mark). Then `used` counts
+ * the blocks still live, a free on its way included (its block is not on
+ * the stack yet), so no free can come to a page at 0; its slices go back
+ * to the segment's free ones. A segment whose pages are all empty keeps
+ * them (an adopter gives it back). Before, a thread that exited with 8
+ * blocks live kept about 23 MiB of emptied pages resident through hak_trim
+ * when the frees came before its exit; until 2026-11-28, 24 MiB when they
+ * came after it (test_trim_after_exit). */
 static void abandoned_give_back_empty_locked(hak_segment_t *seg) {
   unsigned empty = 0;
   hak_page_t *pg;
   FOR_EACH_PAGE(seg, pg) {
+    page_collect(pg);
     empty += pg->used == 0;
   }
   if (empty == seg->used_pages)
