@@ -11,7 +11,15 @@
  *     a 20 MiB mapping cached, 14 MiB left;
  *  3. small blocks, 12 MiB of them, with a 20 MiB mapping cached and 2 MiB
  *     left: new segments need more than that, which the cache gives back
- *     (before, the segment's mapping failed and malloc with it). */
+ *     (before, the segment's mapping failed and malloc with it);
+ *  4. a 24 MiB block with no large mapping cached but the segment cache
+ *     full (44 MiB of small blocks written and freed: 8 empty segments,
+ *     32 MiB), 14 MiB left: the cached segments are unmapped to make room
+ *     (before, ENOMEM with them mapped, and hak_trim only purges them);
+ *  5. realloc of an 8 MiB block that cannot grow in place to 24 MiB, with a
+ *     20 MiB mapping cached and 22 MiB left: the new range realloc moves
+ *     the block to needs the cache's room (before, ENOMEM: only malloc
+ *     gave the cache back). */
 #include "hak_test.h"
 
 #define MiB ((size_t)1 << 20)
@@ -84,6 +92,56 @@ static void small(void) {
   CHECK_EQ(hak_heap_check(), 0);
 }
 
+static void segments(void) {
+  enum { N = 44 * 32 }; /* 44 MiB of 32 KiB blocks: 11 segments */
+  static unsigned char *b[N];
+  for (int i = 0; i < N; i++) {
+    b[i] = hak_malloc(32 * 1024);
+    REQUIRE(b[i] != NULL);
+    memset(b[i], i & 0xff, 32 * 1024);
+  }
+  for (int i = 0; i < N; i++)
+    hak_free(b[i]);
+  hak_thread_cache_flush(); /* every segment but the heap's last is empty: cached */
+  struct hak_stats st;
+  hak_stats(&st);
+  REQUIRE(st.large_blocks == 0);
+  limit_to(14 * MiB);
+  errno = 0;
+  unsigned char *p = hak_malloc(24 * MiB);
+  CHECK_MSG(p != NULL,
+            "a 24 MiB block failed (errno %d) with %zu segments mapped (all but one empty), 14 MiB "
+            "under the limit",
+            errno, st.segments);
+  if (p) {
+    memset(p, 0x44, 24 * MiB);
+    hak_free(p);
+  }
+  CHECK_EQ(hak_heap_check(), 0);
+}
+
+static void realloc_new_range(void) {
+  unsigned char *b = hak_malloc(8 * MiB);
+  REQUIRE(b != NULL);
+  memset(b, 0x55, 8 * MiB);
+  hak_map_at(b - 64 + 8 * MiB + PG, PG, PROT_NONE); /* after its header and pages: no growing */
+  cache_20_blocked();
+  limit_to(22 * MiB);
+  errno = 0;
+  unsigned char *q = hak_realloc(b, 24 * MiB);
+  CHECK_MSG(q != NULL,
+            "realloc of 8 MiB to 24 MiB failed (errno %d) with 20 MiB cached, 22 MiB under the "
+            "limit",
+            errno);
+  if (q) {
+    CHECK(q[0] == 0x55 && q[4 * MiB] == 0x55 && q[8 * MiB - 1] == 0x55);
+    memset(q, 0x66, 24 * MiB);
+    b = q;
+  }
+  hak_free(b);
+  CHECK_EQ(hak_heap_check(), 0);
+}
+
 int main(void) {
   if (hak_config_is("asan") || hak_config_is("tsan"))
     hak_test_skip("the sanitizer's shadow does not fit under an address-space limit");
@@ -93,5 +151,7 @@ int main(void) {
   RUN_SECTION(plain);
   RUN_SECTION(aligned);
   RUN_SECTION(small);
+  RUN_SECTION(segments);
+  RUN_SECTION(realloc_new_range);
   return hak_test_done();
 }

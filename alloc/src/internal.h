@@ -440,6 +440,7 @@ HAK_INTERNAL hak_page_t *segment_page_alloc(hak_heap_t *h, size_t cls);
 HAK_INTERNAL size_t segment_dirty_free_bytes(const hak_segment_t *seg);
 HAK_INTERNAL bool segment_page_free(hak_heap_t *h, hak_segment_t *seg, hak_page_t *pg);
 HAK_INTERNAL void segment_release(hak_segment_t *seg);
+HAK_INTERNAL bool segment_cache_drop(void);
 HAK_INTERNAL bool segment_is_idle(hak_heap_t *h, hak_segment_t *seg);
 HAK_INTERNAL bool segment_drop_if_idle(hak_heap_t *h, hak_segment_t *seg);
 HAK_INTERNAL void segment_purge_heap(hak_heap_t *h);

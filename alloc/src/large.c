@@ -341,6 +341,14 @@ bool large_cache_drop(void) {
   return any;
 }
 
+/* A new range the kernel refused (an address-space limit, RLIMIT_AS): the
+ * large cache's mappings and the cached empty segments give their address
+ * space back. Whether there was any. */
+static bool make_room(void) {
+  bool large = large_cache_drop();
+  return segment_cache_drop() || large;
+}
+
 static size_t round_page(size_t n) {
   return (n + OS_PAGE_SIZE - 1) & ~(OS_PAGE_SIZE - 1);
 }
@@ -404,8 +412,8 @@ void *large_alloc(size_t size, size_t alignment, bool zero) {
     hak_unlock(&hak_large_lock);
   }
   hak_large_t *lg = huge ? os_map_aligned(map, map_align, off) : os_map_large(map);
-  if (!lg && large_cache_drop()) /* an address-space limit (RLIMIT_AS): the cache's ranges held
-                                  * what the block needs (before: ENOMEM with them mapped) */
+  if (!lg && make_room()) /* an address-space limit (RLIMIT_AS): the caches' ranges held
+                           * what the block needs (before: ENOMEM with them mapped) */
     lg = huge ? os_map_aligned(map, map_align, off) : os_map_large(map);
   if (!lg) {
     errno = ENOMEM;
@@ -552,6 +560,8 @@ void *large_realloc(hak_large_t *lg, void *p, size_t size) {
   if (lg->huge || HAK_TRACE_ON || !os_one_mapping(lg, map))
     return LARGE_MOVE_BY_COPY;
   hak_large_t *dst = os_map_large(need);
+  if (!dst && make_room()) /* as in large_alloc (before: ENOMEM with the caches mapped) */
+    dst = os_map_large(need);
   if (!dst) {
     errno = ENOMEM;
     return NULL;

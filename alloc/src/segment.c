@@ -277,6 +277,22 @@ void segment_purge_maybe(hak_heap_t *h) {
  * faulting it in again); older ones are purged once they have waited
  * PURGE_DELAY_MS (segment_cache_age_locked), beyond SEGMENT_CACHE_MAX
  * unmapped. */
+static void all_segments_unlink_locked(hak_segment_t *seg) {
+  if (seg->gprev)
+    seg->gprev->gnext = seg->gnext;
+  else
+    hak_all_segments = seg->gnext;
+  if (seg->gnext)
+    seg->gnext->gprev = seg->gprev;
+}
+
+/* A segment no list holds any more: unregistered, then unmapped. */
+static void segment_unmap(hak_segment_t *seg) {
+  registry_set(seg, REG_NONE);
+  os_unmap(seg, SEGMENT_SIZE);
+  hak_tls_given_back += SEGMENT_SIZE;
+}
+
 void segment_release(hak_segment_t *seg) {
   hak_assert(seg->used_pages == 0 && seg->free_slices == ALL_SLICES);
   atomic_store_explicit(&seg->owner, NULL, memory_order_relaxed);
@@ -292,16 +308,29 @@ void segment_release(hak_segment_t *seg) {
     hak_unlock(&hak_global_lock);
     return;
   }
-  if (seg->gprev)
-    seg->gprev->gnext = seg->gnext;
-  else
-    hak_all_segments = seg->gnext;
-  if (seg->gnext)
-    seg->gnext->gprev = seg->gprev;
+  all_segments_unlink_locked(seg);
   hak_unlock(&hak_global_lock);
-  registry_set(seg, REG_NONE);
-  os_unmap(seg, SEGMENT_SIZE);
-  hak_tls_given_back += SEGMENT_SIZE;
+  segment_unmap(seg);
+}
+
+/* Unmaps every cached segment at once, whatever its age: a new range for a
+ * large block was refused (an address-space limit, RLIMIT_AS), and up to
+ * SEGMENT_CACHE_MAX empty segments held address space it could use (before:
+ * ENOMEM with 32 MiB of them mapped; hak_trim only purges them). Returns
+ * whether there was any. Takes the global lock: not with it held. */
+bool segment_cache_drop(void) {
+  hak_lock(&hak_global_lock);
+  hak_segment_t *list = hak_segment_cache;
+  hak_segment_cache = NULL;
+  segment_cache_n = 0;
+  for (hak_segment_t *q = list; q; q = q->next)
+    all_segments_unlink_locked(q);
+  hak_unlock(&hak_global_lock);
+  for (hak_segment_t *q = list, *next; q; q = next) {
+    next = q->next;
+    segment_unmap(q);
+  }
+  return list != NULL;
 }
 
 size_t segment_cache_count(void) {
