@@ -52,6 +52,12 @@ _Atomic(pthread_t) hak_fork_owner;
 static pthread_mutex_t fork_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static pthread_key_t heap_key;
+/* Whether heap_key was created: with every key taken (PTHREAD_KEYS_MAX)
+ * there is none, and pthread_setspecific on the unset heap_key (0) wrote
+ * the heap into another library's key, whose destructor then got it. Such
+ * a process's threads keep their heaps at exit (never abandoned, blocks
+ * valid and freeable anywhere). */
+static bool heap_key_ok;
 
 static void heap_thread_done(void *arg);
 static _Atomic int atfork_registered;
@@ -63,7 +69,7 @@ static void init_once_fn(void) {
   hak_cookie = (uintptr_t)os_random_seed();
   /* before any block exists: a thread without a heap frees through it */
   memcpy(hak_empty_heap.magic, hak_class_magic, sizeof(hak_class_magic));
-  pthread_key_create(&heap_key, heap_thread_done);
+  heap_key_ok = pthread_key_create(&heap_key, heap_thread_done) == 0;
 }
 
 void hak_init(void) {
@@ -143,7 +149,8 @@ hak_heap_t *heap_get_or_create(void) {
   if (!h)
     return NULL;
   hak_tls_heap = h;
-  pthread_setspecific(heap_key, h);
+  if (heap_key_ok)
+    pthread_setspecific(heap_key, h);
   /* Registered here, not in init_once: pthread_atfork may allocate, and by
    * now this thread has a heap to allocate from. */
   register_atfork();
