@@ -270,13 +270,7 @@ void segment_purge_maybe(hak_heap_t *h) {
     h->purge_at_ms = now + PURGE_DELAY_MS;
 }
 
-/* A segment with no pages in use, no longer linked to any heap. The cache
- * is LIFO and the next segment_new takes the newest, so the newest
- * SEGMENT_CACHE_DIRTY segments stay committed (a thread that exits and one
- * that starts, as in a server's worker churn, reuse warm memory instead of
- * faulting it in again); older ones are purged once they have waited
- * PURGE_DELAY_MS (segment_cache_age_locked), beyond SEGMENT_CACHE_MAX
- * unmapped. */
+/* seg off the list of all segments (global lock held). */
 static void all_segments_unlink_locked(hak_segment_t *seg) {
   if (seg->gprev)
     seg->gprev->gnext = seg->gnext;
@@ -293,6 +287,13 @@ static void segment_unmap(hak_segment_t *seg) {
   hak_tls_given_back += SEGMENT_SIZE;
 }
 
+/* A segment with no pages in use, no longer linked to any heap. The cache
+ * is LIFO and the next segment_new takes the newest, so the newest
+ * SEGMENT_CACHE_DIRTY segments stay committed (a thread that exits and one
+ * that starts, as in a server's worker churn, reuse warm memory instead of
+ * faulting it in again); older ones are purged once they have waited
+ * PURGE_DELAY_MS (segment_cache_age_locked), beyond SEGMENT_CACHE_MAX
+ * unmapped. */
 void segment_release(hak_segment_t *seg) {
   hak_assert(seg->used_pages == 0 && seg->free_slices == ALL_SLICES);
   atomic_store_explicit(&seg->owner, NULL, memory_order_relaxed);
