@@ -18,6 +18,14 @@ fail() {
 ok() { echo "ok: $*"; }
 # header field of a trace: threads | flags-text
 hdr() { "$T/tracecat" "$1" 1 0; } # the header line only
+# $W/$1.trace: trace_edges free-sized-bad recorded; it must abort (134).
+# The expected abort's message is shown only when the check fails (a mutant
+# run names a failure by the first hakmem: line it finds).
+record_free_sized_bad() {
+  HAKMEM_TRACE=$W/$1.trace LD_PRELOAD=$TRACE_SO "$T/trace_edges" free-sized-bad >"$W/$1.log" 2>&1
+  local rc=$?
+  [ $rc -eq 134 ] || { cat "$W/$1.log"; fail "free_sized(p, 200) of a 100-byte block: exit $rc, expected 134"; }
+}
 last_rec() { "$T/tracecat" "$1" | tail -n1; }
 tsan_env() { TSAN_OPTIONS="halt_on_error=1 exitcode=66 ${TSAN_OPTIONS:-}" "$@"; }
 
@@ -203,11 +211,7 @@ PY
     # reallocarray(p, 0, m) freed
     E=$T/trace_edges
     rm -f "$W"/edge-*.trace
-    HAKMEM_TRACE=$W/edge-fs.trace LD_PRELOAD=$TRACE_SO "$E" free-sized-bad >"$W/edge-fs.log" 2>&1
-    rc=$?
-    # the expected aborts' messages are shown only when a check fails (a
-    # mutant run names a failure by the first hakmem: line it finds)
-    [ $rc -eq 134 ] || { cat "$W/edge-fs.log"; fail "free_sized(p, 200) of a 100-byte block: exit $rc, expected 134"; }
+    record_free_sized_bad edge-fs
     "$T/release/replay" -q "$W/edge-fs.trace" >"$W/edge-fs-replay.log" 2>&1
     rc=$?
     [ $rc -eq 134 ] && grep -q "replay: CRASH (SIGABRT) at seq .*free_sized" "$W/edge-fs-replay.log" &&
@@ -267,9 +271,7 @@ PY
     # the end of the trace (where a crash is) off the input
     E=$T/trace_edges
     rm -f "$W"/t2f-*.trace
-    HAKMEM_TRACE=$W/t2f-fs.trace LD_PRELOAD=$TRACE_SO "$E" free-sized-bad >"$W/t2f-fs.log" 2>&1
-    rc=$?
-    [ $rc -eq 134 ] || { cat "$W/t2f-fs.log"; fail "free_sized(p, 200) of a 100-byte block: exit $rc, expected 134"; }
+    record_free_sized_bad t2f-fs
     "$T/trace2fuzz" "$W/t2f-fs.trace" -o "$W/t2f-fs.fz" 2>"$W/t2f-fs-t2f.log" || fail "trace2fuzz failed"
     cat "$W/t2f-fs-t2f.log"
     grep -qE "^trace2fuzz: 1 sized free\(s\) pass a size or alignment other than their block's \(first: seq [0-9]+ free_sized\(0x[0-9a-f]+, 200\), block of 100 bytes" \
