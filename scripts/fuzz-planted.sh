@@ -28,8 +28,8 @@ P = {
  'calloc-nozero': ('api.c', 'pg->free_is_zero ? (n < sizeof(hak_block_t) ? n : sizeof(hak_block_t)) : n);',
                    '(n < sizeof(hak_block_t) ? n : sizeof(hak_block_t)));', 'fuzz_ops'),
  # a remote free is pushed to the neighbouring page's list
- 'remote-wrong-page': ('page.c', 'bool page_free_remote(hak_segment_t *seg, hak_page_t *pg, hak_block_t *b, bool counted) {\n',
-                       'bool page_free_remote(hak_segment_t *seg, hak_page_t *pg, hak_block_t *b, bool counted) {\n  for (unsigned i_ = 1; i_ < SLICES_PER_SEGMENT; i_++)\n    if (&seg->pages[i_] != pg && seg->slice_head[i_] == i_ && seg->pages[i_].in_use) { pg = &seg->pages[i_]; break; }\n', 'fuzz_mt'),
+ 'remote-wrong-page': ('page.c', 'bool page_free_remote(hak_segment_t *seg, hak_page_t *pg, hak_block_t *b, uint64_t counted) {\n',
+                       'bool page_free_remote(hak_segment_t *seg, hak_page_t *pg, hak_block_t *b, uint64_t counted) {\n  for (unsigned i_ = 1; i_ < SLICES_PER_SEGMENT; i_++)\n    if (&seg->pages[i_] != pg && seg->slice_head[i_] == i_ && seg->pages[i_].in_use) { pg = &seg->pages[i_]; break; }\n', 'fuzz_mt'),
  # an aligned allocation 16 bytes off its alignment
  'aligned-off16': ('api.c', 'if ((class_size(cls) & (alignment - 1)) == 0)', 'if (((class_size(cls) + 16) & (alignment - 1)) == 0)', 'fuzz_ops'),
  # a block handed out twice after a free-list corruption
