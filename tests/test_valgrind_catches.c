@@ -6,6 +6,9 @@
  *   overflow  write past the requested size    -> "Invalid write", exit 99
  *   uninit    branch on fresh hak_malloc bytes -> "Conditional jump or move depends on
  *                                                 uninitialised value", exit 99
+ *   large_overflow, large_uninit: the same two for a large block on a fresh
+ *             mapping (before 2026-11-28 neither was reported: its slack was
+ *             left addressable and its bytes were marked defined)
  *   leak      lose a block, --leak-check=full  -> "definitely lost", exit 99
  *   clean     thousands of correct mixed operations (realloc, calloc, aligned,
  *             large, usable_size, cross-thread frees) -> exit 0, no errors:
@@ -34,6 +37,21 @@ __attribute__((noinline)) static void mode_overflow(void) {
 __attribute__((noinline)) static void mode_uninit(void) {
   volatile unsigned char *p = hak_malloc(64);
   if (p[10] == 42)
+    sink++;
+  hak_free((void *)p);
+}
+
+/* A large block whose mapping is new (nothing cached): mmap'd memory is
+ * addressable and defined to memcheck, so hakmem must say otherwise. */
+__attribute__((noinline)) static void mode_large_overflow(void) {
+  volatile unsigned char *p = hak_malloc(100000);
+  p[100000] = 1; /* inside its last page, past the 100000 requested bytes */
+  hak_free((void *)p);
+}
+
+__attribute__((noinline)) static void mode_large_uninit(void) {
+  volatile unsigned char *p = hak_malloc(100000);
+  if (p[50000] == 42) /* zero in fact, but never written: malloc's bytes are undefined */
     sink++;
   hak_free((void *)p);
 }
@@ -158,6 +176,10 @@ static int run_mode(const char *mode) {
     mode_overflow();
   else if (strcmp(mode, "uninit") == 0)
     mode_uninit();
+  else if (strcmp(mode, "large_overflow") == 0)
+    mode_large_overflow();
+  else if (strcmp(mode, "large_uninit") == 0)
+    mode_large_uninit();
   else if (strcmp(mode, "leak") == 0)
     mode_leak();
   else if (strcmp(mode, "clean") == 0)
@@ -207,6 +229,8 @@ int main(int argc, char **argv) {
   expect_mode("uaf", 0, 99, "Invalid write");
   expect_mode("overflow", 0, 99, "Invalid write");
   expect_mode("uninit", 0, 99, "Conditional jump or move depends on uninitialised value");
+  expect_mode("large_overflow", 0, 99, "Invalid write");
+  expect_mode("large_uninit", 0, 99, "Conditional jump or move depends on uninitialised value");
   expect_mode("leak", 1, 99, "definitely lost");
   expect_mode("clean", 1, 0, NULL);
   return hak_test_done();

@@ -372,7 +372,6 @@ static void list_unlink_locked(hak_large_t *lg) {
 
 /* `alignment` is a power of two >= 16. Returns NULL on failure (errno set). */
 void *large_alloc(size_t size, size_t alignment, bool zero) {
-  (void)zero; /* fresh mmap memory is zero already */
   if (size < 16)
     size = 16; /* like malloc(0): a real, unique, usable block (aligned_alloc(1 MiB, 0)) */
   bool huge = alignment >= SEGMENT_SIZE;
@@ -433,7 +432,10 @@ void *large_alloc(size_t size, size_t alignment, bool zero) {
   else
     registry_set(lg, REG_LARGE);
   hak_unlock(&hak_large_lock);
-  track_alloc(p, size, map - off, 1);
+  /* fresh mmap memory is zero already (no memset), but only calloc's bytes
+   * are defined to memcheck: a malloc'd block's are not (before
+   * 2026-11-28 they were, and a read of never-written bytes went unreported) */
+  track_alloc(p, size, map - off, zero);
   return p;
 }
 

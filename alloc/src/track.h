@@ -126,9 +126,13 @@ static inline void track_resize(void *p, size_t old_req, size_t new_req, size_t 
   track_alloc(p, new_req, usable, 0);
 }
 #elif defined(HAK_VALGRIND) && HAK_VALGRIND
+/* The slack is made NOACCESS here, not only by free and carving: a large
+ * block on a fresh mapping (or a cached one grown in place) has it
+ * addressable and defined, as memcheck sees all mmap'd memory. */
 static inline void track_alloc(void *p, size_t req, size_t usable, int zeroed) {
-  (void)usable;
   VALGRIND_MALLOCLIKE_BLOCK(p, req, 0, zeroed);
+  if (usable > req)
+    VALGRIND_MAKE_MEM_NOACCESS((char *)p + req, usable - req);
 }
 static inline void track_free(void *p, size_t usable) {
   VALGRIND_FREELIKE_BLOCK(p, 0);
