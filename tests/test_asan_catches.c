@@ -3,7 +3,8 @@
  * unpoisons the whole usable size. This checks the shadow state directly and
  * that real misuse in forked children produces an AddressSanitizer report:
  * a write one byte past a hak_malloc(40) block (inside its 48-byte class),
- * reads after hak_free, writes into never-allocated parts of a page. A control
+ * reads after hak_free, writes into never-allocated parts of a page or
+ * before an aligned large block (between its header and its start). A control
  * child that uses blocks correctly must exit 0 with no report. */
 #include "hak_test.h"
 
@@ -158,6 +159,17 @@ static void write_past_shrunk(void *arg) {
   hak_free((void *)q);
 }
 
+/* An aligned large block starts `alignment` bytes (a page for 4 MiB and
+ * more) into its mapping, after its 64-byte header: the bytes between are
+ * no block's, poisoned like a page's never-used memory (they were not). */
+static void write_aligned_padding(void *arg) {
+  size_t alignment = (size_t)(uintptr_t)arg;
+  hak_trim(0); /* no cached mapping: a new one (a cached one's may be poisoned by its last free) */
+  volatile unsigned char *p = hak_aligned_alloc(alignment, 100000);
+  p[-100] = 1;
+  hak_free((void *)p);
+}
+
 static void correct_use(void *arg) {
   unsigned char *p = hak_malloc(40);
   memset(p, 1, 40);
@@ -223,6 +235,11 @@ int main(void) {
                 "use-after-poison", "WRITE of size 1");
   expect_report(write_past_shrunk, NULL, "write past a large block shrunk in place",
                 "use-after-poison", "WRITE of size 1");
+
+  expect_report(write_aligned_padding, (void *)(uintptr_t)65536,
+                "write before a 64 KiB-aligned large block", "use-after-poison", "WRITE of size 1");
+  expect_report(write_aligned_padding, (void *)(uintptr_t)(4 * MiB),
+                "write before a 4 MiB-aligned block", "use-after-poison", "WRITE of size 1");
 
   struct hak_child c;
   REQUIRE(hak_run_child(correct_use, NULL, 120, &c));

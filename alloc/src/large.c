@@ -370,6 +370,16 @@ static void list_unlink_locked(hak_large_t *lg) {
     lg->gnext->gprev = lg->gprev;
 }
 
+/* An aligned block starts `offset` bytes into its range (a page for a huge
+ * one), after its LARGE_HDR-byte header: the bytes between are no block's,
+ * no access (asan, valgrind) like a page's never-used memory. Until
+ * 2026-11-28 they were left addressable (a write before the block went
+ * unreported) unless a block there had poisoned them when it was freed. */
+static void track_padding(hak_large_t *lg) {
+  if (lg->offset > LARGE_HDR)
+    track_noaccess((uint8_t *)lg + LARGE_HDR, lg->offset - LARGE_HDR);
+}
+
 /* `alignment` is a power of two >= 16. Returns NULL on failure (errno set). */
 void *large_alloc(size_t size, size_t alignment, bool zero) {
   if (size < 16)
@@ -400,6 +410,7 @@ void *large_alloc(size_t size, size_t alignment, bool zero) {
       void *p = (uint8_t *)lg + off;
       size_t usable = large_usable(lg);
       track_alloc(p, size, usable, zero);
+      track_padding(lg);
       if (mapped > off + usable) /* the excess kept as room: no access, like realloc's kept
                                   * tail (a mapping cut off another was never poisoned) */
         track_noaccess((uint8_t *)p + usable, mapped - off - usable);
@@ -436,6 +447,7 @@ void *large_alloc(size_t size, size_t alignment, bool zero) {
    * are defined to memcheck: a malloc'd block's are not (before
    * 2026-11-28 they were, and a read of never-written bytes went unreported) */
   track_alloc(p, size, map - off, zero);
+  track_padding(lg);
   return p;
 }
 
@@ -578,6 +590,7 @@ void *large_realloc(hak_large_t *lg, void *p, size_t size) {
   if (!os_move_mapping(lg, map, need, dst, &kept)) {
     registry_set(lg, REG_LARGE);
     hak_unlock(&hak_large_lock);
+    track_padding(lg);
     track_alloc(p, old_req, large_usable(lg), 0);
     if (kept) /* else another thread's now */
       os_unmap(dst, need);
@@ -598,6 +611,7 @@ void *large_realloc(hak_large_t *lg, void *p, size_t size) {
   note_gone(p); /* its old range is gone: a free of p is a double free */
   void *np = (uint8_t *)lg + off;
   track_alloc(np, size, need - off, 0);
+  track_padding(lg); /* dst's shadow was clear */
   return np;
 }
 
