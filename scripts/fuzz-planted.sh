@@ -23,7 +23,7 @@ P = {
  # a size class whose block is one byte smaller than its class size
  'classsize': ('sizeclass.c', 'X(576)   X(640)', 'X(576)   X(639)', 'fuzz_ops'),
  # realloc copies the new size instead of the old one
- 'realloc-copy': ('api.c', 'memcpy(q, p, keep < size ? keep : size);', 'memcpy(q, p, size);', 'fuzz_ops'),
+ 'realloc-copy': ('api.c', 'track_copy(q, p, keep < size ? keep : size, keep);', 'track_copy(q, p, size, keep);', 'fuzz_ops'),
  # calloc hands out a recycled block without zeroing it
  'calloc-nozero': ('api.c', 'pg->free_is_zero ? (n < sizeof(hak_block_t) ? n : sizeof(hak_block_t)) : n);',
                    '(n < sizeof(hak_block_t) ? n : sizeof(hak_block_t)));', 'fuzz_ops'),

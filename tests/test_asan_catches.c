@@ -95,6 +95,37 @@ static void test_shadow(void) {
   REQUIRE(lg == ls);
   CHECK_RANGE(lg, 0, 290000, 0, "realloc(200000 -> 290000) in the kept room");
   hak_free(lg);
+
+  /* The program's own poisoning inside its block (an arena's free chunk):
+   * realloc copies every requested byte, poisoned or not, as ASan's own
+   * allocator does, and usable_size exposes only the slack. Until
+   * 2026-11-28 the requested size was taken for the first poisoned byte:
+   * realloc copied 16 of 100 bytes and usable_size unpoisoned the chunk. */
+  unsigned char *u = hak_malloc(100);
+  REQUIRE(u != NULL);
+  for (int i = 0; i < 100; i++)
+    u[i] = (unsigned char)(i + 1);
+  ASAN_POISON_MEMORY_REGION(u + 16, 16);
+  unsigned char *v = hak_realloc(u, 3000);
+  REQUIRE(v != NULL && v != u);
+  CHECK_RANGE(v, 0, 3000, 0, "realloc(100 -> 3000) of a block with a poisoned chunk");
+  size_t lost = 0;
+  for (int i = 0; i < 100; i++)
+    lost += v[i] != (unsigned char)(i + 1) && (i < 16 || i >= 32);
+  CHECK_MSG(lost == 0, "realloc lost %zu of the 84 bytes around the program's poisoned chunk",
+            lost);
+  ASAN_POISON_MEMORY_REGION(v + 10, 20);
+  unsigned char *w = hak_realloc(v, 20); /* shrinks into the chunk: copies 20 bytes, no report */
+  REQUIRE(w != NULL);
+  CHECK(w[0] == 1 && w[9] == 10);
+  hak_free(w);
+  unsigned char *x = hak_malloc(100);
+  REQUIRE(x != NULL);
+  ASAN_POISON_MEMORY_REGION(x + 16, 16);
+  CHECK_EQ(hak_usable_size(x), 112);
+  CHECK_RANGE(x, 16, 32, 1, "the program's poisoned chunk after usable_size");
+  CHECK_RANGE(x, 32, 112, 0, "hak_malloc(100) after usable_size, past the program's chunk");
+  hak_free(x);
   CHECK(hak_heap_check() == 0);
 }
 

@@ -375,7 +375,7 @@ static inline __attribute__((always_inline)) void *realloc_move(void *p, size_t 
   if (!q)
     return NULL;
   size_t keep = track_requested(p, r.usable);
-  memcpy(q, p, keep < size ? keep : size);
+  track_copy(q, p, keep < size ? keep : size, keep);
   release(p, &r, deferred);
   return q;
 }

@@ -12,6 +12,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #if defined(HAK_ASAN) && HAK_ASAN
 #include <sanitizer/asan_interface.h>
@@ -115,10 +116,41 @@ static inline void track_unmapping(void *p, size_t n) {
 static inline void track_expose(void *p, size_t n) {
   ASAN_UNPOISON_MEMORY_REGION(p, n);
 }
-/* Bytes of a live block the user asked for (the unpoisoned prefix). */
+/* Bytes of a live block the user asked for: up to its last addressable
+ * byte, the slack after it being poisoned. Not up to the first poisoned
+ * byte: the program may poison parts of its own bytes (an arena's free
+ * chunk), and until 2026-11-28 realloc then copied only the bytes before
+ * them and usable_size unpoisoned them. A granule (8 bytes; blocks are
+ * 16-aligned) whose first byte is poisoned is poisoned whole. */
 static inline size_t track_requested(void *p, size_t usable) {
-  char *q = (char *)__asan_region_is_poisoned(p, usable);
-  return q ? (size_t)(q - (char *)p) : usable;
+  char *c = (char *)p;
+  if (!__asan_region_is_poisoned(c, usable))
+    return usable;
+  size_t end = usable & ~(size_t)7;
+  while (end && __asan_address_is_poisoned(c + end - 8))
+    end -= 8;
+  while (end && __asan_address_is_poisoned(c + end - 1))
+    end--;
+  return end;
+}
+static HAK_NO_ASAN void track_copy_raw(void *dst, const void *src, size_t n) {
+  const volatile unsigned char *s = (const volatile unsigned char *)src;
+  unsigned char *d = (unsigned char *)dst;
+  for (size_t i = 0; i < n; i++)
+    d[i] = s[i];
+}
+/* realloc's copy of the first n bytes of a block whose requested bytes
+ * end at `end`: those are copied whatever the program poisoned among them,
+ * as ASan's own realloc does; bytes past them (a bug) by memcpy, which
+ * reports the read. */
+static inline void track_copy(void *dst, const void *src, size_t n, size_t end) {
+  size_t k = n < end ? n : end;
+  if (__asan_region_is_poisoned((void *)src, k))
+    track_copy_raw(dst, src, k);
+  else
+    memcpy(dst, src, k);
+  if (n > k)
+    memcpy((char *)dst + k, (const char *)src + k, n - k);
 }
 #define TRACK_REALLOC_IN_PLACE 1
 static inline void track_resize(void *p, size_t old_req, size_t new_req, size_t usable) {
@@ -147,21 +179,33 @@ static inline void track_unmapping(void *p, size_t n) {
 static inline void track_expose(void *p, size_t n) {
   VALGRIND_MAKE_MEM_UNDEFINED(p, n);
 }
-/* The addressable prefix of a live block: binary search with GET_VBITS,
- * which answers 3 for unaddressable bytes without reporting an error. */
+/* A live block up to its last addressable byte (the slack after it is
+ * NOACCESS): GET_VBITS answers 3 for an unaddressable byte without
+ * reporting an error. Scanned from the end, over the slack only: the
+ * program may make parts of its own bytes NOACCESS (a pool's free chunk),
+ * and until 2026-11-28 a binary search assumed an addressable prefix:
+ * realloc then lost the bytes after such a chunk or read it ("Invalid
+ * read" in realloc). No realloc shrinks in place here: the slack is at
+ * most the class's rounding, or under a page for a large block. */
 static inline size_t track_requested(void *p, size_t usable) {
   if (!RUNNING_ON_VALGRIND)
     return usable;
-  size_t lo = 0, hi = usable; /* [0,lo) addressable, [hi,usable) not */
-  while (lo < hi) {
-    size_t mid = lo + (hi - lo) / 2;
-    unsigned char vb;
-    if (VALGRIND_GET_VBITS((char *)p + mid, &vb, 1) == 3)
-      hi = mid;
-    else
-      lo = mid + 1;
-  }
-  return lo;
+  size_t end = usable;
+  unsigned char vb;
+  while (end && VALGRIND_GET_VBITS((char *)p + end - 1, &vb, 1) == 3)
+    end--;
+  return end;
+}
+/* realloc's copy (see the asan one): the requested bytes with error
+ * reporting off (NOACCESS ones the program made come out defined), any
+ * past them through a reporting memcpy. */
+static inline void track_copy(void *dst, const void *src, size_t n, size_t end) {
+  size_t k = n < end ? n : end;
+  VG_QUIET_BEGIN();
+  memcpy(dst, src, k);
+  VG_QUIET_END();
+  if (n > k)
+    memcpy((char *)dst + k, (const char *)src + k, n - k);
 }
 /* memcheck keeps its own idea of the old size: realloc always moves. */
 #define TRACK_REALLOC_IN_PLACE 0
@@ -187,6 +231,10 @@ static inline void track_expose(void *p, size_t n) {
 static inline size_t track_requested(void *p, size_t usable) {
   (void)p;
   return usable;
+}
+static inline void track_copy(void *dst, const void *src, size_t n, size_t end) {
+  (void)end;
+  memcpy(dst, src, n);
 }
 #define TRACK_REALLOC_IN_PLACE 1
 static inline void track_resize(void *p, size_t old_req, size_t new_req, size_t usable) {
