@@ -1,6 +1,7 @@
 /* In the valgrind configuration hakmem describes its blocks to memcheck
- * (MALLOCLIKE/FREELIKE/RESIZEINPLACE, unused memory NOACCESS, only the
- * requested size addressable until hak_usable_size). This program re-executes
+ * (MALLOCLIKE/FREELIKE, unused memory NOACCESS, only the requested size
+ * addressable until hak_usable_size; realloc always moves, so there is no
+ * RESIZEINPLACE). This program re-executes
  * itself under `valgrind --error-exitcode=99 -q` in one mode per case:
  *   uaf       write after hak_free             -> "Invalid write", exit 99
  *   overflow  write past the requested size    -> "Invalid write", exit 99
