@@ -411,6 +411,7 @@ void *large_alloc(size_t size, size_t alignment, bool zero) {
       size_t usable = large_usable(lg);
       track_alloc(p, size, usable, zero);
       track_padding(lg);
+      track_roots_add(p, usable);
       if (mapped > off + usable) /* the excess kept as room: no access, like realloc's kept
                                   * tail (a mapping cut off another was never poisoned) */
         track_noaccess((uint8_t *)p + usable, mapped - off - usable);
@@ -448,6 +449,7 @@ void *large_alloc(size_t size, size_t alignment, bool zero) {
    * 2026-11-28 they were, and a read of never-written bytes went unreported) */
   track_alloc(p, size, map - off, zero);
   track_padding(lg);
+  track_roots_add(p, map - off); /* = large_usable(lg) */
   return p;
 }
 
@@ -513,6 +515,7 @@ void large_free(hak_large_t *lg, void *p, const char *op) {
   if (cacheable(lg)) {
     while (large_cache_n == LARGE_CACHE_N || large_cache_bytes + lg->map_size > LARGE_CACHE_BYTES)
       cache_evict_oldest_locked();
+    track_roots_del(p, large_usable(lg));
     track_free(p, large_usable(lg));
     large_cache_at[large_cache_n] = os_now_ms();
     large_cache[large_cache_n++] = lg;
@@ -526,6 +529,7 @@ void large_free(hak_large_t *lg, void *p, const char *op) {
     registry_set(lg, REG_NONE);
   hak_unlock(&hak_large_lock);
   note_gone(p);
+  track_roots_del(p, large_usable(lg));
   track_free(p, large_usable(lg));
   os_unmap(lg, lg->map_size);
 }
@@ -562,6 +566,8 @@ void *large_realloc(hak_large_t *lg, void *p, size_t size) {
     lg->requested = size;
     hak_unlock(&hak_large_lock);
     track_resize(p, old_req, size, need - off);
+    track_roots_del(p, round_page(off + old_req) - off); /* as large_usable had it */
+    track_roots_add(p, need - off);
     if (keep > need) /* a kept tail was part of the block: no access now */
       track_noaccess((uint8_t *)lg + need, keep - need);
     return p;
@@ -612,6 +618,8 @@ void *large_realloc(hak_large_t *lg, void *p, size_t size) {
   void *np = (uint8_t *)lg + off;
   track_alloc(np, size, need - off, 0);
   track_padding(lg); /* dst's shadow was clear */
+  track_roots_del(p, round_page(off + old_req) - off);
+  track_roots_add(np, need - off);
   return np;
 }
 
@@ -677,6 +685,7 @@ void large_reset_all(void) {
   hak_lock(&hak_large_lock);
   for (hak_large_t *lg = hak_all_large, *next; lg; lg = next) {
     next = lg->gnext;
+    track_roots_del((uint8_t *)lg + lg->offset, large_usable(lg));
     registry_set(lg->huge ? (uint8_t *)lg + lg->offset : (uint8_t *)lg, REG_NONE);
     os_unmap(lg, lg->map_size);
   }

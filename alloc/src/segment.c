@@ -134,7 +134,8 @@ static hak_segment_t *segment_new(void) {
     seg = os_map_aligned(SEGMENT_SIZE, SEGMENT_SIZE, 0);
   if (!seg)
     return NULL;
-  os_advise_huge(seg, SEGMENT_SIZE); /* HAKMEM_THP; before the header's first touch */
+  track_roots_add(seg, SEGMENT_SIZE); /* LeakSanitizer scans its blocks (asan) */
+  os_advise_huge(seg, SEGMENT_SIZE);  /* HAKMEM_THP; before the header's first touch */
   /* fresh mmap memory is zero: only non-zero fields need setting */
   seg->magic = SEG_MAGIC;
   seg->kind = KIND_SMALL;
@@ -282,6 +283,7 @@ static void all_segments_unlink_locked(hak_segment_t *seg) {
 
 /* A segment no list holds any more: unregistered, then unmapped. */
 static void segment_unmap(hak_segment_t *seg) {
+  track_roots_del(seg, SEGMENT_SIZE);
   registry_set(seg, REG_NONE);
   os_unmap(seg, SEGMENT_SIZE);
   hak_tls_given_back += SEGMENT_SIZE;
@@ -590,6 +592,7 @@ void segment_reset_all(void) {
   for (hak_segment_t *s = hak_all_segments, *next; s; s = next) {
     next = s->gnext;
     registry_set(s, REG_NONE);
+    track_roots_del(s, SEGMENT_SIZE);
     os_unmap(s, SEGMENT_SIZE);
   }
   hak_all_segments = hak_segment_cache = hak_abandoned = NULL;

@@ -16,6 +16,7 @@
 
 #if defined(HAK_ASAN) && HAK_ASAN
 #include <sanitizer/asan_interface.h>
+#include <sanitizer/lsan_interface.h>
 #include <sys/mman.h>
 #define HAK_NO_ASAN __attribute__((no_sanitize("address"), noinline))
 #else
@@ -116,6 +117,18 @@ static inline void track_unmapping(void *p, size_t n) {
 static inline void track_expose(void *p, size_t n) {
   ASAN_UNPOISON_MEMORY_REGION(p, n);
 }
+/* hakmem's memory as LeakSanitizer root regions: LSan scans its own
+ * blocks, globals, stacks and TLS, not hakmem's mmap'd ranges, so a C
+ * library block (ASan's allocator) that only hakmem blocks point to was
+ * reported leaked (until 2026-11-28). Each segment is one region, each
+ * large block its usable bytes; a region is unregistered exactly as it was
+ * registered (LSan dies otherwise). */
+static inline void track_roots_add(void *p, size_t n) {
+  __lsan_register_root_region(p, n);
+}
+static inline void track_roots_del(void *p, size_t n) {
+  __lsan_unregister_root_region(p, n);
+}
 /* Bytes of a live block the user asked for: up to its last addressable
  * byte, the slack after it being poisoned. Not up to the first poisoned
  * byte: the program may poison parts of its own bytes (an arena's free
@@ -179,6 +192,12 @@ static inline void track_unmapping(void *p, size_t n) {
 static inline void track_expose(void *p, size_t n) {
   VALGRIND_MAKE_MEM_UNDEFINED(p, n);
 }
+static inline void track_roots_add(void *p, size_t n) {
+  (void)p, (void)n;
+}
+static inline void track_roots_del(void *p, size_t n) {
+  (void)p, (void)n;
+}
 /* A live block up to its last addressable byte (the slack after it is
  * NOACCESS): GET_VBITS answers 3 for an unaddressable byte without
  * reporting an error. Scanned from the end, over the slack only: the
@@ -226,6 +245,12 @@ static inline void track_unmapping(void *p, size_t n) {
   (void)p, (void)n;
 }
 static inline void track_expose(void *p, size_t n) {
+  (void)p, (void)n;
+}
+static inline void track_roots_add(void *p, size_t n) {
+  (void)p, (void)n;
+}
+static inline void track_roots_del(void *p, size_t n) {
   (void)p, (void)n;
 }
 static inline size_t track_requested(void *p, size_t usable) {
