@@ -308,6 +308,37 @@ static void gather_fails(enum fm_how m, bool in_place, bool second) {
   CHECK_EQ(hak_heap_check(), 0);
 }
 
+/* ASan: a block realloc shrank in place keeps the tail of its mapping as
+ * room, poisoned; realloc's move clears the whole range's shadow, and a
+ * failed move must poison that tail again, not only the slack (until
+ * 2026-11-28 a write into it after the failure went unreported). */
+static void realloc_move_fails_kept_tail(void) {
+#if defined(HAK_ASAN) && HAK_ASAN
+  start(FM_BEFORE_UNMAP);
+  size_t big = MiB + 128 * 1024; /* shrunk to 1 MiB: a 128 KiB tail, under SPLIT_MIN, stays */
+  unsigned char *b = block_with_room(big, PG);
+  unsigned char *stop = hak_map_at(b - 64 + ((64 + big + PG - 1) & ~(PG - 1)), PG, PROT_READ);
+  REQUIRE(stop != NULL);
+  REQUIRE(hak_realloc(b, MiB) == b);
+  unsigned char *tail = b - 64 + MiB + PG; /* past the shrunk block's pages */
+  CHECK_MSG(__asan_address_is_poisoned(tail), "ASan: the kept tail is addressable");
+  fm_arm(mode, 0);
+  errno = 0;
+  void *q = hak_realloc(b, 3 * MiB);
+  CHECK_MSG(q == NULL && errno == ENOMEM && fm.fired == 1, "realloc whose move failed: %p", q);
+  CHECK_MSG(__asan_address_is_poisoned(b + MiB) && __asan_address_is_poisoned(tail) &&
+                __asan_address_is_poisoned(tail + 64 * 1024),
+            "ASan: after a failed move the slack %d, the kept tail %d, %d (1: poisoned)",
+            __asan_address_is_poisoned(b + MiB), __asan_address_is_poisoned(tail),
+            __asan_address_is_poisoned(tail + 64 * 1024));
+  CHECK_EQ(hak_heap_check(), 0);
+  hak_free(b);
+  munmap(stop, PG);
+  free_tried();
+  CHECK_EQ(hak_heap_check(), 0);
+#endif
+}
+
 int main(void) {
   if (!os_moves())
     hak_test_skip("hakmem moves no pages here (valgrind)");
@@ -327,6 +358,7 @@ int main(void) {
     gather_fails((enum fm_how)m, false, false);
     gather_fails((enum fm_how)m, false, true);
   }
+  realloc_move_fails_kept_tail();
   /* not under ASan and TSan, whose runtimes map memory of their own */
   if (!hak_config_is("asan") && !hak_config_is("tsan")) {
     RUN_SECTION(split_reservation_fails);

@@ -597,6 +597,9 @@ void *large_realloc(hak_large_t *lg, void *p, size_t size) {
     registry_set(lg, REG_LARGE);
     hak_unlock(&hak_large_lock);
     track_padding(lg);
+    if (map > off + large_usable(lg)) /* a kept tail: no access again (its shadow was
+                                       * cleared with the range's for the move) */
+      track_noaccess((uint8_t *)p + large_usable(lg), map - off - large_usable(lg));
     track_alloc(p, old_req, large_usable(lg), 0);
     if (kept) /* else another thread's now */
       os_unmap(dst, need);
