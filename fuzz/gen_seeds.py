@@ -201,6 +201,74 @@ def seeds_single(mt):
         if mt:
             ops.append(('free_orphans', 0, 0, b'')); t.append(0)
         S.append(prog(ops, t if mt else None))
+    # realloc that has to move a large block (large_realloc's mremap move):
+    # a zone slot leaves 32 MiB of room after its block, so no size of the
+    # decoder's tables (at most 8 MiB) ever outgrows it; reallocarray(SEG, 10)
+    # asks 40 MiB (over OS_ZONE_MAX: a range where the kernel puts it) while
+    # the next slot holds a block. The block then shrinks in place and grows
+    # again (moving once more unless the kernel left room after it); in
+    # fuzz_ops every way the move can fail comes first (FZ_FAIL_MOVE)
+    modes = [None] + ([0, 1, 2] if not mt else [])
+    for mode in modes:
+        ops, t = [], []
+        def add(o, th=0):
+            ops.append(o); t.append(th)
+        add(('malloc', 0, 3, large(0)), 1)                    # older: the moved block's gnext
+        add(('malloc', 0, 0, large(1)))
+        add(('malloc', 0, 1, large(0)), 1)                    # the next zone slot
+        add(('calloc', 4, 2, large(4) + tiny(9)))             # 36 MiB, not in the zone
+        add(('verify', 0, 2, b''), 1)
+        add(('free', 0, 2, b''))                              # (64 MiB live budget)
+        if mode is not None:
+            add(fail_move(mode, 0))
+        add(('reallocarray', 4, 0, large(4) + tiny(10)), 1)  # 40 MiB: moves
+        add(('verify', 0, 0, b''))
+        add(('free', 0, 3, b''), 1)                           # unlinked while the moved one lives
+        add(('reallocarray', 4, 0, large(4) + tiny(10)), 1)  # again: moves if the move failed
+        add(('realloc', 0, 1, large(11)))                     # the neighbour, in its slot
+        add(('free', 0, 1, b''), 1)                           # the moved block is the newest now
+        add(('realloc', 0, 0, large(2)))                      # shrink in place
+        add(('verify', 0, 0, b''), 1)
+        add(('reallocarray', 4, 0, large(4) + tiny(12)))      # 48 MiB: grows or moves
+        add(('verify_all', 0, 0, b''), 1)
+        add(('heap_check', 0, 0, b''))
+        add(('free', 1, 0, b''), 1)
+        S.append(prog(ops, t if mt else None))
+    # the large cache full (LARGE_CACHE_N = 32 mappings): 34 large blocks of
+    # a few sizes freed, the oldest evicted, then taken again from the cache
+    ops = []
+    for s in range(34):
+        ops.append(('malloc', 0, s, large((0, 1, 10)[s % 3])))
+    for s in range(34):
+        ops.append(('free', s % 2, s, b''))
+    for s in range(6):
+        ops.append(('malloc', 0, s, large((1, 0, 10, 2)[s % 4])))
+    ops += [('heap_check', 0, 0, b''), ('trim', 0, 0, b'')]
+    S.append(prog(ops, [s % 2 for s in range(len(ops))] if mt else None))
+    if mt:
+        # hak_trim with an abandoned segment some of whose pages were emptied
+        # by remote frees after the abandonment (abandoned_give_back_empty_
+        # locked): thread 1 fills pages of three classes and exits; thread 0,
+        # which allocated before the exit (so its frees do not reclaim), frees
+        # one class's blocks, leaves the others live, and trims
+        for r in range(3):
+            ops, t = [], []
+            def add(o, th=0):
+                ops.append(o); t.append(th)
+            add(('malloc', 0, 63, tiny(40)))
+            for s in range(36):
+                add(('malloc', 0, s, cls_size((10, 31, 52)[s // 12] + r, 0)), 1)
+            add(('thread_exit', 0, 0, b''), 1)
+            for s in range(12 * (r % 2), 12 * (r % 2) + 12):
+                add(('free', s % 3, s, b''))
+            add(('trim', 0, 0, b''))
+            add(('verify_all', 0, 0, b''))
+            for s in range(12 * (r % 2), 12 * (r % 2) + 12):
+                add(('malloc', 0, s, cls_size((10, 31, 52)[s // 12] + r, 0)), s % 2)
+            add(('trim', 0, 0, b''), 1)
+            add(('free_orphans', 0, 0, b''))
+            add(('trim', 0, 0, b''))
+            S.append(prog(ops, t))
     # random programs of various lengths
     for n in (8, 16, 32, 64, 128, 256, 512):
         for _ in range(3):

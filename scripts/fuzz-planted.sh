@@ -11,7 +11,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 T=${PLANT_TIME:-60}
-ALL="classsize realloc-copy calloc-nozero remote-wrong-page aligned-off16 double-handout failed-move-ours"
+ALL="classsize realloc-copy calloc-nozero remote-wrong-page aligned-off16 double-handout failed-move-ours realloc-move-link"
 BUGS=${*:-$ALL}
 
 # plant <bug> <dir>: edits <dir>/alloc/src; prints the driver that should find it
@@ -37,6 +37,10 @@ P = {
  # a failed page move's destination taken for ours without looking (FZ_FAIL_MOVE)
  'failed-move-ours': ('os.c', 'static bool failed_move_dst_kept(void *dst, size_t n) {\n  if (os_extend(dst, 0, n))',
                       'static bool failed_move_dst_kept(void *dst, size_t n) {\n  if (1)', 'fuzz_ops'),
+ # a realloc that moves a large block (mremap to a new range) leaves the next
+ # older block's link to it pointing at the old, unmapped range
+ 'realloc-move-link': ('large.c', '  if (lg->gnext)\n    lg->gnext->gprev = lg;\n  lg->map_size = need;',
+                       '  lg->map_size = need;', 'fuzz_ops'),
 }
 f, old, new, drv = P[bug]
 s = open(d + f).read()
