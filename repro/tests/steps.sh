@@ -18,6 +18,20 @@ fail() {
 ok() { echo "ok: $*"; }
 # header field of a trace: threads | flags-text
 hdr() { "$T/tracecat" "$1" 1 0; } # the header line only
+# $W/$1.trace must be refused by replay, tracecat and trace2fuzz: exit 2
+# and the message $2 ($3 names the file in a failure)
+refused_by_all() {
+  local tool out rc args
+  for tool in "$T/release/replay" "$T/tracecat" "$T/trace2fuzz"; do
+    args=("$W/$1.trace")
+    [ "$tool" = "$T/trace2fuzz" ] && args+=(-o "$W/$1.fz")
+    out=$("$tool" "${args[@]}" 2>&1 >/dev/null)
+    rc=$?
+    echo "$(basename "$tool"): $out"
+    [ $rc -eq 2 ] && echo "$out" | grep -q "$2" ||
+      fail "$(basename "$tool") on $3: exit $rc, no clear error"
+  done
+}
 # $W/$1.trace: trace_edges free-sized-bad recorded; it must abort (134).
 # The expected abort's message is shown only when the check fails (a mutant
 # run names a failure by the first hakmem: line it finds).
@@ -221,29 +235,13 @@ PY
     HAKMEM_TRACE=$W/edge-ri.trace LD_PRELOAD=$TRACE_SO "$E" realloc-in-place || fail "realloc-in-place failed"
     for cfg in release valgrind; do replay_ok "$cfg" "$W/edge-ri.trace"; done
     head -c -20 "$W/edge-ri.trace" >"$W/edge-cut.trace"
-    for tool in "$T/release/replay" "$T/tracecat" "$T/trace2fuzz"; do
-      args=("$W/edge-cut.trace")
-      [ "$tool" = "$T/trace2fuzz" ] && args+=(-o "$W/edge-cut.fz")
-      out=$("$tool" "${args[@]}" 2>&1 >/dev/null)
-      rc=$?
-      echo "$(basename "$tool"): $out"
-      [ $rc -eq 2 ] && echo "$out" | grep -q "is cut short" ||
-        fail "$(basename "$tool") on a trace cut short: exit $rc, no clear error"
-    done
+    refused_by_all edge-cut "is cut short" "a trace cut short"
     # a garbled record (its thread id overwritten with 0xffffffff): trace2fuzz
     # died of SIGSEGV sizing tables by it, replay exited 2 without a word,
     # tracecat printed it as a trace of 4294967295 threads
     cp "$W/edge-ri.trace" "$W/edge-garbled.trace"
     printf '\377\377\377\377' | dd of="$W/edge-garbled.trace" bs=1 seek=112 conv=notrunc status=none
-    for tool in "$T/release/replay" "$T/tracecat" "$T/trace2fuzz"; do
-      args=("$W/edge-garbled.trace")
-      [ "$tool" = "$T/trace2fuzz" ] && args+=(-o "$W/edge-garbled.fz")
-      out=$("$tool" "${args[@]}" 2>&1 >/dev/null)
-      rc=$?
-      echo "$(basename "$tool"): $out"
-      [ $rc -eq 2 ] && echo "$out" | grep -q "the file is garbled" ||
-        fail "$(basename "$tool") on a garbled trace: exit $rc, no clear error"
-    done
+    refused_by_all edge-garbled "the file is garbled" "a garbled trace"
     HAKMEM_TRACE=$W/edge-ra.trace LD_PRELOAD=$TRACE_SO "$E" reallocarray-zero >"$W/edge-ra.log" 2>&1
     rc=$?
     [ $rc -eq 134 ] && grep -q "hakmem: double free" "$W/edge-ra.log" ||
