@@ -565,6 +565,10 @@ enum hak_hook_point {
    * the segment adopted and abandoned again there counted the block live
    * (test_abandon_recount) */
   HAK_HOOK_FREE_COUNTED,
+  /* page_free_remote, a counted free's check of an abandoned page's mark
+   * passed, before its push (arg: the block): the segment adopted and
+   * abandoned again there must not take the push (test_abandon_aba) */
+  HAK_HOOK_MARK_CHECKED,
 };
 /* Atomic: a test sets it while other threads run into the hook points
  * (their heaps' creation among them); a relaxed load is a plain load. */

@@ -252,8 +252,11 @@ static bool page_mark_counted(const hak_segment_t *seg, uint64_t counted) {
 bool page_free_remote(hak_segment_t *seg, hak_page_t *pg, hak_block_t *b, uint64_t counted) {
   uintptr_t tf = atomic_load_explicit(&pg->thread_free, memory_order_relaxed);
   for (;;) {
-    if (unlikely((tf & TF_MASK) == TF_ABANDONED) && !page_mark_counted(seg, counted))
-      return false;
+    if (unlikely((tf & TF_MASK) == TF_ABANDONED)) {
+      if (!page_mark_counted(seg, counted))
+        return false;
+      HAK_TEST_HOOK(HAK_HOOK_MARK_CHECKED, b);
+    }
     if (unlikely((tf & TF_MASK) == TF_NOTIFY)) {
       if (!atomic_compare_exchange_weak_explicit(&pg->thread_free, &tf,
                                                  (tf & ~TF_MASK) | TF_NOTIFYING,

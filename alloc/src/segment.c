@@ -78,11 +78,15 @@ static void heap_unlink_segment(hak_heap_t *h, hak_segment_t *seg) {
 bool segment_abandon_locked(hak_segment_t *seg, bool even_empty) {
   uint32_t live = 0;
   /* reset before any page is marked: a free that sees a mark counts itself
-   * (after taking this lock, so it also reads `live`) */
+   * (after taking this lock, so it also reads `live`). The count is reset
+   * before the epoch is published (release; free_not_owned loads it with
+   * acquire): a free that reads this epoch counts after the reset. In the
+   * other order a count made between the two stores was wiped, and its
+   * push then matched this epoch: a lost free (helper-51, on cue). */
+  atomic_store_explicit(&seg->abandoned_frees, 0, memory_order_relaxed);
   atomic_store_explicit(&seg->abandoned_epoch,
                         atomic_load_explicit(&hak_abandon_epoch, memory_order_relaxed),
-                        memory_order_relaxed);
-  atomic_store_explicit(&seg->abandoned_frees, 0, memory_order_relaxed);
+                        memory_order_release);
   hak_page_t *pg;
   FOR_EACH_PAGE(seg, pg) {
     page_collect_abandoned(pg);
