@@ -449,7 +449,7 @@ void *large_alloc(size_t size, size_t alignment, bool zero) {
    * 2026-11-28 they were, and a read of never-written bytes went unreported) */
   track_alloc(p, size, map - off, zero);
   track_padding(lg);
-  track_roots_add(p, map - off); /* = large_usable(lg) */
+  track_roots_add(p, large_usable(lg));
   return p;
 }
 
@@ -548,6 +548,7 @@ void *large_realloc(hak_large_t *lg, void *p, size_t size) {
   hak_lock(&hak_large_lock);
   cache_age_locked();
   size_t map = lg->map_size, old_req = lg->requested, keep = need;
+  size_t old_usable = large_usable(lg); /* the LSan root region registered */
   bool in_place = need <= map;
   if (need < map && cacheable(lg) && excess_kept(map, need))
     /* the tail stays as room (python grows a list it got from a bigger
@@ -566,8 +567,8 @@ void *large_realloc(hak_large_t *lg, void *p, size_t size) {
     lg->requested = size;
     hak_unlock(&hak_large_lock);
     track_resize(p, old_req, size, need - off);
-    track_roots_del(p, round_page(off + old_req) - off); /* as large_usable had it */
-    track_roots_add(p, need - off);
+    track_roots_del(p, old_usable);
+    track_roots_add(p, large_usable(lg));
     if (keep > need) /* a kept tail was part of the block: no access now */
       track_noaccess((uint8_t *)lg + need, keep - need);
     return p;
@@ -621,8 +622,8 @@ void *large_realloc(hak_large_t *lg, void *p, size_t size) {
   void *np = (uint8_t *)lg + off;
   track_alloc(np, size, need - off, 0);
   track_padding(lg); /* dst's shadow was clear */
-  track_roots_del(p, round_page(off + old_req) - off);
-  track_roots_add(np, need - off);
+  track_roots_del(p, old_usable);
+  track_roots_add(np, large_usable(lg));
   return np;
 }
 

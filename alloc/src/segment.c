@@ -595,9 +595,7 @@ void segment_fork_fixup(void) {
 void segment_reset_all(void) {
   for (hak_segment_t *s = hak_all_segments, *next; s; s = next) {
     next = s->gnext;
-    registry_set(s, REG_NONE);
-    track_roots_del(s, SEGMENT_SIZE);
-    os_unmap(s, SEGMENT_SIZE);
+    segment_unmap(s);
   }
   hak_all_segments = hak_segment_cache = hak_abandoned = NULL;
   segment_cache_n = 0;
