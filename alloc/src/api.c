@@ -157,6 +157,18 @@ static inline __attribute__((always_inline)) void free_impl(void *p) {
 }
 
 /* ---- slow paths -------------------------------------------------------- */
+/* A call after this thread's heap was abandoned at its exit (from a later
+ * TLS destructor or libc's own cleanup) made `h` (its lock held): no
+ * destructor may run again to abandon it, so it serves this one call and
+ * is abandoned at once. Whether it was. */
+static bool abandon_if_exiting(hak_heap_t *h) {
+  if (likely(!hak_tls_exiting))
+    return false;
+  hak_tls_heap = &hak_empty_heap;
+  heap_abandon(h, false);
+  return true;
+}
+
 static HAK_NOINLINE void *small_alloc_slow(hak_heap_t *h, size_t cls, size_t n, bool zero) {
   if (h == &hak_empty_heap) {
     h = heap_get_or_create();
@@ -174,14 +186,7 @@ static HAK_NOINLINE void *small_alloc_slow(hak_heap_t *h, size_t cls, size_t n, 
     hak_assert(pg->free != NULL && h->direct[cls] == pg);
     p = page_pop(pg, pg->free, n, zero);
   }
-  if (unlikely(hak_tls_exiting)) {
-    /* A malloc after this thread's heap was abandoned at exit (from a later
-     * TLS destructor or libc's own cleanup): no destructor may run again to
-     * abandon a new heap, so the heap serves this one block and is
-     * abandoned at once (the block stays valid and freeable anywhere). */
-    hak_tls_heap = &hak_empty_heap;
-    heap_abandon(h, false);
-  }
+  abandon_if_exiting(h); /* the block stays valid and freeable anywhere */
   heap_unlock(h);
   if (p)
     return p;
@@ -242,20 +247,14 @@ static HAK_NOINLINE void free_not_owned(hak_heap_t *h, hak_segment_t *seg, hak_b
       bool mine = segment_reclaim(h, seg);
       if (mine)
         page_free_block(h, seg, pg, b);
-      if (unlikely(hak_tls_exiting)) {
-        /* The heap was made for this free after the thread's own was
-         * abandoned at its exit: no destructor would abandon it, so it
-         * goes at once (as in small_alloc_slow), giving the emptied
-         * segment back. Before, an exiting thread never reclaimed, and
-         * its last free left the segment abandoned with nothing live
-         * (test_exit_free). */
-        hak_tls_heap = &hak_empty_heap;
-        heap_abandon(h, false);
-        heap_unlock(h);
+      /* an exiting thread's heap, made for this free, goes at once, giving
+       * the emptied segment back. Before, an exiting thread never
+       * reclaimed, and its last free left the segment abandoned with
+       * nothing live (test_exit_free). */
+      bool gone = abandon_if_exiting(h);
+      heap_unlock(h);
+      if (gone)
         h = &hak_empty_heap;
-      } else {
-        heap_unlock(h);
-      }
       if (mine)
         return;
     }

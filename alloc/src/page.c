@@ -241,8 +241,8 @@ void page_clear_notify(hak_page_t *pg, bool forced) {
 static bool page_mark_counted(const hak_segment_t *seg, uint64_t counted) {
   if (counted == PAGE_NOT_COUNTED || counted == PAGE_COUNTED_ANY)
     return counted == PAGE_COUNTED_ANY;
-  /* the mark was read relaxed: its abandonment stored the epoch before it */
-  atomic_thread_fence(memory_order_acquire);
+  /* the caller holds the global lock (free_not_owned), which every
+   * abandonment holds while it stores its epoch and marks its pages */
   return atomic_load_explicit(&seg->abandoned_epoch, memory_order_relaxed) == counted;
 }
 
