@@ -563,11 +563,11 @@ enum hak_hook_point {
   /* free_not_owned, a free into an abandoned segment counted as one of its
    * frees (reclaim_wanted), before it pushes the block (arg: the block):
    * the segment adopted and abandoned again there counted the block live
-   * (test_abandon_recount) */
+   * (test_abandon_handover) */
   HAK_HOOK_FREE_COUNTED,
   /* page_free_remote, a counted free's check of an abandoned page's mark
    * passed, before its push (arg: the block): the segment adopted and
-   * abandoned again there must not take the push (test_abandon_aba) */
+   * abandoned again there must not take the push (test_abandon_handover) */
   HAK_HOOK_MARK_CHECKED,
 };
 /* Atomic: a test sets it while other threads run into the hook points

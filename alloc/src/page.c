@@ -237,7 +237,7 @@ void page_clear_notify(hak_page_t *pg, bool forced) {
  * into. A later abandonment (the segment adopted and abandoned again since
  * the count) reset the counters and counted the block live: pushed there
  * as counted, the free was never counted, and the segment's last free fell
- * one short of reclaiming it (test_abandon_recount). */
+ * one short of reclaiming it (test_abandon_handover). */
 static bool page_mark_counted(const hak_segment_t *seg, uint64_t counted) {
   if (counted == PAGE_NOT_COUNTED || counted == PAGE_COUNTED_ANY)
     return counted == PAGE_COUNTED_ANY;

@@ -1,0 +1,173 @@
+/* A free into an abandoned segment must not be lost when the segment changes
+ * hands (adopted and abandoned again) while the free is under way.
+ *
+ * A thread that frees into an abandoned segment (owner NULL) counts the
+ * free into that abandonment (reclaim_wanted: abandoned_frees, against
+ * abandoned_live; the last of the blocks live at the abandonment reclaims
+ * the segment, which gives it back: README, Thread exit, rule 3), then
+ * page_free_remote checks that the page's TF_ABANDONED mark is that
+ * abandonment's and pushes the block on the page's remote-free stack.
+ * Another thread may adopt the segment (its malloc needed a page) and exit,
+ * abandoning it again, which resets the counters and counts the block, not
+ * yet pushed, live. Two windows, one section each:
+ *
+ * - "counted": between the count and the check. The push went onto the new
+ *   mark as a free counted already, so the second abandonment never counted
+ *   it: the last free fell one short and the segment stayed abandoned,
+ *   carved and resident, with every block freed (a helper's probe: 10-30 of
+ *   1000 rounds). Fixed in 87b74bd: a push that finds a later abandonment's
+ *   mark (abandoned_epoch) counts the free again, there.
+ * - "checked": between the check and the push's CAS. Adopted and abandoned
+ *   again, the page's word is the same empty TF_ABANDONED (hak_trim's
+ *   collect leaves it so too), the CAS succeeded, and the free landed on the
+ *   second abandonment's mark, counted into the first (helper-51: 17 of 4200
+ *   rounds of a stress probe under TSan). Fixed in 2a223c3: the check and
+ *   the push are one step under the global lock, so the adoption cannot
+ *   finish inside this window.
+ *
+ * The windows are a few instructions, so the adoption is put there on cue:
+ * the test hook (HAK_HOOK_FREE_COUNTED, HAK_HOOK_MARK_CHECKED) holds the
+ * freeing thread there while an adopter thread takes the segment. Each
+ * round: a producer thread allocates N blocks and exits (its segment
+ * abandoned); the freer frees block 0 and is held at the section's hook; an
+ * adopter's malloc adopts the segment and it exits (in "checked" the test
+ * gives it 300 ms, then lets the freer go); then every other block is freed. Must hold:
+ * the freer reached the hook; the adopter took its block from the segment;
+ * in "counted" it finished inside the window, in "checked" it did not (it
+ * waits for the lock the freer holds); every block keeps its bytes; and
+ * once all are freed nothing is live and no segment is abandoned. */
+#include "hak_test.h"
+
+#include <pthread.h>
+
+#include "internal.h"
+
+#define N 64
+#define SIZE 64
+#define ROUNDS 4
+
+static unsigned char *blocks[N];
+static _Thread_local int is_freer;
+static _Atomic enum hak_hook_point hold_at;
+static atomic_int cue, freed, ready, hooked, at_window, go, adopted, adopter_done;
+
+static void wait_for(atomic_int *v) {
+  while (!atomic_load(v))
+    sched_yield();
+}
+
+static void *producer(void *arg) {
+  for (int i = 0; i < N; i++) {
+    REQUIRE((blocks[i] = hak_malloc(SIZE)) != NULL);
+    memset(blocks[i], i + 1, SIZE);
+  }
+  return arg; /* exits with every block live: the segment is abandoned */
+}
+
+/* A new thread: its first malloc finds no segment of its own and adopts the
+ * abandoned one; its exit abandons it again. */
+static void *adopter(void *arg) {
+  void *p = hak_malloc(SIZE);
+  REQUIRE(p != NULL);
+  if (ptr_segment_base(p) == ptr_segment_base(blocks[0]))
+    atomic_fetch_add(&adopted, 1);
+  hak_free(p);
+  atomic_store(&adopter_done, 1);
+  return arg;
+}
+
+static void hook(enum hak_hook_point where, void *arg) {
+  if (where != atomic_load(&hold_at) || !is_freer || arg != blocks[0] || atomic_load(&hooked))
+    return;
+  atomic_store(&hooked, 1);
+  atomic_store(&at_window, 1);
+  wait_for(&go);
+}
+
+/* Has a heap that allocated before any of the abandonments, so its frees
+ * into them only count (no reclaim by rule 2) until the last. */
+static void *freer(void *arg) {
+  is_freer = 1;
+  hak_free(hak_malloc(16));
+  atomic_store(&ready, 1); /* its heap is set up before main's hak_stats reads it */
+  for (int seen = 0;;) {
+    int c;
+    while ((c = atomic_load(&cue)) == seen)
+      sched_yield();
+    if (c < 0)
+      return arg;
+    seen = c;
+    CHECK_MSG(blocks[0][0] == 1 && blocks[0][SIZE - 1] == 1, "block 0 lost its bytes");
+    hak_free(blocks[0]);
+    atomic_fetch_add(&freed, 1);
+  }
+}
+
+/* `adopter_in_window`: whether the adoption must finish while the freer is
+ * held (it holds no lock there) or must not (it holds the global lock). */
+static void section(const char *name, enum hak_hook_point where, bool adopter_in_window) {
+  static int rounds; /* cue and freed count on across sections */
+  atomic_store(&hold_at, where);
+  for (int r = 0; r < ROUNDS; r++, rounds++) {
+    pthread_t t;
+    REQUIRE(pthread_create(&t, NULL, producer, NULL) == 0 && pthread_join(t, NULL) == 0);
+    struct hak_stats st;
+    hak_stats(&st);
+    REQUIRE(st.abandoned_segments == 1); /* the producer's segment, alone */
+    atomic_store(&hooked, 0);
+    atomic_store(&at_window, 0);
+    atomic_store(&go, 0);
+    atomic_store(&adopter_done, 0);
+    int before = atomic_load(&adopted);
+    atomic_store(&cue, rounds + 1); /* the freer frees block 0 ... */
+    for (int i = 0; !atomic_load(&at_window); i++) {
+      if (i == 20000) { /* 20 s */
+        CHECK_MSG(0, "%s round %d: the free of block 0 never reached the hook", name, r);
+        atomic_store(&hold_at, (enum hak_hook_point) - 1);
+        return;
+      }
+      usleep(1000);
+    }
+    REQUIRE(pthread_create(&t, NULL, adopter, NULL) == 0); /* ... the segment changes hands ... */
+    /* in the window it must finish (20 s); held off by the lock it must not (300 ms) */
+    for (int i = 0; i < (adopter_in_window ? 20000 : 300) && !atomic_load(&adopter_done); i++)
+      usleep(1000);
+    CHECK_MSG(atomic_load(&adopter_done) == adopter_in_window,
+              "%s round %d: the adoption %s while the freer was held", name, r,
+              adopter_in_window ? "did not finish" : "finished");
+    atomic_store(&go, 1); /* ... and the freer pushes the block */
+    REQUIRE(pthread_join(t, NULL) == 0);
+    while (atomic_load(&freed) < rounds + 1)
+      sched_yield();
+    CHECK_MSG(atomic_load(&adopted) == before + 1,
+              "%s round %d: the adopter did not take the segment", name, r);
+    for (int i = 1; i < N; i++) {
+      CHECK_MSG(blocks[i][0] == i + 1 && blocks[i][SIZE - 1] == i + 1, "block %d lost its bytes",
+                i);
+      hak_free(blocks[i]);
+    }
+    hak_stats(&st);
+    CHECK_MSG(st.live_blocks == 0 && st.abandoned_segments == 0,
+              "%s round %d: every block freed, %zu live and %zu segment(s) still abandoned (a "
+              "free counted into one abandonment was lost to the next)",
+              name, r, st.live_blocks, st.abandoned_segments);
+    if (st.abandoned_segments) { /* an allocating thread adopts it: the next round starts clean */
+      REQUIRE(pthread_create(&t, NULL, adopter, NULL) == 0 && pthread_join(t, NULL) == 0);
+    }
+  }
+}
+
+int main(void) {
+  hak_free(hak_malloc(16)); /* this thread frees the rest: its heap allocated before */
+  pthread_t f;
+  REQUIRE(pthread_create(&f, NULL, freer, NULL) == 0);
+  wait_for(&ready);
+  atomic_store(&hak_test_hook, hook);
+  section("counted", HAK_HOOK_FREE_COUNTED, true);
+  section("checked", HAK_HOOK_MARK_CHECKED, false);
+  atomic_store(&hak_test_hook, NULL);
+  atomic_store(&cue, -1);
+  REQUIRE(pthread_join(f, NULL) == 0);
+  CHECK_EQ(hak_heap_check(), 0);
+  return hak_test_done();
+}
