@@ -86,7 +86,8 @@ struct hak_stats {
   struct hak_class_stats classes[HAK_NUM_CLASSES];
 };
 
-/* Fills *out with a snapshot (same quiescence rule as hak_heap_check). */
+/* Fills *out with a snapshot (same quiescence rule as hak_heap_check: called
+ * while another thread allocates or frees, it may crash, see README.md). */
 HAK_API void hak_stats(struct hak_stats *out);
 /* Prints hak_stats() to stderr in a readable form (no malloc). */
 HAK_API void hak_stats_print(void);
