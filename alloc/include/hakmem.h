@@ -86,8 +86,9 @@ struct hak_stats {
   struct hak_class_stats classes[HAK_NUM_CLASSES];
 };
 
-/* Fills *out with a snapshot (same quiescence rule as hak_heap_check: called
- * while another thread allocates or frees, it may crash, see README.md). */
+/* Fills *out with a snapshot. Safe while other threads allocate and free:
+ * the figures are then counts in motion, exact once the others are still
+ * (README.md). Takes the global lock for a walk of every segment. */
 HAK_API void hak_stats(struct hak_stats *out);
 /* Prints hak_stats() to stderr in a readable form (no malloc). */
 HAK_API void hak_stats_print(void);

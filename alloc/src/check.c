@@ -1,9 +1,28 @@
 /* hak_heap_check and hak_stats: walk everything hakmem owns.
- * Both read other threads' heaps without their cooperation, so they must be
- * called while no other thread allocates or frees (documented in hakmem.h). */
+ * Both read other threads' heaps without their cooperation, under the
+ * global lock. hak_heap_check must be called while no other thread
+ * allocates or frees: it reports what it sees, and lists changing under it
+ * read as violations. hak_stats may be called at any time: it follows a
+ * link of a list another thread may be changing (a heap's cache or delayed
+ * frees) only into a registered small segment, which stays mapped while the
+ * lock is held (segments are unregistered under it), and bounds each walk;
+ * while others run its figures are a snapshot in motion, exact when they
+ * are still (documented in hakmem.h and README). */
 #include <string.h>
 
 #include "internal.h"
+
+#if defined(HAK_TSAN) && HAK_TSAN
+/* hak_stats reads the fields other threads write without their locks, on
+ * purpose; the TSan build ignores those reads (its runtime's annotations). */
+void AnnotateIgnoreReadsBegin(const char *file, int line);
+void AnnotateIgnoreReadsEnd(const char *file, int line);
+#define RACY_READS_BEGIN() AnnotateIgnoreReadsBegin(__FILE__, __LINE__)
+#define RACY_READS_END() AnnotateIgnoreReadsEnd(__FILE__, __LINE__)
+#else
+#define RACY_READS_BEGIN() ((void)0)
+#define RACY_READS_END() ((void)0)
+#endif
 
 typedef struct {
   size_t violations;
@@ -48,14 +67,38 @@ static size_t check_list(checker_t *c, hak_page_t *pg, hak_block_t *b, uint8_t *
   return n;
 }
 
-static size_t count_delayed_for(hak_page_t *pg) {
+/* Whether the link at `b`, read from a list another thread may be changing,
+ * may be followed: into a registered small segment (mapped while the global
+ * lock is held), at a block's alignment. */
+static bool link_readable(const hak_block_t *b) {
+  return ((uintptr_t)b & 15) == 0 && registry_kind(b) == REG_SMALL; /* blocks: 16-byte aligned */
+}
+
+/* The most blocks a heap's delayed list holds: one per page that asked to
+ * be told of a remote free (page.c), so one per slice of every segment. A
+ * walk of a list in motion (hak_stats) stops there, a cycle included. */
+static size_t delayed_walk_max(void) {
   size_t n = 0;
-  for (hak_heap_t *h = hak_all_heaps; h; h = h->all_next)
-    for (hak_block_t *b = (hak_block_t *)atomic_load(&h->delayed); b; b = block_next(b)) {
-      hak_segment_t *seg = ptr_segment_base(b);
-      if (ptr_page(seg, b) == pg)
+  for (hak_segment_t *s = hak_all_segments; s; s = s->gnext)
+    n += SLICES_PER_SEGMENT;
+  return n;
+}
+
+/* Counts the blocks on every heap's delayed list: with `pg`, those of `pg`
+ * (returned); without, each in its class's `per_class` entry. */
+static size_t count_delayed(const hak_page_t *pg, size_t *per_class) {
+  size_t n = 0, walk_max = delayed_walk_max();
+  for (hak_heap_t *h = hak_all_heaps; h; h = h->all_next) {
+    size_t walked = 0;
+    for (hak_block_t *b = (hak_block_t *)atomic_load(&h->delayed);
+         b && walked < walk_max && link_readable(b); b = block_next(b), walked++) {
+      const hak_page_t *bp = ptr_page(ptr_segment_base(b), b);
+      if (bp == pg)
         n++;
+      else if (!pg && bp->in_use && bp->cls < NCLS)
+        per_class[bp->cls]++;
     }
+  }
   return n;
 }
 
@@ -63,7 +106,7 @@ static size_t count_delayed_for(hak_page_t *pg) {
  * bitmap of listed blocks): one already there is listed twice. */
 static size_t check_cached(checker_t *c, const hak_heap_t *owner, hak_page_t *pg, uint8_t *seen) {
   hak_block_t *dup = NULL;
-  size_t n = tcache_count_for(owner, pg, seen, &dup);
+  size_t n = tcache_count_for(owner, pg->cls, pg, seen, &dup);
   if (dup)
     violation(c, "block listed twice (in a thread cache and a free list)", dup, n, 0);
   return n;
@@ -89,7 +132,7 @@ static void check_page(checker_t *c, hak_segment_t *seg, unsigned i, hak_page_t 
   size_t nremote = check_list(c, pg, tf_block(tf), seen, "remote free list entry outside the page");
   if (c->violations == before && nremote != tf_count(tf))
     violation(c, "remote free list length differs from its count", pg, nremote, tf_count(tf));
-  size_t ndelayed = count_delayed_for(pg);
+  size_t ndelayed = count_delayed(pg, NULL);
   size_t ncached =
       check_cached(c, atomic_load_explicit(&seg->owner, memory_order_relaxed), pg, seen);
   if (nfree + pg->used != cap)
@@ -331,30 +374,34 @@ void hak_stats(struct hak_stats *out) {
   hak_init();
   for (size_t i = 0; i < NCLS; i++)
     out->classes[i].block_size = class_size(i);
+  /* per class: carved blocks, blocks counted used by their pages, and the
+   * used ones that are free all the same: on a page's remote stack, handed
+   * to a heap (delayed), or in a thread cache */
+  size_t capacity[NCLS] = {0}, used[NCLS] = {0}, pending[NCLS] = {0};
   hak_lock(&hak_global_lock);
-  for (hak_heap_t *h = hak_all_heaps; h; h = h->all_next)
+  RACY_READS_BEGIN();
+  count_delayed(NULL, pending);
+  for (hak_heap_t *h = hak_all_heaps; h; h = h->all_next) {
     out->heaps_active += h->state == HEAP_ACTIVE;
+    for (size_t cls = 0; cls < NCLS; cls++)
+      pending[cls] += tcache_count_for(h, cls, NULL, NULL, NULL);
+  }
   for (hak_segment_t *s = hak_all_segments; s; s = s->gnext) {
     out->segments++;
     out->mapped_bytes += SEGMENT_SIZE;
     out->abandoned_segments += s->abandoned;
     for (unsigned i = 1; i < SLICES_PER_SEGMENT; i++) {
       hak_page_t *pg = &s->pages[i];
-      if (s->slice_head[i] != i || !pg->in_use)
+      size_t cls = pg->cls;
+      if (s->slice_head[i] != i || !pg->in_use || cls >= NCLS)
         continue;
-      size_t pending =
-          count_delayed_for(pg) +
-          tcache_count_for(atomic_load_explicit(&s->owner, memory_order_relaxed), pg, NULL, NULL);
-      pending += tf_count(atomic_load(&pg->thread_free));
-      size_t live = pg->used >= pending ? pg->used - pending : 0;
-      struct hak_class_stats *cs = &out->classes[pg->cls];
-      cs->pages++;
-      cs->live_blocks += live;
-      cs->free_blocks += atomic_load_explicit(&pg->capacity, memory_order_relaxed) - live;
-      out->live_blocks += live;
-      out->live_bytes += live * pg->block_size;
+      out->classes[cls].pages++;
+      capacity[cls] += atomic_load_explicit(&pg->capacity, memory_order_relaxed);
+      used[cls] += pg->used;
+      pending[cls] += tf_count(atomic_load(&pg->thread_free));
     }
   }
+  RACY_READS_END();
   hak_unlock(&hak_global_lock);
   hak_lock(&hak_large_lock);
   for (hak_large_t *lg = hak_all_large; lg; lg = lg->gnext) {
@@ -364,6 +411,15 @@ void hak_stats(struct hak_stats *out) {
   }
   out->mapped_bytes += large_cache_mapped_locked(); /* freed mappings are mapped too */
   hak_unlock(&hak_large_lock);
+  for (size_t cls = 0; cls < NCLS; cls++) {
+    /* read while others run, the counts need not agree: clamped */
+    size_t live = used[cls] >= pending[cls] ? used[cls] - pending[cls] : 0;
+    struct hak_class_stats *cs = &out->classes[cls];
+    cs->live_blocks = live;
+    cs->free_blocks = capacity[cls] >= live ? capacity[cls] - live : 0;
+    out->live_blocks += live;
+    out->live_bytes += live * cs->block_size;
+  }
   out->live_blocks += out->large_blocks;
   out->live_bytes += out->large_bytes;
 }

@@ -585,8 +585,8 @@ extern HAK_INTERNAL void (*_Atomic hak_test_hook)(enum hak_hook_point where, voi
 HAK_INTERNAL void tcache_reset(hak_heap_t *h);
 HAK_INTERNAL void tcache_overflow(hak_heap_t *h, size_t cls);
 HAK_INTERNAL void tcache_flush_all(hak_heap_t *h, bool locked, bool remark);
-HAK_INTERNAL size_t tcache_count_for(const hak_heap_t *h, const hak_page_t *pg, uint8_t *seen,
-                                     hak_block_t **dup);
+HAK_INTERNAL size_t tcache_count_for(const hak_heap_t *h, size_t cls, const hak_page_t *pg,
+                                     uint8_t *seen, hak_block_t **dup);
 HAK_INTERNAL bool tcache_entry_ok(const hak_heap_t *h, size_t cls, const hak_block_t *b);
 
 /* ---- large.c ----------------------------------------------------------- */

@@ -275,8 +275,13 @@ void segment_purge_maybe(hak_heap_t *h) {
     h->purge_at_ms = now + PURGE_DELAY_MS;
 }
 
-/* seg off the list of all segments (global lock held). */
+/* seg off the list of all segments and out of the registry (global lock
+ * held), before it is unmapped. Unregistered under the lock, so a walk that
+ * holds it (hak_stats, hak_heap_check) may follow a link it read from a
+ * list others are changing into any segment the registry names: that one
+ * stays mapped until the walk lets the lock go. */
 static void all_segments_unlink_locked(hak_segment_t *seg) {
+  registry_set(seg, REG_NONE);
   if (seg->gprev)
     seg->gprev->gnext = seg->gnext;
   else
@@ -285,10 +290,9 @@ static void all_segments_unlink_locked(hak_segment_t *seg) {
     seg->gnext->gprev = seg->gprev;
 }
 
-/* A segment no list holds any more: unregistered, then unmapped. */
+/* A segment no list holds any more (all_segments_unlink_locked), unmapped. */
 static void segment_unmap(hak_segment_t *seg) {
   track_roots_del(seg, SEGMENT_SIZE);
-  registry_set(seg, REG_NONE);
   os_unmap(seg, SEGMENT_SIZE);
   hak_tls_given_back += SEGMENT_SIZE;
 }
@@ -595,6 +599,7 @@ void segment_fork_fixup(void) {
 void segment_reset_all(void) {
   for (hak_segment_t *s = hak_all_segments, *next; s; s = next) {
     next = s->gnext;
+    registry_set(s, REG_NONE);
     segment_unmap(s);
   }
   hak_all_segments = hak_segment_cache = hak_abandoned = NULL;

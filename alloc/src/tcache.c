@@ -118,22 +118,26 @@ bool tcache_entry_ok(const hak_heap_t *h, size_t cls, const hak_block_t *b) {
   return pg->in_use && pg->cls == cls && slice_is_block_start(ptr_slice_entry(seg, b), b);
 }
 
-/* How many of `pg`'s blocks sit in its owner heap's cache (hak_stats,
- * hak_heap_check). With `seen` (check.c's bitmap of the page's listed
- * blocks) each is marked there; the walk stops at a block already marked,
- * returned in *dup. */
-size_t tcache_count_for(const hak_heap_t *h, const hak_page_t *pg, uint8_t *seen,
+/* How many blocks of class `cls` sit in h's cache: with `pg`, only `pg`'s
+ * (hak_heap_check; with `seen`, check.c's bitmap of the page's listed
+ * blocks, each is marked there and the walk stops at a block already
+ * marked, returned in *dup), without, all of them (hak_stats). Every entry
+ * is checked before its link is followed, and the walk is bounded by the
+ * list's limit, so h's thread may be changing the list meanwhile
+ * (hak_stats; global lock held: README, hak_stats). */
+size_t tcache_count_for(const hak_heap_t *h, size_t cls, const hak_page_t *pg, uint8_t *seen,
                         hak_block_t **dup) {
-  if (!h || pg->cls >= NCLS)
+  if (!h || cls >= NCLS)
     return 0;
-  size_t n = 0, walked = 0, limit = h->tc_limit[pg->cls];
-  const uint8_t *end = pg->start + (size_t)pg->reserved * pg->block_size;
-  for (hak_block_t *b = h->tc_head[pg->cls]; b && walked <= limit && tcache_entry_ok(h, pg->cls, b);
+  size_t n = 0, walked = 0, limit = h->tc_limit[cls];
+  const uint8_t *start = pg ? pg->start : NULL;
+  const uint8_t *end = pg ? pg->start + (size_t)pg->reserved * pg->block_size : NULL;
+  for (hak_block_t *b = h->tc_head[cls]; b && walked <= limit && tcache_entry_ok(h, cls, b);
        b = block_next(b), walked++) {
-    if ((const uint8_t *)b < pg->start || (const uint8_t *)b >= end)
+    if (pg && ((const uint8_t *)b < start || (const uint8_t *)b >= end))
       continue;
     if (seen) {
-      size_t idx = (size_t)((const uint8_t *)b - pg->start) / pg->block_size;
+      size_t idx = (size_t)((const uint8_t *)b - start) / pg->block_size;
       if (seen[idx >> 3] & (1u << (idx & 7))) {
         *dup = b;
         break;
