@@ -259,23 +259,38 @@ static HAK_NOINLINE void free_not_owned(hak_heap_t *h, hak_segment_t *seg, hak_b
         return;
     }
     HAK_TEST_HOOK(HAK_HOOK_FREE_COUNTED, b);
-    /* The mark's check and the push are one step under the global lock,
-     * which every abandonment and adoption holds. Without it the segment
-     * could be adopted and abandoned again between the two, the page's
-     * word back to the same empty TF_ABANDONED (hak_trim's collect leaves
-     * it so), and the push's CAS put this free, counted into the first
-     * abandonment, on the second's mark, which counted the block live: the
-     * segment stranded with nothing live (helper-51's probe: 17 of 4200
-     * rounds under TSan; 0 of 1800 with the lock). A thread freeing into an
-     * abandoned segment it does not reclaim takes the lock once a free. */
-    hak_lock(&hak_global_lock);
-    bool pushed = page_free_remote(seg, pg, b, epoch);
-    hak_unlock(&hak_global_lock);
+    /* The mark's check and the push are one step for an abandonment:
+     * this heap names the segment in mark_seg before the check loads the
+     * epoch (both seq_cst), and an abandonment stores its epoch, then waits
+     * while a heap names its segment (segment_wait_marks). Without that the
+     * segment could be adopted and abandoned again between the two, the
+     * page's word back to the same empty TF_ABANDONED (hak_trim's collect
+     * leaves it so), and the push's CAS put this free, counted into the
+     * first abandonment, on the second's mark, which counted the block
+     * live: the segment stranded with nothing live (helper-51's probe: 17
+     * of 4200 rounds under TSan). 2a223c3 took the global lock here: a
+     * consumer's frees of what exited threads left cost 1.5-2.1x the CPU
+     * of the version before (bench_handoff); this store 1.25-1.45x. A
+     * thread without a heap (exiting) takes the lock. */
+    bool pushed;
+    if (h != &hak_empty_heap) {
+      atomic_store_explicit(&h->mark_seg, seg, memory_order_seq_cst);
+      pushed = page_free_remote(seg, pg, b, epoch);
+      /* release: the push is seen by the abandonment that saw this */
+      atomic_store_explicit(&h->mark_seg, NULL, memory_order_release);
+    } else {
+      hak_lock(&hak_global_lock);
+      pushed = page_free_remote(seg, pg, b, epoch);
+      hak_unlock(&hak_global_lock);
+    }
     if (pushed)
       return;
-    /* The page carries a later abandonment's mark (that abandonment is
-     * over: it held the lock): since the count, the segment was adopted and
-     * abandoned again, which counted this block live. Count it there. */
+    /* The page carries a later abandonment's mark: since the count, the
+     * segment was adopted and abandoned again, which counted this block
+     * live. Wait for that abandonment to finish (it holds the global lock)
+     * and count the free there. */
+    hak_lock(&hak_global_lock);
+    hak_unlock(&hak_global_lock);
   }
 }
 

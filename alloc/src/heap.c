@@ -402,7 +402,11 @@ static void fork_child(void) {
       }
     heap_drain_delayed(self);
   }
-  /* The other threads do not exist here: abandon their heaps for them. */
+  /* The other threads do not exist here: abandon their heaps for them
+   * (first their frees between a mark's check and its push are forgotten:
+   * an abandonment would wait for them) */
+  for (hak_heap_t *h = hak_all_heaps; h; h = h->all_next)
+    atomic_store_explicit(&h->mark_seg, NULL, memory_order_relaxed);
   for (hak_heap_t *h = hak_all_heaps; h; h = h->all_next)
     if (h->state == HEAP_ACTIVE && h != hak_tls_heap) {
       heap_repair_counts(h);

@@ -254,6 +254,11 @@ typedef struct hak_heap {
    * yet): a heap that has allocated since a segment was abandoned reclaims
    * it on free (see reclaim_wanted in api.c). Owner thread only. */
   uint64_t alloc_epoch;
+  /* The abandoned segment this heap's thread is freeing into between
+   * page_free_remote's check of a page's mark and its push, or NULL
+   * (free_not_owned): an abandonment waits while a heap names its segment
+   * (segment_abandon_locked). Written by the owner thread only. */
+  _Atomic(struct hak_segment *) mark_seg;
   /* Held by the owner thread during its slow paths, and by fork_prepare, so
    * a fork child never sees another heap's queues or segments half-updated
    * (the fast paths only touch a page's free list and used count, which the

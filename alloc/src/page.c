@@ -241,9 +241,11 @@ void page_clear_notify(hak_page_t *pg, bool forced) {
 static bool page_mark_counted(const hak_segment_t *seg, uint64_t counted) {
   if (counted == PAGE_NOT_COUNTED || counted == PAGE_COUNTED_ANY)
     return counted == PAGE_COUNTED_ANY;
-  /* the caller holds the global lock (free_not_owned), which every
-   * abandonment holds while it stores its epoch and marks its pages */
-  return atomic_load_explicit(&seg->abandoned_epoch, memory_order_relaxed) == counted;
+  /* seq_cst, after the caller named seg in its heap's mark_seg (or holds
+   * the global lock: free_not_owned): an abandonment stores its epoch,
+   * then waits for no heap to name seg before it marks its pages
+   * (segment_wait_marks) */
+  return atomic_load_explicit(&seg->abandoned_epoch, memory_order_seq_cst) == counted;
 }
 
 /* A block freed by a thread that does not own its page. Returns false,

@@ -62,6 +62,17 @@ static void heap_unlink_segment(hak_heap_t *h, hak_segment_t *seg) {
   seg->next = seg->prev = NULL;
 }
 
+/* Waits (global lock held, seg's new epoch stored seq_cst) until no
+ * thread is between a check of seg's mark and its push (heap->mark_seg,
+ * stored seq_cst by free_not_owned before its check loads the epoch): a
+ * few instructions each, no lock taken in between. Heaps are never freed,
+ * and the global lock guards the list. */
+static void segment_wait_marks(hak_segment_t *seg) {
+  for (hak_heap_t *h = hak_all_heaps; h; h = h->all_next)
+    while (atomic_load_explicit(&h->mark_seg, memory_order_seq_cst) == seg)
+      sched_yield();
+}
+
 /* The abandoned list (hak_global_lock held; by the owner thread, or the one
  * thread of a fork child). Each page's remote frees are collected and the
  * page marked TF_ABANDONED in one exchange (page_collect_abandoned), so
@@ -84,9 +95,17 @@ bool segment_abandon_locked(hak_segment_t *seg, bool even_empty) {
    * other order a count made between the two stores was wiped, and its
    * push then matched this epoch: a lost free (helper-51, on cue). */
   atomic_store_explicit(&seg->abandoned_frees, 0, memory_order_relaxed);
-  atomic_store_explicit(&seg->abandoned_epoch,
-                        atomic_load_explicit(&hak_abandon_epoch, memory_order_relaxed),
-                        memory_order_release);
+  /* seq_cst, then the heaps' mark_seg: a free counted into an earlier
+   * abandonment either sees this epoch after it named the segment
+   * (page_mark_counted: no push) or is seen here, and its push lands
+   * before the exchanges below collect it; never on this abandonment's
+   * mark, which counts its block live (test_abandon_handover). A segment never
+   * abandoned before has no such free. */
+  uint64_t before = atomic_exchange_explicit(
+      &seg->abandoned_epoch, atomic_load_explicit(&hak_abandon_epoch, memory_order_relaxed),
+      memory_order_seq_cst);
+  if (before != 0)
+    segment_wait_marks(seg);
   hak_page_t *pg;
   FOR_EACH_PAGE(seg, pg) {
     page_collect_abandoned(pg);
