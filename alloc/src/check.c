@@ -26,6 +26,7 @@ void AnnotateIgnoreReadsEnd(const char *file, int line);
 
 typedef struct {
   size_t violations;
+  size_t walk_max; /* delayed_walk_max(), once per check */
 } checker_t;
 
 static void violation(checker_t *c, const char *what, const void *where, size_t a, size_t b) {
@@ -84,10 +85,11 @@ static size_t delayed_walk_max(void) {
   return n;
 }
 
-/* Counts the blocks on every heap's delayed list: with `pg`, those of `pg`
- * (returned); without, each in its class's `per_class` entry. */
-static size_t count_delayed(const hak_page_t *pg, size_t *per_class) {
-  size_t n = 0, walk_max = delayed_walk_max();
+/* Counts the blocks on every heap's delayed list, each walk bounded by
+ * `walk_max` (delayed_walk_max()): with `pg`, those of `pg` (returned);
+ * without, each in its class's `per_class` entry. */
+static size_t count_delayed(size_t walk_max, const hak_page_t *pg, size_t *per_class) {
+  size_t n = 0;
   for (hak_heap_t *h = hak_all_heaps; h; h = h->all_next) {
     size_t walked = 0;
     for (hak_block_t *b = (hak_block_t *)atomic_load(&h->delayed);
@@ -132,7 +134,7 @@ static void check_page(checker_t *c, hak_segment_t *seg, unsigned i, hak_page_t 
   size_t nremote = check_list(c, pg, tf_block(tf), seen, "remote free list entry outside the page");
   if (c->violations == before && nremote != tf_count(tf))
     violation(c, "remote free list length differs from its count", pg, nremote, tf_count(tf));
-  size_t ndelayed = count_delayed(pg, NULL);
+  size_t ndelayed = count_delayed(c->walk_max, pg, NULL);
   size_t ncached =
       check_cached(c, atomic_load_explicit(&seg->owner, memory_order_relaxed), pg, seen);
   if (nfree + pg->used != cap)
@@ -325,6 +327,7 @@ size_t hak_heap_check(void) {
   checker_t c = {0};
   hak_init();
   hak_lock(&hak_global_lock);
+  c.walk_max = delayed_walk_max();
   check_class_magic(&c);
   check_magic(&c, &hak_empty_heap);
   for (hak_heap_t *h = hak_all_heaps; h; h = h->all_next) {
@@ -380,7 +383,7 @@ void hak_stats(struct hak_stats *out) {
   size_t capacity[NCLS] = {0}, used[NCLS] = {0}, pending[NCLS] = {0};
   hak_lock(&hak_global_lock);
   RACY_READS_BEGIN();
-  count_delayed(NULL, pending);
+  count_delayed(delayed_walk_max(), NULL, pending);
   for (hak_heap_t *h = hak_all_heaps; h; h = h->all_next) {
     out->heaps_active += h->state == HEAP_ACTIVE;
     for (size_t cls = 0; cls < NCLS; cls++)
