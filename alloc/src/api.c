@@ -241,8 +241,13 @@ static HAK_NOINLINE void free_not_owned(hak_heap_t *h, hak_segment_t *seg, hak_b
      * Acquire: pairs with segment_abandon_locked's release store, after its
      * reset of abandoned_frees, so the count is never one the reset wipes. */
     uint64_t epoch = atomic_load_explicit(&seg->abandoned_epoch, memory_order_acquire);
+    /* a thread without a heap gets one to reclaim with; when none can be
+     * made (out of memory) it stays without and frees remotely (before, h
+     * became NULL and the push below dereferenced it: test_free_no_heap) */
+    hak_heap_t *own;
     if (reclaim_wanted(h, seg, epoch) &&
-        (h != &hak_empty_heap || (h = heap_get_or_create()) != NULL)) {
+        (own = h != &hak_empty_heap ? h : heap_get_or_create()) != NULL) {
+      h = own;
       heap_lock(h);
       bool mine = segment_reclaim(h, seg);
       if (mine)

@@ -140,6 +140,17 @@ static hak_heap_t *heap_alloc_struct(void) {
   return h;
 }
 
+/* How many heap structs new threads can take before one needs a new
+ * mapping: the pool's and the current chunk's (tests: test_free_no_heap). */
+size_t heap_structs_spare(void) {
+  hak_lock(&hak_global_lock);
+  size_t n = (size_t)(heap_chunk_end - heap_chunk_next);
+  for (hak_heap_t *h = heap_pool; h; h = h->pool_next)
+    n++;
+  hak_unlock(&hak_global_lock);
+  return n;
+}
+
 hak_heap_t *heap_get_or_create(void) {
   hak_heap_t *h = hak_tls_heap;
   if (h != &hak_empty_heap)

@@ -542,6 +542,7 @@ static inline void heap_unlock(struct hak_heap *h) {
 }
 HAK_INTERNAL void hak_init(void);
 HAK_INTERNAL hak_heap_t *heap_get_or_create(void);
+HAK_INTERNAL size_t heap_structs_spare(void);
 HAK_INTERNAL void heap_drain_delayed(hak_heap_t *h);
 HAK_INTERNAL void heap_abandon(hak_heap_t *h, bool in_fork_child);
 HAK_INTERNAL void heap_trim_all(void);

@@ -1,0 +1,160 @@
+/* A free by a thread without a heap, into an abandoned segment, when no heap
+ * can be made for it (the heap structs' mapping refused: RLIMIT_AS, or the
+ * machine out of memory), must still free the block.
+ *
+ * Such a free wants to reclaim the segment (reclaim_wanted: a heap that
+ * allocated after the abandonment, which a heap made now would be), so
+ * free_not_owned makes the thread a heap first. When that failed it set its
+ * heap pointer to NULL and went on with it: the push dereferenced it
+ * (mark_seg, 9b2f39a; before it, the next round of the loop's
+ * reclaim_wanted). clang-tidy's analyzer found the path. Now the thread
+ * stays without a heap and frees the block as a remote free, counted into
+ * the abandonment.
+ *
+ * Set-up, in a child: a producer thread allocates two blocks and exits (its
+ * segment abandoned, its heap struct back in the pool); parked threads take
+ * every heap struct left in the pool and in the current chunk of them
+ * (heap_structs_spare), so the next heap needs a new mapping; a freeing thread that never allocated
+ * is started; then RLIMIT_AS is set to the address space in use, and the freeing thread frees one
+ * block. Must hold: the child exits 0 (it died by SIGSEGV before), the block was freed (one live
+ * block left, the other one), and once the limit is lifted the other block frees too, nothing is
+ * live and no segment stays abandoned. */
+#include "hak_test.h"
+
+#include <pthread.h>
+
+#include "internal.h"
+
+#define DECOY_SEGS 4
+#define DECOY_BLOCK (60 * 1024)
+#define DECOY_N (DECOY_SEGS * (SEGMENT_SIZE / DECOY_BLOCK))
+
+static void *blocks[2], *decoy_blocks[DECOY_N];
+static atomic_int exit_producer, exit_decoy, producer_ready, decoy_ready, release_parked, go_free,
+    freed;
+
+static void *producer(void *arg) {
+  for (int i = 0; i < 2; i++) {
+    blocks[i] = hak_malloc(64);
+    if (blocks[i])
+      memset(blocks[i], 0x5a, 64);
+  }
+  atomic_store(&producer_ready, 1);
+  while (!atomic_load(&exit_producer))
+    usleep(1000);
+  return arg; /* exits with both live: S is abandoned */
+}
+
+static void *decoy(void *arg) {
+  for (size_t i = 0; i < DECOY_N; i++)
+    decoy_blocks[i] = hak_malloc(DECOY_BLOCK);
+  atomic_store(&decoy_ready, 1);
+  while (!atomic_load(&exit_decoy))
+    usleep(1000);
+  return arg;
+}
+
+static void *parked(void *arg) {
+  hak_free(hak_malloc(16)); /* takes a heap struct */
+  while (!atomic_load(&release_parked))
+    usleep(1000);
+  return arg;
+}
+
+static void *freer(void *arg) {
+  while (!atomic_load(&go_free))
+    usleep(1000);
+  hak_free(blocks[0]); /* no heap: wants one to reclaim S, cannot have it */
+  atomic_store(&freed, 1);
+  return arg;
+}
+
+static size_t vm_size_bytes(void) {
+  FILE *f = fopen("/proc/self/status", "r");
+  if (!f)
+    return 0;
+  char line[256];
+  size_t kb = 0;
+  while (fgets(line, sizeof line, f))
+    if (sscanf(line, "VmSize: %zu kB", &kb) == 1)
+      break;
+  fclose(f);
+  return kb * 1024;
+}
+
+static void wait_for(atomic_int *v) {
+  while (!atomic_load(v))
+    usleep(1000);
+}
+
+/* Starts threads that each take one heap struct, until none is spare. */
+static size_t park_all(pthread_t *pt, size_t at, size_t cap) {
+  for (size_t want = heap_structs_spare(); want > 0; want = heap_structs_spare()) {
+    REQUIRE(at + want <= cap);
+    for (size_t i = 0; i < want; i++)
+      REQUIRE(pthread_create(&pt[at++], NULL, parked, NULL) == 0);
+    for (int i = 0; i < 5000 && heap_structs_spare() > 0; i++)
+      usleep(1000);
+  }
+  return at;
+}
+
+static void child(void *arg) {
+  (void)arg;
+  hak_free(hak_malloc(16)); /* main's heap */
+  pthread_t p, d, f, pt[256];
+  REQUIRE(pthread_create(&p, NULL, producer, NULL) == 0);
+  wait_for(&producer_ready);
+  REQUIRE(pthread_create(&d, NULL, decoy, NULL) == 0);
+  wait_for(&decoy_ready);
+  REQUIRE(blocks[0] && blocks[1] && decoy_blocks[DECOY_N - 1]);
+  hak_segment_t *s = ptr_segment_base(blocks[0]);
+  size_t nparked = park_all(pt, 0, 256);
+  atomic_store(&exit_producer, 1);
+  REQUIRE(pthread_join(p, NULL) == 0);
+  atomic_store(&exit_decoy, 1);
+  REQUIRE(pthread_join(d, NULL) == 0);
+  struct hak_stats st;
+  hak_stats(&st);
+  REQUIRE(st.abandoned_segments >= 1 + heap_structs_spare()); /* S, and a decoy's for each */
+  nparked = park_all(pt, nparked, 256);
+  REQUIRE(heap_structs_spare() == 0);
+  REQUIRE(atomic_load_explicit(&s->owner, memory_order_relaxed) == NULL); /* S still abandoned */
+  REQUIRE(pthread_create(&f, NULL, freer, NULL) == 0);
+  size_t vm = vm_size_bytes();
+  REQUIRE(vm > 0);
+  struct rlimit old, lim;
+  REQUIRE(getrlimit(RLIMIT_AS, &old) == 0);
+  lim = old;
+  lim.rlim_cur = vm; /* no new mapping from here on */
+  REQUIRE(setrlimit(RLIMIT_AS, &lim) == 0);
+  /* the limit holds: a new heap-chunk-sized mapping is refused */
+  void *probe = mmap(NULL, 64 * 1024, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  REQUIRE(probe == MAP_FAILED);
+  atomic_store(&go_free, 1);
+  REQUIRE(pthread_join(f, NULL) == 0);
+  CHECK(atomic_load(&freed) == 1);
+  REQUIRE(setrlimit(RLIMIT_AS, &old) == 0);
+  CHECK(atomic_load_explicit(&s->owner, memory_order_relaxed) == NULL); /* freed remotely */
+  CHECK(((unsigned char *)blocks[1])[0] == 0x5a && ((unsigned char *)blocks[1])[63] == 0x5a);
+  hak_free(blocks[1]); /* the last of S's live blocks: main reclaims S and gives it back */
+  for (size_t i = 0; i < DECOY_N; i++)
+    hak_free(decoy_blocks[i]);
+  atomic_store(&release_parked, 1);
+  for (size_t i = 0; i < nparked; i++)
+    REQUIRE(pthread_join(pt[i], NULL) == 0);
+  hak_stats(&st);
+  CHECK_EQ(st.live_blocks, 0);
+  CHECK_EQ(st.abandoned_segments, 0);
+  CHECK_EQ(hak_heap_check(), 0);
+}
+
+int main(void) {
+  struct hak_child c;
+  REQUIRE(hak_run_child(child, NULL, 120, &c));
+  char why[128];
+  CHECK_MSG(hak_child_exited(&c, 0), "the free without a heap failed: %s; output: %s",
+            hak_child_describe(&c, why, sizeof why), c.out ? c.out : "");
+  hak_child_free(&c);
+  return hak_test_done();
+}
