@@ -235,6 +235,7 @@ static HAK_NOINLINE void free_not_owned(hak_heap_t *h, hak_segment_t *seg, hak_b
       hak_lock(&hak_global_lock);
       hak_unlock(&hak_global_lock);
     }
+    HAK_TEST_HOOK(HAK_HOOK_FREE_UNOWNED, b);
     /* the abandonment this free is counted into, read before the count:
      * should the segment change hands between the two, the push below
      * counts it again (at worst twice: an early reclaim, never a lost one).

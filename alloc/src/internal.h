@@ -575,6 +575,11 @@ enum hak_hook_point {
    * passed, before its push (arg: the block): the segment adopted and
    * abandoned again there must not take the push (test_abandon_handover) */
   HAK_HOOK_MARK_CHECKED,
+  /* free_not_owned, a free that read its segment's owner NULL, before it
+   * reads the abandonment's epoch (arg: the block): the segment adopted
+   * there, and abandoned again while the free reads the epoch
+   * (test_abandon_stale_live) */
+  HAK_HOOK_FREE_UNOWNED,
 };
 /* Atomic: a test sets it while other threads run into the hook points
  * (their heaps' creation among them); a relaxed load is a plain load. */
