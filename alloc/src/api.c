@@ -242,6 +242,18 @@ static HAK_NOINLINE void free_not_owned(hak_heap_t *h, hak_segment_t *seg, hak_b
      * Acquire: pairs with segment_abandon_locked's release store, after its
      * reset of abandoned_frees, so the count is never one the reset wipes. */
     uint64_t epoch = atomic_load_explicit(&seg->abandoned_epoch, memory_order_acquire);
+    /* The owner again, after the epoch: an abandonment publishes its epoch
+     * before it collects its pages and stores abandoned_live, and clears the
+     * owner (release) last. The read above may predate an adoption; had the
+     * adopter's abandonment been under way here (waiting in
+     * segment_wait_marks), reclaim_wanted compared the count with the
+     * previous abandonment's abandoned_live, the push then matched this
+     * epoch's mark, and the last free did not reclaim: the segment stayed
+     * abandoned with every block freed (test_abandon_stale_live). NULL
+     * here: this epoch's abandonment (or a later one, which the push's
+     * check catches) is over. */
+    if (atomic_load_explicit(&seg->owner, memory_order_acquire) != NULL)
+      continue;
     /* a thread without a heap gets one to reclaim with; when none can be
      * made (out of memory) it stays without and frees remotely (before, h
      * became NULL and the push below dereferenced it: test_free_no_heap) */
