@@ -31,7 +31,7 @@
 
 static void *blocks[2], *decoy_blocks[DECOY_N];
 static atomic_int exit_producer, exit_decoy, producer_ready, decoy_ready, release_parked, go_free,
-    freed;
+    freed, freer_started;
 
 static void *producer(void *arg) {
   for (int i = 0; i < 2; i++) {
@@ -62,6 +62,10 @@ static void *parked(void *arg) {
 }
 
 static void *freer(void *arg) {
+  /* started before the limit: a sanitizer maps its per-thread state (ASan's
+   * alternate signal stack) as the thread starts, and died of ENOMEM when
+   * that came after the limit (every run under ASan on the 2-core VM) */
+  atomic_store(&freer_started, 1);
   while (!atomic_load(&go_free))
     usleep(1000);
   hak_free(blocks[0]); /* no heap: wants one to reclaim S, cannot have it */
@@ -121,6 +125,7 @@ static void child(void *arg) {
   REQUIRE(heap_structs_spare() == 0);
   REQUIRE(atomic_load_explicit(&s->owner, memory_order_relaxed) == NULL); /* S still abandoned */
   REQUIRE(pthread_create(&f, NULL, freer, NULL) == 0);
+  wait_for(&freer_started);
   size_t vm = vm_size_bytes();
   REQUIRE(vm > 0);
   struct rlimit old, lim;
