@@ -257,9 +257,9 @@ static HAK_NOINLINE void free_not_owned(hak_heap_t *h, hak_segment_t *seg, hak_b
     /* a thread without a heap gets one to reclaim with; when none can be
      * made (out of memory) it stays without and frees remotely (before, h
      * became NULL and the push below dereferenced it: test_free_no_heap) */
-    hak_heap_t *own;
-    if (reclaim_wanted(h, seg, epoch) &&
-        (own = h != &hak_empty_heap ? h : heap_get_or_create()) != NULL) {
+    hak_heap_t *own = NULL;
+    bool want = reclaim_wanted(h, seg, epoch);
+    if (want && (own = h != &hak_empty_heap ? h : heap_get_or_create()) != NULL) {
       h = own;
       heap_lock(h);
       bool mine = segment_reclaim(h, seg);
@@ -299,7 +299,12 @@ static HAK_NOINLINE void free_not_owned(hak_heap_t *h, hak_segment_t *seg, hak_b
     } else {
       hak_lock(&hak_global_lock);
       pushed = page_free_remote(seg, pg, b, epoch);
+      /* a reclaim wanted, no heap to do it with: if that was the last live
+       * block, give the segment back here (test_free_no_heap, "last") */
+      bool empty = pushed && want && !own && segment_unlink_if_empty_locked(seg);
       hak_unlock(&hak_global_lock);
+      if (empty)
+        segment_release(seg);
     }
     if (pushed)
       return;

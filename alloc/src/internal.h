@@ -461,6 +461,7 @@ HAK_INTERNAL hak_segment_t *segment_first_global(void);
 HAK_INTERNAL void segment_adopt(hak_heap_t *h, hak_segment_t *seg);
 HAK_INTERNAL size_t segment_cache_count(void);
 HAK_INTERNAL bool segment_reclaim(hak_heap_t *h, hak_segment_t *seg);
+HAK_INTERNAL bool segment_unlink_if_empty_locked(hak_segment_t *seg);
 HAK_INTERNAL void segment_fork_fixup(void);
 HAK_INTERNAL bool segment_abandon_locked(hak_segment_t *seg, bool even_empty);
 HAK_INTERNAL void segment_reset_all(void);

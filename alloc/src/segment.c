@@ -462,6 +462,35 @@ bool segment_reclaim(hak_heap_t *h, hak_segment_t *seg) {
   return ok;
 }
 
+/* The free of a block of abandoned `seg` that wanted to reclaim it but
+ * could have no heap (free_not_owned: the heap structs' mapping refused,
+ * RLIMIT_AS or out of memory), global lock held since before its push:
+ * when no block of seg is live any more (each page's remote frees
+ * collected; a block whose free has not pushed it yet still counts in its
+ * page's `used`, so no free can come), seg leaves the abandoned list and
+ * its pages go back; returns whether, and the caller releases it once it
+ * has let the lock go (segment_release takes it). The lock held since the
+ * push keeps seg from being released meanwhile. Before, the last such
+ * free left seg abandoned with nothing live, carved and mapped (and
+ * hak_trim keeps a segment whose pages are all empty), until some malloc
+ * adopted it (test_free_no_heap, part "last"). */
+bool segment_unlink_if_empty_locked(hak_segment_t *seg) {
+  if (!seg->abandoned)
+    return false;
+  hak_page_t *pg;
+  FOR_EACH_PAGE(seg, pg) {
+    page_collect(pg);
+    if (pg->used != 0)
+      return false;
+  }
+  abandoned_unlink_locked(seg);
+  FOR_EACH_PAGE(seg, pg) {
+    page_clear_notify(pg, true); /* TF_ABANDONED */
+    page_give_back_slices(seg, pg);
+  }
+  return true;
+}
+
 bool segment_is_abandoned_listed(const hak_segment_t *seg) {
   for (hak_segment_t *s = hak_abandoned; s; s = s->next)
     if (s == seg)
