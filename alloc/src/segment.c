@@ -241,16 +241,22 @@ static void page_give_back_slices(hak_segment_t *seg, hak_page_t *pg);
  * them (an adopter gives it back). Before, a thread that exited with 8
  * blocks live kept about 23 MiB of emptied pages resident through hak_trim
  * when the frees came before its exit; until 2026-11-28, 24 MiB when they
- * came after it (test_trim_after_exit). */
-static void abandoned_give_back_empty_locked(hak_segment_t *seg) {
+ * came after it (test_trim_after_exit). abandoned_collect_locked collects
+ * every page's stack and returns how many pages hold no live block. */
+static unsigned abandoned_collect_locked(hak_segment_t *seg) {
   unsigned empty = 0;
   hak_page_t *pg;
   FOR_EACH_PAGE(seg, pg) {
     page_collect(pg);
     empty += pg->used == 0;
   }
-  if (empty == seg->used_pages)
+  return empty;
+}
+
+static void abandoned_give_back_empty_locked(hak_segment_t *seg) {
+  if (abandoned_collect_locked(seg) == seg->used_pages)
     return;
+  hak_page_t *pg;
   FOR_EACH_PAGE(seg, pg) {
     if (pg->used == 0)
       page_give_back_slices(seg, pg);
@@ -475,15 +481,10 @@ bool segment_reclaim(hak_heap_t *h, hak_segment_t *seg) {
  * hak_trim keeps a segment whose pages are all empty), until some malloc
  * adopted it (test_free_no_heap, part "last"). */
 bool segment_unlink_if_empty_locked(hak_segment_t *seg) {
-  if (!seg->abandoned)
+  if (!seg->abandoned || abandoned_collect_locked(seg) != seg->used_pages)
     return false;
-  hak_page_t *pg;
-  FOR_EACH_PAGE(seg, pg) {
-    page_collect(pg);
-    if (pg->used != 0)
-      return false;
-  }
   abandoned_unlink_locked(seg);
+  hak_page_t *pg;
   FOR_EACH_PAGE(seg, pg) {
     page_clear_notify(pg, true); /* TF_ABANDONED */
     page_give_back_slices(seg, pg);
