@@ -12,18 +12,6 @@
 
 #include "internal.h"
 
-#if defined(HAK_TSAN) && HAK_TSAN
-/* hak_stats reads the fields other threads write without their locks, on
- * purpose; the TSan build ignores those reads (its runtime's annotations). */
-void AnnotateIgnoreReadsBegin(const char *file, int line);
-void AnnotateIgnoreReadsEnd(const char *file, int line);
-#define RACY_READS_BEGIN() AnnotateIgnoreReadsBegin(__FILE__, __LINE__)
-#define RACY_READS_END() AnnotateIgnoreReadsEnd(__FILE__, __LINE__)
-#else
-#define RACY_READS_BEGIN() ((void)0)
-#define RACY_READS_END() ((void)0)
-#endif
-
 typedef struct {
   size_t violations;
   size_t walk_max; /* delayed_walk_max(), once per check */
@@ -382,7 +370,7 @@ void hak_stats(struct hak_stats *out) {
    * to a heap (delayed), or in a thread cache */
   size_t capacity[NCLS] = {0}, used[NCLS] = {0}, pending[NCLS] = {0};
   hak_lock(&hak_global_lock);
-  RACY_READS_BEGIN();
+  track_racy_reads_begin();
   count_delayed(delayed_walk_max(), NULL, pending);
   for (hak_heap_t *h = hak_all_heaps; h; h = h->all_next) {
     out->heaps_active += h->state == HEAP_ACTIVE;
@@ -404,7 +392,7 @@ void hak_stats(struct hak_stats *out) {
       pending[cls] += tf_count(atomic_load(&pg->thread_free));
     }
   }
-  RACY_READS_END();
+  track_racy_reads_end();
   hak_unlock(&hak_global_lock);
   hak_lock(&hak_large_lock);
   for (hak_large_t *lg = hak_all_large; lg; lg = lg->gnext) {

@@ -1,4 +1,5 @@
-/* track.h: the one place that knows about ASan and Valgrind.
+/* track.h: the one place that knows about ASan and Valgrind (and TSan's
+ * annotations).
  *
  * - Block accessors: the allocator keeps two words of metadata inside every
  *   free block (link and free marker). In the asan build these accessors are
@@ -6,7 +7,10 @@
  *   reporting is switched off around them (free blocks are NOACCESS and a
  *   live block's slack may be too), and values read are marked defined.
  * - track_* hooks: poison/unpoison (asan) or MALLOCLIKE/FREELIKE/NOACCESS
- *   client requests (valgrind); no-ops otherwise. */
+ *   client requests (valgrind); no-ops otherwise.
+ * - track_racy_reads_begin/end: hak_stats reads fields other threads write
+ *   without its lock, on purpose (a snapshot); the tsan build ignores those
+ *   reads (the runtime's dynamic annotations). */
 #ifndef HAK_TRACK_H
 #define HAK_TRACK_H
 
@@ -265,6 +269,16 @@ static inline void track_copy(void *dst, const void *src, size_t n, size_t end) 
 static inline void track_resize(void *p, size_t old_req, size_t new_req, size_t usable) {
   (void)p, (void)old_req, (void)new_req, (void)usable;
 }
+#endif
+
+#if defined(HAK_TSAN) && HAK_TSAN
+void AnnotateIgnoreReadsBegin(const char *file, int line);
+void AnnotateIgnoreReadsEnd(const char *file, int line);
+#define track_racy_reads_begin() AnnotateIgnoreReadsBegin(__FILE__, __LINE__)
+#define track_racy_reads_end() AnnotateIgnoreReadsEnd(__FILE__, __LINE__)
+#else
+#define track_racy_reads_begin() ((void)0)
+#define track_racy_reads_end() ((void)0)
 #endif
 
 #endif /* HAK_TRACK_H */
