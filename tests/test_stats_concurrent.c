@@ -12,16 +12,20 @@
  * segment leaves the registry under it before it is unmapped), and each walk
  * is bounded.
  *
- * Workers put fresh blocks into a shared ring by exchange and free what they
- * take out, checking its bytes, so most frees are remote and full pages
- * hand blocks to their owner's delayed list; each worker leaves after a
- * while and a new one takes its place (abandonment, adoption). Every block
- * is filled with a pattern whose words are not addresses, so a link
- * followed into a reused block points nowhere. Monitor threads call
- * hak_stats all the while. Must hold: no crash or hang (the watchdog
- * aborts after 60 s), the monitors made many calls while workers ran, each
- * call's figures are possible ones, and once every worker has left, the
- * figures are exact (the ring's blocks) and hak_heap_check finds nothing. */
+ * Each round a new owner thread fills pages of six classes (full pages ask
+ * to be told of a remote free), idles while main frees every block (the
+ * first free into each full page is handed to the owner's delayed list),
+ * allocates as many again (draining the list and writing over the blocks)
+ * and exits with them live (abandonment; main's frees of them go into the
+ * abandoned segments). Every block is filled with 0xa5 bytes and its size,
+ * words that are no mapped address, so a link followed into a reused block
+ * points nowhere. Two monitor threads call hak_stats all the while. Must
+ * hold: no crash or hang (the watchdog aborts after 60 s), the monitors made
+ * at least 20 calls while an owner ran, each call's figures are possible
+ * ones (live bytes within the mapped ones, abandoned segments among the
+ * segments), every block keeps its bytes, and once the threads are still
+ * the figures are exact (the last round's blocks) and hak_heap_check finds
+ * nothing. The old code died by SIGSEGV in 6 of 6 runs. */
 #include "hak_test.h"
 
 #include <pthread.h>
@@ -87,21 +91,13 @@ static void *monitor(void *arg) {
     int busy = atomic_load(&owner_running) > 0;
     struct hak_stats st;
     hak_stats(&st);
-    size_t live_small = 0, small_bytes = 0;
-    for (size_t c = 0; c < HAK_NUM_CLASSES; c++) {
-      live_small += st.classes[c].live_blocks;
-      small_bytes += st.classes[c].live_blocks * st.classes[c].block_size;
-    }
-    /* possible figures, however the counts moved during the call */
-    if (st.live_blocks != live_small + st.large_blocks ||
-        st.live_bytes != small_bytes + st.large_bytes || st.live_bytes > st.mapped_bytes ||
-        st.abandoned_segments > st.segments) {
+    /* possible figures, however the counts moved during the call: every
+     * live block lies in a mapping it counts, every abandoned segment is
+     * one of its segments */
+    if (st.live_bytes > st.mapped_bytes || st.abandoned_segments > st.segments) {
       if (atomic_fetch_add(&bad_figures, 1) < 5)
-        CHECK_MSG(0,
-                  "impossible figures: live %zu (classes %zu, large %zu), live bytes %zu, mapped "
-                  "%zu, segments %zu (abandoned %zu)",
-                  st.live_blocks, live_small, st.large_blocks, st.live_bytes, st.mapped_bytes,
-                  st.segments, st.abandoned_segments);
+        CHECK_MSG(0, "impossible figures: live bytes %zu, mapped %zu, segments %zu (abandoned %zu)",
+                  st.live_bytes, st.mapped_bytes, st.segments, st.abandoned_segments);
     }
     atomic_fetch_add(&stats_calls, 1);
     if (busy && atomic_load(&owner_running) > 0)
