@@ -13,7 +13,6 @@
  * need a page. Blocks that outlive their thread can be freed anywhere.
  * fork(): the global locks are taken around fork, and in the child every
  * other thread's heap is abandoned on that thread's behalf. */
-#include <sched.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -309,13 +308,9 @@ void heap_trim_all(void) {
 }
 
 void heap_lock_wait(hak_heap_lock_t *l) {
-  for (;;) {
-    for (unsigned spin = 0; atomic_load_explicit(&l->held, memory_order_relaxed); spin++) {
-      if (spin < 64)
-        __builtin_ia32_pause();
-      else
-        sched_yield();
-    }
+  for (unsigned round = 0;;) {
+    while (atomic_load_explicit(&l->held, memory_order_relaxed))
+      spin_wait(&round);
     if (!atomic_exchange_explicit(&l->held, 1, memory_order_acquire))
       return;
   }

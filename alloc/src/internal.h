@@ -14,10 +14,14 @@
 #define HAK_INTERNAL_H
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "hakmem.h"
 
@@ -502,6 +506,47 @@ static inline hak_page_t *queue_first(const hak_heap_t *h, size_t cls) {
   return pg == &hak_empty_page ? NULL : pg;
 }
 
+/* ---- waits ---------------------------------------------------------------- */
+/* One round of a wait for another thread to leave a window a few
+ * instructions long, or to drop a heap lock: every such wait goes through
+ * this (heap_lock_wait, page_set_notify, page_clear_notify,
+ * segment_wait_marks). `*round` starts at 0. A pause for the first
+ * SPIN_PAUSES rounds, then sched_yield() for SPIN_YIELDS, then a sleep of
+ * 1 us doubling to 1 ms. sched_yield() alone livelocked under real-time
+ * priorities: it yields only to threads of the caller's priority or higher,
+ * so a SCHED_FIFO waiter never let a lower-priority thread on its CPU
+ * finish the window (RT throttling stops that thread too), and a waiter
+ * holding the global lock stopped every thread that needed it
+ * (tests/test_rt_spin_wait). A sleep lets any thread run. The sleep comes
+ * after many yields, so a window left while a waiter pauses or yields
+ * costs what it did before. The raw system call: nanosleep() and
+ * clock_nanosleep() are cancellation points, and a thread cancelled inside
+ * malloc would leave its locks held. */
+#define SPIN_PAUSES 64
+#define SPIN_YIELDS 128
+#define SPIN_SLEEP_MIN_NS 1000L
+#define SPIN_SLEEP_MAX_NS 1000000L
+static inline void spin_wait(unsigned *round) {
+  unsigned r = *round;
+  if (r < SPIN_PAUSES) {
+    *round = r + 1;
+    __builtin_ia32_pause();
+    return;
+  }
+  if (r < SPIN_PAUSES + SPIN_YIELDS) {
+    *round = r + 1;
+    sched_yield();
+    return;
+  }
+  long ns = SPIN_SLEEP_MIN_NS << (r - SPIN_PAUSES - SPIN_YIELDS);
+  if (ns >= SPIN_SLEEP_MAX_NS)
+    ns = SPIN_SLEEP_MAX_NS; /* the round stops growing */
+  else
+    *round = r + 1;
+  struct timespec ts = {0, ns};
+  syscall(SYS_nanosleep, &ts, NULL);
+}
+
 /* ---- locks --------------------------------------------------------------- */
 /* Every hakmem lock is taken through these. Between fork_prepare and
  * fork_parent/fork_child the forking thread already holds all of them; a
@@ -581,6 +626,11 @@ enum hak_hook_point {
    * there, and abandoned again while the free reads the epoch
    * (test_abandon_stale_live) */
   HAK_HOOK_FREE_UNOWNED,
+  /* page_free_remote, a free into a full page that took its notify
+   * request (TF_NOTIFYING), before it hands the block to the heap (arg:
+   * the block): the owner's exit waits there (page_clear_notify;
+   * test_rt_spin_wait) */
+  HAK_HOOK_NOTIFYING,
 };
 /* Atomic: a test sets it while other threads run into the hook points
  * (their heaps' creation among them); a relaxed load is a plain load. */

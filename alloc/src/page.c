@@ -21,7 +21,6 @@
  * before the segment's owner reads NULL waits for the abandonment to end
  * and is then counted as a free into the abandoned segment (free_not_owned
  * in api.c); the heap that adopts the segment clears the marks. */
-#include <sched.h>
 #include <string.h>
 
 #include "internal.h"
@@ -197,12 +196,12 @@ size_t page_collect_abandoned(hak_page_t *pg) {
  * page stranded in the full list. The remote thread needs no lock to finish. */
 static void page_set_notify(hak_page_t *pg) {
   uintptr_t tf = atomic_load_explicit(&pg->thread_free, memory_order_relaxed);
-  for (;;) {
+  for (unsigned round = 0;;) {
     uintptr_t st = tf & TF_MASK;
     if (st == TF_NOTIFY)
       return;
     if (st == TF_NOTIFYING) {
-      sched_yield();
+      spin_wait(&round);
       tf = atomic_load_explicit(&pg->thread_free, memory_order_relaxed);
       continue;
     }
@@ -217,12 +216,12 @@ static void page_set_notify(hak_page_t *pg) {
  * process is a fork child, where no such thread exists any more. */
 void page_clear_notify(hak_page_t *pg, bool forced) {
   uintptr_t tf = atomic_load_explicit(&pg->thread_free, memory_order_acquire);
-  for (;;) {
+  for (unsigned round = 0;;) {
     uintptr_t st = tf & TF_MASK;
     if (st == TF_NONE)
       return;
     if (st == TF_NOTIFYING && !forced) {
-      sched_yield();
+      spin_wait(&round);
       tf = atomic_load_explicit(&pg->thread_free, memory_order_acquire);
       continue;
     }
@@ -264,6 +263,7 @@ bool page_free_remote(hak_segment_t *seg, hak_page_t *pg, hak_block_t *b, uint64
                                                  (tf & ~TF_MASK) | TF_NOTIFYING,
                                                  memory_order_acq_rel, memory_order_relaxed))
         continue;
+      HAK_TEST_HOOK(HAK_HOOK_NOTIFYING, b);
       /* The owner waits for TF_NOTIFYING to clear before it abandons the
        * heap or releases the page, so `owner` and the page stay valid. */
       hak_heap_t *h = atomic_load_explicit(&seg->owner, memory_order_acquire);

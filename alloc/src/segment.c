@@ -65,12 +65,15 @@ static void heap_unlink_segment(hak_heap_t *h, hak_segment_t *seg) {
 /* Waits (global lock held, seg's new epoch stored seq_cst) until no
  * thread is between a check of seg's mark and its push (heap->mark_seg,
  * stored seq_cst by free_not_owned before its check loads the epoch): a
- * few instructions each, no lock taken in between. Heaps are never freed,
- * and the global lock guards the list. */
+ * few instructions each, no lock taken in between, but the thread may be
+ * preempted there: spin_wait ends by sleeping, so it runs even when it has
+ * a lower real-time priority than this one on the same CPU. Heaps are
+ * never freed, and the global lock guards the list. */
 static void segment_wait_marks(hak_segment_t *seg) {
+  unsigned round = 0;
   for (hak_heap_t *h = hak_all_heaps; h; h = h->all_next)
     while (atomic_load_explicit(&h->mark_seg, memory_order_seq_cst) == seg)
-      sched_yield();
+      spin_wait(&round);
 }
 
 /* The abandoned list (hak_global_lock held; by the owner thread, or the one
