@@ -215,8 +215,8 @@ enum { HEAP_FREE = 0, HEAP_ACTIVE = 1 };
 /* A heap's lock: taken by its owner thread on its slow paths, by
  * fork_prepare and, with a trylock that never waits, by hak_trim
  * (heap_trim_all), so it is all but uncontended: one atomic exchange
- * takes it, a release store drops it, a waiter yields the CPU
- * (heap_lock_wait). A pthread mutex cost ~60 instructions per slow path. */
+ * takes it, a release store drops it, a waiter spins, yields, then
+ * sleeps (heap_lock_wait, spin_wait). A pthread mutex cost ~60 instructions per slow path. */
 typedef struct {
   _Atomic uint32_t held;
 } hak_heap_lock_t;
@@ -606,7 +606,8 @@ enum hak_hook_point {
   HAK_HOOK_ABANDON_COLLECTED,
   /* queue_find_free, a page just moved to the full list after a collect
    * found nothing, before its notify request (arg: the page): a remote free
-   * there lands on its stack (test_notify_race) */
+   * there lands on its stack (test_notify_race); held there, with the
+   * heap's lock, while fork waits for it (test_rt_spin_wait) */
   HAK_HOOK_PAGE_FULL,
   /* heap_alloc_struct, a new heap just listed active, the global lock
    * released (arg: the heap): hak_trim from another thread walks it there
@@ -619,7 +620,8 @@ enum hak_hook_point {
   HAK_HOOK_FREE_COUNTED,
   /* page_free_remote, a counted free's check of an abandoned page's mark
    * passed, before its push (arg: the block): the segment adopted and
-   * abandoned again there must not take the push (test_abandon_handover) */
+   * abandoned again there must not take the push (test_abandon_handover;
+   * test_rt_spin_wait holds it there while the abandonment waits) */
   HAK_HOOK_MARK_CHECKED,
   /* free_not_owned, a free that read its segment's owner NULL, before it
    * reads the abandonment's epoch (arg: the block): the segment adopted
