@@ -405,16 +405,24 @@ void *large_alloc(size_t size, size_t alignment, bool zero) {
       lg->offset = off;
       lg->requested = size;
       list_add_locked(lg);
-      size_t mapped = lg->map_size;
-      hak_unlock(&hak_large_lock);
       void *p = (uint8_t *)lg + off;
       size_t usable = large_usable(lg);
+      /* The excess kept as room: no access, like realloc's kept tail (a
+       * mapping cut off another was never poisoned). Poisoned before the
+       * lock is let go: hak_trim (large_trim) unmaps a live block's tail,
+       * clearing its shadow first, only under this lock, and sees lg only
+       * from list_add_locked on, so its unmap comes after this poison and
+       * clears it. Poisoned after the unlock (until 2026-11-28), a trim in
+       * between left the poison on address space hakmem no longer held,
+       * which the mapping later grows back into (os_grow): ASan named
+       * hakmem's own write of a move's token there a use-after-poison
+       * (test_trim_large_poison). */
+      if (lg->map_size > off + usable)
+        track_noaccess((uint8_t *)p + usable, lg->map_size - off - usable);
+      hak_unlock(&hak_large_lock);
       track_alloc(p, size, usable, zero);
       track_padding(lg);
       track_roots_add(p, usable);
-      if (mapped > off + usable) /* the excess kept as room: no access, like realloc's kept
-                                  * tail (a mapping cut off another was never poisoned) */
-        track_noaccess((uint8_t *)p + usable, mapped - off - usable);
       if (zero && dirty > off) /* past `dirty`: zero pages, untouched (calloc of 1 GiB after a
                                 * 1 MiB block was freed committed all of it) */
         memset(p, 0, size < dirty - off ? size : dirty - off);
@@ -565,12 +573,13 @@ void *large_realloc(hak_large_t *lg, void *p, size_t size) {
   if (in_place) {
     lg->map_size = keep;
     lg->requested = size;
+    if (keep > need) /* a kept tail was part of the block: no access now; under the
+                      * lock, so that a hak_trim unmapping it comes after (large_alloc) */
+      track_noaccess((uint8_t *)lg + need, keep - need);
     hak_unlock(&hak_large_lock);
     track_resize(p, old_req, size, need - off);
     track_roots_del(p, old_usable);
     track_roots_add(p, large_usable(lg));
-    if (keep > need) /* a kept tail was part of the block: no access now */
-      track_noaccess((uint8_t *)lg + need, keep - need);
     return p;
   }
   hak_unlock(&hak_large_lock);
@@ -596,11 +605,12 @@ void *large_realloc(hak_large_t *lg, void *p, size_t size) {
   bool kept;
   if (!os_move_mapping(lg, map, need, dst, &kept)) {
     registry_set(lg, REG_LARGE);
+    if (map > off + large_usable(lg)) /* a kept tail: no access again (its shadow was
+                                       * cleared with the range's for the move); under
+                                       * the lock, as in large_alloc */
+      track_noaccess((uint8_t *)p + large_usable(lg), map - off - large_usable(lg));
     hak_unlock(&hak_large_lock);
     track_padding(lg);
-    if (map > off + large_usable(lg)) /* a kept tail: no access again (its shadow was
-                                       * cleared with the range's for the move) */
-      track_noaccess((uint8_t *)p + large_usable(lg), map - off - large_usable(lg));
     track_alloc(p, old_req, large_usable(lg), 0);
     if (kept) /* else another thread's now */
       os_unmap(dst, need);
