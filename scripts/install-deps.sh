@@ -16,6 +16,7 @@ PKGS=(
   libmimalloc-dev libjemalloc-dev libtcmalloc-minimal4   # comparison allocators
   procps coreutils
   zip unzip        # .clusterfuzzlite/build.sh seed corpus archives
+  xz-utils         # scripts/test-preload.sh: xz -T2 under the preload
 )
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q '^install ok installed$'; }

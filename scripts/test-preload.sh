@@ -12,6 +12,10 @@
 #   git          init, add/commit 200 files, log/diff/gc/fsck, outputs compared
 #   gcc          compile a C file with -O2, compare binaries and program output
 #   sort         sort 2M deterministic random lines, compare sha256
+#   compress     xz -T2 (and zstd -T2 when installed) round trip of 16 MB of the
+#                sort input, compressed and decompressed sha256 (SKIP without xz)
+#   python_mt    threads (ThreadPoolExecutor), a fork Pool after them, 20 forks
+#                while two threads allocate, a subprocess; outputs compared
 #   test_cpp_threads  the C++ 4-thread STL test (SKIP if not built / exit 77)
 #   api_all      tests/preload/api_all.c (plain gcc build): whole malloc API
 #   selftest-*   the comparison fails a program that crashes under the
@@ -132,6 +136,56 @@ work_sort() {
   LC_ALL=C sort -t' ' -k2,2n -k1,1 -S 16M -T "$d" "$PRE_DIR/sort-input.txt" | sha256sum >>"$d/result"
 }
 
+work_compress() {
+  local d=$1
+  head -c 16000000 "$PRE_DIR/sort-input.txt" >"$d/in"
+  # -3: 12 MiB blocks, so the two threads each compress one
+  xz -T2 -3 -c "$d/in" >"$d/in.xz"
+  { sha256sum <"$d/in.xz"; xz -T2 -dc "$d/in.xz" | sha256sum; } >"$d/result"
+  if command -v zstd >/dev/null; then
+    zstd -q -T2 -5 -c "$d/in" >"$d/in.zst"
+    { sha256sum <"$d/in.zst"; zstd -q -T2 -dc "$d/in.zst" | sha256sum; } >>"$d/result"
+  fi
+  rm -f "$d/in" "$d/in.xz" "$d/in.zst"
+}
+
+work_python_mt() {
+  PYTHONMALLOC=malloc python3 - >"$1/result" <<'PY'
+import concurrent.futures, hashlib, multiprocessing as mp, os, subprocess, threading
+def work(i):
+    d, s = {}, ""
+    for j in range(20000):
+        d["k%d-%d" % (i, j)] = [j, str(j) * 3, {"x": j % 97}]
+        if j % 7 == 0:
+            s += "abc%d" % j
+    return hashlib.sha256((repr(sorted(d.items())) + s).encode()).hexdigest()
+if __name__ == "__main__":
+    with concurrent.futures.ThreadPoolExecutor(4) as ex:
+        print(list(ex.map(work, range(8))))
+    with mp.get_context("fork").Pool(2) as pool:  # forked after threads ran
+        print(pool.map(work, range(4)))
+    stop = threading.Event()
+    def busy():
+        while not stop.is_set():
+            [str(k) * 3 for k in range(300)]
+    ts = [threading.Thread(target=busy) for _ in range(2)]
+    for t in ts:
+        t.start()
+    codes = []
+    for k in range(20):  # fork while two threads allocate; a crash shows as -11
+        pid = os.fork()
+        if pid == 0:
+            y = {str(n): [n] * 50 for n in range(2000 + k)}
+            os._exit(len(y) % 251)
+        codes.append(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+    stop.set()
+    for t in ts:
+        t.join()
+    print(codes)
+    print(subprocess.run(["sh", "-c", "echo spawned"], capture_output=True, text=True).stdout)
+PY
+}
+
 if [ "${1:-}" = --work ]; then
   # every command of a workload must succeed, not only its last: a crash
   # under the preload whose output matches anyway (git fsck prints nothing
@@ -201,9 +255,15 @@ if [ ! -s "$PRE_DIR/sort-input.txt" ] || [ "$(wc -l <"$PRE_DIR/sort-input.txt")"
     >"$PRE_DIR/sort-input.txt"
 fi
 
-for c in python git gcc sort; do
+for c in python git gcc sort python_mt; do
   run_check "$CFG" "$c" bash "$0" --compare "$c" || fail=1
 done
+if command -v xz >/dev/null; then
+  run_check "$CFG" compress bash "$0" --compare compress || fail=1
+else
+  record "$CFG" compress SKIP 0.0
+  echo "   (xz not installed)"
+fi
 
 # (d2) the comparison itself: a program that crashes under the preload fails
 # the case even when its output is complete and matches (crash_shim stands in
