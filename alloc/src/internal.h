@@ -510,7 +510,7 @@ static inline hak_page_t *queue_first(const hak_heap_t *h, size_t cls) {
 /* One round of a wait for another thread to leave a window a few
  * instructions long, or to drop a heap lock: every such wait goes through
  * this (heap_lock_wait, page_set_notify, page_clear_notify,
- * segment_wait_marks). `*round` starts at 0. A pause for the first
+ * segment_wait_marks; the trace build's trace_init). `*round` starts at 0. A pause for the first
  * SPIN_PAUSES rounds, then sched_yield() for SPIN_YIELDS, then a sleep of
  * 1 us doubling to 1 ms. sched_yield() alone livelocked under real-time
  * priorities: it yields only to threads of the caller's priority or higher,

@@ -116,8 +116,10 @@ static void trace_on_fatal(int sig, siginfo_t *si, void *uc) {
 static void trace_init(void) {
   int expect = ST_UNINIT;
   if (!atomic_compare_exchange_strong(&trace_state, &expect, ST_INIT)) {
-    while (atomic_load_explicit(&trace_state, memory_order_acquire) == ST_INIT) {
-    }
+    /* another thread reads the environment and installs the signal
+     * handlers: a few calls long, but it may be preempted (spin_wait) */
+    for (unsigned round = 0; atomic_load_explicit(&trace_state, memory_order_acquire) == ST_INIT;)
+      spin_wait(&round);
     return;
   }
   const char *p = getenv("HAKMEM_TRACE");
