@@ -33,8 +33,11 @@
  *     list and is held there (HAK_HOOK_PAGE_FULL), its heap's lock held;
  *     the high thread forks: fork_prepare's heap_lock_wait.
  * Checked in each: the low thread reached the window, the high thread did
- * not finish while the low one was held (it waited), and it finished once
- * the low one was let go; then hak_heap_check. Before spin_wait the high
+ * not finish while the low one was held (it waited, through SIGUSR1s sent
+ * to it every 2 ms, each of which cuts a sleep short), and it finished once
+ * the low one was let go; then hak_heap_check. heap_lock also checks errno
+ * after the fork: the interrupted sleeps left EINTR there until spin_wait
+ * kept errno (3 of 3 runs). Before spin_wait the high
  * thread never finished: the child says so after WAIT_S and exits 1 (the
  * exit kills the spinning thread); the parent also kills a child that
  * outlives its deadline. Where SCHED_FIFO is not allowed (EPERM: no
@@ -117,7 +120,12 @@ static void wait_flag(atomic_int *v, const char *what) {
  * done) while the low one is held, and done within WAIT_S once it goes. */
 static void release_and_join(pthread_t high, const char *name) {
   wait_flag(&high_waiting, "the high-priority thread did not reach its wait");
-  hak_sleep_ms(HELD_MS);
+  /* signals while it waits: each interrupts a sleep of the wait (EINTR),
+   * which must neither end the wait early nor leave errno behind */
+  for (int i = 0; i < HELD_MS / 2; i++) {
+    pthread_kill(high, SIGUSR1);
+    hak_sleep_ms(2);
+  }
   if (pthread_tryjoin_np(high, NULL) == 0) {
     FAIL("%s: the high-priority thread finished while the low one was still in the window "
          "(it did not wait)",
@@ -259,9 +267,13 @@ static void *lock_low(void *arg) {
   return arg;
 }
 
+static atomic_int fork_errno = -1;
+
 static void *lock_high(void *arg) {
   atomic_store(&high_waiting, 1);
+  errno = 4242;
   pid_t pid = fork(); /* fork_prepare takes every heap's lock */
+  atomic_store(&fork_errno, errno);
   if (pid == 0)
     _exit(0);
   int status = -1;
@@ -282,12 +294,27 @@ static void lock_section(void) {
   REQUIRE(pthread_join(low, NULL) == 0);
   CHECK_MSG(atomic_load(&fork_status) == 0, "heap_lock: fork's child ended with status %d",
             atomic_load(&fork_status));
+  /* the signals interrupted the wait's sleeps: a successful fork leaves
+   * errno alone, and so must hakmem's wait inside it (before: EINTR) */
+  CHECK_MSG(atomic_load(&fork_errno) == 4242,
+            "heap_lock: errno %d after a successful fork whose heap_lock_wait was signalled "
+            "(expected 4242, as set before it)",
+            atomic_load(&fork_errno));
   CHECK_EQ(hak_heap_check(), 0);
 }
 
 /* ---- driver -------------------------------------------------------------- */
+static void on_signal(int sig) {
+  (void)sig;
+}
+
 static void run_section(void *fn) {
   pin_self(cpu_b);
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal; /* no SA_RESTART: a sleep it interrupts fails with EINTR */
+  sigemptyset(&sa.sa_mask);
+  REQUIRE(sigaction(SIGUSR1, &sa, NULL) == 0);
   atomic_store(&hak_test_hook, hook);
   ((void (*)(void))fn)();
   atomic_store(&hak_test_hook, NULL);

@@ -13,6 +13,7 @@
 #ifndef HAK_INTERNAL_H
 #define HAK_INTERNAL_H
 
+#include <errno.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -521,7 +522,9 @@ static inline hak_page_t *queue_first(const hak_heap_t *h, size_t cls) {
  * after many yields, so a window left while a waiter pauses or yields
  * costs what it did before. The raw system call: nanosleep() and
  * clock_nanosleep() are cancellation points, and a thread cancelled inside
- * malloc would leave its locks held. */
+ * malloc would leave its locks held. A signal that interrupts the sleep
+ * left EINTR in errno, behind a successful malloc, free or fork, until
+ * 2026-11-28 (test_rt_spin_wait, heap_lock: errno 4 after fork, 3 of 3). */
 #define SPIN_PAUSES 64
 #define SPIN_YIELDS 128
 #define SPIN_SLEEP_MIN_NS 1000L
@@ -544,7 +547,9 @@ static inline void spin_wait(unsigned *round) {
   else
     *round = r + 1;
   struct timespec ts = {0, ns};
+  int saved = errno; /* a signal ends the sleep early (EINTR): the wait goes on, errno as it was */
   syscall(SYS_nanosleep, &ts, NULL);
+  errno = saved;
 }
 
 /* ---- locks --------------------------------------------------------------- */
