@@ -10,6 +10,9 @@
  * coordinator joins it, so its heap is abandoned before the next op); the
  * next op for that logical thread starts a new pthread, which may adopt the
  * abandoned segments. FZ_FREE_ORPHANS frees an exited thread's blocks.
+ * FZ_HOOK puts the next op or two inside the op after them, at a hook point
+ * of the allocator (fz_runner_hooked): the interleavings that otherwise need
+ * two threads at the same instant, still one at a time and repeatable.
  * FZ_HEAP_CHECK runs while every other thread is parked (quiescent). At the
  * end every thread exits and is joined, then the coordinator frees what is
  * left and checks the heap (fz_exec_finish). The runner (workers, baton)
@@ -39,14 +42,19 @@ uint64_t fuzz_one(const uint8_t *data, size_t size) {
   fz_exec_init(&x);
   fz_decoder_init(&d, size ? data + 1 : data, size ? size - 1 : 0, nthreads);
   while (fz_decode_next(&d, &op)) {
-    if (op.kind == FZ_THREAD_EXIT) {
-      if (fz_runner_alive(&runner, op.thread)) {
-        fz_exec_op(&x, &op); /* bumps the thread's epoch (its blocks become orphans) */
-        fz_runner_exit(&runner, op.thread);
-      }
+    if (op.kind == FZ_HOOK) { /* the next op(s) land inside the one after them */
+      struct fz_op nested[2], outer;
+      unsigned n = 0;
+      while (n < op.b && fz_decode_next(&d, &nested[n]))
+        n++;
+      if (n == op.b && fz_decode_next(&d, &outer))
+        fz_runner_hooked(&runner, &op, nested, n, &outer);
+      else
+        for (unsigned i = 0; i < n; i++)
+          fz_runner_dispatch(&runner, &nested[i]);
       continue;
     }
-    fz_runner_op(&runner, op.thread, &op);
+    fz_runner_dispatch(&runner, &op); /* a thread exit: epoch bumped, thread joined */
   }
   fz_runner_exit_all(&runner);
   return fz_exec_finish(&x);

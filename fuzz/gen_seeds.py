@@ -16,6 +16,8 @@ def op(kind, sub=0):
         return bytes([T['heap_check'] | (6 << 5)])
     if kind == 'trim':  # heap_check's op byte with sub 5 (FZ_TRIM)
         return bytes([T['heap_check'] | (5 << 5)])
+    if kind == 'hook':  # verify_all's op byte with sub 7 (FZ_HOOK, multithreaded only)
+        return bytes([T['verify_all'] | (7 << 5)])
     return bytes([T[kind] | (sub << 5)])
 
 def fail_move(mode, skip):  # FZ_FAIL_MOVE: no payload; the slot byte says how
@@ -275,6 +277,99 @@ def seeds_single(mt):
             S.append(bytes(rnd.randrange(256) for _ in range(n)))
     return S
 
+# FZ_HOOK (fuzz_mt): the next n ops run while the one after them is held at
+# hakmem's test hook point `point` (fuzz/ops.h); the slot byte says which
+HP = {'abandon_collected': 0, 'page_full': 1, 'heap_published': 2, 'free_counted': 3,
+      'mark_checked': 4, 'free_unowned': 5, 'notifying': 6}
+
+def hook(point, n):
+    return ('hook', 0, HP[point] + 7 * (n - 1), b'')
+
+def seeds_hook():
+    """fuzz_mt seeds (4 threads) for the interleavings that need two threads at
+    the same instant: each puts an op (or two) inside another at a hook point."""
+    S = []
+    for cls in (10, 40):
+        c = cls_size(cls, 0)
+        # a remote free of the exiting thread's last live block between its
+        # last collect and the abandonment: the segment is given back
+        # (segment_abandon_locked finds nothing live)
+        ops, t = [], []
+        def add(o, th=0):
+            ops.append(o); t.append(th)
+        for s in range(4):
+            add(('malloc', 0, s, c), 1)
+        for s in range(3):
+            add(('free', 0, s, b''))
+        add(hook('abandon_collected', 1)); add(('free', 0, 3, b'')); add(('thread_exit', 0, 0, b''), 1)
+        add(('verify_all', 0, 0, b'')); add(('trim', 0, 0, b''))
+        S.append(prog(ops, t))
+        # a free into an abandoned segment by a thread that does not reclaim
+        # (it allocated before the exit), held where it read the owner NULL
+        # (free unowned), where it counted itself (free counted) or where it
+        # checked the page's mark (mark checked), while thread 2 adopts the
+        # segment (its first malloc) and, with n = 2, exits again
+        for point, n in (('free_unowned', 1), ('free_unowned', 2), ('free_counted', 1),
+                         ('free_counted', 2), ('mark_checked', 1), ('mark_checked', 2)):
+            ops, t = [], []
+            add(('malloc', 0, 63, tiny(40)))
+            for s in range(6):
+                add(('malloc', 0, s, c), 1)
+            add(('thread_exit', 0, 0, b''), 1)
+            add(hook(point, n)); add(('malloc', 0, 10, c), 2)
+            if n == 2:
+                add(('thread_exit', 0, 0, b''), 2)
+            add(('free', 0, 0, b''))
+            # the rest freed by thread 0 (counted: the last one reclaims, or the
+            # segment stays abandoned, which fz_exec_finish reports) or, for
+            # free unowned, some by a new thread (which reclaims at once)
+            for s in range(1, 6):
+                add(('free', s % 2, s, b''), 3 if s % 2 and point == 'free_unowned' else 0)
+            add(('verify_all', 0, 0, b'')); add(('trim', 0, 0, b'')); add(('free_orphans', 0, 0, b''))
+            add(('trim', 0, 0, b''))
+            S.append(prog(ops, t))
+        # a remote free into a full page that asked to be told (notifying),
+        # while the page's owner exits (its abandonment waits for the free)
+        ops, t = [], []
+        add(('burst', 0, 0, c + bytes([200])), 1)
+        add(('malloc', 0, 5, c), 1)
+        add(hook('notifying', 1)); add(('thread_exit', 0, 0, b''), 1); add(('burst_free', 0, 0, b''))
+        add(('verify_all', 0, 0, b'')); add(('free_orphans', 0, 0, b'')); add(('trim', 0, 0, b''))
+        S.append(prog(ops, t))
+        # a remote free into a page between its move to the full list and
+        # its notify request (page full): the owner finds it there
+        ops, t = [], []
+        for s in range(10):
+            add(('malloc', 0, s, c), 1)
+        add(hook('page_full', 1)); add(('free', 0, 0, b'')); add(('burst', 0, 0, c + bytes([200])), 1)
+        add(hook('page_full', 2)); add(('free', 0, 1, b'')); add(('thread_exit', 0, 0, b''), 2)
+        add(('burst', 0, 0, c + bytes([200])), 1)
+        add(('verify_all', 0, 0, b'')); add(('heap_check', 0, 0, b''))
+        # a new thread's heap just published: another thread's free and malloc
+        add(hook('heap_published', 2)); add(('free', 0, 2, b''), 1); add(('malloc', 0, 2, c), 1)
+        add(('malloc', 0, 20, c), 3)
+        add(('trim', 0, 0, b''))
+        S.append(prog(ops, t))
+    # a thread exit whose TLS destructor, run after hakmem's abandoned the
+    # thread's heap, mallocs (a heap for one call, abandoned at once) and
+    # frees the orphans (thread_exit sub 7): pushes without a heap into its
+    # own and another exited thread's abandoned segments, the last of each
+    # reclaiming with a heap made for it and abandoned at once
+    for cls, late_slot in ((10, 20), (40, 0)):
+        c = cls_size(cls, 0)
+        ops, t = [], []
+        add(('malloc', 0, 63, tiny(40)))
+        for s in range(6):
+            add(('malloc', 0, s, c), 1)
+        for s in range(10, 13):
+            add(('malloc', 0, s, c), 2)
+        add(('thread_exit', 0, 0, b''), 2)
+        add(('thread_exit', 7, late_slot, b''), 1)
+        add(('verify_all', 0, 0, b'')); add(('heap_check', 0, 0, b'')); add(('trim', 0, 0, b''))
+        add(('free_orphans', 0, 0, b'')); add(('trim', 0, 0, b''))
+        S.append(prog(ops, t))
+    return S
+
 def main():
     out = sys.argv[1]
     for d, mt in (('fuzz_ops', 0), ('fuzz_mt', 1), ('fuzz_sizes', 0)):
@@ -282,6 +377,7 @@ def main():
         seeds = seeds_single(mt)
         if mt:
             seeds = [bytes([i % 7]) + s for i, s in enumerate(seeds)]  # byte 0: thread count
+            seeds += [bytes([2]) + s for s in seeds_hook()]  # 4 threads
         if d == 'fuzz_sizes':
             rnd = random.Random(99)
             seeds = [bytes(rnd.randrange(256) for _ in range(n)) for n in (16, 32, 64, 128, 256, 512)

@@ -9,7 +9,9 @@
 #include <string.h>
 #include <pthread.h>
 #include <semaphore.h>
+#include <stdatomic.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "hakmem.h"
@@ -30,7 +32,7 @@
 static const char *const kind_names[FZ_KIND_COUNT] = {
     "malloc", "calloc",     "realloc",    "reallocarray", "free",        "aligned",
     "usable", "verify",     "verify_all", "heap_check",   "thread_exit", "free_orphans",
-    "burst",  "burst_free", "fork",       "fail_move",    "trim"};
+    "burst",  "burst_free", "fork",       "fail_move",    "trim",        "hook"};
 
 const char *fz_kind_name(unsigned kind) {
   return kind < FZ_KIND_COUNT ? kind_names[kind] : "?";
@@ -171,8 +173,15 @@ int fz_decode_next(struct fz_decoder *d, struct fz_op *op) {
     op->kind = FZ_FORK; /* a = child action, b = size of the child's own block */
   if (op->kind == FZ_HEAP_CHECK && op->sub == 5)
     op->kind = FZ_TRIM;
+  if (op->kind == FZ_VERIFY_ALL && op->sub == 7 && d->nthreads > 1)
+    op->kind = FZ_HOOK; /* fuzz_ops keeps verify_all there */
   op->thread = d->nthreads > 1 ? (uint8_t)(fz_decode_byte(d) % d->nthreads) : 0;
-  op->slot = fz_decode_byte(d) % FZ_SLOTS;
+  uint8_t slot_byte = fz_decode_byte(d);
+  op->slot = slot_byte % FZ_SLOTS;
+  if (op->kind == FZ_HOOK) {
+    op->a = slot_byte % 7u;
+    op->b = slot_byte / 7u % 2u + 1u;
+  }
   if (op->kind == FZ_HEAP_CHECK && op->sub == 6 && d->fail_moves) {
     op->kind = FZ_FAIL_MOVE; /* no byte of its own: the rest decodes as before */
     op->a = op->slot % 3;
@@ -869,6 +878,11 @@ uint64_t fz_exec_finish(struct fz_exec *x) {
   hak_stats(&st);
   if (st.live_blocks != 0)
     fail(x, "%zu block(s) still live after freeing everything", st.live_blocks);
+  /* the last free into an abandoned segment reclaims it: one still listed
+   * lost a free's count (a free counted into one abandonment and pushed onto
+   * a later one's mark, a free racing the exit) and stays mapped for ever */
+  if (st.abandoned_segments != 0)
+    fail(x, "%zu segment(s) still abandoned after freeing everything", st.abandoned_segments);
   hak_test_reset();
   return x->digest;
 }
@@ -900,28 +914,85 @@ struct fz_worker {
   unsigned index;
   const struct fz_op *op;
   struct fz_runner *r;
+  void *done_to; /* the semaphore to post when done: r->done, or r->nested_done (FZ_HOOK) */
+  int exit_late; /* FZ_THREAD_EXIT sub 7: exit_late_op runs from a TLS destructor */
+  struct fz_op exit_late_op;
 };
 
-static void runner_wait(struct fz_runner *r) {
-  while (sem_wait((sem_t *)r->done) != 0) {
+/* FZ_THREAD_EXIT sub 7, on the exiting thread, after hakmem's TLS destructor
+ * abandoned its heap (the coordinator waits in pthread_join): a malloc,
+ * which makes a heap for the one call and abandons it at once, then frees
+ * of every orphan but that block: into the thread's own just abandoned
+ * segments (without a heap: pushed under the global lock; the last one
+ * reclaims with a heap made for it and abandoned at once) and into other
+ * threads' segments. */
+static void exit_late(struct fz_exec *x, const struct fz_op *op) {
+  int slot = (int)op->slot;
+  struct fz_slot *s = &x->slots[slot];
+  if (!s->ptr) {
+    size_t n = 16 + (size_t)slot * 40;
+    void *p = hak_malloc(n);
+    if (!p)
+      fail(x, "malloc(%zu) from a TLS destructor after the heap's abandonment returned NULL", n);
+    adopt_block(x, slot, p, n, 0, op->thread, 0);
+    s->epoch = x->epoch[op->thread % FZ_MAX_THREADS] - 1; /* its thread is gone */
   }
+  for (int i = 0; i < (int)x->nslots; i++) {
+    struct fz_slot *o = &x->slots[i];
+    if (i != slot && o->ptr && o->epoch != x->epoch[o->thread % FZ_MAX_THREADS])
+      free_slot(x, i, 0);
+  }
+}
+
+static pthread_key_t late_key;
+static pthread_once_t late_once = PTHREAD_ONCE_INIT;
+static void late_key_make(void);
+static void late_dtor(void *arg) {
+  struct fz_worker *w = arg;
+  /* keys' destructors run in the order the keys were made: hakmem's (made
+   * by its constructor) first. No later round is asked for: TSan ends the
+   * thread's state in the last one, before hakmem's destructor (a heap this
+   * malloc made for a thread that had none is abandoned in the next round) */
+  exit_late(w->r->x, &w->exit_late_op);
+}
+static void late_key_make(void) {
+  if (pthread_key_create(&late_key, late_dtor) != 0) {
+    perror("fuzz: pthread_key_create");
+    abort();
+  }
+}
+
+/* The logical thread a worker runs (-1 on any other thread): FZ_HOOK's hook
+ * acts only on the outer op's thread. */
+static __thread int fz_worker_self = -1;
+
+static void sem_wait_all(void *s) {
+  while (sem_wait((sem_t *)s) != 0) {
+  }
+}
+
+static void runner_wait(struct fz_runner *r) {
+  sem_wait_all(r->done);
 }
 
 static void *worker_main(void *arg) {
   struct fz_worker *w = arg;
   struct fz_runner *r = w->r;
+  fz_worker_self = (int)w->index;
   for (;;) {
     while (sem_wait(&w->go) != 0) {
     }
     if (w->quit) {
-      sem_post((sem_t *)r->done);
+      if (w->exit_late)
+        pthread_setspecific(late_key, w);
+      sem_post((sem_t *)w->done_to);
       return NULL; /* thread exit: its heap is abandoned with any live blocks */
     }
     if (r->fn)
       r->fn(r->ctx, w->index, w->op);
     else
       fz_exec_op(r->x, w->op);
-    sem_post((sem_t *)r->done);
+    sem_post((sem_t *)w->done_to);
   }
 }
 
@@ -931,9 +1002,12 @@ int fz_runner_init(struct fz_runner *r, struct fz_exec *x, unsigned nworkers) {
   r->n = nworkers;
   r->w = calloc(nworkers ? nworkers : 1, sizeof *r->w);
   r->done = calloc(1, sizeof(sem_t));
-  if (!r->w || !r->done)
+  r->nested_done = calloc(1, sizeof(sem_t));
+  if (!r->w || !r->done || !r->nested_done)
     return -1;
   sem_init((sem_t *)r->done, 0, 0);
+  sem_init((sem_t *)r->nested_done, 0, 0);
+  pthread_once(&late_once, late_key_make); /* after hakmem's key (its constructor) */
   for (unsigned i = 0; i < nworkers; i++) {
     sem_init(&r->w[i].go, 0, 0);
     r->w[i].index = i;
@@ -946,7 +1020,8 @@ int fz_runner_alive(const struct fz_runner *r, unsigned worker) {
   return worker < r->n && r->w[worker].alive;
 }
 
-void fz_runner_op(struct fz_runner *r, unsigned worker, const struct fz_op *op) {
+/* Hands op to the worker (started if need be); it posts `done` when done. */
+static void runner_post(struct fz_runner *r, unsigned worker, const struct fz_op *op, void *done) {
   struct fz_worker *w = &r->w[worker];
   if (!w->alive) {
     pthread_attr_t at;
@@ -954,6 +1029,7 @@ void fz_runner_op(struct fz_runner *r, unsigned worker, const struct fz_op *op) 
     pthread_attr_setstacksize(&at, (size_t)1 << 20);
     w->quit = 0;
     w->alive = 1;
+    w->done_to = done;
     int e = pthread_create(&w->tid, &at, worker_main, w);
     pthread_attr_destroy(&at);
     if (e != 0) {
@@ -963,17 +1039,16 @@ void fz_runner_op(struct fz_runner *r, unsigned worker, const struct fz_op *op) 
     }
   }
   w->op = op;
+  w->done_to = done;
   sem_post(&w->go);
+}
+
+void fz_runner_op(struct fz_runner *r, unsigned worker, const struct fz_op *op) {
+  runner_post(r, worker, op, r->done);
   runner_wait(r);
 }
 
-void fz_runner_exit(struct fz_runner *r, unsigned worker) {
-  struct fz_worker *w = &r->w[worker];
-  if (!w->alive)
-    return;
-  w->quit = 1;
-  sem_post(&w->go);
-  runner_wait(r);
+static void runner_join(struct fz_worker *w) {
   if (pthread_join(w->tid, NULL) != 0) {
     perror("fuzz: pthread_join");
     abort();
@@ -981,7 +1056,210 @@ void fz_runner_exit(struct fz_runner *r, unsigned worker) {
   w->alive = 0;
 }
 
+void fz_runner_exit(struct fz_runner *r, unsigned worker) {
+  struct fz_worker *w = &r->w[worker];
+  if (!w->alive)
+    return;
+  w->quit = 1;
+  w->exit_late = 0;
+  w->done_to = r->done;
+  sem_post(&w->go);
+  runner_wait(r);
+  runner_join(w);
+}
+
 void fz_runner_exit_all(struct fz_runner *r) {
   for (unsigned i = 0; i < r->n; i++)
     fz_runner_exit(r, i);
+}
+
+void fz_runner_dispatch(struct fz_runner *r, const struct fz_op *op) {
+  if (op->kind == FZ_HOOK)
+    return;
+  if (op->kind == FZ_THREAD_EXIT) {
+    if (fz_runner_alive(r, op->thread)) {
+      fz_exec_op(r->x, op); /* bumps the thread's epoch (its blocks become orphans) */
+      struct fz_worker *w = &r->w[op->thread];
+      if (op->sub == 7) {
+        w->quit = 1;
+        w->exit_late = 1;
+        w->exit_late_op = *op;
+        w->done_to = r->done;
+        sem_post(&w->go);
+        runner_wait(r);
+        runner_join(w); /* exit_late ran on it meanwhile */
+      } else {
+        fz_runner_exit(r, op->thread);
+      }
+    }
+    return;
+  }
+  fz_runner_op(r, op->thread, op);
+}
+
+/* ---- FZ_HOOK: ops landed inside another op, at a test hook of hakmem ----
+ * hakmem's hook points (alloc/src/internal.h, enum hak_hook_point; the
+ * library is linked statically, so its hidden hook is reachable). */
+extern void (*_Atomic hak_test_hook)(int where, void *arg);
+enum {
+  HP_ABANDON_COLLECTED,
+  HP_PAGE_FULL,
+  HP_HEAP_PUBLISHED,
+  HP_FREE_COUNTED,
+  HP_MARK_CHECKED,
+  HP_FREE_UNOWNED,
+  HP_NOTIFYING
+};
+
+static struct {
+  struct fz_runner *r;
+  _Atomic int armed;
+  int point, outer;
+  const struct fz_op *nested;
+  unsigned n, ran; /* nested ops, how many ran in the window */
+} hk;
+
+/* Whether `op` may run while `outer`'s thread is held at `point`: ops that
+ * take no lock the held thread may hold (a heap's lock at abandon collected
+ * and page full) and wait for nothing it must finish. At notifying, the held
+ * thread's page waits for it: its owner's next full page could wait there
+ * (page_set_notify), so only frees and exits (which wait, concurrently).
+ * The executor's tables are shared: no op on the outer op's slot, no burst
+ * op beside another, no orphan sweep (it could take the outer op's block). */
+static int nestable(int point, const struct fz_op *op, const struct fz_op *outer) {
+  if (op->thread == outer->thread)
+    return 0;
+  switch (op->kind) {
+  case FZ_THREAD_EXIT:
+    return op->sub != 7; /* its late frees use the executor: not beside the outer op */
+  case FZ_FREE:
+  case FZ_USABLE:
+  case FZ_VERIFY:
+    break;
+  case FZ_MALLOC:
+  case FZ_CALLOC:
+  case FZ_REALLOC:
+  case FZ_REALLOCARRAY:
+  case FZ_ALIGNED:
+    if (point == HP_NOTIFYING)
+      return 0;
+    break;
+  case FZ_BURST:
+    if (point == HP_NOTIFYING)
+      return 0;
+    __attribute__((fallthrough));
+  case FZ_BURST_FREE:
+    return outer->kind != FZ_BURST && outer->kind != FZ_BURST_FREE;
+  default:
+    return 0;
+  }
+  return op->slot != outer->slot || outer->kind == FZ_THREAD_EXIT ||
+         outer->kind == FZ_FREE_ORPHANS || outer->kind == FZ_BURST || outer->kind == FZ_BURST_FREE;
+}
+
+static int outer_ok(const struct fz_op *op) {
+  switch (op->kind) {
+  case FZ_MALLOC:
+  case FZ_CALLOC:
+  case FZ_REALLOC:
+  case FZ_REALLOCARRAY:
+  case FZ_FREE:
+  case FZ_ALIGNED:
+  case FZ_BURST:
+  case FZ_BURST_FREE:
+  case FZ_FREE_ORPHANS:
+  case FZ_THREAD_EXIT:
+    return 1;
+  default:
+    return 0; /* checks, trims and forks take every lock or fork */
+  }
+}
+
+/* A nested exit: the worker leaves; its heap's abandonment (a TLS
+ * destructor) may wait for the held thread (a page it holds notifying, a
+ * segment it names in mark_seg), so it is given 100 ms, then left to the
+ * coordinator to join. */
+static void nested_exit(struct fz_runner *r, const struct fz_op *op) {
+  struct fz_worker *w = &r->w[op->thread];
+  if (!w->alive)
+    return;
+  fz_exec_op(r->x, op); /* the epoch: the held thread is between allocator calls */
+  w->quit = 1;
+  w->exit_late = 0;
+  w->done_to = r->nested_done;
+  sem_post(&w->go);
+  sem_wait_all(r->nested_done);
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  ts.tv_nsec += 100 * 1000 * 1000;
+  if (ts.tv_nsec >= 1000000000) {
+    ts.tv_sec++;
+    ts.tv_nsec -= 1000000000;
+  }
+  if (pthread_timedjoin_np(w->tid, NULL, &ts) == 0)
+    w->alive = 0;
+  else
+    r->join_pending = (int)op->thread + 1;
+}
+
+static void run_nested(struct fz_runner *r, const struct fz_op *op) {
+  if (op->kind == FZ_THREAD_EXIT) {
+    nested_exit(r, op);
+    return;
+  }
+  runner_post(r, op->thread, op, r->nested_done);
+  sem_wait_all(r->nested_done);
+}
+
+static void fz_hook(int where, void *arg) {
+  (void)arg;
+  if (where != hk.point || fz_worker_self != hk.outer)
+    return;
+  int one = 1;
+  if (!atomic_compare_exchange_strong(&hk.armed, &one, 0))
+    return;
+  /* after a nested exit that has not ended, the rest waits for the outer op */
+  for (; hk.ran < hk.n && !hk.r->join_pending; hk.ran++)
+    run_nested(hk.r, &hk.nested[hk.ran]);
+}
+
+void fz_runner_hooked(struct fz_runner *r, const struct fz_op *hook, const struct fz_op *nested,
+                      unsigned n, const struct fz_op *outer) {
+  fz_exec_op(r->x, hook); /* counted (digest, FUZZ_ABORT_AT) */
+  int point = (int)(hook->a % 7);
+  int ok = outer_ok(outer) && n > 0;
+  for (unsigned i = 0; i < n; i++)
+    ok = ok && nestable(point, &nested[i], outer);
+  /* a nested exit of the thread a later nested op runs on would start it
+   * again inside the window: not nested */
+  for (unsigned i = 0; i + 1 < n; i++)
+    ok = ok && !(nested[i].kind == FZ_THREAD_EXIT && nested[i + 1].thread == nested[i].thread);
+  if (ok && outer->kind == FZ_THREAD_EXIT && !fz_runner_alive(r, outer->thread))
+    ok = 0;
+  if (ok) {
+    hk.r = r;
+    hk.point = point;
+    hk.outer = outer->thread;
+    hk.nested = nested;
+    hk.n = n;
+    hk.ran = 0;
+    atomic_store(&hk.armed, 1);
+    atomic_store_explicit(&hak_test_hook, fz_hook, memory_order_seq_cst);
+  }
+  fz_runner_dispatch(r, outer);
+  if (ok) {
+    atomic_store_explicit(&hak_test_hook, NULL, memory_order_seq_cst);
+    int fired = !atomic_exchange(&hk.armed, 0);
+    mix(r->x, (uint64_t)fired);
+    if (r->join_pending) {
+      runner_join(&r->w[r->join_pending - 1]);
+      r->join_pending = 0;
+    }
+    if (fired) {
+      nested += hk.ran;
+      n -= hk.ran;
+    }
+  }
+  for (unsigned i = 0; i < n; i++) /* not nested (or not in the window): after it */
+    fz_runner_dispatch(r, &nested[i]);
 }

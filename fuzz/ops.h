@@ -37,7 +37,10 @@ enum fz_kind {
   FZ_VERIFY,       /* verify the slot's pattern and rewrite it (write-and-verify) */
   FZ_VERIFY_ALL,   /* verify every live block */
   FZ_HEAP_CHECK,   /* hak_heap_check() == 0 (caller guarantees quiescence) */
-  FZ_THREAD_EXIT,  /* multithreaded drivers: op.thread exits with live blocks */
+  FZ_THREAD_EXIT,  /* multithreaded drivers: op.thread exits with live blocks; sub 7 (0xf8):
+                      then, from a TLS destructor run after hakmem's abandoned its heap, it
+                      mallocs a block into the slot if empty (kept, an orphan) and frees
+                      every other orphan (fz_runner_dispatch) */
   FZ_FREE_ORPHANS, /* free every block whose allocating thread has exited */
   FZ_BURST,        /* a = size (<= 16 KiB), b = count: fills pages (tagged head/tail) */
   FZ_BURST_FREE,   /* sub 0: free every burst block, 1: every other one */
@@ -55,6 +58,13 @@ enum fz_kind {
                       to give back (the caller guarantees quiescence), then hak_heap_check().
                       Decoded from heap_check's op byte with sub 5 (an older input's heap
                       check there now trims first) */
+  FZ_HOOK,         /* multithreaded drivers (fz_runner_hooked): the next b decoded ops (1 or 2,
+                      "nested") run, each on its own thread, while the op after them ("outer")
+                      is held at the allocator's test hook point a (hak_test_hook: 0 abandon
+                      collected, 1 page full, 2 heap published, 3 free counted, 4 mark checked,
+                      5 free unowned, 6 notifying) on its thread; if the outer op never gets
+                      there, they run after it. Decoded from verify_all's op byte with sub 7
+                      (0xf4) where nthreads > 1; a = slot % 7, b = slot / 7 % 2 + 1 */
   FZ_KIND_COUNT
 };
 
@@ -147,7 +157,9 @@ struct fz_runner {
   unsigned n;
   void (*fn)(void *ctx, unsigned worker, const struct fz_op *op);
   void *ctx;
-  void *done; /* sem_t */
+  void *done;        /* sem_t */
+  void *nested_done; /* sem_t: a nested op (FZ_HOOK) is done */
+  int join_pending;  /* a nested exit left running while the outer op finishes (+1) */
 };
 /* `nworkers` workers; returns 0, or -1 when out of memory. */
 int fz_runner_init(struct fz_runner *r, struct fz_exec *x, unsigned nworkers);
@@ -156,5 +168,18 @@ void fz_runner_exit(struct fz_runner *r, unsigned worker);
 int fz_runner_alive(const struct fz_runner *r, unsigned worker);
 /* Every live worker exits and is joined. */
 void fz_runner_exit_all(struct fz_runner *r);
+/* Runs op as the coordinator of a multithreaded driver would: FZ_THREAD_EXIT
+ * bumps the epoch and makes the worker exit (if it is alive), FZ_HOOK is
+ * ignored, anything else runs on its worker. */
+void fz_runner_dispatch(struct fz_runner *r, const struct fz_op *op);
+/* FZ_HOOK: `nested` (n of them) run while `outer` is held at hook point
+ * hook->a of the allocator, on outer's worker; see enum fz_kind. Nested ops
+ * that could wait for the held thread (or clash with the outer op's slot or
+ * bursts) run after the outer op instead, as does a nested op on the outer
+ * op's thread. A nested thread exit runs concurrently: the held thread waits
+ * up to 100 ms for it, then goes on (it may be waiting for that thread), and
+ * the coordinator joins it after the outer op. */
+void fz_runner_hooked(struct fz_runner *r, const struct fz_op *hook, const struct fz_op *nested,
+                      unsigned n, const struct fz_op *outer);
 
 #endif
