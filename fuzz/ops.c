@@ -770,6 +770,22 @@ void fz_exec_verify_all(struct fz_exec *x) {
   }
 }
 
+/* hakmem's test hook (FZ_HOOK): set while an op is held at one of its points */
+extern void (*_Atomic hak_test_hook)(int where, void *arg);
+
+/* After every op, hak_stats: with every other thread parked its live blocks
+ * are exactly the model's (slots and bursts); while an op is held at a hook
+ * point (a nested op's turn) the counts are in motion, and it only must not
+ * crash on the held thread's half-done work. */
+static void check_stats(struct fz_exec *x) {
+  struct hak_stats st;
+  hak_stats(&st);
+  if (atomic_load_explicit(&hak_test_hook, memory_order_relaxed) == NULL &&
+      st.live_blocks != (size_t)x->nlive + (size_t)x->nburst)
+    fail(x, "hak_stats counts %zu live blocks, the model %d (and %d burst blocks)", st.live_blocks,
+         x->nlive, x->nburst);
+}
+
 void fz_exec_op(struct fz_exec *x, const struct fz_op *op) {
   if (x->abort_at >= 0 && (long)x->ops == x->abort_at) {
     char buf[128];
@@ -860,6 +876,7 @@ void fz_exec_op(struct fz_exec *x, const struct fz_op *op) {
   }
   if (fm.nsquat)
     check_squatters(x);
+  check_stats(x);
   x->ops++;
 }
 
@@ -1100,7 +1117,6 @@ void fz_runner_dispatch(struct fz_runner *r, const struct fz_op *op) {
 /* ---- FZ_HOOK: ops landed inside another op, at a test hook of hakmem ----
  * hakmem's hook points (alloc/src/internal.h, enum hak_hook_point; the
  * library is linked statically, so its hidden hook is reachable). */
-extern void (*_Atomic hak_test_hook)(int where, void *arg);
 enum {
   HP_ABANDON_COLLECTED,
   HP_PAGE_FULL,
