@@ -1145,6 +1145,10 @@ static struct {
 static int nestable(int point, const struct fz_op *op, const struct fz_op *outer) {
   if (op->thread == outer->thread)
     return 0;
+  /* a late exit's frees push without a heap holding the global lock at mark
+   * checked: every nested op (its stats check, hak_stats) takes that lock */
+  if (outer->kind == FZ_THREAD_EXIT && outer->sub == 7 && point == HP_MARK_CHECKED)
+    return 0;
   switch (op->kind) {
   case FZ_THREAD_EXIT:
     return op->sub != 7; /* its late frees use the executor: not beside the outer op */
@@ -1169,7 +1173,7 @@ static int nestable(int point, const struct fz_op *op, const struct fz_op *outer
   default:
     return 0;
   }
-  return op->slot != outer->slot || outer->kind == FZ_THREAD_EXIT ||
+  return op->slot != outer->slot || (outer->kind == FZ_THREAD_EXIT && outer->sub != 7) ||
          outer->kind == FZ_FREE_ORPHANS || outer->kind == FZ_BURST || outer->kind == FZ_BURST_FREE;
 }
 
