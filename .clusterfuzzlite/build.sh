@@ -15,7 +15,7 @@ done
 rm -f "$W/libhakmem.a"
 ar rcs "$W/libhakmem.a" "$W"/obj/*.o
 for d in fuzz_ops fuzz_mt fuzz_sizes; do
-  $CC $CFLAGS -std=gnu11 -pthread -Ialloc/include -Ifuzz "fuzz/$d.c" fuzz/ops.c \
+  $CC $CFLAGS -std=gnu11 -pthread -Ialloc/include -Ialloc/src -Ifuzz "fuzz/$d.c" fuzz/ops.c \
     -o "$OUT/$d" $LIB_FUZZING_ENGINE "$W/libhakmem.a" -pthread
   rm -f "$OUT/${d}_seed_corpus.zip"
   (cd corpus && zip -q -r -j "$OUT/${d}_seed_corpus.zip" "$d" "regressions/$d" -x '*README*' -x '*/.*')

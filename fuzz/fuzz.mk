@@ -14,7 +14,7 @@ JOBS      ?= 2
 FZB       := build/fuzz
 FZ_SRCS   := fuzz/ops.c
 FZ_HDRS   := fuzz/ops.h fuzz/ops_fork.h fuzz/fail_mremap.h
-FZ_CFLAGS := -std=gnu11 -g -pthread -Ialloc/include -Ifuzz -Wall -Wextra -Wno-unused-parameter
+FZ_CFLAGS := -std=gnu11 -g -pthread -Ialloc/include -Ialloc/src -Ifuzz -Wall -Wextra -Wno-unused-parameter
 
 # libFuzzer + ASan + UBSan against an instrumented copy of the asan configuration
 FZ_LF_FLAGS := -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined \

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "hakmem.h"
+#include "internal.h" /* hak_test_hook, enum hak_hook_point (FZ_HOOK) */
 #include "ops_fork.h" /* FZ_FORK: fz_exec_fork */
 
 #define SEG ((size_t)4 << 20)
@@ -179,8 +180,8 @@ int fz_decode_next(struct fz_decoder *d, struct fz_op *op) {
   uint8_t slot_byte = fz_decode_byte(d);
   op->slot = slot_byte % FZ_SLOTS;
   if (op->kind == FZ_HOOK) {
-    op->a = slot_byte % 7u;
-    op->b = slot_byte / 7u % 2u + 1u;
+    op->a = slot_byte % FZ_HOOK_POINTS;
+    op->b = slot_byte / FZ_HOOK_POINTS % 2u + 1u;
   }
   if (op->kind == FZ_HEAP_CHECK && op->sub == 6 && d->fail_moves) {
     op->kind = FZ_FAIL_MOVE; /* no byte of its own: the rest decodes as before */
@@ -770,9 +771,6 @@ void fz_exec_verify_all(struct fz_exec *x) {
   }
 }
 
-/* hakmem's test hook (FZ_HOOK): set while an op is held at one of its points */
-extern void (*_Atomic hak_test_hook)(int where, void *arg);
-
 /* After every op, hak_stats: with every other thread parked its live blocks
  * are exactly the model's (slots and bursts); while an op is held at a hook
  * point (a nested op's turn) the counts are in motion, and it only must not
@@ -1121,17 +1119,11 @@ void fz_runner_dispatch(struct fz_runner *r, const struct fz_op *op) {
 }
 
 /* ---- FZ_HOOK: ops landed inside another op, at a test hook of hakmem ----
- * hakmem's hook points (alloc/src/internal.h, enum hak_hook_point; the
- * library is linked statically, so its hidden hook is reachable). */
-enum {
-  HP_ABANDON_COLLECTED,
-  HP_PAGE_FULL,
-  HP_HEAP_PUBLISHED,
-  HP_FREE_COUNTED,
-  HP_MARK_CHECKED,
-  HP_FREE_UNOWNED,
-  HP_NOTIFYING
-};
+ * hakmem's hook points (enum hak_hook_point; the library is linked
+ * statically, so its hidden hook is reachable). The decoder maps a byte to
+ * one of FZ_HOOK_POINTS: a new hook point changes what old inputs mean. */
+_Static_assert(HAK_HOOK_NOTIFYING + 1 == FZ_HOOK_POINTS,
+               "FZ_HOOK decodes FZ_HOOK_POINTS hook points: keep it in step");
 
 static struct {
   struct fz_runner *r;
@@ -1153,7 +1145,7 @@ static int nestable(int point, const struct fz_op *op, const struct fz_op *outer
     return 0;
   /* a late exit's frees push without a heap holding the global lock at mark
    * checked: every nested op (its stats check, hak_stats) takes that lock */
-  if (outer->kind == FZ_THREAD_EXIT && outer->sub == 7 && point == HP_MARK_CHECKED)
+  if (outer->kind == FZ_THREAD_EXIT && outer->sub == 7 && point == HAK_HOOK_MARK_CHECKED)
     return 0;
   switch (op->kind) {
   case FZ_THREAD_EXIT:
@@ -1167,11 +1159,11 @@ static int nestable(int point, const struct fz_op *op, const struct fz_op *outer
   case FZ_REALLOC:
   case FZ_REALLOCARRAY:
   case FZ_ALIGNED:
-    if (point == HP_NOTIFYING)
+    if (point == HAK_HOOK_NOTIFYING)
       return 0;
     break;
   case FZ_BURST:
-    if (point == HP_NOTIFYING)
+    if (point == HAK_HOOK_NOTIFYING)
       return 0;
     __attribute__((fallthrough));
   case FZ_BURST_FREE:
@@ -1237,9 +1229,9 @@ static void run_nested(struct fz_runner *r, const struct fz_op *op) {
   sem_wait_all(r->nested_done);
 }
 
-static void fz_hook(int where, void *arg) {
+static void fz_hook(enum hak_hook_point where, void *arg) {
   (void)arg;
-  if (where != hk.point || fz_worker_self != hk.outer)
+  if ((int)where != hk.point || fz_worker_self != hk.outer)
     return;
   int one = 1;
   if (!atomic_compare_exchange_strong(&hk.armed, &one, 0))
@@ -1252,7 +1244,7 @@ static void fz_hook(int where, void *arg) {
 void fz_runner_hooked(struct fz_runner *r, const struct fz_op *hook, const struct fz_op *nested,
                       unsigned n, const struct fz_op *outer) {
   fz_exec_op(r->x, hook); /* counted (digest, FUZZ_ABORT_AT) */
-  int point = (int)(hook->a % 7);
+  int point = (int)(hook->a % FZ_HOOK_POINTS);
   int ok = outer_ok(outer) && n > 0;
   for (unsigned i = 0; i < n; i++)
     ok = ok && nestable(point, &nested[i], outer);

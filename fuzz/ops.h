@@ -67,6 +67,8 @@ enum fz_kind {
                       (0xf4) where nthreads > 1; a = slot % 7, b = slot / 7 % 2 + 1 */
   FZ_KIND_COUNT
 };
+/* FZ_HOOK: the allocator's test hook points it decodes (a = slot % this) */
+#define FZ_HOOK_POINTS 7u
 
 struct fz_op {
   uint8_t kind;   /* enum fz_kind */
