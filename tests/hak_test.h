@@ -619,6 +619,26 @@ static inline int hak_have_program(const char *prog) {
   return 0;
 }
 
+/* Prints every thread's stack of the (hung) process pid to stderr, the test's
+ * log, with gdb if there is one: a deadlock found in CI is then diagnosed from
+ * the log, not by reproducing it. Says why when it cannot. */
+static inline void hak_dump_stacks(pid_t pid) {
+  if (!hak_have_program("gdb")) {
+    hak_test_log("(no gdb: no stacks of process %d)\n", (int)pid);
+    return;
+  }
+  char pidbuf[24];
+  snprintf(pidbuf, sizeof pidbuf, "%d", (int)pid);
+  char *argv[] = {"gdb", "-batch", "-nx", "-q", "-ex", "thread apply all bt 40",
+                  "-p",  pidbuf,   NULL};
+  struct hak_child c;
+  hak_test_log("stacks of process %d:\n", (int)pid);
+  if (hak_run_cmd(argv, 60, &c)) {
+    hak_test_write_(c.out ? c.out : "", c.out ? c.len : 0);
+    hak_child_free(&c);
+  }
+}
+
 /* fn(arg) must die by SIGABRT with `expected` somewhere in its stderr. */
 static inline int hak_expect_abort_(const char *file, int line, const char *fname,
                                     void (*fn)(void *), void *arg, const char *expected) {

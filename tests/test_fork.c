@@ -204,9 +204,10 @@ int main(void) {
         break;
       }
       if (hak_now() > deadline) {
+        FAIL("fork child %d did not finish within %.0f s (deadlock?)", f, timeout);
+        hak_dump_stacks(pid);
         kill(pid, SIGKILL);
         waitpid(pid, &status, 0);
-        FAIL("fork child %d did not finish within %.0f s (deadlock?)", f, timeout);
         status = -1;
         break;
       }

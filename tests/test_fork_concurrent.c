@@ -82,11 +82,13 @@ static void *forker(void *arg) {
     while ((w = waitpid(pid, &status, WNOHANG)) == 0 && hak_now() < deadline)
       hak_sleep_ms(0.5);
     if (w == 0) {
-      kill(pid, SIGKILL);
-      waitpid(pid, &status, 0);
-      if (atomic_fetch_add(&failed, 1) < 5)
+      if (atomic_fetch_add(&failed, 1) < 5) {
         hak_test_log("fork child %d did not finish within %.0f s (a lock held for ever?)\n",
                      (int)pid, deadline_s);
+        hak_dump_stacks(pid);
+      }
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
     } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
       if (atomic_fetch_add(&failed, 1) < 5)
         hak_test_log("fork child %d: status %#x (exit 3: heap check, 4: no memory)\n", (int)pid,
