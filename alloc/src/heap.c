@@ -316,9 +316,33 @@ void heap_lock_wait(hak_heap_lock_t *l) {
   }
 }
 
+#if defined(HAK_ASAN) && HAK_ASAN
+/* LeakSanitizer's root regions (track.h): the innermost lock, no other taken
+ * while it is held. Through hak_lock: a malloc from an atfork handler in
+ * the fork window, on the forking thread, finds it held by itself. */
+static pthread_mutex_t roots_lock = PTHREAD_MUTEX_INITIALIZER;
+void track_roots_add(void *p, size_t n) {
+  hak_lock(&roots_lock);
+  __lsan_register_root_region(p, n);
+  hak_unlock(&roots_lock);
+}
+void track_roots_del(void *p, size_t n) {
+  hak_lock(&roots_lock);
+  __lsan_unregister_root_region(p, n);
+  hak_unlock(&roots_lock);
+}
+void track_fork_lock(void) {
+  pthread_mutex_lock(&roots_lock);
+}
+void track_fork_unlock(void) {
+  pthread_mutex_unlock(&roots_lock);
+}
+#endif
+
 /* fork: take every heap lock (each thread is then outside its slow paths),
  * then the global locks. Lock order everywhere: heap, then global, then
- * large. A heap created while we were locking is caught by the re-check. */
+ * large (then, asan build, LeakSanitizer's roots above). A heap created
+ * while we were locking is caught by the re-check. */
 static void fork_prepare(void) {
   pthread_mutex_lock(&fork_lock);
   for (;;) {
@@ -336,6 +360,7 @@ static void fork_prepare(void) {
     pthread_mutex_unlock(&hak_global_lock);
   }
   pthread_mutex_lock(&hak_large_lock);
+  track_fork_lock();
   atomic_store_explicit(&hak_fork_owner, pthread_self(), memory_order_relaxed);
   atomic_store_explicit(&hak_fork_active, 1, memory_order_release);
 }
@@ -346,6 +371,7 @@ static void fork_prepare(void) {
  * heap's all_next before it was written). */
 static void fork_unlock_all(void) {
   atomic_store_explicit(&hak_fork_active, 0, memory_order_release);
+  track_fork_unlock();
   pthread_mutex_unlock(&hak_large_lock);
   for (hak_heap_t *h = hak_all_heaps; h; h = h->all_next)
     if (h->fork_locked) {
