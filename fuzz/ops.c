@@ -343,23 +343,34 @@ FZ_NOCOV static void check_zero(struct fz_exec *x, const unsigned char *p, size_
                       n, i, p[i]));
 }
 
+/* The first position in the address-sorted live list whose block starts at
+ * or above p: a binary search (a linear one was 83% of a replay of a
+ * python3 trace with 100000 live blocks; fuzz inputs have at most 256). */
+static int order_find(const struct fz_exec *x, uintptr_t p) {
+  int lo = 0, hi = x->nlive;
+  while (lo < hi) {
+    int mid = lo + (hi - lo) / 2;
+    if ((uintptr_t)x->slots[x->order[mid]].ptr < p)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo;
+}
+
 static void order_remove(struct fz_exec *x, int slot) {
-  for (int i = 0; i < x->nlive; i++)
-    if (x->order[i] == slot) {
-      memmove(&x->order[i], &x->order[i + 1], (size_t)(x->nlive - i - 1) * sizeof(int));
-      x->nlive--;
-      return;
-    }
-  fail(x, "internal: slot %d not in the live list", slot);
+  int i = order_find(x, (uintptr_t)x->slots[slot].ptr);
+  if (i == x->nlive || x->order[i] != slot)
+    fail(x, "internal: slot %d not in the live list", slot);
+  memmove(&x->order[i], &x->order[i + 1], (size_t)(x->nlive - i - 1) * sizeof(int));
+  x->nlive--;
 }
 
 /* Inserts a slot into the address-sorted live list; fails on any overlap. */
 static void order_insert(struct fz_exec *x, int slot) {
   const struct fz_slot *s = &x->slots[slot];
   uintptr_t lo = (uintptr_t)s->ptr, hi = lo + (s->usable ? s->usable : 1);
-  int i = 0;
-  while (i < x->nlive && (uintptr_t)x->slots[x->order[i]].ptr < lo)
-    i++;
+  int i = order_find(x, lo);
   if (i > 0) {
     const struct fz_slot *o = &x->slots[x->order[i - 1]];
     if ((uintptr_t)o->ptr + (o->usable ? o->usable : 1) > lo)

@@ -8,9 +8,10 @@
  * Pointers become logical objects: each block the trace hands out gets an
  * executor slot (a realloc keeps its slot), freed slots are reused, so the
  * replay never depends on addresses. Every traced thread is one real thread
- * (fz_runner); the coordinator hands each op, in sequence order, to its
- * thread and waits until it is done, so the same blocks are freed by the same
- * threads in the same order. --serial runs every op on the main thread.
+ * (fz_runner); the coordinator hands each run of one thread's consecutive
+ * ops, in sequence order, to its thread and waits until it is done, so the
+ * same blocks are freed by the same threads in the same order. --serial runs
+ * every op on the main thread.
  *
  * After each op the outcome is compared with the recording: NULL or not,
  * errno (posix_memalign: return code), usable size of small blocks (not
@@ -422,6 +423,29 @@ static void run_op(void *ctx, unsigned worker, const struct fz_op *op) {
   }
 }
 
+/* A worker runs a batch: the op at `cur` and every later one of its own
+ * thread up to the next op of another thread, a thread exit or a mismatch;
+ * batch_end is the first op it did not run. One hand-off per batch, not
+ * per op: the same ops run on the same threads in the same order, and a
+ * one-thread trace is handed over once (506675 ops of python3: 12.4 s ->
+ * 5.0 s, as fast as --serial; nearly all of it was semaphore hand-offs). */
+static size_t batch_end;
+
+static void run_batch(void *ctx, unsigned worker, const struct fz_op *op) {
+  (void)op;
+  size_t i = (size_t)atomic_load(&cur);
+  const uint32_t w = ops[i].worker;
+  for (;;) {
+    run_op(ctx, worker, &ops[i].op);
+    for (i++; i < nops && ops[i].skip; i++) {
+    }
+    if (i == nops || ops[i].exit || ops[i].worker != w || atomic_load(&mismatch))
+      break;
+    atomic_store(&cur, (long)i);
+  }
+  batch_end = i;
+}
+
 static void usage(void) {
   fprintf(stderr, "usage: replay TRACE [--serial] [--to SEQ] [--no-finish] [-v] [-q]\n");
   exit(2);
@@ -479,21 +503,27 @@ int main(int argc, char **argv) {
     fprintf(stderr, "replay: out of memory for %u threads\n", T.max_tid);
     return 2;
   }
-  runner.fn = run_op;
-  for (size_t i = 0; i < nops; i++) {
+  runner.fn = run_batch;
+  for (size_t i = 0; i < nops;) {
     const struct rop *o = &ops[i];
-    if (o->skip)
+    if (o->skip) {
+      i++;
       continue;
+    }
     atomic_store(&cur, (long)i);
     if (o->exit) {
       if (!serial)
         fz_runner_exit(&runner, o->worker);
+      i++;
       continue;
     }
-    if (serial)
+    if (serial) {
       run_op(NULL, 0, &o->op);
-    else
+      i++;
+    } else {
       fz_runner_op(&runner, o->worker, &o->op);
+      i = batch_end;
+    }
     if (atomic_load(&mismatch)) {
       fprintf(stderr, "replay: MISMATCH at %s\n", mismatch_msg);
       return 1;
