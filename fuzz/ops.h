@@ -180,7 +180,8 @@ void fz_runner_dispatch(struct fz_runner *r, const struct fz_op *op);
  * bursts) run after the outer op instead, as does a nested op on the outer
  * op's thread. A nested thread exit runs concurrently: the held thread waits
  * up to 100 ms for it, then goes on (it may be waiting for that thread), and
- * the coordinator joins it after the outer op. */
+ * the coordinator joins it after the outer op; nested ops after an exit run
+ * after the outer op. */
 void fz_runner_hooked(struct fz_runner *r, const struct fz_op *hook, const struct fz_op *nested,
                       unsigned n, const struct fz_op *outer);
 
