@@ -47,10 +47,56 @@ logfile() {
   printf '%s/%s.log' "$d" "$(printf '%s' "$2" | tr '/ :' '___')"
 }
 
+# hang_stacks <pid> <log>: every thread's stack (gdb -batch) of each process
+# below pid, up to 6, leaving out shells, make, timeout and sleep, appended
+# to the log. A check that hangs in CI is then diagnosed from its log, not
+# by reproducing it (until 2026-11-28 a HANG left only the output so far).
+hang_stacks() {
+  local root=$1 log=$2 queue p c n=0
+  if ! command -v gdb >/dev/null; then
+    echo "# (no gdb: no stacks of the hung processes)" >>"$log"
+    return
+  fi
+  queue=("$root")
+  while [ ${#queue[@]} -gt 0 ] && [ $n -lt 6 ]; do
+    p=${queue[0]}
+    queue=("${queue[@]:1}")
+    # children of p: /proc/*/stat is "pid (comm) state ppid ..."
+    for c in $(cat /proc/[0-9]*/stat 2>/dev/null |
+      awk -v pp="$p" '{ pid = $1; sub(/^.*\) /, ""); if ($2 == pp) print pid }'); do
+      queue+=("$c")
+      case $(cat "/proc/$c/comm" 2>/dev/null) in
+        bash | sh | dash | make | timeout | sleep | "") continue ;;
+      esac
+      [ $n -lt 6 ] || break
+      n=$((n + 1))
+      {
+        echo "# ----- stacks of hung process $c ($(tr '\0' ' ' <"/proc/$c/cmdline" 2>/dev/null | cut -c1-200)) -----"
+        timeout 30 gdb -batch -nx -q -ex "thread apply all bt 30" -p "$c" 2>&1 | grep -v '^\[\|^Using host\|^$'
+      } >>"$log"
+    done
+  done
+}
+
+# hang_watch <pid> <seconds> <log>: hang_stacks of pid's processes if pid
+# still runs after that many seconds.
+hang_watch() {
+  local pid=$1 secs=$2 log=$3 i=0
+  while [ $i -lt "$secs" ]; do
+    sleep 1
+    kill -0 "$pid" 2>/dev/null || return 0
+    i=$((i + 1))
+  done
+  echo "# still running after ${secs}s: stacks follow" >>"$log"
+  hang_stacks "$pid" "$log"
+}
+
 # run_check <config> <check> <command...>
 # Runs the command under `timeout $HAK_TIMEOUT` with stdin from /dev/null and
 # all output in the log. Exit 0 = PASS, 77 = SKIP, timeout = HANG, else FAIL.
 # Set RUN_TIMEOUT for a different limit. Returns 0 unless the check failed.
+# Shortly before the limit the stacks of the command's processes go into the
+# log (hang_watch: 30 s before, or at four fifths of a shorter limit).
 run_check() {
   local cfg=$1 chk=$2
   shift 2
@@ -64,7 +110,15 @@ run_check() {
   } >"$log"
   t0=$(now_s)
   # (the outer redirection catches the shell's own "Segmentation fault" notice)
-  { timeout -k 10 "$lim" "$@" </dev/null >>"$log" 2>&1; } 2>>"$log" || rc=$?
+  { timeout -k 10 "$lim" "$@" </dev/null >>"$log" 2>&1; } 2>>"$log" &
+  local job=$! watch at
+  at=$((${lim%.*} > 150 ? ${lim%.*} - 30 : ${lim%.*} * 4 / 5))
+  [ "$at" -ge 1 ] || at=1
+  hang_watch "$job" "$at" "$log" </dev/null >/dev/null 2>&1 &
+  watch=$!
+  wait "$job" || rc=$?
+  kill "$watch" 2>/dev/null || true
+  wait "$watch" 2>/dev/null || true
   t1=$(now_s)
   secs=$(elapsed "$t0" "$t1")
   if [ "$rc" -gt 128 ] && [ "$rc" -lt 160 ]; then

@@ -19,6 +19,11 @@
 #                           checkout, as the GitHub nightly has), every make
 #                           target the nightly runs counts as available, and
 #                           a target that does not exist does not
+#   harness/hang-stacks     run_check on a program whose thread deadlocks on a
+#                           mutex, with an 8 s limit: HANG, and its log holds
+#                           the stacks gdb took before the kill (the deadlocked
+#                           thread in pthread_mutex_lock, main in the join), or
+#                           says there is no gdb
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 . scripts/lib-check.sh
@@ -29,6 +34,38 @@ rm -rf "$T"
 mkdir -p "$T"
 T=$PWD/$T
 PY=$(command -v python3)
+
+cat >"$T/deadlock.c" <<'C'
+#include <pthread.h>
+static pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+static void *locker_twice(void *a) {
+  pthread_mutex_lock(&m);
+  pthread_mutex_lock(&m);
+  return a;
+}
+int main(void) {
+  pthread_t t;
+  pthread_create(&t, 0, locker_twice, 0);
+  pthread_join(t, 0);
+  return 0;
+}
+C
+run_check harness hang-stacks bash -c '
+  T=$1
+  cc -g -O0 -pthread "$T/deadlock.c" -o "$T/deadlock" || { echo "cc failed"; exit 1; }
+  out=$(HAK_RESULTS=$T/hang.tsv HAK_LOGDIR=$T/hang-logs RUN_TIMEOUT=8 bash -c \
+    ". scripts/lib-check.sh; run_check selftest deadlock \"$T/deadlock\"")
+  echo "$out"
+  log=$T/hang-logs/selftest/deadlock.log
+  grep -q "^HANG  selftest  deadlock" <<<"$out" || { echo "expected HANG"; exit 1; }
+  grep -q "^# timed out after 8s" "$log" || { echo "no timeout line in the log"; exit 1; }
+  if ! command -v gdb >/dev/null; then
+    grep -q "no gdb" "$log" || { echo "no gdb, and the log does not say so"; exit 1; }
+    exit 0
+  fi
+  grep -q "stacks of hung process" "$log" || { echo "no stacks in the log"; exit 1; }
+  grep -q "locker_twice" "$log" || { echo "the deadlocked thread is not in the stacks"; exit 1; }
+  grep -q "in main ()" "$log" || { echo "main is not in the stacks"; exit 1; }' _ "$T"
 
 run_check mutants catalog bash -c '
   set -o pipefail
