@@ -48,6 +48,16 @@
 
 #include "hakmem.h"
 
+/* HAK_TEST_ASAN: compiled with AddressSanitizer (the asan build's tests) */
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define HAK_TEST_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define HAK_TEST_ASAN 1
+#endif
+
 #if defined(HAK_VALGRIND) && HAK_VALGRIND && defined(__has_include)
 #if __has_include(<valgrind/valgrind.h>)
 #include <valgrind/valgrind.h>
@@ -637,6 +647,32 @@ static inline void hak_dump_stacks(pid_t pid) {
     hak_test_write_(c.out ? c.out : "", c.out ? c.len : 0);
     hak_child_free(&c);
   }
+}
+
+/* Waits up to timeout_s for the child pid to end. Returns 1 if it did
+ * (*status set); 0 if it did not: it is killed and reaped, after its stacks
+ * were printed if `dump` (a deadlock is then diagnosed from the log); -1 if
+ * waitpid failed (said in the log). */
+static inline int hak_wait_child(pid_t pid, double timeout_s, int *status, int dump) {
+  double deadline = hak_now() + timeout_s;
+  for (;;) {
+    pid_t w = waitpid(pid, status, WNOHANG);
+    if (w == pid)
+      return 1;
+    if (w < 0 && errno != EINTR) {
+      hak_test_log("waitpid(%d): %s\n", (int)pid, strerror(errno));
+      return -1;
+    }
+    if (hak_now() > deadline)
+      break;
+    hak_sleep_ms(0.5);
+  }
+  if (dump)
+    hak_dump_stacks(pid);
+  kill(pid, SIGKILL);
+  while (waitpid(pid, status, 0) < 0 && errno == EINTR) {
+  }
+  return 0;
 }
 
 /* fn(arg) must die by SIGABRT with `expected` somewhere in its stderr. */

@@ -193,28 +193,14 @@ int main(void) {
     REQUIRE(pid >= 0);
     if (pid == 0)
       child(f);
-    double deadline = hak_now() + timeout;
     int status = 0;
-    for (;;) {
-      pid_t w = waitpid(pid, &status, WNOHANG);
-      if (w == pid)
-        break;
-      if (w < 0 && errno != EINTR) {
-        FAIL("waitpid: %s", strerror(errno));
-        break;
-      }
-      if (hak_now() > deadline) {
-        FAIL("fork child %d did not finish within %.0f s (deadlock?)", f, timeout);
-        hak_dump_stacks(pid);
-        kill(pid, SIGKILL);
-        waitpid(pid, &status, 0);
-        status = -1;
-        break;
-      }
-      hak_sleep_ms(0.5);
-    }
-    if (status == -1)
+    int ended = hak_wait_child(pid, timeout, &status, 1);
+    if (ended == 0)
+      FAIL("fork child %d did not finish within %.0f s (deadlock? stacks above)", f, timeout);
+    if (ended <= 0) {
+      CHECK(ended == 0); /* waitpid failed: said above */
       continue;
+    }
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
       ok++;
     } else if (WIFEXITED(status)) {

@@ -76,19 +76,14 @@ static void *forker(void *arg) {
     REQUIRE(pid >= 0);
     if (pid == 0)
       child();
-    double deadline = hak_now() + deadline_s;
     int status = 0;
-    pid_t w;
-    while ((w = waitpid(pid, &status, WNOHANG)) == 0 && hak_now() < deadline)
-      hak_sleep_ms(0.5);
-    if (w == 0) {
-      if (atomic_fetch_add(&failed, 1) < 5) {
-        hak_test_log("fork child %d did not finish within %.0f s (a lock held for ever?)\n",
+    int ended = hak_wait_child(pid, deadline_s, &status, atomic_load(&failed) < 5);
+    if (ended <= 0) {
+      if (atomic_fetch_add(&failed, 1) < 5)
+        hak_test_log(ended ? "fork child %d could not be waited for (%.0f s)\n"
+                           : "fork child %d did not finish within %.0f s (a lock held for ever? "
+                             "stacks above)\n",
                      (int)pid, deadline_s);
-        hak_dump_stacks(pid);
-      }
-      kill(pid, SIGKILL);
-      waitpid(pid, &status, 0);
     } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
       if (atomic_fetch_add(&failed, 1) < 5)
         hak_test_log("fork child %d: status %#x (exit 3: heap check, 4: no memory)\n", (int)pid,

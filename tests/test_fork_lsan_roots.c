@@ -21,15 +21,7 @@
  * code hung in 3 runs of 3, by the 26th fork. */
 #include "hak_test.h"
 
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define HAVE_ASAN 1
-#endif
-#endif
-#if defined(__SANITIZE_ADDRESS__)
-#define HAVE_ASAN 1
-#endif
-#ifdef HAVE_ASAN
+#ifdef HAK_TEST_ASAN
 #include <sanitizer/lsan_interface.h>
 #endif
 
@@ -37,7 +29,7 @@
 #define BIG ((size_t)64 << 10)
 #define ALIGN ((size_t)4 << 20) /* a segment's alignment: mapped alone, never cached */
 
-#ifdef HAVE_ASAN
+#ifdef HAK_TEST_ASAN
 static atomic_int stop;
 static atomic_long churned;
 static uint64_t words[REGIONS]; /* the test's own regions: one word each */
@@ -67,7 +59,7 @@ static void child(void) {
 int main(void) {
   if (!hak_config_is("asan"))
     hak_test_skip("LeakSanitizer root regions are registered only in the asan build");
-#ifdef HAVE_ASAN
+#ifdef HAK_TEST_ASAN
   for (int i = 0; i < REGIONS; i++)
     __lsan_register_root_region(&words[i], sizeof words[i]);
   pthread_t t;
@@ -86,18 +78,12 @@ int main(void) {
     REQUIRE(pid >= 0);
     if (pid == 0)
       child();
-    double deadline = hak_now() + timeout;
     int status = 0;
-    pid_t w;
-    while ((w = waitpid(pid, &status, WNOHANG)) == 0 && hak_now() < deadline)
-      hak_sleep_ms(0.5);
-    if (w == 0) {
+    int ended = hak_wait_child(pid, timeout, &status, 1);
+    if (ended <= 0) {
       FAIL("fork %d: the child's malloc/free did not finish within %.0f s (LSan's "
-           "root-region mutex copied held?)",
+           "root-region mutex copied held? stacks above)",
            f, timeout);
-      hak_dump_stacks(pid);
-      kill(pid, SIGKILL);
-      waitpid(pid, &status, 0);
       break; /* one is enough: each costs the whole deadline */
     }
     if (CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "fork %d: child status %#x", f,

@@ -21,15 +21,7 @@
  * other has not, and not a byte of it may still be poisoned. */
 #include "hak_test.h"
 
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define HAVE_ASAN 1
-#endif
-#endif
-#if defined(__SANITIZE_ADDRESS__)
-#define HAVE_ASAN 1
-#endif
-#ifdef HAVE_ASAN
+#ifdef HAK_TEST_ASAN
 #include <sanitizer/asan_interface.h>
 #endif
 
@@ -37,7 +29,7 @@
 #define MiB ((size_t)1 << 20)
 #define HDR 64 /* a large block's header, before it (alignment 16) */
 
-#ifdef HAVE_ASAN
+#ifdef HAK_TEST_ASAN
 static atomic_int stop;
 
 static void *trimmer(void *arg) {
@@ -62,7 +54,7 @@ static int tail_poisoned(const char *how, unsigned char *tail, unsigned char *en
 int main(void) {
   if (!hak_config_is("asan"))
     hak_test_skip("the ASan shadow exists only in the asan build");
-#ifdef HAVE_ASAN
+#ifdef HAK_TEST_ASAN
   alarm(120);
   /* mappings: 3 MiB blocks (3 MiB + 4 KiB with the header's page); a block
    * of 2 MiB + 64 KiB takes one whole, its tail (just under 1 MiB) kept */
