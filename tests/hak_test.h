@@ -423,8 +423,12 @@ static inline const char *hak_child_describe(const struct hak_child *c, char *bu
 
 #define HAK_CHILD_OUT_MAX ((size_t)4 << 20)
 
-/* Reads fd until EOF or the deadline, then reaps pid (killing it at the deadline). */
-static inline void hak_collect_(pid_t pid, int fd, double timeout_s, struct hak_child *res) {
+static inline void hak_dump_stacks(pid_t pid);
+
+/* Reads fd until EOF or the deadline, then reaps pid (killing it at the
+ * deadline, after printing its stacks if `dump`). */
+static inline void hak_collect_(pid_t pid, int fd, double timeout_s, struct hak_child *res,
+                                int dump) {
   double deadline = hak_now() + timeout_s;
   size_t cap = 4096;
   res->out = (char *)malloc(cap);
@@ -481,7 +485,9 @@ static inline void hak_collect_(pid_t pid, int fd, double timeout_s, struct hak_
     }
     if (res->timed_out || hak_now() > deadline) {
       res->timed_out = 1;
-      kill(-pid, SIGKILL); /* its process group too, if it made one */
+      if (dump)
+        hak_dump_stacks(pid); /* a hung child is diagnosed from the log */
+      kill(-pid, SIGKILL);    /* its process group too, if it made one */
       kill(pid, SIGKILL);
       while (waitpid(pid, &res->status, 0) < 0 && errno == EINTR) {
       }
@@ -527,7 +533,9 @@ static inline pid_t hak_fork_piped_(int with_stdout, int *read_fd) {
 
 /* Runs fn(arg) in a forked child whose stderr goes to a pipe. The child exits 1
  * if any CHECK failed in it, else 0, unless fn exits or dies first. Returns 0
- * if the fork itself failed (res then holds nothing), else 1. */
+ * if the fork itself failed (res then holds nothing), else 1. A child still
+ * running at the timeout has its stacks printed (hak_dump_stacks), then is
+ * killed. */
 static inline int hak_run_child(void (*fn)(void *), void *arg, double timeout_s,
                                 struct hak_child *res) {
   int fd = -1;
@@ -542,7 +550,7 @@ static inline int hak_run_child(void (*fn)(void *), void *arg, double timeout_s,
     fflush(stdout);
     _exit(hak_test_failures() ? 1 : 0);
   }
-  hak_collect_(pid, fd, timeout_s, res);
+  hak_collect_(pid, fd, timeout_s, res, 1);
   return 1;
 }
 
@@ -602,7 +610,7 @@ static inline int hak_run_cmd(char *const argv[], double timeout_s, struct hak_c
     dprintf(2, "exec %s: %s\n", argv[0], strerror(errno));
     _exit(127);
   }
-  hak_collect_(pid, fd, timeout_s, res);
+  hak_collect_(pid, fd, timeout_s, res, 0); /* (gdb itself runs here) */
   return 1;
 }
 
