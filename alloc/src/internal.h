@@ -638,6 +638,10 @@ enum hak_hook_point {
    * the block): the owner's exit waits there (page_clear_notify;
    * test_rt_spin_wait) */
   HAK_HOOK_NOTIFYING,
+  /* trace build: trace_init, the recorder marked initialising (arg: NULL):
+   * a fork there left the child waiting for a thread it does not have
+   * (test_trace_fork_init). Not one of fuzz_mt's FZ_HOOK points. */
+  HAK_HOOK_TRACE_INIT,
 };
 /* Atomic: a test sets it while other threads run into the hook points
  * (their heaps' creation among them); a relaxed load is a plain load. */

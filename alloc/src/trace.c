@@ -122,6 +122,7 @@ static void trace_init(void) {
       spin_wait(&round);
     return;
   }
+  HAK_TEST_HOOK(HAK_HOOK_TRACE_INIT, NULL);
   const char *p = getenv("HAKMEM_TRACE");
   size_t n = p ? strlen(p) : 0;
   if (n == 0 || n >= sizeof trace_path - 24) {
@@ -144,7 +145,12 @@ static void trace_init(void) {
     sa.sa_sigaction = trace_on_fatal;
     sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
     sigemptyset(&sa.sa_mask);
-    sigaction(trace_signals[i], &sa, &trace_old[trace_signals[i]]);
+    struct sigaction old;
+    sigaction(trace_signals[i], &sa, &old);
+    /* a second init (a fork child's, hak_trace_fork_child) may find this
+     * handler installed already: the program's saved one stays */
+    if (old.sa_sigaction != trace_on_fatal)
+      trace_old[trace_signals[i]] = old;
   }
   atomic_store_explicit(&trace_state, ST_ON, memory_order_release);
 }
@@ -382,6 +388,11 @@ void hak_trace_fork_child(void) {
    * (PATH.<pid>); the records are the child's copy, consistent (each count
    * is published after its record) */
   atomic_store(&trace_writing, 0);
+  /* The fork was made while another thread initialised the recorder: every
+   * op of the child waited for that thread (ST_INIT) for ever (until
+   * 2026-11-28; test_trace_fork_init). The child initialises it again. */
+  int init = ST_INIT;
+  atomic_compare_exchange_strong(&trace_state, &init, ST_UNINIT);
 }
 
 __attribute__((destructor(101))) static void trace_at_exit(void) {
