@@ -11,7 +11,7 @@
 HAK_RESULTS=${HAK_RESULTS:-build/check-results.tsv}
 HAK_LOGDIR=${HAK_LOGDIR:-build/logs}
 HAK_TIMEOUT=${HAK_TIMEOUT:-300}
-HAK_TAIL=${HAK_TAIL:-40}
+HAK_TAIL=${HAK_TAIL:-100}
 
 results_init() {
   mkdir -p "$(dirname "$HAK_RESULTS")"
