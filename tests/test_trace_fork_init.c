@@ -12,8 +12,8 @@
  * recorder was marked initialising (HAKMEM_TRACE unset: it will find the
  * recorder off); main forks; the child sets HAKMEM_TRACE, must malloc and
  * free within the deadline, and its recorder must be on (hak_trace_flush
- * writes its file). Nothing in this process calls hakmem before that
- * malloc. */
+ * writes its file, PATH.<pid> as any fork child's). Nothing in this process calls hakmem before
+ * that malloc. */
 #include "hak_test.h"
 
 #include <pthread.h>
@@ -43,7 +43,7 @@ static void *first_malloc(void *arg) {
  * environment: it records, and hak_trace_flush writes its file. */
 static void child(void) {
   hak_test_hook = NULL;
-  char path[64];
+  char path[64], file[96];
   snprintf(path, sizeof path, "/tmp/hak-test-trace-fork-init.%d", (int)getpid());
   setenv("HAKMEM_TRACE", path, 1);
   void *p = hak_malloc(48);
@@ -51,8 +51,11 @@ static void child(void) {
     _exit(4);
   hak_free(p);
   hak_trace_flush();
+  /* a fork child's file: PATH.<pid> (test_trace_fork_path) */
+  snprintf(file, sizeof file, "%s.%d", path, (int)getpid());
   struct stat st;
-  int written = stat(path, &st) == 0 && st.st_size > 0;
+  int written = stat(file, &st) == 0 && st.st_size > 0;
+  unlink(file);
   unlink(path);
   _exit(written ? 0 : 5);
 }

@@ -66,7 +66,7 @@ enum { ST_UNINIT = 0, ST_ON = 1, ST_OFF = 2, ST_INIT = 3 };
 static _Atomic uint64_t trace_seq;
 static _Atomic int trace_state;
 static char trace_path[4096];
-static pid_t trace_pid; /* the process that read HAKMEM_TRACE */
+static pid_t trace_pid; /* the process that read HAKMEM_TRACE (-1: none, a fork child) */
 static _Atomic(struct trace_buf *) trace_bufs;
 static _Atomic uint32_t trace_next_tid;
 static _Atomic uint64_t trace_bytes, trace_dropped;
@@ -130,7 +130,8 @@ static void trace_init(void) {
     return;
   }
   memcpy(trace_path, p, n + 1);
-  trace_pid = getpid();
+  if (!trace_pid) /* a fork child's init keeps hak_trace_fork_child's -1 */
+    trace_pid = getpid();
   const char *l = getenv("HAKMEM_TRACE_LIMIT_MB");
   uint64_t mb = 1024;
   if (l && *l) {
@@ -393,6 +394,14 @@ void hak_trace_fork_child(void) {
    * 2026-11-28; test_trace_fork_init). The child initialises it again. */
   int init = ST_INIT;
   atomic_compare_exchange_strong(&trace_state, &init, ST_UNINIT);
+  /* An init in the child (that one, or the first op's of a child forked
+   * before the parent had one) must not take the child for the process
+   * that read HAKMEM_TRACE: its file stays PATH.<pid>, not the parent's
+   * PATH, which the parent writes too (until 2026-11-28 the child wrote
+   * PATH and the last writer's trace replaced the other's;
+   * test_trace_fork_path). */
+  if (!trace_pid)
+    trace_pid = -1;
 }
 
 __attribute__((destructor(101))) static void trace_at_exit(void) {
