@@ -79,11 +79,19 @@ hang_stacks() {
 }
 
 # hang_watch <pid> <seconds> <log>: hang_stacks of pid's processes if pid
-# still runs after that many seconds.
+# still runs after that many seconds. run_check ends it (SIGTERM) when the
+# command has ended: a gdb already running finishes (its target is dying)
+# and the watcher exits before run_check writes the result, so nothing is
+# appended to the log after it (until 2026-11-28 the watcher died at once
+# and its gdb went on writing stacks below the result:
+# harness/hang-stacks-ends). The sleep is waited for with `wait`, which a
+# trapped signal interrupts: no check waits for the end of a second.
 hang_watch() {
   local pid=$1 secs=$2 log=$3 i=0
+  trap 'exit 0' TERM
   while [ $i -lt "$secs" ]; do
-    sleep 1
+    sleep 1 &
+    wait $!
     kill -0 "$pid" 2>/dev/null || return 0
     i=$((i + 1))
   done

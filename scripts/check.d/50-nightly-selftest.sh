@@ -24,6 +24,9 @@
 #                           the stacks gdb took before the kill (the deadlocked
 #                           thread in pthread_mutex_lock, main in the join), or
 #                           says there is no gdb (SKIP where gdb cannot attach)
+#   harness/hang-stacks-ends 8 processes hung, a 3 s limit: the watcher is still
+#                           taking stacks when the check ends; nothing may be
+#                           written to the log after its result (SKIP: no gdb)
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 . scripts/lib-check.sh
@@ -74,6 +77,31 @@ run_check harness hang-stacks bash -c '
   grep -q "stacks of hung process" "$log" || { echo "no stacks in the log"; exit 1; }
   grep -q "locker_twice" "$log" || { echo "the deadlocked thread is not in the stacks"; exit 1; }
   grep -q "in main ()" "$log" || { echo "main is not in the stacks"; exit 1; }' _ "$T"
+
+cat >"$T/forks.c" <<'C'
+#include <unistd.h>
+int main(void) {
+  for (int i = 0; i < 7; i++)
+    if (fork() == 0)
+      break;
+  pause();
+  return 0;
+}
+C
+run_check harness hang-stacks-ends bash -c '
+  T=$1
+  command -v gdb >/dev/null || { echo "no gdb"; exit 77; }
+  cc -g -O0 "$T/forks.c" -o "$T/forks" || { echo "cc failed"; exit 1; }
+  out=$(HAK_RESULTS=$T/hang.tsv HAK_LOGDIR=$T/hang-logs RUN_TIMEOUT=3 bash -c \
+    ". scripts/lib-check.sh; run_check selftest forks \"$T/forks\"")
+  echo "$out"
+  log=$T/hang-logs/selftest/forks.log
+  grep -q "^HANG  selftest  forks" <<<"$out" || { echo "expected HANG"; exit 1; }
+  n=$(wc -c <"$log")
+  sleep 3
+  tail -n 3 "$log"
+  [ "$(tail -n 1 "$log")" = "# timed out after 3s" ] && [ "$(wc -c <"$log")" = "$n" ] ||
+    { echo "the log grew after the check ended (a gdb of the watcher left running)"; exit 1; }' _ "$T"
 
 run_check mutants catalog bash -c '
   set -o pipefail
