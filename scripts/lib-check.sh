@@ -47,6 +47,13 @@ logfile() {
   printf '%s/%s.log' "$d" "$(printf '%s' "$2" | tr '/ :' '___')"
 }
 
+# child_pids <pid>: the pids of pid's children (/proc/*/stat is
+# "pid (comm) state ppid ..."; mawk-safe: no FILENAME, missing files skipped)
+child_pids() {
+  cat /proc/[0-9]*/stat 2>/dev/null |
+    awk -v pp="$1" '{ pid = $1; sub(/^.*\) /, ""); if ($2 == pp) print pid }'
+}
+
 # hang_stacks <pid> <log>: every thread's stack (gdb -batch) of each process
 # below pid, up to 6, leaving out shells, make, timeout and sleep, appended
 # to the log. A check that hangs in CI is then diagnosed from its log, not
@@ -61,9 +68,7 @@ hang_stacks() {
   while [ ${#queue[@]} -gt 0 ] && [ $n -lt 6 ]; do
     p=${queue[0]}
     queue=("${queue[@]:1}")
-    # children of p: /proc/*/stat is "pid (comm) state ppid ..."
-    for c in $(cat /proc/[0-9]*/stat 2>/dev/null |
-      awk -v pp="$p" '{ pid = $1; sub(/^.*\) /, ""); if ($2 == pp) print pid }'); do
+    for c in $(child_pids "$p"); do
       queue+=("$c")
       case $(cat "/proc/$c/comm" 2>/dev/null) in
         bash | sh | dash | make | timeout | sleep | "") continue ;;
@@ -124,7 +129,14 @@ run_check() {
   [ "$at" -ge 1 ] || at=1
   hang_watch "$job" "$at" "$log" </dev/null >/dev/null 2>&1 &
   watch=$!
+  # Ctrl-C (SIGINT) while we wait: the command runs in the background, in
+  # timeout's own process group, which the terminal's SIGINT does not reach;
+  # timeout is told to end it (TERM, which it passes on), then this shell
+  # dies of the SIGINT as it would have (until 2026-11-28 the command ran on
+  # to its time limit after the driver had gone: harness/interrupt)
+  trap 'kill -TERM $(child_pids "$job") "$watch" 2>/dev/null; trap - INT; kill -INT $BASHPID' INT
   wait "$job" || rc=$?
+  trap - INT
   kill "$watch" 2>/dev/null || true
   wait "$watch" 2>/dev/null || true
   t1=$(now_s)

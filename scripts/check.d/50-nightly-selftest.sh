@@ -27,6 +27,9 @@
 #   harness/hang-stacks-ends 8 processes hung, a 3 s limit: the watcher is still
 #                           taking stacks when the check ends; nothing may be
 #                           written to the log after its result (SKIP: no gdb)
+#   harness/interrupt       SIGINT to a driver waiting in run_check (a 60 s
+#                           limit on a sleep): the driver dies of it and the
+#                           sleep is gone within 5 s, not left to its limit
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 . scripts/lib-check.sh
@@ -102,6 +105,35 @@ run_check harness hang-stacks-ends bash -c '
   tail -n 3 "$log"
   [ "$(tail -n 1 "$log")" = "# timed out after 3s" ] && [ "$(wc -c <"$log")" = "$n" ] ||
     { echo "the log grew after the check ended (a gdb of the watcher left running)"; exit 1; }' _ "$T"
+
+run_check harness interrupt bash -c '
+  T=$1
+  dur=57.$$ # a sleep of its own, found by its argument
+  sleeping() {
+    local d
+    for d in /proc/[0-9]*; do
+      [ "$(cat "$d/comm" 2>/dev/null)" = sleep ] && tr "\0" " " <"$d/cmdline" 2>/dev/null |
+        grep -q -- "$dur" && return 0
+    done
+    return 1
+  }
+  # (a background job starts with SIGINT ignored: the driver gets it back)
+  python3 -c "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execvp(sys.argv[1], sys.argv[1:])" \
+    env HAK_RESULTS=$T/int.tsv HAK_LOGDIR=$T/int-logs RUN_TIMEOUT=60 bash -c \
+    ". scripts/lib-check.sh; run_check selftest sleeper sleep $dur; echo driver went on" &
+  drv=$!
+  for i in $(seq 100); do sleeping && break; sleep 0.1; done
+  sleeping || { echo "the sleep never started"; kill $drv; exit 1; }
+  kill -INT $drv
+  wait $drv
+  st=$?
+  echo "driver exit status $st"
+  [ $st = 130 ] || { echo "expected the driver to die of SIGINT (130)"; exit 1; }
+  for i in $(seq 50); do sleeping || break; sleep 0.1; done
+  if sleeping; then
+    echo "the checked command still runs 5 s after the driver was interrupted"
+    exit 1
+  fi' _ "$T"
 
 run_check mutants catalog bash -c '
   set -o pipefail
