@@ -1,19 +1,23 @@
 /* trace build: a fork while another thread initialises the op recorder
- * leaves the child able to allocate.
+ * leaves a child that allocates, records, and names its trace file
+ * PATH.<pid>.
  *
  * The trace build's first op initialises the recorder (trace_init: reads
  * HAKMEM_TRACE, installs its signal handlers); ops of other threads that
- * arrive meanwhile wait until it is done (ST_INIT). A fork in that window
- * copied the waiting state into a child where the initialising thread does
- * not exist: until 2026-11-28 the child's first malloc waited for it for
- * ever. Now the child's fork handler lets its next op initialise again.
+ * arrive meanwhile wait until it is done (ST_INIT). Until 2026-11-28:
+ *   - a fork in that window copied the waiting state into a child where the
+ *     initialising thread does not exist: the child's first malloc waited
+ *     for it for ever (now the child initialises the recorder again);
+ *   - that second init took the child for the process that read
+ *     HAKMEM_TRACE: with HAKMEM_TRACE inherited, the child wrote PATH, the
+ *     parent's file, and whichever wrote last replaced the other's trace.
  *
- * Here a thread's first malloc is held at the hook right after the
- * recorder was marked initialising (HAKMEM_TRACE unset: it will find the
- * recorder off); main forks; the child sets HAKMEM_TRACE, must malloc and
- * free within the deadline, and its recorder must be on (hak_trace_flush
- * writes its file, PATH.<pid> as any fork child's). Nothing in this process calls hakmem before
- * that malloc. */
+ * Here HAKMEM_TRACE is set before the process's first op; that op, on a
+ * thread, is held at the hook right after the recorder was marked
+ * initialising; main forks; the child must malloc, free and flush within
+ * the deadline: its file must be PATH.<its pid>, and PATH must not exist
+ * (the parent has not initialised yet). Then the parent's recorder writes
+ * PATH. */
 #include "hak_test.h"
 
 #include <pthread.h>
@@ -22,6 +26,7 @@
 #include "internal.h"
 
 static sem_t at_init, forked;
+static char path[128];
 
 static void hook(enum hak_hook_point where, void *arg) {
   (void)arg;
@@ -39,31 +44,31 @@ static void *first_malloc(void *arg) {
   return NULL;
 }
 
-/* The child's first op initialises the recorder again, with the child's
- * environment: it records, and hak_trace_flush writes its file. */
+static int nonempty(const char *f) {
+  struct stat st;
+  return stat(f, &st) == 0 && st.st_size > 0;
+}
+
 static void child(void) {
   hak_test_hook = NULL;
-  char path[64], file[96];
-  snprintf(path, sizeof path, "/tmp/hak-test-trace-fork-init.%d", (int)getpid());
-  setenv("HAKMEM_TRACE", path, 1);
   void *p = hak_malloc(48);
   if (!p)
     _exit(4);
   hak_free(p);
   hak_trace_flush();
-  /* a fork child's file: PATH.<pid> (test_trace_fork_path) */
-  snprintf(file, sizeof file, "%s.%d", path, (int)getpid());
-  struct stat st;
-  int written = stat(file, &st) == 0 && st.st_size > 0;
-  unlink(file);
-  unlink(path);
-  _exit(written ? 0 : 5);
+  char mine[160];
+  snprintf(mine, sizeof mine, "%s.%d", path, (int)getpid());
+  int own = nonempty(mine), parents = access(path, F_OK) == 0;
+  unlink(mine);
+  _exit(parents ? 6 : own ? 0 : 5);
 }
 
 int main(void) {
   if (!hak_config_is("trace"))
     hak_test_skip("the op recorder exists only in the trace build");
-  unsetenv("HAKMEM_TRACE"); /* the child would write a file of its own */
+  snprintf(path, sizeof path, "/tmp/hak-test-trace-fork-init.%d", (int)getpid());
+  unlink(path);
+  setenv("HAKMEM_TRACE", path, 1); /* inherited by the child */
   REQUIRE(sem_init(&at_init, 0, 0) == 0 && sem_init(&forked, 0, 0) == 0);
   hak_test_hook = hook;
   pthread_t t;
@@ -75,22 +80,29 @@ int main(void) {
   REQUIRE(pid >= 0);
   if (pid == 0)
     child();
-  sem_post(&forked);
   int status = 0;
   double timeout = 10 * (hak_test_slowdown() > 1 ? hak_test_slowdown() : 1);
   int ended = hak_wait_child(pid, timeout, &status, 1);
+  sem_post(&forked);
   CHECK_MSG(ended == 1,
             "the child's first malloc did not finish within %.0f s (waiting for the "
             "recorder's initialisation by a thread it does not have? stacks above)",
             timeout);
   if (ended == 1)
     CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-              "child status %#x (exit 5: the recorder, initialised again, wrote no trace)", status);
+              "child status %#x (exit 6: the child wrote PATH, the parent's trace file, "
+              "not PATH.<pid>; exit 5: it wrote no file)",
+              status);
   pthread_join(t, NULL);
   hak_test_hook = NULL;
-  /* the recorder works on in the parent */
   void *p = hak_malloc(64);
   CHECK(p != NULL);
   hak_free(p);
-  return hak_test_done();
+  hak_trace_flush();
+  CHECK_MSG(nonempty(path), "the parent's recorder wrote no %s", path);
+  unlink(path);
+  /* not through exit: its trace write would make PATH again */
+  int rc = hak_test_done();
+  fflush(NULL);
+  _exit(rc);
 }

@@ -399,7 +399,7 @@ void hak_trace_fork_child(void) {
    * that read HAKMEM_TRACE: its file stays PATH.<pid>, not the parent's
    * PATH, which the parent writes too (until 2026-11-28 the child wrote
    * PATH and the last writer's trace replaced the other's;
-   * test_trace_fork_path). */
+   * test_trace_fork_init). */
   if (!trace_pid)
     trace_pid = -1;
 }
