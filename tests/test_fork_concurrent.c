@@ -80,7 +80,7 @@ static void *forker(void *arg) {
     int ended = hak_wait_child(pid, deadline_s, &status, atomic_load(&failed) < 5);
     if (ended <= 0) {
       if (atomic_fetch_add(&failed, 1) < 5)
-        hak_test_log(ended ? "fork child %d could not be waited for (%.0f s)\n"
+        hak_test_log(ended ? "fork child %d could not be waited for (waitpid, above)\n"
                            : "fork child %d did not finish within %.0f s (a lock held for ever? "
                              "stacks above)\n",
                      (int)pid, deadline_s);
