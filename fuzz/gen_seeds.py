@@ -16,9 +16,18 @@ def op(kind, sub=0):
         return bytes([T['heap_check'] | (6 << 5)])
     if kind == 'trim':  # heap_check's op byte with sub 5 (FZ_TRIM)
         return bytes([T['heap_check'] | (5 << 5)])
+    if kind == 'clock':  # heap_check's op byte with sub 4 (FZ_CLOCK)
+        return bytes([T['heap_check'] | (4 << 5)])
     if kind == 'hook':  # verify_all's op byte with sub 7 (FZ_HOOK, multithreaded only)
         return bytes([T['verify_all'] | (7 << 5)])
     return bytes([T[kind] | (sub << 5)])
+
+# FZ_CLOCK steps (fz_clock_steps): half the purge delay, the delay, past the
+# large cache's age limit, 60 s
+CLK = {'half_delay': 0, 'delay': 1, 'large_age': 2, 'far': 3}
+
+def clock(step):  # FZ_CLOCK: no payload; the slot byte says how far
+    return ('clock', 0, CLK[step], b'')
 
 def fail_move(mode, skip):  # FZ_FAIL_MOVE: no payload; the slot byte says how
     return ('fail_move', 0, mode + 3 * skip, b'')
@@ -271,6 +280,90 @@ def seeds_single(mt):
             add(('free_orphans', 0, 0, b''))
             add(('trim', 0, 0, b''))
             S.append(prog(ops, t))
+    # the delayed purge (FZ_CLOCK moves hakmem's clock): 16 MiB of 16 KiB
+    # blocks in four bursts, each followed by a live 64 KiB block of a
+    # thread's own (one per segment, which keeps the segment owned), then
+    # every burst block freed: the heap's free dirty slices pass the purge
+    # threshold and the delay starts. Half the delay later a class not used
+    # before takes the allocation slow path (too early: nothing purged);
+    # after the rest, another one purges. calloc over the purged slices must
+    # read zero, the live blocks keep their bytes; then the same again with
+    # a class of its own, and in mt by a second thread that exits with its
+    # blocks live (its segments abandoned, dirty slices and all)
+    for r in range(2):
+        ops, t = [], []
+        def add(o, th=0):
+            ops.append(o); t.append(th)
+        for k in range(4):
+            add(('burst', 1, 0, cls_size(63 - r, 0) + bytes([62])), r)
+            add(('malloc', 0, 10 + k, cls_size(79 - k, 0)), r)
+        add(('burst_free', 0, 0, b''), r)
+        add(clock('half_delay'))
+        add(('malloc', 0, 20, cls_size(30 + r, 0)), r)
+        add(clock('delay'))
+        add(('malloc', 0, 21, cls_size(40 + r, 0)), r)
+        for s in range(22, 44):
+            add(('calloc', 4, s, cls_size(79 - s % 2, 0) + tiny(1)), r)
+        add(('verify_all', 0, 0, b''))
+        if mt and r == 1:
+            add(('thread_exit', 0, 0, b''), 1)
+            add(clock('far'))
+            add(('free_orphans', 0, 0, b''))
+        add(('heap_check', 0, 0, b''))
+        S.append(prog(ops, t if mt else None))
+    # the segment cache's aging (fuzz_mt): thread 0 frees 16 MiB of 16 KiB
+    # blocks (three emptied segments go to the cache), the clock moves past
+    # the delay, thread 1 exits with nothing live (its one segment is
+    # cached too, which ages the cache: those past the newest two are
+    # purged), then thread 0 takes three segments again with a burst and
+    # calloc's 64 KiB blocks into what is left, the purged segments among
+    # them: they must read zero (a page is taken as zero only over purged
+    # slices)
+    if mt:
+        for r in range(2):
+            ops, t = [], []
+            def add(o, th=0):
+                ops.append(o); t.append(th)
+            for s in range(4):
+                add(('malloc', 0, s, tiny(40 + s)))
+            add(('malloc', 0, 4, tiny(40)), 1)
+            add(('burst', 1, 0, cls_size(63, 0) + bytes([255])))
+            add(('burst_free', 0, 0, b''))
+            add(clock('far' if r else 'delay'))
+            add(('free', 0, 4, b''), 1)
+            add(('thread_exit', 0, 0, b''), 1)
+            add(('burst', 1, 0, cls_size(63 - r, 0) + bytes([188])))
+            for s in range(10, 60):
+                add(('calloc', 4, s, cls_size(79 - s % 2, 0) + tiny(1)), s % 3 // 2 * 2)
+            add(('verify_all', 0, 0, b''))
+            add(('burst_free', 1, 0, b''))
+            add(('heap_check', 0, 0, b''))
+            S.append(prog(ops, t))
+    # the large cache's aging: freed large blocks of several sizes cached,
+    # the clock moved under and past the age limit, then large calls (each
+    # ages the cache: evicts what waited too long) and calloc of a size
+    # that a cached mapping would have served, which must read zero
+    for r in range(2):
+        ops, t = [], []
+        def add(o, th=0):
+            ops.append(o); t.append(th)
+        for s in range(8):
+            add(('malloc', 0, s, large((0, 1, 2, 10)[s % 4])), s % 2)
+            add(('verify', 0, s, b''), s % 2)
+        for s in range(0, 8, 2):
+            add(('free', 0, s, b''), 1)
+        add(clock('delay' if r else 'half_delay'))
+        for s in range(1, 8, 2):
+            add(('free', 0, s, b''))
+        add(clock('large_age'), 1)
+        add(('malloc', 0, 8, large(3)))
+        add(('calloc', 4, 9, large(1) + tiny(1)), 1)
+        add(('realloc', 0, 8, large(2)))
+        add(clock('far'))
+        add(('free', 0, 8, b''), 1)
+        add(('free', 0, 9, b''))
+        add(('heap_check', 0, 0, b''))
+        S.append(prog(ops, t if mt else None))
     # random programs of various lengths
     for n in (8, 16, 32, 64, 128, 256, 512):
         for _ in range(3):

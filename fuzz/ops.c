@@ -31,9 +31,12 @@
 #define DENSE_MAX ((size_t)16 << 10)
 
 static const char *const kind_names[FZ_KIND_COUNT] = {
-    "malloc", "calloc",     "realloc",    "reallocarray", "free",        "aligned",
-    "usable", "verify",     "verify_all", "heap_check",   "thread_exit", "free_orphans",
-    "burst",  "burst_free", "fork",       "fail_move",    "trim",        "hook"};
+    "malloc", "calloc",     "realloc",    "reallocarray", "free",         "aligned", "usable",
+    "verify", "verify_all", "heap_check", "thread_exit",  "free_orphans", "burst",   "burst_free",
+    "fork",   "fail_move",  "trim",       "hook",         "clock"};
+
+const uint32_t fz_clock_steps[4] = {PURGE_DELAY_MS / 2, PURGE_DELAY_MS, LARGE_CACHE_AGE_MS + 1,
+                                    60000};
 
 const char *fz_kind_name(unsigned kind) {
   return kind < FZ_KIND_COUNT ? kind_names[kind] : "?";
@@ -174,6 +177,8 @@ int fz_decode_next(struct fz_decoder *d, struct fz_op *op) {
     op->kind = FZ_FORK; /* a = child action, b = size of the child's own block */
   if (op->kind == FZ_HEAP_CHECK && op->sub == 5)
     op->kind = FZ_TRIM;
+  if (op->kind == FZ_HEAP_CHECK && op->sub == 4)
+    op->kind = FZ_CLOCK; /* no byte of its own: the rest decodes as before */
   if (op->kind == FZ_VERIFY_ALL && op->sub == 7 && d->nthreads > 1)
     op->kind = FZ_HOOK; /* fuzz_ops keeps verify_all there */
   op->thread = d->nthreads > 1 ? (uint8_t)(fz_decode_byte(d) % d->nthreads) : 0;
@@ -183,6 +188,8 @@ int fz_decode_next(struct fz_decoder *d, struct fz_op *op) {
     op->a = slot_byte % FZ_HOOK_POINTS;
     op->b = slot_byte / FZ_HOOK_POINTS % 2u + 1u;
   }
+  if (op->kind == FZ_CLOCK)
+    op->a = fz_clock_steps[op->slot % 4];
   if (op->kind == FZ_HEAP_CHECK && op->sub == 6 && d->fail_moves) {
     op->kind = FZ_FAIL_MOVE; /* no byte of its own: the rest decodes as before */
     op->a = op->slot % 3;
@@ -854,11 +861,15 @@ void fz_exec_op(struct fz_exec *x, const struct fz_op *op) {
     fz_exec_verify_all(x);
     break;
   case FZ_TRIM:
-    hak_trim(0);
-    if (hak_trim(0) != 0)
-      fail(x, "a second hak_trim, with nothing left to give back, returned 1");
-    __attribute__((fallthrough)); /* the heap must be whole after it */
-  case FZ_HEAP_CHECK: {
+  case FZ_CLOCK:
+  case FZ_HEAP_CHECK: { /* the heap must be whole after a trim or a move of the clock */
+    if (op->kind == FZ_TRIM) {
+      hak_trim(0);
+      if (hak_trim(0) != 0)
+        fail(x, "a second hak_trim, with nothing left to give back, returned 1");
+    }
+    if (op->kind == FZ_CLOCK)
+      os_test_advance_ms(op->a);
     size_t v = hak_heap_check();
     if (v)
       fail(x, "hak_heap_check() found %zu violation(s)", v);

@@ -65,8 +65,17 @@ enum fz_kind {
                       5 free unowned, 6 notifying) on its thread; if the outer op never gets
                       there, they run after it. Decoded from verify_all's op byte with sub 7
                       (0xf4) where nthreads > 1; a = slot % 7, b = slot / 7 % 2 + 1 */
+  FZ_CLOCK,        /* hakmem's clock (os_now_ms) moves a ms ahead, then a heap check (the
+                      caller guarantees quiescence): the purge delay and the segment and
+                      large caches' aging come due at the next ops that look at the time,
+                      deterministically, without waiting. Decoded from heap_check's op
+                      byte with sub 4 (an older input's heap check there now moves the
+                      clock first); a = fz_clock_steps[slot % 4] */
   FZ_KIND_COUNT
 };
+/* FZ_CLOCK: how far the clock moves (ms): under the purge delay, the delay,
+ * past the large cache's age limit, and far past everything */
+extern const uint32_t fz_clock_steps[4];
 /* FZ_HOOK: the allocator's test hook points it decodes (a = slot % this) */
 #define FZ_HOOK_POINTS 7u
 

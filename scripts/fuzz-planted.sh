@@ -11,7 +11,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 T=${PLANT_TIME:-60}
-ALL="classsize realloc-copy calloc-nozero remote-wrong-page aligned-off16 double-handout failed-move-ours realloc-move-link"
+ALL="classsize realloc-copy calloc-nozero remote-wrong-page aligned-off16 double-handout failed-move-ours realloc-move-link segment-age-unpurged"
 BUGS=${*:-$ALL}
 
 # plant <bug> <dir>: edits <dir>/alloc/src; prints the driver that should find it
@@ -41,6 +41,11 @@ P = {
  # older block's link to it pointing at the old, unmapped range
  'realloc-move-link': ('large.c', '  if (lg->gnext)\n    lg->gnext->gprev = lg;\n  lg->map_size = need;',
                        '  lg->map_size = need;', 'fuzz_ops'),
+ # an aged cached segment's free slices marked clean without the purge that
+ # would have zeroed them: calloc takes pages there as zero (found only
+ # where the clock moves past the purge delay: FZ_CLOCK)
+ 'segment-age-unpurged': ('segment.c', 'now >= q->cached_at_ms + PURGE_DELAY_MS)\n      segment_purge(q);',
+                          'now >= q->cached_at_ms + PURGE_DELAY_MS)\n      q->dirty_slices &= ~q->free_slices;', 'fuzz_mt'),
 }
 f, old, new, drv = P[bug]
 s = open(d + f).read()

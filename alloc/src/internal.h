@@ -440,6 +440,10 @@ HAK_INTERNAL bool os_purge(void *p, size_t size);
 HAK_INTERNAL void os_advise_huge(void *p, size_t size);
 HAK_INTERNAL uint64_t os_random_seed(void);
 HAK_INTERNAL uint64_t os_now_ms(void);
+/* Test-only (the fuzzers' FZ_CLOCK): moves os_now_ms `ms` ahead, for every
+ * thread and for good, so that the purge delay and the caches' aging come due
+ * without waiting. Never back: hakmem's deadlines assume a monotonic clock. */
+HAK_INTERNAL void os_test_advance_ms(uint64_t ms);
 
 /* ---- segment.c --------------------------------------------------------- */
 /* Every page of `seg` in use, as `pg` (the head page of each run). */

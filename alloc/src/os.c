@@ -343,11 +343,19 @@ bool os_purge(void *p, size_t size) {
   return ok;
 }
 
+/* os_test_advance_ms's total: 0 outside the fuzzers and tests that call it. */
+static _Atomic uint64_t os_clock_ahead_ms;
+
 /* Milliseconds of a monotonic clock (coarse: a vDSO read, no syscall). */
 uint64_t os_now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u +
+         atomic_load_explicit(&os_clock_ahead_ms, memory_order_relaxed);
+}
+
+void os_test_advance_ms(uint64_t ms) {
+  atomic_fetch_add_explicit(&os_clock_ahead_ms, ms, memory_order_relaxed);
 }
 
 uint64_t os_random_seed(void) {
