@@ -68,7 +68,8 @@ enum fz_kind {
   FZ_CLOCK,        /* hakmem's clock (os_now_ms) moves a ms ahead, then a heap check (the
                       caller guarantees quiescence): the purge delay and the segment and
                       large caches' aging come due at the next ops that look at the time,
-                      deterministically, without waiting. Decoded from heap_check's op
+                      deterministically, without waiting (the fuzz drivers' clock is
+                      frozen: nothing else moves it). Decoded from heap_check's op
                       byte with sub 4 (an older input's heap check there now moves the
                       clock first); a = fz_clock_steps[slot % 4] */
   FZ_KIND_COUNT
@@ -134,9 +135,12 @@ struct fz_exec {
   unsigned forks; /* FZ_FORK ops run so far in this input (a few per input) */
 };
 
+/* Also freezes hakmem's timer clock (os_test_freeze_clock), for good: from
+ * the first input on, only FZ_CLOCK moves it. */
 void fz_exec_init(struct fz_exec *x);
 /* Same with room for `nslots` slots (tables from mmap above FZ_SLOTS) and,
- * when `unbounded`, no live-bytes budget: every request is made (replay). */
+ * when `unbounded`, no live-bytes budget: every request is made (replay).
+ * The clock is left running. */
 void fz_exec_init_cap(struct fz_exec *x, unsigned nslots, int unbounded);
 /* Run one op on the calling thread. FZ_THREAD_EXIT only bumps the epoch: the
  * driver makes the thread exit (and joins it) itself. */

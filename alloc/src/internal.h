@@ -439,11 +439,20 @@ HAK_INTERNAL bool os_move_mapping(void *src, size_t old, size_t new, void *dst, 
 HAK_INTERNAL bool os_purge(void *p, size_t size);
 HAK_INTERNAL void os_advise_huge(void *p, size_t size);
 HAK_INTERNAL uint64_t os_random_seed(void);
+/* The clock of the purge delay and the caches' aging, in ms; the tests
+ * and the fuzzers' FZ_CLOCK move it (os_test_*). Deadlines of waits read
+ * os_real_ms, which they do not move. */
 HAK_INTERNAL uint64_t os_now_ms(void);
-/* Test-only (the fuzzers' FZ_CLOCK): moves os_now_ms `ms` ahead, for every
- * thread and for good, so that the purge delay and the caches' aging come due
- * without waiting. Never back: hakmem's deadlines assume a monotonic clock. */
+HAK_INTERNAL uint64_t os_real_ms(void);
+/* Test-only: os_now_ms moves `ms` ahead, for every thread and for good
+ * (never back: hakmem's timers assume a monotonic clock), so that the
+ * purge delay and the caches' aging come due without waiting. */
 HAK_INTERNAL void os_test_advance_ms(uint64_t ms);
+/* Test-only: os_now_ms stops where it is and moves only by
+ * os_test_advance_ms from then on (for good; again: no effect), so that a
+ * timer comes due exactly when a test or a fuzz input says, however slowly
+ * it runs (valgrind, a loaded machine). */
+HAK_INTERNAL void os_test_freeze_clock(void);
 
 /* ---- segment.c --------------------------------------------------------- */
 /* Every page of `seg` in use, as `pg` (the head page of each run). */

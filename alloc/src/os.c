@@ -343,19 +343,41 @@ bool os_purge(void *p, size_t size) {
   return ok;
 }
 
-/* os_test_advance_ms's total: 0 outside the fuzzers and tests that call it. */
-static _Atomic uint64_t os_clock_ahead_ms;
-
-/* Milliseconds of a monotonic clock (coarse: a vDSO read, no syscall). */
-uint64_t os_now_ms(void) {
+/* Milliseconds of the monotonic clock (coarse: a vDSO read, no syscall):
+ * for deadlines of waits, which the test clock below must not stop. */
+uint64_t os_real_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u +
-         atomic_load_explicit(&os_clock_ahead_ms, memory_order_relaxed);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* The test clock (os_test_advance_ms, os_test_freeze_clock): how far
+ * os_now_ms runs ahead of the real clock, and the time it stands at once
+ * frozen (0: not frozen). Both 0 outside the fuzzers and the tests that
+ * set them. */
+static _Atomic uint64_t os_clock_ahead_ms;
+static _Atomic uint64_t os_clock_frozen_ms;
+
+/* The clock of the purge delay and the caches' aging. */
+uint64_t os_now_ms(void) {
+  uint64_t frozen = atomic_load_explicit(&os_clock_frozen_ms, memory_order_relaxed);
+  if (unlikely(frozen != 0))
+    return frozen;
+  return os_real_ms() + atomic_load_explicit(&os_clock_ahead_ms, memory_order_relaxed);
 }
 
 void os_test_advance_ms(uint64_t ms) {
-  atomic_fetch_add_explicit(&os_clock_ahead_ms, ms, memory_order_relaxed);
+  if (atomic_load_explicit(&os_clock_frozen_ms, memory_order_relaxed) != 0)
+    atomic_fetch_add_explicit(&os_clock_frozen_ms, ms, memory_order_relaxed);
+  else
+    atomic_fetch_add_explicit(&os_clock_ahead_ms, ms, memory_order_relaxed);
+}
+
+void os_test_freeze_clock(void) {
+  uint64_t now = os_now_ms();
+  uint64_t unfrozen = 0;
+  atomic_compare_exchange_strong_explicit(&os_clock_frozen_ms, &unfrozen, now, memory_order_relaxed,
+                                          memory_order_relaxed);
 }
 
 uint64_t os_random_seed(void) {
