@@ -21,7 +21,13 @@
  *      committed past the delay (the count kept the departed segments'
  *      bytes and purged it), and the count equals the heap's free dirty
  *      slices at every step (it missed those of cached segments taken
- *      again). */
+ *      again).
+ * hakmem's clock is frozen (os_test_freeze_clock) and moved only by
+ * os_test_advance_ms: "within the delay" and "after the delay" are exact,
+ * however slowly the test runs, so every check runs on a loaded machine
+ * too (until 2026-11-28 it slept for the delay and skipped parts 1, 3 and
+ * 4 when they took longer than it), and the boundary is checked: purged at
+ * PURGE_DELAY_MS after the delay started, not 1 ms before. */
 #include "hak_test.h"
 
 #include "internal.h"
@@ -71,32 +77,39 @@ static void page_frees(void) {
 
 /* 3. The delay started by the first free; the reallocation brings the
  * dirty bytes below the threshold, which resets it. Freed again after
- * longer than the delay, the memory stays: the delay starts anew. (A
- * stale timer purged it at once.) */
+ * longer than the delay, the memory stays: the delay starts anew, and
+ * purges PURGE_DELAY_MS after that free. (A stale timer purged it at
+ * once.) */
 static void take_resets_delay(void) {
   hak_trim(0);
   memset(blk, 0, sizeof blk);
   alloc_all();
-  double t0 = hak_now();
   free_unpinned(); /* ~22 MiB dirty: the delay starts */
-  alloc_all();     /* all taken back: below the threshold, no delay running */
-  if ((hak_now() - t0) * 1000 >= PURGE_DELAY_MS) {
-    printf("note: part 3 took longer than the purge delay (loaded machine): not checked\n");
-    free_unpinned();
-  } else {
-    hak_sleep_ms(PURGE_DELAY_MS + 300);
-    size_t full = hak_statm_bytes(1);
-    double t1 = hak_now();
-    free_unpinned();
-    size_t freed = hak_statm_bytes(1);
-    if ((hak_now() - t1) * 1000 < PURGE_DELAY_MS)
-      CHECK_MSG(freed + PURGE_THRESHOLD / 2 > full,
-                "memory freed after it was taken back (the delay stopped) was returned at once: "
-                "resident %zu -> %zu KiB (a stale purge timer)",
-                full >> 10, freed >> 10);
-    else
-      printf("note: part 3's free took longer than the purge delay: not checked\n");
-  }
+  os_test_advance_ms(PURGE_DELAY_MS - 1);
+  alloc_all(); /* all taken back within the delay: below the threshold, no delay running */
+  os_test_advance_ms(301); /* the stale timer is 300 ms overdue */
+  size_t full = hak_statm_bytes(1);
+  free_unpinned();
+  size_t freed = hak_statm_bytes(1);
+  CHECK_MSG(freed + PURGE_THRESHOLD / 2 > full,
+            "memory freed after it was taken back (the delay stopped) was returned at once: "
+            "resident %zu -> %zu KiB (a stale purge timer)",
+            full >> 10, freed >> 10);
+  /* the new delay runs from that free */
+  os_test_advance_ms(PURGE_DELAY_MS - 1);
+  page_frees();
+  size_t early = hak_statm_bytes(1);
+  CHECK_MSG(early + PURGE_THRESHOLD / 2 > full,
+            "memory freed again after the delay stopped was returned %d ms later, before the "
+            "delay: resident %zu -> %zu KiB",
+            PURGE_DELAY_MS - 1, full >> 10, early >> 10);
+  os_test_advance_ms(1);
+  page_frees();
+  size_t late = hak_statm_bytes(1);
+  CHECK_MSG(late + PURGE_THRESHOLD < full,
+            "memory freed again after the delay stopped was not returned %d ms later: resident "
+            "%zu -> %zu KiB",
+            PURGE_DELAY_MS, full >> 10, late >> 10);
   free_pinned(blk, NBLK);
 }
 
@@ -109,21 +122,17 @@ static void burst_purges_at_once(void) {
   hak_trim(0);
   hak_fill_touched(burst, BURST, BLOCK);
   size_t full = hak_statm_bytes(1);
-  double t0 = hak_now();
   for (int i = 0; i < BURST; i++)
     if (i % PIN) {
       hak_free(burst[i]);
       burst[i] = NULL;
     }
   hak_thread_cache_flush();
-  size_t freed = hak_statm_bytes(1);
-  if ((hak_now() - t0) * 1000 < PURGE_DELAY_MS)
-    CHECK_MSG(freed + 4 * PURGE_THRESHOLD < full,
-              "freeing %zu KiB at once (8x the purge threshold) did not purge at once: resident "
-              "%zu -> %zu KiB",
-              (size_t)BURST * BLOCK >> 10, full >> 10, freed >> 10);
-  else
-    printf("note: part 4 took longer than the purge delay (loaded machine): not checked\n");
+  size_t freed = hak_statm_bytes(1); /* the clock has not moved: no delay has passed */
+  CHECK_MSG(freed + 4 * PURGE_THRESHOLD < full,
+            "freeing %zu KiB at once (8x the purge threshold) did not purge at once: resident "
+            "%zu -> %zu KiB",
+            (size_t)BURST * BLOCK >> 10, full >> 10, freed >> 10);
   free_pinned(burst, BURST);
 }
 
@@ -195,8 +204,14 @@ static void adopted_dirty_counted(void) {
     kept[i] = NULL;
   }
   page_frees(); /* starts the delay */
-  hak_sleep_ms(PURGE_DELAY_MS + 200);
-  page_frees(); /* past it: purges */
+  os_test_advance_ms(PURGE_DELAY_MS - 1);
+  page_frees(); /* within it: keeps them */
+  size_t early = hak_statm_bytes(1);
+  CHECK_MSG(early + (size_t)ADOPT_SEGS * MiB >= before,
+            "%d adopted segments' free slices returned before the delay: resident %zu -> %zu KiB",
+            ndone, before >> 10, early >> 10);
+  os_test_advance_ms(1);
+  page_frees(); /* at its end: purges */
   size_t after = hak_statm_bytes(1);
   CHECK_MSG(after + (size_t)ADOPT_SEGS * MiB < before,
             "%d adopted segments' free slices not returned after the delay: resident %zu -> %zu "
@@ -244,7 +259,7 @@ static void counter_follows_segments(void) {
     hak_free(w[i]);
   hak_thread_cache_flush();
   size_t d0 = heap_free_dirty();
-  hak_sleep_ms(PURGE_DELAY_MS + 200);
+  os_test_advance_ms(PURGE_DELAY_MS + 200);
   page_frees();
   CHECK_MSG(heap_free_dirty() + 512 * 1024 > d0,
             "%zu KiB of free slices (below the threshold) purged after the delay: %zu KiB left",
@@ -262,29 +277,34 @@ static void counter_follows_segments(void) {
 int main(void) {
   if (!hak_config_is("release") && !hak_config_is("debug"))
     hak_test_skip("resident memory is only meaningful without sanitizer runtimes");
+  os_test_freeze_clock(); /* the delay passes only by os_test_advance_ms */
   alloc_all();
   size_t full = hak_statm_bytes(1);
-  double t0 = hak_now();
   free_unpinned();
   size_t freed = hak_statm_bytes(1);
+  os_test_advance_ms(PURGE_DELAY_MS - 1); /* the last ms of the delay */
   long f0 = hak_minflt();
   alloc_all();
   long faults = hak_minflt() - f0;
-  if ((hak_now() - t0) * 1000 < PURGE_DELAY_MS) {
-    CHECK_MSG(freed + (size_t)(NBLK / 2) * BLOCK > full,
-              "memory returned at once: resident %zu -> %zu bytes after freeing %d KiB", full,
-              freed, NBLK * BLOCK / 1024);
-    CHECK_MSG(faults < NBLK / 8,
-              "allocating freed memory again within the purge delay faulted %ld pages in", faults);
-  } else {
-    printf("note: part 1 took longer than the purge delay (loaded machine): not checked\n");
-  }
-  free_unpinned();
-  hak_sleep_ms(PURGE_DELAY_MS + 200);
-  page_frees(); /* the next page free purges */
+  CHECK_MSG(freed + (size_t)(NBLK / 2) * BLOCK > full,
+            "memory returned at once: resident %zu -> %zu bytes after freeing %d KiB", full, freed,
+            NBLK * BLOCK / 1024);
+  CHECK_MSG(faults < NBLK / 8,
+            "allocating freed memory again %d ms into the purge delay faulted %ld pages in",
+            PURGE_DELAY_MS - 1, faults);
+  free_unpinned(); /* the delay starts anew (the take stopped it) */
+  os_test_advance_ms(PURGE_DELAY_MS - 1);
+  page_frees();
+  size_t early = hak_statm_bytes(1);
+  CHECK_MSG(early + (size_t)(NBLK / 2) * BLOCK > full,
+            "memory returned %d ms after it was freed, before the delay: resident %zu -> %zu bytes",
+            PURGE_DELAY_MS - 1, full, early);
+  os_test_advance_ms(1);
+  page_frees(); /* the next page free at the delay's end purges */
   size_t purged = hak_statm_bytes(1);
   CHECK_MSG(purged + (size_t)(NBLK / 2) * BLOCK < full,
-            "memory not returned after the delay: resident %zu -> %zu bytes", full, purged);
+            "memory not returned %d ms after it was freed: resident %zu -> %zu bytes",
+            PURGE_DELAY_MS, full, purged);
   for (int i = 0; i < NBLK; i += PIN)
     hak_free(blk[i]);
   CHECK_EQ(hak_heap_check(), 0);
