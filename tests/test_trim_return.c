@@ -6,7 +6,10 @@
  *
  * 24 MiB of 16 KiB blocks, one in 100 kept (every segment keeps some, so
  * the free slices stay the heap's), freed; a page of 8 KiB blocks freed
- * whole into the cache; then the purge delay passes and hak_trim runs. */
+ * whole into the cache; then the purge delay passes (hakmem's clock is
+ * frozen and moved by os_test_advance_ms: exactly the delay, however
+ * slowly the test runs; until 2026-11-28 it slept 700 ms) and hak_trim
+ * runs. */
 #include "hak_test.h"
 
 #include "internal.h"
@@ -20,6 +23,7 @@ static unsigned char *blk[NBLK];
 int main(void) {
   if (!hak_config_is("release") && !hak_config_is("debug"))
     hak_test_skip("resident memory is only meaningful without sanitizer runtimes");
+  os_test_freeze_clock(); /* the delay passes only by os_test_advance_ms */
   hak_fill_touched(blk, NBLK, BLOCK);
   for (int i = 0; i < NBLK; i++)
     if (i % PIN) {
@@ -31,8 +35,8 @@ int main(void) {
   for (int i = 0; i < 33; i++)
     REQUIRE((e[i] = hak_malloc(8192)) != NULL); /* a full page of 32, e[32] on the next */
   for (int i = 0; i < 32; i++)
-    hak_free(e[i]); /* all in the thread's cache (its limit for 8 KiB is 32) */
-  hak_sleep_ms(PURGE_DELAY_MS + 200);
+    hak_free(e[i]);                   /* all in the thread's cache (its limit for 8 KiB is 32) */
+  os_test_advance_ms(PURGE_DELAY_MS); /* the delay's end: the next page release purges */
   size_t before = hak_statm_bytes(1);
   int rc = hak_trim(0);
   size_t after = hak_statm_bytes(1);
