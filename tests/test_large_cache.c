@@ -16,7 +16,12 @@
  *  - the cache is bounded: many frees do not keep every mapping, and a
  *    mapping cached longer than LARGE_CACHE_AGE_MS is unmapped at the next
  *    large call of any kind: allocation (huge-aligned too), realloc, and
- *    free of a block the cache keeps or not. */
+ *    free of a block the cache keeps or not (and not by one at exactly
+ *    LARGE_CACHE_AGE_MS).
+ * hakmem's clock is frozen (os_test_freeze_clock) and moved only by
+ * os_test_advance_ms: no mapping ages while a part runs, however slowly
+ * (valgrind), and the aging parts need no sleep (until 2026-11-28 they
+ * slept 1.2 s each). */
 #include "hak_test.h"
 
 #include <string.h>
@@ -356,7 +361,8 @@ static void test_mapped_counts_cache(void) {
  * LARGE_CACHE_AGE_MS is unmapped by the next one of them, whatever it is
  * (before: only frees of blocks the cache keeps and allocations that could
  * take from it did; the others left 64 MiB mapped in a helper's probe).
- * Each call in a child of its own, all children at once (one wait). */
+ * Each call in a child of its own (a fork inherits the frozen clock, and
+ * each child moves its own copy past the age). */
 static const struct {
   const char *what;
   size_t min_drop; /* KiB mapped_bytes must fall by: 8 MiB aged out, +- the call's own */
@@ -375,8 +381,8 @@ static int ager(size_t k) {
   if (!one || !big || !al || !eight)
     return 2;
   memset(eight, 1, 4096);
-  hak_free(eight); /* cached */
-  hak_sleep_ms(LARGE_CACHE_AGE_MS + 200);
+  hak_free(eight);                            /* cached */
+  os_test_advance_ms(LARGE_CACHE_AGE_MS + 1); /* the first ms past the age */
   struct hak_stats st0, st;
   hak_stats(&st0);
   void *keep = NULL;
@@ -422,11 +428,12 @@ static void test_calls_age_cache(void) {
     CHECK_MSG(
         WIFEXITED(status) && WEXITSTATUS(status) == 0,
         "a mapping cached for %d ms was not unmapped by a %s (status %#x; see its line above)",
-        LARGE_CACHE_AGE_MS + 200, agers[k].what, status);
+        LARGE_CACHE_AGE_MS + 1, agers[k].what, status);
   }
 }
 
 int main(void) {
+  os_test_freeze_clock(); /* the cache ages only by os_test_advance_ms */
   test_mapped_counts_cache();
   test_calls_age_cache();
 
@@ -552,13 +559,22 @@ int main(void) {
             (vm_after - vm_before) / MiB, LARGE_CACHE_N);
   CHECK_MSG(vm_after >= vm_before + 4 * MiB, "no freed 4 MiB mapping was cached (%zu -> %zu)",
             vm_before, vm_after);
-  /* aged out: after the cache age, the next large free unmaps them all */
-  hak_sleep_ms(LARGE_CACHE_AGE_MS + 200);
+  /* aged out: past the cache age (not at it), the next large free unmaps
+   * them all */
+  os_test_advance_ms(LARGE_CACHE_AGE_MS);
+  hak_free(hak_malloc(70000));
+  size_t vm_at_age = hak_statm_bytes(0);
+  CHECK_MSG(vm_at_age + 16 * MiB >= vm_after,
+            "mappings cached for exactly %d ms (the age limit) were unmapped: %zu -> %zu MiB "
+            "more than before",
+            LARGE_CACHE_AGE_MS, (vm_after - vm_before) / MiB,
+            vm_at_age > vm_before ? (vm_at_age - vm_before) / MiB : 0);
+  os_test_advance_ms(1);
   hak_free(hak_malloc(70000));
   size_t vm_aged = hak_statm_bytes(0);
   CHECK_MSG(vm_aged <= vm_before + 16 * MiB,
             "mappings cached for %d ms are still mapped: %zu MiB more than before",
-            LARGE_CACHE_AGE_MS + 200, (vm_aged - vm_before) / MiB);
+            LARGE_CACHE_AGE_MS + 1, (vm_aged - vm_before) / MiB);
   CHECK_EQ(hak_heap_check(), 0);
   struct hak_stats st;
   hak_stats(&st);
