@@ -41,6 +41,8 @@
 #include "ops.h"
 #include "trace_read.h"
 
+#include "internal.h" /* os_test_freeze_clock, os_test_advance_ms: the recorded clock */
+
 #ifndef REPLAY_CONFIG
 #define REPLAY_CONFIG "?"
 #endif
@@ -375,11 +377,28 @@ static void describe_op(char *buf, size_t len, long i) {
            (unsigned long long)T.r[ops[i].rec].seq, i + 1, nops, T.r[ops[i].rec].tid, rec);
 }
 
+/* hakmem's timer clock (the purge delay, the caches' aging) follows the
+ * recording: frozen at the start, moved before each op to where the
+ * recorded program's clock stood when it made it (records in seq order;
+ * another thread's earlier op may have been written a moment later, so
+ * the clock only moves forward). The replay purges and ages at the same
+ * ops as the recording, however fast or slow it runs. --real-clock: off. */
+static int follow_clock = 1;
+static uint64_t clock_ms; /* the recorded time the clock stands at */
+
+static void clock_follow(const struct hak_trace_rec *r) {
+  if (follow_clock && r->ms > clock_ms) {
+    os_test_advance_ms(r->ms - clock_ms);
+    clock_ms = r->ms;
+  }
+}
+
 static void run_op(void *ctx, unsigned worker, const struct fz_op *op) {
   (void)ctx, (void)worker;
   long i = atomic_load(&cur);
   const struct rop *o = &ops[i];
   const struct hak_trace_rec *r = &T.r[o->rec];
+  clock_follow(r);
   if (verbose) {
     char b[400];
     describe_op(b, sizeof b, i);
@@ -447,7 +466,8 @@ static void run_batch(void *ctx, unsigned worker, const struct fz_op *op) {
 }
 
 static void usage(void) {
-  fprintf(stderr, "usage: replay TRACE [--serial] [--to SEQ] [--no-finish] [-v] [-q]\n");
+  fprintf(stderr,
+          "usage: replay TRACE [--serial] [--to SEQ] [--no-finish] [--real-clock] [-v] [-q]\n");
   exit(2);
 }
 
@@ -460,6 +480,8 @@ int main(int argc, char **argv) {
       serial = 1;
     else if (strcmp(argv[i], "--no-finish") == 0)
       finish = 0;
+    else if (strcmp(argv[i], "--real-clock") == 0)
+      follow_clock = 0;
     else if (strcmp(argv[i], "-v") == 0)
       verbose = 1;
     else if (strcmp(argv[i], "-q") == 0)
@@ -498,6 +520,10 @@ int main(int argc, char **argv) {
   if (__sanitizer_set_death_callback)
     __sanitizer_set_death_callback(on_sanitizer_death);
   fz_exec_init_cap(&X, next_slot, 1);
+  if (follow_clock && T.n) {
+    os_test_freeze_clock();
+    clock_ms = T.r[0].ms;
+  }
   static struct fz_runner runner;
   if (!serial && fz_runner_init(&runner, &X, T.max_tid ? T.max_tid : 1) != 0) {
     fprintf(stderr, "replay: out of memory for %u threads\n", T.max_tid);
@@ -531,6 +557,13 @@ int main(int argc, char **argv) {
   }
   if (!serial)
     fz_runner_exit_all(&runner);
+  if (verbose) {
+    struct hak_stats st;
+    hak_stats(&st);
+    fprintf(stderr, "replay: after the last op hakmem maps %zu KiB (%s clock, %llu ms recorded)\n",
+            st.mapped_bytes >> 10, follow_clock ? "the recorded" : "the real",
+            T.n ? (unsigned long long)(clock_ms - T.r[0].ms) : 0ull);
+  }
   if (finish) {
     atomic_store(&cur, -1);
     fz_exec_finish(&X); /* frees what is left; hak_heap_check must be clean */

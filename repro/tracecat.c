@@ -1,8 +1,10 @@
 /* repro/tracecat.c: prints a hakmem op trace as text.
  *
- *   tracecat [--ids] TRACE [FROM [TO]]
+ *   tracecat [--ids] [--ms] TRACE [FROM [TO]]
  *
- * One line per record, in sequence order: "<seq> T<tid> <op>(args) = result".
+ * One line per record, in sequence order: "<seq> T<tid> <op>(args) = result";
+ * --ms adds " @<ms>", the time of the record on hakmem's timer clock since
+ * the first record.
  * FROM/TO select a range of sequence numbers (inclusive). --ids prints
  * logical object ids (#n, numbered in order of allocation; a realloc keeps
  * its id) instead of addresses, so two traces of the same program diff
@@ -14,11 +16,16 @@
 #include "trace_read.h"
 
 int main(int argc, char **argv) {
-  int ids = 0, ai = 1;
-  if (ai < argc && strcmp(argv[ai], "--ids") == 0)
-    ids = 1, ai++;
+  int ids = 0, ms = 0, ai = 1;
+  for (; ai < argc; ai++)
+    if (strcmp(argv[ai], "--ids") == 0)
+      ids = 1;
+    else if (strcmp(argv[ai], "--ms") == 0)
+      ms = 1;
+    else
+      break;
   if (ai >= argc || argc - ai > 3) {
-    fprintf(stderr, "usage: tracecat [--ids] TRACE [FROM [TO]]\n");
+    fprintf(stderr, "usage: tracecat [--ids] [--ms] TRACE [FROM [TO]]\n");
     return 2;
   }
   struct trace t;
@@ -56,6 +63,10 @@ int main(int argc, char **argv) {
     if (r.seq < from || r.seq > to)
       continue;
     trace_format(line, sizeof line, &r);
+    if (ms) {
+      size_t l = strlen(line);
+      snprintf(line + l, sizeof line - l, " @%lld", (long long)(int64_t)(r.ms - t.r[0].ms));
+    }
     if (ids) { /* addresses became ids: print them as #n */
       char out[400];
       size_t o = 0;

@@ -27,7 +27,8 @@
  * header says so (HAK_TRACE_F_REENTERED), so that no op goes missing unsaid.
  *
  * Overhead: one atomic fetch-add for the sequence number, a registry lookup
- * for the usable size of a returned block, a 56-byte store. */
+ * for the usable size of a returned block, a clock read (vDSO, no syscall), a
+ * 64-byte store. */
 #include "trace.h"
 
 #include <errno.h>
@@ -44,8 +45,8 @@
 
 #if HAK_TRACE_ON
 
-#define FIRST_CHUNK_RECS 1024u /* a thread's first chunk: 56 KiB */
-#define CHUNK_RECS 16384u      /* later chunks: 896 KiB */
+#define FIRST_CHUNK_RECS 1024u /* a thread's first chunk: 64 KiB */
+#define CHUNK_RECS 16384u      /* later chunks: 1 MiB */
 
 struct trace_chunk {
   struct trace_chunk *next;
@@ -277,6 +278,7 @@ void hak_trace_emit(uint64_t seq, unsigned op, const void *arg, size_t a1, size_
       r->tid = b->tid;
       r->op = (uint16_t)op;
       r->err = (int16_t)err;
+      r->ms = os_now_ms();
       atomic_store_explicit(&c->n, n + 1, memory_order_release);
     } else {
       atomic_fetch_add_explicit(&trace_dropped, 1, memory_order_relaxed);
@@ -408,7 +410,7 @@ __attribute__((destructor(101))) static void trace_at_exit(void) {
   hak_trace_write(HAK_TRACE_F_EXIT, 0);
 }
 
-_Static_assert(sizeof(struct hak_trace_rec) == 56, "trace record layout");
+_Static_assert(sizeof(struct hak_trace_rec) == 64, "trace record layout");
 _Static_assert(sizeof(struct hak_trace_header) == 64, "trace header layout");
 #endif
 

@@ -39,7 +39,7 @@ enum hak_trace_op {
  * A sequence number may be missing (a thread interrupted between taking
  * its number and writing its record when the file was written). */
 #define HAK_TRACE_MAGIC "HAKTRACE"
-#define HAK_TRACE_VERSION 1u
+#define HAK_TRACE_VERSION 2u /* 2: records of 64 bytes, with `ms` */
 enum hak_trace_flags {
   HAK_TRACE_F_EXIT = 1,       /* written at process exit */
   HAK_TRACE_F_SIGNAL = 2,     /* written by the fatal-signal handler (signo set) */
@@ -59,7 +59,7 @@ struct hak_trace_header { /* 64 bytes */
   uint64_t dropped;  /* records not kept (limit reached, or recorder re-entered) */
   char config[16];   /* hak_config() of the recording library */
 };
-struct hak_trace_rec { /* 56 bytes */
+struct hak_trace_rec { /* 64 bytes */
   uint64_t seq;        /* global order (one atomic counter) */
   uint64_t arg;        /* argument block (free, realloc, usable_size, free_sized) */
   uint64_t a1, a2;     /* see enum hak_trace_op */
@@ -68,6 +68,8 @@ struct hak_trace_rec { /* 56 bytes */
   uint32_t tid;        /* small sequential thread id, 1 = first thread that allocated */
   uint16_t op;         /* enum hak_trace_op */
   int16_t err;         /* errno after the call (0 on success), posix_memalign's return code */
+  uint64_t ms;         /* os_now_ms (the clock of the purge delay and the caches' aging)
+                        * when the record was written; repro/replay moves its clock by it */
 };
 
 #if defined(HAK_TRACE) && HAK_TRACE

@@ -113,10 +113,11 @@ print(len(s), len(e), sorted(c.items())[:2], "".join(sorted(set("hakmem"*100))))
     python3 - "$W/stress.trace" "$W/doctored.trace" <<'PY' || fail "cannot doctor the trace"
 import struct, sys
 d = bytearray(open(sys.argv[1], 'rb').read())
-n = (len(d) - 64) // 56
-recs = sorted((struct.unpack_from('<Q', d, 64 + i * 56)[0], i) for i in range(n))
+R = struct.unpack_from('<I', d, 12)[0]  # the header's rec_size
+n = (len(d) - 64) // R
+recs = sorted((struct.unpack_from('<Q', d, 64 + i * R)[0], i) for i in range(n))
 for seq, i in recs[len(recs) // 2:]:
-    off = 64 + i * 56
+    off = 64 + i * R
     op = struct.unpack_from('<H', d, off + 52)[0]
     res, us = struct.unpack_from('<QQ', d, off + 32)
     if op == 1 and res:
@@ -282,6 +283,30 @@ PY
       fail "the converted input does not end with the trace's last ops, malloc(777) and its free"
     build/fuzz/release/fuzz_mt "$W/t2f-mt.fz" >/dev/null 2>&1 || fail "fuzz_mt fails on the converted input"
     ok "trace2fuzz names the sized free it cannot carry; 120 thread exits leave the end of the trace in"
+    ;;
+  replay-clock)
+    # hakmem's timers in a replay follow the recorded clock: an 8 MiB block
+    # freed (cached), 1.2 s of sleep, then malloc(70000), which unmaps the
+    # aged mapping. The replay takes milliseconds: on the recorded clock it
+    # must unmap it at that op all the same (before the trace kept the time,
+    # the replay kept it cached); with --real-clock it keeps it
+    HAKMEM_TRACE=$W/clock.trace LD_PRELOAD=$TRACE_SO "$T/trace_edges" timers || fail "timers failed"
+    "$T/tracecat" --ms "$W/clock.trace" | tail -n 3
+    gap=$("$T/tracecat" --ms "$W/clock.trace" | grep -E "malloc\(70000\)" | sed 's/.* @//')
+    [ -n "$gap" ] && [ "$gap" -ge 1150 ] || fail "tracecat --ms: malloc(70000) at @${gap:-?} ms, want 1150+"
+    for cfg in release asan; do
+      replay_ok "$cfg" "$W/clock.trace" -v >"$W/clock-$cfg.log" 2>&1 || { cat "$W/clock-$cfg.log"; exit 1; }
+      kib=$(sed -n 's/.*after the last op hakmem maps \([0-9]*\) KiB (the recorded clock.*/\1/p' "$W/clock-$cfg.log")
+      [ -n "$kib" ] && [ "$kib" -lt 8192 ] ||
+        { tail -3 "$W/clock-$cfg.log"; fail "$cfg: replay on the recorded clock maps ${kib:-?} KiB after the last op: the aged 8 MiB mapping was kept"; }
+      echo "$cfg, recorded clock: $kib KiB mapped after the last op"
+    done
+    replay_ok release "$W/clock.trace" -v --real-clock >"$W/clock-real.log" 2>&1 || { cat "$W/clock-real.log"; exit 1; }
+    kib=$(sed -n 's/.*after the last op hakmem maps \([0-9]*\) KiB (the real clock.*/\1/p' "$W/clock-real.log")
+    [ -n "$kib" ] && [ "$kib" -ge 8192 ] ||
+      { tail -3 "$W/clock-real.log"; fail "--real-clock: ${kib:-?} KiB mapped: the 8 MiB mapping should still be cached"; }
+    echo "release, --real-clock: $kib KiB mapped after the last op"
+    ok "the replay ages the large cache where the recording did"
     ;;
   trace-reentered)
     # a SIGPROF handler's malloc/free that interrupts the recorder cannot be

@@ -23,6 +23,11 @@
  *                      and allocates every few ms: a handler that interrupts
  *                      the recorder itself cannot be recorded, and the
  *                      trace's header must say so (no op missing unsaid)
+ *   timers             an 8 MiB block freed (the large cache keeps its
+ *                      mapping), 1.2 s of sleep, then malloc(70000): that
+ *                      large call unmaps the mapping, cached longer than
+ *                      its age; the replay, on the recorded clock, must
+ *                      unmap it at the same op however fast it runs
  *   fork-during-flush  a thread writes the trace again and again
  *                      (hak_trace_flush) while the main thread forks 40
  *                      children, each of which mallocs, frees and exits;
@@ -210,9 +215,24 @@ int main(int argc, char **argv) {
     pthread_join(t, NULL);
     return bad;
   }
+  if (!strcmp(mode, "timers")) {
+    char *big = malloc((size_t)8 << 20);
+    if (!big)
+      return 1;
+    memset(big, 5, 4096);
+    free(big); /* cached */
+    struct timespec ts = {1, 200 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    char *p = malloc(70000); /* ages the large cache: the 8 MiB mapping goes */
+    if (!p)
+      return 1;
+    memset(p, 6, 70000);
+    free(p);
+    return 0;
+  }
   fprintf(stderr,
           "usage: %s free-sized-bad | realloc-in-place | reallocarray-zero | every-op | "
-          "many-threads | signal-mallocs | fork-during-flush\n",
+          "many-threads | signal-mallocs | timers | fork-during-flush\n",
           argv[0]);
   return 2;
 }

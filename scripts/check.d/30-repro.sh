@@ -34,7 +34,7 @@ RUN_TIMEOUT=1200 run_check repro build sh -c \
 deps_failed=
 for s in record-stress replay-stress-release replay-stress-asan replay-stress-tsan \
   replay-stress-valgrind replay-serial record-python replay-python-release replay-python-asan \
-  replay-python-tsan replay-python-valgrind tracecat mismatch-detected trace-edges trace2fuzz-edges \
+  replay-python-tsan replay-python-valgrind tracecat mismatch-detected trace-edges replay-clock trace2fuzz-edges \
   trace-reentered trace-fork-flush plant-record plant-replay-10x plant-replay-asan plant-replay-tsan plant-needs-plant \
   plant-trace2fuzz plant-triage rr-detect rr-loop; do
   RUN_TIMEOUT=600 run_check repro "$s" bash repro/tests/steps.sh "$s" || deps_failed="$deps_failed $s"
