@@ -238,8 +238,9 @@ static size_t nwant;
 
 static void emit(const struct fz_op *o, int mt) {
   static const uint8_t idx[FZ_KIND_COUNT] = {
-      [FZ_MALLOC] = 0, [FZ_CALLOC] = 5,   [FZ_REALLOC] = 7, [FZ_REALLOCARRAY] = 10,
-      [FZ_FREE] = 11,  [FZ_ALIGNED] = 15, [FZ_USABLE] = 18, [FZ_THREAD_EXIT] = 24};
+      [FZ_MALLOC] = 0,        [FZ_CALLOC] = 5,       [FZ_REALLOC] = 7,
+      [FZ_REALLOCARRAY] = 10, [FZ_FREE] = 11,        [FZ_ALIGNED] = 15,
+      [FZ_USABLE] = 18,       [FZ_THREAD_EXIT] = 24, [FZ_CLOCK] = 21};
   put((uint8_t)(idx[o->kind] | o->sub << 5));
   if (mt)
     put(o->thread);
@@ -473,6 +474,8 @@ reschedule:
   size_t total = 0;             /* ops pass 0 would write, past FZ_MAX_OPS too */
   /* first pass decides the number of lanes; second pass emits */
   for (int pass = 0; pass < 2; pass++) {
+    int clock_set = 0;
+    uint64_t clock_t0 = 0, clock_done = 0; /* the first op's time, FZ_CLOCK's steps so far */
     if (pass == 1 && total > FZ_MAX_OPS && max_ops > 0) {
       max_ops -= total - FZ_MAX_OPS < max_ops ? total - FZ_MAX_OPS : max_ops;
       goto reschedule;
@@ -568,6 +571,25 @@ reschedule:
       }
       if (!mt && o.kind == FZ_THREAD_EXIT)
         continue;
+      /* hakmem's timer clock (the fuzz drivers freeze it): FZ_CLOCK steps,
+       * largest first, while the recorded time since the first op is a
+       * step or more ahead of them, so the purges and cache evictions by
+       * age come due where they did in the recording (to within a step) */
+      if (!clock_set)
+        clock_set = 1, clock_t0 = r->ms;
+      uint64_t due = r->ms > clock_t0 ? r->ms - clock_t0 : 0;
+      while (due >= clock_done + fz_clock_steps[0]) {
+        unsigned st = 3;
+        while (clock_done + fz_clock_steps[st] > due)
+          st--;
+        struct fz_op c;
+        memset(&c, 0, sizeof c);
+        c.kind = FZ_CLOCK, c.sub = 4, c.thread = o.thread, c.slot = st, c.a = fz_clock_steps[st];
+        clock_done += fz_clock_steps[st];
+        total += pass == 0;
+        if (nwant < FZ_MAX_OPS)
+          emit(&c, mt);
+      }
       total += pass == 0;
       if (nwant >= FZ_MAX_OPS)
         continue;

@@ -306,7 +306,14 @@ PY
     [ -n "$kib" ] && [ "$kib" -ge 8192 ] ||
       { tail -3 "$W/clock-real.log"; fail "--real-clock: ${kib:-?} KiB mapped: the 8 MiB mapping should still be cached"; }
     echo "release, --real-clock: $kib KiB mapped after the last op"
-    ok "the replay ages the large cache where the recording did"
+    # trace2fuzz carries the time as FZ_CLOCK steps: 1001 ms (past the large
+    # cache's age) before malloc(70000); the input passes fuzz_mt
+    "$T/trace2fuzz" "$W/clock.trace" -o "$W/clock.fz" || fail "trace2fuzz failed"
+    "$T/trace2fuzz" --dump "$W/clock.fz" >"$W/clock-fz.txt" || fail "trace2fuzz --dump failed"
+    grep -B1 " malloc sub 0 slot [0-9]* a 70000 " "$W/clock-fz.txt" | head -1 | grep -q " clock sub 4 slot 2 a 1001 " ||
+      { cat "$W/clock-fz.txt"; fail "trace2fuzz: no 1001 ms clock step before malloc(70000)"; }
+    build/fuzz/release/fuzz_mt "$W/clock.fz" >/dev/null 2>&1 || fail "the converted input fails fuzz_mt"
+    ok "the replay ages the large cache where the recording did; trace2fuzz moves the fuzz clock"
     ;;
   trace-reentered)
     # a SIGPROF handler's malloc/free that interrupts the recorder cannot be
