@@ -281,15 +281,16 @@ def seeds_single(mt):
             add(('trim', 0, 0, b''))
             S.append(prog(ops, t))
     # the delayed purge (FZ_CLOCK moves hakmem's clock): 16 MiB of 16 KiB
-    # blocks in four bursts, each followed by a live 64 KiB block of a
-    # thread's own (one per segment, which keeps the segment owned), then
-    # every burst block freed: the heap's free dirty slices pass the purge
-    # threshold and the delay starts. Half the delay later a class not used
-    # before takes the allocation slow path (too early: nothing purged);
-    # after the rest, another one purges. calloc over the purged slices must
-    # read zero, the live blocks keep their bytes; then the same again with
-    # a class of its own, and in mt by a second thread that exits with its
-    # blocks live (its segments abandoned, dirty slices and all)
+    # (r = 1: 15 KiB) blocks in four bursts, each followed by a live block
+    # of a class of its own (64, 60, 56, 52 KiB: a new page in the segment
+    # the burst filled, which keeps that segment owned), then every burst
+    # block freed: the heap's free dirty slices pass the purge threshold and
+    # the delay starts. Half the delay later a class not used before takes
+    # the allocation slow path (too early: nothing purged); after the rest,
+    # another one purges. calloc over the purged slices must read zero, the
+    # live blocks keep their bytes. r = 1 runs on thread 1, which in mt then
+    # exits with its blocks live (its segments abandoned, dirty slices and
+    # all) and the clock moves 60 s before the orphans are freed
     for r in range(2):
         ops, t = [], []
         def add(o, th=0):
