@@ -90,15 +90,18 @@ hang_stacks() {
 # appended to the log after it (until 2026-11-28 the watcher died at once
 # and its gdb went on writing stacks below the result:
 # harness/hang-stacks-ends). The sleep is waited for with `wait`, which a
-# trapped signal interrupts: no check waits for the end of a second.
+# trapped signal interrupts: no check waits for the end of a second. The
+# time is read from the clock, not counted in sleeps: on a loaded machine
+# each round took more than its second, and the stacks came late (up to
+# 1.3 s late of 6 s under four busy loops, with a limit 2 s after them).
 hang_watch() {
-  local pid=$1 secs=$2 log=$3 i=0
+  local pid=$1 secs=$2 log=$3 start
+  start=$(date +%s)
   trap 'exit 0' TERM
-  while [ $i -lt "$secs" ]; do
+  while [ $(($(date +%s) - start)) -lt "$secs" ]; do
     sleep 1 &
     wait $!
     kill -0 "$pid" 2>/dev/null || return 0
-    i=$((i + 1))
   done
   echo "# still running after ${secs}s: stacks follow" >>"$log"
   hang_stacks "$pid" "$log"
