@@ -420,7 +420,7 @@ void fz_exec_init(struct fz_exec *x) {
 }
 
 void fz_exec_init_cap(struct fz_exec *x, unsigned nslots, int unbounded) {
-  exec_init(x); /* a replayed program's timers run on the real clock, as they did */
+  exec_init(x); /* the clock is the caller's: repro/replay follows the recorded one */
   if (unbounded)
     x->budget = (size_t)1 << 62;
   if (nslots <= FZ_SLOTS)

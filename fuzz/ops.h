@@ -140,7 +140,7 @@ struct fz_exec {
 void fz_exec_init(struct fz_exec *x);
 /* Same with room for `nslots` slots (tables from mmap above FZ_SLOTS) and,
  * when `unbounded`, no live-bytes budget: every request is made (replay).
- * The clock is left running. */
+ * The clock is left to the caller (repro/replay follows the recorded one). */
 void fz_exec_init_cap(struct fz_exec *x, unsigned nslots, int unbounded);
 /* Run one op on the calling thread. FZ_THREAD_EXIT only bumps the epoch: the
  * driver makes the thread exit (and joins it) itself. */
