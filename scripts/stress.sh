@@ -73,13 +73,16 @@ classify() {
 # prog_args <program> <threads> <chunks> <duration>: its command line.
 # remote_free and thread_churn also run a thread that calls hak_trim every
 # TRIM_MS milliseconds (default 2; 0: none): it purges the free slices of
-# heaps whose owners are freeing remotely, exiting and being adopted.
+# heaps whose owners are freeing remotely, exiting and being adopted; and
+# one that moves hakmem's timer clock 250 ms every CLOCK_MS milliseconds
+# (default 1; 0: none; the prefixed builds only), so that the workers' own
+# slow paths purge and age the segment and large caches all the time.
 prog_args() {
   local p=$1 t=$2 c=$3 d=$4
   case $p in
     larson) echo "$d 16 1024 $c ${ROUNDS:-10000} $SEED $t" ;;
     remote_free | thread_churn)
-      echo "--threads=$t --chunks=$c --duration=$d --seed=$SEED --trim=${TRIM_MS:-2}" ;;
+      echo "--threads=$t --chunks=$c --duration=$d --seed=$SEED --trim=${TRIM_MS:-2} --clock=${CLOCK_MS:-1}" ;;
     *) echo "--threads=$t --chunks=$c --duration=$d --seed=$SEED" ;;
   esac
 }

@@ -62,7 +62,8 @@ typedef struct {
   const char *mode;
   int hang; /* test-only: one thread blocks forever */
   int quiet;
-  double trim_ms; /* > 0: a thread calls hak_trim this often (stress_start) */
+  double trim_ms;  /* > 0: a thread calls hak_trim this often (stress_start) */
+  double clock_ms; /* > 0: a thread moves hakmem's timer clock this often (stress_start) */
 } stress_cfg;
 
 static stress_cfg stress_conf;
@@ -71,9 +72,9 @@ static inline void stress_usage(const char *extra) {
   fprintf(
       stderr,
       "usage: %s [--threads=N] [--chunks=N] [--duration=S] [--seed=N] [--min=B] [--max=B]\n"
-      "          [--mode=M] [--deadline=S] [--hang] [--trim=MS]%s\n"
+      "          [--mode=M] [--deadline=S] [--hang] [--trim=MS] [--clock=MS]%s\n"
       "environment: STRESS_THREADS STRESS_CHUNKS STRESS_DURATION STRESS_SEED STRESS_DEADLINE\n"
-      "             STRESS_TRIM\n"
+      "             STRESS_TRIM STRESS_CLOCK\n"
       "             STRESS_HANG=1 (test-only: a thread blocks forever; the watchdog must fire)\n",
       stress_conf.prog, extra ? extra : "");
   exit(STRESS_EXIT_USAGE);
@@ -118,6 +119,8 @@ static inline void stress_parse(int argc, char **argv, unsigned threads, unsigne
     c->hang = 1;
   if ((e = getenv("STRESS_TRIM")) && *e)
     c->trim_ms = stress_num("STRESS_TRIM", e);
+  if ((e = getenv("STRESS_CLOCK")) && *e)
+    c->clock_ms = stress_num("STRESS_CLOCK", e);
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = strchr(a, '=');
     size_t n = v ? (size_t)(v - a) : strlen(a);
@@ -145,6 +148,8 @@ static inline void stress_parse(int argc, char **argv, unsigned threads, unsigne
       c->quiet = 1;
     else if (OPT("--trim"))
       c->trim_ms = stress_num(a, v);
+    else if (OPT("--clock"))
+      c->clock_ms = stress_num(a, v);
     else
       stress_usage(NULL);
 #undef OPT
@@ -639,8 +644,51 @@ static void *stress_trimmer(void *arg) {
   return NULL;
 }
 
-/* Joined before the final checks (hak_heap_check needs a quiet heap). */
-static inline void stress_trim_end(void) {
+/* ---- the clock thread (--clock) ------------------------------------------
+ * Every clock_ms real milliseconds it moves hakmem's timer clock (the purge
+ * delay's, the segment and large caches' aging's) STRESS_CLOCK_STEP_MS
+ * ahead (a test-only call of the statically linked library), so that the
+ * workers' own slow paths purge and age their caches hundreds of times a
+ * second, beside the remote frees, thread exits and adoptions, instead of
+ * about once a run. Only where hakmem is linked in (not the .libc builds,
+ * preloaded or glibc: there the option is noted and ignored). */
+#define STRESS_CLOCK_STEP_MS 250
+#if HAK_BENCH_PREFIXED
+void os_test_advance_ms(uint64_t ms); /* alloc/src/internal.h (hidden: static link only) */
+#define stress_clock_advance(ms) os_test_advance_ms(ms)
+#else
+#define stress_clock_advance(ms) ((void)(ms))
+#endif
+static _Atomic int stress_clock_stop;
+static pthread_t stress_clock_thread;
+static bool stress_clock_running;
+static size_t stress_clock_moves;
+
+static void *stress_clocker(void *arg) {
+  (void)arg;
+  stress_register("clock");
+  long long ns = (long long)(stress_conf.clock_ms * 1e6);
+  struct timespec ts = {(time_t)(ns / 1000000000), (long)(ns % 1000000000)};
+  while (!atomic_load_explicit(&stress_clock_stop, memory_order_relaxed)) {
+    stress_clock_advance(STRESS_CLOCK_STEP_MS);
+    stress_clock_moves++;
+    nanosleep(&ts, NULL);
+  }
+  stress_unregister();
+  return NULL;
+}
+
+/* The clock and trimming threads, joined before the final checks
+ * (hak_heap_check needs a quiet heap). */
+static inline void stress_helpers_end(void) {
+  if (stress_clock_running) {
+    atomic_store_explicit(&stress_clock_stop, 1, memory_order_relaxed);
+    pthread_join(stress_clock_thread, NULL);
+    stress_clock_running = false;
+    if (!stress_conf.quiet)
+      printf("%s: clock: moved %zu times by %d ms\n", stress_conf.prog, stress_clock_moves,
+             STRESS_CLOCK_STEP_MS);
+  }
   if (!stress_trim_running)
     return;
   atomic_store_explicit(&stress_trim_stop, 1, memory_order_relaxed);
@@ -688,6 +736,14 @@ static inline void stress_start(void) {
       stress_fail(STRESS_EXIT_USAGE, "cannot start the trimming thread");
     stress_trim_running = true;
   }
+  if (stress_conf.clock_ms > 0 && !HAK_BENCH_PREFIXED && !stress_conf.quiet)
+    printf("%s: --clock ignored: hakmem's timer clock is reached only where it is linked in\n",
+           stress_conf.prog);
+  if (stress_conf.clock_ms > 0 && HAK_BENCH_PREFIXED) {
+    if (pthread_create(&stress_clock_thread, NULL, stress_clocker, NULL) != 0)
+      stress_fail(STRESS_EXIT_USAGE, "cannot start the clock thread");
+    stress_clock_running = true;
+  }
 }
 
 /* Starts the work clock again (after a long set-up, e.g. larson's fill). */
@@ -710,7 +766,7 @@ static inline bool stress_time_up(void) {
  * at the start (plus libc's slack when preloaded; exactly none in the
  * prefixed build), stops the watchdog and returns the exit code. */
 static inline int stress_finish(void) {
-  stress_trim_end();
+  stress_helpers_end();
   size_t bad = stress_heap_check_fn ? stress_heap_check_fn() : 0;
   if (bad) {
     fprintf(stderr, "%s: HEAP CHECK: hak_heap_check() found %zu violation(s)\n", stress_conf.prog,
