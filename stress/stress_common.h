@@ -624,83 +624,88 @@ static inline void stress_maybe_hang(void) {
     sem_wait(&never);
 }
 
-/* ---- the trimming thread (--trim) ----------------------------------------- */
-static _Atomic int stress_trim_stop;
-static pthread_t stress_trim_thread;
-static bool stress_trim_running;
-static size_t stress_trim_calls, stress_trim_gave;
+/* ---- periodic helper threads (--trim, --clock) ----------------------------
+ * A thread that calls tick() every `ms` real milliseconds while the workers
+ * run, and is joined before the final checks (hak_heap_check needs a quiet
+ * heap). tick() counts what it did for the report. */
+typedef struct {
+  const char *name;
+  void (*tick)(void);
+  double ms;
+  _Atomic int stop;
+  pthread_t thread;
+  bool running;
+} stress_periodic;
 
-static void *stress_trimmer(void *arg) {
-  (void)arg;
-  stress_register("trimmer");
-  long long ns = (long long)(stress_conf.trim_ms * 1e6);
+static void *stress_periodic_run(void *arg) {
+  stress_periodic *p = arg;
+  stress_register(p->name);
+  long long ns = (long long)(p->ms * 1e6);
   struct timespec ts = {(time_t)(ns / 1000000000), (long)(ns % 1000000000)};
-  while (!atomic_load_explicit(&stress_trim_stop, memory_order_relaxed)) {
-    stress_trim_gave += (size_t)(hak_trim(0) != 0);
-    stress_trim_calls++;
+  while (!atomic_load_explicit(&p->stop, memory_order_relaxed)) {
+    p->tick();
     nanosleep(&ts, NULL);
   }
   stress_unregister();
   return NULL;
 }
 
-/* ---- the clock thread (--clock) ------------------------------------------
- * Every clock_ms real milliseconds it moves hakmem's timer clock (the purge
- * delay's, the segment and large caches' aging's) STRESS_CLOCK_STEP_MS
- * ahead (a test-only call of the statically linked library), so that the
- * workers' own slow paths purge and age their caches hundreds of times a
- * second, beside the remote frees, thread exits and adoptions, instead of
- * about once a run. Only where hakmem is linked in (not the .libc builds,
+static inline void stress_periodic_start(stress_periodic *p) {
+  if (pthread_create(&p->thread, NULL, stress_periodic_run, p) != 0)
+    stress_fail(STRESS_EXIT_USAGE, "cannot start a helper thread");
+  p->running = true;
+}
+
+/* Whether it ran (then it is stopped and joined now). */
+static inline bool stress_periodic_end(stress_periodic *p) {
+  if (!p->running)
+    return false;
+  atomic_store_explicit(&p->stop, 1, memory_order_relaxed);
+  pthread_join(p->thread, NULL);
+  p->running = false;
+  return true;
+}
+
+/* --trim: hak_trim (malloc_trim in the .libc builds) every trim_ms. */
+static size_t stress_trim_calls, stress_trim_gave;
+static void stress_trim_tick(void) {
+  stress_trim_gave += (size_t)(hak_trim(0) != 0);
+  stress_trim_calls++;
+}
+static stress_periodic stress_trimmer = {.name = "trimmer", .tick = stress_trim_tick};
+
+/* --clock: every clock_ms, hakmem's timer clock (the purge delay's, the
+ * segment and large caches' aging's) moves STRESS_CLOCK_STEP_MS ahead (a
+ * test-only call of the statically linked library), so that the workers'
+ * own slow paths purge and age their caches hundreds of times a second,
+ * beside the remote frees, thread exits and adoptions, instead of about
+ * once a run. Only where hakmem is linked in (not the .libc builds,
  * preloaded or glibc: there the option is noted and ignored). */
 #define STRESS_CLOCK_STEP_MS 250
 #if HAK_BENCH_PREFIXED
 void os_test_advance_ms(uint64_t ms); /* alloc/src/internal.h (hidden: static link only) */
-#define stress_clock_advance(ms) os_test_advance_ms(ms)
-#else
-#define stress_clock_advance(ms) ((void)(ms))
-#endif
-static _Atomic int stress_clock_stop;
-static pthread_t stress_clock_thread;
-static bool stress_clock_running;
 static size_t stress_clock_moves;
-
-static void *stress_clocker(void *arg) {
-  (void)arg;
-  stress_register("clock");
-  long long ns = (long long)(stress_conf.clock_ms * 1e6);
-  struct timespec ts = {(time_t)(ns / 1000000000), (long)(ns % 1000000000)};
-  while (!atomic_load_explicit(&stress_clock_stop, memory_order_relaxed)) {
-    stress_clock_advance(STRESS_CLOCK_STEP_MS);
-    stress_clock_moves++;
-    nanosleep(&ts, NULL);
-  }
-  stress_unregister();
-  return NULL;
+static void stress_clock_tick(void) {
+  os_test_advance_ms(STRESS_CLOCK_STEP_MS);
+  stress_clock_moves++;
 }
+static stress_periodic stress_clocker = {.name = "clock", .tick = stress_clock_tick};
+#endif
 
-/* The clock and trimming threads, joined before the final checks
- * (hak_heap_check needs a quiet heap). */
+/* The helper threads, joined before the final checks. */
 static inline void stress_helpers_end(void) {
-  if (stress_clock_running) {
-    atomic_store_explicit(&stress_clock_stop, 1, memory_order_relaxed);
-    pthread_join(stress_clock_thread, NULL);
-    stress_clock_running = false;
-    if (!stress_conf.quiet)
-      printf("%s: clock: moved %zu times by %d ms\n", stress_conf.prog, stress_clock_moves,
-             STRESS_CLOCK_STEP_MS);
-  }
-  if (!stress_trim_running)
-    return;
-  atomic_store_explicit(&stress_trim_stop, 1, memory_order_relaxed);
-  pthread_join(stress_trim_thread, NULL);
-  stress_trim_running = false;
-  if (!stress_conf.quiet)
+#if HAK_BENCH_PREFIXED
+  if (stress_periodic_end(&stress_clocker) && !stress_conf.quiet)
+    printf("%s: clock: moved %zu times by %d ms\n", stress_conf.prog, stress_clock_moves,
+           STRESS_CLOCK_STEP_MS);
+#endif
+  if (stress_periodic_end(&stress_trimmer) && !stress_conf.quiet)
     printf("%s: trim: %zu hak_trim calls, %zu of them gave memory back\n", stress_conf.prog,
            stress_trim_calls, stress_trim_gave);
 }
 
 /* Call after stress_parse(): registers main, installs the stack dumper and
- * starts the watchdog (and the trimming thread with --trim). */
+ * starts the watchdog (and the helper threads of --trim and --clock). */
 static inline void stress_start(void) {
   static double limit;
   struct sigaction sa;
@@ -732,18 +737,19 @@ static inline void stress_start(void) {
     stress_fail(STRESS_EXIT_USAGE, "cannot start the watchdog thread");
   pthread_attr_destroy(&at);
   if (stress_conf.trim_ms > 0) {
-    if (pthread_create(&stress_trim_thread, NULL, stress_trimmer, NULL) != 0)
-      stress_fail(STRESS_EXIT_USAGE, "cannot start the trimming thread");
-    stress_trim_running = true;
+    stress_trimmer.ms = stress_conf.trim_ms;
+    stress_periodic_start(&stress_trimmer);
   }
-  if (stress_conf.clock_ms > 0 && !HAK_BENCH_PREFIXED && !stress_conf.quiet)
+#if HAK_BENCH_PREFIXED
+  if (stress_conf.clock_ms > 0) {
+    stress_clocker.ms = stress_conf.clock_ms;
+    stress_periodic_start(&stress_clocker);
+  }
+#else
+  if (stress_conf.clock_ms > 0 && !stress_conf.quiet)
     printf("%s: --clock ignored: hakmem's timer clock is reached only where it is linked in\n",
            stress_conf.prog);
-  if (stress_conf.clock_ms > 0 && HAK_BENCH_PREFIXED) {
-    if (pthread_create(&stress_clock_thread, NULL, stress_clocker, NULL) != 0)
-      stress_fail(STRESS_EXIT_USAGE, "cannot start the clock thread");
-    stress_clock_running = true;
-  }
+#endif
 }
 
 /* Starts the work clock again (after a long set-up, e.g. larson's fill). */
