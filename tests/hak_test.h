@@ -683,6 +683,24 @@ static inline int hak_wait_child(pid_t pid, double timeout_s, int *status, int d
   return 0;
 }
 
+/* Forks (stdio flushed first, so the child repeats no buffered output);
+ * the child runs child(arg), which must _exit. The parent waits for it as
+ * hak_wait_child does, with the stacks of a child still running at the
+ * timeout printed, and returns what hak_wait_child returned. Unlike
+ * hak_run_child, no pipe and no reader: the fork tests time their forks
+ * against other threads' allocations. */
+static inline int hak_fork_wait(void (*child)(void *), void *arg, double timeout_s, int *status) {
+  fflush(NULL);
+  pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    child(arg);
+    _exit(0);
+  }
+  *status = 0;
+  return hak_wait_child(pid, timeout_s, status, 1);
+}
+
 /* fn(arg) must die by SIGABRT with `expected` somewhere in its stderr. */
 static inline int hak_expect_abort_(const char *file, int line, const char *fname,
                                     void (*fn)(void *), void *arg, const char *expected) {

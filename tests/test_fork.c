@@ -54,7 +54,8 @@ static void *worker(void *arg) {
   return NULL;
 }
 
-static void child(int iter) {
+static void child(void *arg) {
+  int iter = (int)(intptr_t)arg;
   int code = 0;
   for (int i = 0; i < NPRE; i++) {
     if (hak_pattern_mismatch(pre[i], pre_size[i], (uint64_t)i) != SIZE_MAX)
@@ -188,13 +189,8 @@ int main(void) {
   uint64_t rng = 5;
   for (int f = 0; f < forks; f++) {
     hak_sleep_ms((double)hak_rand_below(&rng, 4000) / 1000.0); /* 0..4 ms of worker activity */
-    fflush(NULL);
-    pid_t pid = fork();
-    REQUIRE(pid >= 0);
-    if (pid == 0)
-      child(f);
-    int status = 0;
-    int ended = hak_wait_child(pid, timeout, &status, 1);
+    int status;
+    int ended = hak_fork_wait(child, (void *)(intptr_t)f, timeout, &status);
     if (ended <= 0) {
       if (ended == 0)
         FAIL("fork child %d did not finish within %.0f s (deadlock? stacks above)", f, timeout);

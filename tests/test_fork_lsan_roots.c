@@ -45,7 +45,8 @@ static void *churner(void *arg) {
   return NULL;
 }
 
-static void child(void) {
+static void child(void *arg) {
+  (void)arg;
   void *p = hak_malloc(BIG);     /* main's first: a segment, registered */
   void *q = hak_malloc(BIG * 4); /* a large block, registered */
   if (!p || !q)
@@ -73,13 +74,8 @@ int main(void) {
     long before = atomic_load(&churned);
     while (atomic_load(&churned) < before + 2) /* forks land at different points of the loop */
       hak_sleep_ms(0.1);
-    fflush(NULL);
-    pid_t pid = fork();
-    REQUIRE(pid >= 0);
-    if (pid == 0)
-      child();
-    int status = 0;
-    int ended = hak_wait_child(pid, timeout, &status, 1);
+    int status;
+    int ended = hak_fork_wait(child, NULL, timeout, &status);
     if (ended <= 0) {
       FAIL("fork %d: the child's malloc/free did not finish within %.0f s (LSan's "
            "root-region mutex copied held? stacks above)",

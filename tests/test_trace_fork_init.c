@@ -49,7 +49,8 @@ static int nonempty(const char *f) {
   return stat(f, &st) == 0 && st.st_size > 0;
 }
 
-static void child(void) {
+static void child(void *arg) {
+  (void)arg;
   hak_test_hook = NULL;
   void *p = hak_malloc(48);
   if (!p)
@@ -75,14 +76,9 @@ int main(void) {
   REQUIRE(pthread_create(&t, NULL, first_malloc, NULL) == 0);
   while (sem_wait(&at_init) != 0) {
   }
-  fflush(NULL);
-  pid_t pid = fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0)
-    child();
-  int status = 0;
+  int status;
   double timeout = 10 * (hak_test_slowdown() > 1 ? hak_test_slowdown() : 1);
-  int ended = hak_wait_child(pid, timeout, &status, 1);
+  int ended = hak_fork_wait(child, NULL, timeout, &status);
   sem_post(&forked);
   CHECK_MSG(ended == 1,
             "the child's first malloc did not finish within %.0f s (waiting for the "
