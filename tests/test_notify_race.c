@@ -18,7 +18,23 @@
  * block waits on the stack of a page in the full list, which
  * hak_heap_check names ("remote frees stranded"). Then, for the other
  * order, a free after the request: it is handed over to the heap (its
- * delayed list), not pushed. */
+ * delayed list), not pushed.
+ *
+ * Last, a notify request made while a remote free is still in its
+ * hand-over of a block of the page (TF_NOTIFYING: it took the previous
+ * request and will reset the state to none once its block is on the
+ * heap's delayed list). page_set_notify must wait for the reset: taken for
+ * a request already made, the request is lost with it, and a hand-over
+ * whose block the owner drained before the reset leaves the page in the
+ * full list asking nothing, its later remote frees stranded on its stack.
+ * A thread O fills a page P (its request set), a thread R frees a block of
+ * P and is held at HAK_HOOK_NOTIFYING; O frees a block of P locally (P
+ * back in the queue), takes it again, and its next malloc moves P to the
+ * full list and asks again, which must wait until R is let go (100 ms
+ * later). Checked: that malloc did not return while R was held, P's
+ * request stands once both are done, and a remote free into P then is
+ * handed over, not pushed (with the request taken as made: the malloc
+ * returned at once, P asked nothing, and the free went onto its stack). */
 #include "hak_test.h"
 
 #include <pthread.h>
@@ -46,6 +62,89 @@ static void hook(enum hak_hook_point where, void *arg) {
   REQUIRE(pthread_create(&t, NULL, free_victim, NULL) == 0 && pthread_join(t, NULL) == 0);
   CHECK_MSG(tf_count(atomic_load(&full_page->thread_free)) == 1,
             "the remote free in the window did not push onto the page's stack");
+}
+
+/* ---- the request made during a hand-over --------------------------------- */
+#define BLOCKS 8 /* SZ blocks per page */
+static void *d[BLOCKS + 1];
+static hak_page_t *P;
+static atomic_int o_filled, o_refilled, o_at_request, o_asked, o_checked, r_held, r_go, x_freed;
+
+static void wait_flag(atomic_int *f, const char *what) {
+  for (int i = 0; i < 10000 && !atomic_load(f); i++) /* 10 s */
+    hak_sleep_ms(1);
+  if (!atomic_load(f)) {
+    FAIL("%s", what);
+    exit(hak_test_done());
+  }
+}
+
+static void hook3(enum hak_hook_point where, void *arg) {
+  if (where == HAK_HOOK_NOTIFYING && arg == d[3]) { /* R, its hand-over under way */
+    atomic_store(&r_held, 1);
+    wait_flag(&r_go, "R was never let go");
+  } else if (where == HAK_HOOK_PAGE_FULL && arg == P && atomic_load(&o_refilled)) {
+    atomic_store(&o_at_request, 1); /* O, about to ask again */
+  }
+}
+
+static void *thread_r(void *arg) {
+  hak_free(d[3]);
+  return arg;
+}
+
+static void *thread_o(void *arg) {
+  void *keep2 = hak_malloc(100); /* another class: the segment stays in use */
+  for (int i = 0; i <= BLOCKS; i++)
+    REQUIRE((d[i] = hak_malloc(SZ)) != NULL);
+  P = ptr_page(ptr_segment_base(d[0]), d[0]);
+  REQUIRE(P->in_full && ptr_page(ptr_segment_base(d[BLOCKS - 1]), d[BLOCKS - 1]) == P);
+  REQUIRE((atomic_load(&P->thread_free) & TF_MASK) == TF_NOTIFY);
+  atomic_store(&o_filled, 1);
+  wait_flag(&r_held, "R's free never reached HAK_HOOK_NOTIFYING");
+  hak_free(d[0]);
+  hak_thread_cache_flush(); /* P leaves the full list, R still in its hand-over */
+  REQUIRE(!P->in_full && (atomic_load(&P->thread_free) & TF_MASK) == TF_NOTIFYING);
+  void *again = hak_malloc(SZ);
+  REQUIRE(again == d[0]); /* P's free block: P is full again */
+  atomic_store(&o_refilled, 1);
+  void *next = hak_malloc(SZ); /* P to the full list: asks again */
+  REQUIRE(next != NULL);
+  atomic_store(&o_asked, 1);
+  wait_flag(&r_go, "R was never let go");
+  CHECK_MSG(P->in_full, "the page left the full list");
+  CHECK_MSG((atomic_load(&P->thread_free) & TF_MASK) == TF_NOTIFY,
+            "the notify request made during a hand-over was lost (state %lu)",
+            (unsigned long)(atomic_load(&P->thread_free) & TF_MASK));
+  atomic_store(&o_checked, 1);
+  wait_flag(&x_freed, "the main thread's free never came");
+  for (int i = 0; i <= BLOCKS; i++)
+    if (i != 3 && i != 5) /* R's and the main thread's */
+      hak_free(d[i]);
+  hak_free(next);
+  hak_free(keep2);
+  return arg;
+}
+
+static void request_during_handover(void) {
+  pthread_t o, r;
+  hak_test_hook = hook3;
+  REQUIRE(pthread_create(&o, NULL, thread_o, NULL) == 0);
+  wait_flag(&o_filled, "O did not fill its page");
+  REQUIRE(pthread_create(&r, NULL, thread_r, NULL) == 0);
+  wait_flag(&o_at_request, "O's malloc never moved the page to the full list");
+  hak_sleep_ms(100);
+  CHECK_MSG(!atomic_load(&o_asked),
+            "the notify request did not wait for a hand-over under way (TF_NOTIFYING)");
+  atomic_store(&r_go, 1);
+  REQUIRE(pthread_join(r, NULL) == 0);
+  wait_flag(&o_checked, "O never checked its page");
+  hak_test_hook = NULL;
+  hak_free(d[5]); /* a remote free into the full page: handed over, not pushed */
+  CHECK_MSG(tf_count(atomic_load(&P->thread_free)) == 0,
+            "a remote free into a full page went onto its stack: its request was lost");
+  atomic_store(&x_freed, 1);
+  REQUIRE(pthread_join(o, NULL) == 0);
 }
 
 static size_t class_pages(size_t cls) {
@@ -93,6 +192,9 @@ int main(void) {
     hak_free(b[i]);
   hak_free(c);
   hak_free(keep);
+  CHECK_EQ(hak_heap_check(), 0);
+
+  request_during_handover();
   CHECK_EQ(hak_heap_check(), 0);
   struct hak_stats st;
   hak_stats(&st);
