@@ -15,7 +15,14 @@
  *     the dead thread held TF_NOTIFYING: the child takes the page off the
  *     full list, and its next allocations of the class reuse those blocks
  *     before a new page (before: TF_NOTIFY came back and the blocks waited
- *     for a remote free that a single-threaded child never makes). */
+ *     for a remote free that a single-threaded child never makes);
+ *  5. as 1, for a segment given back as idle (segment_drop_if_idle: every
+ *     page left is an empty one kept as its class's last) while one of
+ *     those pages is in TF_NOTIFYING: the remote free's block was handed
+ *     over and drained, and that thread will still CAS the page's word. The
+ *     segment is adopted from an exited thread (so the heap has another)
+ *     with a page each of three classes; with the mutant
+ *     idle-ignores-notifying the last free released it. */
 #include "hak_test.h"
 
 #include <pthread.h>
@@ -156,6 +163,40 @@ static void unmapped_unregistered(void *arg) {
   _exit(gone > 0 && stale == 0 ? 0 : 1);
 }
 
+/* Part 5: three blocks of three classes, in one segment, left live by a
+ * thread that exits (the segment abandoned). */
+static void *exited_blk[3];
+static const size_t exited_size[3] = {48, 80, 112}; /* classes no other page of the heap has */
+static void *leave_three(void *arg) {
+  for (int i = 0; i < 3; i++)
+    REQUIRE((exited_blk[i] = hak_malloc(exited_size[i])) != NULL);
+  return arg;
+}
+
+static void idle_segment_kept_while_notifying(void *arg) {
+  REQUIRE(hak_malloc(1000) != NULL); /* this heap's own segment */
+  pthread_t t;
+  REQUIRE(pthread_create(&t, NULL, leave_three, NULL) == 0 && pthread_join(t, NULL) == 0);
+  hak_segment_t *S = ptr_segment_base(exited_blk[0]);
+  REQUIRE(ptr_segment_base(exited_blk[1]) == S && ptr_segment_base(exited_blk[2]) == S);
+  REQUIRE(atomic_load(&S->owner) == NULL && S->abandoned);
+  REQUIRE(hak_malloc(2000) != NULL); /* a slow path: this heap has allocated since the exit */
+  hak_free(exited_blk[2]);           /* reclaims S (adopted: this heap has two segments) */
+  REQUIRE(atomic_load(&S->owner) == hak_tls_heap && S->used_pages == 3);
+  hak_page_t *A = ptr_page(S, exited_blk[0]);
+  hak_free(exited_blk[0]);
+  hak_thread_cache_flush(); /* A empty, kept: its class's only page */
+  REQUIRE(A->in_use && A->used == 0);
+  set_state(A, TF_NOTIFYING); /* a remote free's hand-over of A's last block under way */
+  hak_free(exited_blk[1]);
+  hak_thread_cache_flush(); /* every page of S empty: S idle but for A's hand-over */
+  int kept = A->in_use && atomic_load(&S->owner) == hak_tls_heap;
+  set_state(A, TF_NONE); /* the hand-over's reset */
+  printf("segment kept while a hand-over of its empty page is under way: %d\n", kept);
+  fflush(stdout);
+  _exit(kept && hak_heap_check() == 0 ? 0 : 1);
+}
+
 static void run(void (*fn)(void *), const char *what) {
   struct hak_child c;
   REQUIRE(hak_run_child(fn, NULL, 60, &c));
@@ -170,5 +211,7 @@ int main(void) {
   run(fork_restores_notify, "a fork child lost a full page's notification request");
   run(unmapped_unregistered, "an unmapped segment stayed in the registry");
   run(fork_collects_stranded, "a fork child left blocks on a full page's remote stack");
+  run(idle_segment_kept_while_notifying,
+      "a segment was given back as idle during a hand-over of its empty page");
   return hak_test_done();
 }
