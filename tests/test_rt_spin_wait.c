@@ -32,6 +32,13 @@
  *   - heap_lock: the low thread's malloc moves its full page to the full
  *     list and is held there (HAK_HOOK_PAGE_FULL), its heap's lock held;
  *     the high thread forks: fork_prepare's heap_lock_wait.
+ *   - adopt: the low thread's first malloc adopts an exited thread's
+ *     segment and is held after it took the segment, before it cleared
+ *     the pages' abandonment marks (HAK_HOOK_ADOPTED); the high thread
+ *     frees a block of the segment: free_not_owned waits for the mark to
+ *     go. Until 2026-11-28 that wait took and dropped the global lock
+ *     (which the adopter does not hold) in a loop that never slept: a
+ *     livelock here (mutant free-adopt-wait-never-sleeps).
  * Checked in each: the low thread reached the window, the high thread did
  * not finish while the low one was held (it waited, through SIGUSR1s sent
  * to it every 2 ms, each of which cuts a sleep short), and it finished once
@@ -303,6 +310,46 @@ static void lock_section(void) {
   CHECK_EQ(hak_heap_check(), 0);
 }
 
+/* ---- adopt: a free waiting for an adoption's marks to go ---------------- */
+static void *adopt_low(void *arg) {
+  is_low = 1;
+  void *p = hak_malloc(SIZE); /* a new heap: adopts the abandoned segment, held there */
+  REQUIRE(p != NULL);
+  atomic_store(&adopted, ptr_segment_base(p) == ptr_segment_base(blocks[0]));
+  hak_free(p);
+  return arg; /* the exit abandons the segment again */
+}
+
+static void *adopt_high(void *arg) {
+  atomic_store(&high_waiting, 1);
+  hak_free(blocks[0]); /* reads the adopter as the owner: waits for the page's mark to go */
+  return arg;
+}
+
+static void adopt_section(void) {
+  pthread_t low, high, t;
+  hak_free(hak_malloc(16));
+  REQUIRE(start(&t, producer, NULL, cpu_b, 0) == 0 && pthread_join(t, NULL) == 0);
+  struct hak_stats st;
+  hak_stats(&st);
+  REQUIRE(st.abandoned_segments == 1);
+  atomic_store(&hold_at, HAK_HOOK_ADOPTED);
+  atomic_store(&hold_arg, ptr_segment_base(blocks[0]));
+  REQUIRE(start(&low, adopt_low, NULL, cpu_a, LOW_PRIO) == 0);
+  wait_flag(&at_window, "adopt: the low thread's malloc never reached the hook");
+  REQUIRE(start(&high, adopt_high, NULL, cpu_a, HIGH_PRIO) == 0);
+  release_and_join(high, "adopt");
+  REQUIRE(pthread_join(low, NULL) == 0);
+  CHECK_MSG(atomic_load(&adopted), "adopt: the low thread did not adopt the segment");
+  for (int i = 1; i < N; i++)
+    hak_free(blocks[i]);
+  hak_stats(&st);
+  CHECK_MSG(st.live_blocks == 0 && st.abandoned_segments == 0,
+            "adopt: %zu blocks live, %zu segments abandoned after every block was freed",
+            st.live_blocks, st.abandoned_segments);
+  CHECK_EQ(hak_heap_check(), 0);
+}
+
 /* ---- driver -------------------------------------------------------------- */
 static void on_signal(int sig) {
   (void)sig;
@@ -357,5 +404,6 @@ int main(void) {
   section("marks", marks);
   section("notify", notify);
   section("heap_lock", lock_section);
+  section("adopt", adopt_section);
   return hak_test_done();
 }

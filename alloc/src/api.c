@@ -224,6 +224,7 @@ static bool reclaim_wanted(const hak_heap_t *h, hak_segment_t *seg, uint64_t epo
  * segment when it needs a page. */
 static HAK_NOINLINE void free_not_owned(hak_heap_t *h, hak_segment_t *seg, hak_block_t *b) {
   hak_page_t *pg = ptr_page(seg, b);
+  unsigned round = 0;
   for (;;) {
     /* acquire: pairs with segment_abandon_locked's release store of NULL,
      * so reclaim_wanted reads this abandonment's counters */
@@ -231,9 +232,15 @@ static HAK_NOINLINE void free_not_owned(hak_heap_t *h, hak_segment_t *seg, hak_b
       if (page_free_remote(seg, pg, b, PAGE_NOT_COUNTED))
         return;
       /* TF_ABANDONED: the owner's abandonment counted this block live; wait
-       * for it to finish (it holds the global lock), then count the free */
+       * for it to finish (it holds the global lock), then count the free.
+       * Or the segment's adopter owns it already and has not cleared the
+       * page's mark yet (segment_adopt, no lock held): spin_wait, which
+       * sleeps in the end. With the lock alone the loop never slept, and a
+       * real-time thread spun for ever over a lower-priority adopter
+       * preempted on its CPU (test_rt_spin_wait, adopt). */
       hak_lock(&hak_global_lock);
       hak_unlock(&hak_global_lock);
+      spin_wait(&round);
     }
     HAK_TEST_HOOK(HAK_HOOK_FREE_UNOWNED, b);
     /* the abandonment this free is counted into, read before the count:

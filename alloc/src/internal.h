@@ -655,6 +655,12 @@ enum hak_hook_point {
    * a fork there left the child waiting for a thread it does not have
    * (test_trace_fork_init). Not one of fuzz_mt's FZ_HOOK points. */
   HAK_HOOK_TRACE_INIT,
+  /* segment_adopt, the segment owned by the adopter, its pages' abandonment
+   * marks not cleared yet (arg: the segment): a free that reads the new
+   * owner waits there for the marks to go; held there at a lower real-time
+   * priority while such a free waits (test_rt_spin_wait). Not one of
+   * fuzz_mt's FZ_HOOK points. */
+  HAK_HOOK_ADOPTED,
 };
 /* Atomic: a test sets it while other threads run into the hook points
  * (their heaps' creation among them); a relaxed load is a plain load. */

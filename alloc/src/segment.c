@@ -430,6 +430,7 @@ void segment_adopt(hak_heap_t *h, hak_segment_t *seg) {
   /* its free dirty slices now count toward this heap's purge threshold */
   h->dirty_free_bytes += segment_dirty_free_bytes(seg);
   atomic_store_explicit(&seg->owner, h, memory_order_release);
+  HAK_TEST_HOOK(HAK_HOOK_ADOPTED, seg);
   hak_page_t *pg;
   FOR_EACH_PAGE(seg, pg) {
     page_clear_notify(pg, true); /* TF_ABANDONED: remote frees push again */
