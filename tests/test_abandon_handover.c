@@ -38,7 +38,20 @@
  * adopter took its block from the segment; its exit finished inside the
  * window in "counted" and did not in "checked" (it waits for the push);
  * every block keeps its bytes; and once all are freed nothing is live and
- * no segment is abandoned. */
+ * no segment is abandoned.
+ *
+ * A third section, "no heap", is "checked" for a freer without a heap: a
+ * thread whose own heap was abandoned at its exit frees block 0 from a
+ * later pthread key destructor (hak_tls_exiting: it counts, it does not
+ * reclaim, it has no mark_seg to name the segment in). Its check and push
+ * are one step by the global lock it holds around them, which the adopter
+ * needs too: the adoption (and so the new abandonment) must not finish
+ * while the freer is held (300 ms). With the lock taken after the push
+ * (mutant no-heap-push-unlocked), the adopter took the segment and
+ * abandoned it again inside the window, the push landed on the new mark,
+ * and the segment stayed abandoned with every block freed. Skipped under
+ * TSan, which crashes in code run from the last key destructor round
+ * (test_exit_malloc). */
 #include "hak_test.h"
 
 #include <pthread.h>
@@ -170,6 +183,89 @@ static void section(const char *name, enum hak_hook_point where, bool exit_in_wi
   }
 }
 
+/* ---- no heap: the freer is an exiting thread (a later key destructor) ---- */
+static pthread_key_t late_key;
+
+static void late_destructor(void *v) {
+  uintptr_t round = (uintptr_t)v;
+  if (round < 4) { /* glibc runs at most 4 rounds: by the last, hakmem's heap is gone */
+    pthread_setspecific(late_key, (void *)(round + 1));
+    return;
+  }
+  hak_free(blocks[0]); /* no heap: counted, held at the hook with the global lock */
+  atomic_fetch_add(&freed, 1);
+}
+
+static void *exiting_freer(void *arg) {
+  is_freer = 1;
+  hak_free(hak_malloc(16)); /* a heap, abandoned at the exit before the late destructor */
+  pthread_setspecific(late_key, (void *)1);
+  return arg;
+}
+
+static void section_no_heap(void) {
+  if (hak_config_is("tsan"))
+    return;
+  REQUIRE(pthread_key_create(&late_key, late_destructor) == 0);
+  atomic_store(&hold_at, HAK_HOOK_MARK_CHECKED);
+  for (int r = 0; r < ROUNDS; r++) {
+    pthread_t t, f, a;
+    REQUIRE(pthread_create(&t, NULL, producer, NULL) == 0 && pthread_join(t, NULL) == 0);
+    struct hak_stats st;
+    hak_stats(&st);
+    REQUIRE(st.abandoned_segments == 1);
+    atomic_store(&hooked, 0);
+    atomic_store(&at_window, 0);
+    atomic_store(&go, 0);
+    atomic_store(&freed, 0);
+    int before = atomic_load(&adopted);
+    REQUIRE(pthread_create(&f, NULL, exiting_freer, NULL) == 0);
+    for (int i = 0; !atomic_load(&at_window); i++) {
+      if (i == 20000) { /* 20 s */
+        CHECK_MSG(0, "no heap round %d: the free of block 0 never reached the hook", r);
+        atomic_store(&go, 1);
+        REQUIRE(pthread_join(f, NULL) == 0);
+        return;
+      }
+      usleep(1000);
+    }
+    /* no hakmem call here: the freer holds the global lock */
+    REQUIRE(pthread_create(&a, NULL, adopter, NULL) == 0);
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_nsec += 300 * 1000000L;
+    dl.tv_sec += dl.tv_nsec / 1000000000L;
+    dl.tv_nsec %= 1000000000L;
+    int joined = pthread_timedjoin_np(a, NULL, &dl) == 0;
+    CHECK_MSG(!joined,
+              "no heap round %d: the adopter's exit (a new abandonment) finished while the "
+              "freer without a heap was held between its mark check and its push",
+              r);
+    atomic_store(&go, 1);
+    REQUIRE(pthread_join(f, NULL) == 0);
+    if (!joined)
+      REQUIRE(pthread_join(a, NULL) == 0);
+    CHECK_EQ(atomic_load(&freed), 1);
+    CHECK_MSG(atomic_load(&adopted) == before + 1,
+              "no heap round %d: the adopter did not take "
+              "the segment",
+              r);
+    for (int i = 1; i < N; i++) {
+      CHECK_MSG(blocks[i][0] == i + 1 && blocks[i][SIZE - 1] == i + 1, "block %d lost its bytes",
+                i);
+      hak_free(blocks[i]);
+    }
+    hak_stats(&st);
+    CHECK_MSG(st.live_blocks == 0 && st.abandoned_segments == 0,
+              "no heap round %d: every block freed, %zu live and %zu segment(s) still abandoned "
+              "(a free counted into one abandonment was lost to the next)",
+              r, st.live_blocks, st.abandoned_segments);
+    if (st.abandoned_segments) {
+      REQUIRE(pthread_create(&t, NULL, adopter, NULL) == 0 && pthread_join(t, NULL) == 0);
+    }
+  }
+}
+
 int main(void) {
   hak_free(hak_malloc(16)); /* this thread frees the rest: its heap allocated before */
   pthread_t f;
@@ -181,6 +277,9 @@ int main(void) {
   atomic_store(&hak_test_hook, NULL);
   atomic_store(&cue, -1);
   REQUIRE(pthread_join(f, NULL) == 0);
+  atomic_store(&hak_test_hook, hook);
+  section_no_heap();
+  atomic_store(&hak_test_hook, NULL);
   CHECK_EQ(hak_heap_check(), 0);
   return hak_test_done();
 }
