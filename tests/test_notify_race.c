@@ -34,7 +34,17 @@
  * later). Checked: that malloc did not return while R was held, P's
  * request stands once both are done, and a remote free into P then is
  * handed over, not pushed (with the request taken as made: the malloc
- * returned at once, P asked nothing, and the free went onto its stack). */
+ * returned at once, P asked nothing, and the free went onto its stack).
+ *
+ * And an owner that exits while a hand-over of its full page is held
+ * there: the exit withdraws the request, waits for the hand-over to end
+ * (page_clear_notify) and only then drains the delayed list. Checked: the
+ * exit did not end while the hand-over was held (100 ms), and once every
+ * block is freed nothing is live and no segment is abandoned (drained
+ * before the wait, mutant abandon-drains-before-notify-cleared, or not at
+ * all, thread-exit-drops-delayed, the handed-over block was lost: counted
+ * live for ever, its segment abandoned). test_rt_spin_wait's notify section
+ * holds the same window, but only where SCHED_FIFO is allowed. */
 #include "hak_test.h"
 
 #include <pthread.h>
@@ -69,6 +79,7 @@ static void hook(enum hak_hook_point where, void *arg) {
 static void *d[BLOCKS + 1];
 static hak_page_t *P;
 static atomic_int o_filled, o_refilled, o_at_request, o_asked, o_checked, r_held, r_go, x_freed;
+static void *_Atomic held_block; /* the block whose hand-over is held */
 
 static void wait_flag(atomic_int *f, const char *what) {
   for (int i = 0; i < 10000 && !atomic_load(f); i++) /* 10 s */
@@ -80,7 +91,7 @@ static void wait_flag(atomic_int *f, const char *what) {
 }
 
 static void hook3(enum hak_hook_point where, void *arg) {
-  if (where == HAK_HOOK_NOTIFYING && arg == d[3]) { /* R, its hand-over under way */
+  if (where == HAK_HOOK_NOTIFYING && arg == atomic_load(&held_block)) { /* R: hand-over held */
     atomic_store(&r_held, 1);
     wait_flag(&r_go, "R was never let go");
   } else if (where == HAK_HOOK_PAGE_FULL && arg == P && atomic_load(&o_refilled)) {
@@ -89,7 +100,7 @@ static void hook3(enum hak_hook_point where, void *arg) {
 }
 
 static void *thread_r(void *arg) {
-  hak_free(d[3]);
+  hak_free(atomic_load(&held_block));
   return arg;
 }
 
@@ -131,6 +142,7 @@ static void request_during_handover(void) {
   hak_test_hook = hook3;
   REQUIRE(pthread_create(&o, NULL, thread_o, NULL) == 0);
   wait_flag(&o_filled, "O did not fill its page");
+  atomic_store(&held_block, d[3]);
   REQUIRE(pthread_create(&r, NULL, thread_r, NULL) == 0);
   wait_flag(&o_at_request, "O's malloc never moved the page to the full list");
   hak_sleep_ms(100);
@@ -145,6 +157,49 @@ static void request_during_handover(void) {
             "a remote free into a full page went onto its stack: its request was lost");
   atomic_store(&x_freed, 1);
   REQUIRE(pthread_join(o, NULL) == 0);
+}
+
+/* ---- the owner's exit during a hand-over ---------------------------------- */
+static void *e[BLOCKS + 1];
+static atomic_int e_filled, e_exit;
+
+static void *thread_exiting_owner(void *arg) {
+  for (int i = 0; i <= BLOCKS; i++)
+    REQUIRE((e[i] = hak_malloc(SZ)) != NULL);
+  hak_page_t *pg = ptr_page(ptr_segment_base(e[0]), e[0]);
+  REQUIRE(pg->in_full && (atomic_load(&pg->thread_free) & TF_MASK) == TF_NOTIFY);
+  atomic_store(&e_filled, 1);
+  wait_flag(&e_exit, "the owner was never told to exit");
+  return arg; /* the exit withdraws the request: waits for the hand-over, then drains */
+}
+
+static void exit_during_handover(void) {
+  pthread_t o, r;
+  atomic_store(&r_held, 0);
+  atomic_store(&r_go, 0);
+  hak_test_hook = hook3;
+  REQUIRE(pthread_create(&o, NULL, thread_exiting_owner, NULL) == 0);
+  wait_flag(&e_filled, "the exiting owner did not fill its page");
+  atomic_store(&held_block, e[3]);
+  REQUIRE(pthread_create(&r, NULL, thread_r, NULL) == 0);
+  wait_flag(&r_held, "the hand-over never reached HAK_HOOK_NOTIFYING");
+  atomic_store(&e_exit, 1);
+  hak_sleep_ms(100);
+  CHECK_MSG(pthread_tryjoin_np(o, NULL) != 0,
+            "the owner's exit did not wait for a hand-over under way (TF_NOTIFYING)");
+  atomic_store(&r_go, 1);
+  REQUIRE(pthread_join(r, NULL) == 0);
+  pthread_join(o, NULL);
+  hak_test_hook = NULL;
+  for (int i = 0; i <= BLOCKS; i++)
+    if (i != 3)
+      hak_free(e[i]);
+  struct hak_stats st;
+  hak_stats(&st);
+  CHECK_MSG(st.live_blocks == 0 && st.abandoned_segments == 0,
+            "the block handed over during the owner's exit was lost: %zu live, %zu segment(s) "
+            "abandoned after every block was freed",
+            st.live_blocks, st.abandoned_segments);
 }
 
 static size_t class_pages(size_t cls) {
@@ -195,6 +250,8 @@ int main(void) {
   CHECK_EQ(hak_heap_check(), 0);
 
   request_during_handover();
+  CHECK_EQ(hak_heap_check(), 0);
+  exit_during_handover();
   CHECK_EQ(hak_heap_check(), 0);
   struct hak_stats st;
   hak_stats(&st);
