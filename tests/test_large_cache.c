@@ -336,6 +336,65 @@ static void realloc_room(void) {
   CHECK_EQ(hak_heap_check(), 0);
 }
 
+/* A request takes the smallest cached mapping that fits: with 2 and 8 MiB
+ * mappings cached, a 2 MiB block is the 2 MiB one, whole (the 8 MiB one
+ * would have 6 MiB of excess to move away, or the block's pages moved out
+ * of it). Found by a mutant that took the largest (an audit of
+ * 2026-11-28): it passed every test. */
+static void smallest_fit(void) {
+  hak_test_reset(); /* an empty cache */
+  unsigned char *two = hak_malloc(2 * MiB), *eight = hak_malloc(8 * MiB);
+  REQUIRE(two && eight);
+  memset(two, 0x71, 2 * MiB);
+  memset(eight, 0x72, 8 * MiB);
+  hak_free(two);
+  hak_free(eight);
+  unsigned char *b = hak_malloc(2 * MiB - 8192);
+  REQUIRE(b != NULL);
+  CHECK_MSG(b == two, "a 2 MiB block with 2 and 8 MiB mappings cached: %p, not the 2 MiB one (%p)",
+            (void *)b, (void *)two);
+  memset(b, 0x73, 2 * MiB - 8192);
+  CHECK_EQ(hak_heap_check(), 0);
+  hak_free(b);
+}
+
+/* The excess cut off a cached mapping goes back into the cache with that
+ * mapping's age, in its place (oldest first): an 8 MiB mapping freed 600 ms
+ * before a 5 MiB request cuts it leaves a 3 MiB excess that is unmapped
+ * once the 8 MiB mapping would have been, 1 s after its free, although a
+ * 1 MiB mapping freed later is still cached then. Found by a mutant that
+ * gave the excess a new age (an audit of 2026-11-28): the cache was then not
+ * oldest first, and the excess outlived its age; no test saw either. */
+static void cut_keeps_age(void) {
+  hak_test_reset(); /* an empty cache */
+  unsigned char *eight = hak_malloc(8 * MiB), *one = hak_malloc(MiB);
+  REQUIRE(eight && one);
+  memset(eight, 0x81, 8 * MiB);
+  memset(one, 0x82, MiB);
+  hak_free(eight);
+  os_test_advance_ms(500);
+  hak_free(one);
+  os_test_advance_ms(100);
+  unsigned char *b = hak_malloc(5 * MiB); /* cuts the 8 MiB mapping: 3 MiB excess */
+  REQUIRE(b != NULL);
+  memset(b, 0x83, 5 * MiB);
+  CHECK_MSG(hak_heap_check() == 0, "after a cut: the cache is not oldest first");
+  struct hak_stats st0, st;
+  hak_stats(&st0);
+  os_test_advance_ms(LARGE_CACHE_AGE_MS - 600 + 1); /* the 8 MiB mapping's age is past */
+  hak_free(hak_malloc(70000));                      /* a large call: the cache ages */
+  hak_stats(&st);
+  size_t drop = st0.mapped_bytes > st.mapped_bytes ? st0.mapped_bytes - st.mapped_bytes : 0;
+  /* without moves (valgrind) the excess was unmapped at the cut */
+  CHECK_MSG(drop >= 3 * MiB || !moves_pages(),
+            "the 3 MiB cut off a mapping cached %d ms ago is still mapped (%zu KiB given back)",
+            LARGE_CACHE_AGE_MS + 1, drop >> 10);
+  CHECK_MSG(drop < 4 * MiB, "the 1 MiB mapping cached %d ms ago was unmapped too (%zu KiB)",
+            LARGE_CACHE_AGE_MS - 500 + 1, drop >> 10);
+  CHECK_EQ(hak_heap_check(), 0);
+  hak_free(b);
+}
+
 /* hak_stats' mapped_bytes ("mapped from the OS now") counts the cache's
  * mappings: a freed 8 MiB block whose pages stay mapped (and resident) in
  * the cache is still mapped; hak_trim unmaps it. */
@@ -538,6 +597,8 @@ int main(void) {
   gather_pass();
   grow_before_cut();
   realloc_room();
+  smallest_fit();
+  cut_keeps_age();
 
   /* bounded: after 64 x 4 MiB are freed, the address space still mapped
    * grows by at most LARGE_CACHE_N of them (plus slack for stdio and the
