@@ -1,6 +1,7 @@
 /* Large blocks: a freed mapping is cached and reused warm by the next large
  * allocation that fits (large.c). What the cache must never break:
  *  - calloc from a reused (dirty) mapping is zero;
+ *  - a request takes the smallest cached mapping that fits;
  *  - a smaller request served from a cached mapping more than 1.5 times
  *    its size (cut from its front when the rest is at most the block's
  *    size, else its pages moved out of the mapping's end, so a move never
@@ -17,7 +18,7 @@
  *    mapping cached longer than LARGE_CACHE_AGE_MS is unmapped at the next
  *    large call of any kind: allocation (huge-aligned too), realloc, and
  *    free of a block the cache keeps or not (and not by one at exactly
- *    LARGE_CACHE_AGE_MS).
+ *    LARGE_CACHE_AGE_MS); the excess cut off a mapping keeps its age.
  * hakmem's clock is frozen (os_test_freeze_clock) and moved only by
  * os_test_advance_ms: no mapping ages while a part runs, however slowly
  * (valgrind), and the aging parts need no sleep (until 2026-11-28 they
