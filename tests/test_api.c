@@ -626,14 +626,15 @@ static void test_realloc_in_place(void) {
     size_t block, size;
     int stays;
   } rows[] = {
-      {64, 32, 1},       /* <= 64 B: stays even at half */
-      {64, 1, 1},        /* <= 64 B: stays at any size */
-      {256, 128, 0},     /* exactly half: moves */
-      {256, 129, 1},     /* half + 1: stays */
-      {4096, 2048, 0},   /* exactly half: moves */
-      {4096, 2049, 1},   /* half + 1: stays */
-      {4096, 1000, 0},   /* a shrink: to 1000's class, not a quarter bigger */
-      {1 * MiB, 100, 0}, /* large to small: a small block */
+      {64, 32, 1},         /* <= 64 B: stays even at half */
+      {64, 1, 1},          /* <= 64 B: stays at any size */
+      {256, 128, 0},       /* exactly half: moves */
+      {256, 129, 1},       /* half + 1: stays */
+      {4096, 2048, 0},     /* exactly half: moves */
+      {4096, 2049, 1},     /* half + 1: stays */
+      {4096, 1000, 0},     /* a shrink: to 1000's class, not a quarter bigger */
+      {1 * MiB, 100, 0},   /* large to small: a small block */
+      {1 * MiB, 65536, 0}, /* to HAK_SMALL_MAX exactly: small too (its last class) */
   };
   const int valgrind = hak_config_is("valgrind");
   for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {

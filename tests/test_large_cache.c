@@ -1,7 +1,8 @@
 /* Large blocks: a freed mapping is cached and reused warm by the next large
  * allocation that fits (large.c). What the cache must never break:
  *  - calloc from a reused (dirty) mapping is zero;
- *  - a request takes the smallest cached mapping that fits;
+ *  - a request takes the smallest cached mapping that fits; a mapping of
+ *    32 MiB exactly is cached, an excess of 256 KiB exactly is cut;
  *  - a smaller request served from a cached mapping more than 1.5 times
  *    its size (cut from its front when the rest is at most the block's
  *    size, else its pages moved out of the mapping's end, so a move never
@@ -359,6 +360,41 @@ static void smallest_fit(void) {
   hak_free(b);
 }
 
+/* The edges of the cache's rules, each found by an off-by-one mutant that
+ * passed every test (an audit of 2026-11-28): a mapping of exactly
+ * LARGE_CACHE_BYTES / 8 (32 MiB) is cached (the next block of its size is
+ * it); an excess of exactly SPLIT_MIN (256 KiB), more than half the
+ * block, is not "under 256 KiB": the mapping is cut, the excess moved away. */
+static void cache_edges(void) {
+  hak_test_reset();                               /* an empty cache */
+  const size_t most = LARGE_CACHE_BYTES / 8 - 64; /* header and whole pages: 32 MiB */
+  unsigned char *m = hak_malloc(most);
+  REQUIRE(m != NULL);
+  memset(m, 0x91, 4096);
+  hak_free(m);
+  unsigned char *again = hak_malloc(most);
+  REQUIRE(again != NULL);
+  CHECK_MSG(again == m, "a freed mapping of exactly %zu bytes was not cached (%p, then %p)",
+            (size_t)(LARGE_CACHE_BYTES / 8), (void *)m, (void *)again);
+  hak_free(again);
+  hak_trim(0);
+  const size_t need = 448 * 1024, excess = 256 * 1024; /* excess > need / 2 */
+  unsigned char *c = hak_malloc(need + excess - 64);
+  REQUIRE(c != NULL);
+  memset(c, 0x92, need + excess - 64);
+  hak_free(c);
+  unsigned char *b = hak_malloc(need - 64);
+  REQUIRE(b != NULL);
+  CHECK_MSG(b == c, "a %zu KiB mapping did not serve a %zu KiB block (%p, got %p)",
+            (need + excess) >> 10, need >> 10, (void *)c, (void *)b);
+  CHECK_MSG(!mapped_after(b, need - 64),
+            "a %zu KiB block kept the %zu KiB excess of its cached mapping (not under 256 KiB)",
+            need >> 10, excess >> 10);
+  memset(b, 0x93, need - 64);
+  CHECK_EQ(hak_heap_check(), 0);
+  hak_free(b);
+}
+
 /* The excess cut off a cached mapping goes back into the cache with that
  * mapping's age, in its place (oldest first): an 8 MiB mapping freed 600 ms
  * before a 5 MiB request cuts it leaves a 3 MiB excess that is unmapped
@@ -600,6 +636,7 @@ int main(void) {
   realloc_room();
   smallest_fit();
   cut_keeps_age();
+  cache_edges();
 
   /* bounded: after 64 x 4 MiB are freed, the address space still mapped
    * grows by at most LARGE_CACHE_N of them (plus slack for stdio and the

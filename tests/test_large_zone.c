@@ -8,7 +8,8 @@
  *  - consecutive ranges are one slot apart: the size rounded up to 4 MiB
  *    plus OS_ZONE_ROOM;
  *  - a block grows in place into that room, contents kept;
- *  - a range over OS_ZONE_MAX goes where the kernel puts it;
+ *  - a range over OS_ZONE_MAX goes where the kernel puts it, one of exactly
+ *    OS_ZONE_MAX to the zone;
  *  - a slot something else has taken is skipped and left alone; after
  *    OS_ZONE_TRIES taken slots in a row the range goes where the kernel
  *    puts it, and the zone is still used after that;
@@ -76,6 +77,15 @@ static void placed(void) {
   CHECK_MSG(os_zone_holds(big) == false, "a %zu-byte block went to the zone", OS_ZONE_MAX + MiB);
   big[OS_ZONE_MAX] = 1;
   hak_free(big); /* not cached: unmapped */
+  /* one of exactly OS_ZONE_MAX (header and whole pages) is the zone's */
+  uint8_t *edge = hak_malloc(OS_ZONE_MAX - 64);
+  REQUIRE(edge != NULL);
+  CHECK_MSG(os_zone_holds(edge) == zone_expected(),
+            "a range of exactly %zu bytes at %p %s the zone", (size_t)OS_ZONE_MAX, (void *)edge,
+            os_zone_holds(edge) ? "in" : "outside");
+  edge[OS_ZONE_MAX - 65] = 1;
+  hak_free(edge);
+  hak_trim(0); /* its mapping, cached, must not serve the blocks below */
   uint8_t *a = hak_malloc(2 * MiB);
   REQUIRE(a != NULL);
   CHECK_MSG(os_zone_holds(a) == zone_expected(), "a new large block at %p %s the zone%s", (void *)a,
