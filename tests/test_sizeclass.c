@@ -2,8 +2,10 @@
  * HAK_SMALL_MAX + 4096, and real allocations of every size (or, in slow
  * configurations, of every class boundary n-1, n, n+1 plus a stride): 16-byte
  * alignment, usable size == class size, the whole usable size is writable and
- * does not overlap any other live block. */
+ * does not overlap any other live block. And each class's page geometry. */
 #include "hak_test.h"
+
+#include "internal.h"
 
 #define MAX_SIZE (HAK_SMALL_MAX + 4096)
 #define RING 8 /* sizes whose blocks stay live while later sizes are tested */
@@ -34,6 +36,36 @@ static void check_table(void) {
   }
   CHECK_EQ(hak_size_class_size(0), 16);
   CHECK_EQ(hak_size_class_size(n - 1), HAK_SMALL_MAX);
+}
+
+/* Page geometry (class_slices, README Design): a page of each class, as a
+ * block of it is carved from, holds at least PAGE_MIN_BLOCKS blocks, and
+ * PAGE_WANT_BLOCKS unless that takes more than PAGE_MAX_SLICES slices, in
+ * the fewest slices that do. A rounding slip in the minimum's slice count
+ * (pages of 36 KiB blocks holding 7) passed every test (helper-69's mutant
+ * class-slices-min-rounds-down, 2026-11-28). */
+static bool geometry_ok(size_t size, size_t slices) {
+  size_t blocks = slices * SLICE_SIZE / size;
+  return blocks >= PAGE_MIN_BLOCKS && (blocks >= PAGE_WANT_BLOCKS || slices >= PAGE_MAX_SLICES);
+}
+
+static void check_geometry(void) {
+  for (size_t c = 0; c < HAK_NUM_CLASSES; c++) {
+    size_t size = class_size(c);
+    void *p = hak_malloc(size);
+    REQUIRE(p != NULL);
+    hak_page_t *pg = ptr_page(ptr_segment_base(p), p);
+    size_t n = pg->slice_count;
+    CHECK_MSG(n == class_slices(c) && pg->reserved == n * SLICE_SIZE / size,
+              "class %zu (%zu B): page of %zu slices, %u blocks; class_slices says %zu", c, size, n,
+              pg->reserved, class_slices(c));
+    CHECK_MSG(geometry_ok(size, n) && (n == 1 || !geometry_ok(size, n - 1)),
+              "class %zu (%zu B): a page of %zu slices holds %zu blocks (want >= %d, and %d "
+              "within %d slices, in the fewest slices)",
+              c, size, n, n * SLICE_SIZE / size, PAGE_MIN_BLOCKS, PAGE_WANT_BLOCKS,
+              PAGE_MAX_SLICES);
+    hak_free(p);
+  }
 }
 
 /* Every size 0..MAX_SIZE: smallest fitting class, waste bounds, large above SMALL_MAX. */
@@ -165,6 +197,7 @@ int main(void) {
     ref[i] = (unsigned char)i;
   check_table();
   check_mapping();
+  check_geometry();
   double slow = hak_test_slowdown();
   choose_sizes(slow <= 2 && hak_test_scale() >= 1);
   allocate_sizes();
