@@ -11,12 +11,33 @@
 
 #define MiB ((size_t)1 << 20)
 
+/* Blocks carved in the pages of class `cls`, every segment's (read while
+ * no other thread allocates or frees). */
+static size_t carved(size_t cls) {
+  size_t n = 0;
+  for (hak_segment_t *s = hak_all_segments; s; s = s->gnext) {
+    hak_page_t *pg;
+    FOR_EACH_PAGE(s, pg) {
+      if (pg->cls == cls)
+        n += atomic_load(&pg->capacity);
+    }
+  }
+  return n;
+}
+
+/* Each class's live blocks, and its free ones: carved, not live (hakmem.h;
+ * a count of the pages' room, carved or not, passed every test: helper-69's
+ * mutant stats-free-counts-reserved, 2026-11-28). */
 static void check_classes(const struct hak_stats *st, size_t cls, size_t n, const char *what) {
   for (size_t c = 0; c < HAK_NUM_CLASSES; c++) {
     size_t want = c == cls ? n : 0;
     CHECK_MSG(st->classes[c].live_blocks == want,
               "%s: class %zu (%zu B) has %zu live, expected %zu", what, c,
               st->classes[c].block_size, st->classes[c].live_blocks, want);
+    size_t cv = carved(c);
+    CHECK_MSG(cv >= want && st->classes[c].free_blocks == cv - want,
+              "%s: class %zu (%zu B) has %zu free, expected %zu carved - %zu live", what, c,
+              st->classes[c].block_size, st->classes[c].free_blocks, cv, want);
   }
 }
 
@@ -284,20 +305,48 @@ static void test_print(void) {
  *     remote free pushes its block on the page's stack where the owner
  *     never looks;
  *  5. a heap's purge count off by a slice from its segments' free dirty
- *     slices. */
-static const char *const corrupt_want[] = {
-    "thread cache entry outside",        "list cycle",
-    "free + used != capacity",           "bad large block header",
-    "full page's remote frees stranded", "heap's purge counter differs"};
+ *     slices;
+ *  6. a page in the full list with a free block on its list (its counts
+ *     kept consistent: only the list it is in is wrong);
+ *  7. the slice entry free reads (phase) no longer its page's;
+ *  8. a class's cache one block longer than its limit - room says;
+ *  9. the heap's total of grown cache limits off from its limits;
+ *  10. a free slice's entry saying blocks are carved there (free would
+ *      take a pointer into memory no page owns);
+ *  11. a class queue's tail pointer lost;
+ *  12. a segment's used page count one too high;
+ *  13. a write after free into the marker word of a block on a page's
+ *      free list (not a cached one: the cache's walk checks it apart).
+ * 6-13: a hak_heap_check that missed each of them passed every test
+ * (helper-69's mutants check-*-unchecked, 2026-11-28). */
+static const char *const corrupt_want[] = {"thread cache entry outside",
+                                           "list cycle",
+                                           "free + used != capacity",
+                                           "bad large block header",
+                                           "full page's remote frees stranded",
+                                           "heap's purge counter differs",
+                                           "page in the full list has free blocks",
+                                           "slice entry differs from its page's",
+                                           "heap cache length != limit - room",
+                                           "heap cache limits grew by a wrong total",
+                                           "free slice's entry has carved blocks",
+                                           "class queue tail wrong",
+                                           "segment used_pages wrong",
+                                           "free block lost its free marker"};
 
 static void *free_in_thread(void *p) {
   hak_free(p);
   return NULL;
 }
 
+/* Each block whose metadata a damage writes through escapes here: else
+ * gcc takes a block from hak_malloc (attribute malloc) that nothing else
+ * sees for the caller's alone, and drops those writes as dead stores. */
+static void *volatile corrupt_escape;
+
 static void corrupt_child(void *arg) {
   uintptr_t k = (uintptr_t)arg;
-  void *keep = hak_malloc(48);
+  void *keep = corrupt_escape = hak_malloc(48);
   if (k < 2) {
     uintptr_t *b = hak_malloc(48);
     hak_free(b);                                 /* heads the thread's cache of its class */
@@ -310,6 +359,40 @@ static void corrupt_child(void *arg) {
   } else if (k == 5) {
     REQUIRE(hak_malloc(48) != NULL && hak_tls_heap != &hak_empty_heap);
     hak_tls_heap->dirty_free_bytes += SLICE_SIZE;
+  } else if (k == 6) {
+    void *b[9];
+    for (int i = 0; i < 9; i++) /* a page of 8 blocks: full, in the full list */
+      REQUIRE((b[i] = corrupt_escape = hak_malloc(65536)) != NULL);
+    hak_page_t *pg = ptr_page(ptr_segment_base(b[0]), b[0]);
+    REQUIRE(pg->in_full && pg->free == NULL);
+    block_set_free(b[3], NULL, block_marker_value(b[3])); /* freed behind the heap's back */
+    pg->free = b[3];
+    pg->used--;
+  } else if (k == 7) {
+    unsigned char *p = corrupt_escape = hak_malloc(1000);
+    hak_segment_t *seg = ptr_segment_base(p);
+    seg->slices[ptr_slice(seg, p)].phase += 16;
+  } else if (k == 8 || k == 9) {
+    void *b = hak_malloc(48);
+    hak_free(b); /* the cache of its class holds one block */
+    if (k == 8)
+      hak_tls_heap->tc_room[size_to_class(48)]++;
+    else
+      hak_tls_heap->tc_grown += 16;
+  } else if (k == 10) {
+    hak_segment_t *seg = ptr_segment_base(keep);
+    REQUIRE(seg->free_slices >> 1 != 0);
+    unsigned i = 63 - (unsigned)__builtin_clzll(seg->free_slices); /* the last free slice */
+    atomic_store(&seg->slices[i].end, 64);
+  } else if (k == 11) {
+    hak_tls_heap->tail[size_to_class(48)] = NULL;
+  } else if (k == 12) {
+    ((hak_segment_t *)ptr_segment_base(keep))->used_pages++;
+  } else if (k == 13) {
+    unsigned char *p = corrupt_escape = hak_malloc(1000);
+    hak_page_t *pg = ptr_page(ptr_segment_base(p), p);
+    REQUIRE(pg->free != NULL);
+    ((volatile uintptr_t *)pg->free)[1] ^= 1; /* a write after free into the marker */
   } else if (k == 4) {
     void *b[9];
     for (int i = 0; i < 9; i++) /* a page of 8 blocks: full, in the full list */
