@@ -207,6 +207,16 @@ static void test_aligned(void) {
   hak_stats(&st);
   CHECK_EQ(st.live_blocks, 5);
   CHECK_EQ(st.live_bytes, bytes);
+  /* up to the slice size (64 KiB: pages start at slices) a small block of
+   * the smallest class that is a multiple of the alignment; 64 KiB went to
+   * a large mapping of its own in a mutant that passed every test
+   * (aligned-slice-size-goes-large, helper-69, 2026-11-28) */
+  static const size_t small_usable[] = {128, 4096, 65536};
+  for (int i = 0; i < 3; i++)
+    CHECK_MSG(hak_usable_size(a[i]) == small_usable[i],
+              "aligned_alloc(%zu, 100): usable size %zu, not the %zu B class", aligns[i],
+              hak_usable_size(a[i]), small_usable[i]);
+  CHECK_EQ(st.large_blocks, 2);
   CHECK_EQ(hak_heap_check(), 0);
   for (int i = 0; i < 5; i++)
     hak_free(a[i]);
