@@ -41,7 +41,8 @@ static void check_table(void) {
 /* Page geometry (class_slices, README Design): a page of each class, as a
  * block of it is carved from, holds at least PAGE_MIN_BLOCKS blocks, and
  * PAGE_WANT_BLOCKS unless that takes more than PAGE_MAX_SLICES slices, in
- * the fewest slices that do. A rounding slip in the minimum's slice count
+ * the fewest slices that do; its first malloc carves EXTEND_BYTES of it
+ * (at least one block), not the whole page. A rounding slip in the minimum's slice count
  * (pages of 36 KiB blocks holding 7) passed every test (helper-69's mutant
  * class-slices-min-rounds-down, 2026-11-28). */
 static bool geometry_ok(size_t size, size_t slices) {
@@ -64,6 +65,12 @@ static void check_geometry(void) {
               "within %d slices, in the fewest slices)",
               c, size, n, n * SLICE_SIZE / size, PAGE_MIN_BLOCKS, PAGE_WANT_BLOCKS,
               PAGE_MAX_SLICES);
+    /* a new page is carved EXTEND_BYTES at a time (at least a block): it
+     * costs RSS only as it is used */
+    size_t step = EXTEND_BYTES / size ? EXTEND_BYTES / size : 1;
+    CHECK_MSG(atomic_load(&pg->capacity) == (step < pg->reserved ? step : pg->reserved),
+              "class %zu (%zu B): a new page carved %u blocks at its first malloc, not %zu", c,
+              size, atomic_load(&pg->capacity), step);
     hak_free(p);
   }
 }
