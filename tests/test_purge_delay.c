@@ -22,6 +22,8 @@
  *      bytes and purged it), and the count equals the heap's free dirty
  *      slices at every step (it missed those of cached segments taken
  *      again).
+ *   7. the threshold is inclusive: exactly PURGE_THRESHOLD of free dirty
+ *      slices are purged after the delay.
  * hakmem's clock is frozen (os_test_freeze_clock) and moved only by
  * os_test_advance_ms: "within the delay" and "after the delay" are exact,
  * however slowly the test runs, so every check runs on a loaded machine
@@ -274,6 +276,59 @@ static void counter_follows_segments(void) {
   counter_matches("after they left again");
 }
 
+/* 7. The threshold is inclusive ("at or above"): exactly PURGE_THRESHOLD
+ * of free dirty slices, reached by a page free, start the delay, and the
+ * next slow path after it purges them. Pages of 64 KiB blocks (512 KiB
+ * each) are emptied one at a time, the first page of each segment kept
+ * (no segment leaves the heap), until the count is exactly the threshold.
+ * With the test exclusive (mutant purge-threshold-exclusive, which passed
+ * every test, helper-69, 2026-11-28) they stayed committed for good. */
+#define TBLK 65536
+#define TN 256 /* 32 pages, 16 MiB */
+static unsigned char *tblk[TN];
+
+static void threshold_inclusive(void) {
+  hak_trim(0); /* every free slice of the heap purged: the count starts at 0 */
+  REQUIRE(hak_tls_heap->dirty_free_bytes == 0);
+  hak_fill_touched(tblk, TN, TBLK);
+  void *pinned[16];
+  int npinned = 0;
+  for (int i = 0; i < TN && hak_tls_heap->dirty_free_bytes < PURGE_THRESHOLD; i++) {
+    if (!tblk[i])
+      continue;
+    hak_segment_t *seg = ptr_segment_base(tblk[i]);
+    hak_page_t *pg = ptr_page(seg, tblk[i]);
+    bool pin = true;
+    for (int k = 0; k < npinned; k++)
+      pin &= pinned[k] != seg;
+    if (pin) { /* the first page of each segment stays full */
+      REQUIRE(npinned < 16);
+      pinned[npinned++] = seg;
+    }
+    for (int j = i; j < TN; j++)
+      if (tblk[j] && ptr_page(ptr_segment_base(tblk[j]), tblk[j]) == pg && !pin) {
+        hak_free(tblk[j]);
+        tblk[j] = NULL;
+      }
+    hak_thread_cache_flush(); /* the page empties now */
+  }
+  REQUIRE(hak_tls_heap->dirty_free_bytes == PURGE_THRESHOLD);
+  size_t full = hak_statm_bytes(1);
+  os_test_advance_ms(PURGE_DELAY_MS);
+  void *q = hak_malloc(40000); /* a class with no page: the slow path, which may purge */
+  REQUIRE(q != NULL);
+  size_t after = hak_statm_bytes(1);
+  CHECK_MSG(after + PURGE_THRESHOLD / 2 < full,
+            "exactly the threshold (%zu KiB) of free slices not returned after the delay: "
+            "resident %zu -> %zu KiB",
+            PURGE_THRESHOLD >> 10, full >> 10, after >> 10);
+  hak_free(q);
+  for (int i = 0; i < TN; i++)
+    hak_free(tblk[i]);
+  hak_thread_cache_flush();
+  counter_matches("after the threshold's purge");
+}
+
 int main(void) {
   if (!hak_config_is("release") && !hak_config_is("debug"))
     hak_test_skip("resident memory is only meaningful without sanitizer runtimes");
@@ -312,5 +367,6 @@ int main(void) {
   burst_purges_at_once();
   adopted_dirty_counted();
   counter_follows_segments();
+  threshold_inclusive();
   return hak_test_done();
 }
