@@ -326,8 +326,10 @@ static void test_print(void) {
  *  11. a class queue's tail pointer lost;
  *  12. a segment's used page count one too high;
  *  13. a write after free into the marker word of a block on a page's
- *      free list (not a cached one: the cache's walk checks it apart).
- * 6-13: a hak_heap_check that missed each of them passed every test
+ *      free list (not a cached one: the cache's walk checks it apart);
+ *  14. a page's free list linked on to its first uncarved block (made to
+ *      look free: only the bound and the counts show it).
+ * 6-14: a hak_heap_check that missed each of them passed every test
  * (helper-69's mutants check-*-unchecked, 2026-11-28). */
 static const char *const corrupt_want[] = {"thread cache entry outside",
                                            "list cycle",
@@ -342,7 +344,8 @@ static const char *const corrupt_want[] = {"thread cache entry outside",
                                            "free slice's entry has carved blocks",
                                            "class queue tail wrong",
                                            "segment used_pages wrong",
-                                           "free block lost its free marker"};
+                                           "free block lost its free marker",
+                                           "local free list entry outside the page"};
 
 static void *free_in_thread(void *p) {
   hak_free(p);
@@ -403,6 +406,16 @@ static void corrupt_child(void *arg) {
     hak_page_t *pg = ptr_page(ptr_segment_base(p), p);
     REQUIRE(pg->free != NULL);
     ((volatile uintptr_t *)pg->free)[1] ^= 1; /* a write after free into the marker */
+  } else if (k == 14) {
+    unsigned char *p = corrupt_escape = hak_malloc(1000);
+    hak_page_t *pg = ptr_page(ptr_segment_base(p), p);
+    REQUIRE(pg->free != NULL && atomic_load(&pg->capacity) < pg->reserved);
+    hak_block_t *tail = pg->free;
+    while (block_next(tail))
+      tail = block_next(tail);
+    hak_block_t *past = (hak_block_t *)(pg->start + atomic_load(&pg->capacity) * pg->block_size);
+    block_set_free(past, NULL, block_marker_value(past));
+    block_set_next(tail, past);
   } else if (k == 4) {
     void *b[9];
     for (int i = 0; i < 9; i++) /* a page of 8 blocks: full, in the full list */
