@@ -18,6 +18,9 @@
 #                while two threads allocate, a subprocess; outputs compared
 #   test_cpp_threads  the C++ 4-thread STL test (SKIP if not built / exit 77)
 #   api_all      tests/preload/api_all.c (plain gcc build): whole malloc API
+#   atfork_ctor  tests/preload/atfork_ctor.c: a library constructor, run
+#                before hakmem's, whose first allocating call is
+#                pthread_atfork, then forks while threads allocate
 #   selftest-*   the comparison fails a program that crashes under the
 #                preload though its output matches (tests/preload/crash_shim.c)
 #
@@ -304,6 +307,21 @@ if run_check "$CFG" api_all-build gcc -std=gnu11 -O1 -g -Wall -Wextra -Werror -p
   tests/preload/api_all.c -o "$api" -ldl; then
   run_check "$CFG" api_all-nopreload env -u LD_PRELOAD "$api" --expect-libc || fail=1
   run_check "$CFG" api_all env LD_PRELOAD="$SO" "$api" --expect-hakmem || fail=1
+else
+  fail=1
+fi
+
+# (g) a library's constructor, run before hakmem's, whose first allocating
+# call is pthread_atfork; forks in it and in main while threads allocate
+# (tests/preload/atfork_ctor.c). A hang is a failure within 60 s.
+actor=$PRE_DIR/atfork_ctor
+if run_check "$CFG" atfork_ctor-build bash -c '
+  f="-std=gnu11 -O1 -g -Wall -Wextra -Werror -pthread"
+  gcc $f -shared -fPIC -DATFORK_CTOR_LIB tests/preload/atfork_ctor.c -o "$1/libatfork_ctor.so" &&
+  gcc $f tests/preload/atfork_ctor.c -o "$1/atfork_ctor" -Wl,--no-as-needed -L"$1" -latfork_ctor \
+    -Wl,-rpath,"$1" -ldl' _ "$PRE_DIR"; then
+  run_check "$CFG" atfork_ctor-nopreload env -u LD_PRELOAD timeout 60 "$actor" || fail=1
+  run_check "$CFG" atfork_ctor env LD_PRELOAD="$SO" timeout 60 "$actor" --expect-hakmem || fail=1
 else
   fail=1
 fi

@@ -15,6 +15,10 @@
  * other thread's heap is abandoned on that thread's behalf. */
 #include <string.h>
 #include <sys/mman.h>
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 32)
+#define HAK_HAVE_SINGLE_THREADED 1
+#include <sys/single_threaded.h>
+#endif
 #include <unistd.h>
 
 #include "internal.h"
@@ -82,6 +86,16 @@ void hak_init(void) {
 static void register_atfork(void) {
   if (!atomic_exchange(&atfork_registered, 1))
     pthread_atfork(fork_prepare, fork_parent, fork_child);
+}
+
+/* glibc's __libc_single_threaded (2.32): true until the process's first
+ * pthread_create. Without it, never (registering at once, as before). */
+static bool hak_single_threaded(void) {
+#ifdef HAK_HAVE_SINGLE_THREADED
+  return __libc_single_threaded;
+#else
+  return false;
+#endif
 }
 
 __attribute__((constructor)) static void hak_constructor(void) {
@@ -162,8 +176,16 @@ hak_heap_t *heap_get_or_create(void) {
   if (heap_key_ok)
     pthread_setspecific(heap_key, h);
   /* Registered here, not in init_once: pthread_atfork may allocate, and by
-   * now this thread has a heap to allocate from. */
-  register_atfork();
+   * now this thread has a heap to allocate from. Not while the process has
+   * one thread (a library's constructor, run before hakmem's: the loader
+   * runs a preloaded library's last): this malloc may come from inside
+   * glibc's pthread_atfork, which grows its handler list under its atfork
+   * lock, and registering took that lock again, a hang before main
+   * (tests/preload/atfork_ctor.c). With one thread no other holds a hakmem
+   * lock at a fork; hakmem's constructor, or the first heap of a second
+   * thread, registers. */
+  if (!hak_single_threaded())
+    register_atfork();
   return h;
 }
 
