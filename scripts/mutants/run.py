@@ -265,6 +265,16 @@ def selection(root, makej, scale):
                    ["env", "LD_PRELOAD=" + so, "PYTHONMALLOC=malloc", "python3", "-c",
                     "import json; d = {str(i): [i] * (i % 50) for i in range(20000)}; "
                     "s = json.dumps(d); assert json.loads(s) == d; print(len(s))"], timeout=30))
+    # a library constructor, run before hakmem's, whose first allocating call
+    # is pthread_atfork (tests/preload/atfork_ctor.c; a hang is a kill)
+    if os.path.exists(os.path.join(root, "tests", "preload", "atfork_ctor.c")):
+        S.append(Check("release/preload", "atfork_ctor", [
+            "bash", "-c",
+            'd=build/release/preload && mkdir -p "$d" && f="-std=gnu11 -O1 -pthread" && '
+            'gcc $f -shared -fPIC -DATFORK_CTOR_LIB tests/preload/atfork_ctor.c -o "$d/libatfork_ctor.so" && '
+            'gcc $f tests/preload/atfork_ctor.c -o "$d/atfork_ctor" -Wl,--no-as-needed -L"$d" '
+            '-latfork_ctor -Wl,-rpath,"$PWD/$d" -ldl && '
+            'env LD_PRELOAD="$1" "$d/atfork_ctor" --expect-hakmem', "_", so], timeout=60))
     # 2. the fuzz corpus replayed by the release standalone drivers (shadow model)
     S.append(Check("fuzz/build-release", "", mk + ["build/fuzz/release/%s" % d for d in FUZZERS], "build", 900))
     S.append(Check("fuzz/replay-release", "", ["fuzz/replay.sh", "-m", "release"] + FUZZERS, timeout=400))
