@@ -179,16 +179,28 @@ static void do_valid_frees(void *arg) {
 
 /* A write after free into the free marker of a block in the thread's
  * cache, found by the debug build when the block leaves the cache: handed
- * out again by malloc (n == 0) or given back to its page by a flush. */
+ * out again by malloc (n == 0) or given back to its page by a flush
+ * (n == 1); or a write into a block on its page's free list (a flush put
+ * it there), found when malloc takes it off that list (n == 2; that check
+ * of page_pop's was not tested). */
 static void do_write_after_free(void *arg) {
   struct two *t = arg;
   uintptr_t *b = t->p;
   hak_free(b);
-  b[1] ^= 1;
-  if (t->n)
+  if (t->n == 2)
     hak_thread_cache_flush();
-  else if (hak_malloc(40) == NULL)
+  b[1] ^= 1;
+  if (t->n == 1)
+    hak_thread_cache_flush();
+  else if (t->n == 0 && hak_malloc(40) == NULL)
     _exit(4);
+  for (int i = 0; t->n == 2 && i < 100000; i++) {
+    void *q = hak_malloc(40); /* the page's list, from its head: b comes up */
+    if (q == NULL)
+      _exit(4);
+    if (q == (void *)b)
+      break;
+  }
   _exit(3); /* not found */
 }
 
@@ -461,7 +473,7 @@ int main(void) {
     fmt(want, sizeof want,
         "hakmem: heap corruption at %p: free block modified after it was freed (use after free?)\n",
         u);
-    for (size_t flush = 0; flush < 2; flush++) {
+    for (size_t flush = 0; flush < 3; flush++) {
       struct two w = {u, flush};
       EXPECT_ABORT(do_write_after_free, &w, want);
     }
