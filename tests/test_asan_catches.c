@@ -146,6 +146,15 @@ static void read_after_free(void *arg) {
   hak_test_log("read back %d\n", p[off]);
 }
 
+/* freed by a thread that does not own it (the remote-free path) */
+static void read_after_remote_free(void *arg) {
+  volatile unsigned char *p = hak_malloc(100);
+  p[50] = 7;
+  void *blocks[1] = {(void *)p};
+  hak_free_remotely(blocks, 1);
+  hak_test_log("read back %d\n", p[50]);
+}
+
 static void read_after_free_large(void *arg) {
   volatile unsigned char *p = hak_malloc(200000);
   p[12345] = 7;
@@ -305,6 +314,8 @@ int main(void) {
                 "READ of size 1");
   expect_report(read_after_free, (void *)50, "read after free (offset 50)", "use-after-poison",
                 "READ of size 1");
+  expect_report(read_after_remote_free, NULL, "read after a free by another thread",
+                "use-after-poison", "READ of size 1");
   expect_report(read_after_free_large, NULL, "read after free of a large block", "ERROR: Address",
                 "READ");
   expect_report(write_never_allocated, (void *)(208 * 5 + 3), "write to a carved, never used block",
