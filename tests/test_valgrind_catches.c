@@ -4,6 +4,9 @@
  * RESIZEINPLACE). This program re-executes
  * itself under `valgrind --error-exitcode=99 -q` in one mode per case:
  *   uaf       write after hak_free             -> "Invalid write", exit 99
+ *   uaf_slack write after hak_free into the slack hak_usable_size made
+ *             addressable (memcheck's FREELIKE covers the requested bytes
+ *             only: hakmem must make the rest NOACCESS) -> "Invalid write", exit 99
  *   overflow  write past the requested size    -> "Invalid write", exit 99
  *   uninit    branch on fresh hak_malloc bytes -> "Conditional jump or move depends on
  *                                                 uninitialised value", exit 99
@@ -35,6 +38,14 @@ __attribute__((noinline)) static void mode_uaf(void) {
   p[0] = 1;
   hak_free((void *)p);
   p[8] = 2;
+}
+
+__attribute__((noinline)) static void mode_uaf_slack(void) {
+  volatile unsigned char *p = hak_malloc(40);
+  size_t u = hak_usable_size((void *)p); /* 48: bytes 40..47 addressable now */
+  p[u - 4] = 1;
+  hak_free((void *)p);
+  p[u - 4] = 2;
 }
 
 __attribute__((noinline)) static void mode_overflow(void) {
@@ -207,6 +218,8 @@ __attribute__((noinline)) static void mode_clean(void) {
 static int run_mode(const char *mode) {
   if (strcmp(mode, "uaf") == 0)
     mode_uaf();
+  else if (strcmp(mode, "uaf_slack") == 0)
+    mode_uaf_slack();
   else if (strcmp(mode, "overflow") == 0)
     mode_overflow();
   else if (strcmp(mode, "uninit") == 0)
@@ -264,6 +277,7 @@ int main(int argc, char **argv) {
   if (!hak_have_program("valgrind"))
     hak_test_skip("valgrind is not installed");
   expect_mode("uaf", 0, 99, "Invalid write");
+  expect_mode("uaf_slack", 0, 99, "Invalid write");
   expect_mode("overflow", 0, 99, "Invalid write");
   expect_mode("uninit", 0, 99, "Conditional jump or move depends on uninitialised value");
   expect_mode("large_overflow", 0, 99, "Invalid write");
