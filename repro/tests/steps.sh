@@ -261,7 +261,20 @@ PY
     n=$("$T/tracecat" "$W/edge-all.trace" | tail -n +2 | awk '{print $3}' | sed 's/(.*//' | sort -u | wc -l)
     [ "$n" -ge 13 ] || fail "every-op recorded only $n kinds of op"
     replay_ok release "$W/edge-all.trace"
-    ok "free_sized replayed with its size; realloc'd usable size; cut-short trace refused; reallocarray(p, 0, m) frees, its replay names the double free; every op ($n kinds) replayed"
+    # the usable size of a returned block is recorded (the replay compares
+    # it): malloc(40) is in the 48-byte class
+    "$T/tracecat" "$W/edge-all.trace" | grep -qE "^[0-9]+ T1 malloc\(40\) = 0x[0-9a-f]+ usable 48 err 0$" ||
+      fail "every-op: malloc(40) not recorded with its usable size, 48"
+    # trace2fuzz carries each kind of op, each aligned function and each
+    # sized free into the fuzz input (a calloc converted to a malloc lost
+    # its zeroing unseen), and fuzz_mt runs it
+    "$T/trace2fuzz" "$W/edge-all.trace" -o "$W/edge-all.fz" >/dev/null 2>&1 || fail "trace2fuzz of every-op failed"
+    k=$("$T/trace2fuzz" --dump "$W/edge-all.fz" | awk '$2 ~ /^T[0-9]+$/ && $3 != "clock" {print $3 "/" $5}' |
+      LC_ALL=C sort -u | tr '\n' ' ')
+    [ "$k" = "aligned/0 aligned/1 aligned/2 aligned/3 aligned/4 calloc/4 free/0 free/1 free/2 malloc/0 realloc/0 reallocarray/4 usable/0 " ] ||
+      fail "trace2fuzz of every-op: the input's ops are $k"
+    build/fuzz/release/fuzz_mt "$W/edge-all.fz" >/dev/null 2>&1 || fail "fuzz_mt fails on the converted every-op input"
+    ok "free_sized replayed with its size; realloc'd usable size; cut-short trace refused; reallocarray(p, 0, m) frees, its replay names the double free; every op ($n kinds) replayed, its usable sizes recorded, each kind carried by trace2fuzz"
     ;;
   trace2fuzz-edges)
     # trace2fuzz says when a sized free's recorded size is not carried (the

@@ -9,7 +9,8 @@
 #     record-python, replay-python-{release,asan,tsan,valgrind}: the same for python3
 #     tracecat, mismatch-detected (a doctored trace must be reported), trace-edges
 #       (free_sized replayed with its size, realloc'd usable size, a cut-short or garbled
-#       trace refused, tracecat --ids after reallocarray(p, 0, m)), trace2fuzz-edges (trace2fuzz
+#       trace refused, tracecat --ids after reallocarray(p, 0, m), a call of every function:
+#       replayed, its usable sizes recorded, each kind of op carried by trace2fuzz), trace2fuzz-edges (trace2fuzz
 #       names a sized free whose recorded size the fuzz input cannot carry; 120 thread
 #       exits do not cut the end of the trace off the input), trace-reentered (calls a
 #       signal handler makes while the recorder runs are counted in the header),
