@@ -312,13 +312,20 @@ def selection(root, makej, scale):
         tests_of("trace", ["test_trace_fork_init"], timeout=60)
         S.append(Check("trace/build-valgrind", "", mk + ["CONFIG=valgrind", "lib"], "build", 900))
         S.append(Check("trace/build-tools", "", mk + ["build/repro/release/replay",
+                                                      "build/repro/asan/replay",
                                                       "build/repro/valgrind/replay",
                                                       "build/repro/tracecat", "build/repro/trace2fuzz",
                                                       "build/repro/trace_edges",
-                                                      "build/release/stress/remote_free.libc"],
+                                                      "build/release/stress/remote_free.libc",
+                                                      "build/fuzz/release/fuzz_mt"],
                        "build", 900))
+        # replay-clock, trace-reentered and trace-fork-flush (a few seconds
+        # each) see the record's time, the header's count of calls not
+        # recorded and a fork child's own file: the recorder mutants
+        # trace-ms-seconds, trace-reentered-flag-dropped and
+        # trace-fork-child-keeps-writer-flag passed every step before them
         for step in ("record-stress", "replay-stress-release", "record-python", "tracecat",
-                     "trace-edges"):
+                     "trace-edges", "replay-clock", "trace-reentered", "trace-fork-flush"):
             S.append(Check("trace/repro", step, ["bash", "repro/tests/steps.sh", step], timeout=300))
     # 7. ASan+UBSan (libFuzzer build) replay, valgrind memcheck, short fuzz runs
     S.append(Check("fuzz/build", "", mk + ["fuzz-bins"], "build", 1200))
