@@ -278,6 +278,11 @@ def selection(root, makej, scale):
     # 2. the fuzz corpus replayed by the release standalone drivers (shadow model)
     S.append(Check("fuzz/build-release", "", mk + ["build/fuzz/release/%s" % d for d in FUZZERS], "build", 900))
     S.append(Check("fuzz/replay-release", "", ["fuzz/replay.sh", "-m", "release"] + FUZZERS, timeout=400))
+    # 2b. debug: HAK_DEBUG's own checks of free blocks, which the asan build
+    # leaves to ASan (test_failure_paths writes into free blocks only there)
+    S.append(Check("debug/build", "", mk + ["CONFIG=debug", "build/debug/tests/test_failure_paths"],
+                   "build", 900))
+    tests_of("debug", ["test_failure_paths"])
     # 3. asan (with HAK_DEBUG's assertions): poisoning of free blocks and slack
     S.append(Check("asan/build", "", mk + ["CONFIG=asan", "tests"], "build", 900))
     tests_of("asan", tests)
@@ -347,9 +352,11 @@ def expected_first(checks, m):
     """The selection with the configuration the catalog expects to kill `m`
     moved to the front (its build included), the rest in the usual order: a
     memory-order mutant that only TSan can see is then killed in the time of
-    the TSan stage alone, not after every other stage has passed."""
+    the TSan stage alone, not after every other stage has passed. A trace
+    mutant (trace.c, repro/'s tools) changes nothing the other stages build:
+    its stage goes first too."""
     cfg = m.expect.split()[0].split("/")[0] if m.expect.split() else ""
-    if cfg not in ("tsan", "asan", "valgrind"):
+    if cfg not in ("tsan", "asan", "valgrind", "trace", "debug"):
         return checks  # release is first anyway; fuzz stages need their builds in order
     first = [c for c in checks if c.stage.split("/")[0] == cfg]
     return first + [c for c in checks if c not in first]
@@ -535,6 +542,7 @@ def base_build(base, makej, logdir, deadline):
     """Builds every output the selection needs in the snapshot."""
     targets = [
         ["CONFIG=release", "tests", "stress-bins"],
+        ["CONFIG=debug", "build/debug/tests/test_failure_paths"],
         ["CONFIG=asan", "tests"],
         ["CONFIG=valgrind", "tests"],
         ["CONFIG=tsan", "tests", "build/tsan/stress/larson", "build/tsan/stress/remote_free",
