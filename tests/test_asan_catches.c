@@ -3,7 +3,8 @@
  * unpoisons the whole usable size. This checks the shadow state directly and
  * that real misuse in forked children produces an AddressSanitizer report:
  * a write one byte past a hak_malloc(40) block (inside its 48-byte class),
- * reads after hak_free, writes into never-allocated parts of a page or
+ * reads after hak_free (also after another thread's, the remote-free path),
+ * writes into never-allocated parts of a page or
  * before an aligned large block (between its header and its start). A control
  * child that uses blocks correctly must exit 0 with no report. */
 #include "hak_test.h"
