@@ -203,7 +203,8 @@ typedef struct hak_large {
   uint32_t magic;
   uint32_t kind; /* KIND_LARGE */
   _Atomic uint32_t freed;
-  uint32_t huge;    /* aligned >= 4 MiB: header is the page below the block */
+  uint16_t huge;    /* aligned >= 4 MiB: header is the page below the block */
+  uint16_t pieces;  /* kernel mappings the range is made of, at most (large.c) */
   size_t map_size;  /* bytes mapped at the header */
   size_t offset;    /* user pointer = header + offset */
   size_t alignment; /* alignment of the mapping start */
@@ -474,6 +475,8 @@ HAK_INTERNAL void segment_trim_unowned_locked(void);
  * returns whether its call moved it, whichever step gave the memory back
  * (the flush of its cache can purge the heap on the way). */
 extern HAK_INTERNAL __thread size_t hak_tls_given_back __attribute__((tls_model("initial-exec")));
+/* Kernel mappings this thread's os_move calls have moved, one by one (os.c). */
+extern HAK_INTERNAL __thread size_t hak_tls_moved_maps __attribute__((tls_model("initial-exec")));
 HAK_INTERNAL void segment_purge_maybe(hak_heap_t *h);
 HAK_INTERNAL hak_segment_t *segment_first_global(void);
 HAK_INTERNAL void segment_adopt(hak_heap_t *h, hak_segment_t *seg);
@@ -685,6 +688,7 @@ HAK_INTERNAL bool tcache_entry_ok(const hak_heap_t *h, size_t cls, const hak_blo
 #define LARGE_CACHE_N 32                      /* freed mappings kept for reuse ... */
 #define LARGE_CACHE_BYTES ((size_t)256 << 20) /* ... at most this much in all ... */
 #define LARGE_CACHE_AGE_MS 1000               /* ... each for at most this long */
+#define LARGE_PIECES_MAX 16 /* a freed range of more kernel mappings is unmapped, not cached */
 _Static_assert(OS_ZONE_ROOM == LARGE_CACHE_BYTES / 8,
                "the zone's room: the biggest cacheable mapping");
 HAK_INTERNAL void *large_alloc(size_t size, size_t alignment, bool zero);
