@@ -688,7 +688,7 @@ HAK_INTERNAL bool tcache_entry_ok(const hak_heap_t *h, size_t cls, const hak_blo
 #define LARGE_CACHE_N 32                      /* freed mappings kept for reuse ... */
 #define LARGE_CACHE_BYTES ((size_t)256 << 20) /* ... at most this much in all ... */
 #define LARGE_CACHE_AGE_MS 1000               /* ... each for at most this long */
-#define LARGE_PIECES_MAX 16 /* a freed range of more kernel mappings is unmapped, not cached */
+#define LARGE_PIECES_MAX 128 /* a freed range of more kernel mappings is unmapped, not cached */
 _Static_assert(OS_ZONE_ROOM == LARGE_CACHE_BYTES / 8,
                "the zone's room: the biggest cacheable mapping");
 HAK_INTERNAL void *large_alloc(size_t size, size_t alignment, bool zero);
