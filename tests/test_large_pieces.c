@@ -21,7 +21,8 @@
  * clock (no mapping ages out) and requires the kernel mappings added after
  * the last round, every block freed, to be at most what the cache may hold
  * (LARGE_CACHE_N * LARGE_PIECES_MAX, and 64 more), and hak_heap_check
- * clean. Skipped under valgrind, where
+ * clean. Part "count" first checks the count itself: a block assembled in a
+ * new range from two cached mappings that cannot grow. Skipped under valgrind, where
  * nothing moves. */
 #include "hak_test.h"
 
@@ -43,6 +44,62 @@ static long map_count(void) {
   return n;
 }
 
+/* Kernel mappings that overlap [lo, hi). */
+static size_t maps_in(uintptr_t lo, uintptr_t hi) {
+  FILE *f = fopen("/proc/self/maps", "r");
+  REQUIRE(f != NULL);
+  char line[512];
+  size_t n = 0;
+  unsigned long a, b;
+  while (fgets(line, sizeof line, f))
+    if (sscanf(line, "%lx-%lx", &a, &b) == 2 && a < hi && b > lo)
+      n++;
+  fclose(f);
+  return n;
+}
+
+static hak_large_t *header_of(void *p) {
+  hak_large_t *lg = (hak_large_t *)((uint8_t *)p - 64); /* malloc's offset (LARGE_HDR) */
+  REQUIRE(lg->magic == LARGE_MAGIC && lg->offset == 64);
+  return lg;
+}
+
+/* A page right after [lg, lg + map_size), so the mapping cannot grow in place. */
+static void *fence_after(hak_large_t *lg) {
+  void *at = (uint8_t *)lg + lg->map_size;
+  void *g = mmap(at, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+  REQUIRE(g == at);
+  return g;
+}
+
+/* Part "count": a block assembled in a new range from the pages of two
+ * cached mappings that cannot grow (a page mapped after each) is several
+ * kernel mappings, and its header must count at least as many. */
+static void part_count(void) {
+  hak_trim(0);
+  size_t n = (size_t)2 << 20;
+  void *a = hak_malloc(n), *b = hak_malloc(n);
+  REQUIRE(a && b);
+  memset(a, 1, n);
+  memset(b, 2, n);
+  void *fa = fence_after(header_of(a)), *fb = fence_after(header_of(b));
+  hak_free(a);
+  hak_free(b);
+  void *c = hak_malloc(3 * ((size_t)1 << 20));
+  REQUIRE(c != NULL);
+  hak_large_t *lc = header_of(c);
+  size_t real = maps_in((uintptr_t)lc, (uintptr_t)lc + lc->map_size);
+  printf("count: a block assembled from 2 cached mappings: %zu kernel mappings, counted %u\n", real,
+         (unsigned)lc->pieces);
+  CHECK_MSG(real >= 2, "not assembled from the cached pages (%zu kernel mappings)", real);
+  CHECK_MSG(lc->pieces >= real, "header counts %u kernel mappings, the block has %zu",
+            (unsigned)lc->pieces, real);
+  hak_free(c);
+  munmap(fa, 4096);
+  munmap(fb, 4096);
+  hak_trim(0);
+}
+
 static uint64_t rng = 88172645463325252ULL;
 static uint64_t xorshift(void) {
   rng ^= rng << 13;
@@ -56,6 +113,7 @@ int main(void) {
     hak_test_skip("nothing moves under valgrind: no block is assembled from cached pages");
   REQUIRE(map_count() > 0);
   os_test_freeze_clock();
+  part_count();
   void *blocks[NBLOCKS];
   long start = map_count(), at100 = 0, last = 0;
   for (int r = 1; r <= ROUNDS; r++) {
