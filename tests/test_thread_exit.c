@@ -7,10 +7,16 @@
  * Part 2: thousands of short threads, a few at a time, each leaving some
  * blocks behind. After each round main frees the leftovers. mapped_bytes and
  * heaps_active must not grow with the number of threads that have come and
- * gone. heap_check stays 0 and live_blocks returns to 0. */
+ * gone, nor the heap structs ever made (an exited thread's goes to a pool for
+ * the next: not pooled, 3 KiB each stayed mapped per thread, beyond
+ * mapped_bytes, and every walk of the heaps, fork's, hak_trim's, hak_stats',
+ * grew with them; mutant heap-done-not-pooled). heap_check stays 0 and
+ * live_blocks returns to 0. */
 #include "hak_test.h"
 
 #include <pthread.h>
+
+#include "internal.h"
 
 #define MiB ((size_t)1 << 20)
 
@@ -172,6 +178,16 @@ static void *p2_short(void *arg) {
 
 #define P2_ROUNDS 8
 
+/* Heap structs ever made (heap.c: reused from the pool, never unmapped). */
+static size_t heap_structs(void) {
+  size_t n = 0;
+  pthread_mutex_lock(&hak_global_lock);
+  for (hak_heap_t *h = hak_all_heaps; h; h = h->all_next)
+    n++;
+  pthread_mutex_unlock(&hak_global_lock);
+  return n;
+}
+
 static void part2(void) {
   size_t total = hak_iters(2000);
   if (total < 400)
@@ -215,6 +231,10 @@ static void part2(void) {
     abandoned[r] = st.abandoned_segments;
     CHECK_MSG(st.heaps_active <= 4, "%zu heaps active after %zu threads exited", st.heaps_active,
               id);
+    /* at most P2_BATCH threads and main had a heap at once */
+    size_t structs = heap_structs();
+    CHECK_MSG(structs <= P2_BATCH + 4, "%zu heap structs made for %zu threads, %d at a time",
+              structs, id, P2_BATCH);
   }
   printf("part 2: %zu short threads; after each round mapped KiB / heaps / abandoned segments:",
          total);
