@@ -679,8 +679,8 @@ bool large_cache_ok(const char **what, const void **where) {
     sum += lg->map_size;
     if (((uintptr_t)lg & SEGMENT_MASK) || lg->magic != LARGE_MAGIC || lg->kind != KIND_LARGE ||
         lg->huge || !atomic_load_explicit(&lg->freed, memory_order_relaxed) || !lg->pieces ||
-        lg->pieces > LARGE_PIECES_MAX || lg->alignment != SEGMENT_SIZE ||
-        lg->map_size < OS_PAGE_SIZE || (lg->map_size & (OS_PAGE_SIZE - 1))) {
+        lg->alignment != SEGMENT_SIZE || lg->map_size < OS_PAGE_SIZE ||
+        (lg->map_size & (OS_PAGE_SIZE - 1))) {
       *what = "bad cached large mapping";
       return false;
     }
