@@ -40,6 +40,7 @@
 #include "trace.h"
 
 #define LARGE_HDR 64
+_Static_assert(sizeof(hak_large_t) <= LARGE_HDR, "a large header fits before the block");
 #define RECENT 64
 #define SPLIT_MIN ((size_t)256 << 10) /* a smaller excess stays with the block */
 
@@ -294,15 +295,17 @@ static hak_large_t *cache_take_locked(size_t map, size_t *dirty) {
   if (below != LARGE_CACHE_N) {
     hak_large_t *lg = large_cache[below];
     size_t had = lg->map_size;
-    if (os_grow(lg, had, map)) {
+    bool one;
+    if (os_grow(lg, had, map, &one)) {
       cache_remove_locked(below);
       lg->map_size = map;
       uint8_t *hole = NULL;
       size_t filled, before = hak_tls_moved_maps;
       size_t lost = cache_gather_locked((uint8_t *)lg + had, map - had, &hole, &filled);
       if (!lost) {
-        *dirty = had + filled; /* os_grow's new part is one more mapping at most */
-        lg->pieces = pieces_clamp(lg->pieces + 1 + (hak_tls_moved_maps - before));
+        *dirty = had + filled; /* os_grow's new part: one mapping more (or the range is
+                                * one), split by the moves into it, its rest one more */
+        lg->pieces = pieces_clamp((one ? 1 : lg->pieces) + 1 + (hak_tls_moved_maps - before));
         return lg;
       }
       cache_forget_locked(lg); /* a range with a hole: given up */
@@ -584,7 +587,7 @@ void *large_realloc(hak_large_t *lg, void *p, size_t size) {
   cache_age_locked();
   size_t map = lg->map_size, old_req = lg->requested, keep = need;
   size_t old_usable = large_usable(lg); /* the LSan root region registered */
-  bool in_place = need <= map;
+  bool in_place = need <= map, one = false;
   if (need < map && cacheable(lg) && excess_kept(map, need))
     /* the tail stays as room (python grows a list it got from a bigger
      * cached mapping by small steps: unmapping the tail made every round
@@ -596,10 +599,10 @@ void *large_realloc(hak_large_t *lg, void *p, size_t size) {
                         * be poisoned) */
     os_unmap((uint8_t *)lg + need, map - need);
   else if (need > map) /* grow in place if the address space after is free */
-    in_place = os_grow(lg, map, need);
+    in_place = os_grow(lg, map, need, &one);
   if (in_place) {
-    if (need > map) /* os_extend maps the new part: one more mapping */
-      lg->pieces = pieces_clamp(lg->pieces + 1);
+    if (need > map) /* grown by mremap: one mapping in all; else os_extend's one more */
+      lg->pieces = one ? 1 : pieces_clamp(lg->pieces + 1);
     lg->map_size = keep;
     lg->requested = size;
     if (keep > need) /* a kept tail was part of the block: no access now; under the
@@ -646,7 +649,8 @@ void *large_realloc(hak_large_t *lg, void *p, size_t size) {
     errno = ENOMEM;
     return NULL;
   }
-  lg = dst; /* the header moved with the pages */
+  lg = dst;       /* the header moved with the pages */
+  lg->pieces = 1; /* one mapping (os_one_mapping above), moved and grown as one */
   if (lg->gprev)
     lg->gprev->gnext = lg;
   else

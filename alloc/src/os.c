@@ -219,10 +219,13 @@ bool os_move_mapping(void *src, size_t old, size_t new, void *dst, bool *kept) {
  * address space after it is free: mremap keeps one kernel mapping one, and
  * fails with EFAULT on a range of several (a large block assembled from
  * moved pages, or one the program split), which grows by a mapping of its
- * own after it. errno is kept. */
-bool os_grow(void *p, size_t old, size_t new) {
+ * own after it. *one: whether mremap grew it, so that [p, p + new) is one
+ * kernel mapping now (large.c's count of a range's mappings). errno is
+ * kept. */
+bool os_grow(void *p, size_t old, size_t new, bool *one) {
   int saved = errno;
-  bool ok = mremap(p, old, new, 0) != MAP_FAILED || (errno == EFAULT && os_extend(p, old, new));
+  *one = mremap(p, old, new, 0) != MAP_FAILED;
+  bool ok = *one || (errno == EFAULT && os_extend(p, old, new));
   errno = saved;
   return ok;
 }
