@@ -103,8 +103,9 @@ $(LIB_A): $(ALLOC_OBJS)
 	rm -f $@
 	ar rcs $@ $^
 
-$(LIB_SO): $(filter-out $(B)/obj/api.o,$(ALLOC_OBJS)) $(INTERPOSE_OBJ)
-	$(CC) -shared -o $@ $^ $(LDFLAGS_ALL) -Wl,-soname,libhakmem.so -Wl,-z,nodelete -Wl,-Bsymbolic-functions
+# (relinked when this file changes: its link flags are part of the library)
+$(LIB_SO): $(filter-out $(B)/obj/api.o,$(ALLOC_OBJS)) $(INTERPOSE_OBJ) Makefile
+	$(CC) -shared -o $@ $(filter %.o,$^) $(LDFLAGS_ALL) -Wl,-soname,libhakmem.so -Wl,-z,nodelete -Wl,-z,initfirst -Wl,-Bsymbolic-functions
 
 $(B)/obj $(B)/tests $(B)/stress:
 	mkdir -p $@

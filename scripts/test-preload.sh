@@ -18,9 +18,12 @@
 #                while two threads allocate, a subprocess; outputs compared
 #   test_cpp_threads  the C++ 4-thread STL test (SKIP if not built / exit 77)
 #   api_all      tests/preload/api_all.c (plain gcc build): whole malloc API
-#   atfork_ctor  tests/preload/atfork_ctor.c: a library constructor, run
-#                before hakmem's, whose first allocating call is
-#                pthread_atfork, then forks while threads allocate
+#   atfork_ctor  tests/preload/atfork_ctor.c: a library constructor whose
+#                first allocating call is pthread_atfork, then forks while
+#                threads allocate; atfork_ctor-init-first: hakmem's
+#                constructor is the loader's first (-z initfirst);
+#                atfork_ctor-no-initfirst: a copy without the flag, the
+#                constructor before hakmem's (scripts/elf-clear-initfirst.py)
 #   selftest-*   the comparison fails a program that crashes under the
 #                preload though its output matches (tests/preload/crash_shim.c)
 #
@@ -322,6 +325,22 @@ if run_check "$CFG" atfork_ctor-build bash -c '
     -Wl,-rpath,"$1" -ldl' _ "$PRE_DIR"; then
   run_check "$CFG" atfork_ctor-nopreload env -u LD_PRELOAD timeout 60 "$actor" || fail=1
   run_check "$CFG" atfork_ctor env LD_PRELOAD="$SO" timeout 60 "$actor" --expect-hakmem || fail=1
+  # the loader runs hakmem's constructor (which registers its fork handlers)
+  # before every other object's: libhakmem.so is linked with -z initfirst
+  # (without it: ld.so, libc, libatfork_ctor.so, then hakmem)
+  run_check "$CFG" atfork_ctor-init-first bash -c '
+    first=$(env LD_DEBUG=libs LD_PRELOAD="$1" timeout 60 "$2" --expect-hakmem 2>&1 >/dev/null |
+      grep -m1 "calling init:")
+    echo "first constructor: ${first##* }"
+    [ "${first##* }" = "$1" ]' _ "$SO" "$actor" || fail=1
+  # the same constructor before hakmem's (a copy of the library without
+  # DF_1_INITFIRST, as on a loader that ignores it), not forking there: the
+  # first heap, made inside glibc's pthread_atfork, must not register
+  # hakmem's handlers from there (it waited for glibc's atfork lock: a hang)
+  run_check "$CFG" atfork_ctor-no-initfirst bash -c '
+    python3 scripts/elf-clear-initfirst.py "$1" "$3/libhakmem-no-initfirst.so" &&
+      env ATFORK_CTOR_NOFORK=1 LD_PRELOAD="$3/libhakmem-no-initfirst.so" timeout 60 "$2" \
+        --expect-hakmem' _ "$SO" "$actor" "$PRE_DIR" || fail=1
 else
   fail=1
 fi

@@ -81,8 +81,10 @@ void hak_init(void) {
 
 /* Registered as early as possible, so that atfork handlers registered later
  * (which run before ours in the prepare phase and after ours in the
- * parent/child phase) may allocate. A malloc before the constructors run
- * registers from heap_get_or_create instead. */
+ * parent/child phase) may allocate: libhakmem.so is linked -z initfirst, so
+ * the loader runs hak_constructor before any other object's constructor. A
+ * malloc before the constructors run registers from heap_get_or_create
+ * instead, once the process has a second thread. */
 static void register_atfork(void) {
   if (!atomic_exchange(&atfork_registered, 1))
     pthread_atfork(fork_prepare, fork_parent, fork_child);
@@ -177,13 +179,14 @@ hak_heap_t *heap_get_or_create(void) {
     pthread_setspecific(heap_key, h);
   /* Registered here, not in init_once: pthread_atfork may allocate, and by
    * now this thread has a heap to allocate from. Not while the process has
-   * one thread (a library's constructor, run before hakmem's: the loader
-   * runs a preloaded library's last): this malloc may come from inside
-   * glibc's pthread_atfork, which grows its handler list under its atfork
-   * lock, and registering took that lock again, a hang before main
-   * (tests/preload/atfork_ctor.c). With one thread no other holds a hakmem
-   * lock at a fork; hakmem's constructor, or the first heap of a second
-   * thread, registers. */
+   * one thread (a library's constructor run before hakmem's: libhakmem.so
+   * is linked -z initfirst, but a loader may ignore that, or another object
+   * have it): this malloc may come from inside glibc's pthread_atfork,
+   * which grows its handler list under its atfork lock, and registering
+   * took that lock again, a hang before main (tests/preload/atfork_ctor.c,
+   * test-preload.sh atfork_ctor-no-initfirst). With one thread no other
+   * holds a hakmem lock at a fork; hakmem's constructor, or the first heap
+   * of a second thread, registers. */
   if (!hak_single_threaded())
     register_atfork();
   return h;

@@ -275,6 +275,19 @@ def selection(root, makej, scale):
             'gcc $f tests/preload/atfork_ctor.c -o "$d/atfork_ctor" -Wl,--no-as-needed -L"$d" '
             '-latfork_ctor -Wl,-rpath,"$PWD/$d" -ldl && '
             'env LD_PRELOAD="$1" "$d/atfork_ctor" --expect-hakmem', "_", so], timeout=60))
+        # hakmem's constructor first of all (libhakmem.so linked -z initfirst)
+        S.append(Check("release/preload", "atfork_ctor-init-first", [
+            "bash", "-c",
+            'f=$(env LD_DEBUG=libs LD_PRELOAD="$1" build/release/preload/atfork_ctor 2>&1 >/dev/null '
+            '| grep -m1 "calling init:"); echo "first: ${f##* }"; [ "${f##* }" = "$1" ]', "_", so],
+            timeout=60))
+        # the constructor before hakmem's: a copy of the library without
+        # DF_1_INITFIRST, no forks in the constructor (a hang is a kill)
+        S.append(Check("release/preload", "atfork_ctor-no-initfirst", [
+            "bash", "-c",
+            'python3 scripts/elf-clear-initfirst.py "$1" build/release/preload/libhakmem-no-initfirst.so && '
+            'env ATFORK_CTOR_NOFORK=1 LD_PRELOAD=$PWD/build/release/preload/libhakmem-no-initfirst.so '
+            'build/release/preload/atfork_ctor --expect-hakmem', "_", so], timeout=60))
     # 2. the fuzz corpus replayed by the release standalone drivers (shadow model)
     S.append(Check("fuzz/build-release", "", mk + ["build/fuzz/release/%s" % d for d in FUZZERS], "build", 900))
     S.append(Check("fuzz/replay-release", "", ["fuzz/replay.sh", "-m", "release"] + FUZZERS, timeout=400))
