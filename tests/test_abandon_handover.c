@@ -121,6 +121,26 @@ static void *freer(void *arg) {
 
 /* `exit_in_window`: whether the adopter's exit (the new abandonment) must
  * finish while the freer is held, or must wait for its push. */
+/* The end of a round: the other blocks kept their bytes and are freed;
+ * nothing is live or abandoned then (else an allocating thread adopts the
+ * segment, so that the next round starts clean). */
+static void round_end(const char *name, int r) {
+  for (int i = 1; i < N; i++) {
+    CHECK_MSG(blocks[i][0] == i + 1 && blocks[i][SIZE - 1] == i + 1, "block %d lost its bytes", i);
+    hak_free(blocks[i]);
+  }
+  struct hak_stats st;
+  hak_stats(&st);
+  CHECK_MSG(st.live_blocks == 0 && st.abandoned_segments == 0,
+            "%s round %d: every block freed, %zu live and %zu segment(s) still abandoned (a "
+            "free counted into one abandonment was lost to the next)",
+            name, r, st.live_blocks, st.abandoned_segments);
+  if (st.abandoned_segments) {
+    pthread_t t;
+    REQUIRE(pthread_create(&t, NULL, adopter, NULL) == 0 && pthread_join(t, NULL) == 0);
+  }
+}
+
 static void section(const char *name, enum hak_hook_point where, bool exit_in_window) {
   static int rounds; /* cue and freed count on across sections */
   atomic_store(&hold_at, where);
@@ -167,19 +187,7 @@ static void section(const char *name, enum hak_hook_point where, bool exit_in_wi
       sched_yield();
     CHECK_MSG(atomic_load(&adopted) == before + 1,
               "%s round %d: the adopter did not take the segment", name, r);
-    for (int i = 1; i < N; i++) {
-      CHECK_MSG(blocks[i][0] == i + 1 && blocks[i][SIZE - 1] == i + 1, "block %d lost its bytes",
-                i);
-      hak_free(blocks[i]);
-    }
-    hak_stats(&st);
-    CHECK_MSG(st.live_blocks == 0 && st.abandoned_segments == 0,
-              "%s round %d: every block freed, %zu live and %zu segment(s) still abandoned (a "
-              "free counted into one abandonment was lost to the next)",
-              name, r, st.live_blocks, st.abandoned_segments);
-    if (st.abandoned_segments) { /* an allocating thread adopts it: the next round starts clean */
-      REQUIRE(pthread_create(&t, NULL, adopter, NULL) == 0 && pthread_join(t, NULL) == 0);
-    }
+    round_end(name, r);
   }
 }
 
@@ -250,19 +258,7 @@ static void section_no_heap(void) {
               "no heap round %d: the adopter did not take "
               "the segment",
               r);
-    for (int i = 1; i < N; i++) {
-      CHECK_MSG(blocks[i][0] == i + 1 && blocks[i][SIZE - 1] == i + 1, "block %d lost its bytes",
-                i);
-      hak_free(blocks[i]);
-    }
-    hak_stats(&st);
-    CHECK_MSG(st.live_blocks == 0 && st.abandoned_segments == 0,
-              "no heap round %d: every block freed, %zu live and %zu segment(s) still abandoned "
-              "(a free counted into one abandonment was lost to the next)",
-              r, st.live_blocks, st.abandoned_segments);
-    if (st.abandoned_segments) {
-      REQUIRE(pthread_create(&t, NULL, adopter, NULL) == 0 && pthread_join(t, NULL) == 0);
-    }
+    round_end("no heap", r);
   }
 }
 
