@@ -91,8 +91,9 @@ static void move_pieces(void) {
   REQUIRE(src != MAP_FAILED && mid != MAP_FAILED && dst != MAP_FAILED);
   memset(src, 1, n);
   memset(mid, 2, 4 * pg);
-  size_t lost;
-  REQUIRE(os_move(mid, 4 * pg, src + 4 * pg, &lost) == 4 * pg); /* one mapping: one mremap */
+  size_t lost, maps;
+  REQUIRE(os_move(mid, 4 * pg, src + 4 * pg, &lost, &maps) == 4 * pg); /* one mapping: one mremap */
+  CHECK_EQ(maps, 1);
   CHECK(os_one_mapping(src, 4 * pg) && os_one_mapping(src + 4 * pg, 4 * pg) &&
         os_one_mapping(src + 8 * pg, 4 * pg));
   CHECK_MSG(!os_one_mapping(src, n) && !os_one_mapping(src + 3 * pg, 2 * pg),
@@ -107,7 +108,8 @@ static void move_pieces(void) {
   CHECK_MSG(mincore(one + pg, pg, &v) != 0, "os_one_mapping left the page it grew into mapped");
   munmap(one, pg);
   errno = 0;
-  CHECK_EQ(os_move(src, n, dst, &lost), n);
+  CHECK_EQ(os_move(src, n, dst, &lost, &maps), n);
+  CHECK_MSG(maps == 3, "os_move of three mappings counted %zu", maps); /* large.c's pieces */
   CHECK_MSG(errno == 0 && lost == 0, "os_move: errno %d, lost %zu after a full move", errno, lost);
   size_t bad = 0;
   for (size_t i = 0; i < n; i += 512)
@@ -119,7 +121,8 @@ static void move_pieces(void) {
   unsigned char *back = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   REQUIRE(back != MAP_FAILED);
   munmap(dst + 5 * pg, pg);
-  CHECK_EQ(os_move(dst, n, back, &lost), 5 * pg);
+  CHECK_EQ(os_move(dst, n, back, &lost, &maps), 5 * pg);
+  CHECK_EQ(maps, 2); /* the first mapping and one page of the second */
   CHECK_EQ(lost, 0); /* stopped before the hole: nothing tried there */
   CHECK(back[0] == 1 && back[4 * pg] == 2 && mincore(dst, pg, &v) != 0);
   CHECK_MSG(mincore(dst + 6 * pg, pg, &v) == 0 && dst[6 * pg] == 2 && dst[8 * pg] == 1,

@@ -429,7 +429,7 @@ HAK_INTERNAL void os_unmap(void *p, size_t size);
 HAK_INTERNAL bool os_grow(void *p, size_t old, size_t new, bool *one);
 HAK_INTERNAL bool os_one_mapping(void *p, size_t n);
 HAK_INTERNAL bool os_moves(void);
-HAK_INTERNAL size_t os_move(void *src, size_t n, void *dst, size_t *lost);
+HAK_INTERNAL size_t os_move(void *src, size_t n, void *dst, size_t *lost, size_t *maps);
 /* Moves the one kernel mapping [src, src + old) onto [dst, dst + new) (a
  * mapped, writable range of the caller's, which it replaces), resizing it.
  * Every MREMAP_FIXED move goes through here. Returns whether it moved; if
@@ -475,8 +475,6 @@ HAK_INTERNAL void segment_trim_unowned_locked(void);
  * returns whether its call moved it, whichever step gave the memory back
  * (the flush of its cache can purge the heap on the way). */
 extern HAK_INTERNAL __thread size_t hak_tls_given_back __attribute__((tls_model("initial-exec")));
-/* Kernel mappings this thread's os_move calls have moved, one by one (os.c). */
-extern HAK_INTERNAL __thread size_t hak_tls_moved_maps __attribute__((tls_model("initial-exec")));
 HAK_INTERNAL void segment_purge_maybe(hak_heap_t *h);
 HAK_INTERNAL hak_segment_t *segment_first_global(void);
 HAK_INTERNAL void segment_adopt(hak_heap_t *h, hak_segment_t *seg);

@@ -103,6 +103,12 @@ static uint16_t pieces_clamp(size_t n) {
   return n < 1 ? 1 : n > UINT16_MAX ? UINT16_MAX : (uint16_t)n;
 }
 
+/* What a range of `had` mappings is at most after `gave` of them moved off
+ * its end: the rest, and the one a move may have cut in two. */
+static uint16_t pieces_left(uint16_t had, size_t gave) {
+  return pieces_clamp(had + 1 - (gave < had ? gave : had));
+}
+
 static void cache_insert_locked(unsigned i, hak_large_t *lg, uint64_t at) {
   for (unsigned j = large_cache_n; j > i; j--) {
     large_cache[j] = large_cache[j - 1];
@@ -148,10 +154,9 @@ static void cache_split_locked(hak_large_t *lg, size_t map, unsigned i, uint64_t
   lg->map_size = map;
   track_unmapping(tail, len);
   hak_large_t *t = os_moves() ? os_map_large(len) : NULL;
-  size_t lost = 0, before = hak_tls_moved_maps;
-  size_t moved = t ? os_move(tail, len, t, &lost) : 0;
-  size_t m = hak_tls_moved_maps - before; /* the tail's mappings; lg keeps the rest */
-  lg->pieces = pieces_clamp(lg->pieces + 1 - (m < lg->pieces ? m : lg->pieces));
+  size_t lost = 0, m = 0; /* m: the tail's mappings */
+  size_t moved = t ? os_move(tail, len, t, &lost, &m) : 0;
+  lg->pieces = pieces_left(lg->pieces, m);
   if (moved < len) {
     munmap(tail + moved, len - moved); /* not moved: still ours */
     if (t)
@@ -172,9 +177,12 @@ static void cache_split_locked(hak_large_t *lg, size_t map, unsigned i, uint64_t
  * hold old data (the rest is still the range's untouched zero pages; all
  * of it after a failed move, which may leave its token behind). Returns
  * the length of a part of the range that may no longer be ours (os_move's
- * `lost`, at *hole): the range must then be given up around it; else 0. */
-static size_t cache_gather_locked(uint8_t *dst, size_t len, uint8_t **hole, size_t *filled) {
+ * `lost`, at *hole): the range must then be given up around it; else 0.
+ * *maps: how many kernel mappings were moved into the range. */
+static size_t cache_gather_locked(uint8_t *dst, size_t len, uint8_t **hole, size_t *filled,
+                                  size_t *maps) {
   *filled = 0;
+  *maps = 0;
   if (!os_moves())
     return 0; /* it would only unmap what it cannot move */
   while (len && large_cache_n) {
@@ -194,11 +202,11 @@ static size_t cache_gather_locked(uint8_t *dst, size_t len, uint8_t **hole, size
       large_cache_bytes -= n;
       track_unmapping(src, n);
     }
-    size_t lost, before = hak_tls_moved_maps;
-    size_t k = os_move(src, n, dst, &lost);
-    size_t m = hak_tls_moved_maps - before; /* the caller counts them for dst */
+    size_t lost, m;
+    size_t k = os_move(src, n, dst, &lost, &m);
+    *maps += m;
     if (!whole) /* c stays cached: it lost the mappings it gave, but one */
-      c->pieces = pieces_clamp(c->pieces + 1 - (m < c->pieces ? m : c->pieces));
+      c->pieces = pieces_left(c->pieces, m);
     if (k < n) {
       munmap(src + k, n - k); /* not moved: still ours (its shadow is cleared above) */
       *hole = dst + k;
@@ -300,12 +308,12 @@ static hak_large_t *cache_take_locked(size_t map, size_t *dirty) {
       cache_remove_locked(below);
       lg->map_size = map;
       uint8_t *hole = NULL;
-      size_t filled, before = hak_tls_moved_maps;
-      size_t lost = cache_gather_locked((uint8_t *)lg + had, map - had, &hole, &filled);
+      size_t filled, maps;
+      size_t lost = cache_gather_locked((uint8_t *)lg + had, map - had, &hole, &filled, &maps);
       if (!lost) {
         *dirty = had + filled; /* os_grow's new part: one mapping more (or the range is
                                 * one), split by the moves into it, its rest one more */
-        lg->pieces = pieces_clamp((one ? 1 : lg->pieces) + 1 + (hak_tls_moved_maps - before));
+        lg->pieces = pieces_clamp((one ? 1 : lg->pieces) + 1 + maps);
         return lg;
       }
       cache_forget_locked(lg); /* a range with a hole: given up */
@@ -322,15 +330,15 @@ static hak_large_t *cache_take_locked(size_t map, size_t *dirty) {
     return best != LARGE_CACHE_N ? cache_take_whole_or_cut_locked(best, map) : NULL;
   os_advise_huge(lg, map); /* HAKMEM_THP, for the pages no move fills */
   uint8_t *hole = NULL;
-  size_t filled, before = hak_tls_moved_maps;
-  size_t lost = cache_gather_locked((uint8_t *)lg, map, &hole, &filled);
+  size_t filled, maps;
+  size_t lost = cache_gather_locked((uint8_t *)lg, map, &hole, &filled, &maps);
   if (lost) {
     unmap_around((uint8_t *)lg, map, hole, lost);
     return NULL;
   }
   *dirty = filled;
   header_init(lg, map, LARGE_HDR, 0);
-  lg->pieces = pieces_clamp(1 + (hak_tls_moved_maps - before));
+  lg->pieces = pieces_clamp(1 + maps);
   registry_set(lg, REG_LARGE);
   return lg;
 }

@@ -260,9 +260,6 @@ bool os_moves(void) {
   return true;
 }
 
-/* Kernel mappings this thread's os_move calls have moved (internal.h). */
-__thread size_t hak_tls_moved_maps __attribute__((tls_model("initial-exec")));
-
 /* Moves the pages of [src, src + n) to [dst, dst + n), which replaces what
  * was mapped there; page tables move, nothing is copied (os_move_mapping
  * writes one word at each destination first: a fault of its page).
@@ -276,14 +273,15 @@ __thread size_t hak_tls_moved_maps __attribute__((tls_model("initial-exec")));
  * (os_move_mapping's `kept`), unless the failed move had unmapped that part
  * and another thread mapped something there before it could be mapped
  * again: then *lost is its length (never to be used or unmapped by the
- * caller); else *lost is 0. Each kernel mapping moved counts one in
- * hak_tls_moved_maps (large.c counts a range's pieces with it).
+ * caller); else *lost is 0. *maps: how many kernel mappings moved, one
+ * mremap each (large.c counts a range's pieces with it).
  * Nothing moves where !os_moves(). errno is kept. */
-size_t os_move(void *src, size_t n, void *dst, size_t *lost) {
+size_t os_move(void *src, size_t n, void *dst, size_t *lost, size_t *maps) {
   uint8_t *s = src, *d = dst;
   size_t done = 0;
   int saved = errno;
   *lost = 0;
+  *maps = 0;
   if (!os_moves())
     return 0;
   while (done < n) {
@@ -308,7 +306,7 @@ size_t os_move(void *src, size_t n, void *dst, size_t *lost) {
       break;
     }
     done += k;
-    hak_tls_moved_maps++;
+    ++*maps;
   }
   errno = saved;
   return done;
