@@ -224,8 +224,11 @@ static bool reclaim_wanted(const hak_heap_t *h, hak_segment_t *seg, uint64_t epo
  * segment when it needs a page. */
 static HAK_NOINLINE void free_not_owned(hak_heap_t *h, hak_segment_t *seg, hak_block_t *b) {
   hak_page_t *pg = ptr_page(seg, b);
-  unsigned round = 0;
   for (;;) {
+    /* each wait starts with pauses: declared outside the loop (until
+     * 2026-11-28), a second wait after the `continue` below began where the
+     * first ended, at the sleeps, and took up to 1 ms to see the owner go */
+    unsigned round = 0;
     /* acquire: pairs with segment_abandon_locked's release store of NULL,
      * so reclaim_wanted reads this abandonment's counters */
     while (atomic_load_explicit(&seg->owner, memory_order_acquire) != NULL) {
