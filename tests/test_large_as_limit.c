@@ -19,7 +19,11 @@
  *  5. realloc of an 8 MiB block that cannot grow in place to 24 MiB, with a
  *     20 MiB mapping cached and 22 MiB left: the new range realloc moves
  *     the block to needs the cache's room (before, ENOMEM: only malloc
- *     gave the cache back). */
+ *     gave the cache back);
+ *  6. (impossible, no limit) requests that no address space holds, 2^47
+ *     bytes and up, with a 20 MiB mapping and empty segments cached: each
+ *     fails with ENOMEM and both caches stay mapped (before, each emptied
+ *     them first, for nothing). */
 #include "hak_test.h"
 
 #define MiB ((size_t)1 << 20)
@@ -142,6 +146,44 @@ static void realloc_new_range(void) {
   CHECK_EQ(hak_heap_check(), 0);
 }
 
+static void impossible(void) {
+  enum { N = 12 * 32 }; /* 12 MiB of 32 KiB blocks: 3 segments, 2 of them left empty */
+  static unsigned char *b[N];
+  for (int i = 0; i < N; i++)
+    REQUIRE((b[i] = hak_malloc(32 * 1024)) != NULL);
+  for (int i = 0; i < N; i++)
+    hak_free(b[i]);
+  hak_thread_cache_flush();
+  cache_20_blocked();
+  unsigned char *keep = hak_malloc(MiB);
+  REQUIRE(keep != NULL);
+  memset(keep, 0x77, MiB);
+  struct hak_stats before, after;
+  hak_stats(&before);
+  const size_t sizes[] = {(size_t)1 << 47, (size_t)1 << 50, (size_t)PTRDIFF_MAX - MiB};
+  for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+    size_t s = sizes[i];
+    errno = 0;
+    CHECK_MSG(hak_malloc(s) == NULL && errno == ENOMEM, "malloc(%#zx): errno %d", s, errno);
+    errno = 0;
+    CHECK_MSG(hak_calloc(1, s) == NULL && errno == ENOMEM, "calloc(1, %#zx): errno %d", s, errno);
+    errno = 0;
+    CHECK_MSG(hak_aligned_alloc(MiB, s) == NULL && errno == ENOMEM,
+              "aligned_alloc(1 MiB, %#zx): errno %d", s, errno);
+    errno = 0;
+    CHECK_MSG(hak_realloc(keep, s) == NULL && errno == ENOMEM,
+              "realloc(1 MiB block, %#zx): errno %d", s, errno);
+  }
+  hak_stats(&after);
+  CHECK_MSG(after.mapped_bytes == before.mapped_bytes,
+            "requests no address space holds gave back cached mappings: %zu bytes mapped before, "
+            "%zu after",
+            before.mapped_bytes, after.mapped_bytes);
+  CHECK(keep[0] == 0x77 && keep[MiB - 1] == 0x77);
+  hak_free(keep);
+  CHECK_EQ(hak_heap_check(), 0);
+}
+
 int main(void) {
   if (hak_config_is("asan") || hak_config_is("tsan"))
     hak_test_skip("the sanitizer's shadow does not fit under an address-space limit");
@@ -153,5 +195,6 @@ int main(void) {
   RUN_SECTION(small);
   RUN_SECTION(segments);
   RUN_SECTION(realloc_new_range);
+  RUN_SECTION(impossible);
   return hak_test_done();
 }

@@ -41,6 +41,11 @@
 #define SLICES_PER_SEGMENT (SEGMENT_SIZE / SLICE_SIZE) /* 64; slice 0 = metadata */
 #define OS_PAGE_SIZE ((size_t)4096)
 #define ADDRESS_BITS 48 /* user address space covered by the registry */
+/* No range this big can be mapped: x86-64's user address space is 2^47
+ * bytes less a page, and with 5-level paging mmap stays below 2^47 unless
+ * hinted higher, which hakmem never does. A request past it fails whatever
+ * the caches give back (make_room). */
+#define OS_MAP_MAX ((size_t)1 << (ADDRESS_BITS - 1))
 
 #define NCLS HAK_NUM_CLASSES
 #define BLOCK_MIN 16

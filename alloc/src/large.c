@@ -379,10 +379,16 @@ bool large_cache_drop(void) {
   return any;
 }
 
-/* A new range the kernel refused (an address-space limit, RLIMIT_AS): the
- * large cache's mappings and the cached empty segments give their address
- * space back. Whether there was any. */
-static bool make_room(void) {
+/* A new range of `map` bytes the kernel refused (an address-space limit,
+ * RLIMIT_AS): the large cache's mappings and the cached empty segments give
+ * their address space back. Whether there was any. Not for a range no
+ * address space holds (OS_MAP_MAX): until 2026-11-28 a malloc of 2^47
+ * bytes or more, which can only fail, emptied both caches first, and the
+ * program's next blocks paid for new mappings (test_large_as_limit,
+ * impossible). */
+static bool make_room(size_t map) {
+  if (map > OS_MAP_MAX)
+    return false;
   bool large = large_cache_drop();
   return segment_cache_drop() || large;
 }
@@ -469,8 +475,8 @@ void *large_alloc(size_t size, size_t alignment, bool zero) {
     hak_unlock(&hak_large_lock);
   }
   hak_large_t *lg = huge ? os_map_aligned(map, map_align, off) : os_map_large(map);
-  if (!lg && make_room()) /* an address-space limit (RLIMIT_AS): the caches' ranges held
-                           * what the block needs (before: ENOMEM with them mapped) */
+  if (!lg && make_room(map)) /* an address-space limit (RLIMIT_AS): the caches' ranges held
+                              * what the block needs (before: ENOMEM with them mapped) */
     lg = huge ? os_map_aligned(map, map_align, off) : os_map_large(map);
   if (!lg) {
     errno = ENOMEM;
@@ -630,7 +636,7 @@ void *large_realloc(hak_large_t *lg, void *p, size_t size) {
   if (lg->huge || HAK_TRACE_ON || !os_one_mapping(lg, map))
     return LARGE_MOVE_BY_COPY;
   hak_large_t *dst = os_map_large(need);
-  if (!dst && make_room()) /* as in large_alloc (before: ENOMEM with the caches mapped) */
+  if (!dst && make_room(need)) /* as in large_alloc (before: ENOMEM with the caches mapped) */
     dst = os_map_large(need);
   if (!dst) {
     errno = ENOMEM;
