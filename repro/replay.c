@@ -64,6 +64,7 @@ struct rop {
   uint8_t cmp_err;      /* compare errno / rc */
   uint8_t expect_block; /* the recording returned a block */
   uint8_t any_usable;   /* usable_size of a block realloc returned: not compared */
+  uint8_t inflight;     /* the call the recording died in: no outcome to compare */
   size_t rec;           /* index in the trace */
 };
 
@@ -222,6 +223,7 @@ static void translate(uint64_t to) {
     o->worker = r->tid ? r->tid - 1 : 0;
     o->op.thread = (uint8_t)(o->worker % FZ_MAX_THREADS);
     o->expect_block = r->result != 0 && r->op != TR_USABLE_SIZE;
+    o->inflight = (uint8_t)trace_rec_inflight(&T, r);
     int64_t v;
     uint32_t s = 0;
     switch (r->op) {
@@ -347,7 +349,7 @@ static void describe_skipped(void) {
   for (size_t i = 0; i < nnamed; i++) {
     char rec[256];
     const struct hak_trace_rec *r = &T.r[ops[named[i].op].rec];
-    trace_format(rec, sizeof rec, r);
+    trace_format_in(rec, sizeof rec, &T, r);
     fprintf(stderr, "replay:   seq %llu (thread %u) %s: ", (unsigned long long)r->seq, r->tid, rec);
     if (named[i].gone_at >= 0)
       fprintf(stderr,
@@ -372,7 +374,7 @@ static bool crash_at_skipped(void) {
 
 static void describe_op(char *buf, size_t len, long i) {
   char rec[256];
-  trace_format(rec, sizeof rec, &T.r[ops[i].rec]);
+  trace_format_in(rec, sizeof rec, &T, &T.r[ops[i].rec]);
   snprintf(buf, len, "seq %llu (op %ld of %zu, thread %u): %s",
            (unsigned long long)T.r[ops[i].rec].seq, i + 1, nops, T.r[ops[i].rec].tid, rec);
 }
@@ -406,7 +408,7 @@ static void run_op(void *ctx, unsigned worker, const struct fz_op *op) {
   }
   uint32_t gen = X.slots[op->slot].gen;
   fz_exec_op(&X, op);
-  if (op->kind == FZ_FREE || op->kind == FZ_THREAD_EXIT)
+  if (op->kind == FZ_FREE || op->kind == FZ_THREAD_EXIT || o->inflight)
     return;
   const struct fz_slot *s = &X.slots[op->slot];
   char what[300] = "";
@@ -570,9 +572,10 @@ int main(int argc, char **argv) {
   }
   if (T.h.flags & HAK_TRACE_F_SIGNAL) {
     fprintf(stderr,
-            "replay: NOT REPRODUCED: the recording died of signal %d after seq %llu; the "
+            "replay: NOT REPRODUCED: the recording died of signal %d %s seq %llu; the "
             "replay of %zu ops did not crash\n",
-            T.h.signo, T.n ? (unsigned long long)T.r[T.n - 1].seq : 0ull, nops);
+            T.h.signo, T.h.flags & HAK_TRACE_F_INFLIGHT ? "in the call of" : "after",
+            T.n ? (unsigned long long)T.r[T.n - 1].seq : 0ull, nops);
     if (crash_at_skipped())
       fprintf(stderr,
               "replay: the recording's last op (seq %llu) is one the replay skipped (named "

@@ -496,7 +496,9 @@ reschedule:
           continue;
       } else if (it->obj == -1 && r->op != TR_THREAD_EXIT) {
         size_t pos;
-        if (!keep_standalone)
+        /* the call the recording died in (a malloc that crashed) is the
+         * crash itself: kept past the budget */
+        if (!keep_standalone && !trace_rec_inflight(&t, r))
           continue;
         slot = -1;
         for (int s = 0; s < FZ_SLOTS && slot < 0; s++)

@@ -125,6 +125,19 @@ static inline int trace_load(const char *path, struct trace *t) {
     }
   }
   qsort(t->r, t->n, sizeof *t->r, trace_cmp_seq);
+  /* the handler numbers the call it died in above every record it keeps */
+  if ((t->h.flags & HAK_TRACE_F_INFLIGHT) &&
+      (!(t->h.flags & HAK_TRACE_F_SIGNAL) || !t->n ||
+       (t->n > 1 && t->r[t->n - 2].seq == t->r[t->n - 1].seq) || t->r[t->n - 1].result)) {
+    fprintf(stderr,
+            "%s: the header says the trace ends with the call the process died in, and its "
+            "records do not: the file is garbled\n",
+            path);
+    free(t->r);
+    t->r = NULL;
+    t->n = 0;
+    return -1;
+  }
   for (size_t i = 0; i < t->n; i++)
     if (t->r[i].tid > t->max_tid)
       t->max_tid = t->r[i].tid;
@@ -142,6 +155,9 @@ static inline void trace_describe(FILE *o, const char *path, const struct trace 
     fprintf(o, " (signal %d)", t->h.signo);
   if (t->n)
     fprintf(o, ", seq %llu..%llu", (unsigned long long)t->r[0].seq,
+            (unsigned long long)t->r[t->n - 1].seq);
+  if (t->h.flags & HAK_TRACE_F_INFLIGHT)
+    fprintf(o, ", died in the call of seq %llu (the last record: no result)",
             (unsigned long long)t->r[t->n - 1].seq);
   if (t->h.flags & HAK_TRACE_F_REENTERED)
     fprintf(o,
@@ -196,6 +212,25 @@ static inline void trace_format(char *buf, size_t len, const struct hak_trace_re
     snprintf(buf, len, "%s", op);
     break;
   }
+}
+
+/* Whether `r` (a record of t, or a copy) is the call the process died in:
+ * written by the crash handler, it has no outcome to compare. */
+static inline int trace_rec_inflight(const struct trace *t, const struct hak_trace_rec *r) {
+  return (t->h.flags & HAK_TRACE_F_INFLIGHT) && t->n && r->seq == t->r[t->n - 1].seq;
+}
+
+/* trace_format, and for the call the process died in no result but that. */
+static inline void trace_format_in(char *buf, size_t len, const struct trace *t,
+                                   const struct hak_trace_rec *r) {
+  trace_format(buf, len, r);
+  if (!trace_rec_inflight(t, r))
+    return;
+  char *eq = strstr(buf, " = ");
+  if (eq)
+    *eq = 0;
+  size_t l = strlen(buf);
+  snprintf(buf + l, len - l, ": died in this call (no result)");
 }
 
 /* ---- pointer -> int map (open addressing, linear probing, backward-shift

@@ -62,7 +62,7 @@ int main(int argc, char **argv) {
     }
     if (r.seq < from || r.seq > to)
       continue;
-    trace_format(line, sizeof line, &r);
+    trace_format_in(line, sizeof line, &t, &r);
     if (ms) {
       size_t l = strlen(line);
       snprintf(line + l, sizeof line - l, " @%lld", (long long)(int64_t)(r.ms - t.r[0].ms));

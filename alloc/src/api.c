@@ -565,12 +565,20 @@ static void free_sized_impl(void *p, size_t alignment, size_t size) {
 #if HAK_TRACE_ON
 #define TRACE_ACQUIRE(op, arg, a1, a2, res, err)                                                   \
   hak_trace_emit(hak_trace_next_seq(), (op), (arg), (a1), (a2), (res), (err))
+/* An op recorded after the call: should the thread die in the call, the
+ * crash handler writes it as the trace's last record (until 2026-11-28 the
+ * trace ended before it: a realloc of a freed block, or a crash inside
+ * malloc, was missing from its own crash trace, and the replay said NOT
+ * REPRODUCED; repro/tests/steps.sh trace-inflight). */
+#define TRACE_BEGIN(op, arg, a1, a2) hak_trace_begin((op), (arg), (a1), (a2))
 #else
 #define TRACE_ACQUIRE(op, arg, a1, a2, res, err) ((void)0)
+#define TRACE_BEGIN(op, arg, a1, a2) ((void)0)
 #endif
 #define TRACE_RELEASE TRACE_ACQUIRE /* the number is taken before the call */
 #define TRACED_ALLOC(op, a1, a2, call)                                                             \
   do {                                                                                             \
+    TRACE_BEGIN(op, NULL, a1, a2);                                                                 \
     void *res_ = (call);                                                                           \
     TRACE_ACQUIRE(op, NULL, a1, a2, res_, res_ ? 0 : errno);                                       \
     return res_;                                                                                   \
@@ -601,6 +609,7 @@ void *hak_pvalloc(size_t size) {
 }
 
 int hak_posix_memalign(void **out, size_t alignment, size_t size) {
+  TRACE_BEGIN(TR_POSIX_MEMALIGN, NULL, size, alignment);
   int rc = posix_memalign_impl(out, alignment, size);
   TRACE_ACQUIRE(TR_POSIX_MEMALIGN, NULL, size, alignment, rc ? NULL : *out, rc);
   return rc;
@@ -620,12 +629,14 @@ static void *realloc_traced(unsigned op, void *p, size_t a1, size_t a2, void *re
 
 void *hak_realloc(void *p, size_t size) {
   void *old = NULL;
+  TRACE_BEGIN(TR_REALLOC, p, size, 0);
   void *res = realloc_impl(p, size, &old);
   return realloc_traced(TR_REALLOC, p, size, 0, res, old);
 }
 
 void *hak_reallocarray(void *p, size_t count, size_t size) {
   void *old = NULL;
+  TRACE_BEGIN(TR_REALLOCARRAY, p, count, size);
   void *res = reallocarray_impl(p, count, size, &old);
   return realloc_traced(TR_REALLOCARRAY, p, count, size, res, old);
 }
@@ -655,6 +666,7 @@ void hak_free_aligned_sized(void *p, size_t alignment, size_t size) {
 }
 
 size_t hak_usable_size(const void *p) {
+  TRACE_BEGIN(TR_USABLE_SIZE, p, 0, 0);
   size_t n = usable_size_impl(p);
   TRACE_ACQUIRE(TR_USABLE_SIZE, p, 0, 0, (void *)n, 0);
   return n;

@@ -77,6 +77,12 @@ static _Atomic int trace_writing;
 static struct sigaction trace_old[NSIG];
 static __thread struct trace_buf *trace_self __attribute__((tls_model("initial-exec")));
 static __thread int trace_busy __attribute__((tls_model("initial-exec")));
+/* The call this thread is in (hak_trace_begin), for the crash handler: op 0
+ * when none, or when its record is being written. */
+static __thread struct {
+  uint64_t arg, a1, a2;
+  volatile unsigned op;
+} trace_pending __attribute__((tls_model("initial-exec")));
 
 static const int trace_signals[] = {SIGSEGV, SIGBUS, SIGABRT, SIGILL};
 
@@ -84,7 +90,15 @@ uint64_t hak_trace_next_seq(void) {
   return atomic_fetch_add_explicit(&trace_seq, 1, memory_order_relaxed);
 }
 
-static void write_file(unsigned flags, int signo, uint64_t lim);
+static void write_file(unsigned flags, int signo, uint64_t lim, const struct hak_trace_rec *extra);
+
+void hak_trace_begin(unsigned op, const void *arg, size_t a1, size_t a2) {
+  trace_pending.arg = (uintptr_t)arg;
+  trace_pending.a1 = a1;
+  trace_pending.a2 = a2;
+  atomic_signal_fence(memory_order_release); /* the handler sees the arguments with the op */
+  trace_pending.op = op;
+}
 
 static void trace_on_fatal(int sig, siginfo_t *si, void *uc) {
   (void)uc;
@@ -98,7 +112,25 @@ static void trace_on_fatal(int sig, siginfo_t *si, void *uc) {
     if (n)
       lim = b->cur->rec[n - 1].seq + 1;
   }
-  write_file(HAK_TRACE_F_SIGNAL, sig, lim);
+  /* The thread died in a call recorded after it returns (an allocation,
+   * realloc, usable_size): that call, the one that crashed, ends the file,
+   * numbered `lim` (every record kept is below it). */
+  struct hak_trace_rec in_flight, *extra = NULL;
+  unsigned op = trace_pending.op;
+  if (op) {
+    atomic_signal_fence(memory_order_acquire);
+    memset(&in_flight, 0, sizeof in_flight);
+    in_flight.seq = lim;
+    in_flight.arg = trace_pending.arg;
+    in_flight.a1 = trace_pending.a1;
+    in_flight.a2 = trace_pending.a2;
+    /* a thread that dies in its first call has no id yet */
+    in_flight.tid = b ? b->tid : atomic_fetch_add(&trace_next_tid, 1) + 1;
+    in_flight.op = (uint16_t)op;
+    in_flight.ms = os_now_ms();
+    extra = &in_flight;
+  }
+  write_file(HAK_TRACE_F_SIGNAL | (extra ? HAK_TRACE_F_INFLIGHT : 0), sig, lim, extra);
   /* Another thread is writing (it crashed too, or a flush): let it finish
    * before this signal ends the process (at most about 5 s). */
   for (int i = 0; i < 5000 && atomic_load(&trace_writing); i++) {
@@ -243,6 +275,7 @@ static void plant_check(unsigned op, const void *p) {
 
 void hak_trace_emit(uint64_t seq, unsigned op, const void *arg, size_t a1, size_t a2,
                     const void *result, int err) {
+  trace_pending.op = 0; /* the call returned: its record follows */
   int st = atomic_load_explicit(&trace_state, memory_order_acquire);
   if (st != ST_ON && !trace_busy) {
     if (st == ST_UNINIT || st == ST_INIT) {
@@ -309,10 +342,10 @@ static void write_all(int fd, const void *p, size_t n) {
 }
 
 void hak_trace_write(unsigned flags, int signo) {
-  write_file(flags, signo, atomic_load(&trace_seq));
+  write_file(flags, signo, atomic_load(&trace_seq), NULL);
 }
 
-static void write_file(unsigned flags, int signo, uint64_t lim) {
+static void write_file(unsigned flags, int signo, uint64_t lim, const struct hak_trace_rec *extra) {
   if (atomic_load_explicit(&trace_state, memory_order_acquire) != ST_ON)
     return;
   int expect = 0;
@@ -354,6 +387,8 @@ static void write_file(unsigned flags, int signo, uint64_t lim) {
     h.pid = (uint64_t)getpid();
     for (struct trace_buf *b = atomic_load(&trace_bufs); b; b = atomic_load(&b->next))
       h.nthreads++;
+    if (extra && extra->tid > h.nthreads)
+      h.nthreads = extra->tid; /* a thread that died in its first call */
     const char *cfg = HAK_CONFIG_NAME;
     for (size_t i = 0; i < sizeof h.config - 1 && cfg[i]; i++)
       h.config[i] = cfg[i];
@@ -379,6 +414,8 @@ static void write_file(unsigned flags, int signo, uint64_t lim) {
         if (k < c->cap)
           break; /* the thread's current chunk, or the snapshot's end */
       }
+    if (extra)
+      write_all(fd, extra, sizeof *extra);
     close(fd);
   }
   errno = saved;

@@ -47,11 +47,14 @@ enum hak_trace_flags {
   HAK_TRACE_F_TRUNCATED = 8,  /* HAKMEM_TRACE_LIMIT_MB reached: later records dropped */
   HAK_TRACE_F_REENTERED = 16, /* calls made while the thread's recorder was interrupted
                                  (a signal handler's malloc) were not recorded */
+  HAK_TRACE_F_INFLIGHT = 32,  /* the last record (highest seq) is the call the crashing
+                                 thread died in: written by the signal handler, result,
+                                 usable and err 0 (the call never returned) */
 };
 struct hak_trace_header { /* 64 bytes */
   char magic[8];          /* "HAKTRACE" */
   uint32_t version;       /* HAK_TRACE_VERSION */
-  uint32_t rec_size;      /* sizeof(struct hak_trace_rec) = 56 */
+  uint32_t rec_size;      /* sizeof(struct hak_trace_rec) = 64 */
   uint32_t flags;         /* enum hak_trace_flags */
   int32_t signo;          /* the fatal signal, or 0 */
   uint64_t pid;
@@ -75,6 +78,12 @@ struct hak_trace_rec { /* 64 bytes */
 #if defined(HAK_TRACE) && HAK_TRACE
 /* The next global sequence number (one atomic fetch-add). */
 uint64_t hak_trace_next_seq(void) __attribute__((visibility("hidden")));
+/* The call about to run (allocations, realloc, reallocarray, usable_size:
+ * the ops recorded after the call): should the thread die in it, the
+ * fatal-signal handler appends it to the file as the last record
+ * (HAK_TRACE_F_INFLIGHT). hak_trace_emit clears it. */
+void hak_trace_begin(unsigned op, const void *arg, size_t a1, size_t a2)
+    __attribute__((visibility("hidden")));
 /* Appends one record to the calling thread's buffer. `err` is errno after
  * the call for the ops that set it (0 when they succeed), or the return
  * code of posix_memalign. Never allocates with malloc; async-signal-safe

@@ -363,6 +363,60 @@ PY
     [ -z "$missing" ] || fail "children without a trace of their own malloc(4242):$missing"
     ok "40 children forked during flushes: each wrote its own trace"
     ;;
+  trace-inflight)
+    # hakmem dies in a call recorded after it returns (realloc, usable_size,
+    # the allocations): the trace must end with that call, the one that
+    # crashed (before 2026-11-28 it ended with the op before: the crash's
+    # own op was missing, and the replay said NOT REPRODUCED of a trace
+    # that did not contain it)
+    E=$T/trace_edges
+    rm -f "$W"/inf-*.trace
+    HAKMEM_TRACE=$W/inf-ra.trace LD_PRELOAD=$TRACE_SO "$E" realloc-freed >"$W/inf-ra.log" 2>&1
+    rc=$?
+    [ $rc -eq 134 ] || { cat "$W/inf-ra.log"; fail "realloc of a freed block: exit $rc, expected 134"; }
+    h=$(hdr "$W/inf-ra.trace") || fail "no readable trace"
+    l=$(last_rec "$W/inf-ra.trace")
+    echo "$h"
+    echo "last record: $l"
+    echo "$l" | grep -qE "^[0-9]+ T1 realloc\(0x[0-9a-f]+, 300\): died in this call \(no result\)$" ||
+      fail "the trace does not end with the realloc hakmem died in"
+    echo "$h" | grep -q "died in the call of seq $(echo "$l" | awk '{print $1}') " || fail "the header does not name it"
+    "$T/release/replay" -q "$W/inf-ra.trace" >"$W/inf-ra-replay.log" 2>&1
+    rc=$?
+    [ $rc -eq 3 ] && grep -qE "replay:   seq [0-9]+ \(thread 1\) realloc\(0x[0-9a-f]+, 300\).*the trace freed that block at seq" "$W/inf-ra-replay.log" &&
+      grep -q "the recorded program's own error, which hakmem reported" "$W/inf-ra-replay.log" ||
+      { cat "$W/inf-ra-replay.log"; fail "the replay did not name the realloc of a freed block (exit $rc)"; }
+    # a thread that dies in its first call (no record, no thread id yet)
+    HAKMEM_TRACE=$W/inf-us.trace LD_PRELOAD=$TRACE_SO "$E" usable-new-thread >"$W/inf-us.log" 2>&1
+    rc=$?
+    [ $rc -eq 134 ] || { cat "$W/inf-us.log"; fail "usable_size of a freed block: exit $rc, expected 134"; }
+    l=$(last_rec "$W/inf-us.trace")
+    echo "last record: $l"
+    echo "$l" | grep -qE "^[0-9]+ T2 usable_size\(0x[0-9a-f]+\): died in this call \(no result\)$" ||
+      fail "the trace does not end with the new thread's usable_size"
+    hdr "$W/inf-us.trace" | grep -q ", 2 threads," || fail "the dying thread is not counted"
+    # the replay does not compare the outcome of the call the recording died
+    # in (it never returned): a malloc(64) in flight that the replay runs
+    # through is NOT REPRODUCED (3), not a mismatch; trace2fuzz carries it
+    # past its op budget (it is the crash)
+    python3 - "$W/inf-ra.trace" "$W/inf-m.trace" <<'PY' || fail "cannot doctor the trace"
+import struct, sys
+d = bytearray(open(sys.argv[1], 'rb').read())
+recs = sorted(range((len(d) - 64) // 64), key=lambda i: struct.unpack_from('<Q', d, 64 + i * 64)[0])
+off = 64 + recs[-1] * 64  # the realloc in flight becomes a malloc(64) in flight
+struct.pack_into('<QQQ', d, off + 8, 0, 64, 0)
+struct.pack_into('<H', d, off + 52, 1)
+open(sys.argv[2], 'wb').write(d)
+PY
+    "$T/release/replay" -q "$W/inf-m.trace" >"$W/inf-m-replay.log" 2>&1
+    rc=$?
+    [ $rc -eq 3 ] && grep -q "NOT REPRODUCED: the recording died of signal 6 in the call of seq" "$W/inf-m-replay.log" ||
+      { cat "$W/inf-m-replay.log"; fail "a malloc in flight replayed: exit $rc, expected 3 (not reproduced)"; }
+    "$T/trace2fuzz" "$W/inf-m.trace" -o "$W/inf-m.fz" --max-ops 2 >/dev/null 2>&1 || fail "trace2fuzz failed"
+    "$T/trace2fuzz" --dump "$W/inf-m.fz" | tail -n 2 | head -n 1 | grep -q " malloc sub 0 slot [0-9]* a 64 " ||
+      { "$T/trace2fuzz" --dump "$W/inf-m.fz"; fail "trace2fuzz left the malloc in flight out"; }
+    ok "the call hakmem died in ends the trace (also a thread's first); replayed, not compared; carried by trace2fuzz"
+    ;;
   rr-detect)
     out=$(scripts/rr-record.sh true 2>&1)
     rc=$?

@@ -28,6 +28,12 @@
  *                      large call unmaps the mapping, cached longer than
  *                      its age; the replay, on the recorded clock, must
  *                      unmap it at the same op however fast it runs
+ *   realloc-freed      malloc(100), free, realloc(p, 300): hakmem aborts in
+ *                      the realloc, a call recorded after it returns; the
+ *                      trace must still end with it (the call it died in)
+ *   usable-new-thread  a block freed, then a new thread's first call is
+ *                      malloc_usable_size of it (hakmem aborts): the trace
+ *                      ends with that call, by a thread with no record yet
  *   fork-during-flush  a thread writes the trace again and again
  *                      (hak_trace_flush) while the main thread forks 40
  *                      children, each of which mallocs, frees and exits;
@@ -66,6 +72,11 @@ static atomic_int_fast32_t flushing_stop;
 static void *flush_again(void *flush) {
   while (!atomic_load(&flushing_stop))
     ((void (*)(void))flush)();
+  return NULL;
+}
+
+static void *usable_of(void *p) {
+  printf("%zu\n", malloc_usable_size(p)); /* aborts: p was freed */
   return NULL;
 }
 
@@ -215,6 +226,20 @@ int main(int argc, char **argv) {
     pthread_join(t, NULL);
     return bad;
   }
+  if (!strcmp(mode, "realloc-freed") || !strcmp(mode, "usable-new-thread")) {
+    char *p = malloc(100);
+    memset(p, 7, 100);
+    free(p);
+    sink = p;
+    if (mode[0] == 'r') {
+      p = realloc(sink, 300); /* realloc of a freed block: aborts */
+      return p != NULL;
+    }
+    pthread_t t;
+    if (pthread_create(&t, NULL, usable_of, sink) != 0 || pthread_join(t, NULL) != 0)
+      return 1;
+    return 0; /* not reached */
+  }
   if (!strcmp(mode, "timers")) {
     char *big = malloc((size_t)8 << 20);
     if (!big)
@@ -232,7 +257,8 @@ int main(int argc, char **argv) {
   }
   fprintf(stderr,
           "usage: %s free-sized-bad | realloc-in-place | reallocarray-zero | every-op | "
-          "many-threads | signal-mallocs | timers | fork-during-flush\n",
+          "many-threads | signal-mallocs | timers | fork-during-flush | realloc-freed | "
+          "usable-new-thread\n",
           argv[0]);
   return 2;
 }
