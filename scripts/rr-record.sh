@@ -21,14 +21,21 @@
 #   4  rr cannot record on this machine (performance counters unusable, or
 #      `rr record true` fails): the reason is printed
 #   --probe: only the checks (exit 0, 3 or 4)
-# Environment: RR (rr binary, default rr), TRIES, CHAOS, RR_DIR (default build/rr),
-# HAK_RR_ASSUME_COUNTERS=1 (test-only: skip the counter checks, for a stand-in rr).
+# Environment: RR (rr binary, default rr), TRIES, CHAOS, RR_DIR (default build/rr
+# of the repository), HAK_RR_ASSUME_COUNTERS=1 (test-only: skip the counter checks,
+# for a stand-in rr). CMD runs in the caller's directory; a relative RR or RR_DIR
+# is the caller's too (until 2026-11-28 all three were taken from the repository
+# root: `./prog` from elsewhere was "not found", exit 127, reported as a failing
+# run and its recording kept).
 set -uo pipefail
+caller=$PWD
+from_caller() { case $1 in /*) printf '%s' "$1" ;; */*) printf '%s/%s' "$caller" "$1" ;; *) printf '%s' "$1" ;; esac; }
+RR=$(from_caller "${RR:-rr}")
+[ -n "${RR_DIR:-}" ] && { case $RR_DIR in /*) ;; *) RR_DIR=$caller/$RR_DIR ;; esac; }
 cd "$(dirname "$0")/.." || exit 2
-RR=${RR:-rr}
 TRIES=${TRIES:-10}
 CHAOS=${CHAOS:-0}
-RR_DIR=${RR_DIR:-build/rr}
+RR_DIR=${RR_DIR:-$PWD/build/rr}
 probe_only=0
 if [ "${1:-}" = --probe ]; then
   probe_only=1
@@ -74,6 +81,7 @@ if [ "${HAK_RR_ASSUME_COUNTERS:-0}" != 1 ]; then
     echo "$alt"
     exit 4
   fi
+  rm -rf "$RR_DIR/probe-record" # left by an interrupted probe: rr record -o wants a new directory
   out=$("$RR" record -o "$RR_DIR/probe-record" true 2>&1)
   rc=$?
   rm -rf "$RR_DIR/probe-record"
@@ -96,7 +104,7 @@ for ((i = 1; i <= TRIES; i++)); do
   dir=$RR_DIR/fail-$stamp-$i
   rm -rf "$dir"
   echo "rr-record: try $i/$TRIES: $RR record ${chaos[*]} -o $dir -- $*"
-  "$RR" record "${chaos[@]}" -o "$dir" -- "$@"
+  (cd "$caller" && exec "$RR" record "${chaos[@]}" -o "$dir" -- "$@")
   rc=$?
   if [ $rc -ne 0 ]; then
     ln -sfn "$(basename "$dir")" "$RR_DIR/last-fail"

@@ -2,10 +2,14 @@
 # scripts/rr-replay.sh [rr replay options]   (make rr-replay)
 # Opens the last failing recording kept by scripts/rr-record.sh
 # (build/rr/last-fail) in `rr replay`. Exit 2 when there is none.
+# RR and RR_DIR as scripts/rr-record.sh takes them (relative: the caller's).
 set -uo pipefail
+caller=$PWD
+case ${RR:-rr} in /*) ;; */*) RR=$caller/$RR ;; esac
+[ -n "${RR_DIR:-}" ] && { case $RR_DIR in /*) ;; *) RR_DIR=$caller/$RR_DIR ;; esac; }
 cd "$(dirname "$0")/.." || exit 2
 RR=${RR:-rr}
-RR_DIR=${RR_DIR:-build/rr}
+RR_DIR=${RR_DIR:-$PWD/build/rr}
 if [ ! -e "$RR_DIR/last-fail" ]; then
   echo "rr-replay: no failing recording in $RR_DIR (run make rr-record CMD=... first)" >&2
   exit 2

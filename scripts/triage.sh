@@ -33,7 +33,15 @@
 # Environment: REPLAY, TRACE2FUZZ, FUZZ_LF_DIR (libFuzzer drivers,
 # build/fuzz/libfuzzer), FUZZ_SA_DIR (standalone drivers, build/fuzz/release), REGRESSIONS_DIR (corpus/regressions), TRIAGE_RUNS
 # (500), TRIAGE_TIME (10), TRIAGE_MAX_OPS (400), TRIAGE_WORK (temp dir).
+# INPUT, and the paths of the environment when set, are relative to the
+# caller's directory; the defaults are the repository's (until 2026-11-28
+# INPUT was taken from the repository root: "no input file" from elsewhere).
 set -uo pipefail
+caller=$PWD
+from_caller() { case $1 in /*) printf '%s' "$1" ;; *) printf '%s/%s' "$caller" "$1" ;; esac; }
+for v in REPLAY TRACE2FUZZ FUZZ_LF_DIR FUZZ_SA_DIR REGRESSIONS_DIR TRIAGE_WORK; do
+  [ -n "${!v:-}" ] && printf -v "$v" '%s' "$(from_caller "${!v}")"
+done
 cd "$(dirname "$0")/.." || exit 2
 REPLAY=${REPLAY:-build/repro/release/replay}
 TRACE2FUZZ=${TRACE2FUZZ:-build/repro/trace2fuzz}
@@ -54,6 +62,7 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
+[ -n "$input" ] && input=$(from_caller "$input")
 [ -n "$input" ] && [ -f "$input" ] || { echo "triage: no input file (usage: scripts/triage.sh INPUT)" >&2; exit 2; }
 driver=${driver:-fuzz_mt}
 case $driver in
@@ -96,7 +105,7 @@ classify() {
 
 is_trace() { [ "$(head -c 8 "$1" 2>/dev/null)" = HAKTRACE ]; }
 
-source_desc=$input
+source_desc=${input#"$PWD"/} # the index names a file of the repository as before
 fz=$work/input
 if is_trace "$input"; then
   [ "$ops" = 1 ] || { echo "triage: a trace converts to a fuzz_mt or fuzz_ops input, not $driver" >&2; exit 2; }
@@ -113,10 +122,11 @@ if is_trace "$input"; then
 else
   cp "$input" "$fz"
 fi
-bin=$FUZZ_LF_DIR/$driver
+bin=$FUZZ_LF_DIR/$driver # made absolute: it runs in $work (an absolute FUZZ_LF_DIR was taken
+case $bin in /*) ;; *) bin=$PWD/$bin ;; esac # as "$OLDPWD//abs/..." until 2026-11-28)
 [ -x "$bin" ] || { echo "triage: $bin missing (make fuzz-bins)" >&2; exit 2; }
 run_once() { # run_once FILE LOG
-  (cd "$work" && ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1} timeout 120 "$OLDPWD/$bin" -runs=1 -timeout=60 "$1") >"$2" 2>&1
+  (cd "$work" && ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1} timeout 120 "$bin" -runs=1 -timeout=60 "$1") >"$2" 2>&1
 }
 case $fz in /*) ;; *) fz=$PWD/$fz ;; esac
 run_once "$fz" "$work/run.log"
@@ -176,7 +186,7 @@ if [ "$minimize" = 1 ] && [ "$ops" = 1 ] && [ -n "$key" ] && [ -x "$sa" ] && [ -
 fi
 if [ "$minimize" = 1 ]; then
   say "minimizing with $bin -minimize_crash=1 -runs=$TRIAGE_RUNS -max_total_time=$TRIAGE_TIME"
-  (cd "$work" && timeout 600 "$OLDPWD/$bin" -minimize_crash=1 -runs="$TRIAGE_RUNS" \
+  (cd "$work" && timeout 600 "$bin" -minimize_crash=1 -runs="$TRIAGE_RUNS" \
     -max_total_time="$TRIAGE_TIME" -exact_artifact_path="$work/min" "$fz") >"$work/min.log" 2>&1
   if [ -s "$work/min" ]; then
     run_once "$work/min" "$work/min-run.log"

@@ -443,8 +443,9 @@ PY
     [ "$(cat "$W/rr-count")" -eq 3 ] || fail "ran $(cat "$W/rr-count") times, expected 3 (stop at the first failure)"
     [ "$(find "$d" -maxdepth 1 -name 'fail-*' | wc -l)" -eq 1 ] || fail "passing recordings not deleted"
     [ "$(cat "$d/last-fail/chaos")" = 1 ] || fail "--chaos not passed"
-    grep -q "replay it:  .*fake-rr replay $d/fail-.*-3" "$W/rr.log" || fail "no rr replay command"
-    scripts/rr-replay.sh | grep -q "fake-rr replay $d/fail-.*-3: bash -c" || fail "rr-replay did not open it"
+    # (the recording's path absolute: the command works from any directory)
+    grep -q "replay it:  .*fake-rr replay $PWD/$d/fail-.*-3" "$W/rr.log" || fail "no rr replay command"
+    scripts/rr-replay.sh | grep -q "fake-rr replay $PWD/$d/fail-.*-3: bash -c" || fail "rr-replay did not open it"
     rm -rf "$d"
     TRIES=3 scripts/rr-record.sh true >"$W/rr2.log" 2>&1
     rc=$?
@@ -452,6 +453,40 @@ PY
     [ "$(find "$d" -maxdepth 1 -name 'fail-*' | wc -l)" -eq 0 ] || fail "recordings of passing runs kept"
     grep -q "3 run(s) recorded, none failed" "$W/rr2.log" || fail "no summary"
     ok "rr-record loop (stand-in rr)"
+    ;;
+  scripts-cwd)
+    # rr-record.sh, rr-replay.sh and triage.sh run from another directory:
+    # CMD, INPUT and a relative RR, RR_DIR are the caller's (before
+    # 2026-11-28 they were taken from the repository root: a passing ./ok.sh
+    # was "not found" (127), reported as a failing run and its recording
+    # kept; triage said "no input file")
+    c=$W/cwd
+    rm -rf "$c"
+    mkdir -p "$c/empty"
+    printf '#!/bin/sh\nexit 0\n' >"$c/ok.sh"
+    printf '#!/bin/sh\nexit 3\n' >"$c/bad.sh"
+    chmod +x "$c/ok.sh" "$c/bad.sh"
+    cp repro/tests/fake-rr "$c/rr"
+    root=$PWD
+    out=$(cd "$c" && RR=./rr RR_DIR=rrd HAK_RR_ASSUME_COUNTERS=1 TRIES=2 "$root/scripts/rr-record.sh" ./ok.sh 2>&1)
+    rc=$?
+    echo "$out"
+    [ $rc -eq 0 ] && grep -q "2 run(s) recorded, none failed" <<<"$out" || fail "./ok.sh from $c: exit $rc"
+    out=$(cd "$c" && RR=./rr RR_DIR=rrd HAK_RR_ASSUME_COUNTERS=1 TRIES=2 "$root/scripts/rr-record.sh" ./bad.sh 2>&1)
+    rc=$?
+    echo "$out"
+    [ $rc -eq 1 ] && grep -q "try 1 FAILED (exit status 3)" <<<"$out" || fail "./bad.sh from $c: exit $rc, expected 1 (status 3)"
+    [ -L "$c/rrd/last-fail" ] || fail "the recording is not in the caller's RR_DIR"
+    out=$(cd "$c" && RR=./rr RR_DIR=rrd "$root/scripts/rr-replay.sh" 2>&1)
+    grep -q "fake-rr replay $root/$c/rrd/fail-.*-1: ./bad.sh" <<<"$out" ||
+      fail "rr-replay from $c did not open the caller's recording"
+    HAKMEM_TRACE=$c/in.trace LD_PRELOAD=$TRACE_SO "$T/trace_edges" realloc-freed >/dev/null 2>&1
+    out=$(cd "$c" && FUZZ_LF_DIR=empty TRIAGE_WORK=work "$root/scripts/triage.sh" in.trace 2>&1)
+    echo "$out"
+    grep -q "^triage: replaying trace $root/$c/in.trace" <<<"$out" ||
+      fail "triage from $c did not find its input in.trace"
+    grep -q "triage: $root/$c/empty/fuzz_mt missing" <<<"$out" || fail "FUZZ_LF_DIR not taken from $c"
+    ok "rr-record, rr-replay and triage take CMD, INPUT and relative paths from the caller's directory"
     ;;
   *)
     echo "unknown step $step"
