@@ -56,14 +56,26 @@ counters=usable
 if [ "${HAK_RR_ASSUME_COUNTERS:-0}" != 1 ]; then
   probe=$RR_DIR/perf_probe
   if [ ! -x "$probe" ] || [ repro/perf_probe.c -nt "$probe" ]; then
-    cc -O1 -o "$probe" repro/perf_probe.c || echo "rr-record: cannot build the counter probe"
+    rm -f "$probe"
+    "${CC:-cc}" -O1 -o "$probe" repro/perf_probe.c ||
+      echo "rr-record: cannot build the counter probe (${CC:-cc}); 'rr record true' decides"
   fi
-  counters=$("$probe" 2>&1) || counters=${counters:-unusable: the probe did not run}
+  # no probe (no compiler) says nothing about the counters: unknown, and
+  # rr's own test run below decides (until 2026-11-28 the shell's "not
+  # found" was taken for the counters' reason: exit 4 where rr works)
+  if [ -x "$probe" ]; then
+    counters=$("$probe" 2>&1) || counters=${counters:-unusable: the probe did not run}
+  else
+    counters=unknown
+  fi
 fi
 if ! command -v "$RR" >/dev/null 2>&1; then
   echo "rr-record: rr is not installed ('$RR' not found in PATH), so nothing can be recorded with rr."
   if [ "$counters" = usable ]; then
     echo "  (Debian/Ubuntu: apt-get install rr; this machine's performance counters are usable.)"
+  elif [ "$counters" = unknown ]; then
+    echo "  (Debian/Ubuntu: apt-get install rr; whether this machine's performance counters are"
+    echo "  usable is not known: the probe could not be built.)"
   else
     echo "  Installing it would not help on this machine: hardware performance counters are"
     echo "  $counters"
@@ -73,7 +85,7 @@ if ! command -v "$RR" >/dev/null 2>&1; then
 fi
 if [ "${HAK_RR_ASSUME_COUNTERS:-0}" != 1 ]; then
   why=$counters
-  if [ "$counters" != usable ]; then
+  if [ "$counters" != usable ] && [ "$counters" != unknown ]; then
     echo "rr-record: rr is installed but cannot record on this machine: hardware performance"
     echo "  counters are $why"
     echo "  rr replays a run by counting retired conditional branches; without that counter it"

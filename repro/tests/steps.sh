@@ -454,6 +454,32 @@ PY
     grep -q "3 run(s) recorded, none failed" "$W/rr2.log" || fail "no summary"
     ok "rr-record loop (stand-in rr)"
     ;;
+  rr-no-probe)
+    # no C compiler for the counter probe says nothing about the counters:
+    # rr's own test run decides, both ways (before 2026-11-28 the shell's
+    # "not found" was printed as the counters' reason, exit 4, where rr works)
+    fb=$W/fakebin
+    rm -rf "$fb" "$W/rr-np"
+    mkdir -p "$fb/ok" "$fb/bad"
+    printf '#!/bin/sh\nexit 1\n' >"$fb/ok/cc"
+    cp "$fb/ok/cc" "$fb/bad/cc"
+    cp repro/tests/fake-rr "$fb/ok/rr"
+    printf '#!/bin/sh\necho "[FATAL] stand-in rr: no usable counter"\nexit 1\n' >"$fb/bad/rr"
+    chmod +x "$fb"/*/*
+    out=$(PATH=$fb/ok:$PATH RR_DIR=$W/rr-np CC=cc scripts/rr-record.sh --probe 2>&1)
+    rc=$?
+    echo "$out"
+    [ $rc -eq 0 ] && grep -q "rr and the performance counters are usable" <<<"$out" ||
+      fail "rr works, no compiler for the probe: exit $rc, expected 0"
+    rm -rf "$W/rr-np"
+    out=$(PATH=$fb/bad:$PATH RR_DIR=$W/rr-np CC=cc scripts/rr-record.sh --probe 2>&1)
+    rc=$?
+    echo "$out"
+    [ $rc -eq 4 ] && grep -q "'rr record true' fails on this machine" <<<"$out" &&
+      grep -q "| \[FATAL\] stand-in rr: no usable counter" <<<"$out" ||
+      fail "rr fails, no compiler for the probe: exit $rc, expected 4 with rr's own words"
+    ok "without the probe, rr's own run decides: usable (0), or not with its reason (4)"
+    ;;
   scripts-cwd)
     # rr-record.sh, rr-replay.sh and triage.sh run from another directory:
     # CMD, INPUT and a relative RR, RR_DIR are the caller's (before
