@@ -19,7 +19,9 @@
  * crashing thread writes do not extend it).
  * A fork child writes PATH.<pid> (its file starts with the parent's records
  * up to the fork). An exec'd program starts a trace of its own at PATH
- * (HAKMEM_TRACE is inherited): give programs that exec a path per run.
+ * (HAKMEM_TRACE is inherited): give programs that exec a path per run. A
+ * trace another process wrote at PATH at a fatal signal while this one
+ * recorded (a program it ran crashed) is kept: this one writes PATH.<pid>.
  * HAKMEM_TRACE_LIMIT_MB (default 1024) bounds the memory the buffers take;
  * beyond it records are counted as dropped and the header says truncated.
  * A call made while its thread's recorder runs (a signal handler that
@@ -38,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -68,6 +71,7 @@ static _Atomic uint64_t trace_seq;
 static _Atomic int trace_state;
 static char trace_path[4096];
 static pid_t trace_pid; /* the process that read HAKMEM_TRACE (-1: none, a fork child) */
+static struct timespec trace_start; /* CLOCK_REALTIME_COARSE at trace_init (file times' clock) */
 static _Atomic(struct trace_buf *) trace_bufs;
 static _Atomic uint32_t trace_next_tid;
 static _Atomic uint64_t trace_bytes, trace_dropped;
@@ -165,6 +169,9 @@ static void trace_init(void) {
   memcpy(trace_path, p, n + 1);
   if (!trace_pid) /* a fork child's init keeps hak_trace_fork_child's -1 */
     trace_pid = getpid();
+  /* the coarse clock: the kernel stamps files with it, a tick behind the
+   * fine one (a file written 1 ms after this may have an older mtime) */
+  clock_gettime(CLOCK_REALTIME_COARSE, &trace_start);
   const char *l = getenv("HAKMEM_TRACE_LIMIT_MB");
   uint64_t mb = 1024;
   if (l && *l) {
@@ -345,6 +352,30 @@ void hak_trace_write(unsigned flags, int signo) {
   write_file(flags, signo, atomic_load(&trace_seq), NULL);
 }
 
+/* Whether PATH holds a trace another process wrote at a fatal signal while
+ * this one recorded: a program this one started (fork and exec: it reads
+ * the same HAKMEM_TRACE) that crashed. That file is the one to keep: this
+ * process writes PATH.<pid> instead. (Until 2026-11-28 a shell or test
+ * runner that exited after the program it ran had crashed replaced the
+ * crash trace with its own; repro/tests/steps.sh trace-exec-crash.) A file
+ * from before this process began recording is a stale one: replaced.
+ * open/read/fstat/close only (async-signal-safe). */
+static int crash_trace_of_another(const char *path) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return 0;
+  struct hak_trace_header h;
+  struct stat st;
+  int keep =
+      read(fd, &h, sizeof h) == (ssize_t)sizeof h && fstat(fd, &st) == 0 &&
+      memcmp(h.magic, HAK_TRACE_MAGIC, 8) == 0 && (h.flags & HAK_TRACE_F_SIGNAL) &&
+      h.pid != (uint64_t)getpid() &&
+      (st.st_mtim.tv_sec > trace_start.tv_sec ||
+       (st.st_mtim.tv_sec == trace_start.tv_sec && st.st_mtim.tv_nsec >= trace_start.tv_nsec));
+  close(fd);
+  return keep;
+}
+
 static void write_file(unsigned flags, int signo, uint64_t lim, const struct hak_trace_rec *extra) {
   if (atomic_load_explicit(&trace_state, memory_order_acquire) != ST_ON)
     return;
@@ -361,7 +392,7 @@ static void write_file(unsigned flags, int signo, uint64_t lim, const struct hak
   size_t pl = strlen(trace_path);
   memcpy(path, trace_path, pl + 1);
   pid_t me = getpid();
-  if (me != trace_pid) {
+  if (me != trace_pid || crash_trace_of_another(path)) {
     char digits[24];
     int nd = 0;
     for (unsigned long v = (unsigned long)me; v || !nd; v /= 10)

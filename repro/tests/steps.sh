@@ -454,6 +454,27 @@ PY
     grep -q "3 run(s) recorded, none failed" "$W/rr2.log" || fail "no summary"
     ok "rr-record loop (stand-in rr)"
     ;;
+  trace-exec-crash)
+    # a program started by a traced process (fork and exec: the same
+    # HAKMEM_TRACE) crashes; the parent exits after it: the crash trace must
+    # stay at PATH, the parent's own goes to PATH.<pid> (before 2026-11-28
+    # the parent's exit replaced the crash trace)
+    rm -f "$W"/exec.trace*
+    ppid=$(HAKMEM_TRACE=$W/exec.trace LD_PRELOAD=$TRACE_SO "$T/trace_edges" exec-crash 2>"$W/exec.log") ||
+      { cat "$W/exec.log"; fail "exec-crash failed"; }
+    h=$(hdr "$W/exec.trace") || fail "no trace at PATH"
+    echo "$h"
+    grep -q "written at a fatal signal (signal 6)" <<<"$h" || fail "PATH is not the child's crash trace"
+    last_rec "$W/exec.trace" | grep -qE "^[0-9]+ T1 realloc\(0x[0-9a-f]+, 300\): died in this call" ||
+      fail "PATH does not end with the child's crashing realloc"
+    "$T/tracecat" "$W/exec.trace.$ppid" | grep -q " malloc(66) " || fail "the parent's trace is not at PATH.$ppid"
+    # a stale crash trace, from before the recording began, is replaced
+    touch -d '1 hour ago' "$W/exec.trace"
+    HAKMEM_TRACE=$W/exec.trace LD_PRELOAD=$TRACE_SO "$T/trace_edges" realloc-in-place >/dev/null ||
+      fail "realloc-in-place failed"
+    hdr "$W/exec.trace" | grep -q "written at exit" || fail "a stale crash trace was not replaced"
+    ok "a crash trace of a program the traced process ran stays at PATH; a stale one is replaced"
+    ;;
   rr-no-probe)
     # no C compiler for the counter probe says nothing about the counters:
     # rr's own test run decides, both ways (before 2026-11-28 the shell's

@@ -34,6 +34,11 @@
  *   usable-new-thread  a block freed, then a new thread's first call is
  *                      malloc_usable_size of it (hakmem aborts): the trace
  *                      ends with that call, by a thread with no record yet
+ *   exec-crash         prints its pid, runs `trace_edges realloc-freed` (fork
+ *                      and exec: the child records to the same HAKMEM_TRACE
+ *                      and dies of SIGABRT), then mallocs and exits: the
+ *                      child's crash trace must stay at PATH (this process
+ *                      writes PATH.<pid>)
  *   fork-during-flush  a thread writes the trace again and again
  *                      (hak_trace_flush) while the main thread forks 40
  *                      children, each of which mallocs, frees and exits;
@@ -240,6 +245,23 @@ int main(int argc, char **argv) {
       return 1;
     return 0; /* not reached */
   }
+  if (!strcmp(mode, "exec-crash")) {
+    sink = malloc(55);
+    free(sink);
+    printf("%d\n", (int)getpid());
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+      execl("/proc/self/exe", argv[0], "realloc-freed", (char *)NULL);
+      _exit(127);
+    }
+    int st;
+    if (pid < 0 || waitpid(pid, &st, 0) != pid || !WIFSIGNALED(st) || WTERMSIG(st) != SIGABRT)
+      return 1;
+    sink = malloc(66);
+    free(sink);
+    return 0;
+  }
   if (!strcmp(mode, "timers")) {
     char *big = malloc((size_t)8 << 20);
     if (!big)
@@ -258,7 +280,7 @@ int main(int argc, char **argv) {
   fprintf(stderr,
           "usage: %s free-sized-bad | realloc-in-place | reallocarray-zero | every-op | "
           "many-threads | signal-mallocs | timers | fork-during-flush | realloc-freed | "
-          "usable-new-thread\n",
+          "usable-new-thread | exec-crash\n",
           argv[0]);
   return 2;
 }
