@@ -14,6 +14,8 @@
  *     abort()): the handler writes the file with open/write/close only,
  *     restores the previous action and re-raises the signal,
  *   - by hak_trace_flush() (the stress watchdog calls it before exiting).
+ * A fatal signal while the exit or a flush writes the file: the crash's
+ * file replaces it, and the exit waits for the signal to end the process.
  * Each write rewrites the whole file: header, then every thread's records
  * numbered before the write began (threads that go on running while a
  * crashing thread writes do not extend it).
@@ -77,7 +79,11 @@ static _Atomic uint32_t trace_next_tid;
 static _Atomic uint64_t trace_bytes, trace_dropped;
 static _Atomic uint64_t trace_reentered; /* calls not recorded: the recorder was busy */
 static uint64_t trace_limit;
-static _Atomic int trace_writing;
+static _Atomic int trace_writing; /* 0, or the writer's kind: 1 exit or flush, 2 a fatal signal */
+/* A thread is handling a fatal signal that will end the process: exit and
+ * flush writers leave the file to it, and the exit waits for it. */
+static _Atomic int trace_crashing;
+static __thread int trace_in_write __attribute__((tls_model("initial-exec")));
 static struct sigaction trace_old[NSIG];
 static __thread struct trace_buf *trace_self __attribute__((tls_model("initial-exec")));
 static __thread int trace_busy __attribute__((tls_model("initial-exec")));
@@ -94,7 +100,12 @@ uint64_t hak_trace_next_seq(void) {
   return atomic_fetch_add_explicit(&trace_seq, 1, memory_order_relaxed);
 }
 
-static void write_file(unsigned flags, int signo, uint64_t lim, const struct hak_trace_rec *extra);
+static int write_file(unsigned flags, int signo, uint64_t lim, const struct hak_trace_rec *extra);
+
+static void sleep_ms(void) {
+  struct timespec ts = {0, 1000 * 1000};
+  nanosleep(&ts, NULL);
+}
 
 void hak_trace_begin(unsigned op, const void *arg, size_t a1, size_t a2) {
   trace_pending.arg = (uintptr_t)arg;
@@ -107,6 +118,13 @@ void hak_trace_begin(unsigned op, const void *arg, size_t a1, size_t a2) {
 static void trace_on_fatal(int sig, siginfo_t *si, void *uc) {
   (void)uc;
   int saved = errno;
+  /* The previous action ends the process (the default one, or ignored: a
+   * fault comes back, abort resets it) unless it is the program's own
+   * handler, which may recover (a runtime that takes SIGSEGV on purpose). */
+  void (*old)(int) = trace_old[sig].sa_handler;
+  int fatal = old == SIG_DFL || old == SIG_IGN;
+  if (fatal)
+    atomic_store(&trace_crashing, 1);
   /* The trace ends with the crashing thread's last op: the ops other threads
    * numbered after it are left out (they go on running meanwhile). */
   uint64_t lim = atomic_load(&trace_seq);
@@ -134,13 +152,23 @@ static void trace_on_fatal(int sig, siginfo_t *si, void *uc) {
     in_flight.ms = os_now_ms();
     extra = &in_flight;
   }
-  write_file(HAK_TRACE_F_SIGNAL | (extra ? HAK_TRACE_F_INFLIGHT : 0), sig, lim, extra);
-  /* Another thread is writing (it crashed too, or a flush): let it finish
-   * before this signal ends the process (at most about 5 s). */
-  for (int i = 0; i < 5000 && atomic_load(&trace_writing); i++) {
-    struct timespec ts = {0, 1000 * 1000};
-    nanosleep(&ts, NULL);
+  unsigned flags = HAK_TRACE_F_SIGNAL | (extra ? HAK_TRACE_F_INFLIGHT : 0);
+  if (!write_file(flags, sig, lim, extra) && !trace_in_write) {
+    /* Another thread was writing the file at exit or a flush: the crash's
+     * file replaces it once that is done (until 2026-11-28 this handler
+     * waited, and the exit went on meanwhile to _exit(0): the crash, the
+     * exit status and the crash's trace were all lost; repro/tests/steps.sh
+     * trace-crash-during-exit). A writer that crashed too keeps its file. */
+    for (int i = 0; i < 5000 && atomic_load(&trace_writing) == 1; i++)
+      sleep_ms();
+    write_file(flags, sig, lim, extra);
   }
+  /* Another thread is writing (it crashed too): let it finish before this
+   * signal ends the process (at most about 5 s). */
+  for (int i = 0; i < 5000 && !trace_in_write && atomic_load(&trace_writing); i++)
+    sleep_ms();
+  if (!fatal)
+    atomic_store(&trace_crashing, 0);
   /* Back to the previous action (the default one unless the program had its
    * own), then let the signal take it: a fault re-executes the faulting
    * instruction; a raised signal (abort, kill) is raised again. */
@@ -376,12 +404,19 @@ static int crash_trace_of_another(const char *path) {
   return keep;
 }
 
-static void write_file(unsigned flags, int signo, uint64_t lim, const struct hak_trace_rec *extra) {
+/* 1 when it wrote the file; 0 when another writer (or this thread,
+ * interrupted while writing) holds it, or, for an exit or a flush, a thread
+ * is writing a crash's file. */
+static int write_file(unsigned flags, int signo, uint64_t lim, const struct hak_trace_rec *extra) {
   if (atomic_load_explicit(&trace_state, memory_order_acquire) != ST_ON)
-    return;
+    return 0;
+  int signal_writer = (flags & HAK_TRACE_F_SIGNAL) != 0;
+  if (!signal_writer && atomic_load(&trace_crashing))
+    return 0;
   int expect = 0;
-  if (!atomic_compare_exchange_strong(&trace_writing, &expect, 1))
-    return; /* another writer (or this thread, interrupted while writing) */
+  if (!atomic_compare_exchange_strong(&trace_writing, &expect, signal_writer ? 2 : 1))
+    return 0;
+  trace_in_write = 1;
   int saved = errno;
   /* The file holds the ops numbered before `lim`: at exit or a flush, those
    * numbered before the write began; at a fatal signal, those up to the
@@ -450,7 +485,9 @@ static void write_file(unsigned flags, int signo, uint64_t lim, const struct hak
     close(fd);
   }
   errno = saved;
+  trace_in_write = 0;
   atomic_store(&trace_writing, 0);
+  return 1;
 }
 
 void hak_trace_fork_child(void) {
@@ -459,6 +496,7 @@ void hak_trace_fork_child(void) {
    * (PATH.<pid>); the records are the child's copy, consistent (each count
    * is published after its record) */
   atomic_store(&trace_writing, 0);
+  atomic_store(&trace_crashing, 0); /* (a thread of the parent's that was crashing) */
   /* The fork was made while another thread initialised the recorder: every
    * op of the child waited for that thread (ST_INIT) for ever (until
    * 2026-11-28; test_trace_fork_init). The child initialises it again. */
@@ -476,6 +514,12 @@ void hak_trace_fork_child(void) {
 
 __attribute__((destructor(101))) static void trace_at_exit(void) {
   hak_trace_write(HAK_TRACE_F_EXIT, 0);
+  /* Another thread took a fatal signal meanwhile: its handler writes the
+   * crash's file, then the signal ends the process, as it would have
+   * without the recorder. The exit must not end it first, with status 0,
+   * killing that writer (at most about 10 s). */
+  for (int i = 0; i < 10000 && atomic_load(&trace_crashing); i++)
+    sleep_ms();
 }
 
 _Static_assert(sizeof(struct hak_trace_rec) == 64, "trace record layout");

@@ -475,6 +475,25 @@ PY
     hdr "$W/exec.trace" | grep -q "written at exit" || fail "a stale crash trace was not replaced"
     ok "a crash trace of a program the traced process ran stays at PATH; a stale one is replaced"
     ;;
+  trace-crash-during-exit)
+    # a thread hits a hakmem error (an invalid free: abort) while the main
+    # thread writes the trace at exit: the process must die of SIGABRT with
+    # the crash's trace (before 2026-11-28 the handler waited for the exit's
+    # writer and the exit went on to _exit(0): exit status 0, a trace
+    # "written at exit" without the free)
+    rm -f "$W/cx.trace"
+    HAKMEM_TRACE=$W/cx.trace LD_PRELOAD=$TRACE_SO "$T/trace_edges" crash-during-exit >"$W/cx.log" 2>&1
+    rc=$?
+    h=$(hdr "$W/cx.trace") || fail "no readable trace"
+    l=$(last_rec "$W/cx.trace")
+    rm -f "$W/cx.trace" # 64 MB
+    echo "$h"
+    echo "last record: $l"
+    [ $rc -eq 134 ] || { cat "$W/cx.log"; fail "exit status $rc, expected 134 (SIGABRT): the crash was lost"; }
+    grep -q "written at a fatal signal (signal 6)" <<<"$h" || fail "the trace is not the crash's"
+    grep -qE "^[0-9]+ T2 free\(0x1234560\)$" <<<"$l" || fail "the trace does not end with the invalid free"
+    ok "a crash while the exit writes the trace: the process dies of it, the trace is the crash's"
+    ;;
   rr-no-probe)
     # no C compiler for the counter probe says nothing about the counters:
     # rr's own test run decides, both ways (before 2026-11-28 the shell's

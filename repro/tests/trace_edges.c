@@ -39,6 +39,11 @@
  *                      and dies of SIGABRT), then mallocs and exits: the
  *                      child's crash trace must stay at PATH (this process
  *                      writes PATH.<pid>)
+ *   crash-during-exit  500000 malloc/free pairs, then exit, while a second
+ *                      thread waits for the exit's trace file to appear and
+ *                      then frees a pointer hakmem never handed out (it
+ *                      aborts) while that file is being written: the trace
+ *                      must be the crash's, ending with that free
  *   fork-during-flush  a thread writes the trace again and again
  *                      (hak_trace_flush) while the main thread forks 40
  *                      children, each of which mallocs, frees and exits;
@@ -58,6 +63,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -82,6 +88,19 @@ static void *flush_again(void *flush) {
 
 static void *usable_of(void *p) {
   printf("%zu\n", malloc_usable_size(p)); /* aborts: p was freed */
+  return NULL;
+}
+
+static void *crash_when_written(void *path) {
+  struct stat st;
+  while (stat(path, &st) != 0 || st.st_size == 0) {
+    struct timespec ts = {0, 50 * 1000};
+    nanosleep(&ts, NULL);
+  }
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11
+#pragma GCC diagnostic ignored "-Wfree-nonheap-object" /* the invalid free is the point */
+#endif
+  free((void *)(uintptr_t)0x1234560); /* never handed out: hakmem aborts */
   return NULL;
 }
 
@@ -262,6 +281,20 @@ int main(int argc, char **argv) {
     free(sink);
     return 0;
   }
+  if (!strcmp(mode, "crash-during-exit")) {
+    const char *path = getenv("HAKMEM_TRACE");
+    if (!path)
+      return 2;
+    unlink(path);
+    for (int i = 0; i < 500000; i++) { /* a file of 64 MB: it takes a while */
+      sink = malloc(16 + (size_t)(i % 100));
+      free(sink);
+    }
+    pthread_t t;
+    if (pthread_create(&t, NULL, crash_when_written, (void *)path) != 0)
+      return 1;
+    return 0; /* exit: the trace is written while the thread runs */
+  }
   if (!strcmp(mode, "timers")) {
     char *big = malloc((size_t)8 << 20);
     if (!big)
@@ -280,7 +313,7 @@ int main(int argc, char **argv) {
   fprintf(stderr,
           "usage: %s free-sized-bad | realloc-in-place | reallocarray-zero | every-op | "
           "many-threads | signal-mallocs | timers | fork-during-flush | realloc-freed | "
-          "usable-new-thread | exec-crash\n",
+          "usable-new-thread | exec-crash | crash-during-exit\n",
           argv[0]);
   return 2;
 }

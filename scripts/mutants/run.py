@@ -344,7 +344,8 @@ def selection(root, makej, scale):
         # trace-fork-child-keeps-writer-flag passed every step before them
         for step in ("record-stress", "replay-stress-release", "record-python", "tracecat",
                      "trace-edges", "replay-clock", "trace-reentered", "trace-fork-flush",
-                     "trace-inflight", "trace-exec-crash", "scripts-cwd", "rr-no-probe"):
+                     "trace-inflight", "trace-exec-crash", "trace-crash-during-exit",
+                     "scripts-cwd", "rr-no-probe"):
             S.append(Check("trace/repro", step, ["bash", "repro/tests/steps.sh", step], timeout=300))
     # 7. ASan+UBSan (libFuzzer build) replay, valgrind memcheck, short fuzz runs
     S.append(Check("fuzz/build", "", mk + ["fuzz-bins"], "build", 1200))
