@@ -111,7 +111,9 @@ fi
 
 chaos=()
 [ "$CHAOS" = 1 ] && chaos=(--chaos)
-stamp=$(date -u +%Y%m%dT%H%M%S)
+# with the pid: a second run in the same second must not take (and first
+# delete) the directory of the first one's kept failure (until 2026-11-28)
+stamp=$(date -u +%Y%m%dT%H%M%S)-$$
 for ((i = 1; i <= TRIES; i++)); do
   dir=$RR_DIR/fail-$stamp-$i
   rm -rf "$dir"

@@ -452,6 +452,13 @@ PY
     [ $rc -eq 0 ] || fail "passing command: exit $rc"
     [ "$(find "$d" -maxdepth 1 -name 'fail-*' | wc -l)" -eq 0 ] || fail "recordings of passing runs kept"
     grep -q "3 run(s) recorded, none failed" "$W/rr2.log" || fail "no summary"
+    # two failing runs in the same second each keep their recording (before
+    # 2026-11-28 the second took the first's directory name and deleted it)
+    rm -rf "$d"
+    TRIES=1 scripts/rr-record.sh false >/dev/null 2>&1
+    TRIES=1 scripts/rr-record.sh false >/dev/null 2>&1
+    [ "$(find "$d" -maxdepth 1 -name 'fail-*' | wc -l)" -eq 2 ] ||
+      fail "two failing runs: $(find "$d" -maxdepth 1 -name 'fail-*' | wc -l) recording(s) kept, not 2"
     ok "rr-record loop (stand-in rr)"
     ;;
   trace-exec-crash)

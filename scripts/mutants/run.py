@@ -345,7 +345,7 @@ def selection(root, makej, scale):
         for step in ("record-stress", "replay-stress-release", "record-python", "tracecat",
                      "trace-edges", "replay-clock", "trace-reentered", "trace-fork-flush",
                      "trace-inflight", "trace-exec-crash", "trace-crash-during-exit",
-                     "scripts-cwd", "rr-no-probe"):
+                     "scripts-cwd", "rr-no-probe", "rr-loop"):
             S.append(Check("trace/repro", step, ["bash", "repro/tests/steps.sh", step], timeout=300))
     # 7. ASan+UBSan (libFuzzer build) replay, valgrind memcheck, short fuzz runs
     S.append(Check("fuzz/build", "", mk + ["fuzz-bins"], "build", 1200))
