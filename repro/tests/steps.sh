@@ -204,7 +204,8 @@ PY
     [ "${PIPESTATUS[0]}" -eq 0 ] || fail "triage failed"
     f=$(grep -oE "FILED [^ ]+" "$W/triage.log" | cut -d' ' -f2)
     [ -f "$f" ] || fail "nothing filed"
-    case $f in "$W"/triage/regressions/fuzz_mt/hakmem-planted-crash-plant_check-*) ;; *) fail "filed as $f" ;; esac
+    # (absolute: triage takes REGRESSIONS_DIR from the caller's directory)
+    case $f in "$PWD/$W"/triage/regressions/fuzz_mt/hakmem-planted-crash-plant_check-*) ;; *) fail "filed as $f" ;; esac
     grep -qP "^hakmem:planted-crash@plant_check\tfuzz_mt/$(basename "$f")\t20[0-9-]+\t-\t" "$W/triage/regressions/INDEX.tsv" ||
       fail "no index line"
     nops=$("$T/trace2fuzz" --dump "$f" | tail -n1 | awk '{print $1}')
