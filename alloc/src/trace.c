@@ -167,8 +167,6 @@ static void trace_on_fatal(int sig, siginfo_t *si, void *uc) {
    * signal ends the process (at most about 5 s). */
   for (int i = 0; i < 5000 && !trace_in_write && atomic_load(&trace_writing); i++)
     sleep_ms();
-  if (!fatal)
-    atomic_store(&trace_crashing, 0);
   /* Back to the previous action (the default one unless the program had its
    * own), then let the signal take it: a fault re-executes the faulting
    * instruction; a raised signal (abort, kill) is raised again. */
