@@ -23,7 +23,9 @@
  *      slices at every step (it missed those of cached segments taken
  *      again).
  *   7. the threshold is inclusive: exactly PURGE_THRESHOLD of free dirty
- *      slices are purged after the delay.
+ *      slices are purged after the delay;
+ *   8. a purge by hak_trim, from another thread too, stops the delay: what
+ *      is freed after it waits a whole delay anew.
  * hakmem's clock is frozen (os_test_freeze_clock) and moved only by
  * os_test_advance_ms: "within the delay" and "after the delay" are exact,
  * however slowly the test runs, so every check runs on a loaded machine
@@ -329,6 +331,57 @@ static void threshold_inclusive(void) {
   counter_matches("after the threshold's purge");
 }
 
+/* 8. A purge by hak_trim stops the delay, whichever thread calls it (here
+ * another one, which purges this heap's slices under its lock): slices
+ * freed after it, past the old deadline, wait a whole delay anew. Blocks
+ * allocated before the trim are freed after it (no page is taken in
+ * between, so nothing else resets the timer). Until 2026-11-28 no test
+ * required it: with the timer kept by the trim's purge (mutant
+ * trim-purge-keeps-timer) they were purged at once. */
+#define TB_N 768 /* 12 MiB */
+static unsigned char *tb[TB_N];
+
+static void *trim_thread(void *arg) {
+  (void)arg;
+  hak_trim(0);
+  return NULL;
+}
+
+static void trim_stops_delay(void) {
+  hak_trim(0);
+  memset(blk, 0, sizeof blk);
+  alloc_all();
+  hak_fill_touched(tb, TB_N, BLOCK);
+  free_unpinned(); /* ~22 MiB dirty: the delay starts */
+  REQUIRE(hak_tls_heap->purge_at_ms != 0);
+  pthread_t t;
+  REQUIRE(pthread_create(&t, NULL, trim_thread, NULL) == 0);
+  REQUIRE(pthread_join(t, NULL) == 0);
+  REQUIRE(hak_tls_heap->dirty_free_bytes == 0); /* the other thread's trim purged this heap */
+  os_test_advance_ms(PURGE_DELAY_MS + 100);     /* past the deadline the delay had */
+  size_t full = hak_statm_bytes(1);
+  for (int i = 0; i < TB_N; i++)
+    if (i % PIN) {
+      hak_free(tb[i]);
+      tb[i] = NULL;
+    }
+  hak_thread_cache_flush(); /* over the threshold again */
+  size_t freed = hak_statm_bytes(1);
+  CHECK_MSG(freed + PURGE_THRESHOLD / 2 > full,
+            "memory freed after another thread's hak_trim was returned at once: resident %zu -> "
+            "%zu KiB (the trim left the purge timer running)",
+            full >> 10, freed >> 10);
+  os_test_advance_ms(PURGE_DELAY_MS);
+  page_frees();
+  size_t late = hak_statm_bytes(1);
+  CHECK_MSG(late + PURGE_THRESHOLD / 2 < freed,
+            "memory freed after another thread's hak_trim not returned after the delay: resident "
+            "%zu -> %zu KiB",
+            freed >> 10, late >> 10);
+  free_pinned(tb, TB_N);
+  free_pinned(blk, NBLK);
+}
+
 int main(void) {
   if (!hak_config_is("release") && !hak_config_is("debug"))
     hak_test_skip("resident memory is only meaningful without sanitizer runtimes");
@@ -368,5 +421,6 @@ int main(void) {
   adopted_dirty_counted();
   counter_follows_segments();
   threshold_inclusive();
+  trim_stops_delay();
   return hak_test_done();
 }

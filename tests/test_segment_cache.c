@@ -16,7 +16,9 @@
  *      SEGMENT_CACHE_MAX are cached (the rest unmapped);
  *   5. read off the cache list: right after a take past the delay, every
  *      cached segment past the newest SEGMENT_CACHE_DIRTY is purged (no
- *      dirty slice left).
+ *      dirty slice left);
+ *   6. the same after the heap's own purge past its delay, with no
+ *      segment taken or released: that purge ages the cache too.
  * hakmem's clock is frozen (os_test_freeze_clock) and moved only by
  * os_test_advance_ms, so "within the delay" is exact however slowly the
  * test runs (until 2026-11-28 it slept for the delay and skipped part 1
@@ -28,6 +30,7 @@
 
 #define BLOCK 16384
 #define NBLK 1536 /* 24 MiB of 16 KiB blocks: 6+ segments */
+#define PIN_N 768 /* 12 MiB: 3+ segments */
 
 static unsigned char *blk[NBLK];
 
@@ -151,6 +154,53 @@ int main(void) {
             "delay (first at position %zu)",
             dirty_old, pos, SEGMENT_CACHE_DIRTY, dirty_pos);
   free_n(taken);
+  CHECK_EQ(hak_heap_check(), 0);
+
+  /* 6. ageing by the heap's purge alone, no segment released or taken
+   * after the delay: a worker caches dirty segments (as in 5) while this
+   * heap holds pinned segments; their free slices, over the threshold,
+   * start the heap's delay at the same time. Past it, the next slow path
+   * purges the heap's slices and ages the cache: every cached segment past
+   * the newest SEGMENT_CACHE_DIRTY is purged. Without the ageing there
+   * they stayed committed until the next release or take (mutant
+   * purge-heap-skips-cache-age, which every test survived before:
+   * 2026-11-28, helper-77). */
+  hak_trim(0);
+  static unsigned char *pin[PIN_N];
+  for (int i = 0; i < PIN_N; i++) {
+    pin[i] = hak_malloc(BLOCK);
+    REQUIRE(pin[i] != NULL);
+    memset(pin[i], 2, BLOCK);
+  }
+  REQUIRE(pthread_create(&t, NULL, fill_and_free, NULL) == 0);
+  pthread_join(t, NULL);
+  REQUIRE(segment_cache_count() > SEGMENT_CACHE_DIRTY + 1);
+  for (int i = 0; i < PIN_N; i++)
+    if (i % 64) { /* every segment keeps a block: none leaves the heap */
+      hak_free(pin[i]);
+      pin[i] = NULL;
+    }
+  hak_thread_cache_flush();
+  REQUIRE(hak_tls_heap->dirty_free_bytes >= PURGE_THRESHOLD); /* the delay runs */
+  n_cached = segment_cache_count();
+  os_test_advance_ms(PURGE_DELAY_MS);
+  void *q = hak_malloc(40000); /* a class with no page: the slow path, which purges */
+  REQUIRE(q != NULL);
+  REQUIRE(hak_tls_heap->dirty_free_bytes == 0); /* the heap's purge ran */
+  REQUIRE(segment_cache_count() == n_cached);   /* no segment taken or released */
+  pos = dirty_old = 0;
+  hak_lock(&hak_global_lock);
+  for (hak_segment_t *c = hak_segment_cache; c; c = c->next, pos++)
+    dirty_old += pos >= SEGMENT_CACHE_DIRTY && c->dirty_slices;
+  hak_unlock(&hak_global_lock);
+  CHECK_MSG(dirty_old == 0,
+            "%zu of %zu cached segments past the newest %d still dirty after the heap's purge "
+            "past the delay",
+            dirty_old, pos, SEGMENT_CACHE_DIRTY);
+  hak_free(q);
+  for (int i = 0; i < PIN_N; i++)
+    hak_free(pin[i]);
+  hak_thread_cache_flush();
   CHECK_EQ(hak_heap_check(), 0);
 
   /* 4. bounded: 64 MiB of blocks (16 segments) emptied at once */
