@@ -96,6 +96,16 @@ static void *hand_over(void *arg) {
   return NULL;
 }
 
+/* 1c. Frees every block of main's (no pin). Until 2026-11-28 hak_trim
+ * left the remote-free stacks of the caller's own pages alone: a program
+ * whose threads freed what its main thread built (24 MiB here) kept it all
+ * carved and resident through malloc_trim. */
+static void *free_all(void *arg) {
+  (void)arg;
+  free_blocks(0);
+  return NULL;
+}
+
 /* ---- 2. a living thread's heap ----------------------------------------- */
 static pthread_barrier_t bar;
 
@@ -172,6 +182,15 @@ int main(void) {
   free_blocks(0); /* the rest: into the thread's cache and its pages */
   trim_and_check("blocks handed over by remote frees", FREED / 2);
   hak_trim(0);
+
+  /* 1c. every block of this heap freed by another thread: on the pages'
+   * remote-free stacks (but the first of each full page, handed over), which
+   * hak_trim takes as their owner before it gives pages back */
+  alloc_all();
+  REQUIRE(pthread_create(&t, NULL, free_all, NULL) == 0);
+  REQUIRE(pthread_join(t, NULL) == 0);
+  trim_and_check("blocks other threads freed", FREED / 2);
+  CHECK_EQ(hak_heap_check(), 0);
 
   /* 2. another thread's heap, while that thread lives */
   REQUIRE(pthread_barrier_init(&bar, NULL, 2) == 0);

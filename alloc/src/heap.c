@@ -299,8 +299,9 @@ static void heap_thread_done(void *arg) {
 /* hak_trim (malloc_trim): gives the OS back every page hakmem holds free
  * and can reach without waiting on a thread:
  *   - the caller's heap: its cached blocks back to their pages (pages that
- *     empty go back to their segments) and the blocks remote frees handed
- *     over, then every free slice of its segments purged;
+ *     empty go back to their segments), the blocks remote frees handed
+ *     over and those other threads freed to its pages (heap_collect_remote),
+ *     then every free slice of its segments purged;
  *   - every other thread's heap whose lock is free at that moment (its
  *     owner is not in a slow path): the free slices of its segments, under
  *     its lock, which every change of a segment's slices holds. A heap
@@ -309,14 +310,49 @@ static void heap_thread_done(void *arg) {
  *   - the cached and abandoned segments' free slices and the large-block
  *     cache's mappings (segment_trim_unowned_locked, large_trim).
  * Not reached: other threads' cached blocks, and blocks freed by other
- * threads to a heap's pages since its owner last took them (each is
+ * threads to another heap's pages since its owner last took them (each is
  * returned when its owner next allocates or exits). */
+/* hak_trim's part of the caller's pages (h's lock held, the delayed stack
+ * drained and the cache flushed): as their owner it takes the blocks other
+ * threads freed to them, and a page that empties goes back as a local free
+ * would take it back (page_free_slow): a formerly full page to its queue,
+ * an empty one to its segment unless it is the last of its class (or a
+ * hand-over is still touching it), an idle segment to the cache. Until
+ * 2026-11-28 those stacks stayed for the next allocation to collect: a
+ * program whose threads freed what its main thread built kept all of it
+ * carved and resident through malloc_trim (24 MiB in test_trim part 1c). */
+static void heap_collect_remote(hak_heap_t *h) {
+  for (hak_segment_t *s = h->segments, *next; s; s = next) {
+    next = s->next;
+    bool took = false, gone = false;
+    hak_page_t *pg;
+    FOR_EACH_PAGE(s, pg) {
+      if (page_collect(pg) == 0)
+        continue;
+      took = true;
+      if (pg->in_full) {
+        full_remove(h, pg);
+        queue_push_back(h, pg);
+      }
+      uintptr_t tf = atomic_load_explicit(&pg->thread_free, memory_order_acquire);
+      if (pg->used != 0 || (tf & TF_MASK) == TF_NOTIFYING || page_kept_when_empty(h, pg))
+        continue;
+      queue_remove(h, pg);
+      if ((gone = segment_page_free(h, s, pg)))
+        break; /* s released: not touched again */
+    }
+    if (took && !gone)
+      segment_drop_if_idle(h, s);
+  }
+}
+
 void heap_trim_all(void) {
   hak_heap_t *self = hak_tls_heap;
   if (self != &hak_empty_heap) {
     heap_lock(self);
     heap_drain_delayed(self);
     tcache_flush_all(self, true, false);
+    heap_collect_remote(self);
     segment_purge_owned(self);
     heap_unlock(self);
   }
