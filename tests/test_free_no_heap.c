@@ -25,7 +25,18 @@
  * would give the segment back (README, Thread exit, rule 3); without a heap
  * the free gives it back itself (segment_unlink_if_empty_locked). Before,
  * the segment stayed abandoned with nothing live, carved and mapped, past
- * hak_trim, until some malloc adopted it. */
+ * hak_trim, until some malloc adopted it.
+ *
+ * Part "adopted": the same, but the producer leaves a third block, and the
+ * freer's second free is held after its count, before its push
+ * (HAK_HOOK_FREE_COUNTED), while main frees the third: the last by the
+ * count, so main reclaims S. The held free then pushes onto S, main's now,
+ * and must leave it alone: the give-back on the no-heap path is for a
+ * segment still abandoned only. Without that check (mutant
+ * no-heap-give-back-ignores-owner, which every test survived before,
+ * 2026-11-28, helper-77) it collected main's page without main's lock,
+ * "unlinked" S from the abandoned list (whose head became main's other
+ * segment) and released S into the cache while main's heap still listed it. */
 #include "hak_test.h"
 
 #include <pthread.h>
@@ -36,13 +47,15 @@
 #define DECOY_BLOCK (60 * 1024)
 #define DECOY_N (DECOY_SEGS * (SEGMENT_SIZE / DECOY_BLOCK))
 
-static void *blocks[2], *decoy_blocks[DECOY_N];
-static int last; /* part "last": the freer frees both blocks, the second the last live one */
+static void *blocks[3], *decoy_blocks[DECOY_N];
+static int last;    /* part "last": the freer frees both blocks, the second the last live one */
+static int adopted; /* part "adopted": S is reclaimed while the freer's second free is held */
+static atomic_int held, let_go;
 static atomic_int exit_producer, exit_decoy, producer_ready, decoy_ready, release_parked, go_free,
     freed, freer_started;
 
 static void *producer(void *arg) {
-  for (int i = 0; i < 2; i++) {
+  for (int i = 0; i < 2 + adopted; i++) {
     blocks[i] = hak_malloc(64);
     if (blocks[i])
       memset(blocks[i], 0x5a, 64);
@@ -87,6 +100,17 @@ static void *freer(void *arg) {
     hak_free(blocks[1]); /* the last live block of S: still no heap */
   atomic_store(&freed, 1);
   return arg;
+}
+
+/* Part "adopted": the freer's second free, counted (it wanted a reclaim
+ * and had no heap for it), waits here before its push while main frees
+ * the third block, the last live one by the count, and so reclaims S. */
+static void hold_second(enum hak_hook_point where, void *arg) {
+  if (where != HAK_HOOK_FREE_COUNTED || arg != blocks[1])
+    return;
+  atomic_store(&held, 1);
+  while (!atomic_load(&let_go))
+    usleep(1000);
 }
 
 static size_t vm_size_bytes(void) {
@@ -157,11 +181,24 @@ static void child(void *arg) {
   /* the limit holds: a new heap-chunk-sized mapping is refused */
   void *probe = mmap(NULL, 64 * 1024, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   REQUIRE(probe == MAP_FAILED);
+  if (adopted)
+    atomic_store(&hak_test_hook, hold_second);
   atomic_store(&go_free, 1);
+  if (adopted) {
+    wait_for(&held);
+    hak_free(blocks[2]); /* main has a heap: it reclaims S, now its own */
+    CHECK(atomic_load_explicit(&s->owner, memory_order_relaxed) == hak_tls_heap);
+    atomic_store(&let_go, 1);
+  }
   REQUIRE(pthread_join(f, NULL) == 0);
+  atomic_store(&hak_test_hook, NULL);
   CHECK(atomic_load(&freed) == 1);
   REQUIRE(setrlimit(RLIMIT_AS, &old) == 0);
-  if (last) { /* nothing of S live: given back by the free, though it had no heap */
+  if (adopted) { /* the held free pushed onto S, main's now: S stays main's, unlisted */
+    CHECK(atomic_load_explicit(&s->owner, memory_order_relaxed) == hak_tls_heap);
+    CHECK(!segment_is_abandoned_listed(s));
+    hak_trim(0);     /* main takes the pushed block back (its own page's remote free) */
+  } else if (last) { /* nothing of S live: given back by the free, though it had no heap */
     CHECK_MSG(!segment_is_abandoned_listed(s),
               "every block of S freed, yet it stays abandoned (the last free had no heap)");
   } else {
@@ -181,12 +218,17 @@ static void child(void *arg) {
 }
 
 int main(void) {
-  for (last = 0; last < 2; last++) {
+  for (int part = 0; part < 3; part++) {
+    last = part >= 1;
+    adopted = part == 2;
     struct hak_child c;
     REQUIRE(hak_run_child(child, NULL, 120, &c));
     char why[128];
     CHECK_MSG(hak_child_exited(&c, 0), "part %s: the free without a heap failed: %s; output: %s",
-              last ? "last" : "first", hak_child_describe(&c, why, sizeof why), c.out ? c.out : "");
+              adopted ? "adopted"
+              : last  ? "last"
+                      : "first",
+              hak_child_describe(&c, why, sizeof why), c.out ? c.out : "");
     hak_child_free(&c);
   }
   return hak_test_done();
