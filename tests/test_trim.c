@@ -1,8 +1,9 @@
 /* hak_trim (malloc_trim) gives free memory back to the OS at once, wherever
  * hakmem holds it:
  *   1. the calling thread's heap, its cached blocks flushed first (a class
- *      whose freed blocks sit in the cache keeps one page at most), and
- *      the blocks other threads' frees handed over to it (full pages);
+ *      whose freed blocks sit in the cache keeps one page at most), the
+ *      blocks other threads' frees handed over to it (1b: full pages) and
+ *      those they freed onto its pages' remote-free stacks (1c);
  *   2. another, living thread's heap, while that thread waits;
  *   3. the segments a thread left abandoned at exit (live blocks in them),
  *      also when other threads' frees emptied its pages (collected at its
