@@ -324,25 +324,11 @@ static void heap_thread_done(void *arg) {
 static void heap_collect_remote(hak_heap_t *h) {
   for (hak_segment_t *s = h->segments, *next; s; s = next) {
     next = s->next;
-    bool took = false, gone = false;
     hak_page_t *pg;
     FOR_EACH_PAGE(s, pg) {
-      if (page_collect(pg) == 0)
-        continue;
-      took = true;
-      if (pg->in_full) {
-        full_remove(h, pg);
-        queue_push_back(h, pg);
-      }
-      uintptr_t tf = atomic_load_explicit(&pg->thread_free, memory_order_acquire);
-      if (pg->used != 0 || (tf & TF_MASK) == TF_NOTIFYING || page_kept_when_empty(h, pg))
-        continue;
-      queue_remove(h, pg);
-      if ((gone = segment_page_free(h, s, pg)))
-        break; /* s released: not touched again */
+      if (page_collect(pg) != 0 && page_free_slow(h, s, pg))
+        break; /* s went back: not touched again */
     }
-    if (took && !gone)
-      segment_drop_if_idle(h, s);
   }
 }
 

@@ -500,7 +500,7 @@ HAK_INTERNAL void page_extend(hak_page_t *pg);
 HAK_INTERNAL size_t page_collect(hak_page_t *pg);
 HAK_INTERNAL void page_clear_notify(hak_page_t *pg, bool forced);
 HAK_INTERNAL hak_page_t *page_find_free(hak_heap_t *h, size_t cls);
-HAK_INTERNAL void page_free_slow(hak_heap_t *h, hak_segment_t *seg, hak_page_t *pg);
+HAK_INTERNAL bool page_free_slow(hak_heap_t *h, hak_segment_t *seg, hak_page_t *pg);
 /* An empty page stays carved in its heap when it is its class's only page
  * (avoids unmap/refault thrash); page_free_slow and free's fast exit agree
  * through this one test. */

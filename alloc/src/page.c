@@ -290,21 +290,22 @@ bool page_free_remote(hak_segment_t *seg, hak_page_t *pg, hak_block_t *b, uint64
 /* Called by the owner when a local free left the page empty or the page was
  * in the full list. An empty page goes back to its segment unless it is the
  * only page of its class (kept to avoid map/unmap thrash); a segment left
- * with nothing but such kept pages is given back whole. */
-void page_free_slow(hak_heap_t *h, hak_segment_t *seg, hak_page_t *pg) {
+ * with nothing but such kept pages is given back whole. Whether the segment
+ * went back (released or cached: not to be touched again). */
+bool page_free_slow(hak_heap_t *h, hak_segment_t *seg, hak_page_t *pg) {
   if (pg->in_full) {
     full_remove(h, pg);
     queue_push_back(h, pg);
   }
   if (pg->used != 0 ||
       (atomic_load_explicit(&pg->thread_free, memory_order_acquire) & TF_MASK) == TF_NOTIFYING)
-    return;
+    return false;
   if (!page_kept_when_empty(h, pg)) {
     queue_remove(h, pg);
     if (segment_page_free(h, seg, pg))
-      return;
+      return true;
   }
-  segment_drop_if_idle(h, seg);
+  return segment_drop_if_idle(h, seg);
 }
 
 /* Frees a block whose validity was already established and which carries
