@@ -3,7 +3,8 @@
 #
 #   scripts/stress.sh run <config> [prefixed|preload|glibc ...]
 #       build CONFIG=<config> and run the stress programs with THREADS,
-#       CHUNKS, DURATION. tsan runs larson, remote_free and thread_churn;
+#       CHUNKS, DURATION. tsan runs larson, remote_free, thread_churn and
+#       realloc_storm;
 #       the other configurations all six programs. valgrind runs them under
 #       memcheck with reduced sizes. The variants (default: prefixed):
 #       prefixed = linked against libhakmem.a; preload = the .libc build with
@@ -138,7 +139,9 @@ cmd_run() {
   shift
   VARIANTS=${*:-prefixed}
   case $cfg in
-    tsan) PROGS=${STRESS_PROGS:-larson remote_free thread_churn} ;;
+    # realloc_storm: the only program whose large blocks mremap moves
+    # (large-realloc-relink-unlocked passed every TSan test and the other three)
+    tsan) PROGS=${STRESS_PROGS:-larson remote_free thread_churn realloc_storm} ;;
     # Not fork_stress under ASan: clang-14's ASan runtime does not hold its own
     # allocator lock across fork(), so a child can block for ever inside ASan's
     # calloc (seen: a fork child's new thread stuck in

@@ -305,7 +305,8 @@ def selection(root, makej, scale):
     # 5. tsan: the cross-thread paths (the only stage that sees memory-order bugs)
     S.append(Check("tsan/build", "", mk + ["CONFIG=tsan", "tests", "build/tsan/stress/larson",
                                            "build/tsan/stress/remote_free",
-                                           "build/tsan/stress/thread_churn", "build/fuzz/tsan/fuzz_mt"],
+                                           "build/tsan/stress/thread_churn",
+                                           "build/tsan/stress/realloc_storm", "build/fuzz/tsan/fuzz_mt"],
                    "build", 900))
     # the tests first: test_heap_publish puts its race on cue, the stress
     # runs find theirs by chance
