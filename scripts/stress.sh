@@ -100,9 +100,14 @@ one() {
   esac
   [ "$cfg" = tsan ] && wrap=("${NOASLR[@]}")
   [ "$cfg" = valgrind ] && wrap=(valgrind -q --error-exitcode=99 --leak-check=no --fair-sched=yes)
-  local name="stress/$p($var)${CELL:+/$CELL}" log rc=0
+  local name="stress/$p($var)${CELL:+/$CELL}" log rc=0 a dl=0
+  # the limit leaves the watchdog (its deadline: --deadline or 4 x duration
+  # + 30 s) a minute for its report (alarm(20) bounds it) and gdb's: the
+  # matrix's --deadline=120 was past the 91 s limit of its cells, whose hangs
+  # were HANGs without the watchdog's stacks, last operations and stats
+  for a in "$@"; do case $a in --deadline=*) dl=${a#--deadline=} ;; esac; done
   # shellcheck disable=SC2046
-  RUN_TIMEOUT=$(awk -v d="$d" 'BEGIN { printf "%d", d * 6 + 90 }') \
+  RUN_TIMEOUT=$(awk -v d="$d" -v w="$dl" 'BEGIN { t = d * 6 + 90; if (w + 60 > t) t = w + 60; printf "%d", t }') \
     run_check "$cfg" "$name" env "${envs[@]}" "${pre[@]}" "${wrap[@]}" "$bin" $(prog_args "$p" "$t" "$c" "$d") "$@" || rc=1
   log=$(logfile "$cfg" "$name")
   if [ $rc != 0 ]; then

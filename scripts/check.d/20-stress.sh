@@ -8,6 +8,8 @@
 #   planted concurrency bugs caught, and each still applies to the code)
 #   and the proof runs (one 1 s release program per bug whose log must
 #   show the named check: drop-on-drain preloaded, dup-handout)
+#   deadline-within-limit (a run's time limit leaves its --deadline's
+#   watchdog a minute to fire and report)
 #   build-failure self-test (a failed build of the stress programs is a FAIL
 #   in the results, not a configuration whose checks silently vanish)
 # Each program run is one check (scripts/stress.sh uses run_check); results
@@ -24,6 +26,17 @@ DURATION=1 run_driver stress-run-release scripts/stress.sh run release prefixed 
 run_check release stress/watchdog-test scripts/stress.sh watchdog-test release || true
 RUN_TIMEOUT=900 run_check tsan stress/planted env PLANT_RELEASE=0 DURATION=3 PLANT_DIR="$PWD/build/planted" \
   scripts/stress-planted.sh || true
+# a run's time limit leaves its watchdog time to fire and report: the
+# stress-matrix cells' --deadline=120 was past their 91 s limit, and a hung
+# cell was a HANG without the watchdog's stacks, last operations and stats
+# (the log's header names the limit; the program need not run: --threads=0)
+run_check release stress/deadline-within-limit bash -c '
+  d=$(mktemp -d); trap '\''rm -rf "$d"'\'' EXIT
+  NO_BUILD=1 STRESS_PROGS=larson STRESS_ARGS="--deadline=200 --threads=0" DURATION=0.3 \
+    HAK_RESULTS="$d/r.tsv" HAK_LOGDIR="$d/logs" scripts/stress.sh run release >"$d/out" 2>&1
+  lim=$(sed -n "s/^# config: .* timeout: \([0-9]*\)s$/\1/p" "$d"/logs/release/stress_larson*.log)
+  echo "limit of a run with --deadline=200: ${lim:-none}s"
+  [ "${lim:-0}" -ge 250 ] || { echo "the watchdog cannot report before the limit"; exit 1; }' || true
 run_check release stress/build-failure-recorded bash -c '
   d=$(mktemp -d); trap '\''rm -rf "$d"'\'' EXIT
   printf "#!/bin/sh\necho planted build failure >&2\nexit 2\n" >"$d/make"; chmod +x "$d/make"
