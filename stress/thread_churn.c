@@ -8,7 +8,10 @@
  * slots (each block with its owner's copy of its size and tag); the block it takes out was usually
  * allocated by a thread that has exited since, and is verified and freed. Every thread also leaves
  * one block behind in its orphan slot, freed by its successor of the next
- * wave, and so exits with live blocks. Threads are joined (not detached) so
+ * wave, and so exits with live blocks. One thread a wave also allocates a
+ * page's worth of blocks of the biggest size, so that its page fills and
+ * the other threads' frees of them are handed to its heap (the delayed
+ * list) while it runs: its exit must take them back. Threads are joined (not detached) so
  * that hak_heap_check at the end runs after every thread's exit, TLS
  * destructors included. */
 #include "stress_common.h"
@@ -40,6 +43,20 @@ static void *churner(void *arg) {
   unsigned n = 1 + (unsigned)(bench_rng_next(&r) % 64);
   for (unsigned i = 0; i < n; i++) {
     stress_blk b = stress_block_new(stress_size(&r, stress_conf.min_size, stress_conf.max_size));
+    stress_blk old = stress_xslot_swap(&slots[bench_rng_next(&r) % stress_conf.chunks], b);
+    if (old.p)
+      stress_block_free(old, "churn slot");
+  }
+  /* one thread a wave: a burst of the biggest size, more than a page's
+   * worth (64 KiB) of blocks of one class, so that the page fills, goes to
+   * the full list and asks for a notice of its next remote free: the other
+   * threads of the wave that free its blocks from the slots while it runs
+   * hand them to its heap's delayed list, which its exit must drain */
+  size_t bsz = stress_conf.max_size - 1, nb = 65536 / bsz + 8;
+  if (nb > 256 || a.id != a.wave % stress_conf.threads)
+    nb = 0;
+  for (size_t i = 0; i < nb; i++) {
+    stress_blk b = stress_block_new(bsz);
     stress_blk old = stress_xslot_swap(&slots[bench_rng_next(&r) % stress_conf.chunks], b);
     if (old.p)
       stress_block_free(old, "churn slot");
