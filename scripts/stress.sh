@@ -17,7 +17,8 @@
 #   STRESS_PROGS (override the program list) JOBS (2) ROUNDS (larson, 10000)
 #   STRESS_ARGS (more arguments for every program of `run`, e.g. --min=64 --max=65)
 #   NO_BUILD=1 (run the programs already in build/<config>; a missing one fails)
-#   TRIM_MS (2: remote_free and thread_churn call hak_trim this often; 0: never)
+#   TRIM_MS (2: remote_free and thread_churn call hak_trim this often, realloc_storm
+#   every 1 ms; 0: never)
 #   HAK_RESULTS (default build/stress/results.tsv) HAK_LOGDIR (build/logs)
 # Each run prints `PASS|FAIL|HANG <config> <check> <s>s` (scripts/lib-check.sh)
 # and, for a failure, what caught it (see classify below). Exit status:
@@ -72,9 +73,10 @@ classify() {
 }
 
 # prog_args <program> <threads> <chunks> <duration>: its command line.
-# remote_free and thread_churn also run a thread that calls hak_trim every
-# TRIM_MS milliseconds (default 2; 0: none): it purges the free slices of
-# heaps whose owners are freeing remotely, exiting and being adopted; and
+# remote_free, thread_churn and realloc_storm also run a thread that calls
+# hak_trim every TRIM_MS milliseconds (default 2, realloc_storm 1; 0: none):
+# it purges the free slices of heaps whose owners are freeing remotely,
+# exiting and being adopted, and gives back large blocks' kept tails; and
 # one that moves hakmem's timer clock 250 ms every CLOCK_MS milliseconds
 # (default 1; 0: none; the prefixed builds only), so that the workers' own
 # slow paths purge and age the segment and large caches all the time.
@@ -84,6 +86,10 @@ prog_args() {
     larson) echo "$d 16 1024 $c ${ROUNDS:-10000} $SEED $t" ;;
     remote_free | thread_churn)
       echo "--threads=$t --chunks=$c --duration=$d --seed=$SEED --trim=${TRIM_MS:-2} --clock=${CLOCK_MS:-1}" ;;
+    realloc_storm) # every 1 ms: hak_trim gives back the tails shrunk large blocks
+      # keep while their reallocs move them (large-move-stale-map: at 2 ms
+      # 3 of 5 runs, at 1 ms 6 of 6)
+      echo "--threads=$t --chunks=$c --duration=$d --seed=$SEED --trim=${TRIM_MS:-1} --clock=${CLOCK_MS:-1}" ;;
     *) echo "--threads=$t --chunks=$c --duration=$d --seed=$SEED" ;;
   esac
 }
