@@ -53,8 +53,9 @@ static void *churner(void *arg) {
    * threads of the wave that free its blocks from the slots while it runs
    * hand them to its heap's delayed list, which its exit must drain */
   size_t bsz = stress_conf.max_size - 1, nb = 65536 / bsz + 8;
-  if (nb > 256 || a.id != a.wave % stress_conf.threads)
-    nb = 0;
+  if (nb > 256 || bsz > 16384 || a.id != a.wave % stress_conf.threads)
+    nb = 0; /* none where a page holds over 248 blocks, or for blocks over
+             * 16 KiB (large blocks have no page) */
   for (size_t i = 0; i < nb; i++) {
     stress_blk b = stress_block_new(bsz);
     stress_blk old = stress_xslot_swap(&slots[bench_rng_next(&r) % stress_conf.chunks], b);
