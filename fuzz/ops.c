@@ -484,6 +484,17 @@ static void drop_block(struct fz_exec *x, int slot) {
   s->ptr = NULL;
 }
 
+/* errno before every call of hakmem's: a call that succeeds must leave it as
+ * it was (os.c keeps it around every probe that may fail harmlessly: a
+ * mapping refused at a zone slot or after a block, a page move that fails);
+ * one that fails sets it (ENOMEM, EINVAL). No system call sets this value. */
+#define FZ_ERRNO_MARK 24301
+
+static void expect_errno_kept(struct fz_exec *x, const char *what, size_t n, int err) {
+  if (err != FZ_ERRNO_MARK)
+    fail(x, "%s(%zu) succeeded but changed errno from %d to %d", what, n, FZ_ERRNO_MARK, err);
+}
+
 /* how: 0 free, 1 free_sized, 2 free_aligned_sized with the slot's size and
  * alignment; 3 free_sized(size), 4 free_aligned_sized(align, size) with the
  * caller's (a replayed trace's recorded arguments, passed on unchanged). */
@@ -494,12 +505,16 @@ static void free_slot_as(struct fz_exec *x, int slot, unsigned how, size_t size,
   if (how < 3)
     size = s->size, align = s->align;
   drop_block(x, slot);
+  errno = FZ_ERRNO_MARK;
   if (how == 1 || how == 3)
     hak_free_sized(p, size);
   else if (how == 4 || (how == 2 && align && !(align & (align - 1))))
     hak_free_aligned_sized(p, align, size);
   else
     hak_free(p);
+  static const char *const names[] = {"free", "free_sized", "free_aligned_sized", "free_sized",
+                                      "free_aligned_sized"};
+  expect_errno_kept(x, names[how % 5], size, errno); /* POSIX 2024: free keeps errno */
 }
 
 static void free_slot(struct fz_exec *x, int slot, unsigned how) {
@@ -526,7 +541,7 @@ static void op_malloc(struct fz_exec *x, const struct fz_op *op) {
   size_t n = op->a;
   if (n <= (size_t)PTRDIFF_MAX && too_big_to_keep(x, n) && n <= MUST_SUCCEED)
     return;
-  errno = 0;
+  errno = FZ_ERRNO_MARK;
   void *p = hak_malloc(n);
   int e = errno;
   x->last_err = e;
@@ -542,6 +557,7 @@ static void op_malloc(struct fz_exec *x, const struct fz_op *op) {
       fail(x, "malloc(%zu) failed with errno %d, expected ENOMEM", n, e);
     return;
   }
+  expect_errno_kept(x, "malloc", n, e);
   if (too_big_to_keep(x, n)) { /* an enormous request that succeeded */
     hak_free(p);
     return;
@@ -557,7 +573,7 @@ static void op_calloc(struct fz_exec *x, const struct fz_op *op) {
   int ovf = __builtin_mul_overflow(c, m, &n);
   if (!ovf && n <= (size_t)PTRDIFF_MAX && too_big_to_keep(x, n) && n <= MUST_SUCCEED)
     return;
-  errno = 0;
+  errno = FZ_ERRNO_MARK;
   void *p = hak_calloc(c, m);
   int e = errno;
   x->last_err = e;
@@ -573,6 +589,7 @@ static void op_calloc(struct fz_exec *x, const struct fz_op *op) {
       fail(x, "calloc(%zu, %zu): errno %d, expected ENOMEM", c, m, e);
     return;
   }
+  expect_errno_kept(x, "calloc", n, e);
   if (too_big_to_keep(x, n)) {
     hak_free(p);
     return;
@@ -580,14 +597,15 @@ static void op_calloc(struct fz_exec *x, const struct fz_op *op) {
   adopt_block(x, slot, p, n, 0, op->thread, 1);
 }
 
-/* realloc and reallocarray: `n` is the byte count, `ovf` whether it overflowed. */
+/* realloc and reallocarray: `n` is the byte count, `ovf` whether it overflowed.
+ * reallocarray(p, c, m) with c * m == 0 is realloc(p, 0): p is freed and
+ * NULL returned, reallocarray(NULL, c, m) is malloc(0) (before 2026-11-28
+ * the executor skipped it: hak_reallocarray's zero product was never called) */
 static void do_realloc(struct fz_exec *x, const struct fz_op *op, int array) {
   int slot = op->slot;
   struct fz_slot *s = &x->slots[slot];
   size_t n;
   int ovf = array ? __builtin_mul_overflow(op->a, op->b, &n) : (n = op->a, 0);
-  if (array && !ovf && n == 0)
-    return; /* reallocarray(p, 0, x): left to realloc(p, 0) */
   if (!ovf && n <= (size_t)PTRDIFF_MAX && too_big_to_keep(x, n) && n <= MUST_SUCCEED)
     return;
   void *old = s->ptr;
@@ -595,7 +613,7 @@ static void do_realloc(struct fz_exec *x, const struct fz_op *op, int array) {
   uint32_t old_gen = s->gen;
   if (old)
     check_pattern(x, old, s->usable, s->usable, (unsigned)slot, s->gen, "before realloc");
-  errno = 0;
+  errno = FZ_ERRNO_MARK;
   void *p = array ? hak_reallocarray(old, op->a, op->b) : hak_realloc(old, n);
   int e = errno;
   x->last_err = e;
@@ -607,9 +625,12 @@ static void do_realloc(struct fz_exec *x, const struct fz_op *op, int array) {
       check_pattern(x, old, s->usable, s->usable, (unsigned)slot, s->gen, "after failed realloc");
     return;
   }
-  if (!array && n == 0 && old) {
+  if (n == 0 && old) {
     if (p)
-      fail(x, "realloc(%p, 0) returned %p, expected NULL (frees)", old, p);
+      fail(x, "%s(%p, 0) returned %p, expected NULL (frees)", what, old, p);
+    if (e != FZ_ERRNO_MARK) /* NULL here is a free, not a failure */
+      fail(x, "%s(%p, 0) returned NULL with errno %d: it must free the block, errno kept", what,
+           old, e);
     drop_block(x, slot);
     return;
   }
@@ -623,6 +644,7 @@ static void do_realloc(struct fz_exec *x, const struct fz_op *op, int array) {
       check_pattern(x, old, s->usable, s->usable, (unsigned)slot, s->gen, "after failed realloc");
     return;
   }
+  expect_errno_kept(x, what, n, e);
   if (old) {
     size_t old_usable = s->usable;
     drop_block(x, slot);
@@ -658,13 +680,13 @@ static void op_aligned(struct fz_exec *x, const struct fz_op *op) {
     bad_align = !valid_align(a) || a < sizeof(void *);
     void *sentinel = (void *)(uintptr_t)0x5a5a5a50;
     p = sentinel;
-    errno = 0;
+    errno = FZ_ERRNO_MARK;
     rc = hak_posix_memalign(&p, a, n);
     e = errno;
     x->last_err = rc;
     mix(x, (uint64_t)rc);
-    if (e != 0)
-      fail(x, "posix_memalign(%zu, %zu) set errno to %d", a, n, e);
+    if (e != FZ_ERRNO_MARK)
+      fail(x, "posix_memalign(%zu, %zu) changed errno from %d to %d", a, n, FZ_ERRNO_MARK, e);
     if (rc != 0) {
       if (p != sentinel)
         fail(x, "posix_memalign(%zu, %zu) failed (%d) but changed *out", a, n, rc);
@@ -685,7 +707,7 @@ static void op_aligned(struct fz_exec *x, const struct fz_op *op) {
   case 2:
     what = op->sub == 1 ? "aligned_alloc" : "memalign";
     bad_align = !valid_align(a);
-    errno = 0;
+    errno = FZ_ERRNO_MARK;
     p = op->sub == 1 ? hak_aligned_alloc(a, n) : hak_memalign(a, n);
     e = errno;
     x->last_err = e;
@@ -701,11 +723,12 @@ static void op_aligned(struct fz_exec *x, const struct fz_op *op) {
     }
     if (bad_align || huge)
       fail(x, "%s(%zu, %zu) returned %p, expected NULL", what, a, n, p);
+    expect_errno_kept(x, what, n, e);
     break;
   default:
     what = op->sub == 3 ? "valloc" : "pvalloc";
     want_align = PAGE;
-    errno = 0;
+    errno = FZ_ERRNO_MARK;
     p = op->sub == 3 ? hak_valloc(n) : hak_pvalloc(n);
     e = errno;
     x->last_err = e;
@@ -719,6 +742,7 @@ static void op_aligned(struct fz_exec *x, const struct fz_op *op) {
     }
     if (huge)
       fail(x, "%s(%zu) returned %p, expected NULL", what, n, p);
+    expect_errno_kept(x, what, n, e);
     if (op->sub == 4 && hak_usable_size(p) < ((n + PAGE - 1) & ~(PAGE - 1)))
       fail(x, "pvalloc(%zu): usable size %zu below the page-rounded size", n, hak_usable_size(p));
     break;
@@ -755,9 +779,11 @@ static uint32_t burst_gen_of(const struct fz_exec *x, int i) {
 
 static void op_burst(struct fz_exec *x, const struct fz_op *op) {
   for (size_t k = 0; k < op->b && x->nburst < FZ_BURST_MAX; k++) {
+    errno = FZ_ERRNO_MARK;
     void *p = hak_malloc(op->a);
     if (!p)
       fail(x, "burst malloc(%zu) returned NULL", op->a);
+    expect_errno_kept(x, "burst malloc", op->a, errno);
     if ((uintptr_t)p % 16)
       fail(x, "burst block %p is not 16-byte aligned", p);
     size_t u = hak_usable_size(p);
@@ -781,7 +807,9 @@ static void op_burst_free(struct fz_exec *x, unsigned every_other) {
       continue;
     }
     burst_tag(b->ptr, b->usable, g, 1, x);
+    errno = FZ_ERRNO_MARK;
     hak_free(b->ptr);
+    expect_errno_kept(x, "burst free", b->usable, errno);
   }
   x->nburst = j;
 }
@@ -850,7 +878,9 @@ void fz_exec_op(struct fz_exec *x, const struct fz_op *op) {
     op_aligned(x, op);
     break;
   case FZ_USABLE: {
+    errno = FZ_ERRNO_MARK;
     size_t u = hak_usable_size(s->ptr);
+    expect_errno_kept(x, "usable_size", u, errno);
     if (!s->ptr && u != 0)
       fail(x, "usable_size(NULL) = %zu", u);
     if (s->ptr && u != s->usable)
@@ -871,7 +901,9 @@ void fz_exec_op(struct fz_exec *x, const struct fz_op *op) {
   case FZ_CLOCK:
   case FZ_HEAP_CHECK: { /* the heap must be whole after a trim or a move of the clock */
     if (op->kind == FZ_TRIM) {
+      errno = FZ_ERRNO_MARK;
       hak_trim(0);
+      expect_errno_kept(x, "hak_trim", 0, errno); /* madvise, munmap */
       if (hak_trim(0) != 0)
         fail(x, "a second hak_trim, with nothing left to give back, returned 1");
     }
