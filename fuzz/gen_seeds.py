@@ -94,11 +94,14 @@ def seeds_single(mt):
         ops.append(('realloc', 0, 5, cls_size(c, 1)))
     ops.append(('verify', 0, 5, b''))
     S.append(prog(ops, th(len(ops))))
-    # calloc: normal, recycled (malloc/verify/free then calloc the same class), overflow
+    # calloc: normal, recycled (malloc/verify/free then calloc the same class), overflow.
+    # calloc's sub 0 takes two plain bytes (count, size % 128): the same class
+    # needs sub 4, two decoded sizes (class size x 1); until 2026-11-28 this
+    # asked calloc(1, c), c < 80 bytes, for class index c
     ops = []
     for c in range(0, 80, 5):
         ops += [('malloc', 0, 1, cls_size(c, 0)), ('free', 0, 1, b''),
-                ('calloc', 0, 2, bytes([1, c])), ('free', 0, 2, b'')]
+                ('calloc', 4, 2, cls_size(c, 0) + tiny(1)), ('free', 0, 2, b'')]
     for i in range(10):
         ops.append(('calloc', 4, 3, edge(i) + edge((i + 3) % 10)))
         ops.append(('reallocarray', 4, 3, edge(i) + tiny(2)))
@@ -205,9 +208,10 @@ def seeds_single(mt):
             ops.append(('thread_exit', 0, 0, b'')); t.append(2)
         for w in range(3):
             ops.append(('trim', 0, 0, b'')); t.append(w)
-        for s in range(48):
-            if s % 6:
-                ops.append(('calloc', 0, s, bytes([1 + s % 4, (s * 7 + r * 11) % 128]))); t.append(s % 3)
+        for s in range(48):  # each the class (or large size) malloc'd there before
+            if s % 6:            # (until 2026-11-28 calloc(1..4, < 128): tiny classes only)
+                kind = large(s % 12) if s % 8 == 7 else cls_size((s * 7 + r * 11) % 80, 0)
+                ops.append(('calloc', 4, s, kind + tiny(1))); t.append(s % 3)
         ops += [('verify_all', 0, 0, b''), ('trim', 0, 0, b'')]; t += [0, 1]
         if mt:
             ops.append(('free_orphans', 0, 0, b'')); t.append(0)
