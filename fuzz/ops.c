@@ -534,6 +534,38 @@ static void expect_null_errno(struct fz_exec *x, const char *what, void *p, int 
     fail(x, "%s: errno %d, expected %d", what, err, want);
 }
 
+/* A request too big to keep (over the live budget: above MUST_SUCCEED, as
+ * no request at or below it that succeeds is too big to keep) that
+ * succeeded: none can in a 47-bit address space, but a 57-bit one may map
+ * it. Before it is freed: aligned, its usable size holds the request, its
+ * first and last usable bytes are mapped and keep what is written there
+ * (calloc: read zero first), and the heap is whole. Until 2026-11-28 it was
+ * freed unchecked, so a size arithmetic that wrapped into a small mapping
+ * (a 32-bit page count in large_realloc) passed every fuzz input. */
+FZ_NOCOV static void check_enormous(struct fz_exec *x, const char *what, void *p, size_t n,
+                                    size_t align, int zero) {
+  if ((uintptr_t)p % (align > 16 ? align : 16))
+    fail(x, "%s(%zu) = %p is misaligned (%zu)", what, n, p, align > 16 ? align : 16);
+  size_t u = hak_usable_size(p);
+  if (u < n)
+    fail(x, "%s(%zu) = %p: usable_size %zu < requested", what, n, p, u);
+  volatile unsigned char *b = p;
+  unsigned char vec;
+  for (int end = 0; end < 2; end++) /* a clear message, not a SIGSEGV */
+    if (mincore((void *)(((uintptr_t)p + (end ? u - 1 : 0)) & ~(PAGE - 1)), PAGE, &vec) != 0)
+      fail(x, "%s(%zu) = %p: its %s usable byte is not mapped (usable_size %zu)", what, n, p,
+           end ? "last" : "first", u);
+  if (zero && (b[0] || b[n - 1]))
+    fail(x, "%s(%zu) = %p: calloc's first or last byte is not zero", what, n, p);
+  b[0] = 0xa5;
+  b[u - 1] = 0x5a;
+  if (b[0] != 0xa5 || b[u - 1] != 0x5a)
+    fail(x, "%s(%zu) = %p: its first or last usable byte does not keep a write", what, n, p);
+  size_t v = hak_heap_check();
+  if (v)
+    fail(x, "%s(%zu) = %p: hak_heap_check() found %zu violation(s)", what, n, p, v);
+}
+
 static void op_malloc(struct fz_exec *x, const struct fz_op *op) {
   int slot = op->slot;
   if (x->slots[slot].ptr)
@@ -559,6 +591,7 @@ static void op_malloc(struct fz_exec *x, const struct fz_op *op) {
   }
   expect_errno_kept(x, "malloc", n, e);
   if (too_big_to_keep(x, n)) { /* an enormous request that succeeded */
+    check_enormous(x, "malloc", p, n, 0, 0);
     hak_free(p);
     return;
   }
@@ -591,6 +624,7 @@ static void op_calloc(struct fz_exec *x, const struct fz_op *op) {
   }
   expect_errno_kept(x, "calloc", n, e);
   if (too_big_to_keep(x, n)) {
+    check_enormous(x, "calloc", p, n, 0, 1);
     hak_free(p);
     return;
   }
@@ -652,6 +686,7 @@ static void do_realloc(struct fz_exec *x, const struct fz_op *op, int array) {
     check_pattern(x, p, keep, old_usable, (unsigned)slot, old_gen, "realloc kept contents");
   }
   if (too_big_to_keep(x, n)) {
+    check_enormous(x, what, p, n, 0, 0);
     hak_free(p);
     return;
   }
@@ -748,8 +783,7 @@ static void op_aligned(struct fz_exec *x, const struct fz_op *op) {
     break;
   }
   if (too_big_to_keep(x, n)) {
-    if ((uintptr_t)p % (want_align > 16 ? want_align : 16))
-      fail(x, "%s(%zu, %zu) = %p is misaligned", what, a, n, p);
+    check_enormous(x, what, p, n, want_align, 0);
     hak_free(p);
     return;
   }
