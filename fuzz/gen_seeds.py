@@ -189,6 +189,24 @@ def seeds_single(mt):
                             ('free', 0, 20 + i, b'')]
                 ops += [('verify_all', 0, 0, b''), ('heap_check', 0, 0, b'')]
                 S.append(prog(ops, None))
+    if not mt:
+        # the same cut and gather with calloc, each way a move fails, the
+        # first or the second move: a failed move's token (its destination's
+        # first 8 bytes) must not stay in the calloc'd block
+        # (large-gather-failed-token-clean; 2026-11-28)
+        for mode in range(3):
+            for skip in range(2):
+                ops = [('malloc', 0, 0, large(8)), ('free', 0, 0, b''), fail_move(mode, skip),
+                       ('calloc', 4, 1, large(9) + tiny(1)), ('heap_check', 0, 0, b''),
+                       ('malloc', 0, 2, large(9)), ('malloc', 0, 3, large(9)), ('free', 0, 2, b''),
+                       ('free', 0, 3, b''), fail_move(mode, skip),
+                       ('calloc', 4, 4, large(5) + tiny(1)), ('verify_all', 0, 0, b''),
+                       ('heap_check', 0, 0, b''), ('free', 0, 4, b''), ('free', 0, 1, b''),
+                       ('malloc', 0, 5, large(2)), ('malloc', 0, 6, large(0)), ('free', 0, 5, b''),
+                       ('free', 0, 6, b''), fail_move(mode, skip),
+                       ('calloc', 4, 7, large(3) + tiny(1)), ('verify_all', 0, 0, b''),
+                       ('heap_check', 0, 0, b'')]
+                S.append(prog(ops, None))
     # hak_trim (FZ_TRIM): blocks of many classes and large ones, most freed
     # (in mt by other threads: remote frees, some into full pages), trimmed
     # by each thread, then the same classes allocated again (calloc reads
