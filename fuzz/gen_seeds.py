@@ -267,6 +267,31 @@ def seeds_single(mt):
         add(('heap_check', 0, 0, b''))
         add(('free', 1, 0, b''), 1)
         S.append(prog(ops, t if mt else None))
+    # realloc that has to move a block assembled from two cached mappings
+    # (several kernel mappings: one mremap cannot move it, it is copied):
+    # two 3 MiB blocks freed, SEG + 1 gathered from them, the next zone slot
+    # taken, then reallocarray(p, SEG, 10) (40 MiB, past the zone slot's
+    # room), and once more after a failed move (fuzz_ops only: a seed added
+    # to fuzz_mt's list would renumber the later ones, whose number is their
+    # thread count; 2026-11-28: large-realloc-moves-several survived every
+    # corpus input)
+    for mode in ([None, 0] if not mt else []):
+        ops, t = [], []
+        def add(o, th=0):
+            ops.append(o); t.append(th)
+        add(('malloc', 0, 2, large(9))); add(('malloc', 0, 3, large(9)), 1)
+        add(('free', 0, 2, b'')); add(('free', 0, 3, b''), 1)
+        add(('malloc', 0, 4, large(5)))                       # gathered: two mappings
+        add(('verify', 0, 4, b''), 1)
+        add(('malloc', 0, 5, large(0)))                       # the next zone slot
+        if mode is not None:
+            add(fail_move(mode, 0))
+        add(('reallocarray', 4, 4, large(4) + tiny(10)), 1)  # 40 MiB: moves by copy
+        add(('verify', 0, 4, b''))
+        add(('realloc', 0, 4, large(8)), 1)                   # shrinks in place
+        add(('verify_all', 0, 0, b'')); add(('heap_check', 0, 0, b''))
+        add(('free', 0, 5, b'')); add(('free', 1, 4, b''), 1)
+        S.append(prog(ops, t if mt else None))
     # the large cache full (LARGE_CACHE_N = 32 mappings): 34 large blocks of
     # a few sizes freed, the oldest evicted, then taken again from the cache
     ops = []
