@@ -147,6 +147,31 @@ static void do_usable_size_freed(void *p) {
   hak_test_log("usable_size of a freed block returned %zu\n", u);
 }
 
+/* A freed large block whose mapping the cache keeps: still registered, its
+ * header marked freed, so resolve()'s check of that mark is all that names
+ * it (free's exchange of the mark is never reached: usable_size answered
+ * the cached size, a growing realloc resized the cached mapping in place
+ * and handed it out). The premise checked: the mapping is still there. */
+static void free_large_cached(void *p) {
+  hak_free(p);
+  if (registry_kind(p) == REG_NONE) {
+    hak_test_log("the freed large block %p was not cached\n", p);
+    _exit(3);
+  }
+}
+
+static void do_usable_size_freed_cached(void *p) {
+  free_large_cached(p);
+  size_t u = hak_usable_size(p);
+  hak_test_log("usable_size of a freed cached block returned %zu\n", u);
+}
+
+static void do_realloc_freed_cached(void *p) {
+  free_large_cached(p);
+  void *q = hak_realloc(p, 2 << 20);
+  hak_test_log("realloc of a freed cached block returned %p\n", q);
+}
+
 static void do_free_sized(void *arg) {
   struct two *t = arg;
   hak_free_sized(t->p, t->n);
@@ -417,6 +442,13 @@ int main(void) {
   EXPECT_ABORT(do_realloc_freed_fits, r2, want);
   fmt(want, sizeof want, "hakmem: usable_size of freed block %p (size class %zu)\n", r, c48);
   EXPECT_ABORT(do_usable_size_freed, r, want);
+  void *lc = hak_malloc(1 * MiB);
+  REQUIRE(lc != NULL);
+  fmt(want, sizeof want, "hakmem: usable_size of freed block %p (large block)\n", lc);
+  EXPECT_ABORT(do_usable_size_freed_cached, lc, want);
+  fmt(want, sizeof want, "hakmem: realloc of freed block %p (large block)\n", lc);
+  EXPECT_ABORT(do_realloc_freed_cached, lc, want);
+  hak_free(lc);
 
   /* free_sized with a size larger than the block. */
   struct two too_big = {r, 49};
