@@ -489,7 +489,7 @@ int main(int argc, char **argv) {
     else if (strcmp(argv[i], "-q") == 0)
       quiet = 1;
     else if (strcmp(argv[i], "--to") == 0 && i + 1 < argc)
-      to = strtoull(argv[++i], NULL, 0);
+      to = trace_arg_u64("replay", "--to", argv[++i]);
     else if (argv[i][0] == '-' || path)
       usage();
     else

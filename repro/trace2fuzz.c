@@ -308,9 +308,9 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[i], "-o") && i + 1 < argc)
       outp = argv[++i];
     else if (!strcmp(argv[i], "--from") && i + 1 < argc)
-      from = strtoull(argv[++i], NULL, 0);
+      from = trace_arg_u64("trace2fuzz", "--from", argv[++i]);
     else if (!strcmp(argv[i], "--to") && i + 1 < argc)
-      to = strtoull(argv[++i], NULL, 0);
+      to = trace_arg_u64("trace2fuzz", "--to", argv[++i]);
     else if (!strcmp(argv[i], "--driver") && i + 1 < argc)
       driver = argv[++i];
     else if (!strcmp(argv[i], "--dump") && i + 1 < argc)
@@ -318,7 +318,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--spans") && i + 1 < argc)
       return spans_only = 1, dump(argv[i + 1], driver);
     else if (!strcmp(argv[i], "--max-ops") && i + 1 < argc)
-      max_ops = strtoull(argv[++i], NULL, 0);
+      max_ops = trace_arg_u64("trace2fuzz", "--max-ops", argv[++i]);
     else if (argv[i][0] != '-' && !path)
       path = argv[i];
     else

@@ -20,6 +20,23 @@ struct trace {
   uint32_t max_tid;
 };
 
+/* A sequence number or count from a tool's command line: decimal digits
+ * only. Anything else is a usage error (exit 2). Until 2026-11-28 the tools
+ * read them with strtoull's base 0: "010" was 8 and "x" was 0, so a replay
+ * --to x replayed nothing and said so as a result (repro/tests/steps.sh
+ * tracecat). */
+static inline uint64_t trace_arg_u64(const char *tool, const char *what, const char *s) {
+  uint64_t v = 0;
+  const char *p = s;
+  for (; *p >= '0' && *p <= '9' && v <= (UINT64_MAX - 9) / 10; p++)
+    v = v * 10 + (uint64_t)(*p - '0');
+  if (p == s || *p) {
+    fprintf(stderr, "%s: %s must be a decimal number, not '%s'\n", tool, what, s);
+    exit(2);
+  }
+  return v;
+}
+
 static inline const char *trace_op_name(unsigned op) {
   static const char *const names[] = {"?",
                                       "malloc",

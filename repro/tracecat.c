@@ -31,8 +31,8 @@ int main(int argc, char **argv) {
   struct trace t;
   if (trace_load(argv[ai], &t) != 0)
     return 2;
-  uint64_t from = argc - ai > 1 ? strtoull(argv[ai + 1], NULL, 0) : 0;
-  uint64_t to = argc - ai > 2 ? strtoull(argv[ai + 2], NULL, 0) : UINT64_MAX;
+  uint64_t from = argc - ai > 1 ? trace_arg_u64("tracecat", "FROM", argv[ai + 1]) : 0;
+  uint64_t to = argc - ai > 2 ? trace_arg_u64("tracecat", "TO", argv[ai + 2]) : UINT64_MAX;
   printf("# ");
   trace_describe(stdout, argv[ai], &t);
   struct pmap m = {0};

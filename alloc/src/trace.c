@@ -202,8 +202,11 @@ static void trace_init(void) {
   uint64_t mb = 1024;
   if (l && *l) {
     mb = 0;
+    /* saturating: a limit past what 64 bits of bytes hold is no limit
+     * (until 2026-11-28 it wrapped, and 2^44 MB dropped every record;
+     * repro/tests/steps.sh trace-limit) */
     for (; *l >= '0' && *l <= '9'; l++)
-      mb = mb * 10 + (uint64_t)(*l - '0');
+      mb = mb >= (UINT64_MAX >> 20) / 10 ? UINT64_MAX >> 20 : mb * 10 + (uint64_t)(*l - '0');
   }
   trace_limit = mb << 20;
   for (size_t i = 0; i < sizeof trace_signals / sizeof trace_signals[0]; i++) {

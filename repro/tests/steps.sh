@@ -103,6 +103,18 @@ print(len(s), len(e), sorted(c.items())[:2], "".join(sorted(set("hakmem"*100))))
     [ "$n" -eq $((r + 1)) ] || fail "tracecat printed $n lines for $r records"
     "$T/tracecat" "$W/stress.trace" 10 12 | tail -n +2 | awk '{print $1}' | tr '\n' ' ' | grep -qx '10 11 12 ' ||
       fail "range 10..12 not printed as seq 10 11 12"
+    # sequence numbers are decimal: 010 is 10 (strtoull's base 0 read it as
+    # 8 until 2026-11-28), and a word that is no number is a usage error in
+    # every tool (it was 0: `replay --to x` replayed nothing)
+    "$T/tracecat" "$W/stress.trace" 010 012 | tail -n +2 | awk '{print $1}' | tr '\n' ' ' | grep -qx '10 11 12 ' ||
+      fail "range 010..012 not printed as seq 10 11 12"
+    for args in "tracecat $W/stress.trace x" "release/replay --to 5x $W/stress.trace" \
+      "trace2fuzz $W/stress.trace -o $W/args.fz --to -1" "trace2fuzz $W/stress.trace -o $W/args.fz --max-ops ''"; do
+      eval "\"\$T\"/$args" >/dev/null 2>"$W/args.err"
+      rc=$?
+      [ $rc -eq 2 ] && grep -q "must be a decimal number" "$W/args.err" ||
+        { cat "$W/args.err"; fail "$args: exit $rc, no usage error"; }
+    done
     "$T/tracecat" --ids "$W/python.trace" >"$W/ids.txt" || fail "tracecat --ids failed"
     grep -qE '^[0-9]+ T1 malloc\([0-9]+\) = #1 ' "$W/ids.txt" || fail "--ids: no #1"
     tail -n +2 "$W/ids.txt" | grep -q '0x' && fail "--ids still prints addresses"
@@ -328,6 +340,24 @@ PY
       { cat "$W/clock-fz.txt"; fail "trace2fuzz: no 1001 ms clock step before malloc(70000)"; }
     build/fuzz/release/fuzz_mt "$W/clock.fz" >/dev/null 2>&1 || fail "the converted input fails fuzz_mt"
     ok "the replay ages the large cache where the recording did; trace2fuzz moves the fuzz clock"
+    ;;
+  trace-limit)
+    # HAKMEM_TRACE_LIMIT_MB saturates: 2^44 MB is 2^64 bytes, which wrapped
+    # to a limit of 0 until 2026-11-28 (every record dropped, the header said
+    # TRUNCATED); 1 MB (16384 records) still truncates a 0.2 s stress run
+    rm -f "$W/lim-big.trace" "$W/lim-1.trace"
+    HAKMEM_TRACE=$W/lim-big.trace HAKMEM_TRACE_LIMIT_MB=17592186044416 LD_PRELOAD=$TRACE_SO \
+      "$T/trace_edges" realloc-in-place || fail "realloc-in-place failed"
+    h=$(hdr "$W/lim-big.trace") || fail "no readable trace"
+    echo "$h"
+    echo "$h" | grep -q TRUNCATED && fail "a limit of 2^44 MB truncated the trace"
+    echo "$h" | grep -qE ': [1-9][0-9]* records' || fail "a limit of 2^44 MB kept no record"
+    HAKMEM_TRACE=$W/lim-1.trace HAKMEM_TRACE_LIMIT_MB=1 LD_PRELOAD=$TRACE_SO \
+      "$STRESS" --threads=2 --chunks=256 --duration=0.2 --quiet >/dev/null 2>&1
+    h=$(hdr "$W/lim-1.trace") || fail "no readable trace at 1 MB"
+    echo "$h"
+    echo "$h" | grep -q TRUNCATED || fail "a limit of 1 MB did not truncate the trace"
+    ok "the trace limit saturates"
     ;;
   trace-reentered)
     # a SIGPROF handler's malloc/free that interrupts the recorder cannot be

@@ -12,7 +12,8 @@
 #       trace refused, tracecat --ids after reallocarray(p, 0, m), a call of every function:
 #       replayed, its usable sizes recorded, each kind of op carried by trace2fuzz), trace2fuzz-edges (trace2fuzz
 #       names a sized free whose recorded size the fuzz input cannot carry; 120 thread
-#       exits do not cut the end of the trace off the input), trace-reentered (calls a
+#       exits do not cut the end of the trace off the input), trace-limit
+#       (HAKMEM_TRACE_LIMIT_MB saturates; 1 MB truncates), trace-reentered (calls a
 #       signal handler makes while the recorder runs are counted in the header),
 #       trace-fork-flush (a child forked while the parent's trace is being written
 #       writes its own at exit), trace-inflight (the call hakmem died in, recorded after it
@@ -44,7 +45,7 @@ deps_failed=
 for s in record-stress replay-stress-release replay-stress-asan replay-stress-tsan \
   replay-stress-valgrind replay-serial record-python replay-python-release replay-python-asan \
   replay-python-tsan replay-python-valgrind tracecat mismatch-detected trace-edges replay-clock trace2fuzz-edges \
-  trace-reentered trace-fork-flush trace-inflight trace-exec-crash trace-crash-during-exit scripts-cwd rr-no-probe plant-record plant-replay-10x plant-replay-asan plant-replay-tsan plant-needs-plant \
+  trace-limit trace-reentered trace-fork-flush trace-inflight trace-exec-crash trace-crash-during-exit scripts-cwd rr-no-probe plant-record plant-replay-10x plant-replay-asan plant-replay-tsan plant-needs-plant \
   plant-trace2fuzz plant-triage rr-detect rr-loop; do
   RUN_TIMEOUT=600 run_check repro "$s" bash repro/tests/steps.sh "$s" || deps_failed="$deps_failed $s"
 done

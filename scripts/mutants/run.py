@@ -344,7 +344,8 @@ def selection(root, makej, scale):
         # trace-ms-seconds, trace-reentered-flag-dropped and
         # trace-fork-child-keeps-writer-flag passed every step before them
         for step in ("record-stress", "replay-stress-release", "record-python", "tracecat",
-                     "trace-edges", "replay-clock", "trace-reentered", "trace-fork-flush",
+                     "trace-edges", "replay-clock", "trace-limit", "trace-reentered",
+                     "trace-fork-flush",
                      "trace-inflight", "trace-exec-crash", "trace-crash-during-exit",
                      "scripts-cwd", "rr-no-probe", "rr-loop"):
             S.append(Check("trace/repro", step, ["bash", "repro/tests/steps.sh", step], timeout=300))
