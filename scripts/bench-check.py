@@ -7,10 +7,14 @@
 check: for every workload and peer in the baseline, the ratio
 median(hakmem ops/s) / median(peer ops/s) of the results must be at least
 baseline x (1 - tol). Prints one line per comparison (OK, FAIL, SKIP when the
-results lack that workload or peer, "improved" when it rose by more than tol)
-and a summary; exits 1 if any comparison failed, if a hakmem run of a
-workload of the baseline failed (one is enough), or if nothing could be
-compared; 0 otherwise. Ratios only: absolute times differ between machines,
+results lack that workload or peer or every run of the peer failed,
+"improved" when it rose by more than tol), NEW for a workload of the results
+the baseline lacks, and a summary; exits 1 if any comparison failed, if a
+hakmem run of any workload failed (one is enough; in a workload the
+baseline lacks too), if hakmem and the peer both ran and no ratio came of
+it (hakmem's throughput zero), if a baseline ratio is not a positive
+number (NaN, 0 or a negative one would pass everything), or if nothing
+could be compared; 0 otherwise. Ratios only: absolute times differ between machines,
 ratios from one interleaved run much less. --stat best compares the ratios
 of each side's best run instead of the medians (on a machine shared with
 other work, runs are only ever slowed down, so the best run is the least
@@ -82,6 +86,11 @@ def entries(doc):
     if "baselines" in doc:
         return [e for e in doc.get("baselines") or [] if isinstance(e, dict)]
     return [{k: doc[k] for k in ("source", "ratios", "ratios_best") if k in doc}]
+
+
+def positive(v):
+    """v is a finite number above zero (a ratio that can be compared)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
 
 
 def source(e):
@@ -177,6 +186,13 @@ def check(res, doc, tol, stat, res_path, base_path):
     for w in sorted(bratios):
         for peer, b in sorted(bratios[w].items()):
             label = "%s: hakmem/%s" % (w, peer)
+            if not positive(b):
+                # (NaN, 0 or a negative floor passes every ratio: a damaged
+                # baseline must not pass for one that compares)
+                msg = "%-40s baseline ratio %r is not a positive number" % (label, b)
+                print("  FAIL " + msg)
+                fails.append(msg)
+                continue
             if w not in summary:
                 print("  SKIP %-40s workload not in the results" % label)
                 skips += 1
@@ -193,10 +209,24 @@ def check(res, doc, tol, stat, res_path, base_path):
                 fails.append(msg)
                 continue
             cur = ratios.get(w, {}).get(peer, {}).get(key)
+            p = summary[w].get(peer)
+            if cur is None and p and "ops_median" in p:
+                # both sides have runs, yet no ratio: hakmem's throughput
+                # was zero (until 2026-11-28 a SKIP, "not in the results")
+                msg = "%-40s no ratio: hakmem's throughput %s" % (label, h.get("ops_median"))
+                print("  FAIL " + msg)
+                fails.append(msg)
+                continue
             if cur is None:
-                print("  SKIP %-40s %s not in the results (%s)" % (
-                    label, peer, res.get("allocators", {}).get(peer, "not run")))
+                print("  SKIP %-40s %s" % (label, "every %s run failed (%d)" % (peer, p["runs"]) if p
+                                         else "%s not in the results (%s)" % (
+                                             peer, res.get("allocators", {}).get(peer, "not run"))))
                 skips += 1
+                continue
+            if not positive(cur):
+                msg = "%-40s ratio %r is not a positive number" % (label, cur)
+                print("  FAIL " + msg)
+                fails.append(msg)
                 continue
             floor = b * (1 - tol)
             change = cur / b - 1 if b else 0.0
@@ -212,6 +242,19 @@ def check(res, doc, tol, stat, res_path, base_path):
                     better += 1
                 print("  OK   %-40s %.3f, baseline %.3f (%+.1f%%)%s" % (label, cur, b, change * 100, note))
                 oks += 1
+    # The results' workloads the baseline lacks: not compared, but said; and
+    # a hakmem run of one that failed fails the check as one of the
+    # baseline's does (until 2026-11-28 such a workload went unmentioned,
+    # and bench-check passed with hakmem crashing in it)
+    for w in sorted(set(summary) - set(bratios)):
+        h = summary[w].get("hakmem") or {}
+        if h.get("failed") or (h and "ops_median" not in h):
+            msg = "%-40s hakmem failed %d of %d runs (not in the baseline)" % (
+                w + ":", h.get("failed", 0), h.get("runs", 0))
+            print("  FAIL " + msg)
+            fails.append(msg)
+        else:
+            print("  NEW  %-40s not in the baseline: not compared" % (w + ":"))
     if not fails and oks == 0:
         print("bench-check: FAIL: nothing to compare (no workload/peer of the baseline in the results)")
         return 1

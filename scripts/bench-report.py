@@ -51,6 +51,11 @@ def num(s, conv=float):
         return None
 
 
+def ok_ops(v):
+    """v is a throughput a ratio can be made of: finite and above zero."""
+    return v is not None and math.isfinite(v) and v > 0
+
+
 def read_samples(path):
     out = []
     with open(path) as f:
@@ -63,7 +68,10 @@ def read_samples(path):
                 "wall_s": num(row["wall_s"]), "user_s": num(row["user_s"]),
                 "sys_s": num(row["sys_s"]), "maxrss_kb": num(row["maxrss_kb"], int),
                 "exit": row["exit"], "reported_allocator": row["reported"],
-                "ok": row["exit"] == "0" and num(row["ops_per_s"]) is not None,
+                # a run counts when it exited 0 and reported a throughput
+                # above zero (ops/s=0: no work measured; until 2026-11-28 it
+                # counted, and its ratio was left out, not failed)
+                "ok": row["exit"] == "0" and ok_ops(num(row["ops_per_s"])),
             })
     return out
 

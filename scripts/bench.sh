@@ -95,6 +95,11 @@ fi
 # sc <number>: the number times SCALE (integers stay integers, minimum 1).
 sc() { awk -v n="$1" -v s="$SCALE" 'BEGIN { v = n * s; if (n == int(n)) { v = int(v); if (v < 1) v = 1 } else if (v < 0.05) v = 0.05; print v }'; }
 
+# no_result <ops/s as printed>: no throughput, or zero (no ratio can be made
+# of it; until 2026-11-28 ops/s=0 was a result, and bench.sh exited 0).
+# (one line: scripts/bench-check-selftest.sh tests it)
+no_result() { [ -z "$1" ] || [[ $1 =~ ^[0.]+(e.*)?$ ]]; }
+
 # Run lengths: QUICK, then full.
 if [ -n "$QUICK" ]; then
   RM_CYCLES=2000000 LARSON_S=0.25 XT_S=0.25 RE_CYCLES=1000000 LG_CYCLES=100 PY_ROUNDS=2 PY_ITEMS=10000
@@ -231,7 +236,7 @@ for ((r = 1; r <= REPS; r++)); do
       [[ $ru =~ wall_s=([0-9.]+).*user_s=([0-9.]+).*sys_s=([0-9.]+).*maxrss_kb=([0-9]+) ]] &&
         wall=${BASH_REMATCH[1]} user=${BASH_REMATCH[2]} sys=${BASH_REMATCH[3]} rss=${BASH_REMATCH[4]}
       status=$rc
-      if [ $rc -eq 0 ] && [ -z "$ops" ]; then status=noresult; fi
+      if [ $rc -eq 0 ] && no_result "$ops"; then status=noresult; fi
       if [ $rc -eq 0 ] && [ -n "$rep_alloc" ] && [ "$rep_alloc" != "${EXPECT[$a]}" ]; then
         status="wrong-allocator"
       fi

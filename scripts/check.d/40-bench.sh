@@ -37,6 +37,10 @@
 #                       counts (bench-scaling); BENCH_NOBUILD runs without make
 #                       and names a missing program; HAK_PEER_DIR is searched
 #                       before the installed peer libraries
+#   bench/check-planted  bench-check against planted results and baselines
+#                       (scripts/bench-check-selftest.sh): hakmem's ops/s=0, a
+#                       failed hakmem workload the baseline lacks, a baseline
+#                       ratio of NaN/0/-1/inf fail; a peer that failed is a SKIP
 #   bench/fastpath      make bench-fastpath prints an instruction count for hakmem
 #                       (prefixed and preloaded) and glibc, at least, and splits
 #                       each hakmem count into malloc, free and the calls, which
@@ -104,6 +108,9 @@ run_check release bench/random-mixed-median bash -c '
   m=$(printf " 3 10 2" | median); [ "$m" = 3 ] || { echo "odd: $m, expected 3"; exit 1; }
   m=$(printf " 48167190" | median); [ "$m" = 48167190 ] || { echo "one: $m, expected 48167190"; exit 1; }
   echo ok'
+
+# bench-check against planted results and baselines (scripts/bench-check-selftest.sh)
+run_check release bench/check-planted scripts/bench-check-selftest.sh
 
 run_check release bench/smoke-run env QUICK=1 REPS=1 SCALE=0.05 ALLOCATORS="hakmem glibc" \
   WORKLOADS="$WL" BENCH_OUT="$OUT" scripts/bench.sh
