@@ -53,19 +53,30 @@ fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-# ir <preload> <prog> <n> <mode>: total instructions (callgrind "Collected");
-# the profile stays in $tmp/cg.<mode>.<n>.
+# ir <preload> <prog> <n> <mode> <allocator>: total instructions (callgrind
+# "Collected"); the profile stays in $tmp/cg.<mode>.<n>. The program must
+# name the allocator expected (its "allocator=" line): a preload that does
+# not load (a path that does not exist, a library of another architecture)
+# is only a warning of ld.so, and the count would be glibc's under the
+# other's name (until 2026-11-28: HAKMEM_LIBDIR without libhakmem.so gave
+# glibc's 133 instructions as hakmem's preloaded count).
 ir() {
-  local out
+  local out got
   out=$(env ${1:+LD_PRELOAD=$1} valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.$4.$3" \
-    "$2" "$3" "$4" 2>&1 >/dev/null) || { echo "bench-fastpath: valgrind failed: $out" >&2; return 1; }
+    "$2" "$3" "$4" 2>&1 >"$tmp/out") || { echo "bench-fastpath: valgrind failed: $out" >&2; return 1; }
+  got=$(sed -n 's/^fastpath: allocator=\([^ ]*\) .*/\1/p' "$tmp/out")
+  if [ "$got" != "$5" ]; then
+    echo "bench-fastpath: $2${1:+ with LD_PRELOAD=$1} ran on allocator ${got:-?}, expected $5" >&2
+    return 1
+  fi
   printf '%s\n' "$out" | sed -n 's/.*Collected : *\([0-9]*\).*/\1/p' | tail -n 1
 }
 
-# per_iter <preload> <prog> <mode>: instructions per iteration (exact rational, 2 decimals)
+# per_iter <preload> <prog> <mode> <allocator>: instructions per iteration
+# (exact rational, 2 decimals)
 per_iter() {
   local a b
-  a=$(ir "$1" "$2" "$N1" "$3") && b=$(ir "$1" "$2" "$N2" "$3") || return 1
+  a=$(ir "$1" "$2" "$N1" "$3" "$4") && b=$(ir "$1" "$2" "$N2" "$3" "$4") || return 1
   awk -v a="$a" -v b="$b" -v n1="$N1" -v n2="$N2" 'BEGIN { printf "%.2f", (b - a) / (n2 - n1) }'
 }
 
@@ -90,7 +101,7 @@ fn_per_iter() {
 
 echo "==> bench-fastpath: callgrind, N1=$N1 N2=$N2 iterations, 64 B blocks"
 status=0
-# report <label> <preload> <prog> [<malloc function> <free function>]: the
+# report <label> <allocator> <preload> <prog> [<malloc function> <free function>]: the
 # pair's count; with the two function names (hakmem's), also the line
 #   "  of which: <malloc> M, <free> F, the calls C"
 # each measured on its own from the profiles: M and F are each function's
@@ -101,37 +112,39 @@ status=0
 # the pair's count only if nothing else ran in the loop and nothing was
 # missed: make check tests that.
 report() {
-  local pair ping loop net netp m f c l
-  if ! pair=$(per_iter "$2" "$3" pair) || ! ping=$(per_iter "$2" "$3" pingpong) ||
-    ! loop=$(per_iter "$2" "$3" empty); then
-    echo "$1: measurement failed"
+  local label=$1 expect=$2 pair ping loop net netp m f c l
+  shift 2
+  if ! pair=$(per_iter "$1" "$2" pair "$expect") || ! ping=$(per_iter "$1" "$2" pingpong "$expect") ||
+    ! loop=$(per_iter "$1" "$2" empty "$expect"); then
+    echo "$label: measurement failed"
     status=1
     return
   fi
   net=$(awk -v p="$pair" -v l="$loop" 'BEGIN { printf "%.0f", p - l }')
   netp=$(awk -v p="$ping" -v l="$loop" 'BEGIN { printf "%.0f", p - l }')
   printf 'malloc+free 64 B: %s instructions, %s when each free empties the page  (%s)\n' \
-    "$net" "$netp" "$1"
-  [ $# -ge 5 ] || return 0
-  if ! m=$(fn_per_iter pair "$4") || ! f=$(fn_per_iter pair "$5") ||
+    "$net" "$netp" "$label"
+  [ $# -ge 4 ] || return 0
+  if ! m=$(fn_per_iter pair "$3") || ! f=$(fn_per_iter pair "$4") ||
     ! c=$(fn_per_iter pair main) || ! l=$(fn_per_iter empty main); then
     echo "  of which: measurement failed"
     status=1
     return
   fi
-  awk -v m="$m" -v f="$f" -v c="$c" -v l="$l" -v mn="$4" -v fn="$5" 'BEGIN {
+  awk -v m="$m" -v f="$f" -v c="$c" -v l="$l" -v mn="$3" -v fn="$4" 'BEGIN {
     printf "  of which: %s %.0f, %s %.0f, the calls %.0f\n", mn, m, fn, f, c - l }'
 }
-report "hakmem: hak_malloc/hak_free, static libhakmem.a" "" "$FAST" hak_malloc hak_free
-report "hakmem: malloc/free, LD_PRELOAD libhakmem.so" "$LIBDIR/libhakmem.so" "$BB/fastpath.libc" malloc free
-report "glibc $(ldd --version 2>/dev/null | head -n 1 | awk '{ print $NF }'): malloc/free" "" "$BB/fastpath.libc"
+report "hakmem: hak_malloc/hak_free, static libhakmem.a" hakmem "" "$FAST" hak_malloc hak_free
+report "hakmem: malloc/free, LD_PRELOAD libhakmem.so" "hakmem(preload)" "$LIBDIR/libhakmem.so" \
+  "$BB/fastpath.libc" malloc free
+report "glibc $(ldd --version 2>/dev/null | head -n 1 | awk '{ print $NF }'): malloc/free" libc "" "$BB/fastpath.libc"
 # the peers, when installed (same library lookup as scripts/bench.sh)
 [ "${PEERS:-1}" = 0 ] && exit $status
 . scripts/lib-bench.sh # peer_lib
 for peer in mimalloc jemalloc tcmalloc; do
   lib=$(peer_lib "$peer")
   if [ -n "$lib" ]; then
-    report "$peer: malloc/free, LD_PRELOAD" "$lib" "$BB/fastpath.libc"
+    report "$peer: malloc/free, LD_PRELOAD" "$peer(preload)" "$lib" "$BB/fastpath.libc"
   else
     echo "$peer: skipped: not installed"
   fi

@@ -45,6 +45,8 @@
 #                       (prefixed and preloaded) and glibc, at least, and splits
 #                       each hakmem count into malloc, free and the calls, which
 #                       add up to it
+#   bench/fastpath-wrong-preload  and fails, naming it, when the program it
+#                       measures runs on another allocator than the line names
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 . scripts/lib-check.sh
@@ -351,4 +353,16 @@ run_check release bench/fastpath bash -c '
       m = \$4 + 0; f = \$6 + 0; c = \$9 + 0
       if (m < 5 || f < 5 || c < 1 || m + f + c < total - 1 || m + f + c > total + 1) bad = 1 }
     END { exit !(n == 2 && !bad) }" || { echo "bench/fastpath: the split of a hakmem line is missing or does not add up"; exit 1; }'
+
+# a preload that does not load (HAKMEM_LIBDIR without libhakmem.so: ld.so
+# only warns) is a failed measurement, not glibc's count under hakmem's name
+run_check release bench/fastpath-wrong-preload bash -c '
+  d='"$OUT"'/libdir-static-only
+  mkdir -p "$d" && cp build/release/libhakmem.a "$d/" || exit 1
+  out=$(PEERS=0 N1=2000 N2=4000 HAKMEM_LIBDIR="$d" scripts/bench-fastpath.sh 2>&1); rc=$?
+  echo "$out"
+  [ $rc -ne 0 ] || { echo "exit 0 with no libhakmem.so to preload"; exit 1; }
+  printf "%s\n" "$out" | grep -q "ran on allocator libc, expected hakmem(preload)" || exit 1
+  printf "%s\n" "$out" | grep -q "^hakmem: malloc/free, LD_PRELOAD libhakmem.so: measurement failed" || exit 1
+  ! printf "%s\n" "$out" | grep -q "^malloc+free 64 B: .*LD_PRELOAD libhakmem.so"'
 exit 0
