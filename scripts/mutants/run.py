@@ -362,6 +362,10 @@ def selection(root, makej, scale):
     for d in FUZZERS:
         S.append(Check("fuzz/run", d, ["env", "FUZZ_TIME=%d" % FUZZ_RUN_TIME, "FUZZ_MERGE=0", "JOBS=1",
                                        "fuzz/run.sh", d], timeout=FUZZ_RUN_TIME + 180))
+    # 8. the benchmark tooling (scripts/bench-check.py, bench-report.py,
+    # bench.sh): planted results and baselines, no build, about a second
+    if os.path.exists(os.path.join(root, "scripts", "bench-check-selftest.sh")):
+        S.append(Check("bench/selftest", "", ["scripts/bench-check-selftest.sh"], timeout=120))
     return S
 
 
@@ -371,9 +375,9 @@ def expected_first(checks, m):
     memory-order mutant that only TSan can see is then killed in the time of
     the TSan stage alone, not after every other stage has passed. A trace
     mutant (trace.c, repro/'s tools) changes nothing the other stages build:
-    its stage goes first too."""
+    its stage goes first too, and so does a benchmark-tooling mutant's."""
     cfg = m.expect.split()[0].split("/")[0] if m.expect.split() else ""
-    if cfg not in ("tsan", "asan", "valgrind", "trace", "debug"):
+    if cfg not in ("tsan", "asan", "valgrind", "trace", "debug", "bench"):
         return checks  # release is first anyway; fuzz stages need their builds in order
     first = [c for c in checks if c.stage.split("/")[0] == cfg]
     return first + [c for c in checks if c not in first]
