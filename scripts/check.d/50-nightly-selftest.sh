@@ -15,6 +15,8 @@
 #                           command reproduces it, and it went to triage
 #   nightly/clean           a clean nightly (only a planted passing check): exit
 #                           0, PASS, well-formed report, every other check SKIP
+#   nightly/nothing-ran     a nightly whose every check was skipped: exit 1,
+#                           "Result: FAIL", "No check passed"
 #   nightly/available-fresh in a copy of the tree with nothing built (a fresh
 #                           checkout, as the GitHub nightly has), every make
 #                           target the nightly runs counts as available, and
@@ -205,6 +207,15 @@ run_check nightly clean bash -c '
     NIGHTLY_PLANT=pass BUDGET=0.1 scripts/nightly.sh; rc=$?
   [ $rc = 0 ] || { echo "nightly exit $rc, expected 0"; exit 1; }
   python3 "$T/check-clean.py" "$T" || exit 1'
+
+# a nightly in which every check was skipped verified nothing: not a PASS
+run_check nightly nothing-ran bash -c '
+  T='"$T"'
+  NIGHTLY_OUT=$T/none NIGHTLY_ONLY=none BUDGET=0.1 scripts/nightly.sh; rc=$?
+  [ $rc = 1 ] || { echo "nightly exit $rc with every check skipped, expected 1"; exit 1; }
+  grep -q "^\*\*Result: FAIL\*\* (0 passed, 0 failed, [1-9][0-9]* skipped" "$T/none/report.md" || exit 1
+  grep -q "^No check passed" "$T/none/report.md" || exit 1
+  python3 -c "import json, sys; assert json.load(open(sys.argv[1]))[\"result\"] == \"FAIL\"" "$T/none/report.json"'
 
 run_check nightly available-fresh bash -c '
   T='"$T"'

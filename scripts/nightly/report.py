@@ -2,8 +2,8 @@
 """scripts/nightly/report.py OUT BUDGET_MIN ELAPSED_S: turns the nightly's
 OUT/checks.tsv (check, status, seconds, detail, log) and OUT/findings.tsv
 (check, what, reproduce commands ' ;; '-separated, triage) into
-OUT/report.json and OUT/report.md. Exit 1 when a check failed or anything
-was found, else 0."""
+OUT/report.json and OUT/report.md. Exit 1 when a check failed, anything
+was found or no check passed (all skipped), else 0."""
 import datetime
 import json
 import os
@@ -38,7 +38,11 @@ def main():
                             "detail": detail, "log": log, "findings": fl})
     failed = [c for c in J["checks"] if c["status"] == "FAIL" or c["findings"]]
     nfind = sum(len(c["findings"]) for c in J["checks"])
-    J["result"] = "FAIL" if failed else "PASS"
+    # A nightly in which no check passed (every one skipped: not selected,
+    # not available, no budget left, or none recorded) verified nothing: not
+    # a PASS (until 2026-11-28 it was "PASS (0 passed, 0 failed, 7 skipped)")
+    ran = any(c["status"] == "PASS" for c in J["checks"])
+    J["result"] = "FAIL" if failed or not ran else "PASS"
     J["counts"] = {s: sum(1 for c in J["checks"] if c["status"] == s) for s in ("PASS", "FAIL", "SKIP")}
     J["findings"] = nfind
     with open(os.path.join(out, "report.json"), "w") as f:
@@ -48,6 +52,8 @@ def main():
          "**Result: %s** (%d passed, %d failed, %d skipped; %d finding(s))" % (
              J["result"], J["counts"]["PASS"], J["counts"]["FAIL"], J["counts"]["SKIP"], nfind), "",
          "| check | result | time | detail |", "| --- | --- | --- | --- |"]
+    if not ran:
+        L[4:4] = ["No check passed: the nightly verified nothing.", ""]
     for c in J["checks"]:
         L.append("| %s | %s | %.0f s | %s |" % (c["name"], c["status"], c["duration_s"],
                                                  c["detail"].replace("|", "\\|")))
@@ -69,7 +75,7 @@ def main():
                 L.append("")
     with open(os.path.join(out, "report.md"), "w") as f:
         f.write("\n".join(L).rstrip("\n") + "\n")
-    return 1 if failed else 0
+    return 1 if failed or not ran else 0
 
 
 if __name__ == "__main__":
