@@ -118,11 +118,20 @@ void hak_trace_begin(unsigned op, const void *arg, size_t a1, size_t a2) {
 static void trace_on_fatal(int sig, siginfo_t *si, void *uc) {
   (void)uc;
   int saved = errno;
-  /* The previous action ends the process (the default one, or ignored: a
-   * fault comes back, abort resets it) unless it is the program's own
-   * handler, which may recover (a runtime that takes SIGSEGV on purpose). */
+  /* A fault re-executes its instruction; any other signal (abort, kill,
+   * raise) is raised again below. */
+  int raised = sig == SIGABRT || !si || si->si_code <= 0;
+  /* The previous action ends the process (the default one, or ignored for
+   * a fault, which the kernel then forces) unless it is the program's own
+   * handler, which may recover (a runtime that takes SIGSEGV on purpose),
+   * or ignored for a raised signal, which the raise below discards (abort
+   * goes on to reset it and raise it again itself; a kill -ABRT of a
+   * program that inherited SIGABRT ignored does not end it: until
+   * 2026-11-28 that left the mark set, and the exit waited 10 s for a
+   * crash that never came, then kept the signal's trace instead of its
+   * own; repro/tests/steps.sh trace-signal-survived). */
   void (*old)(int) = trace_old[sig].sa_handler;
-  int fatal = old == SIG_DFL || old == SIG_IGN;
+  int fatal = old == SIG_DFL || (old == SIG_IGN && !raised);
   if (fatal)
     atomic_store(&trace_crashing, 1);
   /* The trace ends with the crashing thread's last op: the ops other threads
@@ -171,7 +180,7 @@ static void trace_on_fatal(int sig, siginfo_t *si, void *uc) {
    * own), then let the signal take it: a fault re-executes the faulting
    * instruction; a raised signal (abort, kill) is raised again. */
   sigaction(sig, &trace_old[sig], NULL);
-  if (sig == SIGABRT || !si || si->si_code <= 0)
+  if (raised)
     raise(sig);
   errno = saved;
 }

@@ -448,6 +448,30 @@ PY
       { "$T/trace2fuzz" --dump "$W/inf-m.fz"; fail "trace2fuzz left the malloc in flight out"; }
     ok "the call hakmem died in ends the trace (also a thread's first); replayed, not compared; carried by trace2fuzz"
     ;;
+  trace-signal-survived)
+    # a fatal signal the process survives: kill -ABRT of a program that
+    # inherited SIGABRT ignored, a fault its own SIGSEGV handler recovers
+    # from. Its exit writes the trace as usual, at once (before 2026-11-28
+    # the ignored SIGABRT left the recorder believing a thread was dying:
+    # the exit waited 10 s for it, then wrote nothing, and the trace was the
+    # signal's, without the ops after it)
+    for m in handler-recovers:78 signal-survived:77; do
+      mode=${m%:*} size=${m#*:}
+      rm -f "$W/surv.trace"
+      (
+        [ "$mode" = signal-survived ] && trap '' ABRT
+        HAKMEM_TRACE=$W/surv.trace LD_PRELOAD=$TRACE_SO "$T/trace_edges" "$mode"
+      ) >"$W/surv.log" 2>&1
+      rc=$?
+      [ $rc -eq 0 ] || { cat "$W/surv.log"; fail "$mode: exit $rc, expected 0"; }
+      h=$(hdr "$W/surv.trace") || fail "$mode: no readable trace"
+      echo "$h"
+      grep -q "written at exit" <<<"$h" || fail "$mode: the trace is not the exit's"
+      "$T/tracecat" "$W/surv.trace" | grep -qE "^[0-9]+ T1 malloc\($size\) = " ||
+        fail "$mode: the trace lacks the malloc($size) made after the signal"
+    done
+    ok "a fatal signal the process survives (ignored, or the program's handler recovers): the exit writes its trace"
+    ;;
   rr-detect)
     out=$(scripts/rr-record.sh true 2>&1)
     rc=$?

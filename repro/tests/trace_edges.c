@@ -44,6 +44,15 @@
  *                      then frees a pointer hakmem never handed out (it
  *                      aborts) while that file is being written: the trace
  *                      must be the crash's, ending with that free
+ *   signal-survived    SIGABRT inherited ignored (the caller's `trap '' ABRT`):
+ *                      kill(getpid(), SIGABRT), which the recorder's handler
+ *                      takes and the process survives, then malloc(77) and
+ *                      a normal exit; the trace must be the exit's, with the
+ *                      malloc(77), and the exit must not wait for a crash
+ *   handler-recovers   a SIGSEGV handler of the program's own, installed
+ *                      before the recorder starts, recovers from a fault
+ *                      (siglongjmp), then malloc(78) and a normal exit: the
+ *                      same (exit 3 when the recorder started before main)
  *   fork-during-flush  a thread writes the trace again and again
  *                      (hak_trace_flush) while the main thread forks 40
  *                      children, each of which mallocs, frees and exits;
@@ -54,6 +63,7 @@
  * does not declare the first, the second is hakmem's. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <setjmp.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
@@ -63,6 +73,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/wait.h>
@@ -114,8 +125,52 @@ static void on_prof(int sig) {
   held[i] = malloc(24 + (size_t)i);
 }
 
+static sigjmp_buf recover_to;
+
+static void on_segv(int sig) {
+  (void)sig;
+  siglongjmp(recover_to, 1);
+}
+
 int main(int argc, char **argv) {
   const char *mode = argc > 1 ? argv[1] : "";
+  if (!strcmp(mode, "signal-survived") || !strcmp(mode, "handler-recovers")) {
+    int abrt = mode[0] == 's';
+    struct sigaction sa, cur;
+    if (abrt) {
+      /* ignored before the recorder starts (inherited through exec) */
+      if (sigaction(SIGABRT, NULL, &cur) != 0 || cur.sa_handler == SIG_DFL) {
+        fprintf(stderr, "trace_edges: SIGABRT is not ignored (run under trap '' ABRT)\n");
+        return 3;
+      }
+    } else {
+      memset(&sa, 0, sizeof sa);
+      sa.sa_handler = on_segv;
+      sigemptyset(&sa.sa_mask);
+      sa.sa_flags = SA_NODEFER;
+      if (sigaction(SIGSEGV, &sa, NULL) != 0)
+        return 1;
+    }
+    sink = malloc(40); /* the recorder starts: it takes the fatal signals over */
+    free(sink);
+    if (sigaction(abrt ? SIGABRT : SIGSEGV, NULL, &cur) != 0 || !(cur.sa_flags & SA_SIGINFO)) {
+      fprintf(stderr, "trace_edges: the recorder did not take the signal over (started "
+                      "before main, or not under LD_PRELOAD of the trace build)\n");
+      return 3;
+    }
+    if (abrt) {
+      kill(getpid(), SIGABRT); /* the recorder's handler, then ignored */
+    } else {
+      volatile char *page = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      if (page == MAP_FAILED)
+        return 1;
+      if (!sigsetjmp(recover_to, 1))
+        page[0] = 1; /* the recorder's handler, then the program's, which recovers */
+    }
+    sink = malloc(abrt ? 77 : 78);
+    free(sink);
+    return 0;
+  }
   if (!strcmp(mode, "free-sized-bad")) {
     void (*free_sized_fn)(void *, size_t) =
         (void (*)(void *, size_t))dlsym(RTLD_DEFAULT, "free_sized");
@@ -310,10 +365,11 @@ int main(int argc, char **argv) {
     free(p);
     return 0;
   }
-  fprintf(stderr,
-          "usage: %s free-sized-bad | realloc-in-place | reallocarray-zero | every-op | "
-          "many-threads | signal-mallocs | timers | fork-during-flush | realloc-freed | "
-          "usable-new-thread | exec-crash | crash-during-exit\n",
-          argv[0]);
+  fprintf(
+      stderr,
+      "usage: %s free-sized-bad | realloc-in-place | reallocarray-zero | every-op | "
+      "many-threads | signal-mallocs | timers | fork-during-flush | realloc-freed | "
+      "usable-new-thread | exec-crash | crash-during-exit | signal-survived | handler-recovers\n",
+      argv[0]);
   return 2;
 }
