@@ -42,7 +42,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -73,7 +72,9 @@ static _Atomic uint64_t trace_seq;
 static _Atomic int trace_state;
 static char trace_path[4096];
 static pid_t trace_pid; /* the process that read HAKMEM_TRACE (-1: none, a fork child) */
-static struct timespec trace_start; /* CLOCK_REALTIME_COARSE at trace_init (file times' clock) */
+/* The pid in the header of the trace PATH held when trace_init read it (0:
+ * none): a file written before this process recorded, not to be kept. */
+static uint64_t trace_stale_pid;
 static _Atomic(struct trace_buf *) trace_bufs;
 static _Atomic uint32_t trace_next_tid;
 static _Atomic uint64_t trace_bytes, trace_dropped;
@@ -185,6 +186,23 @@ static void trace_on_fatal(int sig, siginfo_t *si, void *uc) {
   errno = saved;
 }
 
+/* The header of the trace at `path` (0: none readable), for its pid and
+ * flags. open/read/close only (async-signal-safe). */
+static int trace_file_header(const char *path, struct hak_trace_header *h) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return 0;
+  int ok =
+      read(fd, h, sizeof *h) == (ssize_t)sizeof *h && memcmp(h->magic, HAK_TRACE_MAGIC, 8) == 0;
+  close(fd);
+  return ok;
+}
+
+static uint64_t trace_file_pid(const char *path) {
+  struct hak_trace_header h;
+  return trace_file_header(path, &h) ? h.pid : 0;
+}
+
 static void trace_init(void) {
   int expect = ST_UNINIT;
   if (!atomic_compare_exchange_strong(&trace_state, &expect, ST_INIT)) {
@@ -204,9 +222,7 @@ static void trace_init(void) {
   memcpy(trace_path, p, n + 1);
   if (!trace_pid) /* a fork child's init keeps hak_trace_fork_child's -1 */
     trace_pid = getpid();
-  /* the coarse clock: the kernel stamps files with it, a tick behind the
-   * fine one (a file written 1 ms after this may have an older mtime) */
-  clock_gettime(CLOCK_REALTIME_COARSE, &trace_start);
+  trace_stale_pid = trace_file_pid(trace_path);
   const char *l = getenv("HAKMEM_TRACE_LIMIT_MB");
   uint64_t mb = 1024;
   if (l && *l) {
@@ -395,23 +411,17 @@ void hak_trace_write(unsigned flags, int signo) {
  * the same HAKMEM_TRACE) that crashed. That file is the one to keep: this
  * process writes PATH.<pid> instead. (Until 2026-11-28 a shell or test
  * runner that exited after the program it ran had crashed replaced the
- * crash trace with its own; repro/tests/steps.sh trace-exec-crash.) A file
- * from before this process began recording is a stale one: replaced.
- * open/read/fstat/close only (async-signal-safe). */
+ * crash trace with its own; repro/tests/steps.sh trace-exec-crash.) The
+ * file PATH held when this process began recording is a stale one,
+ * replaced: told by its writer's pid, not by its time (until 2026-11-28 a
+ * crash trace stamped in the same tick of the coarse clock as this
+ * process's start counted as written while it recorded: a program that
+ * crashed again right after an earlier run's crash wrote PATH.<pid> and
+ * left the earlier trace at PATH, 38 of 59 runs in a row; trace-exec-crash). */
 static int crash_trace_of_another(const char *path) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    return 0;
   struct hak_trace_header h;
-  struct stat st;
-  int keep =
-      read(fd, &h, sizeof h) == (ssize_t)sizeof h && fstat(fd, &st) == 0 &&
-      memcmp(h.magic, HAK_TRACE_MAGIC, 8) == 0 && (h.flags & HAK_TRACE_F_SIGNAL) &&
-      h.pid != (uint64_t)getpid() &&
-      (st.st_mtim.tv_sec > trace_start.tv_sec ||
-       (st.st_mtim.tv_sec == trace_start.tv_sec && st.st_mtim.tv_nsec >= trace_start.tv_nsec));
-  close(fd);
-  return keep;
+  return trace_file_header(path, &h) && (h.flags & HAK_TRACE_F_SIGNAL) &&
+         h.pid != (uint64_t)getpid() && h.pid != trace_stale_pid;
 }
 
 /* 1 when it wrote the file; 0 when another writer (or this thread,
