@@ -42,6 +42,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -187,13 +188,19 @@ static void trace_on_fatal(int sig, siginfo_t *si, void *uc) {
 }
 
 /* The header of the trace at `path` (0: none readable), for its pid and
- * flags. open/read/close only (async-signal-safe). */
+ * flags. Read from a regular file only: PATH may be a FIFO or a pipe
+ * (HAKMEM_TRACE=>(zstd >t.zst), /dev/stdout), whose open for reading waits
+ * for a writer and whose read waits for data, or takes the reader's (until
+ * 2026-11-28 the exit hung there for ever; repro/tests/steps.sh
+ * trace-fifo). open/fstat/read/close only (async-signal-safe). */
 static int trace_file_header(const char *path, struct hak_trace_header *h) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
   if (fd < 0)
     return 0;
-  int ok =
-      read(fd, h, sizeof *h) == (ssize_t)sizeof *h && memcmp(h->magic, HAK_TRACE_MAGIC, 8) == 0;
+  struct stat st;
+  int ok = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+           read(fd, h, sizeof *h) == (ssize_t)sizeof *h &&
+           memcmp(h->magic, HAK_TRACE_MAGIC, 8) == 0;
   close(fd);
   return ok;
 }

@@ -472,6 +472,28 @@ PY
     done
     ok "a fatal signal the process survives (ignored, or the program's handler recovers): the exit writes its trace"
     ;;
+  trace-fifo)
+    # HAKMEM_TRACE names a FIFO, or a pipe (bash's >(...)): the trace streams
+    # to its reader, and nothing waits on it (before 2026-11-28 the recorder
+    # opened PATH for reading, to see whose trace it held, and waited there
+    # for ever: for a writer of the FIFO, for data in the pipe)
+    rm -f "$W/fifo" "$W/fifo.out" "$W/ps.out"
+    mkfifo "$W/fifo" || fail "mkfifo"
+    timeout 60 cat "$W/fifo" >"$W/fifo.out" &
+    reader=$!
+    timeout 20 env HAKMEM_TRACE="$W/fifo" LD_PRELOAD="$TRACE_SO" "$T/trace_edges" realloc-in-place >/dev/null
+    rc=$?
+    wait $reader
+    rm -f "$W/fifo"
+    [ $rc -eq 0 ] || fail "a FIFO as HAKMEM_TRACE: exit $rc (124: it hung)"
+    hdr "$W/fifo.out" | grep -q "written at exit" || fail "the FIFO's reader got no trace"
+    timeout 20 env HAKMEM_TRACE=>(cat >"$W/ps.out") LD_PRELOAD="$TRACE_SO" "$T/trace_edges" realloc-in-place >/dev/null
+    rc=$?
+    [ $rc -eq 0 ] || fail "a pipe as HAKMEM_TRACE: exit $rc (124: it hung)"
+    for i in $(seq 100); do hdr "$W/ps.out" >/dev/null 2>&1 && break; sleep 0.1; done
+    hdr "$W/ps.out" | grep -q "written at exit" || fail "the pipe's reader got no trace"
+    ok "a FIFO or a pipe as HAKMEM_TRACE: the trace streams to its reader"
+    ;;
   rr-detect)
     out=$(scripts/rr-record.sh true 2>&1)
     rc=$?

@@ -23,7 +23,8 @@
 #       trace-crash-during-exit (a thread's hakmem error while the exit writes the trace:
 #       the process dies of SIGABRT, the trace is the crash's),
 #       trace-signal-survived (a fatal signal the process survives, ignored or recovered
-#       from by its own handler: the exit writes its trace at once),
+#       from by its own handler: the exit writes its trace at once), trace-fifo (a FIFO
+#       or a pipe as HAKMEM_TRACE: nothing waits on it, the reader gets the trace),
 #       scripts-cwd (rr-record, rr-replay and triage run from another directory: CMD,
 #       INPUT and relative RR, RR_DIR, FUZZ_LF_DIR are the caller's), rr-no-probe (no
 #       compiler for the counter probe: rr's own test run decides, exit 0 or 4)
@@ -47,7 +48,7 @@ deps_failed=
 for s in record-stress replay-stress-release replay-stress-asan replay-stress-tsan \
   replay-stress-valgrind replay-serial record-python replay-python-release replay-python-asan \
   replay-python-tsan replay-python-valgrind tracecat mismatch-detected trace-edges replay-clock trace2fuzz-edges \
-  trace-limit trace-reentered trace-fork-flush trace-inflight trace-exec-crash trace-crash-during-exit trace-signal-survived scripts-cwd rr-no-probe plant-record plant-replay-10x plant-replay-asan plant-replay-tsan plant-needs-plant \
+  trace-limit trace-reentered trace-fork-flush trace-inflight trace-exec-crash trace-crash-during-exit trace-signal-survived trace-fifo scripts-cwd rr-no-probe plant-record plant-replay-10x plant-replay-asan plant-replay-tsan plant-needs-plant \
   plant-trace2fuzz plant-triage rr-detect rr-loop; do
   RUN_TIMEOUT=600 run_check repro "$s" bash repro/tests/steps.sh "$s" || deps_failed="$deps_failed $s"
 done

@@ -347,7 +347,7 @@ def selection(root, makej, scale):
                      "trace-edges", "replay-clock", "trace-limit", "trace-reentered",
                      "trace-fork-flush",
                      "trace-inflight", "trace-exec-crash", "trace-crash-during-exit",
-                     "trace-signal-survived",
+                     "trace-signal-survived", "trace-fifo",
                      "scripts-cwd", "rr-no-probe", "rr-loop"):
             S.append(Check("trace/repro", step, ["bash", "repro/tests/steps.sh", step], timeout=300))
     # 7. ASan+UBSan (libFuzzer build) replay, valgrind memcheck, short fuzz runs
