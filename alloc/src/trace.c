@@ -343,7 +343,14 @@ static void plant_check(unsigned op, const void *p) {
 
 void hak_trace_emit(uint64_t seq, unsigned op, const void *arg, size_t a1, size_t a2,
                     const void *result, int err) {
-  trace_pending.op = 0; /* the call returned: its record follows */
+  /* The call returned: its record follows. A call recorded before it runs
+   * (a free, a thread's exit) has no call in flight of its own: one made in
+   * a signal handler that interrupted an allocation leaves that allocation
+   * in flight (until 2026-11-28 it cleared it, and a crash of the
+   * allocation after the handler was missing from its own crash trace;
+   * test_trace_inflight_free). */
+  if (op != TR_FREE && op != TR_FREE_SIZED && op != TR_FREE_ALIGNED_SIZED && op != TR_THREAD_EXIT)
+    trace_pending.op = 0;
   int st = atomic_load_explicit(&trace_state, memory_order_acquire);
   if (st != ST_ON && !trace_busy) {
     if (st == ST_UNINIT || st == ST_INIT) {
