@@ -3,7 +3,8 @@
  *   1. the calling thread's heap, its cached blocks flushed first (a class
  *      whose freed blocks sit in the cache keeps one page at most), the
  *      blocks other threads' frees handed over to it (1b: full pages) and
- *      those they freed onto its pages' remote-free stacks (1c);
+ *      those they freed onto its pages' remote-free stacks (1c), also
+ *      with the segment cache full (1d: what goes back is unmapped);
  *   2. another, living thread's heap, while that thread waits;
  *   3. the segments a thread left abandoned at exit (live blocks in them),
  *      also when other threads' frees emptied its pages (collected at its
@@ -107,6 +108,23 @@ static void *free_all(void *arg) {
   return NULL;
 }
 
+/* 1d. A thread fills the segment cache (SEGMENT_CACHE_MAX): the segments
+ * hak_trim then gives back as it takes the remote frees of the caller's
+ * pages are unmapped at once, and its walk must not touch one again (a
+ * walk that went on through a segment given back read its unmapped
+ * header: mutant trim-collect-walks-released-segment, which every test
+ * survived before, 2026-11-28, helper-78). */
+#define FILL_N (3 * SEGMENT_CACHE_MAX * 128) /* 16 KiB blocks: 1.5 x the cache's segments */
+static void *fill_cache(void *arg) {
+  (void)arg;
+  static unsigned char *b[FILL_N];
+  for (int i = 0; i < FILL_N; i++)
+    REQUIRE((b[i] = hak_malloc(BLOCK)) != NULL);
+  for (int i = 0; i < FILL_N; i++)
+    hak_free(b[i]);
+  return NULL;
+}
+
 /* ---- 2. a living thread's heap ----------------------------------------- */
 static pthread_barrier_t bar;
 
@@ -191,6 +209,17 @@ int main(void) {
   REQUIRE(pthread_create(&t, NULL, free_all, NULL) == 0);
   REQUIRE(pthread_join(t, NULL) == 0);
   trim_and_check("blocks other threads freed", FREED / 2);
+  CHECK_EQ(hak_heap_check(), 0);
+
+  /* 1d. the same with the segment cache full: what the trim gives back of
+   * this heap's segments is unmapped */
+  alloc_all();
+  REQUIRE(pthread_create(&t, NULL, fill_cache, NULL) == 0);
+  REQUIRE(pthread_join(t, NULL) == 0);
+  REQUIRE(segment_cache_count() == SEGMENT_CACHE_MAX);
+  REQUIRE(pthread_create(&t, NULL, free_all, NULL) == 0);
+  REQUIRE(pthread_join(t, NULL) == 0);
+  trim_and_check("blocks other threads freed, the segment cache full", FREED / 2);
   CHECK_EQ(hak_heap_check(), 0);
 
   /* 2. another thread's heap, while that thread lives */
