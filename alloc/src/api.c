@@ -570,10 +570,13 @@ static void free_sized_impl(void *p, size_t alignment, size_t size) {
  * trace ended before it: a realloc of a freed block, or a crash inside
  * malloc, was missing from its own crash trace, and the replay said NOT
  * REPRODUCED; repro/tests/steps.sh trace-inflight). */
-#define TRACE_BEGIN(op, arg, a1, a2) hak_trace_begin((op), (arg), (a1), (a2))
+#define TRACE_BEGIN(op, arg, a1, a2)                                                               \
+  struct hak_trace_call outer_ = hak_trace_begin((op), (arg), (a1), (a2))
+#define TRACE_END() hak_trace_end(outer_) /* after the call's record */
 #else
 #define TRACE_ACQUIRE(op, arg, a1, a2, res, err) ((void)0)
 #define TRACE_BEGIN(op, arg, a1, a2) ((void)0)
+#define TRACE_END() ((void)0)
 #endif
 #define TRACE_RELEASE TRACE_ACQUIRE /* the number is taken before the call */
 #define TRACED_ALLOC(op, a1, a2, call)                                                             \
@@ -581,6 +584,7 @@ static void free_sized_impl(void *p, size_t alignment, size_t size) {
     TRACE_BEGIN(op, NULL, a1, a2);                                                                 \
     void *res_ = (call);                                                                           \
     TRACE_ACQUIRE(op, NULL, a1, a2, res_, res_ ? 0 : errno);                                       \
+    TRACE_END();                                                                                   \
     return res_;                                                                                   \
   } while (0)
 
@@ -612,6 +616,7 @@ int hak_posix_memalign(void **out, size_t alignment, size_t size) {
   TRACE_BEGIN(TR_POSIX_MEMALIGN, NULL, size, alignment);
   int rc = posix_memalign_impl(out, alignment, size);
   TRACE_ACQUIRE(TR_POSIX_MEMALIGN, NULL, size, alignment, rc ? NULL : *out, rc);
+  TRACE_END();
   return rc;
 }
 
@@ -631,14 +636,18 @@ void *hak_realloc(void *p, size_t size) {
   void *old = NULL;
   TRACE_BEGIN(TR_REALLOC, p, size, 0);
   void *res = realloc_impl(p, size, &old);
-  return realloc_traced(TR_REALLOC, p, size, 0, res, old);
+  res = realloc_traced(TR_REALLOC, p, size, 0, res, old);
+  TRACE_END();
+  return res;
 }
 
 void *hak_reallocarray(void *p, size_t count, size_t size) {
   void *old = NULL;
   TRACE_BEGIN(TR_REALLOCARRAY, p, count, size);
   void *res = reallocarray_impl(p, count, size, &old);
-  return realloc_traced(TR_REALLOCARRAY, p, count, size, res, old);
+  res = realloc_traced(TR_REALLOCARRAY, p, count, size, res, old);
+  TRACE_END();
+  return res;
 }
 #else
 void *hak_realloc(void *p, size_t size) {
@@ -669,6 +678,7 @@ size_t hak_usable_size(const void *p) {
   TRACE_BEGIN(TR_USABLE_SIZE, p, 0, 0);
   size_t n = usable_size_impl(p);
   TRACE_ACQUIRE(TR_USABLE_SIZE, p, 0, 0, (void *)n, 0);
+  TRACE_END();
   return n;
 }
 

@@ -96,6 +96,16 @@ static __thread struct {
   volatile unsigned op;
 } trace_pending __attribute__((tls_model("initial-exec")));
 
+static void pending_set(unsigned op, uint64_t arg, uint64_t a1, uint64_t a2) {
+  trace_pending.op = 0; /* a signal meanwhile sees no half-written call */
+  atomic_signal_fence(memory_order_seq_cst);
+  trace_pending.arg = arg;
+  trace_pending.a1 = a1;
+  trace_pending.a2 = a2;
+  atomic_signal_fence(memory_order_release); /* the handler sees the arguments with the op */
+  trace_pending.op = op;
+}
+
 static const int trace_signals[] = {SIGSEGV, SIGBUS, SIGABRT, SIGILL};
 
 uint64_t hak_trace_next_seq(void) {
@@ -109,12 +119,21 @@ static void sleep_ms(void) {
   nanosleep(&ts, NULL);
 }
 
-void hak_trace_begin(unsigned op, const void *arg, size_t a1, size_t a2) {
-  trace_pending.arg = (uintptr_t)arg;
-  trace_pending.a1 = a1;
-  trace_pending.a2 = a2;
-  atomic_signal_fence(memory_order_release); /* the handler sees the arguments with the op */
-  trace_pending.op = op;
+struct hak_trace_call hak_trace_begin(unsigned op, const void *arg, size_t a1, size_t a2) {
+  struct hak_trace_call outer = {trace_pending.arg, trace_pending.a1, trace_pending.a2,
+                                 trace_pending.op};
+  pending_set(op, (uintptr_t)arg, a1, a2);
+  return outer;
+}
+
+/* After the record of a call a signal handler made inside another
+ * allocation: that allocation is in flight again. Until 2026-11-28 the
+ * handler's call left none, and a crash of the outer call after the
+ * handler was missing from its own crash trace (test_trace_inflight_free,
+ * nested). */
+void hak_trace_end(struct hak_trace_call outer) {
+  if (outer.op)
+    pending_set(outer.op, outer.arg, outer.a1, outer.a2);
 }
 
 static void trace_on_fatal(int sig, siginfo_t *si, void *uc) {

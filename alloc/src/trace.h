@@ -78,12 +78,20 @@ struct hak_trace_rec { /* 64 bytes */
 #if defined(HAK_TRACE) && HAK_TRACE
 /* The next global sequence number (one atomic fetch-add). */
 uint64_t hak_trace_next_seq(void) __attribute__((visibility("hidden")));
+/* A call in flight: op 0 when none. */
+struct hak_trace_call {
+  uint64_t arg, a1, a2;
+  unsigned op;
+};
 /* The call about to run (allocations, realloc, reallocarray, usable_size:
  * the ops recorded after the call): should the thread die in it, the
  * fatal-signal handler appends it to the file as the last record
- * (HAK_TRACE_F_INFLIGHT). hak_trace_emit clears it. */
-void hak_trace_begin(unsigned op, const void *arg, size_t a1, size_t a2)
+ * (HAK_TRACE_F_INFLIGHT). hak_trace_emit clears it. Returns the call it
+ * interrupts (a signal handler's allocation inside another), which
+ * hak_trace_end puts back in flight after this call's record. */
+struct hak_trace_call hak_trace_begin(unsigned op, const void *arg, size_t a1, size_t a2)
     __attribute__((visibility("hidden")));
+void hak_trace_end(struct hak_trace_call outer) __attribute__((visibility("hidden")));
 /* Appends one record to the calling thread's buffer. `err` is errno after
  * the call for the ops that set it (0 when they succeed), or the return
  * code of posix_memalign. Never allocates with malloc; async-signal-safe
