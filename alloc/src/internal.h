@@ -667,6 +667,11 @@ enum hak_hook_point {
    * priority while such a free waits (test_rt_spin_wait). Not one of
    * fuzz_mt's FZ_HOOK points. */
   HAK_HOOK_ADOPTED,
+  /* large_free, the block's header found through the registry, before the
+   * large lock (arg: the pointer freed): another thread's free of the same
+   * block there unmaps a mapping the cache does not keep
+   * (test_large_double_free_race). Not one of fuzz_mt's FZ_HOOK points. */
+  HAK_HOOK_LARGE_FREE,
 };
 /* Atomic: a test sets it while other threads run into the hook points
  * (their heaps' creation among them); a relaxed load is a plain load. */

@@ -555,6 +555,7 @@ bool large_holds(const void *p) {
 }
 
 void large_free(hak_large_t *lg, void *p, const char *op) {
+  HAK_TEST_HOOK(HAK_HOOK_LARGE_FREE, p);
   if (unlikely((uint8_t *)p != (uint8_t *)lg + lg->offset))
     err_invalid(op, p);
   hak_lock(&hak_large_lock);
