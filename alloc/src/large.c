@@ -556,9 +556,19 @@ bool large_holds(const void *p) {
 
 void large_free(hak_large_t *lg, void *p, const char *op) {
   HAK_TEST_HOOK(HAK_HOOK_LARGE_FREE, p);
-  if (unlikely((uint8_t *)p != (uint8_t *)lg + lg->offset))
-    err_invalid(op, p);
   hak_lock(&hak_large_lock);
+  /* The header is read under the lock, after the registry again: a range
+   * is unregistered under the lock before it is unmapped, so a header the
+   * registry still names is mapped until the unlock. Another thread's free
+   * of the same block may have unregistered and unmapped it since the
+   * caller's lookup (until 2026-11-28 the offset was read before the lock:
+   * a second free racing the first read unmapped memory, SIGSEGV without a
+   * report; test_large_double_free_race). err_invalid names it a double
+   * free (note_gone, before that free's unlock). */
+  if (unlikely(registry_large(p) != lg || (uint8_t *)p != (uint8_t *)lg + lg->offset)) {
+    hak_unlock(&hak_large_lock);
+    err_invalid(op, p);
+  }
   if (unlikely(atomic_exchange_explicit(&lg->freed, 1, memory_order_acq_rel))) {
     hak_unlock(&hak_large_lock);
     err_double_free(op, p, 0);
@@ -580,8 +590,8 @@ void large_free(hak_large_t *lg, void *p, const char *op) {
     registry_set(p, REG_NONE);
   else
     registry_set(lg, REG_NONE);
+  note_gone(p); /* before the unlock: a racing second free then finds it */
   hak_unlock(&hak_large_lock);
-  note_gone(p);
   track_roots_del(p, large_usable(lg));
   track_free(p, large_usable(lg));
   os_unmap(lg, lg->map_size);
