@@ -8,7 +8,7 @@
  * unmapped memory (SIGSEGV, no report), or, had another mapping replaced
  * the range meanwhile, marked whatever that held freed.
  * The interleaving is forced on one thread: the hook at large_free's start
- * (HAK_HOOK_LARGE_FREE) runs the other free to its end there. */
+ * (HAK_HOOK_LARGE_LOCKING) runs the other free to its end there. */
 #include "hak_test.h"
 
 #include <stdatomic.h>
@@ -22,7 +22,7 @@ static int trim_after; /* the hook's free is followed by hak_trim */
 static int hook_ran;
 
 static void hook(enum hak_hook_point where, void *arg) {
-  if (where != HAK_HOOK_LARGE_FREE || arg != target || hook_ran)
+  if (where != HAK_HOOK_LARGE_LOCKING || arg != target || hook_ran)
     return;
   hook_ran = 1; /* the nested free passes this point too */
   hak_free(arg);

@@ -667,11 +667,12 @@ enum hak_hook_point {
    * priority while such a free waits (test_rt_spin_wait). Not one of
    * fuzz_mt's FZ_HOOK points. */
   HAK_HOOK_ADOPTED,
-  /* large_free, the block's header found through the registry, before the
-   * large lock (arg: the pointer freed): another thread's free of the same
-   * block there unmaps a mapping the cache does not keep
+  /* large_free and large_realloc, the block's header found through the
+   * registry, before they take the large lock (arg: the block); and
+   * large_realloc's move, before it takes the lock again: another thread's
+   * free of the same block there caches it or unmaps it
    * (test_large_double_free_race). Not one of fuzz_mt's FZ_HOOK points. */
-  HAK_HOOK_LARGE_FREE,
+  HAK_HOOK_LARGE_LOCKING,
 };
 /* Atomic: a test sets it while other threads run into the hook points
  * (their heaps' creation among them); a relaxed load is a plain load. */

@@ -555,7 +555,7 @@ bool large_holds(const void *p) {
 }
 
 void large_free(hak_large_t *lg, void *p, const char *op) {
-  HAK_TEST_HOOK(HAK_HOOK_LARGE_FREE, p);
+  HAK_TEST_HOOK(HAK_HOOK_LARGE_LOCKING, p);
   hak_lock(&hak_large_lock);
   /* The header is read under the lock, after the registry again: a range
    * is unregistered under the lock before it is unmapped, so a header the
@@ -602,6 +602,7 @@ void large_free(hak_large_t *lg, void *p, const char *op) {
  * blocks are only resized in place: LARGE_MOVE_BY_COPY asks the caller to
  * allocate, copy and free instead. */
 void *large_realloc(hak_large_t *lg, void *p, size_t size) {
+  HAK_TEST_HOOK(HAK_HOOK_LARGE_LOCKING, p);
   size_t off = lg->offset;
   if (size > (size_t)PTRDIFF_MAX - off - OS_PAGE_SIZE) {
     errno = ENOMEM;
@@ -653,6 +654,7 @@ void *large_realloc(hak_large_t *lg, void *p, size_t size) {
     errno = ENOMEM;
     return NULL;
   }
+  HAK_TEST_HOOK(HAK_HOOK_LARGE_LOCKING, p);
   hak_lock(&hak_large_lock);
   map = lg->map_size; /* hak_trim may have given a kept tail back since */
   /* the old range goes back to the kernel inside mremap: unregister first,
