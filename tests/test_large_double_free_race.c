@@ -19,29 +19,41 @@
 
 static void *target;   /* the block the hook frees, once */
 static int trim_after; /* the hook's free is followed by hak_trim */
+static int skip;       /* hook calls for the target to let pass first */
 static int hook_ran;
 
 static void hook(enum hak_hook_point where, void *arg) {
   if (where != HAK_HOOK_LARGE_LOCKING || arg != target || hook_ran)
     return;
+  if (skip) {
+    skip--;
+    return;
+  }
   hook_ran = 1; /* the nested free passes this point too */
   hak_free(arg);
   if (trim_after)
     hak_trim(0); /* the cached mapping unmapped */
 }
 
-static void race(void *p, int trim, int realloc_zero) {
+/* frees p (to == SIZE_MAX) or reallocs it to `to`, with the hook's free
+ * of it at the hook's (skip + 1)th call for it */
+static void race_realloc(void *p, int trim, size_t to) {
   REQUIRE(p != NULL);
   memset(p, 0x5a, 4096);
   target = p;
   trim_after = trim;
   atomic_store(&hak_test_hook, hook);
-  if (realloc_zero)
-    hak_realloc(p, 0);
+  if (to != (size_t)-1)
+    hak_realloc(p, to);
   else
     hak_free(p);
   atomic_store(&hak_test_hook, NULL);
-  fprintf(stderr, "hook ran: %d; the second free returned\n", hook_ran);
+  fprintf(stderr, "hook ran: %d; the second free or the realloc returned\n", hook_ran);
+  hak_heap_check();
+}
+
+static void race(void *p, int trim, int realloc_zero) {
+  race_realloc(p, trim, realloc_zero ? 0 : (size_t)-1);
 }
 
 static void free_big(void *arg) { /* over 32 MiB: never cached */
@@ -64,6 +76,33 @@ static void realloc_zero_big(void *arg) {
   race(hak_malloc(40 * MiB), 0, 1);
 }
 
+/* realloc growing a block another thread freed meanwhile: cached (before,
+ * realloc grew the cached mapping in place and returned it, a block the
+ * cache also holds), or unmapped */
+static void realloc_cached(void *arg) {
+  (void)arg;
+  race_realloc(hak_malloc(MiB), 0, 3 * MiB);
+}
+
+static void realloc_big(void *arg) {
+  (void)arg;
+  race_realloc(hak_malloc(40 * MiB), 0, 45 * MiB);
+}
+
+/* realloc's move, the block freed (cached) while the destination was
+ * mapped, outside the lock: a page of the test's after the block's mapping
+ * stops it growing in place (before, the cached mapping's pages were moved
+ * to the destination and handed out, the cache still holding the old
+ * header) */
+static void realloc_move(void *arg) {
+  (void)arg;
+  unsigned char *b = hak_malloc(MiB);
+  REQUIRE(b != NULL);
+  hak_map_at(b - 64 + MiB + 4096, 4096, PROT_READ); /* NULL: something else is there */
+  skip = 1;
+  race_realloc(b, 0, 3 * MiB);
+}
+
 /* A block the cache keeps: its header stays mapped, freed (passed before
  * the fix too; the same report). */
 static void free_cached(void *arg) {
@@ -79,5 +118,8 @@ int main(void) {
   EXPECT_ABORT(free_cached_then_trimmed, NULL, "hakmem: double free of 0x");
   EXPECT_ABORT(realloc_zero_big, NULL, "hakmem: realloc of freed block 0x");
   EXPECT_ABORT(free_cached, NULL, "hakmem: double free of 0x");
+  EXPECT_ABORT(realloc_cached, NULL, "hakmem: realloc of freed block 0x");
+  EXPECT_ABORT(realloc_big, NULL, "hakmem: realloc of freed block 0x");
+  EXPECT_ABORT(realloc_move, NULL, "hakmem: realloc of freed block 0x");
   return hak_test_done();
 }

@@ -554,18 +554,37 @@ bool large_holds(const void *p) {
   return in;
 }
 
+/* Large lock held: whether the registry still names lg as p's block (p its
+ * start). The callers found lg through the registry without the lock;
+ * another thread's free of the same block (a program's race) may have
+ * unregistered and unmapped it since. A range is unregistered under the
+ * lock before it is unmapped, so a header the registry names under the
+ * lock is mapped until the unlock: only then is it read. Until 2026-11-28
+ * large_free and large_realloc read it before the lock without asking the
+ * registry again: a free or realloc racing another free read unmapped
+ * memory (SIGSEGV, no report; test_large_double_free_race). */
+static bool named_locked(const hak_large_t *lg, const void *p) {
+  return registry_large(p) == lg && (const uint8_t *)p == (const uint8_t *)lg + lg->offset;
+}
+
+/* Large lock held: returns if p is still the live block lg, else lets the
+ * lock go and aborts (the error names a double free: err_invalid finds the
+ * unmapped block among the recently freed, note_gone, before that free's
+ * unlock). */
+static void check_live_locked(const hak_large_t *lg, void *p, const char *op) {
+  bool named = named_locked(lg, p);
+  if (likely(named && !atomic_load_explicit(&lg->freed, memory_order_relaxed)))
+    return;
+  hak_unlock(&hak_large_lock);
+  if (named) /* cached meanwhile */
+    err_double_free(op, p, 0);
+  err_invalid(op, p);
+}
+
 void large_free(hak_large_t *lg, void *p, const char *op) {
   HAK_TEST_HOOK(HAK_HOOK_LARGE_LOCKING, p);
   hak_lock(&hak_large_lock);
-  /* The header is read under the lock, after the registry again: a range
-   * is unregistered under the lock before it is unmapped, so a header the
-   * registry still names is mapped until the unlock. Another thread's free
-   * of the same block may have unregistered and unmapped it since the
-   * caller's lookup (until 2026-11-28 the offset was read before the lock:
-   * a second free racing the first read unmapped memory, SIGSEGV without a
-   * report; test_large_double_free_race). err_invalid names it a double
-   * free (note_gone, before that free's unlock). */
-  if (unlikely(registry_large(p) != lg || (uint8_t *)p != (uint8_t *)lg + lg->offset)) {
+  if (unlikely(!named_locked(lg, p))) {
     hak_unlock(&hak_large_lock);
     err_invalid(op, p);
   }
@@ -603,13 +622,17 @@ void large_free(hak_large_t *lg, void *p, const char *op) {
  * allocate, copy and free instead. */
 void *large_realloc(hak_large_t *lg, void *p, size_t size) {
   HAK_TEST_HOOK(HAK_HOOK_LARGE_LOCKING, p);
+  hak_lock(&hak_large_lock);
+  /* before, a block another thread had freed meanwhile (cached) was grown
+   * or moved and handed out, and the cache still held it */
+  check_live_locked(lg, p, "realloc");
   size_t off = lg->offset;
   if (size > (size_t)PTRDIFF_MAX - off - OS_PAGE_SIZE) {
+    hak_unlock(&hak_large_lock);
     errno = ENOMEM;
     return NULL;
   }
   size_t need = round_page(off + size);
-  hak_lock(&hak_large_lock);
   cache_age_locked();
   size_t map = lg->map_size, old_req = lg->requested, keep = need;
   size_t old_usable = large_usable(lg); /* the LSan root region registered */
@@ -656,6 +679,8 @@ void *large_realloc(hak_large_t *lg, void *p, size_t size) {
   }
   HAK_TEST_HOOK(HAK_HOOK_LARGE_LOCKING, p);
   hak_lock(&hak_large_lock);
+  /* freed by another thread since the unlock (a program's race) */
+  check_live_locked(lg, p, "realloc");
   map = lg->map_size; /* hak_trim may have given a kept tail back since */
   /* the old range goes back to the kernel inside mremap: unregister first,
    * or a segment mapped there meanwhile could lose its bit */
