@@ -119,10 +119,15 @@ int main(void) {
   EXPECT_ABORT(free_big, NULL, "(large block)");
   EXPECT_ABORT(free_huge_aligned, NULL, "hakmem: double free of 0x");
   EXPECT_ABORT(free_cached_then_trimmed, NULL, "hakmem: double free of 0x");
-  EXPECT_ABORT(realloc_zero_big, NULL, "hakmem: realloc of freed block 0x");
+  /* the trace build frees the block of a realloc that moves or frees it
+   * after recording the call (trace.h): named by free */
+  const char *released = strcmp(hak_config(), "trace") == 0 ? "hakmem: double free of 0x"
+                                                            : "hakmem: realloc of freed block 0x";
+  EXPECT_ABORT(realloc_zero_big, NULL, released);
   EXPECT_ABORT(free_cached, NULL, "hakmem: double free of 0x");
   EXPECT_ABORT(realloc_cached, NULL, "hakmem: realloc of freed block 0x");
   EXPECT_ABORT(realloc_big, NULL, "hakmem: realloc of freed block 0x");
-  EXPECT_ABORT(realloc_move, NULL, "hakmem: realloc of freed block 0x");
+  if (TRACK_REALLOC_IN_PLACE) /* else (valgrind build) every realloc copies: no move */
+    EXPECT_ABORT(realloc_move, NULL, released);
   return hak_test_done();
 }
