@@ -5,8 +5,10 @@
 #
 #   make CONFIG=release lib bench-bins build/release/bench/pageprobe \
 #        build/release/stress/{<prog>,<prog>.libc,bench_random_mixed.libc}
-#   make CONFIG=tsan build/tsan/stress/{larson,remote_free,thread_churn} \
+#   make CONFIG=tsan build/tsan/stress/{larson,remote_free,thread_churn,realloc_storm} \
 #        build/tsan/tests/<each of MT_TESTS below> (and release's)
+#   (the tsan programs: those of `scripts/stress.sh progs tsan`, which step 3
+#   runs with NO_BUILD=1: a missing one is a FAIL)
 #   mkdir .peers && cp /lib/x86_64-linux-gnu/lib{mimalloc,jemalloc,tcmalloc_minimal}.so.* .peers/
 #
 # Then, there, with build/release, build/tsan and .peers copied into the

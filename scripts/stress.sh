@@ -12,6 +12,7 @@
 #   scripts/stress.sh matrix        threads x chunks x size ranges, release and tsan
 #   scripts/stress.sh larson-scaling  hakmem vs glibc Larson throughput at 1, 2, 4 threads
 #   scripts/stress.sh watchdog-test   the watchdog self-test (exit 3 and stacks printed)
+#   scripts/stress.sh progs <config>  the programs `run <config>` runs (one line)
 #
 # Environment: THREADS (4) CHUNKS (1024) DURATION (seconds, 3) SEED (42)
 #   STRESS_PROGS (override the program list) JOBS (2) ROUNDS (larson, 10000)
@@ -145,22 +146,30 @@ build() {
   RUN_TIMEOUT=900 run_check "$cfg" stress/build make -s -j"$JOBS" CONFIG="$cfg" $targets || { driver_done; exit 1; } # the FAIL row says why
 }
 
-cmd_run() {
-  local cfg=${1:?config} t=$THREADS c=$CHUNKS d=$DURATION
-  shift
-  VARIANTS=${*:-prefixed}
-  case $cfg in
+# default_progs <config>: the programs `run <config>` runs (STRESS_PROGS
+# overrides them; `scripts/stress.sh progs <config>` prints them: whoever
+# builds them elsewhere, as scripts/scaling-run.sh's header does, checks
+# its list against it, check.d/20-stress.sh stress/scaling-run-builds)
+default_progs() {
+  case $1 in
     # realloc_storm: the only program whose large blocks mremap moves
     # (large-realloc-relink-unlocked passed every TSan test and the other three)
-    tsan) PROGS=${STRESS_PROGS:-larson remote_free thread_churn realloc_storm} ;;
+    tsan) echo larson remote_free thread_churn realloc_storm ;;
     # Not fork_stress under ASan: clang-14's ASan runtime does not hold its own
     # allocator lock across fork(), so a child can block for ever inside ASan's
     # calloc (seen: a fork child's new thread stuck in
     # SizeClassAllocator64::GetFromAllocator while main waits in pthread_join).
     # The release, ubsan and valgrind runs and test_fork cover hakmem's fork path.
-    asan) PROGS=${STRESS_PROGS:-larson remote_free thread_churn realloc_storm aligned_storm} ;;
-    *) PROGS=${STRESS_PROGS:-larson remote_free thread_churn fork_stress realloc_storm aligned_storm} ;;
+    asan) echo larson remote_free thread_churn realloc_storm aligned_storm ;;
+    *) echo larson remote_free thread_churn fork_stress realloc_storm aligned_storm ;;
   esac
+}
+
+cmd_run() {
+  local cfg=${1:?config} t=$THREADS c=$CHUNKS d=$DURATION
+  shift
+  VARIANTS=${*:-prefixed}
+  PROGS=${STRESS_PROGS:-$(default_progs "$cfg")}
   if [ "$cfg" = valgrind ]; then # memcheck is ~50x slower: reduced sizes
     t=$((t > 2 ? 2 : t)) c=$((c / 4 > 16 ? c / 4 : 16)) d=$(awk -v d="$d" 'BEGIN { print (d > 1 ? 1 : d) }')
   fi
@@ -266,7 +275,8 @@ case ${1:-} in
   matrix) cmd_matrix ;;
   larson-scaling) cmd_larson_scaling ;;
   watchdog-test) shift; cmd_watchdog_test "$@" ;;
-  *) sed -n '2,20p' "$0"; exit 1 ;;
+  progs) default_progs "${2:?config}"; exit 0 ;;
+  *) sed -n '2,21p' "$0"; exit 1 ;;
 esac
 driver_done
 if [ "$FAILED" -gt 0 ]; then
