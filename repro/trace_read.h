@@ -28,10 +28,10 @@ struct trace {
 static inline uint64_t trace_arg_u64(const char *tool, const char *what, const char *s) {
   uint64_t v = 0;
   const char *p = s;
-  for (; *p >= '0' && *p <= '9' && v <= (UINT64_MAX - 9) / 10; p++)
+  for (; *p >= '0' && *p <= '9' && v <= (UINT64_MAX - (uint64_t)(*p - '0')) / 10; p++)
     v = v * 10 + (uint64_t)(*p - '0');
   if (p == s || *p) {
-    fprintf(stderr, "%s: %s must be a decimal number, not '%s'\n", tool, what, s);
+    fprintf(stderr, "%s: %s must be a decimal number below 2^64, not '%s'\n", tool, what, s);
     exit(2);
   }
   return v;

@@ -108,7 +108,9 @@ print(len(s), len(e), sorted(c.items())[:2], "".join(sorted(set("hakmem"*100))))
     # every tool (it was 0: `replay --to x` replayed nothing)
     "$T/tracecat" "$W/stress.trace" 010 012 | tail -n +2 | awk '{print $1}' | tr '\n' ' ' | grep -qx '10 11 12 ' ||
       fail "range 010..012 not printed as seq 10 11 12"
+    "$T/tracecat" "$W/stress.trace" 0 18446744073709551615 >/dev/null || fail "tracecat refused TO = 2^64 - 1"
     for args in "tracecat $W/stress.trace x" "release/replay --to 5x $W/stress.trace" \
+      "tracecat $W/stress.trace 0 18446744073709551616" \
       "trace2fuzz $W/stress.trace -o $W/args.fz --to -1" "trace2fuzz $W/stress.trace -o $W/args.fz --max-ops ''"; do
       eval "\"\$T\"/$args" >/dev/null 2>"$W/args.err"
       rc=$?

@@ -568,7 +568,7 @@ def base_build(base, makej, logdir, deadline):
         ["CONFIG=asan", "tests"],
         ["CONFIG=valgrind", "tests"],
         ["CONFIG=tsan", "tests", "build/tsan/stress/larson", "build/tsan/stress/remote_free",
-         "build/tsan/stress/thread_churn"],
+         "build/tsan/stress/thread_churn", "build/tsan/stress/realloc_storm"],
         ["CONFIG=release", "build/release/stress/larson.libc", "build/release/stress/remote_free.libc",
          "build/release/stress/thread_churn.libc", "build/release/stress/fork_stress.libc",
          "build/release/stress/realloc_storm.libc", "build/release/stress/aligned_storm.libc"],
