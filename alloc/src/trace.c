@@ -90,20 +90,30 @@ static struct sigaction trace_old[NSIG];
 static __thread struct trace_buf *trace_self __attribute__((tls_model("initial-exec")));
 static __thread int trace_busy __attribute__((tls_model("initial-exec")));
 /* The call this thread is in (hak_trace_begin), for the crash handler: op 0
- * when none, or when its record is being written. */
+ * when none, or when its record is being written. gen: bumped by every
+ * pending_set, so that one interrupted by a signal handler's own (which
+ * wrote its arguments over these) writes the call again. */
 static __thread struct {
   uint64_t arg, a1, a2;
-  volatile unsigned op;
+  volatile unsigned op, gen;
 } trace_pending __attribute__((tls_model("initial-exec")));
 
 static void pending_set(unsigned op, uint64_t arg, uint64_t a1, uint64_t a2) {
-  trace_pending.op = 0; /* a signal meanwhile sees no half-written call */
-  atomic_signal_fence(memory_order_seq_cst);
-  trace_pending.arg = arg;
-  trace_pending.a1 = a1;
-  trace_pending.a2 = a2;
-  atomic_signal_fence(memory_order_release); /* the handler sees the arguments with the op */
-  trace_pending.op = op;
+  unsigned g;
+  do {
+    g = ++trace_pending.gen;
+    atomic_signal_fence(memory_order_seq_cst);
+    trace_pending.op = 0; /* a signal meanwhile sees no half-written call */
+    atomic_signal_fence(memory_order_seq_cst);
+    trace_pending.arg = arg;
+    trace_pending.a1 = a1;
+    trace_pending.a2 = a2;
+    atomic_signal_fence(memory_order_release); /* the handler sees the arguments with the op */
+    trace_pending.op = op;
+    atomic_signal_fence(memory_order_seq_cst);
+    /* a handler's call since the bump: its arguments may have replaced some
+     * of these (helper-82's review), write them again */
+  } while (trace_pending.gen != g);
 }
 
 static const int trace_signals[] = {SIGSEGV, SIGBUS, SIGABRT, SIGILL};
