@@ -269,14 +269,12 @@ static void translate(uint64_t to) {
     case TR_REALLOCARRAY: {
       size_t n = r->a1;
       int ovf = r->op == TR_REALLOCARRAY && __builtin_mul_overflow(r->a1, r->a2, &n);
-      if (r->op == TR_REALLOCARRAY && !ovf && n == 0) {
-        o->op.kind = FZ_REALLOC; /* reallocarray(p, 0, m) is realloc(p, 0) */
-        o->op.a = 0;
-      } else {
-        o->op.kind = r->op == TR_REALLOC ? FZ_REALLOC : FZ_REALLOCARRAY;
-        o->op.a = r->a1;
-        o->op.b = r->a2;
-      }
+      /* reallocarray with a zero product runs as itself: the executor runs
+       * it since 2026-11-28 (before, the replay made it realloc(p, 0), and a
+       * bug in reallocarray's own zero path replayed on realloc's) */
+      o->op.kind = r->op == TR_REALLOC ? FZ_REALLOC : FZ_REALLOCARRAY;
+      o->op.a = r->a1;
+      o->op.b = r->a2;
       if (r->arg) {
         if (!object_of(&m, r->arg, o, &s))
           break;
