@@ -20,6 +20,9 @@
 #   NO_BUILD=1 (run the programs already in build/<config>; a missing one fails)
 #   TRIM_MS (2: remote_free and thread_churn call hak_trim this often, realloc_storm
 #   every 1 ms; 0: never)
+#   CLOCK_MS (1: remote_free, thread_churn and realloc_storm move hakmem's timer
+#   clock 250 ms this often, prefixed builds only; 0: never)
+#   DURATION_CELL (matrix: seconds per cell, 0.3) MATRIX_CONFIGS (release tsan)
 #   HAK_RESULTS (default build/stress/results.tsv) HAK_LOGDIR (build/logs)
 # Each run prints `PASS|FAIL|HANG <config> <check> <s>s` (scripts/lib-check.sh)
 # and, for a failure, what caught it (see classify below). Exit status:

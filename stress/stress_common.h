@@ -4,7 +4,8 @@
  * Builds on bench_common.h (RNG, timing, the hak_* -> libc mapping of the
  * .libc build) and adds:
  *   - a common command line (--threads --chunks --duration --seed --min
- *     --max --mode --deadline --hang --trim, or the STRESS_* environment);
+ *     --max --mode --deadline --hang --quiet --trim --clock, or the STRESS_*
+ *     environment);
  *   - --trim=MS: a thread calls hak_trim (malloc_trim in the .libc build)
  *     every MS milliseconds while the workers run, so every free slice of
  *     every heap not in a slow path is purged under its owner's feet;
@@ -72,7 +73,7 @@ static inline void stress_usage(const char *extra) {
   fprintf(
       stderr,
       "usage: %s [--threads=N] [--chunks=N] [--duration=S] [--seed=N] [--min=B] [--max=B]\n"
-      "          [--mode=M] [--deadline=S] [--hang] [--trim=MS] [--clock=MS]%s\n"
+      "          [--mode=M] [--deadline=S] [--hang] [--quiet] [--trim=MS] [--clock=MS]%s\n"
       "environment: STRESS_THREADS STRESS_CHUNKS STRESS_DURATION STRESS_SEED STRESS_DEADLINE\n"
       "             STRESS_TRIM STRESS_CLOCK\n"
       "             STRESS_HANG=1 (test-only: a thread blocks forever; the watchdog must fire)\n",
