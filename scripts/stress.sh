@@ -4,9 +4,9 @@
 #   scripts/stress.sh run <config> [prefixed|preload|glibc ...]
 #       build CONFIG=<config> and run the stress programs with THREADS,
 #       CHUNKS, DURATION. tsan runs larson, remote_free, thread_churn and
-#       realloc_storm;
-#       the other configurations all six programs. valgrind runs them under
-#       memcheck with reduced sizes. The variants (default: prefixed):
+#       realloc_storm; asan all but fork_stress; the other configurations
+#       all six programs. valgrind runs them under memcheck with reduced
+#       sizes. The variants (default: prefixed):
 #       prefixed = linked against libhakmem.a; preload = the .libc build with
 #       LD_PRELOAD=build/<config>/libhakmem.so; glibc = the .libc build alone.
 #   scripts/stress.sh matrix        threads x chunks x size ranges, release and tsan
