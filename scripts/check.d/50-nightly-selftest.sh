@@ -3,8 +3,9 @@
 # long campaigns themselves are not run here). About 30 s on 2 cores (with the fuzzers built by part 10).
 #   mutants/catalog         the catalog parses, holds >= 25 mutants, and every
 #                           mutant still applies to alloc/ (old snippet found once)
-#   mutants/not-applying    a mutant whose snippet occurs 0 or 2 times is an
-#                           ERROR ("does not apply"), never killed/survived; the
+#   mutants/not-applying    a mutant whose snippet occurs 0 times, or more than
+#                           once (`#include`: 4 times in api.c), is an ERROR
+#                           ("does not apply"), never killed/survived; the
 #                           run exits non-zero, writes well-formed reports and
 #                           leaves the working tree untouched
 #   nightly/planted         a tiny nightly with a crash planted in fuzz_sizes
