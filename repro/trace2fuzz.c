@@ -327,7 +327,8 @@ int main(int argc, char **argv) {
   if (!path || !outp) {
     fprintf(stderr, "usage: trace2fuzz TRACE -o OUT [--from SEQ] [--to SEQ] "
                     "[--driver fuzz_mt|fuzz_ops] [--max-ops N]\n"
-                    "       trace2fuzz [--driver fuzz_ops] --dump INPUT\n");
+                    "       trace2fuzz [--driver fuzz_ops] --dump INPUT\n"
+                    "       trace2fuzz [--driver fuzz_ops] --spans INPUT\n");
     return 2;
   }
   if (max_ops > FZ_MAX_OPS)
