@@ -23,7 +23,9 @@
 # Environment:
 #   CHECK_CONFIGS   space-separated subset of configurations (default: all)
 #   CHECK_APPEND=1  append to build/check-results.tsv instead of starting anew
-#   CHECK_PRELOAD=0 skip scripts/test-preload.sh;  CHECK_STRESS=0 skip stress
+#   CHECK_PRELOAD=0 skip scripts/test-preload.sh;  CHECK_STRESS=0 skip the
+#                   stress-bins build and bench_random_mixed smoke run (the
+#                   stress runs of scripts/check.d/20-stress.sh still run)
 #   HAK_TEST_SCALE  iteration multiplier passed to the tests (tests/hak_test.h,
 #                   default 1); the memcheck runs use MEMCHECK_SCALE (0.25)
 #   HAK_TIMEOUT     per-test timeout in seconds (default 300)
