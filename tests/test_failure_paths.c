@@ -487,6 +487,20 @@ int main(void) {
   fmt(want, sizeof want,
       "hakmem: invalid free_sized of %p: block not aligned to 4096 (large block)\n", (void *)lfs);
   EXPECT_ABORT(do_free_aligned_sized, &large_misaligned, want);
+  /* an alignment no block is made with: 0, and 3 for a 16-aligned block
+   * (until 2026-11-28: "not aligned to 0", and 3 passed) */
+  unsigned char *al16 = hak_malloc(16);
+  REQUIRE(al16 != NULL);
+  struct three align0 = {al16, 0, 16}, align3 = {al16, 3, 16};
+  fmt(want, sizeof want,
+      "hakmem: invalid free_sized of %p: alignment 0 is not a power of two (size class %zu)\n",
+      (void *)al16, class_of(16));
+  EXPECT_ABORT(do_free_aligned_sized, &align0, want);
+  fmt(want, sizeof want,
+      "hakmem: invalid free_sized of %p: alignment 3 is not a power of two (size class %zu)\n",
+      (void *)al16, class_of(16));
+  EXPECT_ABORT(do_free_aligned_sized, &align3, want);
+  hak_free(al16);
 
   /* Control: the valid neighbours of those cases do not abort. */
   struct two ok = {r, 48};

@@ -37,8 +37,10 @@ HAK_API HAK_MALLOC_ATTR void *hak_memalign(size_t alignment, size_t size);
 HAK_API HAK_MALLOC_ATTR void *hak_valloc(size_t size);
 HAK_API HAK_MALLOC_ATTR void *hak_pvalloc(size_t size);
 HAK_API size_t hak_usable_size(const void *ptr);
-/* free with a size hint (C23 free_sized / free_aligned_sized). A size that
- * does not match the block aborts like any other invalid free. */
+/* free with a size hint (C23 free_sized / free_aligned_sized). A size larger
+ * than the block's usable size, a block not aligned to `alignment`, or an
+ * alignment that is not a power of two aborts like any other invalid free;
+ * a smaller size is accepted. */
 HAK_API void hak_free_sized(void *ptr, size_t size);
 HAK_API void hak_free_aligned_sized(void *ptr, size_t alignment, size_t size);
 

@@ -554,7 +554,11 @@ static void free_sized_impl(void *p, size_t alignment, size_t size) {
   resolved_t r = resolve(p, "free_sized");
   if (size > r.usable)
     err_size_mismatch("free_sized", p, size, r.page ? r.usable : 0);
-  if ((uintptr_t)p & (alignment - 1)) /* not "size larger than block": it is not */
+  /* not "size larger than block": it is not. An alignment that is not a
+   * power of two (0 included) no block was made with (aligned_alloc refuses
+   * it): until 2026-11-28 0 was named "not aligned to 0", and 3 passed for
+   * any 4-aligned block (test_failure_paths) */
+  if (((uintptr_t)p & (alignment - 1)) || (alignment & (alignment - 1)))
     err_align_mismatch("free_sized", p, alignment, r.page ? r.usable : 0);
   free_impl(p);
 }

@@ -141,8 +141,14 @@ void err_size_mismatch(const char *op, const void *p, size_t size, size_t block_
 void err_align_mismatch(const char *op, const void *p, size_t alignment, size_t block_size) {
   hak_msg_t m = {.len = 0};
   msg_invalid(&m, op, p);
-  msg_str(&m, ": block not aligned to ");
-  msg_dec(&m, alignment);
+  if (!alignment || (alignment & (alignment - 1))) {
+    msg_str(&m, ": alignment ");
+    msg_dec(&m, alignment);
+    msg_str(&m, " is not a power of two");
+  } else {
+    msg_str(&m, ": block not aligned to ");
+    msg_dec(&m, alignment);
+  }
   msg_block(&m, block_size);
   die(&m);
 }
