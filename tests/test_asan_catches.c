@@ -260,6 +260,48 @@ static void libc_blocks_in_hakmem(void *arg) {
   hak_free(in_the_way);
 }
 
+/* LeakSanitizer, the other way: a large block's root region goes with
+ * the block, by whichever thread frees or resizes it. A region left
+ * registered outlives the mapping: LSan skips poisoned words, but the
+ * range, once unmapped (its shadow cleared), is scanned wherever the
+ * program maps memory there later, and the leaks only that memory points
+ * to go unreported. Both a free into the cache and a realloc shrinking the
+ * block in place (old region replaced) are done by a thread that did not
+ * allocate the block. */
+static void *realloc_job(void *arg) {
+  return hak_realloc(arg, 200000);
+}
+
+__attribute__((noinline)) static void put_libc_name(struct libc_ref *r) {
+  r->name = strdup("only the program's own mapping points here");
+}
+
+static void libc_block_where_large_was(void *arg) {
+  struct libc_ref *r = hak_malloc(300000);
+  REQUIRE(r != NULL);
+  if (arg) {
+    pthread_t t;
+    void *q = NULL;
+    REQUIRE(pthread_create(&t, NULL, realloc_job, r) == 0);
+    pthread_join(t, &q);
+    REQUIRE(q == r); /* 300000 -> 200000: in place, the tail kept as room */
+  }
+  void *blocks[1] = {r};
+  hak_free_remotely(blocks, 1); /* into the cache */
+  hak_trim(0);                  /* the cached mapping unmapped */
+  uintptr_t page = (uintptr_t)r & ~(uintptr_t)4095;
+  struct libc_ref *own = hak_map_at((void *)page, 65536, PROT_READ | PROT_WRITE);
+  REQUIRE(own != NULL);
+  own = (struct libc_ref *)((char *)own + ((uintptr_t)r - page));
+  put_libc_name(own);
+  own = NULL;
+  CHECK_MSG(__lsan_do_recoverable_leak_check() != 0,
+            "LeakSanitizer did not report a C library block only the program's own mapping "
+            "points to, made where a large block %swas freed: its root region is still "
+            "registered",
+            arg ? "shrunk in place by another thread " : "");
+}
+
 static void correct_use(void *arg) {
   unsigned char *p = hak_malloc(40);
   memset(p, 1, 40);
@@ -345,6 +387,15 @@ int main(void) {
             "a real leak beside them: child %s, stderr:\n%s",
             hak_child_describe(&c, lhow, sizeof lhow), c.out);
   hak_child_free(&c);
+
+  for (uintptr_t shrunk = 0; shrunk < 2; shrunk++) {
+    REQUIRE(hak_run_child(libc_block_where_large_was, (void *)shrunk, 120, &c));
+    CHECK_MSG(hak_child_exited(&c, 0) && strstr(c.out, "LeakSanitizer"),
+              "libc block where a large block %s: child %s, stderr:\n%s",
+              shrunk ? "shrunk in place was" : "was", hak_child_describe(&c, lhow, sizeof lhow),
+              c.out);
+    hak_child_free(&c);
+  }
 
   REQUIRE(hak_run_child(correct_use, NULL, 120, &c));
   char how[128];
