@@ -5,8 +5,11 @@
  * a write one byte past a hak_malloc(40) block (inside its 48-byte class),
  * reads after hak_free (also after another thread's, the remote-free path),
  * writes into never-allocated parts of a page or
- * before an aligned large block (between its header and its start). A control
- * child that uses blocks correctly must exit 0 with no report. */
+ * before an aligned large block (between its header and its start).
+ * LeakSanitizer: C library blocks only hakmem blocks point to are no leak,
+ * and a large block's root region goes with it (freed or shrunk in place by
+ * another thread). A control child that uses blocks correctly must exit 0
+ * with no report. */
 #include "hak_test.h"
 
 #if defined(HAK_ASAN) && HAK_ASAN
