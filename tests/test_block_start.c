@@ -23,9 +23,9 @@ static bool truth(hak_segment_t *seg, const uint8_t *q) {
   if (head == 0)
     return false;
   hak_page_t *pg = &seg->pages[head];
-  if (!pg->in_use || q < pg->start)
+  if (!pg->in_use || q < page_start(pg))
     return false;
-  size_t off = (size_t)(q - pg->start);
+  size_t off = (size_t)(q - page_start(pg));
   return off % pg->block_size == 0 &&
          off / pg->block_size < atomic_load_explicit(&pg->capacity, memory_order_relaxed);
 }
@@ -56,7 +56,7 @@ static void one_class(size_t cls) {
   REQUIRE(first != NULL);
   hak_segment_t *seg = ptr_segment_base(first);
   hak_page_t *pg = ptr_page(seg, first);
-  REQUIRE(pg->cls == cls && pg->slice_count == n && pg->start == first);
+  REQUIRE(pg->cls == cls && pg->slice_count == n && page_start(pg) == first);
   size_t reserved = pg->reserved;
   /* not from hakmem: every class's first page must be fresh when its turn comes */
   void **blocks = mmap(NULL, reserved * sizeof(void *), PROT_READ | PROT_WRITE,

@@ -388,7 +388,7 @@ int main(void) {
   hak_page_t *kpg = ptr_page(kseg, k1);
   size_t kcap = atomic_load_explicit(&kpg->capacity, memory_order_relaxed);
   REQUIRE(kcap < kpg->reserved); /* a new page is carved a few blocks at a time */
-  unsigned char *uncarved = kpg->start + kcap * kpg->block_size + 8;
+  unsigned char *uncarved = page_start(kpg) + kcap * kpg->block_size + 8;
   fmt(want, sizeof want, "hakmem: invalid free of %p: not the start of an allocated block\n",
       (void *)uncarved);
   EXPECT_ABORT(do_free, uncarved, want);

@@ -413,7 +413,8 @@ static void corrupt_child(void *arg) {
     hak_block_t *tail = pg->free;
     while (block_next(tail))
       tail = block_next(tail);
-    hak_block_t *past = (hak_block_t *)(pg->start + atomic_load(&pg->capacity) * pg->block_size);
+    hak_block_t *past =
+        (hak_block_t *)(page_start(pg) + atomic_load(&pg->capacity) * pg->block_size);
     block_set_free(past, NULL, block_marker_value(past));
     block_set_next(tail, past);
   } else if (k == 4) {

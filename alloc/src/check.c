@@ -38,8 +38,8 @@ static size_t check_list(checker_t *c, hak_page_t *pg, hak_block_t *b, uint8_t *
                          const char *name) {
   size_t n = 0, cap = atomic_load_explicit(&pg->capacity, memory_order_relaxed);
   for (; b; b = block_next(b)) {
-    size_t off = (size_t)((uint8_t *)b - pg->start);
-    if ((uint8_t *)b < pg->start || off % pg->block_size != 0 || off / pg->block_size >= cap) {
+    size_t off = (size_t)((uint8_t *)b - page_start(pg));
+    if ((uint8_t *)b < page_start(pg) || off % pg->block_size != 0 || off / pg->block_size >= cap) {
       violation(c, name, b, off, cap);
       return n;
     }
@@ -110,7 +110,7 @@ static void check_page(checker_t *c, hak_segment_t *seg, unsigned i, hak_page_t 
   }
   size_t cap = atomic_load_explicit(&pg->capacity, memory_order_relaxed);
   size_t span = (size_t)pg->slice_count * SLICE_SIZE;
-  if (pg->slice_count != class_slices(cls) || pg->start != (uint8_t *)seg + (size_t)i * SLICE_SIZE)
+  if (pg->slice_count != class_slices(cls) || pg->slice_index != i)
     violation(c, "page geometry wrong", pg, pg->slice_count, class_slices(cls));
   if (pg->reserved != span / pg->block_size || cap > pg->reserved || pg->used > cap)
     violation(c, "page counts inconsistent (reserved/capacity/used)", pg, cap, pg->used);

@@ -114,12 +114,12 @@ void err_invalid(const char *op, const void *p) {
   hak_segment_t *seg = ptr_segment_base(p);
   hak_page_t *pg = ptr_page(seg, p);
   size_t cap = atomic_load_explicit(&pg->capacity, memory_order_relaxed);
-  if (pg->in_use && pg->block_size && (uint8_t *)p >= pg->start) {
-    size_t off = (size_t)((uint8_t *)p - pg->start);
+  if (pg->in_use && pg->block_size && (uint8_t *)p >= page_start(pg)) {
+    size_t off = (size_t)((uint8_t *)p - page_start(pg));
     size_t idx = off / pg->block_size;
     if (idx < cap && off % pg->block_size != 0) {
       msg_str(&m, ": interior pointer into block ");
-      msg_hex(&m, (uintptr_t)(pg->start + idx * pg->block_size));
+      msg_hex(&m, (uintptr_t)(page_start(pg) + idx * pg->block_size));
       msg_block(&m, pg->block_size);
       die(&m);
     }

@@ -97,7 +97,6 @@ void page_init(hak_segment_t *seg, hak_page_t *pg, size_t cls, bool zero) {
   pg->reserved = (uint32_t)(bytes / bsize);
   hak_assert(pg->reserved <= MAX_BLOCKS_PER_PAGE); /* fits thread_free's count */
   pg->block_size = (uint32_t)bsize;
-  pg->start = (uint8_t *)seg + (size_t)pg->slice_index * SLICE_SIZE;
   pg->cls = (uint8_t)cls;
   for (unsigned k = 0; k < pg->slice_count; k++) { /* what free reads (ptr_slice_entry) */
     hak_slice_t *sl = &seg->slices[pg->slice_index + k];
@@ -110,7 +109,7 @@ void page_init(hak_segment_t *seg, hak_page_t *pg, size_t cls, bool zero) {
   pg->free_is_zero = zero;
   pg->next = pg->prev = NULL;
   atomic_store_explicit(&pg->thread_free, 0, memory_order_relaxed);
-  track_noaccess(pg->start, bytes);
+  track_noaccess(page_start(pg), bytes);
 }
 
 /* Carves up to EXTEND_BYTES more blocks onto the (empty) free list, in
@@ -125,7 +124,7 @@ void page_extend(hak_page_t *pg) {
   if (n > max)
     n = max;
   hak_assert(n > 0);
-  uint8_t *first = pg->start + (size_t)cap * pg->block_size;
+  uint8_t *first = page_start(pg) + (size_t)cap * pg->block_size;
   hak_block_t *next = pg->free;
   for (uint32_t i = n; i-- > 0;) {
     hak_block_t *b = (hak_block_t *)(first + (size_t)i * pg->block_size);

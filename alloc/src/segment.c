@@ -560,7 +560,7 @@ static void page_give_back_slices(hak_segment_t *seg, hak_page_t *pg) {
   hak_assert(pg->used == 0 && pg->in_use && !pg->in_full);
   size_t n = pg->slice_count;
   unsigned at = pg->slice_index;
-  track_noaccess(pg->start, n * SLICE_SIZE);
+  track_noaccess(page_start(pg), n * SLICE_SIZE);
   pg->in_use = 0;
   pg->free = NULL;
   page_set_capacity(pg, 0); /* its slices' entries reject every pointer */

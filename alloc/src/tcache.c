@@ -130,8 +130,8 @@ size_t tcache_count_for(const hak_heap_t *h, size_t cls, const hak_page_t *pg, u
   if (!h || cls >= NCLS)
     return 0;
   size_t n = 0, walked = 0, limit = h->tc_limit[cls];
-  const uint8_t *start = pg ? pg->start : NULL;
-  const uint8_t *end = pg ? pg->start + (size_t)pg->reserved * pg->block_size : NULL;
+  const uint8_t *start = pg ? page_start(pg) : NULL;
+  const uint8_t *end = pg ? start + (size_t)pg->reserved * pg->block_size : NULL;
   for (hak_block_t *b = h->tc_head[cls]; b && walked <= limit && tcache_entry_ok(h, cls, b);
        b = block_next(b), walked++) {
     if (pg && ((const uint8_t *)b < start || (const uint8_t *)b >= end))
