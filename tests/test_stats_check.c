@@ -330,22 +330,41 @@ static void test_print(void) {
  *  14. a page's free list linked on to its first uncarved block (made to
  *      look free: only the bound and the counts show it).
  * 6-14: a hak_heap_check that missed each of them passed every test
- * (helper-69's mutants check-*-unchecked, 2026-11-28). */
-static const char *const corrupt_want[] = {"thread cache entry outside",
-                                           "list cycle",
-                                           "free + used != capacity",
-                                           "bad large block header",
-                                           "full page's remote frees stranded",
-                                           "heap's purge counter differs",
-                                           "page in the full list has free blocks",
-                                           "slice entry differs from its page's",
-                                           "heap cache length != limit - room",
-                                           "heap cache limits grew by a wrong total",
-                                           "free slice's entry has carved blocks",
-                                           "class queue tail wrong",
-                                           "segment used_pages wrong",
-                                           "free block lost its free marker",
-                                           "local free list entry outside the page"};
+ * (helper-69's mutants check-*-unchecked, 2026-11-28).
+ *  15-18. a block a remote free handed over to its heap (the heap's delayed
+ *      list, which the heap's slow path frees without further checks): its
+ *      link written after free to point at unmapped memory, its marker
+ *      written after free, the block also put on its page's free list, the
+ *      list's head moved into the block (not a block start); 19. a block of
+ *      an exited thread's abandoned segment on the delayed list. Before,
+ *      hak_heap_check walked the delayed lists only to count them and
+ *      reported none of these but 17's full page with a free block
+ *      (helper-85, mutants check-delayed-*, 2026-11-28). */
+static const char *const corrupt_want[] = {
+    "thread cache entry outside",
+    "list cycle",
+    "free + used != capacity",
+    "bad large block header",
+    "full page's remote frees stranded",
+    "heap's purge counter differs",
+    "page in the full list has free blocks",
+    "slice entry differs from its page's",
+    "heap cache length != limit - room",
+    "heap cache limits grew by a wrong total",
+    "free slice's entry has carved blocks",
+    "class queue tail wrong",
+    "segment used_pages wrong",
+    "free block lost its free marker",
+    "local free list entry outside the page",
+    "delayed free list entry outside the small segments",
+    "free block lost its free marker",
+    "on a heap's delayed list and another list",
+    "delayed free list entry not a carved block",
+    "delayed free list entry in a segment its heap does not own"};
+
+static void *alloc_in_thread(void *arg) {
+  return hak_malloc(48);
+}
 
 static void *free_in_thread(void *p) {
   hak_free(p);
@@ -417,6 +436,32 @@ static void corrupt_child(void *arg) {
         (hak_block_t *)(page_start(pg) + atomic_load(&pg->capacity) * pg->block_size);
     block_set_free(past, NULL, block_marker_value(past));
     block_set_next(tail, past);
+  } else if (k == 19) {
+    pthread_t t;
+    void *b = NULL; /* live in the exited thread's abandoned segment */
+    REQUIRE(pthread_create(&t, NULL, alloc_in_thread, NULL) == 0 && pthread_join(t, &b) == 0);
+    REQUIRE(b != NULL && atomic_load(&((hak_segment_t *)ptr_segment_base(b))->owner) == NULL);
+    block_set_free(b, NULL, block_marker_value(b));
+    atomic_store(&hak_tls_heap->delayed, (uintptr_t)b);
+  } else if (k >= 15) {
+    unsigned char *b[9];
+    for (int i = 0; i < 9; i++) /* a page of 8 blocks: full, in the full list */
+      REQUIRE((b[i] = corrupt_escape = hak_malloc(65536)) != NULL);
+    hak_page_t *pg = ptr_page(ptr_segment_base(b[0]), b[0]);
+    REQUIRE(pg->in_full && (atomic_load(&pg->thread_free) & TF_MASK) == TF_NOTIFY);
+    pthread_t t; /* its remote free hands b[2] over to this thread's heap */
+    REQUIRE(pthread_create(&t, NULL, free_in_thread, b[2]) == 0 && pthread_join(t, NULL) == 0);
+    REQUIRE(atomic_load(&hak_tls_heap->delayed) == (uintptr_t)b[2]);
+    if (k == 15)
+      block_set_next((hak_block_t *)b[2], (hak_block_t *)(uintptr_t)0x1000);
+    else if (k == 16)
+      ((volatile uintptr_t *)b[2])[1] ^= 1; /* a write after free into the marker */
+    else if (k == 17) { /* freed twice behind the heap's back: delayed and local */
+      REQUIRE(pg->free == NULL && block_next((hak_block_t *)b[2]) == NULL);
+      pg->free = (hak_block_t *)b[2];
+      pg->used--;
+    } else
+      atomic_store(&hak_tls_heap->delayed, (uintptr_t)(b[2] + 16));
   } else if (k == 4) {
     void *b[9];
     for (int i = 0; i < 9; i++) /* a page of 8 blocks: full, in the full list */

@@ -74,18 +74,29 @@ static size_t delayed_walk_max(void) {
 }
 
 /* Counts the blocks on every heap's delayed list, each walk bounded by
- * `walk_max` (delayed_walk_max()): with `pg`, those of `pg` (returned);
- * without, each in its class's `per_class` entry. */
-static size_t count_delayed(size_t walk_max, const hak_page_t *pg, size_t *per_class) {
+ * `walk_max` (delayed_walk_max()): with `pg`, those of `pg` (returned;
+ * with `seen`, check.c's bitmap of the page's listed blocks, each marked
+ * there and one already marked returned in *dup); without, each in its
+ * class's `per_class` entry. */
+static size_t count_delayed(size_t walk_max, const hak_page_t *pg, size_t *per_class, uint8_t *seen,
+                            hak_block_t **dup) {
   size_t n = 0;
   for (hak_heap_t *h = hak_all_heaps; h; h = h->all_next) {
     size_t walked = 0;
     for (hak_block_t *b = (hak_block_t *)atomic_load(&h->delayed);
          b && walked < walk_max && link_readable(b); b = block_next(b), walked++) {
       const hak_page_t *bp = ptr_page(ptr_segment_base(b), b);
-      if (bp == pg)
+      if (bp == pg) {
+        if (seen && (uint8_t *)b >= pg->start) {
+          size_t idx = (size_t)((uint8_t *)b - pg->start) / pg->block_size;
+          if (idx < MAX_BLOCKS_PER_PAGE) {
+            if (seen[idx >> 3] & (1u << (idx & 7)))
+              *dup = b;
+            seen[idx >> 3] |= (uint8_t)(1u << (idx & 7));
+          }
+        }
         n++;
-      else if (!pg && bp->in_use && bp->cls < NCLS)
+      } else if (!pg && bp->in_use && bp->cls < NCLS)
         per_class[bp->cls]++;
     }
   }
@@ -122,7 +133,11 @@ static void check_page(checker_t *c, hak_segment_t *seg, unsigned i, hak_page_t 
   size_t nremote = check_list(c, pg, tf_block(tf), seen, "remote free list entry outside the page");
   if (c->violations == before && nremote != tf_count(tf))
     violation(c, "remote free list length differs from its count", pg, nremote, tf_count(tf));
-  size_t ndelayed = count_delayed(c->walk_max, pg, NULL);
+  hak_block_t *dup = NULL;
+  size_t ndelayed = count_delayed(c->walk_max, pg, NULL, seen, &dup);
+  if (dup)
+    violation(c, "block listed twice (on a heap's delayed list and another list)", dup, ndelayed,
+              0);
   size_t ncached =
       check_cached(c, atomic_load_explicit(&seg->owner, memory_order_relaxed), pg, seen);
   if (nfree + pg->used != cap)
@@ -269,10 +284,40 @@ static void check_magic(checker_t *c, const hak_heap_t *h) {
     }
 }
 
+/* Every block on h's delayed list (remote frees handed over for h's full
+ * pages, which h's slow path frees without further checks): a carved
+ * block start of an in-use page of a segment h owns, with its free marker,
+ * on a list no longer than one block per slice of every segment. Blocks
+ * listed twice across lists are found per page (check_page). */
+static void check_delayed(checker_t *c, hak_heap_t *h) {
+  size_t n = 0;
+  for (hak_block_t *b = (hak_block_t *)atomic_load(&h->delayed); b; b = block_next(b)) {
+    if (!link_readable(b)) {
+      violation(c, "delayed free list entry outside the small segments", b, h->id, n);
+      return;
+    }
+    hak_segment_t *seg = ptr_segment_base(b);
+    hak_page_t *pg = ptr_page(seg, b);
+    if (!pg->in_use || pg->cls >= NCLS || !slice_is_block_start(ptr_slice_entry(seg, b), b)) {
+      violation(c, "delayed free list entry not a carved block", b, h->id, n);
+      return;
+    }
+    if (atomic_load(&seg->owner) != h)
+      violation(c, "delayed free list entry in a segment its heap does not own", b, h->id, n);
+    if (block_marker(b) != block_marker_value(b))
+      violation(c, "free block lost its free marker (written after free?)", b, h->id, n);
+    if (++n > c->walk_max) {
+      violation(c, "delayed free list longer than its bound (or a cycle)", b, h->id, n);
+      return;
+    }
+  }
+}
+
 static void check_heap(checker_t *c, hak_heap_t *h) {
   size_t listed = 0, owned = 0;
   check_magic(c, h);
   check_tcache(c, h);
+  check_delayed(c, h);
   for (size_t cls = 0; cls < NCLS; cls++) {
     hak_page_t *prev = NULL;
     if (h->direct[cls] == NULL)
@@ -371,7 +416,7 @@ void hak_stats(struct hak_stats *out) {
   size_t capacity[NCLS] = {0}, used[NCLS] = {0}, pending[NCLS] = {0};
   hak_lock(&hak_global_lock);
   track_racy_reads_begin();
-  count_delayed(delayed_walk_max(), NULL, pending);
+  count_delayed(delayed_walk_max(), NULL, pending, NULL, NULL);
   for (hak_heap_t *h = hak_all_heaps; h; h = h->all_next) {
     out->heaps_active += h->state == HEAP_ACTIVE;
     for (size_t cls = 0; cls < NCLS; cls++)
