@@ -87,8 +87,8 @@ static size_t count_delayed(size_t walk_max, const hak_page_t *pg, size_t *per_c
          b && walked < walk_max && link_readable(b); b = block_next(b), walked++) {
       const hak_page_t *bp = ptr_page(ptr_segment_base(b), b);
       if (bp == pg) {
-        if (seen && (uint8_t *)b >= pg->start) {
-          size_t idx = (size_t)((uint8_t *)b - pg->start) / pg->block_size;
+        if (seen && (uint8_t *)b >= page_start(pg)) {
+          size_t idx = (size_t)((uint8_t *)b - page_start(pg)) / pg->block_size;
           if (idx < MAX_BLOCKS_PER_PAGE) {
             if (seen[idx >> 3] & (1u << (idx & 7)))
               *dup = b;
