@@ -82,7 +82,7 @@ static void *producer(void *arg) {
   uint64_t n = 0;
   if (w->id == 0)
     stress_maybe_hang();
-  while (bench_now() < w->until) {
+  while (n == 0 || bench_now() < w->until) { /* one at least: see larson.c */
     stress_blk b = stress_block_new(stress_size(&r, stress_conf.min_size, stress_conf.max_size));
     n++;
     ring *rg = &rings[(size_t)w->id * nc + bench_rng_next(&r) % nc];
@@ -139,7 +139,7 @@ static void *exchanger(void *arg) {
   bench_rng r;
   bench_rng_seed(&r, stress_conf.seed * 13 + w->id);
   uint64_t n = 0;
-  while (bench_now() < w->until) {
+  while (n == 0 || bench_now() < w->until) { /* one at least: see larson.c */
     stress_blk b = stress_block_new(stress_size(&r, stress_conf.min_size, stress_conf.max_size));
     n++;
     stress_blk old = stress_xslot_swap(&xslots[bench_rng_next(&r) % stress_conf.chunks], b);
