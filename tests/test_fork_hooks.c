@@ -1,0 +1,463 @@
+/* fork() while another thread is parked at a test hook point, on cue.
+ *
+ * Each section parks one thread T inside the allocator at a HAK_HOOK_ point
+ * and forks from main (or, where T holds a heap lock there, from a third
+ * thread, which must wait: T is let go 100 ms later, and the fork then
+ * completes). The child, under alarm(10) (a hang is a failure), allocates,
+ * fills, checks and frees blocks of every size class and large ones, frees
+ * the blocks T owned (and the block T was freeing where T's free had not
+ * taken effect yet), starts a thread that allocates and frees, calls
+ * hak_trim, and must find hak_heap_check() == 0 and hak_stats counting
+ * exactly the blocks still live. The parent then lets T go and must find the
+ * same. Points without a lock held (fork from main while T is parked):
+ *   large_free       HAK_HOOK_LARGE_LOCKING, large_free before the large lock
+ *   realloc_move     HAK_HOOK_LARGE_LOCKING, large_realloc's move, a new
+ *                    mapping made, before the lock is taken again
+ *   heap_published   HAK_HOOK_HEAP_PUBLISHED, T's heap listed active
+ *   free_unowned     HAK_HOOK_FREE_UNOWNED, a free into an abandoned segment
+ *   free_counted     HAK_HOOK_FREE_COUNTED, that free counted, not pushed
+ *   notifying_main   HAK_HOOK_NOTIFYING, T handing a block of main's full
+ *                    page over (main is the child's one thread)
+ *   notifying_other  the same for a page of a third thread O (dead in the
+ *                    child: its heap is abandoned there)
+ * Points with T holding its heap's lock (the fork waits for it):
+ *   abandon_collected HAK_HOOK_ABANDON_COLLECTED, T's exit
+ *   adopted           HAK_HOOK_ADOPTED, T adopting an abandoned segment
+ * (HAK_HOOK_MARK_CHECKED: test_fork_mark; HAK_HOOK_PAGE_FULL:
+ * test_rt_spin_wait.) Child exit codes: 2 pattern, 3 heap_check, 4 stats,
+ * 5 allocation failed, 6 thread. */
+#include "hak_test.h"
+
+#include <pthread.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+
+#include "internal.h"
+
+#if HAK_TSAN
+const char *__tsan_default_options(void);
+const char *__tsan_default_options(void) {
+  return "die_after_fork=0";
+}
+#endif
+
+static atomic_int hold_at = -1, armed, parked, go;
+static _Atomic(void *) hold_arg;
+static atomic_int skip_calls; /* calls at the point (for arg) to let pass first */
+
+static void hook(enum hak_hook_point where, void *arg) {
+  if ((int)where != atomic_load(&hold_at))
+    return;
+  void *want = atomic_load(&hold_arg);
+  if (want && arg != want)
+    return;
+  if (atomic_fetch_sub(&skip_calls, 1) > 0)
+    return;
+  if (!atomic_exchange(&armed, 0))
+    return;
+  atomic_store(&parked, 1);
+  while (!atomic_load(&go))
+    sched_yield();
+}
+
+static void arm(enum hak_hook_point where, void *arg, int skip) {
+  atomic_store(&hold_arg, arg);
+  atomic_store(&skip_calls, skip);
+  atomic_store(&parked, 0);
+  atomic_store(&go, 0);
+  atomic_store(&hold_at, (int)where);
+  atomic_store(&armed, 1);
+  atomic_store(&hak_test_hook, hook);
+}
+
+static void wait_parked(const char *what) {
+  double end = hak_now() + 10;
+  while (!atomic_load(&parked)) {
+    if (hak_now() > end) {
+      FAIL("never parked at %s", what);
+      _exit(1);
+    }
+    sched_yield();
+  }
+}
+
+/* ---- the child's work ---------------------------------------------------- */
+#define MAXOWN 64
+static void *owned[MAXOWN]; /* blocks the child frees (T's, and others) */
+static int nowned;
+static size_t child_live; /* blocks the child must find live at the end */
+
+static void *child_thread(void *arg) {
+  void *p[64];
+  for (int i = 0; i < 64; i++)
+    if (!(p[i] = hak_malloc((size_t)16 << (i % 13))))
+      return (void *)1;
+  for (int i = 0; i < 64; i++)
+    hak_free(p[i]);
+  return arg;
+}
+
+static int child_work(void) {
+  atomic_store(&hak_test_hook, NULL);
+  alarm(10);
+  size_t sizes[256];
+  int ns = 0;
+  for (size_t c = 0; c < hak_size_class_count() && ns < 240; c++)
+    sizes[ns++] = hak_size_class_size(c);
+  sizes[ns++] = HAK_SMALL_MAX + 1;
+  sizes[ns++] = (size_t)1 << 20;
+  sizes[ns++] = (size_t)40 << 20;
+  enum { PER = 3 };
+  for (int round = 0; round < 2; round++) {
+    void *p[256][PER];
+    for (int i = 0; i < ns; i++)
+      for (int k = 0; k < PER; k++) {
+        if (!(p[i][k] = hak_malloc(sizes[i])))
+          return 5;
+        size_t n = sizes[i] < 4096 ? sizes[i] : 4096;
+        hak_fill(p[i][k], n, (uint64_t)(i * PER + k));
+      }
+    for (int i = 0; i < ns; i++)
+      for (int k = 0; k < PER; k++) {
+        size_t n = sizes[i] < 4096 ? sizes[i] : 4096;
+        if (hak_pattern_mismatch(p[i][k], n, (uint64_t)(i * PER + k)) != (size_t)-1)
+          return 2;
+        hak_free(p[i][k]);
+      }
+  }
+  for (int i = 0; i < nowned; i++)
+    hak_free(owned[i]);
+  pthread_t t;
+  void *ret = NULL;
+  if (pthread_create(&t, NULL, child_thread, NULL) != 0 || pthread_join(t, &ret) != 0 || ret)
+    return 6;
+  hak_trim(0);
+  if (hak_heap_check() != 0)
+    return 3;
+  struct hak_stats st;
+  hak_stats(&st);
+  if (st.live_blocks != child_live) {
+    hak_stats_print();
+    return 4;
+  }
+  return 0;
+}
+
+static void fork_and_check(const char *name) {
+  pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0)
+    _exit(child_work());
+  int status = 0;
+  if (!hak_wait_child(pid, 10, &status, 1)) {
+    FAIL("%s: fork child hung", name);
+    return;
+  }
+  CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+            "%s: fork child status %#x (exit 2 pattern, 3 heap_check, 4 stats, 5 alloc, 6 "
+            "thread; SIGALRM: hang)",
+            name, (unsigned)status);
+}
+
+static void *forker(void *arg) {
+  fork_and_check((const char *)arg);
+  return NULL;
+}
+
+/* fork from a third thread while T holds its heap's lock: the fork must
+ * wait until T goes on */
+static void fork_waiting(const char *name) {
+  pthread_t f;
+  REQUIRE(pthread_create(&f, NULL, forker, (void *)name) == 0);
+  hak_sleep_ms(100);
+  CHECK_MSG(pthread_tryjoin_np(f, NULL) != 0, "%s: fork did not wait for the held heap lock", name);
+  atomic_store(&go, 1);
+  REQUIRE(pthread_join(f, NULL) == 0);
+}
+
+static void parent_done(const char *name, size_t live) {
+  atomic_store(&go, 1);
+  atomic_store(&hak_test_hook, NULL);
+  struct hak_stats st;
+  hak_stats(&st);
+  CHECK_MSG(st.live_blocks == live, "%s: parent: %zu live, want %zu", name, st.live_blocks, live);
+  CHECK_EQ(hak_heap_check(), 0);
+}
+
+/* ---- large blocks -------------------------------------------------------- */
+static void *lg_block, *lg_keep, *lg_small[8];
+static void *t_large_free(void *arg) {
+  for (int i = 0; i < 8; i++)
+    REQUIRE((lg_small[i] = hak_malloc(24 + 100 * (size_t)i)) != NULL);
+  REQUIRE((lg_keep = hak_malloc(300000)) != NULL);
+  hak_free(lg_block);
+  return arg;
+}
+
+static void sec_large_free(void) {
+  REQUIRE((lg_block = hak_malloc((size_t)1 << 20)) != NULL);
+  arm(HAK_HOOK_LARGE_LOCKING, lg_block, 0);
+  pthread_t t;
+  REQUIRE(pthread_create(&t, NULL, t_large_free, NULL) == 0);
+  wait_parked("large_free");
+  nowned = 0;
+  for (int i = 0; i < 8; i++)
+    owned[nowned++] = lg_small[i];
+  owned[nowned++] = lg_keep;
+  owned[nowned++] = lg_block; /* T's free has not happened in the child */
+  child_live = 0;
+  fork_and_check("large_free");
+  atomic_store(&go, 1);
+  REQUIRE(pthread_join(t, NULL) == 0);
+  for (int i = 0; i < 8; i++)
+    hak_free(lg_small[i]);
+  hak_free(lg_keep);
+  parent_done("large_free", 0);
+}
+
+static void *lg_moved;
+static void *t_realloc(void *arg) {
+  lg_moved = hak_realloc(lg_block, (size_t)8 << 20);
+  return arg;
+}
+
+static void realloc_move(void) {
+  REQUIRE((lg_block = hak_malloc((size_t)1 << 20)) != NULL);
+  /* a mapping right after the block's: it cannot grow in place */
+  uintptr_t end = ((uintptr_t)lg_block + hak_usable_size(lg_block) + 4095) & ~(uintptr_t)4095;
+  void *guard =
+      mmap((void *)end, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+  REQUIRE(guard == MAP_FAILED || guard == (void *)end);
+  hak_fill(lg_block, 4096, 7);
+  arm(HAK_HOOK_LARGE_LOCKING, lg_block, 1); /* the move's relock, not the first lock */
+  pthread_t t;
+  REQUIRE(pthread_create(&t, NULL, t_realloc, NULL) == 0);
+  double end_t = hak_now() + 10;
+  while (!atomic_load(&parked) && pthread_tryjoin_np(t, NULL) != 0 && hak_now() < end_t)
+    sched_yield();
+  if (!atomic_load(&parked)) {
+    /* the trace build and huge blocks move by copy (no second hook call) */
+    printf("realloc_move: the realloc never reached the move's relock (%s): skipped\n",
+           hak_config());
+    return;
+  }
+  nowned = 0;
+  owned[nowned++] = lg_block; /* the realloc has not happened in the child */
+  child_live = 0;
+  fork_and_check("realloc_move");
+  atomic_store(&go, 1);
+  REQUIRE(pthread_join(t, NULL) == 0);
+  REQUIRE(lg_moved != NULL);
+  CHECK_EQ(hak_pattern_mismatch(lg_moved, 4096, 7), (size_t)-1);
+  hak_free(lg_moved);
+  parent_done("realloc_move", 0);
+}
+
+/* ---- a heap's publication ------------------------------------------------ */
+static void *pub_block;
+static void *t_first_malloc(void *arg) {
+  pub_block = hak_malloc(48);
+  return arg;
+}
+
+static void heap_published(void) {
+  hak_free(hak_malloc(16));
+  arm(HAK_HOOK_HEAP_PUBLISHED, NULL, 0);
+  pthread_t t;
+  REQUIRE(pthread_create(&t, NULL, t_first_malloc, NULL) == 0);
+  wait_parked("heap_published");
+  nowned = 0;
+  child_live = 0;
+  fork_and_check("heap_published");
+  atomic_store(&go, 1);
+  REQUIRE(pthread_join(t, NULL) == 0);
+  REQUIRE(pub_block != NULL);
+  hak_free(pub_block);
+  parent_done("heap_published", 0);
+}
+
+/* ---- frees into an abandoned segment ------------------------------------- */
+#define N 64
+static void *ab[N];
+static atomic_int freer_ready, freer_cue;
+static void *t_producer(void *arg) {
+  for (int i = 0; i < N; i++)
+    REQUIRE((ab[i] = hak_malloc(64)) != NULL);
+  return arg;
+}
+static void *t_freer(void *arg) {
+  hak_free(hak_malloc(16)); /* a heap that has not allocated since the abandonment */
+  atomic_store(&freer_ready, 1);
+  while (!atomic_load(&freer_cue))
+    sched_yield();
+  hak_free(ab[0]);
+  return arg;
+}
+
+static void abandoned_free(enum hak_hook_point where, const char *name) {
+  hak_free(hak_malloc(16));
+  atomic_store(&freer_ready, 0);
+  atomic_store(&freer_cue, 0);
+  pthread_t f, p;
+  REQUIRE(pthread_create(&f, NULL, t_freer, NULL) == 0);
+  while (!atomic_load(&freer_ready))
+    sched_yield();
+  REQUIRE(pthread_create(&p, NULL, t_producer, NULL) == 0 && pthread_join(p, NULL) == 0);
+  struct hak_stats st;
+  hak_stats(&st);
+  REQUIRE(st.abandoned_segments == 1);
+  arm(where, ab[0], 0);
+  atomic_store(&freer_cue, 1);
+  wait_parked(name);
+  nowned = 0;
+  for (int i = 1; i < N; i++)
+    owned[nowned++] = ab[i];
+  /* ab[0]: marked free (free_block's exchange) before free_not_owned, so
+   * the child's free of it is a double free; never pushed there, it stays
+   * counted live */
+  child_live = 1;
+  fork_and_check(name);
+  atomic_store(&go, 1);
+  REQUIRE(pthread_join(f, NULL) == 0);
+  for (int i = 1; i < N; i++)
+    hak_free(ab[i]);
+  parent_done(name, 0);
+  hak_stats(&st);
+  CHECK_MSG(st.abandoned_segments == 0, "%s: parent: a segment stays abandoned", name);
+}
+
+static void free_unowned(void) {
+  abandoned_free(HAK_HOOK_FREE_UNOWNED, "free_unowned");
+}
+static void free_counted(void) {
+  abandoned_free(HAK_HOOK_FREE_COUNTED, "free_counted");
+}
+
+/* ---- a hand-over of a block of a full page (TF_NOTIFYING) ---------------- */
+#define SZ 65536 /* 8 blocks a page */
+#define BLOCKS 8
+static void *fp[BLOCKS + 1];
+static atomic_int o_filled, o_exit;
+static void fill_page(void) {
+  for (int i = 0; i <= BLOCKS; i++)
+    REQUIRE((fp[i] = hak_malloc(SZ)) != NULL);
+  hak_page_t *pg = ptr_page(ptr_segment_base(fp[0]), fp[0]);
+  REQUIRE(pg->in_full && (atomic_load(&pg->thread_free) & TF_MASK) == TF_NOTIFY);
+}
+static void *t_handover(void *arg) {
+  hak_free(fp[3]);
+  return arg;
+}
+static void *t_owner(void *arg) {
+  fill_page();
+  atomic_store(&o_filled, 1);
+  while (!atomic_load(&o_exit))
+    sched_yield();
+  return arg;
+}
+
+static void notifying(bool main_owns, const char *name) {
+  pthread_t o, r;
+  atomic_store(&o_filled, 0);
+  atomic_store(&o_exit, 0);
+  if (main_owns) {
+    fill_page();
+  } else {
+    REQUIRE(pthread_create(&o, NULL, t_owner, NULL) == 0);
+    while (!atomic_load(&o_filled))
+      sched_yield();
+  }
+  arm(HAK_HOOK_NOTIFYING, fp[3], 0);
+  REQUIRE(pthread_create(&r, NULL, t_handover, NULL) == 0);
+  wait_parked(name);
+  nowned = 0;
+  for (int i = 0; i <= BLOCKS; i++)
+    if (i != 3)
+      owned[nowned++] = fp[i];
+  child_live = 1; /* fp[3]: its hand-over never ends in the child */
+  fork_and_check(name);
+  atomic_store(&go, 1);
+  REQUIRE(pthread_join(r, NULL) == 0);
+  if (!main_owns) {
+    atomic_store(&o_exit, 1);
+    REQUIRE(pthread_join(o, NULL) == 0);
+  }
+  for (int i = 0; i <= BLOCKS; i++)
+    if (i != 3)
+      hak_free(fp[i]);
+  parent_done(name, 0);
+}
+static void notifying_main(void) {
+  notifying(true, "notifying_main");
+}
+static void notifying_other(void) {
+  notifying(false, "notifying_other");
+}
+
+/* ---- T holding its heap's lock ------------------------------------------- */
+static void *ex[16];
+static void *t_exits(void *arg) {
+  for (int i = 0; i < 16; i++)
+    REQUIRE((ex[i] = hak_malloc(32 + 64 * (size_t)i)) != NULL);
+  return arg; /* its exit abandons the heap: parked after the collect */
+}
+
+static void abandon_collected(void) {
+  hak_free(hak_malloc(16));
+  arm(HAK_HOOK_ABANDON_COLLECTED, NULL, 0);
+  pthread_t t;
+  REQUIRE(pthread_create(&t, NULL, t_exits, NULL) == 0);
+  wait_parked("abandon_collected");
+  nowned = 0;
+  for (int i = 0; i < 16; i++)
+    owned[nowned++] = ex[i];
+  child_live = 0;
+  fork_waiting("abandon_collected");
+  REQUIRE(pthread_join(t, NULL) == 0);
+  for (int i = 0; i < 16; i++)
+    hak_free(ex[i]);
+  parent_done("abandon_collected", 0);
+}
+
+static void *ad_block;
+static void *t_adopter(void *arg) {
+  ad_block = hak_malloc(64); /* a new heap: it adopts the abandoned segment */
+  return arg;
+}
+
+static void adopted(void) {
+  hak_free(hak_malloc(16));
+  pthread_t p;
+  REQUIRE(pthread_create(&p, NULL, t_producer, NULL) == 0 && pthread_join(p, NULL) == 0);
+  struct hak_stats st;
+  hak_stats(&st);
+  REQUIRE(st.abandoned_segments == 1);
+  arm(HAK_HOOK_ADOPTED, ptr_segment_base(ab[0]), 0);
+  pthread_t t;
+  REQUIRE(pthread_create(&t, NULL, t_adopter, NULL) == 0);
+  wait_parked("adopted");
+  nowned = 0;
+  for (int i = 0; i < N; i++)
+    owned[nowned++] = ab[i];
+  child_live = 1; /* the adopter's block, taken after the fork: its malloc returns in the child */
+  fork_waiting("adopted");
+  REQUIRE(pthread_join(t, NULL) == 0);
+  for (int i = 0; i < N; i++)
+    hak_free(ab[i]);
+  hak_free(ad_block);
+  parent_done("adopted", 0);
+}
+
+int main(void) {
+  alarm(120);
+  RUN_SECTION(sec_large_free);
+  RUN_SECTION(realloc_move);
+  RUN_SECTION(heap_published);
+  RUN_SECTION(free_unowned);
+  RUN_SECTION(free_counted);
+  RUN_SECTION(notifying_main);
+  RUN_SECTION(notifying_other);
+  RUN_SECTION(abandon_collected);
+  RUN_SECTION(adopted);
+  return hak_test_done();
+}
