@@ -30,7 +30,7 @@
  *   adopted           HAK_HOOK_ADOPTED, T adopting an abandoned segment
  * (HAK_HOOK_MARK_CHECKED: test_fork_mark; HAK_HOOK_PAGE_FULL:
  * test_rt_spin_wait.) Child exit codes: 2 pattern, 3 heap_check, 4 stats,
- * 5 allocation failed, 6 thread. */
+ * 5 allocation failed, 6 thread, 7 its own fork's child failed. */
 #include "hak_test.h"
 
 #include <pthread.h>
@@ -157,6 +157,19 @@ static int child_work(void) {
     hak_stats_print();
     return 4;
   }
+  /* and the child forks again: its fork handlers lock the heaps it
+   * abandoned for the dead threads too */
+  pid_t g = fork();
+  if (g < 0)
+    return 7;
+  if (g == 0) {
+    void *q = hak_malloc(100);
+    hak_free(q);
+    _exit(q && hak_heap_check() == 0 ? 0 : 1);
+  }
+  int gs = 0;
+  if (waitpid(g, &gs, 0) != g || !WIFEXITED(gs) || WEXITSTATUS(gs) != 0)
+    return 7;
   return 0;
 }
 
@@ -172,7 +185,7 @@ static void fork_and_check(const char *name) {
   }
   CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0,
             "%s: fork child status %#x (exit 2 pattern, 3 heap_check, 4 stats, 5 alloc, 6 "
-            "thread; SIGALRM: hang)",
+            "thread, 7 grandchild; SIGALRM: hang)",
             name, (unsigned)status);
 }
 
