@@ -499,6 +499,24 @@ int main(int argc, char **argv) {
     return 2;
   if (!quiet)
     trace_describe(stderr, path, &T);
+  /* A truncated trace lost every record made after the limit was reached,
+   * in every thread, while records numbered later but made earlier were
+   * kept: past its first missing number the trace is holes (a free lost, the
+   * block then "handed out twice by the recording allocator"). Only the
+   * records before that hole are replayed, and that is said, with -q too
+   * (until 2026-11-28 the whole file was, and its holes were named as the
+   * program's or the allocator's errors; steps.sh trace-limit). */
+  if ((T.h.flags & HAK_TRACE_F_TRUNCATED) && T.n) {
+    size_t i = 1;
+    while (i < T.n && T.r[i].seq == T.r[i - 1].seq + 1)
+      i++;
+    if (T.r[i - 1].seq < to)
+      to = T.r[i - 1].seq;
+    fprintf(stderr,
+            "replay: the trace is TRUNCATED (HAKMEM_TRACE_LIMIT_MB reached): replaying seq "
+            "%llu..%llu, the records before the first one lost\n",
+            (unsigned long long)T.r[0].seq, (unsigned long long)to);
+  }
   translate(to);
   if (!quiet)
     fprintf(stderr, "replay: %zu ops, %u slots, %u threads%s, against hakmem '%s' (%s)\n", nops,
@@ -574,6 +592,10 @@ int main(int argc, char **argv) {
             "replay of %zu ops did not crash\n",
             T.h.signo, T.h.flags & HAK_TRACE_F_INFLIGHT ? "in the call of" : "after",
             T.n ? (unsigned long long)T.r[T.n - 1].seq : 0ull, nops);
+    if (T.h.flags & HAK_TRACE_F_TRUNCATED)
+      fprintf(stderr,
+              "replay: the trace is truncated: the ops before the crash were not all "
+              "recorded, so it cannot be replayed up to it (raise HAKMEM_TRACE_LIMIT_MB)\n");
     if (crash_at_skipped())
       fprintf(stderr,
               "replay: the recording's last op (seq %llu) is one the replay skipped (named "

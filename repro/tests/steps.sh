@@ -359,6 +359,18 @@ PY
     h=$(hdr "$W/lim-1.trace") || fail "no readable trace at 1 MB"
     echo "$h"
     echo "$h" | grep -q TRUNCATED || fail "a limit of 1 MB did not truncate the trace"
+    # its replay stops before the first record lost, and says so, with -q
+    # too: past that the trace is holes, which the replay named as the
+    # program's double frees and blocks "handed out twice by the recording
+    # allocator" (until 2026-11-28)
+    "$T/release/replay" -q "$W/lim-1.trace" >/dev/null 2>"$W/lim-1-replay.err"
+    rc=$?
+    head -n 5 "$W/lim-1-replay.err"
+    grep -q "the trace is TRUNCATED .*: replaying seq 0\.\.[0-9]*, the records before the first one lost" "$W/lim-1-replay.err" ||
+      fail "replay -q of a truncated trace (exit $rc) did not say where it stops"
+    [ $rc -eq 0 ] || fail "the replay of a truncated trace's complete part exited $rc"
+    grep -qE "handed out twice|never handed out|freed that block" "$W/lim-1-replay.err" &&
+      fail "the replay of a truncated trace named its holes as errors"
     ok "the trace limit saturates"
     ;;
   trace-reentered)
