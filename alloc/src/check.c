@@ -32,6 +32,14 @@ static void violation(checker_t *c, const char *what, const void *where, size_t 
   c->violations++;
 }
 
+/* Marks block `idx` in a page's bitmap of listed blocks; whether it was
+ * marked already (listed twice). */
+static bool seen_mark(uint8_t *seen, size_t idx) {
+  bool was = seen[idx >> 3] & (1u << (idx & 7));
+  seen[idx >> 3] |= (uint8_t)(1u << (idx & 7));
+  return was;
+}
+
 /* Validates one block list of `pg`; returns its length. `seen` marks blocks
  * already found in another list of the same page. */
 static size_t check_list(checker_t *c, hak_page_t *pg, hak_block_t *b, uint8_t *seen,
@@ -44,11 +52,10 @@ static size_t check_list(checker_t *c, hak_page_t *pg, hak_block_t *b, uint8_t *
       return n;
     }
     size_t idx = off / pg->block_size;
-    if (seen[idx >> 3] & (1u << (idx & 7))) {
+    if (seen_mark(seen, idx)) {
       violation(c, "block listed twice (or list cycle)", b, idx, n);
       return n;
     }
-    seen[idx >> 3] |= (uint8_t)(1u << (idx & 7));
     if (block_marker(b) != block_marker_value(b))
       violation(c, "free block lost its free marker (written after free?)", b, idx, 0);
     n++;
@@ -89,11 +96,8 @@ static size_t count_delayed(size_t walk_max, const hak_page_t *pg, size_t *per_c
       if (bp == pg) {
         if (seen && (uint8_t *)b >= page_start(pg)) {
           size_t idx = (size_t)((uint8_t *)b - page_start(pg)) / pg->block_size;
-          if (idx < MAX_BLOCKS_PER_PAGE) {
-            if (seen[idx >> 3] & (1u << (idx & 7)))
-              *dup = b;
-            seen[idx >> 3] |= (uint8_t)(1u << (idx & 7));
-          }
+          if (idx < MAX_BLOCKS_PER_PAGE && seen_mark(seen, idx))
+            *dup = b;
         }
         n++;
       } else if (!pg && bp->in_use && bp->cls < NCLS)
