@@ -101,7 +101,7 @@ static void realloc_move(void *arg) {
   (void)arg;
   unsigned char *b = hak_malloc(MiB);
   REQUIRE(b != NULL);
-  hak_map_at(b - 64 + MiB + 4096, 4096, PROT_READ); /* NULL: something else is there */
+  hak_map_at(b - LARGE_HDR + MiB + 4096, 4096, PROT_READ); /* NULL: something else is there */
   skip = 1;
   race_realloc(b, 0, 3 * MiB);
 }

@@ -33,18 +33,6 @@
 #define ROUNDS 5000
 #define MAX_SIZE 6000000
 
-static long map_count(void) {
-  FILE *f = fopen("/proc/self/maps", "r");
-  if (!f)
-    return -1;
-  long n = 0;
-  int c;
-  while ((c = fgetc(f)) != EOF)
-    n += c == '\n';
-  fclose(f);
-  return n;
-}
-
 /* Kernel mappings that overlap [lo, hi). */
 static size_t maps_in(uintptr_t lo, uintptr_t hi) {
   FILE *f = fopen("/proc/self/maps", "r");
@@ -60,16 +48,15 @@ static size_t maps_in(uintptr_t lo, uintptr_t hi) {
 }
 
 static hak_large_t *header_of(void *p) {
-  hak_large_t *lg = (hak_large_t *)((uint8_t *)p - 64); /* malloc's offset (LARGE_HDR) */
-  REQUIRE(lg->magic == LARGE_MAGIC && lg->offset == 64);
+  hak_large_t *lg = (hak_large_t *)((uint8_t *)p - LARGE_HDR); /* malloc's offset */
+  REQUIRE(lg->magic == LARGE_MAGIC && lg->offset == LARGE_HDR);
   return lg;
 }
 
 /* A page right after [lg, lg + map_size), so the mapping cannot grow in place. */
 static void *fence_after(hak_large_t *lg) {
-  void *at = (uint8_t *)lg + lg->map_size;
-  void *g = mmap(at, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
-  REQUIRE(g == at);
+  void *g = hak_map_at((uint8_t *)lg + lg->map_size, 4096, PROT_NONE);
+  REQUIRE(g != NULL);
   return g;
 }
 
@@ -128,35 +115,28 @@ static void part_grow(void) {
   hak_trim(0);
 }
 
-static uint64_t rng = 88172645463325252ULL;
-static uint64_t xorshift(void) {
-  rng ^= rng << 13;
-  rng ^= rng >> 7;
-  rng ^= rng << 17;
-  return rng;
-}
-
 int main(void) {
   if (hak_test_under_valgrind())
     hak_test_skip("nothing moves under valgrind: no block is assembled from cached pages");
-  REQUIRE(map_count() > 0);
+  REQUIRE(maps_in(0, UINTPTR_MAX) > 0);
   os_test_freeze_clock();
   part_count();
   part_grow();
   void *blocks[NBLOCKS];
-  long start = map_count(), at100 = 0, last = 0;
+  uint64_t rng = 88172645463325252ULL;
+  long start = (long)maps_in(0, UINTPTR_MAX), at100 = 0, last = 0;
   for (int r = 1; r <= ROUNDS; r++) {
     for (int i = 0; i < NBLOCKS; i++) {
-      blocks[i] = hak_malloc(100000 + xorshift() % MAX_SIZE);
+      blocks[i] = hak_malloc(100000 + hak_rand_below(&rng, MAX_SIZE));
       REQUIRE(blocks[i] != NULL);
       *(volatile char *)blocks[i] = 1; /* one resident page each */
     }
     for (int i = 0; i < NBLOCKS; i++)
       hak_free(blocks[i]);
     if (r == 100)
-      at100 = map_count();
+      at100 = (long)maps_in(0, UINTPTR_MAX);
   }
-  last = map_count();
+  last = (long)maps_in(0, UINTPTR_MAX);
   printf("kernel mappings at the start: %ld, after round 100: %ld, after round %d: %ld\n", start,
          at100, ROUNDS, last);
   /* every block is freed: what is left is the cache's (and a little of libc's) */

@@ -215,6 +215,10 @@ typedef struct hak_large {
   size_t requested;
   struct hak_large *gnext, *gprev;
 } hak_large_t;
+/* A large block's header: the first LARGE_HDR bytes of its range, the block
+ * right after them unless it is aligned further (hak_large_t.offset). */
+#define LARGE_HDR 64
+_Static_assert(sizeof(hak_large_t) <= LARGE_HDR, "a large header fits before the block");
 
 enum { HEAP_FREE = 0, HEAP_ACTIVE = 1 };
 

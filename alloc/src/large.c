@@ -39,8 +39,6 @@
 #include "internal.h"
 #include "trace.h"
 
-#define LARGE_HDR 64
-_Static_assert(sizeof(hak_large_t) <= LARGE_HDR, "a large header fits before the block");
 #define RECENT 64
 #define SPLIT_MIN ((size_t)256 << 10) /* a smaller excess stays with the block */
 
