@@ -4,11 +4,7 @@
 # scripts/check.d/30-repro.sh, one check each). Exit 1 if any step failed.
 cd "$(dirname "$0")/../.." || exit 1
 rc=0
-for s in record-stress replay-stress-release \
-  replay-stress-asan replay-stress-tsan replay-stress-valgrind replay-serial record-python \
-  replay-python-release replay-python-asan replay-python-tsan replay-python-valgrind tracecat \
-  mismatch-detected trace-edges replay-clock trace2fuzz-edges trace-limit trace-reentered trace-fork-flush trace-inflight trace-exec-crash trace-crash-during-exit trace-signal-survived trace-fifo scripts-cwd rr-no-probe plant-record plant-replay-10x \
-  plant-replay-asan plant-replay-tsan plant-needs-plant plant-trace2fuzz plant-triage rr-detect rr-loop; do
+for s in $(bash repro/tests/steps.sh list); do
   echo "==> $s"
   bash repro/tests/steps.sh "$s" || rc=1
 done

@@ -63,7 +63,20 @@ replay_ok() { # replay_ok CFG TRACE [args]
   if grep -q "never handed out" "$log"; then fail "the replay of $tr in $cfg skipped ops"; fi
 }
 
+# Every step, in the order they run (make check's 30-repro.sh and
+# e2e.sh both take it from here: `steps.sh list`).
+STEPS="record-stress replay-stress-release replay-stress-asan replay-stress-tsan
+  replay-stress-valgrind replay-serial record-python replay-python-release replay-python-asan
+  replay-python-tsan replay-python-valgrind tracecat mismatch-detected trace-edges replay-clock
+  trace2fuzz-edges trace-limit trace-reentered trace-fork-flush trace-inflight trace-exec-crash
+  trace-crash-during-exit trace-signal-survived trace-fifo scripts-cwd rr-no-probe plant-record
+  plant-replay-10x plant-replay-asan plant-replay-tsan plant-needs-plant plant-trace2fuzz
+  plant-triage rr-detect rr-loop"
 step=${1:?step}
+if [ "$step" = list ]; then
+  echo $STEPS
+  exit 0
+fi
 case $step in
   record-stress)
     rm -f "$W/stress.trace"

@@ -45,11 +45,7 @@ RUN_TIMEOUT=1200 run_check repro build sh -c \
   "make -j${JOBS:-2} repro-bins fuzz-bins build/release/stress/remote_free.libc && make -j${JOBS:-2} repro-plant-bins" ||
   exit 0
 deps_failed=
-for s in record-stress replay-stress-release replay-stress-asan replay-stress-tsan \
-  replay-stress-valgrind replay-serial record-python replay-python-release replay-python-asan \
-  replay-python-tsan replay-python-valgrind tracecat mismatch-detected trace-edges replay-clock trace2fuzz-edges \
-  trace-limit trace-reentered trace-fork-flush trace-inflight trace-exec-crash trace-crash-during-exit trace-signal-survived trace-fifo scripts-cwd rr-no-probe plant-record plant-replay-10x plant-replay-asan plant-replay-tsan plant-needs-plant \
-  plant-trace2fuzz plant-triage rr-detect rr-loop; do
+for s in $(bash repro/tests/steps.sh list); do
   RUN_TIMEOUT=600 run_check repro "$s" bash repro/tests/steps.sh "$s" || deps_failed="$deps_failed $s"
 done
 exit 0
