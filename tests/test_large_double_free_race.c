@@ -8,7 +8,12 @@
  * unmapped memory (SIGSEGV, no report), or, had another mapping replaced
  * the range meanwhile, marked whatever that held freed.
  * The interleaving is forced on one thread: the hook at large_free's start
- * (HAK_HOOK_LARGE_LOCKING) runs the other free to its end there. */
+ * (HAK_HOOK_LARGE_LOCKING) runs the other free to its end there.
+ * The same window opened earlier for realloc, malloc_usable_size and
+ * free_sized: resolve() read the header (its offset and freed mark) before
+ * any lock. Until 2026-11-28 each of them racing a free of a block the cache
+ * does not keep got SIGSEGV; the hook at large_resolve's lock
+ * (HAK_HOOK_LARGE_RESOLVING) forces that interleaving. */
 #include "hak_test.h"
 
 #include <stdatomic.h>
@@ -17,13 +22,14 @@
 
 #define MiB ((size_t)1 << 20)
 
-static void *target;   /* the block the hook frees, once */
+static enum hak_hook_point at = HAK_HOOK_LARGE_LOCKING; /* where the hook frees */
+static void *target;                                    /* the block the hook frees, once */
 static int trim_after; /* the hook's free is followed by hak_trim */
 static int skip;       /* hook calls for the target to let pass first */
 static int hook_ran;
 
 static void hook(enum hak_hook_point where, void *arg) {
-  if (where != HAK_HOOK_LARGE_LOCKING || arg != target || hook_ran)
+  if (where != at || arg != target || hook_ran)
     return;
   if (skip) {
     skip--;
@@ -106,6 +112,50 @@ static void realloc_move(void *arg) {
   race_realloc(b, 0, 3 * MiB);
 }
 
+/* ---- the window before resolve's checks: the hook at large_resolve */
+enum { USABLE, FREE_SIZED, REALLOC };
+static void resolve_race(void *p, int call, int trim) {
+  REQUIRE(p != NULL);
+  at = HAK_HOOK_LARGE_RESOLVING;
+  target = p;
+  trim_after = trim;
+  atomic_store(&hak_test_hook, hook);
+  if (call == USABLE)
+    fprintf(stderr, "usable size %zu\n", hak_usable_size(p));
+  else if (call == FREE_SIZED)
+    hak_free_sized(p, 4096);
+  else
+    hak_realloc(p, 45 * MiB);
+  atomic_store(&hak_test_hook, NULL);
+  fprintf(stderr, "hook ran: %d; the call returned\n", hook_ran); /* a bug: see race_realloc */
+  hak_heap_check();
+}
+
+static void usable_big(void *arg) {
+  (void)arg;
+  resolve_race(hak_malloc(40 * MiB), USABLE, 0);
+}
+
+static void usable_trimmed(void *arg) {
+  (void)arg;
+  resolve_race(hak_malloc(MiB), USABLE, 1);
+}
+
+static void free_sized_big(void *arg) {
+  (void)arg;
+  resolve_race(hak_malloc(40 * MiB), FREE_SIZED, 0);
+}
+
+static void free_sized_huge_aligned(void *arg) {
+  (void)arg;
+  resolve_race(hak_aligned_alloc(4 * MiB, MiB), FREE_SIZED, 0);
+}
+
+static void realloc_resolve_big(void *arg) {
+  (void)arg;
+  resolve_race(hak_malloc(40 * MiB), REALLOC, 0);
+}
+
 /* A block the cache keeps: its header stays mapped, freed (passed before
  * the fix too; the same report). */
 static void free_cached(void *arg) {
@@ -129,5 +179,10 @@ int main(void) {
   EXPECT_ABORT(realloc_big, NULL, "hakmem: realloc of freed block 0x");
   if (TRACK_REALLOC_IN_PLACE) /* else (valgrind build) every realloc copies: no move */
     EXPECT_ABORT(realloc_move, NULL, released);
+  EXPECT_ABORT(usable_big, NULL, "hakmem: usable_size of freed block 0x");
+  EXPECT_ABORT(usable_trimmed, NULL, "hakmem: usable_size of freed block 0x");
+  EXPECT_ABORT(free_sized_big, NULL, "hakmem: double free of 0x");
+  EXPECT_ABORT(free_sized_huge_aligned, NULL, "hakmem: double free of 0x");
+  EXPECT_ABORT(realloc_resolve_big, NULL, "hakmem: realloc of freed block 0x");
   return hak_test_done();
 }

@@ -340,14 +340,7 @@ static inline __attribute__((always_inline)) resolved_t resolve(void *p, const c
   resolved_t r = {0};
   void *base = ptr_segment_base(p);
   if (registry_kind(base) != REG_SMALL) {
-    r.large = registry_large(p);
-    if (!r.large)
-      err_invalid(op, p);
-    if ((uint8_t *)p != (uint8_t *)r.large + r.large->offset)
-      err_invalid(op, p);
-    if (atomic_load_explicit(&r.large->freed, memory_order_relaxed))
-      err_double_free(op, p, 0);
-    r.usable = large_usable(r.large);
+    r.large = large_resolve(p, op, &r.usable);
     return r;
   }
   r.seg = base;

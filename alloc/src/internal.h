@@ -684,6 +684,11 @@ enum hak_hook_point {
    * free of the same block there caches it or unmaps it
    * (test_large_double_free_race). Not one of fuzz_mt's FZ_HOOK points. */
   HAK_HOOK_LARGE_LOCKING,
+  /* large_resolve (realloc, malloc_usable_size, free_sized of a large
+   * block), the header found through the registry, before the large lock
+   * (arg: the block): the same window as HAK_HOOK_LARGE_LOCKING's
+   * (test_large_double_free_race). Not one of fuzz_mt's FZ_HOOK points. */
+  HAK_HOOK_LARGE_RESOLVING,
 };
 /* Atomic: a test sets it while other threads run into the hook points
  * (their heaps' creation among them); a relaxed load is a plain load. */
@@ -712,6 +717,7 @@ HAK_INTERNAL bool tcache_entry_ok(const hak_heap_t *h, size_t cls, const hak_blo
 _Static_assert(OS_ZONE_ROOM == LARGE_CACHE_BYTES / 8,
                "the zone's room: the biggest cacheable mapping");
 HAK_INTERNAL void *large_alloc(size_t size, size_t alignment, bool zero);
+HAK_INTERNAL hak_large_t *large_resolve(void *p, const char *op, size_t *usable);
 HAK_INTERNAL void large_free(hak_large_t *lg, void *p, const char *op);
 HAK_INTERNAL void *large_realloc(hak_large_t *lg, void *p, size_t size);
 #define LARGE_MOVE_BY_COPY ((void *)1)

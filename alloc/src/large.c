@@ -579,6 +579,25 @@ static void check_live_locked(const hak_large_t *lg, void *p, const char *op) {
   err_invalid(op, p);
 }
 
+/* resolve()'s large branch: the header of the live large block starting
+ * at p (else a named error), and its usable size, read under the lock
+ * where the registry still names it. Until 2026-11-28 resolve read the
+ * header's offset and freed mark without the lock: a realloc,
+ * malloc_usable_size or free_sized racing another thread's free of the
+ * block read unmapped memory (SIGSEGV, no report;
+ * test_large_double_free_race, HAK_HOOK_LARGE_RESOLVING). */
+hak_large_t *large_resolve(void *p, const char *op, size_t *usable) {
+  hak_large_t *lg = registry_large(p);
+  if (!lg)
+    err_invalid(op, p);
+  HAK_TEST_HOOK(HAK_HOOK_LARGE_RESOLVING, p);
+  hak_lock(&hak_large_lock);
+  check_live_locked(lg, p, op);
+  *usable = large_usable(lg);
+  hak_unlock(&hak_large_lock);
+  return lg;
+}
+
 void large_free(hak_large_t *lg, void *p, const char *op) {
   HAK_TEST_HOOK(HAK_HOOK_LARGE_LOCKING, p);
   hak_lock(&hak_large_lock);
