@@ -265,7 +265,11 @@ static int run_mode(const char *mode) {
   return 0;
 }
 
-static void expect_mode(const char *mode, int leak_check, int want_exit, const char *want_text) {
+/* want_text: the error; want_where (or NULL): memcheck's description of
+ * the address, which tells a write after the free from one before it and
+ * past the block from inside it */
+static void expect_mode(const char *mode, int leak_check, int want_exit, const char *want_text,
+                        const char *want_where) {
   const char *self = hak_self_exe();
   REQUIRE(self != NULL);
   char *argv[] = {"valgrind",
@@ -291,6 +295,10 @@ static void expect_mode(const char *mode, int leak_check, int want_exit, const c
   } else {
     CHECK_MSG(c.len == 0, "valgrind mode %s: expected no output, got:\n---\n%s---", mode, c.out);
   }
+  if (want_where)
+    CHECK_MSG(c.out && strstr(c.out, want_where),
+              "valgrind mode %s: no \"%s\" in output:\n---\n%s---", mode, want_where,
+              c.out ? c.out : "");
   hak_child_free(&c);
 }
 
@@ -302,15 +310,18 @@ int main(int argc, char **argv) {
   }
   if (!hak_have_program("valgrind"))
     hak_test_skip("valgrind is not installed");
-  expect_mode("uaf", 0, 99, "Invalid write");
-  expect_mode("uaf_slack", 0, 99, "Invalid write");
-  expect_mode("overflow", 0, 99, "Invalid write");
-  expect_mode("uninit", 0, 99, "Conditional jump or move depends on uninitialised value");
-  expect_mode("large_overflow", 0, 99, "Invalid write");
-  expect_mode("large_uninit", 0, 99, "Conditional jump or move depends on uninitialised value");
-  expect_mode("aligned_pad", 0, 99, "Invalid write");
-  expect_mode("leak", 1, 99, "definitely lost");
-  expect_mode("leak_first", 1, 99, "definitely lost");
-  expect_mode("clean", 1, 0, NULL);
+  expect_mode("uaf", 0, 99, "Invalid write", "is 8 bytes inside a block of size 64 free'd");
+  /* before, "Invalid write" alone: a write before the free matched too */
+  expect_mode("uaf_slack", 0, 99, "Invalid write", "is 4 bytes after a block of size 40 free'd");
+  expect_mode("overflow", 0, 99, "Invalid write", "is 0 bytes after a block of size 40 alloc'd");
+  expect_mode("uninit", 0, 99, "Conditional jump or move depends on uninitialised value", NULL);
+  expect_mode("large_overflow", 0, 99, "Invalid write",
+              "is 0 bytes after a block of size 100,000 alloc'd");
+  expect_mode("large_uninit", 0, 99, "Conditional jump or move depends on uninitialised value",
+              NULL);
+  expect_mode("aligned_pad", 0, 99, "Invalid write", NULL); /* no block there to name */
+  expect_mode("leak", 1, 99, "definitely lost", NULL);
+  expect_mode("leak_first", 1, 99, "definitely lost", NULL);
+  expect_mode("clean", 1, 0, NULL, NULL);
   return hak_test_done();
 }
