@@ -19,6 +19,13 @@
  *                      then malloc(777) and its free on the main thread: more
  *                      thread exits than trace2fuzz's op budget leaves room
  *                      for; the converted input must still end with those two
+ *   limit-holes        for HAKMEM_TRACE_LIMIT_MB=1: the main thread's first
+ *                      call (its first 64 KiB chunk), then a second thread's
+ *                      40000 malloc/free pairs (its second chunk, 1 MiB, is
+ *                      past the limit: records lost) and 3 mallocs kept,
+ *                      which the main thread frees after the join (recorded
+ *                      in its first chunk, after the lost records): the
+ *                      trace has holes, whatever the schedule
  *   signal-mallocs     400000 malloc/free pairs while a SIGPROF handler frees
  *                      and allocates every few ms: a handler that interrupts
  *                      the recorder itself cannot be recorded, and the
@@ -86,6 +93,17 @@ static void *twenty_pairs(void *arg) {
     sink = malloc(32 + (size_t)i);
     free(sink);
   }
+  return arg;
+}
+
+static void *kept[3];
+static void *pairs_then_keep(void *arg) {
+  for (int i = 0; i < 40000; i++) {
+    sink = malloc(32 + (size_t)(i % 64));
+    free(sink);
+  }
+  for (int i = 0; i < 3; i++)
+    kept[i] = malloc(48);
   return arg;
 }
 
@@ -255,6 +273,16 @@ int main(int argc, char **argv) {
     }
     sink = malloc(777);
     free(sink);
+    return 0;
+  }
+  if (!strcmp(mode, "limit-holes")) {
+    sink = malloc(16);
+    free(sink);
+    pthread_t t;
+    if (pthread_create(&t, NULL, pairs_then_keep, NULL) != 0 || pthread_join(t, NULL) != 0)
+      return 1;
+    for (int i = 0; i < 3; i++)
+      free(kept[i]);
     return 0;
   }
   if (!strcmp(mode, "signal-mallocs")) {
