@@ -203,6 +203,24 @@ static inline int hak_test_failures(void) {
     hak_ok_;                                                                                       \
   })
 
+/* After every block was freed: none live, no segment left abandoned (a
+ * free lost to an abandonment keeps it so), and hak_heap_check() clean.
+ * `what` names the point in a failure. Returns whether all held. */
+#define CHECK_ALL_FREED(what) hak_check_all_freed_(__FILE__, __LINE__, (what))
+static inline int hak_check_all_freed_(const char *file, int line, const char *what) {
+  struct hak_stats st;
+  hak_stats(&st);
+  int ok = 1;
+  if (st.live_blocks != 0 || st.abandoned_segments != 0)
+    ok = hak_test_fail_(file, line,
+                        "%s: every block freed, yet %zu live and %zu segment(s) abandoned", what,
+                        st.live_blocks, st.abandoned_segments);
+  int v = hak_heap_check();
+  if (v != 0)
+    ok = hak_test_fail_(file, line, "%s: hak_heap_check() found %d violation(s)", what, v);
+  return ok;
+}
+
 #define REQUIRE(cond)                                                                              \
   do {                                                                                             \
     if (!(cond)) {                                                                                 \

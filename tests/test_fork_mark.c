@@ -103,10 +103,6 @@ int main(void) {
   atomic_store(&hak_test_hook, NULL);
   for (int i = 1; i < N; i++)
     hak_free(blocks[i]);
-  hak_stats(&st);
-  CHECK_MSG(st.live_blocks == 0 && st.abandoned_segments == 0,
-            "%zu live and %zu segment(s) still abandoned after every block was freed",
-            st.live_blocks, st.abandoned_segments);
-  CHECK_EQ(hak_heap_check(), 0);
+  CHECK_ALL_FREED("fork_mark");
   return hak_test_done();
 }

@@ -194,12 +194,7 @@ static void exit_during_handover(void) {
   for (int i = 0; i <= BLOCKS; i++)
     if (i != 3)
       hak_free(e[i]);
-  struct hak_stats st;
-  hak_stats(&st);
-  CHECK_MSG(st.live_blocks == 0 && st.abandoned_segments == 0,
-            "the block handed over during the owner's exit was lost: %zu live, %zu segment(s) "
-            "abandoned after every block was freed",
-            st.live_blocks, st.abandoned_segments);
+  CHECK_ALL_FREED("a block handed over during the owner's exit");
 }
 
 static size_t class_pages(size_t cls) {

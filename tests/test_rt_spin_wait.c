@@ -205,11 +205,7 @@ static void marks(void) {
   CHECK_MSG(atomic_load(&adopted), "marks: the high thread did not adopt the segment");
   for (int i = 1; i < N; i++)
     hak_free(blocks[i]);
-  hak_stats(&st);
-  CHECK_MSG(st.live_blocks == 0 && st.abandoned_segments == 0,
-            "marks: %zu blocks live, %zu segments abandoned after every block was freed",
-            st.live_blocks, st.abandoned_segments);
-  CHECK_EQ(hak_heap_check(), 0);
+  CHECK_ALL_FREED("marks");
 }
 
 /* ---- notify: page_clear_notify ----------------------------------------- */
@@ -343,11 +339,7 @@ static void adopt_section(void) {
   CHECK_MSG(atomic_load(&adopted), "adopt: the low thread did not adopt the segment");
   for (int i = 1; i < N; i++)
     hak_free(blocks[i]);
-  hak_stats(&st);
-  CHECK_MSG(st.live_blocks == 0 && st.abandoned_segments == 0,
-            "adopt: %zu blocks live, %zu segments abandoned after every block was freed",
-            st.live_blocks, st.abandoned_segments);
-  CHECK_EQ(hak_heap_check(), 0);
+  CHECK_ALL_FREED("adopt");
 }
 
 /* ---- driver -------------------------------------------------------------- */
