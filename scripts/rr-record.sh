@@ -28,10 +28,9 @@
 # root: `./prog` from elsewhere was "not found", exit 127, reported as a failing
 # run and its recording kept).
 set -uo pipefail
-caller=$PWD
-from_caller() { case $1 in /*) printf '%s' "$1" ;; */*) printf '%s/%s' "$caller" "$1" ;; *) printf '%s' "$1" ;; esac; }
-RR=$(from_caller "${RR:-rr}")
-[ -n "${RR_DIR:-}" ] && { case $RR_DIR in /*) ;; *) RR_DIR=$caller/$RR_DIR ;; esac; }
+. "$(dirname "$0")/lib-caller.sh" # caller, caller_path, caller_cmd
+RR=$(caller_cmd "${RR:-rr}")
+[ -n "${RR_DIR:-}" ] && RR_DIR=$(caller_path "$RR_DIR")
 cd "$(dirname "$0")/.." || exit 2
 TRIES=${TRIES:-10}
 CHAOS=${CHAOS:-0}

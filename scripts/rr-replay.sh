@@ -4,11 +4,10 @@
 # (build/rr/last-fail) in `rr replay`. Exit 2 when there is none.
 # RR and RR_DIR as scripts/rr-record.sh takes them (relative: the caller's).
 set -uo pipefail
-caller=$PWD
-case ${RR:-rr} in /*) ;; */*) RR=$caller/$RR ;; esac
-[ -n "${RR_DIR:-}" ] && { case $RR_DIR in /*) ;; *) RR_DIR=$caller/$RR_DIR ;; esac; }
+. "$(dirname "$0")/lib-caller.sh" # caller_path, caller_cmd
+RR=$(caller_cmd "${RR:-rr}")
+[ -n "${RR_DIR:-}" ] && RR_DIR=$(caller_path "$RR_DIR")
 cd "$(dirname "$0")/.." || exit 2
-RR=${RR:-rr}
 RR_DIR=${RR_DIR:-$PWD/build/rr}
 if [ ! -e "$RR_DIR/last-fail" ]; then
   echo "rr-replay: no failing recording in $RR_DIR (run make rr-record CMD=... first)" >&2

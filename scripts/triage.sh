@@ -37,10 +37,9 @@
 # caller's directory; the defaults are the repository's (until 2026-11-28
 # INPUT was taken from the repository root: "no input file" from elsewhere).
 set -uo pipefail
-caller=$PWD
-from_caller() { case $1 in /*) printf '%s' "$1" ;; *) printf '%s/%s' "$caller" "$1" ;; esac; }
+. "$(dirname "$0")/lib-caller.sh" # caller_path
 for v in REPLAY TRACE2FUZZ FUZZ_LF_DIR FUZZ_SA_DIR REGRESSIONS_DIR TRIAGE_WORK; do
-  [ -n "${!v:-}" ] && printf -v "$v" '%s' "$(from_caller "${!v}")"
+  [ -n "${!v:-}" ] && printf -v "$v" '%s' "$(caller_path "${!v}")"
 done
 cd "$(dirname "$0")/.." || exit 2
 REPLAY=${REPLAY:-build/repro/release/replay}
@@ -62,7 +61,7 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-[ -n "$input" ] && input=$(from_caller "$input")
+[ -n "$input" ] && input=$(caller_path "$input")
 [ -n "$input" ] && [ -f "$input" ] || { echo "triage: no input file (usage: scripts/triage.sh INPUT)" >&2; exit 2; }
 driver=${driver:-fuzz_mt}
 case $driver in
