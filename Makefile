@@ -154,6 +154,18 @@ install: lib
 	install -m 0644 alloc/include/hakmem.h $(DESTDIR)$(PREFIX)/include/hakmem.h
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' alloc/hakmem.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/hakmem.pc
 
+# tests/preload/atfork_ctor.c, a library and the program linked to it, for
+# scripts/test-preload.sh and the mutants' preload checks (one build, one
+# set of flags; plain gcc, the preloaded library is the allocator)
+PRELOAD_B := build/release/preload
+PRELOAD_CFLAGS := -std=gnu11 -O1 -g -Wall -Wextra -Werror -pthread
+$(PRELOAD_B)/libatfork_ctor.so: tests/preload/atfork_ctor.c
+	@mkdir -p $(@D)
+	gcc $(PRELOAD_CFLAGS) -shared -fPIC -DATFORK_CTOR_LIB $< -o $@
+$(PRELOAD_B)/atfork_ctor: tests/preload/atfork_ctor.c $(PRELOAD_B)/libatfork_ctor.so
+	gcc $(PRELOAD_CFLAGS) $< -o $@ -Wl,--no-as-needed -L$(@D) -latfork_ctor \
+	  -Wl,-rpath,$(abspath $(@D)) -ldl
+
 format:
 	clang-format -i alloc/src/*.c alloc/src/*.h alloc/include/*.h tests/*.c tests/*.h tests/*.cpp \
 	  tests/preload/*.c stress/*.c stress/*.h

@@ -318,11 +318,7 @@ fi
 # call is pthread_atfork; forks in it and in main while threads allocate
 # (tests/preload/atfork_ctor.c). A hang is a failure within 60 s.
 actor=$PRE_DIR/atfork_ctor
-if run_check "$CFG" atfork_ctor-build bash -c '
-  f="-std=gnu11 -O1 -g -Wall -Wextra -Werror -pthread"
-  gcc $f -shared -fPIC -DATFORK_CTOR_LIB tests/preload/atfork_ctor.c -o "$1/libatfork_ctor.so" &&
-  gcc $f tests/preload/atfork_ctor.c -o "$1/atfork_ctor" -Wl,--no-as-needed -L"$1" -latfork_ctor \
-    -Wl,-rpath,"$1" -ldl' _ "$PRE_DIR"; then
+if run_check "$CFG" atfork_ctor-build make -s build/release/preload/atfork_ctor; then
   run_check "$CFG" atfork_ctor-nopreload env -u LD_PRELOAD timeout 60 "$actor" || fail=1
   run_check "$CFG" atfork_ctor env LD_PRELOAD="$SO" timeout 60 "$actor" --expect-hakmem || fail=1
   # the loader runs hakmem's constructor (which registers its fork handlers)

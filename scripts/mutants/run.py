@@ -270,11 +270,9 @@ def selection(root, makej, scale):
     if os.path.exists(os.path.join(root, "tests", "preload", "atfork_ctor.c")):
         S.append(Check("release/preload", "atfork_ctor", [
             "bash", "-c",
-            'd=build/release/preload && mkdir -p "$d" && f="-std=gnu11 -O1 -pthread" && '
-            'gcc $f -shared -fPIC -DATFORK_CTOR_LIB tests/preload/atfork_ctor.c -o "$d/libatfork_ctor.so" && '
-            'gcc $f tests/preload/atfork_ctor.c -o "$d/atfork_ctor" -Wl,--no-as-needed -L"$d" '
-            '-latfork_ctor -Wl,-rpath,"$PWD/$d" -ldl && '
-            'env LD_PRELOAD="$1" "$d/atfork_ctor" --expect-hakmem', "_", so], timeout=60))
+            'make -s build/release/preload/atfork_ctor && '
+            'env LD_PRELOAD="$1" build/release/preload/atfork_ctor --expect-hakmem', "_", so],
+            timeout=60))
         # hakmem's constructor first of all (libhakmem.so linked -z initfirst)
         S.append(Check("release/preload", "atfork_ctor-init-first", [
             "bash", "-c",
