@@ -10,8 +10,11 @@
 #                   "skipped: not installed" when absent
 #
 # Environment: CYCLES (default 20000000), MIN (16), MAX (1040), SLOTS (8192),
-# SEED (42), REPS (3), ALLOCATORS (space-separated subset of the names above).
-# Exits non-zero if a run fails or reports the wrong allocator.
+# SEED (42), REPS (3), ALLOCATORS (space-separated subset of the names above),
+# BENCH_OUT (build/bench: where random_mixed.tsv goes).
+# Exits non-zero if a run fails, reports the wrong allocator or measured no
+# work (ops/s 0: until 2026-11-28 such a run was a result, and the ratio to
+# a glibc median of 0 was awk's division by zero).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 ROOT=$PWD
@@ -25,7 +28,7 @@ REPS=${REPS:-3}
 ALLOCATORS=${ALLOCATORS:-hakmem glibc hakmem-preload mimalloc jemalloc tcmalloc}
 JOBS=${JOBS:-2}
 B=build/release/stress
-OUTDIR=build/bench
+OUTDIR=${BENCH_OUT:-build/bench}
 mkdir -p "$OUTDIR"
 RAW=$OUTDIR/random_mixed.tsv
 
@@ -72,8 +75,10 @@ for ((r = 1; r <= REPS; r++)); do
     name=$(printf '%s' "$line" | sed -n 's/.*allocator=\([^ ]*\).*/\1/p')
     ops=$(printf '%s' "$line" | sed -n 's/.*ops\/s=\([0-9.]*\).*/\1/p')
     secs=$(printf '%s' "$line" | sed -n 's/.*time=\([0-9.]*\) s.*/\1/p')
-    if [ $rc -ne 0 ] || [ -z "$ops" ] || [ "$name" != "${EXPECT[$a]}" ]; then
-      echo "    $a (rep $r): FAILED (exit $rc, allocator=${name:-?}, expected ${EXPECT[$a]})"
+    # ops/s must be a number above 0 (awk: "0.0" and "" are not)
+    measured=$(awk -v o="${ops:-0}" 'BEGIN { print (o + 0 > 0) ? 1 : 0 }')
+    if [ $rc -ne 0 ] || [ "$measured" != 1 ] || [ "$name" != "${EXPECT[$a]}" ]; then
+      echo "    $a (rep $r): FAILED (exit $rc, allocator=${name:-?}, expected ${EXPECT[$a]}, ops/s=${ops:-?})"
       printf '%s\n' "$out" | tail -n 20 | sed 's/^/      /'
       bad=1
       continue

@@ -9,6 +9,9 @@
 #                       blocks' contents themselves)
 #   bench/random-mixed-median  make bench-random-mixed's median of an even,
 #                       odd and one-value count
+#   bench/random-mixed-zero  make bench-random-mixed fails a run that
+#                       measured no work (CYCLES=0: ops/s=0.0), and passes
+#                       a real one
 #   bench/smoke-run     scripts/bench.sh: 7 workloads x hakmem, glibc x 1 rep,
 #                       SCALE=0.05
 #   bench/outputs       results.json (every sample, medians, ratios),
@@ -110,6 +113,17 @@ run_check release bench/random-mixed-median bash -c '
   m=$(printf " 3 10 2" | median); [ "$m" = 3 ] || { echo "odd: $m, expected 3"; exit 1; }
   m=$(printf " 48167190" | median); [ "$m" = 48167190 ] || { echo "one: $m, expected 48167190"; exit 1; }
   echo ok'
+
+# a run that measured nothing (ops/s=0.0) is a failed run, not a result
+run_check release bench/random-mixed-zero bash -c '
+  out=$(CYCLES=0 REPS=1 ALLOCATORS=glibc BENCH_OUT="$1" scripts/bench-random-mixed.sh 2>&1)
+  rc=$?
+  [ $rc -ne 0 ] || { printf "%s\n" "$out"; echo "exit 0 for a run of ops/s=0.0"; exit 1; }
+  printf "%s\n" "$out" | grep -q "glibc (rep 1): FAILED .*ops/s=0.0" ||
+    { printf "%s\n" "$out"; echo "the zero run was not named"; exit 1; }
+  CYCLES=20000 REPS=1 ALLOCATORS="glibc hakmem" BENCH_OUT="$1" scripts/bench-random-mixed.sh >/dev/null 2>&1 ||
+    { echo "a real run failed"; exit 1; }
+  echo ok' _ "$OUT"
 
 # bench-check against planted results and baselines (scripts/bench-check-selftest.sh)
 run_check release bench/check-planted scripts/bench-check-selftest.sh
