@@ -218,6 +218,16 @@ run_check nightly nothing-ran bash -c '
   grep -q "^No check passed" "$T/none/report.md" || exit 1
   python3 -c "import json, sys; assert json.load(open(sys.argv[1]))[\"result\"] == \"FAIL\"" "$T/none/report.json"'
 
+# a selected check the budget never reached was not verified: not a PASS,
+# though the planted check passed (BUDGET=0: nothing left for bench-check)
+run_check nightly budget-starved bash -c '
+  T='"$T"'
+  NIGHTLY_OUT=$T/starved NIGHTLY_ONLY=bench-check NIGHTLY_PLANT=pass BUDGET=0 scripts/nightly.sh; rc=$?
+  [ $rc = 1 ] || { echo "nightly exit $rc with bench-check skipped for the budget, expected 1"; exit 1; }
+  grep -q "^\*\*Result: FAIL\*\* (1 passed, 0 failed, [1-9][0-9]* skipped" "$T/starved/report.md" || exit 1
+  grep -q "^The budget did not reach bench-check: not verified" "$T/starved/report.md" || exit 1
+  python3 -c "import json, sys; d = json.load(open(sys.argv[1])); assert d[\"result\"] == \"FAIL\" and d[\"starved\"] == [\"bench-check\"], d" "$T/starved/report.json"'
+
 run_check nightly available-fresh bash -c '
   T='"$T"'
   rm -rf "$T/fresh" && mkdir -p "$T/fresh"
