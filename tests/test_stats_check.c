@@ -360,7 +360,8 @@ static const char *const corrupt_want[] = {
     "free block lost its free marker",
     "on a heap's delayed list and another list",
     "delayed free list entry not a carved block",
-    "delayed free list entry in a segment its heap does not own"};
+    "delayed free list entry in a segment its heap does not own",
+    "segment owned by a heap that does not list it"};
 
 static void *alloc_in_thread(void *arg) {
   return hak_malloc(48);
@@ -436,6 +437,13 @@ static void corrupt_child(void *arg) {
         (hak_block_t *)(page_start(pg) + atomic_load(&pg->capacity) * pg->block_size);
     block_set_free(past, NULL, block_marker_value(past));
     block_set_next(tail, past);
+  } else if (k == 20) {
+    /* the segment of this heap's blocks dropped from its list (the count of
+     * pages listed against pages in listed segments differs too) */
+    hak_segment_t *seg = ptr_segment_base(keep);
+    REQUIRE(atomic_load(&seg->owner) == hak_tls_heap && hak_tls_heap->segments == seg &&
+            seg->next == NULL);
+    hak_tls_heap->segments = NULL;
   } else if (k == 19) {
     pthread_t t;
     void *b = NULL; /* live in the exited thread's abandoned segment */

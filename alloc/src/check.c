@@ -162,6 +162,16 @@ static void check_page(checker_t *c, hak_segment_t *seg, unsigned i, hak_page_t 
               tf & TF_MASK);
 }
 
+/* Whether h's segment list holds seg (the walk bounded: a cycle is
+ * reported by check_heap's count). */
+static bool heap_lists(const hak_heap_t *h, const hak_segment_t *seg) {
+  size_t n = 0;
+  for (const hak_segment_t *s = h->segments; s && n < (1u << 24); s = s->next, n++)
+    if (s == seg)
+      return true;
+  return false;
+}
+
 static void check_segment(checker_t *c, hak_segment_t *seg, bool cached) {
   if (((uintptr_t)seg & SEGMENT_MASK) || seg->magic != SEG_MAGIC || seg->kind != KIND_SMALL) {
     violation(c, "bad segment header", seg, seg->magic, seg->kind);
@@ -176,6 +186,11 @@ static void check_segment(checker_t *c, hak_segment_t *seg, bool cached) {
                 seg->abandoned, owner != NULL);
     if (owner && owner->state != HEAP_ACTIVE)
       violation(c, "segment owned by a finished heap", seg, owner->id, owner->state);
+    /* an owned segment its heap does not list is never reused, released or
+     * abandoned: with no page in use, nothing else shows it (until
+     * 2026-11-28 nothing checked it) */
+    else if (owner && !heap_lists(owner, seg))
+      violation(c, "segment owned by a heap that does not list it", seg, owner->id, 0);
     /* every free counted since the abandonment freed a block live then */
     uint32_t frees = atomic_load_explicit(&seg->abandoned_frees, memory_order_relaxed);
     uint32_t live = atomic_load_explicit(&seg->abandoned_live, memory_order_relaxed);
