@@ -24,6 +24,10 @@
 #                constructor is the loader's first (-z initfirst);
 #                atfork_ctor-no-initfirst: a copy without the flag, the
 #                constructor before hakmem's (scripts/elf-clear-initfirst.py)
+#   tsd_exit     tests/preload/tsd_exit.c: threads exiting while hakmem's
+#                pthread key is at index 32 or more (a library constructor
+#                creates 40 keys before hakmem's, under a copy without the
+#                flag: tsd_exit-high-key); no heap may be pooled twice
 #   selftest-*   the comparison fails a program that crashes under the
 #                preload though its output matches (tests/preload/crash_shim.c)
 #
@@ -337,6 +341,25 @@ if run_check "$CFG" atfork_ctor-build make -s build/release/preload/atfork_ctor;
     python3 scripts/elf-clear-initfirst.py "$1" "$3/libhakmem-no-initfirst.so" &&
       env ATFORK_CTOR_NOFORK=1 LD_PRELOAD="$3/libhakmem-no-initfirst.so" timeout 60 "$2" \
         --expect-hakmem' _ "$SO" "$actor" "$PRE_DIR" || fail=1
+else
+  fail=1
+fi
+
+# (h) threads exiting while hakmem's pthread key is at index 32 or more
+# (tests/preload/tsd_exit.c): a library's constructor creates 40 keys
+# before hakmem's constructor runs (a copy of the library without
+# DF_1_INITFIRST); each exit must leave no heap pooled twice.
+tsd=$PRE_DIR/tsd_exit
+if run_check "$CFG" tsd_exit-build bash -c '
+  f="-std=gnu11 -O1 -g -Wall -Wextra -Werror -pthread"
+  gcc $f -shared -fPIC -DTSD_EXIT_LIB tests/preload/tsd_exit.c -o "$1/libtsd_exit.so" &&
+  gcc $f tests/preload/tsd_exit.c -o "$1/tsd_exit" -Wl,--no-as-needed -L"$1" -ltsd_exit \
+    -Wl,-rpath,"$1" -ldl &&
+  python3 scripts/elf-clear-initfirst.py "$2" "$1/libhakmem-no-initfirst-tsd.so"' _ "$PRE_DIR" "$SO"; then
+  run_check "$CFG" tsd_exit-nopreload env -u LD_PRELOAD timeout 60 "$tsd" || fail=1
+  run_check "$CFG" tsd_exit env LD_PRELOAD="$SO" timeout 60 "$tsd" || fail=1
+  run_check "$CFG" tsd_exit-high-key env LD_PRELOAD="$PRE_DIR/libhakmem-no-initfirst-tsd.so" \
+    timeout 60 "$tsd" --expect-high-key || fail=1
 else
   fail=1
 fi

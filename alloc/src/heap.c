@@ -175,6 +175,19 @@ hak_heap_t *heap_get_or_create(void) {
   if (!h)
     return NULL;
   hak_tls_heap = h;
+  /* An exiting thread's (its heap abandoned at its exit): the caller
+   * abandons this heap itself after its one call (abandon_if_exiting), so
+   * the key is not set, nor the fork handlers registered. Either may
+   * allocate, and under the preload that call is hakmem's, nested in this
+   * one: with the heap key at index 32 or more (created after 32 others),
+   * pthread_setspecific callocs the thread's block of keys 32-63, which
+   * glibc's exit frees before this thread's last frees, and the nested
+   * calloc, an exiting thread's call too, abandoned this heap to the pool
+   * before its caller used it and abandoned it again: the pool held it
+   * twice, and two later threads shared it (a probe of 2026-11-28,
+   * tests/preload/tsd_exit.c; the calloc'd block leaked as well). */
+  if (hak_tls_exiting)
+    return h;
   if (heap_key_ok)
     pthread_setspecific(heap_key, h);
   /* Registered here, not in init_once: pthread_atfork may allocate, and by
