@@ -33,6 +33,7 @@
  * Overhead: one atomic fetch-add for the sequence number, a registry lookup
  * for the usable size of a returned block, a clock read (vDSO, no syscall), a
  * 64-byte store. */
+#define _GNU_SOURCE /* secure_getenv */
 #include "trace.h"
 
 #include <errno.h>
@@ -249,7 +250,11 @@ static void trace_init(void) {
     return;
   }
   HAK_TEST_HOOK(HAK_HOOK_TRACE_INIT, NULL);
-  const char *p = getenv("HAKMEM_TRACE");
+  /* secure_getenv: under secure execution (setuid, setgid, capabilities)
+   * the file the environment names is not written with the program's
+   * privileges (until 2026-11-28 getenv: a setuid program linked with this
+   * build wrote its trace wherever its caller said; test_trace_secure) */
+  const char *p = secure_getenv("HAKMEM_TRACE");
   size_t n = p ? strlen(p) : 0;
   if (n == 0 || n >= sizeof trace_path - 24) {
     atomic_store_explicit(&trace_state, ST_OFF, memory_order_release);
@@ -259,7 +264,7 @@ static void trace_init(void) {
   if (!trace_pid) /* a fork child's init keeps hak_trace_fork_child's -1 */
     trace_pid = getpid();
   trace_stale_pid = trace_file_pid(trace_path);
-  const char *l = getenv("HAKMEM_TRACE_LIMIT_MB");
+  const char *l = secure_getenv("HAKMEM_TRACE_LIMIT_MB");
   uint64_t mb = 1024;
   if (l && *l) {
     mb = 0;
