@@ -116,6 +116,7 @@ static void heap_reset(hak_heap_t *h) {
   h->segments = NULL;
   h->dirty_free_bytes = 0;
   h->purge_at_ms = 0;
+  h->seg_joins = h->collect_due = 0;
   atomic_store_explicit(&h->delayed, 0, memory_order_relaxed);
 }
 
@@ -333,16 +334,21 @@ static void heap_thread_done(void *arg) {
  * hand-over is still touching it), an idle segment to the cache. Until
  * 2026-11-28 those stacks stayed for the next allocation to collect: a
  * program whose threads freed what its main thread built kept all of it
- * carved and resident through malloc_trim (24 MiB in test_trim part 1c). */
-static void heap_collect_remote(hak_heap_t *h) {
+ * carved and resident through malloc_trim (24 MiB in test_trim part 1c).
+ * Also segment_page_alloc's, before the heap takes a segment it does not
+ * have. Returns how many segments it walked. */
+size_t heap_collect_remote(hak_heap_t *h) {
+  size_t walked = 0;
   for (hak_segment_t *s = h->segments, *next; s; s = next) {
     next = s->next;
+    walked++;
     hak_page_t *pg;
     FOR_EACH_PAGE(s, pg) {
       if (page_collect(pg) != 0 && page_free_slow(h, s, pg))
         break; /* s went back: not touched again */
     }
   }
+  return walked;
 }
 
 void heap_trim_all(void) {

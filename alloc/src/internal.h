@@ -262,6 +262,11 @@ typedef struct hak_heap {
   _Atomic uintptr_t delayed; /* blocks handed over by remote frees to full pages */
   size_t dirty_free_bytes;   /* free slice bytes not yet purged */
   uint64_t purge_at_ms;      /* when they may be purged (0: below the threshold) */
+  /* segments segment_page_alloc took (new, cached or adopted) since its
+   * last heap_collect_remote, and how many it takes before the next: a
+   * quarter of the segments that one walked, so the walks cost O(1) per
+   * page allocated however big the heap grows */
+  uint32_t seg_joins, collect_due;
   uint32_t state;
   uint32_t id;
   /* hak_abandon_epoch at this heap's last allocation slow path (0: none
@@ -625,6 +630,7 @@ HAK_INTERNAL void hak_init(void);
 HAK_INTERNAL hak_heap_t *heap_get_or_create(void);
 HAK_INTERNAL size_t heap_structs_spare(void);
 HAK_INTERNAL void heap_drain_delayed(hak_heap_t *h);
+HAK_INTERNAL size_t heap_collect_remote(hak_heap_t *h);
 HAK_INTERNAL void heap_abandon(hak_heap_t *h, bool in_fork_child);
 HAK_INTERNAL void heap_trim_all(void);
 extern HAK_INTERNAL hak_heap_t *hak_all_heaps;

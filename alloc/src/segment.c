@@ -520,9 +520,25 @@ static hak_page_t *heap_take_run(hak_heap_t *h, size_t cls, size_t n) {
   return NULL;
 }
 
+/* A page of h's queue of `cls` with a free block (its remote frees
+ * collected) or room to carve, taken off the queue; or NULL. */
+static hak_page_t *queue_take_ready(hak_heap_t *h, size_t cls) {
+  for (hak_page_t *q = queue_first(h, cls); q; q = q->next) {
+    if (!q->free)
+      page_collect(q);
+    if (q->free || atomic_load_explicit(&q->capacity, memory_order_relaxed) < q->reserved) {
+      queue_remove(h, q);
+      return q;
+    }
+  }
+  return NULL;
+}
+
 /* A new page of class `cls` for h: free slices of h's segments (committed
- * ones first); then abandoned segments (adopted: a page of theirs with
- * room, or their free slices); then a new segment. (Adopting before using
+ * ones first); then those of h's pages that other threads' frees emptied,
+ * or such a page of `cls` (heap_collect_remote, amortized: below); then
+ * abandoned segments (adopted: a page of theirs with room, or their free
+ * slices); then a new segment. (Adopting before using
  * h's never-touched slices was tried: Larson's peak RSS rose from 25 to
  * 32 MB at 2 threads, heaps taking over segments pinned by a few blocks.) */
 hak_page_t *segment_page_alloc(hak_heap_t *h, size_t cls) {
@@ -530,25 +546,35 @@ hak_page_t *segment_page_alloc(hak_heap_t *h, size_t cls) {
   hak_page_t *pg = heap_take_run(h, cls, n);
   if (pg)
     return pg;
+  /* Before another segment: the blocks other threads freed to h's pages.
+   * Those wait on the pages' stacks until h's malloc walks their class
+   * queue (or one per full page on the delayed list, which puts the page
+   * back in its queue): pages of a class h no longer allocates stayed
+   * carved with no live block, and a producer whose consumer thread freed
+   * everything held 6 MiB more per class it moved on to (test_page_reuse,
+   * remote_freed_pages_reused). The pages that empty give their slices
+   * back; a page of `cls` that has free blocks now serves. A walk every
+   * seg_joins >= collect_due segments taken. */
+  if (h->seg_joins >= h->collect_due) {
+    size_t walked = heap_collect_remote(h);
+    h->seg_joins = 0;
+    h->collect_due = (uint32_t)(walked / 4);
+    if ((pg = queue_take_ready(h, cls)) != NULL || (pg = heap_take_run(h, cls, n)) != NULL)
+      return pg;
+  }
   /* Adopting may free its empty pages (and even the segment); the adopted
    * pages of class `cls` are now in h's queue and may serve the request. */
   for (int tries = 0; tries < 4; tries++) {
     if (!adopt_abandoned(h))
       break;
-    for (hak_page_t *q = queue_first(h, cls); q; q = q->next) {
-      if (!q->free)
-        page_collect(q);
-      if (q->free || atomic_load_explicit(&q->capacity, memory_order_relaxed) < q->reserved) {
-        queue_remove(h, q);
-        return q;
-      }
-    }
-    if ((pg = heap_take_run(h, cls, n)) != NULL)
+    h->seg_joins++;
+    if ((pg = queue_take_ready(h, cls)) != NULL || (pg = heap_take_run(h, cls, n)) != NULL)
       return pg;
   }
   hak_segment_t *seg = segment_new();
   if (!seg)
     return NULL;
+  h->seg_joins++;
   heap_link_segment(h, seg); /* linked before owned: see segment_fork_fixup */
   h->dirty_free_bytes += segment_dirty_free_bytes(seg); /* a cached one's, not purged yet */
   atomic_store_explicit(&seg->owner, h, memory_order_relaxed);
