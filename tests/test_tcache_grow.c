@@ -36,6 +36,19 @@ static size_t length(size_t cls) {
   return n;
 }
 
+/* Whether the list of `cls` holds the blocks freed last, newest first:
+ * stack[top], stack[top + 1], ... (free_n frees from the top down). An
+ * overflow keeps the newest half, the blocks most likely still in the CPU
+ * cache; keeping the older half passed every test (mutant
+ * tcache-overflow-keeps-oldest, 2026-11-28). */
+static bool holds_newest(size_t cls) {
+  int i = top;
+  for (hak_block_t *b = hak_tls_heap->tc_head[cls]; b; b = block_next(b), i++)
+    if (i >= N || (void *)b != stack[i])
+      return false;
+  return true;
+}
+
 /* The first limits (sizeclass.c, README "Thread cache"): TCACHE_BYTES
  * worth of blocks, at most 128, at least 32 up to 8 KiB, 16 up to 16 KiB
  * and 4 above; every class full: at most 7.9 MiB per thread. */
@@ -82,10 +95,12 @@ int main(void) {
   CHECK_EQ(h->tc_limit[cls], 2 * first);
   CHECK_EQ(length(cls), first + 1);
   CHECK_EQ(hak_heap_check(), 0);
-  /* it fills and overflows again with no malloc between: half spills */
+  /* it fills and overflows again with no malloc between: half spills, the
+   * newest half stays */
   free_n((int)first);
   CHECK_EQ(h->tc_limit[cls], 2 * first);
   CHECK_EQ(length(cls), first);
+  CHECK_MSG(holds_newest(cls), "an overflow kept other blocks than the %u freed last", first);
   CHECK_EQ(hak_heap_check(), 0);
   /* mallocs served by the list without emptying it, then an overflow:
    * still a spill, no growth */
@@ -94,6 +109,7 @@ int main(void) {
   free_n((int)first + 11);
   CHECK_EQ(h->tc_limit[cls], 2 * first);
   CHECK_EQ(length(cls), first);
+  CHECK_MSG(holds_newest(cls), "an overflow kept other blocks than the %u freed last", first);
   CHECK_EQ(hak_heap_check(), 0);
   /* run empty, then overflow: 64 -> 128, then it stays (4 x 32) */
   for (int round = 0; round < 3; round++) {
