@@ -336,19 +336,20 @@ static void heap_thread_done(void *arg) {
  * program whose threads freed what its main thread built kept all of it
  * carved and resident through malloc_trim (24 MiB in test_trim part 1c).
  * Also segment_page_alloc's, before the heap takes a segment it does not
- * have. Returns how many segments it walked. */
+ * have. Returns how many segments the heap still has. */
 size_t heap_collect_remote(hak_heap_t *h) {
-  size_t walked = 0;
+  size_t kept = 0;
   for (hak_segment_t *s = h->segments, *next; s; s = next) {
     next = s->next;
-    walked++;
+    bool gone = false;
     hak_page_t *pg;
     FOR_EACH_PAGE(s, pg) {
-      if (page_collect(pg) != 0 && page_free_slow(h, s, pg))
+      if (page_collect(pg) != 0 && (gone = page_free_slow(h, s, pg)))
         break; /* s went back: not touched again */
     }
+    kept += !gone;
   }
-  return walked;
+  return kept;
 }
 
 void heap_trim_all(void) {

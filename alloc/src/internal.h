@@ -264,8 +264,8 @@ typedef struct hak_heap {
   uint64_t purge_at_ms;      /* when they may be purged (0: below the threshold) */
   /* segments segment_page_alloc took (new, cached or adopted) since its
    * last heap_collect_remote, and how many it takes before the next: a
-   * quarter of the segments that one walked, so the walks cost O(1) per
-   * page allocated however big the heap grows */
+   * quarter of the segments the heap kept through that one, so the walks
+   * cost O(1) per page allocated however big the heap grows */
   uint32_t seg_joins, collect_due;
   uint32_t state;
   uint32_t id;

@@ -556,9 +556,9 @@ hak_page_t *segment_page_alloc(hak_heap_t *h, size_t cls) {
    * back; a page of `cls` that has free blocks now serves. A walk every
    * seg_joins >= collect_due segments taken. */
   if (h->seg_joins >= h->collect_due) {
-    size_t walked = heap_collect_remote(h);
+    size_t kept = heap_collect_remote(h);
     h->seg_joins = 0;
-    h->collect_due = (uint32_t)(walked / 4);
+    h->collect_due = (uint32_t)(kept / 4);
     if ((pg = queue_take_ready(h, cls)) != NULL || (pg = heap_take_run(h, cls, n)) != NULL)
       return pg;
   }
