@@ -7,6 +7,7 @@
 
 #include <pthread.h>
 #include <sys/mman.h>
+#include <sys/time.h>
 
 #include "internal.h"
 
@@ -229,6 +230,86 @@ static void do_write_after_free(void *arg) {
   _exit(3); /* not found */
 }
 
+/* A fatal error's line written to an fd 2 that takes it only after a
+ * while, or not at all: a full non-blocking pipe (STDERR_NONBLOCKING), a
+ * full pipe and a timer signal that interrupts the write (no SA_RESTART:
+ * STDERR_INTERRUPTED), a pipe whose reader has gone (STDERR_READER_GONE).
+ * A grandchild double-frees the block with that fd 2; this child empties
+ * the pipe once the grandchild is in its free, passes on what follows the
+ * filler to its own stderr, and dies by the signal the grandchild died by.
+ * Until 2026-11-28 msg_flush gave the line up at the first failed write
+ * (EAGAIN, EINTR: the line lost), and a closed pipe's SIGPIPE ended the
+ * process instead of the SIGABRT README promises. */
+enum { STDERR_NONBLOCKING, STDERR_INTERRUPTED, STDERR_READER_GONE };
+static int stderr_mode;
+static void on_timer(int sig) {
+  (void)sig;
+}
+static void do_free_twice_hard_stderr(void *p) {
+  int out[2], sync[2];
+  REQUIRE(pipe(out) == 0 && pipe(sync) == 0);
+  if (stderr_mode == STDERR_READER_GONE)
+    close(out[0]);
+  pid_t g = fork();
+  REQUIRE(g >= 0);
+  if (g == 0) {
+    if (stderr_mode != STDERR_READER_GONE)
+      close(out[0]);
+    close(sync[0]);
+    dup2(out[1], 2);
+    close(out[1]);
+    if (stderr_mode != STDERR_READER_GONE) {
+      int fl = fcntl(2, F_GETFL);
+      fcntl(2, F_SETFL, fl | O_NONBLOCK);
+      static char fill[4096];
+      memset(fill, '.', sizeof fill);
+      while (write(2, fill, sizeof fill) > 0) {
+      }
+      while (write(2, fill, 1) > 0) { /* full to the last byte */
+      }
+      if (stderr_mode == STDERR_INTERRUPTED) {
+        fcntl(2, F_SETFL, fl);
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_timer; /* no SA_RESTART: a blocked write returns EINTR */
+        sigaction(SIGALRM, &sa, NULL);
+        struct itimerval it = {{0, 5000}, {0, 5000}};
+        setitimer(ITIMER_REAL, &it, NULL);
+      }
+    }
+    if (write(sync[1], "g", 1) != 1)
+      _exit(5);
+    hak_free(p);
+    hak_free(p);
+    _exit(0);
+  }
+  close(out[1]);
+  close(sync[1]);
+  char c;
+  if (read(sync[0], &c, 1) != 1)
+    _exit(6);
+  hak_sleep_ms(100); /* the grandchild in its write (or poll) */
+  char buf[4096];
+  ssize_t r;
+  while (stderr_mode != STDERR_READER_GONE && (r = read(out[0], buf, sizeof buf)) > 0) {
+    ssize_t i = 0;
+    while (i < r && buf[i] == '.')
+      i++;
+    if (i < r && write(2, buf + i, (size_t)(r - i)) < 0)
+      _exit(7);
+  }
+  int st;
+  while (waitpid(g, &st, 0) < 0 && errno == EINTR) {
+  }
+  if (!WIFSIGNALED(st)) {
+    hak_test_log("the grandchild exited %d\n", WEXITSTATUS(st));
+    _exit(8);
+  }
+  signal(WTERMSIG(st), SIG_DFL);
+  raise(WTERMSIG(st));
+  _exit(9);
+}
+
 /* ---- the cases ---------------------------------------------------------------------- */
 
 static void expect_not_allocated(const char *op, void (*fn)(void *), void *p) {
@@ -298,6 +379,15 @@ int main(void) {
     fmt(want, sizeof want, "hakmem: invalid free of %p: not the start of an allocated block\n",
         gone);
     EXPECT_ABORT(do_free, gone, want);
+  }
+
+  /* ... with an fd 2 that is hard to write to (do_free_twice_hard_stderr) */
+  static const int hard[] = {STDERR_NONBLOCKING, STDERR_INTERRUPTED, STDERR_READER_GONE};
+  fmt(want, sizeof want, "hakmem: double free of %p (size class %zu)\n", p, c48);
+  for (size_t i = 0; i < sizeof hard / sizeof hard[0]; i++) {
+    stderr_mode = hard[i];
+    /* with the reader gone, the line goes nowhere: SIGABRT (not SIGPIPE) is all there is */
+    EXPECT_ABORT(do_free_twice_hard_stderr, p, stderr_mode == STDERR_READER_GONE ? "" : want);
   }
 
   /* Double free of a large block. */

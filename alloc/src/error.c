@@ -1,6 +1,8 @@
 /* Named fatal errors. Each writes one line to stderr with write(2) (no
  * stdio, no malloc) and aborts: bad frees are never silently ignored, in
  * the release build too. Formats are documented in README.md. */
+#include <poll.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -35,15 +37,59 @@ void msg_dec(hak_msg_t *m, size_t v) {
     m->buf[m->len++] = tmp[--n];
 }
 
+/* How long a write to a non-blocking fd 2 that takes nothing (its pipe
+ * full: EAGAIN) waits for room, each time, before the line is given up. */
+#define MSG_WAIT_MS 2000
+
+/* Writes the line to fd 2, whole. A write a signal interrupts (EINTR) is
+ * made again; one a non-blocking fd 2 refuses (EAGAIN) waits for room
+ * (poll); one to a pipe nobody reads any more fails with EPIPE and raises no
+ * SIGPIPE (blocked for the write, and the one it made taken back): a fatal
+ * error still ends the process by SIGABRT, as README says. Until 2026-11-28
+ * a write that failed was given up: a fatal error's line was lost when fd 2
+ * was a full non-blocking pipe, or a full pipe and a timer signal (profilers)
+ * interrupted the write; and with the reader gone (`prog 2>&1 | head -1`)
+ * the process died by SIGPIPE instead of SIGABRT (test_failure_paths,
+ * stderr_*). errno is kept. */
 void msg_flush(hak_msg_t *m) {
+  int saved = errno;
+  sigset_t pipe_set, old, pending;
+  sigemptyset(&pipe_set);
+  sigaddset(&pipe_set, SIGPIPE);
+  /* a SIGPIPE that was pending already is the program's, not to be taken */
+  bool was_pending = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE);
+  bool masked = pthread_sigmask(SIG_BLOCK, &pipe_set, &old) == 0;
+  bool broken = false;
   size_t off = 0;
   while (off < m->len) {
     ssize_t w = write(2, m->buf + off, m->len - off);
-    if (w <= 0)
-      break;
-    off += (size_t)w;
+    if (w > 0) {
+      off += (size_t)w;
+      continue;
+    }
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      struct pollfd pfd = {.fd = 2, .events = POLLOUT};
+      int r;
+      do
+        r = poll(&pfd, 1, MSG_WAIT_MS);
+      while (r < 0 && errno == EINTR);
+      if (r > 0)
+        continue;
+    }
+    broken = w < 0 && errno == EPIPE;
+    break;
+  }
+  if (masked) {
+    if (broken && !was_pending && !sigismember(&old, SIGPIPE)) {
+      struct timespec zero = {0, 0};
+      sigtimedwait(&pipe_set, NULL, &zero); /* the SIGPIPE this write raised */
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
   }
   m->len = 0;
+  errno = saved;
 }
 
 static __attribute__((noreturn)) void die(hak_msg_t *m) {
