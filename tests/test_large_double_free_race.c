@@ -27,6 +27,7 @@ static void *target;                                    /* the block the hook fr
 static int trim_after; /* the hook's free is followed by hak_trim */
 static int skip;       /* hook calls for the target to let pass first */
 static int hook_ran;
+static void *victim; /* what the hook frees, if not the target */
 
 static void hook(enum hak_hook_point where, void *arg) {
   if (where != at || arg != target || hook_ran)
@@ -36,7 +37,7 @@ static void hook(enum hak_hook_point where, void *arg) {
     return;
   }
   hook_ran = 1; /* the nested free passes this point too */
-  hak_free(arg);
+  hak_free(victim ? victim : arg);
   if (trim_after)
     hak_trim(0); /* the cached mapping unmapped */
 }
@@ -113,7 +114,7 @@ static void realloc_move(void *arg) {
 }
 
 /* ---- the window before resolve's checks: the hook at large_resolve */
-enum { USABLE, FREE_SIZED, REALLOC };
+enum { USABLE, FREE_SIZED, REALLOC, FREE };
 static void resolve_race(void *p, int call, int trim) {
   REQUIRE(p != NULL);
   at = HAK_HOOK_LARGE_RESOLVING;
@@ -156,6 +157,40 @@ static void realloc_resolve_big(void *arg) {
   resolve_race(hak_malloc(40 * MiB), REALLOC, 0);
 }
 
+/* ---- the error path's window: err_invalid names a bad pointer into a
+ * large block's range (not its start: large_free and large_resolve let the
+ * lock go before they call it) while another thread frees the block; the
+ * hook at err_invalid (HAK_HOOK_ERR_LARGE) frees it there. Until 2026-11-28
+ * err_invalid read the header without the lock: unmapped, SIGSEGV and no
+ * report. Now named for what the range holds once the block is gone. */
+static void interior_race(unsigned char *b, size_t off, int call) {
+  REQUIRE(b != NULL);
+  at = HAK_HOOK_ERR_LARGE;
+  victim = b;
+  target = b + off;
+  atomic_store(&hak_test_hook, hook);
+  if (call == USABLE)
+    fprintf(stderr, "usable size %zu\n", hak_usable_size(target));
+  else if (call == REALLOC)
+    hak_realloc(target, 45 * MiB);
+  else
+    hak_free(target);
+  atomic_store(&hak_test_hook, NULL);
+  fprintf(stderr, "hook ran: %d; the call returned\n", hook_ran); /* a bug: see race_realloc */
+}
+
+static void interior_big(void *arg) {
+  interior_race(hak_malloc(40 * MiB), (size_t)(uintptr_t)arg, FREE);
+}
+
+static void interior_huge_usable(void *arg) {
+  interior_race(hak_aligned_alloc(4 * MiB, MiB), (size_t)(uintptr_t)arg, USABLE);
+}
+
+static void interior_big_realloc(void *arg) {
+  interior_race(hak_malloc(40 * MiB), (size_t)(uintptr_t)arg, REALLOC);
+}
+
 /* A block the cache keeps: its header stays mapped, freed (passed before
  * the fix too; the same report). */
 static void free_cached(void *arg) {
@@ -184,5 +219,15 @@ int main(void) {
   EXPECT_ABORT(free_sized_big, NULL, "hakmem: double free of 0x");
   EXPECT_ABORT(free_sized_huge_aligned, NULL, "hakmem: double free of 0x");
   EXPECT_ABORT(realloc_resolve_big, NULL, "hakmem: realloc of freed block 0x");
+  /* the error path's own window: the pointer is not allocated by hakmem once
+   * the block is unmapped (its first bytes, its header: 16 below the block) */
+  EXPECT_ABORT(interior_big, (void *)(uintptr_t)16, ": not allocated by hakmem\n");
+  EXPECT_ABORT(interior_big, (void *)(uintptr_t)(MiB + 1), "hakmem: invalid free of 0x");
+  EXPECT_ABORT(interior_big, (void *)(uintptr_t)(MiB + 1), ": not allocated by hakmem\n");
+  EXPECT_ABORT(interior_big, (void *)(uintptr_t)-16, ": not allocated by hakmem\n");
+  EXPECT_ABORT(interior_huge_usable, (void *)(uintptr_t)4096, "hakmem: invalid usable_size of 0x");
+  EXPECT_ABORT(interior_huge_usable, (void *)(uintptr_t)4096, ": not allocated by hakmem\n");
+  EXPECT_ABORT(interior_big_realloc, (void *)(uintptr_t)64, "hakmem: invalid realloc of 0x");
+  EXPECT_ABORT(interior_big_realloc, (void *)(uintptr_t)64, ": not allocated by hakmem\n");
   return hak_test_done();
 }

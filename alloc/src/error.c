@@ -136,6 +136,25 @@ void err_invalid(const char *op, const void *p) {
   hak_msg_t m = {.len = 0};
   msg_invalid(&m, op, p);
   unsigned kind = registry_kind(p);
+  if (kind == REG_LARGE || kind == REG_HUGE) {
+    /* a large block's range: its header is read under the large lock,
+     * where the registry still names it (large_place): another thread may
+     * be freeing the block, and its mapping gone, since the caller looked */
+    HAK_TEST_HOOK(HAK_HOOK_ERR_LARGE, (void *)p);
+    switch (large_place(p)) {
+    case LARGE_PLACE_FREED:
+      err_double_free(op, p, 0);
+    case LARGE_PLACE_OUTSIDE:
+      msg_str(&m, ": not allocated by hakmem"); /* other memory in the same 4 MiB range */
+      die(&m);
+    case LARGE_PLACE_GONE: /* freed meanwhile: named for what the range holds now */
+      kind = registry_kind(p) == REG_SMALL ? REG_SMALL : REG_NONE;
+      break;
+    default: /* INSIDE; UNKNOWN: in a large block's range, at best */
+      msg_str(&m, ": not the start of an allocated block");
+      die(&m);
+    }
+  }
   if (kind == REG_NONE) {
     if (large_recently_freed(p))
       err_double_free(op, p, 0);
@@ -144,17 +163,6 @@ void err_invalid(const char *op, const void *p) {
       die(&m);
     }
     msg_str(&m, ": not allocated by hakmem");
-    die(&m);
-  }
-  if (kind != REG_SMALL) {
-    hak_large_t *lg = registry_large(p);
-    if ((uint8_t *)p < (uint8_t *)lg || (uint8_t *)p >= (uint8_t *)lg + lg->map_size) {
-      msg_str(&m, ": not allocated by hakmem"); /* other memory in the same 4 MiB range */
-      die(&m);
-    }
-    if ((uint8_t *)p == (uint8_t *)lg + lg->offset && atomic_load(&lg->freed))
-      err_double_free(op, p, 0);
-    msg_str(&m, ": not the start of an allocated block");
     die(&m);
   }
   hak_segment_t *seg = ptr_segment_base(p);

@@ -695,6 +695,11 @@ enum hak_hook_point {
    * (arg: the block): the same window as HAK_HOOK_LARGE_LOCKING's
    * (test_large_double_free_race). Not one of fuzz_mt's FZ_HOOK points. */
   HAK_HOOK_LARGE_RESOLVING,
+  /* err_invalid, the registry just named p's range a large block's, before
+   * the header is read (arg: p): another thread's free of that block there
+   * unmaps it (test_large_double_free_race, interior_*). Not one of
+   * fuzz_mt's FZ_HOOK points. */
+  HAK_HOOK_ERR_LARGE,
 };
 /* Atomic: a test sets it while other threads run into the hook points
  * (their heaps' creation among them); a relaxed load is a plain load. */
@@ -730,6 +735,16 @@ HAK_INTERNAL void *large_realloc(hak_large_t *lg, void *p, size_t size);
 HAK_INTERNAL size_t large_usable(const hak_large_t *lg);
 HAK_INTERNAL bool large_recently_freed(const void *p);
 HAK_INTERNAL bool large_holds(const void *p);
+/* err_invalid: where p, in a range the registry named a large block's, lies
+ * now, read under the large lock (large_place). */
+enum {
+  LARGE_PLACE_GONE,    /* the registry names no large block there any more */
+  LARGE_PLACE_OUTSIDE, /* past the end of the mapping: other memory */
+  LARGE_PLACE_FREED,   /* the start of a block the cache keeps, freed */
+  LARGE_PLACE_INSIDE,  /* in the mapping, not a live block's start */
+  LARGE_PLACE_UNKNOWN  /* the lock was not had in time: nothing read */
+};
+HAK_INTERNAL unsigned large_place(const void *p);
 HAK_INTERNAL size_t large_cache_mapped_locked(void);
 HAK_INTERNAL bool large_cache_ok(const char **what, const void **where);
 HAK_INTERNAL void large_reset_all(void);

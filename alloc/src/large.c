@@ -520,36 +520,73 @@ bool large_recently_freed(const void *p) {
   return false;
 }
 
-/* err_invalid: whether p lies in a large block's or cached mapping's range
- * past the 4 MiB range its header starts (the registry marks only that
- * one). The lock is tried for LARGE_HOLDS_WAIT_MS at most: the error path
- * must not deadlock on it (this thread may be the holder), but another
- * thread holds it only for a moment (before: one trylock, and a deep
- * interior pointer freed while another thread held the lock was called
- * "not allocated by hakmem"). */
+/* The error path's hold of the large lock: tried for LARGE_HOLDS_WAIT_MS
+ * at most, since the error path must not deadlock on it (this thread may
+ * be the holder), but another thread holds it only for a moment (before:
+ * one trylock, and a deep interior pointer freed while another thread held
+ * the lock was called "not allocated by hakmem"). 1: taken (err_unlock
+ * lets it go); 0: in the fork window, where the forking thread holds it
+ * already (an atfork handler's bad free) and reads as hak_lock lets it;
+ * -1: not had in time. */
 #define LARGE_HOLDS_WAIT_MS 100
-bool large_holds(const void *p) {
-  /* in the fork window the forking thread holds the lock already (an
-   * atfork handler's bad free): it reads the lists as hak_lock lets it */
-  bool mine = hak_fork_window_owner();
+static int err_lock(void) {
+  if (hak_fork_window_owner())
+    return 0;
   uint64_t until = 0;
-  while (!mine && pthread_mutex_trylock(&hak_large_lock) != 0) {
+  while (pthread_mutex_trylock(&hak_large_lock) != 0) {
     uint64_t now = os_real_ms(); /* a wait: not the timers' clock, which tests may stop */
     if (!until)
       until = now + LARGE_HOLDS_WAIT_MS;
     else if (now >= until)
-      return false;
+      return -1;
     struct timespec ts = {0, 100 * 1000};
     nanosleep(&ts, NULL);
   }
+  return 1;
+}
+
+static void err_unlock(int locked) {
+  if (locked > 0)
+    pthread_mutex_unlock(&hak_large_lock);
+}
+
+/* err_invalid: whether p lies in a large block's or cached mapping's range
+ * past the 4 MiB range its header starts (the registry marks only that
+ * one). False if the lock was not had in time. */
+bool large_holds(const void *p) {
+  int locked = err_lock();
+  if (locked < 0)
+    return false;
   bool in = false;
   for (const hak_large_t *lg = hak_all_large; lg && !in; lg = lg->gnext)
     in = (uintptr_t)p - (uintptr_t)lg < lg->map_size;
   for (unsigned i = 0; i < large_cache_n && !in; i++)
     in = (uintptr_t)p - (uintptr_t)large_cache[i] < large_cache[i]->map_size;
-  if (!mine)
-    pthread_mutex_unlock(&hak_large_lock);
+  err_unlock(locked);
   return in;
+}
+
+/* err_invalid: where p lies, the registry having named its range a large
+ * block's (LARGE_PLACE_*). The header is read under the lock, once the
+ * registry still names it there: a range is unregistered under the lock
+ * before it is unmapped (named_locked). Until 2026-11-28 err_invalid read
+ * the header's size, offset and freed mark without the lock: a bad pointer
+ * into a large block (an interior one: large_free and large_resolve let
+ * the lock go before they call err_invalid) named while another thread
+ * freed the block, unmapping it, read unmapped memory (SIGSEGV, no report;
+ * test_large_double_free_race, interior_*, hook HAK_HOOK_ERR_LARGE). */
+unsigned large_place(const void *p) {
+  int locked = err_lock();
+  if (locked < 0)
+    return LARGE_PLACE_UNKNOWN;
+  const hak_large_t *lg = registry_large(p);
+  const uint8_t *b = (const uint8_t *)lg, *q = (const uint8_t *)p;
+  unsigned place = !lg                                              ? LARGE_PLACE_GONE
+                   : q < b || q >= b + lg->map_size                 ? LARGE_PLACE_OUTSIDE
+                   : q == b + lg->offset && atomic_load(&lg->freed) ? LARGE_PLACE_FREED
+                                                                    : LARGE_PLACE_INSIDE;
+  err_unlock(locked);
+  return place;
 }
 
 /* Large lock held: whether the registry still names lg as p's block (p its
