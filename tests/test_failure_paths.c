@@ -55,6 +55,13 @@ static void *hold_large_lock(void *arg) {
   pthread_mutex_unlock(&hak_large_lock);
   return NULL;
 }
+/* free of p while this very thread holds the large-block lock (a free
+ * from a signal handler that interrupted a large call, say): the error
+ * path gives the lock up after a while, and names p as best it can */
+static void do_free_self_locked(void *p) {
+  pthread_mutex_lock(&hak_large_lock);
+  hak_free(p);
+}
 static void do_free_lock_held(void *p) {
   pthread_t t;
   REQUIRE(pthread_create(&t, NULL, hold_large_lock, NULL) == 0);
@@ -429,6 +436,21 @@ int main(void) {
   struct two foreign = {libc_small, 8};
   fmt(want, sizeof want, "hakmem: invalid free_sized of %p: not allocated by hakmem\n", libc_small);
   EXPECT_ABORT(do_free_sized, &foreign, want);
+  /* addresses past the registry's 2^48 bytes (kernel addresses, a
+   * corrupted pointer): every lookup bounds its index (the fast paths'
+   * too), or it reads far past the registry (SIGSEGV) */
+  static const uintptr_t far[] = {(uintptr_t)0xffff800000001000u, (uintptr_t)0xffffffffffffff00u,
+                                  (uintptr_t)1 << 63};
+  for (size_t i = 0; i < sizeof far / sizeof far[0]; i++) {
+    expect_not_allocated("free", do_free, (void *)far[i]);
+    expect_not_allocated("realloc", do_realloc, (void *)far[i]);
+    expect_not_allocated("realloc", do_realloc_fits, (void *)far[i]);
+    expect_not_allocated("usable_size", do_usable_size, (void *)far[i]);
+    struct two far_sized = {(void *)far[i], 8};
+    fmt(want, sizeof want, "hakmem: invalid free_sized of %p: not allocated by hakmem\n",
+        (void *)far[i]);
+    EXPECT_ABORT(do_free_sized, &far_sized, want);
+  }
 
   /* A foreign mapping placed right after the end of a large block's mapping, in the
    * same 4 MiB-aligned range: still not hakmem's memory. */
@@ -518,6 +540,11 @@ int main(void) {
         deep[i].op, (void *)deep[i].p);
     EXPECT_ABORT(deep[i].fn, deep[i].p, want);
   }
+  /* the lock held by the freeing thread itself: not waited for for ever
+   * (the lists cannot be read: "not allocated by hakmem" is the best name) */
+  fmt(want, sizeof want, "hakmem: invalid free of %p: not allocated by hakmem\n",
+      (void *)(lg8 + 5 * MiB));
+  EXPECT_ABORT(do_free_self_locked, lg8 + 5 * MiB, want);
   hak_free(lga);
   hak_free(lg8);
 
