@@ -540,6 +540,41 @@ int main(void) {
         deep[i].op, (void *)deep[i].p);
     EXPECT_ABORT(deep[i].fn, deep[i].p, want);
   }
+  /* The header page of a block aligned to 4 MiB lies in the 4 MiB range
+   * below the block, where another such block may start (the kernel packs
+   * mappings: two aligned_alloc(4 MiB) in a row). That range's registry
+   * names the other block, the header lies past its mapping, and it is
+   * still hakmem's memory: not the start of a block (until 2026-11-28 "not
+   * allocated by hakmem"). */
+  enum { NHZ = 8 };
+  unsigned char *hz[NHZ];
+  int pair = -1;
+  for (int i = 0; i < NHZ; i++)
+    REQUIRE((hz[i] = hak_aligned_alloc(4 * MiB, 100)) != NULL);
+  for (int i = 0; i < NHZ && pair < 0; i++) {
+    hak_large_t *below = registry_large(hz[i] - OS_PAGE_SIZE);
+    if (below && below != registry_large(hz[i]))
+      pair = i;
+  }
+  if (pair >= 0) {
+    unsigned char *hdr = hz[pair] - OS_PAGE_SIZE;
+    struct {
+      void (*fn)(void *);
+      const char *op;
+      unsigned char *p;
+    } hdrs[] = {{do_free, "free", hdr},
+                {do_usable_size, "usable_size", hdr + 64},
+                {do_realloc, "realloc", hdr + OS_PAGE_SIZE - 16}};
+    for (size_t i = 0; i < sizeof hdrs / sizeof hdrs[0]; i++) {
+      fmt(want, sizeof want, "hakmem: invalid %s of %p: not the start of an allocated block\n",
+          hdrs[i].op, (void *)hdrs[i].p);
+      EXPECT_ABORT(hdrs[i].fn, hdrs[i].p, want);
+    }
+  } else {
+    printf("note: no 4 MiB-aligned block's header lies in another's range; case skipped\n");
+  }
+  for (int i = 0; i < NHZ; i++)
+    hak_free(hz[i]);
   /* the lock held by the freeing thread itself: not waited for for ever
    * (the lists cannot be read: "not allocated by hakmem" is the best name) */
   fmt(want, sizeof want, "hakmem: invalid free of %p: not allocated by hakmem\n",
