@@ -38,19 +38,22 @@ void msg_dec(hak_msg_t *m, size_t v) {
 }
 
 /* How long a write to a non-blocking fd 2 that takes nothing (its pipe
- * full: EAGAIN) waits for room, each time, before the line is given up. */
+ * full: EAGAIN) waits for room before the line is given up; once one has
+ * waited that long in vain, the reader is taken for stuck and no later
+ * line waits (hak_stats_print writes dozens). */
 #define MSG_WAIT_MS 2000
+static _Atomic bool msg_stalled;
 
 /* Writes the line to fd 2, whole. A write a signal interrupts (EINTR) is
  * made again; one a non-blocking fd 2 refuses (EAGAIN) waits for room
- * (poll); one to a pipe nobody reads any more fails with EPIPE and raises no
- * SIGPIPE (blocked for the write, and the one it made taken back): a fatal
- * error still ends the process by SIGABRT, as README says. Until 2026-11-28
- * a write that failed was given up: a fatal error's line was lost when fd 2
- * was a full non-blocking pipe, or a full pipe and a timer signal (profilers)
- * interrupted the write; and with the reader gone (`prog 2>&1 | head -1`)
- * the process died by SIGPIPE instead of SIGABRT (test_failure_paths,
- * stderr_*). errno is kept. */
+ * (poll, MSG_WAIT_MS); one to a pipe nobody reads any more fails with EPIPE
+ * and raises no SIGPIPE (blocked for the write, and the one it made taken
+ * back): a fatal error still ends the process by SIGABRT, as README says.
+ * Until 2026-11-28 a write that failed was given up: a fatal error's line
+ * was lost when fd 2 was a full non-blocking pipe, or a full pipe whose
+ * write a timer signal interrupted (profilers); and with the reader gone
+ * (`prog 2>&1 | head -1`) the process died by SIGPIPE instead of SIGABRT
+ * (test_failure_paths, do_free_twice_hard_stderr). errno is kept. */
 void msg_flush(hak_msg_t *m) {
   int saved = errno;
   sigset_t pipe_set, old, pending;
@@ -69,7 +72,8 @@ void msg_flush(hak_msg_t *m) {
     }
     if (w < 0 && errno == EINTR)
       continue;
-    if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+    if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) &&
+        !atomic_load_explicit(&msg_stalled, memory_order_relaxed)) {
       struct pollfd pfd = {.fd = 2, .events = POLLOUT};
       int r;
       do
@@ -77,6 +81,8 @@ void msg_flush(hak_msg_t *m) {
       while (r < 0 && errno == EINTR);
       if (r > 0)
         continue;
+      if (r == 0)
+        atomic_store_explicit(&msg_stalled, true, memory_order_relaxed);
     }
     broken = w < 0 && errno == EPIPE;
     break;
