@@ -324,6 +324,36 @@ static void do_free_twice_hard_stderr(void *p) {
   _exit(9);
 }
 
+/* Two threads' fatal errors at once: one line. Thread A double-frees;
+ * this SIGABRT handler, which runs in A once A's line is written (as a
+ * crash reporter's would), lets thread B double-free another block, and
+ * returns 300 ms later (abort then ends the process). B's line would be a
+ * second one: B must wait for the end instead (until 2026-11-28 both lines
+ * were written). */
+static atomic_int abrt_handled;
+static void on_abrt(int sig) {
+  (void)sig;
+  atomic_store(&abrt_handled, 1);
+  struct timespec ts = {0, 300 * 1000 * 1000};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+  }
+}
+static void *second_error(void *p) {
+  while (!atomic_load(&abrt_handled))
+    sched_yield();
+  hak_free(p);
+  hak_free(p);
+  return NULL;
+}
+static void do_two_errors(void *arg) {
+  struct two *t = arg; /* t->p: A's block; t->n: B's, as an address */
+  signal(SIGABRT, on_abrt);
+  pthread_t b;
+  REQUIRE(pthread_create(&b, NULL, second_error, (void *)t->n) == 0);
+  hak_free(t->p);
+  hak_free(t->p);
+}
+
 /* ---- the cases ---------------------------------------------------------------------- */
 
 static void expect_not_allocated(const char *op, void (*fn)(void *), void *p) {
@@ -406,6 +436,21 @@ int main(void) {
     int lost = stderr_mode == STDERR_READER_GONE || stderr_mode == STDERR_STUCK;
     EXPECT_ABORT(do_free_twice_hard_stderr, p, lost ? "" : want);
   }
+
+  /* ... by two threads at once (do_two_errors): A's line, and no other */
+  void *q2 = hak_malloc(40);
+  REQUIRE(q2 != NULL);
+  struct two both = {p, (size_t)(uintptr_t)q2};
+  struct hak_child two_c;
+  REQUIRE(hak_run_child(do_two_errors, &both, 60, &two_c));
+  fmt(want, sizeof want, "hakmem: double free of %p (size class %zu)\n", p, c48);
+  const char *first_line = two_c.out ? strstr(two_c.out, "hakmem: ") : NULL;
+  char two_how[128];
+  CHECK_MSG(hak_child_signaled(&two_c, SIGABRT) && first_line &&
+                strncmp(first_line, want, strlen(want)) == 0 && !strstr(first_line + 1, "hakmem: "),
+            "two threads' double frees: wanted SIGABRT and the one line\n  %sgot: %s, stderr:\n%s",
+            want, hak_child_describe(&two_c, two_how, sizeof two_how), two_c.out ? two_c.out : "");
+  hak_child_free(&two_c);
 
   /* Double free of a large block. */
   void *big = hak_malloc(1 * MiB);
@@ -689,6 +734,7 @@ int main(void) {
 
   /* Everything the parent holds is still fine and can be freed here. */
   hak_free(p);
+  hak_free(q2);
   for (int i = 1; i < 64; i += 2)
     hak_free(many[i]);
   hak_free(big);

@@ -5,6 +5,8 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -98,7 +100,35 @@ void msg_flush(hak_msg_t *m) {
   errno = saved;
 }
 
+/* The thread whose fatal error ends the process: its process id in the
+ * high half, its kernel thread id in the low half (0: none yet; another
+ * process's: a fork child's inheritance, none either), and how long
+ * another thread's fatal error waits for that end before it reports its
+ * own. */
+static _Atomic uint64_t die_first;
+#define DIE_WAIT_MS 10000
+
+/* One line per process: a thread whose fatal error comes while another
+ * thread's is ending the process (its line written, its abort's SIGABRT
+ * handler running: a crash reporter such as Python's faulthandler, which
+ * pytest enables) waits for that end instead of writing a second line.
+ * The wait is bounded: a handler may recover from the first abort. The
+ * first thread's own later errors (one its SIGABRT handler makes) are
+ * reported. Until 2026-11-28 every thread wrote its line
+ * (test_failure_paths, do_two_errors). */
 static __attribute__((noreturn)) void die(hak_msg_t *m) {
+  uint64_t pid = (uint64_t)getpid();
+  uint64_t self = pid << 32 | (uint32_t)syscall(SYS_gettid);
+  uint64_t first = atomic_load(&die_first);
+  while ((first >> 32) != pid && !atomic_compare_exchange_weak(&die_first, &first, self)) {
+  }
+  if ((first >> 32) == pid && first != self) {
+    uint64_t until = os_real_ms() + DIE_WAIT_MS;
+    while (os_real_ms() < until) {
+      struct timespec ts = {0, 10 * 1000 * 1000};
+      nanosleep(&ts, NULL);
+    }
+  }
   msg_str(m, "\n");
   msg_flush(m);
   abort();
