@@ -16,6 +16,7 @@
  * (HAK_HOOK_LARGE_RESOLVING) forces that interleaving. */
 #include "hak_test.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 
 #include "internal.h"
@@ -163,11 +164,11 @@ static void realloc_resolve_big(void *arg) {
  * hook at err_invalid (HAK_HOOK_ERR_LARGE) frees it there. Until 2026-11-28
  * err_invalid read the header without the lock: unmapped, SIGSEGV and no
  * report. Now named for what the range holds once the block is gone. */
-static void interior_race(unsigned char *b, size_t off, int call) {
+static void interior_race(unsigned char *b, intptr_t off, int call) {
   REQUIRE(b != NULL);
   at = HAK_HOOK_ERR_LARGE;
   victim = b;
-  target = b + off;
+  target = (void *)((uintptr_t)b + (uintptr_t)off);
   atomic_store(&hak_test_hook, hook);
   if (call == USABLE)
     fprintf(stderr, "usable size %zu\n", hak_usable_size(target));
@@ -180,15 +181,76 @@ static void interior_race(unsigned char *b, size_t off, int call) {
 }
 
 static void interior_big(void *arg) {
-  interior_race(hak_malloc(40 * MiB), (size_t)(uintptr_t)arg, FREE);
+  interior_race(hak_malloc(40 * MiB), (intptr_t)arg, FREE);
 }
 
 static void interior_huge_usable(void *arg) {
-  interior_race(hak_aligned_alloc(4 * MiB, MiB), (size_t)(uintptr_t)arg, USABLE);
+  interior_race(hak_aligned_alloc(4 * MiB, MiB), (intptr_t)arg, USABLE);
 }
 
 static void interior_big_realloc(void *arg) {
-  interior_race(hak_malloc(40 * MiB), (size_t)(uintptr_t)arg, REALLOC);
+  interior_race(hak_malloc(40 * MiB), (intptr_t)arg, REALLOC);
+}
+
+/* ---- the window after a free (or realloc's move) unregistered the block's
+ * range, before it remembered the block among the recently freed: another
+ * thread's free of the block reads the registry there (nothing), the ring
+ * (nothing yet), and waits in err_invalid for the large lock to look at the
+ * lists (nothing: the block is off them). The hook at the window
+ * (HAK_HOOK_LARGE_UNREGISTERED, the lock held) lets that free go and gives
+ * it 30 ms to get there (err_invalid waits 100 ms for the lock). Until
+ * 2026-11-28 it was named "not allocated by hakmem": err_invalid did not
+ * look at the ring again once it had had the lock, and realloc's move
+ * remembered the block only after its unlock. */
+static atomic_int second_go;
+static void unregistered_hook(enum hak_hook_point where, void *arg) {
+  if (where != HAK_HOOK_LARGE_UNREGISTERED || arg != target || hook_ran)
+    return;
+  hook_ran = 1;
+  atomic_store(&second_go, 1);
+  struct timespec ts = {0, 30 * 1000 * 1000};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+  }
+}
+static void *second_free(void *p) {
+  while (!atomic_load(&second_go))
+    sched_yield();
+  hak_free(p);
+  return NULL;
+}
+static void unregistered_race(unsigned char *b, size_t realloc_to) {
+  REQUIRE(b != NULL);
+  target = b;
+  pthread_t t;
+  REQUIRE(pthread_create(&t, NULL, second_free, b) == 0);
+  atomic_store(&hak_test_hook, unregistered_hook);
+  if (realloc_to)
+    hak_realloc(b, realloc_to);
+  else
+    hak_free(b);
+  if (!hook_ran) { /* the window was not reached: nothing tested (and t waits for ever) */
+    fprintf(stderr, "the hook never ran\n");
+    _exit(3);
+  }
+  pthread_join(t, NULL); /* the second free aborts the process meanwhile */
+  atomic_store(&hak_test_hook, NULL);
+  fprintf(stderr, "hook ran: %d; the second free returned\n", hook_ran); /* a bug */
+}
+
+static void unregistered_free(void *arg) { /* over 32 MiB: unmapped, not cached */
+  (void)arg;
+  unregistered_race(hak_malloc(40 * MiB), 0);
+}
+
+/* realloc's move (a page of the test's after the block stops it growing
+ * in place; the trace and valgrind builds copy instead, and the free of
+ * the old block, too big for the cache, takes the window) */
+static void unregistered_move(void *arg) {
+  (void)arg;
+  unsigned char *b = hak_malloc(40 * MiB);
+  REQUIRE(b != NULL);
+  hak_map_at(b - LARGE_HDR + 40 * MiB + 4096, 4096, PROT_READ);
+  unregistered_race(b, 80 * MiB);
 }
 
 /* A block the cache keeps: its header stays mapped, freed (passed before
@@ -219,12 +281,16 @@ int main(void) {
   EXPECT_ABORT(free_sized_big, NULL, "hakmem: double free of 0x");
   EXPECT_ABORT(free_sized_huge_aligned, NULL, "hakmem: double free of 0x");
   EXPECT_ABORT(realloc_resolve_big, NULL, "hakmem: realloc of freed block 0x");
+  EXPECT_ABORT(unregistered_free, NULL, "hakmem: double free of 0x");
+  EXPECT_ABORT(unregistered_free, NULL, "(large block)");
+  EXPECT_ABORT(unregistered_move, NULL, "hakmem: double free of 0x");
+  EXPECT_ABORT(unregistered_move, NULL, "(large block)");
   /* the error path's own window: the pointer is not allocated by hakmem once
    * the block is unmapped (its first bytes, its header: 16 below the block) */
   EXPECT_ABORT(interior_big, (void *)(uintptr_t)16, ": not allocated by hakmem\n");
   EXPECT_ABORT(interior_big, (void *)(uintptr_t)(MiB + 1), "hakmem: invalid free of 0x");
   EXPECT_ABORT(interior_big, (void *)(uintptr_t)(MiB + 1), ": not allocated by hakmem\n");
-  EXPECT_ABORT(interior_big, (void *)(uintptr_t)-16, ": not allocated by hakmem\n");
+  EXPECT_ABORT(interior_big, (void *)(intptr_t)-16, ": not allocated by hakmem\n");
   EXPECT_ABORT(interior_huge_usable, (void *)(uintptr_t)4096, "hakmem: invalid usable_size of 0x");
   EXPECT_ABORT(interior_huge_usable, (void *)(uintptr_t)4096, ": not allocated by hakmem\n");
   EXPECT_ABORT(interior_big_realloc, (void *)(uintptr_t)64, "hakmem: invalid realloc of 0x");

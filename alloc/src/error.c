@@ -199,7 +199,17 @@ void err_invalid(const char *op, const void *p) {
   if (kind == REG_NONE) {
     if (large_recently_freed(p))
       err_double_free(op, p, 0);
-    if (large_holds(p)) { /* past the first 4 MiB of a large block's range */
+    bool held = large_holds(p);
+    /* Again, after large_holds had the large lock: another thread's free of
+     * the block, which unregisters its range and remembers it (note_gone)
+     * under that lock, may have done the first before this thread read the
+     * registry and the second only after the look above. Until 2026-11-28
+     * such a double free was "not allocated by hakmem"
+     * (test_large_double_free_race, unregistered; hook
+     * HAK_HOOK_LARGE_UNREGISTERED). */
+    if (large_recently_freed(p))
+      err_double_free(op, p, 0);
+    if (held) { /* past the first 4 MiB of a large block's range */
       msg_str(&m, ": not the start of an allocated block");
       die(&m);
     }

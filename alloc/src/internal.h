@@ -700,6 +700,12 @@ enum hak_hook_point {
    * unmaps it (test_large_double_free_race, interior_*). Not one of
    * fuzz_mt's FZ_HOOK points. */
   HAK_HOOK_ERR_LARGE,
+  /* large_free and large_realloc's move, a block's range unregistered, the
+   * block not yet among the recently freed (note_gone), the large lock held
+   * (arg: the block): another thread's free of the block there finds
+   * neither (test_large_double_free_race, unregistered_*). Not one of
+   * fuzz_mt's FZ_HOOK points. */
+  HAK_HOOK_LARGE_UNREGISTERED,
 };
 /* Atomic: a test sets it while other threads run into the hook points
  * (their heaps' creation among them); a relaxed load is a plain load. */

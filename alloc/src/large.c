@@ -663,7 +663,8 @@ void large_free(hak_large_t *lg, void *p, const char *op) {
     registry_set(p, REG_NONE);
   else
     registry_set(lg, REG_NONE);
-  note_gone(p); /* before the unlock: a racing second free then finds it */
+  HAK_TEST_HOOK(HAK_HOOK_LARGE_UNREGISTERED, p);
+  note_gone(p); /* before the unlock: a racing second free then finds it (err_invalid) */
   hak_unlock(&hak_large_lock);
   track_roots_del(p, large_usable(lg));
   track_free(p, large_usable(lg));
@@ -739,6 +740,7 @@ void *large_realloc(hak_large_t *lg, void *p, size_t size) {
   /* the old range goes back to the kernel inside mremap: unregister first,
    * or a segment mapped there meanwhile could lose its bit */
   registry_set(lg, REG_NONE);
+  HAK_TEST_HOOK(HAK_HOOK_LARGE_UNREGISTERED, p);
   track_unmapping(lg, map);
   bool kept;
   if (!os_move_mapping(lg, map, need, dst, &kept)) {
@@ -766,8 +768,12 @@ void *large_realloc(hak_large_t *lg, void *p, size_t size) {
   lg->map_size = need;
   lg->requested = size;
   registry_set(lg, REG_LARGE);
+  /* its old range is gone: a free of p is a double free. Before the unlock,
+   * as in large_free (until 2026-11-28 after it: a free of p racing the
+   * move, which found the old range unregistered, could look between the
+   * two and name p "not allocated by hakmem") */
+  note_gone(p);
   hak_unlock(&hak_large_lock);
-  note_gone(p); /* its old range is gone: a free of p is a double free */
   void *np = (uint8_t *)lg + off;
   track_alloc(np, size, need - off, 0);
   track_padding(lg); /* dst's shadow was clear */
