@@ -192,6 +192,45 @@ static void interior_big_realloc(void *arg) {
   interior_race(hak_malloc(40 * MiB), (intptr_t)arg, REALLOC);
 }
 
+/* ---- the error path's header read under the lock: the hook inside
+ * large_place (HAK_HOOK_ERR_LARGE_LOCKED: the lock held, the registry read
+ * again) starts another thread's free of the block and waits for it to end,
+ * 200 ms at most. Under the lock that free waits, the header read after the
+ * hook is the live block's, and p is named as inside it. Read without the
+ * lock, the free unmaps the block first: SIGSEGV, no report (mutant
+ * large-place-reads-unlocked, which the interior_* cases survive: they free
+ * before large_place reads the registry). */
+static atomic_int locked_go, locked_freed;
+static void *locked_freer(void *b) {
+  while (!atomic_load(&locked_go))
+    sched_yield();
+  hak_free(b);
+  atomic_store(&locked_freed, 1);
+  return NULL;
+}
+static void locked_hook(enum hak_hook_point where, void *arg) {
+  if (where != HAK_HOOK_ERR_LARGE_LOCKED || arg != target || hook_ran)
+    return;
+  hook_ran = 1;
+  atomic_store(&locked_go, 1);
+  for (int ms = 0; ms < 200 && !atomic_load(&locked_freed); ms++) {
+    struct timespec ts = {0, 1000 * 1000};
+    nanosleep(&ts, NULL);
+  }
+}
+static void interior_locked(void *arg) {
+  (void)arg;
+  unsigned char *b = hak_malloc(40 * MiB); /* too big for the cache: its free unmaps it */
+  REQUIRE(b != NULL);
+  target = b + MiB + 1;
+  pthread_t t;
+  REQUIRE(pthread_create(&t, NULL, locked_freer, b) == 0);
+  atomic_store(&hak_test_hook, locked_hook);
+  hak_free(target);
+  atomic_store(&hak_test_hook, NULL);
+  fprintf(stderr, "hook ran: %d; the call returned\n", hook_ran); /* a bug */
+}
+
 /* ---- the window after a free (or realloc's move) unregistered the block's
  * range, before it remembered the block among the recently freed: another
  * thread's free of the block reads the registry there (nothing), the ring
@@ -295,5 +334,7 @@ int main(void) {
   EXPECT_ABORT(interior_huge_usable, (void *)(uintptr_t)4096, ": not allocated by hakmem\n");
   EXPECT_ABORT(interior_big_realloc, (void *)(uintptr_t)64, "hakmem: invalid realloc of 0x");
   EXPECT_ABORT(interior_big_realloc, (void *)(uintptr_t)64, ": not allocated by hakmem\n");
+  EXPECT_ABORT(interior_locked, NULL, "hakmem: invalid free of 0x");
+  EXPECT_ABORT(interior_locked, NULL, ": not the start of an allocated block\n");
   return hak_test_done();
 }

@@ -706,6 +706,12 @@ enum hak_hook_point {
    * neither (test_large_double_free_race, unregistered_*). Not one of
    * fuzz_mt's FZ_HOOK points. */
   HAK_HOOK_LARGE_UNREGISTERED,
+  /* large_place, the large lock held, the registry just read again (arg:
+   * p): another thread's free of the block waits for the lock there, so
+   * the header read after this point is still mapped
+   * (test_large_double_free_race, interior_locked). Not one of fuzz_mt's
+   * FZ_HOOK points. */
+  HAK_HOOK_ERR_LARGE_LOCKED,
 };
 /* Atomic: a test sets it while other threads run into the hook points
  * (their heaps' creation among them); a relaxed load is a plain load. */

@@ -580,6 +580,7 @@ unsigned large_place(const void *p) {
   if (locked < 0)
     return LARGE_PLACE_UNKNOWN;
   const hak_large_t *lg = registry_large(p);
+  HAK_TEST_HOOK(HAK_HOOK_ERR_LARGE_LOCKED, (void *)p);
   const uint8_t *b = (const uint8_t *)lg, *q = (const uint8_t *)p;
   unsigned place = !lg                                              ? LARGE_PLACE_GONE
                    : q < b || q >= b + lg->map_size                 ? LARGE_PLACE_OUTSIDE
