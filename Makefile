@@ -154,16 +154,20 @@ install: lib
 	install -m 0644 alloc/include/hakmem.h $(DESTDIR)$(PREFIX)/include/hakmem.h
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' alloc/hakmem.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/hakmem.pc
 
-# tests/preload/atfork_ctor.c, a library and the program linked to it, for
-# scripts/test-preload.sh and the mutants' preload checks (one build, one
-# set of flags; plain gcc, the preloaded library is the allocator)
+# The programs of tests/preload/, for scripts/test-preload.sh and the
+# mutants' preload checks (one build, one set of flags; plain gcc, the
+# preloaded library is the allocator). atfork_ctor and tsd_exit are linked
+# to a library built from their own source with -D<NAME>_LIB.
 PRELOAD_B := build/release/preload
 PRELOAD_CFLAGS := -std=gnu11 -O1 -g -Wall -Wextra -Werror -pthread
-$(PRELOAD_B)/libatfork_ctor.so: tests/preload/atfork_ctor.c
+$(PRELOAD_B)/api_all: tests/preload/api_all.c
 	@mkdir -p $(@D)
-	gcc $(PRELOAD_CFLAGS) -shared -fPIC -DATFORK_CTOR_LIB $< -o $@
-$(PRELOAD_B)/atfork_ctor: tests/preload/atfork_ctor.c $(PRELOAD_B)/libatfork_ctor.so
-	gcc $(PRELOAD_CFLAGS) $< -o $@ -Wl,--no-as-needed -L$(@D) -latfork_ctor \
+	gcc $(PRELOAD_CFLAGS) $< -o $@ -ldl
+$(PRELOAD_B)/lib%.so: tests/preload/%.c
+	@mkdir -p $(@D)
+	gcc $(PRELOAD_CFLAGS) -shared -fPIC -D$(shell echo '$*' | tr a-z A-Z)_LIB $< -o $@
+$(PRELOAD_B)/atfork_ctor $(PRELOAD_B)/tsd_exit: $(PRELOAD_B)/%: tests/preload/%.c $(PRELOAD_B)/lib%.so
+	gcc $(PRELOAD_CFLAGS) $< -o $@ -Wl,--no-as-needed -L$(@D) -l$* \
 	  -Wl,-rpath,$(abspath $(@D)) -ldl
 
 format:

@@ -310,8 +310,7 @@ fi
 
 # (f) the whole malloc API through the libc names, built without hakmem.
 api=$PRE_DIR/api_all
-if run_check "$CFG" api_all-build gcc -std=gnu11 -O1 -g -Wall -Wextra -Werror -pthread \
-  tests/preload/api_all.c -o "$api" -ldl; then
+if run_check "$CFG" api_all-build make -s build/release/preload/api_all; then
   run_check "$CFG" api_all-nopreload env -u LD_PRELOAD "$api" --expect-libc || fail=1
   run_check "$CFG" api_all env LD_PRELOAD="$SO" "$api" --expect-hakmem || fail=1
 else
@@ -351,10 +350,7 @@ fi
 # DF_1_INITFIRST); each exit must leave no heap pooled twice.
 tsd=$PRE_DIR/tsd_exit
 if run_check "$CFG" tsd_exit-build bash -c '
-  f="-std=gnu11 -O1 -g -Wall -Wextra -Werror -pthread"
-  gcc $f -shared -fPIC -DTSD_EXIT_LIB tests/preload/tsd_exit.c -o "$1/libtsd_exit.so" &&
-  gcc $f tests/preload/tsd_exit.c -o "$1/tsd_exit" -Wl,--no-as-needed -L"$1" -ltsd_exit \
-    -Wl,-rpath,"$1" -ldl &&
+  make -s build/release/preload/tsd_exit &&
   python3 scripts/elf-clear-initfirst.py "$2" "$1/libhakmem-no-initfirst-tsd.so"' _ "$PRE_DIR" "$SO"; then
   run_check "$CFG" tsd_exit-nopreload env -u LD_PRELOAD timeout 60 "$tsd" || fail=1
   run_check "$CFG" tsd_exit env LD_PRELOAD="$SO" timeout 60 "$tsd" || fail=1

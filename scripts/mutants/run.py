@@ -291,19 +291,16 @@ def selection(root, makej, scale):
     if os.path.exists(os.path.join(root, "tests", "preload", "api_all.c")):
         S.append(Check("release/preload", "api_all", [
             "bash", "-c",
-            'd=build/release/preload && mkdir -p "$d" && '
-            'gcc -std=gnu11 -O1 -pthread tests/preload/api_all.c -o "$d/api_all" -ldl && '
-            'env LD_PRELOAD="$1" "$d/api_all" --expect-hakmem', "_", so], timeout=60))
+            'make -s build/release/preload/api_all && '
+            'env LD_PRELOAD="$1" build/release/preload/api_all --expect-hakmem', "_", so],
+            timeout=60))
     # threads exiting while hakmem's key is at index 32 or more (a library's
     # constructor takes 40 keys before hakmem's, under a copy of the library
     # without DF_1_INITFIRST; tests/preload/tsd_exit.c)
     if os.path.exists(os.path.join(root, "tests", "preload", "tsd_exit.c")):
         S.append(Check("release/preload", "tsd_exit-high-key", [
             "bash", "-c",
-            'd=build/release/preload && mkdir -p "$d" && f="-std=gnu11 -O1 -pthread" && '
-            'gcc $f -shared -fPIC -DTSD_EXIT_LIB tests/preload/tsd_exit.c -o "$d/libtsd_exit.so" && '
-            'gcc $f tests/preload/tsd_exit.c -o "$d/tsd_exit" -Wl,--no-as-needed -L"$d" '
-            '-ltsd_exit -Wl,-rpath,"$PWD/$d" -ldl && '
+            'd=build/release/preload && make -s "$d/tsd_exit" && '
             'python3 scripts/elf-clear-initfirst.py "$1" "$d/libhakmem-no-initfirst-tsd.so" && '
             'env LD_PRELOAD="$PWD/$d/libhakmem-no-initfirst-tsd.so" "$d/tsd_exit" --expect-high-key',
             "_", so], timeout=60))
