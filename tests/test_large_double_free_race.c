@@ -18,6 +18,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sys/syscall.h>
 
 #include "internal.h"
 
@@ -236,22 +237,48 @@ static void interior_locked(void *arg) {
  * thread's free of the block reads the registry there (nothing), the ring
  * (nothing yet), and waits in err_invalid for the large lock to look at the
  * lists (nothing: the block is off them). The hook at the window
- * (HAK_HOOK_LARGE_UNREGISTERED, the lock held) lets that free go and gives
- * it 30 ms to get there (err_invalid waits 100 ms for the lock). Until
+ * (HAK_HOOK_LARGE_UNREGISTERED, the lock held) lets that free go and
+ * returns once it sleeps there, between its tries of the lock (err_invalid
+ * tries it for 100 ms; before, the hook slept a fixed 30 ms, which on a
+ * loaded machine either let the free come after the window, passing
+ * untested, or left it under 70 ms of the wait's end). Until
  * 2026-11-28 it was named "not allocated by hakmem": err_invalid did not
  * look at the ring again once it had had the lock, and realloc's move
  * remembered the block only after its unlock. */
-static atomic_int second_go;
+static atomic_int second_go, second_tid;
+
+/* Whether this process's thread `tid` is in a nanosleep now (the system
+ * call it is blocked in: /proc's syscall file; a thread waiting for
+ * valgrind's lock, which its scheduler state alone would not tell apart,
+ * is in another) */
+static bool thread_in_nanosleep(int tid) {
+  char path[64], buf[128];
+  snprintf(path, sizeof path, "/proc/self/task/%d/syscall", tid);
+  int fd = open(path, O_RDONLY);
+  if (fd < 0)
+    return false;
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0)
+    return false;
+  buf[n] = 0;
+  long nr = strtol(buf, NULL, 10);
+  return nr == SYS_clock_nanosleep || nr == SYS_nanosleep;
+}
+
 static void unregistered_hook(enum hak_hook_point where, void *arg) {
   if (where != HAK_HOOK_LARGE_UNREGISTERED || arg != target || hook_ran)
     return;
   hook_ran = 1;
   atomic_store(&second_go, 1);
-  struct timespec ts = {0, 30 * 1000 * 1000};
-  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-  }
+  /* until the other thread sleeps: from its go it runs straight into
+   * err_invalid's tries of the lock, where it sleeps 100 us between two */
+  double end = hak_now() + 10 * hak_test_slowdown();
+  while (!thread_in_nanosleep(atomic_load(&second_tid)) && hak_now() < end)
+    sched_yield();
 }
 static void *second_free(void *p) {
+  atomic_store(&second_tid, (int)gettid());
   while (!atomic_load(&second_go))
     sched_yield();
   hak_free(p);
