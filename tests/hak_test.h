@@ -41,6 +41,7 @@
 #include <sys/resource.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -259,6 +260,26 @@ static inline double hak_now(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Whether this process's thread `tid` (gettid) is blocked in a nanosleep
+ * now: the system call /proc's syscall file names (a thread waiting for
+ * valgrind's lock, whose scheduler state alone would not tell it apart, is
+ * in another). For tests that hold a window open until another thread has
+ * reached a sleep inside hakmem, instead of for a fixed time. */
+static inline int hak_thread_in_nanosleep(int tid) {
+  char path[64], buf[128];
+  snprintf(path, sizeof path, "/proc/self/task/%d/syscall", tid);
+  int fd = open(path, O_RDONLY);
+  if (fd < 0)
+    return 0;
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0)
+    return 0;
+  buf[n] = 0;
+  long nr = strtol(buf, NULL, 10);
+  return nr == SYS_clock_nanosleep || nr == SYS_nanosleep;
 }
 
 static inline void hak_sleep_ms(double ms) {

@@ -327,18 +327,26 @@ static void do_free_twice_hard_stderr(void *p) {
 /* Two threads' fatal errors at once: one line. Thread A double-frees;
  * this SIGABRT handler, which runs in A once A's line is written (as a
  * crash reporter's would), lets thread B double-free another block, and
- * returns 300 ms later (abort then ends the process). B's line would be a
- * second one: B must wait for the end instead (until 2026-11-28 both lines
- * were written). */
-static atomic_int abrt_handled;
+ * returns once B sleeps (abort then ends the process): in die()'s wait for
+ * the end, or, had B written its line and aborted, in this handler. B's
+ * line would be a second one: B must wait for the end instead (until
+ * 2026-11-28 both lines were written). Before, the handler returned after
+ * a fixed 300 ms, in which a loaded machine might not run B at all. */
+static atomic_int abrt_handled, b_tid;
 static void on_abrt(int sig) {
   (void)sig;
-  atomic_store(&abrt_handled, 1);
-  struct timespec ts = {0, 300 * 1000 * 1000};
-  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+  if (atomic_exchange(&abrt_handled, 1)) { /* B's own abort (the old code): A sees it sleep */
+    for (;;) {
+      struct timespec ts = {1, 0};
+      nanosleep(&ts, NULL);
+    }
   }
+  double end = hak_now() + 10 * hak_test_slowdown();
+  while (!hak_thread_in_nanosleep(atomic_load(&b_tid)) && hak_now() < end)
+    sched_yield();
 }
 static void *second_error(void *p) {
+  atomic_store(&b_tid, (int)gettid());
   while (!atomic_load(&abrt_handled))
     sched_yield();
   hak_free(p);

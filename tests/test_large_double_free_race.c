@@ -18,7 +18,6 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
-#include <sys/syscall.h>
 
 #include "internal.h"
 
@@ -247,25 +246,6 @@ static void interior_locked(void *arg) {
  * remembered the block only after its unlock. */
 static atomic_int second_go, second_tid;
 
-/* Whether this process's thread `tid` is in a nanosleep now (the system
- * call it is blocked in: /proc's syscall file; a thread waiting for
- * valgrind's lock, which its scheduler state alone would not tell apart,
- * is in another) */
-static bool thread_in_nanosleep(int tid) {
-  char path[64], buf[128];
-  snprintf(path, sizeof path, "/proc/self/task/%d/syscall", tid);
-  int fd = open(path, O_RDONLY);
-  if (fd < 0)
-    return false;
-  ssize_t n = read(fd, buf, sizeof buf - 1);
-  close(fd);
-  if (n <= 0)
-    return false;
-  buf[n] = 0;
-  long nr = strtol(buf, NULL, 10);
-  return nr == SYS_clock_nanosleep || nr == SYS_nanosleep;
-}
-
 static void unregistered_hook(enum hak_hook_point where, void *arg) {
   if (where != HAK_HOOK_LARGE_UNREGISTERED || arg != target || hook_ran)
     return;
@@ -274,7 +254,7 @@ static void unregistered_hook(enum hak_hook_point where, void *arg) {
   /* until the other thread sleeps: from its go it runs straight into
    * err_invalid's tries of the lock, where it sleeps 100 us between two */
   double end = hak_now() + 10 * hak_test_slowdown();
-  while (!thread_in_nanosleep(atomic_load(&second_tid)) && hak_now() < end)
+  while (!hak_thread_in_nanosleep(atomic_load(&second_tid)) && hak_now() < end)
     sched_yield();
 }
 static void *second_free(void *p) {
