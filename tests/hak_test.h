@@ -262,23 +262,34 @@ static inline double hak_now(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-/* Whether this process's thread `tid` (gettid) is blocked in a nanosleep
- * now: the system call /proc's syscall file names (a thread waiting for
- * valgrind's lock, whose scheduler state alone would not tell it apart, is
- * in another). For tests that hold a window open until another thread has
- * reached a sleep inside hakmem, instead of for a fixed time. */
-static inline int hak_thread_in_nanosleep(int tid) {
+/* The system call thread or process `tid` is blocked in now, as /proc's
+ * syscall file names it; -1 while it runs, -2 when it cannot be read (it
+ * is gone, or a zombie). For tests that hold a window open until another
+ * thread or process has reached a wait inside hakmem, instead of for a
+ * fixed time that a loaded machine may not honour. */
+static inline long hak_task_syscall(int tid) {
   char path[64], buf[128];
-  snprintf(path, sizeof path, "/proc/self/task/%d/syscall", tid);
+  snprintf(path, sizeof path, "/proc/%d/syscall", tid);
   int fd = open(path, O_RDONLY);
   if (fd < 0)
-    return 0;
+    return -2;
   ssize_t n = read(fd, buf, sizeof buf - 1);
   close(fd);
   if (n <= 0)
-    return 0;
+    return -2;
   buf[n] = 0;
-  long nr = strtol(buf, NULL, 10);
+  if (strncmp(buf, "running", 7) == 0)
+    return -1;
+  char *end;
+  long nr = strtol(buf, &end, 10);
+  return end == buf ? -2 : nr;
+}
+
+/* Whether this process's thread `tid` (gettid) is blocked in a nanosleep
+ * now (a thread waiting for valgrind's lock, whose scheduler state alone
+ * would not tell it apart, is in another call). */
+static inline int hak_thread_in_nanosleep(int tid) {
+  long nr = hak_task_syscall(tid);
   return nr == SYS_clock_nanosleep || nr == SYS_nanosleep;
 }
 

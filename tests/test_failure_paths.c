@@ -302,8 +302,32 @@ static void do_free_twice_hard_stderr(void *p) {
   if (stderr_mode == STDERR_STUCK) /* emptied only once the grandchild is gone */
     while (waitpid(g, &st, 0) < 0 && errno == EINTR) {
     }
-  else
-    hak_sleep_ms(100); /* the grandchild in its write (or poll) */
+  else { /* until the grandchild is in its write or poll, or gone (the old
+          * code gave up at once); before: a fixed 100 ms, after which a
+          * loaded machine's grandchild might not have written yet, and the
+          * old code passed */
+    double end = hak_now() + 10 * hak_test_slowdown();
+    for (;;) {
+      long nr = hak_task_syscall(g);
+      if (nr == SYS_write || nr == SYS_poll || nr == SYS_ppoll || nr == -2 || hak_now() > end) {
+        if (stderr_mode == STDERR_INTERRUPTED) /* its timer (5 ms) interrupts the write */
+          hak_sleep_ms(50);
+        break;
+      }
+      char path[64], stat[256] = "";
+      snprintf(path, sizeof path, "/proc/%d/stat", (int)g);
+      FILE *f = fopen(path, "r");
+      if (f) {
+        size_t n = fread(stat, 1, sizeof stat - 1, f);
+        stat[n] = 0;
+        fclose(f);
+      }
+      const char *rp = strrchr(stat, ')');
+      if (rp && rp[1] == ' ' && rp[2] == 'Z') /* exited, not reaped */
+        break;
+      hak_sleep_ms(1);
+    }
+  }
   char buf[4096];
   ssize_t r;
   while (stderr_mode != STDERR_READER_GONE && (r = read(out[0], buf, sizeof buf)) > 0) {
