@@ -220,12 +220,18 @@ bool os_move_mapping(void *src, size_t old, size_t new, void *dst, bool *kept) {
  * fails with EFAULT on a range of several (a large block assembled from
  * moved pages, or one the program split), which grows by a mapping of its
  * own after it. *one: whether mremap grew it, so that [p, p + new) is one
- * kernel mapping now (large.c's count of a range's mappings). errno is
- * kept. */
+ * kernel mapping now (large.c's count of a range's mappings). The mapping
+ * after it is a new one: advised like every new large-block mapping
+ * (HAKMEM_THP; mremap's growth keeps the mapping's advice). Until
+ * 2026-11-28 it was not, and a block of several mappings grown by realloc,
+ * or a cached one grown for a bigger block, got no huge pages past its old
+ * end (test_thp, grown). errno is kept. */
 bool os_grow(void *p, size_t old, size_t new, bool *one) {
   int saved = errno;
   *one = mremap(p, old, new, 0) != MAP_FAILED;
   bool ok = *one || (errno == EFAULT && os_extend(p, old, new));
+  if (ok && !*one)
+    os_advise_huge((uint8_t *)p + old, new - old);
   errno = saved;
   return ok;
 }
