@@ -19,7 +19,9 @@
  *    mapping cached longer than LARGE_CACHE_AGE_MS is unmapped at the next
  *    large call of any kind: allocation (huge-aligned too), realloc, and
  *    free of a block the cache keeps or not (and not by one at exactly
- *    LARGE_CACHE_AGE_MS); the excess cut off a mapping keeps its age.
+ *    LARGE_CACHE_AGE_MS); the excess cut off a mapping keeps its age;
+ *    LARGE_CACHE_N mappings, or LARGE_CACHE_BYTES, are kept whole, and
+ *    the next free past either bound unmaps the oldest.
  * hakmem's clock is frozen (os_test_freeze_clock) and moved only by
  * os_test_advance_ms: no mapping ages while a part runs, however slowly
  * (valgrind), and the aging parts need no sleep (until 2026-11-28 they
@@ -435,6 +437,64 @@ static void cut_keeps_age(void) {
   hak_free(b);
 }
 
+/* The cache's bounds, at their edges: LARGE_CACHE_N mappings are all
+ * kept, and one more free unmaps the oldest; so are mappings of exactly
+ * LARGE_CACHE_BYTES in all (8 of 32 MiB), and one more unmaps the oldest.
+ * Found by two off-by-one mutants that passed every test (a hunt of
+ * 2026-11-28): the "bounded" part below only checks that 64 frees do not
+ * keep more than the bound. Whether a mapping is still cached: a page of it
+ * is still mapped (mincore). */
+static bool still_mapped(const void *p) {
+  unsigned char v;
+  return mincore((void *)((uintptr_t)p & ~(uintptr_t)4095), 4096, &v) == 0;
+}
+
+static void cache_bounds(void) {
+  hak_test_reset(); /* an empty cache */
+  unsigned char *b[LARGE_CACHE_N + 1];
+  for (int i = 0; i <= LARGE_CACHE_N; i++) {
+    b[i] = hak_malloc(MiB + (size_t)i * 8192); /* distinct sizes, 33 MiB in all */
+    REQUIRE(b[i] != NULL);
+    b[i][0] = (unsigned char)i;
+  }
+  for (int i = 0; i < LARGE_CACHE_N; i++)
+    hak_free(b[i]);
+  size_t kept = 0;
+  for (int i = 0; i < LARGE_CACHE_N; i++)
+    kept += still_mapped(b[i]);
+  CHECK_MSG(kept == LARGE_CACHE_N, "%d freed 1 MiB mappings: only %zu still cached", LARGE_CACHE_N,
+            kept);
+  hak_free(b[LARGE_CACHE_N]); /* one more: the oldest goes */
+  CHECK_MSG(!still_mapped(b[0]) && still_mapped(b[1]) && still_mapped(b[LARGE_CACHE_N]),
+            "a free past %d cached mappings: the oldest %s, the next %s, the new one %s",
+            LARGE_CACHE_N, still_mapped(b[0]) ? "kept" : "gone",
+            still_mapped(b[1]) ? "kept" : "gone", still_mapped(b[LARGE_CACHE_N]) ? "kept" : "gone");
+  CHECK_EQ(hak_heap_check(), 0);
+
+  hak_test_reset();
+  const size_t most = LARGE_CACHE_BYTES / 8 - 64; /* a 32 MiB mapping */
+  unsigned char *m[9];
+  for (int i = 0; i < 9; i++) {
+    m[i] = hak_malloc(i < 8 ? most : MiB);
+    REQUIRE(m[i] != NULL);
+    m[i][0] = (unsigned char)i;
+  }
+  for (int i = 0; i < 8; i++)
+    hak_free(m[i]);
+  kept = 0;
+  for (int i = 0; i < 8; i++)
+    kept += still_mapped(m[i]);
+  CHECK_MSG(kept == 8, "8 freed 32 MiB mappings (%zu MiB, the cache's bound): only %zu cached",
+            (size_t)(LARGE_CACHE_BYTES >> 20), kept);
+  hak_free(m[8]); /* 1 MiB more: the oldest 32 MiB goes */
+  CHECK_MSG(!still_mapped(m[0]) && still_mapped(m[1]) && still_mapped(m[8]),
+            "a free past %zu MiB cached: the oldest %s, the next %s, the new one %s",
+            (size_t)(LARGE_CACHE_BYTES >> 20), still_mapped(m[0]) ? "kept" : "gone",
+            still_mapped(m[1]) ? "kept" : "gone", still_mapped(m[8]) ? "kept" : "gone");
+  CHECK_EQ(hak_heap_check(), 0);
+  hak_trim(0);
+}
+
 /* hak_stats' mapped_bytes ("mapped from the OS now") counts the cache's
  * mappings: a freed 8 MiB block whose pages stay mapped (and resident) in
  * the cache is still mapped; hak_trim unmaps it. */
@@ -640,6 +700,7 @@ int main(void) {
   smallest_fit();
   cut_keeps_age();
   cache_edges();
+  cache_bounds();
 
   /* bounded: after 64 x 4 MiB are freed, the address space still mapped
    * grows by at most LARGE_CACHE_N of them (plus slack for stdio and the
