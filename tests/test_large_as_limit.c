@@ -20,6 +20,8 @@
  *     20 MiB mapping cached and 22 MiB left: the new range realloc moves
  *     the block to needs the cache's room (before, ENOMEM: only malloc
  *     gave the cache back);
+ *  Each call that succeeds leaves errno as it was: until 2026-11-28 the
+ *  refused first try's ENOMEM stayed (parts 1 to 5);
  *  6. (impossible, no limit) requests that no address space holds, 2^47
  *     bytes and up, with a 20 MiB mapping and empty segments cached: each
  *     fails with ENOMEM and both caches stay mapped (before, each emptied
@@ -58,6 +60,8 @@ static void one_block(size_t align, size_t size, unsigned char fill) {
             "the limit",
             size / MiB, align, errno);
   if (b) {
+    CHECK_MSG(errno == 0, "a %zu MiB block (aligned to %zu) served left errno %d", size / MiB,
+              align, errno);
     CHECK_EQ((uintptr_t)b & (align ? align - 1 : 15), 0);
     memset(b, fill, size);
     hak_free(b);
@@ -89,6 +93,7 @@ static void small(void) {
   CHECK_MSG(got == N,
             "malloc(32 KiB) #%d failed (errno %d) with 20 MiB cached, 2 MiB under the limit", got,
             errno);
+  CHECK_MSG(got < N || errno == 0, "%d blocks of 32 KiB served left errno %d", N, errno);
   for (int i = 0; i < got; i++) {
     CHECK(b[i][0] == (i & 0xff) && b[i][32 * 1024 - 1] == (i & 0xff));
     hak_free(b[i]);
@@ -118,6 +123,7 @@ static void segments(void) {
             "under the limit",
             errno, st.segments);
   if (p) {
+    CHECK_MSG(errno == 0, "a 24 MiB block served left errno %d", errno);
     memset(p, 0x44, 24 * MiB);
     hak_free(p);
   }
@@ -138,6 +144,7 @@ static void realloc_new_range(void) {
             "limit",
             errno);
   if (q) {
+    CHECK_MSG(errno == 0, "realloc of 8 MiB to 24 MiB succeeded, errno %d", errno);
     CHECK(q[0] == 0x55 && q[4 * MiB] == 0x55 && q[8 * MiB - 1] == 0x55);
     memset(q, 0x66, 24 * MiB);
     b = q;
