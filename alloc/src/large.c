@@ -481,8 +481,9 @@ void *large_alloc(size_t size, size_t alignment, bool zero) {
     errno = ENOMEM;
     return NULL;
   }
-  errno = saved;           /* a first try the limit refused left ENOMEM (until 2026-11-28 a malloc
-                            * that succeeded with it: test_large_as_limit) */
+  /* a first try the limit refused left ENOMEM (until 2026-11-28 a malloc
+   * that succeeded kept it: test_large_as_limit) */
+  errno = saved;
   os_advise_huge(lg, map); /* HAKMEM_THP */
   header_init(lg, map, off, size);
   lg->huge = huge;
