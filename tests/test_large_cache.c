@@ -369,7 +369,9 @@ static void smallest_fit(void) {
  * passed every test (an audit of 2026-11-28): a mapping of exactly
  * LARGE_CACHE_BYTES / 8 (32 MiB) is cached (the next block of its size is
  * it); an excess of exactly SPLIT_MIN (256 KiB), more than half the
- * block, is not "under 256 KiB": the mapping is cut, the excess moved away. */
+ * block, is not "under 256 KiB": the mapping is cut, the excess moved away;
+ * an excess of exactly half the block is kept, and one of exactly the
+ * block's size is cut off (the block is not moved out instead). */
 static void cache_edges(void) {
   hak_test_reset();                               /* an empty cache */
   const size_t most = LARGE_CACHE_BYTES / 8 - 64; /* header and whole pages: 32 MiB */
@@ -398,6 +400,39 @@ static void cache_edges(void) {
   memset(b, 0x93, need - 64);
   CHECK_EQ(hak_heap_check(), 0);
   hak_free(b);
+  /* a mapping of exactly 1.5 times the block ("at most 1.5 times") is
+   * handed out whole, the excess kept as room; one of exactly twice the
+   * block (the excess "no bigger than the block") is cut from its front,
+   * the block staying where the mapping was, not moved to a new range.
+   * Both found by off-by-one mutants that passed every test (a hunt of
+   * 2026-11-28). */
+  hak_trim(0);
+  unsigned char *h = hak_malloc(3 * MiB - 64);
+  REQUIRE(h != NULL);
+  memset(h, 0x94, 3 * MiB - 64);
+  hak_free(h);
+  unsigned char *hb = hak_malloc(2 * MiB - 64);
+  REQUIRE(hb != NULL);
+  CHECK_MSG(hb == h && mapped_after(hb, 2 * MiB - 64),
+            "a 3 MiB mapping (1.5 times the block) did not serve a 2 MiB block whole (%p, got %p, "
+            "excess %s)",
+            (void *)h, (void *)hb, mapped_after(hb, 2 * MiB - 64) ? "kept" : "not kept");
+  memset(hb, 0x95, 2 * MiB - 64);
+  hak_free(hb);
+  hak_trim(0);
+  unsigned char *d = hak_malloc(4 * MiB - 64);
+  REQUIRE(d != NULL);
+  memset(d, 0x96, 4 * MiB - 64);
+  hak_free(d);
+  unsigned char *db = hak_malloc(2 * MiB - 64);
+  REQUIRE(db != NULL);
+  CHECK_MSG(db == d && !mapped_after(db, 2 * MiB - 64),
+            "a 4 MiB mapping (twice the block) was not cut for a 2 MiB block (%p, got %p, excess "
+            "%s)",
+            (void *)d, (void *)db, mapped_after(db, 2 * MiB - 64) ? "kept" : "not kept");
+  memset(db, 0x97, 2 * MiB - 64);
+  CHECK_EQ(hak_heap_check(), 0);
+  hak_free(db);
 }
 
 /* The excess cut off a cached mapping goes back into the cache with that
