@@ -344,7 +344,8 @@ def selection(root, makej, scale):
     # same (a recorder that mislabels an op or an argument shows there)
     if os.path.exists(os.path.join(root, "repro", "tests", "trace_edges.c")):
         S.append(Check("trace/build", "", mk + ["CONFIG=trace", "lib", "tests"], "build", 900))
-        tests_of("trace", ["test_trace_fork_init", "test_trace_inflight_free", "test_trace_secure"],
+        tests_of("trace", ["test_trace_fork_init", "test_trace_inflight_free",
+                           "test_trace_realloc_order", "test_trace_secure"],
                  timeout=60)
         S.append(Check("trace/build-valgrind", "", mk + ["CONFIG=valgrind", "lib"], "build", 900))
         S.append(Check("trace/build-tools", "", mk + ["build/repro/release/replay",
