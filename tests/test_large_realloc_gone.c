@@ -6,8 +6,16 @@
  * second free was called "not allocated by hakmem".
  * Also: the moved block's neighbours in the list of live large blocks
  * point at its new header (a mutant that left the next block's back link
- * on the old, unmapped one crashed no test, only the fuzz replay). */
+ * on the old, unmapped one crashed no test, only the fuzz replay).
+ * Also: the moved block's usable size is its new size's (a mutant that
+ * kept the old requested size in the moved header passed every release
+ * test), and a block aligned to 4 MiB that cannot grow in place is copied,
+ * not moved (mremap would unregister the range below it, where its header
+ * page lies, and leave its own registered: the old address freed again
+ * then read an unmapped header instead of naming a double free). */
 #include "hak_test.h"
+
+#include "internal.h"
 
 #define MiB ((size_t)1 << 20)
 #define PG ((size_t)4096)
@@ -53,6 +61,10 @@ static void list_after_move(void) {
   unsigned char *q = hak_realloc(b, 3 * MiB);
   REQUIRE(q != NULL);
   CHECK_EQ(q[MiB - 1], 0x41);
+  CHECK_MSG(q != b || !stop, "realloc grew the block in place over a mapped page");
+  /* the header's requested size is the new one: 3 MiB after a 64-byte header, whole pages */
+  CHECK_MSG(hak_usable_size(q) == 3 * MiB + PG - 64, "usable size %zu after the move to 3 MiB",
+            hak_usable_size(q));
   CHECK_EQ(hak_heap_check(), 0);
   hak_free(older);
   CHECK_EQ(hak_heap_check(), 0);
@@ -63,11 +75,40 @@ static void list_after_move(void) {
     munmap(stop, PG);
 }
 
+/* A block aligned to 4 MiB (its header a page below it) that cannot grow
+ * in place: realloc copies it and frees the old one. */
+static unsigned char *huge_moved_away(void) {
+  unsigned char *b = hak_aligned_alloc(4 * MiB, 8 * MiB);
+  REQUIRE(b != NULL);
+  memset(b, 0x52, 8 * MiB);
+  hak_large_t *lg = registry_large(b);
+  REQUIRE(lg != NULL);
+  void *stop = hak_map_at((uint8_t *)lg + lg->map_size, PG, PROT_READ);
+  unsigned char *q = hak_realloc(b, 40 * MiB);
+  REQUIRE(q != NULL);
+  CHECK_MSG(q != b || !stop, "realloc grew the huge-aligned block in place over a mapped page");
+  CHECK_EQ(q[0], 0x52);
+  CHECK_EQ(q[8 * MiB - 1], 0x52);
+  CHECK_MSG(hak_usable_size(q) >= 40 * MiB, "usable size %zu after the move to 40 MiB",
+            hak_usable_size(q));
+  CHECK_EQ(hak_heap_check(), 0);
+  hak_free(q);
+  if (stop)
+    munmap(stop, PG);
+  return b;
+}
+
+static void free_huge_old(void *arg) {
+  (void)arg;
+  hak_free(huge_moved_away());
+}
+
 int main(void) {
   hak_free(hak_malloc(100)); /* hakmem set up before the fork */
   EXPECT_ABORT(free_old, NULL, "hakmem: double free of 0x");
   EXPECT_ABORT(free_old, NULL, "(large block)");
   EXPECT_ABORT(realloc_old, NULL, "hakmem: realloc of freed block 0x");
   RUN_SECTION(list_after_move);
+  EXPECT_ABORT(free_huge_old, NULL, "hakmem: double free of 0x");
   return hak_test_done();
 }
