@@ -372,6 +372,26 @@ static void smallest_fit(void) {
  * block, is not "under 256 KiB": the mapping is cut, the excess moved away;
  * an excess of exactly half the block is kept, and one of exactly the
  * block's size is cut off (the block is not moved out instead). */
+
+/* A block of `map` bytes' mapping freed into the cache (the trim before
+ * leaves it the only one), then a block of `blk`: it must be served from
+ * that mapping, at its address, with the excess kept after it as room or
+ * not (`kept`); `what` names the failure. */
+static void serve_from_cached(size_t map, size_t blk, bool kept, const char *what) {
+  hak_trim(0);
+  unsigned char *m = hak_malloc(map - 64);
+  REQUIRE(m != NULL);
+  memset(m, 0x94, map - 64);
+  hak_free(m);
+  unsigned char *b = hak_malloc(blk - 64);
+  REQUIRE(b != NULL);
+  bool after = mapped_after(b, blk - 64);
+  CHECK_MSG(b == m && after == kept, "%s (%p, got %p, excess %s)", what, (void *)m, (void *)b,
+            after ? "kept" : "not kept");
+  memset(b, 0x95, blk - 64);
+  hak_free(b);
+}
+
 static void cache_edges(void) {
   hak_test_reset();                               /* an empty cache */
   const size_t most = LARGE_CACHE_BYTES / 8 - 64; /* header and whole pages: 32 MiB */
@@ -406,33 +426,11 @@ static void cache_edges(void) {
    * the block staying where the mapping was, not moved to a new range.
    * Both found by off-by-one mutants that passed every test (a hunt of
    * 2026-11-28). */
-  hak_trim(0);
-  unsigned char *h = hak_malloc(3 * MiB - 64);
-  REQUIRE(h != NULL);
-  memset(h, 0x94, 3 * MiB - 64);
-  hak_free(h);
-  unsigned char *hb = hak_malloc(2 * MiB - 64);
-  REQUIRE(hb != NULL);
-  CHECK_MSG(hb == h && mapped_after(hb, 2 * MiB - 64),
-            "a 3 MiB mapping (1.5 times the block) did not serve a 2 MiB block whole (%p, got %p, "
-            "excess %s)",
-            (void *)h, (void *)hb, mapped_after(hb, 2 * MiB - 64) ? "kept" : "not kept");
-  memset(hb, 0x95, 2 * MiB - 64);
-  hak_free(hb);
-  hak_trim(0);
-  unsigned char *d = hak_malloc(4 * MiB - 64);
-  REQUIRE(d != NULL);
-  memset(d, 0x96, 4 * MiB - 64);
-  hak_free(d);
-  unsigned char *db = hak_malloc(2 * MiB - 64);
-  REQUIRE(db != NULL);
-  CHECK_MSG(db == d && !mapped_after(db, 2 * MiB - 64),
-            "a 4 MiB mapping (twice the block) was not cut for a 2 MiB block (%p, got %p, excess "
-            "%s)",
-            (void *)d, (void *)db, mapped_after(db, 2 * MiB - 64) ? "kept" : "not kept");
-  memset(db, 0x97, 2 * MiB - 64);
+  serve_from_cached(3 * MiB, 2 * MiB, true,
+                    "a 3 MiB mapping (1.5 times the block) did not serve a 2 MiB block whole");
+  serve_from_cached(4 * MiB, 2 * MiB, false,
+                    "a 4 MiB mapping (twice the block) was not cut for a 2 MiB block");
   CHECK_EQ(hak_heap_check(), 0);
-  hak_free(db);
 }
 
 /* The excess cut off a cached mapping goes back into the cache with that
