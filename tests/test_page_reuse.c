@@ -214,7 +214,7 @@ static size_t owned_segments(void) {
  * maps a new segment it takes those remote frees, and the pages that
  * empty give their slices to the next class. Before, they stayed carved
  * until their class was allocated again: 6 MiB more resident per phase
- * (2 segments after the first phase, 11 after the sixth; bench_handoff-like
+ * (2 segments after the first phase, 10 after the sixth; bench_handoff-like
  * pipelines whose message sizes change: 105 MiB resident for 8 MiB live
  * after 12 phases, glibc 2.6 MiB, mimalloc 13 MiB). */
 static void remote_freed_pages_reused(void) {
