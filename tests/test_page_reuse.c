@@ -242,6 +242,48 @@ static void remote_freed_pages_reused(void) {
   CHECK_EQ(hak_heap_check(), 0);
 }
 
+/* The walk of remote_freed_pages_reused runs again and again: a heap that
+ * keeps 20 MiB live (5 segments or more, so the next walk is due after a
+ * segment or more) moves through 16 classes of 6 MiB each, every block
+ * freed by another thread. Each walk gives the earlier classes' pages back:
+ * 8 segments at most (6 with the live set alone). A walk that ran once and
+ * never again (a new segment not counted in seg_joins): 30, every phase's
+ * 6 MiB left carved; the next walk due after as many segments as the heap
+ * kept, not a quarter of them: 16. */
+static void remote_collect_repeats(void) {
+  enum { LIVE = 20 << 20, PHASE = 6 << 20, PHASES = 16 };
+  size_t nl = LIVE / 1024;
+  void **live = calloc(nl, sizeof *live);
+  REQUIRE(live != NULL);
+  for (size_t i = 0; i < nl; i++) {
+    REQUIRE((live[i] = hak_malloc(1024)) != NULL);
+    memset(live[i], 2, 64);
+  }
+  size_t base = owned_segments(), most = base;
+  for (size_t ph = 0; ph < PHASES; ph++) {
+    size_t size = 2048 + ph * 512;
+    size_t n = PHASE / size;
+    void **b = calloc(n, sizeof *b);
+    REQUIRE(b != NULL);
+    for (size_t i = 0; i < n; i++) {
+      REQUIRE((b[i] = hak_malloc(size)) != NULL);
+      memset(b[i], 1, 64);
+    }
+    hak_free_remotely(b, n);
+    free(b);
+    size_t now = owned_segments();
+    most = now > most ? now : most;
+  }
+  CHECK_MSG(most <= base + 6,
+            "20 MiB live, then %d phases of 6 MiB each freed by another thread: the heap owned "
+            "up to %zu segments, %zu with the live set alone",
+            PHASES, most, base);
+  for (size_t i = 0; i < nl; i++)
+    hak_free(live[i]);
+  free(live);
+  CHECK_EQ(hak_heap_check(), 0);
+}
+
 int main(void) {
   RUN_SECTION(free_blocks_before_carving);
   RUN_SECTION(committed_slices_first);
@@ -249,5 +291,6 @@ int main(void) {
   RUN_SECTION(adopt_keeps_only_page);
   RUN_SECTION(adopt_takes_carvable);
   RUN_SECTION(remote_freed_pages_reused);
+  RUN_SECTION(remote_collect_repeats);
   return hak_test_done();
 }
