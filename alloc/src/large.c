@@ -472,7 +472,6 @@ void *large_alloc(size_t size, size_t alignment, bool zero) {
     }
     hak_unlock(&hak_large_lock);
   }
-  int saved = errno;
   hak_large_t *lg = huge ? os_map_aligned(map, map_align, off) : os_map_large(map);
   if (!lg && make_room(map)) /* an address-space limit (RLIMIT_AS): the caches' ranges held
                               * what the block needs (before: ENOMEM with them mapped) */
@@ -481,9 +480,6 @@ void *large_alloc(size_t size, size_t alignment, bool zero) {
     errno = ENOMEM;
     return NULL;
   }
-  /* a first try the limit refused left ENOMEM (until 2026-11-28 a malloc
-   * that succeeded kept it: test_large_as_limit) */
-  errno = saved;
   os_advise_huge(lg, map); /* HAKMEM_THP */
   header_init(lg, map, off, size);
   lg->huge = huge;
@@ -730,7 +726,6 @@ void *large_realloc(hak_large_t *lg, void *p, size_t size) {
    * the program split, by madvise or mprotect on part of it) is copied */
   if (lg->huge || HAK_TRACE_ON || !os_one_mapping(lg, map))
     return LARGE_MOVE_BY_COPY;
-  int saved = errno;
   hak_large_t *dst = os_map_large(need);
   if (!dst && make_room(need)) /* as in large_alloc (before: ENOMEM with the caches mapped) */
     dst = os_map_large(need);
@@ -738,7 +733,6 @@ void *large_realloc(hak_large_t *lg, void *p, size_t size) {
     errno = ENOMEM;
     return NULL;
   }
-  errno = saved; /* as in large_alloc */
   HAK_TEST_HOOK(HAK_HOOK_LARGE_LOCKING, p);
   hak_lock(&hak_large_lock);
   /* freed by another thread since the unlock (a program's race) */

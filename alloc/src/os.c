@@ -16,8 +16,12 @@
 
 /* Maps `size` bytes (a multiple of the OS page) at an address q such that
  * q + offset is aligned to `alignment` (a power of two >= the OS page):
- * over-map, then trim. */
-void *os_map_aligned(size_t size, size_t alignment, size_t offset) {
+ * over-map, then trim. errno is kept, as by every os_* call: a caller
+ * that fails says ENOMEM itself. Until 2026-11-28 a refused mmap left
+ * ENOMEM behind, and a call that then succeeded another way (a second try
+ * after make_room, a cut of a cached mapping instead of a gather, a cached
+ * tail unmapped instead of moved) returned with it (test_large_as_limit). */
+static void *map_aligned(size_t size, size_t alignment, size_t offset) {
   if (size > ((size_t)1 << ADDRESS_BITS) || alignment > ((size_t)1 << (ADDRESS_BITS - 2)))
     return NULL;
   size_t span = size + alignment;
@@ -37,6 +41,13 @@ void *os_map_aligned(size_t size, size_t alignment, size_t offset) {
     return NULL;
   }
   return (void *)aligned;
+}
+
+void *os_map_aligned(size_t size, size_t alignment, size_t offset) {
+  int saved = errno;
+  void *p = map_aligned(size, alignment, offset);
+  errno = saved;
+  return p;
 }
 
 /* The large-block zone: a window of address space the kernel does not

@@ -154,15 +154,12 @@ static hak_segment_t *segment_new(void) {
     seg->next = seg->prev = NULL;
     return seg;
   }
-  int saved = errno;
   seg = os_map_aligned(SEGMENT_SIZE, SEGMENT_SIZE, 0);
   if (!seg && large_cache_drop()) /* an address-space limit (RLIMIT_AS): the large
                                    * cache's ranges make room (before: ENOMEM) */
     seg = os_map_aligned(SEGMENT_SIZE, SEGMENT_SIZE, 0);
   if (!seg)
-    return NULL; /* errno: mmap's ENOMEM */
-  errno = saved; /* a first try the limit refused left ENOMEM (until 2026-11-28 a malloc
-                  * that succeeded with it: test_large_as_limit, small) */
+    return NULL;                      /* the caller says ENOMEM (os_map_aligned keeps errno) */
   track_roots_add(seg, SEGMENT_SIZE); /* LeakSanitizer scans its blocks (asan) */
   os_advise_huge(seg, SEGMENT_SIZE);  /* HAKMEM_THP; before the header's first touch */
   /* fresh mmap memory is zero: only non-zero fields need setting */
