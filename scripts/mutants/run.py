@@ -580,16 +580,18 @@ def run_selection(tree, checks, logdir, deadline, skip=frozenset(), stop_at_firs
 
 def base_build(base, makej, logdir, deadline):
     """Builds every output the selection needs in the snapshot."""
+    # the stress programs of each configuration: scripts/stress.sh's one list
+    # (before, a copy kept here by hand)
+    def progs(cfg):
+        out = subprocess.check_output(["bash", "scripts/stress.sh", "progs", cfg], cwd=base, text=True)
+        return out.split()
     targets = [
         ["CONFIG=release", "tests", "stress-bins"],
         ["CONFIG=debug", "build/debug/tests/test_failure_paths"],
         ["CONFIG=asan", "tests"],
         ["CONFIG=valgrind", "tests"],
-        ["CONFIG=tsan", "tests", "build/tsan/stress/larson", "build/tsan/stress/remote_free",
-         "build/tsan/stress/thread_churn", "build/tsan/stress/realloc_storm"],
-        ["CONFIG=release", "build/release/stress/larson.libc", "build/release/stress/remote_free.libc",
-         "build/release/stress/thread_churn.libc", "build/release/stress/fork_stress.libc",
-         "build/release/stress/realloc_storm.libc", "build/release/stress/aligned_storm.libc"],
+        ["CONFIG=tsan", "tests"] + ["build/tsan/stress/%s" % p for p in progs("tsan")],
+        ["CONFIG=release"] + ["build/release/stress/%s.libc" % p for p in progs("release")],
         ["fuzz-bins"],
     ]
     os.makedirs(logdir, exist_ok=True)
