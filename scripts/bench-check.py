@@ -229,7 +229,7 @@ def check(res, doc, tol, stat, res_path, base_path):
                 fails.append(msg)
                 continue
             floor = b * (1 - tol)
-            change = cur / b - 1 if b else 0.0
+            change = cur / b - 1  # b > 0: positive(b) above
             if round(cur, 6) < round(floor, 6):  # (the baseline keeps 6 decimals)
                 msg = "%-40s %.3f, baseline %.3f: dropped %.1f%% (more than %.0f%%; floor %.3f)" % (
                     label, cur, b, -change * 100, tol * 100, floor)

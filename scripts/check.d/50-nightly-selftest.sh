@@ -209,24 +209,33 @@ run_check nightly clean bash -c '
   [ $rc = 0 ] || { echo "nightly exit $rc, expected 0"; exit 1; }
   python3 "$T/check-clean.py" "$T" || exit 1'
 
+# nightly_fails NAME OUT RESULT_RE LINE_RE JSON_EXPR ENV...: a nightly run
+# with ENV must exit 1, its report.md say RESULT_RE and LINE_RE, and its
+# report.json (d) meet JSON_EXPR
+nightly_fails() {
+  local name=$1 out=$T/$2 result=$3 line=$4 expr=$5
+  shift 5
+  run_check nightly "$name" bash -c '
+    out=$1 result=$2 line=$3 expr=$4
+    shift 4
+    env NIGHTLY_OUT="$out" "$@" scripts/nightly.sh; rc=$?
+    [ $rc = 1 ] || { echo "nightly exit $rc, expected 1"; exit 1; }
+    grep -q "^\*\*Result: FAIL\*\* $result" "$out/report.md" || { echo "no \"Result: FAIL $result\""; exit 1; }
+    grep -q "$line" "$out/report.md" || { echo "no \"$line\""; exit 1; }
+    python3 -c "import json, sys; d = json.load(open(sys.argv[1])); assert $expr, d" "$out/report.json"' \
+    _ "$out" "$result" "$line" "$expr" "$@"
+}
+
 # a nightly in which every check was skipped verified nothing: not a PASS
-run_check nightly nothing-ran bash -c '
-  T='"$T"'
-  NIGHTLY_OUT=$T/none NIGHTLY_ONLY=none BUDGET=0.1 scripts/nightly.sh; rc=$?
-  [ $rc = 1 ] || { echo "nightly exit $rc with every check skipped, expected 1"; exit 1; }
-  grep -q "^\*\*Result: FAIL\*\* (0 passed, 0 failed, [1-9][0-9]* skipped" "$T/none/report.md" || exit 1
-  grep -q "^No check passed" "$T/none/report.md" || exit 1
-  python3 -c "import json, sys; assert json.load(open(sys.argv[1]))[\"result\"] == \"FAIL\"" "$T/none/report.json"'
+nightly_fails nothing-ran none "(0 passed, 0 failed, [1-9][0-9]* skipped" "^No check passed" \
+  'd["result"] == "FAIL"' NIGHTLY_ONLY=none BUDGET=0.1
 
 # a selected check the budget never reached was not verified: not a PASS,
 # though the planted check passed (BUDGET=0: nothing left for bench-check)
-run_check nightly budget-starved bash -c '
-  T='"$T"'
-  NIGHTLY_OUT=$T/starved NIGHTLY_ONLY=bench-check NIGHTLY_PLANT=pass BUDGET=0 scripts/nightly.sh; rc=$?
-  [ $rc = 1 ] || { echo "nightly exit $rc with bench-check skipped for the budget, expected 1"; exit 1; }
-  grep -q "^\*\*Result: FAIL\*\* (1 passed, 0 failed, [1-9][0-9]* skipped" "$T/starved/report.md" || exit 1
-  grep -q "^The budget did not reach bench-check: not verified" "$T/starved/report.md" || exit 1
-  python3 -c "import json, sys; d = json.load(open(sys.argv[1])); assert d[\"result\"] == \"FAIL\" and d[\"starved\"] == [\"bench-check\"], d" "$T/starved/report.json"'
+nightly_fails budget-starved starved "(1 passed, 0 failed, [1-9][0-9]* skipped" \
+  "^The budget did not reach bench-check: not verified" \
+  'd["result"] == "FAIL" and d["starved"] == ["bench-check"]' \
+  NIGHTLY_ONLY=bench-check NIGHTLY_PLANT=pass BUDGET=0
 
 run_check nightly available-fresh bash -c '
   T='"$T"'

@@ -88,7 +88,7 @@ def main():
                 L.append("")
     with open(os.path.join(out, "report.md"), "w") as f:
         f.write("\n".join(L).rstrip("\n") + "\n")
-    return 1 if failed or not ran or starved else 0
+    return 1 if J["result"] == "FAIL" else 0
 
 
 if __name__ == "__main__":
