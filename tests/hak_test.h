@@ -282,7 +282,7 @@ static inline long hak_task_syscall(int tid) {
     return -1;
   char *end;
   long nr = strtol(buf, &end, 10);
-  return end == buf ? -2 : nr;
+  return end == buf || nr < 0 ? -2 : nr; /* a zombie reads "-1 ...": gone */
 }
 
 /* Whether this process's thread `tid` (gettid) is blocked in a nanosleep

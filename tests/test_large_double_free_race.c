@@ -254,8 +254,12 @@ static void unregistered_hook(enum hak_hook_point where, void *arg) {
   /* until the other thread sleeps: from its go it runs straight into
    * err_invalid's tries of the lock, where it sleeps 100 us between two */
   double end = hak_now() + 10 * hak_test_slowdown();
-  while (!hak_thread_in_nanosleep(atomic_load(&second_tid)) && hak_now() < end)
-    sched_yield();
+  while (!hak_thread_in_nanosleep(atomic_load(&second_tid)))
+    if (hak_now() > end) { /* the second free never waited: nothing tested, said so */
+      fprintf(stderr, "the second free never slept in its tries of the lock\n");
+      _exit(3);
+    } else
+      sched_yield();
 }
 static void *second_free(void *p) {
   atomic_store(&second_tid, (int)gettid());

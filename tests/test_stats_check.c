@@ -339,7 +339,9 @@ static void test_print(void) {
  *      an exited thread's abandoned segment on the delayed list. Before,
  *      hak_heap_check walked the delayed lists only to count them and
  *      reported none of these but 17's full page with a free block
- *      (helper-85, mutants check-delayed-*, 2026-11-28). */
+ *      (helper-85, mutants check-delayed-*, 2026-11-28).
+ *  20. the segment of the thread's blocks dropped from its heap's list
+ *      (named as such since 2026-11-28; the page counts differ too). */
 static const char *const corrupt_want[] = {
     "thread cache entry outside",
     "list cycle",
