@@ -581,8 +581,9 @@ PY
     last_rec "$W/exec.trace" | grep -qE "^[0-9]+ T1 realloc\(0x[0-9a-f]+, 300\): died in this call" ||
       fail "PATH does not end with the child's crashing realloc"
     "$T/tracecat" "$W/exec.trace.$ppid" | grep -q " malloc(66) " || fail "the parent's trace is not at PATH.$ppid"
-    # a stale crash trace, from before the recording began, is replaced
-    touch -d '1 hour ago' "$W/exec.trace"
+    # a stale crash trace, another process's (its writer's pid is not this
+    # one's parent's), is replaced by this run's exit (the file's time no
+    # longer matters: the recorder decides by that pid)
     HAKMEM_TRACE=$W/exec.trace LD_PRELOAD=$TRACE_SO "$T/trace_edges" realloc-in-place >/dev/null ||
       fail "realloc-in-place failed"
     hdr "$W/exec.trace" | grep -q "written at exit" || fail "a stale crash trace was not replaced"
