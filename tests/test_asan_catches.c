@@ -335,6 +335,15 @@ static void correct_use(void *arg) {
   CHECK(hak_heap_check() == 0);
 }
 
+/* only_leak(out, summary): out holds exactly one LeakSanitizer report,
+ * and its summary is "SUMMARY: AddressSanitizer: <summary>." */
+static int only_leak(const char *out, const char *summary) {
+  char want[128];
+  snprintf(want, sizeof want, "SUMMARY: AddressSanitizer: %s.", summary);
+  const char *first = out ? strstr(out, "ERROR: LeakSanitizer") : NULL;
+  return first && !strstr(first + 1, "ERROR: LeakSanitizer") && strstr(out, want);
+}
+
 static void expect_report(void (*fn)(void *), void *arg, const char *name, const char *kind,
                           const char *access) {
   struct hak_child c;
@@ -385,16 +394,20 @@ int main(void) {
             "libc blocks in hakmem blocks: child %s, stderr:\n%s",
             hak_child_describe(&c, lhow, sizeof lhow), c.out);
   hak_child_free(&c);
+  /* the report names that leak and nothing else: any other report (the
+   * blocks above among them) would otherwise pass for it */
   REQUIRE(hak_run_child(libc_blocks_in_hakmem, (void *)1, 120, &c));
-  CHECK_MSG(hak_child_exited(&c, 0) && strstr(c.out, "LeakSanitizer"),
-            "a real leak beside them: child %s, stderr:\n%s",
+  CHECK_MSG(hak_child_exited(&c, 0) && only_leak(c.out, "12 byte(s) leaked in 1 allocation(s)"),
+            "a real leak beside them (strdup(\"really lost\"), 12 bytes, alone): child %s, "
+            "stderr:\n%s",
             hak_child_describe(&c, lhow, sizeof lhow), c.out);
   hak_child_free(&c);
 
   for (uintptr_t shrunk = 0; shrunk < 2; shrunk++) {
     REQUIRE(hak_run_child(libc_block_where_large_was, (void *)shrunk, 120, &c));
-    CHECK_MSG(hak_child_exited(&c, 0) && strstr(c.out, "LeakSanitizer"),
-              "libc block where a large block %s: child %s, stderr:\n%s",
+    CHECK_MSG(hak_child_exited(&c, 0) && only_leak(c.out, "43 byte(s) leaked in 1 allocation(s)"),
+              "libc block where a large block %s (put_libc_name's 43 bytes, alone): child %s, "
+              "stderr:\n%s",
               shrunk ? "shrunk in place was" : "was", hak_child_describe(&c, lhow, sizeof lhow),
               c.out);
     hak_child_free(&c);
