@@ -303,6 +303,66 @@ static void unregistered_move(void *arg) {
   unregistered_race(b, 80 * MiB);
 }
 
+/* ---- just after that unlock (HAK_HOOK_LARGE_GONE), the range gone from
+ * the registry and the lock free: a second free started there finds the
+ * block only among the recently freed, so a free or a move that
+ * remembered it after its unlock would have it named "not allocated by
+ * hakmem". The second free is started there (not before, as above, where
+ * it waits for the lock and is let in 100 us after the unlock: late
+ * enough for either order), and the first call waits there until the
+ * second has ended the process. */
+static atomic_int second_returned;
+
+static void gone_hook(enum hak_hook_point where, void *arg) {
+  if (where != HAK_HOOK_LARGE_GONE || arg != target || hook_ran)
+    return;
+  hook_ran = 1;
+  atomic_store(&second_go, 1);
+  double end = hak_now() + 10 * hak_test_slowdown();
+  while (!atomic_load(&second_returned))
+    if (hak_now() > end) { /* neither aborted nor returned: a hang, said so */
+      fprintf(stderr, "the second free neither ended the process nor returned\n");
+      _exit(3);
+    } else
+      sched_yield();
+}
+static void *second_free_late(void *p) {
+  while (!atomic_load(&second_go))
+    sched_yield();
+  hak_free(p);
+  atomic_store(&second_returned, 1);
+  return NULL;
+}
+static void gone_race(unsigned char *b, size_t realloc_to) {
+  REQUIRE(b != NULL);
+  target = b;
+  pthread_t t;
+  REQUIRE(pthread_create(&t, NULL, second_free_late, b) == 0);
+  atomic_store(&hak_test_hook, gone_hook);
+  if (realloc_to)
+    hak_realloc(b, realloc_to);
+  else
+    hak_free(b);
+  if (!hook_ran) { /* the window was not reached: nothing tested (and t waits for ever) */
+    fprintf(stderr, "the hook never ran\n");
+    _exit(3);
+  }
+  pthread_join(t, NULL);
+  atomic_store(&hak_test_hook, NULL);
+  fprintf(stderr, "hook ran: %d; the second free returned\n", hook_ran); /* a bug */
+}
+static void gone_free(void *arg) { /* over 32 MiB: unmapped, not cached */
+  (void)arg;
+  gone_race(hak_malloc(40 * MiB), 0);
+}
+static void gone_move(void *arg) { /* as unregistered_move */
+  (void)arg;
+  unsigned char *b = hak_malloc(40 * MiB);
+  REQUIRE(b != NULL);
+  hak_map_at(b - LARGE_HDR + 40 * MiB + 4096, 4096, PROT_READ);
+  gone_race(b, 80 * MiB);
+}
+
 /* A block the cache keeps: its header stays mapped, freed (passed before
  * the fix too; the same report). */
 static void free_cached(void *arg) {
@@ -335,6 +395,8 @@ int main(void) {
   EXPECT_ABORT(unregistered_free, NULL, "(large block)");
   EXPECT_ABORT(unregistered_move, NULL, "hakmem: double free of 0x");
   EXPECT_ABORT(unregistered_move, NULL, "(large block)");
+  EXPECT_ABORT(gone_free, NULL, "hakmem: double free of 0x");
+  EXPECT_ABORT(gone_move, NULL, "hakmem: double free of 0x");
   /* the error path's own window: the pointer is not allocated by hakmem once
    * the block is unmapped (its first bytes, its header: 16 below the block) */
   EXPECT_ABORT(interior_big, (void *)(uintptr_t)16, ": not allocated by hakmem\n");

@@ -706,6 +706,13 @@ enum hak_hook_point {
    * neither (test_large_double_free_race, unregistered_*). Not one of
    * fuzz_mt's FZ_HOOK points. */
   HAK_HOOK_LARGE_UNREGISTERED,
+  /* large_free (a block unmapped, not cached) and large_realloc's move,
+   * just after the unlock (arg: the block, whose range is unregistered):
+   * the block must be among the recently freed by then, or another
+   * thread's free of it there is named "not allocated by hakmem"
+   * (test_large_double_free_race, gone_*). Not one of fuzz_mt's FZ_HOOK
+   * points. */
+  HAK_HOOK_LARGE_GONE,
   /* large_place, the large lock held, the registry just read again (arg:
    * p): another thread's free of the block waits for the lock there, so
    * the header read after this point is still mapped

@@ -667,6 +667,7 @@ void large_free(hak_large_t *lg, void *p, const char *op) {
   HAK_TEST_HOOK(HAK_HOOK_LARGE_UNREGISTERED, p);
   note_gone(p); /* before the unlock: a racing second free then finds it (err_invalid) */
   hak_unlock(&hak_large_lock);
+  HAK_TEST_HOOK(HAK_HOOK_LARGE_GONE, p);
   track_roots_del(p, large_usable(lg));
   track_free(p, large_usable(lg));
   os_unmap(lg, lg->map_size);
@@ -776,6 +777,7 @@ void *large_realloc(hak_large_t *lg, void *p, size_t size) {
   note_gone(p);
   hak_unlock(&hak_large_lock);
   void *np = (uint8_t *)lg + off;
+  HAK_TEST_HOOK(HAK_HOOK_LARGE_GONE, p);
   track_alloc(np, size, need - off, 0);
   track_padding(lg); /* dst's shadow was clear */
   track_roots_del(p, old_usable);
