@@ -240,6 +240,30 @@ static uint64_t trace_file_pid(const char *path) {
   return trace_file_header(path, &h) ? h.pid : 0;
 }
 
+/* HAKMEM_TRACE_LIMIT_MB, in MiB: decimal digits, else (say "64M", "-1",
+ * "abc") the default of 1024 and a line that says so. Until 2026-11-28 the
+ * digits before the first other character counted: "abc" was a limit of 0,
+ * every record dropped, and the trace said only TRUNCATED (steps.sh
+ * trace-limit). Saturating: a limit past what 64 bits of bytes hold is no
+ * limit (until 2026-11-28 it wrapped, and 2^44 MB dropped every record). */
+static uint64_t trace_limit_env(const char *l) {
+  if (!l || !*l)
+    return 1024;
+  uint64_t mb = 0;
+  const char *d = l;
+  for (; *d >= '0' && *d <= '9'; d++)
+    mb = mb >= (UINT64_MAX >> 20) / 10 ? UINT64_MAX >> 20 : mb * 10 + (uint64_t)(*d - '0');
+  if (*d == '\0')
+    return mb;
+  hak_msg_t m = {.len = 0};
+  msg_str(&m, "hakmem: HAKMEM_TRACE_LIMIT_MB=");
+  for (size_t i = 0; i < 64 && l[i]; i++) /* the line's end fits whatever its length */
+    m.buf[m.len++] = l[i];
+  msg_str(&m, " is not a decimal number of MiB: the limit is 1024\n");
+  msg_flush(&m);
+  return 1024;
+}
+
 static void trace_init(void) {
   int expect = ST_UNINIT;
   if (!atomic_compare_exchange_strong(&trace_state, &expect, ST_INIT)) {
@@ -264,17 +288,7 @@ static void trace_init(void) {
   if (!trace_pid) /* a fork child's init keeps hak_trace_fork_child's -1 */
     trace_pid = getpid();
   trace_stale_pid = trace_file_pid(trace_path);
-  const char *l = secure_getenv("HAKMEM_TRACE_LIMIT_MB");
-  uint64_t mb = 1024;
-  if (l && *l) {
-    mb = 0;
-    /* saturating: a limit past what 64 bits of bytes hold is no limit
-     * (until 2026-11-28 it wrapped, and 2^44 MB dropped every record;
-     * repro/tests/steps.sh trace-limit) */
-    for (; *l >= '0' && *l <= '9'; l++)
-      mb = mb >= (UINT64_MAX >> 20) / 10 ? UINT64_MAX >> 20 : mb * 10 + (uint64_t)(*l - '0');
-  }
-  trace_limit = mb << 20;
+  trace_limit = trace_limit_env(secure_getenv("HAKMEM_TRACE_LIMIT_MB")) << 20;
   for (size_t i = 0; i < sizeof trace_signals / sizeof trace_signals[0]; i++) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);

@@ -386,7 +386,20 @@ PY
     [ $rc -eq 0 ] || fail "the replay of a truncated trace's complete part exited $rc"
     grep -qE "handed out twice|never handed out|freed that block" "$W/lim-1-replay.err" &&
       fail "the replay of a truncated trace named its holes as errors"
-    ok "the trace limit saturates"
+    # a limit that is not a decimal number is the default, said on stderr
+    # (until 2026-11-28 "64M" was 64 and "abc" 0: every record dropped, and
+    # the header said only TRUNCATED)
+    for v in abc 64M; do
+      rm -f "$W/lim-bad.trace"
+      HAKMEM_TRACE=$W/lim-bad.trace HAKMEM_TRACE_LIMIT_MB=$v LD_PRELOAD=$TRACE_SO \
+        "$T/trace_edges" limit-holes 2>"$W/lim-bad.err" || fail "limit-holes with a limit of $v failed"
+      h=$(hdr "$W/lim-bad.trace") || fail "no readable trace with a limit of $v"
+      echo "$h"
+      echo "$h" | grep -q TRUNCATED && fail "HAKMEM_TRACE_LIMIT_MB=$v truncated the trace (read as a number)"
+      grep -qx "hakmem: HAKMEM_TRACE_LIMIT_MB=$v is not a decimal number of MiB: the limit is 1024" "$W/lim-bad.err" ||
+        { cat "$W/lim-bad.err"; fail "HAKMEM_TRACE_LIMIT_MB=$v: no line on stderr saying it is not a number"; }
+    done
+    ok "the trace limit saturates; a limit that is not a number is the default, said"
     ;;
   trace-reentered)
     # a SIGPROF handler's malloc/free that interrupts the recorder cannot be
