@@ -266,9 +266,10 @@ static inline double hak_now(void) {
  * syscall file names it; -1 while it runs, -2 when it cannot be read (it
  * is gone, or a zombie). For tests that hold a window open until another
  * thread or process has reached a wait inside hakmem, instead of for a
- * fixed time that a loaded machine may not honour. */
-static inline long hak_task_syscall(int tid) {
-  char path[64], buf[128];
+ * fixed time that a loaded machine may not honour. hak_task_syscall_arg
+ * also stores the call's first argument in *arg0 (unless NULL). */
+static inline long hak_task_syscall_arg(int tid, unsigned long *arg0) {
+  char path[64], buf[256];
   snprintf(path, sizeof path, "/proc/%d/syscall", tid);
   int fd = open(path, O_RDONLY);
   if (fd < 0)
@@ -282,7 +283,18 @@ static inline long hak_task_syscall(int tid) {
     return -1;
   char *end;
   long nr = strtol(buf, &end, 10);
-  return end == buf || nr < 0 ? -2 : nr; /* a zombie reads "-1 ...": gone */
+  if (end == buf || nr < 0)
+    return -2; /* a zombie reads "-1 ...": gone */
+  if (arg0) {  /* "NR 0xARG0 0xARG1 ... 0xSP 0xPC" */
+    char *after;
+    *arg0 = strtoul(end, &after, 16);
+    if (after == end)
+      return -2;
+  }
+  return nr;
+}
+static inline long hak_task_syscall(int tid) {
+  return hak_task_syscall_arg(tid, NULL);
 }
 
 /* Whether this process's thread `tid` (gettid) is blocked in a nanosleep
@@ -291,6 +303,14 @@ static inline long hak_task_syscall(int tid) {
 static inline int hak_thread_in_nanosleep(int tid) {
   long nr = hak_task_syscall(tid);
   return nr == SYS_clock_nanosleep || nr == SYS_nanosleep;
+}
+
+/* Whether this process's thread `tid` is blocked in a futex wait on the
+ * word at `word`: for a pthread mutex (its lock word is its first), a
+ * thread that waits for it in pthread_mutex_lock. */
+static inline int hak_thread_in_futex(int tid, const void *word) {
+  unsigned long a0 = 0;
+  return hak_task_syscall_arg(tid, &a0) == SYS_futex && a0 == (uintptr_t)word;
 }
 
 static inline void hak_sleep_ms(double ms) {

@@ -194,14 +194,18 @@ static void interior_big_realloc(void *arg) {
 
 /* ---- the error path's header read under the lock: the hook inside
  * large_place (HAK_HOOK_ERR_LARGE_LOCKED: the lock held, the registry read
- * again) starts another thread's free of the block and waits for it to end,
- * 200 ms at most. Under the lock that free waits, the header read after the
- * hook is the live block's, and p is named as inside it. Read without the
- * lock, the free unmaps the block first: SIGSEGV, no report (mutant
+ * again) starts another thread's free of the block and returns once that
+ * free waits in large_free for the large lock (a futex wait on it), or has
+ * ended. Under the lock that free waits, the header read after the hook is
+ * the live block's, and p is named as inside it. Read without the lock,
+ * the free unmaps the block first: SIGSEGV, no report (mutant
  * large-place-reads-unlocked, which the interior_* cases survive: they free
- * before large_place reads the registry). */
-static atomic_int locked_go, locked_freed;
+ * before large_place reads the registry). Before, the hook waited 200 ms
+ * for the free's end: on a loaded machine the free might not have reached
+ * the lock by then, and the part passed untested. */
+static atomic_int locked_go, locked_freed, locked_tid;
 static void *locked_freer(void *b) {
+  atomic_store(&locked_tid, (int)gettid());
   while (!atomic_load(&locked_go))
     sched_yield();
   hak_free(b);
@@ -213,10 +217,14 @@ static void locked_hook(enum hak_hook_point where, void *arg) {
     return;
   hook_ran = 1;
   atomic_store(&locked_go, 1);
-  for (int ms = 0; ms < 200 && !atomic_load(&locked_freed); ms++) {
-    struct timespec ts = {0, 1000 * 1000};
-    nanosleep(&ts, NULL);
-  }
+  double end = hak_now() + 10 * hak_test_slowdown();
+  while (!atomic_load(&locked_freed) &&
+         !hak_thread_in_futex(atomic_load(&locked_tid), &hak_large_lock))
+    if (hak_now() > end) { /* nothing tested, said so */
+      fprintf(stderr, "the other free neither waited for the large lock nor ended\n");
+      _exit(3);
+    } else
+      sched_yield();
 }
 static void interior_locked(void *arg) {
   (void)arg;
