@@ -2,17 +2,18 @@
  *
  * Each section parks one thread T inside the allocator at a HAK_HOOK_ point
  * and forks from main (or, where T holds a heap lock there, from a third
- * thread, which must wait: T is let go 100 ms later, and the fork then
- * completes). The child (a hang in it or in its fork handler: a failure at
- * 10 s) allocates, fills, checks and frees blocks of every size class and
- * large ones, starts a thread that allocates and frees and frees half the
- * blocks T owned (remote frees), frees the other half itself (with the block
- * T was freeing where T's free had not taken effect yet: a large block's; a
- * small block is marked free before its remote free starts, so it stays
- * live in the child), calls hak_trim, and must find hak_heap_check() == 0
- * and hak_stats counting exactly the blocks still live, one active heap. The
- * parent then lets T go and must find the same. Points without a lock held
- * (fork from main while T is parked):
+ * thread, which must wait: T is let go once that thread sleeps in fork's
+ * wait for the lock, and the fork then completes). The child (a hang in it
+ * or in its fork handler: a failure at 10 s) allocates, fills, checks and
+ * frees blocks of every size class and large ones, starts a thread that
+ * allocates and frees and frees half the blocks T owned (remote frees),
+ * frees the other half itself (with the block T was freeing where T's free
+ * had not taken effect yet: a large block's; a small block is marked free
+ * before its remote free starts, so it stays live in the child), calls
+ * hak_trim, and must find hak_heap_check() == 0 and hak_stats counting
+ * exactly the blocks still live, one active heap. The parent then lets T go
+ * and must find the same. Points without a lock held (fork from main while T
+ * is parked):
  *   large_free       HAK_HOOK_LARGE_LOCKING, large_free before the large lock
  *   realloc_move     HAK_HOOK_LARGE_LOCKING, large_realloc's move, a new
  *                    mapping made, before the lock is taken again
@@ -199,21 +200,34 @@ static void fork_and_check(const char *name) {
             name, (unsigned)status);
 }
 
+static atomic_int forker_tid;
 static void *forker(void *arg) {
+  atomic_store(&forker_tid, (int)gettid());
   fork_and_check((const char *)arg);
   return NULL;
 }
 
 /* fork from a third thread while T holds its heap's lock: the fork must
- * wait until T goes on */
+ * wait until T goes on. The check comes once the forker sleeps in fork's
+ * prepare handler, in its wait for T's heap lock (heap_lock_wait's
+ * spin_wait sleeps: the forker's one wait before fork() returns, no other
+ * hakmem lock being held meanwhile), or once fork() returned (a fork that
+ * did not wait). Before, it came after a fixed 100 ms, which on a loaded
+ * machine the forker may not have used to reach fork(): the check then
+ * passed without a fork to wait. */
 static void fork_waiting(const char *name) {
   pthread_t f;
   atomic_store(&forked, 0);
+  atomic_store(&forker_tid, 0);
   REQUIRE(pthread_create(&f, NULL, forker, (void *)name) == 0);
-  hak_sleep_ms(100);
-  /* fork() itself must not have returned: the forker's whole round (the
-   * child's work included) finishing within 100 ms is not needed to see a
-   * fork that did not wait (before, that was what the check asked) */
+  double end = hak_now() + limit_s();
+  while (!atomic_load(&forked) && !hak_thread_in_nanosleep(atomic_load(&forker_tid)))
+    if (hak_now() > end) { /* nothing tested, said so */
+      FAIL("%s: the forker neither waited in fork nor returned from it", name);
+      _exit(3);
+    } else
+      sched_yield();
+  /* fork() itself must not have returned */
   CHECK_MSG(!atomic_load(&forked), "%s: fork did not wait for the held heap lock", name);
   atomic_store(&go, 1);
   REQUIRE(pthread_join(f, NULL) == 0);
