@@ -531,8 +531,13 @@ PY
     hdr "$W/fifo.out" | grep -q "written at exit" || fail "the FIFO's reader got no trace"
     timeout 20 env HAKMEM_TRACE=>(cat >"$W/ps.out") LD_PRELOAD="$TRACE_SO" "$T/trace_edges" realloc-in-place >/dev/null
     rc=$?
+    ps_reader=$! # the process substitution's cat (bash 4.4 and later)
     [ $rc -eq 0 ] || fail "a pipe as HAKMEM_TRACE: exit $rc (124: it hung)"
-    for i in $(seq 100); do hdr "$W/ps.out" >/dev/null 2>&1 && break; sleep 0.1; done
+    [ "$ps_reader" != "$reader" ] || fail "no pid for the process substitution (bash before 4.4)"
+    # the cat ends at the pipe's end, every writer gone with the command:
+    # waited for, it has written all it read (before, a poll of ps.out's
+    # header, 100 x 0.1 s, which a loaded machine could outlast)
+    wait "$ps_reader"
     hdr "$W/ps.out" | grep -q "written at exit" || fail "the pipe's reader got no trace"
     ok "a FIFO or a pipe as HAKMEM_TRACE: the trace streams to its reader"
     ;;
