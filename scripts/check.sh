@@ -11,7 +11,8 @@
 #               under valgrind memcheck with a small HAK_TEST_SCALE (0.25)
 #   *.cpp tests (release, debug) with LD_PRELOAD of that config's libhakmem.so
 # then scripts/test-drivers.sh (check/drivers: a driver that dies part way
-# is a FAIL), scripts/test-preload.sh (real programs under LD_PRELOAD) and a
+# is a FAIL), scripts/test-preload.sh (real programs under LD_PRELOAD),
+# scripts/test-install.sh (release/install: make install and pkg-config) and a
 # smoke run of the stress programs. test-preload.sh and check.d's stress.sh
 # runs are drivers (run_driver): one that dies before its end records
 # <name>/completed FAIL.
@@ -137,6 +138,11 @@ if [ "${CHECK_PRELOAD:-1}" = 1 ]; then
   echo "==> check: [release-preload] scripts/test-preload.sh"
   CHECK_APPEND=1 run_driver test-preload scripts/test-preload.sh || true # its results are in the TSV
 fi
+
+# the README's make install + pkg-config flow (layout, DESTDIR, a C and a
+# C++ program linked by pkg-config's flags, the static archive)
+echo "==> check: [release] scripts/test-install.sh"
+run_check release install scripts/test-install.sh || true
 
 if [ "${CHECK_STRESS:-1}" = 1 ] && compgen -G 'stress/*.c' >/dev/null; then
   echo "==> check: [release] stress programs (make stress-bins)"
