@@ -14,8 +14,9 @@
 #   bad-base     a baseline ratio of NaN, 0, -1, Infinity: FAIL (every ratio
 #                is above a floor of NaN, 0 or below)
 #   peer-failed  every glibc run of w/b fails: SKIP, saying so, and PASS
-#   no_result    bench.sh's test of a run's printed ops/s: empty, 0, 0.0 and
-#                0e+00 are no result; 0.000001, 7 and 1e+06 are
+#   no_result    bench.sh's test of a run's printed ops/s: empty, 0, 0.0,
+#                0e+00, -1, -1.0, nan, -nan and inf are no result; 0.000001,
+#                7 and 1e+06 are
 # Exit status 0 when every case behaves; prints the first that does not.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
@@ -99,7 +100,7 @@ if ! declare -F no_result >/dev/null; then
   echo "FAIL no_result: no one-line no_result() in scripts/bench.sh"
   bad=1
 else
-  for v in "" 0 0.0 0e+00; do
+  for v in "" 0 0.0 0e+00 -1 -1.0 nan -nan inf; do
     no_result "$v" || { echo "FAIL no_result: ops/s='$v' taken for a result"; bad=1; }
   done
   for v in 0.000001 7 1e+06; do
