@@ -14,9 +14,13 @@
 #   bad-base     a baseline ratio of NaN, 0, -1, Infinity: FAIL (every ratio
 #                is above a floor of NaN, 0 or below)
 #   peer-failed  every glibc run of w/b fails: SKIP, saying so, and PASS
-#   no_result    bench.sh's test of a run's printed ops/s: empty, 0, 0.0,
-#                0e+00, -1, -1.0, nan, -nan and inf are no result; 0.000001,
-#                7 and 1e+06 are
+#   nothing      hakmem's runs of w/a print ops/s 0, -1, -1.0, nan, -nan,
+#                inf and nothing, each with exit status 0: none is taken for a
+#                result (bench-report.py asks no_result), FAIL
+#   no_result    the one test of a run's printed ops/s (scripts/lib-bench.sh;
+#                bench.sh, bench-random-mixed.sh and bench-report.py use it):
+#                empty, 0, 0.0, 0e+00, -1, -1.0, nan, -nan and inf are no
+#                result; 0.000001, 7 and 1e+06 are
 # Exit status 0 when every case behaves; prints the first that does not.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
@@ -26,7 +30,8 @@ PY=$(command -v python3)
 bad=0
 
 # results <name> <sample>...: $T/<name>/results.json from samples
-# "workload allocator ops_per_s exit" (the other columns are made up)
+# "workload allocator ops_per_s exit" (the other columns are made up; an
+# ops_per_s of _ is an empty one)
 results() {
   local d=$T/$1 s w a o e
   shift
@@ -35,6 +40,7 @@ results() {
   printf 'workload\tallocator\trep\tops_per_s\twall_s\tuser_s\tsys_s\tmaxrss_kb\texit\treported\n' >"$d/samples.tsv"
   for s in "$@"; do
     read -r w a o e <<<"$s"
+    [ "$o" != _ ] || o=
     printf '%s\t%s\t1\t%s\t1.0\t0.9\t0.1\t1000\t%s\t-\n' "$w" "$a" "$o" "$e" >>"$d/samples.tsv"
   done
   "$PY" scripts/bench-report.py --meta "$d/meta.tsv" --samples "$d/samples.tsv" --out "$d" >/dev/null ||
@@ -84,6 +90,12 @@ PY
 mkdir -p "$T/zero-old" && cp "$T/zero/old.json" "$T/zero-old/results.json"
 expect zero-summary 1 "^  FAIL w/a: hakmem/glibc +no ratio: hakmem's throughput 0.0" zero-old "$T/base-ab.json"
 
+# every one of these is no result: one taken for a result would give w/a a
+# hakmem median, and the FAIL would name a ratio instead
+results nothing "w/a hakmem 0 0" "w/a hakmem -1 0" "w/a hakmem -1.0 0" "w/a hakmem nan 0" \
+  "w/a hakmem -nan 0" "w/a hakmem inf 0" "w/a hakmem _ 0" "w/a glibc 100 0" "w/a glibc 101 0" "${OKB[@]}"
+expect nothing 1 '^  FAIL w/a: hakmem/glibc +hakmem FAILED every run' nothing "$T/base-ab.json"
+
 results unlisted "${OKA[@]}" "w/b hakmem - 139" "w/b hakmem - 0" "w/b glibc 200 0"
 expect unlisted 1 '^  FAIL w/b: +hakmem failed 2 of 2 runs \(not in the baseline\)' unlisted "$T/base-a.json"
 
@@ -95,9 +107,10 @@ done
 results peer-failed "${OKA[@]}" "w/b hakmem 200 0" "w/b glibc - 1"
 expect peer-failed 0 '^  SKIP w/b: hakmem/glibc +every glibc run failed' peer-failed "$T/base-ab.json"
 
-eval "$(grep '^no_result()' scripts/bench.sh)"
+# shellcheck source=lib-bench.sh
+. scripts/lib-bench.sh
 if ! declare -F no_result >/dev/null; then
-  echo "FAIL no_result: no one-line no_result() in scripts/bench.sh"
+  echo "FAIL no_result: no no_result() in scripts/lib-bench.sh"
   bad=1
 else
   for v in "" 0 0.0 0e+00 -1 -1.0 nan -nan inf; do

@@ -13,8 +13,9 @@
 # SEED (42), REPS (3), ALLOCATORS (space-separated subset of the names above),
 # BENCH_OUT (build/bench: where random_mixed.tsv goes).
 # Exits non-zero if a run fails, reports the wrong allocator or measured no
-# work (ops/s 0: until 2026-11-28 such a run was a result, and the ratio to
-# a glibc median of 0 was awk's division by zero).
+# work (no_result of scripts/lib-bench.sh: ops/s 0, negative, NaN or none;
+# until 2026-11-28 a run of ops/s=0 was a result, and the ratio to a glibc
+# median of 0 was awk's division by zero).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 ROOT=$PWD
@@ -38,7 +39,7 @@ if ! make -s -j"$JOBS" CONFIG=release lib "$B/bench_random_mixed" "$B/bench_rand
   exit 1
 fi
 
-. scripts/lib-bench.sh # peer_lib
+. scripts/lib-bench.sh # peer_lib, no_result
 
 declare -A CMD EXPECT
 run_list=()
@@ -73,11 +74,9 @@ for ((r = 1; r <= REPS; r++)); do
     rc=$?
     line=$(printf '%s\n' "$out" | grep '^bench_random_mixed: allocator=' | tail -n 1)
     name=$(printf '%s' "$line" | sed -n 's/.*allocator=\([^ ]*\).*/\1/p')
-    ops=$(printf '%s' "$line" | sed -n 's/.*ops\/s=\([0-9.]*\).*/\1/p')
+    ops=$(printf '%s' "$line" | sed -n 's/.*ops\/s=\([^ ]*\).*/\1/p')
     secs=$(printf '%s' "$line" | sed -n 's/.*time=\([0-9.]*\) s.*/\1/p')
-    # ops/s must be a number above 0 (awk: "0.0" and "" are not)
-    measured=$(awk -v o="${ops:-0}" 'BEGIN { print (o + 0 > 0) ? 1 : 0 }')
-    if [ $rc -ne 0 ] || [ "$measured" != 1 ] || [ "$name" != "${EXPECT[$a]}" ]; then
+    if [ $rc -ne 0 ] || no_result "$ops" || [ "$name" != "${EXPECT[$a]}" ]; then
       echo "    $a (rep $r): FAILED (exit $rc, allocator=${name:-?}, expected ${EXPECT[$a]}, ops/s=${ops:-?})"
       printf '%s\n' "$out" | tail -n 20 | sed 's/^/      /'
       bad=1

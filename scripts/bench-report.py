@@ -51,28 +51,43 @@ def num(s, conv=float):
         return None
 
 
-def ok_ops(v):
-    """v is a throughput a ratio can be made of: finite and above zero."""
-    return v is not None and math.isfinite(v) and v > 0
+def measured(figures):
+    """For each figure (ops/s as printed), whether it is a throughput a ratio
+    can be made of. Asked of no_result in scripts/lib-bench.sh, the one
+    definition, which bench.sh and bench-random-mixed.sh test their runs
+    with: one bash for all the figures. Every figure it takes is a finite
+    number above zero."""
+    if not figures:
+        return []
+    lib = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib-bench.sh")
+    r = subprocess.run(["bash", "-c", '. "$1" && while IFS= read -r v; do '
+                        'if no_result "$v"; then echo 0; else echo 1; fi; done', "_", lib],
+                       input="".join(f + "\n" for f in figures), capture_output=True, text=True)
+    got = r.stdout.split()
+    if r.returncode != 0 or len(got) != len(figures):
+        sys.exit("bench-report: no_result of %s failed (exit %d): %s" % (lib, r.returncode, r.stderr))
+    return [g == "1" for g in got]
 
 
 def read_samples(path):
-    out = []
+    out, rows = [], []
     with open(path) as f:
         header = f.readline().rstrip("\n").split("\t")
         for line in f:
-            row = dict(zip(header, line.rstrip("\n").split("\t")))
-            out.append({
-                "workload": row["workload"], "allocator": row["allocator"],
-                "rep": num(row["rep"], int), "ops_per_s": num(row["ops_per_s"]),
-                "wall_s": num(row["wall_s"]), "user_s": num(row["user_s"]),
-                "sys_s": num(row["sys_s"]), "maxrss_kb": num(row["maxrss_kb"], int),
-                "exit": row["exit"], "reported_allocator": row["reported"],
-                # a run counts when it exited 0 and reported a throughput
-                # above zero (ops/s=0: no work measured; until 2026-11-28 it
-                # counted, and its ratio was left out, not failed)
-                "ok": row["exit"] == "0" and ok_ops(num(row["ops_per_s"])),
-            })
+            rows.append(dict(zip(header, line.rstrip("\n").split("\t"))))
+    ok_ops = measured([row["ops_per_s"] for row in rows])
+    for row, ops_ok in zip(rows, ok_ops):
+        out.append({
+            "workload": row["workload"], "allocator": row["allocator"],
+            "rep": num(row["rep"], int), "ops_per_s": num(row["ops_per_s"]),
+            "wall_s": num(row["wall_s"]), "user_s": num(row["user_s"]),
+            "sys_s": num(row["sys_s"]), "maxrss_kb": num(row["maxrss_kb"], int),
+            "exit": row["exit"], "reported_allocator": row["reported"],
+            # a run counts when it exited 0 and reported a throughput
+            # (ops/s=0: no work measured; until 2026-11-28 it counted,
+            # and its ratio was left out, not failed)
+            "ok": row["exit"] == "0" and ops_ok,
+        })
     return out
 
 

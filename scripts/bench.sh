@@ -95,11 +95,6 @@ fi
 # sc <number>: the number times SCALE (integers stay integers, minimum 1).
 sc() { awk -v n="$1" -v s="$SCALE" 'BEGIN { v = n * s; if (n == int(n)) { v = int(v); if (v < 1) v = 1 } else if (v < 0.05) v = 0.05; print v }'; }
 
-# no_result <ops/s as printed>: no throughput, or zero (no ratio can be made
-# of it; until 2026-11-28 ops/s=0 was a result, and bench.sh exited 0).
-# (one line: scripts/bench-check-selftest.sh tests it)
-no_result() { [ -z "$1" ] || [[ $1 =~ ^[0.]+(e.*)?$ ]]; }
-
 # Run lengths: QUICK, then full.
 if [ -n "$QUICK" ]; then
   RM_CYCLES=2000000 LARSON_S=0.25 XT_S=0.25 RE_CYCLES=1000000 LG_CYCLES=100 PY_ROUNDS=2 PY_ITEMS=10000
@@ -148,7 +143,7 @@ if [ ${#sel[@]} -eq 0 ]; then
   exit 1
 fi
 
-. scripts/lib-bench.sh # peer_lib
+. scripts/lib-bench.sh # peer_lib, no_result
 
 declare -A PRELOAD EXPECT
 allocs=()
@@ -231,11 +226,14 @@ for ((r = 1; r <= REPS; r++)); do
       read -r -d '' out <"$tmp/out"
       read -r ru <"$tmp/ru"
       ops='' rep_alloc='' wall='' user='' sys='' rss=''
-      [[ $out =~ (ops/s|throughput)=([0-9.e+]+) ]] && ops=${BASH_REMATCH[2]}
+      # the figure as printed, sign and all: no_result (scripts/lib-bench.sh) judges it
+      [[ $out =~ (ops/s|throughput)=([^[:space:]]*) ]] && ops=${BASH_REMATCH[2]}
       [[ $out =~ allocator=([^ ]+) ]] && rep_alloc=${BASH_REMATCH[1]}
       [[ $ru =~ wall_s=([0-9.]+).*user_s=([0-9.]+).*sys_s=([0-9.]+).*maxrss_kb=([0-9]+) ]] &&
         wall=${BASH_REMATCH[1]} user=${BASH_REMATCH[2]} sys=${BASH_REMATCH[3]} rss=${BASH_REMATCH[4]}
       status=$rc
+      # (no throughput: no ratio can be made of it; until 2026-11-28 ops/s=0
+      # was a result, and bench.sh exited 0)
       if [ $rc -eq 0 ] && no_result "$ops"; then status=noresult; fi
       if [ $rc -eq 0 ] && [ -n "$rep_alloc" ] && [ "$rep_alloc" != "${EXPECT[$a]}" ]; then
         status="wrong-allocator"

@@ -31,3 +31,18 @@ peer_lib() {
     tcmalloc) find_lib libtcmalloc_minimal ;;
   esac
 }
+
+# no_result <figure>: true when <figure>, the ops/s (or throughput) a
+# benchmark run printed, is not a throughput: nothing, zero, a negative, NaN,
+# inf or anything else that is not a plain number above zero. The one
+# definition of "measured no throughput": bench.sh and bench-random-mixed.sh
+# test each run with it, and bench-report.py each sample (one bash for all
+# of them). A throughput is at most 15 digits, an optional fraction of at
+# most 6 and an optional exponent of at most 2, not all zero: each such
+# figure is a finite double above zero, so the report computes with what was
+# taken here. (Until 2026-11-28 there were three tests: bench.sh's regex took
+# -1 and nan for results, bench-random-mixed.sh's sed cut 1e+06 to 1.)
+no_result() {
+  [[ $1 =~ ^[0-9]{0,15}(\.[0-9]{0,6})?([eE][-+]?[0-9]{1,2})?$ ]] || return 0
+  [[ ${1%%[eE]*} != *[1-9]* ]]
+}

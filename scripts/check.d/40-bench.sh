@@ -12,6 +12,10 @@
 #   bench/random-mixed-zero  make bench-random-mixed fails a run that
 #                       measured no work (CYCLES=0: ops/s=0.0), and passes
 #                       a real one
+#   bench/no-result     make bench and make bench-random-mixed fail a run that
+#                       exits 0 but prints ops/s 0, -1, nan, inf or none (a
+#                       stand-in program in a copy of the scripts), and pass
+#                       one of ops/s=1234.5
 #   bench/smoke-run     scripts/bench.sh: 7 workloads x hakmem, glibc x 1 rep,
 #                       SCALE=0.05
 #   bench/outputs       results.json (every sample, medians, ratios),
@@ -127,6 +131,59 @@ run_check release bench/random-mixed-zero bash -c '
 
 # bench-check against planted results and baselines (scripts/bench-check-selftest.sh)
 run_check release bench/check-planted scripts/bench-check-selftest.sh
+
+# a run that prints ops/s 0, a negative, NaN, inf or nothing, and exits 0, is
+# a failed run of make bench and of make bench-random-mixed (no_result of
+# scripts/lib-bench.sh, which bench-report.py asks too: bench/check-planted's
+# "nothing"). Each script runs in a copy of the scripts whose programs are a
+# stand-in that prints $FIG; a real figure passes.
+cat >"$OUT/no-result.sh" <<'SH'
+set -u
+f=$1/fake
+rm -rf "$f"
+mkdir -p "$f/scripts" "$f/build/release/stress" "$f/build/release/bench"
+cp scripts/bench.sh scripts/bench-random-mixed.sh scripts/lib-bench.sh scripts/bench-report.py "$f/scripts/" &&
+  cp build/release/bench/benchrun "$f/build/release/bench/" || exit 1
+: >"$f/build/release/libhakmem.so"       # benchrun's preload: ld.so ignores it, the stand-in sees it
+printf '.PHONY: lib\nlib:\n\t@:\n' >"$f/Makefile" # bench-random-mixed.sh runs make
+cat >"$f/prog" <<'PROG'
+#!/bin/sh
+case ${LD_PRELOAD:-} in *libhakmem.so) a="hakmem(preload)" ;; *) a=libc ;; esac
+echo "bench_random_mixed: allocator=$a time=0.100000 s $FIG"
+PROG
+chmod +x "$f/prog"
+for p in stress/bench_random_mixed stress/bench_random_mixed.libc stress/larson.libc stress/remote_free.libc; do
+  cp "$f/prog" "$f/build/release/$p"
+done
+bad=0
+# one <FIG> <0: a result | 1: no result>
+one() {
+  local out rc
+  out=$(FIG=$1 BENCH_NOBUILD=1 QUICK=1 REPS=1 ALLOCATORS="hakmem glibc" WORKLOADS=random_mixed/64 \
+    BENCH_OUT="$f/out" "$f/scripts/bench.sh" 2>&1)
+  rc=$?
+  if [ "$2" = 1 ]; then
+    if [ $rc -ne 1 ] || ! grep -q "random_mixed/64 hakmem (rep 1): FAILED (noresult" <<<"$out"; then
+      echo "bench.sh: '$1' taken for a result (exit $rc)"; bad=1
+    fi
+  elif [ $rc -ne 0 ]; then
+    printf '%s\n' "$out"; echo "bench.sh: '$1' not taken for a result (exit $rc)"; bad=1
+  fi
+  out=$(FIG=$1 REPS=1 ALLOCATORS=glibc BENCH_OUT="$f/out" "$f/scripts/bench-random-mixed.sh" 2>&1)
+  rc=$?
+  if [ "$2" = 1 ]; then
+    if [ $rc -eq 0 ] || ! grep -q "glibc (rep 1): FAILED" <<<"$out"; then
+      echo "bench-random-mixed.sh: '$1' taken for a result (exit $rc)"; bad=1
+    fi
+  elif [ $rc -ne 0 ]; then
+    printf '%s\n' "$out"; echo "bench-random-mixed.sh: '$1' not taken for a result (exit $rc)"; bad=1
+  fi
+}
+for v in ops/s=0 ops/s=0.0 ops/s=-1 ops/s=-1.0 ops/s=nan ops/s=-nan ops/s=inf ops/s= ""; do one "$v" 1; done
+one "ops/s=1234.5" 0
+[ $bad = 0 ] && echo ok
+SH
+run_check release bench/no-result bash "$OUT/no-result.sh" "$OUT"
 
 run_check release bench/smoke-run env QUICK=1 REPS=1 SCALE=0.05 ALLOCATORS="hakmem glibc" \
   WORKLOADS="$WL" BENCH_OUT="$OUT" scripts/bench.sh
