@@ -19,10 +19,12 @@
 # measured with one other block held (the steady state: the page never
 # empties) and without (each free empties the page).
 #
-# Environment: N1 (default 100000), N2 (default 200000); PEERS=0 skips the
-# mimalloc/jemalloc/tcmalloc variants; HAKMEM_LIBDIR: a
-# directory with libhakmem.a and libhakmem.so to use instead of building
-# build/release.
+# Environment: N1 (default 100000), N2 (default 200000); VARIANTS: the
+# variants to measure, words of "static preload glibc peers" (default all:
+# hak_malloc/hak_free of libhakmem.a, malloc/free preloaded, glibc, the
+# installed peers); PEERS=0 skips the mimalloc/jemalloc/tcmalloc variants;
+# HAKMEM_LIBDIR: a directory with libhakmem.a and libhakmem.so to use
+# instead of building build/release.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 ROOT=$PWD
@@ -30,6 +32,15 @@ N1=${N1:-100000}
 N2=${N2:-200000}
 JOBS=${JOBS:-2}
 BB=build/release/bench
+VARIANTS=${VARIANTS:-static preload glibc peers}
+[ "${PEERS:-1}" = 0 ] && VARIANTS=${VARIANTS//peers/}
+for v in $VARIANTS; do
+  case $v in static | preload | glibc | peers) ;;
+    *) echo "bench-fastpath: VARIANTS: unknown variant '$v' (static preload glibc peers)" >&2; exit 1 ;;
+  esac
+done
+[ -n "${VARIANTS// /}" ] || { echo "bench-fastpath: no variant to measure" >&2; exit 1; }
+want() { [[ " $VARIANTS " == *" $1 "* ]]; } # want <variant>: it is measured
 
 if ! command -v valgrind >/dev/null; then
   echo "bench-fastpath: valgrind is not installed (scripts/install-deps.sh)" >&2
@@ -39,8 +50,10 @@ if [ -n "${HAKMEM_LIBDIR:-}" ]; then
   LIBDIR=$(realpath "$HAKMEM_LIBDIR") || exit 1
   make -s CONFIG=release "$BB/fastpath.libc" || exit 1
   FAST=$(mktemp -d)/fastpath
-  gcc -std=gnu11 -O2 -g -DNDEBUG -pthread -Ialloc/include -Istress bench/fastpath.c \
-    -o "$FAST" "$LIBDIR/libhakmem.a" -pthread || exit 1
+  if want static; then
+    gcc -std=gnu11 -O2 -g -DNDEBUG -pthread -Ialloc/include -Istress bench/fastpath.c \
+      -o "$FAST" "$LIBDIR/libhakmem.a" -pthread || exit 1
+  fi
 else
   LIBDIR=$ROOT/build/release
   FAST=$BB/fastpath
@@ -134,12 +147,13 @@ report() {
   awk -v m="$m" -v f="$f" -v c="$c" -v l="$l" -v mn="$3" -v fn="$4" 'BEGIN {
     printf "  of which: %s %.0f, %s %.0f, the calls %.0f\n", mn, m, fn, f, c - l }'
 }
-report "hakmem: hak_malloc/hak_free, static libhakmem.a" hakmem "" "$FAST" hak_malloc hak_free
-report "hakmem: malloc/free, LD_PRELOAD libhakmem.so" "hakmem(preload)" "$LIBDIR/libhakmem.so" \
-  "$BB/fastpath.libc" malloc free
-report "glibc $(ldd --version 2>/dev/null | head -n 1 | awk '{ print $NF }'): malloc/free" libc "" "$BB/fastpath.libc"
+want static && report "hakmem: hak_malloc/hak_free, static libhakmem.a" hakmem "" "$FAST" hak_malloc hak_free
+want preload && report "hakmem: malloc/free, LD_PRELOAD libhakmem.so" "hakmem(preload)" \
+  "$LIBDIR/libhakmem.so" "$BB/fastpath.libc" malloc free
+want glibc && report "glibc $(ldd --version 2>/dev/null | head -n 1 | awk '{ print $NF }'): malloc/free" \
+  libc "" "$BB/fastpath.libc"
 # the peers, when installed (same library lookup as scripts/bench.sh)
-[ "${PEERS:-1}" = 0 ] && exit $status
+want peers || exit $status
 . scripts/lib-bench.sh # peer_lib
 for peer in mimalloc jemalloc tcmalloc; do
   lib=$(peer_lib "$peer")

@@ -54,6 +54,7 @@
 #                       add up to it
 #   bench/fastpath-wrong-preload  and fails, naming it, when the program it
 #                       measures runs on another allocator than the line names
+#                       (the preloaded variant alone: VARIANTS=preload)
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 . scripts/lib-check.sh
@@ -427,10 +428,11 @@ run_check release bench/fastpath bash -c '
 
 # a preload that does not load (HAKMEM_LIBDIR without libhakmem.so: ld.so
 # only warns) is a failed measurement, not glibc's count under hakmem's name
+# (only that variant is measured: VARIANTS=preload)
 run_check release bench/fastpath-wrong-preload bash -c '
   d='"$OUT"'/libdir-static-only
   mkdir -p "$d" && cp build/release/libhakmem.a "$d/" || exit 1
-  out=$(PEERS=0 N1=2000 N2=4000 HAKMEM_LIBDIR="$d" scripts/bench-fastpath.sh 2>&1); rc=$?
+  out=$(VARIANTS=preload N1=2000 N2=4000 HAKMEM_LIBDIR="$d" scripts/bench-fastpath.sh 2>&1); rc=$?
   echo "$out"
   [ $rc -ne 0 ] || { echo "exit 0 with no libhakmem.so to preload"; exit 1; }
   printf "%s\n" "$out" | grep -q "ran on allocator libc, expected hakmem(preload)" || exit 1
