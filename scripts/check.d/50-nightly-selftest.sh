@@ -18,6 +18,10 @@
 #                           0, PASS, well-formed report, every other check SKIP
 #   nightly/nothing-ran     a nightly whose every check was skipped: exit 1,
 #                           "Result: FAIL", "No check passed"
+#   nightly/budget-starved  a selected check the budget did not reach (BUDGET=0):
+#                           status STARVED, exit 1, "Result: FAIL", named
+#   nightly/unknown-status  report.py on a check of status STARVD: FAIL, named;
+#                           with SKIP instead: PASS
 #   nightly/available-fresh in a copy of the tree with nothing built (a fresh
 #                           checkout, as the GitHub nightly has), every make
 #                           target the nightly runs counts as available, and
@@ -231,11 +235,26 @@ nightly_fails nothing-ran none "(0 passed, 0 failed, [1-9][0-9]* skipped" "^No c
   'd["result"] == "FAIL"' NIGHTLY_ONLY=none BUDGET=0.1
 
 # a selected check the budget never reached was not verified: not a PASS,
-# though the planted check passed (BUDGET=0: nothing left for bench-check)
-nightly_fails budget-starved starved "(1 passed, 0 failed, [1-9][0-9]* skipped" \
+# though the planted check passed (BUDGET=0: nothing left for bench-check);
+# nightly.sh records it STARVED, a status of its own
+nightly_fails budget-starved starved "(1 passed, 0 failed, [1-9][0-9]* skipped, 1 not reached" \
   "^The budget did not reach bench-check: not verified" \
-  'd["result"] == "FAIL" and d["starved"] == ["bench-check"]' \
+  'd["result"] == "FAIL" and d["starved"] == ["bench-check"] and [c["status"] for c in d["checks"] if c["name"] == "bench-check"] == ["STARVED"]' \
   NIGHTLY_ONLY=bench-check NIGHTLY_PLANT=pass BUDGET=0
+
+# report.py fails a status it does not know (a status nightly.sh renamed or
+# misspelt is never a PASS), and passes the same checks with a known one
+run_check nightly unknown-status bash -c '
+  o=$1/unknown
+  mkdir -p "$o"
+  printf "selftest/planted\tPASS\t1\tplanted\t\nbench-check\tSTARVD\t0\tnot run\t\n" >"$o/checks.tsv"
+  : >"$o/findings.tsv"
+  if python3 scripts/nightly/report.py "$o" 1 1; then echo "a status report.py does not know passed"; exit 1; fi
+  grep -q "^\*\*Result: FAIL\*\*" "$o/report.md" && grep -q "^Status not known to report.py .*bench-check (STARVD)" "$o/report.md" ||
+    { cat "$o/report.md"; exit 1; }
+  printf "selftest/planted\tPASS\t1\tplanted\t\nbench-check\tSKIP\t0\tnot selected\t\n" >"$o/checks.tsv"
+  python3 scripts/nightly/report.py "$o" 1 1 || { cat "$o/report.md"; echo "known statuses failed"; exit 1; }
+  echo ok' _ "$T"
 
 run_check nightly available-fresh bash -c '
   T='"$T"'

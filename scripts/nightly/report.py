@@ -3,8 +3,8 @@
 OUT/checks.tsv (check, status, seconds, detail, log) and OUT/findings.tsv
 (check, what, reproduce commands ' ;; '-separated, triage) into
 OUT/report.json and OUT/report.md. Exit 1 when a check failed, anything
-was found, no check passed (all skipped) or the budget did not reach a
-selected check, else 0."""
+was found, no check passed (all skipped), the budget did not reach a
+selected check (STARVED) or a check has a status not in STATUSES, else 0."""
 import datetime
 import json
 import os
@@ -12,7 +12,10 @@ import subprocess
 import sys
 
 
-STARVED = "skipped: budget exhausted"  # nightly.sh's detail for a check it had no time left for
+# The statuses nightly.sh records. STARVED: a selected check the budget did
+# not reach (until 2026-11-28 a SKIP told by its detail text, which had to
+# equal nightly.sh's word for word). Any other status fails the nightly.
+STATUSES = ("PASS", "FAIL", "SKIP", "STARVED")
 
 
 def rows(path, n):
@@ -40,7 +43,8 @@ def main():
                "triage": tri} for cn, w, rep, tri in finds if cn == name]
         J["checks"].append({"name": name, "status": status, "duration_s": float(secs or 0),
                             "detail": detail, "log": log, "findings": fl})
-    failed = [c for c in J["checks"] if c["status"] == "FAIL" or c["findings"]]
+    unknown = ["%s (%s)" % (c["name"], c["status"]) for c in J["checks"] if c["status"] not in STATUSES]
+    failed = [c for c in J["checks"] if c["status"] not in ("PASS", "SKIP", "STARVED") or c["findings"]]
     nfind = sum(len(c["findings"]) for c in J["checks"])
     # A nightly in which no check passed (every one skipped: not selected,
     # not available, no budget left, or none recorded) verified nothing: not
@@ -50,23 +54,26 @@ def main():
     # before it overran their shares, or the budget is too small for the
     # plan (until 2026-11-28 such a nightly was a PASS, the mutants, last,
     # silently not run)
-    starved = [c["name"] for c in J["checks"]
-               if c["status"] == "SKIP" and c["detail"].startswith(STARVED)]
+    starved = [c["name"] for c in J["checks"] if c["status"] == "STARVED"]
     J["result"] = "FAIL" if failed or not ran or starved else "PASS"
     J["starved"] = starved
-    J["counts"] = {s: sum(1 for c in J["checks"] if c["status"] == s) for s in ("PASS", "FAIL", "SKIP")}
+    J["counts"] = {s: sum(1 for c in J["checks"] if c["status"] == s) for s in STATUSES}
     J["findings"] = nfind
     with open(os.path.join(out, "report.json"), "w") as f:
         json.dump(J, f, indent=2)
     L = ["# hakmem nightly report", "",
          "%s, commit %s, budget %g min, ran %.0f s." % (J["date"], commit or "?", budget, elapsed), "",
-         "**Result: %s** (%d passed, %d failed, %d skipped; %d finding(s))" % (
-             J["result"], J["counts"]["PASS"], J["counts"]["FAIL"], J["counts"]["SKIP"], nfind), "",
+         "**Result: %s** (%d passed, %d failed, %d skipped%s; %d finding(s))" % (
+             J["result"], J["counts"]["PASS"], J["counts"]["FAIL"], J["counts"]["SKIP"],
+             ", %d not reached" % len(starved) if starved else "", nfind), "",
          "| check | result | time | detail |", "| --- | --- | --- | --- |"]
     if not ran:
         L[4:4] = ["No check passed: the nightly verified nothing.", ""]
     elif starved:
         L[4:4] = ["The budget did not reach %s: not verified." % ", ".join(starved), ""]
+    if unknown:
+        L[4:4] = ["Status not known to report.py (%s): %s, counted as failed." % (
+            ", ".join(STATUSES), ", ".join(unknown)), ""]
     for c in J["checks"]:
         L.append("| %s | %s | %.0f s | %s |" % (c["name"], c["status"], c["duration_s"],
                                                  c["detail"].replace("|", "\\|")))
