@@ -139,7 +139,8 @@ triage() { # triage <crash file> <driver>: prints what triage said (one line)
 
 # ---- the checks. Each sets STATUS (PASS/FAIL/SKIP) and DETAIL, may call finding.
 run_fuzz() { # run_fuzz <driver> <share s>
-  local d=$1 share=$2 log=$OUT/logs/fuzz-$d.log
+  local d=$1 share=$2
+  local log=$OUT/logs/fuzz-$d.log # (own local: in the one above, $d is still the global loop's)
   if ! available fuzz || [ ! -f "fuzz/$d.c" ]; then STATUS=SKIP DETAIL="skipped: not available"; return; fi
   if [ "$FUZZ_BUILT" != 0 ]; then STATUS=FAIL DETAIL="fuzz-bins does not build (log $OUT/logs/fuzz-build.log)"; return; fi
   local ft=$((share > 5 ? share : 5))
