@@ -5,7 +5,8 @@ that the loader runs its constructor in the usual order (after those of the
 program's own libraries) rather than first. libhakmem.so is linked with
 -z initfirst; scripts/test-preload.sh (atfork_ctor-no-initfirst) and the
 mutation runner run tests/preload/atfork_ctor.c with such a copy, as on a
-loader that ignores the flag or with another object that has it.
+loader that ignores the flag or with another object that has it (the
+Makefile's rule for build/release/preload/libhakmem-no-initfirst*.so).
 Exit status 0, or 1 (with a message) if SRC is not such a file or has no
 DF_1_INITFIRST to clear."""
 import struct

@@ -333,11 +333,12 @@ if run_check "$CFG" atfork_ctor-build make -s build/release/preload/atfork_ctor;
     echo "first constructor: ${first##* }"
     [ "${first##* }" = "$1" ]' _ "$SO" "$actor" || fail=1
   # the same constructor before hakmem's (a copy of the library without
-  # DF_1_INITFIRST, as on a loader that ignores it), not forking there: the
-  # first heap, made inside glibc's pthread_atfork, must not register
-  # hakmem's handlers from there (it waited for glibc's atfork lock: a hang)
+  # DF_1_INITFIRST, as on a loader that ignores it: the Makefile's rule),
+  # not forking there: the first heap, made inside glibc's pthread_atfork,
+  # must not register hakmem's handlers from there (it waited for glibc's
+  # atfork lock: a hang)
   run_check "$CFG" atfork_ctor-no-initfirst bash -c '
-    python3 scripts/elf-clear-initfirst.py "$1" "$3/libhakmem-no-initfirst.so" &&
+    make -s NO_INITFIRST_FROM="$1" build/release/preload/libhakmem-no-initfirst.so &&
       env ATFORK_CTOR_NOFORK=1 LD_PRELOAD="$3/libhakmem-no-initfirst.so" timeout 60 "$2" \
         --expect-hakmem' _ "$SO" "$actor" "$PRE_DIR" || fail=1
 else
@@ -349,9 +350,8 @@ fi
 # before hakmem's constructor runs (a copy of the library without
 # DF_1_INITFIRST); each exit must leave no heap pooled twice.
 tsd=$PRE_DIR/tsd_exit
-if run_check "$CFG" tsd_exit-build bash -c '
-  make -s build/release/preload/tsd_exit &&
-  python3 scripts/elf-clear-initfirst.py "$2" "$1/libhakmem-no-initfirst-tsd.so"' _ "$PRE_DIR" "$SO"; then
+if run_check "$CFG" tsd_exit-build make -s NO_INITFIRST_FROM="$SO" build/release/preload/tsd_exit \
+  build/release/preload/libhakmem-no-initfirst-tsd.so; then
   run_check "$CFG" tsd_exit-nopreload env -u LD_PRELOAD timeout 60 "$tsd" || fail=1
   run_check "$CFG" tsd_exit env LD_PRELOAD="$SO" timeout 60 "$tsd" || fail=1
   run_check "$CFG" tsd_exit-high-key env LD_PRELOAD="$PRE_DIR/libhakmem-no-initfirst-tsd.so" \
