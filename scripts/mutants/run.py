@@ -265,45 +265,38 @@ def selection(root, makej, scale):
                    ["env", "LD_PRELOAD=" + so, "PYTHONMALLOC=malloc", "python3", "-c",
                     "import json; d = {str(i): [i] * (i % 50) for i in range(20000)}; "
                     "s = json.dumps(d); assert json.loads(s) == d; print(len(s))"], timeout=30))
+
+    def preload_check(prog, name, cmd, make=()):
+        """A release/preload check with tests/preload/<prog>.c (left out in a
+        tree without it): `make -s` of build/release/preload/<prog> and of
+        `make` there (the library's copies without DF_1_INITFIRST: the
+        Makefile's rules), then bash runs `cmd` with $1 the mutant's
+        libhakmem.so and $P build/release/preload. A hang is a kill (60 s)."""
+        if os.path.exists(os.path.join(root, "tests", "preload", prog + ".c")):
+            script = "P=build/release/preload && make -s %s && %s" % (
+                " ".join("$P/" + t for t in [prog] + list(make)), cmd)
+            S.append(Check("release/preload", name, ["bash", "-c", script, "_", so], timeout=60))
+
     # a library constructor, run before hakmem's, whose first allocating call
-    # is pthread_atfork (tests/preload/atfork_ctor.c; a hang is a kill)
-    if os.path.exists(os.path.join(root, "tests", "preload", "atfork_ctor.c")):
-        S.append(Check("release/preload", "atfork_ctor", [
-            "bash", "-c",
-            'make -s build/release/preload/atfork_ctor && '
-            'env LD_PRELOAD="$1" build/release/preload/atfork_ctor --expect-hakmem', "_", so],
-            timeout=60))
-        # hakmem's constructor first of all (libhakmem.so linked -z initfirst)
-        S.append(Check("release/preload", "atfork_ctor-init-first", [
-            "bash", "-c",
-            'f=$(env LD_DEBUG=libs LD_PRELOAD="$1" build/release/preload/atfork_ctor 2>&1 >/dev/null '
-            '| grep -m1 "calling init:"); echo "first: ${f##* }"; [ "${f##* }" = "$1" ]', "_", so],
-            timeout=60))
-        # the constructor before hakmem's: a copy of the library without
-        # DF_1_INITFIRST, no forks in the constructor (a hang is a kill)
-        S.append(Check("release/preload", "atfork_ctor-no-initfirst", [
-            "bash", "-c",
-            'python3 scripts/elf-clear-initfirst.py "$1" build/release/preload/libhakmem-no-initfirst.so && '
-            'env ATFORK_CTOR_NOFORK=1 LD_PRELOAD=$PWD/build/release/preload/libhakmem-no-initfirst.so '
-            'build/release/preload/atfork_ctor --expect-hakmem', "_", so], timeout=60))
+    # is pthread_atfork (tests/preload/atfork_ctor.c)
+    preload_check("atfork_ctor", "atfork_ctor", 'env LD_PRELOAD="$1" $P/atfork_ctor --expect-hakmem')
+    # hakmem's constructor first of all (libhakmem.so linked -z initfirst)
+    preload_check("atfork_ctor", "atfork_ctor-init-first", 'f=$(env LD_DEBUG=libs LD_PRELOAD="$1" $P/atfork_ctor '
+                  '2>&1 >/dev/null | grep -m1 "calling init:"); echo "first: ${f##* }"; [ "${f##* }" = "$1" ]')
+    # the constructor before hakmem's: a copy of the library without
+    # DF_1_INITFIRST, no forks in the constructor
+    preload_check("atfork_ctor", "atfork_ctor-no-initfirst", 'env ATFORK_CTOR_NOFORK=1 '
+                  'LD_PRELOAD="$PWD/$P/libhakmem-no-initfirst.so" $P/atfork_ctor --expect-hakmem',
+                  ["libhakmem-no-initfirst.so"])
     # the whole malloc API through the libc names and glibc's __libc_* names
     # (tests/preload/api_all.c): the interposed symbols are hakmem's
-    if os.path.exists(os.path.join(root, "tests", "preload", "api_all.c")):
-        S.append(Check("release/preload", "api_all", [
-            "bash", "-c",
-            'make -s build/release/preload/api_all && '
-            'env LD_PRELOAD="$1" build/release/preload/api_all --expect-hakmem', "_", so],
-            timeout=60))
+    preload_check("api_all", "api_all", 'env LD_PRELOAD="$1" $P/api_all --expect-hakmem')
     # threads exiting while hakmem's key is at index 32 or more (a library's
     # constructor takes 40 keys before hakmem's, under a copy of the library
     # without DF_1_INITFIRST; tests/preload/tsd_exit.c)
-    if os.path.exists(os.path.join(root, "tests", "preload", "tsd_exit.c")):
-        S.append(Check("release/preload", "tsd_exit-high-key", [
-            "bash", "-c",
-            'd=build/release/preload && make -s "$d/tsd_exit" && '
-            'python3 scripts/elf-clear-initfirst.py "$1" "$d/libhakmem-no-initfirst-tsd.so" && '
-            'env LD_PRELOAD="$PWD/$d/libhakmem-no-initfirst-tsd.so" "$d/tsd_exit" --expect-high-key',
-            "_", so], timeout=60))
+    preload_check("tsd_exit", "tsd_exit-high-key",
+                  'env LD_PRELOAD="$PWD/$P/libhakmem-no-initfirst-tsd.so" $P/tsd_exit --expect-high-key',
+                  ["libhakmem-no-initfirst-tsd.so"])
     # 2. the fuzz corpus replayed by the release standalone drivers (shadow model)
     S.append(Check("fuzz/build-release", "", mk + ["build/fuzz/release/%s" % d for d in FUZZERS], "build", 900))
     S.append(Check("fuzz/replay-release", "", ["fuzz/replay.sh", "-m", "release"] + FUZZERS, timeout=400))
