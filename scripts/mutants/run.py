@@ -349,18 +349,39 @@ def selection(root, makej, scale):
                                                       "build/release/stress/remote_free.libc",
                                                       "build/fuzz/release/fuzz_mt"],
                        "build", 900))
-        # replay-clock, trace-reentered and trace-fork-flush (a few seconds
-        # each) see the record's time, the header's count of calls not
-        # recorded and a fork child's own file: the recorder mutants
-        # trace-ms-seconds, trace-reentered-flag-dropped and
-        # trace-fork-child-keeps-writer-flag passed every step before them
-        for step in ("record-stress", "replay-stress-release", "record-python", "tracecat",
-                     "trace-edges", "replay-clock", "trace-limit", "trace-reentered",
-                     "trace-fork-flush",
-                     "trace-inflight", "trace-exec-crash", "trace-crash-during-exit",
-                     "trace-signal-survived", "trace-fifo",
-                     "scripts-cwd", "rr-no-probe", "rr-loop"):
-            S.append(Check("trace/repro", step, ["bash", "repro/tests/steps.sh", step], timeout=300))
+        # every step of repro/tests/steps.sh (its `list`, in its order, as
+        # make check's 30-repro.sh runs them; a new step is in the stage
+        # unless named here) but these:
+        #  - plant-*: they need the planted-bug builds (make repro-plant-bins:
+        #    a trace library, replay in release, asan and tsan, fuzz_mt), five
+        #    more builds of alloc/ in every mutant's copy, for the crash
+        #    pipeline's replay, trace2fuzz and triage of a planted crash
+        #    (plant-triage alone takes minutes);
+        #  - the stress and python traces replayed again: in asan, tsan (whose
+        #    replay is not built here) and valgrind (what those builds see of
+        #    alloc/ their own stages see; a recorder mutant shows in
+        #    replay-stress-release, which compares every recorded outcome),
+        #    serially, and python's in release;
+        #  - mismatch-detected (replay of a doctored trace), trace2fuzz-edges
+        #    (trace2fuzz's warnings) and rr-detect (rr-record on this machine's
+        #    rr): a second or two each, and no mutant of the catalog needs them.
+        # (A step left out joins the stage when a mutant passes the stage
+        # and that step kills it, as replay-clock, trace-reentered and
+        # trace-fork-flush did for trace-ms-seconds,
+        # trace-reentered-flag-dropped and trace-fork-child-keeps-writer-flag.)
+        left_out = {"plant-record", "plant-replay-10x", "plant-replay-asan", "plant-replay-tsan",
+                    "plant-needs-plant", "plant-trace2fuzz", "plant-triage",
+                    "replay-stress-asan", "replay-stress-tsan", "replay-stress-valgrind", "replay-serial",
+                    "replay-python-release", "replay-python-asan", "replay-python-tsan",
+                    "replay-python-valgrind", "mismatch-detected", "trace2fuzz-edges", "rr-detect"}
+        steps = subprocess.run(["bash", "repro/tests/steps.sh", "list"], cwd=root, check=True,
+                               capture_output=True, text=True).stdout.split()
+        if left_out - set(steps):
+            raise SystemExit("run.py: steps left out of trace/repro that repro/tests/steps.sh does not list: "
+                             + ", ".join(sorted(left_out - set(steps))))
+        for step in steps:
+            if step not in left_out:
+                S.append(Check("trace/repro", step, ["bash", "repro/tests/steps.sh", step], timeout=300))
     # 7. ASan+UBSan (libFuzzer build) replay, valgrind memcheck, short fuzz runs
     S.append(Check("fuzz/build", "", mk + ["fuzz-bins"], "build", 1200))
     S.append(Check("fuzz/replay-asan", "", ["fuzz/replay.sh", "-m", "asan"] + FUZZERS, timeout=400))
