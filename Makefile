@@ -169,10 +169,10 @@ $(PRELOAD_B)/lib%.so: tests/preload/%.c
 $(PRELOAD_B)/atfork_ctor $(PRELOAD_B)/tsd_exit: $(PRELOAD_B)/%: tests/preload/%.c $(PRELOAD_B)/lib%.so
 	gcc $(PRELOAD_CFLAGS) $< -o $@ -Wl,--no-as-needed -L$(@D) -l$* \
 	  -Wl,-rpath,$(abspath $(@D)) -ldl
-# Copies of the library with DF_1_INITFIRST cleared (scripts/
-# elf-clear-initfirst.py), so that the loader runs hakmem's constructor after
-# the programs' own libraries' (atfork_ctor-no-initfirst; tsd_exit-high-key
-# has its own copy). NO_INITFIRST_FROM=FILE copies another library
+# Copies of the library with DF_1_INITFIRST cleared
+# (scripts/elf-clear-initfirst.py), so that the loader runs hakmem's
+# constructor after the programs' own libraries' (atfork_ctor-no-initfirst;
+# tsd_exit-high-key has its own copy). NO_INITFIRST_FROM=FILE copies another library
 # (test-preload.sh's HAK_PRELOAD_SO); made at every make of them, as the
 # file copied may be another than last time (a copy takes milliseconds).
 NO_INITFIRST_FROM := build/release/libhakmem.so
