@@ -362,9 +362,10 @@ def selection(root, makej, scale):
         #    alloc/ their own stages see; a recorder mutant shows in
         #    replay-stress-release, which compares every recorded outcome),
         #    serially, and python's in release;
-        #  - mismatch-detected (replay of a doctored trace), trace2fuzz-edges
-        #    (trace2fuzz's warnings) and rr-detect (rr-record on this machine's
-        #    rr): a second or two each, and no mutant of the catalog needs them.
+        #  - trace2fuzz-edges (trace2fuzz's warnings) and rr-detect (rr-record
+        #    on this machine's rr): a second or two each, and no mutant of the
+        #    catalog needs them (mismatch-detected joined for
+        #    replay-usable-mismatch-unreported).
         # (A step left out joins the stage when a mutant passes the stage
         # and that step kills it, as replay-clock, trace-reentered and
         # trace-fork-flush did for trace-ms-seconds,
@@ -373,7 +374,7 @@ def selection(root, makej, scale):
                     "plant-needs-plant", "plant-trace2fuzz", "plant-triage",
                     "replay-stress-asan", "replay-stress-tsan", "replay-stress-valgrind", "replay-serial",
                     "replay-python-release", "replay-python-asan", "replay-python-tsan",
-                    "replay-python-valgrind", "mismatch-detected", "trace2fuzz-edges", "rr-detect"}
+                    "replay-python-valgrind", "trace2fuzz-edges", "rr-detect"}
         steps = subprocess.run(["bash", "repro/tests/steps.sh", "list"], cwd=root, check=True,
                                capture_output=True, text=True).stdout.split()
         if left_out - set(steps):
