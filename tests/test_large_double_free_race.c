@@ -269,19 +269,26 @@ static void unregistered_hook(enum hak_hook_point where, void *arg) {
     } else
       sched_yield();
 }
+/* the second free: waits for its go, frees, says it returned (a bug:
+ * it must end the process) */
+static atomic_int second_returned;
 static void *second_free(void *p) {
   atomic_store(&second_tid, (int)gettid());
   while (!atomic_load(&second_go))
     sched_yield();
   hak_free(p);
+  atomic_store(&second_returned, 1);
   return NULL;
 }
-static void unregistered_race(unsigned char *b, size_t realloc_to) {
+/* b freed (or realloc'd to realloc_to, moving it), the hook installed and
+ * a second thread's free of b let go by the hook */
+static void window_race(unsigned char *b, size_t realloc_to,
+                        void (*hook)(enum hak_hook_point, void *)) {
   REQUIRE(b != NULL);
   target = b;
   pthread_t t;
   REQUIRE(pthread_create(&t, NULL, second_free, b) == 0);
-  atomic_store(&hak_test_hook, unregistered_hook);
+  atomic_store(&hak_test_hook, hook);
   if (realloc_to)
     hak_realloc(b, realloc_to);
   else
@@ -294,21 +301,26 @@ static void unregistered_race(unsigned char *b, size_t realloc_to) {
   atomic_store(&hak_test_hook, NULL);
   fprintf(stderr, "hook ran: %d; the second free returned\n", hook_ran); /* a bug */
 }
-
-static void unregistered_free(void *arg) { /* over 32 MiB: unmapped, not cached */
-  (void)arg;
-  unregistered_race(hak_malloc(40 * MiB), 0);
+/* over 32 MiB: unmapped, not cached */
+static void window_free(void (*hook)(enum hak_hook_point, void *)) {
+  window_race(hak_malloc(40 * MiB), 0, hook);
 }
-
 /* realloc's move (a page of the test's after the block stops it growing
  * in place; the trace and valgrind builds copy instead, and the free of
  * the old block, too big for the cache, takes the window) */
-static void unregistered_move(void *arg) {
-  (void)arg;
+static void window_move(void (*hook)(enum hak_hook_point, void *)) {
   unsigned char *b = hak_malloc(40 * MiB);
   REQUIRE(b != NULL);
   hak_map_at(b - LARGE_HDR + 40 * MiB + 4096, 4096, PROT_READ);
-  unregistered_race(b, 80 * MiB);
+  window_race(b, 80 * MiB, hook);
+}
+static void unregistered_free(void *arg) {
+  (void)arg;
+  window_free(unregistered_hook);
+}
+static void unregistered_move(void *arg) {
+  (void)arg;
+  window_move(unregistered_hook);
 }
 
 /* ---- just after that unlock (HAK_HOOK_LARGE_GONE), the range gone from
@@ -319,8 +331,6 @@ static void unregistered_move(void *arg) {
  * it waits for the lock and is let in 100 us after the unlock: late
  * enough for either order), and the first call waits there until the
  * second has ended the process. */
-static atomic_int second_returned;
-
 static void gone_hook(enum hak_hook_point where, void *arg) {
   if (where != HAK_HOOK_LARGE_GONE || arg != target || hook_ran)
     return;
@@ -334,41 +344,13 @@ static void gone_hook(enum hak_hook_point where, void *arg) {
     } else
       sched_yield();
 }
-static void *second_free_late(void *p) {
-  while (!atomic_load(&second_go))
-    sched_yield();
-  hak_free(p);
-  atomic_store(&second_returned, 1);
-  return NULL;
-}
-static void gone_race(unsigned char *b, size_t realloc_to) {
-  REQUIRE(b != NULL);
-  target = b;
-  pthread_t t;
-  REQUIRE(pthread_create(&t, NULL, second_free_late, b) == 0);
-  atomic_store(&hak_test_hook, gone_hook);
-  if (realloc_to)
-    hak_realloc(b, realloc_to);
-  else
-    hak_free(b);
-  if (!hook_ran) { /* the window was not reached: nothing tested (and t waits for ever) */
-    fprintf(stderr, "the hook never ran\n");
-    _exit(3);
-  }
-  pthread_join(t, NULL);
-  atomic_store(&hak_test_hook, NULL);
-  fprintf(stderr, "hook ran: %d; the second free returned\n", hook_ran); /* a bug */
-}
-static void gone_free(void *arg) { /* over 32 MiB: unmapped, not cached */
+static void gone_free(void *arg) {
   (void)arg;
-  gone_race(hak_malloc(40 * MiB), 0);
+  window_free(gone_hook);
 }
-static void gone_move(void *arg) { /* as unregistered_move */
+static void gone_move(void *arg) {
   (void)arg;
-  unsigned char *b = hak_malloc(40 * MiB);
-  REQUIRE(b != NULL);
-  hak_map_at(b - LARGE_HDR + 40 * MiB + 4096, 4096, PROT_READ);
-  gone_race(b, 80 * MiB);
+  window_move(gone_hook);
 }
 
 /* A block the cache keeps: its header stays mapped, freed (passed before
