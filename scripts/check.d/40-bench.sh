@@ -157,28 +157,26 @@ for p in stress/bench_random_mixed stress/bench_random_mixed.libc stress/larson.
   cp "$f/prog" "$f/build/release/$p"
 done
 bad=0
+# verdict <script> <rc> <out> <0|1> <FIG> <its FAILED line> <its exit
+# status for a failed run>: the script took FIG for a result (0) or refused
+# it, naming the run (1), as wanted
+verdict() {
+  if [ "$4" = 1 ]; then
+    if [ "$2" -ne "$7" ] || ! grep -qF "$6" <<<"$3"; then
+      echo "$1: '$5' taken for a result (exit $2)"; bad=1
+    fi
+  elif [ "$2" -ne 0 ]; then
+    printf '%s\n' "$3"; echo "$1: '$5' not taken for a result (exit $2)"; bad=1
+  fi
+}
 # one <FIG> <0: a result | 1: no result>
 one() {
-  local out rc
+  local out
   out=$(FIG=$1 BENCH_NOBUILD=1 QUICK=1 REPS=1 ALLOCATORS="hakmem glibc" WORKLOADS=random_mixed/64 \
     BENCH_OUT="$f/out" "$f/scripts/bench.sh" 2>&1)
-  rc=$?
-  if [ "$2" = 1 ]; then
-    if [ $rc -ne 1 ] || ! grep -q "random_mixed/64 hakmem (rep 1): FAILED (noresult" <<<"$out"; then
-      echo "bench.sh: '$1' taken for a result (exit $rc)"; bad=1
-    fi
-  elif [ $rc -ne 0 ]; then
-    printf '%s\n' "$out"; echo "bench.sh: '$1' not taken for a result (exit $rc)"; bad=1
-  fi
+  verdict bench.sh $? "$out" "$2" "$1" "random_mixed/64 hakmem (rep 1): FAILED (noresult" 1
   out=$(FIG=$1 REPS=1 ALLOCATORS=glibc BENCH_OUT="$f/out" "$f/scripts/bench-random-mixed.sh" 2>&1)
-  rc=$?
-  if [ "$2" = 1 ]; then
-    if [ $rc -eq 0 ] || ! grep -q "glibc (rep 1): FAILED" <<<"$out"; then
-      echo "bench-random-mixed.sh: '$1' taken for a result (exit $rc)"; bad=1
-    fi
-  elif [ $rc -ne 0 ]; then
-    printf '%s\n' "$out"; echo "bench-random-mixed.sh: '$1' not taken for a result (exit $rc)"; bad=1
-  fi
+  verdict bench-random-mixed.sh $? "$out" "$2" "$1" "glibc (rep 1): FAILED" 1
 }
 for v in ops/s=0 ops/s=0.0 ops/s=-1 ops/s=-1.0 ops/s=nan ops/s=-nan ops/s=inf ops/s= ""; do one "$v" 1; done
 one "ops/s=1234.5" 0
