@@ -55,9 +55,18 @@ static _Atomic bool msg_stalled;
  * was lost when fd 2 was a full non-blocking pipe, or a full pipe whose
  * write a timer signal interrupted (profilers); and with the reader gone
  * (`prog 2>&1 | head -1`) the process died by SIGPIPE instead of SIGABRT
- * (test_failure_paths, do_free_twice_hard_stderr). errno is kept. */
+ * (test_failure_paths, do_free_twice_hard_stderr). errno is kept.
+ * Cancellation is disabled for the while: write, poll and sigtimedwait
+ * are cancellation points, and hak_heap_check writes its reports under
+ * the global lock. Until 2026-11-28 a thread with a cancellation request
+ * pending unwound in the write: the lock stayed held, and every later
+ * slow path, thread exit and fork waited for it for ever (test_cancel,
+ * heap_check). (Restored to enabled, a deferred request is acted on at
+ * the thread's next cancellation point, outside hakmem.) */
 void msg_flush(hak_msg_t *m) {
   int saved = errno;
+  int cancel_old;
+  pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_old);
   sigset_t pipe_set, old, pending;
   sigemptyset(&pipe_set);
   sigaddset(&pipe_set, SIGPIPE);
@@ -96,6 +105,7 @@ void msg_flush(hak_msg_t *m) {
     }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
   }
+  pthread_setcancelstate(cancel_old, NULL);
   m->len = 0;
   errno = saved;
 }
@@ -134,6 +144,18 @@ static __attribute__((noreturn)) void die(hak_msg_t *m) {
   abort();
 }
 
+/* Every named error starts here: the thread is on its way to abort(), and
+ * no cancellation point on that way (the report's write, die's wait for
+ * another thread's abort, large_holds' and large_place's waits for the
+ * large lock: nanosleep) may act on a pending cancellation request. Until
+ * 2026-11-28 the thread unwound there, silently: no report, no abort, and
+ * the program went on after its double free (test_cancel, double_free,
+ * deep_interior). Not restored: the errors never return. */
+static void err_begin(void) {
+  int old;
+  pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old);
+}
+
 /* " (size class <n>)" for a small block, " (large block)" for block_size 0. */
 static void msg_block(hak_msg_t *m, size_t block_size) {
   if (!block_size) {
@@ -154,6 +176,7 @@ static void msg_invalid(hak_msg_t *m, const char *op, const void *p) {
 }
 
 void err_double_free(const char *op, const void *p, size_t block_size) {
+  err_begin();
   hak_msg_t m = {.len = 0};
   if (strcmp(op, "free") == 0 || strcmp(op, "free_sized") == 0) {
     msg_str(&m, "hakmem: double free of ");
@@ -169,6 +192,7 @@ void err_double_free(const char *op, const void *p, size_t block_size) {
 
 /* Classifies a pointer that failed the fast checks and reports it. */
 void err_invalid(const char *op, const void *p) {
+  err_begin();
   hak_msg_t m = {.len = 0};
   msg_invalid(&m, op, p);
   unsigned kind = registry_kind(p);
@@ -234,6 +258,7 @@ void err_invalid(const char *op, const void *p) {
 }
 
 void err_size_mismatch(const char *op, const void *p, size_t size, size_t block_size) {
+  err_begin();
   hak_msg_t m = {.len = 0};
   msg_invalid(&m, op, p);
   msg_str(&m, ": size ");
@@ -244,6 +269,7 @@ void err_size_mismatch(const char *op, const void *p, size_t size, size_t block_
 }
 
 void err_align_mismatch(const char *op, const void *p, size_t alignment, size_t block_size) {
+  err_begin();
   hak_msg_t m = {.len = 0};
   msg_invalid(&m, op, p);
   if (!alignment || (alignment & (alignment - 1))) {
@@ -259,6 +285,7 @@ void err_align_mismatch(const char *op, const void *p, size_t alignment, size_t 
 }
 
 void err_corruption(const void *p, const char *what) {
+  err_begin();
   hak_msg_t m = {.len = 0};
   msg_str(&m, "hakmem: heap corruption at ");
   msg_hex(&m, (uintptr_t)p);
@@ -268,6 +295,7 @@ void err_corruption(const void *p, const char *what) {
 }
 
 void err_assert(const char *expr, const char *file, int line) {
+  err_begin();
   hak_msg_t m = {.len = 0};
   msg_str(&m, "hakmem: assertion failed: ");
   msg_str(&m, expr);

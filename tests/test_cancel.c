@@ -1,0 +1,149 @@
+/* A thread with a cancellation request pending (pthread_cancel, deferred:
+ * acted on at the next cancellation point the thread calls, such as write,
+ * poll or nanosleep) that calls into hakmem:
+ *   - a fatal error it makes is still reported and still ends the process
+ *     by SIGABRT: the report's write(2), and the waits of the error path
+ *     (large_holds' wait for the large lock, die's wait for another
+ *     thread's abort), were cancellation points; the thread unwound there,
+ *     silently, and the program went on after its double free (until
+ *     2026-11-28: double_free, deep_interior);
+ *   - hak_heap_check, whose reports are written under the global lock,
+ *     returns with the lock let go: the thread unwound in the write with
+ *     the lock held, and every later slow path, thread exit and fork
+ *     waited for it for ever (until 2026-11-28: heap_check).
+ * The request is made pending by the thread itself, cancellation disabled
+ * around pthread_cancel, so that the thread acts on it at the first
+ * cancellation point it reaches, wherever that is. */
+#include "hak_test.h"
+
+#include <pthread.h>
+
+#include "internal.h"
+
+#define MiB ((size_t)1 << 20)
+
+/* A cancellation request of the calling thread, pending. */
+static void cancel_self(void) {
+  int old;
+  pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old);
+  pthread_cancel(pthread_self());
+  pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, &old);
+}
+
+/* The thread ran fn to its end or was cancelled: either way the fatal error
+ * it was to make went unreported, and the child exits 0 (a failure of
+ * EXPECT_ABORT). */
+static void run_thread(void *(*fn)(void *), void *arg) {
+  pthread_t t;
+  REQUIRE(pthread_create(&t, NULL, fn, arg) == 0);
+  void *res = NULL;
+  pthread_join(t, &res);
+  fprintf(stderr, "the thread %s, its fatal error unreported\n",
+          res == PTHREAD_CANCELED ? "was cancelled" : "returned");
+}
+
+/* ---- double_free: the report's write is a cancellation point ---------- */
+static void *double_free_thread(void *arg) {
+  (void)arg;
+  void *p = hak_malloc(64);
+  REQUIRE(p != NULL);
+  hak_free(p);
+  cancel_self();
+  hak_free(p);
+  return NULL;
+}
+
+static void double_free(void *arg) {
+  (void)arg;
+  run_thread(double_free_thread, NULL);
+}
+
+/* ---- deep_interior: large_holds waits (nanosleep) for the large lock ----
+ * A pointer 5 MiB into a 10 MiB block: its 4 MiB range is not registered
+ * (only the first one is), so err_invalid asks large_holds, which takes the
+ * large lock with a trylock and a sleep between tries. The test holds the
+ * lock until the thread is seen sleeping there, or gone. */
+static _Atomic int interior_tid;
+
+static void *deep_interior_thread(void *p) {
+  atomic_store(&interior_tid, (int)syscall(SYS_gettid));
+  cancel_self();
+  hak_free(p);
+  return NULL;
+}
+
+static void deep_interior(void *arg) {
+  (void)arg;
+  unsigned char *b = hak_malloc(10 * MiB);
+  REQUIRE(b != NULL);
+  pthread_mutex_lock(&hak_large_lock);
+  pthread_t t;
+  REQUIRE(pthread_create(&t, NULL, deep_interior_thread, b + 5 * MiB) == 0);
+  /* the thread gives up on the lock after 100 ms and aborts all the same
+   * (then "not allocated by hakmem"): the lock is let go once it sleeps,
+   * so that the error names the pointer for what it is */
+  void *res = NULL;
+  for (;;) {
+    int tid = atomic_load(&interior_tid);
+    if (tid && hak_thread_in_nanosleep(tid))
+      break;
+    if (pthread_tryjoin_np(t, &res) == 0) {
+      pthread_mutex_unlock(&hak_large_lock);
+      fprintf(stderr, "the thread %s, its fatal error unreported\n",
+              res == PTHREAD_CANCELED ? "was cancelled" : "returned");
+      return;
+    }
+    sched_yield();
+  }
+  pthread_mutex_unlock(&hak_large_lock);
+  pthread_join(t, &res);
+  fprintf(stderr, "the thread %s, its fatal error unreported\n",
+          res == PTHREAD_CANCELED ? "was cancelled" : "returned");
+}
+
+/* ---- heap_check: its reports are written under the global lock -------- */
+static _Atomic long checked = -1;
+
+static void *heap_check_thread(void *arg) {
+  (void)arg;
+  cancel_self();
+  atomic_store(&checked, (long)hak_heap_check());
+  pthread_testcancel(); /* the request is acted on here, after the check */
+  return NULL;
+}
+
+static void heap_check(void) {
+  void *p = hak_malloc(64); /* this thread's heap */
+  REQUIRE(p != NULL);
+  /* a violation for the check to report: this heap's count of what its
+   * cache limits grew by, off by one class's worth (put back below) */
+  hak_tls_heap->tc_grown += 16;
+  pthread_t t;
+  REQUIRE(pthread_create(&t, NULL, heap_check_thread, NULL) == 0);
+  void *res = NULL;
+  struct timespec until;
+  clock_gettime(CLOCK_REALTIME, &until);
+  until.tv_sec += (time_t)(30 * hak_test_slowdown());
+  if (pthread_timedjoin_np(t, &res, &until) != 0) {
+    FAIL("the thread that called hak_heap_check never ended");
+    _exit(1);
+  }
+  hak_tls_heap->tc_grown -= 16;
+  CHECK_PTR_EQ(res, PTHREAD_CANCELED);
+  CHECK_MSG(atomic_load(&checked) >= 1,
+            "hak_heap_check did not return (%ld): the thread unwound inside it", checked);
+  int r = pthread_mutex_trylock(&hak_global_lock);
+  CHECK_MSG(r == 0, "the global lock is left held (trylock: %d)", r);
+  if (r == 0) {
+    pthread_mutex_unlock(&hak_global_lock);
+    CHECK_EQ(hak_heap_check(), 0);
+    hak_free(p);
+  }
+}
+
+int main(void) {
+  EXPECT_ABORT(double_free, NULL, "hakmem: double free of 0x");
+  EXPECT_ABORT(deep_interior, NULL, "hakmem: invalid free of 0x");
+  RUN_SECTION(heap_check);
+  return hak_test_done();
+}
