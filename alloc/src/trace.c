@@ -125,9 +125,31 @@ uint64_t hak_trace_next_seq(void) {
 
 static int write_file(unsigned flags, int signo, uint64_t lim, const struct hak_trace_rec *extra);
 
+/* The recorder's system calls, made raw: glibc's open, read, write, close
+ * and nanosleep are cancellation points, and a thread with a cancellation
+ * request pending acted on it inside the recorder. Until 2026-11-28 it
+ * unwound in trace_init's open (the recorder left initialising: every
+ * later op of every thread waited for ever), in a flush's (the writer's
+ * mark left taken: no trace written again, at exit or at a crash), or out
+ * of the fatal-signal handler (a fault: no trace, and the thread vanished
+ * where the process was to die by the signal); test_trace_cancel. Raw
+ * calls are async-signal-safe, as the handler needs. */
+static int sys_open(const char *path, int flags, mode_t mode) {
+  return (int)syscall(SYS_openat, AT_FDCWD, path, flags, mode);
+}
+static ssize_t sys_read(int fd, void *buf, size_t n) {
+  return (ssize_t)syscall(SYS_read, fd, buf, n);
+}
+static ssize_t sys_write(int fd, const void *buf, size_t n) {
+  return (ssize_t)syscall(SYS_write, fd, buf, n);
+}
+static void sys_close(int fd) {
+  syscall(SYS_close, fd);
+}
+
 static void sleep_ms(void) {
   struct timespec ts = {0, 1000 * 1000};
-  nanosleep(&ts, NULL);
+  syscall(SYS_nanosleep, &ts, NULL);
 }
 
 struct hak_trace_call hak_trace_begin(unsigned op, const void *arg, size_t a1, size_t a2) {
@@ -222,16 +244,16 @@ static void trace_on_fatal(int sig, siginfo_t *si, void *uc) {
  * (HAKMEM_TRACE=>(zstd >t.zst), /dev/stdout), whose open for reading waits
  * for a writer and whose read waits for data, or takes the reader's (until
  * 2026-11-28 the exit hung there for ever; repro/tests/steps.sh
- * trace-fifo). open/fstat/read/close only (async-signal-safe). */
+ * trace-fifo). open/fstat/read/close only (async-signal-safe; sys_*). */
 static int trace_file_header(const char *path, struct hak_trace_header *h) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+  int fd = sys_open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY, 0);
   if (fd < 0)
     return 0;
   struct stat st;
   int ok = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
-           read(fd, h, sizeof *h) == (ssize_t)sizeof *h &&
+           sys_read(fd, h, sizeof *h) == (ssize_t)sizeof *h &&
            memcmp(h->magic, HAK_TRACE_MAGIC, 8) == 0;
-  close(fd);
+  sys_close(fd);
   return ok;
 }
 
@@ -454,7 +476,7 @@ void hak_trace_emit(uint64_t seq, unsigned op, const void *arg, size_t a1, size_
 static void write_all(int fd, const void *p, size_t n) {
   const char *s = p;
   while (n) {
-    ssize_t w = write(fd, s, n);
+    ssize_t w = sys_write(fd, s, n);
     if (w < 0 && errno == EINTR)
       continue;
     if (w <= 0)
@@ -519,7 +541,7 @@ static int write_file(unsigned flags, int signo, uint64_t lim, const struct hak_
       path[pl++] = digits[--nd];
     path[pl] = 0;
   }
-  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  int fd = sys_open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd >= 0) {
     struct hak_trace_header h;
     memset(&h, 0, sizeof h);
@@ -564,7 +586,7 @@ static int write_file(unsigned flags, int signo, uint64_t lim, const struct hak_
       }
     if (extra)
       write_all(fd, extra, sizeof *extra);
-    close(fd);
+    sys_close(fd);
   }
   errno = saved;
   trace_in_write = 0;

@@ -1,0 +1,153 @@
+/* trace build: a thread with a cancellation request pending (pthread_cancel,
+ * deferred) in the op recorder. The recorder's system calls (open, read,
+ * write, close of the trace file, its sleeps) were glibc's wrappers, which
+ * are cancellation points: the thread unwound in the middle of the
+ * recorder. Until 2026-11-28:
+ *   - init: the process's first op, on such a thread, unwound in trace_init
+ *     (the open of the file PATH held), the recorder left marked
+ *     initialising: every later op of every thread waited for it for ever;
+ *   - flush: hak_trace_flush on such a thread unwound with the file's
+ *     writer mark taken: no trace was ever written again (not at later
+ *     flushes, not at exit, and a crash's handler waited 5 s for it, then
+ *     wrote none);
+ *   - segv: a fault on such a thread unwound out of the recorder's SIGSEGV
+ *     handler: the thread vanished, no trace was written, and the process
+ *     went on where without the recorder it died by SIGSEGV.
+ * Each case runs in a child forked before the parent made any op (its
+ * recorder not initialised); the parent reads the trace file, the child's
+ * PATH.<pid> (a fork child's name for it). */
+#include "hak_test.h"
+
+#include <pthread.h>
+
+#include "internal.h"
+#include "trace.h"
+
+static char path[128];
+static _Atomic int *child_pid; /* shared with the children: the last one's pid */
+
+static void cancel_self(void) {
+  int old;
+  pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old);
+  pthread_cancel(pthread_self());
+  pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, &old);
+}
+
+static void *run_thread(void *(*fn)(void *), void *arg) {
+  pthread_t t;
+  REQUIRE(pthread_create(&t, NULL, fn, arg) == 0);
+  void *res = NULL;
+  REQUIRE(pthread_join(t, &res) == 0);
+  return res;
+}
+
+/* The last child's trace file (removed): its header, and whether it holds
+ * a record of op `op`. 0 when there is no trace. */
+static int trace_has(struct hak_trace_header *h, unsigned op) {
+  char file[160];
+  snprintf(file, sizeof file, "%s.%d", path, atomic_load(child_pid));
+  int fd = open(file, O_RDONLY);
+  unlink(file);
+  if (fd < 0)
+    return 0;
+  int found = 0;
+  if (read(fd, h, sizeof *h) == (ssize_t)sizeof *h && memcmp(h->magic, HAK_TRACE_MAGIC, 8) == 0) {
+    struct hak_trace_rec r;
+    while (!found && read(fd, &r, sizeof r) == (ssize_t)sizeof r)
+      found = r.op == op;
+  }
+  close(fd);
+  return found;
+}
+
+/* The child's outcome: exited 0 (want_sig 0) or killed by want_sig. */
+static int run_case(void (*fn)(void *), const char *name, int want_sig) {
+  atomic_store(child_pid, 0);
+  struct hak_child c;
+  REQUIRE(hak_run_child(fn, NULL, 10 * hak_test_slowdown(), &c));
+  int ok = want_sig ? hak_child_signaled(&c, want_sig) : hak_child_exited(&c, 0);
+  if (!ok) {
+    char how[128];
+    FAIL("%s: child %s; stderr:\n---\n%s---", name, hak_child_describe(&c, how, sizeof how),
+         c.out ? c.out : "");
+  }
+  hak_child_free(&c);
+  return ok;
+}
+
+/* ---- init */
+static void *init_thread(void *arg) {
+  (void)arg;
+  cancel_self();
+  void *p = hak_malloc(32); /* the process's first op: initialises the recorder */
+  hak_free(p);
+  pthread_testcancel();
+  return NULL;
+}
+
+static void init_case(void *arg) {
+  (void)arg;
+  atomic_store(child_pid, (int)getpid());
+  CHECK(run_thread(init_thread, NULL) == PTHREAD_CANCELED);
+  void *p = hak_malloc(48); /* waited for ever on the recorder's init */
+  hak_free(p);
+  hak_trace_flush();
+}
+
+/* ---- flush */
+static void *flush_thread(void *arg) {
+  (void)arg;
+  cancel_self();
+  hak_trace_flush();
+  pthread_testcancel();
+  return NULL;
+}
+
+static void flush_case(void *arg) {
+  (void)arg;
+  atomic_store(child_pid, (int)getpid());
+  void *p = hak_malloc(48);
+  CHECK(run_thread(flush_thread, NULL) == PTHREAD_CANCELED);
+  hak_free(p);
+  hak_trace_flush(); /* wrote nothing: the cancelled flush kept the writer's mark */
+}
+
+/* ---- segv */
+static volatile int *volatile nowhere;
+static void *segv_thread(void *arg) {
+  (void)arg;
+  cancel_self();
+  *nowhere = 1; /* SIGSEGV */
+  return NULL;
+}
+
+static void segv_case(void *arg) {
+  (void)arg;
+  atomic_store(child_pid, (int)getpid());
+  void *p = hak_malloc(48);
+  hak_free(p);
+  void *res = run_thread(segv_thread, NULL);
+  fprintf(stderr, "the faulting thread %s; the process goes on\n",
+          res == PTHREAD_CANCELED ? "was cancelled" : "returned");
+}
+
+int main(void) {
+  if (!hak_config_is("trace"))
+    hak_test_skip("the op recorder exists only in the trace build");
+  snprintf(path, sizeof path, "/tmp/hak-test-trace-cancel.%d", (int)getpid());
+  setenv("HAKMEM_TRACE", path, 1);
+  child_pid = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  REQUIRE(child_pid != MAP_FAILED);
+  struct hak_trace_header h;
+
+  if (run_case(init_case, "init", 0))
+    CHECK_MSG(trace_has(&h, TR_MALLOC) && (h.flags & HAK_TRACE_F_FLUSH) && h.nthreads == 2,
+              "init: no flushed trace of both threads' ops at %s.<pid>", path);
+  if (run_case(flush_case, "flush", 0))
+    CHECK_MSG(trace_has(&h, TR_FREE) && (h.flags & HAK_TRACE_F_FLUSH),
+              "flush: the last flush wrote no trace holding the free at %s.<pid>", path);
+  if (run_case(segv_case, "segv", SIGSEGV))
+    CHECK_MSG(trace_has(&h, TR_FREE) && (h.flags & HAK_TRACE_F_SIGNAL) && h.signo == SIGSEGV,
+              "segv: no trace of the crash at %s.<pid>", path);
+  return hak_test_done();
+}
