@@ -12,7 +12,9 @@
  *     wrote none);
  *   - segv: a fault on such a thread unwound out of the recorder's SIGSEGV
  *     handler: the thread vanished, no trace was written, and the process
- *     went on where without the recorder it died by SIGSEGV.
+ *     went on where without the recorder it died by SIGSEGV;
+ *   - segv_waiting: the same, at the handler's sleep while another
+ *     thread's flush held the file.
  * Each case runs in a child forked before the parent made any op (its
  * recorder not initialised); the parent reads the trace file, the child's
  * PATH.<pid> (a fork child's name for it). */
@@ -131,6 +133,69 @@ static void segv_case(void *arg) {
           res == PTHREAD_CANCELED ? "was cancelled" : "returned");
 }
 
+/* ---- segv_waiting: the handler waits (sleep_ms) for another writer
+ * A flush holds the file: it waits in the open of PATH.<pid>, a FIFO no
+ * one reads yet. The faulting thread's handler waits for that writer to be
+ * done; once it is seen sleeping, the FIFO is read: the flush ends, the
+ * handler writes the crash's trace into the FIFO and the signal ends the
+ * process. Until 2026-11-28 the thread unwound at the handler's first
+ * sleep: it vanished, the process went on. */
+static _Atomic int flush_tid;
+
+static void *flush_blocked_thread(void *arg) {
+  (void)arg;
+  atomic_store(&flush_tid, (int)syscall(SYS_gettid));
+  hak_trace_flush();
+  return NULL;
+}
+
+static _Atomic int segv_tid;
+
+static void *segv_waiting_thread(void *arg) {
+  (void)arg;
+  atomic_store(&segv_tid, (int)syscall(SYS_gettid));
+  cancel_self();
+  *nowhere = 1; /* SIGSEGV */
+  return NULL;
+}
+
+static void segv_waiting_case(void *arg) {
+  (void)arg;
+  atomic_store(child_pid, (int)getpid());
+  char fifo[160];
+  snprintf(fifo, sizeof fifo, "%s.%d", path, (int)getpid());
+  REQUIRE(mkfifo(fifo, 0600) == 0);
+  void *p = hak_malloc(48);
+  hak_free(p);
+  pthread_t a, b;
+  REQUIRE(pthread_create(&a, NULL, flush_blocked_thread, NULL) == 0);
+  double deadline = hak_now() + 10 * hak_test_slowdown();
+  while (!atomic_load(&flush_tid) || hak_task_syscall(atomic_load(&flush_tid)) != SYS_openat)
+    REQUIRE(hak_now() < deadline);
+  REQUIRE(pthread_create(&b, NULL, segv_waiting_thread, NULL) == 0);
+  void *res = NULL;
+  for (;;) {
+    int tid = atomic_load(&segv_tid);
+    if (tid && hak_thread_in_nanosleep(tid))
+      break;
+    if (pthread_tryjoin_np(b, &res) == 0) {
+      fprintf(stderr, "the faulting thread %s; the process goes on\n",
+              res == PTHREAD_CANCELED ? "was cancelled" : "returned");
+      unlink(fifo);
+      _exit(0);
+    }
+    REQUIRE(hak_now() < deadline);
+  }
+  int fd = open(fifo, O_RDONLY | O_NONBLOCK); /* the flush's open returns */
+  REQUIRE(fd >= 0);
+  unlink(fifo); /* the handler's open finds the FIFO gone: it writes a file */
+  char buf[4096];
+  while (hak_now() < deadline) /* until the signal ends the process */
+    if (read(fd, buf, sizeof buf) <= 0)
+      hak_sleep_ms(1);
+  FAIL("the process did not die by SIGSEGV");
+}
+
 int main(void) {
   if (!hak_config_is("trace"))
     hak_test_skip("the op recorder exists only in the trace build");
@@ -149,5 +214,8 @@ int main(void) {
   if (run_case(segv_case, "segv", SIGSEGV))
     CHECK_MSG(trace_has(&h, TR_FREE) && (h.flags & HAK_TRACE_F_SIGNAL) && h.signo == SIGSEGV,
               "segv: no trace of the crash at %s.<pid>", path);
+  if (run_case(segv_waiting_case, "segv_waiting", SIGSEGV))
+    CHECK_MSG(trace_has(&h, TR_FREE) && (h.flags & HAK_TRACE_F_SIGNAL) && h.signo == SIGSEGV,
+              "segv_waiting: no trace of the crash at %s.<pid>", path);
   return hak_test_done();
 }
