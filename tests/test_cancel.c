@@ -10,7 +10,10 @@
  *   - hak_heap_check, whose reports are written under the global lock,
  *     returns with the lock let go: the thread unwound in the write with
  *     the lock held, and every later slow path, thread exit and fork
- *     waited for it for ever (until 2026-11-28: heap_check).
+ *     waited for it for ever (until 2026-11-28: heap_check);
+ *   - a thread's exit with the request pending gives its heap up whole
+ *     (exit_wait: spin_wait's sleep, the raw system call since it was
+ *     written, with no test of that until 2026-11-28).
  * The request is made pending by the thread itself, cancellation disabled
  * around pthread_cancel, so that the thread acts on it at the first
  * cancellation point it reaches, wherever that is. */
@@ -145,9 +148,89 @@ static void heap_check(void) {
   }
 }
 
+/* ---- exit_wait: a thread's exit, its request pending, waits in spin_wait
+ * A thread that returns from its start routine with a cancellation request
+ * pending acts on it at the first cancellation point of its exit, TSD
+ * destructors included (glibc), so hakmem's heap abandonment runs with
+ * cancellation live. Here the owner of a full page of 64 KiB blocks exits
+ * while another thread's free of one of them is held (HAK_HOOK_NOTIFYING)
+ * in its hand-over: the exit waits for it in page_clear_notify, the heap's
+ * lock held, and sleeps (spin_wait) until the hook sees it sleeping. A
+ * sleep that was a cancellation point unwound the exit there: the heap's
+ * lock left held (every later fork waits for it for ever), the heap never
+ * given up. */
+#define BIG 65536 /* a page of this class holds 8 blocks */
+#define BIG_PER_PAGE 8
+static void *big[BIG_PER_PAGE + 1];
+static _Atomic int filled, may_exit, owner_tid, hook_ran;
+static hak_heap_t *_Atomic owner_heap;
+static pthread_t owner;
+static void *owner_res;
+static int owner_arg; /* what the owner returns */
+static int owner_joined;
+
+static void *exit_wait_owner(void *arg) {
+  for (int i = 0; i <= BIG_PER_PAGE; i++)
+    REQUIRE((big[i] = hak_malloc(BIG)) != NULL);
+  /* the page of big[0..7] is full: in the full list, its notify request set */
+  hak_page_t *pg = ptr_page(ptr_segment_base(big[0]), big[0]);
+  REQUIRE(pg->in_full &&
+          ptr_page(ptr_segment_base(big[BIG_PER_PAGE - 1]), big[BIG_PER_PAGE - 1]) == pg);
+  REQUIRE((atomic_load(&pg->thread_free) & TF_MASK) == TF_NOTIFY);
+  atomic_store(&owner_heap, hak_tls_heap);
+  atomic_store(&owner_tid, (int)syscall(SYS_gettid));
+  atomic_store(&filled, 1);
+  while (!atomic_load(&may_exit))
+    sched_yield();
+  cancel_self();
+  return arg; /* the exit withdraws the request: waits for the hand-over */
+}
+
+static void exit_wait_hook(enum hak_hook_point where, void *arg) {
+  if (where != HAK_HOOK_NOTIFYING || arg != big[3] || atomic_load(&hook_ran))
+    return;
+  atomic_store(&hook_ran, 1);
+  atomic_store(&may_exit, 1);
+  double deadline = hak_now() + 30 * hak_test_slowdown();
+  while (!hak_thread_in_nanosleep(atomic_load(&owner_tid))) {
+    if (pthread_tryjoin_np(owner, &owner_res) == 0) {
+      owner_joined = 1; /* its exit did not wait for this hand-over */
+      return;
+    }
+    if (hak_now() > deadline) {
+      FAIL("the exiting thread neither slept nor ended in 30 s");
+      _exit(1);
+    }
+    sched_yield();
+  }
+}
+
+static void exit_wait(void) {
+  REQUIRE(pthread_create(&owner, NULL, exit_wait_owner, &owner_arg) == 0);
+  while (!atomic_load(&filled))
+    sched_yield();
+  atomic_store(&hak_test_hook, exit_wait_hook);
+  hak_free(big[3]); /* held in its hand-over to the owner's heap */
+  atomic_store(&hak_test_hook, NULL);
+  CHECK(atomic_load(&hook_ran));
+  if (!owner_joined)
+    REQUIRE(pthread_join(owner, &owner_res) == 0);
+  CHECK_MSG(owner_res == (void *)&owner_arg,
+            "the exit unwound in its heap's abandonment (result %p, PTHREAD_CANCELED %p)",
+            owner_res, PTHREAD_CANCELED);
+  hak_heap_t *h = atomic_load(&owner_heap);
+  CHECK_MSG(atomic_load(&h->lock.held) == 0, "the exited thread's heap lock is left held");
+  CHECK_MSG(h->state == HEAP_FREE, "the exited thread's heap was not given up");
+  for (int i = 0; i <= BIG_PER_PAGE; i++)
+    if (i != 3)
+      hak_free(big[i]);
+  CHECK_ALL_FREED("exit_wait");
+}
+
 int main(void) {
   EXPECT_ABORT(double_free, NULL, "hakmem: double free of 0x");
   EXPECT_ABORT(deep_interior, NULL, "hakmem: invalid free of 0x");
   RUN_SECTION(heap_check);
+  RUN_SECTION(exit_wait);
   return hak_test_done();
 }
