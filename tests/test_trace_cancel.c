@@ -48,12 +48,16 @@ static void *run_thread(void *(*fn)(void *), void *arg) {
 static int trace_has(struct hak_trace_header *h, unsigned op) {
   char file[160];
   snprintf(file, sizeof file, "%s.%d", path, atomic_load(child_pid));
-  int fd = open(file, O_RDONLY);
+  /* non-blocking: segv_waiting's FIFO is left behind by a child that
+   * failed before it removed it */
+  int fd = open(file, O_RDONLY | O_NONBLOCK);
   unlink(file);
   if (fd < 0)
     return 0;
   int found = 0;
-  if (read(fd, h, sizeof *h) == (ssize_t)sizeof *h && memcmp(h->magic, HAK_TRACE_MAGIC, 8) == 0) {
+  struct stat st;
+  if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && read(fd, h, sizeof *h) == (ssize_t)sizeof *h &&
+      memcmp(h->magic, HAK_TRACE_MAGIC, 8) == 0) {
     struct hak_trace_rec r;
     while (!found && read(fd, &r, sizeof r) == (ssize_t)sizeof r)
       found = r.op == op;
@@ -136,9 +140,9 @@ static void segv_case(void *arg) {
 /* ---- segv_waiting: the handler waits (sleep_ms) for another writer
  * A flush holds the file: it waits in the open of PATH.<pid>, a FIFO no
  * one reads yet. The faulting thread's handler waits for that writer to be
- * done; once it is seen sleeping, the FIFO is read: the flush ends, the
- * handler writes the crash's trace into the FIFO and the signal ends the
- * process. Until 2026-11-28 the thread unwound at the handler's first
+ * done; once it is seen sleeping, the FIFO is renamed and read: the flush
+ * ends, the handler writes the crash's trace to PATH.<pid>, a file now,
+ * and the signal ends the process. Until 2026-11-28 the thread unwound at the handler's first
  * sleep: it vanished, the process went on. */
 static _Atomic int flush_tid;
 
@@ -186,9 +190,14 @@ static void segv_waiting_case(void *arg) {
     }
     REQUIRE(hak_now() < deadline);
   }
-  int fd = open(fifo, O_RDONLY | O_NONBLOCK); /* the flush's open returns */
+  /* the FIFO renamed first, so that the handler's open, which comes after
+   * the flush's, finds its name free and writes a file there */
+  char moved[180];
+  snprintf(moved, sizeof moved, "%s.fifo", fifo);
+  REQUIRE(rename(fifo, moved) == 0);
+  int fd = open(moved, O_RDONLY | O_NONBLOCK); /* the flush's open returns */
   REQUIRE(fd >= 0);
-  unlink(fifo); /* the handler's open finds the FIFO gone: it writes a file */
+  unlink(moved);
   char buf[4096];
   while (hak_now() < deadline) /* until the signal ends the process */
     if (read(fd, buf, sizeof buf) <= 0)
