@@ -194,4 +194,4 @@ clean:
 	rm -rf build
 
 # Suites of later issues keep their rules next to their sources.
--include $(wildcard fuzz/fuzz.mk stress/stress.mk repro/repro.mk bench/bench.mk scripts/mutants/mutants.mk)
+-include $(wildcard fuzz/fuzz.mk stress/stress.mk repro/repro.mk bench/bench.mk scripts/mutants/mutants.mk scripts/coverage.mk)
