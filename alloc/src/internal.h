@@ -497,7 +497,6 @@ HAK_INTERNAL void segment_trim_unowned_locked(void);
  * (the flush of its cache can purge the heap on the way). */
 extern HAK_INTERNAL __thread size_t hak_tls_given_back __attribute__((tls_model("initial-exec")));
 HAK_INTERNAL void segment_purge_maybe(hak_heap_t *h);
-HAK_INTERNAL hak_segment_t *segment_first_global(void);
 HAK_INTERNAL void segment_adopt(hak_heap_t *h, hak_segment_t *seg);
 HAK_INTERNAL size_t segment_cache_count(void);
 HAK_INTERNAL bool segment_reclaim(hak_heap_t *h, hak_segment_t *seg);

@@ -684,7 +684,3 @@ void segment_reset_all(void) {
   hak_all_segments = hak_segment_cache = hak_abandoned = NULL;
   segment_cache_n = 0;
 }
-
-hak_segment_t *segment_first_global(void) {
-  return hak_all_segments;
-}
