@@ -341,7 +341,24 @@ static void test_print(void) {
  *      reported none of these but 17's full page with a free block
  *      (helper-85, mutants check-delayed-*, 2026-11-28).
  *  20. the segment of the thread's blocks dropped from its heap's list
- *      (named as such since 2026-11-28; the page counts differ too). */
+ *      (named as such since 2026-11-28; the page counts differ too).
+ *  21-38: every report hak_heap_check could make that no test or corpus
+ *  input reached (make test-coverage, helper-103, 2026-11-28; mutants
+ *  check-*, "never reached before"): 21. a write after free into the
+ *  marker of a block in a thread cache (the cache's walk checks it apart
+ *  from the page's); 22. a heap's copy of a class's division magic (free's
+ *  fast path's interior-pointer check) changed; 23. a page left NOTIFYING
+ *  (a remote free's hand-over that never ended); 24. more frees counted
+ *  into an abandoned segment than blocks were live at its abandonment;
+ *  25. an owned segment marked abandoned; 26, 27. a class's cache limit
+ *  and room out of range; 28. a heap's delayed list made a cycle; 29. the
+ *  metadata slice's entry saying blocks are carved there; 30. a page's
+ *  block size not its class's; 31. a page's count of blocks it holds
+ *  wrong; 32. a page's first slice index wrong; 33. a free slice marked
+ *  used; 34. a queued page's back link wrong; 35. an exited thread's
+ *  finished heap with a block in its cache; 36. a large block dropped
+ *  from the registry; 37. a segment's header magic changed; 38. the
+ *  metadata slice marked free. */
 static const char *const corrupt_want[] = {
     "thread cache entry outside",
     "list cycle",
@@ -363,7 +380,25 @@ static const char *const corrupt_want[] = {
     "on a heap's delayed list and another list",
     "delayed free list entry not a carved block",
     "delayed free list entry in a segment its heap does not own",
-    "segment owned by a heap that does not list it"};
+    "segment owned by a heap that does not list it",
+    "free block lost its free marker",
+    "heap's copy of the class division magic wrong",
+    "page stuck in NOTIFYING",
+    "more frees into an abandoned segment than blocks live at abandonment",
+    "segment ownership inconsistent",
+    "heap cache limit out of range",
+    "heap cache room out of range",
+    "delayed free list longer than its bound",
+    "metadata slice's entry has carved blocks",
+    "page has a bad size class",
+    "page counts inconsistent",
+    "page geometry wrong",
+    "used slice does not start a page",
+    "class queue holds a wrong page",
+    "finished heap still holds cached blocks",
+    "large block missing from the registry",
+    "bad segment header",
+    "metadata slice marked free"};
 
 static void *alloc_in_thread(void *arg) {
   return hak_malloc(48);
@@ -379,10 +414,91 @@ static void *free_in_thread(void *p) {
  * sees for the caller's alone, and drops those writes as dead stores. */
 static void *volatile corrupt_escape;
 
+/* A thread's heap, once the thread has exited: finished, its cache empty. */
+static void *heap_of_thread(void *arg) {
+  hak_free(hak_malloc(48));
+  return hak_tls_heap;
+}
+
+/* Damages 21-38 (see corrupt_want); `keep` is a live 48-byte block of the
+ * calling thread. */
+static void corrupt_more(uintptr_t k, void *keep) {
+  hak_segment_t *seg = ptr_segment_base(keep);
+  hak_page_t *pg = ptr_page(seg, keep);
+  size_t cls = size_to_class(48);
+  unsigned last_free = seg->free_slices ? 63 - (unsigned)__builtin_clzll(seg->free_slices) : 0;
+  if (k == 21) {
+    uintptr_t *b = hak_malloc(48);
+    hak_free(b);                       /* heads the thread's cache of its class */
+    ((volatile uintptr_t *)b)[1] ^= 1; /* a write after free into its marker */
+  } else if (k == 22) {
+    hak_tls_heap->magic[cls] += 1;
+  } else if (k == 23) {
+    atomic_fetch_or(&pg->thread_free, TF_NOTIFYING);
+  } else if (k == 24) {
+    pthread_t t;
+    void *b = NULL; /* live in the exited thread's abandoned segment */
+    REQUIRE(pthread_create(&t, NULL, alloc_in_thread, NULL) == 0 && pthread_join(t, &b) == 0);
+    hak_segment_t *s = ptr_segment_base(b);
+    REQUIRE(b != NULL && s->abandoned);
+    atomic_store(&s->abandoned_frees, atomic_load(&s->abandoned_live) + 1);
+  } else if (k == 25) {
+    seg->abandoned = true;
+  } else if (k == 26) {
+    hak_tls_heap->tc_limit[cls] = 0;
+  } else if (k == 27) {
+    hak_tls_heap->tc_room[cls] = hak_tls_heap->tc_limit[cls] + 1;
+  } else if (k == 28) {
+    unsigned char *b[9];
+    for (int i = 0; i < 9; i++) /* a page of 8 blocks: full, in the full list */
+      REQUIRE((b[i] = corrupt_escape = hak_malloc(65536)) != NULL);
+    pthread_t t; /* its remote free hands b[2] over to this thread's heap */
+    REQUIRE(pthread_create(&t, NULL, free_in_thread, b[2]) == 0 && pthread_join(t, NULL) == 0);
+    REQUIRE(atomic_load(&hak_tls_heap->delayed) == (uintptr_t)b[2]);
+    block_set_next((hak_block_t *)b[2], (hak_block_t *)b[2]); /* a cycle */
+  } else if (k == 29) {
+    atomic_store(&seg->slices[0].end, 64);
+  } else if (k == 30) {
+    pg->block_size += 16;
+  } else if (k == 31) {
+    pg->reserved--;
+  } else if (k == 32) {
+    pg->slice_index++;
+  } else if (k == 33) {
+    REQUIRE(last_free > 0);
+    seg->free_slices &= ~((uint64_t)1 << last_free);
+  } else if (k == 34) {
+    REQUIRE(queue_first(hak_tls_heap, cls) == pg && pg->prev == NULL);
+    pg->prev = pg;
+  } else if (k == 35) {
+    pthread_t t;
+    hak_heap_t *h = NULL;
+    REQUIRE(pthread_create(&t, NULL, heap_of_thread, NULL) == 0 &&
+            pthread_join(t, (void **)&h) == 0);
+    REQUIRE(h != NULL && h->state != HEAP_ACTIVE && h->tc_head[cls] == NULL);
+    uintptr_t *b = hak_malloc(48);
+    hak_free(b); /* a free block with its marker: only the list it is on is wrong */
+    hak_tls_heap->tc_head[cls] = block_next((hak_block_t *)b);
+    hak_tls_heap->tc_room[cls]++;
+    h->tc_head[cls] = (hak_block_t *)b;
+  } else if (k == 36) {
+    unsigned char *p = corrupt_escape = hak_malloc(100000);
+    hak_large_t *lg = registry_large(p);
+    REQUIRE(lg != NULL && !lg->huge);
+    registry_set(lg, REG_NONE);
+  } else if (k == 37) {
+    seg->magic ^= 1;
+  } else if (k == 38) {
+    seg->free_slices |= 1;
+  }
+}
+
 static void corrupt_child(void *arg) {
   uintptr_t k = (uintptr_t)arg;
   void *keep = corrupt_escape = hak_malloc(48);
-  if (k < 2) {
+  if (k >= 21) {
+    corrupt_more(k, keep);
+  } else if (k < 2) {
     uintptr_t *b = hak_malloc(48);
     hak_free(b);                                 /* heads the thread's cache of its class */
     b[0] = k ? (uintptr_t)b : (uintptr_t)0x1000; /* its link: itself, or an unmapped page */
