@@ -25,7 +25,13 @@
  *  6. (impossible, no limit) requests that no address space holds, 2^47
  *     bytes and up, with a 20 MiB mapping and empty segments cached: each
  *     fails with ENOMEM and both caches stay mapped (before, each emptied
- *     them first, for nothing). */
+ *     them first, for nothing);
+ *  7. small blocks until the limit refuses a new segment, nothing cached
+ *     to give back: malloc and calloc return NULL with ENOMEM, a realloc
+ *     that would move fails the same way and keeps its block, posix_memalign
+ *     says ENOMEM with errno kept; every block served is intact, and once
+ *     some are freed malloc serves again from their pages. Until 2026-11-28
+ *     no test reached small malloc's ENOMEM (make test-coverage). */
 #include "hak_test.h"
 
 #define MiB ((size_t)1 << 20)
@@ -191,6 +197,65 @@ static void impossible(void) {
   CHECK_EQ(hak_heap_check(), 0);
 }
 
+static void small_exhausted(void) {
+  enum { N = 64 * 32, SZ = 32 * 1024 }; /* up to 64 MiB of 32 KiB blocks */
+  static unsigned char *b[N];
+  limit_to(2 * MiB); /* a segment's mapping needs 8 MiB (4 MiB aligned to 4 MiB) */
+  int got = 0;
+  errno = 0;
+  for (; got < N; got++) {
+    b[got] = hak_malloc(SZ);
+    if (!b[got])
+      break;
+    memset(b[got], got & 0xff, SZ);
+  }
+  REQUIRE(got > 0);
+  printf("small_exhausted: %d blocks of 32 KiB served under the limit\n", got);
+  CHECK_MSG(got < N, "%d blocks of 32 KiB served 2 MiB above the address-space limit", N);
+  if (got == N)
+    return;
+  CHECK_ERRNO(ENOMEM);
+  errno = 0;
+  CHECK(hak_malloc(SZ) == NULL);
+  CHECK_ERRNO(ENOMEM);
+  errno = 0;
+  CHECK(hak_calloc(1, SZ) == NULL);
+  CHECK_ERRNO(ENOMEM);
+  /* a realloc that moves (to a class whose pages may fit no more either):
+   * NULL with ENOMEM and the block kept, or a served block with the bytes */
+  errno = 0;
+  unsigned char *q = hak_realloc(b[0], 2 * SZ);
+  if (q) {
+    CHECK(errno == 0 && q[0] == 0 && q[SZ - 1] == 0);
+    b[0] = q;
+    memset(q, 0, 2 * SZ);
+  } else {
+    CHECK_ERRNO(ENOMEM);
+  }
+  void *a = NULL;
+  errno = EINTR;
+  int rc = hak_posix_memalign(&a, 64, SZ);
+  CHECK_MSG(rc == ENOMEM && a == NULL, "posix_memalign(64, 32 KiB) under the limit: %d", rc);
+  CHECK_ERRNO(EINTR);
+  for (int i = 0; i < got; i++)
+    CHECK_MSG(b[i][0] == (i & 0xff) && b[i][SZ - 1] == (i & 0xff), "block %d of %d changed", i,
+              got);
+  for (int i = 1; i < got; i += 2) {
+    hak_free(b[i]);
+    b[i] = NULL;
+  }
+  errno = 0;
+  unsigned char *again = hak_malloc(SZ); /* from a freed block's page: no mapping */
+  CHECK_MSG(again != NULL, "malloc(32 KiB) after freeing %d blocks failed (errno %d)", got / 2,
+            errno);
+  CHECK(errno == 0);
+  hak_free(again);
+  CHECK_EQ(hak_heap_check(), 0);
+  for (int i = 0; i < got; i += 2)
+    hak_free(b[i]);
+  CHECK_EQ(hak_heap_check(), 0);
+}
+
 int main(void) {
   if (hak_config_is("asan") || hak_config_is("tsan"))
     hak_test_skip("the sanitizer's shadow does not fit under an address-space limit");
@@ -203,5 +268,6 @@ int main(void) {
   RUN_SECTION(segments);
   RUN_SECTION(realloc_new_range);
   RUN_SECTION(impossible);
+  RUN_SECTION(small_exhausted);
   return hak_test_done();
 }
