@@ -358,7 +358,15 @@ static void test_print(void) {
  *  used; 34. a queued page's back link wrong; 35. an exited thread's
  *  finished heap with a block in its cache; 36. a large block dropped
  *  from the registry; 37. a segment's header magic changed; 38. the
- *  metadata slice marked free. */
+ *  metadata slice marked free; 39. a segment dropped from the registry;
+ *  40-42. the calling thread's segment made owned by an exited thread's
+ *  finished heap (named for the segment, its queued page and the heap that
+ *  lists it); 43. a free slice mapped to a page; 44. a slice of a page of
+ *  several mapped to another; 45. a class queue's pointer NULL; 46. a page
+ *  in the full list not marked full; 47. a finished heap with a delayed
+ *  block; 48-50. a cached large mapping's header (pieces) damaged, its
+ *  registry entry dropped, its size changed (the cache's total then
+ *  wrong). */
 static const char *const corrupt_want[] = {
     "thread cache entry outside",
     "list cycle",
@@ -398,7 +406,19 @@ static const char *const corrupt_want[] = {
     "finished heap still holds cached blocks",
     "large block missing from the registry",
     "bad segment header",
-    "metadata slice marked free"};
+    "metadata slice marked free",
+    "segment missing from the registry",
+    "segment owned by a finished heap",
+    "queued page not owned by heap",
+    "heap lists a segment it does not own",
+    "free slice mapped to a page",
+    "page slice map inconsistent",
+    "heap class queue pointer is NULL",
+    "full list holds a wrong page",
+    "finished heap still holds segments or delayed frees",
+    "bad cached large mapping",
+    "cached large mapping missing from the registry",
+    "large cache totals wrong"};
 
 static void *alloc_in_thread(void *arg) {
   return hak_malloc(48);
@@ -490,6 +510,52 @@ static void corrupt_more(uintptr_t k, void *keep) {
     seg->magic ^= 1;
   } else if (k == 38) {
     seg->free_slices |= 1;
+  } else if (k == 39) {
+    registry_set(seg, REG_NONE);
+  } else if (k >= 40 && k <= 42) {
+    pthread_t t;
+    hak_heap_t *h = NULL;
+    REQUIRE(pthread_create(&t, NULL, heap_of_thread, NULL) == 0 &&
+            pthread_join(t, (void **)&h) == 0);
+    REQUIRE(h != NULL && h->state != HEAP_ACTIVE);
+    atomic_store(&seg->owner, h);
+  } else if (k == 43) {
+    REQUIRE(last_free > 0);
+    seg->slice_head[last_free] = 1;
+  } else if (k == 44 || k == 46) {
+    unsigned char *b[9];
+    for (int i = 0; i < 9; i++) /* a page of 8 blocks (8 slices): full, in the full list */
+      REQUIRE((b[i] = corrupt_escape = hak_malloc(65536)) != NULL);
+    hak_segment_t *s = ptr_segment_base(b[0]);
+    hak_page_t *p = ptr_page(s, b[0]);
+    REQUIRE(p->in_full && p->slice_count > 1);
+    if (k == 44)
+      s->slice_head[p->slice_index + 1] = 0;
+    else
+      p->in_full = false;
+  } else if (k == 45) {
+    hak_tls_heap->direct[size_to_class(2000)] = NULL;
+  } else if (k == 47) {
+    pthread_t t;
+    hak_heap_t *h = NULL;
+    REQUIRE(pthread_create(&t, NULL, heap_of_thread, NULL) == 0 &&
+            pthread_join(t, (void **)&h) == 0);
+    REQUIRE(h != NULL && h->state != HEAP_ACTIVE && atomic_load(&h->delayed) == 0);
+    hak_block_t *b = hak_malloc(48); /* a block with its free marker, no link */
+    block_set_free(b, NULL, block_marker_value(b));
+    atomic_store(&h->delayed, (uintptr_t)b);
+  } else if (k >= 48) {
+    unsigned char *p = hak_malloc(100000);
+    hak_large_t *lg = registry_large(p);
+    REQUIRE(lg != NULL && !lg->huge);
+    hak_free(p); /* kept mapped in the large cache */
+    REQUIRE(registry_large(p) == lg && atomic_load(&lg->freed));
+    if (k == 48)
+      lg->pieces = 0;
+    else if (k == 49)
+      registry_set(lg, REG_NONE);
+    else
+      lg->map_size += 4096;
   }
 }
 
