@@ -8,8 +8,13 @@
  * counted nowhere, and a free of the stale pointers afterwards reported as
  * memory hakmem never allocated, not a read of their unmapped headers
  * (until 2026-11-28 no test reset with a large block live, make
- * test-coverage). */
+ * test-coverage). A thread that resets and then exits: its heap, put in
+ * the pool by the reset, is not abandoned again by the thread's exit
+ * (heap_thread_done's check that the heap is still the thread's, which no
+ * test reached before): two threads started afterwards get two heaps. */
 #include "hak_test.h"
+
+#include "internal.h"
 
 #define N 3000
 #define RANGE ((uintptr_t)4 << 20)
@@ -80,6 +85,35 @@ static void live_at_reset(void) {
   CHECK_EQ(hak_heap_check(), 0);
 }
 
+static void *reset_in_thread(void *arg) {
+  hak_free(hak_malloc(100)); /* a heap, its key set: the exit runs heap_thread_done */
+  hak_test_reset();
+  return NULL;
+}
+
+static pthread_barrier_t both;
+
+static void *heap_of_new_thread(void *arg) {
+  void *p = hak_malloc(100);
+  void *h = hak_tls_heap;
+  pthread_barrier_wait(&both); /* both threads hold their heaps at once */
+  hak_free(p);
+  return h;
+}
+
+static void reset_then_exit(void) {
+  pthread_t t, u;
+  REQUIRE(pthread_create(&t, NULL, reset_in_thread, NULL) == 0 && pthread_join(t, NULL) == 0);
+  pthread_barrier_init(&both, NULL, 2);
+  void *ht = NULL, *hu = NULL;
+  REQUIRE(pthread_create(&t, NULL, heap_of_new_thread, NULL) == 0);
+  REQUIRE(pthread_create(&u, NULL, heap_of_new_thread, NULL) == 0);
+  REQUIRE(pthread_join(t, &ht) == 0 && pthread_join(u, &hu) == 0);
+  CHECK_MSG(ht != hu && ht != (void *)&hak_empty_heap,
+            "two threads after a thread's reset and exit share heap %p", ht);
+  CHECK_EQ(hak_heap_check(), 0);
+}
+
 int main(void) {
   static uintptr_t a[N], b[N], c[N];
   uint64_t ha = run(a);
@@ -103,5 +137,6 @@ int main(void) {
   CHECK(p != NULL && hak_usable_size(p) >= 100);
   hak_free(p);
   live_at_reset();
+  reset_then_exit();
   return hak_test_done();
 }
