@@ -291,6 +291,35 @@ static void grow_before_cut(void) {
   hak_free(c);
 }
 
+/* grow_before_cut with the 2.75 MiB mapping unable to grow (a page of the
+ * test's own right after it): the 3 MiB block is cut from the 5 MiB
+ * mapping after all, its bytes written and kept. Until 2026-11-28 no test
+ * reached that fallback (make test-coverage); without it the block took
+ * a new range assembled from both mappings' pages. */
+static void grow_blocked_cut(void) {
+  hak_test_reset(); /* an empty cache */
+  unsigned char *five = hak_malloc(5 * MiB - 4096), *less = hak_malloc(11 * MiB / 4 - 4096);
+  REQUIRE(five && less);
+  memset(five, 0x41, 5 * MiB - 4096);
+  memset(less, 0x42, 11 * MiB / 4 - 4096);
+  unsigned char *end = less - 64 + 11 * MiB / 4;    /* its mapping's end: header, whole pages */
+  void *blocker = hak_map_at(end, 4096, PROT_NONE); /* if taken already, it cannot grow either */
+  hak_free(five);
+  hak_free(less);
+  unsigned char *b = hak_malloc(3 * MiB);
+  REQUIRE(b != NULL);
+  CHECK_MSG(b == five,
+            "a 3 MiB block from 2.75 MiB (blocked) and 5 MiB mappings: %p, not cut from the 5 "
+            "MiB one (%p)",
+            (void *)b, (void *)five);
+  memset(b, 0x43, 3 * MiB);
+  CHECK_EQ(pages_not(b, 3 * MiB, 0x43), 0);
+  CHECK_EQ(hak_heap_check(), 0);
+  hak_free(b);
+  if (blocker)
+    munmap(blocker, 4096);
+}
+
 /* realloc shrinking a large block by less than SPLIT_MIN (256 KiB) or half
  * the new size keeps the tail of its mapping (one the cache would hold, up
  * to 32 MiB) as room to grow back into
@@ -729,6 +758,7 @@ int main(void) {
   move_pieces();
   gather_pass();
   grow_before_cut();
+  grow_blocked_cut();
   realloc_room();
   smallest_fit();
   cut_keeps_age();
