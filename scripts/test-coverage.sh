@@ -8,7 +8,8 @@
 # drivers (as fuzz/coverage.sh does), merges the profiles and prints llvm-cov's
 # report of alloc/src: tests alone, corpus alone, both. Uncovered lines with
 # their source: build/cov/uncovered.txt (llvm-cov show, only the lines whose
-# count is 0, grouped by file); HTML of the whole: build/cov/html/.
+# count is 0, grouped by file); branches one of whose ways nothing takes:
+# build/cov/uncovered-branches.txt; HTML of the whole: build/cov/html/.
 # Not part of make check: about 5 minutes on 2 cores.
 #   COV_TESTS="test_a test_b"   only these tests (default: all)
 #   HAK_TIMEOUT                 per-test timeout in seconds (default 300)
@@ -72,10 +73,20 @@ cat "$out/report-all.txt"
   "${srcs[@]}" 2>/dev/null | awk '
   /^\/.*:$/ { file = $0; next }
   /^ *[0-9]+\| *0\|/ { if (file != shown) { print "\n" file; shown = file } print }' >"$out/uncovered.txt"
+# branches one of whose ways nothing takes: file:line:col, counts, the source line
+"$COV" show "$first" "${rest[@]}" -instr-profile="$prof/all.profdata" -show-branches=count \
+  "${srcs[@]}" 2>/dev/null | awk '
+  /^\/.*:$/ { file = $0; sub(/:$/, "", file); sub(/.*\//, "", file); next }
+  /^ *[0-9]+\|/ { split($0, f, "|"); n = f[1] + 0; src[n] = f[3]; next }
+  /Branch \(/ && /(True|False): 0[],]/ {
+    match($0, /\([0-9]+:[0-9]+\)/); lc = substr($0, RSTART + 1, RLENGTH - 2)
+    split(lc, q, ":"); t = src[q[1] + 0]; gsub(/^ +/, "", t)
+    match($0, /\[.*\]/); printf "%s:%s  %s  %s\n", file, lc, substr($0, RSTART, RLENGTH), t }' \
+  >"$out/uncovered-branches.txt"
 for p in tests corpus all; do
   awk -v p="$p" '/^TOTAL/ { printf "%-7s lines %s (%d of %d), branches %s (%d of %d)\n", p, $10, $8 - $9, $8, $13, $11 - $12, $11 }' "$out/report-$p.txt"
 done
-echo "uncovered lines: $out/uncovered.txt ($(grep -c '^ *[0-9]*| *0|' "$out/uncovered.txt")), HTML: $out/html/index.html"
+echo "uncovered lines: $out/uncovered.txt ($(grep -c '^ *[0-9]*| *0|' "$out/uncovered.txt")), branches: $out/uncovered-branches.txt ($(wc -l <"$out/uncovered-branches.txt")), HTML: $out/html/index.html"
 if [ ${#failed[@]} -gt 0 ]; then
   echo "FAILED under coverage (logs in $prof/): ${failed[*]}"
   exit 1
