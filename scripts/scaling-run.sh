@@ -72,7 +72,7 @@ for t in ${TSAN_THREADS:-8 16}; do
 done
 CELL=t${REL_THREADS:-16} THREADS=${REL_THREADS:-16} DURATION=${REL_S:-3} NO_BUILD=1 JOBS=1 scripts/stress.sh run release prefixed preload || rc=1
 
-MT_TESTS=${MT_TESTS:-test_abandon_handover test_abandon_race test_abandon_stale_live test_stats_concurrent test_exit_free test_exit_malloc test_failure_paths test_fork test_fork_concurrent test_fork_mark test_heap_publish test_mt_smoke test_notify_race test_page_reuse test_purge_delay test_reclaim_on_free test_release_states test_segment_cache test_stats_check test_thread_exit test_trim test_trim_after_exit test_large_double_free_race test_fork_hooks test_free_no_heap}
+MT_TESTS=${MT_TESTS:-test_abandon_handover test_abandon_race test_abandon_stale_live test_stats_concurrent test_exit_free test_exit_malloc test_failure_paths test_fork test_fork_concurrent test_fork_mark test_heap_publish test_mt_smoke test_notify_race test_page_reuse test_purge_delay test_reclaim_on_free test_release_states test_segment_cache test_stats_check test_thread_exit test_trim test_trim_after_exit test_large_double_free_race test_fork_hooks test_free_no_heap test_cancel}
 # mt_loop NAME DIR SECONDS: every test of MT_TESTS, round after round
 mt_loop() {
   local end=$((SECONDS + $3)) r=0 t st tests=
