@@ -267,15 +267,20 @@ static inline double hak_now(void) {
  * is gone, or a zombie). For tests that hold a window open until another
  * thread or process has reached a wait inside hakmem, instead of for a
  * fixed time that a loaded machine may not honour. hak_task_syscall_arg
- * also stores the call's first argument in *arg0 (unless NULL). */
+ * also stores the call's first argument in *arg0 (unless NULL). Raw
+ * system calls: a test polls this while another thread forks, and in the
+ * TSan build (clang 14) the intercepted open and close allocate and free
+ * from TSan's allocator, whose lock the fork did not take; a fork child
+ * then hung in its first allocation (test_fork_hooks, fork_waiting:
+ * 2 of 30 runs before, 2026-11-28). */
 static inline long hak_task_syscall_arg(int tid, unsigned long *arg0) {
   char path[64], buf[256];
   snprintf(path, sizeof path, "/proc/%d/syscall", tid);
-  int fd = open(path, O_RDONLY);
+  int fd = (int)syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC);
   if (fd < 0)
     return -2;
-  ssize_t n = read(fd, buf, sizeof buf - 1);
-  close(fd);
+  ssize_t n = (ssize_t)syscall(SYS_read, fd, buf, sizeof buf - 1);
+  syscall(SYS_close, fd);
   if (n <= 0)
     return -2;
   buf[n] = 0;
