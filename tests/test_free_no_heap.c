@@ -36,7 +36,15 @@
  * no-heap-give-back-ignores-owner, which every test survived before,
  * 2026-11-28, helper-77) it collected main's page without main's lock,
  * "unlinked" S from the abandoned list (whose head became main's other
- * segment) and released S into the cache while main's heap still listed it. */
+ * segment) and released S into the cache while main's heap still listed it.
+ *
+ * Part "malloc": the same limit, no producer: a thread that never allocated
+ * mallocs (and callocs) 64 bytes. No heap can be made for it: each returns
+ * NULL with errno ENOMEM, and the thread stays without a heap; once the
+ * limit is lifted its next malloc makes one and serves. Until 2026-11-28 no
+ * test reached small_alloc_slow's failed heap_get_or_create (make
+ * test-coverage); the mutant small-alloc-no-heap-crash (the NULL heap
+ * locked) survived. */
 #include "hak_test.h"
 
 #include <pthread.h>
@@ -217,7 +225,79 @@ static void child(void *arg) {
   CHECK_EQ(hak_heap_check(), 0);
 }
 
+static atomic_int go_malloc, malloc_done, lifted;
+static void *no_heap_p, *no_heap_q, *after_lift;
+static int no_heap_errno, no_heap_errno_c;
+static hak_heap_t *no_heap_tls;
+
+static void *mallocer(void *arg) {
+  usleep(1); /* as freer: a sanitizer's per-thread state before the limit */
+  atomic_store(&freer_started, 1);
+  wait_for(&go_malloc);
+  errno = 0;
+  no_heap_p = hak_malloc(64);
+  no_heap_errno = errno;
+  errno = 0;
+  no_heap_q = hak_calloc(4, 16);
+  no_heap_errno_c = errno;
+  no_heap_tls = hak_tls_heap;
+  atomic_store(&malloc_done, 1);
+  wait_for(&lifted);
+  after_lift = hak_malloc(64);
+  if (after_lift)
+    memset(after_lift, 0x6b, 64);
+  hak_free(after_lift);
+  return arg;
+}
+
+static void child_malloc(void *arg) {
+  (void)arg;
+  hak_free(hak_malloc(16)); /* main's heap */
+  pthread_t m, pt[256];
+  size_t nparked = park_all(pt, 0, 256);
+  REQUIRE(heap_structs_spare() == 0);
+  REQUIRE(pthread_create(&m, NULL, mallocer, NULL) == 0);
+  wait_for(&freer_started);
+  size_t vm = vm_size_bytes();
+  REQUIRE(vm > 0);
+  struct rlimit old, lim;
+  REQUIRE(getrlimit(RLIMIT_AS, &old) == 0);
+  lim = old;
+  lim.rlim_cur = vm;
+  REQUIRE(setrlimit(RLIMIT_AS, &lim) == 0);
+  void *probe = mmap(NULL, 64 * 1024, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  REQUIRE(probe == MAP_FAILED);
+  atomic_store(&go_malloc, 1);
+  wait_for(&malloc_done);
+  REQUIRE(setrlimit(RLIMIT_AS, &old) == 0);
+  CHECK_MSG(no_heap_p == NULL && no_heap_errno == ENOMEM,
+            "malloc with no heap to be had: %p, errno %d (want NULL, ENOMEM)", no_heap_p,
+            no_heap_errno);
+  CHECK_MSG(no_heap_q == NULL && no_heap_errno_c == ENOMEM,
+            "calloc with no heap to be had: %p, errno %d (want NULL, ENOMEM)", no_heap_q,
+            no_heap_errno_c);
+  CHECK(no_heap_tls == &hak_empty_heap); /* still without a heap */
+  atomic_store(&lifted, 1);
+  REQUIRE(pthread_join(m, NULL) == 0);
+  CHECK_MSG(after_lift != NULL, "malloc after the limit was lifted failed");
+  atomic_store(&release_parked, 1);
+  for (size_t i = 0; i < nparked; i++)
+    REQUIRE(pthread_join(pt[i], NULL) == 0);
+  struct hak_stats st;
+  hak_stats(&st);
+  CHECK_EQ(st.live_blocks, 0);
+  CHECK_EQ(hak_heap_check(), 0);
+}
+
 int main(void) {
+  {
+    struct hak_child c;
+    REQUIRE(hak_run_child(child_malloc, NULL, 120, &c));
+    char why[128];
+    CHECK_MSG(hak_child_exited(&c, 0), "part malloc: %s; output: %s",
+              hak_child_describe(&c, why, sizeof why), c.out ? c.out : "");
+    hak_child_free(&c);
+  }
   for (int part = 0; part < 3; part++) {
     last = part >= 1;
     adopted = part == 2;
