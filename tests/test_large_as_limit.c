@@ -31,7 +31,15 @@
  *     that would move fails the same way and keeps its block, posix_memalign
  *     says ENOMEM with errno kept; every block served is intact, and once
  *     some are freed malloc serves again from their pages. Until 2026-11-28
- *     no test reached small malloc's ENOMEM (make test-coverage). */
+ *     no test reached small malloc's ENOMEM (make test-coverage);
+ *  8. a 24 MiB block with 12 and 14 MiB mappings cached, neither big enough,
+ *     the 14 MiB one unable to grow in place, 14 MiB left: the cache holds
+ *     enough for a new range filled from it, but the range is refused, and
+ *     no cached mapping fits to cut instead; the cache is given back and the
+ *     block served. Until 2026-11-28 no test reached that refusal with
+ *     nothing fitting (make test-coverage): mutant
+ *     cache-refused-range-takes-none, the fallback cut taken without a
+ *     fitting mapping (index LARGE_CACHE_N), survived. */
 #include "hak_test.h"
 
 #define MiB ((size_t)1 << 20)
@@ -39,13 +47,17 @@
 
 /* A 20 MiB large block written and freed into the cache; a page of the
  * test's own after its mapping, so that it cannot grow in place. */
-static void cache_20_blocked(void) {
-  unsigned char *c = hak_malloc(20 * MiB);
+static void cache_blocked(size_t size) {
+  unsigned char *c = hak_malloc(size);
   REQUIRE(c != NULL);
-  memset(c, 0x5c, 20 * MiB);
-  unsigned char *end = c - 64 + ((64 + 20 * MiB + PG - 1) & ~(PG - 1)); /* header, whole pages */
+  memset(c, 0x5c, size);
+  unsigned char *end = c - 64 + ((64 + size + PG - 1) & ~(PG - 1)); /* header, whole pages */
   hak_map_at(end, PG, PROT_NONE); /* if taken already, something else is there */
   hak_free(c);
+}
+
+static void cache_20_blocked(void) {
+  cache_blocked(20 * MiB);
 }
 
 static void limit_to(size_t more) {
@@ -70,6 +82,29 @@ static void one_block(size_t align, size_t size, unsigned char fill) {
               align, errno);
     CHECK_EQ((uintptr_t)b & (align ? align - 1 : 15), 0);
     memset(b, fill, size);
+    hak_free(b);
+  }
+  CHECK_EQ(hak_heap_check(), 0);
+}
+
+static void gathered(void) {
+  unsigned char *a = hak_malloc(12 * MiB); /* live while the 14 MiB one is made: not grown */
+  REQUIRE(a != NULL);
+  memset(a, 0x7a, 12 * MiB);
+  cache_blocked(14 * MiB);
+  hak_free(a);
+  struct hak_stats st;
+  hak_stats(&st);
+  REQUIRE(st.large_blocks == 0 && st.mapped_bytes >= 26 * MiB); /* both cached */
+  limit_to(14 * MiB);
+  errno = 0;
+  unsigned char *b = hak_malloc(24 * MiB);
+  CHECK_MSG(b != NULL,
+            "a 24 MiB block failed (errno %d) with 12 and 14 MiB cached, 14 MiB under the limit",
+            errno);
+  if (b) {
+    CHECK_MSG(errno == 0, "a 24 MiB block served left errno %d", errno);
+    memset(b, 0x7b, 24 * MiB);
     hak_free(b);
   }
   CHECK_EQ(hak_heap_check(), 0);
@@ -269,5 +304,6 @@ int main(void) {
   RUN_SECTION(realloc_new_range);
   RUN_SECTION(impossible);
   RUN_SECTION(small_exhausted);
+  RUN_SECTION(gathered);
   return hak_test_done();
 }
