@@ -26,6 +26,15 @@
  *                    child: its heap is abandoned there)
  *   notifying_*_stranded  the same, with another block of the page freed
  *                    (pushed onto its stack) while T is held
+ *   notifying_main_unfull(_stranded)  notifying_main(_stranded), main
+ *                    freeing a block of the page itself while T is held:
+ *                    the page leaves the full list, its hand-over still
+ *                    under way. The child's fork handler must clear the
+ *                    mark and leave the page in its queue (until 2026-11-28
+ *                    no test forked with a page so, make test-coverage:
+ *                    mutant fork-notifying-unfull-full-remove, which takes
+ *                    such a page with blocks on its stack off the full
+ *                    list it is not on, survived)
  * Points with T holding its heap's lock (the fork waits for it):
  *   abandon_collected HAK_HOOK_ABANDON_COLLECTED, T's exit
  *   adopted           HAK_HOOK_ADOPTED, T adopting an abandoned segment
@@ -428,7 +437,7 @@ static void *t_owner(void *arg) {
   return arg;
 }
 
-static void notifying(bool main_owns, bool stranded, const char *name) {
+static void notifying(bool main_owns, bool stranded, bool unfull, const char *name) {
   pthread_t o, r, x;
   atomic_store(&o_filled, 0);
   atomic_store(&o_exit, 0);
@@ -442,8 +451,14 @@ static void notifying(bool main_owns, bool stranded, const char *name) {
   r = park(HAK_HOOK_NOTIFYING, fp[3], 0, t_handover, name);
   if (stranded)
     REQUIRE(pthread_create(&x, NULL, t_push, NULL) == 0 && pthread_join(x, NULL) == 0);
+  if (unfull) { /* main's own free of a block of the page: off the full list */
+    hak_page_t *pg = ptr_page(ptr_segment_base(fp[0]), fp[0]);
+    hak_free(fp[0]);
+    hak_thread_cache_flush();
+    REQUIRE(!pg->in_full && (atomic_load(&pg->thread_free) & TF_MASK) == TF_NOTIFYING);
+  }
   nowned = 0;
-  for (int i = 0; i <= BLOCKS; i++)
+  for (int i = unfull; i <= BLOCKS; i++)
     if (i != 3 && !(stranded && i == 5))
       owned[nowned++] = fp[i];
   child_live = 1; /* fp[3]: its hand-over never ends in the child */
@@ -453,22 +468,28 @@ static void notifying(bool main_owns, bool stranded, const char *name) {
     atomic_store(&o_exit, 1);
     REQUIRE(pthread_join(o, NULL) == 0);
   }
-  for (int i = 0; i <= BLOCKS; i++)
+  for (int i = unfull; i <= BLOCKS; i++)
     if (i != 3 && !(stranded && i == 5))
       hak_free(fp[i]);
   parent_done(name);
 }
 static void notifying_main(void) {
-  notifying(true, false, "notifying_main");
+  notifying(true, false, false, "notifying_main");
 }
 static void notifying_main_stranded(void) {
-  notifying(true, true, "notifying_main_stranded");
+  notifying(true, true, false, "notifying_main_stranded");
 }
 static void notifying_other(void) {
-  notifying(false, false, "notifying_other");
+  notifying(false, false, false, "notifying_other");
 }
 static void notifying_other_stranded(void) {
-  notifying(false, true, "notifying_other_stranded");
+  notifying(false, true, false, "notifying_other_stranded");
+}
+static void notifying_main_unfull(void) {
+  notifying(true, false, true, "notifying_main_unfull");
+}
+static void notifying_main_unfull_stranded(void) {
+  notifying(true, true, true, "notifying_main_unfull_stranded");
 }
 
 /* ---- T holding its heap's lock ------------------------------------------- */
@@ -531,6 +552,8 @@ int main(void) {
   RUN_SECTION(notifying_main_stranded);
   RUN_SECTION(notifying_other);
   RUN_SECTION(notifying_other_stranded);
+  RUN_SECTION(notifying_main_unfull);
+  RUN_SECTION(notifying_main_unfull_stranded);
   RUN_SECTION(abandon_collected);
   RUN_SECTION(adopted);
   return hak_test_done();
