@@ -366,7 +366,12 @@ static void test_print(void) {
  *  in the full list not marked full; 47. a finished heap with a delayed
  *  block; 48-50. a cached large mapping's header (pieces) damaged, its
  *  registry entry dropped, its size changed (the cache's total then
- *  wrong). */
+ *  wrong). 51, 52: a thread cache's link into a live block of another
+ *  class, and into the middle of a live block of its own class, in the
+ *  thread's own pages (make test-coverage, 2026-11-28: the class and
+ *  block-start checks of a cache entry never failed; mutants
+ *  tcache-entry-ok-any-class, tcache-entry-ok-interior: the walk took
+ *  the live block for a cached one). */
 static const char *const corrupt_want[] = {
     "thread cache entry outside",
     "list cycle",
@@ -418,7 +423,9 @@ static const char *const corrupt_want[] = {
     "finished heap still holds segments or delayed frees",
     "bad cached large mapping",
     "cached large mapping missing from the registry",
-    "large cache totals wrong"};
+    "large cache totals wrong",
+    "thread cache entry outside",
+    "thread cache entry outside"};
 
 static void *alloc_in_thread(void *arg) {
   return hak_malloc(48);
@@ -544,6 +551,15 @@ static void corrupt_more(uintptr_t k, void *keep) {
     hak_block_t *b = hak_malloc(48); /* a block with its free marker, no link */
     block_set_free(b, NULL, block_marker_value(b));
     atomic_store(&h->delayed, (uintptr_t)b);
+  } else if (k == 51 || k == 52) {
+    /* a live block the thread's cache of 48-byte blocks must not lead into,
+     * zeroed (a link to nothing): 51 one of another class (1000 bytes), 52
+     * a point 16 bytes into a 48-byte one (not a block start) */
+    uintptr_t *o = corrupt_escape = hak_calloc(1, k == 51 ? 1000 : 48);
+    uintptr_t *b = hak_malloc(48);
+    REQUIRE(o != NULL && b != NULL);
+    hak_free(b); /* heads the thread's cache of its class */
+    b[0] = k == 51 ? (uintptr_t)o : (uintptr_t)(o + 2);
   } else if (k >= 48) {
     unsigned char *p = hak_malloc(100000);
     hak_large_t *lg = registry_large(p);
