@@ -36,6 +36,11 @@ static void check_table(void) {
   }
   CHECK_EQ(hak_size_class_size(0), 16);
   CHECK_EQ(hak_size_class_size(n - 1), HAK_SMALL_MAX);
+  /* no class past the last: 0, not a read past the table (until 2026-11-28
+   * no test asked, make test-coverage: mutant size-class-size-unbounded) */
+  CHECK_EQ(hak_size_class_size(n), 0);
+  CHECK_EQ(hak_size_class_size(n + 1000), 0);
+  CHECK_EQ(hak_size_class_size((size_t)-1), 0);
 }
 
 /* Page geometry (class_slices, README Design): a page of each class, as a

@@ -97,6 +97,7 @@ HAK_API void hak_stats_print(void);
 
 /* Size-class introspection, for tests and tools. */
 HAK_API size_t hak_size_class_count(void);
+/* The block size of class `cls` (0 .. count - 1), 0 for any other `cls`. */
 HAK_API size_t hak_size_class_size(size_t cls);
 /* Class index for a request of `size` bytes, or (size_t)-1 if large. */
 HAK_API size_t hak_size_to_class(size_t size);
