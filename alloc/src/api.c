@@ -272,6 +272,7 @@ static HAK_NOINLINE void free_not_owned(hak_heap_t *h, hak_segment_t *seg, hak_b
     if (want && (own = h != &hak_empty_heap ? h : heap_get_or_create()) != NULL) {
       h = own;
       heap_lock(h);
+      HAK_TEST_HOOK(HAK_HOOK_RECLAIMING, b);
       bool mine = segment_reclaim(h, seg);
       if (mine)
         page_free_block(h, seg, pg, b);

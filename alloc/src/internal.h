@@ -718,6 +718,12 @@ enum hak_hook_point {
    * (test_large_double_free_race, interior_locked). Not one of fuzz_mt's
    * FZ_HOOK points. */
   HAK_HOOK_ERR_LARGE_LOCKED,
+  /* free_not_owned, a free into an abandoned segment that wants to reclaim
+   * it, its heap locked, before segment_reclaim (arg: the block): another
+   * thread's free reclaims the segment there, and this one's reclaim finds
+   * it no longer abandoned (test_reclaim_lost). Not one of fuzz_mt's
+   * FZ_HOOK points. */
+  HAK_HOOK_RECLAIMING,
 };
 /* Atomic: a test sets it while other threads run into the hook points
  * (their heaps' creation among them); a relaxed load is a plain load. */
