@@ -12,7 +12,8 @@
 #   *.cpp tests (release, debug) with LD_PRELOAD of that config's libhakmem.so
 # then scripts/test-drivers.sh (check/drivers: a driver that dies part way
 # is a FAIL), scripts/test-preload.sh (real programs under LD_PRELOAD),
-# scripts/test-install.sh (release/install: make install and pkg-config) and a
+# scripts/test-install.sh (release/install: make install and pkg-config;
+# release/install-ldd-late: the same under an ldd whose last line is late) and a
 # smoke run of the stress programs. test-preload.sh and check.d's stress.sh
 # runs are drivers (run_driver): one that dies before its end records
 # <name>/completed FAIL.
@@ -143,6 +144,13 @@ fi
 # C++ program linked by pkg-config's flags, the static archive)
 echo "==> check: [release] scripts/test-install.sh"
 run_check release install scripts/test-install.sh || true
+# its verdicts do not hang on when ldd's output ends: an ldd whose last line
+# comes 0.2 s after the others (on a busy machine, a grep -q of a pipe from
+# ldd could stop before then, and ldd died by SIGPIPE)
+run_check release install-ldd-late bash -c '
+  s=$(mktemp -d) && trap "rm -rf $s" EXIT && real=$(command -v ldd) || exit 1
+  printf "#!/bin/sh\n\"%s\" \"\$@\" || exit\nsleep 0.2\necho \"\tlate.so => /nowhere (0x0)\"\n" "$real" >"$s/ldd"
+  chmod +x "$s/ldd" && PATH=$s:$PATH scripts/test-install.sh' || true
 
 if [ "${CHECK_STRESS:-1}" = 1 ] && compgen -G 'stress/*.c' >/dev/null; then
   echo "==> check: [release] stress programs (make stress-bins)"

@@ -66,8 +66,12 @@ else
       fail install/pkgconfig "$cc with pkg-config's flags: $(head -3 "$d/cc.err")"
       continue
     fi
-    ldd "$d/prog-$lang" | grep -q "libhakmem.so => $pfx/lib/libhakmem.so" ||
-      LD_LIBRARY_PATH=$pfx/lib ldd "$d/prog-$lang" | grep -q "libhakmem.so => $pfx/lib/libhakmem.so" ||
+    # ldd's lines read whole, then searched (here and below): piped into a
+    # grep -q, which stops at its match, ldd died by SIGPIPE writing the
+    # lines after it, and pipefail made that a failure (until 2026-11-28
+    # about 1 run in 10 on 2 busy cores; make check's release/install-ldd-late)
+    libs=$(ldd "$d/prog-$lang" 2>&1; LD_LIBRARY_PATH=$pfx/lib ldd "$d/prog-$lang" 2>&1)
+    grep -qF "libhakmem.so => $pfx/lib/libhakmem.so" <<<"$libs" ||
       fail install/pkgconfig "$lang: not linked to the installed libhakmem.so"
     out=$(LD_LIBRARY_PATH=$pfx/lib "$d/prog-$lang" 2>&1)
     [ "$out" = "hak 112 112" ] ||
@@ -78,7 +82,8 @@ fi
 if ! gcc -Wall -Werror -I"$pfx/include" "$d/prog.c" -o "$d/prog-static" -L"$pfx/lib" -l:libhakmem.a -pthread 2>"$d/cc.err"; then
   fail install/static "-l:libhakmem.a: $(head -3 "$d/cc.err")"
 else
-  ldd "$d/prog-static" | grep -q libhakmem && fail install/static "-l:libhakmem.a linked a shared libhakmem"
+  libs=$(ldd "$d/prog-static" 2>&1)
+  grep -q libhakmem <<<"$libs" && fail install/static "-l:libhakmem.a linked a shared libhakmem"
   # malloc is the C library's there: hak_usable_size(p) of it is a named
   # error, so the program must die by SIGABRT saying so
   out=$("$d/prog-static" 2>&1)
