@@ -447,7 +447,7 @@ static void *heap_of_thread(void *arg) {
   return hak_tls_heap;
 }
 
-/* Damages 21-38 (see corrupt_want); `keep` is a live 48-byte block of the
+/* Damages 21-50 (see corrupt_want); `keep` is a live 48-byte block of the
  * calling thread. */
 static void corrupt_more(uintptr_t k, void *keep) {
   hak_segment_t *seg = ptr_segment_base(keep);
