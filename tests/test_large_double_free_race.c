@@ -283,12 +283,12 @@ static void *second_free(void *p) {
 /* b freed (or realloc'd to realloc_to, moving it), the hook installed and
  * a second thread's free of b let go by the hook */
 static void window_race(unsigned char *b, size_t realloc_to,
-                        void (*hook)(enum hak_hook_point, void *)) {
+                        void (*on_hook)(enum hak_hook_point, void *)) {
   REQUIRE(b != NULL);
   target = b;
   pthread_t t;
   REQUIRE(pthread_create(&t, NULL, second_free, b) == 0);
-  atomic_store(&hak_test_hook, hook);
+  atomic_store(&hak_test_hook, on_hook);
   if (realloc_to)
     hak_realloc(b, realloc_to);
   else
@@ -302,17 +302,17 @@ static void window_race(unsigned char *b, size_t realloc_to,
   fprintf(stderr, "hook ran: %d; the second free returned\n", hook_ran); /* a bug */
 }
 /* over 32 MiB: unmapped, not cached */
-static void window_free(void (*hook)(enum hak_hook_point, void *)) {
-  window_race(hak_malloc(40 * MiB), 0, hook);
+static void window_free(void (*on_hook)(enum hak_hook_point, void *)) {
+  window_race(hak_malloc(40 * MiB), 0, on_hook);
 }
 /* realloc's move (a page of the test's after the block stops it growing
  * in place; the trace and valgrind builds copy instead, and the free of
  * the old block, too big for the cache, takes the window) */
-static void window_move(void (*hook)(enum hak_hook_point, void *)) {
+static void window_move(void (*on_hook)(enum hak_hook_point, void *)) {
   unsigned char *b = hak_malloc(40 * MiB);
   REQUIRE(b != NULL);
   hak_map_at(b - LARGE_HDR + 40 * MiB + 4096, 4096, PROT_READ);
-  window_race(b, 80 * MiB, hook);
+  window_race(b, 80 * MiB, on_hook);
 }
 static void unregistered_free(void *arg) {
   (void)arg;
