@@ -425,7 +425,13 @@ void hak_trace_emit(uint64_t seq, unsigned op, const void *arg, size_t a1, size_
   if (st != ST_ON && !trace_busy) {
     if (st == ST_UNINIT || st == ST_INIT) {
       trace_busy = 1; /* getenv/sigaction must not re-enter */
+      /* errno kept: the open of PATH, to read a stale trace's header, fails
+       * with ENOENT where there is none yet (until 2026-11-28 the process's
+       * first op left that in errno, a malloc that succeeded included;
+       * test_trace_errno) */
+      int saved = errno;
       trace_init();
+      errno = saved;
       trace_busy = 0;
     }
     st = atomic_load_explicit(&trace_state, memory_order_acquire);
