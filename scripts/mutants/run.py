@@ -338,7 +338,8 @@ def selection(root, makej, scale):
     if os.path.exists(os.path.join(root, "repro", "tests", "trace_edges.c")):
         S.append(Check("trace/build", "", mk + ["CONFIG=trace", "lib", "tests"], "build", 900))
         tests_of("trace", ["test_trace_fork_init", "test_trace_inflight_free",
-                           "test_trace_realloc_order", "test_trace_secure", "test_trace_cancel"],
+                           "test_trace_realloc_order", "test_trace_secure", "test_trace_cancel",
+                           "test_trace_errno"],
                  timeout=60)
         S.append(Check("trace/build-valgrind", "", mk + ["CONFIG=valgrind", "lib"], "build", 900))
         S.append(Check("trace/build-tools", "", mk + ["build/repro/release/replay",
