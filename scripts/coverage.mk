@@ -11,7 +11,7 @@ COV_FLAGS  := $(BASEFLAGS) -O2 -g -DNDEBUG -ftls-model=initial-exec -DHAK_CONFIG
 COV_OBJS   := $(patsubst alloc/src/%.c,$(COVB)/obj/%.o,$(ALLOC_SRCS))
 COV_LIB    := $(COVB)/libhakmem.a
 COV_WRAP   := -Wl,--wrap=_exit,--wrap=abort
-COV_TESTS  := $(patsubst tests/%.c,$(COVB)/tests/%,$(TEST_C))
+COV_BINS   := $(patsubst tests/%.c,$(COVB)/tests/%,$(TEST_C))
 COV_FUZZ   := $(addprefix $(COVB)/fuzz/,fuzz_ops fuzz_mt fuzz_sizes)
 
 $(COV_OBJS): $(COVB)/obj/%.o: alloc/src/%.c $(ALLOC_HDRS)
@@ -23,7 +23,7 @@ $(COV_LIB): $(COV_OBJS)
 $(COVB)/obj/cov_shim.o: scripts/cov_shim.c
 	@mkdir -p $(@D)
 	clang -std=gnu11 -O1 -g -pthread -Wall -Wextra -c $< -o $@
-$(COV_TESTS): $(COVB)/tests/%: tests/%.c $(COV_LIB) $(COVB)/obj/cov_shim.o $(TEST_HDRS)
+$(COV_BINS): $(COVB)/tests/%: tests/%.c $(COV_LIB) $(COVB)/obj/cov_shim.o $(TEST_HDRS)
 	@mkdir -p $(@D)
 	clang $(COV_FLAGS) -fvisibility=default -Ialloc/src -Itests $< $(COVB)/obj/cov_shim.o \
 	  -o $@ $(COV_LIB) -pthread $(COV_WRAP)
@@ -33,6 +33,6 @@ $(COV_FUZZ): $(COVB)/fuzz/%: fuzz/%.c $(FZ_SRCS) $(FZ_HDRS) fuzz/standalone_main
 	  fuzz/standalone_main.c -o $@ $(COV_LIB)
 
 .PHONY: test-coverage test-coverage-bins
-test-coverage-bins: $(COV_TESTS) $(COV_FUZZ)
+test-coverage-bins: $(COV_BINS) $(COV_FUZZ)
 test-coverage: test-coverage-bins
 	@scripts/test-coverage.sh

@@ -38,6 +38,11 @@
 #   harness/interrupt       SIGINT to a driver waiting in run_check (a 60 s
 #                           limit on a sleep): the driver dies of it and the
 #                           sleep is gone within 5 s, not left to its limit
+#   harness/cov-tests       make test-coverage's COV_TESTS reaches
+#                           scripts/test-coverage.sh as given, from the
+#                           environment or make's command line (a Makefile
+#                           variable of that name replaced it: the whole list
+#                           of test paths, which the script took for names)
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 . scripts/lib-check.sh
@@ -142,6 +147,14 @@ run_check harness interrupt bash -c '
     echo "the checked command still runs 5 s after the driver was interrupted"
     exit 1
   fi' _ "$T"
+
+run_check harness cov-tests bash -c '
+  r="cov-tests-env: ; @echo \"\$\$COV_TESTS\""
+  a=$(COV_TESTS=test_api make -s --eval "$r" cov-tests-env) &&
+    b=$(make -s --eval "$r" cov-tests-env COV_TESTS=test_api) || exit 1
+  echo "from the environment: ${a:0:200}"
+  echo "from the command line: ${b:0:200}"
+  [ "$a" = test_api ] && [ "$b" = test_api ]'
 
 run_check mutants catalog bash -c '
   set -o pipefail
