@@ -301,6 +301,23 @@ static void test_reallocarray(void) {
   hak_free(q);
 }
 
+/* The aligned APIs, by number: 0 aligned_alloc, 1 memalign, 2
+ * posix_memalign (its return value checked: 0, or NULL here). */
+static const char *aligned_api_name(int api) {
+  return api == 0 ? "aligned_alloc" : api == 1 ? "memalign" : "posix_memalign";
+}
+static void *aligned_by_api(int api, size_t a, size_t sz) {
+  void *p = NULL;
+  errno = 0;
+  if (api == 0)
+    return hak_aligned_alloc(a, sz);
+  if (api == 1)
+    return hak_memalign(a, sz);
+  int rc = hak_posix_memalign(&p, a, sz);
+  CHECK_MSG(rc == 0, "posix_memalign(%zu, %zu) returned %d", a, sz, rc);
+  return rc == 0 ? p : NULL;
+}
+
 /* Every power of two alignment in [lo, hi] with several sizes, through all three APIs. */
 static void aligned_range(size_t lo, size_t hi) {
   size_t n = 0;
@@ -318,7 +335,7 @@ static void aligned_range(size_t lo, size_t hi) {
     for (int api = 0; api < 3; api++) {
       for (size_t i = 0; i < ns; i++) {
         size_t sz = sizes[i];
-        const char *name = api == 0 ? "aligned_alloc" : api == 1 ? "memalign" : "posix_memalign";
+        const char *name = aligned_api_name(api);
         if (api == 2 && a < sizeof(void *))
           continue;
         /* three live at once: a page's first block is aligned to 64 KiB
@@ -328,18 +345,7 @@ static void aligned_range(size_t lo, size_t hi) {
         enum { LIVE = 3 };
         void *live[LIVE] = {0};
         for (int k = 0; k < LIVE; k++) {
-          void *p = NULL;
-          errno = 0;
-          if (api == 0) {
-            p = hak_aligned_alloc(a, sz);
-          } else if (api == 1) {
-            p = hak_memalign(a, sz);
-          } else {
-            int rc = hak_posix_memalign(&p, a, sz);
-            CHECK_MSG(rc == 0, "posix_memalign(%zu, %zu) returned %d", a, sz, rc);
-            if (rc != 0)
-              p = NULL;
-          }
+          void *p = aligned_by_api(api, a, sz);
           if (!CHECK_MSG(p != NULL, "%s(%zu, %zu) failed, errno %d", name, a, sz, errno))
             continue;
           size_t want = a < 16 ? 16 : a;
@@ -418,23 +424,12 @@ static void test_aligned_giant(void) {
   }
   for (size_t a = 128 * MiB; a <= 1024 * MiB; a <<= 1) {
     for (int api = 0; api < 3; api++) {
-      const char *name = api == 0 ? "aligned_alloc" : api == 1 ? "memalign" : "posix_memalign";
+      const char *name = aligned_api_name(api);
       for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         size_t sz = sizes[i];
         void *live[2] = {0};
         for (int k = 0; k < 2; k++) {
-          void *p = NULL;
-          errno = 0;
-          if (api == 0) {
-            p = hak_aligned_alloc(a, sz);
-          } else if (api == 1) {
-            p = hak_memalign(a, sz);
-          } else {
-            int rc = hak_posix_memalign(&p, a, sz);
-            CHECK_MSG(rc == 0, "posix_memalign(%zu MiB, %zu) returned %d", a / MiB, sz, rc);
-            if (rc != 0)
-              p = NULL;
-          }
+          void *p = aligned_by_api(api, a, sz);
           if (!CHECK_MSG(p != NULL, "%s(%zu MiB, %zu) failed, errno %d", name, a / MiB, sz, errno))
             continue;
           CHECK_MSG(hak_is_aligned(p, a), "%s(%zu MiB, %zu) = %p is not aligned", name, a / MiB, sz,

@@ -134,6 +134,19 @@ static size_t vm_size_bytes(void) {
   return kb * 1024;
 }
 
+/* RLIMIT_AS set to the process's size now: no new mapping from here on.
+ * Returns the limit before, to be set back. */
+static struct rlimit limit_as_to_now(void) {
+  size_t vm = vm_size_bytes();
+  REQUIRE(vm > 0);
+  struct rlimit old, lim;
+  REQUIRE(getrlimit(RLIMIT_AS, &old) == 0);
+  lim = old;
+  lim.rlim_cur = vm;
+  REQUIRE(setrlimit(RLIMIT_AS, &lim) == 0);
+  return old;
+}
+
 static void wait_for(atomic_int *v) {
   while (!atomic_load(v))
     usleep(1000);
@@ -179,13 +192,7 @@ static void child(void *arg) {
   REQUIRE(atomic_load_explicit(&s->owner, memory_order_relaxed) == NULL); /* S still abandoned */
   REQUIRE(pthread_create(&f, NULL, freer, NULL) == 0);
   wait_for(&freer_started);
-  size_t vm = vm_size_bytes();
-  REQUIRE(vm > 0);
-  struct rlimit old, lim;
-  REQUIRE(getrlimit(RLIMIT_AS, &old) == 0);
-  lim = old;
-  lim.rlim_cur = vm; /* no new mapping from here on */
-  REQUIRE(setrlimit(RLIMIT_AS, &lim) == 0);
+  struct rlimit old = limit_as_to_now(); /* no new mapping from here on */
   /* the limit holds: a new heap-chunk-sized mapping is refused */
   void *probe = mmap(NULL, 64 * 1024, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   REQUIRE(probe == MAP_FAILED);
@@ -258,13 +265,7 @@ static void child_malloc(void *arg) {
   REQUIRE(heap_structs_spare() == 0);
   REQUIRE(pthread_create(&m, NULL, mallocer, NULL) == 0);
   wait_for(&freer_started);
-  size_t vm = vm_size_bytes();
-  REQUIRE(vm > 0);
-  struct rlimit old, lim;
-  REQUIRE(getrlimit(RLIMIT_AS, &old) == 0);
-  lim = old;
-  lim.rlim_cur = vm;
-  REQUIRE(setrlimit(RLIMIT_AS, &lim) == 0);
+  struct rlimit old = limit_as_to_now();
   void *probe = mmap(NULL, 64 * 1024, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   REQUIRE(probe == MAP_FAILED);
   atomic_store(&go_malloc, 1);
