@@ -1,10 +1,11 @@
 # scripts/coverage.mk: `make test-coverage` (included by the top-level
-# Makefile; see README.md "Coverage"). alloc/src built like the release
-# configuration (-O2, no HAK_DEBUG) with clang source-based coverage, the
-# tests/test_*.c programs and the three fuzz drivers linked against it, in
-# build/cov/. scripts/test-coverage.sh runs them and reports what alloc/src
-# lines and branches neither the tests nor the corpus reach. Not part of
-# make check (minutes of runtime).
+# Makefile; see README.md, "Coverage of the tests and the corpus"). alloc/src
+# built like the release configuration (-O2, no HAK_DEBUG) with clang
+# source-based coverage, the tests/test_*.c programs and the three fuzz
+# drivers linked against it, in build/cov/. scripts/test-coverage.sh runs
+# them and reports what alloc/src lines and branches neither the tests nor
+# the corpus reach. Not part of make check (under a minute on 2 cores, the
+# build included).
 COVB       := build/cov
 COV_FLAGS  := $(BASEFLAGS) -O2 -g -DNDEBUG -ftls-model=initial-exec -DHAK_CONFIG_NAME='"release"' \
               -fprofile-instr-generate -fcoverage-mapping

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # scripts/test-install.sh: the README's "Installed, with pkg-config" flow,
 # from `make install` to a program linked the three documented ways (make
-# check: install/*). Into a temporary prefix; DESTDIR staging too.
+# check: release/install; its failure lines name the parts, install/*).
+# Into a temporary prefix; DESTDIR staging too.
 #   install/layout    make install PREFIX=<tmp> puts lib/libhakmem.{a,so},
 #                     include/hakmem.h and lib/pkgconfig/hakmem.pc there;
 #                     with DESTDIR=<stage> the files land under the stage

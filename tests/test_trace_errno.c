@@ -1,9 +1,9 @@
 /* trace build: the recorder's start, at the process's first op (it reads
  * HAKMEM_TRACE and HAKMEM_TRACE_LIMIT_MB, and the header of a trace PATH may
  * hold already, to tell a stale one), leaves errno as it was, as every
- * successful call of hakmem does (README, "errno never looked at after a
- * success"). Until 2026-11-28 the open of PATH where no trace was yet (the
- * usual case) left ENOENT: a malloc that succeeded changed errno in the
+ * successful call of hakmem does (README, Fuzzing: "errno as it was after
+ * every call that succeeds"). Until 2026-11-28 the open of PATH where no
+ * trace was yet (the usual case) left ENOENT: a malloc that succeeded changed errno in the
  * trace build alone, and a program that looked at errno after it behaved
  * otherwise when recorded (no_file).
  *   no_file    PATH does not exist
