@@ -353,6 +353,52 @@ static void gone_move(void *arg) {
   window_move(gone_hook);
 }
 
+/* ---- err_invalid naming a block's start that the cache keeps, freed
+ * (large_place's LARGE_PLACE_FREED): a freed block p whose cached mapping
+ * aligned_alloc took at another offset is freed again: large_free finds p
+ * is not the new block's start and calls err_invalid, whose hook
+ * (HAK_HOOK_ERR_LARGE) frees that block and mallocs and frees p again
+ * (the cache hands the mapping back at p's offset). There large_place
+ * reads p as the start of a cached, freed block: a double free. Named
+ * otherwise ("not the start of an allocated block", or "not allocated by
+ * hakmem"), a program's double free is reported as a bad pointer (mutant
+ * large-place-freed-as-inside). No other test reaches that answer. */
+static void *reused_q;
+static int reused_ok;
+static void reused_hook(enum hak_hook_point where, void *arg) {
+  if (where != HAK_HOOK_ERR_LARGE || arg != target || hook_ran)
+    return;
+  hook_ran = 1;
+  hak_free(reused_q); /* cached again, at aligned_alloc's offset */
+  void *r = hak_malloc(MiB);
+  reused_ok = r == target; /* the same mapping, p's offset again */
+  hak_free(r);
+  if (!reused_ok) { /* nothing tested, said so */
+    fprintf(stderr, "the cache did not hand p's mapping back at p (%p, not %p)\n", r, target);
+    _exit(3);
+  }
+}
+static void freed_reused(void *arg) {
+  (void)arg;
+  unsigned char *p = hak_malloc(MiB); /* cacheable: its free keeps the mapping */
+  REQUIRE(p != NULL);
+  hak_free(p);
+  unsigned char *q = hak_aligned_alloc(4096, MiB); /* the same mapping, a page in */
+  if (q == NULL ||
+      ((uintptr_t)q & ~((uintptr_t)4 * MiB - 1)) != ((uintptr_t)p & ~((uintptr_t)4 * MiB - 1)) ||
+      q == p) {
+    fprintf(stderr, "aligned_alloc did not take p's cached mapping (%p, p %p)\n", (void *)q,
+            (void *)p);
+    _exit(3);
+  }
+  reused_q = q;
+  target = p;
+  atomic_store(&hak_test_hook, reused_hook);
+  hak_free(p); /* not q's start: err_invalid */
+  atomic_store(&hak_test_hook, NULL);
+  fprintf(stderr, "hook ran: %d; the call returned\n", hook_ran); /* a bug */
+}
+
 /* A block the cache keeps: its header stays mapped, freed (passed before
  * the fix too; the same report). */
 static void free_cached(void *arg) {
@@ -399,5 +445,7 @@ int main(void) {
   EXPECT_ABORT(interior_big_realloc, (void *)(uintptr_t)64, ": not allocated by hakmem\n");
   EXPECT_ABORT(interior_locked, NULL, "hakmem: invalid free of 0x");
   EXPECT_ABORT(interior_locked, NULL, ": not the start of an allocated block\n");
+  /* the start of a block the cache keeps, freed, when err_invalid looks */
+  EXPECT_ABORT(freed_reused, NULL, "hakmem: double free of 0x");
   return hak_test_done();
 }
