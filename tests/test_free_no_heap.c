@@ -38,6 +38,20 @@
  * "unlinked" S from the abandoned list (whose head became main's other
  * segment) and released S into the cache while main's heap still listed it.
  *
+ * Part "fork": as "last", but the freer's second free, which gave S back
+ * (segment_unlink_if_empty_locked: off the abandoned list, owned by nobody),
+ * is held after it let the global lock go, before segment_release
+ * (HAK_HOOK_NO_HEAP_RELEASING), and main forks there. In the child no
+ * thread will release S: the fork's fix-up (segment_fork_fixup) must, or S
+ * stays mapped on no list, never reused (hak_heap_check: "segment ownership
+ * inconsistent"). Must hold in the child: S is cached or unmapped, and
+ * hak_heap_check is clean; in the parent, the same as part "last". Until
+ * 2026-11-28 no test reached that fix-up (make test-coverage), and the
+ * segment in transit at a fork was thought unreachable: this is the one
+ * way a segment is on no list and under no lock (every other is under its
+ * heap's lock, which fork_prepare takes); mutant
+ * fork-fixup-skips-unowned survived.
+ *
  * Part "malloc": the same limit, no producer: a thread that never allocated
  * mallocs (and callocs) 64 bytes. No heap can be made for it: each returns
  * NULL with errno ENOMEM, and the thread stays without a heap; once the
@@ -58,6 +72,7 @@
 static void *blocks[3], *decoy_blocks[DECOY_N];
 static int last;    /* part "last": the freer frees both blocks, the second the last live one */
 static int adopted; /* part "adopted": S is reclaimed while the freer's second free is held */
+static int forked;  /* part "fork": main forks while the freer's second free releases S */
 static atomic_int held, let_go;
 static atomic_int exit_producer, exit_decoy, producer_ready, decoy_ready, release_parked, go_free,
     freed, freer_started;
@@ -119,6 +134,40 @@ static void hold_second(enum hak_hook_point where, void *arg) {
   atomic_store(&held, 1);
   while (!atomic_load(&let_go))
     usleep(1000);
+}
+
+/* Part "fork": the freer's second free, S given back, waits here before
+ * segment_release while main forks. */
+static void hold_release(enum hak_hook_point where, void *arg) {
+  if (where != HAK_HOOK_NO_HEAP_RELEASING || arg != ptr_segment_base(blocks[0]))
+    return;
+  atomic_store(&held, 1);
+  while (!atomic_load(&let_go))
+    usleep(1000);
+}
+
+/* Part "fork", in the fork's child: S, left in transit by a thread the
+ * child does not have, released by the fork's fix-up. */
+static void fork_child_check(void *seg) {
+  bool listed = false, cached = false;
+  for (hak_segment_t *q = hak_all_segments; q; q = q->gnext)
+    listed |= q == seg;
+  for (hak_segment_t *q = hak_segment_cache; q; q = q->next)
+    cached |= q == seg;
+  if (listed && !cached) {
+    fprintf(stderr,
+            "fork child: S, released by no thread here, stays mapped on no list (owner %p, "
+            "abandoned %d)\n",
+            (void *)atomic_load(&((hak_segment_t *)seg)->owner), ((hak_segment_t *)seg)->abandoned);
+    _exit(4);
+  }
+  if (hak_heap_check() != 0)
+    _exit(5);
+  void *p = hak_malloc(64); /* the child allocates and frees as before */
+  if (!p)
+    _exit(6);
+  hak_free(p);
+  _exit(0);
 }
 
 static size_t vm_size_bytes(void) {
@@ -198,7 +247,33 @@ static void child(void *arg) {
   REQUIRE(probe == MAP_FAILED);
   if (adopted)
     atomic_store(&hak_test_hook, hold_second);
+  if (forked)
+    atomic_store(&hak_test_hook, hold_release);
   atomic_store(&go_free, 1);
+  if (forked) {
+    double end = hak_now() + 30 * hak_test_slowdown();
+    while (!atomic_load(&held))
+      if (hak_now() > end) { /* nothing tested, said so */
+        fprintf(stderr, "part fork: the last free without a heap never reached "
+                        "HAK_HOOK_NO_HEAP_RELEASING\n");
+        _exit(3);
+      } else
+        usleep(1000);
+    REQUIRE(setrlimit(RLIMIT_AS, &old) == 0); /* the fork's child may map again */
+    /* in transit: off the abandoned list, owned by nobody, not cached */
+    bool cached = false;
+    for (hak_segment_t *q = hak_segment_cache; q; q = q->next)
+      cached |= q == s;
+    REQUIRE(atomic_load_explicit(&s->owner, memory_order_relaxed) == NULL && !s->abandoned &&
+            !segment_is_abandoned_listed(s) && !cached && s->used_pages == 0);
+    int status;
+    REQUIRE(hak_fork_wait(fork_child_check, s, 60 * hak_test_slowdown(), &status) == 1);
+    CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+              "part fork: the fork's child, S in transit at the fork: status 0x%x (4: S on no "
+              "list; 5: hak_heap_check; 6: malloc)",
+              status);
+    atomic_store(&let_go, 1);
+  }
   if (adopted) {
     wait_for(&held);
     hak_free(blocks[2]); /* main has a heap: it reclaims S, now its own */
@@ -299,16 +374,18 @@ int main(void) {
               hak_child_describe(&c, why, sizeof why), c.out ? c.out : "");
     hak_child_free(&c);
   }
-  for (int part = 0; part < 3; part++) {
+  for (int part = 0; part < 4; part++) {
     last = part >= 1;
     adopted = part == 2;
+    forked = part == 3;
     struct hak_child c;
     REQUIRE(hak_run_child(child, NULL, 120, &c));
     char why[128];
     CHECK_MSG(hak_child_exited(&c, 0), "part %s: the free without a heap failed: %s; output: %s",
-              adopted ? "adopted"
-              : last  ? "last"
-                      : "first",
+              adopted  ? "adopted"
+              : forked ? "fork"
+              : last   ? "last"
+                       : "first",
               hak_child_describe(&c, why, sizeof why), c.out ? c.out : "");
     hak_child_free(&c);
   }

@@ -314,8 +314,10 @@ static HAK_NOINLINE void free_not_owned(hak_heap_t *h, hak_segment_t *seg, hak_b
        * block, give the segment back here (test_free_no_heap, "last") */
       bool empty = pushed && want && !own && segment_unlink_if_empty_locked(seg);
       hak_unlock(&hak_global_lock);
-      if (empty)
+      if (empty) {
+        HAK_TEST_HOOK(HAK_HOOK_NO_HEAP_RELEASING, seg);
         segment_release(seg);
+      }
     }
     if (pushed)
       return;

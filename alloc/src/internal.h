@@ -724,6 +724,13 @@ enum hak_hook_point {
    * it no longer abandoned (test_reclaim_lost). Not one of fuzz_mt's
    * FZ_HOOK points. */
   HAK_HOOK_RECLAIMING,
+  /* free_not_owned, a free with no heap that gave back the segment whose
+   * last live block it freed (segment_unlink_if_empty_locked), the global
+   * lock let go, before segment_release (arg: the segment): the segment on
+   * no list, owned by nobody, held by no lock. A fork there leaves the
+   * child to release it (segment_fork_fixup; test_free_no_heap part
+   * "fork"). Not one of fuzz_mt's FZ_HOOK points. */
+  HAK_HOOK_NO_HEAP_RELEASING,
 };
 /* Atomic: a test sets it while other threads run into the hook points
  * (their heaps' creation among them); a relaxed load is a plain load. */
