@@ -731,6 +731,12 @@ enum hak_hook_point {
    * child to release it (segment_fork_fixup; test_free_no_heap part
    * "fork"). Not one of fuzz_mt's FZ_HOOK points. */
   HAK_HOOK_NO_HEAP_RELEASING,
+  /* page_free_remote, a hand-over's block on the heap's delayed list, the
+   * page's word read, before the CAS that ends TF_NOTIFYING (arg: the
+   * block): another thread's remote free into the page pushes onto its
+   * stack there, and the CAS must keep that push (test_notify_clear_race).
+   * Not one of fuzz_mt's FZ_HOOK points. */
+  HAK_HOOK_NOTIFY_CLEARING,
 };
 /* Atomic: a test sets it while other threads run into the hook points
  * (their heaps' creation among them); a relaxed load is a plain load. */

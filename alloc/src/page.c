@@ -272,6 +272,7 @@ bool page_free_remote(hak_segment_t *seg, hak_page_t *pg, hak_block_t *b, uint64
       } while (!atomic_compare_exchange_weak_explicit(&h->delayed, &d, (uintptr_t)b,
                                                       memory_order_release, memory_order_relaxed));
       tf = atomic_load_explicit(&pg->thread_free, memory_order_relaxed);
+      HAK_TEST_HOOK(HAK_HOOK_NOTIFY_CLEARING, b);
       while (!atomic_compare_exchange_weak_explicit(&pg->thread_free, &tf, tf & ~TF_MASK,
                                                     memory_order_release, memory_order_relaxed)) {
       }

@@ -1,0 +1,83 @@
+/* A remote free into a page whose hand-over is ending: another thread's
+ * free (R) took the page's notify request (TF_NOTIFYING), put its block on
+ * the owner's delayed list and read the page's word to reset the state;
+ * a third thread's free (Q) of another block of the page pushes onto the
+ * page's stack before R's reset. The reset is a CAS on the whole word: it
+ * fails once and keeps Q's push. Written over the word it read (a store,
+ * or a CAS whose failure is not retried with the new word), it drops Q's
+ * block from the stack: counted live for ever, the page never empties and
+ * its segment never goes back (mutant notify-reset-drops-push).
+ *
+ * The window is a few instructions, so Q's free is put there on cue: R is
+ * held at HAK_HOOK_NOTIFY_CLEARING while Q frees its block and ends.
+ *
+ * Set-up: the main thread (the owner) fills a page P of 64 KiB blocks and
+ * moves it to the full list (its notify request made). R frees one block,
+ * Q another. Checked: the hook ran with Q's block on P's stack, after R's
+ * reset P's stack still holds Q's block (count 1) and asks nothing, and once
+ * every block is freed and collected nothing is live and hak_heap_check is
+ * clean. Until 2026-11-28 no test reached that CAS's retry (make
+ * test-coverage). */
+#include "hak_test.h"
+
+#include <pthread.h>
+
+#include "internal.h"
+
+#define SZ 65536 /* a page of this class holds 8 blocks */
+#define BLOCKS 8
+
+static void *d[BLOCKS + 1];
+static hak_page_t *P;
+static atomic_int hook_ran, q_pushed;
+
+static void *free_one(void *arg) {
+  hak_free(arg);
+  return NULL;
+}
+
+static void hook(enum hak_hook_point where, void *arg) {
+  if (where != HAK_HOOK_NOTIFY_CLEARING || arg != d[3] || atomic_load(&hook_ran))
+    return;
+  atomic_store(&hook_ran, 1);
+  /* Q's free, ended before R's reset: the page asks nothing new (R's
+   * TF_NOTIFYING), so the block goes onto its stack */
+  pthread_t q;
+  REQUIRE(pthread_create(&q, NULL, free_one, d[5]) == 0 && pthread_join(q, NULL) == 0);
+  uintptr_t tf = atomic_load(&P->thread_free);
+  atomic_store(&q_pushed, tf_count(tf) == 1 && (tf & TF_MASK) == TF_NOTIFYING);
+}
+
+int main(void) {
+  void *keep = hak_malloc(100); /* another class: the segment stays in use */
+  REQUIRE(keep != NULL);
+  for (int i = 0; i <= BLOCKS; i++)
+    REQUIRE((d[i] = hak_malloc(SZ)) != NULL);
+  P = ptr_page(ptr_segment_base(d[0]), d[0]);
+  REQUIRE(ptr_page(ptr_segment_base(d[BLOCKS - 1]), d[BLOCKS - 1]) == P);
+  REQUIRE(P->in_full && (atomic_load(&P->thread_free) & TF_MASK) == TF_NOTIFY);
+  REQUIRE(tf_count(atomic_load(&P->thread_free)) == 0);
+  atomic_store(&hak_test_hook, hook);
+  pthread_t r;
+  REQUIRE(pthread_create(&r, NULL, free_one, d[3]) == 0 && pthread_join(r, NULL) == 0);
+  atomic_store(&hak_test_hook, NULL);
+  if (!atomic_load(&hook_ran)) { /* nothing tested, said so */
+    FAIL("R's free never reached HAK_HOOK_NOTIFY_CLEARING (no hand-over?)");
+    return hak_test_done();
+  }
+  CHECK_MSG(atomic_load(&q_pushed), "Q's free in the window did not push onto P's stack");
+  uintptr_t tf = atomic_load(&P->thread_free);
+  CHECK_MSG(tf_count(tf) == 1 && tf_block(tf) == (hak_block_t *)d[5],
+            "after the hand-over's reset P's stack holds %u blocks (want Q's, 1): the reset "
+            "dropped a push",
+            (unsigned)tf_count(tf));
+  CHECK_MSG((tf & TF_MASK) == TF_NONE, "the hand-over's reset left state %lu",
+            (unsigned long)(tf & TF_MASK));
+  for (int i = 0; i <= BLOCKS; i++)
+    if (i != 3 && i != 5)
+      hak_free(d[i]);
+  hak_free(keep);
+  hak_trim(0); /* the delayed block (R's) and P's stack (Q's) taken back */
+  CHECK_ALL_FREED("a remote free into a page whose hand-over was ending");
+  return hak_test_done();
+}
