@@ -16,8 +16,21 @@
  * Q another. Checked: the hook ran with Q's block on P's stack, after R's
  * reset P's stack still holds Q's block (count 1) and asks nothing, and once
  * every block is freed and collected nothing is live and hak_heap_check is
- * clean. Until 2026-11-28 no test reached that CAS's retry (make
- * test-coverage). */
+ * clean.
+ *
+ * Part "taking": the CAS before it, by which a free takes the request
+ * (TF_NOTIFY to TF_NOTIFYING). R2 read the request and is held before
+ * its CAS (HAK_HOOK_NOTIFY_TAKING) while R1 takes the request and is held
+ * in its hand-over (HAK_HOOK_NOTIFYING). R2's CAS fails; retried with the
+ * new word it finds a hand-over under way and pushes onto the page's
+ * stack. Taken as won (mutant notify-take-lost-as-won), R2 hands its block
+ * over too and ends TF_NOTIFYING while R1 is still in its hand-over: the
+ * owner could then exit or release the page under R1, which reads the
+ * owner's heap and pushes onto its delayed list after. Checked: once R2
+ * is done, P is still TF_NOTIFYING (R1's) with R2's block on its stack;
+ * once R1 is done the state is none; then nothing is live.
+ *
+ * Until 2026-11-28 no test reached either CAS's retry (make test-coverage). */
 #include "hak_test.h"
 
 #include <pthread.h>
@@ -30,6 +43,17 @@
 static void *d[BLOCKS + 1];
 static hak_page_t *P;
 static atomic_int hook_ran, q_pushed;
+static atomic_int r1_held, r1_go;
+static pthread_t r1;
+
+static void wait_flag(atomic_int *f, const char *what) {
+  for (int i = 0; i < 10000 && !atomic_load(f); i++) /* 10 s */
+    hak_sleep_ms(1);
+  if (!atomic_load(f)) { /* nothing tested, said so */
+    FAIL("%s", what);
+    exit(hak_test_done());
+  }
+}
 
 static void *free_one(void *arg) {
   hak_free(arg);
@@ -48,15 +72,64 @@ static void hook(enum hak_hook_point where, void *arg) {
   atomic_store(&q_pushed, tf_count(tf) == 1 && (tf & TF_MASK) == TF_NOTIFYING);
 }
 
-int main(void) {
-  void *keep = hak_malloc(100); /* another class: the segment stays in use */
-  REQUIRE(keep != NULL);
+static void hook_taking(enum hak_hook_point where, void *arg) {
+  if (where == HAK_HOOK_NOTIFY_TAKING && arg == d[5] && !atomic_load(&hook_ran)) {
+    atomic_store(&hook_ran, 1); /* R2, before its CAS: R1 takes the request */
+    REQUIRE(pthread_create(&r1, NULL, free_one, d[3]) == 0);
+    wait_flag(&r1_held, "R1's free never reached HAK_HOOK_NOTIFYING");
+  } else if (where == HAK_HOOK_NOTIFYING && arg == d[3]) {
+    atomic_store(&r1_held, 1); /* R1, in its hand-over */
+    wait_flag(&r1_go, "R1 was never let go");
+  }
+}
+
+static void fill(void) {
   for (int i = 0; i <= BLOCKS; i++)
     REQUIRE((d[i] = hak_malloc(SZ)) != NULL);
   P = ptr_page(ptr_segment_base(d[0]), d[0]);
   REQUIRE(ptr_page(ptr_segment_base(d[BLOCKS - 1]), d[BLOCKS - 1]) == P);
   REQUIRE(P->in_full && (atomic_load(&P->thread_free) & TF_MASK) == TF_NOTIFY);
   REQUIRE(tf_count(atomic_load(&P->thread_free)) == 0);
+}
+
+static void taking(void) {
+  void *keep = hak_malloc(100); /* as main's */
+  REQUIRE(keep != NULL);
+  fill();
+  atomic_store(&hook_ran, 0);
+  atomic_store(&hak_test_hook, hook_taking);
+  pthread_t r2;
+  REQUIRE(pthread_create(&r2, NULL, free_one, d[5]) == 0 && pthread_join(r2, NULL) == 0);
+  if (!atomic_load(&hook_ran)) { /* nothing tested, said so */
+    FAIL("R2's free never reached HAK_HOOK_NOTIFY_TAKING (no notify request?)");
+    exit(hak_test_done());
+  }
+  uintptr_t tf = atomic_load(&P->thread_free);
+  CHECK_MSG((tf & TF_MASK) == TF_NOTIFYING,
+            "R2's free, which lost the request to R1, ended R1's hand-over (state %lu, want "
+            "NOTIFYING)",
+            (unsigned long)(tf & TF_MASK));
+  CHECK_MSG(tf_count(tf) == 1 && tf_block(tf) == (hak_block_t *)d[5],
+            "R2's free, which lost the request, is not on P's stack (%u blocks)",
+            (unsigned)tf_count(tf));
+  atomic_store(&r1_go, 1);
+  REQUIRE(pthread_join(r1, NULL) == 0);
+  atomic_store(&hak_test_hook, NULL);
+  tf = atomic_load(&P->thread_free);
+  CHECK_MSG((tf & TF_MASK) == TF_NONE, "R1's hand-over left state %lu",
+            (unsigned long)(tf & TF_MASK));
+  for (int i = 0; i <= BLOCKS; i++)
+    if (i != 3 && i != 5)
+      hak_free(d[i]);
+  hak_free(keep);
+  hak_trim(0);
+  CHECK_ALL_FREED("part taking: a free that lost the notify request to another");
+}
+
+int main(void) {
+  void *keep = hak_malloc(100); /* another class: the segment stays in use */
+  REQUIRE(keep != NULL);
+  fill();
   atomic_store(&hak_test_hook, hook);
   pthread_t r;
   REQUIRE(pthread_create(&r, NULL, free_one, d[3]) == 0 && pthread_join(r, NULL) == 0);
@@ -79,5 +152,6 @@ int main(void) {
   hak_free(keep);
   hak_trim(0); /* the delayed block (R's) and P's stack (Q's) taken back */
   CHECK_ALL_FREED("a remote free into a page whose hand-over was ending");
+  taking();
   return hak_test_done();
 }

@@ -737,6 +737,12 @@ enum hak_hook_point {
    * stack there, and the CAS must keep that push (test_notify_clear_race).
    * Not one of fuzz_mt's FZ_HOOK points. */
   HAK_HOOK_NOTIFY_CLEARING,
+  /* page_free_remote, a free that read the page's notify request
+   * (TF_NOTIFY), before its CAS to take it (arg: the block): another
+   * thread's free takes the request there, and this one's CAS fails and
+   * must push onto the page's stack instead (test_notify_clear_race part
+   * taking). Not one of fuzz_mt's FZ_HOOK points. */
+  HAK_HOOK_NOTIFY_TAKING,
 };
 /* Atomic: a test sets it while other threads run into the hook points
  * (their heaps' creation among them); a relaxed load is a plain load. */

@@ -258,6 +258,7 @@ bool page_free_remote(hak_segment_t *seg, hak_page_t *pg, hak_block_t *b, uint64
       HAK_TEST_HOOK(HAK_HOOK_MARK_CHECKED, b);
     }
     if (unlikely((tf & TF_MASK) == TF_NOTIFY)) {
+      HAK_TEST_HOOK(HAK_HOOK_NOTIFY_TAKING, b);
       if (!atomic_compare_exchange_weak_explicit(&pg->thread_free, &tf,
                                                  (tf & ~TF_MASK) | TF_NOTIFYING,
                                                  memory_order_acq_rel, memory_order_relaxed))
