@@ -30,7 +30,16 @@
  * is done, P is still TF_NOTIFYING (R1's) with R2's block on its stack;
  * once R1 is done the state is none; then nothing is live.
  *
- * Until 2026-11-28 no test reached either CAS's retry (make test-coverage). */
+ * Part "delayed": the CAS that pushes a handed-over block onto the owner
+ * heap's delayed list. The owner fills two pages, P1 and P2 (both full,
+ * each with its request); R1's hand-over of a block of P1 is held after it
+ * read the list, before its CAS (HAK_HOOK_DELAYED_PUSHING), while R2 hands
+ * a block of P2 over to the same heap. R1's CAS fails and, retried, puts
+ * its block above R2's. Stored instead of swapped (mutant
+ * delayed-push-stored), R2's block is dropped from the list: counted live
+ * for ever. Checked: the list holds both blocks, then nothing is live.
+ *
+ * Until 2026-11-28 no test reached these CASes' retries (make test-coverage). */
 #include "hak_test.h"
 
 #include <pthread.h>
@@ -45,6 +54,7 @@ static hak_page_t *P;
 static atomic_int hook_ran, q_pushed;
 static atomic_int r1_held, r1_go;
 static pthread_t r1;
+static hak_heap_t *main_heap; /* main's heap, read by the hook on R1 */
 
 static void wait_flag(atomic_int *f, const char *what) {
   for (int i = 0; i < 10000 && !atomic_load(f); i++) /* 10 s */
@@ -126,6 +136,52 @@ static void taking(void) {
   CHECK_ALL_FREED("part taking: a free that lost the notify request to another");
 }
 
+static void *e[2 * BLOCKS + 1];
+static void hook_delayed(enum hak_hook_point where, void *arg) {
+  if (where != HAK_HOOK_DELAYED_PUSHING || arg != e[3] || atomic_load(&hook_ran))
+    return;
+  atomic_store(&hook_ran, 1); /* R1, the list read: R2 hands a block of P2 over */
+  pthread_t r2;
+  REQUIRE(pthread_create(&r2, NULL, free_one, e[BLOCKS + 5]) == 0 && pthread_join(r2, NULL) == 0);
+  atomic_store(&q_pushed, atomic_load(&main_heap->delayed) == (uintptr_t)e[BLOCKS + 5]);
+}
+
+static void delayed(void) {
+  void *keep = hak_malloc(100);
+  REQUIRE(keep != NULL);
+  for (int i = 0; i <= 2 * BLOCKS; i++)
+    REQUIRE((e[i] = hak_malloc(SZ)) != NULL);
+  hak_page_t *p1 = ptr_page(ptr_segment_base(e[0]), e[0]);
+  hak_page_t *p2 = ptr_page(ptr_segment_base(e[BLOCKS]), e[BLOCKS]);
+  REQUIRE(p1 != p2 && ptr_page(ptr_segment_base(e[BLOCKS - 1]), e[BLOCKS - 1]) == p1 &&
+          ptr_page(ptr_segment_base(e[2 * BLOCKS - 1]), e[2 * BLOCKS - 1]) == p2);
+  REQUIRE(p1->in_full && (atomic_load(&p1->thread_free) & TF_MASK) == TF_NOTIFY);
+  REQUIRE(p2->in_full && (atomic_load(&p2->thread_free) & TF_MASK) == TF_NOTIFY);
+  REQUIRE(atomic_load(&hak_tls_heap->delayed) == 0);
+  main_heap = hak_tls_heap;
+  atomic_store(&hook_ran, 0);
+  atomic_store(&q_pushed, 0);
+  atomic_store(&hak_test_hook, hook_delayed);
+  pthread_t t1;
+  REQUIRE(pthread_create(&t1, NULL, free_one, e[3]) == 0 && pthread_join(t1, NULL) == 0);
+  atomic_store(&hak_test_hook, NULL);
+  if (!atomic_load(&hook_ran)) { /* nothing tested, said so */
+    FAIL("R1's hand-over never reached HAK_HOOK_DELAYED_PUSHING");
+    exit(hak_test_done());
+  }
+  CHECK_MSG(atomic_load(&q_pushed), "R2's hand-over in the window is not on the delayed list");
+  hak_block_t *top = (hak_block_t *)atomic_load(&hak_tls_heap->delayed);
+  CHECK_MSG(top == e[3] && block_next(top) == (hak_block_t *)e[BLOCKS + 5] &&
+                block_next(block_next(top)) == NULL,
+            "the delayed list after both hand-overs is not R1's block on R2's (R2's dropped?)");
+  for (int i = 0; i <= 2 * BLOCKS; i++)
+    if (i != 3 && i != BLOCKS + 5)
+      hak_free(e[i]);
+  hak_free(keep);
+  hak_trim(0); /* both handed-over blocks drained */
+  CHECK_ALL_FREED("part delayed: two hand-overs to one heap at once");
+}
+
 int main(void) {
   void *keep = hak_malloc(100); /* another class: the segment stays in use */
   REQUIRE(keep != NULL);
@@ -153,5 +209,6 @@ int main(void) {
   hak_trim(0); /* the delayed block (R's) and P's stack (Q's) taken back */
   CHECK_ALL_FREED("a remote free into a page whose hand-over was ending");
   taking();
+  delayed();
   return hak_test_done();
 }

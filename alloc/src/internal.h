@@ -743,6 +743,12 @@ enum hak_hook_point {
    * must push onto the page's stack instead (test_notify_clear_race part
    * taking). Not one of fuzz_mt's FZ_HOOK points. */
   HAK_HOOK_NOTIFY_TAKING,
+  /* page_free_remote, a hand-over's block linked to the heap's delayed
+   * list as read, before the CAS that pushes it (arg: the block; each
+   * try): another page's hand-over to the same heap pushes there, and the
+   * CAS must keep that block (test_notify_clear_race part delayed). Not
+   * one of fuzz_mt's FZ_HOOK points. */
+  HAK_HOOK_DELAYED_PUSHING,
 };
 /* Atomic: a test sets it while other threads run into the hook points
  * (their heaps' creation among them); a relaxed load is a plain load. */

@@ -270,6 +270,7 @@ bool page_free_remote(hak_segment_t *seg, hak_page_t *pg, hak_block_t *b, uint64
       uintptr_t d = atomic_load_explicit(&h->delayed, memory_order_relaxed);
       do {
         block_set_next(b, (hak_block_t *)d);
+        HAK_TEST_HOOK(HAK_HOOK_DELAYED_PUSHING, b);
       } while (!atomic_compare_exchange_weak_explicit(&h->delayed, &d, (uintptr_t)b,
                                                       memory_order_release, memory_order_relaxed));
       tf = atomic_load_explicit(&pg->thread_free, memory_order_relaxed);
