@@ -366,7 +366,12 @@ static void child_malloc(void *arg) {
 }
 
 int main(void) {
-  {
+  /* part malloc: under TSan, whose runtime maps per-thread state lazily
+   * (a thread's signal context at its first intercepted call), the limit
+   * made TSan itself fail to map, "Failed to mmap", 2 of 65 loaded runs */
+  if (hak_config_is("tsan")) {
+    printf("part malloc: skipped under TSan (its runtime maps under the limit too)\n");
+  } else {
     struct hak_child c;
     REQUIRE(hak_run_child(child_malloc, NULL, 120, &c));
     char why[128];
