@@ -363,6 +363,21 @@ static inline double hak_test_slowdown(void) {
   return 1;
 }
 
+/* Waits until another thread sets *flag; a wait past 30 s (scaled by the
+ * build's slowdown) fails the test, naming the flag, instead of hanging
+ * until the harness's timeout. */
+#define HAK_WAIT_FLAG(flag) hak_wait_flag_(__FILE__, __LINE__, #flag, (flag))
+static inline void hak_wait_flag_(const char *file, int line, const char *name, atomic_int *flag) {
+  double end = hak_now() + 30 * hak_test_slowdown();
+  while (!atomic_load(flag)) {
+    if (hak_now() > end) {
+      hak_test_fail_(file, line, "waited 30 s (scaled) for %s", name);
+      exit(1); /* as REQUIRE */
+    }
+    usleep(1000);
+  }
+}
+
 /* An iteration count: n in release, scaled by HAK_TEST_SCALE and down by slowdown. */
 static inline size_t hak_iters(size_t n) {
   double v = (double)n * hak_test_scale() / hak_test_slowdown();

@@ -196,11 +196,6 @@ static struct rlimit limit_as_to_now(void) {
   return old;
 }
 
-static void wait_for(atomic_int *v) {
-  while (!atomic_load(v))
-    usleep(1000);
-}
-
 /* Starts threads that each take one heap struct, until none is spare. */
 static size_t park_all(pthread_t *pt, size_t at, size_t cap) {
   for (size_t want = heap_structs_spare(); want > 0; want = heap_structs_spare()) {
@@ -223,9 +218,9 @@ static void child(void *arg) {
   hak_free(hak_malloc(16)); /* main's heap */
   pthread_t p, d, f, pt[256];
   REQUIRE(pthread_create(&p, NULL, producer, NULL) == 0);
-  wait_for(&producer_ready);
+  HAK_WAIT_FLAG(&producer_ready);
   REQUIRE(pthread_create(&d, NULL, decoy, NULL) == 0);
-  wait_for(&decoy_ready);
+  HAK_WAIT_FLAG(&decoy_ready);
   REQUIRE(blocks[0] && blocks[1] && decoy_blocks[DECOY_N - 1]);
   hak_segment_t *s = ptr_segment_base(blocks[0]);
   size_t nparked = park_all(pt, 0, 256);
@@ -240,7 +235,7 @@ static void child(void *arg) {
   REQUIRE(heap_structs_spare() == 0);
   REQUIRE(atomic_load_explicit(&s->owner, memory_order_relaxed) == NULL); /* S still abandoned */
   REQUIRE(pthread_create(&f, NULL, freer, NULL) == 0);
-  wait_for(&freer_started);
+  HAK_WAIT_FLAG(&freer_started);
   struct rlimit old = limit_as_to_now(); /* no new mapping from here on */
   /* the limit holds: a new heap-chunk-sized mapping is refused */
   void *probe = mmap(NULL, 64 * 1024, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -275,7 +270,7 @@ static void child(void *arg) {
     atomic_store(&let_go, 1);
   }
   if (adopted) {
-    wait_for(&held);
+    HAK_WAIT_FLAG(&held);
     hak_free(blocks[2]); /* main has a heap: it reclaims S, now its own */
     CHECK(atomic_load_explicit(&s->owner, memory_order_relaxed) == hak_tls_heap);
     atomic_store(&let_go, 1);
@@ -315,7 +310,7 @@ static hak_heap_t *no_heap_tls;
 static void *mallocer(void *arg) {
   usleep(1); /* as freer: a sanitizer's per-thread state before the limit */
   atomic_store(&freer_started, 1);
-  wait_for(&go_malloc);
+  HAK_WAIT_FLAG(&go_malloc);
   errno = 0;
   no_heap_p = hak_malloc(64);
   no_heap_errno = errno;
@@ -324,7 +319,7 @@ static void *mallocer(void *arg) {
   no_heap_errno_c = errno;
   no_heap_tls = hak_tls_heap;
   atomic_store(&malloc_done, 1);
-  wait_for(&lifted);
+  HAK_WAIT_FLAG(&lifted);
   after_lift = hak_malloc(64);
   if (after_lift)
     memset(after_lift, 0x6b, 64);
@@ -339,12 +334,12 @@ static void child_malloc(void *arg) {
   size_t nparked = park_all(pt, 0, 256);
   REQUIRE(heap_structs_spare() == 0);
   REQUIRE(pthread_create(&m, NULL, mallocer, NULL) == 0);
-  wait_for(&freer_started);
+  HAK_WAIT_FLAG(&freer_started);
   struct rlimit old = limit_as_to_now();
   void *probe = mmap(NULL, 64 * 1024, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   REQUIRE(probe == MAP_FAILED);
   atomic_store(&go_malloc, 1);
-  wait_for(&malloc_done);
+  HAK_WAIT_FLAG(&malloc_done);
   REQUIRE(setrlimit(RLIMIT_AS, &old) == 0);
   CHECK_MSG(no_heap_p == NULL && no_heap_errno == ENOMEM,
             "malloc with no heap to be had: %p, errno %d (want NULL, ENOMEM)", no_heap_p,

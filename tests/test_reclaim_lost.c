@@ -58,19 +58,11 @@ static void *thread_a(void *arg) {
   return arg;
 }
 
-static void wait_for(atomic_int *v) {
-  double end = hak_now() + 30 * hak_test_slowdown();
-  while (!atomic_load(v)) {
-    REQUIRE(hak_now() < end);
-    usleep(1000);
-  }
-}
-
 int main(void) {
   hak_free(hak_malloc(16)); /* main's heap */
   pthread_t p, a;
   REQUIRE(pthread_create(&a, NULL, thread_a, NULL) == 0);
-  wait_for(&a_ready); /* else A's first malloc would adopt S */
+  HAK_WAIT_FLAG(&a_ready); /* else A's first malloc would adopt S */
   REQUIRE(pthread_create(&p, NULL, producer, NULL) == 0 && pthread_join(p, NULL) == 0);
   REQUIRE(blk[0] && blk[1] && blk[2]);
   hak_segment_t *s = ptr_segment_base(blk[0]);
@@ -78,7 +70,7 @@ int main(void) {
   REQUIRE(atomic_load_explicit(&s->owner, memory_order_relaxed) == NULL && s->abandoned);
   atomic_store(&hak_test_hook, hold);
   atomic_store(&a_free, 1);
-  wait_for(&parked);
+  HAK_WAIT_FLAG(&parked);
   /* main's slow path (a class it never used): it has allocated since */
   void *t = hak_malloc(12000);
   REQUIRE(t != NULL);
