@@ -190,6 +190,31 @@ void err_double_free(const char *op, const void *p, size_t block_size) {
   die(&m);
 }
 
+/* p in no range hakmem owns now ("not allocated by hakmem"), unless it
+ * lies past the first 4 MiB of a large block's range (the registry marks
+ * only the first) or is a large block's start unmapped by a free (a
+ * double free: remembered among the recently freed). */
+static __attribute__((noreturn)) void name_unowned(hak_msg_t *m, const char *op, const void *p) {
+  if (large_recently_freed(p))
+    err_double_free(op, p, 0);
+  bool held = large_holds(p);
+  /* Again, after large_holds had the large lock: another thread's free of
+   * the block, which unregisters its range and remembers it (note_gone)
+   * under that lock, may have done the first before this thread read the
+   * registry and the second only after the look above. Until 2026-11-28
+   * such a double free was "not allocated by hakmem"
+   * (test_large_double_free_race, unregistered; hook
+   * HAK_HOOK_LARGE_UNREGISTERED). */
+  if (large_recently_freed(p))
+    err_double_free(op, p, 0);
+  if (held) { /* past the first 4 MiB of a large block's range */
+    msg_str(m, ": not the start of an allocated block");
+    die(m);
+  }
+  msg_str(m, ": not allocated by hakmem");
+  die(m);
+}
+
 /* Classifies a pointer that failed the fast checks and reports it. */
 void err_invalid(const char *op, const void *p) {
   err_begin();
@@ -220,36 +245,48 @@ void err_invalid(const char *op, const void *p) {
       die(&m);
     }
   }
-  if (kind == REG_NONE) {
-    if (large_recently_freed(p))
-      err_double_free(op, p, 0);
-    bool held = large_holds(p);
-    /* Again, after large_holds had the large lock: another thread's free of
-     * the block, which unregisters its range and remembers it (note_gone)
-     * under that lock, may have done the first before this thread read the
-     * registry and the second only after the look above. Until 2026-11-28
-     * such a double free was "not allocated by hakmem"
-     * (test_large_double_free_race, unregistered; hook
-     * HAK_HOOK_LARGE_UNREGISTERED). */
-    if (large_recently_freed(p))
-      err_double_free(op, p, 0);
-    if (held) { /* past the first 4 MiB of a large block's range */
-      msg_str(&m, ": not the start of an allocated block");
-      die(&m);
-    }
-    msg_str(&m, ": not allocated by hakmem");
-    die(&m);
+  if (kind == REG_NONE)
+    name_unowned(&m, op, p);
+  /* A small segment's range: its page descriptor is read under the global
+   * lock, where the registry still names the segment. A segment leaves the
+   * registry under that lock before it is unmapped (segment_release, with
+   * the segment cache full; segment_cache_drop), and its header (slice 0)
+   * is never purged, so it stays mapped until the unlock. Until 2026-11-28
+   * the descriptor was read without the lock: a bad pointer into a segment
+   * that another thread gave back meanwhile (its owner's last free or its
+   * exit) read unmapped memory (SIGSEGV, no report; test_small_error_race,
+   * unmapped_*, hook HAK_HOOK_ERR_SMALL; locked, hook
+   * HAK_HOOK_ERR_SMALL_LOCKED). The page's owner changes it without that
+   * lock: each field is read once, and the report made from those reads
+   * (block_size read again after the check could be a page given back
+   * since: 0, "(large block)"). The lock not had in time (this thread
+   * holds it: a signal handler's free), nothing is read: p is not a
+   * block's start, which is all the fast checks said. */
+  HAK_TEST_HOOK(HAK_HOOK_ERR_SMALL, (void *)p);
+  int locked = err_lock_wait(&hak_global_lock);
+  if (locked >= 0 && registry_kind(p) != REG_SMALL) {
+    err_unlock_held(&hak_global_lock, locked); /* given back: what holds p now */
+    name_unowned(&m, op, p);
   }
-  hak_segment_t *seg = ptr_segment_base(p);
-  hak_page_t *pg = ptr_page(seg, p);
-  size_t cap = atomic_load_explicit(&pg->capacity, memory_order_relaxed);
-  if (pg->in_use && pg->block_size && (uint8_t *)p >= page_start(pg)) {
-    size_t off = (size_t)((uint8_t *)p - page_start(pg));
-    size_t idx = off / pg->block_size;
-    if (idx < cap && off % pg->block_size != 0) {
+  uint8_t *start = NULL;
+  size_t bs = 0, cap = 0;
+  if (locked >= 0) {
+    HAK_TEST_HOOK(HAK_HOOK_ERR_SMALL_LOCKED, (void *)p);
+    hak_page_t *pg = ptr_page(ptr_segment_base(p), p);
+    if (__atomic_load_n(&pg->in_use, __ATOMIC_RELAXED)) {
+      bs = __atomic_load_n(&pg->block_size, __ATOMIC_RELAXED);
+      cap = atomic_load_explicit(&pg->capacity, memory_order_relaxed);
+      start = page_start(pg);
+    }
+  }
+  err_unlock_held(&hak_global_lock, locked);
+  if (bs && (uint8_t *)p >= start) {
+    size_t off = (size_t)((uint8_t *)p - start);
+    size_t idx = off / bs;
+    if (idx < cap && off % bs != 0) {
       msg_str(&m, ": interior pointer into block ");
-      msg_hex(&m, (uintptr_t)(page_start(pg) + idx * pg->block_size));
-      msg_block(&m, pg->block_size);
+      msg_hex(&m, (uintptr_t)(start + idx * bs));
+      msg_block(&m, bs);
       die(&m);
     }
   }

@@ -749,6 +749,19 @@ enum hak_hook_point {
    * CAS must keep that block (test_notify_clear_race part delayed). Not
    * one of fuzz_mt's FZ_HOOK points. */
   HAK_HOOK_DELAYED_PUSHING,
+  /* err_invalid, the registry just named p's range a small segment's,
+   * before the global lock (arg: p): another thread there gives the
+   * segment back and unmaps it (the segment cache full), so what is read
+   * after this point must be read where the registry, asked again under
+   * that lock, still names the segment (test_small_error_race,
+   * unmapped_*). Not one of fuzz_mt's FZ_HOOK points. */
+  HAK_HOOK_ERR_SMALL,
+  /* err_invalid, the global lock held, the registry just read again and
+   * still naming p's segment, before its page descriptor is read (arg:
+   * p): another thread's release of the segment waits for the lock there,
+   * so the segment stays mapped while it is read (test_small_error_race,
+   * locked). Not one of fuzz_mt's FZ_HOOK points. */
+  HAK_HOOK_ERR_SMALL_LOCKED,
 };
 /* Atomic: a test sets it while other threads run into the hook points
  * (their heaps' creation among them); a relaxed load is a plain load. */
@@ -807,6 +820,13 @@ extern HAK_INTERNAL pthread_mutex_t hak_large_lock;
 HAK_INTERNAL __attribute__((noreturn, cold)) void err_double_free(const char *op, const void *p,
                                                                   size_t block_size);
 HAK_INTERNAL __attribute__((noreturn, cold)) void err_invalid(const char *op, const void *p);
+/* The error path's hold of a hakmem lock, the large lock or the global
+ * lock (large.c): tried for 100 ms at most, since this thread may be its
+ * holder (a signal handler's bad free). 1: taken (err_unlock_held lets it
+ * go); 0: in the fork window, where the forking thread holds every lock
+ * already; -1: not had in time. */
+HAK_INTERNAL int err_lock_wait(pthread_mutex_t *m);
+HAK_INTERNAL void err_unlock_held(pthread_mutex_t *m, int locked);
 HAK_INTERNAL __attribute__((noreturn, cold)) void err_size_mismatch(const char *op, const void *p,
                                                                     size_t size, size_t block_size);
 /* free_aligned_sized: p is not aligned to `alignment` (block_size 0: a large block). */

@@ -520,20 +520,21 @@ bool large_recently_freed(const void *p) {
   return false;
 }
 
-/* The error path's hold of the large lock: tried for LARGE_HOLDS_WAIT_MS
- * at most, since the error path must not deadlock on it (this thread may
- * be the holder), but another thread holds it only for a moment (before:
- * one trylock, and a deep interior pointer freed while another thread held
- * the lock was called "not allocated by hakmem"). 1: taken (err_unlock
- * lets it go); 0: in the fork window, where the forking thread holds it
- * already (an atfork handler's bad free) and reads as hak_lock lets it;
- * -1: not had in time. */
+/* The error path's hold of a lock (err_lock_wait: the large lock here,
+ * the global lock for a small segment in err_invalid): tried for
+ * LARGE_HOLDS_WAIT_MS at most, since the error path must not deadlock on
+ * it (this thread may be the holder), but another thread holds it only for
+ * a moment (before: one trylock, and a deep interior pointer freed while
+ * another thread held the large lock was called "not allocated by
+ * hakmem"). 1: taken (err_unlock_held lets it go); 0: in the fork window,
+ * where the forking thread holds it already (an atfork handler's bad
+ * free) and reads as hak_lock lets it; -1: not had in time. */
 #define LARGE_HOLDS_WAIT_MS 100
-static int err_lock(void) {
+int err_lock_wait(pthread_mutex_t *m) {
   if (hak_fork_window_owner())
     return 0;
   uint64_t until = 0;
-  while (pthread_mutex_trylock(&hak_large_lock) != 0) {
+  while (pthread_mutex_trylock(m) != 0) {
     uint64_t now = os_real_ms(); /* a wait: not the timers' clock, which tests may stop */
     if (!until)
       until = now + LARGE_HOLDS_WAIT_MS;
@@ -545,9 +546,17 @@ static int err_lock(void) {
   return 1;
 }
 
-static void err_unlock(int locked) {
+void err_unlock_held(pthread_mutex_t *m, int locked) {
   if (locked > 0)
-    pthread_mutex_unlock(&hak_large_lock);
+    pthread_mutex_unlock(m);
+}
+
+static int err_lock(void) {
+  return err_lock_wait(&hak_large_lock);
+}
+
+static void err_unlock(int locked) {
+  err_unlock_held(&hak_large_lock, locked);
 }
 
 /* err_invalid: whether p lies in a large block's or cached mapping's range
