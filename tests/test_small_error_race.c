@@ -16,7 +16,15 @@
  * there for the lock: the descriptor read after the hook is still mapped.
  * Read without the lock (mutant err-small-reads-unlocked) the segment is
  * unmapped first: SIGSEGV.
- */
+ *
+ * double_*: a second free (or realloc, usable_size, free_sized) of a small
+ * block by a thread that does not own it, which found the free marker, while
+ * the owner empties the block's page, gives it back and (double_reused)
+ * takes its slice for another class (HAK_HOOK_DOUBLE_FREE). Until
+ * 2026-11-28 the report named the page's block_size read after that:
+ * "(large block)" for a page given back, the other class's size for one
+ * taken again. Now the class the block-start check read: the size the
+ * block had. */
 #include "hak_test.h"
 
 #include <pthread.h>
@@ -168,6 +176,78 @@ static void locked(void *arg) {
   fprintf(stderr, "hook ran: %d; the call returned\n", atomic_load(&hook_ran)); /* a bug */
 }
 
+/* ---- a double free racing the page's release -------------------------- */
+enum { NBLK = 3000 };
+static void **blk;       /* NBLK 40-byte blocks (class 48) of this thread's */
+static atomic_int reuse; /* the emptied page's slice taken for 64-byte blocks */
+static atomic_int page_go, page_done;
+
+/* Owner (this process's main thread), at the other thread's hook: every
+ * other block of blk[0]'s page freed, the cache flushed (the page empty:
+ * given back, as it is not its class's last page), then, for reuse, the
+ * slice taken again by a page of 64-byte blocks. */
+static void empty_page(void) {
+  uint8_t *b = blk[0];
+  hak_segment_t *seg = ptr_segment_base(b);
+  hak_page_t *pg = ptr_page(seg, b);
+  for (int i = 1; i < NBLK; i++)
+    if (ptr_page(seg, blk[i]) == pg)
+      hak_free(blk[i]);
+  hak_thread_cache_flush();
+  if (slice_is_block_start(ptr_slice_entry(seg, b), b)) { /* nothing tested, said so */
+    fprintf(stderr, "the page of %p was not given back\n", (void *)b);
+    _exit(3);
+  }
+  if (atomic_load(&reuse)) {
+    int hit = 0;
+    for (int i = 0; i < 4000 && !hit; i++) {
+      void *q = hak_malloc(64);
+      REQUIRE(q != NULL);
+      hit = ptr_slice(seg, q) == ptr_slice(seg, b) && ptr_segment_base(q) == seg;
+    }
+    if (!hit || ptr_page(seg, b)->block_size != 64) {
+      fprintf(stderr, "no 64-byte block came in the slice of %p\n", (void *)b);
+      _exit(3);
+    }
+  }
+}
+static void signal_owner(void) { /* the hook, on the second freer's thread */
+  atomic_store(&page_go, 1);
+  HAK_WAIT_FLAG(&page_done);
+}
+static atomic_int second_how;
+static void *second_free(void *arg) {
+  (void)arg;
+  call(atomic_load(&second_how), blk[0]);
+  fprintf(stderr, "hook ran: %d; the second call returned\n", atomic_load(&hook_ran)); /* a bug */
+  _exit(4);
+}
+static void double_case(int how, int reused) {
+  blk = calloc(NBLK, sizeof *blk);
+  REQUIRE(blk != NULL);
+  for (int i = 0; i < NBLK; i++)
+    REQUIRE((blk[i] = hak_malloc(40)) != NULL);
+  hak_free(blk[0]); /* freed: in this thread's cache, its page still holding it */
+  atomic_store(&reuse, reused);
+  atomic_store(&second_how, how);
+  at = HAK_HOOK_DOUBLE_FREE;
+  target = blk[0];
+  on_hook = signal_owner;
+  atomic_store(&hak_test_hook, hook);
+  pthread_t t;
+  REQUIRE(pthread_create(&t, NULL, second_free, NULL) == 0);
+  HAK_WAIT_FLAG(&page_go);
+  empty_page();
+  atomic_store(&page_done, 1);
+  pthread_join(t, NULL); /* the second call ends the process meanwhile */
+}
+static void double_released(void *arg) {
+  double_case((int)(intptr_t)arg, 0);
+}
+static void double_reused(void *arg) {
+  double_case((int)(intptr_t)arg, 1);
+}
+
 int main(void) {
   hak_free(hak_malloc(100)); /* hakmem set up before the forks */
   EXPECT_ABORT(unmapped_header, NULL, "hakmem: invalid free of 0x");
@@ -179,5 +259,19 @@ int main(void) {
   EXPECT_ABORT(unmapped_usable, NULL, ": not allocated by hakmem\n");
   EXPECT_ABORT(locked, NULL, "hakmem: invalid free of 0x");
   EXPECT_ABORT(locked, NULL, ": not the start of an allocated block\n");
+  /* the second call names the class the block had: 48 (40 bytes asked) */
+  static const struct {
+    int how;
+    const char *what;
+  } calls[] = {{FREE, "hakmem: double free of 0x"},
+               {REALLOC, "hakmem: realloc of freed block 0x"},
+               {USABLE, "hakmem: usable_size of freed block 0x"},
+               {FREE_SIZED, "hakmem: double free of 0x"}};
+  for (size_t i = 0; i < sizeof calls / sizeof calls[0]; i++) {
+    void *how = (void *)(intptr_t)calls[i].how;
+    EXPECT_ABORT(double_released, how, calls[i].what);
+    EXPECT_ABORT(double_released, how, " (size class 48)\n");
+    EXPECT_ABORT(double_reused, how, " (size class 48)\n");
+  }
   return hak_test_done();
 }

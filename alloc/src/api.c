@@ -99,19 +99,28 @@ static HAK_NOINLINE void free_not_small(void *p) {
   large_free(lg, p, "free");
 }
 
-/* Not a block start (pg == NULL) or a double free: the named fatal errors.
+/* Not a block start (cls FREE_BAD_NOT_BLOCK) or a double free of a block
+ * of class `cls`: the named fatal errors.
  * noipa: gcc must not learn that it never returns, or the fast path calls
- * it instead of jumping and needs a stack frame (2 instructions). */
+ * it instead of jumping and needs a stack frame (2 instructions).
+ * The double free is named with the class the block-start check read (the
+ * slice entry's), not the page's block_size read now: between the two the
+ * page may have emptied and gone back to its segment (block_size 0, named
+ * "(large block)"), or been taken for another class, by its owner, when
+ * the second free is another thread's; or the segment given back and
+ * unmapped (SIGSEGV, no report). Until 2026-11-28 it was the page's
+ * (test_small_error_race, double_*, hook HAK_HOOK_DOUBLE_FREE). */
 #if defined(__clang__)
 #define HAK_NOIPA __attribute__((noinline))
 #else
 #define HAK_NOIPA __attribute__((noipa))
 #endif
-static HAK_NOIPA void free_bad(void *p, bool dbl) {
-  if (!dbl)
+#define FREE_BAD_NOT_BLOCK NCLS
+static HAK_NOIPA void free_bad(void *p, size_t cls) {
+  if (cls == FREE_BAD_NOT_BLOCK)
     err_invalid("free", p);
-  hak_segment_t *seg = ptr_segment_base(p);
-  err_double_free("free", p, ptr_page(seg, p)->block_size);
+  HAK_TEST_HOOK(HAK_HOOK_DOUBLE_FREE, p);
+  err_double_free("free", p, class_size(cls));
 }
 
 /* A block start of class `cls` in `seg` (checked by the caller): the
@@ -123,7 +132,7 @@ static inline __attribute__((always_inline)) void free_block(hak_segment_t *seg,
   hak_heap_t *h = hak_tls_heap;
   if (likely(atomic_load_explicit(&seg->owner, memory_order_relaxed) == h)) {
     if (unlikely(block_marker(b) == mark)) {
-      free_bad(b, true);
+      free_bad(b, cls);
       return;
     }
     track_free(b, class_size(cls));
@@ -133,7 +142,7 @@ static inline __attribute__((always_inline)) void free_block(hak_segment_t *seg,
       tcache_overflow(h, cls); /* the list is one over its limit: back to half */
   } else {
     if (unlikely(block_marker_xchg(b, mark) == mark)) {
-      free_bad(b, true);
+      free_bad(b, cls);
       return;
     }
     track_free(b, class_size(cls));
@@ -150,7 +159,7 @@ static inline __attribute__((always_inline)) void free_impl(void *p) {
   }
   hak_slice_t *sl = ptr_slice_entry(seg, p);
   if (unlikely(!slice_is_block_start_by(sl, p, hak_tls_heap->magic))) {
-    free_bad(p, false); /* tail calls: the fast path needs no stack frame */
+    free_bad(p, FREE_BAD_NOT_BLOCK); /* tail calls: the fast path needs no stack frame */
     return;
   }
   free_block(seg, sl->cls, p);
@@ -348,11 +357,19 @@ static inline __attribute__((always_inline)) resolved_t resolve(void *p, const c
   }
   r.seg = base;
   r.page = ptr_page(r.seg, p);
-  if (!slice_is_block_start(ptr_slice_entry(r.seg, p), p))
+  hak_slice_t *sl = ptr_slice_entry(r.seg, p);
+  if (!slice_is_block_start(sl, p))
     err_invalid(op, p);
-  if (block_marker(p) == block_marker_value(p))
-    err_double_free(op, p, r.page->block_size);
-  r.usable = r.page->block_size;
+  /* the class the check above read, as free's (free_bad): a freed block's
+   * page may go back or change class before the report, and until
+   * 2026-11-28 its block_size, read there, named "(large block)" or
+   * another class (test_small_error_race, double_*) */
+  size_t usable = class_size(sl->cls);
+  if (block_marker(p) == block_marker_value(p)) {
+    HAK_TEST_HOOK(HAK_HOOK_DOUBLE_FREE, p);
+    err_double_free(op, p, usable);
+  }
+  r.usable = usable;
   return r;
 }
 

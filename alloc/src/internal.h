@@ -762,6 +762,13 @@ enum hak_hook_point {
    * so the segment stays mapped while it is read (test_small_error_race,
    * locked). Not one of fuzz_mt's FZ_HOOK points. */
   HAK_HOOK_ERR_SMALL_LOCKED,
+  /* free's and resolve()'s double-free exits, a small block found carrying
+   * the free marker, before it is named (arg: the block): the block's page
+   * emptied, given back or taken by another class there, so the class
+   * named must be the one the block-start check read, not the page's now
+   * (test_small_error_race, double_*). Not one of fuzz_mt's FZ_HOOK
+   * points. */
+  HAK_HOOK_DOUBLE_FREE,
 };
 /* Atomic: a test sets it while other threads run into the hook points
  * (their heaps' creation among them); a relaxed load is a plain load. */
