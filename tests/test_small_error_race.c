@@ -17,6 +17,12 @@
  * Read without the lock (mutant err-small-reads-unlocked) the segment is
  * unmapped first: SIGSEGV.
  *
+ * self_locked: the freeing thread holds the global lock itself (a signal
+ * handler's free): err_invalid's wait for it ends (100 ms), and the page
+ * is read all the same (no other thread can unmap the segment then), so
+ * an interior pointer is still named one. Waited for without end (mutant
+ * err-small-lock-waits-forever) the process hangs.
+ *
  * double_*: a second free (or realloc, usable_size, free_sized) of a small
  * block by a thread that does not own it, which found the free marker, while
  * the owner empties the block's page, gives it back and (double_reused)
@@ -176,6 +182,12 @@ static void locked(void *arg) {
   fprintf(stderr, "hook ran: %d; the call returned\n", atomic_load(&hook_ran)); /* a bug */
 }
 
+/* ---- the global lock held by the freeing thread itself --------------- */
+static void self_locked(void *b) {
+  pthread_mutex_lock(&hak_global_lock);
+  hak_free((uint8_t *)b + 8);
+}
+
 /* ---- a double free racing the page's release -------------------------- */
 enum { NBLK = 3000 };
 static void **blk;       /* NBLK 40-byte blocks (class 48) of this thread's */
@@ -259,6 +271,15 @@ int main(void) {
   EXPECT_ABORT(unmapped_usable, NULL, ": not allocated by hakmem\n");
   EXPECT_ABORT(locked, NULL, "hakmem: invalid free of 0x");
   EXPECT_ABORT(locked, NULL, ": not the start of an allocated block\n");
+  /* not a 40-byte block: its page would keep blk[0]'s from going back */
+  void *b40 = hak_malloc(300);
+  REQUIRE(b40 != NULL);
+  char want[256];
+  snprintf(want, sizeof want,
+           "hakmem: invalid free of %p: interior pointer into block %p (size class %zu)\n",
+           (void *)((uint8_t *)b40 + 8), b40, hak_usable_size(b40));
+  EXPECT_ABORT(self_locked, b40, want);
+  hak_free(b40);
   /* the second call names the class the block had: 48 (40 bytes asked) */
   static const struct {
     int how;

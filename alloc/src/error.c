@@ -259,25 +259,25 @@ void err_invalid(const char *op, const void *p) {
    * HAK_HOOK_ERR_SMALL_LOCKED). The page's owner changes it without that
    * lock: each field is read once, and the report made from those reads
    * (block_size read again after the check could be a page given back
-   * since: 0, "(large block)"). The lock not had in time (this thread
-   * holds it: a signal handler's free), nothing is read: p is not a
-   * block's start, which is all the fast checks said. */
+   * since: 0, "(large block)"). The lock not had in time, the registry
+   * is read again and the page read all the same, as before: the holder
+   * is this thread (a signal handler's free), and no other can unmap the
+   * segment meanwhile (test_small_error_race, self_locked), or a thread
+   * that holds it for long (hak_heap_check's walk) and unmaps nothing
+   * under it. */
   HAK_TEST_HOOK(HAK_HOOK_ERR_SMALL, (void *)p);
   int locked = err_lock_wait(&hak_global_lock);
-  if (locked >= 0 && registry_kind(p) != REG_SMALL) {
+  if (registry_kind(p) != REG_SMALL) {
     err_unlock_held(&hak_global_lock, locked); /* given back: what holds p now */
     name_unowned(&m, op, p);
   }
-  uint8_t *start = NULL;
+  HAK_TEST_HOOK(HAK_HOOK_ERR_SMALL_LOCKED, (void *)p);
+  hak_page_t *pg = ptr_page(ptr_segment_base(p), p);
+  uint8_t *start = page_start(pg);
   size_t bs = 0, cap = 0;
-  if (locked >= 0) {
-    HAK_TEST_HOOK(HAK_HOOK_ERR_SMALL_LOCKED, (void *)p);
-    hak_page_t *pg = ptr_page(ptr_segment_base(p), p);
-    if (__atomic_load_n(&pg->in_use, __ATOMIC_RELAXED)) {
-      bs = __atomic_load_n(&pg->block_size, __ATOMIC_RELAXED);
-      cap = atomic_load_explicit(&pg->capacity, memory_order_relaxed);
-      start = page_start(pg);
-    }
+  if (__atomic_load_n(&pg->in_use, __ATOMIC_RELAXED)) {
+    bs = __atomic_load_n(&pg->block_size, __ATOMIC_RELAXED);
+    cap = atomic_load_explicit(&pg->capacity, memory_order_relaxed);
   }
   err_unlock_held(&hak_global_lock, locked);
   if (bs && (uint8_t *)p >= start) {
