@@ -147,7 +147,8 @@ static __attribute__((noreturn)) void die(hak_msg_t *m) {
 /* Every named error starts here: the thread is on its way to abort(), and
  * no cancellation point on that way (the report's write, die's wait for
  * another thread's abort, large_holds' and large_place's waits for the
- * large lock: nanosleep) may act on a pending cancellation request. Until
+ * large lock, err_invalid's for the global lock: nanosleep) may act on a
+ * pending cancellation request. Until
  * 2026-11-28 the thread unwound there, silently: no report, no abort, and
  * the program went on after its double free (test_cancel, double_free,
  * deep_interior). Not restored: the errors never return. */
