@@ -363,19 +363,34 @@ static inline double hak_test_slowdown(void) {
   return 1;
 }
 
-/* Waits until another thread sets *flag; a wait past 30 s (scaled by the
- * build's slowdown) fails the test, naming the flag, instead of hanging
- * until the harness's timeout. */
-#define HAK_WAIT_FLAG(flag) hak_wait_flag_(__FILE__, __LINE__, #flag, (flag))
-static inline void hak_wait_flag_(const char *file, int line, const char *name, atomic_int *flag) {
-  double end = hak_now() + 30 * hak_test_slowdown();
+/* Waits up to `seconds` for another thread to set *flag, polling every
+ * millisecond; returns whether it did. For a test that reports a wait that
+ * timed out its own way (and goes on, or exits otherwise); else
+ * HAK_WAIT_FLAG. */
+static inline int hak_flag_within(atomic_int *flag, double seconds) {
+  double end = hak_now() + seconds;
   while (!atomic_load(flag)) {
-    if (hak_now() > end) {
-      hak_test_fail_(file, line, "waited 30 s (scaled) for %s", name);
-      exit(1); /* as REQUIRE */
-    }
+    if (hak_now() > end)
+      return atomic_load(flag) != 0;
     usleep(1000);
   }
+  return 1;
+}
+
+/* Waits until another thread sets *flag; a wait past 30 s (scaled by the
+ * build's slowdown) fails the test, naming the flag (HAK_WAIT_FLAG_MSG: and
+ * saying `what` went wrong), instead of hanging until the harness's
+ * timeout. It sleeps between looks: a thread whose state another watches
+ * (hak_thread_in_nanosleep) must not wait with it. */
+#define HAK_WAIT_FLAG(flag) hak_wait_flag_(__FILE__, __LINE__, #flag, NULL, (flag))
+#define HAK_WAIT_FLAG_MSG(flag, what) hak_wait_flag_(__FILE__, __LINE__, #flag, (what), (flag))
+static inline void hak_wait_flag_(const char *file, int line, const char *name, const char *what,
+                                  atomic_int *flag) {
+  if (hak_flag_within(flag, 30 * hak_test_slowdown()))
+    return;
+  hak_test_fail_(file, line, "%s%swaited 30 s (scaled) for %s", what ? what : "", what ? ": " : "",
+                 name);
+  exit(1); /* as REQUIRE */
 }
 
 /* An iteration count: n in release, scaled by HAK_TEST_SCALE and down by slowdown. */

@@ -67,11 +67,6 @@ static _Thread_local int is_freer;
 static _Atomic enum hak_hook_point hold_at;
 static atomic_int cue, freed, ready, hooked, at_window, go, adopted, adopter_done;
 
-static void wait_for(atomic_int *v) {
-  while (!atomic_load(v))
-    sched_yield();
-}
-
 static void *producer(void *arg) {
   for (int i = 0; i < N; i++) {
     REQUIRE((blocks[i] = hak_malloc(SIZE)) != NULL);
@@ -97,7 +92,7 @@ static void hook(enum hak_hook_point where, void *arg) {
     return;
   atomic_store(&hooked, 1);
   atomic_store(&at_window, 1);
-  wait_for(&go);
+  HAK_WAIT_FLAG(&go);
 }
 
 /* Has a heap that allocated before any of the abandonments, so its frees
@@ -156,19 +151,14 @@ static void section(const char *name, enum hak_hook_point where, bool exit_in_wi
     atomic_store(&adopter_done, 0);
     int before = atomic_load(&adopted);
     atomic_store(&cue, rounds + 1); /* the freer frees block 0 ... */
-    for (int i = 0; !atomic_load(&at_window); i++) {
-      if (i == 20000) { /* 20 s */
-        CHECK_MSG(0, "%s round %d: the free of block 0 never reached the hook", name, r);
-        atomic_store(&hold_at, (enum hak_hook_point) - 1);
-        return;
-      }
-      usleep(1000);
+    if (!hak_flag_within(&at_window, 20)) {
+      CHECK_MSG(0, "%s round %d: the free of block 0 never reached the hook", name, r);
+      atomic_store(&hold_at, (enum hak_hook_point) - 1);
+      return;
     }
     REQUIRE(pthread_create(&t, NULL, adopter, NULL) == 0); /* ... the segment changes hands ... */
-    for (int i = 0; i < 20000 && !atomic_load(&adopter_done); i++)
-      usleep(1000);
-    CHECK_MSG(atomic_load(&adopter_done), "%s round %d: the adoption did not finish (20 s)", name,
-              r);
+    CHECK_MSG(hak_flag_within(&adopter_done, 20), "%s round %d: the adoption did not finish (20 s)",
+              name, r);
     /* its exit abandons the segment again: in the window (20 s), or held
      * off until the push (not within 300 ms) */
     struct timespec dl;
@@ -232,14 +222,11 @@ static void section_no_heap(void) {
     atomic_store(&freed, 0);
     int before = atomic_load(&adopted);
     REQUIRE(pthread_create(&f, NULL, exiting_freer, NULL) == 0);
-    for (int i = 0; !atomic_load(&at_window); i++) {
-      if (i == 20000) { /* 20 s */
-        CHECK_MSG(0, "no heap round %d: the free of block 0 never reached the hook", r);
-        atomic_store(&go, 1);
-        REQUIRE(pthread_join(f, NULL) == 0);
-        return;
-      }
-      usleep(1000);
+    if (!hak_flag_within(&at_window, 20)) {
+      CHECK_MSG(0, "no heap round %d: the free of block 0 never reached the hook", r);
+      atomic_store(&go, 1);
+      REQUIRE(pthread_join(f, NULL) == 0);
+      return;
     }
     /* no hakmem call here: the freer holds the global lock */
     REQUIRE(pthread_create(&a, NULL, adopter, NULL) == 0);
@@ -270,7 +257,7 @@ int main(void) {
   hak_free(hak_malloc(16)); /* this thread frees the rest: its heap allocated before */
   pthread_t f;
   REQUIRE(pthread_create(&f, NULL, freer, NULL) == 0);
-  wait_for(&ready);
+  HAK_WAIT_FLAG(&ready);
   atomic_store(&hak_test_hook, hook);
   section("counted", HAK_HOOK_FREE_COUNTED, true);
   section("checked", HAK_HOOK_MARK_CHECKED, false);

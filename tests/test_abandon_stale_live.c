@@ -33,21 +33,16 @@ static _Thread_local int who; /* 1: F, 2: G */
 static atomic_int ready, start, f_unowned, f_go1, f_counted, f_go2, f_done, g_checked, g_go,
     adopted;
 
-static void wait_for(atomic_int *v) {
-  while (!atomic_load(v))
-    sched_yield();
-}
-
 static void hook(enum hak_hook_point where, void *arg) {
   if (who == 1 && arg == blocks[0] && where == HAK_HOOK_FREE_UNOWNED && !atomic_load(&f_go1)) {
     atomic_store(&f_unowned, 1);
-    wait_for(&f_go1);
+    HAK_WAIT_FLAG(&f_go1);
   } else if (who == 1 && arg == blocks[0] && where == HAK_HOOK_FREE_COUNTED) {
     atomic_store(&f_counted, 1);
-    wait_for(&f_go2);
+    HAK_WAIT_FLAG(&f_go2);
   } else if (who == 2 && arg == blocks[1] && where == HAK_HOOK_MARK_CHECKED) {
     atomic_store(&g_checked, 1);
-    wait_for(&g_go);
+    HAK_WAIT_FLAG(&g_go);
   }
 }
 
@@ -64,12 +59,12 @@ static void *freer(void *arg) {
   who = (int)(intptr_t)arg;
   hak_free(hak_malloc(16));
   atomic_fetch_add(&ready, 1);
-  wait_for(&start);
+  HAK_WAIT_FLAG(&start);
   if (who == 1) {
     hak_free(blocks[0]);
     atomic_store(&f_done, 1);
   } else {
-    wait_for(&f_unowned);
+    HAK_WAIT_FLAG(&f_unowned);
     hak_free(blocks[1]);
   }
   return arg;
@@ -99,8 +94,8 @@ int main(void) {
   uint64_t first = atomic_load(&seg->abandoned_epoch);
   atomic_store(&hak_test_hook, hook);
   atomic_store(&start, 1);
-  wait_for(&f_unowned); /* F read the owner NULL */
-  wait_for(&g_checked); /* G is in its mark window */
+  HAK_WAIT_FLAG(&f_unowned); /* F read the owner NULL */
+  HAK_WAIT_FLAG(&g_checked); /* G is in its mark window */
   REQUIRE(pthread_create(&a, NULL, adopter, NULL) == 0);
   /* the adopter's exit stores its epoch, then waits for G */
   while (atomic_load(&seg->abandoned_epoch) == first)

@@ -84,8 +84,7 @@ static void *producer(void *arg) {
       memset(blocks[i], 0x5a, 64);
   }
   atomic_store(&producer_ready, 1);
-  while (!atomic_load(&exit_producer))
-    usleep(1000);
+  HAK_WAIT_FLAG(&exit_producer);
   return arg; /* exits with both live: S is abandoned */
 }
 
@@ -93,8 +92,7 @@ static void *decoy(void *arg) {
   for (size_t i = 0; i < DECOY_N; i++)
     decoy_blocks[i] = hak_malloc(DECOY_BLOCK);
   atomic_store(&decoy_ready, 1);
-  while (!atomic_load(&exit_decoy))
-    usleep(1000);
+  HAK_WAIT_FLAG(&exit_decoy);
   return arg;
 }
 
@@ -103,7 +101,7 @@ static atomic_size_t parked_ready;
 static void *parked(void *arg) {
   hak_free(hak_malloc(16)); /* takes a heap struct */
   atomic_fetch_add(&parked_ready, 1);
-  while (!atomic_load(&release_parked))
+  while (!atomic_load(&release_parked)) /* unbounded: main's fork wait (60 s scaled) comes first */
     usleep(1000);
   return arg;
 }
@@ -116,8 +114,7 @@ static void *freer(void *arg) {
    * of 2128 runs under TSan died so): one before the flag */
   usleep(1);
   atomic_store(&freer_started, 1);
-  while (!atomic_load(&go_free))
-    usleep(1000);
+  HAK_WAIT_FLAG(&go_free);
   hak_free(blocks[0]); /* no heap: wants one to reclaim S, cannot have it */
   if (last)
     hak_free(blocks[1]); /* the last live block of S: still no heap */
@@ -132,8 +129,7 @@ static void hold_second(enum hak_hook_point where, void *arg) {
   if (where != HAK_HOOK_FREE_COUNTED || arg != blocks[1])
     return;
   atomic_store(&held, 1);
-  while (!atomic_load(&let_go))
-    usleep(1000);
+  HAK_WAIT_FLAG(&let_go);
 }
 
 /* Part "fork": the freer's second free, S given back, waits here before
@@ -142,7 +138,7 @@ static void hold_release(enum hak_hook_point where, void *arg) {
   if (where != HAK_HOOK_NO_HEAP_RELEASING || arg != ptr_segment_base(blocks[0]))
     return;
   atomic_store(&held, 1);
-  while (!atomic_load(&let_go))
+  while (!atomic_load(&let_go)) /* unbounded: main's fork wait (60 s scaled) comes first */
     usleep(1000);
 }
 

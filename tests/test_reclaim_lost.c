@@ -40,15 +40,13 @@ static void hold(enum hak_hook_point where, void *arg) {
   if (where != HAK_HOOK_RECLAIMING || arg != blk[0])
     return;
   atomic_store(&parked, 1);
-  while (!atomic_load(&go))
-    usleep(1000);
+  HAK_WAIT_FLAG(&go);
 }
 
 static void *thread_a(void *arg) {
   void *own = hak_malloc(64); /* a heap and a segment of its own, before S is abandoned */
   atomic_store(&a_ready, 1);
-  while (!atomic_load(&a_free))
-    usleep(1000);
+  HAK_WAIT_FLAG(&a_free);
   /* a slow path (a class it never used) after S's abandonment: it has
    * allocated since, and so wants S when it frees into it */
   void *since = hak_malloc(12000);
