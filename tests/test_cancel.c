@@ -21,7 +21,7 @@
 
 #include <pthread.h>
 
-#include "internal.h"
+#include "hak_test_internal.h"
 
 #define MiB ((size_t)1 << 20)
 
@@ -170,17 +170,12 @@ static int owner_arg; /* what the owner returns */
 static int owner_joined;
 
 static void *exit_wait_owner(void *arg) {
-  for (int i = 0; i <= BIG_PER_PAGE; i++)
-    REQUIRE((big[i] = hak_malloc(BIG)) != NULL);
   /* the page of big[0..7] is full: in the full list, its notify request set */
-  hak_page_t *pg = ptr_page(ptr_segment_base(big[0]), big[0]);
-  REQUIRE(pg->in_full &&
-          ptr_page(ptr_segment_base(big[BIG_PER_PAGE - 1]), big[BIG_PER_PAGE - 1]) == pg);
-  REQUIRE((atomic_load(&pg->thread_free) & TF_MASK) == TF_NOTIFY);
+  hak_fill_full_page(big, BIG_PER_PAGE, BIG);
   atomic_store(&owner_heap, hak_tls_heap);
   atomic_store(&owner_tid, (int)syscall(SYS_gettid));
   atomic_store(&filled, 1);
-  while (!atomic_load(&may_exit))
+  while (!atomic_load(&may_exit)) /* yields, never sleeps: the hook waits for its sleep in hakmem */
     sched_yield();
   cancel_self();
   return arg; /* the exit withdraws the request: waits for the hand-over */
@@ -207,8 +202,7 @@ static void exit_wait_hook(enum hak_hook_point where, void *arg) {
 
 static void exit_wait(void) {
   REQUIRE(pthread_create(&owner, NULL, exit_wait_owner, &owner_arg) == 0);
-  while (!atomic_load(&filled))
-    sched_yield();
+  HAK_WAIT_FLAG(&filled);
   atomic_store(&hak_test_hook, exit_wait_hook);
   hak_free(big[3]); /* held in its hand-over to the owner's heap */
   atomic_store(&hak_test_hook, NULL);

@@ -47,7 +47,7 @@
 #include <sys/mman.h>
 #include <sys/wait.h>
 
-#include "internal.h"
+#include "hak_test_internal.h"
 
 #if HAK_TSAN
 const char *__tsan_default_options(void);
@@ -92,13 +92,9 @@ static double limit_s(void) {
 }
 
 static void wait_parked(const char *what) {
-  double end = hak_now() + limit_s();
-  while (!atomic_load(&parked)) {
-    if (hak_now() > end) {
-      FAIL("never parked at %s", what);
-      _exit(1);
-    }
-    sched_yield();
+  if (!hak_flag_within(&parked, limit_s())) {
+    FAIL("never parked at %s", what);
+    _exit(1);
   }
 }
 
@@ -368,8 +364,7 @@ static void *t_producer(void *arg) {
 static void *t_freer(void *arg) {
   hak_free(hak_malloc(16)); /* a heap that has not allocated since the abandonment */
   atomic_store(&freer_ready, 1);
-  while (!atomic_load(&freer_cue))
-    sched_yield();
+  HAK_WAIT_FLAG(&freer_cue);
   hak_free(ab[0]);
   return arg;
 }
@@ -380,8 +375,7 @@ static void abandoned_free(enum hak_hook_point where, const char *name) {
   atomic_store(&freer_cue, 0);
   pthread_t f, p;
   REQUIRE(pthread_create(&f, NULL, t_freer, NULL) == 0);
-  while (!atomic_load(&freer_ready))
-    sched_yield();
+  HAK_WAIT_FLAG(&freer_ready);
   REQUIRE(pthread_create(&p, NULL, t_producer, NULL) == 0 && pthread_join(p, NULL) == 0);
   struct hak_stats st;
   hak_stats(&st);
@@ -416,10 +410,7 @@ static void free_counted(void) {
 static void *fp[BLOCKS + 1];
 static atomic_int o_filled, o_exit;
 static void fill_page(void) {
-  for (int i = 0; i <= BLOCKS; i++)
-    REQUIRE((fp[i] = hak_malloc(SZ)) != NULL);
-  hak_page_t *pg = ptr_page(ptr_segment_base(fp[0]), fp[0]);
-  REQUIRE(pg->in_full && (atomic_load(&pg->thread_free) & TF_MASK) == TF_NOTIFY);
+  hak_fill_full_page(fp, BLOCKS, SZ);
 }
 static void *t_handover(void *arg) {
   hak_free(fp[3]);
@@ -445,14 +436,13 @@ static void notifying(bool main_owns, bool stranded, bool unfull, const char *na
     fill_page();
   } else {
     REQUIRE(pthread_create(&o, NULL, t_owner, NULL) == 0);
-    while (!atomic_load(&o_filled))
-      sched_yield();
+    HAK_WAIT_FLAG(&o_filled);
   }
   r = park(HAK_HOOK_NOTIFYING, fp[3], 0, t_handover, name);
   if (stranded)
     REQUIRE(pthread_create(&x, NULL, t_push, NULL) == 0 && pthread_join(x, NULL) == 0);
   if (unfull) { /* main's own free of a block of the page: off the full list */
-    hak_page_t *pg = ptr_page(ptr_segment_base(fp[0]), fp[0]);
+    hak_page_t *pg = hak_block_page(fp[0]);
     hak_free(fp[0]);
     hak_thread_cache_flush();
     REQUIRE(!pg->in_full && (atomic_load(&pg->thread_free) & TF_MASK) == TF_NOTIFYING);

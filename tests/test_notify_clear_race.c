@@ -44,7 +44,7 @@
 
 #include <pthread.h>
 
-#include "internal.h"
+#include "hak_test_internal.h"
 
 #define SZ 65536 /* a page of this class holds 8 blocks */
 #define BLOCKS 8
@@ -55,15 +55,6 @@ static atomic_int hook_ran, q_pushed;
 static atomic_int r1_held, r1_go;
 static pthread_t r1;
 static hak_heap_t *main_heap; /* main's heap, read by the hook on R1 */
-
-static void wait_flag(atomic_int *f, const char *what) {
-  for (int i = 0; i < 10000 && !atomic_load(f); i++) /* 10 s */
-    hak_sleep_ms(1);
-  if (!atomic_load(f)) { /* nothing tested, said so */
-    FAIL("%s", what);
-    exit(hak_test_done());
-  }
-}
 
 static void *free_one(void *arg) {
   hak_free(arg);
@@ -86,19 +77,15 @@ static void hook_taking(enum hak_hook_point where, void *arg) {
   if (where == HAK_HOOK_NOTIFY_TAKING && arg == d[5] && !atomic_load(&hook_ran)) {
     atomic_store(&hook_ran, 1); /* R2, before its CAS: R1 takes the request */
     REQUIRE(pthread_create(&r1, NULL, free_one, d[3]) == 0);
-    wait_flag(&r1_held, "R1's free never reached HAK_HOOK_NOTIFYING");
+    HAK_WAIT_FLAG_MSG(&r1_held, "R1's free never reached HAK_HOOK_NOTIFYING");
   } else if (where == HAK_HOOK_NOTIFYING && arg == d[3]) {
     atomic_store(&r1_held, 1); /* R1, in its hand-over */
-    wait_flag(&r1_go, "R1 was never let go");
+    HAK_WAIT_FLAG_MSG(&r1_go, "R1 was never let go");
   }
 }
 
 static void fill(void) {
-  for (int i = 0; i <= BLOCKS; i++)
-    REQUIRE((d[i] = hak_malloc(SZ)) != NULL);
-  P = ptr_page(ptr_segment_base(d[0]), d[0]);
-  REQUIRE(ptr_page(ptr_segment_base(d[BLOCKS - 1]), d[BLOCKS - 1]) == P);
-  REQUIRE(P->in_full && (atomic_load(&P->thread_free) & TF_MASK) == TF_NOTIFY);
+  P = hak_fill_full_page(d, BLOCKS, SZ);
   REQUIRE(tf_count(atomic_load(&P->thread_free)) == 0);
 }
 
@@ -151,10 +138,10 @@ static void delayed(void) {
   REQUIRE(keep != NULL);
   for (int i = 0; i <= 2 * BLOCKS; i++)
     REQUIRE((e[i] = hak_malloc(SZ)) != NULL);
-  hak_page_t *p1 = ptr_page(ptr_segment_base(e[0]), e[0]);
-  hak_page_t *p2 = ptr_page(ptr_segment_base(e[BLOCKS]), e[BLOCKS]);
-  REQUIRE(p1 != p2 && ptr_page(ptr_segment_base(e[BLOCKS - 1]), e[BLOCKS - 1]) == p1 &&
-          ptr_page(ptr_segment_base(e[2 * BLOCKS - 1]), e[2 * BLOCKS - 1]) == p2);
+  hak_page_t *p1 = hak_block_page(e[0]);
+  hak_page_t *p2 = hak_block_page(e[BLOCKS]);
+  REQUIRE(p1 != p2 && hak_block_page(e[BLOCKS - 1]) == p1 &&
+          hak_block_page(e[2 * BLOCKS - 1]) == p2);
   REQUIRE(p1->in_full && (atomic_load(&p1->thread_free) & TF_MASK) == TF_NOTIFY);
   REQUIRE(p2->in_full && (atomic_load(&p2->thread_free) & TF_MASK) == TF_NOTIFY);
   REQUIRE(atomic_load(&hak_tls_heap->delayed) == 0);

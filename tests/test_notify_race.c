@@ -49,7 +49,7 @@
 
 #include <pthread.h>
 
-#include "internal.h"
+#include "hak_test_internal.h"
 
 #define SZ 65536 /* a page of this class holds 8 blocks */
 
@@ -81,19 +81,10 @@ static hak_page_t *P;
 static atomic_int o_filled, o_refilled, o_at_request, o_asked, o_checked, r_held, r_go, x_freed;
 static void *_Atomic held_block; /* the block whose hand-over is held */
 
-static void wait_flag(atomic_int *f, const char *what) {
-  for (int i = 0; i < 10000 && !atomic_load(f); i++) /* 10 s */
-    hak_sleep_ms(1);
-  if (!atomic_load(f)) {
-    FAIL("%s", what);
-    exit(hak_test_done());
-  }
-}
-
 static void hook3(enum hak_hook_point where, void *arg) {
   if (where == HAK_HOOK_NOTIFYING && arg == atomic_load(&held_block)) { /* R: hand-over held */
     atomic_store(&r_held, 1);
-    wait_flag(&r_go, "R was never let go");
+    HAK_WAIT_FLAG_MSG(&r_go, "R was never let go");
   } else if (where == HAK_HOOK_PAGE_FULL && arg == P && atomic_load(&o_refilled)) {
     atomic_store(&o_at_request, 1); /* O, about to ask again */
   }
@@ -106,13 +97,9 @@ static void *thread_r(void *arg) {
 
 static void *thread_o(void *arg) {
   void *keep2 = hak_malloc(100); /* another class: the segment stays in use */
-  for (int i = 0; i <= BLOCKS; i++)
-    REQUIRE((d[i] = hak_malloc(SZ)) != NULL);
-  P = ptr_page(ptr_segment_base(d[0]), d[0]);
-  REQUIRE(P->in_full && ptr_page(ptr_segment_base(d[BLOCKS - 1]), d[BLOCKS - 1]) == P);
-  REQUIRE((atomic_load(&P->thread_free) & TF_MASK) == TF_NOTIFY);
+  P = hak_fill_full_page(d, BLOCKS, SZ);
   atomic_store(&o_filled, 1);
-  wait_flag(&r_held, "R's free never reached HAK_HOOK_NOTIFYING");
+  HAK_WAIT_FLAG_MSG(&r_held, "R's free never reached HAK_HOOK_NOTIFYING");
   hak_free(d[0]);
   hak_thread_cache_flush(); /* P leaves the full list, R still in its hand-over */
   REQUIRE(!P->in_full && (atomic_load(&P->thread_free) & TF_MASK) == TF_NOTIFYING);
@@ -122,13 +109,13 @@ static void *thread_o(void *arg) {
   void *next = hak_malloc(SZ); /* P to the full list: asks again */
   REQUIRE(next != NULL);
   atomic_store(&o_asked, 1);
-  wait_flag(&r_go, "R was never let go");
+  HAK_WAIT_FLAG_MSG(&r_go, "R was never let go");
   CHECK_MSG(P->in_full, "the page left the full list");
   CHECK_MSG((atomic_load(&P->thread_free) & TF_MASK) == TF_NOTIFY,
             "the notify request made during a hand-over was lost (state %lu)",
             (unsigned long)(atomic_load(&P->thread_free) & TF_MASK));
   atomic_store(&o_checked, 1);
-  wait_flag(&x_freed, "the main thread's free never came");
+  HAK_WAIT_FLAG_MSG(&x_freed, "the main thread's free never came");
   for (int i = 0; i <= BLOCKS; i++)
     if (i != 3 && i != 5) /* R's and the main thread's */
       hak_free(d[i]);
@@ -141,16 +128,16 @@ static void request_during_handover(void) {
   pthread_t o, r;
   hak_test_hook = hook3;
   REQUIRE(pthread_create(&o, NULL, thread_o, NULL) == 0);
-  wait_flag(&o_filled, "O did not fill its page");
+  HAK_WAIT_FLAG_MSG(&o_filled, "O did not fill its page");
   atomic_store(&held_block, d[3]);
   REQUIRE(pthread_create(&r, NULL, thread_r, NULL) == 0);
-  wait_flag(&o_at_request, "O's malloc never moved the page to the full list");
+  HAK_WAIT_FLAG_MSG(&o_at_request, "O's malloc never moved the page to the full list");
   hak_sleep_ms(100);
   CHECK_MSG(!atomic_load(&o_asked),
             "the notify request did not wait for a hand-over under way (TF_NOTIFYING)");
   atomic_store(&r_go, 1);
   REQUIRE(pthread_join(r, NULL) == 0);
-  wait_flag(&o_checked, "O never checked its page");
+  HAK_WAIT_FLAG_MSG(&o_checked, "O never checked its page");
   hak_test_hook = NULL;
   hak_free(d[5]); /* a remote free into the full page: handed over, not pushed */
   CHECK_MSG(tf_count(atomic_load(&P->thread_free)) == 0,
@@ -164,12 +151,9 @@ static void *e[BLOCKS + 1];
 static atomic_int e_filled, e_exit;
 
 static void *thread_exiting_owner(void *arg) {
-  for (int i = 0; i <= BLOCKS; i++)
-    REQUIRE((e[i] = hak_malloc(SZ)) != NULL);
-  hak_page_t *pg = ptr_page(ptr_segment_base(e[0]), e[0]);
-  REQUIRE(pg->in_full && (atomic_load(&pg->thread_free) & TF_MASK) == TF_NOTIFY);
+  hak_fill_full_page(e, BLOCKS, SZ);
   atomic_store(&e_filled, 1);
-  wait_flag(&e_exit, "the owner was never told to exit");
+  HAK_WAIT_FLAG_MSG(&e_exit, "the owner was never told to exit");
   return arg; /* the exit withdraws the request: waits for the hand-over, then drains */
 }
 
@@ -179,10 +163,10 @@ static void exit_during_handover(void) {
   atomic_store(&r_go, 0);
   hak_test_hook = hook3;
   REQUIRE(pthread_create(&o, NULL, thread_exiting_owner, NULL) == 0);
-  wait_flag(&e_filled, "the exiting owner did not fill its page");
+  HAK_WAIT_FLAG_MSG(&e_filled, "the exiting owner did not fill its page");
   atomic_store(&held_block, e[3]);
   REQUIRE(pthread_create(&r, NULL, thread_r, NULL) == 0);
-  wait_flag(&r_held, "the hand-over never reached HAK_HOOK_NOTIFYING");
+  HAK_WAIT_FLAG_MSG(&r_held, "the hand-over never reached HAK_HOOK_NOTIFYING");
   atomic_store(&e_exit, 1);
   hak_sleep_ms(100);
   CHECK_MSG(pthread_tryjoin_np(o, NULL) != 0,
@@ -209,7 +193,7 @@ int main(void) {
   void *b[8];
   for (int i = 0; i < 8; i++)
     REQUIRE((b[i] = hak_malloc(SZ)) != NULL);
-  full_page = ptr_page(ptr_segment_base(b[0]), b[0]);
+  full_page = hak_block_page(b[0]);
   REQUIRE(!full_page->in_full && class_pages(cls) == 1);
   victim = b[3];
   hak_test_hook = hook;

@@ -56,7 +56,7 @@
 #include <pthread.h>
 #include <sched.h>
 
-#include "internal.h"
+#include "hak_test_internal.h"
 
 #define LOW_PRIO 10
 #define HIGH_PRIO 20
@@ -113,13 +113,13 @@ static int start(pthread_t *t, void *(*fn)(void *), void *arg, int cpu, int prio
   return r;
 }
 
+/* 20 s, well inside CHILD_S (HAK_WAIT_FLAG's 30 s scaled is not, under
+ * TSan), and _exit: no exit handler runs while a thread spins at RT
+ * priority */
 static void wait_flag(atomic_int *v, const char *what) {
-  for (double end = hak_now() + 20; !atomic_load(v);) {
-    if (hak_now() > end) {
-      FAIL("%s: not within 20 s", what);
-      _exit(1); /* the exit kills whatever spins */
-    }
-    hak_sleep_ms(1);
+  if (!hak_flag_within(v, 20)) {
+    FAIL("%s: not within 20 s", what);
+    _exit(1); /* the exit kills whatever spins */
   }
 }
 
@@ -213,13 +213,8 @@ static void *big[BIG_PER_PAGE + 1];
 static atomic_int filled, may_exit;
 
 static void *notify_high(void *arg) {
-  for (int i = 0; i <= BIG_PER_PAGE; i++)
-    REQUIRE((big[i] = hak_malloc(BIG)) != NULL);
   /* the page of big[0..7] is full: in the full list, its notify request set */
-  hak_page_t *pg = ptr_page(ptr_segment_base(big[0]), big[0]);
-  REQUIRE(pg->in_full &&
-          ptr_page(ptr_segment_base(big[BIG_PER_PAGE - 1]), big[BIG_PER_PAGE - 1]) == pg);
-  REQUIRE((atomic_load(&pg->thread_free) & TF_MASK) == TF_NOTIFY);
+  hak_fill_full_page(big, BIG_PER_PAGE, BIG);
   atomic_store(&filled, 1);
   while (!atomic_load(&may_exit))
     hak_sleep_ms(1); /* sleeps: the low thread on this CPU runs */
@@ -261,7 +256,7 @@ static void *lock_low(void *arg) {
   is_low = 1;
   for (int i = 0; i < BIG_PER_PAGE; i++)
     REQUIRE((big[i] = hak_malloc(BIG)) != NULL);
-  atomic_store(&hold_arg, ptr_page(ptr_segment_base(big[0]), big[0]));
+  atomic_store(&hold_arg, hak_block_page(big[0]));
   atomic_store(&hold_at, HAK_HOOK_PAGE_FULL);
   /* the page goes to the full list: held there, the heap's lock held */
   REQUIRE((big[BIG_PER_PAGE] = hak_malloc(BIG)) != NULL);

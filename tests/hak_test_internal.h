@@ -1,0 +1,33 @@
+/* hak_test_internal.h: set-up shared by the test programs that reach into
+ * hakmem's internals (alloc/src/internal.h: pages, segments, the notify
+ * states). Such a test includes hak_test.h first, then this header in
+ * place of internal.h; a test of the public API alone includes neither
+ * internal.h nor this. */
+#ifndef HAK_TEST_INTERNAL_H
+#define HAK_TEST_INTERNAL_H
+
+#include "hak_test.h"
+
+#include "internal.h"
+
+/* The page that block p lies in. */
+static inline hak_page_t *hak_block_page(const void *p) {
+  return ptr_page(ptr_segment_base(p), p);
+}
+
+/* Fills a page: allocates blk[0..per_page] of `size` bytes, a class whose
+ * page holds per_page blocks and of which this thread has nothing live.
+ * blk[0..per_page-1] take one page; the last malloc finds it full and
+ * moves it to the full list with its notify request (TF_NOTIFY: the next
+ * remote free into it is handed over to this thread's heap). Returns the
+ * page; the set-up not holding stops the test. */
+static inline hak_page_t *hak_fill_full_page(void **blk, int per_page, size_t size) {
+  for (int i = 0; i <= per_page; i++)
+    REQUIRE((blk[i] = hak_malloc(size)) != NULL);
+  hak_page_t *pg = hak_block_page(blk[0]);
+  REQUIRE(hak_block_page(blk[per_page - 1]) == pg);
+  REQUIRE(pg->in_full && (atomic_load(&pg->thread_free) & TF_MASK) == TF_NOTIFY);
+  return pg;
+}
+
+#endif /* HAK_TEST_INTERNAL_H */
