@@ -375,13 +375,10 @@ static void gone_hook(enum hak_hook_point where, void *arg) {
     return;
   hook_ran = 1;
   atomic_store(&second_go, 1);
-  double end = hak_now() + 10 * hak_test_slowdown();
-  while (!atomic_load(&second_returned))
-    if (hak_now() > end) { /* neither aborted nor returned: a hang, said so */
-      fprintf(stderr, "the second free neither ended the process nor returned\n");
-      _exit(3);
-    } else
-      sched_yield();
+  if (!hak_flag_within(&second_returned, 10 * hak_test_slowdown())) { /* a hang, said so */
+    fprintf(stderr, "the second free neither ended the process nor returned\n");
+    _exit(3);
+  }
 }
 static void gone_free(void *arg) {
   (void)arg;
