@@ -171,7 +171,8 @@ static int owner_joined;
 
 static void *exit_wait_owner(void *arg) {
   /* the page of big[0..7] is full: in the full list, its notify request set */
-  hak_fill_full_page(big, BIG_PER_PAGE, BIG);
+  hak_page_t *pg = hak_fill_full_page(big, BIG_PER_PAGE, BIG);
+  REQUIRE(hak_block_page(big[BIG_PER_PAGE - 1]) == pg);
   atomic_store(&owner_heap, hak_tls_heap);
   atomic_store(&owner_tid, (int)syscall(SYS_gettid));
   atomic_store(&filled, 1);

@@ -416,10 +416,6 @@ static void *t_handover(void *arg) {
   hak_free(fp[3]);
   return arg;
 }
-static void *t_push(void *arg) {
-  hak_free(fp[5]); /* TF_NOTIFYING: onto the page's stack */
-  return arg;
-}
 static void *t_owner(void *arg) {
   fill_page();
   atomic_store(&o_filled, 1);
@@ -429,7 +425,7 @@ static void *t_owner(void *arg) {
 }
 
 static void notifying(bool main_owns, bool stranded, bool unfull, const char *name) {
-  pthread_t o, r, x;
+  pthread_t o, r;
   atomic_store(&o_filled, 0);
   atomic_store(&o_exit, 0);
   if (main_owns) {
@@ -439,8 +435,8 @@ static void notifying(bool main_owns, bool stranded, bool unfull, const char *na
     HAK_WAIT_FLAG(&o_filled);
   }
   r = park(HAK_HOOK_NOTIFYING, fp[3], 0, t_handover, name);
-  if (stranded)
-    REQUIRE(pthread_create(&x, NULL, t_push, NULL) == 0 && pthread_join(x, NULL) == 0);
+  if (stranded) /* TF_NOTIFYING: onto the page's stack */
+    hak_free_remotely(&fp[5], 1);
   if (unfull) { /* main's own free of a block of the page: off the full list */
     hak_page_t *pg = hak_block_page(fp[0]);
     hak_free(fp[0]);

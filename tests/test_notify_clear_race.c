@@ -67,8 +67,7 @@ static void hook(enum hak_hook_point where, void *arg) {
   atomic_store(&hook_ran, 1);
   /* Q's free, ended before R's reset: the page asks nothing new (R's
    * TF_NOTIFYING), so the block goes onto its stack */
-  pthread_t q;
-  REQUIRE(pthread_create(&q, NULL, free_one, d[5]) == 0 && pthread_join(q, NULL) == 0);
+  hak_free_remotely(&d[5], 1);
   uintptr_t tf = atomic_load(&P->thread_free);
   atomic_store(&q_pushed, tf_count(tf) == 1 && (tf & TF_MASK) == TF_NOTIFYING);
 }
@@ -86,6 +85,7 @@ static void hook_taking(enum hak_hook_point where, void *arg) {
 
 static void fill(void) {
   P = hak_fill_full_page(d, BLOCKS, SZ);
+  REQUIRE(hak_block_page(d[BLOCKS - 1]) == P);
   REQUIRE(tf_count(atomic_load(&P->thread_free)) == 0);
 }
 
@@ -95,8 +95,7 @@ static void taking(void) {
   fill();
   atomic_store(&hook_ran, 0);
   atomic_store(&hak_test_hook, hook_taking);
-  pthread_t r2;
-  REQUIRE(pthread_create(&r2, NULL, free_one, d[5]) == 0 && pthread_join(r2, NULL) == 0);
+  hak_free_remotely(&d[5], 1);
   if (!atomic_load(&hook_ran)) { /* nothing tested, said so */
     FAIL("R2's free never reached HAK_HOOK_NOTIFY_TAKING (no notify request?)");
     exit(hak_test_done());
@@ -128,8 +127,7 @@ static void hook_delayed(enum hak_hook_point where, void *arg) {
   if (where != HAK_HOOK_DELAYED_PUSHING || arg != e[3] || atomic_load(&hook_ran))
     return;
   atomic_store(&hook_ran, 1); /* R1, the list read: R2 hands a block of P2 over */
-  pthread_t r2;
-  REQUIRE(pthread_create(&r2, NULL, free_one, e[BLOCKS + 5]) == 0 && pthread_join(r2, NULL) == 0);
+  hak_free_remotely(&e[BLOCKS + 5], 1);
   atomic_store(&q_pushed, atomic_load(&main_heap->delayed) == (uintptr_t)e[BLOCKS + 5]);
 }
 
@@ -149,8 +147,7 @@ static void delayed(void) {
   atomic_store(&hook_ran, 0);
   atomic_store(&q_pushed, 0);
   atomic_store(&hak_test_hook, hook_delayed);
-  pthread_t t1;
-  REQUIRE(pthread_create(&t1, NULL, free_one, e[3]) == 0 && pthread_join(t1, NULL) == 0);
+  hak_free_remotely(&e[3], 1);
   atomic_store(&hak_test_hook, NULL);
   if (!atomic_load(&hook_ran)) { /* nothing tested, said so */
     FAIL("R1's hand-over never reached HAK_HOOK_DELAYED_PUSHING");
@@ -174,8 +171,7 @@ int main(void) {
   REQUIRE(keep != NULL);
   fill();
   atomic_store(&hak_test_hook, hook);
-  pthread_t r;
-  REQUIRE(pthread_create(&r, NULL, free_one, d[3]) == 0 && pthread_join(r, NULL) == 0);
+  hak_free_remotely(&d[3], 1);
   atomic_store(&hak_test_hook, NULL);
   if (!atomic_load(&hook_ran)) { /* nothing tested, said so */
     FAIL("R's free never reached HAK_HOOK_NOTIFY_CLEARING (no hand-over?)");

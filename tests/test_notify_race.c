@@ -57,19 +57,12 @@ static void *victim;
 static hak_page_t *full_page;
 static atomic_int hooked;
 
-static void *free_victim(void *arg) {
-  (void)arg;
-  hak_free(victim);
-  return NULL;
-}
-
 static void hook(enum hak_hook_point where, void *arg) {
   if (where != HAK_HOOK_PAGE_FULL || arg != full_page || atomic_load(&hooked))
     return;
   atomic_store(&hooked, 1);
   /* another thread's free, finished before the notify request */
-  pthread_t t;
-  REQUIRE(pthread_create(&t, NULL, free_victim, NULL) == 0 && pthread_join(t, NULL) == 0);
+  hak_free_remotely(&victim, 1);
   CHECK_MSG(tf_count(atomic_load(&full_page->thread_free)) == 1,
             "the remote free in the window did not push onto the page's stack");
 }
@@ -98,6 +91,7 @@ static void *thread_r(void *arg) {
 static void *thread_o(void *arg) {
   void *keep2 = hak_malloc(100); /* another class: the segment stays in use */
   P = hak_fill_full_page(d, BLOCKS, SZ);
+  REQUIRE(hak_block_page(d[BLOCKS - 1]) == P);
   atomic_store(&o_filled, 1);
   HAK_WAIT_FLAG_MSG(&r_held, "R's free never reached HAK_HOOK_NOTIFYING");
   hak_free(d[0]);
@@ -213,8 +207,7 @@ int main(void) {
   REQUIRE(c != NULL && full_page->in_full);
   REQUIRE((atomic_load(&full_page->thread_free) & TF_MASK) == TF_NOTIFY);
   victim = b[5];
-  pthread_t t;
-  REQUIRE(pthread_create(&t, NULL, free_victim, NULL) == 0 && pthread_join(t, NULL) == 0);
+  hak_free_remotely(&victim, 1);
   CHECK_MSG(tf_count(atomic_load(&full_page->thread_free)) == 0,
             "a remote free into a page that asked to be told pushed onto its stack");
   CHECK_MSG(atomic_load(&hak_tls_heap->delayed) == (uintptr_t)victim,

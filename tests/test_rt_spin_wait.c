@@ -214,7 +214,8 @@ static atomic_int filled, may_exit;
 
 static void *notify_high(void *arg) {
   /* the page of big[0..7] is full: in the full list, its notify request set */
-  hak_fill_full_page(big, BIG_PER_PAGE, BIG);
+  hak_page_t *pg = hak_fill_full_page(big, BIG_PER_PAGE, BIG);
+  REQUIRE(hak_block_page(big[BIG_PER_PAGE - 1]) == pg);
   atomic_store(&filled, 1);
   while (!atomic_load(&may_exit))
     hak_sleep_ms(1); /* sleeps: the low thread on this CPU runs */
