@@ -16,7 +16,7 @@
 
 #include <pthread.h>
 
-#include "internal.h"
+#include "hak_test_internal.h"
 
 #define SIZE 64
 
@@ -102,7 +102,7 @@ static void only_page_stays(void) {
   size_t cls = hak_size_to_class(100);
   void *p = hak_malloc(100);
   REQUIRE(p != NULL);
-  hak_page_t *pg = ptr_page(ptr_segment_base(p), p);
+  hak_page_t *pg = hak_block_page(p);
   REQUIRE(pages(cls) == 1);
   hak_free(p);
   hak_thread_cache_flush(); /* the block goes back to its page: the page is empty */
@@ -115,7 +115,7 @@ static void only_page_stays(void) {
   /* the next malloc of the class reuses that page */
   void *q = hak_malloc(100);
   REQUIRE(q != NULL);
-  CHECK_PTR_EQ(ptr_page(ptr_segment_base(q), q), pg);
+  CHECK_PTR_EQ(hak_block_page(q), pg);
   hak_free(q);
   CHECK_EQ(hak_heap_check(), 0);
 }
@@ -183,13 +183,13 @@ static void adopt_takes_carvable(void) {
   pthread_t t;
   REQUIRE(pthread_create(&t, NULL, one_step, b) == 0);
   REQUIRE(pthread_join(t, NULL) == 0);
-  hak_page_t *pg = ptr_page(ptr_segment_base(b[0]), b[0]);
+  hak_page_t *pg = hak_block_page(b[0]);
   REQUIRE(pg->free == NULL);
   REQUIRE(atomic_load(&pg->capacity) == step && step < pg->reserved);
   REQUIRE(pages(cls) == 1);
   void *p = hak_malloc(100); /* no heap, no segment: adopts the worker's */
   REQUIRE(p != NULL);
-  CHECK_MSG(ptr_page(ptr_segment_base(p), p) == pg,
+  CHECK_MSG(hak_block_page(p) == pg,
             "malloc(100) after adopting a page with room to carve took another page");
   CHECK_EQ(pages(cls), 1);
   hak_free(p);

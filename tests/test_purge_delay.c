@@ -34,7 +34,7 @@
  * PURGE_DELAY_MS after the delay started, not 1 ms before. */
 #include "hak_test.h"
 
-#include "internal.h"
+#include "hak_test_internal.h"
 
 #define BLOCK 16384
 #define NBLK 1536 /* 24 MiB of 16 KiB blocks: 6+ segments */
@@ -308,7 +308,7 @@ static void threshold_inclusive(void) {
       pinned[npinned++] = seg;
     }
     for (int j = i; j < TN; j++)
-      if (tblk[j] && ptr_page(ptr_segment_base(tblk[j]), tblk[j]) == pg && !pin) {
+      if (tblk[j] && hak_block_page(tblk[j]) == pg && !pin) {
         hak_free(tblk[j]);
         tblk[j] = NULL;
       }

@@ -15,7 +15,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "hak_test_internal.h"
 
 #define SMALL 1000 /* class 1024: a page is one 64 KiB slice of 64 blocks */
 #define PAGES 4
@@ -47,7 +47,7 @@ static void errno_kept(void) {
   }
   /* the first block of each segment stays (no segment leaves the heap),
    * and so do the blocks of the last block's page, freed after the delay */
-  hak_page_t *late = ptr_page(ptr_segment_base(b[N2 - 1]), b[N2 - 1]);
+  hak_page_t *late = hak_block_page(b[N2 - 1]);
   unsigned char *victim = b[N2 / 2];
   hak_segment_t *vseg = ptr_segment_base(victim);
   uint64_t vbit = (uint64_t)1 << ptr_slice(vseg, victim);
@@ -75,7 +75,7 @@ static void errno_kept(void) {
   os_test_advance_ms(PURGE_DELAY_MS);
   errno = 0;
   for (int i = 0; i < N2; i++)
-    if (b[i] && ptr_page(ptr_segment_base(b[i]), b[i]) == late) {
+    if (b[i] && hak_block_page(b[i]) == late) {
       hak_free(b[i]);
       b[i] = NULL;
     }

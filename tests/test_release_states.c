@@ -28,7 +28,7 @@
 #include <pthread.h>
 #include <sys/wait.h>
 
-#include "internal.h"
+#include "hak_test_internal.h"
 
 #define SZ 65536 /* one page of this class holds 8 blocks */
 
@@ -41,7 +41,7 @@ static void notifying_page_kept(void *arg) {
   REQUIRE(hak_malloc(100) != NULL); /* another class: the segment stays in use */
   for (int i = 0; i < 9; i++)
     REQUIRE((b[i] = hak_malloc(SZ)) != NULL); /* page P full, a second page of the class */
-  hak_page_t *P = ptr_page(ptr_segment_base(b[0]), b[0]);
+  hak_page_t *P = hak_block_page(b[0]);
   set_state(P, TF_NOTIFYING); /* a remote thread mid-way through its hand-over */
   for (int i = 0; i < 8; i++)
     hak_free(b[i]);
@@ -64,7 +64,7 @@ static hak_page_t *full_page_notifying(void **blk) {
   REQUIRE(hak_malloc(100) != NULL); /* another class: the segment stays in use */
   for (int i = 0; i < 8; i++)
     REQUIRE((blk[i] = hak_malloc(SZ)) != NULL);
-  hak_page_t *P = ptr_page(ptr_segment_base(blk[0]), blk[0]);
+  hak_page_t *P = hak_block_page(blk[0]);
   REQUIRE(hak_malloc(SZ) != NULL); /* P full: in the full list, TF_NOTIFY */
   REQUIRE(P->in_full && (atomic_load(&P->thread_free) & TF_MASK) == TF_NOTIFY);
   set_state(P, TF_NOTIFYING);

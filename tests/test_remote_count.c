@@ -10,11 +10,7 @@
  *     page's live blocks, and on one that differs from the list it walks. */
 #include "hak_test.h"
 
-#include "internal.h"
-
-static hak_page_t *page_of(void *p) {
-  return ptr_page(ptr_segment_base(p), p);
-}
+#include "hak_test_internal.h"
 
 /* The local list of P starts with `want` (n blocks), then `rest`. */
 static void check_list_head(hak_page_t *P, void **want, int n, hak_block_t *rest) {
@@ -34,9 +30,9 @@ static void test_append(void) {
   void *a[8];
   for (int i = 0; i < 8; i++)
     a[i] = hak_malloc(48);
-  hak_page_t *P = page_of(a[0]);
+  hak_page_t *P = hak_block_page(a[0]);
   for (int i = 1; i < 8; i++)
-    REQUIRE(page_of(a[i]) == P);
+    REQUIRE(hak_block_page(a[i]) == P);
   REQUIRE(P->free != NULL);
   uint32_t used = P->used;
   hak_free_remotely(a, 4);
@@ -64,9 +60,9 @@ static void test_take(void) {
   void *b[8];
   for (int i = 0; i < 8; i++)
     b[i] = hak_malloc(BIG);
-  hak_page_t *P = page_of(b[0]);
+  hak_page_t *P = hak_block_page(b[0]);
   for (int i = 1; i < 8; i++)
-    REQUIRE(page_of(b[i]) == P);
+    REQUIRE(hak_block_page(b[i]) == P);
   REQUIRE(P->free == NULL && !P->in_full);
   hak_free_remotely(b, 3);
   CHECK_EQ(tf_count(atomic_load(&P->thread_free)), 3);
@@ -92,8 +88,8 @@ static hak_page_t *corrupt_count(int nremote, long delta) {
   void *a[4];
   for (int i = 0; i < 4; i++)
     a[i] = hak_malloc(48);
-  hak_page_t *P = page_of(a[0]);
-  if (P->free == NULL || page_of(a[nremote - 1]) != P)
+  hak_page_t *P = hak_block_page(a[0]);
+  if (P->free == NULL || hak_block_page(a[nremote - 1]) != P)
     _exit(5);
   hak_free_remotely(a, nremote);
   if (delta >= 0)

@@ -5,7 +5,7 @@
  * does not overlap any other live block. And each class's page geometry. */
 #include "hak_test.h"
 
-#include "internal.h"
+#include "hak_test_internal.h"
 
 #define MAX_SIZE (HAK_SMALL_MAX + 4096)
 #define RING 8 /* sizes whose blocks stay live while later sizes are tested */
@@ -60,7 +60,7 @@ static void check_geometry(void) {
     size_t size = class_size(c);
     void *p = hak_malloc(size);
     REQUIRE(p != NULL);
-    hak_page_t *pg = ptr_page(ptr_segment_base(p), p);
+    hak_page_t *pg = hak_block_page(p);
     size_t n = pg->slice_count;
     CHECK_MSG(n == class_slices(c) && pg->reserved == n * SLICE_SIZE / size,
               "class %zu (%zu B): page of %zu slices, %u blocks; class_slices says %zu", c, size, n,

@@ -7,7 +7,7 @@
 
 #include <pthread.h>
 
-#include "internal.h"
+#include "hak_test_internal.h"
 
 #define MiB ((size_t)1 << 20)
 
@@ -586,7 +586,7 @@ static void corrupt_child(void *arg) {
     b[0] = k ? (uintptr_t)b : (uintptr_t)0x1000; /* its link: itself, or an unmapped page */
   } else if (k == 2) {
     unsigned char *p = hak_malloc(1000);
-    hak_page_t *pg = ptr_page(ptr_segment_base(p), p);
+    hak_page_t *pg = hak_block_page(p);
     REQUIRE(pg->free != NULL && block_next(pg->free) != NULL); /* two free blocks at least */
     *(void *volatile *)pg->free = NULL;
   } else if (k == 5) {
@@ -596,7 +596,7 @@ static void corrupt_child(void *arg) {
     void *b[9];
     for (int i = 0; i < 9; i++) /* a page of 8 blocks: full, in the full list */
       REQUIRE((b[i] = corrupt_escape = hak_malloc(65536)) != NULL);
-    hak_page_t *pg = ptr_page(ptr_segment_base(b[0]), b[0]);
+    hak_page_t *pg = hak_block_page(b[0]);
     REQUIRE(pg->in_full && pg->free == NULL);
     block_set_free(b[3], NULL, block_marker_value(b[3])); /* freed behind the heap's back */
     pg->free = b[3];
@@ -623,12 +623,12 @@ static void corrupt_child(void *arg) {
     ((hak_segment_t *)ptr_segment_base(keep))->used_pages++;
   } else if (k == 13) {
     unsigned char *p = corrupt_escape = hak_malloc(1000);
-    hak_page_t *pg = ptr_page(ptr_segment_base(p), p);
+    hak_page_t *pg = hak_block_page(p);
     REQUIRE(pg->free != NULL);
     ((volatile uintptr_t *)pg->free)[1] ^= 1; /* a write after free into the marker */
   } else if (k == 14) {
     unsigned char *p = corrupt_escape = hak_malloc(1000);
-    hak_page_t *pg = ptr_page(ptr_segment_base(p), p);
+    hak_page_t *pg = hak_block_page(p);
     REQUIRE(pg->free != NULL && atomic_load(&pg->capacity) < pg->reserved);
     hak_block_t *tail = pg->free;
     while (block_next(tail))
@@ -655,7 +655,7 @@ static void corrupt_child(void *arg) {
     unsigned char *b[9];
     for (int i = 0; i < 9; i++) /* a page of 8 blocks: full, in the full list */
       REQUIRE((b[i] = corrupt_escape = hak_malloc(65536)) != NULL);
-    hak_page_t *pg = ptr_page(ptr_segment_base(b[0]), b[0]);
+    hak_page_t *pg = hak_block_page(b[0]);
     REQUIRE(pg->in_full && (atomic_load(&pg->thread_free) & TF_MASK) == TF_NOTIFY);
     pthread_t t; /* its remote free hands b[2] over to this thread's heap */
     REQUIRE(pthread_create(&t, NULL, free_in_thread, b[2]) == 0 && pthread_join(t, NULL) == 0);
@@ -674,7 +674,7 @@ static void corrupt_child(void *arg) {
     void *b[9];
     for (int i = 0; i < 9; i++) /* a page of 8 blocks: full, in the full list */
       REQUIRE((b[i] = hak_malloc(65536)) != NULL);
-    hak_page_t *pg = ptr_page(ptr_segment_base(b[0]), b[0]);
+    hak_page_t *pg = hak_block_page(b[0]);
     REQUIRE(pg->in_full && (atomic_load(&pg->thread_free) & TF_MASK) == TF_NOTIFY);
     atomic_fetch_and(&pg->thread_free, ~TF_MASK);
     pthread_t t;

@@ -21,7 +21,7 @@
 
 #include <pthread.h>
 
-#include "internal.h"
+#include "hak_test_internal.h"
 
 #define BLOCK 16384
 #define NBLK 1536 /* 24 MiB of 16 KiB blocks: 6+ segments */
@@ -85,7 +85,7 @@ static void *hand_over(void *arg) {
   static hak_page_t *seen[NBLK];
   int nseen = 0;
   for (int i = 0; i < NBLK; i++) {
-    hak_page_t *pg = ptr_page(ptr_segment_base(blk[i]), blk[i]);
+    hak_page_t *pg = hak_block_page(blk[i]);
     bool first = pg->in_full;
     for (int k = 0; k < nseen && first; k++)
       first = seen[k] != pg;
