@@ -242,14 +242,11 @@ static void child(void *arg) {
     atomic_store(&hak_test_hook, hold_release);
   atomic_store(&go_free, 1);
   if (forked) {
-    double end = hak_now() + 30 * hak_test_slowdown();
-    while (!atomic_load(&held))
-      if (hak_now() > end) { /* nothing tested, said so */
-        fprintf(stderr, "part fork: the last free without a heap never reached "
-                        "HAK_HOOK_NO_HEAP_RELEASING\n");
-        _exit(3);
-      } else
-        usleep(1000);
+    if (!hak_flag_within(&held, 30 * hak_test_slowdown())) { /* nothing tested, said so */
+      fprintf(stderr, "part fork: the last free without a heap never reached "
+                      "HAK_HOOK_NO_HEAP_RELEASING\n");
+      _exit(3);
+    }
     REQUIRE(setrlimit(RLIMIT_AS, &old) == 0); /* the fork's child may map again */
     /* in transit: off the abandoned list, owned by nobody, not cached */
     bool cached = false;
