@@ -14,6 +14,12 @@
  *   EXPECT_ABORT(fn, arg, sub)    fn(arg) in a forked child must die by SIGABRT printing sub
  *   hak_run_child / hak_run_cmd   fork a function / an external command, capture status+output
  *   RUN_SECTION(fn)               runs void fn(void) in a forked child: a crash fails only it
+ *   HAK_WAIT_FLAG(flag)           waits for another thread's flag; fails the test after 30 s
+ *                                 (scaled); hak_flag_within(flag, s): the loop, for waits that
+ *                                 report a timeout their own way
+ *
+ * Tests that reach into internals (internal.h) share their set-up in
+ * hak_test_internal.h.
  *
  * The harness itself only uses libc (its malloc is glibc's: tests call hakmem
  * through the prefixed hak_* API only). Failure messages are formatted on the
