@@ -564,15 +564,19 @@ static void *pvalloc_impl(size_t size) {
 static void free_sized_impl(void *p, size_t alignment, size_t size) {
   if (!p)
     return;
+  if (registry_kind(ptr_segment_base(p)) != REG_SMALL) {
+    large_free_sized(p, size, alignment); /* the same checks, one lock */
+    return;
+  }
   resolved_t r = resolve(p, "free_sized");
   if (size > r.usable)
-    err_size_mismatch("free_sized", p, size, r.page ? r.usable : 0);
+    err_size_mismatch("free_sized", p, size, r.usable);
   /* not "size larger than block": it is not. An alignment that is not a
    * power of two (0 included) no block was made with (aligned_alloc refuses
    * it): until 2026-11-28 0 was named "not aligned to 0", and 3 passed for
    * any 4-aligned block (test_failure_paths) */
-  if (((uintptr_t)p & (alignment - 1)) || (alignment & (alignment - 1)))
-    err_align_mismatch("free_sized", p, alignment, r.page ? r.usable : 0);
+  if (misaligned(p, alignment))
+    err_align_mismatch("free_sized", p, alignment, r.usable);
   free_impl(p);
 }
 

@@ -689,8 +689,9 @@ enum hak_hook_point {
    * free of the same block there caches it or unmaps it
    * (test_large_double_free_race). Not one of fuzz_mt's FZ_HOOK points. */
   HAK_HOOK_LARGE_LOCKING,
-  /* large_resolve (realloc, malloc_usable_size, free_sized of a large
-   * block), the header found through the registry, before the large lock
+  /* large_resolve (realloc, malloc_usable_size of a large block) and
+   * large_free_sized (free_sized, free_aligned_sized), the header found
+   * through the registry, before the large lock
    * (arg: the block): the same window as HAK_HOOK_LARGE_LOCKING's
    * (test_large_double_free_race). Not one of fuzz_mt's FZ_HOOK points. */
   HAK_HOOK_LARGE_RESOLVING,
@@ -799,6 +800,7 @@ _Static_assert(OS_ZONE_ROOM == LARGE_CACHE_BYTES / 8,
 HAK_INTERNAL void *large_alloc(size_t size, size_t alignment, bool zero);
 HAK_INTERNAL hak_large_t *large_resolve(void *p, const char *op, size_t *usable);
 HAK_INTERNAL void large_free(hak_large_t *lg, void *p, const char *op);
+HAK_INTERNAL void large_free_sized(void *p, size_t size, size_t alignment);
 HAK_INTERNAL void *large_realloc(hak_large_t *lg, void *p, size_t size);
 #define LARGE_MOVE_BY_COPY ((void *)1)
 HAK_INTERNAL size_t large_usable(const hak_large_t *lg);
@@ -839,6 +841,11 @@ HAK_INTERNAL __attribute__((noreturn, cold)) void err_size_mismatch(const char *
 /* free_aligned_sized: p is not aligned to `alignment` (block_size 0: a large block). */
 HAK_INTERNAL __attribute__((noreturn, cold)) void
 err_align_mismatch(const char *op, const void *p, size_t alignment, size_t block_size);
+/* free_aligned_sized's alignment test: p not a multiple of `alignment`, or
+ * an alignment no block is made with (0, or not a power of two). */
+static inline bool misaligned(const void *p, size_t alignment) {
+  return ((uintptr_t)p & (alignment - 1)) || (alignment & (alignment - 1));
+}
 HAK_INTERNAL __attribute__((noreturn, cold)) void err_corruption(const void *p, const char *what);
 HAK_INTERNAL __attribute__((noreturn, cold)) void err_assert(const char *expr, const char *file,
                                                              int line);
