@@ -575,10 +575,68 @@ static void corrupt_more(uintptr_t k, void *keep) {
   }
 }
 
+/* hak_heap_check looks segments and delayed blocks up in an index it maps
+ * for the check (check.c, since 2026-11-28: before, each segment's check
+ * walked lists, O(segments^2)), and walks the lists as before when that
+ * mmap fails. Each damage is checked both ways: NO_INDEX added to its
+ * number runs the check with the address space limited to what the
+ * process has mapped. */
+#define NO_INDEX 1000
+/* The control: no damage, but an abandoned segment, a block handed over
+ * to this thread's heap (delayed) and a cached segment, which the index
+ * (or the walks) must place: no violation. */
+#define CONTROL 999
+
+/* Limits the address space to what is mapped now (no mmap succeeds);
+ * returns the limit it replaced. */
+static struct rlimit limit_address_space(void) {
+  struct rlimit old;
+  REQUIRE(getrlimit(RLIMIT_AS, &old) == 0);
+  char buf[64] = {0};
+  int fd = open("/proc/self/statm", O_RDONLY);
+  REQUIRE(fd >= 0 && read(fd, buf, sizeof buf - 1) > 0);
+  close(fd);
+  struct rlimit lim = {(rlim_t)strtoull(buf, NULL, 10) * 4096, old.rlim_max};
+  REQUIRE(setrlimit(RLIMIT_AS, &lim) == 0);
+  void *probe = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  REQUIRE(probe == MAP_FAILED); /* the index's mmap fails too */
+  return old;
+}
+
+static pthread_barrier_t control_bar;
+static void *alloc_wait_exit(void *arg) {
+  void *b = hak_malloc(48);
+  pthread_barrier_wait(&control_bar); /* allocated */
+  pthread_barrier_wait(&control_bar); /* may exit */
+  return b;
+}
+
+static void control_damage(void) {
+  unsigned char *b[9];
+  for (int i = 0; i < 9; i++) /* a page of 8 blocks: full, in the full list */
+    REQUIRE((b[i] = corrupt_escape = hak_malloc(65536)) != NULL);
+  pthread_t t, u;
+  REQUIRE(pthread_create(&t, NULL, free_in_thread, b[2]) == 0 && pthread_join(t, NULL) == 0);
+  REQUIRE(atomic_load(&hak_tls_heap->delayed) == (uintptr_t)b[2]);
+  /* t: a block live at its exit, its segment abandoned; u: a segment of
+   * its own (t's not abandoned yet), nothing live at its exit: cached */
+  REQUIRE(pthread_barrier_init(&control_bar, NULL, 2) == 0);
+  REQUIRE(pthread_create(&t, NULL, alloc_wait_exit, NULL) == 0);
+  pthread_barrier_wait(&control_bar);
+  REQUIRE(pthread_create(&u, NULL, heap_of_thread, NULL) == 0 && pthread_join(u, NULL) == 0);
+  pthread_barrier_wait(&control_bar);
+  void *a = NULL;
+  REQUIRE(pthread_join(t, &a) == 0 && a != NULL);
+  REQUIRE(((hak_segment_t *)ptr_segment_base(a))->abandoned && hak_segment_cache != NULL);
+}
+
 static void corrupt_child(void *arg) {
-  uintptr_t k = (uintptr_t)arg;
+  uintptr_t k = (uintptr_t)arg % NO_INDEX;
+  bool no_index = (uintptr_t)arg >= NO_INDEX;
   void *keep = corrupt_escape = hak_malloc(48);
-  if (k >= 21) {
+  if (k == CONTROL) {
+    control_damage();
+  } else if (k >= 21) {
     corrupt_more(k, keep);
   } else if (k < 2) {
     uintptr_t *b = hak_malloc(48);
@@ -687,23 +745,43 @@ static void corrupt_child(void *arg) {
   }
   struct hak_stats st;
   hak_stats(&st);
+  struct rlimit old;
+  if (no_index)
+    old = limit_address_space();
   size_t v = hak_heap_check();
+  if (no_index)
+    REQUIRE(setrlimit(RLIMIT_AS, &old) == 0);
   printf("violations %zu live %zu\n", v, st.live_blocks);
   fflush(stdout);
-  _exit(v > 0 && keep ? 0 : 1);
+  _exit((k == CONTROL ? v == 0 : v > 0) && keep ? 0 : 1);
 }
 
 static void test_corrupt(void) {
   if (hak_config_is("valgrind") || hak_config_is("asan"))
     return; /* the stray writes are themselves the errors those builds report */
-  for (uintptr_t k = 0; k < sizeof corrupt_want / sizeof corrupt_want[0]; k++) {
+  /* TSan's shadow memory is mapped as it is needed: no address-space limit */
+  int ways = hak_config_is("tsan") ? 1 : 2;
+  for (int way = 0; way < ways; way++) {
+    const char *how_checked = way ? "without its index" : "with its index";
+    for (uintptr_t k = 0; k < sizeof corrupt_want / sizeof corrupt_want[0]; k++) {
+      struct hak_child c;
+      REQUIRE(hak_run_child(corrupt_child, (void *)(k + (uintptr_t)way * NO_INDEX), 60, &c));
+      char how[128];
+      CHECK_MSG(hak_child_exited(&c, 0), "heap check %s of damage %zu (%s): %s; output: %.400s",
+                how_checked, (size_t)k, corrupt_want[k], hak_child_describe(&c, how, 128),
+                c.out ? c.out : "");
+      CHECK_MSG(c.out && strstr(c.out, corrupt_want[k]),
+                "hak_heap_check %s did not report \"%s\": %.400s", how_checked, corrupt_want[k],
+                c.out ? c.out : "");
+      hak_child_free(&c);
+    }
     struct hak_child c;
-    REQUIRE(hak_run_child(corrupt_child, (void *)k, 60, &c));
+    REQUIRE(hak_run_child(corrupt_child, (void *)(CONTROL + (uintptr_t)way * NO_INDEX), 60, &c));
     char how[128];
-    CHECK_MSG(hak_child_exited(&c, 0), "heap check of damage %zu (%s): %s; output: %.400s",
-              (size_t)k, corrupt_want[k], hak_child_describe(&c, how, 128), c.out ? c.out : "");
-    CHECK_MSG(c.out && strstr(c.out, corrupt_want[k]),
-              "hak_heap_check did not report \"%s\": %.400s", corrupt_want[k], c.out ? c.out : "");
+    CHECK_MSG(hak_child_exited(&c, 0),
+              "heap check %s of an abandoned, a cached segment and a delayed block: %s; output: "
+              "%.400s",
+              how_checked, hak_child_describe(&c, how, 128), c.out ? c.out : "");
     hak_child_free(&c);
   }
 }
