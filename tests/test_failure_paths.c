@@ -6,6 +6,7 @@
 #include "hak_test.h"
 
 #include <pthread.h>
+#include <setjmp.h>
 #include <sys/mman.h>
 #include <sys/time.h>
 
@@ -379,6 +380,65 @@ static void do_two_errors(void *arg) {
   hak_free(t->p);
 }
 
+/* Two threads' fatal errors, the first one's abort survived: A
+ * double-frees; this SIGABRT handler, in A, lets thread B double-free
+ * another block, waits until B waits for A's end (die()'s sleep), says
+ * "A recovers" and recovers A with siglongjmp. B must notice and report
+ * at once (its line after A's "recovers", not before: while A was in its
+ * handler B waited), then end the process by SIGABRT (its own abort's
+ * handler restores the default action and returns). Until 2026-11-28 B
+ * waited its full 10 s first: A's survival left no trace. */
+static sigjmp_buf rec_env;
+static atomic_int rec_armed, rec_go, rec_b_tid;
+static void on_abrt_recover(int sig) {
+  (void)sig;
+  if (!atomic_exchange(&rec_armed, 0)) { /* B's abort: the process ends */
+    signal(SIGABRT, SIG_DFL);
+    return;
+  }
+  atomic_store(&rec_go, 1);
+  double end = hak_now() + 10 * hak_test_slowdown();
+  while (!hak_thread_in_nanosleep(atomic_load(&rec_b_tid)))
+    if (hak_now() > end) { /* B never came: nothing tested, said so */
+      hak_test_log("do_two_errors_recovered: thread B never slept\n");
+      _exit(3);
+    } else
+      sched_yield();
+  static const char says[] = "A recovers\n";
+  if (write(2, says, sizeof says - 1) < 0)
+    _exit(4);
+  siglongjmp(rec_env, 1);
+}
+static void *second_error_after_recovery(void *p) {
+  atomic_store(&rec_b_tid, (int)gettid());
+  while (!atomic_load(&rec_go))
+    sched_yield();
+  hak_free(p);
+  hak_free(p);
+  return NULL;
+}
+static void do_two_errors_recovered(void *arg) {
+  struct two *t = arg; /* t->p: A's block; t->n: B's, as an address */
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_abrt_recover;
+  sigemptyset(&sa.sa_mask);
+  REQUIRE(sigaction(SIGABRT, &sa, NULL) == 0);
+  pthread_t b;
+  REQUIRE(pthread_create(&b, NULL, second_error_after_recovery, (void *)t->n) == 0);
+  if (sigsetjmp(rec_env, 1) == 0) {
+    atomic_store(&rec_armed, 1);
+    hak_free(t->p);
+    hak_free(t->p);
+    _exit(5); /* not reached: the double free aborts */
+  }
+  for (int i = 0; i < 60; i++) { /* A goes on; B's abort ends the process */
+    struct timespec ts = {1, 0};
+    nanosleep(&ts, NULL);
+  }
+  _exit(6);
+}
+
 /* ---- the cases ---------------------------------------------------------------------- */
 
 static void expect_not_allocated(const char *op, void (*fn)(void *), void *p) {
@@ -475,6 +535,30 @@ int main(void) {
                 strncmp(first_line, want, strlen(want)) == 0 && !strstr(first_line + 1, "hakmem: "),
             "two threads' double frees: wanted SIGABRT and the one line\n  %sgot: %s, stderr:\n%s",
             want, hak_child_describe(&two_c, two_how, sizeof two_how), two_c.out ? two_c.out : "");
+  hak_child_free(&two_c);
+
+  /* ... and when A's SIGABRT handler recovers A (siglongjmp): B's line at
+   * once, after A's, and B's abort ends the process (do_two_errors_recovered) */
+  void *q3 = hak_malloc(40);
+  REQUIRE(q3 != NULL);
+  struct two recovered = {p, (size_t)(uintptr_t)q3};
+  double rec_start = hak_now();
+  REQUIRE(hak_run_child(do_two_errors_recovered, &recovered, 60, &two_c));
+  double rec_took = hak_now() - rec_start;
+  char want_b[256];
+  fmt(want, sizeof want, "hakmem: double free of %p (size class %zu)\n", p, c48);
+  fmt(want_b, sizeof want_b, "hakmem: double free of %p (size class %zu)\n", q3, c48);
+  const char *a_line = two_c.out ? strstr(two_c.out, want) : NULL;
+  const char *recovers = a_line ? strstr(a_line, "A recovers\n") : NULL;
+  const char *b_line = recovers ? strstr(recovers, want_b) : NULL;
+  CHECK_MSG(hak_child_signaled(&two_c, SIGABRT) && b_line && !strstr(b_line + 1, "hakmem: "),
+            "a second thread's double free after the first's abort was survived: wanted SIGABRT "
+            "and, in order, A's line, \"A recovers\", B's line\n  %s  %sgot: %s, stderr:\n%s",
+            want, want_b, hak_child_describe(&two_c, two_how, sizeof two_how),
+            two_c.out ? two_c.out : "");
+  /* B no longer waits out die()'s 10 s for an end that is not coming */
+  CHECK_MSG(rec_took < 5, "the second error took %.1f s after the first's abort was survived",
+            rec_took);
   hak_child_free(&two_c);
 
   /* Double free of a large block. */
@@ -765,6 +849,7 @@ int main(void) {
   /* Everything the parent holds is still fine and can be freed here. */
   hak_free(p);
   hak_free(q2);
+  hak_free(q3);
   for (int i = 1; i < 64; i += 2)
     hak_free(many[i]);
   hak_free(big);

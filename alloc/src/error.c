@@ -1,6 +1,7 @@
 /* Named fatal errors. Each writes one line to stderr with write(2) (no
  * stdio, no malloc) and aborts: bad frees are never silently ignored, in
  * the release build too. Formats are documented in README.md. */
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -110,32 +111,138 @@ void msg_flush(hak_msg_t *m) {
   errno = saved;
 }
 
-/* The thread whose fatal error ends the process: its process id in the
- * high half, its kernel thread id in the low half (0: none yet; another
- * process's: a fork child's inheritance, none either), and how long
- * another thread's fatal error waits for that end before it reports its
- * own. */
+/* The thread whose fatal error ends the process: its process id in bits
+ * 40-63, its mark (below) in bits 32-39 and its kernel thread id in bits
+ * 0-31 (0: none yet; another process's: a fork child's inheritance, none
+ * either), and how long another thread's fatal error waits for that end
+ * before it reports its own. Linux ids fit in 22 bits (pid_max). */
 static _Atomic uint64_t die_first;
 #define DIE_WAIT_MS 10000
+#define DIE_POLL_MS 10
+#define DIE_PID(v) ((v) >> 40)
+#define DIE_MARK(v) ((int)(((v) >> 32) & 0xff))
+#define DIE_TID(v) ((uint32_t)(v))
+
+/* A dying thread's mark: a signal it blocks on its way to abort(), so
+ * that another thread can tell from outside whether it is still on that
+ * way: one it did not block already, from SIGRTMAX down to SIGRTMIN + 3
+ * (the low real-time signals are the ones libraries take first); 0 if
+ * every one was blocked. abort() unblocks SIGABRT only; a SIGABRT handler
+ * that recovers with siglongjmp restores the mask its sigsetjmp saved,
+ * without the mark. Blocking it has no other effect on a thread that dies
+ * (a signal sent to the process goes to another thread). */
+static int die_mark(void) {
+  sigset_t cur, one;
+  if (pthread_sigmask(SIG_BLOCK, NULL, &cur) != 0)
+    return 0;
+  for (int sig = SIGRTMAX; sig >= SIGRTMIN + 3 && sig <= 0xff; sig--) {
+    if (sigismember(&cur, sig))
+      continue;
+    sigemptyset(&one);
+    sigaddset(&one, sig);
+    return pthread_sigmask(SIG_BLOCK, &one, NULL) == 0 ? sig : 0;
+  }
+  return 0;
+}
+
+/* Whether thread `tid` of this process blocks signal `sig` (the SigBlk
+ * line of /proc/self/task/<tid>/status): 1 or 0; -1 if that cannot be
+ * read (the thread is gone, or there is no /proc). No stdio, no malloc,
+ * and little stack (die() may run on a signal handler's small one): the
+ * file is read a few hundred bytes at a time. */
+static int thread_blocks(uint32_t tid, int sig) {
+  static const char prefix[] = "/proc/self/task/", key[] = "\nSigBlk:";
+  char path[sizeof prefix + 10 + sizeof "/status"], digits[10];
+  int n = 0;
+  do
+    digits[n++] = (char)('0' + tid % 10);
+  while ((tid /= 10) != 0);
+  char *p = path;
+  memcpy(p, prefix, sizeof prefix - 1);
+  p += sizeof prefix - 1;
+  while (n > 0)
+    *p++ = digits[--n];
+  memcpy(p, "/status", sizeof "/status");
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return -1;
+  char buf[256];
+  size_t len = 0;
+  int found = -1;
+  for (;;) {
+    ssize_t r = read(fd, buf + len, sizeof buf - 1 - len);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r <= 0)
+      break;
+    len += (size_t)r;
+    buf[len] = 0;
+    const char *at = strstr(buf, key);
+    if (at && (size_t)(buf + len - at) >= sizeof key + 16) { /* the key, a tab, 16 digits */
+      at += sizeof key - 1;
+      while (*at == ' ' || *at == '\t')
+        at++;
+      uint64_t mask = 0;
+      int i = 0;
+      for (; i < 16; i++, at++) {
+        int d = *at >= '0' && *at <= '9'   ? *at - '0'
+                : *at >= 'a' && *at <= 'f' ? *at - 'a' + 10
+                                           : -1;
+        if (d < 0)
+          break;
+        mask = mask << 4 | (uint64_t)d;
+      }
+      if (i == 16 && sig >= 1 && sig <= 64)
+        found = (int)((mask >> (sig - 1)) & 1);
+      break;
+    }
+    /* the rest for the next read: from the key, or what may start it */
+    size_t from = at ? (size_t)(at - buf) : len > sizeof key ? len - sizeof key : 0;
+    memmove(buf, buf + from, len - from);
+    len -= from;
+  }
+  close(fd);
+  return found;
+}
+
+/* Whether the first thread (`first`, die_first's value) is still on its
+ * way to the end: its mark still blocked. False once a SIGABRT handler
+ * recovered it (siglongjmp) or it is gone; true when that cannot be told
+ * (no mark, no /proc), so that the wait is the bounded one. */
+static bool first_still_dying(uint64_t first, uint32_t self_tid, int self_mark) {
+  int mark = DIE_MARK(first);
+  if (!mark)
+    return true;
+  int blocks = thread_blocks(DIE_TID(first), mark);
+  if (blocks >= 0)
+    return blocks == 1;
+  /* unreadable: gone, if this thread's own status can be read */
+  return thread_blocks(self_tid, self_mark ? self_mark : SIGABRT) < 0;
+}
 
 /* One line per process: a thread whose fatal error comes while another
  * thread's is ending the process (its line written, its abort's SIGABRT
  * handler running: a crash reporter such as Python's faulthandler, which
  * pytest enables) waits for that end instead of writing a second line.
- * The wait is bounded: a handler may recover from the first abort. The
- * first thread's own later errors (one its SIGABRT handler makes) are
+ * The wait is bounded (DIE_WAIT_MS), and ends as soon as the first thread
+ * is seen off its way to the end: its SIGABRT handler recovered with
+ * siglongjmp (its mark unblocked), or it is gone. Until 2026-11-28 it
+ * waited the full 10 s then (test_failure_paths, do_two_errors_recovered).
+ * The first thread's own later errors (one its SIGABRT handler makes) are
  * reported. Until 2026-11-28 every thread wrote its line
  * (test_failure_paths, do_two_errors). */
 static __attribute__((noreturn)) void die(hak_msg_t *m) {
+  int mark = die_mark(); /* before the claim: a thread that reads it finds the mark set */
   uint64_t pid = (uint64_t)getpid();
-  uint64_t self = pid << 32 | (uint32_t)syscall(SYS_gettid);
+  uint32_t tid = (uint32_t)syscall(SYS_gettid);
+  uint64_t self = pid << 40 | (uint64_t)mark << 32 | tid;
   uint64_t first = atomic_load(&die_first);
-  while ((first >> 32) != pid && !atomic_compare_exchange_weak(&die_first, &first, self)) {
+  while (DIE_PID(first) != pid && !atomic_compare_exchange_weak(&die_first, &first, self)) {
   }
-  if ((first >> 32) == pid && first != self) {
+  if (DIE_PID(first) == pid && DIE_TID(first) != tid) {
     uint64_t until = os_real_ms() + DIE_WAIT_MS;
-    while (os_real_ms() < until) {
-      struct timespec ts = {0, 10 * 1000 * 1000};
+    while (os_real_ms() < until && first_still_dying(first, tid, mark)) {
+      struct timespec ts = {0, DIE_POLL_MS * 1000 * 1000};
       nanosleep(&ts, NULL);
     }
   }
