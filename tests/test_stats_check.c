@@ -371,7 +371,12 @@ static void test_print(void) {
  *  thread's own pages (make test-coverage, 2026-11-28: the class and
  *  block-start checks of a cache entry never failed; mutants
  *  tcache-entry-ok-any-class, tcache-entry-ok-interior: the walk took
- *  the live block for a cached one). */
+ *  the live block for a cached one). 53: an exited thread's finished heap
+ *  whose segment list names a segment unmapped since (a stale link): the
+ *  check names the heap and follows no such list (helper-114, 2026-11-29:
+ *  the index check.c builds walked every heap's segment list, a finished
+ *  heap's too, and died of SIGSEGV there; the check before the index
+ *  walked active heaps' lists only). */
 static const char *const corrupt_want[] = {
     "thread cache entry outside",
     "list cycle",
@@ -425,7 +430,8 @@ static const char *const corrupt_want[] = {
     "cached large mapping missing from the registry",
     "large cache totals wrong",
     "thread cache entry outside",
-    "thread cache entry outside"};
+    "thread cache entry outside",
+    "finished heap still holds segments or delayed frees"};
 
 static void *alloc_in_thread(void *arg) {
   return hak_malloc(48);
@@ -447,7 +453,7 @@ static void *heap_of_thread(void *arg) {
   return hak_tls_heap;
 }
 
-/* Damages 21-50 (see corrupt_want); `keep` is a live 48-byte block of the
+/* Damages 21-53 (see corrupt_want); `keep` is a live 48-byte block of the
  * calling thread. */
 static void corrupt_more(uintptr_t k, void *keep) {
   hak_segment_t *seg = ptr_segment_base(keep);
@@ -560,6 +566,17 @@ static void corrupt_more(uintptr_t k, void *keep) {
     REQUIRE(o != NULL && b != NULL);
     hak_free(b); /* heads the thread's cache of its class */
     b[0] = k == 51 ? (uintptr_t)o : (uintptr_t)(o + 2);
+  } else if (k == 53) {
+    /* a finished heap still listing a segment that has since been unmapped
+     * (its link stale): named, never followed */
+    pthread_t t;
+    hak_heap_t *h = NULL;
+    REQUIRE(pthread_create(&t, NULL, heap_of_thread, NULL) == 0 &&
+            pthread_join(t, (void **)&h) == 0);
+    REQUIRE(h != NULL && h->state != HEAP_ACTIVE && h->segments == NULL);
+    uint8_t *m = mmap(NULL, 2 * SEGMENT_SIZE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    REQUIRE(m != MAP_FAILED && munmap(m, 2 * SEGMENT_SIZE) == 0);
+    h->segments = (hak_segment_t *)(((uintptr_t)m + SEGMENT_SIZE - 1) & ~(uintptr_t)SEGMENT_MASK);
   } else if (k >= 48) {
     unsigned char *p = hak_malloc(100000);
     hak_large_t *lg = registry_large(p);

@@ -23,7 +23,7 @@
  * the lists as before. */
 typedef struct {
   const hak_segment_t *seg;
-  const hak_heap_t *heap; /* the heap whose segment list names it (MANY_HEAPS: more than one) */
+  const hak_heap_t *heap; /* the active heap whose list names it (MANY_HEAPS: more than one) */
   bool abandoned;         /* the abandoned list names it */
   bool cached;            /* the segment cache names it */
 } seg_ix_t;
@@ -234,7 +234,13 @@ static void check_index_build(checker_t *c) {
   for (hak_segment_t *s = hak_all_segments; s && c->nsegs < nsegs; s = s->gnext)
     c->segs[c->nsegs++] = (seg_ix_t){.seg = s};
   ix_sort(c->segs, c->nsegs, sizeof(seg_ix_t), seg_ix_less);
+  /* active heaps' lists only, as check_segment asks (owner_lists) and as
+   * check_heap walks them: a finished heap's list is named, not followed
+   * (its link may be stale, into an unmapped segment: until 2026-11-29 the
+   * index followed it, SIGSEGV; test_stats_check, damage 53) */
   for (hak_heap_t *h = hak_all_heaps; h; h = h->all_next) {
+    if (h->state != HEAP_ACTIVE)
+      continue;
     size_t n = 0;
     for (const hak_segment_t *s = h->segments; s && n < LIST_WALK_MAX; s = s->next, n++) {
       seg_ix_t *ix = seg_ix_find(c, s);
