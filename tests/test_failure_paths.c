@@ -439,6 +439,79 @@ static void do_two_errors_recovered(void *arg) {
   _exit(6);
 }
 
+/* Three threads' fatal errors, the first one's abort survived: A
+ * double-frees; this SIGABRT handler, in A, lets B and C double-free a
+ * block each, waits until both wait for A's end, says "A recovers" and
+ * recovers A (siglongjmp). One of B and C then writes its line and
+ * aborts; its SIGABRT handler here stands for a crash reporter at work
+ * (up to 1 s): the other must wait for that end, not write a
+ * second line. Were it to write it (the code until 2026-11-29: every
+ * waiting thread reported once A was seen recovered), its own abort comes
+ * here too, and the crash reporter stops waiting. */
+static sigjmp_buf rec3_env;
+static atomic_int rec3_aborts, rec3_go, rec3_tid[2], rec3_other;
+static void on_abrt_three(int sig) {
+  (void)sig;
+  int n = atomic_fetch_add(&rec3_aborts, 1);
+  if (n == 0) { /* A */
+    atomic_store(&rec3_go, 1);
+    double end = hak_now() + 10 * hak_test_slowdown();
+    while (!hak_thread_in_nanosleep(atomic_load(&rec3_tid[0])) ||
+           !hak_thread_in_nanosleep(atomic_load(&rec3_tid[1])))
+      if (hak_now() > end) { /* B or C never came: nothing tested, said so */
+        hak_test_log("do_three_errors_recovered: threads B and C never both slept\n");
+        _exit(3);
+      } else
+        sched_yield();
+    static const char says[] = "A recovers\n";
+    if (write(2, says, sizeof says - 1) < 0)
+      _exit(4);
+    siglongjmp(rec3_env, 1);
+  }
+  if (n == 1) {                 /* the first of B and C to report: its crash report */
+    double end = hak_now() + 1; /* not scaled: the other's wait is 10 s at most */
+    while (hak_now() < end && !atomic_load(&rec3_other))
+      hak_sleep_ms(5);
+    signal(SIGABRT, SIG_DFL);
+    return; /* abort ends the process */
+  }
+  atomic_store(&rec3_other, 1); /* the other one reported too (a bug) */
+  for (;;)
+    hak_sleep_ms(1000);
+}
+static void *third_error(void *arg) {
+  void **p = arg;
+  atomic_store(&rec3_tid[p[1] != NULL], (int)gettid());
+  while (!atomic_load(&rec3_go))
+    sched_yield();
+  hak_free(p[0]);
+  hak_free(p[0]);
+  return NULL;
+}
+static void do_three_errors_recovered(void *arg) {
+  void **blocks = arg; /* A's, B's and C's blocks */
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_abrt_three;
+  sigemptyset(&sa.sa_mask);
+  REQUIRE(sigaction(SIGABRT, &sa, NULL) == 0);
+  static void *b_arg[2], *c_arg[2];
+  b_arg[0] = blocks[1];
+  c_arg[0] = blocks[2];
+  c_arg[1] = c_arg; /* C's tid goes to rec3_tid[1] */
+  pthread_t b, c;
+  REQUIRE(pthread_create(&b, NULL, third_error, b_arg) == 0);
+  REQUIRE(pthread_create(&c, NULL, third_error, c_arg) == 0);
+  if (sigsetjmp(rec3_env, 1) == 0) {
+    hak_free(blocks[0]);
+    hak_free(blocks[0]);
+    _exit(5); /* not reached: the double free aborts */
+  }
+  for (int i = 0; i < 60; i++) /* A goes on; B's or C's abort ends the process */
+    hak_sleep_ms(1000);
+  _exit(6);
+}
+
 /* ---- the cases ---------------------------------------------------------------------- */
 
 static void expect_not_allocated(const char *op, void (*fn)(void *), void *p) {
@@ -559,6 +632,32 @@ int main(void) {
   /* B no longer waits out die()'s 10 s for an end that is not coming */
   CHECK_MSG(rec_took < 5, "the second error took %.1f s after the first's abort was survived",
             rec_took);
+  hak_child_free(&two_c);
+
+  /* ... and with a third thread: once A recovered, one of B and C reports,
+   * and the other waits for that one's end (do_three_errors_recovered) */
+  void *q4 = hak_malloc(40), *q5 = hak_malloc(40);
+  REQUIRE(q4 != NULL && q5 != NULL);
+  void *three[3] = {p, q4, q5};
+  REQUIRE(hak_run_child(do_three_errors_recovered, three, 60, &two_c));
+  char want_a[256];
+  fmt(want_a, sizeof want_a, "hakmem: double free of %p (size class %zu)\n", p, c48);
+  fmt(want, sizeof want, "hakmem: double free of %p (size class %zu)\n", q4, c48);
+  fmt(want_b, sizeof want_b, "hakmem: double free of %p (size class %zu)\n", q5, c48);
+  /* A's line, "A recovers", then B's or C's, and no other */
+  const char *l1 = two_c.out ? strstr(two_c.out, "hakmem: ") : NULL;
+  const char *l2 = l1 ? strstr(l1 + 1, "hakmem: ") : NULL;
+  recovers = l1 ? strstr(l1, "A recovers\n") : NULL;
+  CHECK_MSG(
+      hak_child_signaled(&two_c, SIGABRT) && l1 && strncmp(l1, want_a, strlen(want_a)) == 0 &&
+          recovers && l2 > recovers &&
+          (strncmp(l2, want, strlen(want)) == 0 || strncmp(l2, want_b, strlen(want_b)) == 0) &&
+          !strstr(l2 + 1, "hakmem: "),
+      "three threads' double frees, the first's abort survived: wanted SIGABRT and, in "
+      "order, A's line, \"A recovers\" and one of these two lines, not both:\n  %s  %sgot: "
+      "%s, stderr:\n%s",
+      want, want_b, hak_child_describe(&two_c, two_how, sizeof two_how),
+      two_c.out ? two_c.out : "");
   hak_child_free(&two_c);
 
   /* Double free of a large block. */
@@ -850,6 +949,8 @@ int main(void) {
   hak_free(p);
   hak_free(q2);
   hak_free(q3);
+  hak_free(q4);
+  hak_free(q5);
   for (int i = 1; i < 64; i += 2)
     hak_free(many[i]);
   hak_free(big);

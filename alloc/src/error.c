@@ -228,6 +228,11 @@ static bool first_still_dying(uint64_t first, uint32_t self_tid, int self_mark) 
  * is seen off its way to the end: its SIGABRT handler recovered with
  * siglongjmp (its mark unblocked), or it is gone. Until 2026-11-28 it
  * waited the full 10 s then (test_failure_paths, do_two_errors_recovered).
+ * Then this thread takes the first's place, so that a third thread's
+ * fatal error waits for this one's end (its SIGABRT handler's crash report)
+ * as it would have for the first's: until 2026-11-29 every waiting thread
+ * wrote its line once the first was seen recovered (test_failure_paths,
+ * do_three_errors_recovered). The 10 s bound all the waits together.
  * The first thread's own later errors (one its SIGABRT handler makes) are
  * reported. Until 2026-11-28 every thread wrote its line
  * (test_failure_paths, do_two_errors). */
@@ -236,15 +241,23 @@ static __attribute__((noreturn)) void die(hak_msg_t *m) {
   uint64_t pid = (uint64_t)getpid();
   uint32_t tid = (uint32_t)syscall(SYS_gettid);
   uint64_t self = pid << 40 | (uint64_t)mark << 32 | tid;
-  uint64_t first = atomic_load(&die_first);
-  while (DIE_PID(first) != pid && !atomic_compare_exchange_weak(&die_first, &first, self)) {
-  }
-  if (DIE_PID(first) == pid && DIE_TID(first) != tid) {
-    uint64_t until = os_real_ms() + DIE_WAIT_MS;
-    while (os_real_ms() < until && first_still_dying(first, tid, mark)) {
-      struct timespec ts = {0, DIE_POLL_MS * 1000 * 1000};
-      nanosleep(&ts, NULL);
+  uint64_t first = atomic_load(&die_first), until = 0;
+  while (DIE_PID(first) != pid || DIE_TID(first) != tid) { /* not this thread's own again */
+    if (DIE_PID(first) == pid) {
+      if (!until)
+        until = os_real_ms() + DIE_WAIT_MS;
+      while (os_real_ms() < until && first_still_dying(first, tid, mark)) {
+        struct timespec ts = {0, DIE_POLL_MS * 1000 * 1000};
+        nanosleep(&ts, NULL);
+      }
+      if (os_real_ms() >= until)
+        break; /* waited long enough: the line all the same */
     }
+    /* none yet, or the first survived or is gone: this thread is the one
+     * now, unless another waiting thread took its place first (then that
+     * one's end is waited for, within what is left of the 10 s) */
+    if (atomic_compare_exchange_weak(&die_first, &first, self))
+      break;
   }
   msg_str(m, "\n");
   msg_flush(m);
