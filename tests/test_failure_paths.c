@@ -445,7 +445,7 @@ static void do_two_errors_recovered(void *arg) {
  * recovers A (siglongjmp). One of B and C then writes its line and
  * aborts; its SIGABRT handler here stands for a crash reporter at work
  * (up to 1 s): the other must wait for that end, not write a
- * second line. Were it to write it (the code until 2026-11-29: every
+ * second line. Were it to write it (the code until 2026-11-28: every
  * waiting thread reported once A was seen recovered), its own abort comes
  * here too, and the crash reporter stops waiting. */
 static sigjmp_buf rec3_env;

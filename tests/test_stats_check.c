@@ -373,7 +373,7 @@ static void test_print(void) {
  *  tcache-entry-ok-any-class, tcache-entry-ok-interior: the walk took
  *  the live block for a cached one). 53: an exited thread's finished heap
  *  whose segment list names a segment unmapped since (a stale link): the
- *  check names the heap and follows no such list (helper-114, 2026-11-29:
+ *  check names the heap and follows no such list (helper-114, 2026-11-28:
  *  the index check.c builds walked every heap's segment list, a finished
  *  heap's too, and died of SIGSEGV there; the check before the index
  *  walked active heaps' lists only). */

@@ -236,7 +236,7 @@ static void check_index_build(checker_t *c) {
   ix_sort(c->segs, c->nsegs, sizeof(seg_ix_t), seg_ix_less);
   /* active heaps' lists only, as check_segment asks (owner_lists) and as
    * check_heap walks them: a finished heap's list is named, not followed
-   * (its link may be stale, into an unmapped segment: until 2026-11-29 the
+   * (its link may be stale, into an unmapped segment: until 2026-11-28 the
    * index followed it, SIGSEGV; test_stats_check, damage 53) */
   for (hak_heap_t *h = hak_all_heaps; h; h = h->all_next) {
     if (h->state != HEAP_ACTIVE)

@@ -230,7 +230,7 @@ static bool first_still_dying(uint64_t first, uint32_t self_tid, int self_mark) 
  * waited the full 10 s then (test_failure_paths, do_two_errors_recovered).
  * Then this thread takes the first's place, so that a third thread's
  * fatal error waits for this one's end (its SIGABRT handler's crash report)
- * as it would have for the first's: until 2026-11-29 every waiting thread
+ * as it would have for the first's: until 2026-11-28 every waiting thread
  * wrote its line once the first was seen recovered (test_failure_paths,
  * do_three_errors_recovered). The 10 s bound all the waits together.
  * The first thread's own later errors (one its SIGABRT handler makes) are
