@@ -447,6 +447,10 @@ HAK_INTERNAL bool os_zone_holds(const void *p);
 HAK_INTERNAL uintptr_t os_zone_seek(uintptr_t off);
 HAK_INTERNAL void os_zone_reset(void);
 HAK_INTERNAL void os_unmap(void *p, size_t size);
+/* munmap without os_unmap's bookkeeping; pages it cannot unmap (the
+ * process at its limit of mappings) are given back with MADV_DONTNEED.
+ * errno is kept. */
+HAK_INTERNAL void os_munmap(void *p, size_t size);
 HAK_INTERNAL bool os_grow(void *p, size_t old, size_t new, bool *one);
 HAK_INTERNAL bool os_one_mapping(void *p, size_t n);
 HAK_INTERNAL bool os_moves(void);

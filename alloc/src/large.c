@@ -132,13 +132,13 @@ static void cache_remove_locked(unsigned i) {
  * longer ours). */
 static void unmap_around(uint8_t *p, size_t n, uint8_t *hole, size_t lost) {
   if (!lost) {
-    munmap(p, n);
+    os_munmap(p, n);
     return;
   }
   if (hole > p)
-    munmap(p, (size_t)(hole - p));
+    os_munmap(p, (size_t)(hole - p));
   if (hole + lost < p + n)
-    munmap(hole + lost, (size_t)(p + n - (hole + lost)));
+    os_munmap(hole + lost, (size_t)(p + n - (hole + lost)));
 }
 
 /* Cuts cached mapping `lg`, just taken from slot `i` (cached at `at`),
@@ -156,7 +156,7 @@ static void cache_split_locked(hak_large_t *lg, size_t map, unsigned i, uint64_t
   size_t moved = t ? os_move(tail, len, t, &lost, &m) : 0;
   lg->pieces = pieces_left(lg->pieces, m);
   if (moved < len) {
-    munmap(tail + moved, len - moved); /* not moved: still ours */
+    os_munmap(tail + moved, len - moved); /* not moved: still ours */
     if (t)
       unmap_around((uint8_t *)t, len, (uint8_t *)t + moved, lost);
     return;
@@ -206,7 +206,7 @@ static size_t cache_gather_locked(uint8_t *dst, size_t len, uint8_t **hole, size
     if (!whole) /* c stays cached: it lost the mappings it gave, but one */
       c->pieces = pieces_left(c->pieces, m);
     if (k < n) {
-      munmap(src + k, n - k); /* not moved: still ours (its shadow is cleared above) */
+      os_munmap(src + k, n - k); /* not moved: still ours (its shadow is cleared above) */
       *hole = dst + k;
       *filled += len; /* dst + k may hold the failed move's token */
       return lost;
@@ -348,7 +348,7 @@ static void cache_evict_oldest_locked(void) {
   cache_remove_locked(0);
   cache_forget_locked(lg);
   size_t n = lg->map_size; /* the header goes with the mapping */
-  munmap(lg, n);
+  os_munmap(lg, n);
   hak_tls_given_back += n;
 }
 

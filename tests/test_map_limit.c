@@ -1,0 +1,130 @@
+/* A process at the kernel's limit of mappings (vm.max_map_count, 65530 by
+ * default): a freed large block must still give its memory back.
+ *
+ * At the limit the kernel refuses to split a mapping (a split adds one), so
+ * munmap of a range inside a bigger mapping fails with ENOMEM. Large
+ * blocks the kernel placed next to each other are one mapping (it merges
+ * them), so there their munmap fails. Until 2026-11-28 hakmem ignored that
+ * failure: the block's pages stayed resident and nothing referred to them
+ * any more, the registry having forgotten the range. Found with a program
+ * that allocates 80000 blocks of 100 KiB (8 KiB of each written), frees
+ * them and calls malloc_trim, three times: 424 MiB resident after the
+ * third round's frees (glibc: 2 MiB). Now a refused munmap falls back to
+ * madvise(MADV_DONTNEED), which never splits: the pages go back, the
+ * address space stays mapped (README, Using hakmem), and the caller's
+ * errno is kept.
+ *
+ * The test reaches the limit with mappings of its own (single pages of
+ * alternating protections, which the kernel cannot merge), leaves a few
+ * slots free, and then allocates, writes, frees and trims large blocks;
+ * each freed block's pages must be unmapped or not resident (mincore). */
+#include "hak_test.h"
+
+#define KiB ((size_t)1 << 10)
+#define NBLOCKS 48
+#define MAX_FILL 1000000
+
+static void **fill;
+static size_t nfill;
+
+/* Maps single pages until the kernel refuses one; returns how many. */
+static size_t fill_to_limit(void) {
+  size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+  while (nfill < MAX_FILL) {
+    void *q =
+        mmap(NULL, pg, (nfill & 1) ? PROT_READ : PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (q == MAP_FAILED)
+      break;
+    fill[nfill++] = q;
+  }
+  return nfill;
+}
+
+static void unfill(size_t n) {
+  size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+  while (n-- && nfill)
+    munmap(fill[--nfill], pg);
+}
+
+/* Pages of [p, p + n) that are mapped and resident. */
+static size_t resident_pages(void *p, size_t n) {
+  size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+  uintptr_t a = (uintptr_t)p & ~(uintptr_t)(pg - 1);
+  size_t len = ((uintptr_t)p + n - a + pg - 1) & ~(pg - 1);
+  size_t count = 0;
+  for (size_t off = 0; off < len; off += pg) {
+    unsigned char v;
+    if (mincore((void *)(a + off), pg, &v) == 0)
+      count += v & 1; /* else ENOMEM: not mapped */
+  }
+  return count;
+}
+
+int main(void) {
+  if (hak_config_is("asan") || hak_config_is("tsan"))
+    hak_test_skip("the sanitizer's runtime maps memory of its own at every step");
+  if (hak_test_under_valgrind())
+    hak_test_skip("valgrind manages the address space itself");
+  size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+  fill = mmap(NULL, MAX_FILL * sizeof *fill, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+              -1, 0);
+  REQUIRE(fill != MAP_FAILED);
+  /* hakmem set up (heap, segment, a large block) before the limit */
+  hak_free(hak_malloc(100));
+  hak_free(hak_malloc(300 * KiB));
+  /* the probe: three pages, one mapping, whose middle page cannot be
+   * unmapped at the limit */
+  unsigned char *probe =
+      mmap(NULL, 3 * pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  REQUIRE(probe != MAP_FAILED);
+  size_t n = fill_to_limit();
+  if (n >= MAX_FILL)
+    hak_test_skip("no limit of mappings reached");
+  if (munmap(probe + pg, pg) == 0)
+    hak_test_skip("the kernel splits a mapping at the limit (munmap did not fail)");
+  CHECK_INT_EQ(errno, ENOMEM);
+  printf("at the limit after %zu mappings of the test's own\n", n);
+
+  static const size_t room[] = {0, 1, 2, 3, 4, 8, 16, 32};
+  void *b[NBLOCKS];
+  size_t sz[NBLOCKS];
+  uint64_t rng = 42;
+  size_t served = 0, kept = 0;
+  for (size_t r = 0; r < sizeof room / sizeof room[0]; r++) {
+    unfill(room[r]); /* room[r] more slots free */
+    for (int round = 0; round < 3; round++) {
+      for (int i = 0; i < NBLOCKS; i++) {
+        sz[i] = 65 * KiB + hak_rand_below(&rng, 900 * KiB);
+        b[i] = hak_malloc(sz[i]);
+        if (b[i]) {
+          memset(b[i], 0x5a, sz[i]);
+          served++;
+        } else {
+          CHECK_INT_EQ(errno, ENOMEM);
+        }
+      }
+      for (int i = 0; i < NBLOCKS; i++) {
+        errno = 4321;
+        hak_free(b[i]);
+        CHECK_MSG(errno == 4321, "room %zu round %d: hak_free set errno to %d", room[r], round,
+                  errno);
+      }
+      hak_trim(0);
+      for (int i = 0; i < NBLOCKS; i++) {
+        if (!b[i])
+          continue;
+        size_t res = resident_pages(b[i], sz[i]);
+        kept += res;
+        CHECK_MSG(
+            res == 0,
+            "room %zu round %d: block %d (%zu bytes) freed and trimmed, %zu pages still resident",
+            room[r], round, i, sz[i], res);
+      }
+    }
+  }
+  printf("%zu large blocks served; %zu pages kept resident after their free\n", served, kept);
+  CHECK_GT(served, 100); /* the blocks that could leak were there */
+  CHECK_EQ(hak_heap_check(), 0);
+  unfill(nfill);
+  return hak_test_done();
+}
