@@ -46,6 +46,20 @@ static void unfill(size_t n) {
     munmap(fill[--nfill], pg);
 }
 
+/* Lines of /proc/self/maps: the process's mappings. */
+static size_t count_maps(void) {
+  char buf[65536];
+  size_t lines = 0;
+  int fd = open("/proc/self/maps", O_RDONLY);
+  REQUIRE(fd >= 0);
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof buf)) > 0)
+    for (ssize_t i = 0; i < n; i++)
+      lines += buf[i] == '\n';
+  close(fd);
+  return lines;
+}
+
 /* Pages of [p, p + n) that are mapped and resident. */
 static size_t resident_pages(void *p, size_t n) {
   size_t pg = (size_t)sysconf(_SC_PAGESIZE);
@@ -74,6 +88,7 @@ int main(void) {
   hak_free(hak_malloc(300 * KiB));
   /* the probe: three pages, one mapping, whose middle page cannot be
    * unmapped at the limit */
+  size_t maps0 = count_maps();
   unsigned char *probe =
       mmap(NULL, 3 * pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   REQUIRE(probe != MAP_FAILED);
@@ -126,5 +141,10 @@ int main(void) {
   CHECK_GT(served, 100); /* the blocks that could leak were there */
   CHECK_EQ(hak_heap_check(), 0);
   unfill(nfill);
+  munmap(probe, 3 * pg);
+  hak_trim(0);
+  size_t maps1 = count_maps();
+  printf("mappings: %zu before the limit, %zu after every block was freed\n", maps0, maps1);
+  CHECK_MSG(maps1 <= maps0 + 16, "%zu mappings left behind", maps1 - maps0);
   return hak_test_done();
 }

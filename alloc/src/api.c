@@ -711,6 +711,7 @@ int hak_trim(size_t pad) {
   size_t before = hak_tls_given_back;
   heap_trim_all();
   large_trim();
+  os_orphans_retry(~0u);
   return hak_tls_given_back != before;
 }
 

@@ -451,6 +451,11 @@ HAK_INTERNAL void os_unmap(void *p, size_t size);
  * process at its limit of mappings) are given back with MADV_DONTNEED.
  * errno is kept. */
 HAK_INTERNAL void os_munmap(void *p, size_t size);
+/* Unmaps again ranges refused munmaps left mapped (os.c, orphans): tries
+ * `budget` of them (ORPHANS_RETRY at a mapping or unmap, all at hak_trim).
+ * errno is kept. */
+#define ORPHANS_RETRY 4u
+HAK_INTERNAL void os_orphans_retry(unsigned budget);
 HAK_INTERNAL bool os_grow(void *p, size_t old, size_t new, bool *one);
 HAK_INTERNAL bool os_one_mapping(void *p, size_t n);
 HAK_INTERNAL bool os_moves(void);

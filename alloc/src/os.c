@@ -14,6 +14,62 @@
 #define MAP_FIXED_NOREPLACE 0x100000 /* Linux 4.17; older headers */
 #endif
 
+/* Orphans: ranges of ours that a refused munmap left mapped (the process
+ * at its limit of mappings, vm.max_map_count: the kernel does not split a
+ * mapping then). Nothing refers to them (their pages were given back with
+ * MADV_DONTNEED, or never touched: map_aligned's trims, whose span the
+ * kernel merged with the mapping next to it), but each is address space
+ * and, once its neighbours are gone, a mapping of its own: until
+ * 2026-11-28 they stayed, and a process kept itself at the limit after it
+ * had freed every block (test_map_limit: 65 left; a probe of 80000 blocks
+ * of 100 KiB, three rounds of malloc, free and malloc_trim: 14530, 43528,
+ * 65530 mappings and 56, 170, 400 GB of address space after the frees).
+ * They are unmapped again once the kernel lets go of them: a few at each
+ * new mapping and each successful unmap, all of them at hak_trim. The table
+ * is .bss (1 MiB, untouched until used): at the limit nothing can be
+ * mapped for it. Taken with a try-lock only, never waited for (a fork
+ * cannot leave it held for good): a busy table leaves the range, or the
+ * retry, for later. */
+#define ORPHANS_MAX 65536
+static struct {
+  uintptr_t at;
+  size_t len;
+} orphans[ORPHANS_MAX];
+static _Atomic unsigned orphans_n;
+static atomic_flag orphans_busy = ATOMIC_FLAG_INIT;
+
+static void orphan_add(void *p, size_t len) {
+  if (atomic_flag_test_and_set_explicit(&orphans_busy, memory_order_acquire))
+    return; /* left mapped, as before the table */
+  unsigned n = atomic_load_explicit(&orphans_n, memory_order_relaxed);
+  if (n < ORPHANS_MAX) {
+    orphans[n].at = (uintptr_t)p;
+    orphans[n].len = len;
+    atomic_store_explicit(&orphans_n, n + 1, memory_order_relaxed);
+  }
+  atomic_flag_clear_explicit(&orphans_busy, memory_order_release);
+}
+
+/* munmap of a range nothing uses (just mapped and never touched). */
+static void unmap_unused(void *p, size_t len) {
+  if (munmap(p, len) != 0)
+    orphan_add(p, len);
+}
+
+void os_orphans_retry(unsigned budget) {
+  if (!atomic_load_explicit(&orphans_n, memory_order_relaxed) ||
+      atomic_flag_test_and_set_explicit(&orphans_busy, memory_order_acquire))
+    return;
+  int saved = errno;
+  unsigned n = atomic_load_explicit(&orphans_n, memory_order_relaxed);
+  for (unsigned i = n; i-- > 0 && budget; budget--) /* newest first */
+    if (munmap((void *)orphans[i].at, orphans[i].len) == 0)
+      orphans[i] = orphans[--n];
+  atomic_store_explicit(&orphans_n, n, memory_order_relaxed);
+  atomic_flag_clear_explicit(&orphans_busy, memory_order_release);
+  errno = saved;
+}
+
 /* Maps `size` bytes (a multiple of the OS page) at an address q such that
  * q + offset is aligned to `alignment` (a power of two >= the OS page):
  * over-map, then trim. errno is kept, as by every os_* call: a caller
@@ -25,6 +81,7 @@ static void *map_aligned(size_t size, size_t alignment, size_t offset) {
   if (size > ((size_t)1 << ADDRESS_BITS) || alignment > ((size_t)1 << (ADDRESS_BITS - 2)))
     return NULL;
   size_t span = size + alignment;
+  os_orphans_retry(ORPHANS_RETRY); /* their mappings count against the limit */
   void *p =
       mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED)
@@ -32,10 +89,10 @@ static void *map_aligned(size_t size, size_t alignment, size_t offset) {
   uintptr_t base = (uintptr_t)p;
   uintptr_t aligned = ((base + offset + alignment - 1) & ~(uintptr_t)(alignment - 1)) - offset;
   if (aligned > base)
-    munmap(p, aligned - base);
+    unmap_unused(p, aligned - base);
   uintptr_t end = base + span, want_end = aligned + size;
   if (end > want_end)
-    munmap((void *)want_end, end - want_end);
+    unmap_unused((void *)want_end, end - want_end);
   if ((want_end - 1) >> ADDRESS_BITS) { /* outside what the registry covers */
     munmap((void *)aligned, size);
     return NULL;
@@ -184,8 +241,12 @@ void *os_map_large(size_t size) {
  * 424 MiB). errno is kept. */
 void os_munmap(void *p, size_t size) {
   int saved = errno;
-  if (munmap(p, size) != 0)
+  if (munmap(p, size) != 0) {
     madvise(p, size, MADV_DONTNEED);
+    orphan_add(p, size);
+  } else {
+    os_orphans_retry(ORPHANS_RETRY); /* a mapping fewer: maybe room for a split */
+  }
   errno = saved;
 }
 
