@@ -169,6 +169,14 @@ $(PRELOAD_B)/lib%.so: tests/preload/%.c
 $(PRELOAD_B)/atfork_ctor $(PRELOAD_B)/tsd_exit: $(PRELOAD_B)/%: tests/preload/%.c $(PRELOAD_B)/lib%.so
 	gcc $(PRELOAD_CFLAGS) $< -o $@ -Wl,--no-as-needed -L$(@D) -l$* \
 	  -Wl,-rpath,$(abspath $(@D)) -ldl
+# cxx_mix (C++) and the library it dlopens, built from the same file with
+# -DCXX_MIX_LIB (not linked: its path is an argument).
+PRELOAD_CXXFLAGS := -std=gnu++17 -O1 -g -Wall -Wextra -Werror -pthread
+$(PRELOAD_B)/libcxx_mix.so: tests/preload/cxx_mix.cpp
+	@mkdir -p $(@D)
+	g++ $(PRELOAD_CXXFLAGS) -shared -fPIC -DCXX_MIX_LIB $< -o $@
+$(PRELOAD_B)/cxx_mix: tests/preload/cxx_mix.cpp $(PRELOAD_B)/libcxx_mix.so
+	g++ $(PRELOAD_CXXFLAGS) $< -o $@ -ldl
 # Copies of the library with DF_1_INITFIRST cleared
 # (scripts/elf-clear-initfirst.py), so that the loader runs hakmem's
 # constructor after the programs' own libraries' (atfork_ctor-no-initfirst;
@@ -183,7 +191,7 @@ $(PRELOAD_B)/libhakmem-no-initfirst.so $(PRELOAD_B)/libhakmem-no-initfirst-tsd.s
 
 format:
 	clang-format -i alloc/src/*.c alloc/src/*.h alloc/include/*.h tests/*.c tests/*.h tests/*.cpp \
-	  tests/preload/*.c stress/*.c stress/*.h
+	  tests/preload/*.c tests/preload/*.cpp stress/*.c stress/*.h
 
 tidy:
 	clang-tidy alloc/src/*.c -- $(BASEFLAGS) -Ialloc/src

@@ -28,6 +28,12 @@
 #                pthread key is at index 32 or more (a library constructor
 #                creates 40 keys before hakmem's, under a copy without the
 #                flag: tsd_exit-high-key); no heap may be pooled twice
+#   cxx_mix      tests/preload/cxx_mix.cpp (plain g++ build) and the library
+#                it dlopens: aligned new, cross-thread frees, exceptions in
+#                threads, thread_local and key destructors, dlopen/dlclose,
+#                fork under threads, spawn, env churn, libc functions that
+#                allocate, glibc's allocator API; output compared with a run
+#                without hakmem, hak_heap_check() == 0 under it
 #   selftest-*   the comparison fails a program that crashes under the
 #                preload though its output matches (tests/preload/crash_shim.c)
 #
@@ -356,6 +362,25 @@ if run_check "$CFG" tsd_exit-build make -s NO_INITFIRST_FROM="$SO" build/release
   run_check "$CFG" tsd_exit env LD_PRELOAD="$SO" timeout 60 "$tsd" || fail=1
   run_check "$CFG" tsd_exit-high-key env LD_PRELOAD="$PRE_DIR/libhakmem-no-initfirst-tsd.so" \
     timeout 60 "$tsd" --expect-high-key || fail=1
+else
+  fail=1
+fi
+
+# (i) a C++ program and a library it dlopens, using what real programs use
+# around the allocator (tests/preload/cxx_mix.cpp); one line per part, the
+# same output with hakmem as without, and under it the blocks of each part
+# hakmem's and hak_heap_check() clean. A hang is a failure within 60 s.
+mix=$PRE_DIR/cxx_mix
+if run_check "$CFG" cxx_mix-build make -s build/release/preload/cxx_mix; then
+  run_check "$CFG" cxx_mix bash -c '
+    base=$(env -u LD_PRELOAD timeout 60 "$1" --expect-libc "$2/libcxx_mix.so") ||
+      { printf "%s\n" "$base"; echo "baseline run failed"; exit 1; }
+    pre=$(env LD_PRELOAD="$3" timeout 60 "$1" --expect-hakmem "$2/libcxx_mix.so")
+    rc=$?
+    printf "%s\n" "$pre"
+    [ $rc -eq 0 ] || { echo "preloaded run failed (exit $rc)"; exit 1; }
+    [ "$base" = "$pre" ] || { echo "outputs differ; baseline:"; printf "%s\n" "$base"; exit 1; }
+    echo "== same output with and without hakmem"' _ "$mix" "$PRE_DIR" "$SO" || fail=1
 else
   fail=1
 fi

@@ -267,12 +267,13 @@ def selection(root, makej, scale):
                     "s = json.dumps(d); assert json.loads(s) == d; print(len(s))"], timeout=30))
 
     def preload_check(prog, name, cmd, make=()):
-        """A release/preload check with tests/preload/<prog>.c (left out in a
+        """A release/preload check with tests/preload/<prog>.c or .cpp (left out in a
         tree without it): `make -s` of build/release/preload/<prog> and of
         `make` there (the library's copies without DF_1_INITFIRST: the
         Makefile's rules), then bash runs `cmd` with $1 the mutant's
         libhakmem.so and $P build/release/preload. A hang is a kill (60 s)."""
-        if os.path.exists(os.path.join(root, "tests", "preload", prog + ".c")):
+        if any(os.path.exists(os.path.join(root, "tests", "preload", prog + ext))
+               for ext in (".c", ".cpp")):
             script = "P=build/release/preload && make -s %s && %s" % (
                 " ".join("$P/" + t for t in [prog] + list(make)), cmd)
             S.append(Check("release/preload", name, ["bash", "-c", script, "_", so], timeout=60))
@@ -297,6 +298,11 @@ def selection(root, makej, scale):
     preload_check("tsd_exit", "tsd_exit-high-key",
                   'env LD_PRELOAD="$PWD/$P/libhakmem-no-initfirst-tsd.so" $P/tsd_exit --expect-high-key',
                   ["libhakmem-no-initfirst-tsd.so"])
+    # a C++ program and a library it dlopens using what real programs use
+    # around the allocator (tests/preload/cxx_mix.cpp): hakmem's blocks,
+    # hak_heap_check, exiting threads' blocks back
+    preload_check("cxx_mix", "cxx_mix",
+                  'env LD_PRELOAD="$1" $P/cxx_mix --expect-hakmem "$PWD/$P/libcxx_mix.so"')
     # 2. the fuzz corpus replayed by the release standalone drivers (shadow model)
     S.append(Check("fuzz/build-release", "", mk + ["build/fuzz/release/%s" % d for d in FUZZERS], "build", 900))
     S.append(Check("fuzz/replay-release", "", ["fuzz/replay.sh", "-m", "release"] + FUZZERS, timeout=400))
