@@ -129,7 +129,13 @@ bool segment_abandon_locked(hak_segment_t *seg, bool even_empty) {
   return true;
 }
 
+/* Where adopt_abandoned's scan of the list goes on (global lock held):
+ * the segment after the last one it looked at, NULL for the start. */
+static hak_segment_t *abandoned_cursor;
+
 static void abandoned_unlink_locked(hak_segment_t *seg) {
+  if (abandoned_cursor == seg)
+    abandoned_cursor = seg->next;
   if (seg->prev)
     seg->prev->next = seg->next;
   else
@@ -446,13 +452,74 @@ void segment_adopt(hak_heap_t *h, hak_segment_t *seg) {
   }
 }
 
-/* Adopts the first abandoned segment, if any; returns it (it may have been
- * released already: do not touch it) or NULL. */
-static hak_segment_t *adopt_abandoned(hak_heap_t *h) {
-  hak_lock(&hak_global_lock);
-  hak_segment_t *seg = hak_abandoned;
+/* Whether abandoned `seg` may serve a page of `cls` (n slices) once
+ * adopted (global lock held, under which nothing else changes what this
+ * reads but the pages' remote-free stacks): a free run of n slices, a
+ * page of `cls` with a free block or room to carve, or an empty page big
+ * enough (adoption gives its slices back, or keeps it for its class). A
+ * guess: the adopter still checks (segment_page_alloc). */
+static bool abandoned_may_serve(const hak_segment_t *seg, size_t cls, size_t n) {
+  if (find_run(seg->free_slices, n))
+    return true;
+  const hak_page_t *pg;
+  FOR_EACH_PAGE(seg, pg) {
+    uintptr_t tf = atomic_load_explicit(&pg->thread_free, memory_order_relaxed);
+    if (pg->cls == cls &&
+        (pg->free || tf_block(tf) ||
+         atomic_load_explicit(&pg->capacity, memory_order_relaxed) < pg->reserved))
+      return true;
+    if (pg->used <= tf_count(tf) && pg->slice_count >= n)
+      return true;
+  }
+  return false;
+}
+
+/* Segments adopt_abandoned looks at past the first before it gives up
+ * (a new segment is mapped instead). */
+#define ADOPT_SCAN 16
+
+/* An abandoned segment that may serve a page of `cls` (n slices), off
+ * the list, or NULL (global lock held). The first, the most recently
+ * abandoned (a thread that starts reuses the warm memory of one that just
+ * exited); failing that, up to ADOPT_SCAN others from where the last scan
+ * stopped, around the list. Until 2026-11-28 adoption took the first
+ * whatever it held: a thread's exit puts every segment it owns back at
+ * the head, the adopted ones included, so once the first 4 were full each
+ * thread adopted those 4 again, found no room, mapped a new segment and
+ * left it behind them, where no adopter looked: one segment per thread
+ * that leaves a block behind, for ever (tests/test_adopt_full). */
+static hak_segment_t *abandoned_pick_locked(size_t cls, size_t n) {
+  hak_segment_t *head = hak_abandoned, *seg = NULL;
+  if (!head)
+    return NULL;
+  if (abandoned_may_serve(head, cls, n)) {
+    seg = head;
+  } else {
+    hak_segment_t *s = abandoned_cursor ? abandoned_cursor : head->next;
+    hak_segment_t *start = s;
+    for (int i = 0; i < ADOPT_SCAN && s; i++) {
+      hak_segment_t *next = s->next ? s->next : head->next; /* around, past the head */
+      if (s != head && abandoned_may_serve(s, cls, n)) {
+        seg = s;
+        break;
+      }
+      s = next;
+      if (s == start)
+        break;
+    }
+    abandoned_cursor = s;
+  }
   if (seg)
     abandoned_unlink_locked(seg);
+  return seg;
+}
+
+/* Adopts an abandoned segment that may serve a page of `cls` (n slices),
+ * if any; returns it (it may have been released already: do not touch
+ * it) or NULL. */
+static hak_segment_t *adopt_abandoned(hak_heap_t *h, size_t cls, size_t n) {
+  hak_lock(&hak_global_lock);
+  hak_segment_t *seg = abandoned_pick_locked(cls, n);
   hak_unlock(&hak_global_lock);
   if (seg)
     segment_adopt(h, seg);
@@ -565,7 +632,7 @@ hak_page_t *segment_page_alloc(hak_heap_t *h, size_t cls) {
   /* Adopting may free its empty pages (and even the segment); the adopted
    * pages of class `cls` are now in h's queue and may serve the request. */
   for (int tries = 0; tries < 4; tries++) {
-    if (!adopt_abandoned(h))
+    if (!adopt_abandoned(h, cls, n))
       break;
     h->seg_joins++;
     if ((pg = queue_take_ready(h, cls)) != NULL || (pg = heap_take_run(h, cls, n)) != NULL)
@@ -681,6 +748,6 @@ void segment_reset_all(void) {
     registry_set(s, REG_NONE);
     segment_unmap(s);
   }
-  hak_all_segments = hak_segment_cache = hak_abandoned = NULL;
+  hak_all_segments = hak_segment_cache = hak_abandoned = abandoned_cursor = NULL;
   segment_cache_n = 0;
 }
