@@ -454,13 +454,12 @@ void segment_adopt(hak_heap_t *h, hak_segment_t *seg) {
 
 /* Whether abandoned `seg` may serve a page of `cls` (n slices) once
  * adopted (global lock held, under which nothing else changes what this
- * reads but the pages' remote-free stacks): a free run of n slices, a
- * page of `cls` with a free block or room to carve, or an empty page big
- * enough (adoption gives its slices back, or keeps it for its class). A
- * guess: the adopter still checks (segment_page_alloc). */
+ * reads but the pages' remote-free stacks): a page of `cls` with a free
+ * block or room to carve, or a run of n slices free once adoption gave
+ * back its empty pages. A guess: the adopter still checks
+ * (segment_page_alloc). */
 static bool abandoned_may_serve(const hak_segment_t *seg, size_t cls, size_t n) {
-  if (find_run(seg->free_slices, n))
-    return true;
+  uint64_t avail = seg->free_slices;
   const hak_page_t *pg;
   FOR_EACH_PAGE(seg, pg) {
     uintptr_t tf = atomic_load_explicit(&pg->thread_free, memory_order_relaxed);
@@ -468,10 +467,10 @@ static bool abandoned_may_serve(const hak_segment_t *seg, size_t cls, size_t n) 
         (pg->free || tf_block(tf) ||
          atomic_load_explicit(&pg->capacity, memory_order_relaxed) < pg->reserved))
       return true;
-    if (pg->used <= tf_count(tf) && pg->slice_count >= n)
-      return true;
+    if (pg->used <= tf_count(tf)) /* every block freed: its slices go back */
+      avail |= slice_mask(pg->slice_index, pg->slice_count);
   }
-  return false;
+  return find_run(avail, n) != 0;
 }
 
 /* Segments adopt_abandoned looks at past the first before it gives up
