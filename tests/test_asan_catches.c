@@ -5,7 +5,8 @@
  * a write one byte past a hak_malloc(40) block (inside its 48-byte class),
  * reads after hak_free (also after another thread's, the remote-free path),
  * writes into never-allocated parts of a page or
- * before an aligned large block (between its header and its start).
+ * before an aligned large block (between its header and its start), or
+ * past an aligned block of 0..15 bytes in a large mapping.
  * LeakSanitizer: C library blocks only hakmem blocks point to are no leak,
  * and a large block's root region goes with it (freed or shrunk in place by
  * another thread). A control child that uses blocks correctly must exit 0
@@ -78,6 +79,24 @@ static void test_shadow(void) {
   REQUIRE(a != NULL);
   CHECK_RANGE(a, 0, 100, 0, "aligned_alloc(256, 100)");
   hak_free(a);
+
+  /* An aligned block of 0..15 bytes served by a large mapping (an
+   * alignment above 64 KiB): like a small block of those sizes, only the
+   * requested bytes are addressable. Until 2026-11-28 the 16 bytes the
+   * request was rounded up to were, on a new mapping and on a cached one
+   * (a write past aligned_alloc(256 KiB, 1) went unreported). */
+  hak_trim(0);
+  for (int again = 0; again < 2; again++) { /* a new mapping, then the same one from the cache */
+    for (size_t n = 0; n < 16; n += 15) {
+      unsigned char *ta = hak_aligned_alloc(262144, n);
+      REQUIRE(ta != NULL);
+      CHECK_RANGE(ta, 0, n, 0, "aligned_alloc(256 KiB, n) requested bytes");
+      CHECK_RANGE(ta, n, 4096, 1, "aligned_alloc(256 KiB, n) slack");
+      CHECK_EQ(hak_usable_size(ta), 4096);
+      CHECK_RANGE(ta, 0, 4096, 0, "aligned_alloc(256 KiB, n) after usable_size");
+      hak_free(ta);
+    }
+  }
 
   unsigned char *l = hak_malloc(100000);
   REQUIRE(l != NULL);
@@ -166,6 +185,13 @@ static void read_after_free_large(void *arg) {
   /* The mapping may be gone (SEGV) or kept and poisoned (use-after-poison);
    * either way ASan must report. */
   hak_test_log("read back %d\n", p[12345]);
+}
+
+/* one byte past an aligned block of 1 byte that a large mapping serves */
+static void write_past_tiny_aligned(void *arg) {
+  volatile unsigned char *p = hak_aligned_alloc(262144, 1);
+  p[1] = 1;
+  hak_free((void *)p);
 }
 
 static void write_never_allocated(void *arg) {
@@ -365,6 +391,8 @@ int main(void) {
   test_shadow();
   expect_report(write_past_requested, NULL, "write past requested size", "use-after-poison",
                 "WRITE of size 1");
+  expect_report(write_past_tiny_aligned, NULL, "write past aligned_alloc(256 KiB, 1)",
+                "use-after-poison", "WRITE of size 1");
   expect_report(read_after_free, (void *)0, "read after free (offset 0)", "use-after-poison",
                 "READ of size 1");
   expect_report(read_after_free, (void *)50, "read after free (offset 50)", "use-after-poison",

@@ -15,6 +15,9 @@
  *             left addressable and its bytes were marked defined)
  *   aligned_pad  write between an aligned large block's header and its
  *             start (no block's memory)  -> "Invalid write", exit 99
+ *   tiny_aligned write past aligned_alloc(256 KiB, 1), a large mapping's
+ *             block of 1 byte (memcheck's block was 16 until 2026-11-28)
+ *                                        -> "Invalid write", exit 99
  *   leak      lose a block, --leak-check=full  -> "definitely lost", exit 99
  *   leak_first  the same for a page's first block, lost by a thread that
  *             exits (the page descriptor held its address until 2026-11-28)
@@ -81,6 +84,16 @@ __attribute__((noinline)) static void mode_large_uninit(void) {
 __attribute__((noinline)) static void mode_aligned_pad(void) {
   volatile unsigned char *p = hak_aligned_alloc(65536, 100000);
   p[-100] = 1; /* 64 KiB into its mapping: the 64-byte header, then no block's bytes */
+  hak_free((void *)p);
+}
+
+/* An aligned block of 1 byte in a large mapping (an alignment above
+ * 64 KiB): memcheck's block is the 1 byte asked for, not the 16 the
+ * request is rounded up to (before 2026-11-28 it was 16: the write went
+ * unreported). */
+__attribute__((noinline)) static void mode_tiny_aligned(void) {
+  volatile unsigned char *p = hak_aligned_alloc(262144, 1);
+  p[1] = 1;
   hak_free((void *)p);
 }
 
@@ -254,6 +267,8 @@ static int run_mode(const char *mode) {
     mode_large_uninit();
   else if (strcmp(mode, "aligned_pad") == 0)
     mode_aligned_pad();
+  else if (strcmp(mode, "tiny_aligned") == 0)
+    mode_tiny_aligned();
   else if (strcmp(mode, "leak") == 0)
     mode_leak();
   else if (strcmp(mode, "leak_first") == 0)
@@ -320,6 +335,7 @@ int main(int argc, char **argv) {
   expect_mode("large_uninit", 0, 99, "Conditional jump or move depends on uninitialised value",
               NULL);
   expect_mode("aligned_pad", 0, 99, "Invalid write", NULL); /* no block there to name */
+  expect_mode("tiny_aligned", 0, 99, "Invalid write", "is 0 bytes after a block of size 1 alloc'd");
   expect_mode("leak", 1, 99, "definitely lost", NULL);
   expect_mode("leak_first", 1, 99, "definitely lost", NULL);
   expect_mode("clean", 1, 0, NULL, NULL);

@@ -424,6 +424,10 @@ static void track_padding(hak_large_t *lg) {
 
 /* `alignment` is a power of two >= 16. Returns NULL on failure (errno set). */
 void *large_alloc(size_t size, size_t alignment, bool zero) {
+  /* the bytes asked for: only those are addressable (asan, valgrind), the
+   * rest slack, as for a small block of 0..15 bytes; until 2026-11-28 a
+   * write past aligned_alloc(256 KiB, 1) went unreported in both */
+  size_t req = size;
   if (size < 16)
     size = 16; /* like malloc(0): a real, unique, usable block (aligned_alloc(1 MiB, 0)) */
   bool huge = alignment >= SEGMENT_SIZE;
@@ -462,12 +466,12 @@ void *large_alloc(size_t size, size_t alignment, bool zero) {
       if (lg->map_size > off + usable)
         track_noaccess((uint8_t *)p + usable, lg->map_size - off - usable);
       hak_unlock(&hak_large_lock);
-      track_alloc(p, size, usable, zero);
+      track_alloc(p, req, usable, zero);
       track_padding(lg);
       track_roots_add(p, usable);
       if (zero && dirty > off) /* past `dirty`: zero pages, untouched (calloc of 1 GiB after a
                                 * 1 MiB block was freed committed all of it) */
-        memset(p, 0, size < dirty - off ? size : dirty - off);
+        memset(p, 0, req < dirty - off ? req : dirty - off);
       return p;
     }
     hak_unlock(&hak_large_lock);
@@ -497,7 +501,7 @@ void *large_alloc(size_t size, size_t alignment, bool zero) {
   /* fresh mmap memory is zero already (no memset), but only calloc's bytes
    * are defined to memcheck: a malloc'd block's are not (before
    * 2026-11-28 they were, and a read of never-written bytes went unreported) */
-  track_alloc(p, size, map - off, zero);
+  track_alloc(p, req, map - off, zero);
   track_padding(lg);
   track_roots_add(p, large_usable(lg));
   return p;
