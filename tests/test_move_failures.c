@@ -346,6 +346,35 @@ static void realloc_move_fails_kept_tail(void) {
 #endif
 }
 
+/* ASan: the slack usable_size exposed stays addressable after a failed
+ * move: the move clears the block's shadow, and the failure restores what
+ * was addressable before it, not only the request (until 2026-11-28 the
+ * request: the program's write into its usable bytes reported a
+ * use-after-poison). */
+static void realloc_move_fails_exposed(void) {
+#if defined(HAK_ASAN) && HAK_ASAN
+  start(FM_BEFORE_UNMAP);
+  unsigned char *b = block_with_room(MiB, PG);
+  unsigned char *stop = hak_map_at(b - 64 + MiB + PG, PG, PROT_READ);
+  REQUIRE(stop != NULL);
+  size_t u = hak_usable_size(b);
+  REQUIRE(u == MiB + PG - 64 && __asan_region_is_poisoned(b, u) == NULL);
+  fm_arm(mode, 0);
+  errno = 0;
+  void *q = hak_realloc(b, 3 * MiB);
+  CHECK_MSG(q == NULL && errno == ENOMEM && fm.fired == 1, "realloc whose move failed: %p", q);
+  void *bad = __asan_region_is_poisoned(b, u);
+  CHECK_MSG(bad == NULL,
+            "ASan: after a failed move, byte %td of the %zu usable bytes usable_size exposed is "
+            "poisoned",
+            bad ? (unsigned char *)bad - b : (ptrdiff_t)-1, u);
+  hak_free(b);
+  munmap(stop, PG);
+  free_tried();
+  CHECK_EQ(hak_heap_check(), 0);
+#endif
+}
+
 int main(void) {
   if (!os_moves())
     hak_test_skip("hakmem moves no pages here (valgrind)");
@@ -368,6 +397,7 @@ int main(void) {
     }
   }
   realloc_move_fails_kept_tail();
+  realloc_move_fails_exposed();
   /* not under ASan and TSan, whose runtimes map memory of their own */
   if (!hak_config_is("asan") && !hak_config_is("tsan")) {
     RUN_SECTION(split_reservation_fails);

@@ -790,6 +790,11 @@ void *large_realloc(hak_large_t *lg, void *p, size_t size) {
    * or a segment mapped there meanwhile could lose its bit */
   registry_set(lg, REG_NONE);
   HAK_TEST_HOOK(HAK_HOOK_LARGE_UNREGISTERED, p);
+  /* the block's addressable bytes, read before the move clears its shadow:
+   * a failed move restores them, not the request (asan). The slack
+   * usable_size had exposed was poisoned again until 2026-11-28, and the
+   * program's write there, allowed, reported a use-after-poison. */
+  size_t old_end = track_requested(p, old_usable);
   track_unmapping(lg, map);
   bool kept;
   if (!os_move_mapping(lg, map, need, dst, &kept)) {
@@ -800,7 +805,7 @@ void *large_realloc(hak_large_t *lg, void *p, size_t size) {
       track_noaccess((uint8_t *)p + large_usable(lg), map - off - large_usable(lg));
     hak_unlock(&hak_large_lock);
     track_padding(lg);
-    track_alloc(p, old_req, large_usable(lg), 0);
+    track_alloc(p, old_end, large_usable(lg), 0);
     if (kept) /* else another thread's now */
       os_unmap(dst, need);
     errno = ENOMEM;
