@@ -37,11 +37,14 @@ static struct {
 } orphans[ORPHANS_MAX];
 static _Atomic unsigned orphans_n;
 static atomic_flag orphans_busy = ATOMIC_FLAG_INIT;
+static unsigned orphans_at; /* where a partial retry starts (orphans_busy held) */
 
 static void orphan_add(void *p, size_t len) {
   if (atomic_flag_test_and_set_explicit(&orphans_busy, memory_order_acquire))
     return; /* left mapped, as before the table */
   unsigned n = atomic_load_explicit(&orphans_n, memory_order_relaxed);
+  if (n == 0)
+    orphans_at = 0; /* a table that starts again starts at its start */
   if (n < ORPHANS_MAX) {
     orphans[n].at = (uintptr_t)p;
     orphans[n].len = len;
@@ -56,15 +59,35 @@ static void unmap_unused(void *p, size_t len) {
     orphan_add(p, len);
 }
 
+/* A retry of all of them goes newest first; a partial one (`budget` below
+ * their count) goes on from where the last stopped, around the table, so
+ * every one is tried in turn. Until 2026-11-28 each partial retry tried
+ * the newest `budget` only: once that many could not be unmapped (a
+ * neighbour still live), the older ones were never tried again but by
+ * hak_trim, and a process stayed at the limit with ranges the kernel would
+ * have let go (test_orphans_retry, part `rotate`). */
 void os_orphans_retry(unsigned budget) {
   if (!atomic_load_explicit(&orphans_n, memory_order_relaxed) ||
       atomic_flag_test_and_set_explicit(&orphans_busy, memory_order_acquire))
     return;
   int saved = errno;
   unsigned n = atomic_load_explicit(&orphans_n, memory_order_relaxed);
-  for (unsigned i = n; i-- > 0 && budget; budget--) /* newest first */
-    if (munmap((void *)orphans[i].at, orphans[i].len) == 0)
-      orphans[i] = orphans[--n];
+  if (budget >= n) {
+    for (unsigned i = n; i-- > 0;) /* newest first */
+      if (munmap((void *)orphans[i].at, orphans[i].len) == 0)
+        orphans[i] = orphans[--n];
+  } else {
+    unsigned i = orphans_at < n ? orphans_at : 0;
+    for (; budget && n; budget--) {
+      if (munmap((void *)orphans[i].at, orphans[i].len) == 0)
+        orphans[i] = orphans[--n]; /* the last one moved here: tried next */
+      else
+        i++;
+      if (i >= n)
+        i = 0;
+    }
+    orphans_at = i;
+  }
   atomic_store_explicit(&orphans_n, n, memory_order_relaxed);
   atomic_flag_clear_explicit(&orphans_busy, memory_order_release);
   errno = saved;
@@ -84,6 +107,15 @@ static void *map_aligned(size_t size, size_t alignment, size_t offset) {
   os_orphans_retry(ORPHANS_RETRY); /* their mappings count against the limit */
   void *p =
       mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  /* refused (the limit of mappings, maybe): every orphan the kernel lets
+   * go now is a mapping fewer. Until 2026-11-28 only the few tried above
+   * were, and a malloc at the limit failed with ENOMEM while the table held
+   * ranges that could be unmapped (test_orphans_retry, part `malloc`). */
+  if (p == MAP_FAILED && atomic_load_explicit(&orphans_n, memory_order_relaxed)) {
+    os_orphans_retry(~0u);
+    p = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1,
+             0);
+  }
   if (p == MAP_FAILED)
     return NULL;
   uintptr_t base = (uintptr_t)p;
