@@ -11,7 +11,9 @@
  * was never tried again but by hak_trim (part `rotate`); and a malloc that
  * needed a new mapping at the limit tried only those few before its mmap
  * failed with ENOMEM, the table holding a range that could be unmapped to
- * make room for it (part `malloc`).
+ * make room for it (part `malloc`); and a fork while another thread held
+ * the table (a retry) left it held for good in the child, which then
+ * neither kept a refused munmap's range nor tried any again (part `fork`).
  *
  * Each part (both in one process, the second after the first has left the
  * limit) fills the table of mappings with the test's own (single pages of
@@ -39,6 +41,7 @@ static size_t nfill;
 static size_t pg;
 static unsigned char *tri;   /* TRIPLES triples of pages */
 static unsigned char *freed; /* FREED's middle page */
+static unsigned char *spare; /* a triple more, no orphan (part fork) */
 
 static bool mapped(const void *p) {
   unsigned char v;
@@ -69,10 +72,12 @@ static void orphans_at_limit(void) {
   hak_free(hak_malloc(100));
   hak_free(hak_malloc(300 * KiB));
   hak_trim(0);
-  tri = mmap(NULL, 3 * TRIPLES * pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  tri = mmap(NULL, 3 * (TRIPLES + 1) * pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
+             0);
   REQUIRE(tri != MAP_FAILED);
   freed = tri + ((size_t)FREED * 3 + 1) * pg;
-  for (int t = 1; t < TRIPLES; t += 2) /* one mapping each */
+  spare = tri + (size_t)TRIPLES * 3 * pg;
+  for (int t = 1; t <= TRIPLES; t += 2) /* one mapping each */
     REQUIRE(mprotect(tri + (size_t)t * 3 * pg, 3 * pg, PROT_READ) == 0);
   size_t n = fill_to_limit();
   if (n >= MAX_FILL)
@@ -109,6 +114,7 @@ static void stuck_stay_then_go(void) {
   hak_trim(0);
   for (int t = 0; t < TRIPLES; t++)
     CHECK_MSG(!mapped(tri + ((size_t)t * 3 + 1) * pg), "orphan %d left mapped after hak_trim", t);
+  munmap(spare, 3 * pg);
   CHECK_EQ(hak_heap_check(), 0);
 }
 
@@ -148,6 +154,61 @@ static void part_malloc(void) {
   stuck_stay_then_go();
 }
 
+/* A fork while another thread holds the table (a retry): the child's
+ * refused munmaps still go into its table, and are retried. */
+static atomic_int go, held_seen, forked;
+
+static void hook(enum hak_hook_point where, void *arg) {
+  (void)arg;
+  if (where != HAK_HOOK_ORPHANS_HELD || atomic_exchange(&held_seen, 1))
+    return;
+  while (!atomic_load(&forked)) {
+    struct timespec ts = {0, 1000 * 1000};
+    nanosleep(&ts, NULL);
+  }
+}
+
+static void *trimmer(void *arg) {
+  (void)arg;
+  HAK_WAIT_FLAG(&go);
+  hak_trim(0);
+  return NULL;
+}
+
+static void part_fork(void) {
+  pthread_t t; /* before the limit: its stack is a mapping */
+  REQUIRE(pthread_create(&t, NULL, trimmer, NULL) == 0);
+  orphans_at_limit();
+  atomic_store(&hak_test_hook, hook);
+  atomic_store(&go, 1);
+  HAK_WAIT_FLAG(&held_seen);
+  pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    atomic_store(&hak_test_hook, NULL);
+    unsigned char *mid = spare + pg;
+    errno = 4321;
+    os_munmap(mid, pg); /* refused: an orphan of the child's */
+    if (errno != 4321 || !mapped(mid))
+      _exit(2);
+    if (munmap(spare, pg) != 0 || munmap(spare + 2 * pg, pg) != 0)
+      _exit(3);
+    hak_trim(0); /* its middle page a mapping of its own: unmapped */
+    _exit(mapped(mid) ? 1 : 0);
+  }
+  atomic_store(&forked, 1);
+  REQUIRE(pthread_join(t, NULL) == 0);
+  atomic_store(&hak_test_hook, NULL);
+  int st = 0;
+  REQUIRE(waitpid(pid, &st, 0) == pid);
+  CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+            "fork child (forked while a retry held the table): status %#x (exit 1: its orphan "
+            "left mapped after hak_trim)",
+            (unsigned)st);
+  CHECK(!mapped(freed)); /* the parent's retry went on */
+  stuck_stay_then_go();
+}
+
 int main(void) {
   if (hak_config_is("asan") || hak_config_is("tsan"))
     hak_test_skip("the sanitizer's runtime maps memory of its own at every step");
@@ -168,5 +229,7 @@ int main(void) {
   printf("part rotate: done\n");
   part_malloc();
   printf("part malloc: done\n");
+  part_fork();
+  printf("part fork: done\n");
   return hak_test_done();
 }

@@ -512,6 +512,7 @@ static void fork_child(void) {
       heap_abandon(h, true);
     }
   segment_fork_fixup();
+  os_orphans_fork_child();
   pthread_mutex_unlock(&fork_lock); /* held by this thread, as in the parent */
 }
 

@@ -456,6 +456,8 @@ HAK_INTERNAL void os_munmap(void *p, size_t size);
  * errno is kept. */
 #define ORPHANS_RETRY 4u
 HAK_INTERNAL void os_orphans_retry(unsigned budget);
+/* fork child: the table as the fork left it (os.c). */
+HAK_INTERNAL void os_orphans_fork_child(void);
 HAK_INTERNAL bool os_grow(void *p, size_t old, size_t new, bool *one);
 HAK_INTERNAL bool os_one_mapping(void *p, size_t n);
 HAK_INTERNAL bool os_moves(void);
@@ -779,6 +781,11 @@ enum hak_hook_point {
    * (test_small_error_race, double_*). Not one of fuzz_mt's FZ_HOOK
    * points. */
   HAK_HOOK_DOUBLE_FREE,
+  /* os_orphans_retry, the table of orphans held (orphans_busy), before
+   * its first munmap (arg: NULL): a fork there leaves the child the table
+   * held and maybe half changed (os_orphans_fork_child; test_orphans_retry
+   * part fork). Not one of fuzz_mt's FZ_HOOK points. */
+  HAK_HOOK_ORPHANS_HELD,
 };
 /* Atomic: a test sets it while other threads run into the hook points
  * (their heaps' creation among them); a relaxed load is a plain load. */
