@@ -25,7 +25,8 @@
  * of 100 KiB, three rounds of malloc, free and malloc_trim: 14530, 43528,
  * 65530 mappings and 56, 170, 400 GB of address space after the frees).
  * They are unmapped again once the kernel lets go of them: a few at each
- * new mapping and each successful unmap, all of them at hak_trim. The table
+ * new mapping and each successful unmap (in turn, os_orphans_retry), all of
+ * them at hak_trim and when a new mapping is refused. The table
  * is .bss (1 MiB, untouched until used): at the limit nothing can be
  * mapped for it. Taken with a try-lock only, never waited for (a fork
  * cannot leave it held for good): a busy table leaves the range, or the
