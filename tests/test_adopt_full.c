@@ -25,6 +25,7 @@
  * every worker; part `reclaimed` lets main free and reallocate between
  * workers. */
 #include "hak_test.h"
+#include "hak_test_internal.h"
 
 #include <pthread.h>
 
@@ -124,6 +125,100 @@ static void run(int reclaimed) {
   CHECK_EQ(hak_heap_check(), 0);
 }
 
+/* Part `hopeless`: a segment no request can be served from is passed
+ * over, and its free slices go back to the kernel once it has been
+ * abandoned PURGE_DELAY_MS (until 2026-11-28 they stayed resident until
+ * hak_trim or its last free: adoption had taken it, whatever it held, and
+ * the adopter's purge gave them back, until adoption began to pass over
+ * segments that cannot serve). A worker fills a segment with 1 KiB blocks
+ * (pages of one slice) and keeps one in every other slice: its free slices
+ * are runs of one, too short for any page of two slices or more. Main
+ * then allocates blocks whose pages take two slices, enough to map new
+ * segments, before and after the delay (the test's clock, frozen); the
+ * worker's segment must be passed over (still abandoned), its free slices
+ * resident before the delay (an adopter could still reuse them) and none
+ * after it. */
+static void *seg_of_hopeless;
+static void *hopeless_kept[SLICES_PER_SEGMENT];
+static int hopeless_n;
+static void *hopeless_blocks[SLICES_PER_SEGMENT * (SLICE_SIZE / 1024)]; /* not hakmem's */
+
+static void *hopeless_worker(void *arg) {
+  (void)arg;
+  size_t per = SLICE_SIZE / 1024, n = (SLICES_PER_SEGMENT - 1) * per;
+  void **b = hopeless_blocks;
+  for (size_t i = 0; i < n; i++) {
+    REQUIRE((b[i] = hak_malloc(1024)) != NULL);
+    memset(b[i], 0x5a, 1024); /* resident */
+  }
+  uint8_t *seg = ptr_segment_base(b[0]);
+  seg_of_hopeless = seg;
+  for (size_t i = 0; i < n; i++) {
+    uint8_t *p = b[i];
+    size_t at = (size_t)(p - seg);
+    if (ptr_segment_base(p) == seg && (at / SLICE_SIZE) % 2 == 1 && at % SLICE_SIZE == 0)
+      hopeless_kept[hopeless_n++] = p;
+    else
+      hak_free(p);
+  }
+  return NULL;
+}
+
+static size_t resident_free_slices(const uint8_t *seg) {
+  size_t pg = (size_t)sysconf(_SC_PAGESIZE), count = 0;
+  for (size_t s = 2; s < SLICES_PER_SEGMENT; s += 2) /* the slices of no live block */
+    for (size_t off = 0; off < SLICE_SIZE; off += pg) {
+      unsigned char v;
+      REQUIRE(mincore((void *)(seg + s * SLICE_SIZE + off), pg, &v) == 0);
+      count += v & 1;
+    }
+  return count;
+}
+
+static void part_hopeless(void) {
+  size_t two = 0; /* a size whose pages take two slices */
+  for (size_t s = 1024; s <= HAK_SMALL_MAX && !two; s += 16)
+    if (class_slices(hak_size_to_class(s)) == 2)
+      two = s;
+  REQUIRE(two != 0 && class_slices(hak_size_to_class(1024)) == 1);
+  os_test_freeze_clock(); /* the delay passes when the test says */
+  pthread_t t;
+  REQUIRE(pthread_create(&t, NULL, hopeless_worker, NULL) == 0);
+  REQUIRE(pthread_join(t, NULL) == 0);
+  REQUIRE(hopeless_n >= (int)(SLICES_PER_SEGMENT / 2) - 1);
+  size_t before = resident_free_slices(seg_of_hopeless);
+  CHECK_GT(before, 0); /* the frees left them committed */
+  /* main's blocks: two segments' worth before the delay, two after */
+  size_t n = 2 * SEGMENT_SIZE / two, k = 0;
+  void **m = hak_malloc(2 * n * sizeof *m);
+  REQUIRE(m != NULL);
+  for (; k < n; k++)
+    REQUIRE((m[k] = hak_malloc(two)) != NULL);
+  CHECK_MSG(resident_free_slices(seg_of_hopeless) == before,
+            "an abandoned segment's free slices purged before the delay");
+  os_test_advance_ms(PURGE_DELAY_MS + 1);
+  for (; k < 2 * n; k++)
+    REQUIRE((m[k] = hak_malloc(two)) != NULL);
+  struct hak_stats st;
+  hak_stats(&st);
+  CHECK_EQ(st.abandoned_segments, 1); /* passed over, not adopted */
+  size_t after = resident_free_slices(seg_of_hopeless);
+  CHECK_MSG(after == 0,
+            "an abandoned segment no request could use kept %zu of its free slices' pages "
+            "resident (%zu before) past the purge delay",
+            after, before);
+  for (size_t i = 0; i < k; i++)
+    hak_free(m[i]);
+  hak_free(m);
+  for (int i = 0; i < hopeless_n; i++)
+    hak_free(hopeless_kept[i]);
+  hak_thread_cache_flush();
+  hak_stats(&st);
+  CHECK_EQ(st.live_blocks, 0);
+  CHECK_EQ(st.abandoned_segments, 0);
+  CHECK_EQ(hak_heap_check(), 0);
+}
+
 static void part_rotate(void) {
   run(0);
 }
@@ -135,5 +230,6 @@ static void part_reclaimed(void) {
 int main(void) {
   RUN_SECTION(part_rotate);
   RUN_SECTION(part_reclaimed);
+  RUN_SECTION(part_hopeless);
   return hak_test_done();
 }

@@ -195,7 +195,8 @@ typedef struct hak_segment {
   _Alignas(64) _Atomic(struct hak_heap *) owner; /* NULL while abandoned */
   uint8_t slice_head[SLICES_PER_SEGMENT];        /* page index owning slice i, 0 = none */
   struct hak_segment *gnext, *gprev;             /* all small segments (check/stats) */
-  uint64_t cached_at_ms; /* when it went into the segment cache (segment_release) */
+  uint64_t cached_at_ms;    /* when it went into the segment cache (segment_release) */
+  uint64_t abandoned_at_ms; /* when it was last abandoned (segment_abandon_locked) */
   _Alignas(64) hak_slice_t slices[SLICES_PER_SEGMENT]; /* slices[0]: the header's */
   hak_page_t pages[SLICES_PER_SEGMENT];                /* pages[0] is the null page */
 } hak_segment_t;

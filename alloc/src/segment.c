@@ -121,6 +121,7 @@ bool segment_abandon_locked(hak_segment_t *seg, bool even_empty) {
     return false;
   atomic_store_explicit(&seg->owner, NULL, memory_order_release);
   seg->abandoned = 1;
+  seg->abandoned_at_ms = os_now_ms();
   seg->prev = NULL;
   seg->next = hak_abandoned;
   if (hak_abandoned)
@@ -477,6 +478,25 @@ static bool abandoned_may_serve(const hak_segment_t *seg, size_t cls, size_t n) 
  * (a new segment is mapped instead). */
 #define ADOPT_SCAN 16
 
+/* abandoned_may_serve; a segment that may not, abandoned PURGE_DELAY_MS
+ * ago or more, gives its empty pages and free slices back to the kernel,
+ * as hak_trim would (global lock held). Adoption gave an adopter's purges
+ * such a segment's slices until 2026-11-28, when it began to pass over the
+ * segments that cannot serve: one whose live pages cut its free slices into
+ * runs too short for every class asked for then kept them resident until
+ * hak_trim or its last free (10 exited threads, one live 1 KiB block in
+ * every other slice, main allocating 1040 B blocks: 19 MiB of free slices
+ * resident for good; test_adopt_full part `hopeless`). */
+static bool abandoned_may_serve_else_purge(hak_segment_t *seg, size_t cls, size_t n, uint64_t now) {
+  if (abandoned_may_serve(seg, cls, n))
+    return true;
+  if (now >= seg->abandoned_at_ms + PURGE_DELAY_MS) {
+    abandoned_give_back_empty_locked(seg);
+    segment_purge(seg);
+  }
+  return false;
+}
+
 /* An abandoned segment that may serve a page of `cls` (n slices), off
  * the list, or NULL (global lock held). The first, the most recently
  * abandoned (a thread that starts reuses the warm memory of one that just
@@ -487,18 +507,18 @@ static bool abandoned_may_serve(const hak_segment_t *seg, size_t cls, size_t n) 
  * thread adopted those 4 again, found no room, mapped a new segment and
  * left it behind them, where no adopter looked: one segment per thread
  * that leaves a block behind, for ever (tests/test_adopt_full). */
-static hak_segment_t *abandoned_pick_locked(size_t cls, size_t n) {
+static hak_segment_t *abandoned_pick_locked(size_t cls, size_t n, uint64_t now) {
   hak_segment_t *head = hak_abandoned, *seg = NULL;
   if (!head)
     return NULL;
-  if (abandoned_may_serve(head, cls, n)) {
+  if (abandoned_may_serve_else_purge(head, cls, n, now)) {
     seg = head;
   } else {
     hak_segment_t *s = abandoned_cursor ? abandoned_cursor : head->next;
     hak_segment_t *start = s;
     for (int i = 0; i < ADOPT_SCAN && s; i++) {
       hak_segment_t *next = s->next ? s->next : head->next; /* around, past the head */
-      if (s != head && abandoned_may_serve(s, cls, n)) {
+      if (s != head && abandoned_may_serve_else_purge(s, cls, n, now)) {
         seg = s;
         break;
       }
@@ -517,8 +537,9 @@ static hak_segment_t *abandoned_pick_locked(size_t cls, size_t n) {
  * if any; returns it (it may have been released already: do not touch
  * it) or NULL. */
 static hak_segment_t *adopt_abandoned(hak_heap_t *h, size_t cls, size_t n) {
+  uint64_t now = os_now_ms();
   hak_lock(&hak_global_lock);
-  hak_segment_t *seg = abandoned_pick_locked(cls, n);
+  hak_segment_t *seg = abandoned_pick_locked(cls, n, now);
   hak_unlock(&hak_global_lock);
   if (seg)
     segment_adopt(h, seg);
