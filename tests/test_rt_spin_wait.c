@@ -75,6 +75,8 @@ static _Thread_local int is_low;
 static _Atomic enum hak_hook_point hold_at = (enum hak_hook_point) - 1;
 static void *_Atomic hold_arg;
 static atomic_int at_window, go, high_waiting;
+/* set once the high thread is joined: only then does the low one exit */
+static atomic_int low_may_exit;
 
 static void hook(enum hak_hook_point where, void *arg) {
   if (!is_low || where != atomic_load(&hold_at) || arg != atomic_load(&hold_arg) ||
@@ -123,6 +125,20 @@ static void wait_flag(atomic_int *v, const char *what) {
   }
 }
 
+/* The low thread, its part done, waits (sleeping) for the high thread's
+ * join before it exits. Both threads' exits run the sanitizer runtime's
+ * thread teardown, which takes spin locks that only ever yield (ASan's
+ * StaticSpinMutex, in Quarantine::Drain from AsanThread::Destroy): the
+ * high thread, woken from hakmem's wait while the low one, on the same
+ * CPU, was inside such a lock in its own exit, spun on it for ever
+ * (sched_yield does not yield to a lower priority), a livelock outside
+ * hakmem that failed the section after WAIT_S (asan, 2026-11-28: 2 in
+ * about 1,800 sections on a loaded machine, the stacks showing just that;
+ * 1 in 8 runs of a flake hunt). */
+static void low_done(void) {
+  wait_flag(&low_may_exit, "the low thread was never let exit");
+}
+
 /* The end of every section, on CPU B: the high thread must be waiting (not
  * done) while the low one is held, and done within WAIT_S once it goes. */
 static void release_and_join(pthread_t high, const char *name) {
@@ -154,6 +170,7 @@ static void release_and_join(pthread_t high, const char *name) {
   printf("%s: the high-priority thread finished %.2f ms after the low one was let go\n", name,
          (hak_now() - t0) * 1e3);
   fflush(stdout);
+  atomic_store(&low_may_exit, 1);
 }
 
 /* ---- marks: segment_wait_marks ---------------------------------------- */
@@ -174,6 +191,7 @@ static void *marks_low(void *arg) {
   while (!atomic_load(&cue))
     __builtin_ia32_pause();
   hak_free(blocks[0]); /* held at the mark check */
+  low_done();
   return arg;
 }
 
@@ -226,6 +244,7 @@ static void *notify_high(void *arg) {
 static void *notify_low(void *arg) {
   is_low = 1;
   hak_free(big[3]); /* held with the page in TF_NOTIFYING */
+  low_done();
   return arg;
 }
 
@@ -263,6 +282,7 @@ static void *lock_low(void *arg) {
   REQUIRE((big[BIG_PER_PAGE] = hak_malloc(BIG)) != NULL);
   for (int i = 0; i <= BIG_PER_PAGE; i++)
     hak_free(big[i]);
+  low_done();
   return arg;
 }
 
@@ -309,6 +329,7 @@ static void *adopt_low(void *arg) {
   REQUIRE(p != NULL);
   atomic_store(&adopted, ptr_segment_base(p) == ptr_segment_base(blocks[0]));
   hak_free(p);
+  low_done();
   return arg; /* the exit abandons the segment again */
 }
 
