@@ -345,6 +345,27 @@ static inline int hak_test_under_valgrind(void) {
   return pre != NULL && strstr(pre, "vgpreload") != NULL;
 }
 
+/* Skips the test unless this process can fill its limit of mappings
+ * (vm.max_map_count) in a moment: not in the asan or tsan build, whose
+ * runtimes map memory of their own at every step, not under valgrind,
+ * which manages the address space itself, and not with a limit above
+ * 300000 (a million on some distributions: too slow to fill). */
+static inline void hak_skip_unless_map_limit_fillable(void) {
+  if (hak_config_is("asan") || hak_config_is("tsan"))
+    hak_test_skip("the sanitizer's runtime maps memory of its own at every step");
+  if (hak_test_under_valgrind())
+    hak_test_skip("valgrind manages the address space itself");
+  char lim[32] = {0};
+  int fd = open("/proc/sys/vm/max_map_count", O_RDONLY);
+  if (fd >= 0) {
+    if (read(fd, lim, sizeof lim - 1) < 0)
+      lim[0] = 0;
+    close(fd);
+  }
+  if (strtoul(lim, NULL, 10) > 300000)
+    hak_test_skip("vm.max_map_count is %s", lim);
+}
+
 /* HAK_TEST_SCALE (default 1) multiplies iteration counts. */
 static inline double hak_test_scale(void) {
   static double scale = -1;

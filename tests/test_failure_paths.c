@@ -338,6 +338,25 @@ static void do_free_twice_hard_stderr(void *p) {
   _exit(9);
 }
 
+/* In a SIGABRT handler: waits until the `n` threads `tids` all sleep
+ * (die()'s wait for the end), 10 s (scaled) at most; past that nothing was
+ * tested, which the child says, and exits 3. */
+static int all_asleep(atomic_int *tids, int n) {
+  for (int i = 0; i < n; i++)
+    if (!hak_thread_in_nanosleep(atomic_load(&tids[i])))
+      return 0;
+  return 1;
+}
+static void wait_asleep(atomic_int *tids, int n, const char *who) {
+  double end = hak_now() + 10 * hak_test_slowdown();
+  while (!all_asleep(tids, n))
+    if (hak_now() > end) {
+      hak_test_log("%s never slept\n", who);
+      _exit(3);
+    } else
+      sched_yield();
+}
+
 /* Two threads' fatal errors at once: one line. Thread A double-frees;
  * this SIGABRT handler, which runs in A once A's line is written (as a
  * crash reporter's would), lets thread B double-free another block, and
@@ -355,13 +374,7 @@ static void on_abrt(int sig) {
       nanosleep(&ts, NULL);
     }
   }
-  double end = hak_now() + 10 * hak_test_slowdown();
-  while (!hak_thread_in_nanosleep(atomic_load(&b_tid)))
-    if (hak_now() > end) { /* B never came: nothing tested, said so */
-      hak_test_log("do_two_errors: thread B never slept\n");
-      _exit(3);
-    } else
-      sched_yield();
+  wait_asleep(&b_tid, 1, "do_two_errors: thread B");
 }
 static void *second_error(void *p) {
   atomic_store(&b_tid, (int)gettid());
@@ -397,13 +410,7 @@ static void on_abrt_recover(int sig) {
     return;
   }
   atomic_store(&rec_go, 1);
-  double end = hak_now() + 10 * hak_test_slowdown();
-  while (!hak_thread_in_nanosleep(atomic_load(&rec_b_tid)))
-    if (hak_now() > end) { /* B never came: nothing tested, said so */
-      hak_test_log("do_two_errors_recovered: thread B never slept\n");
-      _exit(3);
-    } else
-      sched_yield();
+  wait_asleep(&rec_b_tid, 1, "do_two_errors_recovered: thread B");
   static const char says[] = "A recovers\n";
   if (write(2, says, sizeof says - 1) < 0)
     _exit(4);
@@ -455,14 +462,7 @@ static void on_abrt_three(int sig) {
   int n = atomic_fetch_add(&rec3_aborts, 1);
   if (n == 0) { /* A */
     atomic_store(&rec3_go, 1);
-    double end = hak_now() + 10 * hak_test_slowdown();
-    while (!hak_thread_in_nanosleep(atomic_load(&rec3_tid[0])) ||
-           !hak_thread_in_nanosleep(atomic_load(&rec3_tid[1])))
-      if (hak_now() > end) { /* B or C never came: nothing tested, said so */
-        hak_test_log("do_three_errors_recovered: threads B and C never both slept\n");
-        _exit(3);
-      } else
-        sched_yield();
+    wait_asleep(rec3_tid, 2, "do_three_errors_recovered: threads B and C");
     static const char says[] = "A recovers\n";
     if (write(2, says, sizeof says - 1) < 0)
       _exit(4);

@@ -75,19 +75,7 @@ static size_t resident_pages(void *p, size_t n) {
 }
 
 int main(void) {
-  if (hak_config_is("asan") || hak_config_is("tsan"))
-    hak_test_skip("the sanitizer's runtime maps memory of its own at every step");
-  if (hak_test_under_valgrind())
-    hak_test_skip("valgrind manages the address space itself");
-  char lim[32] = {0};
-  int fd = open("/proc/sys/vm/max_map_count", O_RDONLY);
-  if (fd >= 0) {
-    if (read(fd, lim, sizeof lim - 1) < 0)
-      lim[0] = 0;
-    close(fd);
-  }
-  if (strtoul(lim, NULL, 10) > 300000) /* a million on some distributions: too slow to fill */
-    hak_test_skip("vm.max_map_count is %s", lim);
+  hak_skip_unless_map_limit_fillable();
   size_t pg = (size_t)sysconf(_SC_PAGESIZE);
   fill = mmap(NULL, MAX_FILL * sizeof *fill, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
               -1, 0);
