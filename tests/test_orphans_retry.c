@@ -15,8 +15,8 @@
  * the table (a retry) left it held for good in the child, which then
  * neither kept a refused munmap's range nor tried any again (part `fork`).
  *
- * Each part (both in one process, the second after the first has left the
- * limit) fills the table of mappings with the test's own (single pages of
+ * Each part (all three in one process, each after the one before has left
+ * the limit) fills the table of mappings with the test's own (single pages of
  * alternating protections, which the kernel cannot merge), after making
  * triples of pages, each one mapping: the middle page of each is handed to
  * os_munmap, which the kernel refuses (it would split the triple), so each

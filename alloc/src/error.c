@@ -384,7 +384,7 @@ void err_invalid(const char *op, const void *p) {
    * is read again and the page read all the same, as before: the holder
    * is this thread (a signal handler's free), and no other can unmap the
    * segment meanwhile (test_small_error_race, self_locked), or a thread
-   * that holds it for long (hak_heap_check's walk) and unmaps nothing
+   * that holds it for long (hak_heap_check's walk) and unmaps no segment
    * under it. */
   HAK_TEST_HOOK(HAK_HOOK_ERR_SMALL, (void *)p);
   int locked = err_lock_wait(&hak_global_lock);

@@ -453,7 +453,8 @@ HAK_INTERNAL void os_unmap(void *p, size_t size);
  * errno is kept. */
 HAK_INTERNAL void os_munmap(void *p, size_t size);
 /* Unmaps again ranges refused munmaps left mapped (os.c, orphans): tries
- * `budget` of them (ORPHANS_RETRY at a mapping or unmap, all at hak_trim).
+ * `budget` of them (ORPHANS_RETRY at a mapping or unmap, all at hak_trim
+ * and when a mapping is refused).
  * errno is kept. */
 #define ORPHANS_RETRY 4u
 HAK_INTERNAL void os_orphans_retry(unsigned budget);

@@ -695,8 +695,9 @@ void large_free(hak_large_t *lg, void *p, const char *op) {
   free_marked_locked(lg, p);
 }
 
-/* free_sized and free_aligned_sized of a large block (p's range registered
- * as one): large_resolve's checks, then the size's and the alignment's,
+/* free_sized and free_aligned_sized of a pointer whose range is not a
+ * small segment's (a large block's, or no block: err_invalid names it):
+ * large_resolve's checks, then the size's and the alignment's,
  * then large_free's, under one hold of the large lock. Until 2026-11-28
  * free_sized resolved the block (lock, checks, unlock) and then freed it
  * through free (the registry read again, the lock again): malloc(256 KiB)

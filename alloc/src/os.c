@@ -25,12 +25,13 @@
  * of 100 KiB, three rounds of malloc, free and malloc_trim: 14530, 43528,
  * 65530 mappings and 56, 170, 400 GB of address space after the frees).
  * They are unmapped again once the kernel lets go of them: a few at each
- * new mapping and each successful unmap (in turn, os_orphans_retry), all of
- * them at hak_trim and when a new mapping is refused. The table
+ * new mapping made by map_aligned (not a large block's in the zone) and
+ * each successful unmap (in turn, os_orphans_retry), all of them at
+ * hak_trim and when map_aligned's mapping is refused. The table
  * is .bss (1 MiB, untouched until used): at the limit nothing can be
- * mapped for it. Taken with a try-lock only, never waited for (a fork
- * cannot leave it held for good): a busy table leaves the range, or the
- * retry, for later. */
+ * mapped for it. Taken with a try-lock only, never waited for: a busy
+ * table leaves the range, or the retry, for later (a fork child lets go
+ * of a table another thread held: os_orphans_fork_child). */
 #define ORPHANS_MAX 65536
 static struct {
   uintptr_t at;
@@ -284,9 +285,9 @@ void *os_map_large(size_t size) {
  * back with MADV_DONTNEED, which never splits; the range stays mapped,
  * address space no one uses. Until 2026-11-28 the failure was ignored: the
  * pages stayed resident, unreachable (the caller forgets the range), and
- * free() returned with errno ENOMEM (test_map_limit: 80000 blocks of
- * 100 KiB, 8 KiB of each written, freed and trimmed three times held
- * 424 MiB). errno is kept. */
+ * free() returned with errno ENOMEM (test_map_limit; found with a program
+ * whose 80000 blocks of 100 KiB, 8 KiB of each written, freed and trimmed
+ * three times, held 424 MiB). errno is kept. */
 void os_munmap(void *p, size_t size) {
   int saved = errno;
   if (munmap(p, size) != 0) {
