@@ -366,6 +366,51 @@ static inline void hak_skip_unless_map_limit_fillable(void) {
     hak_test_skip("vm.max_map_count is %s", lim);
 }
 
+/* The limit of mappings reached by the test itself: single pages,
+ * PROT_NONE and PROT_READ in turn so that no two merge into one mapping,
+ * mapped until the kernel refuses one. Their list is mapped too, not
+ * taken from the allocator under test, and unmapped with the last page. */
+#define HAK_MAP_FILL_MAX 400000
+struct hak_map_fill_ {
+  void **page;
+  size_t n;
+};
+static inline struct hak_map_fill_ *hak_map_fill_state_(void) {
+  static struct hak_map_fill_ f;
+  return &f;
+}
+/* Maps pages until the kernel refuses one; returns how many the test
+ * holds (HAK_MAP_FILL_MAX: no limit reached). */
+static inline size_t hak_map_fill(void) {
+  struct hak_map_fill_ *f = hak_map_fill_state_();
+  size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+  if (!f->page) {
+    void *list = mmap(NULL, HAK_MAP_FILL_MAX * sizeof *f->page, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    REQUIRE(list != MAP_FAILED);
+    f->page = (void **)list;
+  }
+  while (f->n < HAK_MAP_FILL_MAX) {
+    void *q =
+        mmap(NULL, pg, (f->n & 1) ? PROT_READ : PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (q == MAP_FAILED)
+      break;
+    f->page[f->n++] = q;
+  }
+  return f->n;
+}
+/* Unmaps the last `n` of the pages (SIZE_MAX: all, and their list). */
+static inline void hak_map_unfill(size_t n) {
+  struct hak_map_fill_ *f = hak_map_fill_state_();
+  size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+  while (n-- && f->n)
+    munmap(f->page[--f->n], pg);
+  if (!f->n && f->page) {
+    munmap((void *)f->page, HAK_MAP_FILL_MAX * sizeof *f->page);
+    f->page = NULL;
+  }
+}
+
 /* HAK_TEST_SCALE (default 1) multiplies iteration counts. */
 static inline double hak_test_scale(void) {
   static double scale = -1;

@@ -22,29 +22,6 @@
 
 #define KiB ((size_t)1 << 10)
 #define NBLOCKS 48
-#define MAX_FILL 400000
-
-static void **fill;
-static size_t nfill;
-
-/* Maps single pages until the kernel refuses one; returns how many. */
-static size_t fill_to_limit(void) {
-  size_t pg = (size_t)sysconf(_SC_PAGESIZE);
-  while (nfill < MAX_FILL) {
-    void *q =
-        mmap(NULL, pg, (nfill & 1) ? PROT_READ : PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (q == MAP_FAILED)
-      break;
-    fill[nfill++] = q;
-  }
-  return nfill;
-}
-
-static void unfill(size_t n) {
-  size_t pg = (size_t)sysconf(_SC_PAGESIZE);
-  while (n-- && nfill)
-    munmap(fill[--nfill], pg);
-}
 
 /* Lines of /proc/self/maps: the process's mappings. */
 static size_t count_maps(void) {
@@ -77,9 +54,6 @@ static size_t resident_pages(void *p, size_t n) {
 int main(void) {
   hak_skip_unless_map_limit_fillable();
   size_t pg = (size_t)sysconf(_SC_PAGESIZE);
-  fill = mmap(NULL, MAX_FILL * sizeof *fill, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-              -1, 0);
-  REQUIRE(fill != MAP_FAILED);
   /* hakmem set up (heap, segment, a large block) before the limit */
   hak_free(hak_malloc(100));
   hak_free(hak_malloc(300 * KiB));
@@ -89,8 +63,8 @@ int main(void) {
   unsigned char *probe =
       mmap(NULL, 3 * pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   REQUIRE(probe != MAP_FAILED);
-  size_t n = fill_to_limit();
-  if (n >= MAX_FILL)
+  size_t n = hak_map_fill();
+  if (n >= HAK_MAP_FILL_MAX)
     hak_test_skip("no limit of mappings reached");
   if (munmap(probe + pg, pg) == 0)
     hak_test_skip("the kernel splits a mapping at the limit (munmap did not fail)");
@@ -103,7 +77,7 @@ int main(void) {
   uint64_t rng = 42;
   size_t served = 0, kept = 0;
   for (size_t r = 0; r < sizeof room / sizeof room[0]; r++) {
-    unfill(room[r]); /* room[r] more slots free */
+    hak_map_unfill(room[r]); /* room[r] more slots free */
     for (int round = 0; round < 3; round++) {
       for (int i = 0; i < NBLOCKS; i++) {
         sz[i] = 65 * KiB + hak_rand_below(&rng, 900 * KiB);
@@ -137,7 +111,7 @@ int main(void) {
   printf("%zu large blocks served; %zu pages kept resident after their free\n", served, kept);
   CHECK_GT(served, 100); /* the blocks that could leak were there */
   CHECK_EQ(hak_heap_check(), 0);
-  unfill(nfill);
+  hak_map_unfill(SIZE_MAX);
   munmap(probe, 3 * pg);
   hak_trim(0);
   size_t maps1 = count_maps();

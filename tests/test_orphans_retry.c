@@ -29,15 +29,12 @@
 #include "hak_test_internal.h"
 
 #define KiB ((size_t)1 << 10)
-#define MAX_FILL 400000
 #define TRIPLES 11
 #define FREED 5 /* the triple whose orphan the kernel lets go */
 
 /* more stuck orphans before it and after it than a partial retry tries */
 _Static_assert(FREED > ORPHANS_RETRY && TRIPLES - 1 - FREED >= ORPHANS_RETRY, "orphans' layout");
 
-static void **fill;
-static size_t nfill;
 static size_t pg;
 static unsigned char *tri;   /* TRIPLES triples of pages */
 static unsigned char *freed; /* FREED's middle page */
@@ -48,26 +45,11 @@ static bool mapped(const void *p) {
   return mincore((void *)p, pg, &v) == 0; /* else ENOMEM: not mapped */
 }
 
-static size_t fill_to_limit(void) {
-  while (nfill < MAX_FILL) {
-    void *q =
-        mmap(NULL, pg, (nfill & 1) ? PROT_READ : PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (q == MAP_FAILED)
-      break;
-    fill[nfill++] = q;
-  }
-  return nfill;
-}
-
 /* At the limit, with TRIPLES orphans in the table, added in the order of
  * their triples: FREED's retryable, the others not. Skips the test where
  * the kernel does not refuse the split. */
 static void orphans_at_limit(void) {
   pg = (size_t)sysconf(_SC_PAGESIZE);
-  if (!fill)
-    fill = mmap(NULL, MAX_FILL * sizeof *fill, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                -1, 0);
-  REQUIRE(fill != MAP_FAILED);
   /* hakmem set up (heap, segment), its caches empty, the table empty */
   hak_free(hak_malloc(100));
   hak_free(hak_malloc(300 * KiB));
@@ -79,8 +61,8 @@ static void orphans_at_limit(void) {
   spare = tri + (size_t)TRIPLES * 3 * pg;
   for (int t = 1; t <= TRIPLES; t += 2) /* one mapping each */
     REQUIRE(mprotect(tri + (size_t)t * 3 * pg, 3 * pg, PROT_READ) == 0);
-  size_t n = fill_to_limit();
-  if (n >= MAX_FILL)
+  size_t n = hak_map_fill();
+  if (n >= HAK_MAP_FILL_MAX)
     hak_test_skip("no limit of mappings reached");
   for (int t = 0; t < TRIPLES; t++) {
     unsigned char *mid = tri + ((size_t)t * 3 + 1) * pg;
@@ -103,8 +85,7 @@ static void stuck_stay_then_go(void) {
   for (int t = 0; t < TRIPLES; t++)
     CHECK_MSG(t == FREED || mapped(tri + ((size_t)t * 3 + 1) * pg),
               "orphan %d unmapped at the limit", t);
-  while (nfill)
-    munmap(fill[--nfill], pg);
+  hak_map_unfill(SIZE_MAX);
   for (int t = 0; t < TRIPLES; t++) { /* its ends: the middle a mapping of its own */
     if (t == FREED)
       continue;
