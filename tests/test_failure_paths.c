@@ -46,13 +46,18 @@ static void do_free(void *p) {
   hak_free(p);
 }
 
-/* free of p while another thread holds the large-block lock for 20 ms */
-static atomic_int lock_taken;
+/* free of p while another thread holds the large-block lock, until the
+ * free is seen waiting for it (err_lock_wait's sleeps; 10 s scaled at
+ * most). Until 2026-11-28 the hold was a fixed 20 ms: a free that came
+ * later found the lock free, and the wait went untested. */
+static atomic_int lock_taken, freer_tid;
 static void *hold_large_lock(void *arg) {
   (void)arg;
   pthread_mutex_lock(&hak_large_lock);
   atomic_store(&lock_taken, 1);
-  hak_sleep_ms(20);
+  double end = hak_now() + 10 * hak_test_slowdown();
+  while (!hak_thread_in_nanosleep(atomic_load(&freer_tid)) && hak_now() < end)
+    sched_yield();
   pthread_mutex_unlock(&hak_large_lock);
   return NULL;
 }
@@ -64,6 +69,7 @@ static void do_free_self_locked(void *p) {
   hak_free(p);
 }
 static void do_free_lock_held(void *p) {
+  atomic_store(&freer_tid, (int)gettid());
   pthread_t t;
   REQUIRE(pthread_create(&t, NULL, hold_large_lock, NULL) == 0);
   while (!atomic_load(&lock_taken))
