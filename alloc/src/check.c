@@ -24,9 +24,10 @@
 typedef struct {
   const hak_segment_t *seg;
   const hak_heap_t *heap; /* the active heap whose list names it (MANY_HEAPS: more than one) */
-  bool abandoned;         /* the abandoned list names it */
-  bool cached;            /* the segment cache names it */
+  uint8_t lists;          /* the other lists that name it: IX_ABANDONED, IX_CACHED */
 } seg_ix_t;
+#define IX_ABANDONED 1u
+#define IX_CACHED 2u
 #define MANY_HEAPS ((const hak_heap_t *)1)
 
 /* An entry of a heap's delayed list, as count_delayed walks them: its page
@@ -208,6 +209,19 @@ static seg_ix_t *seg_ix_find(const checker_t *c, const void *seg) {
  * included (one through indexed ones ends at its first repeat). */
 #define LIST_WALK_MAX (1u << 24)
 
+/* Marks `list` (IX_ABANDONED, IX_CACHED) on the index entry of each
+ * segment of the list from head; a cycle ends at its first repeat. */
+static void ix_mark_list(checker_t *c, const hak_segment_t *head, uint8_t list) {
+  size_t n = 0;
+  for (const hak_segment_t *s = head; s && n < LIST_WALK_MAX; s = s->next, n++) {
+    seg_ix_t *ix = seg_ix_find(c, s);
+    if (ix && (ix->lists & list))
+      break;
+    if (ix)
+      ix->lists |= list;
+  }
+}
+
 /* Builds c's index under the global lock (no index if mmap fails). */
 static void check_index_build(checker_t *c) {
   size_t nsegs = 0, ndelayed = 0;
@@ -250,22 +264,8 @@ static void check_index_build(checker_t *c) {
         ix->heap = ix->heap ? MANY_HEAPS : h;
     }
   }
-  size_t n = 0;
-  for (const hak_segment_t *s = hak_abandoned; s && n < LIST_WALK_MAX; s = s->next, n++) {
-    seg_ix_t *ix = seg_ix_find(c, s);
-    if (ix && ix->abandoned)
-      break;
-    if (ix)
-      ix->abandoned = true;
-  }
-  n = 0;
-  for (const hak_segment_t *s = hak_segment_cache; s && n < LIST_WALK_MAX; s = s->next, n++) {
-    seg_ix_t *ix = seg_ix_find(c, s);
-    if (ix && ix->cached)
-      break;
-    if (ix)
-      ix->cached = true;
-  }
+  ix_mark_list(c, hak_abandoned, IX_ABANDONED);
+  ix_mark_list(c, hak_segment_cache, IX_CACHED);
   for (hak_heap_t *h = hak_all_heaps; h && c->ndelayed < ndelayed; h = h->all_next) {
     size_t walked = 0;
     for (hak_block_t *b = (hak_block_t *)atomic_load(&h->delayed);
@@ -377,7 +377,7 @@ static bool owner_lists(const checker_t *c, const hak_heap_t *owner, const hak_s
 /* Whether the abandoned list names seg. */
 static bool abandoned_lists(const checker_t *c, const hak_segment_t *seg) {
   const seg_ix_t *ix = c->map ? seg_ix_find(c, seg) : NULL;
-  return ix ? ix->abandoned : segment_is_abandoned_listed(seg);
+  return ix ? (ix->lists & IX_ABANDONED) != 0 : segment_is_abandoned_listed(seg);
 }
 
 static void check_segment(checker_t *c, hak_segment_t *seg, bool cached) {
@@ -607,7 +607,7 @@ size_t hak_heap_check(void) {
     check_segment(&c, s, true);
   for (hak_segment_t *s = hak_all_segments; s; s = s->gnext) {
     const seg_ix_t *ix = c.map ? seg_ix_find(&c, s) : NULL;
-    bool cached = ix && ix->cached;
+    bool cached = ix && (ix->lists & IX_CACHED);
     for (hak_segment_t *q = hak_segment_cache; q && !ix; q = q->next)
       cached |= (q == s);
     if (!cached)
