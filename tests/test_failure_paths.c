@@ -363,6 +363,38 @@ static void wait_asleep(atomic_int *tids, int n, const char *who) {
       sched_yield();
 }
 
+/* The second (or third) thread of these tests: publishes its tid in *tid,
+ * waits for *go (A's SIGABRT handler), then double-frees p. */
+static void double_free_on_cue(atomic_int *tid, atomic_int *go, void *p) {
+  atomic_store(tid, (int)gettid());
+  while (!atomic_load(go))
+    sched_yield();
+  hak_free(p);
+  hak_free(p);
+}
+
+/* Installs handler for SIGABRT (sigaction: no SA_RESETHAND). */
+static void on_sigabrt(void (*handler)(int)) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = handler;
+  sigemptyset(&sa.sa_mask);
+  REQUIRE(sigaction(SIGABRT, &sa, NULL) == 0);
+}
+
+/* In A's SIGABRT handler: lets the other threads go (*go), waits until the
+ * `n` threads `tids` sleep in die()'s wait, says "A recovers" and recovers
+ * A with siglongjmp to env. */
+__attribute__((noreturn)) static void a_recovers(sigjmp_buf env, atomic_int *go, atomic_int *tids,
+                                                 int n, const char *who) {
+  atomic_store(go, 1);
+  wait_asleep(tids, n, who);
+  static const char says[] = "A recovers\n";
+  if (write(2, says, sizeof says - 1) < 0)
+    _exit(4);
+  siglongjmp(env, 1);
+}
+
 /* Two threads' fatal errors at once: one line. Thread A double-frees;
  * this SIGABRT handler, which runs in A once A's line is written (as a
  * crash reporter's would), lets thread B double-free another block, and
@@ -383,11 +415,7 @@ static void on_abrt(int sig) {
   wait_asleep(&b_tid, 1, "do_two_errors: thread B");
 }
 static void *second_error(void *p) {
-  atomic_store(&b_tid, (int)gettid());
-  while (!atomic_load(&abrt_handled))
-    sched_yield();
-  hak_free(p);
-  hak_free(p);
+  double_free_on_cue(&b_tid, &abrt_handled, p);
   return NULL;
 }
 static void do_two_errors(void *arg) {
@@ -415,28 +443,15 @@ static void on_abrt_recover(int sig) {
     signal(SIGABRT, SIG_DFL);
     return;
   }
-  atomic_store(&rec_go, 1);
-  wait_asleep(&rec_b_tid, 1, "do_two_errors_recovered: thread B");
-  static const char says[] = "A recovers\n";
-  if (write(2, says, sizeof says - 1) < 0)
-    _exit(4);
-  siglongjmp(rec_env, 1);
+  a_recovers(rec_env, &rec_go, &rec_b_tid, 1, "do_two_errors_recovered: thread B");
 }
 static void *second_error_after_recovery(void *p) {
-  atomic_store(&rec_b_tid, (int)gettid());
-  while (!atomic_load(&rec_go))
-    sched_yield();
-  hak_free(p);
-  hak_free(p);
+  double_free_on_cue(&rec_b_tid, &rec_go, p);
   return NULL;
 }
 static void do_two_errors_recovered(void *arg) {
   struct two *t = arg; /* t->p: A's block; t->n: B's, as an address */
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = on_abrt_recover;
-  sigemptyset(&sa.sa_mask);
-  REQUIRE(sigaction(SIGABRT, &sa, NULL) == 0);
+  on_sigabrt(on_abrt_recover);
   pthread_t b;
   REQUIRE(pthread_create(&b, NULL, second_error_after_recovery, (void *)t->n) == 0);
   if (sigsetjmp(rec_env, 1) == 0) {
@@ -466,14 +481,8 @@ static atomic_int rec3_aborts, rec3_go, rec3_tid[2], rec3_other;
 static void on_abrt_three(int sig) {
   (void)sig;
   int n = atomic_fetch_add(&rec3_aborts, 1);
-  if (n == 0) { /* A */
-    atomic_store(&rec3_go, 1);
-    wait_asleep(rec3_tid, 2, "do_three_errors_recovered: threads B and C");
-    static const char says[] = "A recovers\n";
-    if (write(2, says, sizeof says - 1) < 0)
-      _exit(4);
-    siglongjmp(rec3_env, 1);
-  }
+  if (n == 0) /* A */
+    a_recovers(rec3_env, &rec3_go, rec3_tid, 2, "do_three_errors_recovered: threads B and C");
   if (n == 1) {                 /* the first of B and C to report: its crash report */
     double end = hak_now() + 1; /* not scaled: the other's wait is 10 s at most */
     while (hak_now() < end && !atomic_load(&rec3_other))
@@ -487,20 +496,12 @@ static void on_abrt_three(int sig) {
 }
 static void *third_error(void *arg) {
   void **p = arg;
-  atomic_store(&rec3_tid[p[1] != NULL], (int)gettid());
-  while (!atomic_load(&rec3_go))
-    sched_yield();
-  hak_free(p[0]);
-  hak_free(p[0]);
+  double_free_on_cue(&rec3_tid[p[1] != NULL], &rec3_go, p[0]);
   return NULL;
 }
 static void do_three_errors_recovered(void *arg) {
   void **blocks = arg; /* A's, B's and C's blocks */
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = on_abrt_three;
-  sigemptyset(&sa.sa_mask);
-  REQUIRE(sigaction(SIGABRT, &sa, NULL) == 0);
+  on_sigabrt(on_abrt_three);
   static void *b_arg[2], *c_arg[2];
   b_arg[0] = blocks[1];
   c_arg[0] = blocks[2];
