@@ -502,10 +502,7 @@ static void exit_gate_wait(void *v) {
   (void)v;
   if (!exit_gated)
     return;
-  double end = hak_now() + limit_s();
-  while (!atomic_load(&forked) &&
-         hak_now() < end) /* a fork that never came: fork_waiting says so */
-    sched_yield();
+  (void)hak_flag_within(&forked, limit_s()); /* a fork that never came: fork_waiting says so */
 }
 static void hold_exit_until_forked(void) {
   if (!hak_config_is("tsan") && !hak_config_is("asan"))
