@@ -47,17 +47,21 @@ static void do_free(void *p) {
 }
 
 /* free of p while another thread holds the large-block lock, until the
- * free is seen waiting for it (err_lock_wait's sleeps; 10 s scaled at
- * most). Until 2026-11-28 the hold was a fixed 20 ms: a free that came
- * later found the lock free, and the wait went untested. */
+ * free is seen waiting for it (err_lock_wait's sleeps; past 10 s scaled
+ * nothing was tested, and the child says so and exits 3). Until 2026-11-28 the hold was a fixed 20
+ * ms: a free that came later found the lock free, and the wait went untested. */
 static atomic_int lock_taken, freer_tid;
 static void *hold_large_lock(void *arg) {
   (void)arg;
   pthread_mutex_lock(&hak_large_lock);
   atomic_store(&lock_taken, 1);
   double end = hak_now() + 10 * hak_test_slowdown();
-  while (!hak_thread_in_nanosleep(atomic_load(&freer_tid)) && hak_now() < end)
-    sched_yield();
+  while (!hak_thread_in_nanosleep(atomic_load(&freer_tid)))
+    if (hak_now() > end) { /* the free never waited: nothing tested, said so */
+      hak_test_log("do_free_lock_held: the free never waited for the lock\n");
+      _exit(3);
+    } else
+      sched_yield();
   pthread_mutex_unlock(&hak_large_lock);
   return NULL;
 }
