@@ -124,17 +124,24 @@ static void call(int how, void *p) {
     hak_free_sized(p, 8);
 }
 
-/* p: 64 bytes into the owner's segment (its header), or (interior) 8
- * bytes into the owner's block, an interior pointer named so before */
-static void unmapped_case(int interior, int how) {
-  uint8_t *seg = segment_to_unmap();
-  at = HAK_HOOK_ERR_SMALL;
-  target = interior ? (uint8_t *)owner_block + 8 : seg + 64;
-  on_hook = give_back_now;
+/* The call `how` of p with then() run at hook point `where` for p; the
+ * call is to end the process (a report), its return is a bug. */
+static void hooked_call(enum hak_hook_point where, void *p, void (*then)(void), int how) {
+  at = where;
+  target = p;
+  on_hook = then;
   atomic_store(&hak_test_hook, hook);
   call(how, target);
   atomic_store(&hak_test_hook, NULL);
   fprintf(stderr, "hook ran: %d; the call returned\n", atomic_load(&hook_ran)); /* a bug */
+}
+
+/* p: 64 bytes into the owner's segment (its header), or (interior) 8
+ * bytes into the owner's block, an interior pointer named so before */
+static void unmapped_case(int interior, int how) {
+  uint8_t *seg = segment_to_unmap();
+  hooked_call(HAK_HOOK_ERR_SMALL, interior ? (uint8_t *)owner_block + 8 : seg + 64, give_back_now,
+              how);
 }
 static void unmapped_header(void *arg) {
   (void)arg;
@@ -173,13 +180,7 @@ static void wait_for_release(void) {
 static void locked(void *arg) {
   (void)arg;
   uint8_t *seg = segment_to_unmap();
-  at = HAK_HOOK_ERR_SMALL_LOCKED;
-  target = seg + 64;
-  on_hook = wait_for_release;
-  atomic_store(&hak_test_hook, hook);
-  hak_free(target);
-  atomic_store(&hak_test_hook, NULL);
-  fprintf(stderr, "hook ran: %d; the call returned\n", atomic_load(&hook_ran)); /* a bug */
+  hooked_call(HAK_HOOK_ERR_SMALL_LOCKED, seg + 64, wait_for_release, FREE);
 }
 
 /* ---- the global lock held by the freeing thread itself --------------- */
