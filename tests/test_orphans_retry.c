@@ -143,10 +143,7 @@ static void hook(enum hak_hook_point where, void *arg) {
   (void)arg;
   if (where != HAK_HOOK_ORPHANS_HELD || atomic_exchange(&held_seen, 1))
     return;
-  while (!atomic_load(&forked)) {
-    struct timespec ts = {0, 1000 * 1000};
-    nanosleep(&ts, NULL);
-  }
+  HAK_WAIT_FLAG(&forked);
 }
 
 static void *trimmer(void *arg) {

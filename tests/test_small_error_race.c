@@ -65,8 +65,7 @@ static void *owner_thread(void *arg) {
   owner_block = hak_malloc(40); /* its heap's first block: a segment of its own */
   REQUIRE(owner_block != NULL);
   atomic_store(&owner_ready, 1);
-  while (!atomic_load(&owner_go))
-    sched_yield();
+  HAK_WAIT_FLAG(&owner_go);
   hak_free(owner_block);
   return NULL; /* its exit gives the segment back: nothing is live there */
 }
