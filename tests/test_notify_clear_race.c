@@ -83,6 +83,18 @@ static void hook_taking(enum hak_hook_point where, void *arg) {
   }
 }
 
+/* The end of a part: b[0..n-1] but b[3] and b[other] (freed remotely
+ * already) freed, and keep; hak_trim takes the handed-over blocks back
+ * (the delayed list, the pages' stacks); then nothing is live. */
+static void free_rest(void **b, int n, int other, void *keep, const char *what) {
+  for (int i = 0; i < n; i++)
+    if (i != 3 && i != other)
+      hak_free(b[i]);
+  hak_free(keep);
+  hak_trim(0);
+  CHECK_ALL_FREED(what);
+}
+
 static void fill(void) {
   P = hak_fill_full_page(d, BLOCKS, SZ);
   REQUIRE(hak_block_page(d[BLOCKS - 1]) == P);
@@ -114,12 +126,7 @@ static void taking(void) {
   tf = atomic_load(&P->thread_free);
   CHECK_MSG((tf & TF_MASK) == TF_NONE, "R1's hand-over left state %lu",
             (unsigned long)(tf & TF_MASK));
-  for (int i = 0; i <= BLOCKS; i++)
-    if (i != 3 && i != 5)
-      hak_free(d[i]);
-  hak_free(keep);
-  hak_trim(0);
-  CHECK_ALL_FREED("part taking: a free that lost the notify request to another");
+  free_rest(d, BLOCKS + 1, 5, keep, "part taking: a free that lost the notify request to another");
 }
 
 static void *e[2 * BLOCKS + 1];
@@ -158,12 +165,8 @@ static void delayed(void) {
   CHECK_MSG(top == e[3] && block_next(top) == (hak_block_t *)e[BLOCKS + 5] &&
                 block_next(block_next(top)) == NULL,
             "the delayed list after both hand-overs is not R1's block on R2's (R2's dropped?)");
-  for (int i = 0; i <= 2 * BLOCKS; i++)
-    if (i != 3 && i != BLOCKS + 5)
-      hak_free(e[i]);
-  hak_free(keep);
-  hak_trim(0); /* both handed-over blocks drained */
-  CHECK_ALL_FREED("part delayed: two hand-overs to one heap at once");
+  free_rest(e, 2 * BLOCKS + 1, BLOCKS + 5, keep,
+            "part delayed: two hand-overs to one heap at once");
 }
 
 int main(void) {
@@ -185,12 +188,8 @@ int main(void) {
             (unsigned)tf_count(tf));
   CHECK_MSG((tf & TF_MASK) == TF_NONE, "the hand-over's reset left state %lu",
             (unsigned long)(tf & TF_MASK));
-  for (int i = 0; i <= BLOCKS; i++)
-    if (i != 3 && i != 5)
-      hak_free(d[i]);
-  hak_free(keep);
-  hak_trim(0); /* the delayed block (R's) and P's stack (Q's) taken back */
-  CHECK_ALL_FREED("a remote free into a page whose hand-over was ending");
+  /* the delayed block (R's) and P's stack (Q's) taken back */
+  free_rest(d, BLOCKS + 1, 5, keep, "a remote free into a page whose hand-over was ending");
   taking();
   delayed();
   return hak_test_done();
