@@ -118,11 +118,7 @@ static void run(int reclaimed) {
     hak_free(fill[i]);
   nfill = 0;
   hak_thread_cache_flush();
-  struct hak_stats st;
-  hak_stats(&st);
-  CHECK_EQ(st.live_blocks, 0);
-  CHECK_EQ(st.abandoned_segments, 0);
-  CHECK_EQ(hak_heap_check(), 0);
+  CHECK_ALL_FREED(reclaimed ? "part reclaimed" : "part rotate");
 }
 
 /* Part `hopeless`: a segment no request can be served from is passed
@@ -213,10 +209,7 @@ static void part_hopeless(void) {
   for (int i = 0; i < hopeless_n; i++)
     hak_free(hopeless_kept[i]);
   hak_thread_cache_flush();
-  hak_stats(&st);
-  CHECK_EQ(st.live_blocks, 0);
-  CHECK_EQ(st.abandoned_segments, 0);
-  CHECK_EQ(hak_heap_check(), 0);
+  CHECK_ALL_FREED("part hopeless");
 }
 
 static void part_rotate(void) {
