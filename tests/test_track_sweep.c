@@ -311,15 +311,13 @@ static void one_realloc(size_t n0, size_t n1, bool zeroed, bool array) {
            zeroed ? "calloc" : "malloc", n0, n1);
   unsigned char *p = zeroed ? hak_calloc(1, n0) : hak_malloc(n0);
   REQUIRE(p != NULL);
-  for (size_t i = 0; i < n0; i++)
-    p[i] = (unsigned char)(i * 7 + 1);
+  uint64_t seed = n0 * 131 + n1;
+  hak_fill(p, n0, seed);
   size_t u0 = usable_of(p);
   unsigned char *q = array ? hak_reallocarray(p, 1, n1) : hak_realloc(p, n1);
   REQUIRE(q != NULL);
-  size_t keep = n0 < n1 ? n0 : n1, lost = 0;
-  for (size_t i = 0; i < keep; i++)
-    lost += q[i] != (unsigned char)(i * 7 + 1);
-  CHECK_MSG(lost == 0, "%s: %zu of the %zu kept bytes lost", what, lost, keep);
+  size_t keep = n0 < n1 ? n0 : n1, lost = hak_pattern_mismatch(q, keep, seed);
+  CHECK_MSG(lost == SIZE_MAX, "%s: kept byte %zu of %zu lost", what, lost, keep);
   check_new(q, n1, 16, DEF_ANY);
 #if SW_VG
   size_t und = undefined_bytes(q, keep, NULL);
