@@ -5,7 +5,7 @@
 #
 #   make CONFIG=release lib bench-bins build/release/bench/pageprobe \
 #        build/release/stress/{<prog>,<prog>.libc,bench_random_mixed.libc}
-#   make CONFIG=tsan build/tsan/stress/{larson,remote_free,thread_churn,realloc_storm} \
+#   make CONFIG=tsan build/tsan/stress/{larson,remote_free,thread_churn,realloc_storm,aligned_storm} \
 #        build/tsan/tests/<each of MT_TESTS below> (and release's)
 #   (the tsan programs: those of `scripts/stress.sh progs tsan`, which step 3
 #   runs with NO_BUILD=1: a missing one is a FAIL)

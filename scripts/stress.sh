@@ -156,8 +156,11 @@ build() {
 default_progs() {
   case $1 in
     # realloc_storm: the only program whose large blocks mremap moves
-    # (large-realloc-relink-unlocked passed every TSan test and the other three)
-    tsan) echo larson remote_free thread_churn realloc_storm ;;
+    # (large-realloc-relink-unlocked passed every TSan test and the other three);
+    # aligned_storm: the only one whose threads allocate blocks aligned to 4 MiB
+    # or more beside other threads' large calls (huge-alloc-skips-large-lock
+    # passed every TSan test and the other four)
+    tsan) echo larson remote_free thread_churn realloc_storm aligned_storm ;;
     # Not fork_stress under ASan: clang-14's ASan runtime does not hold its own
     # allocator lock across fork(), so a child can block for ever inside ASan's
     # calloc (seen: a fork child's new thread stuck in

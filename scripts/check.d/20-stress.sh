@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # make check, part 20: a short run of the multithreaded stress suite.
-#   tsan:    larson, remote_free, thread_churn, realloc_storm; 4 threads x 1024 chunks, 2 s each
+#   tsan:    larson, remote_free, thread_churn, realloc_storm, aligned_storm; 4 threads x 1024
+#            chunks, 2 s each
 #   asan:    the stress programs but fork_stress, 4 threads x 1024 chunks, 1 s each
 #   release: all six, prefixed API and LD_PRELOAD of libhakmem.so, 1 s each
 #   watchdog self-test (a thread blocks forever: exit 3 and stacks printed)
