@@ -11,7 +11,14 @@
  * large_free_sized), and each free below must pass exactly one. free is
  * the control: one hold, before and after. The blocks: cached (1 MiB),
  * unmapped (40 MiB: over what the cache keeps) and aligned to 4 MiB (its
- * header below it, never cached); each must be gone afterwards. */
+ * header below it, never cached); each must be gone afterwards.
+ * realloc of a large block, the same way (realloc_holds): until 2026-11-29
+ * it resolved the block (large_resolve: lock, checks, unlock) and then took
+ * the lock again to resize, move or free it, two holds where one does
+ * (three for a move): shrunk in place, grown in place, to a small size, to
+ * 0. A move by mremap takes it twice (the new range is mapped between the
+ * two holds, as large_alloc maps outside the lock), and so does a copy
+ * (the check, then the free after the copy). */
 #include "hak_test.h"
 
 #include "internal.h"
@@ -59,6 +66,59 @@ static void one(int call, size_t alignment, size_t size) {
             after.live_bytes);
 }
 
+/* The hook points a realloc of a large block passes, by what it does. */
+enum { IN_PLACE, TO_SMALL, TO_ZERO, MOVED };
+static const char *const kinds[] = {"in place", "to a small block", "to 0", "moved"};
+static int realloc_holds(int kind) {
+  if (kind == MOVED) /* mremap: the check, then the move; a copy: the check, then the free */
+    return 2;
+  if (kind == IN_PLACE) /* the valgrind build copies every realloc */
+    return TRACK_REALLOC_IN_PLACE ? 1 : 2;
+  /* the trace build frees the old block after realloc's record, by free */
+  return strcmp(hak_config(), "trace") == 0 ? 2 : 1;
+}
+
+/* realloc of a large block of `size` bytes (aligned to `alignment` if not
+ * 0) to `to`, `blocked`: a page of the test's after its mapping, so that
+ * it cannot grow in place. The kind of realloc is read from its result. */
+static void one_realloc(size_t alignment, size_t size, size_t to, int blocked) {
+  unsigned char *p = alignment ? hak_aligned_alloc(alignment, size) : hak_malloc(size);
+  REQUIRE(p != NULL);
+  hak_fill(p, 4096, 7);
+  void *stop = NULL;
+  if (blocked) {
+    hak_large_t *lg = registry_large(p);
+    REQUIRE(lg != NULL);
+    stop = hak_map_at((uint8_t *)lg + lg->map_size, 4096, PROT_READ); /* NULL: taken already */
+  }
+  struct hak_stats before;
+  hak_stats(&before);
+  target = p;
+  atomic_store(&passes, 0);
+  atomic_store(&hak_test_hook, hook);
+  unsigned char *q = hak_realloc(p, to);
+  atomic_store(&hak_test_hook, NULL);
+  int kind = !to ? TO_ZERO : to <= HAK_SMALL_MAX ? TO_SMALL : q == p ? IN_PLACE : MOVED;
+  CHECK_MSG(atomic_load(&passes) == realloc_holds(kind),
+            "realloc of a large block of %zu bytes (alignment %zu) to %zu, %s: the large lock "
+            "taken after %d hook points, wanted %d",
+            size, alignment, to, kinds[kind], atomic_load(&passes), realloc_holds(kind));
+  struct hak_stats after;
+  hak_stats(&after);
+  size_t large_after = before.large_blocks - (kind == TO_ZERO || kind == TO_SMALL);
+  CHECK_MSG(after.large_blocks == large_after,
+            "realloc of a large block of %zu bytes to %zu, %s: %zu large blocks before, %zu "
+            "after",
+            size, to, kinds[kind], before.large_blocks, after.large_blocks);
+  if (to) {
+    REQUIRE(q != NULL);
+    CHECK_PATTERN(q, to < 4096 ? to : 4096, 7);
+    hak_free(q);
+  }
+  if (stop)
+    munmap(stop, 4096);
+}
+
 int main(void) {
   hak_free(hak_malloc(100));
   static const size_t sizes[] = {256 << 10, MiB, 40 * MiB};
@@ -67,6 +127,17 @@ int main(void) {
       one(call, 0, sizes[i]);
     one(call, 4 * MiB, MiB);
   }
+  one_realloc(0, MiB, 900 << 10, 0);     /* shrunk, the tail kept as room */
+  one_realloc(0, MiB, 300 << 10, 0);     /* shrunk, the tail unmapped */
+  one_realloc(0, 40 * MiB, 20 * MiB, 0); /* never cached: shrunk, the tail unmapped */
+  one_realloc(0, MiB, 2 * MiB, 0);       /* grown in place, or moved */
+  one_realloc(0, MiB, 1000, 0);          /* to a small block */
+  one_realloc(0, 40 * MiB, HAK_SMALL_MAX, 0);
+  one_realloc(0, MiB, 0, 0);               /* freed (cached) */
+  one_realloc(0, 40 * MiB, 0, 0);          /* freed (unmapped) */
+  one_realloc(0, MiB, 3 * MiB, 1);         /* moved by mremap */
+  one_realloc(4 * MiB, MiB, 6 * MiB, 1);   /* huge-aligned: copied */
+  one_realloc(4 * MiB, MiB, 512 << 10, 0); /* huge-aligned: shrunk in place */
   CHECK_EQ(hak_heap_check(), 0);
   return hak_test_done();
 }

@@ -452,11 +452,37 @@ static inline __attribute__((always_inline)) void *realloc_move(void *p, size_t 
   return q;
 }
 
+/* realloc of a pointer whose range is not a small segment's: large_realloc
+ * checks it and does the work under the same hold of the large lock (a
+ * block for a small size allocated here first, so that the copy and the
+ * free come under that hold too); what it leaves to the caller
+ * (LARGE_MOVE_BY_COPY), a copy into a new block or the trace build's
+ * release, is done here. */
+static HAK_NOINLINE void *realloc_large(void *p, size_t size, void **deferred) {
+  void *small = NULL;
+  if (size - 1 < HAK_SMALL_MAX && !(small = malloc_impl(size)))
+    return NULL;
+  resolved_t r = {0};
+  void *q = large_realloc(p, size, small, deferred != NULL, &r.large, &r.usable);
+  if (q != LARGE_MOVE_BY_COPY) {
+    if (deferred && small && q == small)
+      *deferred = p; /* the trace build: freed after realloc's record */
+    return q;
+  }
+  if (!size) { /* the trace build */
+    release(p, &r, deferred);
+    return NULL;
+  }
+  return realloc_move(p, size, r, deferred);
+}
+
 /* `deferred`: where the block to free goes in the trace build (the caller
  * records the op first, then frees it); NULL = free it here. */
 static HAK_NOINLINE void *realloc_slow(void *p, size_t size, void **deferred) {
   if (!p)
     return malloc_impl(size);
+  if (registry_kind(ptr_segment_base(p)) != REG_SMALL)
+    return realloc_large(p, size, deferred);
   resolved_t r = resolve(p, "realloc");
   if (size == 0) {
     release(p, &r, deferred);
@@ -470,11 +496,6 @@ static HAK_NOINLINE void *realloc_slow(void *p, size_t size, void **deferred) {
     if (r.page && small_stays(size, r.usable)) {
       track_resize(p, 0, size, r.usable);
       return p;
-    }
-    if (r.large && size > HAK_SMALL_MAX) {
-      void *q = large_realloc(r.large, p, size);
-      if (q != LARGE_MOVE_BY_COPY)
-        return q;
     }
   }
   return realloc_move(p, size, r, deferred);

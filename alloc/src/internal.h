@@ -702,7 +702,7 @@ enum hak_hook_point {
    * free of the same block there caches it or unmaps it
    * (test_large_double_free_race). Not one of fuzz_mt's FZ_HOOK points. */
   HAK_HOOK_LARGE_LOCKING,
-  /* large_resolve (realloc, malloc_usable_size of a large block) and
+  /* large_resolve (malloc_usable_size of a large block) and
    * large_free_sized (free_sized, free_aligned_sized), the header found
    * through the registry, before the large lock
    * (arg: the block): the same window as HAK_HOOK_LARGE_LOCKING's
@@ -819,7 +819,8 @@ HAK_INTERNAL void *large_alloc(size_t size, size_t alignment, bool zero);
 HAK_INTERNAL hak_large_t *large_resolve(void *p, const char *op, size_t *usable);
 HAK_INTERNAL void large_free(hak_large_t *lg, void *p, const char *op);
 HAK_INTERNAL void large_free_sized(void *p, size_t size, size_t alignment);
-HAK_INTERNAL void *large_realloc(hak_large_t *lg, void *p, size_t size);
+HAK_INTERNAL void *large_realloc(void *p, size_t size, void *small, bool caller_frees,
+                                 hak_large_t **lgp, size_t *usable);
 #define LARGE_MOVE_BY_COPY ((void *)1)
 HAK_INTERNAL size_t large_usable(const hak_large_t *lg);
 HAK_INTERNAL bool large_recently_freed(const void *p);
