@@ -376,7 +376,12 @@ static void test_print(void) {
  *  check names the heap and follows no such list (helper-114, 2026-11-28:
  *  the index check.c builds walked every heap's segment list, a finished
  *  heap's too, and died of SIGSEGV there; the check before the index
- *  walked active heaps' lists only). */
+ *  walked active heaps' lists only). 54: the last block of the thread's
+ *  cache of a class also on its page's free list; 55: that cache made a
+ *  cycle, its last block linked to its first: each page's count of its
+ *  blocks in its owner's cache stops at the block seen twice, with the
+ *  index (its entries of the cache, since 2026-11-29) and without (the
+ *  cache walked); no damage reached that report before. */
 static const char *const corrupt_want[] = {
     "thread cache entry outside",
     "list cycle",
@@ -431,7 +436,9 @@ static const char *const corrupt_want[] = {
     "large cache totals wrong",
     "thread cache entry outside",
     "thread cache entry outside",
-    "finished heap still holds segments or delayed frees"};
+    "finished heap still holds segments or delayed frees",
+    "block listed twice (in a thread cache and a free list)",
+    "block listed twice (in a thread cache and a free list)"};
 
 static void *alloc_in_thread(void *arg) {
   return hak_malloc(48);
@@ -453,7 +460,7 @@ static void *heap_of_thread(void *arg) {
   return hak_tls_heap;
 }
 
-/* Damages 21-53 (see corrupt_want); `keep` is a live 48-byte block of the
+/* Damages 21-55 (see corrupt_want); `keep` is a live 48-byte block of the
  * calling thread. */
 static void corrupt_more(uintptr_t k, void *keep) {
   hak_segment_t *seg = ptr_segment_base(keep);
@@ -577,6 +584,28 @@ static void corrupt_more(uintptr_t k, void *keep) {
     uint8_t *m = mmap(NULL, 2 * SEGMENT_SIZE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     REQUIRE(m != MAP_FAILED && munmap(m, 2 * SEGMENT_SIZE) == 0);
     h->segments = (hak_segment_t *)(((uintptr_t)m + SEGMENT_SIZE - 1) & ~(uintptr_t)SEGMENT_MASK);
+  } else if (k == 54 || k == 55) {
+    hak_block_t *a = hak_malloc(48), *b = hak_malloc(48);
+    REQUIRE(a != NULL && b != NULL);
+    hak_free(a);
+    hak_free(b); /* the thread's cache of 48-byte blocks: b, a, ... */
+    hak_block_t *last = hak_tls_heap->tc_head[cls];
+    REQUIRE(last == b);
+    while (block_next(last))
+      last = block_next(last);
+    if (k == 55) {
+      block_set_next(last, b);
+    } else { /* at the end of its page's free list: its link, NULL, ends both */
+      hak_page_t *lp = ptr_page(ptr_segment_base(last), last);
+      if (!lp->free) {
+        lp->free = last;
+      } else {
+        hak_block_t *tail = lp->free;
+        while (block_next(tail))
+          tail = block_next(tail);
+        block_set_next(tail, last);
+      }
+    }
   } else if (k >= 48) {
     unsigned char *p = hak_malloc(100000);
     hak_large_t *lg = registry_large(p);
