@@ -70,10 +70,12 @@ static void one(int call, size_t alignment, size_t size) {
 enum { IN_PLACE, TO_SMALL, TO_ZERO, MOVED };
 static const char *const kinds[] = {"in place", "to a small block", "to 0", "moved"};
 static int realloc_holds(int kind) {
-  if (kind == MOVED) /* mremap: the check, then the move; a copy: the check, then the free */
+  /* mremap: the check, then the move; a copy (every realloc to a large
+   * size in the valgrind build): the check, then the free */
+  if (kind == MOVED)
     return 2;
-  if (kind == IN_PLACE) /* the valgrind build copies every realloc */
-    return TRACK_REALLOC_IN_PLACE ? 1 : 2;
+  if (kind == IN_PLACE)
+    return 1;
   /* the trace build frees the old block after realloc's record, by free */
   return strcmp(hak_config(), "trace") == 0 ? 2 : 1;
 }
@@ -99,6 +101,9 @@ static void one_realloc(size_t alignment, size_t size, size_t to, int blocked) {
   unsigned char *q = hak_realloc(p, to);
   atomic_store(&hak_test_hook, NULL);
   int kind = !to ? TO_ZERO : to <= HAK_SMALL_MAX ? TO_SMALL : q == p ? IN_PLACE : MOVED;
+  CHECK_MSG(!blocked || !stop || kind == MOVED,
+            "realloc of a large block of %zu bytes to %zu grew it in place over a mapped page",
+            size, to);
   CHECK_MSG(atomic_load(&passes) == realloc_holds(kind),
             "realloc of a large block of %zu bytes (alignment %zu) to %zu, %s: the large lock "
             "taken after %d hook points, wanted %d",
