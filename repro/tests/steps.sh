@@ -622,15 +622,22 @@ PY
     # the crash's trace (before 2026-11-28 the handler waited for the exit's
     # writer and the exit went on to _exit(0): exit status 0, a trace
     # "written at exit" without the free)
-    rm -f "$W/cx.trace"
-    HAKMEM_TRACE=$W/cx.trace LD_PRELOAD=$TRACE_SO "$T/trace_edges" crash-during-exit >"$W/cx.log" 2>&1
-    rc=$?
+    # A run where the exit finished writing before the thread got a CPU
+    # between its look at the file and its free stages nothing: exit 0, as
+    # if the crash were lost (1 run in many with 5 helpers' builds on 2
+    # cores, 2026-11-29). Up to 3 runs: the bug loses every one.
+    for try in 1 2 3; do
+      rm -f "$W/cx.trace"
+      HAKMEM_TRACE=$W/cx.trace LD_PRELOAD=$TRACE_SO "$T/trace_edges" crash-during-exit >"$W/cx.log" 2>&1
+      rc=$?
+      [ $rc -eq 0 ] || break
+    done
     h=$(hdr "$W/cx.trace") || fail "no readable trace"
     l=$(last_rec "$W/cx.trace")
     rm -f "$W/cx.trace" # 64 MB
     echo "$h"
     echo "last record: $l"
-    [ $rc -eq 134 ] || { cat "$W/cx.log"; fail "exit status $rc, expected 134 (SIGABRT): the crash was lost"; }
+    [ $rc -eq 134 ] || { cat "$W/cx.log"; fail "exit status $rc in run $try, expected 134 (SIGABRT): the crash was lost"; }
     grep -q "written at a fatal signal (signal 6)" <<<"$h" || fail "the trace is not the crash's"
     grep -qE "^[0-9]+ T2 free\(0x1234560\)$" <<<"$l" || fail "the trace does not end with the invalid free"
     ok "a crash while the exit writes the trace: the process dies of it, the trace is the crash's"
