@@ -110,18 +110,10 @@ void os_orphans_fork_child(void) {
   atomic_flag_clear_explicit(&orphans_busy, memory_order_relaxed);
 }
 
-/* Maps `size` bytes (a multiple of the OS page) at an address q such that
- * q + offset is aligned to `alignment` (a power of two >= the OS page):
- * over-map, then trim. errno is kept, as by every os_* call: a caller
- * that fails says ENOMEM itself. Until 2026-11-28 a refused mmap left
- * ENOMEM behind, and a call that then succeeded another way (a second try
- * after make_room, a cut of a cached mapping instead of a gather, a cached
- * tail unmapped instead of moved) returned with it (test_large_as_limit). */
-static void *map_aligned(size_t size, size_t alignment, size_t offset) {
-  if (size > ((size_t)1 << ADDRESS_BITS) || alignment > ((size_t)1 << (ADDRESS_BITS - 2)))
-    return NULL;
+/* The over-map: `size` + `alignment` mapped where the kernel puts it, then
+ * trimmed to the aligned range inside; returns its address, or 0. */
+static uintptr_t map_over(size_t size, size_t alignment, size_t offset) {
   size_t span = size + alignment;
-  os_orphans_retry(ORPHANS_RETRY); /* their mappings count against the limit */
   void *p =
       mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   /* refused (the limit of mappings, maybe): every orphan the kernel lets
@@ -134,7 +126,7 @@ static void *map_aligned(size_t size, size_t alignment, size_t offset) {
              0);
   }
   if (p == MAP_FAILED)
-    return NULL;
+    return 0;
   uintptr_t base = (uintptr_t)p;
   uintptr_t aligned = ((base + offset + alignment - 1) & ~(uintptr_t)(alignment - 1)) - offset;
   if (aligned > base)
@@ -142,10 +134,159 @@ static void *map_aligned(size_t size, size_t alignment, size_t offset) {
   uintptr_t end = base + span, want_end = aligned + size;
   if (end > want_end)
     unmap_unused((void *)want_end, end - want_end);
+  return aligned;
+}
+
+static bool map_fits(uintptr_t q, size_t alignment, size_t offset) {
+  return ((q + offset) & (alignment - 1)) == 0;
+}
+
+/* mmap of [want, want + size) if nothing is mapped there (MAP_FAILED, errno
+ * EEXIST, if something is). A kernel before 4.17 takes MAP_FIXED_NOREPLACE
+ * for a hint and may place it elsewhere, and so may an interceptor:
+ * returned as it is, for the caller to check. */
+static void *map_at(uintptr_t want, size_t size) {
+  return mmap((void *)want, size, PROT_READ | PROT_WRITE,
+              MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+}
+
+/* The last range map_aligned returned, [map_last, map_last_end), and the
+ * way the kernel fills the address space, learnt from the first exact
+ * mapping placed next to the kernel's own choice: -1 top-down (the default
+ * layout), +1 bottom-up (the legacy one), 0 not known yet. Only hints: a
+ * race between threads costs a refused mmap, nothing else. */
+static _Atomic uintptr_t map_last, map_last_end;
+static _Atomic int map_dir;
+
+#define MAP_LOW ((uintptr_t)SEGMENT_SIZE)      /* no exact try below */
+#define MAP_TOP ((uintptr_t)1 << ADDRESS_BITS) /* nor past what the registry covers */
+#define MAP_EXACT_ALIGN_MAX ((size_t)64 << 20) /* larger ones are over-mapped at once */
+#define MAP_WALK 16                            /* alignments walked past a refused over-map */
+
+/* Exactly `size` at the aligned addresses around `near` (a range the kernel
+ * placed): the k-th alignment below the one under it (top-down) and the
+ * k-th above (bottom-up), for k in [from, to), the known way only once it
+ * is known. Returns the range, or 0 (at the first refusal that is not
+ * EEXIST: a limit, which another place would meet too). */
+static uintptr_t map_near(uintptr_t near, size_t size, size_t alignment, size_t offset,
+                          unsigned from, unsigned to) {
+  uintptr_t down = ((near + offset) & ~(uintptr_t)(alignment - 1)) - offset;
+  int dir = atomic_load_explicit(&map_dir, memory_order_relaxed);
+  for (unsigned k = from; k < to; k++)
+    for (int way = -1; way <= 1; way += 2) {
+      if (dir && way != dir)
+        continue;
+      uintptr_t want = way < 0 ? down - k * alignment : down + (k + 1) * alignment;
+      if (want <= MAP_LOW || want > MAP_TOP - size) /* (wrapped below 0: above the top) */
+        continue;
+      void *r = map_at(want, size);
+      if (r == (void *)want) {
+        if (!dir)
+          atomic_store_explicit(&map_dir, way, memory_order_relaxed);
+        return want;
+      }
+      if (r == MAP_FAILED && errno != EEXIST)
+        return 0;
+      if (r != MAP_FAILED) { /* a hint not honoured */
+        if (map_fits((uintptr_t)r, alignment, offset))
+          return (uintptr_t)r;
+        unmap_unused(r, size);
+      }
+    }
+  return 0;
+}
+
+/* Maps `size` bytes at an aligned address without mapping more than
+ * `size` at any moment, or returns 0 for the over-map to try; *near: the
+ * range the kernel placed on its own, unaligned (0 if none), for
+ * map_near's walk after that. mlockall(MCL_FUTURE) locks (and faults in)
+ * every new mapping whole, and the kernel refuses one that takes the
+ * process past RLIMIT_MEMLOCK (EAGAIN): the over-map of 8 MiB for a 4 MiB
+ * segment, once anything else was locked, never fit the usual 8 MiB limit
+ * of a user that is not root, and until 2026-11-29 not one small block
+ * could be allocated after the call (test_mlockall); RLIMIT_AS likewise saw
+ * twice the segment. Tries, in turn:
+ *  1. the aligned range next to the last one returned (below it when the
+ *     kernel fills top-down, above it when bottom-up), where the kernel
+ *     would have put the range, or near;
+ *  2. where the kernel puts it, kept if aligned by chance;
+ *  3. that range moved down to the alignment below it (top-down), or up to
+ *     the one above it (bottom-up); both while the direction is not known.
+ *     Top-down, the kernel put its range at the top of a gap, so the
+ *     alignment below is usually free: the address the over-map's trim
+ *     would have kept (the over-map lies just below that gap's top too).
+ * Alignments above MAP_EXACT_ALIGN_MAX (a huge aligned block's) are
+ * over-mapped at once: a move to the alignment below could land far from
+ * anything the kernel chose. */
+static uintptr_t map_exact(size_t size, size_t alignment, size_t offset, uintptr_t *near) {
+  *near = 0;
+  if (alignment > MAP_EXACT_ALIGN_MAX)
+    return 0;
+  uintptr_t mask = alignment - 1;
+  int dir = atomic_load_explicit(&map_dir, memory_order_relaxed);
+  uintptr_t last = atomic_load_explicit(&map_last, memory_order_relaxed);
+  uintptr_t last_end = atomic_load_explicit(&map_last_end, memory_order_relaxed);
+  void *q = MAP_FAILED;
+  if (last) { /* 1 */
+    uintptr_t want = 0;
+    if (dir > 0 && last_end < MAP_TOP - size - alignment)
+      want = ((last_end + offset + mask) & ~mask) - offset;
+    else if (dir <= 0 && last > MAP_LOW + size + offset)
+      want = ((last - size + offset) & ~mask) - offset;
+    if (want > MAP_LOW) {
+      q = map_at(want, size);
+      if (q == (void *)want)
+        return want;
+    }
+  }
+  if (q == MAP_FAILED) /* 2 (a hint not honoured above is this already) */
+    q = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1,
+             0);
+  if (q == MAP_FAILED)
+    return 0;
+  if (map_fits((uintptr_t)q, alignment, offset))
+    return (uintptr_t)q;
+  unmap_unused(q, size); /* 3 */
+  *near = (uintptr_t)q;
+  return map_near(*near, size, alignment, offset, 0, 1);
+}
+
+/* Maps `size` bytes (a multiple of the OS page) at an address q such that
+ * q + offset is aligned to `alignment` (a power of two >= the OS page):
+ * exactly (map_exact), else over-mapped and trimmed (map_over), else,
+ * when that is refused (a limit that the over-map's excess passes), exactly
+ * further from where the kernel put the range (map_near: a hole the kernel
+ * chose for the exact range may have no aligned place in it). Segments thus
+ * lie next to each other (the kernel may merge them into one mapping, as it
+ * merged other neighbours); the first one's address has the kernel's
+ * randomness rounded to 4 MiB, as before, and each later one is the one
+ * before it minus 4 MiB, where the over-map had put it 8 MiB lower in a
+ * process that mapped nothing else in between. Segment churn
+ * (os_map_aligned, one page touched, unmap): 2 system calls a segment, down
+ * from 3, 13.0 -> 8.9 us. errno is kept, as by every os_* call: a caller that
+ * fails says ENOMEM itself. Until 2026-11-28 a refused mmap left ENOMEM
+ * behind, and a call that then succeeded another way (a second try after
+ * make_room, a cut of a cached mapping instead of a gather, a cached tail
+ * unmapped instead of moved) returned with it (test_large_as_limit). */
+static void *map_aligned(size_t size, size_t alignment, size_t offset) {
+  if (size > ((size_t)1 << ADDRESS_BITS) || alignment > ((size_t)1 << (ADDRESS_BITS - 2)))
+    return NULL;
+  os_orphans_retry(ORPHANS_RETRY); /* their mappings count against the limit */
+  uintptr_t near;
+  uintptr_t aligned = map_exact(size, alignment, offset, &near);
+  if (!aligned)
+    aligned = map_over(size, alignment, offset);
+  if (!aligned && near)
+    aligned = map_near(near, size, alignment, offset, 1, MAP_WALK);
+  if (!aligned)
+    return NULL;
+  uintptr_t want_end = aligned + size;
   if ((want_end - 1) >> ADDRESS_BITS) { /* outside what the registry covers */
     munmap((void *)aligned, size);
     return NULL;
   }
+  atomic_store_explicit(&map_last, aligned, memory_order_relaxed);
+  atomic_store_explicit(&map_last_end, want_end, memory_order_relaxed);
   return (void *)aligned;
 }
 
