@@ -325,7 +325,10 @@ void *os_map_aligned(size_t size, size_t alignment, size_t offset) {
  * random bits (base and start), against mmap's 28. Off for the rest of the
  * process once a hint is not honoured (a kernel before 4.17, a 39-bit
  * address space, an interceptor, or any other mmap error: RLIMIT_AS, the
- * map count): ranges then go where the kernel puts them. */
+ * map count): ranges then go where the kernel puts them. Not for EAGAIN,
+ * a range past RLIMIT_MEMLOCK after mlockall(MCL_FUTURE): that one block
+ * fails (the kernel refuses it anywhere), and until 2026-11-29 every later
+ * large block lost its room to grow in place (test_mlockall, zone). */
 #if defined(HAK_TSAN) && HAK_TSAN
 #define ZONE_ON 0
 #else
@@ -400,6 +403,8 @@ static void *zone_map(size_t size) {
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
     if (q == want)
       got = q;
+    else if (q == MAP_FAILED && errno == EAGAIN)
+      break; /* past RLIMIT_MEMLOCK (mlockall): this range's refusal alone */
     else if (q != MAP_FAILED || errno != EEXIST) { /* not honoured: off from now on */
       if (q != MAP_FAILED)
         munmap(q, size);
