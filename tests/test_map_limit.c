@@ -22,6 +22,19 @@
 
 #define KiB ((size_t)1 << 10)
 #define NBLOCKS 48
+/* Blocks whose range is 4 MiB exactly (their header and whole pages): once
+ * the zone is off (at the limit), ranges are mapped next to the one before
+ * them at their alignment (os.c, map_exact), so such a range ends where the
+ * one above it starts, and the kernel merges them: blocks 4k, 4k + 1 and
+ * 4k + 2 are one mapping, and 4k + 1, in its middle, is freed (and unmapped
+ * by the cache's trim) first. The kernel refuses to unmap a range in the
+ * middle of a mapping at the limit only (one at an end leaves as many
+ * mappings): of blocks below 1 MiB alone, none lies next to another since
+ * 2026-11-29 (before, their ranges were over-mapped and trimmed, and some
+ * lay inside merged neighbours), no munmap was refused, and the test
+ * passed without the fallback it checks (mutants unmap-failure-ignored,
+ * orphans-never-retried). */
+#define WHOLE (4 * 1024 * KiB - 4 * KiB)
 
 /* Lines of /proc/self/maps: the process's mappings. */
 static size_t count_maps(void) {
@@ -80,7 +93,7 @@ int main(void) {
     hak_map_unfill(room[r]); /* room[r] more slots free */
     for (int round = 0; round < 3; round++) {
       for (int i = 0; i < NBLOCKS; i++) {
-        sz[i] = 65 * KiB + hak_rand_below(&rng, 900 * KiB);
+        sz[i] = i % 4 == 1 || i % 4 == 2 ? WHOLE : 65 * KiB + hak_rand_below(&rng, 900 * KiB);
         b[i] = hak_malloc(sz[i]);
         if (b[i]) {
           memset(b[i], 0x5a, sz[i]);
@@ -89,7 +102,10 @@ int main(void) {
           CHECK_INT_EQ(errno, ENOMEM);
         }
       }
-      for (int i = 0; i < NBLOCKS; i++) {
+      for (int k = 0; k < 2 * NBLOCKS; k++) { /* the middles of three first */
+        int i = k < NBLOCKS ? k : k - NBLOCKS;
+        if ((i % 4 == 1) != (k < NBLOCKS))
+          continue;
         errno = 4321;
         hak_free(b[i]);
         CHECK_MSG(errno == 4321, "room %zu round %d: hak_free set errno to %d", room[r], round,
