@@ -17,6 +17,8 @@
  *   HAK_WAIT_FLAG(flag)           waits for another thread's flag; fails the test after 30 s
  *                                 (scaled); hak_flag_within(flag, s): the loop, for waits that
  *                                 report a timeout their own way
+ *   HAK_SPIN_UNTIL(cond, what)    the same bound on a wait for any condition, yielding, never
+ *                                 sleeping (HAK_BUSY_UNTIL: a pure spin)
  *
  * Tests that reach into internals (internal.h) share their set-up in
  * hak_test_internal.h.
@@ -449,21 +451,55 @@ static inline int hak_flag_within(atomic_int *flag, double seconds) {
   return 1;
 }
 
-/* Waits until another thread sets *flag; a wait past 30 s (scaled by the
- * build's slowdown) fails the test, naming the flag (HAK_WAIT_FLAG_MSG: and
- * saying `what` went wrong), instead of hanging until the harness's
- * timeout. It sleeps between looks: a thread whose state another watches
- * (hak_thread_in_nanosleep) must not wait with it. */
-#define HAK_WAIT_FLAG(flag) hak_wait_flag_(__FILE__, __LINE__, #flag, NULL, (flag))
-#define HAK_WAIT_FLAG_MSG(flag, what) hak_wait_flag_(__FILE__, __LINE__, #flag, (what), (flag))
-static inline void hak_wait_flag_(const char *file, int line, const char *name, const char *what,
-                                  atomic_int *flag) {
-  if (hak_flag_within(flag, 30 * hak_test_slowdown()))
-    return;
+/* The bound on HAK_WAIT_FLAG and HAK_SPIN_UNTIL: 30 s scaled by the
+ * build's slowdown. Past it the wait fails the test, naming what it waited
+ * for (and saying `what` went wrong, unless NULL), and exits. */
+static inline double hak_wait_limit_s(void) {
+  return 30 * hak_test_slowdown();
+}
+__attribute__((noreturn)) static inline void hak_wait_failed_(const char *file, int line,
+                                                              const char *name, const char *what) {
   hak_test_fail_(file, line, "%s%swaited 30 s (scaled) for %s", what ? what : "", what ? ": " : "",
                  name);
   exit(1); /* as REQUIRE */
 }
+
+/* Waits until another thread sets *flag; a wait past 30 s (scaled by the
+ * build's slowdown) fails the test, naming the flag (HAK_WAIT_FLAG_MSG: and
+ * saying `what` went wrong), instead of hanging until the harness's
+ * timeout. It sleeps between looks: a thread whose state another watches
+ * (hak_thread_in_nanosleep) must not wait with it (HAK_SPIN_UNTIL). */
+#define HAK_WAIT_FLAG(flag) hak_wait_flag_(__FILE__, __LINE__, #flag, NULL, (flag))
+#define HAK_WAIT_FLAG_MSG(flag, what) hak_wait_flag_(__FILE__, __LINE__, #flag, (what), (flag))
+static inline void hak_wait_flag_(const char *file, int line, const char *name, const char *what,
+                                  atomic_int *flag) {
+  if (!hak_flag_within(flag, hak_wait_limit_s()))
+    hak_wait_failed_(file, line, name, what);
+}
+
+/* Waits until `cond` (re-evaluated at each look; it may assign) holds,
+ * bounded as HAK_WAIT_FLAG, but without sleeping: sched_yield() between
+ * looks (HAK_BUSY_UNTIL: nothing, a pure spin). For a thread that another
+ * watches (hak_thread_in_nanosleep: a sleep here would read as the wait
+ * under test), for waits inside a loop of rounds that a 1 ms sleep would
+ * slow down, and for a spin meant to act the moment another thread does.
+ * `what` (or NULL) says what went wrong. The clock is read every 64th look
+ * only, the first taken when the condition first does not hold. */
+#define HAK_SPIN_UNTIL(cond, what) HAK_SPIN_UNTIL_(cond, what, sched_yield())
+#define HAK_BUSY_UNTIL(cond, what) HAK_SPIN_UNTIL_(cond, what, (void)0)
+#define HAK_SPIN_UNTIL_(cond, what, pause)                                                         \
+  do {                                                                                             \
+    double hak_spin_end_ = 0;                                                                      \
+    for (unsigned long hak_spin_n_ = 0; !(cond); hak_spin_n_++) {                                  \
+      if (hak_spin_n_ % 64 == 0) {                                                                 \
+        if (hak_spin_n_ == 0)                                                                      \
+          hak_spin_end_ = hak_now() + hak_wait_limit_s();                                          \
+        else if (hak_now() > hak_spin_end_)                                                        \
+          hak_wait_failed_(__FILE__, __LINE__, #cond, (what));                                     \
+      }                                                                                            \
+      pause;                                                                                       \
+    }                                                                                              \
+  } while (0)
 
 /* An iteration count: n in release, scaled by HAK_TEST_SCALE and down by slowdown. */
 static inline size_t hak_iters(size_t n) {

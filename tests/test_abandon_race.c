@@ -22,7 +22,6 @@
 #include "hak_test.h"
 
 #include <pthread.h>
-#include <sched.h>
 #include <stdatomic.h>
 
 #include "internal.h"
@@ -49,8 +48,7 @@ static void *consumer(void *arg) {
   int seen = 0;
   for (;;) {
     int go;
-    while ((go = atomic_load(&round_go)) == seen)
-      sched_yield();
+    HAK_SPIN_UNTIL((go = atomic_load(&round_go)) != seen, "neither a next round nor the end came");
     if (go < 0)
       return NULL;
     seen = go;
@@ -83,9 +81,8 @@ static void *consumer_one(void *arg) {
   hak_free(hak_malloc(16));
   int seen = 0;
   for (;;) {
-    int go;
-    while ((go = atomic_load(&one_go)) == seen)
-      ;
+    int go; /* a pure spin: the free comes the moment the producer exits */
+    HAK_BUSY_UNTIL((go = atomic_load(&one_go)) != seen, "neither a next round nor the end came");
     if (go < 0)
       return NULL;
     seen = go;
@@ -107,8 +104,7 @@ static void abandon_hook(enum hak_hook_point where, void *arg) {
   atomic_fetch_add(&cues, 1);
   atomic_store(&cue_done, 0);
   atomic_store(&cue, 1);
-  while (!atomic_load(&cue_done))
-    sched_yield();
+  HAK_WAIT_FLAG_MSG(&cue_done, "the consumer's free on cue did not return");
 }
 
 static void *producer_cued(void *arg) {
@@ -131,8 +127,8 @@ static void *consumer_cued(void *arg) {
   hak_free(hak_malloc(16));
   for (;;) {
     int c;
-    while ((c = atomic_load(&cue)) == 0)
-      sched_yield();
+    HAK_SPIN_UNTIL((c = atomic_load(&cue)) != 0,
+                   "neither a cue from heap_abandon's hook nor the end came");
     if (c < 0)
       return NULL;
     atomic_store(&cue, 0);
@@ -154,8 +150,8 @@ static size_t run_rounds(void *(*producer_fn)(void *), int consumers, size_t rou
     pthread_t p;
     REQUIRE(pthread_create(&p, NULL, producer_fn, NULL) == 0);
     REQUIRE(pthread_join(p, NULL) == 0);
-    while (atomic_load(&done_count) < consumers)
-      sched_yield();
+    HAK_SPIN_UNTIL(atomic_load(&done_count) >= consumers,
+                   "the consumers did not free the round's blocks");
     struct hak_stats st;
     hak_stats(&st);
     CHECK_EQ(st.live_blocks, 0);

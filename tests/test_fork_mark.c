@@ -51,8 +51,7 @@ static void *adopter(void *arg) {
 static void hook(enum hak_hook_point where, void *arg) {
   if (where == HAK_HOOK_MARK_CHECKED && is_freer && arg == blocks[0]) {
     atomic_store(&at_window, 1);
-    while (!atomic_load(&go))
-      sched_yield();
+    HAK_WAIT_FLAG(&go);
   }
 }
 
@@ -62,8 +61,7 @@ static void *freer(void *arg) {
    * it reclaims by neither rule 1 nor rule 2 */
   hak_free(hak_malloc(16));
   atomic_store(&ready, 1);
-  while (!atomic_load(&cue))
-    sched_yield();
+  HAK_WAIT_FLAG(&cue);
   hak_free(blocks[0]);
   return arg;
 }
@@ -72,16 +70,14 @@ int main(void) {
   hak_free(hak_malloc(16));
   pthread_t f, t;
   REQUIRE(pthread_create(&f, NULL, freer, NULL) == 0);
-  while (!atomic_load(&ready))
-    sched_yield();
+  HAK_WAIT_FLAG(&ready);
   REQUIRE(pthread_create(&t, NULL, producer, NULL) == 0 && pthread_join(t, NULL) == 0);
   struct hak_stats st;
   hak_stats(&st);
   REQUIRE(st.abandoned_segments == 1);
   atomic_store(&hak_test_hook, hook);
   atomic_store(&cue, 1);
-  while (!atomic_load(&at_window))
-    sched_yield();
+  HAK_WAIT_FLAG_MSG(&at_window, "the freer's free never reached HAK_HOOK_MARK_CHECKED");
   pid_t pid = fork();
   REQUIRE(pid >= 0);
   if (pid == 0) {

@@ -10,13 +10,14 @@
  * once the heap is listed and the lock released, and the hook has a
  * trimmer thread run hak_trim while the new thread waits.
  *
- * The two threads hand over with relaxed atomics only, which give TSan no
- * happens-before edge: the trim is ordered before the new thread's later
- * writes only by the global lock, as in a real program. So under TSan a
- * reset after the listing is a data race report (the mutant
- * heap-active-before-reset; test_mt_smoke part 5 saw it by chance, in 3 of 4
- * runs). In every build: the trim ran in the window, the new thread's
- * allocations work, and hak_heap_check finds nothing. */
+ * The two threads hand over with relaxed stores only, which give TSan no
+ * happens-before edge (whatever order the waits load with): the trim is
+ * ordered before the new thread's later writes only by the global lock, as
+ * in a real program. So under TSan a reset after the listing is a data
+ * race report (the mutant heap-active-before-reset; test_mt_smoke part 5
+ * saw it by chance, in 3 of 4 runs). In every build: the trim ran in the
+ * window, the new thread's allocations work, and hak_heap_check finds
+ * nothing. */
 #include "hak_test.h"
 
 #include <pthread.h>
@@ -28,8 +29,7 @@ static atomic_int go, done, hooked;
 
 static void *trimmer(void *arg) {
   (void)arg;
-  while (!atomic_load_explicit(&go, memory_order_relaxed))
-    sched_yield();
+  HAK_WAIT_FLAG(&go);
   hak_trim(0);
   atomic_store_explicit(&done, 1, memory_order_relaxed);
   return NULL;
@@ -41,8 +41,7 @@ static void hook(enum hak_hook_point where, void *arg) {
     return;
   atomic_store(&hooked, 1);
   atomic_store_explicit(&go, 1, memory_order_relaxed);
-  while (!atomic_load_explicit(&done, memory_order_relaxed))
-    sched_yield();
+  HAK_WAIT_FLAG_MSG(&done, "the trimmer's hak_trim did not return");
 }
 
 static void *new_thread(void *arg) {

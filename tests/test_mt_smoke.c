@@ -242,8 +242,8 @@ static void *producer(void *arg) {
       hak_fill(it.p, it.size, it.seed);
       struct ring *r = &rings[k % NCONS];
       size_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
-      while (tail - atomic_load_explicit(&r->head, memory_order_acquire) >= RING)
-        sched_yield();
+      HAK_SPIN_UNTIL(tail - atomic_load_explicit(&r->head, memory_order_acquire) < RING,
+                     "a consumer stopped taking items from its full ring");
       r->items[tail % RING] = it;
       atomic_store_explicit(&r->tail, tail + 1, memory_order_release);
     }
@@ -261,14 +261,11 @@ static void *consumer(void *arg) {
       break;
     for (;;) {
       size_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
-      if (head == atomic_load_explicit(&r->tail, memory_order_acquire)) {
-        if (atomic_load(&round_done) &&
-            head == atomic_load_explicit(&r->tail, memory_order_acquire)) {
-          break;
-        }
-        sched_yield();
-        continue;
-      }
+      HAK_SPIN_UNTIL(head != atomic_load_explicit(&r->tail, memory_order_acquire) ||
+                         atomic_load(&round_done),
+                     "neither an item nor the round's end came");
+      if (head == atomic_load_explicit(&r->tail, memory_order_acquire))
+        break; /* the round is done (stored after its last item) and the ring empty */
       struct item it = r->items[head % RING];
       atomic_store_explicit(&r->head, head + 1, memory_order_release);
       CHECK_PATTERN(it.p, it.size, it.seed);
@@ -413,8 +410,7 @@ static void part_delayed_handoff(void) {
   dp_block = b[0];
   pthread_t t;
   REQUIRE(pthread_create(&t, NULL, dp_freer, NULL) == 0);
-  while (!atomic_load_explicit(&dp_freed, memory_order_relaxed))
-    sched_yield();
+  HAK_WAIT_FLAG_MSG(&dp_freed, "the remote free did not return");
   b[n] = hak_malloc(DP_SIZE); /* slow path: drains the delayed list first */
   REQUIRE(b[n] != NULL);
   pthread_join(t, NULL);

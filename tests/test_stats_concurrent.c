@@ -67,11 +67,6 @@ static void alloc_all(void) {
   }
 }
 
-static void wait_phase(int want) {
-  while (atomic_load(&phase) != want)
-    sched_yield();
-}
-
 /* A new thread each round: fills its pages (full pages ask to be told of a
  * remote free), idles while main frees every block (the first free into
  * each full page is handed to this heap's delayed list: one per page), then
@@ -80,7 +75,7 @@ static void wait_phase(int want) {
 static void *owner(void *arg) {
   alloc_all();
   atomic_store(&phase, 1);
-  wait_phase(2);
+  HAK_SPIN_UNTIL(atomic_load(&phase) == 2, "main did not free this owner's blocks");
   alloc_all();
   atomic_fetch_sub(&owner_running, 1);
   return arg;
@@ -124,7 +119,7 @@ int main(void) {
     atomic_store(&phase, 0);
     atomic_store(&owner_running, 1);
     REQUIRE(pthread_create(&t, NULL, owner, NULL) == 0);
-    wait_phase(1);
+    HAK_SPIN_UNTIL(atomic_load(&phase) == 1, "the owner did not fill its pages");
     for (int i = 0; i < NBLOCKS; i++) /* remote frees, into full pages first */
       check_and_free(blocks[i]);
     atomic_store(&phase, 2);
