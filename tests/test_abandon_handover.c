@@ -103,8 +103,7 @@ static void *freer(void *arg) {
   atomic_store(&ready, 1); /* its heap is set up before main's hak_stats reads it */
   for (int seen = 0;;) {
     int c;
-    while ((c = atomic_load(&cue)) == seen)
-      sched_yield();
+    HAK_SPIN_UNTIL((c = atomic_load(&cue)) != seen, "neither a cue nor the end came");
     if (c < 0)
       return arg;
     seen = c;
@@ -173,8 +172,7 @@ static void section(const char *name, enum hak_hook_point where, bool exit_in_wi
     atomic_store(&go, 1); /* ... and the freer pushes the block */
     if (!joined)
       REQUIRE(pthread_join(t, NULL) == 0);
-    while (atomic_load(&freed) < rounds + 1)
-      sched_yield();
+    HAK_SPIN_UNTIL(atomic_load(&freed) >= rounds + 1, "the freer's free of block 0 did not return");
     CHECK_MSG(atomic_load(&adopted) == before + 1,
               "%s round %d: the adopter did not take the segment", name, r);
     round_end(name, r);

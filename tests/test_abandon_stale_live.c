@@ -87,8 +87,7 @@ int main(void) {
   pthread_t f, g, t, a;
   REQUIRE(pthread_create(&f, NULL, freer, (void *)(intptr_t)1) == 0);
   REQUIRE(pthread_create(&g, NULL, freer, (void *)(intptr_t)2) == 0);
-  while (atomic_load(&ready) < 2)
-    sched_yield();
+  HAK_SPIN_UNTIL(atomic_load(&ready) >= 2, "the freers did not set up their heaps");
   REQUIRE(pthread_create(&t, NULL, producer, NULL) == 0 && pthread_join(t, NULL) == 0);
   hak_segment_t *seg = ptr_segment_base(blocks[0]);
   uint64_t first = atomic_load(&seg->abandoned_epoch);
@@ -98,14 +97,14 @@ int main(void) {
   HAK_WAIT_FLAG(&g_checked); /* G is in its mark window */
   REQUIRE(pthread_create(&a, NULL, adopter, NULL) == 0);
   /* the adopter's exit stores its epoch, then waits for G */
-  while (atomic_load(&seg->abandoned_epoch) == first)
-    sched_yield();
+  HAK_SPIN_UNTIL(atomic_load(&seg->abandoned_epoch) != first,
+                 "the adopter's exit did not abandon the segment again");
   usleep(50 * 1000);
   atomic_store(&f_go1, 1);
   /* F counts the free into the new abandonment, or (it read the owner
    * again) pushes it as a remote free */
-  while (!atomic_load(&f_counted) && !atomic_load(&f_done))
-    sched_yield();
+  HAK_SPIN_UNTIL(atomic_load(&f_counted) || atomic_load(&f_done),
+                 "F's free neither counted into the abandonment nor returned");
   atomic_store(&g_go, 1);
   REQUIRE(pthread_join(a, NULL) == 0);
   atomic_store(&f_go2, 1);

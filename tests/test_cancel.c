@@ -176,8 +176,8 @@ static void *exit_wait_owner(void *arg) {
   atomic_store(&owner_heap, hak_tls_heap);
   atomic_store(&owner_tid, (int)syscall(SYS_gettid));
   atomic_store(&filled, 1);
-  while (!atomic_load(&may_exit)) /* yields, never sleeps: the hook waits for its sleep in hakmem */
-    sched_yield();
+  /* yields, never sleeps: the hook waits for its sleep in hakmem */
+  HAK_SPIN_UNTIL(atomic_load(&may_exit), NULL);
   cancel_self();
   return arg; /* the exit withdraws the request: waits for the hand-over */
 }

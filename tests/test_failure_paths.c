@@ -76,8 +76,7 @@ static void do_free_lock_held(void *p) {
   atomic_store(&freer_tid, (int)gettid());
   pthread_t t;
   REQUIRE(pthread_create(&t, NULL, hold_large_lock, NULL) == 0);
-  while (!atomic_load(&lock_taken))
-    sched_yield();
+  HAK_SPIN_UNTIL(atomic_load(&lock_taken), NULL); /* not asleep: hold_large_lock waits for that */
   hak_free(p);
 }
 
@@ -371,8 +370,7 @@ static void wait_asleep(atomic_int *tids, int n, const char *who) {
  * waits for *go (A's SIGABRT handler), then double-frees p. */
 static void double_free_on_cue(atomic_int *tid, atomic_int *go, void *p) {
   atomic_store(tid, (int)gettid());
-  while (!atomic_load(go))
-    sched_yield();
+  HAK_SPIN_UNTIL(atomic_load(go), NULL); /* not asleep: A waits for this thread's sleep */
   hak_free(p);
   hak_free(p);
 }

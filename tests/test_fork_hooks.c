@@ -71,8 +71,7 @@ static void hook(enum hak_hook_point where, void *arg) {
   if (!atomic_exchange(&armed, 0))
     return;
   atomic_store(&parked, 1);
-  while (!atomic_load(&go))
-    sched_yield();
+  HAK_WAIT_FLAG_MSG(&go, "the parked thread was never let go");
 }
 
 static void arm(enum hak_hook_point where, void *arg, int skip) {
@@ -419,8 +418,7 @@ static void *t_handover(void *arg) {
 static void *t_owner(void *arg) {
   fill_page();
   atomic_store(&o_filled, 1);
-  while (!atomic_load(&o_exit))
-    sched_yield();
+  HAK_WAIT_FLAG(&o_exit);
   return arg;
 }
 

@@ -210,8 +210,7 @@ static void interior_big_realloc(void *arg) {
 static atomic_int locked_go, locked_freed, locked_tid;
 static void *locked_freer(void *b) {
   atomic_store(&locked_tid, (int)gettid());
-  while (!atomic_load(&locked_go))
-    sched_yield();
+  HAK_SPIN_UNTIL(atomic_load(&locked_go), "the hook never let this free go");
   hak_free(b);
   atomic_store(&locked_freed, 1);
   return NULL;
@@ -287,8 +286,8 @@ static void unregistered_hook(enum hak_hook_point where, void *arg) {
 static atomic_int second_returned;
 static void *second_free(void *p) {
   atomic_store(&second_tid, (int)gettid());
-  while (!atomic_load(&second_go))
-    sched_yield();
+  /* not asleep: the hook waits for its sleep in err_invalid */
+  HAK_SPIN_UNTIL(atomic_load(&second_go), "the hook never let the second free go");
   hak_free(p);
   atomic_store(&second_returned, 1);
   return NULL;
