@@ -638,11 +638,7 @@ static void corrupt_more(uintptr_t k, void *keep) {
 static struct rlimit limit_address_space(void) {
   struct rlimit old;
   REQUIRE(getrlimit(RLIMIT_AS, &old) == 0);
-  char buf[64] = {0};
-  int fd = open("/proc/self/statm", O_RDONLY);
-  REQUIRE(fd >= 0 && read(fd, buf, sizeof buf - 1) > 0);
-  close(fd);
-  struct rlimit lim = {(rlim_t)strtoull(buf, NULL, 10) * 4096, old.rlim_max};
+  struct rlimit lim = {(rlim_t)hak_statm_bytes(0), old.rlim_max};
   REQUIRE(setrlimit(RLIMIT_AS, &lim) == 0);
   void *probe = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   REQUIRE(probe == MAP_FAILED); /* the index's mmap fails too */
