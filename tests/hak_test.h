@@ -485,9 +485,9 @@ static inline void hak_wait_flag_(const char *file, int line, const char *name, 
  * slow down, and for a spin meant to act the moment another thread does.
  * `what` (or NULL) says what went wrong. The clock is read every 64th look
  * only, the first taken when the condition first does not hold. */
-#define HAK_SPIN_UNTIL(cond, what) HAK_SPIN_UNTIL_(cond, what, sched_yield())
-#define HAK_BUSY_UNTIL(cond, what) HAK_SPIN_UNTIL_(cond, what, (void)0)
-#define HAK_SPIN_UNTIL_(cond, what, pause)                                                         \
+#define HAK_SPIN_UNTIL(cond, what) HAK_SPIN_UNTIL_(cond, #cond, what, sched_yield())
+#define HAK_BUSY_UNTIL(cond, what) HAK_SPIN_UNTIL_(cond, #cond, what, (void)0)
+#define HAK_SPIN_UNTIL_(cond, name, what, pause)                                                   \
   do {                                                                                             \
     double hak_spin_end_ = 0;                                                                      \
     for (unsigned long hak_spin_n_ = 0; !(cond); hak_spin_n_++) {                                  \
@@ -495,7 +495,7 @@ static inline void hak_wait_flag_(const char *file, int line, const char *name, 
         if (hak_spin_n_ == 0)                                                                      \
           hak_spin_end_ = hak_now() + hak_wait_limit_s();                                          \
         else if (hak_now() > hak_spin_end_)                                                        \
-          hak_wait_failed_(__FILE__, __LINE__, #cond, (what));                                     \
+          hak_wait_failed_(__FILE__, __LINE__, name, (what));                                      \
       }                                                                                            \
       pause;                                                                                       \
     }                                                                                              \
