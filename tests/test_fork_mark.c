@@ -51,7 +51,9 @@ static void *adopter(void *arg) {
 static void hook(enum hak_hook_point where, void *arg) {
   if (where == HAK_HOOK_MARK_CHECKED && is_freer && arg == blocks[0]) {
     atomic_store(&at_window, 1);
-    HAK_WAIT_FLAG(&go);
+    /* main lets it go once the fork child ended (alarm: 10 s) */
+    HAK_WAIT_FLAG_MSG(&go,
+                      "the freer was never let go (main's fork or its wait for the child hung)");
   }
 }
 
