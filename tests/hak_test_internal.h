@@ -32,4 +32,42 @@ static inline hak_page_t *hak_fill_full_page(void **blk, int per_page, size_t si
   return pg;
 }
 
+/* One action at a test hook point, for the tests that hold a race's window
+ * open there (hak_test_hook): hak_hook_once(at, target, then) installs a
+ * hook that runs then(arg) the first time the allocator reaches `at` for
+ * `target`, after letting hak_once.skip such calls pass. hak_once.ran is
+ * set before then() runs: a nested call that reaches the point again (a
+ * free of the target from then()) passes. A test that watches other points
+ * too installs its own hook after hak_hook_once_arm, and passes every call
+ * on to hak_hook_once_fn. */
+static struct {
+  enum hak_hook_point at;
+  void *target;
+  void (*then)(void *arg);
+  atomic_int skip, ran;
+} hak_once;
+static inline void hak_hook_once_fn(enum hak_hook_point where, void *arg) {
+  if (where != hak_once.at || arg != hak_once.target || atomic_fetch_sub(&hak_once.skip, 1) > 0 ||
+      atomic_exchange(&hak_once.ran, 1))
+    return;
+  hak_once.then(arg);
+}
+static inline void hak_hook_once_arm(enum hak_hook_point at, void *target, void (*then)(void *)) {
+  hak_once.at = at;
+  hak_once.target = target;
+  hak_once.then = then;
+}
+static inline void hak_hook_once(enum hak_hook_point at, void *target, void (*then)(void *)) {
+  hak_hook_once_arm(at, target, then);
+  atomic_store(&hak_test_hook, hak_hook_once_fn);
+}
+
+/* After a call that was to end the process (with a report): it returned, a
+ * bug. Removes the hook and says so on stderr, with whether the hook ran
+ * (the child's exit status alone would not tell the two failures apart). */
+static inline void hak_hook_returned(const char *call) {
+  atomic_store(&hak_test_hook, NULL);
+  fprintf(stderr, "hook ran: %d; %s returned\n", atomic_load(&hak_once.ran), call);
+}
+
 #endif /* HAK_TEST_INTERNAL_H */

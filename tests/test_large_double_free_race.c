@@ -22,47 +22,37 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
-#include "internal.h"
+#include "hak_test_internal.h"
 
 #define MiB ((size_t)1 << 20)
 
-static enum hak_hook_point at = HAK_HOOK_LARGE_LOCKING; /* where the hook frees */
-static void *target;                                    /* the block the hook frees, once */
 static int trim_after; /* the hook's free is followed by hak_trim */
-static int skip;       /* hook calls for the target to let pass first */
-static int hook_ran;
-static void *victim; /* what the hook frees, if not the target */
+static void *victim;   /* what the hook frees, if not the target */
 
-static void hook(enum hak_hook_point where, void *arg) {
-  if (where != at || arg != target || hook_ran)
-    return;
-  if (skip) {
-    skip--;
-    return;
-  }
-  hook_ran = 1; /* the nested free passes this point too */
+/* the hook's action: the other free, there (the nested free passes the
+ * hook point too) */
+static void free_there(void *arg) {
   hak_free(victim ? victim : arg);
   if (trim_after)
     hak_trim(0); /* the cached mapping unmapped */
 }
 
 /* frees p (to == SIZE_MAX) or reallocs it to `to`, with the hook's free
- * of it at the hook's (skip + 1)th call for it */
+ * of it at large_free's start (HAK_HOOK_LARGE_LOCKING), at the
+ * (hak_once.skip + 1)th call there for it */
 static void race_realloc(void *p, int trim, size_t to) {
   REQUIRE(p != NULL);
   memset(p, 0x5a, 4096);
-  target = p;
   trim_after = trim;
-  atomic_store(&hak_test_hook, hook);
+  hak_hook_once(HAK_HOOK_LARGE_LOCKING, p, free_there);
   if (to != (size_t)-1)
     hak_realloc(p, to);
   else
     hak_free(p);
-  atomic_store(&hak_test_hook, NULL);
   /* reached only by a bug (the call above must abort; the child then exits
    * 0 and EXPECT_ABORT fails): the walk of the large blocks shows what it
    * left (the old realloc's move: SIGSEGV on a stale list link) */
-  fprintf(stderr, "hook ran: %d; the second free or the realloc returned\n", hook_ran);
+  hak_hook_returned("the second free or the realloc");
   hak_heap_check();
 }
 
@@ -120,7 +110,7 @@ static void realloc_move(void *arg) {
   unsigned char *b = hak_malloc(MiB);
   REQUIRE(b != NULL);
   hak_map_at(b - LARGE_HDR + MiB + 4096, 4096, PROT_READ); /* NULL: something else is there */
-  skip = 1;
+  atomic_store(&hak_once.skip, 1);
   race_realloc(b, 0, 3 * MiB);
 }
 
@@ -129,16 +119,13 @@ enum { USABLE, FREE_SIZED, REALLOC, FREE };
 /* usable_size (large_resolve) and free_sized (large_free_sized) */
 static void resolve_race(void *p, int call, int trim) {
   REQUIRE(p != NULL);
-  at = HAK_HOOK_LARGE_RESOLVING;
-  target = p;
   trim_after = trim;
-  atomic_store(&hak_test_hook, hook);
+  hak_hook_once(HAK_HOOK_LARGE_RESOLVING, p, free_there);
   if (call == USABLE)
     fprintf(stderr, "usable size %zu\n", hak_usable_size(p));
   else
     hak_free_sized(p, 4096);
-  atomic_store(&hak_test_hook, NULL);
-  fprintf(stderr, "hook ran: %d; the call returned\n", hook_ran); /* a bug: see race_realloc */
+  hak_hook_returned("the call"); /* a bug: see race_realloc */
   hak_heap_check();
 }
 
@@ -170,18 +157,16 @@ static void free_sized_huge_aligned(void *arg) {
  * report. Now named for what the range holds once the block is gone. */
 static void interior_race(unsigned char *b, intptr_t off, int call) {
   REQUIRE(b != NULL);
-  at = HAK_HOOK_ERR_LARGE;
   victim = b;
-  target = (void *)((uintptr_t)b + (uintptr_t)off);
-  atomic_store(&hak_test_hook, hook);
+  void *p = (void *)((uintptr_t)b + (uintptr_t)off);
+  hak_hook_once(HAK_HOOK_ERR_LARGE, p, free_there);
   if (call == USABLE)
-    fprintf(stderr, "usable size %zu\n", hak_usable_size(target));
+    fprintf(stderr, "usable size %zu\n", hak_usable_size(p));
   else if (call == REALLOC)
-    hak_realloc(target, 45 * MiB);
+    hak_realloc(p, 45 * MiB);
   else
-    hak_free(target);
-  atomic_store(&hak_test_hook, NULL);
-  fprintf(stderr, "hook ran: %d; the call returned\n", hook_ran); /* a bug: see race_realloc */
+    hak_free(p);
+  hak_hook_returned("the call"); /* a bug: see race_realloc */
 }
 
 static void interior_big(void *arg) {
@@ -215,10 +200,8 @@ static void *locked_freer(void *b) {
   atomic_store(&locked_freed, 1);
   return NULL;
 }
-static void locked_hook(enum hak_hook_point where, void *arg) {
-  if (where != HAK_HOOK_ERR_LARGE_LOCKED || arg != target || hook_ran)
-    return;
-  hook_ran = 1;
+static void let_locked_go(void *arg) {
+  (void)arg;
   atomic_store(&locked_go, 1);
   double end = hak_now() + 10 * hak_test_slowdown();
   while (!atomic_load(&locked_freed) &&
@@ -233,13 +216,11 @@ static void interior_locked(void *arg) {
   (void)arg;
   unsigned char *b = hak_malloc(40 * MiB); /* too big for the cache: its free unmaps it */
   REQUIRE(b != NULL);
-  target = b + MiB + 1;
   pthread_t t;
   REQUIRE(pthread_create(&t, NULL, locked_freer, b) == 0);
-  atomic_store(&hak_test_hook, locked_hook);
-  hak_free(target);
-  atomic_store(&hak_test_hook, NULL);
-  fprintf(stderr, "hook ran: %d; the call returned\n", hook_ran); /* a bug */
+  hak_hook_once(HAK_HOOK_ERR_LARGE_LOCKED, b + MiB + 1, let_locked_go);
+  hak_free(b + MiB + 1);
+  hak_hook_returned("the call");
 }
 
 /* ---- the window after a free (or realloc's move) unregistered the block's
@@ -260,14 +241,14 @@ static atomic_int second_go, second_tid;
  * the first call let the lock go (HAK_HOOK_LARGE_GONE; 0: not yet) */
 static volatile double *window_at;
 
-static void unregistered_hook(enum hak_hook_point where, void *arg) {
-  if (where == HAK_HOOK_LARGE_GONE && arg == target && window_at) {
+/* the hook of every window_race: the unlock after the window timed */
+static void window_hook(enum hak_hook_point where, void *arg) {
+  if (where == HAK_HOOK_LARGE_GONE && arg == hak_once.target && window_at)
     window_at[1] = hak_now();
-    return;
-  }
-  if (where != HAK_HOOK_LARGE_UNREGISTERED || arg != target || hook_ran)
-    return;
-  hook_ran = 1;
+  hak_hook_once_fn(where, arg);
+}
+static void let_second_go(void *arg) {
+  (void)arg;
   if (window_at)
     window_at[0] = hak_now();
   atomic_store(&second_go, 1);
@@ -292,47 +273,46 @@ static void *second_free(void *p) {
   atomic_store(&second_returned, 1);
   return NULL;
 }
-/* b freed (or realloc'd to realloc_to, moving it), the hook installed and
- * a second thread's free of b let go by the hook */
-static void window_race(unsigned char *b, size_t realloc_to,
-                        void (*on_hook)(enum hak_hook_point, void *)) {
+/* b freed (or realloc'd to realloc_to, moving it), with then() at hook
+ * point `at` for b, which lets a second thread's free of b go */
+static void window_race(unsigned char *b, size_t realloc_to, enum hak_hook_point at,
+                        void (*then)(void *)) {
   REQUIRE(b != NULL);
-  target = b;
   pthread_t t;
   REQUIRE(pthread_create(&t, NULL, second_free, b) == 0);
-  atomic_store(&hak_test_hook, on_hook);
+  hak_hook_once_arm(at, b, then);
+  atomic_store(&hak_test_hook, window_hook);
   if (realloc_to)
     hak_realloc(b, realloc_to);
   else
     hak_free(b);
-  if (!hook_ran) { /* the window was not reached: nothing tested (and t waits for ever) */
+  if (!atomic_load(&hak_once.ran)) { /* the window was not reached: nothing tested */
     fprintf(stderr, "the hook never ran\n");
     _exit(3);
   }
   pthread_join(t, NULL); /* the second free aborts the process meanwhile */
-  atomic_store(&hak_test_hook, NULL);
-  fprintf(stderr, "hook ran: %d; the second free returned\n", hook_ran); /* a bug */
+  hak_hook_returned("the second free");
 }
 /* over 32 MiB: unmapped, not cached */
-static void window_free(void (*on_hook)(enum hak_hook_point, void *)) {
-  window_race(hak_malloc(40 * MiB), 0, on_hook);
+static void window_free(enum hak_hook_point at, void (*then)(void *)) {
+  window_race(hak_malloc(40 * MiB), 0, at, then);
 }
 /* realloc's move (a page of the test's after the block stops it growing
  * in place; the trace and valgrind builds copy instead, and the free of
  * the old block, too big for the cache, takes the window) */
-static void window_move(void (*on_hook)(enum hak_hook_point, void *)) {
+static void window_move(enum hak_hook_point at, void (*then)(void *)) {
   unsigned char *b = hak_malloc(40 * MiB);
   REQUIRE(b != NULL);
   hak_map_at(b - LARGE_HDR + 40 * MiB + 4096, 4096, PROT_READ);
-  window_race(b, 80 * MiB, on_hook);
+  window_race(b, 80 * MiB, at, then);
 }
 static void unregistered_free(void *arg) {
   (void)arg;
-  window_free(unregistered_hook);
+  window_free(HAK_HOOK_LARGE_UNREGISTERED, let_second_go);
 }
 static void unregistered_move(void *arg) {
   (void)arg;
-  window_move(unregistered_hook);
+  window_move(HAK_HOOK_LARGE_UNREGISTERED, let_second_go);
 }
 
 /* EXPECT_ABORT of an unregistered_* part, run again (3 runs at most) when
@@ -373,10 +353,8 @@ static void expect_unregistered(void (*fn)(void *), const char *name, const char
  * it waits for the lock and is let in 100 us after the unlock: late
  * enough for either order), and the first call waits there until the
  * second has ended the process. */
-static void gone_hook(enum hak_hook_point where, void *arg) {
-  if (where != HAK_HOOK_LARGE_GONE || arg != target || hook_ran)
-    return;
-  hook_ran = 1;
+static void start_second(void *arg) {
+  (void)arg;
   atomic_store(&second_go, 1);
   if (!hak_flag_within(&second_returned, 10 * hak_test_slowdown())) { /* a hang, said so */
     fprintf(stderr, "the second free neither ended the process nor returned\n");
@@ -385,11 +363,11 @@ static void gone_hook(enum hak_hook_point where, void *arg) {
 }
 static void gone_free(void *arg) {
   (void)arg;
-  window_free(gone_hook);
+  window_free(HAK_HOOK_LARGE_GONE, start_second);
 }
 static void gone_move(void *arg) {
   (void)arg;
-  window_move(gone_hook);
+  window_move(HAK_HOOK_LARGE_GONE, start_second);
 }
 
 /* ---- err_invalid naming a block's start that the cache keeps, freed
@@ -404,16 +382,13 @@ static void gone_move(void *arg) {
  * large-place-freed-as-inside). No other test reaches that answer. */
 static void *reused_q;
 static int reused_ok;
-static void reused_hook(enum hak_hook_point where, void *arg) {
-  if (where != HAK_HOOK_ERR_LARGE || arg != target || hook_ran)
-    return;
-  hook_ran = 1;
+static void reuse_mapping(void *p) {
   hak_free(reused_q); /* cached again, at aligned_alloc's offset */
   void *r = hak_malloc(MiB);
-  reused_ok = r == target; /* the same mapping, p's offset again */
+  reused_ok = r == p; /* the same mapping, p's offset again */
   hak_free(r);
   if (!reused_ok) { /* nothing tested, said so */
-    fprintf(stderr, "the cache did not hand p's mapping back at p (%p, not %p)\n", r, target);
+    fprintf(stderr, "the cache did not hand p's mapping back at p (%p, not %p)\n", r, p);
     _exit(3);
   }
 }
@@ -431,11 +406,9 @@ static void freed_reused(void *arg) {
     _exit(3);
   }
   reused_q = q;
-  target = p;
-  atomic_store(&hak_test_hook, reused_hook);
+  hak_hook_once(HAK_HOOK_ERR_LARGE, p, reuse_mapping);
   hak_free(p); /* not q's start: err_invalid */
-  atomic_store(&hak_test_hook, NULL);
-  fprintf(stderr, "hook ran: %d; the call returned\n", hook_ran); /* a bug */
+  hak_hook_returned("the call");
 }
 
 /* A block the cache keeps: its header stays mapped, freed (passed before

@@ -36,20 +36,9 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
-#include "internal.h"
+#include "hak_test_internal.h"
 
 #define KiB ((size_t)1 << 10)
-
-static enum hak_hook_point at;
-static void *target;
-static atomic_int hook_ran;
-static void (*on_hook)(void);
-
-static void hook(enum hak_hook_point where, void *arg) {
-  if (where != at || arg != target || atomic_exchange(&hook_ran, 1))
-    return;
-  on_hook();
-}
 
 /* Whether [p, p + 4 KiB) is unmapped (msync: ENOMEM). */
 static int unmapped(const void *p) {
@@ -102,7 +91,7 @@ static uint8_t *segment_to_unmap(void) {
 }
 
 /* the hook: the owner frees its block and exits, giving the segment back */
-static void give_back_now(void) {
+static void give_back_now(void *target) {
   atomic_store(&owner_go, 1);
   REQUIRE(pthread_join(owner, NULL) == 0);
   if (!unmapped(ptr_segment_base(target))) { /* nothing tested, said so */
@@ -123,16 +112,12 @@ static void call(int how, void *p) {
     hak_free_sized(p, 8);
 }
 
-/* The call `how` of p with then() run at hook point `where` for p; the
+/* The call `how` of p with then(p) run at hook point `where` for p; the
  * call is to end the process (a report), its return is a bug. */
-static void hooked_call(enum hak_hook_point where, void *p, void (*then)(void), int how) {
-  at = where;
-  target = p;
-  on_hook = then;
-  atomic_store(&hak_test_hook, hook);
-  call(how, target);
-  atomic_store(&hak_test_hook, NULL);
-  fprintf(stderr, "hook ran: %d; the call returned\n", atomic_load(&hook_ran)); /* a bug */
+static void hooked_call(enum hak_hook_point where, void *p, void (*then)(void *), int how) {
+  hak_hook_once(where, p, then);
+  call(how, p);
+  hak_hook_returned("the call");
 }
 
 /* p: 64 bytes into the owner's segment (its header), or (interior) 8
@@ -160,7 +145,7 @@ static void unmapped_usable(void *arg) {
 }
 
 /* ---- the release waits for the lock err_invalid holds ---------------- */
-static void wait_for_release(void) {
+static void wait_for_release(void *target) {
   atomic_store(&owner_go, 1);
   double end = hak_now() + 10 * hak_test_slowdown();
   for (;;) {
@@ -223,7 +208,8 @@ static void empty_page(void) {
     }
   }
 }
-static void signal_owner(void) { /* the hook, on the second freer's thread */
+static void signal_owner(void *arg) { /* the hook, on the second freer's thread */
+  (void)arg;
   atomic_store(&page_go, 1);
   HAK_WAIT_FLAG(&page_done);
 }
@@ -231,7 +217,7 @@ static atomic_int second_how;
 static void *second_free(void *arg) {
   (void)arg;
   call(atomic_load(&second_how), blk[0]);
-  fprintf(stderr, "hook ran: %d; the second call returned\n", atomic_load(&hook_ran)); /* a bug */
+  hak_hook_returned("the second call");
   _exit(4);
 }
 static void double_case(int how, int reused) {
@@ -242,10 +228,7 @@ static void double_case(int how, int reused) {
   hak_free(blk[0]); /* freed: in this thread's cache, its page still holding it */
   atomic_store(&reuse, reused);
   atomic_store(&second_how, how);
-  at = HAK_HOOK_DOUBLE_FREE;
-  target = blk[0];
-  on_hook = signal_owner;
-  atomic_store(&hak_test_hook, hook);
+  hak_hook_once(HAK_HOOK_DOUBLE_FREE, blk[0], signal_owner);
   pthread_t t;
   REQUIRE(pthread_create(&t, NULL, second_free, NULL) == 0);
   HAK_WAIT_FLAG(&page_go);
