@@ -468,7 +468,10 @@ __attribute__((noreturn)) static inline void hak_wait_failed_(const char *file, 
  * build's slowdown) fails the test, naming the flag (HAK_WAIT_FLAG_MSG: and
  * saying `what` went wrong), instead of hanging until the harness's
  * timeout. It sleeps between looks: a thread whose state another watches
- * (hak_thread_in_nanosleep) must not wait with it (HAK_SPIN_UNTIL). */
+ * (hak_thread_in_nanosleep) must not wait with it (HAK_SPIN_UNTIL). Nor
+ * a thread whose cue comes only after longer bounded waits of another's
+ * (a fork child's, its stacks printed at the end): its exit(1) would end
+ * the process under the child being diagnosed (test_fork_hooks). */
 #define HAK_WAIT_FLAG(flag) hak_wait_flag_(__FILE__, __LINE__, #flag, NULL, (flag))
 #define HAK_WAIT_FLAG_MSG(flag, what) hak_wait_flag_(__FILE__, __LINE__, #flag, (what), (flag))
 static inline void hak_wait_flag_(const char *file, int line, const char *name, const char *what,
