@@ -13,6 +13,7 @@
  * need a page. Blocks that outlive their thread can be freed anywhere.
  * fork(): the global locks are taken around fork, and in the child every
  * other thread's heap is abandoned on that thread's behalf. */
+#include <errno.h>
 #include <string.h>
 #include <sys/mman.h>
 #if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 32)
@@ -123,7 +124,12 @@ static void heap_reset(hak_heap_t *h) {
 /* Heap structs are carved from mmap'd chunks; metadata never comes from
  * malloc. A chunk's structs are touched one at a time, as they are first
  * handed out: initialising all 28 at once made 64 KiB resident in every
- * process, most of a one-thread program's overhead over glibc. */
+ * process, most of a one-thread program's overhead over glibc. errno is
+ * kept when the chunk cannot be mapped, as by every os_* call: a malloc
+ * that fails says ENOMEM itself, and a free that wanted a heap to reclaim
+ * a segment with (free_not_owned) frees its block without one. Until
+ * 2026-11-29 that free returned with mmap's ENOMEM in errno, which free
+ * must keep (test_oom_sweep, part "no heap"). */
 static hak_heap_t *heap_alloc_struct(void) {
   hak_lock(&hak_global_lock);
   hak_heap_t *h = heap_pool;
@@ -132,8 +138,10 @@ static hak_heap_t *heap_alloc_struct(void) {
   } else {
     if (heap_chunk_next == heap_chunk_end) {
       size_t per = (64 * 1024) / sizeof(hak_heap_t);
+      int saved = errno;
       hak_heap_t *chunk = mmap(NULL, per * sizeof(hak_heap_t), PROT_READ | PROT_WRITE,
                                MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      errno = saved;
       if (chunk == MAP_FAILED) {
         hak_unlock(&hak_global_lock);
         return NULL;
