@@ -19,6 +19,7 @@
 #include <string.h>
 
 #if defined(HAK_ASAN) && HAK_ASAN
+#include <errno.h>
 #include <sanitizer/asan_interface.h>
 #include <sanitizer/lsan_interface.h>
 #include <sys/mman.h>
@@ -107,7 +108,10 @@ static inline void track_noaccess(void *p, size_t n) {
  * (the zone, os.c), so each range's shadow (an eighth of its size) stayed
  * resident: fuzz_sizes under libFuzzer grew by about 4 MB an input, to an
  * out-of-memory after about 1000 inputs. Only pages whose every byte is
- * this range's shadow are released (one covers 32 KiB of the range). */
+ * this range's shadow are released (one covers 32 KiB of the range).
+ * errno is kept: a refused madvise (EAGAIN, ENOMEM) left its errno behind
+ * a free, realloc or hak_trim that succeeded, until 2026-11-29
+ * (test_oom_sweep, madvise sweep, asan). */
 static inline void track_unmapping(void *p, size_t n) {
   ASAN_UNPOISON_MEMORY_REGION(p, n);
   size_t scale, offset;
@@ -115,8 +119,11 @@ static inline void track_unmapping(void *p, size_t n) {
   uintptr_t lo = ((uintptr_t)p >> scale) + offset, hi = (((uintptr_t)p + n) >> scale) + offset;
   lo = (lo + OS_PAGE_SIZE - 1) & ~(uintptr_t)(OS_PAGE_SIZE - 1);
   hi &= ~(uintptr_t)(OS_PAGE_SIZE - 1);
-  if (hi > lo)
+  if (hi > lo) {
+    int saved = errno;
     madvise((void *)lo, hi - lo, MADV_DONTNEED);
+    errno = saved;
+  }
 }
 static inline void track_expose(void *p, size_t n) {
   ASAN_UNPOISON_MEMORY_REGION(p, n);
