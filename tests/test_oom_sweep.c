@@ -329,6 +329,10 @@ static void w_large(tab_t *t) {
   t_alloc(t, A_CALLOC, 900 * KiB, 0); /* from the cache */
   t_alloc(t, A_MALLOC, 33 * MiB, 0);  /* over the zone's bound (32 MiB): where the kernel puts it */
   t_realloc(t, t->n - 1, 17 * MiB);
+  t_free(t, 0);
+  t_free(t, 1);
+  os_test_advance_ms(LARGE_CACHE_AGE_MS + 1); /* the cached mappings expire: */
+  t_alloc(t, A_MALLOC, 90 * KiB, 0);          /* unmapped at the next large call */
 }
 
 /* The purges: 12 MiB of 60 KiB blocks, three pages of every four freed
@@ -352,6 +356,35 @@ static void w_purge(tab_t *t) {
     t_alloc(t, A_MALLOC, 30 * KiB, 0);
   t_free_all(t);
   t_trim(t);
+}
+
+/* More segments than the segment cache keeps (SEGMENT_CACHE_MAX): that
+ * many threads and three more each hold a block of a segment of their
+ * own until all have one, then free it and exit, each releasing its
+ * segment; the cache unmaps those past its bound. */
+#define SEG_THREADS (SEGMENT_CACHE_MAX + 3)
+static tab_t seg_tab[SEG_THREADS];
+static atomic_int seg_held;
+static void *seg_thread(void *arg) {
+  tab_t *t = arg;
+  t_alloc(t, A_MALLOC, 100, 0);
+  atomic_fetch_add(&seg_held, 1);
+  while (atomic_load(&seg_held) < SEG_THREADS)
+    sched_yield();
+  t_free_all(t);
+  return NULL;
+}
+static void w_segments(tab_t *t) {
+  t->what = "segments";
+  atomic_store(&seg_held, 0);
+  pthread_t th[SEG_THREADS];
+  for (int i = 0; i < SEG_THREADS; i++) {
+    seg_tab[i] = (tab_t){.rng = t->rng + (uint64_t)i, .strict = t->strict, .what = "segments"};
+    REQUIRE(pthread_create(&th[i], NULL, seg_thread, &seg_tab[i]) == 0);
+  }
+  for (int i = 0; i < SEG_THREADS; i++)
+    pthread_join(th[i], NULL);
+  t_alloc(t, A_MALLOC, 100, 0);
 }
 
 /* A thread allocates, frees some, and exits with the rest live (its
@@ -707,6 +740,7 @@ int main(void) {
     DENSE = 64 * KiB;
   }
   vm_exact = false; /* thread stacks, glibc's per-thread structures */
+  sweep_all("segments", w_segments, FO_BIT(FO_MUNMAP));
   sweep_all("exit", w_exit, FO_ALL);
   sweep_all("threads", w_mt, FO_ALL);
   sweep_noheap(FO_BIT(FO_MMAP), false);
