@@ -17,7 +17,9 @@
  *   munmap  ENOMEM, nothing unmapped (a split refused at the map limit);
  *   madvise fo.madvise_errno (EAGAIN or ENOMEM), no page given back;
  *   mremap  with MREMAP_FIXED: ENOMEM before its destination is touched
- *           (the map-count check comes first on every kernel); a resize in
+ *           (the map-count check comes first on every kernel), or with
+ *           fo.after_unmap after unmapping it (kernels before 6.11 unmap
+ *           it first, and a move may fail inside); a resize in
  *           place: the kernel's own answer where it fails (EFAULT across
  *           mappings comes before any ENOMEM), else ENOMEM with the range
  *           as it was (grown, then shrunk back at once).
@@ -48,6 +50,7 @@ static struct {
   atomic_long fired;   /* calls failed since fo_arm */
   atomic_long fired_kind[FO_KINDS];
   int madvise_errno;
+  bool after_unmap;      /* a failed MREMAP_FIXED move unmaps its destination first */
   _Atomic(void *) where; /* the return address of the last failed call (for debugging) */
 } fo = {.madvise_errno = EAGAIN};
 
@@ -139,6 +142,8 @@ void *mremap(void *old, size_t old_size, size_t new_size, int flags, ...) {
       if (r == -1)
         return MAP_FAILED; /* the kernel's own failure (EFAULT: several mappings) */
       syscall(SYS_mremap, old, new_size, old_size, 0, NULL); /* as it was */
+    } else if ((flags & MREMAP_FIXED) && fo.after_unmap) {
+      fo_real_munmap(dst, new_size);
     }
     errno = ENOMEM;
     return MAP_FAILED;

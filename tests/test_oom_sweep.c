@@ -536,7 +536,7 @@ static const char *kind_name(unsigned kinds) {
   case FO_BIT(FO_MADVISE):
     return "madvise";
   case FO_BIT(FO_MREMAP):
-    return "mremap";
+    return fo.after_unmap ? "mremap (a move failing after unmapping its destination)" : "mremap";
   default:
     return "any call";
   }
@@ -605,6 +605,13 @@ static void sweep_all(const char *name, void (*work)(tab_t *), unsigned kinds) {
   for (int k = 0; k < FO_KINDS; k++)
     if (kinds & FO_BIT(k))
       sweep(name, work, FO_BIT(k), false);
+  if (kinds & FO_BIT(FO_MMAP)) /* out of address space for good (RLIMIT_AS): unmaps work */
+    sweep(name, work, FO_BIT(FO_MMAP), true);
+  if (kinds & FO_BIT(FO_MREMAP)) { /* the moves failing after unmapping their destination */
+    fo.after_unmap = true;
+    sweep(name, work, FO_BIT(FO_MREMAP), false);
+    fo.after_unmap = false;
+  }
   sweep(name, work, FO_ALL, true);
 }
 
