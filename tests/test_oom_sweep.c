@@ -349,6 +349,8 @@ static void w_purge(tab_t *t) {
   os_test_advance_ms(PURGE_DELAY_MS + 1);
   t_alloc(t, A_MALLOC, 24, 0);
   t_alloc(t, A_MALLOC, 2000, 0);
+  for (int i = 0; i < 100; i++) /* the slices again: calloc's zero whether purged or refused */
+    t_alloc(t, A_CALLOC, 60 * KiB, 0);
   t_free_all(t);
   os_test_advance_ms(PURGE_DELAY_MS + 1);
   t_alloc(t, A_MALLOC, 24, 0);
@@ -356,6 +358,8 @@ static void w_purge(tab_t *t) {
     t_alloc(t, A_MALLOC, 30 * KiB, 0);
   t_free_all(t);
   t_trim(t);
+  for (int i = 0; i < 60; i++) /* after hak_trim's purges */
+    t_alloc(t, A_CALLOC, 30 * KiB, 0);
 }
 
 /* More segments than the segment cache keeps (SEGMENT_CACHE_MAX): that
