@@ -29,9 +29,15 @@
  * each successful unmap (in turn, os_orphans_retry), all of them at
  * hak_trim and when map_aligned's mapping is refused. The table
  * is .bss (1 MiB, untouched until used): at the limit nothing can be
- * mapped for it. Taken with a try-lock only, never waited for: a busy
- * table leaves the range, or the retry, for later (a fork child lets go
- * of a table another thread held: os_orphans_fork_child). */
+ * mapped for it. A retry takes it with a try-lock only, never waits for
+ * it: a busy table leaves the retry for later. An add waits (a retry
+ * holds it for munmaps only, no lock taken inside): until 2026-11-29 it
+ * only tried too, and a range refused while another thread held the
+ * table was left mapped for good, no one's, a mapping more at the limit
+ * (test_oom_sweep, part orphans busy). One exception: a signal handler's
+ * free inside this thread's own retry leaves its range mapped, as before
+ * the table (orphans_mine). A fork child lets go of a table another thread
+ * held: os_orphans_fork_child. */
 #define ORPHANS_MAX 65536
 static struct {
   uintptr_t at;
@@ -40,10 +46,15 @@ static struct {
 static _Atomic unsigned orphans_n;
 static atomic_flag orphans_busy = ATOMIC_FLAG_INIT;
 static unsigned orphans_at; /* where a partial retry starts (orphans_busy held) */
+static __thread bool orphans_mine
+    __attribute__((tls_model("initial-exec"))); /* held by this thread */
 
 static void orphan_add(void *p, size_t len) {
-  if (atomic_flag_test_and_set_explicit(&orphans_busy, memory_order_acquire))
-    return; /* left mapped, as before the table */
+  if (orphans_mine)
+    return; /* a signal handler's, in this thread's retry: left mapped, as before the table */
+  unsigned round = 0;
+  while (atomic_flag_test_and_set_explicit(&orphans_busy, memory_order_acquire))
+    spin_wait(&round);
   unsigned n = atomic_load_explicit(&orphans_n, memory_order_relaxed);
   if (n == 0)
     orphans_at = 0; /* a table that starts again starts at its start */
@@ -73,6 +84,7 @@ void os_orphans_retry(unsigned budget) {
       atomic_flag_test_and_set_explicit(&orphans_busy, memory_order_acquire))
     return;
   int saved = errno;
+  orphans_mine = true;
   HAK_TEST_HOOK(HAK_HOOK_ORPHANS_HELD, NULL);
   unsigned n = atomic_load_explicit(&orphans_n, memory_order_relaxed);
   if (budget >= n) {
@@ -92,6 +104,7 @@ void os_orphans_retry(unsigned budget) {
     orphans_at = i;
   }
   atomic_store_explicit(&orphans_n, n, memory_order_relaxed);
+  orphans_mine = false;
   atomic_flag_clear_explicit(&orphans_busy, memory_order_release);
   errno = saved;
 }
