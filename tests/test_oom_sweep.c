@@ -736,6 +736,63 @@ static void sweep_noheap(unsigned kinds, bool persist) {
   CHECK_MSG(n <= N_MAX, "no heap, %s: still failing calls after %d", kind_name(kinds), N_MAX);
 }
 
+/* A munmap refused while another thread holds the table of orphans (a
+ * retry, hak_trim's here, held at HAK_HOOK_ORPHANS_HELD): the range must
+ * still be kept, and unmapped by the next retry of them all. A 33 MiB
+ * block (beyond the large cache) is freed by a thread whose munmap of it
+ * fails; once the trimming thread has let the table go and another
+ * hak_trim has run, its range must be unmapped. */
+static atomic_int orph_held, orph_go, orph_freed;
+static void orph_hook(enum hak_hook_point where, void *arg) {
+  (void)arg;
+  if (where != HAK_HOOK_ORPHANS_HELD || atomic_exchange(&orph_held, 1))
+    return;
+  HAK_WAIT_FLAG(&orph_go);
+}
+static void *orph_trimmer(void *arg) {
+  hak_trim(0);
+  return arg;
+}
+static void *orph_freer(void *p) {
+  errno = SENTINEL;
+  hak_free(p);
+  CHECK_MSG(errno == SENTINEL, "orphans busy: a refused free changed errno to %d", errno);
+  atomic_store(&orph_freed, 1);
+  return NULL;
+}
+static void part_orphans_busy(void) {
+  if (!selected("orphans"))
+    return;
+  run_name = "orphans busy";
+  hak_test_reset();
+  void *p0 = hak_malloc(33 * MiB), *p1 = hak_malloc(33 * MiB);
+  REQUIRE(p0 && p1);
+  fo_arm(FO_BIT(FO_MUNMAP), 1, false);
+  hak_free(p0); /* refused: the table's first orphan */
+  REQUIRE(fo_disarm() == 1);
+  atomic_store(&hak_test_hook, orph_hook);
+  pthread_t tr, fr;
+  REQUIRE(pthread_create(&tr, NULL, orph_trimmer, NULL) == 0);
+  HAK_WAIT_FLAG(&orph_held);
+  fo_arm(FO_BIT(FO_MUNMAP), 1, false);
+  REQUIRE(pthread_create(&fr, NULL, orph_freer, p1) == 0);
+  hak_flag_within(&orph_freed, 0.2); /* done at once, or waiting for the table */
+  atomic_store(&orph_go, 1);
+  pthread_join(fr, NULL);
+  pthread_join(tr, NULL);
+  atomic_store(&hak_test_hook, NULL);
+  CHECK_EQ(fo_disarm(), 1);
+  hak_trim(0);
+  unsigned char v;
+  uintptr_t pg = (uintptr_t)p1 & ~(uintptr_t)4095;
+  CHECK_MSG(mincore((void *)pg, 4096, &v) != 0,
+            "orphans busy: the freed block's range, whose munmap was refused while another "
+            "thread held the table of orphans, is still mapped after hak_trim");
+  CHECK_MSG(mincore((void *)((uintptr_t)p0 & ~(uintptr_t)4095), 4096, &v) != 0,
+            "orphans busy: the first orphan is still mapped after hak_trim");
+  CHECK_ALL_FREED("orphans busy");
+}
+
 int main(void) {
   /* TSan (16 s of CPU for every workload): the ones with threads, where
    * its reports count */
@@ -759,6 +816,7 @@ int main(void) {
   atomic_store(&park_go, 1);
   for (int i = 0; i < nparked; i++)
     pthread_join(park[i], NULL);
+  part_orphans_busy();
   hak_test_log("%ld runs in %.2f s\n", runs_total, hak_now() - t0);
   return hak_test_done();
 }
