@@ -542,7 +542,8 @@ static const char *kind_name(unsigned kinds) {
   case FO_BIT(FO_MREMAP):
     return fo.after_unmap ? "mremap (a move failing after unmapping its destination)" : "mremap";
   default:
-    return "any call";
+    return fo.after_unmap ? "any call (a move failing after unmapping its destination)"
+                          : "any call";
   }
 }
 
@@ -595,7 +596,10 @@ static bool selected(const char *name) {
 }
 
 /* The sweeps of one workload: each kind of call in `kinds` failing alone,
- * then every kind failing for good. */
+ * then every kind failing for good. MOVES: a workload of many page moves
+ * (mremap), swept once more with every call failing for good and each
+ * move after unmapping its destination. */
+#define MOVES (1u << FO_KINDS)
 static void sweep_all(const char *name, void (*work)(tab_t *), unsigned kinds) {
   if (!selected(name))
     return;
@@ -614,6 +618,8 @@ static void sweep_all(const char *name, void (*work)(tab_t *), unsigned kinds) {
   if (kinds & FO_BIT(FO_MREMAP)) { /* the moves failing after unmapping their destination */
     fo.after_unmap = true;
     sweep(name, work, FO_BIT(FO_MREMAP), false);
+    if (kinds & MOVES) /* and the hole's mapping again refused */
+      sweep(name, work, FO_ALL, true);
     fo.after_unmap = false;
   }
   sweep(name, work, FO_ALL, true);
@@ -802,7 +808,7 @@ int main(void) {
   if (all) {
     sweep_all("small", w_small, FO_ALL);
     sweep_all("aligned", w_aligned, FO_ALL);
-    sweep_all("large", w_large, FO_ALL);
+    sweep_all("large", w_large, FO_ALL | MOVES);
     DENSE = 256;
     sweep_all("purge", w_purge, FO_BIT(FO_MADVISE)); /* the rest: as small's */
     DENSE = 64 * KiB;
@@ -810,7 +816,7 @@ int main(void) {
   vm_exact = false; /* thread stacks, glibc's per-thread structures */
   sweep_all("segments", w_segments, FO_BIT(FO_MUNMAP));
   sweep_all("exit", w_exit, FO_ALL);
-  sweep_all("threads", w_mt, FO_ALL);
+  sweep_all("threads", w_mt, FO_ALL | MOVES);
   sweep_noheap(FO_BIT(FO_MMAP), false);
   sweep_noheap(FO_ALL, true);
   atomic_store(&park_go, 1);
