@@ -39,7 +39,7 @@
 #define TAB_MAX 1024
 #define N_MAX 2000 /* calls armed per run before the sweep gives up */
 
-enum op_kind { A_MALLOC, A_CALLOC, A_ALIGNED, A_POSIX, A_MEMALIGN, A_VALLOC };
+enum op_kind { A_MALLOC, A_CALLOC, A_ALIGNED, A_POSIX, A_MEMALIGN, A_VALLOC, A_PVALLOC };
 
 typedef struct {
   unsigned char *p;
@@ -127,6 +127,8 @@ static void *do_alloc(enum op_kind k, size_t n, size_t align, int *rc) {
     return hak_memalign(align, n);
   case A_VALLOC:
     return hak_valloc(n);
+  case A_PVALLOC:
+    return hak_pvalloc(n);
   case A_POSIX:
     *rc = hak_posix_memalign(&p, align, n);
     return *rc ? NULL : p;
@@ -155,7 +157,7 @@ static unsigned char *t_alloc(tab_t *t, enum op_kind k, size_t n, size_t align) 
   }
   CHECK_MSG(e == SENTINEL, "%s: %s: alloc kind %d of %zu succeeded, errno %d (was kept %d)",
             run_name, t->what, (int)k, n, e, SENTINEL);
-  size_t a = k == A_VALLOC ? 4096 : align ? align : 16;
+  size_t a = k == A_VALLOC || k == A_PVALLOC ? 4096 : align ? align : 16;
   CHECK_MSG(hak_is_aligned(p, a), "%s: %s: %p not aligned to %zu", run_name, t->what, (void *)p, a);
   CHECK_MSG(usable_of(p, n) >= n, "%s: %s: usable %zu < %zu", run_name, t->what, usable_of(p, n),
             n);
@@ -190,8 +192,14 @@ static void t_free(tab_t *t, size_t i) {
   if (i >= t->n) /* an allocation before it failed */
     return;
   t_check(t, i, "before its free");
+  blk_t *b = &t->b[i];
   errno = SENTINEL;
-  hak_free(t->b[i].p);
+  if (b->seed % 3 == 0) /* free_sized and free_aligned_sized too */
+    hak_free_sized(b->p, b->n);
+  else if (b->seed % 3 == 1 && b->align > 16)
+    hak_free_aligned_sized(b->p, b->align, b->n);
+  else
+    hak_free(b->p);
   CHECK_MSG(errno == SENTINEL, "%s: %s: free(%p) of %zu bytes changed errno to %d", run_name,
             t->what, (void *)t->b[i].p, t->b[i].n, errno);
   t->b[i] = t->b[--t->n];
@@ -216,7 +224,7 @@ static void t_realloc(tab_t *t, size_t i, size_t n) {
   t_check(t, i, "before its realloc");
   size_t usable = usable_of(b->p, b->n);
   errno = SENTINEL;
-  unsigned char *q = hak_realloc(b->p, n);
+  unsigned char *q = b->seed & 4 ? hak_reallocarray(b->p, 1, n) : hak_realloc(b->p, n);
   int e = errno;
   if (!q) {
     CHECK_MSG(e == ENOMEM, "%s: %s: realloc(%zu -> %zu) NULL with errno %d", run_name, t->what,
@@ -294,6 +302,7 @@ static void w_aligned(tab_t *t) {
     t_alloc(t, ks[f++ % 3], a < 64 * KiB ? a * 3 : 70 * KiB, a);
   }
   t_alloc(t, A_VALLOC, 5000, 0);
+  t_alloc(t, A_PVALLOC, 70 * KiB, 0);
   for (size_t i = 0; i < t->n; i += 3)
     t_free(t, i);
   for (size_t i = 1; i < t->n; i += 4)
