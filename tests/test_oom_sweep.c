@@ -1,31 +1,51 @@
 /* Memory exhaustion at every OS call, one call at a time: a systematic
  * sweep (fuzz/fail_mmap.h's mmap, munmap, madvise and mremap, which the
- * static libhakmem.a calls instead of libc's). For each workload below and
- * each kind of call (and once for every kind at once, failing for good
- * from call N on), for N = 1, 2, ... until the workload completes without
- * reaching call N: a fresh allocator (hak_test_reset), call N armed to
- * fail, the workload run. Every op must then either succeed with a right
- * block (its size usable, aligned, calloc's bytes zero; its bytes, written
- * with hak_fill, intact until its free; realloc's kept bytes the old
- * ones) and errno as it was, or fail with NULL (posix_memalign: its return
- * value) and ENOMEM, and only when a call did fail; a failed realloc
- * leaves its block as it was; free and hak_trim keep errno. After the run,
- * disarmed: hak_heap_check clean, every block intact and freed, nothing
- * live or abandoned, and (release and debug, one-thread workloads) the
- * process's mapped size changed by exactly what hak_stats' mapped_bytes
- * did (a range hakmem lost track of, or one it forgot to map back, shows
- * there); then the same workload again, which must succeed op for op.
+ * static libhakmem.a calls instead of libc's). For each workload below,
+ * each kind of call, and N = 1, 2, ... until the workload completes
+ * without reaching call N: a fresh allocator (hak_test_reset), call N of
+ * that kind armed to fail as a kernel fails it, the workload run. Also:
+ * mmap failing for good from call N on (an address-space limit), every
+ * kind failing for good, and, for mremap, each move failing after it
+ * unmapped its destination (kernels before 6.11). Every op must either
+ * succeed with a right block (its size usable, aligned, calloc's bytes
+ * zero; its bytes, written with hak_fill, intact until its free;
+ * realloc's kept bytes the old ones) and errno as it was, or fail with
+ * NULL (posix_memalign: its return value) and ENOMEM, and only after a
+ * call did fail; a failed realloc leaves its block as it was; free and
+ * hak_trim keep errno. After the run, disarmed: hak_heap_check clean (and
+ * with its index's mapping refused), every block intact and freed,
+ * nothing live or abandoned, and (release and debug, one-thread
+ * workloads) the process's mapped size changed by exactly what hak_stats'
+ * mapped_bytes did (a range hakmem lost track of shows there); then the
+ * same workload again, which must succeed op for op.
  *
- * Workloads: small blocks of every class (new segments), calloc, tcache
- * growth; aligned allocations of every alignment 32 B .. 8 MiB; large
- * blocks 64 KiB .. 8 MiB with the large cache's cut, gather and growth,
- * realloc small <-> large, large grow, shrink and move, calloc from the
- * cache, hak_trim between; a thread that exits with blocks live and a main
- * thread that adopts and reclaims its segments; a free (into an abandoned
- * segment) and a malloc by a thread with no heap when no heap struct is
- * left (its mapping fails); and three threads at once, one allocating and
- * handing its blocks to two others that free them remotely and allocate
- * themselves, the failure landing in whichever thread makes call N. */
+ * Workloads: small blocks of every class (new segments), calloc, realloc,
+ * tcache growth; aligned allocations of every alignment 32 B .. 8 MiB;
+ * large blocks 64 KiB .. 33 MiB through the large cache's cut, gather,
+ * growth and aging, realloc small <-> large, large grow, shrink and move,
+ * calloc from the cache, hak_trim between; the purges (past the threshold
+ * and the delay, the segment cache's aging, hak_trim's) and calloc over
+ * the slices a refused purge left dirty; 11 threads releasing a segment
+ * each at once (the segment cache unmaps those past its 8); a thread that
+ * exits with blocks live and a main thread that adopts and reclaims its
+ * segments; three threads at once, one allocating and handing blocks to
+ * two that free them remotely and allocate themselves, the failure landing
+ * in whichever thread makes call N; and a free (into an abandoned segment)
+ * and a malloc by a thread with no heap when no heap struct is spare (its
+ * chunk's mapping fails). Part "orphans busy": a munmap refused while
+ * another thread's retry holds the table of orphans. TSan runs the
+ * threaded workloads only (the rest cost 16 s of CPU there).
+ *
+ * Found with it (2026-11-29): a refused munmap of os_one_mapping's probe
+ * page left the page mapped for good; a heapless thread's free returned
+ * with errno ENOMEM when no heap struct could be mapped; the asan build's
+ * release of a range's shadow left a refused madvise's errno behind a
+ * free or hak_trim; a munmap refused while another thread held the table
+ * of orphans was forgotten, its range mapped for good.
+ *
+ * OOM_SWEEP_ONLY=<workload> runs one workload's sweeps, OOM_SWEEP_WHERE=1
+ * prints where each injected failure landed (an offset from hak_malloc,
+ * for addr2line) and how many runs each sweep took. */
 #define _GNU_SOURCE
 #include "hak_test.h"
 
