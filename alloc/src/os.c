@@ -171,6 +171,23 @@ static void *map_at(uintptr_t want, size_t size) {
 static _Atomic uintptr_t map_last, map_last_end;
 static _Atomic int map_dir;
 
+/* A range of ours unmapped beyond the last one map_aligned returned (above
+ * it top-down, below its end bottom-up, the last one itself included): a
+ * hole the kernel would fill first, so the next range goes where the
+ * kernel puts it (map_exact's step 1 is skipped until a range is returned
+ * again). Until 2026-11-29 the hint outlived the range: malloc(64 MiB) and
+ * free in a loop got each block 68 MiB below the one before, never the
+ * hole just given back, and in under a minute the blocks had walked the
+ * address space down to the program's brk, taking what an sbrk would have
+ * found free, and wrapped (test_map_reuse). */
+static void map_forget(uintptr_t p, size_t len) {
+  uintptr_t last = atomic_load_explicit(&map_last, memory_order_relaxed);
+  if (last && (atomic_load_explicit(&map_dir, memory_order_relaxed) > 0
+                   ? p < atomic_load_explicit(&map_last_end, memory_order_relaxed)
+                   : p + len > last))
+    atomic_store_explicit(&map_last, 0, memory_order_relaxed);
+}
+
 #define MAP_LOW ((uintptr_t)SEGMENT_SIZE)      /* no exact try below */
 #define MAP_TOP ((uintptr_t)1 << ADDRESS_BITS) /* nor past what the registry covers */
 #define MAP_EXACT_ALIGN_MAX ((size_t)64 << 20) /* larger ones are over-mapped at once */
@@ -453,6 +470,7 @@ void os_munmap(void *p, size_t size) {
     madvise(p, size, MADV_DONTNEED);
     orphan_add(p, size);
   } else {
+    map_forget((uintptr_t)p, size);
     os_orphans_retry(ORPHANS_RETRY); /* a mapping fewer: maybe room for a split */
   }
   errno = saved;

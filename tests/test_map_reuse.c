@@ -1,0 +1,124 @@
+/* A range given back to the kernel is where the next one goes: the
+ * address space does not drift. os.c's map_exact first tries the aligned
+ * range next to the last one it returned (below it, top-down), where the
+ * kernel would put a range while nothing was given back above it. Until
+ * 2026-11-29 that hint was kept after the last range was unmapped: a
+ * program that freed each big block before the next one (malloc(64 MiB),
+ * free, in a loop: over OS_ZONE_MAX, so neither cached nor in the zone)
+ * got each block 68 MiB below the one before, never the hole it had just
+ * given back; within a minute of such a loop the blocks had walked down
+ * the whole address space to the program's brk (taking, on the way, what
+ * a later sbrk or a hint of the program's own would have found free) and
+ * wrapped. The old over-map took the hole again each time. Now a range
+ * of ours unmapped beyond the last one (above it top-down, below its end
+ * bottom-up) makes the next range go where the kernel puts it.
+ *
+ * Each section maps and frees ROUNDS blocks in turn and checks that they
+ * lie within SPAN_MAX ranges of each other (the walk: ROUNDS - 1): big
+ * blocks (the large-block path), huge-aligned ones (alignment 8 MiB, an
+ * over-map's alignment other than the segment's), and a big block between
+ * two live ones freed in turn (a window that slides: a hole above the
+ * last range, not the last range itself). Also under the legacy layout
+ * (bottom-up: the walk went up). Skipped under valgrind, which places
+ * mappings itself. */
+#include "hak_test.h"
+
+#include <sys/mman.h>
+#include <sys/personality.h>
+
+#include "internal.h"
+
+#define MiB ((size_t)1 << 20)
+#define BIG (64 * MiB) /* > OS_ZONE_MAX: mapped at each malloc, unmapped at each free */
+#define ROUNDS 64
+#define SPAN_MAX 4 /* ranges (of BIG plus a page, rounded to 4 MiB) */
+
+_Static_assert(BIG > OS_ZONE_MAX, "a block the zone and the cache do not take");
+
+static uintptr_t lo, hi;
+
+static void seen(const void *p) {
+  uintptr_t a = (uintptr_t)p;
+  lo = a < lo ? a : lo;
+  hi = a > hi ? a : hi;
+}
+
+static void check_span(const char *what) {
+  size_t range = (BIG + OS_PAGE_SIZE + SEGMENT_SIZE - 1) & ~(size_t)(SEGMENT_SIZE - 1);
+  CHECK_MSG(hi - lo <= SPAN_MAX * range,
+            "%s: %d blocks, each freed before the next, span %zu MiB (at most %zu): [%#lx, %#lx]",
+            what, ROUNDS, (size_t)(hi - lo) / MiB, SPAN_MAX * range / MiB, (unsigned long)lo,
+            (unsigned long)hi);
+}
+
+static void big(void) {
+  lo = UINTPTR_MAX, hi = 0;
+  for (int i = 0; i < ROUNDS; i++) {
+    char *p = hak_malloc(BIG);
+    REQUIRE(p != NULL);
+    p[0] = 1;
+    seen(p);
+    hak_free(p);
+  }
+  check_span("malloc(64 MiB)");
+}
+
+static void aligned(void) {
+  lo = UINTPTR_MAX, hi = 0;
+  for (int i = 0; i < ROUNDS; i++) {
+    char *p = hak_aligned_alloc(8 * MiB, BIG);
+    REQUIRE(p != NULL && ((uintptr_t)p & (8 * MiB - 1)) == 0);
+    p[0] = 1;
+    seen(p);
+    hak_free(p);
+  }
+  check_span("aligned_alloc(8 MiB, 64 MiB)");
+}
+
+/* Two blocks live at once: the older one freed after the newer one is
+ * mapped, so what is given back is never the last range. */
+static void sliding(void) {
+  lo = UINTPTR_MAX, hi = 0;
+  char *old = hak_malloc(BIG);
+  REQUIRE(old != NULL);
+  old[0] = 1;
+  seen(old);
+  for (int i = 0; i < ROUNDS; i++) {
+    char *p = hak_malloc(BIG);
+    REQUIRE(p != NULL);
+    p[0] = 1;
+    seen(p);
+    hak_free(old);
+    old = p;
+  }
+  hak_free(old);
+  check_span("two live 64 MiB blocks, the older freed");
+}
+
+static void sections(void) {
+  RUN_SECTION(big);
+  RUN_SECTION(aligned);
+  RUN_SECTION(sliding);
+}
+
+int main(int argc, char **argv) {
+  if (hak_test_under_valgrind())
+    hak_test_skip("valgrind places mappings itself");
+  if (argc > 1 && !strcmp(argv[1], "--sections")) {
+    sections();
+    return hak_test_done();
+  }
+  sections();
+  /* the legacy layout (bottom-up), where the walk went up */
+  int was = personality(0xffffffff);
+  REQUIRE(was != -1 && personality((unsigned long)was | ADDR_COMPAT_LAYOUT) != -1);
+  char *cmd[] = {(char *)hak_self_exe(), "--sections", NULL};
+  struct hak_child c;
+  int ran = hak_run_cmd(cmd, 300, &c);
+  personality((unsigned long)was);
+  REQUIRE(ran);
+  CHECK_MSG(hak_child_exited(&c, 0), "legacy layout: the sections failed:\n%s",
+            c.out ? c.out : "(no output)");
+  hak_child_free(&c);
+  return hak_test_done();
+}
