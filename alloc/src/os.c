@@ -238,7 +238,8 @@ static uintptr_t map_near(uintptr_t near, size_t size, size_t alignment, size_t 
  * twice the segment. Tries, in turn:
  *  1. the aligned range next to the last one returned (below it when the
  *     kernel fills top-down, above it when bottom-up), where the kernel
- *     would have put the range, or near;
+ *     would have put the range, or near; not once a range beyond it was
+ *     unmapped (map_forget), whose hole the kernel fills first;
  *  2. where the kernel puts it, kept if aligned by chance;
  *  3. that range moved down to the alignment below it (top-down), or up to
  *     the one above it (bottom-up); both while the direction is not known.
