@@ -115,7 +115,7 @@ $(B)/obj $(B)/tests $(B)/stress:
 TEST_C   := $(sort $(wildcard tests/test_*.c))
 TEST_CXX := $(sort $(wildcard tests/test_*.cpp))
 TEST_BINS := $(patsubst tests/%.c,$(B)/tests/%,$(TEST_C)) $(patsubst tests/%.cpp,$(B)/tests/%,$(TEST_CXX))
-TEST_HDRS := $(wildcard tests/*.h) fuzz/fail_mremap.h fuzz/fail_mmap.h
+TEST_HDRS := $(wildcard tests/*.h) fuzz/fail_mmap.h
 
 $(B)/tests/%: tests/%.c $(LIB_A) $(TEST_HDRS) | $(B)/tests
 	$(CC) $(CFLAGS_ALL) -fvisibility=default -Ialloc/src -Itests $< -o $@ $(LIB_A) $(LDFLAGS_ALL)

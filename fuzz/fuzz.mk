@@ -13,7 +13,7 @@ FUZZ_TIME ?= 60
 JOBS      ?= 2
 FZB       := build/fuzz
 FZ_SRCS   := fuzz/ops.c
-FZ_HDRS   := fuzz/ops.h fuzz/ops_fork.h fuzz/fail_mremap.h
+FZ_HDRS   := fuzz/ops.h fuzz/ops_fork.h fuzz/fail_mmap.h
 FZ_CFLAGS := -std=gnu11 -g -pthread -Ialloc/include -Ialloc/src -Ifuzz -Wall -Wextra -Wno-unused-parameter
 
 # libFuzzer + ASan + UBSan against an instrumented copy of the asan configuration

@@ -47,8 +47,8 @@ static __attribute__((noreturn, format(printf, 2, 3))) void fail(const struct fz
 
 /* ------------------------------------------------------- failed page moves */
 /* FZ_FAIL_MOVE: this file is the one of every fuzz and replay program that
- * includes fail_mremap.h (its mremap makes the chosen move fail). */
-#include "fail_mremap.h"
+ * includes fail_mmap.h (its mremap makes the chosen move fail). */
+#include "fail_mmap.h"
 
 static const enum fm_how fail_move_how[3] = {FM_BEFORE_UNMAP, FM_AFTER_UNMAP, FM_SQUAT_MIDDLE};
 
@@ -681,7 +681,7 @@ static void do_realloc(struct fz_exec *x, const struct fz_op *op, int array) {
   }
   if (!p) {
     /* a large block's move that failed (FZ_FAIL_MOVE) leaves it where it was */
-    if (n <= MUST_SUCCEED && !fm.fired)
+    if (n <= MUST_SUCCEED && !fo_fired())
       fail(x, "%s(%p, %zu) returned NULL (errno %d)", what, old, n, e);
     if (e != ENOMEM)
       fail(x, "%s(%p, %zu): errno %d, expected ENOMEM", what, old, n, e);
@@ -899,7 +899,7 @@ void fz_exec_op(struct fz_exec *x, const struct fz_op *op) {
   }
   mix(x, (uint64_t)op->kind << 8 | op->slot);
   struct fz_slot *s = &x->slots[op->slot];
-  fm.fired = 0;
+  atomic_store(&fo.fired, 0); /* what fires in this op */
   switch (op->kind) {
   case FZ_MALLOC:
     op_malloc(x, op);
@@ -984,7 +984,7 @@ void fz_exec_op(struct fz_exec *x, const struct fz_op *op) {
   default:
     break;
   }
-  if (fm.nsquat)
+  if (fo.nsquat)
     check_squatters(x);
   check_stats(x);
   x->ops++;

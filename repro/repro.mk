@@ -23,7 +23,7 @@ RP_FL_tsan     := -O1 -fsanitize=thread
 RP_CC_valgrind := gcc
 RP_FL_valgrind := -O1
 RP_HDRS := repro/trace_read.h alloc/src/trace.h fuzz/ops.h alloc/include/hakmem.h
-RP_OPS  := fuzz/ops.c $(wildcard fuzz/ops_*.h) fuzz/fail_mremap.h
+RP_OPS  := fuzz/ops.c $(wildcard fuzz/ops_*.h) fuzz/fail_mmap.h
 
 .PHONY: repro-bins repro-libs repro-plant-bins repro-test rr-record rr-replay triage
 

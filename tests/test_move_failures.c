@@ -1,4 +1,4 @@
-/* Failed page moves in large.c, injected through fuzz/fail_mremap.h (its
+/* Failed page moves in large.c, injected through fuzz/fail_mmap.h (its
  * mremap, which the static libhakmem.a calls instead of libc's). The move
  * (MREMAP_FIXED) the test chooses fails with ENOMEM in one of the ways a
  * kernel fails one, whatever this machine's kernel is:
@@ -33,7 +33,7 @@
 #define MiB ((size_t)1 << 20)
 #define PG ((size_t)4096)
 
-#include "../fuzz/fail_mremap.h" /* mremap: fm_arm makes the chosen move fail */
+#include "../fuzz/fail_mmap.h" /* mremap: fm_arm makes the chosen move fail */
 
 static const char *const how_names[FM_HOW_COUNT] = {
     "fails before unmapping its destination", "fails after unmapping its destination",
@@ -106,8 +106,8 @@ static unsigned char *cached(size_t n, unsigned char v) {
 static void check_squatter(const char *what) {
   if (mode != FM_SQUAT_WHOLE && mode != FM_SQUAT_MIDDLE)
     return;
-  CHECK_MSG(fm.nsquat == 1, "%s (%s): the injected failure placed %d squatters", what,
-            how_names[mode], fm.nsquat);
+  CHECK_MSG(fo.nsquat == 1, "%s (%s): the injected failure placed %d squatters", what,
+            how_names[mode], fo.nsquat);
   int unmapped = 0;
   const void *q = fm_squatter_damaged(&unmapped);
   CHECK_MSG(q == NULL, "%s (%s): hakmem %s another thread's mapping at %p", what, how_names[mode],
@@ -158,7 +158,7 @@ static void realloc_move_fails(enum fm_how m) {
   int e = errno;
   CHECK_MSG(q == NULL && e == ENOMEM, "realloc whose move failed (%s): returned %p, errno %d",
             how_names[mode], q, e);
-  CHECK_MSG(fm.fired == 1, "realloc (%s): the move was not tried", how_names[mode]);
+  CHECK_MSG(fo_fired() == 1, "realloc (%s): the move was not tried", how_names[mode]);
   CHECK_EQ(bytes_not(b, MiB, 0x31), 0);
 #if defined(HAK_ASAN) && HAK_ASAN
   /* the block's shadow, cleared for the move, is restored: its slack is
@@ -193,7 +193,7 @@ static void split_fails(enum fm_how m) {
   size_t vm0 = hak_statm_bytes(0);
   int e;
   unsigned char *b = malloc_failing_move(5 * MiB, 0, &e, false);
-  CHECK_MSG(fm.fired == 1, "split (%s): the move was not tried", how_names[mode]);
+  CHECK_MSG(fo_fired() == 1, "split (%s): the move was not tried", how_names[mode]);
   CHECK_MSG(e == 0, "split (%s): malloc succeeded with errno %d", how_names[mode], e);
   CHECK_MSG(b == big, "split (%s): the cached mapping at %p was not used (got %p)", how_names[mode],
             (void *)big, (void *)b);
@@ -280,7 +280,7 @@ static void gather_fails(enum fm_how m, bool in_place, bool second, bool zero) {
     CHECK_MSG(nz == SIZE_MAX, "calloc, %s (%s): byte %zu is %#x, not zero", what, how_names[mode],
               nz, nz == SIZE_MAX ? 0 : b[nz]);
   }
-  CHECK_MSG(fm.fired == 1, "%s (%s): no move was tried", what, how_names[mode]);
+  CHECK_MSG(fo_fired() == 1, "%s (%s): no move was tried", what, how_names[mode]);
   CHECK_MSG(e == 0, "%s (%s): malloc succeeded with errno %d", what, how_names[mode], e);
   CHECK_MSG(pages_unmapped(b, 3 * MiB) == 0, "%s (%s): the block has a hole", what,
             how_names[mode]);
@@ -332,7 +332,7 @@ static void realloc_move_fails_kept_tail(void) {
   fm_arm(mode, 0);
   errno = 0;
   void *q = hak_realloc(b, 3 * MiB);
-  CHECK_MSG(q == NULL && errno == ENOMEM && fm.fired == 1, "realloc whose move failed: %p", q);
+  CHECK_MSG(q == NULL && errno == ENOMEM && fo_fired() == 1, "realloc whose move failed: %p", q);
   CHECK_MSG(__asan_address_is_poisoned(b + MiB) && __asan_address_is_poisoned(tail) &&
                 __asan_address_is_poisoned(tail + 64 * 1024),
             "ASan: after a failed move the slack %d, the kept tail %d, %d (1: poisoned)",
@@ -362,7 +362,7 @@ static void realloc_move_fails_exposed(void) {
   fm_arm(mode, 0);
   errno = 0;
   void *q = hak_realloc(b, 3 * MiB);
-  CHECK_MSG(q == NULL && errno == ENOMEM && fm.fired == 1, "realloc whose move failed: %p", q);
+  CHECK_MSG(q == NULL && errno == ENOMEM && fo_fired() == 1, "realloc whose move failed: %p", q);
   void *bad = __asan_region_is_poisoned(b, u);
   CHECK_MSG(bad == NULL,
             "ASan: after a failed move, byte %td of the %zu usable bytes usable_size exposed is "

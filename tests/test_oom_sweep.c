@@ -569,10 +569,12 @@ static const char *kind_name(unsigned kinds) {
   case FO_BIT(FO_MADVISE):
     return "madvise";
   case FO_BIT(FO_MREMAP):
-    return fo.after_unmap ? "mremap (a move failing after unmapping its destination)" : "mremap";
+    return fo.move_how == FM_AFTER_UNMAP ? "mremap (a move failing after unmapping its destination)"
+                                         : "mremap";
   default:
-    return fo.after_unmap ? "any call (a move failing after unmapping its destination)"
-                          : "any call";
+    return fo.move_how == FM_AFTER_UNMAP
+               ? "any call (a move failing after unmapping its destination)"
+               : "any call";
   }
 }
 
@@ -645,11 +647,11 @@ static void sweep_all(const char *name, void (*work)(tab_t *), unsigned kinds) {
   if (kinds & FO_BIT(FO_MMAP)) /* out of address space for good (RLIMIT_AS): unmaps work */
     sweep(name, work, FO_BIT(FO_MMAP), true);
   if (kinds & FO_BIT(FO_MREMAP)) { /* the moves failing after unmapping their destination */
-    fo.after_unmap = true;
+    fo.move_how = FM_AFTER_UNMAP;
     sweep(name, work, FO_BIT(FO_MREMAP), false);
     if (kinds & MOVES) /* and the hole's mapping again refused */
       sweep(name, work, FO_ALL, true);
-    fo.after_unmap = false;
+    fo.move_how = FM_BEFORE_UNMAP;
   }
   sweep(name, work, FO_ALL, true);
 }
