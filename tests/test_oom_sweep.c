@@ -790,7 +790,9 @@ static void *orph_trimmer(void *arg) {
   hak_trim(0);
   return arg;
 }
+static atomic_int orph_tid;
 static void *orph_freer(void *p) {
+  atomic_store(&orph_tid, (int)gettid());
   errno = SENTINEL;
   hak_free(p);
   CHECK_MSG(errno == SENTINEL, "orphans busy: a refused free changed errno to %d", errno);
@@ -813,7 +815,13 @@ static void part_orphans_busy(void) {
   HAK_WAIT_FLAG(&orph_held);
   fo_arm(FO_BIT(FO_MUNMAP), 1, false);
   REQUIRE(pthread_create(&fr, NULL, orph_freer, p1) == 0);
-  hak_flag_within(&orph_freed, 0.2); /* done at once, or waiting for the table */
+  /* done at once (the bug), or its munmap refused and it waits for the
+   * table (spin_wait's sleep): not a fixed time, which a loaded machine
+   * could pass before the freer's munmap, leaving the table free for it
+   * and the wait untested */
+  HAK_SPIN_UNTIL(atomic_load(&orph_freed) ||
+                     (fo_fired() == 1 && hak_thread_in_nanosleep(atomic_load(&orph_tid))),
+                 "orphans busy: the freer neither returned nor waited for the table");
   atomic_store(&orph_go, 1);
   pthread_join(fr, NULL);
   pthread_join(tr, NULL);
