@@ -81,6 +81,31 @@ static void lock_future(size_t eat) {
   }
 }
 
+/* A block a part got after mlockall: written, read back and freed, the
+ * heap checked. */
+static void use_and_free(uint8_t *p, size_t n, unsigned seed) {
+  hak_fill(p, n, seed);
+  CHECK_PATTERN(p, n, seed);
+  hak_free(p);
+  CHECK(hak_heap_check() == 0);
+}
+
+/* aligned_alloc(4 MiB, 1 MiB) after mlockall(MCL_FUTURE), 4 MiB of the
+ * limit taken: the block (checked aligned), or NULL, said so. `where`:
+ * what else made its place hard to find. */
+static uint8_t *aligned_after_lock(const char *where) {
+  lock_future(4 * MiB);
+  errno = 0;
+  uint8_t *p = hak_aligned_alloc(SEGMENT_SIZE, MiB);
+  if (!CHECK_MSG(p != NULL,
+                 "aligned_alloc(4 MiB, 1 MiB)%s after mlockall(MCL_FUTURE), 4 MiB of 8 locked: "
+                 "NULL (%s)",
+                 where, strerror(errno)))
+    return NULL;
+  CHECK(hak_is_aligned(p, SEGMENT_SIZE));
+  return p;
+}
+
 /* main's probe, in a child: exit 0 if the limit holds, 2 if it cannot be
  * set (the reason on stderr), 3 if a mapping past it is allowed. */
 static void probe(void *arg) {
@@ -153,28 +178,15 @@ static void large_outside_zone(void) {
     return;
   CHECK(!os_zone_holds(p));
   CHECK(hak_is_aligned(registry_large(p), SEGMENT_SIZE));
-  hak_fill(p, size, 5);
-  CHECK_PATTERN(p, size, 5);
-  hak_free(p);
-  CHECK(hak_heap_check() == 0);
+  use_and_free(p, size, 5);
 }
 
 /* a block aligned to 4 MiB (a range of its own, at that alignment): 1 MiB
  * and a page, over-mapped 5 MiB */
 static void aligned(void) {
-  lock_future(4 * MiB);
-  errno = 0;
-  uint8_t *p = hak_aligned_alloc(SEGMENT_SIZE, MiB);
-  if (!CHECK_MSG(p != NULL,
-                 "aligned_alloc(4 MiB, 1 MiB) after mlockall(MCL_FUTURE), 4 MiB of 8 "
-                 "locked: NULL (%s)",
-                 strerror(errno)))
-    return;
-  CHECK(hak_is_aligned(p, SEGMENT_SIZE));
-  hak_fill(p, MiB, 6);
-  CHECK_PATTERN(p, MiB, 6);
-  hak_free(p);
-  CHECK(hak_heap_check() == 0);
+  uint8_t *p = aligned_after_lock("");
+  if (p)
+    use_and_free(p, MiB, 6);
 }
 
 /* The same block when the kernel's own choice for its range is a hole of
@@ -205,20 +217,11 @@ static void aligned_in_hole(void) {
     return; /* the layout this part needs cannot be made here: nothing to check */
   }
   REQUIRE(munmap(h, size) == 0);
-  lock_future(4 * MiB);
-  errno = 0;
-  uint8_t *p = hak_aligned_alloc(SEGMENT_SIZE, MiB);
-  if (!CHECK_MSG(p != NULL,
-                 "aligned_alloc(4 MiB, 1 MiB), the kernel's choice a hole with no "
-                 "aligned place, 4 MiB of 8 locked: NULL (%s)",
-                 strerror(errno)))
+  uint8_t *p = aligned_after_lock(", the kernel's choice a hole with no aligned place,");
+  if (!p)
     return;
-  CHECK(hak_is_aligned(p, SEGMENT_SIZE));
   CHECK(p + MiB <= g || p - OS_PAGE_SIZE >= g + 64 * MiB); /* not in the test's mapping */
-  hak_fill(p, MiB, 8);
-  CHECK_PATTERN(p, MiB, 8);
-  hak_free(p);
-  CHECK(hak_heap_check() == 0);
+  use_and_free(p, MiB, 8);
 }
 
 /* large blocks in the zone (mapped at their size there, before the fix

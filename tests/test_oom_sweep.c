@@ -49,7 +49,7 @@
 #define _GNU_SOURCE
 #include "hak_test.h"
 
-#include "internal.h"
+#include "hak_test_internal.h"
 
 #include "../fuzz/fail_mmap.h"
 
@@ -780,10 +780,9 @@ static void sweep_noheap(unsigned kinds, bool persist) {
  * fails; once the trimming thread has let the table go and another
  * hak_trim has run, its range must be unmapped. */
 static atomic_int orph_held, orph_go, orph_freed;
-static void orph_hook(enum hak_hook_point where, void *arg) {
+static void orph_hold(void *arg) { /* the trimmer, holding the table */
   (void)arg;
-  if (where != HAK_HOOK_ORPHANS_HELD || atomic_exchange(&orph_held, 1))
-    return;
+  atomic_store(&orph_held, 1);
   HAK_WAIT_FLAG(&orph_go);
 }
 static void *orph_trimmer(void *arg) {
@@ -809,7 +808,7 @@ static void part_orphans_busy(void) {
   fo_arm(FO_BIT(FO_MUNMAP), 1, false);
   hak_free(p0); /* refused: the table's first orphan */
   REQUIRE(fo_disarm() == 1);
-  atomic_store(&hak_test_hook, orph_hook);
+  hak_hook_once(HAK_HOOK_ORPHANS_HELD, NULL, orph_hold);
   pthread_t tr, fr;
   REQUIRE(pthread_create(&tr, NULL, orph_trimmer, NULL) == 0);
   HAK_WAIT_FLAG(&orph_held);
