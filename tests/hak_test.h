@@ -992,6 +992,17 @@ static inline size_t hak_statm_bytes(int field) {
   return (size_t)v * (size_t)sysconf(_SC_PAGESIZE);
 }
 
+/* Sets the soft RLIMIT_AS to the process's mapped size now (field 0 of
+ * statm) plus `more` bytes, 0: no new mapping fits. Returns the limit it
+ * replaced, for setrlimit to put back. */
+static inline struct rlimit hak_limit_as(size_t more) {
+  struct rlimit old;
+  REQUIRE(getrlimit(RLIMIT_AS, &old) == 0);
+  struct rlimit lim = {(rlim_t)(hak_statm_bytes(0) + more), old.rlim_max};
+  REQUIRE(setrlimit(RLIMIT_AS, &lim) == 0);
+  return old;
+}
+
 /* Resident-memory tests: every empty slot of blk[0..n) gets a block of
  * `size` bytes, every page of it touched (filled with its index). */
 static inline void hak_fill_touched(unsigned char **blk, int n, size_t size) {

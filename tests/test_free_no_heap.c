@@ -166,32 +166,6 @@ static void fork_child_check(void *seg) {
   _exit(0);
 }
 
-static size_t vm_size_bytes(void) {
-  FILE *f = fopen("/proc/self/status", "r");
-  if (!f)
-    return 0;
-  char line[256];
-  size_t kb = 0;
-  while (fgets(line, sizeof line, f))
-    if (sscanf(line, "VmSize: %zu kB", &kb) == 1)
-      break;
-  fclose(f);
-  return kb * 1024;
-}
-
-/* RLIMIT_AS set to the process's size now: no new mapping from here on.
- * Returns the limit before, to be set back. */
-static struct rlimit limit_as_to_now(void) {
-  size_t vm = vm_size_bytes();
-  REQUIRE(vm > 0);
-  struct rlimit old, lim;
-  REQUIRE(getrlimit(RLIMIT_AS, &old) == 0);
-  lim = old;
-  lim.rlim_cur = vm;
-  REQUIRE(setrlimit(RLIMIT_AS, &lim) == 0);
-  return old;
-}
-
 /* Starts threads that each take one heap struct, until none is spare. */
 static size_t park_all(pthread_t *pt, size_t at, size_t cap) {
   for (size_t want = heap_structs_spare(); want > 0; want = heap_structs_spare()) {
@@ -232,7 +206,7 @@ static void child(void *arg) {
   REQUIRE(atomic_load_explicit(&s->owner, memory_order_relaxed) == NULL); /* S still abandoned */
   REQUIRE(pthread_create(&f, NULL, freer, NULL) == 0);
   HAK_WAIT_FLAG(&freer_started);
-  struct rlimit old = limit_as_to_now(); /* no new mapping from here on */
+  struct rlimit old = hak_limit_as(0); /* no new mapping from here on */
   /* the limit holds: a new heap-chunk-sized mapping is refused */
   void *probe = mmap(NULL, 64 * 1024, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   REQUIRE(probe == MAP_FAILED);
@@ -328,7 +302,7 @@ static void child_malloc(void *arg) {
   REQUIRE(heap_structs_spare() == 0);
   REQUIRE(pthread_create(&m, NULL, mallocer, NULL) == 0);
   HAK_WAIT_FLAG(&freer_started);
-  struct rlimit old = limit_as_to_now();
+  struct rlimit old = hak_limit_as(0);
   void *probe = mmap(NULL, 64 * 1024, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   REQUIRE(probe == MAP_FAILED);
   atomic_store(&go_malloc, 1);

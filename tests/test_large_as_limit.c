@@ -60,17 +60,12 @@ static void cache_20_blocked(void) {
   cache_blocked(20 * MiB);
 }
 
-static void limit_to(size_t more) {
-  struct rlimit r = {hak_statm_bytes(0) + more, RLIM_INFINITY};
-  REQUIRE(setrlimit(RLIMIT_AS, &r) == 0);
-}
-
 /* One block of `size` (aligned to `align`; 0: malloc) with a 20 MiB mapping
  * cached and 14 MiB left under the limit: it must be served, and bear
  * being written whole (a page that is not there faults). */
 static void one_block(size_t align, size_t size, unsigned char fill) {
   cache_20_blocked();
-  limit_to(14 * MiB);
+  hak_limit_as(14 * MiB);
   errno = 0;
   unsigned char *b = align ? hak_aligned_alloc(align, size) : hak_malloc(size);
   CHECK_MSG(b != NULL,
@@ -96,7 +91,7 @@ static void gathered(void) {
   struct hak_stats st;
   hak_stats(&st);
   REQUIRE(st.large_blocks == 0 && st.mapped_bytes >= 26 * MiB); /* both cached */
-  limit_to(14 * MiB);
+  hak_limit_as(14 * MiB);
   errno = 0;
   unsigned char *b = hak_malloc(24 * MiB);
   CHECK_MSG(b != NULL,
@@ -120,7 +115,7 @@ static void aligned(void) {
 
 static void small(void) {
   cache_20_blocked();
-  limit_to(2 * MiB);
+  hak_limit_as(2 * MiB);
   enum { N = 12 * 32 }; /* 12 MiB of 32 KiB blocks: at least two new segments */
   static unsigned char *b[N];
   int got = 0;
@@ -156,7 +151,7 @@ static void segments(void) {
   struct hak_stats st;
   hak_stats(&st);
   REQUIRE(st.large_blocks == 0);
-  limit_to(14 * MiB);
+  hak_limit_as(14 * MiB);
   errno = 0;
   unsigned char *p = hak_malloc(24 * MiB);
   CHECK_MSG(p != NULL,
@@ -177,7 +172,7 @@ static void realloc_new_range(void) {
   memset(b, 0x55, 8 * MiB);
   hak_map_at(b - 64 + 8 * MiB + PG, PG, PROT_NONE); /* after its header and pages: no growing */
   cache_20_blocked();
-  limit_to(22 * MiB);
+  hak_limit_as(22 * MiB);
   errno = 0;
   unsigned char *q = hak_realloc(b, 24 * MiB);
   CHECK_MSG(q != NULL,
@@ -235,7 +230,7 @@ static void impossible(void) {
 static void small_exhausted(void) {
   enum { N = 64 * 32, SZ = 32 * 1024 }; /* up to 64 MiB of 32 KiB blocks */
   static unsigned char *b[N];
-  limit_to(2 * MiB); /* a segment's mapping needs 8 MiB (4 MiB aligned to 4 MiB) */
+  hak_limit_as(2 * MiB); /* a segment's mapping needs 8 MiB (4 MiB aligned to 4 MiB) */
   int got = 0;
   errno = 0;
   for (; got < N; got++) {

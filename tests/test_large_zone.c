@@ -186,11 +186,7 @@ static void off_after_refusal(void) {
     return;
   }
   CHECK(os_zone_on());
-  struct rlimit lim, was;
-  REQUIRE(getrlimit(RLIMIT_AS, &was) == 0);
-  lim = was;
-  lim.rlim_cur = hak_statm_bytes(0) + MiB;
-  REQUIRE(setrlimit(RLIMIT_AS, &lim) == 0);
+  struct rlimit was = hak_limit_as(MiB);
   errno = 0;
   void *none = hak_malloc(2 * MiB);
   int e = errno;

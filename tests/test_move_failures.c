@@ -220,10 +220,7 @@ static void reservation_fails(size_t req) {
   start(FM_BEFORE_UNMAP);
   unsigned char *big = cached(8 * MiB, 0x41);
   size_t vm0 = hak_statm_bytes(0);
-  struct rlimit lim;
-  REQUIRE(getrlimit(RLIMIT_AS, &lim) == 0);
-  lim.rlim_cur = vm0 + 2 * MiB; /* no range of 3 MiB or more, plus alignment, fits */
-  REQUIRE(setrlimit(RLIMIT_AS, &lim) == 0);
+  hak_limit_as(2 * MiB); /* no range of 3 MiB or more, plus alignment, fits */
   errno = 0;
   unsigned char *b = hak_malloc(req);
   int e = errno;

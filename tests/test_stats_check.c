@@ -636,10 +636,7 @@ static void corrupt_more(uintptr_t k, void *keep) {
 /* Limits the address space to what is mapped now (no mmap succeeds);
  * returns the limit it replaced. */
 static struct rlimit limit_address_space(void) {
-  struct rlimit old;
-  REQUIRE(getrlimit(RLIMIT_AS, &old) == 0);
-  struct rlimit lim = {(rlim_t)hak_statm_bytes(0), old.rlim_max};
-  REQUIRE(setrlimit(RLIMIT_AS, &lim) == 0);
+  struct rlimit old = hak_limit_as(0);
   void *probe = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   REQUIRE(probe == MAP_FAILED); /* the index's mmap fails too */
   return old;
