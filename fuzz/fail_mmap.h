@@ -74,6 +74,7 @@ static struct {
   size_t squat_len[FM_SQUATTERS];
   int nsquat;
 } fo = {.madvise_errno = EAGAIN};
+static _Thread_local long fo_fired_here; /* calls of this thread failed, ever */
 
 static inline void fo_arm(unsigned kinds, long at, bool persist) {
   atomic_store(&fo.kinds, 0);
@@ -103,6 +104,7 @@ static inline bool fo_fail_(enum fo_kind k, bool move) {
   if (n != at && !(atomic_load_explicit(&fo.persist, memory_order_relaxed) && n > at))
     return false;
   atomic_fetch_add(&fo.fired, 1);
+  fo_fired_here++;
   return true;
 }
 

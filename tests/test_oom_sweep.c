@@ -127,10 +127,12 @@ static size_t usable_of(const void *p, size_t n) {
   return hak_usable_size(p);
 }
 
-/* Whether a failure was injected since the run was armed (a NULL without
- * one is a spurious ENOMEM). */
-static bool fired_any(void) {
-  return atomic_load(&fo.fired) != 0;
+/* Whether one of this thread's OS calls failed since `mark` (fo_fired_here
+ * before the op): an op that fails must have met a failure itself; a NULL
+ * without one is a spurious ENOMEM, one a failure earlier in the run left
+ * behind. */
+static bool fired_here_since(long mark) {
+  return fo_fired_here > mark;
 }
 
 static void *do_alloc(enum op_kind k, size_t n, size_t align, int *rc) {
@@ -159,6 +161,7 @@ static void *do_alloc(enum op_kind k, size_t n, size_t align, int *rc) {
 /* One allocation; a block that came is checked, filled and listed. */
 static unsigned char *t_alloc(tab_t *t, enum op_kind k, size_t n, size_t align) {
   int rc;
+  long mark = fo_fired_here;
   errno = SENTINEL;
   unsigned char *p = do_alloc(k, n, align, &rc);
   int e = errno;
@@ -170,9 +173,9 @@ static unsigned char *t_alloc(tab_t *t, enum op_kind k, size_t n, size_t align) 
     else
       CHECK_MSG(e == ENOMEM, "%s: %s: alloc kind %d of %zu (align %zu) NULL with errno %d",
                 run_name, t->what, (int)k, n, align, e);
-    CHECK_MSG(!t->strict && fired_any(),
-              "%s: %s: alloc kind %d of %zu (align %zu) failed with no OS call failed", run_name,
-              t->what, (int)k, n, align);
+    CHECK_MSG(!t->strict && fired_here_since(mark),
+              "%s: %s: alloc kind %d of %zu (align %zu) failed with no OS call of its failed",
+              run_name, t->what, (int)k, n, align);
     return NULL;
   }
   CHECK_MSG(e == SENTINEL, "%s: %s: alloc kind %d of %zu succeeded, errno %d (was kept %d)",
@@ -243,15 +246,16 @@ static void t_realloc(tab_t *t, size_t i, size_t n) {
   blk_t *b = &t->b[i];
   t_check(t, i, "before its realloc");
   size_t usable = usable_of(b->p, b->n);
+  long mark = fo_fired_here;
   errno = SENTINEL;
   unsigned char *q = b->seed & 4 ? hak_reallocarray(b->p, 1, n) : hak_realloc(b->p, n);
   int e = errno;
   if (!q) {
     CHECK_MSG(e == ENOMEM, "%s: %s: realloc(%zu -> %zu) NULL with errno %d", run_name, t->what,
               b->n, n, e);
-    CHECK_MSG(!t->strict && fired_any(),
-              "%s: %s: realloc(%zu -> %zu) failed with no OS call failed", run_name, t->what, b->n,
-              n);
+    CHECK_MSG(!t->strict && fired_here_since(mark),
+              "%s: %s: realloc(%zu -> %zu) failed with no OS call of its failed", run_name, t->what,
+              b->n, n);
     t_check(t, i, "after its failed realloc");
     CHECK_MSG(usable_of(b->p, b->n) == usable, "%s: %s: a failed realloc changed usable %zu -> %zu",
               run_name, t->what, usable, usable_of(b->p, b->n));
