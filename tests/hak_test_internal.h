@@ -53,6 +53,7 @@ static inline void hak_hook_once_fn(enum hak_hook_point where, void *arg) {
   hak_once.then(arg);
 }
 static inline void hak_hook_once_arm(enum hak_hook_point at, void *target, void (*then)(void *)) {
+  atomic_store(&hak_once.ran, 0); /* once per arming: a second one in a process runs too */
   hak_once.at = at;
   hak_once.target = target;
   hak_once.then = then;
