@@ -19,6 +19,8 @@
  *                                 report a timeout their own way
  *   HAK_SPIN_UNTIL(cond, what)    the same bound on a wait for any condition, yielding, never
  *                                 sleeping (HAK_BUSY_UNTIL: a pure spin)
+ *   hak_statm_bytes / hak_limit_as  the mapped (resident) size; RLIMIT_AS set to the mapped
+ *                                 size plus some room
  *
  * Tests that reach into internals (internal.h) share their set-up in
  * hak_test_internal.h.
