@@ -406,8 +406,7 @@ static void *seg_thread(void *arg) {
   tab_t *t = arg;
   t_alloc(t, A_MALLOC, 100, 0);
   atomic_fetch_add(&seg_held, 1);
-  while (atomic_load(&seg_held) < SEG_THREADS)
-    sched_yield();
+  HAK_SPIN_UNTIL(atomic_load(&seg_held) >= SEG_THREADS, "segments: a thread never took its block");
   t_free_all(t);
   return NULL;
 }
@@ -677,7 +676,7 @@ static atomic_int parked_ready, park_go;
 static void *park_thread(void *arg) {
   hak_free(hak_malloc(16)); /* takes a heap struct */
   atomic_fetch_add(&parked_ready, 1);
-  while (!atomic_load(&park_go))
+  while (!atomic_load(&park_go)) /* no bound: parked for the rest of the sweeps */
     hak_sleep_ms(0.2);
   return arg;
 }
@@ -685,8 +684,7 @@ static void park_all(void) {
   while (heap_structs_spare() > 0) {
     REQUIRE(nparked < PARK_MAX);
     REQUIRE(pthread_create(&park[nparked++], NULL, park_thread, NULL) == 0);
-    while (atomic_load(&parked_ready) < nparked)
-      hak_sleep_ms(0.1);
+    HAK_SPIN_UNTIL(atomic_load(&parked_ready) >= nparked, "no heap: a parked thread never started");
   }
 }
 
@@ -711,8 +709,7 @@ static void *noheap_producer(void *arg) {
     REQUIRE((s_blk[0] = hak_malloc(100)) && (s_blk[1] = hak_malloc(100)));
   }
   atomic_fetch_add(&pd_ready, 1);
-  while (!atomic_load(arg ? &d_exit : &p_exit))
-    hak_sleep_ms(0.1);
+  HAK_WAIT_FLAG(arg ? &d_exit : &p_exit);
   return NULL;
 }
 
@@ -742,8 +739,7 @@ static void sweep_noheap(unsigned kinds, bool persist) {
     atomic_store(&pd_ready, 0);
     REQUIRE(pthread_create(&p, NULL, noheap_producer, NULL) == 0);
     REQUIRE(pthread_create(&d, NULL, noheap_producer, decoy) == 0);
-    while (atomic_load(&pd_ready) < 2)
-      hak_sleep_ms(0.1);
+    HAK_SPIN_UNTIL(atomic_load(&pd_ready) >= 2, "no heap: the producers never allocated");
     park_all();
     atomic_store(&p_exit, 1); /* S abandoned first, then D's segments */
     pthread_join(p, NULL);
