@@ -71,4 +71,46 @@ static inline void hak_hook_returned(const char *call) {
   fprintf(stderr, "hook ran: %d; %s returned\n", atomic_load(&hak_once.ran), call);
 }
 
+/* Threads that each hold a heap struct, started until none is spare, so
+ * that the next thread's heap needs a new mapping of heap structs (a test
+ * of that mapping refused: test_free_no_heap, test_oom_sweep part no
+ * heap). Each has done its malloc when hak_park_all returns: one that took
+ * its struct but allocated only later could adopt a segment the test
+ * meant for another (test_free_no_heap's set-up failed in 26 of 2128 runs
+ * under TSan). They stay until hak_unpark_all. */
+#define HAK_PARK_MAX 256
+static struct {
+  pthread_t t[HAK_PARK_MAX];
+  size_t n;
+  atomic_size_t ready;
+  atomic_int go;
+} hak_parked;
+static void *hak_parked_thread_(void *arg) {
+  hak_free(hak_malloc(16)); /* takes a heap struct */
+  atomic_fetch_add(&hak_parked.ready, 1);
+  /* no bound: the test's own bounded waits (a fork's, a whole sweep's)
+   * come first */
+  while (!atomic_load(&hak_parked.go))
+    hak_sleep_ms(1);
+  return arg;
+}
+static inline void hak_park_all(void) {
+  for (size_t want = heap_structs_spare(); want > 0; want = heap_structs_spare()) {
+    REQUIRE(hak_parked.n + want <= HAK_PARK_MAX);
+    for (size_t i = 0; i < want; i++)
+      REQUIRE(pthread_create(&hak_parked.t[hak_parked.n++], NULL, hak_parked_thread_, NULL) == 0);
+    HAK_SPIN_UNTIL(atomic_load(&hak_parked.ready) >= hak_parked.n,
+                   "a parked thread did not allocate");
+  }
+}
+/* Lets every parked thread go and joins it. */
+static inline void hak_unpark_all(void) {
+  atomic_store(&hak_parked.go, 1);
+  for (size_t i = 0; i < hak_parked.n; i++)
+    REQUIRE(pthread_join(hak_parked.t[i], NULL) == 0);
+  hak_parked.n = 0;
+  atomic_store(&hak_parked.ready, 0);
+  atomic_store(&hak_parked.go, 0);
+}
+
 #endif /* HAK_TEST_INTERNAL_H */

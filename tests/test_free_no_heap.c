@@ -63,7 +63,7 @@
 
 #include <pthread.h>
 
-#include "internal.h"
+#include "hak_test_internal.h"
 
 #define DECOY_SEGS 4
 #define DECOY_BLOCK (60 * 1024)
@@ -74,8 +74,8 @@ static int last;    /* part "last": the freer frees both blocks, the second the 
 static int adopted; /* part "adopted": S is reclaimed while the freer's second free is held */
 static int forked;  /* part "fork": main forks while the freer's second free releases S */
 static atomic_int held, let_go;
-static atomic_int exit_producer, exit_decoy, producer_ready, decoy_ready, release_parked, go_free,
-    freed, freer_started;
+static atomic_int exit_producer, exit_decoy, producer_ready, decoy_ready, go_free, freed,
+    freer_started;
 
 static void *producer(void *arg) {
   for (int i = 0; i < 2 + adopted; i++) {
@@ -93,16 +93,6 @@ static void *decoy(void *arg) {
     decoy_blocks[i] = hak_malloc(DECOY_BLOCK);
   atomic_store(&decoy_ready, 1);
   HAK_WAIT_FLAG(&exit_decoy);
-  return arg;
-}
-
-static atomic_size_t parked_ready;
-
-static void *parked(void *arg) {
-  hak_free(hak_malloc(16)); /* takes a heap struct */
-  atomic_fetch_add(&parked_ready, 1);
-  while (!atomic_load(&release_parked)) /* unbounded: main's fork wait (60 s scaled) comes first */
-    usleep(1000);
   return arg;
 }
 
@@ -166,34 +156,17 @@ static void fork_child_check(void *seg) {
   _exit(0);
 }
 
-/* Starts threads that each take one heap struct, until none is spare. */
-static size_t park_all(pthread_t *pt, size_t at, size_t cap) {
-  for (size_t want = heap_structs_spare(); want > 0; want = heap_structs_spare()) {
-    REQUIRE(at + want <= cap);
-    for (size_t i = 0; i < want; i++)
-      REQUIRE(pthread_create(&pt[at++], NULL, parked, NULL) == 0);
-    for (int i = 0; i < 5000 && heap_structs_spare() > 0; i++)
-      usleep(1000);
-    /* and each has done its malloc: one that took its struct but allocated
-     * only after the producer's exit adopted S (the set-up's REQUIRE failed
-     * in 26 of 2128 runs under TSan) */
-    while (atomic_load(&parked_ready) < at)
-      usleep(1000);
-  }
-  return at;
-}
-
 static void child(void *arg) {
   (void)arg;
   hak_free(hak_malloc(16)); /* main's heap */
-  pthread_t p, d, f, pt[256];
+  pthread_t p, d, f;
   REQUIRE(pthread_create(&p, NULL, producer, NULL) == 0);
   HAK_WAIT_FLAG(&producer_ready);
   REQUIRE(pthread_create(&d, NULL, decoy, NULL) == 0);
   HAK_WAIT_FLAG(&decoy_ready);
   REQUIRE(blocks[0] && blocks[1] && decoy_blocks[DECOY_N - 1]);
   hak_segment_t *s = ptr_segment_base(blocks[0]);
-  size_t nparked = park_all(pt, 0, 256);
+  hak_park_all();
   atomic_store(&exit_producer, 1);
   REQUIRE(pthread_join(p, NULL) == 0);
   atomic_store(&exit_decoy, 1);
@@ -201,7 +174,7 @@ static void child(void *arg) {
   struct hak_stats st;
   hak_stats(&st);
   REQUIRE(st.abandoned_segments >= 1 + heap_structs_spare()); /* S, and a decoy's for each */
-  nparked = park_all(pt, nparked, 256);
+  hak_park_all();
   REQUIRE(heap_structs_spare() == 0);
   REQUIRE(atomic_load_explicit(&s->owner, memory_order_relaxed) == NULL); /* S still abandoned */
   REQUIRE(pthread_create(&f, NULL, freer, NULL) == 0);
@@ -260,9 +233,7 @@ static void child(void *arg) {
   }
   for (size_t i = 0; i < DECOY_N; i++)
     hak_free(decoy_blocks[i]);
-  atomic_store(&release_parked, 1);
-  for (size_t i = 0; i < nparked; i++)
-    REQUIRE(pthread_join(pt[i], NULL) == 0);
+  hak_unpark_all();
   hak_stats(&st);
   CHECK_EQ(st.live_blocks, 0);
   CHECK_EQ(st.abandoned_segments, 0);
@@ -297,8 +268,8 @@ static void *mallocer(void *arg) {
 static void child_malloc(void *arg) {
   (void)arg;
   hak_free(hak_malloc(16)); /* main's heap */
-  pthread_t m, pt[256];
-  size_t nparked = park_all(pt, 0, 256);
+  pthread_t m;
+  hak_park_all();
   REQUIRE(heap_structs_spare() == 0);
   REQUIRE(pthread_create(&m, NULL, mallocer, NULL) == 0);
   HAK_WAIT_FLAG(&freer_started);
@@ -318,9 +289,7 @@ static void child_malloc(void *arg) {
   atomic_store(&lifted, 1);
   REQUIRE(pthread_join(m, NULL) == 0);
   CHECK_MSG(after_lift != NULL, "malloc after the limit was lifted failed");
-  atomic_store(&release_parked, 1);
-  for (size_t i = 0; i < nparked; i++)
-    REQUIRE(pthread_join(pt[i], NULL) == 0);
+  hak_unpark_all();
   struct hak_stats st;
   hak_stats(&st);
   CHECK_EQ(st.live_blocks, 0);

@@ -668,26 +668,7 @@ static void sweep_all(const char *name, void (*work)(tab_t *), unsigned kinds) {
  * P exits, then a decoy D whose segments, abandoned after S, the threads
  * parked for P's and D's structs adopt instead of S. The parked threads
  * stay for the whole sweep (no hak_test_reset here). */
-#define PARK_MAX 256
 #define DECOY_SEGS 4
-static pthread_t park[PARK_MAX];
-static int nparked;
-static atomic_int parked_ready, park_go;
-static void *park_thread(void *arg) {
-  hak_free(hak_malloc(16)); /* takes a heap struct */
-  atomic_fetch_add(&parked_ready, 1);
-  while (!atomic_load(&park_go)) /* no bound: parked for the rest of the sweeps */
-    hak_sleep_ms(0.2);
-  return arg;
-}
-static void park_all(void) {
-  while (heap_structs_spare() > 0) {
-    REQUIRE(nparked < PARK_MAX);
-    REQUIRE(pthread_create(&park[nparked++], NULL, park_thread, NULL) == 0);
-    HAK_SPIN_UNTIL(atomic_load(&parked_ready) >= nparked, "no heap: a parked thread never started");
-  }
-}
-
 static void *s_blk[2], *decoy[DECOY_SEGS * 64];
 static size_t ndecoy;
 static atomic_int p_exit, d_exit, pd_ready;
@@ -740,12 +721,12 @@ static void sweep_noheap(unsigned kinds, bool persist) {
     REQUIRE(pthread_create(&p, NULL, noheap_producer, NULL) == 0);
     REQUIRE(pthread_create(&d, NULL, noheap_producer, decoy) == 0);
     HAK_SPIN_UNTIL(atomic_load(&pd_ready) >= 2, "no heap: the producers never allocated");
-    park_all();
+    hak_park_all();
     atomic_store(&p_exit, 1); /* S abandoned first, then D's segments */
     pthread_join(p, NULL);
     atomic_store(&d_exit, 1);
     pthread_join(d, NULL);
-    park_all(); /* adopting D's segments */
+    hak_park_all(); /* adopting D's segments */
     hak_segment_t *seg = ptr_segment_base(s_blk[0]);
     REQUIRE(heap_structs_spare() == 0 && atomic_load(&seg->owner) == NULL);
     t = (tab_t){.rng = 0x9f + (uint64_t)n, .what = "no heap"};
@@ -857,9 +838,7 @@ int main(void) {
   sweep_all("threads", w_mt, FO_ALL | MOVES);
   sweep_noheap(FO_BIT(FO_MMAP), false);
   sweep_noheap(FO_ALL, true);
-  atomic_store(&park_go, 1);
-  for (int i = 0; i < nparked; i++)
-    pthread_join(park[i], NULL);
+  hak_unpark_all();
   part_orphans_busy();
   hak_test_log("%ld runs in %.2f s\n", runs_total, hak_now() - t0);
   return hak_test_done();
