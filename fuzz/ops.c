@@ -210,9 +210,13 @@ int fz_decode_next(struct fz_decoder *d, struct fz_op *op) {
       op->b = fz_decode_byte(d) % 128 + (op->sub & 2 ? fz_decode_byte(d) * 16u : 0u);
     }
     break;
-  case FZ_FREE:
-    op->sub %= 3;
+  case FZ_FREE: {
+    /* sub 4 and 5 (until 2026-11-29 free_sized and free_aligned_sized of
+     * the request, like 1 and 2) pass the usable size */
+    static const uint8_t free_sub[8] = {0, 1, 2, 0, 5, 6, 0, 1};
+    op->sub = free_sub[op->sub & 7];
     break;
+  }
   case FZ_BURST:
     op->a = fz_decode_size(d);
     if (op->a > 16384)
@@ -508,13 +512,21 @@ static void expect_errno_kept(struct fz_exec *x, const char *what, size_t n, int
 
 /* how: 0 free, 1 free_sized, 2 free_aligned_sized with the slot's size and
  * alignment; 3 free_sized(size), 4 free_aligned_sized(align, size) with the
- * caller's (a replayed trace's recorded arguments, passed on unchanged). */
+ * caller's (a replayed trace's recorded arguments, passed on unchanged);
+ * 5 free_sized, 6 free_aligned_sized with the slot's usable size, the
+ * largest size the contract allows (docs/SPEC-bad-input.md: the size must
+ * not exceed usable_size; until 2026-11-29 no fuzz input passed any size but
+ * the request, and a free_sized that named its usable size a mismatch,
+ * small or large, passed every one: free-sized-rejects-usable,
+ * large-free-sized-rejects-usable). */
 static void free_slot_as(struct fz_exec *x, int slot, unsigned how, size_t size, size_t align) {
   struct fz_slot *s = &x->slots[slot];
   check_pattern(x, s->ptr, s->usable, s->usable, (unsigned)slot, s->gen, "before free");
   void *p = s->ptr;
   if (how < 3)
     size = s->size, align = s->align;
+  if (how == 5 || how == 6)
+    size = s->usable, align = s->align, how -= 4;
   drop_block(x, slot);
   errno = FZ_ERRNO_MARK;
   if (how == 1 || how == 3)

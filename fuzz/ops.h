@@ -30,7 +30,9 @@ enum fz_kind {
   FZ_REALLOCARRAY, /* a = count, b = size */
   FZ_FREE,         /* sub: 0 free, 1 free_sized, 2 free_aligned_sized (size and alignment:
                       the slot's); replay only (never decoded): 3 free_sized(a),
-                      4 free_aligned_sized(b, a), the recorded size and alignment */
+                      4 free_aligned_sized(b, a), the recorded size and alignment;
+                      5 free_sized, 6 free_aligned_sized with the slot's usable size
+                      (decoded from subs 4 and 5) */
   FZ_ALIGNED,      /* sub: 0 posix_memalign 1 aligned_alloc 2 memalign 3 valloc 4 pvalloc;
                       a = size, b = alignment */
   FZ_USABLE,       /* usable_size(slot) >= requested, usable_size(NULL) == 0 */
