@@ -412,6 +412,22 @@ def seeds_single(mt):
         add(('free', 0, 9, b''))
         add(('heap_check', 0, 0, b''))
         S.append(prog(ops, t if mt else None))
+    # a run of free slices whose first slices were purged (clean) and whose
+    # later ones were not (dirty), taken by one page: calloc must clear it.
+    # Class 71 (32 KiB) pages span 4 slices, class 79 (64 KiB) pages 8:
+    # P1 (slices 1-4), P2 (5-8) and P3 (9-12) filled; P1 emptied and
+    # trimmed (released, purged), then P2 and P3 emptied through the cache
+    # (P2, the older, released dirty; P3 kept, its class's last page); then
+    # 64 KiB blocks calloc'd: their page takes slices 1-8. Until 2026-11-29
+    # no corpus input reached such a run and 60 s of fuzzing found none
+    # (mutant take-zero-first-slice-only: the page taken as zero when its
+    # first slice is clean)
+    ops = [('malloc', 0, s, cls_size(71, 0)) for s in range(24)]
+    ops += [('free', 0, s, b'') for s in range(8)] + [('trim', 0, 0, b'')]
+    ops += [('free', 0, s, b'') for s in range(8, 24)]
+    ops += [('calloc', 4, s, cls_size(79, 0) + tiny(1)) for s in range(30, 38)]
+    ops.append(('verify_all', 0, 0, b''))
+    S.append(prog(ops, [0] * len(ops) if mt else None))
     # random programs of various lengths
     for n in (8, 16, 32, 64, 128, 256, 512):
         for _ in range(3):
