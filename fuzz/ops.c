@@ -486,6 +486,7 @@ static void adopt_block(struct fz_exec *x, int slot, void *p, size_t size, size_
   order_insert(x, slot);
   if (is_large(u))
     x->large_live += u;
+  x->live_usable += u;
   write_pattern(s, (unsigned)slot);
   mix(x, place(p, u));
   mix(x, placed_size(u));
@@ -496,6 +497,8 @@ static void drop_block(struct fz_exec *x, int slot) {
   order_remove(x, slot);
   if (is_large(s->usable))
     x->large_live -= s->usable;
+  x->live_usable -= s->usable;
+  s->stale = s->ptr;
   s->ptr = NULL;
 }
 
@@ -849,6 +852,7 @@ static void op_burst(struct fz_exec *x, const struct fz_op *op) {
     struct fz_burst *b = &x->burst[x->nburst++];
     b->ptr = p;
     b->usable = u;
+    x->live_usable += u;
     burst_tag(b->ptr, u, burst_gen_of(x, x->nburst - 1), 0, x);
     mix(x, place(p, u));
   }
@@ -864,6 +868,7 @@ static void op_burst_free(struct fz_exec *x, unsigned every_other) {
       continue;
     }
     burst_tag(b->ptr, b->usable, g, 1, x);
+    x->live_usable -= b->usable;
     errno = FZ_ERRNO_MARK;
     hak_free(b->ptr);
     expect_errno_kept(x, "burst free", b->usable, errno);
@@ -882,22 +887,29 @@ void fz_exec_verify_all(struct fz_exec *x) {
 }
 
 /* After every op, hak_stats: with every other thread parked its live blocks
- * are exactly the model's (slots and bursts); while an op is held at a hook
- * point (a nested op's turn) the counts are in motion, and it only must not
- * crash on the held thread's half-done work. hak_stats walks every segment:
- * after the first STATS_EVERY_OPS ops (more than any fuzz input has), once
- * every 1024 (a replay of a 2.56M-op python trace took 6 min 39 s with a
- * walk after every op). */
+ * are exactly the model's (slots and bursts), and (since 2026-11-29) so are
+ * their bytes, the sum of their usable sizes (before, a live_bytes that
+ * counted a block cut from a bigger cached mapping with all of that mapping,
+ * stats-large-bytes-mapping, passed every corpus replay); while an op is
+ * held at a hook point (a nested op's turn) the counts are in motion, and it
+ * only must not crash on the held thread's half-done work. hak_stats walks
+ * every segment: after the first STATS_EVERY_OPS ops (more than any fuzz
+ * input has), once every 1024 (a replay of a 2.56M-op python trace took
+ * 6 min 39 s with a walk after every op). */
 #define STATS_EVERY_OPS 4096u
 static void check_stats(struct fz_exec *x) {
   if (x->ops >= STATS_EVERY_OPS && (x->ops & 1023u) != 0)
     return;
   struct hak_stats st;
   hak_stats(&st);
-  if (atomic_load_explicit(&hak_test_hook, memory_order_relaxed) == NULL &&
-      st.live_blocks != (size_t)x->nlive + (size_t)x->nburst)
+  if (atomic_load_explicit(&hak_test_hook, memory_order_relaxed) != NULL)
+    return;
+  if (st.live_blocks != (size_t)x->nlive + (size_t)x->nburst)
     fail(x, "hak_stats counts %zu live blocks, the model %d (and %d burst blocks)", st.live_blocks,
          x->nlive, x->nburst);
+  if (st.live_bytes != x->live_usable)
+    fail(x, "hak_stats counts %zu live bytes, the model's blocks' usable sizes add up to %zu",
+         st.live_bytes, x->live_usable);
 }
 
 void fz_exec_op(struct fz_exec *x, const struct fz_op *op) {

@@ -111,8 +111,9 @@ struct fz_slot {
   size_t usable; /* hak_usable_size at allocation */
   size_t align;  /* alignment asked for (0 = none) */
   uint32_t gen;
-  uint8_t thread; /* logical thread that allocated it */
-  uint32_t epoch; /* that thread's incarnation */
+  uint8_t thread;       /* logical thread that allocated it */
+  uint32_t epoch;       /* that thread's incarnation */
+  unsigned char *stale; /* the block last freed from this slot (FZ_FORK: a stale free) */
 };
 
 struct fz_exec {
@@ -129,6 +130,7 @@ struct fz_exec {
   unsigned ops;
   long abort_at; /* FUZZ_ABORT_AT, -1 if unset */
   size_t large_live;
+  size_t live_usable; /* usable bytes of the live slots and burst blocks (hak_stats' live_bytes) */
   struct fz_burst {
     unsigned char *ptr;
     size_t usable;

@@ -23,7 +23,17 @@
  *                     on the slot's block (or, if the slot is empty, on a block
  *                     of op->b bytes allocated by the child): the child must
  *                     die by SIGABRT after printing the right "hakmem: ..."
- *                     line with the right address.
+ *                     line with the right address. FK_DOUBLE_FREE on an empty
+ *                     slot whose last block (fz_slot.stale) is no live block's
+ *                     start now: the child frees that stale pointer, freed
+ *                     any number of ops ago (its memory since cached, cut,
+ *                     gathered, released, reused...), and must die by SIGABRT
+ *                     with a "hakmem: ... free of <p>" line, double free or
+ *                     invalid free (since 2026-11-29; before, a second free
+ *                     came right after the first, so a large mapping gathered
+ *                     into another block and left registered, which a later
+ *                     free follows into unmapped memory, passed every input:
+ *                     large-gather-keeps-registration).
  *   FK_CORRUPT_*      a controlled write after free: the child allocates a run
  *                     of blocks, frees one whose page keeps a live neighbour
  *                     (the block is then on the thread's cache of its class,
@@ -402,7 +412,7 @@ static __attribute__((noinline)) void fk_edge(unsigned action, unsigned kind) {
     default : break;
   }
   switch (kind) {
-    FK_EDGE(0) FK_EDGE(1) FK_EDGE(2) FK_EDGE(3) default : break;
+    FK_EDGE(0) FK_EDGE(1) FK_EDGE(2) FK_EDGE(3) FK_EDGE(4) default : break;
   }
   // clang-format on
 }
@@ -424,6 +434,13 @@ static void fz_exec_fork(struct fz_exec *x, const struct fz_op *op) {
     action = FK_CLEAN; /* no block to misuse and the child's own would be too big */
   if (action == FK_FOREIGN)
     p = NULL;
+  unsigned char *stale = action == FK_DOUBLE_FREE && !p ? s->stale : NULL;
+  for (int i = 0; stale && i < x->nlive; i++)
+    if (x->slots[x->order[i]].ptr == stale)
+      stale = NULL; /* its memory is a live block again: a valid free */
+  for (int i = 0; stale && i < x->nburst; i++)
+    if (x->burst[i].ptr == stale)
+      stale = NULL;
   int clean = action == FK_CLEAN || action == FK_CHURN;
   int fds[2];
   if (pipe(fds) != 0) {
@@ -455,6 +472,12 @@ static void fz_exec_fork(struct fz_exec *x, const struct fz_op *op) {
       fk_child_clean(x, action == FK_CHURN);
     if (FK_IS_CORRUPT(action))
       fk_child_corrupt(action, usable && usable <= HAK_SMALL_MAX ? usable : own);
+    if (stale) {
+      fk_say("fuzz: fork child: expect hakmem: \n");
+      hak_free(stale);
+      fk_child_fail("free of the stale pointer %p (its slot's last block) was not reported",
+                    (void *)stale);
+    }
     if (action != FK_FOREIGN && !p) {
       p = hak_malloc(own);
       if (!p)
@@ -515,7 +538,12 @@ static void fz_exec_fork(struct fz_exec *x, const struct fz_op *op) {
      * "hakmem: ": searched from e, it found the announcement, compared it with
      * itself and passed whatever hakmem printed (before 2026-11-27) */
     const char *got = e ? strstr(e + strcspn(e, "\n"), "hakmem: ") : NULL;
-    if (sig != SIGABRT || !*want || !got || strncmp(got, want, strlen(want)) != 0)
+    char of[48] = "";
+    if (stale) /* any fatal line about that pointer's free */
+      snprintf(of, sizeof of, "free of %p", (void *)stale);
+    const char *at = got && *of ? strstr(got, of) : NULL;
+    if (sig != SIGABRT || !*want || !got || strncmp(got, want, strlen(want)) != 0 ||
+        (*of && (!at || memchr(got, '\n', (size_t)(at - got)))))
       fk_fail(x,
               "fork child (misuse %u) ended with status %d signal %d, expected SIGABRT and '%s'; "
               "its stderr:\n%.1500s",
@@ -523,8 +551,9 @@ static void fz_exec_fork(struct fz_exec *x, const struct fz_op *op) {
     /* a freed block whose page went back (fk_free_first): an outcome of its own */
     action += fk_frees_first(action) && strstr(want, ": not the start") ? 32 : 0;
   }
-  /* kind: 0 the slot's small block, 1 its large block, 2 the child's own, 3 none */
-  unsigned kind = !p ? (action == FK_FOREIGN || clean ? 3 : 2) : usable > HAK_SMALL_MAX;
+  /* kind: 0 the slot's small block, 1 its large block, 2 the child's own, 3 none, 4 a stale pointer
+   */
+  unsigned kind = stale ? 4 : !p ? (action == FK_FOREIGN || clean ? 3 : 2) : usable > HAK_SMALL_MAX;
   fk_edge(action, kind);
   fk_mix(x, 0xf0 | (uint64_t)action << 8);
 }
