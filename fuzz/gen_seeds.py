@@ -439,6 +439,13 @@ def seeds_single(mt):
            ('fork', 0, 0, fork('double_free')), ('fork', 0, 1, fork('double_free')),
            ('heap_check', 0, 0, b'')]
     S.append(prog(ops, [0] * len(ops) if mt else None))
+    # FK_SIZED_TOO_BIG with an odd size byte on a small, a large and an
+    # aligned block: free_aligned_sized with an alignment the block lacks
+    ops = [('malloc', 0, 0, cls_size(5, 0)), ('malloc', 0, 1, large(2)),
+           ('aligned', 0, 2, cls_size(20, 0) + bytes([6]))]
+    ops += [('fork', 0, s, fork('sized_too_big', tiny(1 + 2 * s))) for s in range(3)]
+    ops.append(('heap_check', 0, 0, b''))
+    S.append(prog(ops, [0] * len(ops) if mt else None))
     # random programs of various lengths
     for n in (8, 16, 32, 64, 128, 256, 512):
         for _ in range(3):
