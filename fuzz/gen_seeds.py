@@ -446,6 +446,15 @@ def seeds_single(mt):
     ops += [('fork', 0, s, fork('sized_too_big', tiny(1 + 2 * s))) for s in range(3)]
     ops.append(('heap_check', 0, 0, b''))
     S.append(prog(ops, [0] * len(ops) if mt else None))
+    # FK_INTERIOR with an odd size byte: realloc of an interior pointer of a
+    # small block that fits (its fast path), a large one, a 4 KiB one; and
+    # FK_USABLE_FREED on a large block the large cache keeps (until
+    # 2026-11-29 no input's freed-block misuse met one: resolve-large-freed-unchecked)
+    ops = [('malloc', 0, 0, cls_size(5, 0)), ('malloc', 0, 1, large(2)),
+           ('malloc', 0, 2, cls_size(40, 0)), ('malloc', 0, 3, large(0))]
+    ops += [('fork', 0, s, fork('interior', tiny(1 + 2 * s))) for s in range(3)]
+    ops += [('fork', 0, 3, fork('usable_freed', tiny(5))), ('heap_check', 0, 0, b'')]
+    S.append(prog(ops, [0] * len(ops) if mt else None))
     # random programs of various lengths
     for n in (8, 16, 32, 64, 128, 256, 512):
         for _ in range(3):

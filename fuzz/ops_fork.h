@@ -71,12 +71,13 @@
 enum fz_fork_action {
   FK_CLEAN,
   FK_DOUBLE_FREE,    /* free(p) twice */
-  FK_INTERIOR,       /* free(p + 8) */
+  FK_INTERIOR,       /* free(p + 8); with op->b odd, on the slot's block of 32 bytes or more
+                        (fk_second): realloc(p + 16, usable - 16) */
   FK_FOREIGN,        /* free(&a stack variable) */
   FK_REALLOC_FREED,  /* free(p); realloc(p, 100) */
   FK_USABLE_FREED,   /* free(p); usable_size(p) */
   FK_SIZED_TOO_BIG,  /* free_sized(p, usable + 1); with op->b odd, on the slot's block
-                        (fk_misaligned): free_aligned_sized(p, a, usable), a twice the
+                        (fk_second): free_aligned_sized(p, a, usable), a twice the
                         largest power of two p is a multiple of */
   FK_NOT_START,      /* small: segment header memory; large: p + 4096 */
   FK_CORRUPT_MARKER, /* free block's marker flipped */
@@ -268,11 +269,13 @@ static __attribute__((noreturn)) void fk_child_corrupt(unsigned action, size_t s
   fk_child_exit(0);
 }
 
-/* FK_SIZED_TOO_BIG's second way (since 2026-11-29: until then no fuzz input
- * passed free_aligned_sized an alignment its block lacks, and a
- * free_aligned_sized that never checked it passed every replay:
- * free-aligned-sized-alignment-unchecked). Set before the fork. */
-static int fk_misaligned;
+/* The second way of FK_SIZED_TOO_BIG and FK_INTERIOR, set before the fork
+ * (since 2026-11-29: until then no fuzz input passed free_aligned_sized an
+ * alignment its block lacks, or realloc an interior pointer, and a
+ * free_aligned_sized that never checked it, or a realloc fast path that
+ * took any pointer that fits for a block's start, passed every replay:
+ * free-aligned-sized-alignment-unchecked, realloc-fast-no-block-start-check). */
+static int fk_second;
 static size_t fk_align_above(const void *p) {
   uintptr_t a = (uintptr_t)p;
   return (size_t)(a & (0 - a)) << 1;
@@ -285,7 +288,10 @@ static void fk_child_misuse(unsigned action, unsigned char *p, size_t usable, in
     hak_free(p);
     break;
   case FK_INTERIOR:
-    hak_free(p + 8);
+    if (fk_second)
+      p = hak_realloc(p + 16, usable - 16);
+    else
+      hak_free(p + 8);
     break;
   case FK_FOREIGN:
     hak_free(on_stack);
@@ -297,7 +303,7 @@ static void fk_child_misuse(unsigned action, unsigned char *p, size_t usable, in
     usable = hak_usable_size(p);
     break;
   case FK_SIZED_TOO_BIG:
-    if (fk_misaligned)
+    if (fk_second)
       hak_free_aligned_sized(p, fk_align_above(p), usable);
     else
       hak_free_sized(p, usable + 1);
@@ -368,7 +374,10 @@ static void fk_expect(char *buf, size_t n, unsigned action, const unsigned char 
     snprintf(buf, n, "hakmem: double free of %p (", (const void *)p);
     break;
   case FK_INTERIOR:
-    snprintf(buf, n, "hakmem: invalid free of %p: ", (const void *)(p + 8));
+    if (fk_second)
+      snprintf(buf, n, "hakmem: invalid realloc of %p: ", (const void *)(p + 16));
+    else
+      snprintf(buf, n, "hakmem: invalid free of %p: ", (const void *)(p + 8));
     break;
   case FK_FOREIGN:
     snprintf(buf, n, "hakmem: invalid free of %p: not allocated by hakmem", stack);
@@ -380,7 +389,7 @@ static void fk_expect(char *buf, size_t n, unsigned action, const unsigned char 
     snprintf(buf, n, "hakmem: usable_size of freed block %p (", (const void *)p);
     break;
   case FK_SIZED_TOO_BIG:
-    if (fk_misaligned)
+    if (fk_second)
       snprintf(buf, n, "hakmem: invalid free_sized of %p: block not aligned to %zu (",
                (const void *)p, fk_align_above(p));
     else
@@ -427,7 +436,7 @@ static __attribute__((noinline)) void fk_edge(unsigned action, unsigned kind) {
   switch (action) {
     FK_EDGE(0) FK_EDGE(1) FK_EDGE(2) FK_EDGE(3) FK_EDGE(4) FK_EDGE(5) FK_EDGE(6) FK_EDGE(7)
     FK_EDGE(8) FK_EDGE(9) FK_EDGE(10) FK_EDGE(11) FK_EDGE(24) FK_EDGE(25) FK_EDGE(26)
-    FK_EDGE(33) FK_EDGE(36) FK_EDGE(37) FK_EDGE(54)
+    FK_EDGE(33) FK_EDGE(36) FK_EDGE(37) FK_EDGE(50) FK_EDGE(54)
     default : break;
   }
   switch (kind) {
@@ -453,7 +462,8 @@ static void fz_exec_fork(struct fz_exec *x, const struct fz_op *op) {
     action = FK_CLEAN; /* no block to misuse and the child's own would be too big */
   if (action == FK_FOREIGN)
     p = NULL;
-  fk_misaligned = action == FK_SIZED_TOO_BIG && p && (op->b & 1);
+  fk_second = (action == FK_SIZED_TOO_BIG || (action == FK_INTERIOR && s->usable >= 32)) && p &&
+              (op->b & 1);
   unsigned char *stale = action == FK_DOUBLE_FREE && !p ? s->stale : NULL;
   for (int i = 0; stale && i < x->nlive; i++)
     if (x->slots[x->order[i]].ptr == stale)
@@ -573,7 +583,7 @@ static void fz_exec_fork(struct fz_exec *x, const struct fz_op *op) {
   }
   /* kind: 0 the slot's small block, 1 its large block, 2 the child's own, 3 none, 4 a stale pointer
    */
-  action += fk_misaligned ? 48 : 0; /* an outcome of its own */
+  action += fk_second ? 48 : 0; /* an outcome of its own */
   unsigned kind = stale ? 4 : !p ? (action == FK_FOREIGN || clean ? 3 : 2) : usable > HAK_SMALL_MAX;
   fk_edge(action, kind);
   fk_mix(x, 0xf0 | (uint64_t)action << 8);
