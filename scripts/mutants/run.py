@@ -111,6 +111,11 @@ def parse_catalog(path):
                 flush_section()
                 section = raw[4:]
                 continue
+            # a 'file:' line ends a hunk's new text: the hunks after it are in
+            # that file (until 2026-11-29 it was taken into the snippet, and a
+            # mutant could change one file only)
+            if section == "new" and re.match(r"^file: alloc/\S+$", raw):
+                flush_section()
             if section is not None:
                 buf.append(raw)
                 continue
