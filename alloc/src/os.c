@@ -297,12 +297,13 @@ static uintptr_t map_exact(size_t size, size_t alignment, size_t offset, uintptr
  * exactly (map_exact), else over-mapped and trimmed (map_over), else,
  * when that is refused (a limit that the over-map's excess passes), exactly
  * further from where the kernel put the range (map_near: a hole the kernel
- * chose for the exact range may have no aligned place in it). Segments thus
- * lie next to each other (the kernel may merge them into one mapping, as it
- * merged other neighbours); the first one's address has the kernel's
- * randomness rounded to 4 MiB, as before, and each later one is the one
- * before it minus 4 MiB, where the over-map had put it 8 MiB lower in a
- * process that mapped nothing else in between. Segment churn
+ * chose for the exact range may have no aligned place in it); the TSan
+ * build over-maps at once (MAP_EXACT_ON). Elsewhere segments thus lie next
+ * to each other (the kernel may merge them into one mapping, as it merged
+ * other neighbours); the first one's address has the kernel's randomness
+ * rounded to 4 MiB, as before, and each later one is the one before it
+ * minus 4 MiB, where the over-map had put it 8 MiB lower in a process that
+ * mapped nothing else in between. Segment churn
  * (os_map_aligned, one page touched, unmap): 2 system calls a segment, down
  * from 3, 13.0 -> 8.9 us. errno is kept, as by every os_* call: a caller that
  * fails says ENOMEM itself. Until 2026-11-28 a refused mmap left ENOMEM
