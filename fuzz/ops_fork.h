@@ -28,8 +28,8 @@
  *                     start now: the child frees that stale pointer, freed
  *                     any number of ops ago (its memory since cached, cut,
  *                     gathered, released, reused...), and must die by SIGABRT
- *                     with a "hakmem: ... free of <p>" line, double free or
- *                     invalid free (since 2026-11-29; before, a second free
+ *                     with a "hakmem: double free of <p> (" or "hakmem:
+ *                     invalid free of <p>: " line (since 2026-11-29; before, a second free
  *                     came right after the first, so a large mapping gathered
  *                     into another block and left registered, which a later
  *                     free follows into unmapped memory, passed every input:
