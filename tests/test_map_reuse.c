@@ -52,28 +52,26 @@ static void check_span(const char *what) {
             (unsigned long)hi);
 }
 
-static void big(void) {
+/* ROUNDS blocks of BIG bytes (aligned to `align`, if not 0), each freed
+ * before the next is allocated */
+static void one_at_a_time(size_t align, const char *what) {
   lo = UINTPTR_MAX, hi = 0;
   for (int i = 0; i < ROUNDS; i++) {
-    char *p = hak_malloc(BIG);
-    REQUIRE(p != NULL);
+    char *p = align ? hak_aligned_alloc(align, BIG) : hak_malloc(BIG);
+    REQUIRE(p != NULL && (!align || ((uintptr_t)p & (align - 1)) == 0));
     p[0] = 1;
     seen(p);
     hak_free(p);
   }
-  check_span("malloc(64 MiB)");
+  check_span(what);
+}
+
+static void big(void) {
+  one_at_a_time(0, "malloc(64 MiB)");
 }
 
 static void aligned(void) {
-  lo = UINTPTR_MAX, hi = 0;
-  for (int i = 0; i < ROUNDS; i++) {
-    char *p = hak_aligned_alloc(8 * MiB, BIG);
-    REQUIRE(p != NULL && ((uintptr_t)p & (8 * MiB - 1)) == 0);
-    p[0] = 1;
-    seen(p);
-    hak_free(p);
-  }
-  check_span("aligned_alloc(8 MiB, 64 MiB)");
+  one_at_a_time(8 * MiB, "aligned_alloc(8 MiB, 64 MiB)");
 }
 
 /* Two blocks live at once: the older one freed after the newer one is
