@@ -160,7 +160,7 @@ install: lib
 # to a library built from their own source with -D<NAME>_LIB.
 PRELOAD_B := build/release/preload
 PRELOAD_CFLAGS := -std=gnu11 -O1 -g -Wall -Wextra -Werror -pthread
-$(PRELOAD_B)/api_all: tests/preload/api_all.c
+$(PRELOAD_B)/api_all $(PRELOAD_B)/spawn_paths: $(PRELOAD_B)/%: tests/preload/%.c
 	@mkdir -p $(@D)
 	gcc $(PRELOAD_CFLAGS) $< -o $@ -ldl
 $(PRELOAD_B)/lib%.so: tests/preload/%.c

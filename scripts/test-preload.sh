@@ -34,6 +34,12 @@
 #                fork under threads, spawn, env churn, libc functions that
 #                allocate, glibc's allocator API; output compared with a run
 #                without hakmem, hak_heap_check() == 0 under it
+#   spawn_paths  tests/preload/spawn_paths.c (plain gcc build): posix_spawn,
+#                posix_spawnp, system, popen, vfork with exec, _exit and a
+#                failed exec, fork whose exec fails, a daemon's double fork,
+#                while 4 threads allocate; every child's status, the exec'd
+#                programs served by hakmem, hak_heap_check() == 0 and no
+#                mappings gained in the parent
 #   selftest-*   the comparison fails a program that crashes under the
 #                preload though its output matches (tests/preload/crash_shim.c)
 #
@@ -319,6 +325,16 @@ api=$PRE_DIR/api_all
 if run_check "$CFG" api_all-build make -s build/release/preload/api_all; then
   run_check "$CFG" api_all-nopreload env -u LD_PRELOAD "$api" --expect-libc || fail=1
   run_check "$CFG" api_all env LD_PRELOAD="$SO" "$api" --expect-hakmem || fail=1
+else
+  fail=1
+fi
+
+# (f2) process creation other than a plain fork, under threads
+# (tests/preload/spawn_paths.c). A hang is a failure within 120 s.
+spawn=$PRE_DIR/spawn_paths
+if run_check "$CFG" spawn_paths-build make -s build/release/preload/spawn_paths; then
+  run_check "$CFG" spawn_paths-nopreload env -u LD_PRELOAD timeout 120 "$spawn" --expect-libc || fail=1
+  run_check "$CFG" spawn_paths env LD_PRELOAD="$SO" timeout 120 "$spawn" --expect-hakmem || fail=1
 else
   fail=1
 fi
