@@ -287,6 +287,9 @@ typedef struct hak_heap {
   uint32_t fork_locked;
   struct hak_heap *all_next;  /* every heap ever made */
   struct hak_heap *pool_next; /* free heaps */
+  /* the active heaps (hak_active_heaps, global lock): what
+   * segment_wait_marks walks */
+  struct hak_heap *act_next, *act_prev;
 } hak_heap_t;
 
 /* ---- globals ----------------------------------------------------------- */
@@ -646,6 +649,9 @@ HAK_INTERNAL size_t heap_collect_remote(hak_heap_t *h);
 HAK_INTERNAL void heap_abandon(hak_heap_t *h, bool in_fork_child);
 HAK_INTERNAL void heap_trim_all(void);
 extern HAK_INTERNAL hak_heap_t *hak_all_heaps;
+/* The heaps in state HEAP_ACTIVE (guarded by hak_global_lock): the only
+ * ones whose mark_seg may name a segment. */
+extern HAK_INTERNAL hak_heap_t *hak_active_heaps;
 /* Counts abandonments (thread exits, fork child fixups) from 1; 64 bits,
  * so it never wraps. */
 extern HAK_INTERNAL _Atomic uint64_t hak_abandon_epoch;

@@ -68,10 +68,14 @@ static void heap_unlink_segment(hak_heap_t *h, hak_segment_t *seg) {
  * few instructions each, no lock taken in between, but the thread may be
  * preempted there: spin_wait ends by sleeping, so it runs even when it has
  * a lower real-time priority than this one on the same CPU. Heaps are
- * never freed, and the global lock guards the list. */
+ * never freed, and the global lock guards the list. Only active heaps:
+ * a heap names a segment only while its thread has it (mark_seg is
+ * cleared before its thread's exit pools it, and a fork child clears the
+ * dead threads' marks), and it turns active or pooled under the global
+ * lock, which this holds. */
 static void segment_wait_marks(hak_segment_t *seg) {
   unsigned round = 0;
-  for (hak_heap_t *h = hak_all_heaps; h; h = h->all_next)
+  for (hak_heap_t *h = hak_active_heaps; h; h = h->act_next)
     while (atomic_load_explicit(&h->mark_seg, memory_order_seq_cst) == seg)
       spin_wait(&round);
 }
