@@ -20,9 +20,12 @@
 #include <pthread.h>
 #include <semaphore.h>
 #include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "internal.h"
+#include "hak_test_internal.h"
 
 #define MiB ((size_t)1 << 20)
 #define K 8
@@ -201,8 +204,128 @@ static void pooled(void) {
   CHECK_EQ(hak_heap_check(), 0);
 }
 
+/* ---- fork ------------------------------------------------------------------------- */
+
+static long minor_faults(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_minflt;
+}
+
+/* A fork after many threads alive at once writes no pooled heap struct, in
+ * the parent or the child: until 2026-11-29 fork_prepare locked every heap
+ * ever made and both unlocked them all, a copy-on-write fault for each page
+ * of structs on both sides (1000 heaps: about 800 pages). */
+static void fork_pooled(void) {
+  size_t n = hak_iters(1000);
+  pthread_t *th = calloc(n, sizeof *th);
+  REQUIRE(th != NULL);
+  pthread_attr_t at;
+  pthread_attr_init(&at);
+  pthread_attr_setstacksize(&at, 64 * 1024);
+  pthread_barrier_t b;
+  pthread_barrier_init(&b, NULL, (unsigned)n);
+  for (size_t i = 0; i < n; i++)
+    REQUIRE(pthread_create(&th[i], &at, hold, &b) == 0);
+  for (size_t i = 0; i < n; i++)
+    pthread_join(th[i], NULL);
+  free(th);
+  void *p = hak_malloc(100); /* main's heap, active */
+  REQUIRE(p != NULL);
+  long struct_pages = (long)(n * sizeof(hak_heap_t) / 4096);
+  int fds[2];
+  REQUIRE(pipe(fds) == 0);
+  long before = minor_faults();
+  pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    long f = minor_faults(); /* the child's since the fork: its handlers' */
+    hak_free(hak_malloc(16));
+    (void)!write(fds[1], &f, sizeof f);
+    _exit(hak_heap_check() == 0 ? 0 : 3);
+  }
+  long parent = minor_faults() - before, child = -1;
+  CHECK(read(fds[0], &child, sizeof child) == sizeof child);
+  int status;
+  REQUIRE(waitpid(pid, &status, 0) == pid);
+  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  close(fds[0]);
+  close(fds[1]);
+  printf("fork: %zu pooled heaps (%ld pages): minor faults parent %ld, child %ld\n", n,
+         struct_pages, parent, child);
+  /* the sanitizers' shadow memory and valgrind fault on their own */
+  if (hak_config_is("tsan") || hak_config_is("asan") || hak_test_under_valgrind())
+    return hak_free(p);
+  CHECK_MSG(parent < struct_pages / 4, "the parent's fork wrote the pooled heaps: %ld faults",
+            parent);
+  CHECK_MSG(child < struct_pages / 4, "the child's fork wrote the pooled heaps: %ld faults", child);
+  hak_free(p);
+}
+
+/* A fork while an exiting thread holds its heap's lock after pooling it
+ * (held at HAK_HOOK_HEAP_POOLED): fork_prepare does not wait for it, and
+ * the child's next thread takes that heap from the pool (the head) and
+ * must not wait for the lock of a thread the child lacks. */
+static sem_t at_pooled, pooled_go;
+static hak_heap_t *exiting_heap;
+
+static void pooled_hold(void *arg) {
+  (void)arg;
+  sem_post(&at_pooled);
+  sem_wait(&pooled_go);
+}
+
+static void *exiting(void *arg) {
+  (void)arg;
+  hak_free(hak_malloc(16));
+  exiting_heap = hak_tls_heap;
+  hak_hook_once(HAK_HOOK_HEAP_POOLED, exiting_heap, pooled_hold);
+  return NULL;
+}
+
+static void *child_thread(void *arg) {
+  void *p = hak_malloc(16);
+  *(hak_heap_t **)arg = hak_tls_heap;
+  hak_free(p);
+  return NULL;
+}
+
+static void fork_exiting(void) {
+  sem_init(&at_pooled, 0, 0);
+  sem_init(&pooled_go, 0, 0);
+  hak_free(hak_malloc(16)); /* main's heap */
+  pthread_t t;
+  REQUIRE(pthread_create(&t, NULL, exiting, NULL) == 0);
+  sem_wait(&at_pooled);
+  pid_t pid = fork(); /* the old fork_prepare waited here for ever */
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    atomic_store(&hak_test_hook, NULL);
+    if (atomic_load(&exiting_heap->lock.held))
+      _exit(6);
+    if (hak_config_is("tsan")) /* no thread starts after a fork there */
+      _exit(hak_heap_check() == 0 ? 0 : 3);
+    alarm(10); /* a thread waiting for that lock: killed, the check fails */
+    hak_heap_t *took = NULL;
+    pthread_t c;
+    if (pthread_create(&c, NULL, child_thread, &took) != 0)
+      _exit(4);
+    pthread_join(c, NULL);
+    _exit(took != exiting_heap ? 5 : hak_heap_check() == 0 ? 0 : 3);
+  }
+  sem_post(&pooled_go);
+  pthread_join(t, NULL);
+  atomic_store(&hak_test_hook, NULL);
+  int status;
+  REQUIRE(waitpid(pid, &status, 0) == pid);
+  CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+            "the child's thread on the exiting thread's pooled heap: status %#x", status);
+}
+
 int main(void) {
   RUN_SECTION(alive);
   RUN_SECTION(pooled);
+  RUN_SECTION(fork_pooled);
+  RUN_SECTION(fork_exiting);
   return hak_test_done();
 }

@@ -794,6 +794,12 @@ enum hak_hook_point {
    * held and maybe half changed (os_orphans_fork_child; test_orphans_retry
    * part fork). Not one of fuzz_mt's FZ_HOOK points. */
   HAK_HOOK_ORPHANS_HELD,
+  /* heap_thread_done, the heap pooled, its lock still held (arg: the
+   * heap): a fork there leaves the child a pooled heap locked by a thread
+   * it lacks, which fork_prepare did not take (it locks active heaps
+   * only) and fork_child lets go (test_many_threads part fork_exiting).
+   * Not one of fuzz_mt's FZ_HOOK points. */
+  HAK_HOOK_HEAP_POOLED,
 };
 /* Atomic: a test sets it while other threads run into the hook points
  * (their heaps' creation among them); a relaxed load is a plain load. */
