@@ -15,6 +15,16 @@ static inline hak_page_t *hak_block_page(const void *p) {
   return ptr_page(ptr_segment_base(p), p);
 }
 
+/* Heap structs ever made (heap.c: reused from the pool, never unmapped). */
+static inline size_t hak_heap_structs(void) {
+  size_t n = 0;
+  pthread_mutex_lock(&hak_global_lock);
+  for (hak_heap_t *h = hak_all_heaps; h; h = h->all_next)
+    n++;
+  pthread_mutex_unlock(&hak_global_lock);
+  return n;
+}
+
 /* Fills a page: allocates blk[0..per_page] of `size` bytes, a class whose
  * page holds per_page blocks. The page of blk[0] fills up and a malloc
  * after finds it full and moves it to the full list with its notify

@@ -55,15 +55,6 @@ static void *worker(void *arg) {
   return NULL;
 }
 
-static size_t heap_structs(void) {
-  size_t n = 0;
-  hak_lock(&hak_global_lock);
-  for (hak_heap_t *h = hak_all_heaps; h; h = h->all_next)
-    n++;
-  hak_unlock(&hak_global_lock);
-  return n;
-}
-
 static void alive(void) {
   n_threads = hak_iters(1000);
   blocks = calloc(n_threads * K, sizeof *blocks);
@@ -91,8 +82,8 @@ static void alive(void) {
     CHECK_EQ(st.live_blocks, n_threads * K / 2);
     CHECK_EQ(st.large_blocks, n_threads); /* 100000 B: odd k, kept */
     if (round == 0)
-      structs = heap_structs();
-    CHECK_EQ(heap_structs(), structs); /* round 1: the pooled ones again */
+      structs = hak_heap_structs();
+    CHECK_EQ(hak_heap_structs(), structs); /* round 1: the pooled ones again */
     for (size_t i = 0; i < n_threads; i++) {
       size_t t = round ? n_threads - 1 - i : i;
       sem_post(&go[t]);
@@ -107,7 +98,7 @@ static void alive(void) {
     CHECK_EQ(st.heaps_active, 1);
     CHECK_EQ(st.live_blocks, n_threads * K / 2);
     CHECK_EQ(st.abandoned_segments, n_threads); /* each its own, its odd blocks live */
-    CHECK_EQ(heap_structs(), structs);
+    CHECK_EQ(hak_heap_structs(), structs);
     for (size_t i = 0; i < n_threads * K; i++) {
       size_t t = i / K, k = i % K;
       if (blocks[i]) {

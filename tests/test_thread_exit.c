@@ -16,7 +16,7 @@
 
 #include <pthread.h>
 
-#include "internal.h"
+#include "hak_test_internal.h"
 
 #define MiB ((size_t)1 << 20)
 
@@ -178,16 +178,6 @@ static void *p2_short(void *arg) {
 
 #define P2_ROUNDS 8
 
-/* Heap structs ever made (heap.c: reused from the pool, never unmapped). */
-static size_t heap_structs(void) {
-  size_t n = 0;
-  pthread_mutex_lock(&hak_global_lock);
-  for (hak_heap_t *h = hak_all_heaps; h; h = h->all_next)
-    n++;
-  pthread_mutex_unlock(&hak_global_lock);
-  return n;
-}
-
 static void part2(void) {
   size_t total = hak_iters(2000);
   if (total < 400)
@@ -232,7 +222,7 @@ static void part2(void) {
     CHECK_MSG(st.heaps_active <= 4, "%zu heaps active after %zu threads exited", st.heaps_active,
               id);
     /* at most P2_BATCH threads and main had a heap at once */
-    size_t structs = heap_structs();
+    size_t structs = hak_heap_structs();
     CHECK_MSG(structs <= P2_BATCH + 4, "%zu heap structs made for %zu threads, %d at a time",
               structs, id, P2_BATCH);
   }
