@@ -901,6 +901,19 @@ static inline int hak_wait_child(pid_t pid, double timeout_s, int *status, int d
   return 0;
 }
 
+/* Waits for the fork child pid as hak_wait_child does (60 s, scaled by
+ * hak_test_slowdown; a child still running has its stacks printed and is
+ * killed) and checks that it exited 0. fmt says what a failure means; the
+ * status follows it. */
+#define CHECK_CHILD_OK(pid, fmt, ...)                                                              \
+  __extension__({                                                                                  \
+    int hak_st_ = 0;                                                                               \
+    int hak_w_ = hak_wait_child((pid), 60 * hak_test_slowdown(), &hak_st_, 1);                     \
+    CHECK_MSG(hak_w_ == 1 && WIFEXITED(hak_st_) && WEXITSTATUS(hak_st_) == 0,                      \
+              fmt " (child %s, status %#x)", ##__VA_ARGS__,                                        \
+              hak_w_ == 1 ? "ended" : "hung: killed", (unsigned)hak_st_);                          \
+  })
+
 /* Forks (stdio flushed first, so the child repeats no buffered output);
  * the child runs child(arg), which must _exit. The parent waits for it as
  * hak_wait_child does, with the stacks of a child still running at the

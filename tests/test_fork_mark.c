@@ -90,12 +90,8 @@ int main(void) {
       _exit(2);
     _exit(atomic_load(&adopted) ? 0 : 3);
   }
-  int status = 0;
-  REQUIRE(waitpid(pid, &status, 0) == pid);
-  CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-            "fork child: status %#x (SIGALRM: its abandonment waited for the parent's freer; "
-            "exit 3: its thread did not adopt the segment)",
-            (unsigned)status);
+  CHECK_CHILD_OK(pid, "fork child (SIGALRM: its abandonment waited for the parent's freer; "
+                      "exit 3: its thread did not adopt the segment)");
   atomic_store(&go, 1);
   REQUIRE(pthread_join(f, NULL) == 0);
   atomic_store(&hak_test_hook, NULL);

@@ -237,9 +237,7 @@ static void fork_pooled(void) {
   }
   long parent = minor_faults() - before, child = -1;
   CHECK(read(fds[0], &child, sizeof child) == sizeof child);
-  int status;
-  REQUIRE(waitpid(pid, &status, 0) == pid);
-  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  CHECK_CHILD_OK(pid, "fork child of the pooled heaps");
   close(fds[0]);
   close(fds[1]);
   printf("fork: %zu pooled heaps (%ld pages): minor faults parent %ld, child %ld\n", n,
@@ -307,10 +305,7 @@ static void fork_exiting(void) {
   sem_post(&pooled_go);
   pthread_join(t, NULL);
   atomic_store(&hak_test_hook, NULL);
-  int status;
-  REQUIRE(waitpid(pid, &status, 0) == pid);
-  CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-            "the child's thread on the exiting thread's pooled heap: status %#x", status);
+  CHECK_CHILD_OK(pid, "the child's thread on the exiting thread's pooled heap");
 }
 
 int main(void) {

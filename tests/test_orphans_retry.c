@@ -177,12 +177,8 @@ static void part_fork(void) {
   atomic_store(&forked, 1);
   REQUIRE(pthread_join(t, NULL) == 0);
   atomic_store(&hak_test_hook, NULL);
-  int st = 0;
-  REQUIRE(waitpid(pid, &st, 0) == pid);
-  CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0,
-            "fork child (forked while a retry held the table): status %#x (exit 1: its orphan "
-            "left mapped after hak_trim)",
-            (unsigned)st);
+  CHECK_CHILD_OK(pid, "fork child (forked while a retry held the table; exit 1: its orphan "
+                      "left mapped after hak_trim)");
   CHECK(!mapped(freed)); /* the parent's retry went on */
   stuck_stay_then_go();
 }
