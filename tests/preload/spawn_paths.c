@@ -109,7 +109,7 @@ static int child_goes_on(void **mine, int n) {
   return !heap_check || heap_check() == 0;
 }
 
-static void round_once(int hak) {
+static void round_once(void) {
   char *av[] = {self, "child", NULL};
   pid_t pid;
   int st;
@@ -196,7 +196,6 @@ static void round_once(int hak) {
   close(pfd[0]);
   for (int i = 0; i < 64; i++)
     free(mine[i]);
-  (void)hak;
 }
 
 static int count_maps(void) {
@@ -220,7 +219,7 @@ static int phase(int rounds, int hak) {
     if (pthread_create(&th[i], NULL, worker, (void *)(uintptr_t)i))
       fail("pthread_create", 0);
   for (int r = 0; r < rounds; r++)
-    round_once(hak);
+    round_once();
   atomic_store(&stop, 1);
   for (int i = 0; i < 4; i++)
     pthread_join(th[i], NULL);
