@@ -457,11 +457,18 @@ static inline __attribute__((always_inline)) void *realloc_move(void *p, size_t 
  * block for a small size allocated here first, so that the copy and the
  * free come under that hold too); what it leaves to the caller
  * (LARGE_MOVE_BY_COPY), a copy into a new block or the trace build's
- * release, is done here. */
+ * release, is done here. When that small block cannot be had, p is
+ * checked all the same (large_resolve: a bad p is named, a live one's
+ * realloc fails with ENOMEM). Until 2026-11-29 realloc returned NULL and
+ * ENOMEM before any check: out of memory, a pointer hakmem never handed
+ * out, or a large block freed, went unnamed (test_realloc_invalid_oom). */
 static HAK_NOINLINE void *realloc_large(void *p, size_t size, void **deferred) {
   void *small = NULL;
-  if (size - 1 < HAK_SMALL_MAX && !(small = malloc_impl(size)))
+  if (size - 1 < HAK_SMALL_MAX && !(small = malloc_impl(size))) {
+    size_t usable;
+    (void)large_resolve(p, "realloc", &usable);
     return NULL;
+  }
   resolved_t r = {0};
   void *q = large_realloc(p, size, small, deferred != NULL, &r.large, &r.usable);
   if (q != LARGE_MOVE_BY_COPY) {
