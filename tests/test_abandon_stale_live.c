@@ -99,7 +99,7 @@ int main(void) {
   /* the adopter's exit stores its epoch, then waits for G */
   HAK_SPIN_UNTIL(atomic_load(&seg->abandoned_epoch) != first,
                  "the adopter's exit did not abandon the segment again");
-  usleep(50 * 1000);
+  /* no sleep: the abandonment cannot finish before G goes (g_go, below) */
   atomic_store(&f_go1, 1);
   /* F counts the free into the new abandonment, or (it read the owner
    * again) pushes it as a remote free */
