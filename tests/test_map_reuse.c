@@ -18,7 +18,14 @@
  * blocks (the large-block path), huge-aligned ones (alignment 8 MiB, an
  * over-map's alignment other than the segment's), and a big block between
  * two live ones freed in turn (a window that slides: a hole above the
- * last range, not the last range itself). Also under the legacy layout
+ * last range, not the last range itself). Two more ways a range of ours
+ * goes away, which until 2026-11-29 left the hint behind (os.c,
+ * map_forget): a block whose munmap was refused (fuzz/fail_mmap.h, once
+ * a block), an orphan unmapped by the retry at the next mapping just
+ * before that mapping is placed (orphans: 68 MiB a round), and a block
+ * moved by realloc to a bigger range (mremap), its old range gone; the
+ * next block must go into that hole, not below the moved one (moved: the
+ * new blocks walked down 144 MiB a round). Also under the legacy layout
  * (bottom-up: the walk went up), but in the TSan build, whose runtime
  * refuses that layout. Skipped under valgrind, which places mappings
  * itself. */
@@ -28,6 +35,8 @@
 #include <sys/personality.h>
 
 #include "internal.h"
+
+#include "../fuzz/fail_mmap.h"
 
 #define MiB ((size_t)1 << 20)
 #define BIG (64 * MiB) /* > OS_ZONE_MAX: mapped at each malloc, unmapped at each free */
@@ -94,10 +103,70 @@ static void sliding(void) {
   check_span("two live 64 MiB blocks, the older freed");
 }
 
+/* Each block's munmap refused once (the process at its map limit): the
+ * range stays mapped, an orphan (os.c), and the next mapping's retry
+ * unmaps it, just before that mapping is placed. */
+static void orphans(void) {
+  lo = UINTPTR_MAX, hi = 0;
+  for (int i = 0; i < ROUNDS; i++) {
+    char *p = hak_malloc(BIG);
+    REQUIRE(p != NULL);
+    p[0] = 1;
+    seen(p);
+    fo_arm(FO_BIT(FO_MUNMAP), 1, false); /* this free's munmap */
+    hak_free(p);
+    CHECK_MSG(fo_disarm() == 1, "orphans: the free's munmap was not refused");
+  }
+  check_span("64 MiB blocks whose munmap was refused, each retried at the next mapping");
+}
+
+/* A big block moved by realloc (mremap: a page of the test's after it, so
+ * that it cannot grow in place) to a range mapped below it (top-down), its
+ * old range gone; the next block's range goes where the kernel puts it,
+ * in that hole, not below the moved one. The moved blocks stay live: each
+ * round's moved block lies below the one before, but the new blocks must
+ * not walk down with them (twice the span). */
+#define MOVED_TO (BIG + 8 * MiB)
+static void moved(void) {
+  static char *live[ROUNDS];
+  uintptr_t plo = UINTPTR_MAX, phi = 0;
+  int n = 0;
+  for (int i = 0; i < ROUNDS; i++) {
+    char *p = hak_malloc(BIG);
+    REQUIRE(p != NULL);
+    p[0] = 1;
+    hak_large_t *lg = registry_large(p);
+    REQUIRE(lg != NULL);
+    void *stop = hak_map_at((uint8_t *)lg + lg->map_size, OS_PAGE_SIZE, PROT_NONE);
+    char *q = hak_realloc(p, MOVED_TO);
+    REQUIRE(q != NULL);
+    if (stop)
+      munmap(stop, OS_PAGE_SIZE);
+    if (q == p) { /* grown in place: the page was taken already, nothing moved */
+      hak_free(q);
+      continue;
+    }
+    plo = (uintptr_t)p < plo ? (uintptr_t)p : plo;
+    phi = (uintptr_t)p > phi ? (uintptr_t)p : phi;
+    live[n++] = q;
+  }
+  for (int i = 0; i < n; i++)
+    hak_free(live[i]);
+  REQUIRE(n >= ROUNDS / 2); /* most did move */
+  size_t range = (BIG + OS_PAGE_SIZE + SEGMENT_SIZE - 1) & ~(size_t)(SEGMENT_SIZE - 1);
+  CHECK_MSG(phi - plo <= SPAN_MAX * range,
+            "moved: %d blocks of 64 MiB, each moved by realloc to a bigger range, the new blocks "
+            "span %zu MiB (at most %zu): [%#lx, %#lx]",
+            n, (size_t)(phi - plo) / MiB, SPAN_MAX * range / MiB, (unsigned long)plo,
+            (unsigned long)phi);
+}
+
 static void sections(void) {
   RUN_SECTION(big);
   RUN_SECTION(aligned);
   RUN_SECTION(sliding);
+  RUN_SECTION(orphans);
+  RUN_SECTION(moved);
 }
 
 int main(int argc, char **argv) {

@@ -14,6 +14,17 @@
 #define MAP_FIXED_NOREPLACE 0x100000 /* Linux 4.17; older headers */
 #endif
 
+static void map_forget(uintptr_t p, size_t len); /* below, with the hint it drops */
+
+/* munmap of a range of ours, the hint dropped if it was beyond it: 0, or
+ * -1 with errno (the range still mapped). */
+static int munmap_ours(void *p, size_t len) {
+  if (munmap(p, len) != 0)
+    return -1;
+  map_forget((uintptr_t)p, len);
+  return 0;
+}
+
 /* Orphans: ranges of ours that a refused munmap left mapped (the process
  * at its limit of mappings, vm.max_map_count: the kernel does not split a
  * mapping then). Nothing refers to them (their pages were given back with
@@ -89,12 +100,12 @@ void os_orphans_retry(unsigned budget) {
   unsigned n = atomic_load_explicit(&orphans_n, memory_order_relaxed);
   if (budget >= n) {
     for (unsigned i = n; i-- > 0;) /* newest first */
-      if (munmap((void *)orphans[i].at, orphans[i].len) == 0)
+      if (munmap_ours((void *)orphans[i].at, orphans[i].len) == 0)
         orphans[i] = orphans[--n];
   } else {
     unsigned i = orphans_at < n ? orphans_at : 0;
     for (; budget && n; budget--) {
-      if (munmap((void *)orphans[i].at, orphans[i].len) == 0)
+      if (munmap_ours((void *)orphans[i].at, orphans[i].len) == 0)
         orphans[i] = orphans[--n]; /* the last one moved here: tried next */
       else
         i++;
@@ -179,7 +190,14 @@ static _Atomic int map_dir;
  * free in a loop got each block 68 MiB below the one before, never the
  * hole just given back, and in under a minute the blocks had walked the
  * address space down to the program's brk, taking what an sbrk would have
- * found free, and wrapped (test_map_reuse). */
+ * found free, and wrapped (test_map_reuse). Every range of ours that
+ * goes away goes through here: munmap_ours (os_munmap, an orphan's retry)
+ * and a move's source (os_move_mapping). Until 2026-11-29 only os_munmap
+ * did: an orphan unmapped by its retry (at the next mapping, just before
+ * it is placed) and a block moved by realloc to a new range left the hint
+ * behind, and such blocks walked down again, 68 MiB a round for a 64 MiB
+ * block freed while munmap was refused, 144 MiB for one moved to 72 MiB
+ * (test_map_reuse, orphans and moved). */
 static void map_forget(uintptr_t p, size_t len) {
   uintptr_t last = atomic_load_explicit(&map_last, memory_order_relaxed);
   if (last && (atomic_load_explicit(&map_dir, memory_order_relaxed) > 0
@@ -478,11 +496,10 @@ void *os_map_large(size_t size) {
  * three times, held 424 MiB). errno is kept. */
 void os_munmap(void *p, size_t size) {
   int saved = errno;
-  if (munmap(p, size) != 0) {
+  if (munmap_ours(p, size) != 0) {
     madvise(p, size, MADV_DONTNEED);
     orphan_add(p, size);
   } else {
-    map_forget((uintptr_t)p, size);
     os_orphans_retry(ORPHANS_RETRY); /* a mapping fewer: maybe room for a split */
   }
   errno = saved;
@@ -538,6 +555,8 @@ bool os_move_mapping(void *src, size_t old, size_t new, void *dst, bool *kept) {
   int saved = errno;
   *(volatile uint64_t *)dst = move_token(dst); /* one fault of dst's first page */
   bool moved = mremap(src, old, new, MREMAP_MAYMOVE | MREMAP_FIXED, dst) != MAP_FAILED;
+  if (moved) /* src's range is gone, as if unmapped */
+    map_forget((uintptr_t)src, old);
   *kept = moved || failed_move_dst_kept(dst, new);
   errno = saved;
   return moved;
