@@ -33,6 +33,7 @@
 
 #include <sys/mman.h>
 #include <sys/personality.h>
+#include <sys/resource.h>
 
 #include "internal.h"
 
@@ -161,12 +162,106 @@ static void moved(void) {
             (unsigned long)phi);
 }
 
+/* Whether this process fills its address space bottom-up (the legacy
+ * layout: the personality's flag, or vm.legacy_va_layout). */
+static bool bottom_up(void) {
+  int pers = personality(0xffffffff);
+  REQUIRE(pers != -1);
+  if (pers & ADDR_COMPAT_LAYOUT)
+    return true;
+  char v[8] = {0};
+  int fd = open("/proc/sys/vm/legacy_va_layout", O_RDONLY);
+  if (fd >= 0) {
+    if (read(fd, v, sizeof v - 1) < 0)
+      v[0] = 0;
+    close(fd);
+  }
+  return v[0] == '1';
+}
+
+/* The walk of os.c's map_aligned after a refused over-map, the way the
+ * kernel fills the address space not known yet (a new process; a first
+ * unaligned range). The test's region R (1 GiB) has two holes: a tight
+ * one at the kernel's end of R (top-down its top, right below what the
+ * kernel mapped before R), the only one the kernel's own choice of place
+ * for the range can be, and whose aligned neighbours are taken; and an
+ * aligned one WALK_AT alignments further into R, where the walk finds it.
+ * RLIMIT_AS refuses the over-map. Until 2026-11-29 the walk went both ways
+ * while the way was not known, and the wrong way (up, top-down) cleared R
+ * and the libraries first, placed the range above mmap_base, in the room
+ * the kernel keeps below the stack (bottom-up: below mmap_base), and
+ * learnt that way. The block must lie in R's aligned hole. Not in the
+ * asan and tsan builds (their runtimes' mappings pass any RLIMIT_AS; tsan
+ * places no range exactly). */
+#define WALK_SIZE (36 * MiB) /* > OS_ZONE_MAX; the walk's 16 alignments reach past it */
+#define WALK_AT 14           /* < the walk's 16 alignments */
+static void walk(void) {
+  if (hak_config_is("asan") || hak_config_is("tsan")) {
+    printf("walk: not in the %s build\n", hak_config());
+    return;
+  }
+  bool up = bottom_up();
+  size_t map = WALK_SIZE + OS_PAGE_SIZE; /* the block's range: its header's page more */
+  size_t rlen = (size_t)1 << 30;
+  uint8_t *r = mmap(NULL, rlen, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  REQUIRE(r != MAP_FAILED);
+  /* the free pages between R and the kernel's mapping beyond it (a kernel
+   * that aligns big anonymous mappings leaves up to 2 MiB) taken too: the
+   * tight hole must be the whole gap */
+  uint8_t *fill = up ? r - 4 * MiB : r + rlen, *fill_end = up ? r : r + rlen + 4 * MiB;
+  size_t filled = 0;
+  if (up) /* downwards from R's start */
+    while (fill_end - filled > fill &&
+           hak_map_at(fill_end - filled - OS_PAGE_SIZE, OS_PAGE_SIZE, PROT_NONE))
+      filled += OS_PAGE_SIZE;
+  else
+    while (fill + filled < fill_end && hak_map_at(fill + filled, OS_PAGE_SIZE, PROT_NONE))
+      filled += OS_PAGE_SIZE;
+  /* the tight hole, its start not aligned (else the range is kept where
+   * the kernel puts it), and the aligned one */
+  uint8_t *hole = up ? r : r + rlen - map;
+  if (((uintptr_t)hole & SEGMENT_MASK) == 0)
+    hole += up ? OS_PAGE_SIZE : -OS_PAGE_SIZE;
+  uint8_t *down = (uint8_t *)((uintptr_t)hole & ~(uintptr_t)SEGMENT_MASK);
+  uint8_t *aligned = up ? down + (WALK_AT + 1) * SEGMENT_SIZE : down - WALK_AT * SEGMENT_SIZE;
+  REQUIRE(munmap(hole, map) == 0 && munmap(aligned, map) == 0);
+  /* the kernel's own choice must be the tight hole (else a gap beyond R
+   * holds the range: nothing to test) */
+  void *k = mmap(NULL, map, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  REQUIRE(k != MAP_FAILED);
+  munmap(k, map);
+  char *p = NULL;
+  if (k == hole) {
+    os_test_forget_layout();                         /* as in a new process */
+    struct rlimit was = hak_limit_as(map + 2 * MiB); /* the range fits, the over-map does not */
+    p = hak_malloc(WALK_SIZE);
+    REQUIRE(setrlimit(RLIMIT_AS, &was) == 0);
+    CHECK_MSG(p && (uint8_t *)p >= aligned && (uint8_t *)p < aligned + map,
+              "walk (%s): a %zu MiB block placed at %p, not in the aligned hole at %p of the "
+              "region [%p, %p) whose tight hole the kernel chose%s",
+              up ? "bottom-up" : "top-down", map / MiB, (void *)p, (void *)aligned, (void *)r,
+              (void *)(r + rlen),
+              !p                                                   ? ""
+              : (up ? (uint8_t *)p < r : (uint8_t *)p >= r + rlen) ? ": past the kernel's end"
+                                                                   : "");
+  } else {
+    printf("walk: the kernel put %zu MiB at %p, not in the hole at %p; not tested\n", map / MiB, k,
+           (void *)hole);
+  }
+  if (p)
+    hak_free(p);
+  munmap(r, rlen);
+  if (filled)
+    munmap(up ? fill_end - filled : fill, filled);
+}
+
 static void sections(void) {
   RUN_SECTION(big);
   RUN_SECTION(aligned);
   RUN_SECTION(sliding);
   RUN_SECTION(orphans);
   RUN_SECTION(moved);
+  RUN_SECTION(walk);
 }
 
 int main(int argc, char **argv) {

@@ -450,6 +450,9 @@ HAK_INTERNAL bool os_zone_on(void);
 HAK_INTERNAL bool os_zone_holds(const void *p);
 HAK_INTERNAL uintptr_t os_zone_seek(uintptr_t off);
 HAK_INTERNAL void os_zone_reset(void);
+/* hakmem's tests: os_map_aligned's placement hint and the way the kernel
+ * fills the address space forgotten, as in a new process. */
+HAK_INTERNAL void os_test_forget_layout(void);
 HAK_INTERNAL void os_unmap(void *p, size_t size);
 /* munmap without os_unmap's bookkeeping; pages it cannot unmap (the
  * process at its limit of mappings) are given back with MADV_DONTNEED.

@@ -175,10 +175,10 @@ static void *map_at(uintptr_t want, size_t size) {
 }
 
 /* The last range map_aligned returned, [map_last, map_last_end), and the
- * way the kernel fills the address space, learnt from the first exact
- * mapping placed next to the kernel's own choice: -1 top-down (the default
- * layout), +1 bottom-up (the legacy one), 0 not known yet. Only hints: a
- * race between threads costs a refused mmap, nothing else. */
+ * way the kernel fills the address space, learnt when map_near first needs
+ * it (map_learn_dir): -1 top-down (the default layout), +1 bottom-up (the
+ * legacy one), 0 not known yet. Only hints: a race between threads costs a
+ * refused mmap, nothing else. */
 static _Atomic uintptr_t map_last, map_last_end;
 static _Atomic int map_dir;
 
@@ -206,6 +206,13 @@ static void map_forget(uintptr_t p, size_t len) {
     atomic_store_explicit(&map_last, 0, memory_order_relaxed);
 }
 
+/* hakmem's tests: the hint and the way forgotten, as in a new process. */
+void os_test_forget_layout(void) {
+  atomic_store_explicit(&map_last, 0, memory_order_relaxed);
+  atomic_store_explicit(&map_last_end, 0, memory_order_relaxed);
+  atomic_store_explicit(&map_dir, 0, memory_order_relaxed);
+}
+
 #define MAP_LOW ((uintptr_t)SEGMENT_SIZE)      /* no exact try below */
 #define MAP_TOP ((uintptr_t)1 << ADDRESS_BITS) /* nor past what the registry covers */
 #define MAP_EXACT_ALIGN_MAX ((size_t)64 << 20) /* larger ones are over-mapped at once */
@@ -221,36 +228,71 @@ static void map_forget(uintptr_t p, size_t len) {
 #define MAP_EXACT_ON 1
 #endif
 
+/* The way the kernel fills the address space (map_dir), learnt once from
+ * single pages it places in a row: two next to each other say it, the
+ * second below the first top-down, above it bottom-up (a page that filled
+ * a one-page hole is kept while the next is placed, so that the next
+ * comes from the same hole or a farther one, never a nearer one). 0 if
+ * not learnt (a page refused). Until 2026-11-29 the way was learnt from
+ * map_near's first success, which went both ways while it was not known:
+ * the wrong way's aligned places lie past the kernel's end of the address
+ * space (the kernel put `near` in the first hole from there that holds
+ * it), and a hole next to `near` too tight for its aligned places, the
+ * over-map refused (RLIMIT_AS), sent the walk past the libraries, above
+ * mmap_base, into the room the kernel keeps below the stack (below
+ * mmap_base, into the brk's room, bottom-up), where it took the range and
+ * learnt the wrong way, whose step 1 then went on from there
+ * (test_map_reuse, walk). */
+#define MAP_PROBES 8
+static int map_learn_dir(void) {
+  int dir = atomic_load_explicit(&map_dir, memory_order_relaxed);
+  uintptr_t page[MAP_PROBES];
+  unsigned n = 0;
+  while (!dir && n < MAP_PROBES) {
+    void *q =
+        mmap(NULL, OS_PAGE_SIZE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (q == MAP_FAILED)
+      break;
+    page[n++] = (uintptr_t)q;
+    if (n > 1 && page[n - 1] + OS_PAGE_SIZE == page[n - 2])
+      dir = -1;
+    else if (n > 1 && page[n - 1] == page[n - 2] + OS_PAGE_SIZE)
+      dir = 1;
+  }
+  while (n)
+    unmap_unused((void *)page[--n], OS_PAGE_SIZE);
+  if (dir)
+    atomic_store_explicit(&map_dir, dir, memory_order_relaxed);
+  return dir;
+}
+
 /* Exactly `size` at the aligned addresses around `near` (a range the kernel
- * placed): the k-th alignment below the one under it (top-down) and the
- * k-th above (bottom-up), for k in [from, to), the known way only once it
- * is known. Returns the range, or 0 (at the first refusal that is not
- * EEXIST: a limit, which another place would meet too). */
+ * placed), the way the kernel fills the address space (map_learn_dir): the
+ * k-th alignment below the one under it (top-down) or the k-th above
+ * (bottom-up), for k in [from, to). Returns the range, or 0 (the way not
+ * known; at the first refusal that is not EEXIST: a limit, which another
+ * place would meet too). */
 static uintptr_t map_near(uintptr_t near, size_t size, size_t alignment, size_t offset,
                           unsigned from, unsigned to) {
   uintptr_t down = ((near + offset) & ~(uintptr_t)(alignment - 1)) - offset;
-  int dir = atomic_load_explicit(&map_dir, memory_order_relaxed);
-  for (unsigned k = from; k < to; k++)
-    for (int way = -1; way <= 1; way += 2) {
-      if (dir && way != dir)
-        continue;
-      uintptr_t want = way < 0 ? down - k * alignment : down + (k + 1) * alignment;
-      if (want <= MAP_LOW || want > MAP_TOP - size) /* (wrapped below 0: above the top) */
-        continue;
-      void *r = map_at(want, size);
-      if (r == (void *)want) {
-        if (!dir)
-          atomic_store_explicit(&map_dir, way, memory_order_relaxed);
-        return want;
-      }
-      if (r == MAP_FAILED && errno != EEXIST)
-        return 0;
-      if (r != MAP_FAILED) { /* a hint not honoured */
-        if (map_fits((uintptr_t)r, alignment, offset))
-          return (uintptr_t)r;
-        unmap_unused(r, size);
-      }
+  int dir = map_learn_dir();
+  if (!dir)
+    return 0;
+  for (unsigned k = from; k < to; k++) {
+    uintptr_t want = dir < 0 ? down - k * alignment : down + (k + 1) * alignment;
+    if (want <= MAP_LOW || want > MAP_TOP - size) /* (wrapped below 0: above the top) */
+      continue;
+    void *r = map_at(want, size);
+    if (r == (void *)want)
+      return want;
+    if (r == MAP_FAILED && errno != EEXIST)
+      return 0;
+    if (r != MAP_FAILED) { /* a hint not honoured */
+      if (map_fits((uintptr_t)r, alignment, offset))
+        return (uintptr_t)r;
+      unmap_unused(r, size);
     }
+  }
   return 0;
 }
 
@@ -267,10 +309,13 @@ static uintptr_t map_near(uintptr_t near, size_t size, size_t alignment, size_t 
  *  1. the aligned range next to the last one returned (below it when the
  *     kernel fills top-down, above it when bottom-up), where the kernel
  *     would have put the range, or near; not once a range beyond it was
- *     unmapped (map_forget), whose hole the kernel fills first;
+ *     unmapped (map_forget), whose hole the kernel fills first, nor while
+ *     the direction is not known (the wrong side of the kernel's first
+ *     range lies past its end of the address space);
  *  2. where the kernel puts it, kept if aligned by chance;
  *  3. that range moved down to the alignment below it (top-down), or up to
- *     the one above it (bottom-up); both while the direction is not known.
+ *     the one above it (bottom-up), the direction learnt first if need be
+ *     (map_learn_dir).
  *     Top-down, the kernel put its range at the top of a gap, so the
  *     alignment below is usually free: the address the over-map's trim
  *     would have kept (the over-map lies just below that gap's top too).
@@ -286,11 +331,11 @@ static uintptr_t map_exact(size_t size, size_t alignment, size_t offset, uintptr
   uintptr_t last = atomic_load_explicit(&map_last, memory_order_relaxed);
   uintptr_t last_end = atomic_load_explicit(&map_last_end, memory_order_relaxed);
   void *q = MAP_FAILED;
-  if (last) { /* 1 */
+  if (last && dir) { /* 1 */
     uintptr_t want = 0;
     if (dir > 0 && last_end < MAP_TOP - size - alignment)
       want = ((last_end + offset + mask) & ~mask) - offset;
-    else if (dir <= 0 && last > MAP_LOW + size + offset)
+    else if (dir < 0 && last > MAP_LOW + size + offset)
       want = ((last - size + offset) & ~mask) - offset;
     if (want > MAP_LOW) {
       q = map_at(want, size);
