@@ -55,7 +55,15 @@
 #define CHUNK_RECS 16384u      /* later chunks: 1 MiB */
 
 struct trace_chunk {
-  struct trace_chunk *next;
+  /* The next chunk, linked by the owner when this one is full: published
+   * (release) after the new chunk's header is written, and read (acquire)
+   * by write_file, which reaches it from this chunk's count, whose last
+   * release came before the link was written. A plain pointer until
+   * 2026-11-29: a data race with a flush (ThreadSanitizer, in a tsan build
+   * of the recorder: test_trace_flush_race), and on a weakly ordered CPU
+   * (aarch64, POWER) a flush could follow the link to a chunk whose `cap`
+   * and `next` it did not see yet. */
+  struct trace_chunk *_Atomic next;
   _Atomic uint32_t n; /* records published */
   uint32_t cap;
   struct hak_trace_rec rec[];
@@ -340,7 +348,7 @@ static struct trace_chunk *chunk_map(uint32_t cap, size_t extra, void **front) {
   if (front)
     *front = m;
   struct trace_chunk *c = (struct trace_chunk *)((char *)m + extra);
-  c->next = NULL;
+  atomic_store_explicit(&c->next, NULL, memory_order_relaxed); /* not published yet */
   atomic_store_explicit(&c->n, 0, memory_order_relaxed);
   c->cap = cap;
   return c;
@@ -445,7 +453,7 @@ void hak_trace_emit(uint64_t seq, unsigned op, const void *arg, size_t a1, size_
     if (c && n == c->cap) {
       struct trace_chunk *nc = chunk_map(CHUNK_RECS, 0, NULL);
       if (nc) {
-        c->next = nc;
+        atomic_store_explicit(&c->next, nc, memory_order_release);
         b->cur = nc;
         n = 0;
       }
@@ -570,7 +578,8 @@ static int write_file(unsigned flags, int signo, uint64_t lim, const struct hak_
       h.config[i] = cfg[i];
     write_all(fd, &h, sizeof h);
     for (struct trace_buf *b = atomic_load(&trace_bufs); b; b = atomic_load(&b->next))
-      for (struct trace_chunk *c = atomic_load(&b->head); c; c = c->next) {
+      for (struct trace_chunk *c = atomic_load(&b->head); c;
+           c = atomic_load_explicit(&c->next, memory_order_acquire)) {
         uint32_t n = atomic_load_explicit(&c->n, memory_order_acquire);
         /* a thread's records are in sequence order: keep those before the
          * snapshot (other threads go on running while the file is written) */
