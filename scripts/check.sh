@@ -6,6 +6,8 @@
 #               tests that did get built still run, then the next config)
 #   test_*      each C test program, under `timeout 300`; 0 pass, 77 skip,
 #               124 (timeout) HANG, anything else FAIL
+#   build-trace, trace/test_trace_flush_race  (tsan config) the trace
+#               recorder built with TSan too (build/tsan-trace), and its test
 #   memcheck/*  (valgrind config) test_api, test_mt_smoke, test_sizeclass,
 #               test_large_cache
 #               under valgrind memcheck with a small HAK_TEST_SCALE (0.25)
@@ -99,6 +101,18 @@ for cfg in $CONFIGS; do
     fi
     run_check "$cfg" "$t" env "${ENV[@]}" "${wrap[@]}" "$bin"
   done
+
+  # The trace recorder is built in the trace configuration only, which has no
+  # TSan: its cross-thread tests also run with both (build/tsan-trace), where
+  # TSan sees the recorder's memory-ordering bugs (test_trace_flush_race).
+  if [ "$cfg" = tsan ] && [ -e tests/test_trace_flush_race.c ]; then
+    echo "==> check: [$cfg] the trace recorder under TSan (build/tsan-trace)"
+    tt=build/tsan-trace/tests/test_trace_flush_race
+    if RUN_TIMEOUT=600 run_check "$cfg" build-trace make -j"$JOBS" CONFIG=tsan B=build/tsan-trace \
+      EXTRA_CFLAGS=-DHAK_TRACE=1 "$tt"; then
+      run_check "$cfg" "trace/test_trace_flush_race" env "${ENV[@]}" "${wrap[@]}" "$tt"
+    fi
+  fi
 
   if [ "$cfg" = valgrind ]; then
     echo "==> check: [$cfg] memcheck runs (HAK_TEST_SCALE=$MEMCHECK_SCALE)"

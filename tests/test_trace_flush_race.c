@@ -12,9 +12,13 @@
  * with both:
  *   make CONFIG=tsan B=build/tsan-trace EXTRA_CFLAGS=-DHAK_TRACE=1 \
  *        build/tsan-trace/tests/test_trace_flush_race
+ * The recorder is held (HAK_HOOK_TRACE_LINKED) right after it linked its
+ * second chunk, before that chunk's first record, while main flushes: the
+ * flush then reads the new chunk's header with nothing but the link's
+ * release to order it (a relaxed link: TSan reports `cap`).
  * In the trace build it checks what a broken walk loses: every flush made
  * while the recorder crosses chunks, and the last one, hold each of the
- * recording thread's records, in order, with no gap.
+ * recording thread's records, in order, and the last one all of them.
  * The threads wait on each other through relaxed flags only, so the test
  * itself adds no happens-before edge that would hide the race. */
 #include "hak_test.h"
@@ -29,8 +33,24 @@
 #define PAIRS 600
 
 static char dir[64], path[128];
-static _Atomic int phase;  /* 1: the recorder is past its first chunk; 2: done */
-static _Atomic int writes; /* flushes made since phase 1 */
+static _Atomic int phase;       /* 1: the recorder is past its first chunk; 2: done */
+static _Atomic int writes;      /* flushes made since phase 1 */
+static _Atomic int linked;      /* the recorder is held just after linking a new chunk */
+static _Atomic int held_writes; /* flushes made while it was held there */
+
+/* HAK_HOOK_TRACE_LINKED, in the recorder: held (once) until main has
+ * flushed, so that the flush follows the link to a chunk with no record
+ * yet: its `cap`, written before the link, is ordered for the flush by the
+ * link's release alone (a relaxed link: a data race on `cap`). At most
+ * 10 s, then the test goes on (and says so). */
+static void hook(enum hak_hook_point where, void *arg) {
+  (void)arg;
+  if (where != HAK_HOOK_TRACE_LINKED || atomic_load_explicit(&linked, memory_order_relaxed))
+    return;
+  atomic_store_explicit(&linked, 1, memory_order_relaxed);
+  for (int i = 0; i < 10000 && atomic_load_explicit(&held_writes, memory_order_relaxed) < 2; i++)
+    usleep(1000);
+}
 
 static void *recorder(void *arg) {
   (void)arg;
@@ -105,11 +125,15 @@ int main(void) {
   snprintf(path, sizeof path, "%s/trace", dir);
   setenv("HAKMEM_TRACE", path, 1);
   hak_free(hak_malloc(16)); /* starts the recorder in this thread */
+  hak_test_hook = hook;
   pthread_t t;
   REQUIRE(pthread_create(&t, NULL, recorder, NULL) == 0);
   long seen_max = 0;
   while (atomic_load_explicit(&phase, memory_order_relaxed) != 2) {
+    int held = atomic_load_explicit(&linked, memory_order_relaxed);
     hak_trace_flush();
+    if (held)
+      atomic_fetch_add_explicit(&held_writes, 1, memory_order_relaxed);
     if (atomic_load_explicit(&phase, memory_order_relaxed) >= 1) {
       atomic_fetch_add_explicit(&writes, 1, memory_order_relaxed);
       const char *why;
@@ -122,6 +146,10 @@ int main(void) {
     }
   }
   REQUIRE(pthread_join(t, NULL) == 0);
+  hak_test_hook = NULL;
+  CHECK_MSG(atomic_load(&held_writes) >= 2,
+            "the recorder was not held at its new chunk's link while main flushed (%d flushes)",
+            atomic_load(&held_writes));
   hak_trace_flush();
   const char *why;
   long m = check_file(&why);

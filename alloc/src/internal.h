@@ -803,6 +803,12 @@ enum hak_hook_point {
    * only) and fork_child lets go (test_many_threads part fork_exiting).
    * Not one of fuzz_mt's FZ_HOOK points. */
   HAK_HOOK_HEAP_POOLED,
+  /* trace build: hak_trace_emit, a full chunk just linked to a new one,
+   * before the new one's first record (arg: the new chunk): a flush there
+   * follows the link to a chunk with no record published, whose header
+   * only the link's release orders (test_trace_flush_race). Not one of
+   * fuzz_mt's FZ_HOOK points. */
+  HAK_HOOK_TRACE_LINKED,
 };
 /* Atomic: a test sets it while other threads run into the hook points
  * (their heaps' creation among them); a relaxed load is a plain load. */

@@ -456,6 +456,7 @@ void hak_trace_emit(uint64_t seq, unsigned op, const void *arg, size_t a1, size_
         atomic_store_explicit(&c->next, nc, memory_order_release);
         b->cur = nc;
         n = 0;
+        HAK_TEST_HOOK(HAK_HOOK_TRACE_LINKED, nc);
       }
       c = nc;
     }

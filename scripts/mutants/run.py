@@ -242,6 +242,12 @@ class Check:
         return "%s:%s" % (self.stage, self.name) if self.name else self.stage
 
 
+# The tsan configuration with the trace recorder compiled in (check.sh, the
+# tsan stage below, base_build).
+TSAN_TRACE_MAKE = ["CONFIG=tsan", "B=build/tsan-trace", "EXTRA_CFLAGS=-DHAK_TRACE=1"]
+TSAN_TRACE_TEST = "build/tsan-trace/tests/test_trace_flush_race"
+
+
 def selection(root, makej, scale):
     """The fixed selection, cheapest and most likely to kill first. Each stage
     is a list of checks; the whole selection is their concatenation."""
@@ -332,6 +338,12 @@ def selection(root, makej, scale):
     # runs find theirs by chance
     tests_of("tsan", ["test_heap_publish", "test_mt_smoke", "test_thread_exit",
                       "test_fork_concurrent"], wrap=NOASLR)
+    # the trace recorder under TSan too (build/tsan-trace: the tsan configuration
+    # with HAK_TRACE; the trace configuration has no TSan)
+    if "test_trace_flush_race" in tests:
+        S.append(Check("tsan/build-trace", "", mk + TSAN_TRACE_MAKE + [TSAN_TRACE_TEST], "build", 900))
+        S.append(Check("tsan/trace-tests", "test_trace_flush_race", list(NOASLR) + [TSAN_TRACE_TEST],
+                       timeout=90, env=dict(sc, **san_env("tsan", root))))
     S.append(Check("tsan/stress", "", ["env", "THREADS=4", "CHUNKS=1024", "DURATION=2",
                                        "HAK_RESULTS=build/mutant-stress.tsv",
                                        "scripts/stress.sh", "run", "tsan"], timeout=300))
@@ -350,7 +362,7 @@ def selection(root, makej, scale):
         S.append(Check("trace/build", "", mk + ["CONFIG=trace", "lib", "tests"], "build", 900))
         tests_of("trace", ["test_trace_fork_init", "test_trace_inflight_free",
                            "test_trace_realloc_order", "test_trace_secure", "test_trace_cancel",
-                           "test_trace_errno"],
+                           "test_trace_errno", "test_trace_flush_race"],
                  timeout=60)
         S.append(Check("trace/build-valgrind", "", mk + ["CONFIG=valgrind", "lib"], "build", 900))
         S.append(Check("trace/build-tools", "", mk + ["build/repro/release/replay",
@@ -618,6 +630,7 @@ def base_build(base, makej, logdir, deadline):
         ["CONFIG=asan", "tests"],
         ["CONFIG=valgrind", "tests"],
         ["CONFIG=tsan", "tests"] + ["build/tsan/stress/%s" % p for p in progs("tsan")],
+        TSAN_TRACE_MAKE + [TSAN_TRACE_TEST],
         ["CONFIG=release"] + ["build/release/stress/%s.libc" % p for p in progs("release")],
         ["fuzz-bins"],
     ]
