@@ -130,6 +130,12 @@ static inline __attribute__((always_inline)) void free_block(hak_segment_t *seg,
                                                              hak_block_t *b) {
   uintptr_t mark = block_marker_value(b);
   hak_heap_t *h = hak_tls_heap;
+  /* Relaxed (a plain load on every CPU): only h's thread stores h there
+   * (a new segment, an adoption), and the store that replaced an earlier
+   * h (the abandonment by h's previous thread, before the heap pool gave
+   * h to this one under the global lock) happens before this thread got
+   * h: a stale value cannot read as h, nor h as another. What the push
+   * below touches is this thread's own. */
   if (likely(atomic_load_explicit(&seg->owner, memory_order_relaxed) == h)) {
     if (unlikely(block_marker(b) == mark)) {
       free_bad(b, cls);
@@ -186,6 +192,8 @@ static HAK_NOINLINE void *small_alloc_slow(hak_heap_t *h, size_t cls, size_t n, 
   }
   heap_lock(h);
   h->tc_under[cls] = 1;
+  /* relaxed: a count, compared by reclaim_wanted only (a stale, smaller
+   * value makes a reclaim less likely, never wrong); it orders nothing */
   h->alloc_epoch = atomic_load_explicit(&hak_abandon_epoch, memory_order_relaxed);
   heap_drain_delayed(h);
   segment_purge_maybe(h);
@@ -222,6 +230,10 @@ oom:
  * heap was abandoned at its exit reclaims only by the last rule (its heap
  * for the free is abandoned at once, free_not_owned). */
 static bool reclaim_wanted(const hak_heap_t *h, hak_segment_t *seg, uint64_t epoch) {
+  /* Relaxed: the RMW gives each free its own n, which is all the count
+   * needs; abandoned_live was published by the abandonment's release store
+   * of the owner (NULL), which free_not_owned loaded with acquire, after
+   * the epoch (acquire) that orders this count after the reset. */
   uint32_t n = atomic_fetch_add_explicit(&seg->abandoned_frees, 1, memory_order_relaxed) + 1;
   return (h == &hak_empty_heap ? !hak_tls_exiting : h->alloc_epoch >= epoch) ||
          n >= atomic_load_explicit(&seg->abandoned_live, memory_order_relaxed);

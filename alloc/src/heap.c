@@ -146,6 +146,8 @@ static void heap_reset(hak_heap_t *h) {
   h->dirty_free_bytes = 0;
   h->purge_at_ms = 0;
   h->seg_joins = h->collect_due = 0;
+  /* relaxed: the heap owns no segment here, so no free pushes on it; a
+   * later one finds the heap through `owner`, ordered after this */
   atomic_store_explicit(&h->delayed, 0, memory_order_relaxed);
 }
 
@@ -246,7 +248,7 @@ hak_heap_t *heap_get_or_create(void) {
 
 /* Frees the blocks remote threads handed over for full pages. */
 void heap_drain_delayed(hak_heap_t *h) {
-  uintptr_t d = atomic_load_explicit(&h->delayed, memory_order_relaxed);
+  uintptr_t d = atomic_load_explicit(&h->delayed, memory_order_relaxed); /* a peek */
   if (!d)
     return;
   d = atomic_exchange_explicit(&h->delayed, 0, memory_order_acquire);
@@ -307,7 +309,9 @@ void heap_abandon(hak_heap_t *h, bool in_fork_child) {
   heap_reset(h);
   hak_lock(&hak_global_lock);
   /* before the segments are abandoned: a heap allocating from now on has
-   * allocated since their abandonment */
+   * allocated since their abandonment (relaxed: every increment and every
+   * abandonment's read of it hold the global lock; the allocators' reads
+   * are a guess, small_alloc_slow) */
   atomic_fetch_add_explicit(&hak_abandon_epoch, 1, memory_order_relaxed);
   while (s) {
     hak_segment_t *next = s->next;

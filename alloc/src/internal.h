@@ -345,6 +345,11 @@ static inline unsigned registry_kind(const void *p) {
   uintptr_t i = (uintptr_t)p >> SEGMENT_SHIFT;
   if (unlikely(i >= REGISTRY_SLOTS))
     return REG_NONE;
+  /* Relaxed: a valid pointer came to this thread from its allocation
+   * (happens-before, the program's own), which came after its range was
+   * registered and its header and slice entries written. A bad pointer's
+   * range may change meanwhile: the error paths read what it holds under
+   * the lock that its unregistering holds (global: segments; large). */
   return atomic_load_explicit(&hak_registry[i], memory_order_relaxed);
 }
 HAK_INTERNAL void registry_set(const void *range_start, unsigned kind);
@@ -391,6 +396,9 @@ static inline hak_slice_t *ptr_slice_entry(hak_segment_t *seg, const void *p) {
 static inline bool slice_is_block_start_by(const hak_slice_t *sl, const void *p,
                                            const uint64_t *magic) {
   uint32_t x = (uint32_t)((uintptr_t)p & (SLICE_SIZE - 1));
+  /* relaxed: a valid block was carved before it was handed out, and the
+   * pointer brings that edge with it (registry_kind); atomic only so that a
+   * bad free racing the owner's carving reads a whole value */
   return x < atomic_load_explicit(&sl->end, memory_order_relaxed) &&
          (uint64_t)(x + sl->phase) * magic[sl->cls] < magic[sl->cls];
 }
@@ -416,7 +424,9 @@ static inline bool slice_entry_same(const hak_slice_t *sl, const hak_page_t *pg,
          atomic_load_explicit(&sl->end, memory_order_relaxed) == slice_entry_end(pg, cap, k);
 }
 /* Sets how many blocks are carved (owner only; remote frees read the slice
- * entries' ends). */
+ * entries' ends). Relaxed: the blocks carved now reach other threads only
+ * through pointers the program hands over after their malloc, which order
+ * these stores before any free of them (slice_is_block_start_by). */
 static inline void page_set_capacity(hak_page_t *pg, uint32_t cap) {
   atomic_store_explicit(&pg->capacity, cap, memory_order_relaxed);
   hak_slice_t *sl = ((hak_segment_t *)ptr_segment_base(pg))->slices + pg->slice_index;
@@ -613,6 +623,7 @@ static inline void spin_wait(unsigned *round) {
 extern HAK_INTERNAL _Atomic int hak_fork_active;
 extern HAK_INTERNAL _Atomic(pthread_t) hak_fork_owner;
 static inline bool hak_fork_window_owner(void) {
+  /* the owner is stored (relaxed) before hak_fork_active's release store */
   return unlikely(atomic_load_explicit(&hak_fork_active, memory_order_acquire)) &&
          pthread_equal(atomic_load_explicit(&hak_fork_owner, memory_order_relaxed), pthread_self());
 }

@@ -91,6 +91,8 @@ static void unmap_unused(void *p, size_t len) {
  * hak_trim, and a process stayed at the limit with ranges the kernel would
  * have let go (test_orphans_retry, part `rotate`). */
 void os_orphans_retry(unsigned budget) {
+  /* the count read without the table (relaxed): a hint, an orphan added
+   * meanwhile waits for the next retry; under orphans_busy it is exact */
   if (!atomic_load_explicit(&orphans_n, memory_order_relaxed) ||
       atomic_flag_test_and_set_explicit(&orphans_busy, memory_order_acquire))
     return;

@@ -108,6 +108,8 @@ void page_init(hak_segment_t *seg, hak_page_t *pg, size_t cls, bool zero) {
   pg->in_full = 0;
   pg->free_is_zero = zero;
   pg->next = pg->prev = NULL;
+  /* relaxed: no other thread touches the stack of a page with no block
+   * handed out (a page is released only with no hand-over under way) */
   atomic_store_explicit(&pg->thread_free, 0, memory_order_relaxed);
   track_noaccess(page_start(pg), bytes);
 }
@@ -204,6 +206,8 @@ static void page_set_notify(hak_page_t *pg) {
       tf = atomic_load_explicit(&pg->thread_free, memory_order_relaxed);
       continue;
     }
+    /* relaxed: the request publishes nothing; the free that takes it
+     * (page_free_remote) reads only atomics, and `owner` as ordered there */
     if (atomic_compare_exchange_weak_explicit(&pg->thread_free, &tf, tf | TF_NOTIFY,
                                               memory_order_relaxed, memory_order_relaxed))
       return;
@@ -265,7 +269,15 @@ bool page_free_remote(hak_segment_t *seg, hak_page_t *pg, hak_block_t *b, uint64
         continue;
       HAK_TEST_HOOK(HAK_HOOK_NOTIFYING, b);
       /* The owner waits for TF_NOTIFYING to clear before it abandons the
-       * heap or releases the page, so `owner` and the page stay valid. */
+       * heap or releases the page, so `owner` and the page stay valid.
+       * And it is the heap that asked: the CAS above read the request
+       * (a relaxed RMW, page_set_notify) in the release sequence of the
+       * owner's last release on this word since it took the page (its
+       * adopter's page_clear_notify, after the release store of `owner`;
+       * a new segment's blocks bring their own edge), so this load
+       * cannot return NULL or the heap of the thread that abandoned the
+       * segment (which a weakly ordered CPU could show it otherwise: the
+       * block pushed on a pooled heap's delayed list, or a fault). */
       hak_heap_t *h = atomic_load_explicit(&seg->owner, memory_order_acquire);
       uintptr_t d = atomic_load_explicit(&h->delayed, memory_order_relaxed);
       do {

@@ -13,6 +13,8 @@ _Atomic uint8_t hak_registry[REGISTRY_SLOTS];
 void registry_set(const void *range_start, unsigned kind) {
   uintptr_t i = (uintptr_t)range_start >> SEGMENT_SHIFT;
   hak_assert(i < REGISTRY_SLOTS && ((uintptr_t)range_start & SEGMENT_MASK) == 0);
+  /* Release, though no load acquires it (registry_kind says why none
+   * needs to): a plain store on x86, once per segment or large range. */
   atomic_store_explicit(&hak_registry[i], (uint8_t)kind, memory_order_release);
 }
 

@@ -118,6 +118,8 @@ bool segment_abandon_locked(hak_segment_t *seg, bool even_empty) {
     page_collect_abandoned(pg);
     live += pg->used;
   }
+  /* relaxed: published by the release store of `owner` below, which
+   * free_not_owned loads (acquire) before it reads this */
   atomic_store_explicit(&seg->abandoned_live, live, memory_order_relaxed);
   /* nothing live: no free would ever come to reclaim it; the caller gives
    * it back instead (its pages all empty, no remote free can arrive) */
@@ -345,6 +347,8 @@ static void segment_unmap(hak_segment_t *seg) {
  * unmapped. */
 void segment_release(hak_segment_t *seg) {
   hak_assert(seg->used_pages == 0 && seg->free_slices == ALL_SLICES);
+  /* relaxed: no block is live, so no free reads it; the next owner takes
+   * the segment under the global lock */
   atomic_store_explicit(&seg->owner, NULL, memory_order_relaxed);
   seg->abandoned = 0;
   uint64_t now = os_now_ms();
@@ -668,6 +672,9 @@ hak_page_t *segment_page_alloc(hak_heap_t *h, size_t cls) {
   h->seg_joins++;
   heap_link_segment(h, seg); /* linked before owned: see segment_fork_fixup */
   h->dirty_free_bytes += segment_dirty_free_bytes(seg); /* a cached one's, not purged yet */
+  /* relaxed: another thread reaches the segment only through a block of
+   * it, handed over by the program after its malloc (the edge comes with
+   * the pointer); an adopter's store is a release (segment_adopt) */
   atomic_store_explicit(&seg->owner, h, memory_order_relaxed);
   return segment_take(h, seg, cls, n, find_run(seg->free_slices, n));
 }

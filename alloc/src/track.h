@@ -77,7 +77,10 @@ static inline HAK_NO_ASAN void block_clear_marker(hak_block_t *b) {
   VG_QUIET_END();
 }
 
-/* Atomically sets the marker, returning the old value (remote frees). */
+/* Atomically sets the marker, returning the old value (remote frees).
+ * Relaxed: the exchange's atomicity alone decides which of two racing
+ * frees of one block is the double one; the marker and the link reach the
+ * owner through the push that follows (release, page_free_remote). */
 static inline HAK_NO_ASAN uintptr_t block_marker_xchg(hak_block_t *b, uintptr_t marker) {
   VG_QUIET_BEGIN();
   uintptr_t old =
