@@ -26,10 +26,12 @@ BASEFLAGS := -std=gnu11 -fPIC -pthread -fvisibility=hidden -Ialloc/include $(WAR
 CXXBASE   := -std=gnu++17 -fPIC -pthread -Ialloc/include -Wall -Wextra
 
 # Per-configuration compiler and flags. SO=1 builds libhakmem.so.
+# (the release flags are named: fuzz/fuzz.mk builds the allocator with them too)
+RELEASE_FLAGS := -O2 -g -DNDEBUG -fno-plt -ftls-model=initial-exec
 ifeq ($(CONFIG),release)
   CC_CFG := gcc
   CXX_CFG := g++
-  CFG_FLAGS := -O2 -g -DNDEBUG -fno-plt -ftls-model=initial-exec
+  CFG_FLAGS := $(RELEASE_FLAGS)
   SO := 1
 endif
 ifeq ($(CONFIG),debug)

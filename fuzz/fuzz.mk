@@ -1,9 +1,12 @@
 # fuzz/fuzz.mk: libFuzzer drivers and their standalone replays (included by
 # the top-level Makefile). See README.md "## Fuzzing".
 #
-#   make fuzz [FUZZER=fuzz_mt] [FUZZ_TIME=60] [JOBS=2]   fuzz, merge new coverage into corpus/
+#   make fuzz [FUZZER=fuzz_mt] [FUZZ_TIME=60] [JOBS=2] [FUZZ_BUILD=release]
+#                            fuzz, merge new coverage into corpus/ (FUZZ_BUILD=release:
+#                            the libFuzzer build of the release allocator)
 #   make fuzz-replay         every corpus + regression input under ASan+UBSan (libFuzzer
-#                            build), gcc release, debug, TSan (fuzz_mt) and valgrind memcheck
+#                            build), the release libFuzzer build, gcc release, debug, TSan
+#                            (fuzz_mt) and valgrind memcheck
 #   make fuzz-coverage       llvm-cov line/branch report of alloc/ reached by the corpus
 #   make fuzz-bins           build every driver, every way
 
@@ -11,6 +14,7 @@ FUZZERS   := fuzz_ops fuzz_mt fuzz_sizes
 FUZZER    ?= $(FUZZERS)
 FUZZ_TIME ?= 60
 JOBS      ?= 2
+FUZZ_BUILD ?= asan
 FZB       := build/fuzz
 FZ_SRCS   := fuzz/ops.c
 FZ_HDRS   := fuzz/ops.h fuzz/ops_fork.h fuzz/fail_mmap.h
@@ -30,7 +34,18 @@ FZ_SA_FL_tsan     := -O1 -fsanitize=thread
 FZ_SA_CC_valgrind := gcc
 FZ_SA_FL_valgrind := -O1
 
+# libFuzzer against the release allocator (build/fuzz/libfuzzer-release): alloc/src
+# compiled with the release configuration's flags ($(RELEASE_FLAGS): -O2, no HAK_DEBUG,
+# no sanitizer) plus libFuzzer's coverage instrumentation only, so that code that
+# runs only where HAK_DEBUG is off is fuzzed too. The driver has UBSan but not ASan:
+# hakmem's blocks lie in its own mmaps, which ASan sees as plain addressable memory
+# (nothing poisons them without HAK_ASAN), so ASan would check only the driver's own
+# bookkeeping, which the ASan build above checks already, at half the speed.
+FZ_LFR_FLAGS := -O2 -fno-omit-frame-pointer -fsanitize=fuzzer,undefined \
+                -fno-sanitize-recover=undefined
+
 FZ_LF_BINS := $(addprefix $(FZB)/libfuzzer/,$(FUZZERS))
+FZ_LFR_BINS := $(addprefix $(FZB)/libfuzzer-release/,$(FUZZERS))
 FZ_SA_BINS := $(foreach c,$(FZ_SA_CONFIGS),$(addprefix $(FZB)/$(c)/,$(FUZZERS)))
 
 .PHONY: fuzz fuzz-bins fuzz-libs fuzz-replay fuzz-coverage fuzz-clean fuzz-format
@@ -39,7 +54,7 @@ fuzz-libs:
 	@for c in asan $(FZ_SA_CONFIGS); do $(MAKE) --no-print-directory CONFIG=$$c lib || exit 1; done
 
 fuzz-bins: fuzz-libs
-	@$(MAKE) --no-print-directory $(FZ_LF_BINS) $(FZ_SA_BINS)
+	@$(MAKE) --no-print-directory $(FZ_LF_BINS) $(FZ_LFR_BINS) $(FZ_SA_BINS)
 
 # The allocator is built like build/asan (same flags) plus UBSan and libFuzzer's
 # coverage instrumentation, so that the fuzzer is guided by alloc/ coverage.
@@ -58,6 +73,20 @@ $(FZ_LF_BINS): $(FZB)/libfuzzer/%: fuzz/%.c $(FZ_SRCS) $(FZ_HDRS) $(FZ_LF_LIB)
 	@mkdir -p $(@D)
 	clang $(FZ_CFLAGS) $(FZ_LF_FLAGS) $< $(FZ_SRCS) -o $@ $(FZ_LF_LIB)
 
+FZ_LFR_LIB  := $(FZB)/libfuzzer-release/libhakmem.a
+FZ_LFR_OBJS := $(patsubst alloc/src/%.c,$(FZB)/libfuzzer-release/obj/%.o,$(ALLOC_SRCS))
+$(FZ_LFR_OBJS): $(FZB)/libfuzzer-release/obj/%.o: alloc/src/%.c $(ALLOC_HDRS) Makefile
+	@mkdir -p $(@D)
+	clang $(BASEFLAGS) $(RELEASE_FLAGS) -fsanitize=fuzzer-no-link -DHAK_CONFIG_NAME='"release"' \
+	  -c $< -o $@
+$(FZ_LFR_LIB): $(FZ_LFR_OBJS)
+	rm -f $@
+	ar rcs $@ $^
+
+$(FZ_LFR_BINS): $(FZB)/libfuzzer-release/%: fuzz/%.c $(FZ_SRCS) $(FZ_HDRS) $(FZ_LFR_LIB)
+	@mkdir -p $(@D)
+	clang $(FZ_CFLAGS) $(FZ_LFR_FLAGS) $< $(FZ_SRCS) -o $@ $(FZ_LFR_LIB)
+
 define FZ_SA_RULE
 $(addprefix $(FZB)/$(1)/,$(FUZZERS)): $(FZB)/$(1)/%: fuzz/%.c $(FZ_SRCS) $(FZ_HDRS) fuzz/standalone_main.c build/$(1)/libhakmem.a
 	@mkdir -p $$(@D)
@@ -66,7 +95,7 @@ endef
 $(foreach c,$(FZ_SA_CONFIGS),$(eval $(call FZ_SA_RULE,$(c))))
 
 fuzz: fuzz-bins
-	@FUZZ_TIME=$(FUZZ_TIME) JOBS=$(JOBS) fuzz/run.sh $(FUZZER)
+	@FUZZ_TIME=$(FUZZ_TIME) JOBS=$(JOBS) FUZZ_BUILD=$(FUZZ_BUILD) fuzz/run.sh $(FUZZER)
 
 fuzz-replay: fuzz-bins
 	@fuzz/replay.sh $(FUZZERS)

@@ -11,23 +11,34 @@
 # with FUZZ_MERGE=1 (default) those that add coverage are merged into
 # corpus/<driver>/ (-merge=1). Findings land in build/fuzz/crashes/<driver>/
 # and are listed with the command that reproduces each. Exit 1 on a finding.
+# FUZZ_BUILD=asan (default): build/fuzz/libfuzzer (debug allocator, ASan+UBSan);
+# FUZZ_BUILD=release: build/fuzz/libfuzzer-release (the release allocator, whose
+# HAK_DEBUG-off code the other build never runs); log <driver>-release.log.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 FUZZ_TIME=${FUZZ_TIME:-60}
 JOBS=${JOBS:-2}
 FUZZ_MERGE=${FUZZ_MERGE:-1}
 MAX_LEN=${FUZZ_MAX_LEN:-2048}
+case ${FUZZ_BUILD:-asan} in
+  asan) LF_DIR=build/fuzz/libfuzzer LOG_SUFFIX= ;;
+  release) LF_DIR=build/fuzz/libfuzzer-release LOG_SUFFIX=-release ;;
+  *)
+    echo "fuzz/run.sh: FUZZ_BUILD must be asan or release, not '$FUZZ_BUILD'" >&2
+    exit 2
+    ;;
+esac
 rc=0
 for d in "$@"; do
-  bin=build/fuzz/libfuzzer/$d
+  bin=$LF_DIR/$d
   work=build/fuzz/work/$d
   crashes=build/fuzz/crashes/$d
-  log=build/fuzz/logs/$d.log
+  log=build/fuzz/logs/$d$LOG_SUFFIX.log
   mkdir -p "$work" "$crashes" "corpus/$d" "corpus/regressions/$d" build/fuzz/logs
   stamp=$(mktemp)
   dict=()
   [ -f "fuzz/$d.dict" ] && dict=("-dict=fuzz/$d.dict")
-  echo "==> fuzz: $d for ${FUZZ_TIME}s with $JOBS job(s); log $log"
+  echo "==> fuzz: $d ($bin) for ${FUZZ_TIME}s with $JOBS job(s); log $log"
   t0=$(date +%s)
   replay_found=0
   if [ "$JOBS" -le 1 ]; then
@@ -71,7 +82,7 @@ for d in "$@"; do
     [ -n "$f" ] || continue
     found=1
     echo "FINDING ($d): $f"
-    echo "  reproduce (ASan+UBSan): $bin $f"
+    echo "  reproduce (libFuzzer):  $bin $f"
     echo "  reproduce (release):    build/fuzz/release/$d $f"
   done < <(find "$crashes" -type f -newer "$stamp" | sort)
   rm -f "$stamp"
