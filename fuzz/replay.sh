@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # fuzz/replay.sh [-m MODE] DRIVER...  (make fuzz-replay): replays every input in
 # corpus/<driver>/ and corpus/regressions/<driver>/; fails on any finding.
-# MODE (default all): asan (libFuzzer build, ASan+UBSan), release (gcc -O2
+# MODE (default all): asan (libFuzzer build, ASan+UBSan), libfuzzer-release
+# (libFuzzer build of the release allocator, UBSan), release (gcc -O2
 # standalone), debug (HAK_DEBUG standalone), tsan (fuzz_mt only), valgrind
 # (memcheck on build/valgrind, first FUZZ_VG_MAX inputs per driver),
 # determinism (fresh state per input + crash reproduction).
@@ -28,15 +29,15 @@ have_inputs() {
   return 1
 }
 
-run_asan() {
-  local d=$1
-  step "$d under ASan+UBSan (libFuzzer build)"
+run_lf() { # run_lf <mode> <build dir under build/fuzz> <what> <driver>
+  local m=$1 dir=$2 what=$3 d=$4
+  step "$d under $what"
   mapfile -t f < <(inputs "$d")
   have_inputs "$d" || return 0
-  ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1} build/fuzz/libfuzzer/"$d" -runs=1 -timeout=60 "${f[@]}" \
-    >"build/fuzz/logs/replay-asan-$d.log" 2>&1 || {
-    tail -n 30 "build/fuzz/logs/replay-asan-$d.log"
-    fail "$d under ASan+UBSan"
+  ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1} build/fuzz/"$dir"/"$d" -runs=1 -timeout=60 "${f[@]}" \
+    >"build/fuzz/logs/replay-$m-$d.log" 2>&1 || {
+    tail -n 30 "build/fuzz/logs/replay-$m-$d.log"
+    fail "$d under $what"
   }
 }
 
@@ -114,7 +115,8 @@ mkdir -p build/fuzz/logs
 SETARCH=()
 if setarch "$(uname -m)" -R true 2>/dev/null; then SETARCH=(setarch "$(uname -m)" -R); fi
 for d in "$@"; do
-  case $MODE in all | asan) run_asan "$d" ;; esac
+  case $MODE in all | asan) run_lf asan libfuzzer "ASan+UBSan (libFuzzer build)" "$d" ;; esac
+  case $MODE in all | libfuzzer-release) run_lf libfuzzer-release libfuzzer-release "UBSan (libFuzzer build, release allocator)" "$d" ;; esac
   case $MODE in all | release) run_sa release "$d" ;; esac
   case $MODE in all | debug) run_sa debug "$d" ;; esac
   if [ "$d" = fuzz_mt ]; then

@@ -3,8 +3,10 @@
 # scripts/check.sh with CHECK_APPEND=1; also runnable alone).
 #   fuzz/build              every driver, libFuzzer and standalone builds
 #   fuzz/replay-<mode>      corpus + regressions replayed: asan (ASan+UBSan),
-#                           release, debug, tsan (fuzz_mt), valgrind (bounded),
-#                           determinism (fresh state per input, crash repro)
+#                           libfuzzer-release (the release allocator's libFuzzer
+#                           build, UBSan), release, debug, tsan (fuzz_mt),
+#                           valgrind (bounded), determinism (fresh state per
+#                           input, crash repro)
 #   fuzz/replay-no-inputs-fails  a driver with no corpus fails the replay
 #   fuzz/cflite-build       .clusterfuzzlite/build.sh with OSS-Fuzz's variables,
 #                           every fuzzer on its <fuzzer>_seed_corpus.zip
@@ -23,7 +25,7 @@ if ! command -v clang >/dev/null; then
   exit 0
 fi
 RUN_TIMEOUT=1200 run_check fuzz build make -j"${JOBS:-2}" fuzz-bins || exit 0
-for m in asan release debug tsan valgrind determinism; do
+for m in asan libfuzzer-release release debug tsan valgrind determinism; do
   RUN_TIMEOUT=600 run_check fuzz "replay-$m" fuzz/replay.sh -m "$m" $FUZZERS
 done
 # a driver whose corpus is gone must fail the replay, not pass it
