@@ -6,6 +6,9 @@
 #                     (libFuzzer -fork); every new crash is a finding, listed with
 #                     its reproduce commands and passed to scripts/triage.sh
 #                     (which files it under corpus/regressions/) when present
+#   fuzz-release/<driver>  the same with FUZZ_BUILD=release: the libFuzzer build
+#                     of the release allocator (code that runs only where
+#                     HAK_DEBUG is off); a quarter of each driver's fuzzing share
 #   fuzz-replay       make fuzz-replay: corpus + regressions, every build
 #   valgrind-replay   the WHOLE corpus under valgrind memcheck (fuzz/replay.sh -m
 #                     valgrind with no input limit)
@@ -75,7 +78,10 @@ DEADLINE=$((START + TOTAL_S))
 
 # ---- the plan: check name, share of the budget (weights), runner function
 PLAN=()
-for d in $FUZZERS; do PLAN+=("fuzz/$d 12 run_fuzz $d"); done
+# (each driver's 12: 9 for the ASan build, 3 for the release one, which runs
+# 2-3 times as many inputs a second)
+for d in $FUZZERS; do PLAN+=("fuzz/$d 9 run_fuzz $d asan"); done
+for d in $FUZZERS; do PLAN+=("fuzz-release/$d 3 run_fuzz $d release"); done
 PLAN+=("fuzz-replay 5 run_fuzz_replay")
 PLAN+=("valgrind-replay 7 run_valgrind_replay")
 PLAN+=("tsan-stress 3 run_tsan_stress")
@@ -96,7 +102,7 @@ for p in "${PLAN[@]}"; do
   set -- $p
   selected "$1" || continue
   WSUM=$((WSUM + $2))
-  case $1 in fuzz/* | valgrind-replay) NEED_FUZZ=1 ;; esac
+  case $1 in fuzz/* | fuzz-release/* | valgrind-replay) NEED_FUZZ=1 ;; esac
 done
 
 clean() { tr '\t\n' '  ' <<<"$*" | sed 's/ *$//'; }
@@ -123,7 +129,10 @@ run_logged() {
   echo "# exit status $RC" >>"$log"
 }
 
-triage() { # triage <crash file> <driver>: prints what triage said (one line)
+triage() { # triage <crash file> <driver> [libFuzzer build dir]: prints what triage said (one line)
+  local lf=()
+  # (a release-only bug reproduces only on the build that found it)
+  [ -n "${3:-}" ] && lf=(env FUZZ_LF_DIR="$3")
   if [ "${NIGHTLY_TRIAGE:-1}" = 0 ]; then
     echo "triage disabled (NIGHTLY_TRIAGE=0)"
   elif [ ! -x "$TRIAGE_CMD" ] && [ ! -f "$TRIAGE_CMD" ]; then
@@ -132,26 +141,28 @@ triage() { # triage <crash file> <driver>: prints what triage said (one line)
     local tl=$OUT/logs/triage-$(basename "$1").log rc=0
     # the driver that found it: triage's default (fuzz_mt) would run another
     # driver's input and call it not reproduced
-    timeout -k 10 600 bash "$TRIAGE_CMD" "$1" --driver "$2" </dev/null >"$tl" 2>&1 || rc=$?
+    timeout -k 10 600 "${lf[@]}" bash "$TRIAGE_CMD" "$1" --driver "$2" </dev/null >"$tl" 2>&1 || rc=$?
     echo "$TRIAGE_CMD exit $rc: $(grep -v '^\s*$' "$tl" | tail -n 1 | cut -c1-200) (log $tl)"
   fi
 }
 
 # ---- the checks. Each sets STATUS (PASS/FAIL/SKIP) and DETAIL, may call finding.
-run_fuzz() { # run_fuzz <driver> <share s>
-  local d=$1 share=$2
-  local log=$OUT/logs/fuzz-$d.log # (own local: in the one above, $d is still the global loop's)
+run_fuzz() { # run_fuzz <driver> <asan|release> <share s>
+  local d=$1 fb=$2 share=$3
+  local check=fuzz/$d lfdir=
+  [ "$fb" = release ] && check=fuzz-release/$d lfdir=build/fuzz/libfuzzer-release
+  local log=$OUT/logs/${check//\//-}.log # (own local: in the one above, $d is still the global loop's)
   if ! available fuzz || [ ! -f "fuzz/$d.c" ]; then STATUS=SKIP DETAIL="skipped: not available"; return; fi
   if [ "$FUZZ_BUILT" != 0 ]; then STATUS=FAIL DETAIL="fuzz-bins does not build (log $OUT/logs/fuzz-build.log)"; return; fi
   local ft=$((share > 5 ? share : 5))
-  run_logged "$log" $((ft + 600)) make fuzz FUZZER="$d" FUZZ_TIME="$ft" JOBS="$FJOBS" \
+  run_logged "$log" $((ft + 600)) make fuzz FUZZER="$d" FUZZ_BUILD="$fb" FUZZ_TIME="$ft" JOBS="$FJOBS" \
     FUZZ_MERGE="${NIGHTLY_FUZZ_MERGE:-0}"
   local n=0 file="" rep="" extra=""
   [ -n "${FUZZ_ABORT_AT:-}" ] && extra="env FUZZ_ABORT_AT=$FUZZ_ABORT_AT "
   while IFS= read -r line; do
     case $line in
       "FINDING ("*)
-        [ -n "$file" ] && { finding "fuzz/$d" "crash input $file" "$rep" "$(triage "$file" "$d")"; n=$((n + 1)); }
+        [ -n "$file" ] && { finding "$check" "crash input $file" "$rep" "$(triage "$file" "$d" "$lfdir")"; n=$((n + 1)); }
         file=${line#*: } rep="" ;;
       "  reproduce"*)
         local cmd=${line#*: }
@@ -159,7 +170,7 @@ run_fuzz() { # run_fuzz <driver> <share s>
         rep="${rep:+$rep ;; }$extra$cmd" ;;
     esac
   done <"$log"
-  [ -n "$file" ] && { finding "fuzz/$d" "crash input $file" "$rep" "$(triage "$file" "$d")"; n=$((n + 1)); }
+  [ -n "$file" ] && { finding "$check" "crash input $file" "$rep" "$(triage "$file" "$d" "$lfdir")"; n=$((n + 1)); }
   local stats
   stats=$(grep -E '^ *#[0-9]+' "$log" | tail -n 1 | sed 's/^ *//' | cut -c1-120)
   if [ $RC = 0 ] && [ $n = 0 ]; then
@@ -168,7 +179,7 @@ run_fuzz() { # run_fuzz <driver> <share s>
     STATUS=FAIL DETAIL="$n crash input(s) in build/fuzz/crashes/$d/"
   else
     STATUS=FAIL DETAIL="make fuzz exited $RC without an artifact (log $log)"
-    finding "fuzz/$d" "libFuzzer failed without an artifact (exit $RC)" "make fuzz FUZZER=$d FUZZ_TIME=$ft"
+    finding "$check" "libFuzzer failed without an artifact (exit $RC)" "make fuzz FUZZER=$d FUZZ_BUILD=$fb FUZZ_TIME=$ft"
   fi
 }
 

@@ -10,11 +10,13 @@
 #                           leaves the working tree untouched
 #   nightly/planted         a tiny nightly with a crash planted in fuzz_sizes
 #                           (FUZZ_ABORT_AT; its log is its own, named in the
-#                           report), the two non-applying mutants above
+#                           report), fuzzed by both libFuzzer builds (checks
+#                           fuzz/ and fuzz-release/), the two non-applying mutants above
 #                           as its mutants step, and a planted failing check: exit
-#                           non-zero; all three are FAIL in report.json and
-#                           report.md, the crash is a finding whose reproduce
-#                           command reproduces it, and it went to triage
+#                           non-zero; all four are FAIL in report.json and
+#                           report.md, each crash is a finding whose reproduce
+#                           command reproduces it, and it went to triage with
+#                           the build that found it (FUZZ_LF_DIR)
 #   nightly/clean           a clean nightly (only a planted passing check): exit
 #                           0, PASS, well-formed report, every other check SKIP
 #   nightly/nothing-ran     a nightly whose every check was skipped: exit 1,
@@ -207,7 +209,8 @@ T = sys.argv[1]
 d = json.load(open(T + "/clean/report.json"))
 assert d["result"] == "PASS" and d["findings"] == 0, d
 names = [x["name"] for x in d["checks"]]
-for n in ("fuzz/fuzz_ops", "fuzz/fuzz_mt", "fuzz/fuzz_sizes", "fuzz-replay", "valgrind-replay",
+for n in ("fuzz/fuzz_ops", "fuzz/fuzz_mt", "fuzz/fuzz_sizes", "fuzz-release/fuzz_ops",
+          "fuzz-release/fuzz_mt", "fuzz-release/fuzz_sizes", "fuzz-replay", "valgrind-replay",
           "tsan-stress", "stress-matrix", "bench-check", "mutants"):
     assert n in names, (n, names)
 for x in d["checks"]:
@@ -215,7 +218,7 @@ for x in d["checks"]:
     assert x["status"] == ("PASS" if x["name"] == "selftest/planted" else "SKIP"), x
     assert x["name"] == "selftest/planted" or x["detail"].startswith("not selected"), x
 md = open(T + "/clean/report.md").read().splitlines()
-assert "**Result: PASS** (1 passed, 0 failed, 9 skipped; 0 finding(s))" in md, md
+assert "**Result: PASS** (1 passed, 0 failed, 12 skipped; 0 finding(s))" in md, md
 rows = [l for l in md if l.startswith("| ") and not l.startswith("| check") and not l.startswith("| ---")]
 assert len(rows) == len(d["checks"]) and all(l.count(" | ") >= 3 for l in rows), rows
 print("clean: PASS, exit 0,", len(rows), "rows")
@@ -289,7 +292,7 @@ fi
 # would file the planted crash under corpus/regressions/)
 cat >"$T/fake-triage.sh" <<EOF2
 #!/bin/sh
-echo "\$@" >>"$T/triaged"
+echo "FUZZ_LF_DIR=\${FUZZ_LF_DIR:-unset} \$@" >>"$T/triaged"
 echo "triaged \$1 (selftest stand-in)"
 EOF2
 chmod +x "$T/fake-triage.sh"
@@ -317,7 +320,22 @@ assert "triaged" in fd["triage"] and crash in open(T + "/triaged").read(), (fd, 
 assert "--driver fuzz_sizes" in open(T + "/triaged").read(), open(T + "/triaged").read()
 r = subprocess.run(rel[0], shell=True, capture_output=True)
 assert r.returncode != 0 and b"FUZZ_ABORT_AT=3 reached" in r.stdout + r.stderr, (rel[0], r.returncode)
-for n in ("fuzz/fuzz_ops", "stress-matrix", "bench-check"):
+triaged = open(T + "/triaged").read().splitlines()
+assert "FUZZ_LF_DIR=unset " + crash + " --driver fuzz_sizes" in triaged, triaged
+# the same crash found by the release allocator's libFuzzer build: its own
+# check, log and reproduce command, triaged with that build
+fr = c["fuzz-release/fuzz_sizes"]
+assert fr["status"] == "FAIL" and fr["findings"], fr
+assert fr["log"].endswith("/logs/fuzz-release-fuzz_sizes.log"), fr["log"]
+assert "FUZZ_BUILD=release " in open(fr["log"]).readline(), fr["log"]
+lfr = [x for x in fr["findings"][0]["reproduce"] if "build/fuzz/libfuzzer-release/fuzz_sizes " in x]
+assert lfr, fr["findings"][0]
+crash_r = shlex.split(lfr[0])[-1]
+assert os.path.isfile(crash_r), crash_r  # (the same input as above's, likely: same file name)
+assert "FUZZ_LF_DIR=build/fuzz/libfuzzer-release " + crash_r + " --driver fuzz_sizes" in triaged, triaged
+r = subprocess.run(lfr[0], shell=True, capture_output=True)
+assert r.returncode != 0 and b"FUZZ_ABORT_AT=3 reached" in r.stdout + r.stderr, (lfr[0], r.returncode)
+for n in ("fuzz/fuzz_ops", "fuzz-release/fuzz_ops", "stress-matrix", "bench-check"):
     assert c[n]["status"] == "SKIP", c[n]
 mu = c["mutants"]
 assert mu["status"] == "FAIL" and len(mu["findings"]) == 2, mu
@@ -326,12 +344,13 @@ assert all("ERROR" in x["what"] and x["reproduce"][0].startswith("make mutants M
 md = open(T + "/planted/report.md").read()
 assert "**Result: FAIL**" in md and "| fuzz/fuzz_sizes | FAIL |" in md and "| selftest/planted | FAIL |" in md, md
 assert "## Findings" in md and crash in md, md
-print("planted: FAIL as expected;", len(f["findings"]), "crash finding(s), reproduced, triaged")
+print("planted: FAIL as expected;", len(f["findings"]) + len(fr["findings"]),
+      "crash finding(s), reproduced, triaged")
 PY
 run_check nightly planted bash -c '
   T='"$T"'
   crashes0=$(ls build/fuzz/crashes/fuzz_sizes 2>/dev/null | sort)
-  NIGHTLY_OUT=$T/planted NIGHTLY_ONLY="fuzz/fuzz_sizes mutants" NIGHTLY_FUZZ_JOBS=1 \
+  NIGHTLY_OUT=$T/planted NIGHTLY_ONLY="fuzz/fuzz_sizes fuzz-release/fuzz_sizes mutants" NIGHTLY_FUZZ_JOBS=1 \
     NIGHTLY_FUZZERS="fuzz_sizes fuzz_ops" \
     NIGHTLY_MUTANTS_ARGS="--catalog $T/bad-catalog.txt --no-baseline" \
     NIGHTLY_PLANT=fail NIGHTLY_TRIAGE_CMD=$T/fake-triage.sh FUZZ_ABORT_AT=3 BUDGET=0.5 \
