@@ -255,6 +255,67 @@ static void walk(void) {
     munmap(up ? fill_end - filled : fill, filled);
 }
 
+/* Threads that learn the way the kernel fills the address space at once
+ * (os.c's map_learn_dir: a process whose threads map their first
+ * segments together). Each probes single pages and takes two next to each
+ * other for the way; another learner's probes, given back meanwhile, leave
+ * one-page holes on the kernel's side of a page just placed, and the next
+ * page there reads as the other way. Until 2026-11-29 they all probed
+ * together, and a thread learnt the wrong way (9 runs of this section in
+ * 10, 8 threads, between round 4 and 9526 of 12000) and kept it for the
+ * process (map_dir is set once): every exact mapping went the wrong way
+ * from then on (map_near past the kernel's end of the address space). Now one thread probes at a
+ * time (the others do without the way for that call). Each round forgets
+ * the way, the threads learn it at once, and every thread's answer and the
+ * way kept must be the one learnt alone, or none (0). */
+#define LEARNERS 8
+static pthread_barrier_t learn_start, learn_end;
+static atomic_int learn_stop;
+static int learnt[LEARNERS];
+static void *learner(void *arg) {
+  int i = (int)(intptr_t)arg;
+  for (;;) {
+    pthread_barrier_wait(&learn_start);
+    if (atomic_load(&learn_stop))
+      return NULL;
+    learnt[i] = os_test_learn_dir();
+    pthread_barrier_wait(&learn_end);
+  }
+}
+static void learn_race(void) {
+  os_test_forget_layout();
+  int alone = os_test_learn_dir();
+  REQUIRE(alone == -1 || alone == 1);
+  REQUIRE(pthread_barrier_init(&learn_start, NULL, LEARNERS + 1) == 0 &&
+          pthread_barrier_init(&learn_end, NULL, LEARNERS + 1) == 0);
+  pthread_t t[LEARNERS];
+  for (int i = 0; i < LEARNERS; i++)
+    REQUIRE(pthread_create(&t[i], NULL, learner, (void *)(intptr_t)i) == 0);
+  size_t rounds = hak_iters(12000), r, wrong = 0;
+  int kept = alone;
+  double end = hak_now() + 1.0 * hak_test_slowdown();
+  for (r = 0; r < rounds && !wrong && hak_now() < end; r++) {
+    os_test_forget_layout();
+    pthread_barrier_wait(&learn_start); /* a sleeping barrier: the threads wake together */
+    pthread_barrier_wait(&learn_end);
+    for (int i = 0; i < LEARNERS; i++)
+      wrong += learnt[i] == -alone;
+    kept = os_test_learn_dir(); /* the way kept (or, none kept, learnt alone) */
+    wrong += kept == -alone;
+  }
+  atomic_store(&learn_stop, 1);
+  pthread_barrier_wait(&learn_start);
+  for (int i = 0; i < LEARNERS; i++)
+    pthread_join(t[i], NULL);
+  pthread_barrier_destroy(&learn_start);
+  pthread_barrier_destroy(&learn_end);
+  CHECK_MSG(!wrong,
+            "learn_race: %d threads learning the way at once (%s alone): round %zu learnt the "
+            "other way (kept: %d)",
+            LEARNERS, alone < 0 ? "top-down" : "bottom-up", r, kept);
+  os_test_forget_layout();
+}
+
 static void sections(void) {
   RUN_SECTION(big);
   RUN_SECTION(aligned);
@@ -262,6 +323,7 @@ static void sections(void) {
   RUN_SECTION(orphans);
   RUN_SECTION(moved);
   RUN_SECTION(walk);
+  RUN_SECTION(learn_race);
 }
 
 int main(int argc, char **argv) {

@@ -463,6 +463,9 @@ HAK_INTERNAL void os_zone_reset(void);
 /* hakmem's tests: os_map_aligned's placement hint and the way the kernel
  * fills the address space forgotten, as in a new process. */
 HAK_INTERNAL void os_test_forget_layout(void);
+/* hakmem's tests: that way, learnt now if not known yet (os.c,
+ * map_learn_dir): -1 top-down, +1 bottom-up, 0 not learnt. */
+HAK_INTERNAL int os_test_learn_dir(void);
 HAK_INTERNAL void os_unmap(void *p, size_t size);
 /* munmap without os_unmap's bookkeeping; pages it cannot unmap (the
  * process at its limit of mappings) are given back with MADV_DONTNEED.

@@ -246,8 +246,25 @@ void os_test_forget_layout(void) {
  * learnt the wrong way, whose step 1 then went on from there
  * (test_map_reuse, walk). */
 #define MAP_PROBES 8
+static _Atomic pid_t map_learner; /* the process whose thread probes now; 0: none */
 static int map_learn_dir(void) {
   int dir = atomic_load_explicit(&map_dir, memory_order_relaxed);
+  if (dir)
+    return dir;
+  /* One thread probes at a time; another (or a signal handler's malloc in
+   * the prober) does without the way for this call. Until 2026-11-29
+   * threads probed together, and one's pages given back while another
+   * probed left one-page holes on the kernel's side of that one's last
+   * page: its next page went there, next to it the other way, and it
+   * learnt the wrong way for the process (test_map_reuse, learn_race: 9
+   * runs in 10 with 8 threads). A pid, not a flag: a fork child's first
+   * learner takes over from a parent's thread that was probing at the
+   * fork, which no one in the child would let go. */
+  pid_t me = getpid(), was = atomic_load_explicit(&map_learner, memory_order_relaxed);
+  if (was == me || !atomic_compare_exchange_strong_explicit(
+                       &map_learner, &was, me, memory_order_acquire, memory_order_relaxed))
+    return 0;
+  dir = atomic_load_explicit(&map_dir, memory_order_relaxed); /* learnt just before? */
   uintptr_t page[MAP_PROBES];
   unsigned n = 0;
   while (!dir && n < MAP_PROBES) {
@@ -265,7 +282,12 @@ static int map_learn_dir(void) {
     unmap_unused((void *)page[--n], OS_PAGE_SIZE);
   if (dir)
     atomic_store_explicit(&map_dir, dir, memory_order_relaxed);
+  atomic_store_explicit(&map_learner, 0, memory_order_release);
   return dir;
+}
+
+int os_test_learn_dir(void) {
+  return map_learn_dir();
 }
 
 /* Exactly `size` at the aligned addresses around `near` (a range the kernel
