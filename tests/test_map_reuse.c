@@ -316,6 +316,45 @@ static void learn_race(void) {
   os_test_forget_layout();
 }
 
+/* A fork while another thread probes for the way (held at
+ * HAK_HOOK_MAP_LEARNING): the child, where that thread does not exist,
+ * must learn the way itself (map_learner holds the parent's pid, which
+ * the child's first learner takes over; a flag would stay set there for
+ * good, and the child would never learn it). */
+static atomic_int learn_held, learn_forked;
+static void learn_hold(enum hak_hook_point where, void *arg) {
+  (void)arg;
+  if (where != HAK_HOOK_MAP_LEARNING || atomic_exchange(&learn_held, 1))
+    return;
+  HAK_WAIT_FLAG(&learn_forked);
+}
+static void *learn_once(void *arg) {
+  *(int *)arg = os_test_learn_dir();
+  return NULL;
+}
+static void learn_fork(void) {
+  os_test_forget_layout();
+  int alone = os_test_learn_dir(), theirs = 0;
+  REQUIRE(alone == -1 || alone == 1);
+  os_test_forget_layout();
+  atomic_store(&hak_test_hook, learn_hold);
+  pthread_t t;
+  REQUIRE(pthread_create(&t, NULL, learn_once, &theirs) == 0);
+  HAK_WAIT_FLAG(&learn_held);
+  pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    atomic_store(&hak_test_hook, NULL);
+    _exit(os_test_learn_dir() == alone ? 0 : 1);
+  }
+  atomic_store(&learn_forked, 1);
+  REQUIRE(pthread_join(t, NULL) == 0);
+  atomic_store(&hak_test_hook, NULL);
+  CHECK_INT_EQ(theirs, alone);
+  CHECK_CHILD_OK(pid, "learn_fork: a child forked while another thread probed for the way (exit "
+                      "1: it did not learn the way)");
+}
+
 static void sections(void) {
   RUN_SECTION(big);
   RUN_SECTION(aligned);
@@ -324,6 +363,7 @@ static void sections(void) {
   RUN_SECTION(moved);
   RUN_SECTION(walk);
   RUN_SECTION(learn_race);
+  RUN_SECTION(learn_fork);
 }
 
 int main(int argc, char **argv) {

@@ -823,6 +823,11 @@ enum hak_hook_point {
    * only the link's release orders (test_trace_flush_race). Not one of
    * fuzz_mt's FZ_HOOK points. */
   HAK_HOOK_TRACE_LINKED,
+  /* os.c, map_learn_dir: this thread the one that probes (map_learner
+   * holds this process's pid), before its first probe (arg: NULL): a fork
+   * there leaves the child a prober that does not exist in it
+   * (test_map_reuse, learn_fork). Not one of fuzz_mt's FZ_HOOK points. */
+  HAK_HOOK_MAP_LEARNING,
 };
 /* Atomic: a test sets it while other threads run into the hook points
  * (their heaps' creation among them); a relaxed load is a plain load. */

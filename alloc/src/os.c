@@ -264,6 +264,7 @@ static int map_learn_dir(void) {
   if (was == me || !atomic_compare_exchange_strong_explicit(
                        &map_learner, &was, me, memory_order_acquire, memory_order_relaxed))
     return 0;
+  HAK_TEST_HOOK(HAK_HOOK_MAP_LEARNING, NULL);
   dir = atomic_load_explicit(&map_dir, memory_order_relaxed); /* learnt just before? */
   uintptr_t page[MAP_PROBES];
   unsigned n = 0;
