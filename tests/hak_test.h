@@ -266,6 +266,17 @@ static inline int hak_test_done(void) {
 
 /* ---- configuration, scale, time -------------------------------------------- */
 
+/* The kernel's page size: 4 KiB on x86-64; 4, 16 or 64 KiB on aarch64.
+ * What a test maps, unmaps or asks mincore about next to a block is whole
+ * pages of it (a 4 KiB range there is refused, or lands a page away). */
+static inline size_t hak_page_size(void) {
+  return (size_t)sysconf(_SC_PAGESIZE);
+}
+/* The start of the kernel's page that holds p. */
+static inline void *hak_page_start(const void *p) {
+  return (void *)((uintptr_t)p & ~(uintptr_t)(hak_page_size() - 1));
+}
+
 static inline double hak_now(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -85,7 +85,7 @@ static void hook(enum hak_hook_point where, void *arg) {
   atomic_store(&at_window, 1);
   /* runnable, as a thread preempted in the window is: it spins */
   while (!atomic_load(&go))
-    __builtin_ia32_pause();
+    cpu_relax();
 }
 
 static void pin_self(int cpu) {
@@ -189,7 +189,7 @@ static void *marks_low(void *arg) {
   hak_free(hak_malloc(16));
   atomic_store(&low_ready, 1);
   while (!atomic_load(&cue))
-    __builtin_ia32_pause();
+    cpu_relax();
   hak_free(blocks[0]); /* held at the mark check */
   low_done();
   return arg;

@@ -39,12 +39,38 @@
 #define SLICE_SHIFT 16 /* 64 KiB slices; a page is a run of slices */
 #define SLICE_SIZE ((size_t)1 << SLICE_SHIFT)
 #define SLICES_PER_SEGMENT (SEGMENT_SIZE / SLICE_SIZE) /* 64; slice 0 = metadata */
+/* The OS page: 4 KiB on x86, a constant there (the fast paths' code is
+ * the same as before other architectures were built). Elsewhere it is the
+ * kernel's (getauxval(AT_PAGESZ)), read at the first use: aarch64 kernels
+ * run with 4, 16 or 64 KiB pages, and a kernel with bigger pages than the
+ * constant refuses (EINVAL) a munmap, mremap or madvise of a range cut at
+ * the constant's multiples (a large block's tail, a shrink). Slices (64 KiB) are whole pages on
+ * every such kernel (OS_PAGE_MAX): their purge, madvise(MADV_DONTNEED), needs page-aligned ranges.
+ */
+#define OS_PAGE_MAX ((size_t)64 << 10)
+_Static_assert(SLICE_SIZE % OS_PAGE_MAX == 0, "a slice is whole OS pages");
+#if defined(__x86_64__) || defined(__i386__)
 #define OS_PAGE_SIZE ((size_t)4096)
+#else
+extern HAK_INTERNAL _Atomic size_t hak_os_page; /* 0 until read (os.c) */
+HAK_INTERNAL size_t os_page_size_init(void);
+static inline size_t os_page_size(void) {
+  size_t p = atomic_load_explicit(&hak_os_page, memory_order_relaxed);
+  return likely(p) ? p : os_page_size_init();
+}
+#define OS_PAGE_SIZE os_page_size()
+#endif
+/* The registry covers 2^48 bytes of address space: x86-64's user space
+ * (2^47, or 2^56 with 5-level paging, whose kernel maps above 2^47 only
+ * when asked by a hint above it) and aarch64's with 48-bit addresses (or
+ * 52-bit ones, above 2^48 likewise only when asked). hakmem never hints
+ * that high (MAP_TOP, OS_ZONE_HI) and gives back anything placed above. */
 #define ADDRESS_BITS 48 /* user address space covered by the registry */
 /* No range this big can be mapped: x86-64's user address space is 2^47
  * bytes less a page, and with 5-level paging mmap stays below 2^47 unless
- * hinted higher, which hakmem never does. A request past it fails whatever
- * the caches give back (make_room). */
+ * hinted higher, which hakmem never does. aarch64's may hold a range of
+ * 2^47 bytes, but not with anything else mapped below its top; a request
+ * past it fails whatever the caches give back (make_room). */
 #define OS_MAP_MAX ((size_t)1 << (ADDRESS_BITS - 1))
 
 #define NCLS HAK_NUM_CLASSES
@@ -595,11 +621,22 @@ static inline hak_page_t *queue_first(const hak_heap_t *h, size_t cls) {
 #define SPIN_YIELDS 128
 #define SPIN_SLEEP_MIN_NS 1000L
 #define SPIN_SLEEP_MAX_NS 1000000L
+/* The CPU's spin-wait hint, the only place hakmem names one: x86's pause;
+ * aarch64's isb, which stalls the core for a few tens of cycles (its
+ * `yield` is a no-op on most cores, as PostgreSQL and Rust's spin_loop
+ * found); other architectures none. */
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("isb" ::: "memory");
+#endif
+}
 static inline void spin_wait(unsigned *round) {
   unsigned r = *round;
   if (r < SPIN_PAUSES) {
     *round = r + 1;
-    __builtin_ia32_pause();
+    cpu_relax();
     return;
   }
   if (r < SPIN_PAUSES + SPIN_YIELDS) {

@@ -16,6 +16,23 @@
 
 static void map_forget(uintptr_t p, size_t len); /* below, with the hint it drops */
 
+#if !defined(__x86_64__) && !defined(__i386__)
+/* The kernel's page size (OS_PAGE_SIZE off x86), from the auxiliary vector
+ * the loader keeps: no allocation, safe before libc's constructors (an
+ * LD_PRELOADed malloc may run first). A size that is not a power of two
+ * (none is) is taken for 4 KiB. Threads racing here store the same value. */
+_Atomic size_t hak_os_page;
+size_t os_page_size_init(void) {
+  size_t p = (size_t)getauxval(AT_PAGESZ);
+  if (!p || (p & (p - 1))) {
+    long s = sysconf(_SC_PAGESIZE);
+    p = s > 0 && !((size_t)s & ((size_t)s - 1)) ? (size_t)s : 4096;
+  }
+  atomic_store_explicit(&hak_os_page, p, memory_order_relaxed);
+  return p;
+}
+#endif
+
 /* munmap of a range of ours, the hint dropped if it was beyond it: 0, or
  * -1 with errno (the range still mapped). */
 static int munmap_ours(void *p, size_t len) {

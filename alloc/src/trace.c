@@ -337,7 +337,7 @@ static void trace_init(void) {
 
 static struct trace_chunk *chunk_map(uint32_t cap, size_t extra, void **front) {
   size_t bytes = extra + sizeof(struct trace_chunk) + (size_t)cap * sizeof(struct hak_trace_rec);
-  bytes = (bytes + 4095) & ~(size_t)4095;
+  bytes = (bytes + OS_PAGE_SIZE - 1) & ~(OS_PAGE_SIZE - 1);
   if (atomic_fetch_add(&trace_bytes, bytes) + bytes > trace_limit) {
     atomic_fetch_sub(&trace_bytes, bytes);
     return NULL;
