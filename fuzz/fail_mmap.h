@@ -58,7 +58,7 @@ enum fo_kind { FO_MMAP, FO_MUNMAP, FO_MADVISE, FO_MREMAP, FO_MOVE, FO_KINDS };
 #define FO_ALL (FO_BIT(FO_MMAP) | FO_BIT(FO_MUNMAP) | FO_BIT(FO_MADVISE) | FO_BIT(FO_MREMAP))
 
 enum fm_how { FM_BEFORE_UNMAP, FM_AFTER_UNMAP, FM_SQUAT_WHOLE, FM_SQUAT_MIDDLE, FM_HOW_COUNT };
-#define FM_PAGE ((size_t)4096)
+#define FM_PAGE ((size_t)sysconf(_SC_PAGESIZE)) /* the kernel's: 4, 16 or 64 KiB on aarch64 */
 #define FM_SQUATTERS 16
 
 static struct {

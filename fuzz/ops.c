@@ -19,7 +19,7 @@
 #include "ops_fork.h" /* FZ_FORK: fz_exec_fork */
 
 #define SEG ((size_t)4 << 20)
-#define PAGE ((size_t)4096)
+#define PAGE ((size_t)4096) /* sizes around it; the kernel's own page: OS_PAGE_SIZE */
 /* Requests below this that fit LARGE_BUDGET must succeed; those that do not
  * fit are skipped (they might succeed through overcommit and take forever to
  * touch). Larger ones cannot be mapped in a 47-bit address space: they run,
@@ -563,8 +563,9 @@ static void expect_null_errno(struct fz_exec *x, const char *what, void *p, int 
 /* A request too big to keep (over the live budget: above MUST_SUCCEED, as
  * no request at or below it that succeeds is too big to keep) that
  * succeeded: none can in a 47-bit address space, but a 57-bit one may map
- * it. Before it is freed: aligned, its usable size holds the request, its
- * first and last usable bytes are mapped and keep what is written there
+ * it, and so may aarch64's 48-bit one. Before it is freed: aligned, its
+ * usable size holds the request, its first and last usable bytes are
+ * mapped and keep what is written there
  * (calloc: read zero first), and the heap is whole. Until 2026-11-28 it was
  * freed unchecked, so a size arithmetic that wrapped into a small mapping
  * (a 32-bit page count in large_realloc) passed every fuzz input. */
@@ -578,7 +579,8 @@ FZ_NOCOV static void check_enormous(struct fz_exec *x, const char *what, void *p
   volatile unsigned char *b = p;
   unsigned char vec;
   for (int end = 0; end < 2; end++) /* a clear message, not a SIGSEGV */
-    if (mincore((void *)(((uintptr_t)p + (end ? u - 1 : 0)) & ~(PAGE - 1)), PAGE, &vec) != 0)
+    if (mincore((void *)(((uintptr_t)p + (end ? u - 1 : 0)) & ~(OS_PAGE_SIZE - 1)), OS_PAGE_SIZE,
+                &vec) != 0)
       fail(x, "%s(%zu) = %p: its %s usable byte is not mapped (usable_size %zu)", what, n, p,
            end ? "last" : "first", u);
   if (zero && (b[0] || b[n - 1]))
@@ -788,7 +790,7 @@ static void op_aligned(struct fz_exec *x, const struct fz_op *op) {
     break;
   default:
     what = op->sub == 3 ? "valloc" : "pvalloc";
-    want_align = PAGE;
+    want_align = OS_PAGE_SIZE;
     errno = FZ_ERRNO_MARK;
     p = op->sub == 3 ? hak_valloc(n) : hak_pvalloc(n);
     e = errno;
@@ -804,7 +806,7 @@ static void op_aligned(struct fz_exec *x, const struct fz_op *op) {
     if (huge)
       fail(x, "%s(%zu) returned %p, expected NULL", what, n, p);
     expect_errno_kept(x, what, n, e);
-    if (op->sub == 4 && hak_usable_size(p) < ((n + PAGE - 1) & ~(PAGE - 1)))
+    if (op->sub == 4 && hak_usable_size(p) < ((n + OS_PAGE_SIZE - 1) & ~(OS_PAGE_SIZE - 1)))
       fail(x, "pvalloc(%zu): usable size %zu below the page-rounded size", n, hak_usable_size(p));
     break;
   }

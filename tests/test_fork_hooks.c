@@ -308,7 +308,8 @@ static void realloc_move(void) {
   const hak_large_t *lg = registry_large(lg_block);
   REQUIRE(lg != NULL);
   uintptr_t end = (uintptr_t)lg + lg->map_size;
-  void *guard = hak_map_at((void *)end, 4096, PROT_NONE); /* NULL: something else is there */
+  void *guard =
+      hak_map_at((void *)end, hak_page_size(), PROT_NONE); /* NULL: something else is there */
   hak_fill(lg_block, 4096, 7);
   if (!TRACK_REALLOC_IN_PLACE || hak_config_is("trace")) {
     /* the valgrind build copies every realloc, the trace build moves large
@@ -317,7 +318,7 @@ static void realloc_move(void) {
     printf("realloc_move: the %s build moves by copy: skipped\n", hak_config());
     hak_free(lg_block);
     if (guard)
-      munmap(guard, 4096);
+      munmap(guard, hak_page_size());
     return;
   }
   /* before, a realloc that never reached the relock (it grew in place, or
@@ -336,7 +337,7 @@ static void realloc_move(void) {
   CHECK_EQ(hak_pattern_mismatch(lg_moved, 4096, 7), (size_t)-1);
   hak_free(lg_moved);
   if (guard)
-    munmap(guard, 4096);
+    munmap(guard, hak_page_size());
   parent_done("realloc_move");
 }
 

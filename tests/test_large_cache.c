@@ -59,9 +59,10 @@ static size_t pages_not(const unsigned char *p, size_t n, unsigned char v) {
  * block's mapping ends there (header 64 B, whole pages) unless the block
  * kept more of a cached mapping than it asked for. */
 static bool mapped_after(const void *p, size_t size) {
-  uintptr_t end = ((uintptr_t)p - 64 + 64 + size + 4095) & ~(uintptr_t)4095;
+  uintptr_t end =
+      ((uintptr_t)p - 64 + 64 + size + hak_page_size() - 1) & ~(uintptr_t)(hak_page_size() - 1);
   unsigned char v;
-  return mincore((void *)end, 4096, &v) == 0;
+  return mincore((void *)end, hak_page_size(), &v) == 0;
 }
 
 static void do_free(void *p) {
@@ -85,7 +86,7 @@ static bool moves_pages(void) {
 static void move_pieces(void) {
   if (!moves_pages())
     return;
-  const size_t pg = 4096, n = 12 * pg;
+  const size_t pg = hak_page_size(), n = 12 * pg;
   unsigned char *src = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   unsigned char *mid =
       mmap(NULL, 4 * pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -165,10 +166,10 @@ static void gather_pass(void) {
    * into it in place: mremap cannot resize a range of several mappings, a
    * mapping after it can */
   size_t gu = hak_usable_size(gathered);
-  void *probe = mmap(gathered + gu, 4096, PROT_NONE,
+  void *probe = mmap(gathered + gu, hak_page_size(), PROT_NONE,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
   if (probe == (void *)(gathered + gu)) {
-    munmap(probe, 4096);
+    munmap(probe, hak_page_size());
     errno = 0;
     unsigned char *g2 = hak_realloc(gathered, gu + 4096);
     REQUIRE(g2 != NULL);
@@ -179,15 +180,15 @@ static void gather_pass(void) {
     gathered = g2;
     gu = hak_usable_size(gathered);
   } else if (probe != MAP_FAILED) {
-    munmap(probe, 4096); /* a kernel before 4.17 put it elsewhere */
+    munmap(probe, hak_page_size()); /* a kernel before 4.17 put it elsewhere */
   }
 
   /* with the page after it taken, realloc must move it */
   unsigned char *first = gathered;
-  void *guard = mmap(gathered + gu, 4096, PROT_NONE,
+  void *guard = mmap(gathered + gu, hak_page_size(), PROT_NONE,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
   if (guard != MAP_FAILED && guard != (void *)(gathered + gu))
-    munmap(guard, 4096), guard = MAP_FAILED; /* a kernel before 4.17 put it elsewhere */
+    munmap(guard, hak_page_size()), guard = MAP_FAILED; /* a kernel before 4.17 put it elsewhere */
   errno = 0;
   unsigned char *moved = hak_realloc(gathered, 13 * MiB);
   REQUIRE(moved != NULL);
@@ -205,7 +206,7 @@ static void gather_pass(void) {
   bad += pages_not(gathered, 11 * MiB, 0x66) + pages_not(gathered + 11 * MiB, 2 * MiB, 0x77);
   CHECK_MSG(bad == 0, "%s: realloc of an assembled block to 16 MiB lost %zu pages", mode, bad);
   if (guard != MAP_FAILED)
-    munmap(guard, 4096);
+    munmap(guard, hak_page_size());
   CHECK_EQ(hak_heap_check(), 0);
 
   /* each block it took pages from is gone, cut or cached: a second free is
@@ -302,8 +303,9 @@ static void grow_blocked_cut(void) {
   REQUIRE(five && less);
   memset(five, 0x41, 5 * MiB - 4096);
   memset(less, 0x42, 11 * MiB / 4 - 4096);
-  unsigned char *end = less - 64 + 11 * MiB / 4;    /* its mapping's end: header, whole pages */
-  void *blocker = hak_map_at(end, 4096, PROT_NONE); /* if taken already, it cannot grow either */
+  unsigned char *end = less - 64 + 11 * MiB / 4; /* its mapping's end: header, whole pages */
+  void *blocker =
+      hak_map_at(end, hak_page_size(), PROT_NONE); /* if taken already, it cannot grow either */
   hak_free(five);
   hak_free(less);
   unsigned char *b = hak_malloc(3 * MiB);
@@ -317,7 +319,7 @@ static void grow_blocked_cut(void) {
   CHECK_EQ(hak_heap_check(), 0);
   hak_free(b);
   if (blocker)
-    munmap(blocker, 4096);
+    munmap(blocker, hak_page_size());
 }
 
 /* realloc shrinking a large block by less than SPLIT_MIN (256 KiB) or half
@@ -336,7 +338,7 @@ static void realloc_room(void) {
   memset(b, 0x66, 600 * K);
   unsigned char *s = hak_realloc(b, 480 * K);
   REQUIRE(s == b);
-  CHECK_EQ(hak_usable_size(s), 480 * K + 4096 - 64); /* the rounded request */
+  CHECK_EQ(hak_usable_size(s), 480 * K + hak_page_size() - 64); /* the rounded request */
   CHECK_MSG(mapped_after(s, 480 * K), "realloc 600 -> 480 KiB gave back the tail it should keep");
   /* still resident: nothing to fault in (26 pages: s is 64 B into a page) */
   CHECK_EQ(resident_pages(s + 480 * K, 100 * K), 26);
@@ -508,7 +510,7 @@ static void cut_keeps_age(void) {
  * is still mapped (mincore). */
 static bool still_mapped(const void *p) {
   unsigned char v;
-  return mincore((void *)((uintptr_t)p & ~(uintptr_t)4095), 4096, &v) == 0;
+  return mincore(hak_page_start(p), hak_page_size(), &v) == 0;
 }
 
 static void cache_bounds(void) {
@@ -689,7 +691,7 @@ int main(void) {
   CHECK_MSG(small_res >= 768 || !moves_pages(),
             "the 3 MiB block's pages are not the cache's: %zu of 768 resident", small_res);
   size_t us = hak_usable_size(small);
-  CHECK_EQ(us, 3 * MiB + 4096 - 64); /* the page-rounded request, whatever the mapping */
+  CHECK_EQ(us, 3 * MiB + hak_page_size() - 64); /* the page-rounded request, whatever the mapping */
   memset(small, 0x22, us);
   CHECK_EQ(pages_not(small, us, 0x22), 0);
   CHECK_EQ(hak_heap_check(), 0);

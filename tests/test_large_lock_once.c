@@ -144,7 +144,8 @@ static void one_realloc(size_t alignment, size_t size, size_t to, int blocked) {
   REQUIRE(lg != NULL);
   void *stop = NULL;
   if (blocked) {
-    stop = hak_map_at((uint8_t *)lg + lg->map_size, 4096, PROT_READ); /* NULL: taken already */
+    stop = hak_map_at((uint8_t *)lg + lg->map_size, hak_page_size(),
+                      PROT_READ); /* NULL: taken already */
   }
   /* a move here is a copy (large_realloc's LARGE_MOVE_BY_COPY: a huge
    * block, one of several kernel mappings, the trace and valgrind builds):
@@ -180,7 +181,7 @@ static void one_realloc(size_t alignment, size_t size, size_t to, int blocked) {
     hak_free(q);
   }
   if (stop)
-    munmap(stop, 4096);
+    munmap(stop, hak_page_size());
 }
 
 int main(void) {

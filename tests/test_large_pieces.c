@@ -55,7 +55,7 @@ static hak_large_t *header_of(void *p) {
 
 /* A page right after [lg, lg + map_size), so the mapping cannot grow in place. */
 static void *fence_after(hak_large_t *lg) {
-  void *g = hak_map_at((uint8_t *)lg + lg->map_size, 4096, PROT_NONE);
+  void *g = hak_map_at((uint8_t *)lg + lg->map_size, hak_page_size(), PROT_NONE);
   REQUIRE(g != NULL);
   return g;
 }
@@ -83,8 +83,8 @@ static void part_count(void) {
   CHECK_MSG(lc->pieces >= real, "header counts %u kernel mappings, the block has %zu",
             (unsigned)lc->pieces, real);
   hak_free(c);
-  munmap(fa, 4096);
-  munmap(fb, 4096);
+  munmap(fa, hak_page_size());
+  munmap(fb, hak_page_size());
   hak_trim(0);
 }
 

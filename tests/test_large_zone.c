@@ -49,12 +49,12 @@ static uintptr_t slot_2m(void) {
 
 /* A page of the test's own at `at`, PROT_NONE; NULL if it cannot be there. */
 static void *squat(void *at) {
-  return hak_map_at(at, 4096, PROT_NONE);
+  return hak_map_at(at, hak_page_size(), PROT_NONE);
 }
 
 static bool mapped(const void *p) {
   unsigned char v;
-  return mincore((void *)((uintptr_t)p & ~(uintptr_t)4095), 4096, &v) == 0;
+  return mincore(hak_page_start(p), hak_page_size(), &v) == 0;
 }
 
 /* Places the zone with its next slot at its start, so that the few slots a

@@ -809,11 +809,11 @@ static void part_orphans_busy(void) {
   CHECK_EQ(fo_disarm(), 1);
   hak_trim(0);
   unsigned char v;
-  uintptr_t pg = (uintptr_t)p1 & ~(uintptr_t)4095;
-  CHECK_MSG(mincore((void *)pg, 4096, &v) != 0,
+  uintptr_t pg = (uintptr_t)p1 & ~(uintptr_t)(hak_page_size() - 1);
+  CHECK_MSG(mincore((void *)pg, hak_page_size(), &v) != 0,
             "orphans busy: the freed block's range, whose munmap was refused while another "
             "thread held the table of orphans, is still mapped after hak_trim");
-  CHECK_MSG(mincore((void *)((uintptr_t)p0 & ~(uintptr_t)4095), 4096, &v) != 0,
+  CHECK_MSG(mincore(hak_page_start(p0), hak_page_size(), &v) != 0,
             "orphans busy: the first orphan is still mapped after hak_trim");
   CHECK_ALL_FREED("orphans busy");
 }

@@ -50,9 +50,9 @@ static void free_stale(void *arg) {
 /* Whether any page of [p, p + n) is mapped. */
 static int mapped(const void *p, size_t n) {
   unsigned char vec[64];
-  uintptr_t a = (uintptr_t)p & ~(uintptr_t)4095;
-  for (; a < (uintptr_t)p + n; a += 4096)
-    if (mincore((void *)a, 4096, vec) == 0)
+  uintptr_t a = (uintptr_t)p & ~(uintptr_t)(hak_page_size() - 1);
+  for (; a < (uintptr_t)p + n; a += hak_page_size())
+    if (mincore((void *)a, hak_page_size(), vec) == 0)
       return 1;
   return 0;
 }

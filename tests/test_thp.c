@@ -77,8 +77,8 @@ static void run_case(void *arg) {
    * place gets a mapping of its own after it (os_grow): advised like the
    * block (until 2026-11-28 it was not, and the grown part got no huge
    * pages) */
-  uintptr_t mid = ((uintptr_t)big + LARGE / 2) & ~(uintptr_t)4095;
-  REQUIRE(mprotect((void *)mid, 4096, PROT_READ) == 0);
+  uintptr_t mid = ((uintptr_t)big + LARGE / 2) & ~(uintptr_t)(hak_page_size() - 1);
+  REQUIRE(mprotect((void *)mid, hak_page_size(), PROT_READ) == 0);
   unsigned char *grown = hak_realloc(big, 2 * LARGE);
   REQUIRE(grown != NULL);
   /* in place in the zone (the valgrind build moves every realloc) */
@@ -91,7 +91,7 @@ static void run_case(void *arg) {
   memset(grown + LARGE, 0x5b, LARGE);
   CHECK(grown[0] == 0x5a && grown[LARGE - 1] == 0x5a && grown[2 * LARGE - 1] == 0x5b);
   if (grown == big) /* the program restores what it changed before the free (README) */
-    REQUIRE(mprotect((void *)mid, 4096, PROT_READ | PROT_WRITE) == 0);
+    REQUIRE(mprotect((void *)mid, hak_page_size(), PROT_READ | PROT_WRITE) == 0);
   hak_free(grown);
   for (int i = 0; i < NBLK; i++) {
     CHECK_MSG(blk[i][0] == (i & 0xff) && blk[i][BLOCK - 1] == (i & 0xff),

@@ -48,7 +48,7 @@ static int small_sample; /* valgrind: a smaller sample */
 
 static int mapped(const void *p) {
   unsigned char v;
-  return mincore((void *)((uintptr_t)p & ~(uintptr_t)4095), 1, &v) == 0 || errno != ENOMEM;
+  return mincore(hak_page_start(p), 1, &v) == 0 || errno != ENOMEM;
 }
 
 /* whether byte p of a mapped page is addressable */
