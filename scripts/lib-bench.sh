@@ -12,9 +12,13 @@ find_lib() {
       [ -e "$p" ] && { realpath "$p"; return; }
     done
   fi
-  p=$(ldconfig -p 2>/dev/null | awk -v n="$1" '$1 ~ "^" n "\\.so" && /x86-64|x86_64/ { print $NF; exit }')
+  # this machine's libraries: ldconfig tags them "x86-64" or "AArch64"
+  local tag=x86-64 arch
+  arch=$(uname -m)
+  [ "$arch" = aarch64 ] && tag=AArch64
+  p=$(ldconfig -p 2>/dev/null | awk -v n="$1" -v t="$tag" '$1 ~ "^" n "\\.so" && index($0, t) { print $NF; exit }')
   if [ -z "$p" ]; then
-    for p in /usr/lib/x86_64-linux-gnu/"$1".so* /usr/lib/"$1".so* /usr/local/lib/"$1".so*; do
+    for p in /usr/lib/"$arch"-linux-gnu/"$1".so* /usr/lib/"$1".so* /usr/local/lib/"$1".so*; do
       [ -e "$p" ] && break
       p=
     done
