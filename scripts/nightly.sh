@@ -19,6 +19,10 @@
 #                     make bench-check STAT=best against bench/baseline.json
 #   mutants           make mutants (scripts/mutants/run.py) with the rest of the
 #                     budget; every mutant not killed is a finding
+#   cross-check       make cross-check CROSS_SET=full: every C test built for
+#                     aarch64, release and debug, under qemu-aarch64 (16 and 64
+#                     KiB pages too); each failed test is a finding; SKIP
+#                     without the cross toolchain or qemu-user
 #
 # A check whose make target or script is not in this tree is reported as
 # "skipped: not available". Writes $NIGHTLY_OUT/report.md and report.json
@@ -88,6 +92,7 @@ PLAN+=("tsan-stress 3 run_tsan_stress")
 PLAN+=("stress-matrix 12 run_stress_matrix")
 PLAN+=("bench-check 7 run_bench_check")
 PLAN+=("mutants 30 run_mutants")
+PLAN+=("cross-check 5 run_cross_check")
 case ${NIGHTLY_PLANT:-} in fail | pass) PLAN+=("selftest/planted 1 run_planted") ;; esac
 
 selected() { # selected <name>: NIGHTLY_ONLY empty, or a word that is the name or a prefix of it
@@ -315,6 +320,36 @@ PY
     STATUS=FAIL DETAIL="no results (exit $RC, log $log)"
     finding mutants "make mutants produced no results (exit $RC)" "make mutants"
   fi
+}
+
+run_cross_check() {
+  local log=$OUT/logs/cross-check.log res=$OUT/cross-check.tsv
+  if ! available cross-check; then STATUS=SKIP DETAIL="skipped: not available"; return; fi
+  # (its own results file and logs: not make check's)
+  run_logged "$log" $(($1 + 1800)) env CROSS_SET=full HAK_RESULTS="$res" \
+    HAK_LOGDIR="$OUT/logs/cross" make cross-check
+  if grep -q '^cross-check: SKIP' "$log"; then
+    STATUS=SKIP DETAIL="$(grep -m1 '^cross-check: SKIP' "$log" | sed 's/^cross-check: //' | cut -c1-200)"
+    return
+  fi
+  local chk cfg r n=0 t
+  while IFS=$'\t' read -r chk cfg r _; do
+    case $r in FAIL | HANG) ;; *) continue ;; esac
+    n=$((n + 1))
+    t=${chk#cross/}
+    local env="" c=${cfg%-*}
+    case $t in *@16k) env="QEMU_PAGESIZE=16384 " t=${t%@16k} ;; *@64k) env="QEMU_PAGESIZE=65536 " t=${t%@64k} ;; esac
+    if [ "$t" = build ]; then
+      finding cross-check "$cfg: the aarch64 build failed" "make CONFIG=$c CROSS=aarch64-linux-gnu- tests"
+    elif [ "$t" = fuzz_sizes-digests ]; then
+      finding cross-check "$cfg $chk: $r (log $OUT/logs/cross/$cfg/)" "make cross-check"
+    else
+      finding cross-check "$cfg $chk: $r (log $OUT/logs/cross/$cfg/)" \
+        "make CONFIG=$c CROSS=aarch64-linux-gnu- build/$cfg/tests/$t && ${env}qemu-aarch64 -L /usr/aarch64-linux-gnu build/$cfg/tests/$t"
+    fi
+  done < <(tail -n +2 "$res" 2>/dev/null)
+  if [ $RC = 0 ]; then STATUS=PASS DETAIL="$(grep -m1 '^cross-check: ' "$log" | cut -c1-150)"
+  else STATUS=FAIL DETAIL="$n check(s) failed, exit $RC (log $log)"; fi
 }
 
 run_planted() {
