@@ -460,7 +460,12 @@ void *os_map_aligned(size_t size, size_t alignment, size_t offset) {
  * 127 TiB); with an unlimited stack limit it fills top-down from 21.3 TiB
  * or below; the legacy layout (setarch -L, vm.legacy_va_layout) fills
  * bottom-up from 42.7 TiB. None reaches the window before the rest of the
- * address space is full. ASan's shadow ends at 16 TiB; TSan's covers the
+ * address space is full. aarch64 with 48-bit addresses likewise: top-down
+ * from below the stack (about 255 TiB), the legacy layout bottom-up from
+ * 64 TiB; with 47-bit ones (16 KiB pages) the legacy layout starts at
+ * 32 TiB, inside the window, whose slots that other mappings take are
+ * skipped; a 39- or 42-bit address space (512 GiB, 4 TiB) refuses the
+ * hints, and the zone turns itself off. ASan's shadow ends at 16 TiB; TSan's covers the
  * window, so the zone is off under TSan. The slots are handed out in order
  * from a random start and wrap at the window's end (the registry then
  * holds at most 16 pages for it); a slot that is taken is skipped. Ranges

@@ -35,7 +35,7 @@ enum hak_trace_op {
 
 /* ---- the trace file (read by repro/: replay, trace2fuzz, tracecat) ------
  * A header, then records in no particular order (each thread's buffer in
- * turn); readers sort them by `seq`. All fields little-endian (x86-64).
+ * turn); readers sort them by `seq`. All fields little-endian (x86-64, aarch64).
  * A sequence number may be missing (a thread interrupted between taking
  * its number and writing its record when the file was written). */
 #define HAK_TRACE_MAGIC "HAKTRACE"
