@@ -24,8 +24,9 @@
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
-#define PAGE 4096
+#define PAGE ((size_t)sysconf(_SC_PAGESIZE)) /* 4 KiB on x86-64; 4, 16 or 64 KiB on aarch64 */
 
 static double now(void) {
   struct timespec t;
@@ -39,7 +40,7 @@ static void *map(size_t n) {
     perror("pageprobe: mmap");
     exit(1);
   }
-  madvise(p, n, MADV_NOHUGEPAGE); /* 4 KiB pages, whatever the THP setting */
+  madvise(p, n, MADV_NOHUGEPAGE); /* base pages, whatever the THP setting */
   return p;
 }
 
