@@ -424,6 +424,13 @@ def selection(root, makej, scale):
     # bench.sh): planted results and baselines, no build, about a second
     if os.path.exists(os.path.join(root, "scripts", "bench-check-selftest.sh")):
         S.append(Check("bench/selftest", "", ["scripts/bench-check-selftest.sh"], timeout=120))
+    # 9. aarch64: make cross-check's fast set (its own build, tests under
+    # qemu-aarch64 at 4, 16 and 64 KiB pages), where the toolchain is
+    # installed: what the x86 build does not compile (the page size off x86)
+    if os.path.exists(os.path.join(root, "scripts", "cross-check.sh")) and \
+            shutil.which("aarch64-linux-gnu-gcc") and shutil.which("qemu-aarch64"):
+        S.append(Check("cross/check", "", ["env", "CROSS_SET=fast", "JOBS=%d" % makej,
+                                           "scripts/cross-check.sh"], timeout=600))
     return S
 
 
@@ -433,9 +440,10 @@ def expected_first(checks, m):
     memory-order mutant that only TSan can see is then killed in the time of
     the TSan stage alone, not after every other stage has passed. A trace
     mutant (trace.c, repro/'s tools) changes nothing the other stages build:
-    its stage goes first too, and so does a benchmark-tooling mutant's."""
+    its stage goes first too, and so does a benchmark-tooling mutant's, and an
+    aarch64 one's (code the x86 build does not compile)."""
     cfg = m.expect.split()[0].split("/")[0] if m.expect.split() else ""
-    if cfg not in ("tsan", "asan", "valgrind", "trace", "debug", "bench"):
+    if cfg not in ("tsan", "asan", "valgrind", "trace", "debug", "bench", "cross"):
         return checks  # release is first anyway; fuzz stages need their builds in order
     first = [c for c in checks if c.stage.split("/")[0] == cfg]
     return first + [c for c in checks if c not in first]
