@@ -109,20 +109,26 @@ static inline bool fo_fail_(enum fo_kind k, bool move) {
 }
 
 /* The sanitizer runtimes' own entry points, where linked in (weak: NULL
- * otherwise). */
+ * otherwise): `___interceptor_` from LLVM 17 on (D151085), `__interceptor_`
+ * before (clang 14 here). */
+void *___interceptor_mmap(void *, size_t, int, int, int, off_t) __attribute__((weak));
 void *__interceptor_mmap(void *, size_t, int, int, int, off_t) __attribute__((weak));
+int ___interceptor_munmap(void *, size_t) __attribute__((weak));
 int __interceptor_munmap(void *, size_t) __attribute__((weak));
 
 static inline void *fo_real_mmap(void *a, size_t n, int prot, int flags, int fd, off_t off) {
-  if (__interceptor_mmap)
-    return __interceptor_mmap(a, n, prot, flags, fd, off);
+  void *(*san)(void *, size_t, int, int, int, off_t) =
+      ___interceptor_mmap ? ___interceptor_mmap : __interceptor_mmap;
+  if (san)
+    return san(a, n, prot, flags, fd, off);
   long r = syscall(SYS_mmap, a, n, prot, flags, fd, off);
   return r == -1 ? MAP_FAILED : (void *)r;
 }
 
 static inline int fo_real_munmap(void *a, size_t n) {
-  if (__interceptor_munmap)
-    return __interceptor_munmap(a, n);
+  int (*san)(void *, size_t) = ___interceptor_munmap ? ___interceptor_munmap : __interceptor_munmap;
+  if (san)
+    return san(a, n);
   return (int)syscall(SYS_munmap, a, n);
 }
 

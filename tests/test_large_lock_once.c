@@ -38,14 +38,19 @@ static atomic_bool counting;
 static atomic_int holds; /* acquisitions of hak_large_lock while counting */
 
 /* The sanitizer runtime's own entry points, where it intercepts these
- * (TSan; NULL otherwise): its bookkeeping of the lock must see them.
+ * (TSan; NULL otherwise): its bookkeeping of the lock must see them
+ * (`___interceptor_` from LLVM 17 on, D151085; `__interceptor_` before).
  * Else libc's, found once (dlsym takes no lock of this kind). */
+int ___interceptor_pthread_mutex_lock(pthread_mutex_t *m) __attribute__((weak));
 int __interceptor_pthread_mutex_lock(pthread_mutex_t *m) __attribute__((weak));
+int ___interceptor_pthread_mutex_trylock(pthread_mutex_t *m) __attribute__((weak));
 int __interceptor_pthread_mutex_trylock(pthread_mutex_t *m) __attribute__((weak));
 typedef int (*lock_fn)(pthread_mutex_t *);
-static lock_fn real(lock_fn interceptor, _Atomic(lock_fn) *cache, const char *name) {
-  if (interceptor)
-    return interceptor;
+static lock_fn real(lock_fn new_name, lock_fn old_name, _Atomic(lock_fn) *cache, const char *name) {
+  if (new_name)
+    return new_name;
+  if (old_name)
+    return old_name;
   lock_fn f = atomic_load(cache);
   if (!f) {
     f = (lock_fn)dlsym(RTLD_NEXT, name);
@@ -62,14 +67,16 @@ static void counted(pthread_mutex_t *m) {
 }
 
 int pthread_mutex_lock(pthread_mutex_t *m) {
-  int r = real(__interceptor_pthread_mutex_lock, &libc_lock, "pthread_mutex_lock")(m);
+  int r = real(___interceptor_pthread_mutex_lock, __interceptor_pthread_mutex_lock, &libc_lock,
+               "pthread_mutex_lock")(m);
   if (r == 0)
     counted(m);
   return r;
 }
 
 int pthread_mutex_trylock(pthread_mutex_t *m) {
-  int r = real(__interceptor_pthread_mutex_trylock, &libc_trylock, "pthread_mutex_trylock")(m);
+  int r = real(___interceptor_pthread_mutex_trylock, __interceptor_pthread_mutex_trylock,
+               &libc_trylock, "pthread_mutex_trylock")(m);
   if (r == 0)
     counted(m);
   return r;
