@@ -1059,4 +1059,36 @@ static inline const char *hak_self_exe(void) {
   return path;
 }
 
+/* Redzones (alloc/src/track.h): in the asan and valgrind builds every
+ * block is sized for its request and 16 bytes more, which moves each
+ * request to a bigger class (malloc(48) takes a 64-byte block) or a
+ * large block's range a page on. A test of the allocator's own geometry
+ * (which class or page a size takes, how many blocks a page holds, where a
+ * large block's range ends, what a message or a statistic names), written
+ * for the block sizes of the other builds, turns them off first, before
+ * its first allocation; the checks of what the instrumented builds report
+ * (test_asan_catches, test_valgrind_catches, test_track_sweep, test_api)
+ * keep them. A no-op in the other builds. */
+#if (defined(HAK_ASAN) && HAK_ASAN) || (defined(HAK_VALGRIND) && HAK_VALGRIND)
+extern size_t hak_redzone;
+static inline void hak_test_no_redzones(void) {
+  hak_redzone = 0;
+}
+static inline size_t hak_test_redzone(void) {
+  return hak_redzone;
+}
+#else
+static inline void hak_test_no_redzones(void) {}
+static inline size_t hak_test_redzone(void) {
+  return 0;
+}
+#endif
+/* The usable size of a small block for a request of n bytes (at most
+ * HAK_SMALL_MAX - hak_test_redzone()): its class's block, less the
+ * redzone (track_need, track_usable). */
+static inline size_t hak_test_small_usable(size_t n) {
+  size_t rz = hak_test_redzone();
+  return hak_size_class_size(hak_size_to_class(rz ? (n ? n : 1) + rz : n)) - rz;
+}
+
 #endif /* HAK_TEST_H */

@@ -223,6 +223,7 @@ static void part_reclaimed(void) {
 }
 
 int main(void) {
+  hak_test_no_redzones(); /* geometry of the other builds (hak_test.h) */
   RUN_SECTION(part_rotate);
   RUN_SECTION(part_reclaimed);
   RUN_SECTION(part_hopeless);

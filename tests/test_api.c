@@ -692,33 +692,45 @@ static void test_realloc_growth(void) {
  * becomes a small block. The valgrind build moves every realloc: the
  * "stays" rows are skipped there. */
 static void test_realloc_in_place(void) {
+  /* block: the block a request of block - the redzone (hak_test.h) takes;
+   * the new size: HALF, half its usable size plus `size`; ABS, `size`;
+   * MAX_SMALL, the biggest request a small block serves */
+  enum { ABS, HALF, MAX_SMALL };
   static const struct {
-    size_t block, size;
+    size_t block;
+    int how;
+    size_t size;
     int stays;
   } rows[] = {
-      {64, 32, 1},         /* <= 64 B: stays even at half */
-      {64, 1, 1},          /* <= 64 B: stays at any size */
-      {256, 128, 0},       /* exactly half: moves */
-      {256, 129, 1},       /* half + 1: stays */
-      {4096, 2048, 0},     /* exactly half: moves */
-      {4096, 2049, 1},     /* half + 1: stays */
-      {4096, 1000, 0},     /* a shrink: to 1000's class, not a quarter bigger */
-      {1 * MiB, 100, 0},   /* large to small: a small block */
-      {1 * MiB, 65536, 0}, /* to HAK_SMALL_MAX exactly: small too (its last class) */
+      {64, HALF, 0, 1},           /* <= 64 B: stays even at half */
+      {64, ABS, 1, 1},            /* <= 64 B: stays at any size */
+      {256, HALF, 0, 0},          /* exactly half: moves */
+      {256, HALF, 1, 1},          /* half + 1: stays */
+      {4096, HALF, 0, 0},         /* exactly half: moves */
+      {4096, HALF, 1, 1},         /* half + 1: stays */
+      {4096, ABS, 1000, 0},       /* a shrink: to 1000's class, not a quarter bigger */
+      {1 * MiB, ABS, 100, 0},     /* large to small: a small block */
+      {1 * MiB, MAX_SMALL, 0, 0}, /* to the biggest small request: small too (its last class) */
   };
   const int valgrind = hak_config_is("valgrind");
+  const size_t rz = hak_test_redzone(), max_small = HAK_SMALL_MAX - rz;
   for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
-    size_t block = rows[i].block, size = rows[i].size;
+    size_t block = rows[i].block;
     if (rows[i].stays && valgrind)
       continue;
-    unsigned char *p = hak_malloc(block);
+    unsigned char *p = hak_malloc(block - rz);
     REQUIRE(p != NULL);
     size_t old_usable = hak_usable_size(p);
+    if (block <= HAK_SMALL_MAX)
+      CHECK_EQ(old_usable, block - rz);
+    size_t size = rows[i].how == HALF  ? old_usable / 2 + rows[i].size
+                  : rows[i].how == ABS ? rows[i].size
+                                       : max_small;
     hak_fill(p, size, i);
     unsigned char *q = hak_realloc(p, size);
     REQUIRE(q != NULL);
     CHECK_PATTERN(q, size, i);
-    size_t want = rows[i].stays ? old_usable : hak_size_class_size(hak_size_to_class(size));
+    size_t want = rows[i].stays ? old_usable : hak_test_small_usable(size);
     size_t got = hak_usable_size(q);
     if (rows[i].stays)
       CHECK_MSG(q == p, "realloc(%zu B block, %zu) moved (%p -> %p), expected in place", block,
@@ -730,7 +742,7 @@ static void test_realloc_in_place(void) {
               want);
     struct hak_stats st;
     hak_stats(&st);
-    CHECK_MSG(st.large_blocks == (size > HAK_SMALL_MAX),
+    CHECK_MSG(st.large_blocks == (size > max_small),
               "realloc(%zu B block, %zu): %zu large blocks live", block, size, st.large_blocks);
     hak_free(q);
   }

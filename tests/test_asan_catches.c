@@ -2,7 +2,10 @@
  * requested and the block size, and unused page memory; hak_usable_size(p)
  * unpoisons the whole usable size. This checks the shadow state directly and
  * that real misuse in forked children produces an AddressSanitizer report:
- * a write one byte past a hak_malloc(40) block (inside its 48-byte class),
+ * a write one byte past a hak_malloc(40) block (inside its usable size),
+ * writes just past a block whose request fills its usable size and just
+ * before one, small (the neighbour live) and large (into its redzone, or
+ * the 64 bytes between its header and its start),
  * reads after hak_free (also after another thread's, the remote-free path),
  * writes into never-allocated parts of a page or
  * before an aligned large block (between its header and its start), or
@@ -11,7 +14,7 @@
  * and a large block's root region goes with it (freed or shrunk in place by
  * another thread). A control child that uses blocks correctly must exit 0
  * with no report. */
-#include "hak_test.h"
+#include "hak_test_internal.h"
 
 #if defined(HAK_ASAN) && HAK_ASAN
 #include <sanitizer/asan_interface.h>
@@ -37,21 +40,42 @@ static size_t first_not(const unsigned char *p, size_t from, size_t to, int want
             "%s: byte %zu of block %p is %spoisoned", (what),                                      \
             first_not((p), (from), (to), (want)), (void *)(p), (want) ? "not " : "")
 
+/* Every block is sized for its request and a 16-byte redzone (track.h):
+ * malloc(40) takes a 64-byte block, of which 48 bytes are usable, the last
+ * 16 poisoned while it is live, whatever hak_usable_size exposes. */
 static void test_shadow(void) {
   unsigned char *p = hak_malloc(40);
   REQUIRE(p != NULL);
   CHECK_RANGE(p, 0, 40, 0, "hak_malloc(40) requested bytes");
   CHECK_RANGE(p, 40, 48, 1, "hak_malloc(40) slack");
+  CHECK_RANGE(p, 48, 64, 1, "hak_malloc(40) redzone");
   CHECK_EQ(hak_usable_size(p), 48);
   CHECK_RANGE(p, 0, 48, 0, "hak_malloc(40) after usable_size");
+  CHECK_RANGE(p, 48, 64, 1, "hak_malloc(40) redzone after usable_size");
   hak_free(p);
-  CHECK_RANGE(p, 0, 48, 1, "freed 48-byte block");
+  CHECK_RANGE(p, 0, 64, 1, "freed 64-byte block");
 
   unsigned char *q = hak_malloc(41);
   REQUIRE(q != NULL);
   CHECK_RANGE(q, 0, 41, 0, "hak_malloc(41) requested bytes");
-  CHECK_RANGE(q, 41, 48, 1, "hak_malloc(41) slack");
+  CHECK_RANGE(q, 41, 64, 1, "hak_malloc(41) slack and redzone");
   hak_free(q);
+
+  /* a request that fills the usable size: the redzone right after it */
+  unsigned char *e = hak_malloc(48);
+  REQUIRE(e != NULL);
+  CHECK_RANGE(e, 0, 48, 0, "hak_malloc(48) requested bytes");
+  CHECK_RANGE(e, 48, 64, 1, "hak_malloc(48) redzone");
+  CHECK_EQ(hak_usable_size(e), 48);
+  CHECK_RANGE(e, 48, 64, 1, "hak_malloc(48) redzone after usable_size");
+  hak_free(e);
+  /* malloc(0): 16 usable bytes, as in the other builds */
+  unsigned char *o = hak_malloc(0);
+  REQUIRE(o != NULL);
+  CHECK_RANGE(o, 0, 32, 1, "hak_malloc(0) slack and redzone");
+  CHECK_EQ(hak_usable_size(o), 16);
+  CHECK_RANGE(o, 16, 32, 1, "hak_malloc(0) redzone after usable_size");
+  hak_free(o);
 
   /* realloc shrinking in place: the bytes it gives up become slack again
    * (found by the mutant asan-slack-not-poisoned, which no check killed) */
@@ -60,19 +84,19 @@ static void test_shadow(void) {
   unsigned char *t = hak_realloc(s, 30);
   REQUIRE(t == s); /* 30 > 48 / 2: stays in place */
   CHECK_RANGE(t, 0, 30, 0, "realloc(48 -> 30) kept bytes");
-  CHECK_RANGE(t, 30, 48, 1, "realloc(48 -> 30) given-up bytes");
+  CHECK_RANGE(t, 30, 64, 1, "realloc(48 -> 30) given-up bytes and redzone");
   hak_free(t);
 
   unsigned char *z = hak_calloc(3, 30);
   REQUIRE(z != NULL);
   CHECK_RANGE(z, 0, 90, 0, "calloc(3, 30)");
-  CHECK_RANGE(z, 90, 96, 1, "calloc(3, 30) slack");
+  CHECK_RANGE(z, 90, 112, 1, "calloc(3, 30) slack and redzone"); /* a 112-byte block */
   unsigned char *r = hak_realloc(z, 500);
   REQUIRE(r != NULL);
   CHECK_RANGE(r, 0, 500, 0, "realloc(90 -> 500)");
-  CHECK_RANGE(r, 500, hak_size_class_size(hak_size_to_class(500)), 1, "realloc(90 -> 500) slack");
+  CHECK_RANGE(r, 500, 576, 1, "realloc(90 -> 500) slack and redzone"); /* a 576-byte block */
   if (r != z)
-    CHECK_RANGE(z, 0, 96, 1, "block freed by realloc");
+    CHECK_RANGE(z, 0, 112, 1, "block freed by realloc");
   hak_free(r);
 
   unsigned char *a = hak_aligned_alloc(256, 100);
@@ -91,9 +115,10 @@ static void test_shadow(void) {
       unsigned char *ta = hak_aligned_alloc(262144, n);
       REQUIRE(ta != NULL);
       CHECK_RANGE(ta, 0, n, 0, "aligned_alloc(256 KiB, n) requested bytes");
-      CHECK_RANGE(ta, n, 4096, 1, "aligned_alloc(256 KiB, n) slack");
-      CHECK_EQ(hak_usable_size(ta), 4096);
-      CHECK_RANGE(ta, 0, 4096, 0, "aligned_alloc(256 KiB, n) after usable_size");
+      CHECK_RANGE(ta, n, 4096, 1, "aligned_alloc(256 KiB, n) slack and redzone");
+      CHECK_EQ(hak_usable_size(ta), 4096 - 16);
+      CHECK_RANGE(ta, 0, 4096 - 16, 0, "aligned_alloc(256 KiB, n) after usable_size");
+      CHECK_RANGE(ta, 4096 - 16, 4096, 1, "aligned_alloc(256 KiB, n) redzone after usable_size");
       hak_free(ta);
     }
   }
@@ -103,6 +128,9 @@ static void test_shadow(void) {
   CHECK_RANGE(l, 0, 100000, 0, "hak_malloc(100000)");
   size_t lu = hak_usable_size(l);
   CHECK_RANGE(l, 0, lu, 0, "hak_malloc(100000) after usable_size");
+  CHECK_RANGE(l, lu, lu + 16, 1, "hak_malloc(100000) redzone after usable_size");
+  CHECK_EQ((uintptr_t)(l + lu + 16) & 4095, 0); /* the redzone ends the block's last page */
+  CHECK_RANGE(l - 64, 0, 64, 1, "the 64 bytes before a large block"); /* after its header */
   hak_free(l);
   /* a large realloc shrinking by less than SPLIT_MIN keeps the tail of its
    * mapping as room: the bytes it gives up, tail included, are poisoned */
@@ -112,7 +140,9 @@ static void test_shadow(void) {
   unsigned char *ls = hak_realloc(lb, 200000);
   REQUIRE(ls == lb);
   size_t lsu = hak_usable_size(ls);
-  CHECK_EQ(lsu, 200704 - 64); /* the rounded request: 200000 + the 64 B header, in pages */
+  /* the rounded request: 200000, its 16-byte redzone and the 128 bytes
+   * before the block (the 64 B header, 64 poisoned), in pages */
+  CHECK_EQ(lsu, 200704 - 128 - 16);
   CHECK_RANGE(ls, 0, 200000, 0, "realloc(300000 -> 200000) kept bytes");
   CHECK_RANGE(ls, lsu, lbu, 1, "realloc(300000 -> 200000) kept tail of the mapping");
   unsigned char *lg = hak_realloc(ls, 290000); /* grows back into the room */
@@ -149,6 +179,7 @@ static void test_shadow(void) {
   CHECK_EQ(hak_usable_size(x), 112);
   CHECK_RANGE(x, 16, 32, 1, "the program's poisoned chunk after usable_size");
   CHECK_RANGE(x, 32, 112, 0, "hak_malloc(100) after usable_size, past the program's chunk");
+  CHECK_RANGE(x, 112, 128, 1, "hak_malloc(100) redzone after usable_size");
   hak_free(x);
   CHECK(hak_heap_check() == 0);
 }
@@ -196,9 +227,85 @@ static void write_past_tiny_aligned(void *arg) {
 
 static void write_never_allocated(void *arg) {
   size_t off = (size_t)(uintptr_t)arg;
-  /* 208 is a class nothing else in this program uses: the page is fresh. */
+  /* 224 (200, its redzone) is a class nothing else in this program uses:
+   * the page is fresh. */
   volatile unsigned char *p = hak_malloc(200);
   p[off] = 1;
+  hak_free((void *)p);
+}
+
+/* Redzones (track.h): a block is sized for its request and 16 bytes more,
+ * never the program's, so a write just past a request that fills the
+ * block's usable size, or just before a block, is reported even where the
+ * neighbour is live. Until 2026-11-29 hakmem's blocks had none: malloc(48)
+ * took a 48-byte block, and p[48] was the next block's first byte. Of
+ * `n` live blocks of 48 bytes, the two closest (neighbours: nothing of
+ * theirs lies between). */
+#define NEIGHBOURS 64
+static void closest_pair(unsigned char **blocks, unsigned char **lo, unsigned char **hi) {
+  for (int i = 0; i < NEIGHBOURS; i++) {
+    blocks[i] = hak_malloc(48);
+    REQUIRE(blocks[i] != NULL);
+    memset(blocks[i], i, 48);
+  }
+  size_t best = SIZE_MAX;
+  for (int i = 0; i < NEIGHBOURS; i++) {
+    for (int j = 0; j < NEIGHBOURS; j++) {
+      size_t gap = (size_t)(blocks[j] - blocks[i]);
+      if (blocks[j] > blocks[i] && gap < best) {
+        best = gap;
+        *lo = blocks[i];
+        *hi = blocks[j];
+      }
+    }
+  }
+  REQUIRE(best <= 64); /* the next block of the page (48 + the redzone; 48 without) */
+}
+
+/* one byte past malloc(48), the block after it live */
+static void write_past_exact(void *arg) {
+  unsigned char *blocks[NEIGHBOURS], *lo, *hi;
+  closest_pair(blocks, &lo, &hi);
+  ((volatile unsigned char *)lo)[48] = 0;
+  hak_test_log("no report: %p [48] written, next block %p\n", (void *)lo, (void *)hi);
+}
+
+/* one byte before malloc(48), the block before it live */
+static void write_before_small(void *arg) {
+  unsigned char *blocks[NEIGHBOURS], *lo, *hi;
+  closest_pair(blocks, &lo, &hi);
+  ((volatile unsigned char *)hi)[-1] = 0;
+  hak_test_log("no report: %p [-1] written, previous block %p\n", (void *)hi, (void *)lo);
+}
+
+/* One byte past a large block whose request ends at a page's end (a
+ * 4 MiB boundary), a live large block's range right after it: both placed
+ * in the zone (os.c) by hand, the neighbour first. Without a redzone the
+ * byte was the neighbour's header's first (addressable: no report); with
+ * one, the block needs a page more, and its range goes elsewhere. */
+static void write_past_page_end(void *arg) {
+  hak_trim(0);
+  unsigned char *a = hak_malloc(200000);
+  REQUIRE(a != NULL);
+  size_t off = (uintptr_t)a & 4095; /* where malloc's large blocks start in their range */
+  hak_free(a);
+  hak_trim(0);
+  size_t n = 4 * MiB - off;
+  os_zone_seek(OS_ZONE_SIZE / 2 + 4 * MiB);
+  unsigned char *c = hak_malloc(200000);
+  os_zone_seek(OS_ZONE_SIZE / 2);
+  volatile unsigned char *b = hak_malloc(n);
+  REQUIRE(b != NULL && c != NULL);
+  b[n] = 0;
+  hak_test_log("no report: %p [%zu] written, next block %p\n", (void *)b, n, (void *)c);
+}
+
+/* one byte before a large block (malloc's alignment): its header was there */
+static void write_before_large(void *arg) {
+  volatile unsigned char *p = hak_malloc(200000);
+  REQUIRE(p != NULL);
+  p[-1] = 0;
+  hak_test_log("no report: %p [-1] written\n", (void *)p);
   hak_free((void *)p);
 }
 
@@ -409,6 +516,16 @@ int main(void) {
                 "use-after-poison", "WRITE of size 1");
   expect_report(write_past_shrunk, NULL, "write past a large block shrunk in place",
                 "use-after-poison", "WRITE of size 1");
+
+  expect_report(write_past_exact, NULL, "write past malloc(48), the next block live",
+                "use-after-poison", "WRITE of size 1");
+  expect_report(write_before_small, NULL, "write before malloc(48), the previous block live",
+                "use-after-poison", "WRITE of size 1");
+  expect_report(write_past_page_end, NULL,
+                "write past a large block ending at a page's end, the next range live",
+                "use-after-poison", "WRITE of size 1");
+  expect_report(write_before_large, NULL, "write before a large block", "use-after-poison",
+                "WRITE of size 1");
 
   expect_report(write_aligned_padding, (void *)(uintptr_t)65536,
                 "write before a 64 KiB-aligned large block", "use-after-poison", "WRITE of size 1");

@@ -88,6 +88,7 @@ static void do_free(void *p) {
 }
 
 int main(void) {
+  hak_test_no_redzones(); /* geometry of the other builds (hak_test.h) */
   size_t several = 0, phased = 0;
   for (size_t cls = 0; cls < NCLS; cls++) {
     several += class_slices(cls) > 1;

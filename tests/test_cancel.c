@@ -223,6 +223,7 @@ static void exit_wait(void) {
 }
 
 int main(void) {
+  hak_test_no_redzones(); /* geometry of the other builds (hak_test.h) */
   EXPECT_ABORT(double_free, NULL, "hakmem: double free of 0x");
   EXPECT_ABORT(deep_interior, NULL, "hakmem: invalid free of 0x");
   RUN_SECTION(heap_check);

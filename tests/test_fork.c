@@ -161,7 +161,8 @@ static void fork_with_parked_cache(void) {
     uintptr_t *w = parked_head, saved = w[1];
     w[1] = 0;
     char want[128];
-    snprintf(want, sizeof want, "hakmem: double free of %p (size class 48)\n", parked_head);
+    snprintf(want, sizeof want, "hakmem: double free of %p (size class %zu)\n", parked_head,
+             48 + hak_test_redzone()); /* malloc(48)'s block: 64 B with a redzone (hak_test.h) */
     EXPECT_ABORT(do_free, parked_head, want);
     w[1] = saved;
   }

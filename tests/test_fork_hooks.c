@@ -570,6 +570,7 @@ static void adopted(void) {
 }
 
 int main(void) {
+  hak_test_no_redzones(); /* geometry of the other builds (hak_test.h) */
   /* a section that hangs takes limit_s() and its stacks; the others still run */
   alarm((unsigned)(30 * limit_s()));
   hak_free(hak_malloc(16)); /* hakmem's heap key first: its destructor runs before exit_gate's */

@@ -287,6 +287,7 @@ static void small_exhausted(void) {
 }
 
 int main(void) {
+  hak_test_no_redzones(); /* geometry of the other builds (hak_test.h) */
   if (hak_config_is("asan") || hak_config_is("tsan"))
     hak_test_skip("the sanitizer's shadow does not fit under an address-space limit");
   if (hak_test_under_valgrind())

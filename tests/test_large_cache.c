@@ -656,6 +656,7 @@ static void test_calls_age_cache(void) {
 }
 
 int main(void) {
+  hak_test_no_redzones(); /* geometry of the other builds (hak_test.h) */
   os_test_freeze_clock(); /* the cache ages only by os_test_advance_ms */
   test_mapped_counts_cache();
   test_calls_age_cache();

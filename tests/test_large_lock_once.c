@@ -192,6 +192,7 @@ static void one_realloc(size_t alignment, size_t size, size_t to, int blocked) {
 }
 
 int main(void) {
+  hak_test_no_redzones(); /* geometry of the other builds (hak_test.h) */
   hak_free(hak_malloc(100));
   static const size_t sizes[] = {256 << 10, MiB, 40 * MiB};
   for (int call = FREE; call <= FREE_ALIGNED_SIZED; call++) {

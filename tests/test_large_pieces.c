@@ -116,6 +116,7 @@ static void part_grow(void) {
 }
 
 int main(void) {
+  hak_test_no_redzones(); /* geometry of the other builds (hak_test.h) */
   if (hak_test_under_valgrind())
     hak_test_skip("nothing moves under valgrind: no block is assembled from cached pages");
   REQUIRE(maps_in(0, UINTPTR_MAX) > 0);

@@ -268,6 +268,7 @@ static void in_layout(const char *what, unsigned long layout, rlim_t stack, uint
 }
 
 int main(int argc, char **argv) {
+  hak_test_no_redzones(); /* geometry of the other builds (hak_test.h) */
   if (hak_test_under_valgrind())
     hak_test_skip("valgrind treats MAP_FIXED_NOREPLACE as a hint and does not apply RLIMIT_AS");
   if (argc > 1 && !strcmp(argv[1], "--sections")) {

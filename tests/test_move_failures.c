@@ -373,6 +373,7 @@ static void realloc_move_fails_exposed(void) {
 }
 
 int main(void) {
+  hak_test_no_redzones(); /* geometry of the other builds (hak_test.h) */
   if (!os_moves())
     hak_test_skip("hakmem moves no pages here (valgrind)");
   vm_exact = !hak_config_is("tsan");

@@ -170,6 +170,7 @@ static void delayed(void) {
 }
 
 int main(void) {
+  hak_test_no_redzones();       /* geometry of the other builds (hak_test.h) */
   void *keep = hak_malloc(100); /* another class: the segment stays in use */
   REQUIRE(keep != NULL);
   fill();

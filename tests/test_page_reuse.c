@@ -285,6 +285,7 @@ static void remote_collect_repeats(void) {
 }
 
 int main(void) {
+  hak_test_no_redzones(); /* geometry of the other builds (hak_test.h) */
   RUN_SECTION(free_blocks_before_carving);
   RUN_SECTION(committed_slices_first);
   RUN_SECTION(only_page_stays);

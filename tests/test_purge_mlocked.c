@@ -92,6 +92,7 @@ static void errno_kept(void) {
 }
 
 int main(void) {
+  hak_test_no_redzones(); /* geometry of the other builds (hak_test.h) */
   size_t per = 65536 / hak_size_class_size(hak_size_to_class(SMALL));
   size_t n = per * PAGES + 1; /* one more: its page stays live */
   static unsigned char *a[PAGES * 64 + 1];

@@ -89,6 +89,7 @@ static void *freer(void *arg) {
 }
 
 int main(void) {
+  hak_test_no_redzones();       /* geometry of the other builds (hak_test.h) */
   void *mine = hak_malloc(256); /* main's heap exists and has allocated */
 
   /* 1. A thread that has not allocated since the exits frees all but one

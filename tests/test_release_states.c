@@ -207,6 +207,7 @@ static void run(void (*fn)(void *), const char *what) {
 }
 
 int main(void) {
+  hak_test_no_redzones(); /* geometry of the other builds (hak_test.h) */
   run(notifying_page_kept, "a page emptied during a hand-over was released");
   run(fork_restores_notify, "a fork child lost a full page's notification request");
   run(unmapped_unregistered, "an unmapped segment stayed in the registry");

@@ -127,6 +127,7 @@ static void test_corrupt(void) {
 }
 
 int main(void) {
+  hak_test_no_redzones(); /* geometry of the other builds (hak_test.h) */
   RUN_SECTION(test_append);
   RUN_SECTION(test_take);
   RUN_SECTION(test_corrupt);

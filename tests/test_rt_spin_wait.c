@@ -393,6 +393,7 @@ static void *nothing(void *arg) {
 }
 
 int main(void) {
+  hak_test_no_redzones(); /* geometry of the other builds (hak_test.h) */
   if (hak_test_under_valgrind())
     hak_test_skip("valgrind runs one thread at a time under its own scheduler");
   cpu_set_t set;

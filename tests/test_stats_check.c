@@ -833,6 +833,7 @@ static void test_classes(void) {
 }
 
 int main(void) {
+  hak_test_no_redzones(); /* geometry of the other builds (hak_test.h) */
   test_table();
   RUN_SECTION(test_classes);
   RUN_SECTION(test_large);

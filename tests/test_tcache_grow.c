@@ -83,6 +83,7 @@ static void first_limits(void) {
 }
 
 int main(void) {
+  hak_test_no_redzones(); /* geometry of the other builds (hak_test.h) */
   first_limits();
   size_t size = 8192, cls = size_to_class(size);
   uint32_t first = class_tcache_limit(cls);

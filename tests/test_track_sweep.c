@@ -10,7 +10,9 @@
  *    usable size is not (a write there is reported), nor the padding
  *    before an aligned large block;
  *  - after hak_usable_size every usable byte is addressable (README, Bad
- *    input: "malloc_usable_size bytes may all be used");
+ *    input: "malloc_usable_size bytes may all be used"), and the usable
+ *    size is the block's all but its redzone, which stays unaddressable
+ *    (track.h: TRACK_REDZONE);
  *  - after free (hak_free, hak_free_sized, hak_free_aligned_sized) no
  *    usable byte is addressable (or the range is unmapped);
  *  - valgrind: malloc's bytes are undefined, calloc's defined (and zero),
@@ -175,11 +177,23 @@ static void check_new(unsigned char *p, size_t n, size_t align, int def) {
 }
 
 /* hak_usable_size: every usable byte addressable, and written */
+/* The block's last TRACK_REDZONE bytes (track.h) are not the program's:
+ * the usable size leaves them out, and they stay unaddressable. */
 static size_t check_usable(unsigned char *p, size_t n) {
+  size_t block = usable_of(p);
   size_t u = hak_usable_size(p);
   CHECK_MSG(u >= n, "%s: usable size %zu < %zu", what, u, n);
   size_t bad = first_unaddressable(p, u);
   CHECK_MSG(bad == u, "%s: after usable_size, byte %zu of %zu is not addressable", what, bad, u);
+  CHECK_MSG(u == block - TRACK_REDZONE,
+            "%s: usable size %zu of a %zu-byte block: not all but its "
+            "%zu-byte redzone",
+            what, u, block, (size_t)TRACK_REDZONE);
+  if (u < block) {
+    size_t a = first_addressable(p + u, block - u);
+    CHECK_MSG(a == block - u, "%s: after usable_size, redzone byte %zu (usable %zu) is addressable",
+              what, u + a, u);
+  }
   if (bad == u)
     memset(p, 0xa5, u);
   return u;

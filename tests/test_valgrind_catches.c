@@ -18,13 +18,22 @@
  *   tiny_aligned write past aligned_alloc(256 KiB, 1), a large mapping's
  *             block of 1 byte (memcheck's block was 16 until 2026-11-28)
  *                                        -> "Invalid write", exit 99
+ *   overflow_exact, underflow  write one byte past a hak_malloc(48) block (a
+ *             request that fills its usable size), or before one, the
+ *             neighbour live: into the block's redzone (track.h; until
+ *             2026-11-29 there was none, and the byte was the neighbour's:
+ *             no report)                 -> "Invalid write", exit 99
+ *   large_page_end, large_underflow  the same for a large block whose
+ *             request ends at a 4 MiB boundary, a live block's range right
+ *             after it; and before a large block (its header's last byte
+ *             until 2026-11-29)          -> "Invalid write", exit 99
  *   leak      lose a block, --leak-check=full  -> "definitely lost", exit 99
  *   leak_first  the same for a page's first block, lost by a thread that
  *             exits (the page descriptor held its address until 2026-11-28)
  *   clean     thousands of correct mixed operations (realloc, calloc, aligned,
  *             large, usable_size, cross-thread frees) -> exit 0, no errors:
  *             catches false positives from hakmem's own metadata accesses. */
-#include "hak_test.h"
+#include "hak_test_internal.h"
 
 #include <pthread.h>
 
@@ -94,6 +103,68 @@ __attribute__((noinline)) static void mode_aligned_pad(void) {
 __attribute__((noinline)) static void mode_tiny_aligned(void) {
   volatile unsigned char *p = hak_aligned_alloc(262144, 1);
   p[1] = 1;
+  hak_free((void *)p);
+}
+
+/* Of 64 live blocks of 48 bytes, the two closest (neighbours: nothing of
+ * theirs lies between). */
+#define NEIGHBOURS 64
+static void closest_pair(unsigned char **blocks, unsigned char **lo, unsigned char **hi) {
+  for (int i = 0; i < NEIGHBOURS; i++) {
+    blocks[i] = hak_malloc(48);
+    REQUIRE(blocks[i] != NULL);
+    memset(blocks[i], i, 48);
+  }
+  size_t best = SIZE_MAX;
+  for (int i = 0; i < NEIGHBOURS; i++) {
+    for (int j = 0; j < NEIGHBOURS; j++) {
+      size_t gap = (size_t)(blocks[j] - blocks[i]);
+      if (blocks[j] > blocks[i] && gap < best) {
+        best = gap;
+        *lo = blocks[i];
+        *hi = blocks[j];
+      }
+    }
+  }
+  REQUIRE(best <= 64); /* the next block of the page (48 + the redzone; 48 without) */
+}
+
+static unsigned char *pair[NEIGHBOURS];
+
+__attribute__((noinline)) static void mode_overflow_exact(void) {
+  unsigned char *lo, *hi;
+  closest_pair(pair, &lo, &hi);
+  ((volatile unsigned char *)lo)[48] = 0;
+}
+
+__attribute__((noinline)) static void mode_underflow(void) {
+  unsigned char *lo, *hi;
+  closest_pair(pair, &lo, &hi);
+  ((volatile unsigned char *)hi)[-1] = 0;
+}
+
+/* Both placed in the zone (os.c) by hand, the neighbour first; without a
+ * redzone the byte was the neighbour's header's first (defined memory,
+ * no block's: no report). */
+__attribute__((noinline)) static void mode_large_page_end(void) {
+  unsigned char *a = hak_malloc(200000);
+  REQUIRE(a != NULL);
+  size_t off = (uintptr_t)a & 4095; /* where malloc's large blocks start in their range */
+  hak_free(a);
+  hak_trim(0);
+  size_t n = 4 * MiB - off;
+  os_zone_seek(OS_ZONE_SIZE / 2 + 4 * MiB);
+  unsigned char *c = hak_malloc(200000);
+  os_zone_seek(OS_ZONE_SIZE / 2);
+  volatile unsigned char *b = hak_malloc(n);
+  REQUIRE(b != NULL && c != NULL);
+  b[n] = 0;
+}
+
+__attribute__((noinline)) static void mode_large_underflow(void) {
+  volatile unsigned char *p = hak_malloc(200000);
+  REQUIRE(p != NULL);
+  p[-1] = 0;
   hak_free((void *)p);
 }
 
@@ -269,6 +340,14 @@ static int run_mode(const char *mode) {
     mode_aligned_pad();
   else if (strcmp(mode, "tiny_aligned") == 0)
     mode_tiny_aligned();
+  else if (strcmp(mode, "overflow_exact") == 0)
+    mode_overflow_exact();
+  else if (strcmp(mode, "underflow") == 0)
+    mode_underflow();
+  else if (strcmp(mode, "large_page_end") == 0)
+    mode_large_page_end();
+  else if (strcmp(mode, "large_underflow") == 0)
+    mode_large_underflow();
   else if (strcmp(mode, "leak") == 0)
     mode_leak();
   else if (strcmp(mode, "leak_first") == 0)
@@ -336,6 +415,13 @@ int main(int argc, char **argv) {
               NULL);
   expect_mode("aligned_pad", 0, 99, "Invalid write", NULL); /* no block there to name */
   expect_mode("tiny_aligned", 0, 99, "Invalid write", "is 0 bytes after a block of size 1 alloc'd");
+  expect_mode("overflow_exact", 0, 99, "Invalid write",
+              "is 0 bytes after a block of size 48 alloc'd");
+  /* the byte before the upper block, in the lower one's redzone */
+  expect_mode("underflow", 0, 99, "Invalid write", "is 15 bytes after a block of size 48 alloc'd");
+  expect_mode("large_page_end", 0, 99, "Invalid write", "is 0 bytes after a block of size");
+  expect_mode("large_underflow", 0, 99, "Invalid write",
+              "is 1 bytes before a block of size 200,000 alloc'd");
   expect_mode("leak", 1, 99, "definitely lost", NULL);
   expect_mode("leak_first", 1, 99, "definitely lost", NULL);
   expect_mode("clean", 1, 0, NULL, NULL);

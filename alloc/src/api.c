@@ -80,11 +80,11 @@ static inline __attribute__((always_inline)) void *small_alloc(size_t n, size_t 
 static inline __attribute__((always_inline)) void *malloc_impl(size_t size) {
   /* the table-lookup sizes first, so they fall straight through; each
    * branch lets the compiler fold size_to_class to its table or formula */
-  if (likely(size <= SMALL_LUT_MAX))
-    return small_alloc(size, size_to_class(size), false);
-  if (likely(size <= HAK_SMALL_MAX))
-    return small_alloc(size, size_to_class(size), false);
-  return large_alloc(size, 16, false);
+  if (likely(size <= SMALL_LUT_MAX - TRACK_REDZONE))
+    return small_alloc(size, size_to_class(track_need(size)), false);
+  if (likely(size <= SMALL_REQ_MAX))
+    return small_alloc(size, size_to_class(track_need(size)), false);
+  return large_alloc(size, 16, false); /* adds the redzone itself */
 }
 
 static HAK_NOINLINE void free_not_owned(hak_heap_t *h, hak_segment_t *seg, hak_block_t *b);
@@ -381,7 +381,7 @@ static inline __attribute__((always_inline)) resolved_t resolve(void *p, const c
     HAK_TEST_HOOK(HAK_HOOK_DOUBLE_FREE, p);
     err_double_free(op, p, usable);
   }
-  r.usable = usable;
+  r.usable = track_usable(usable); /* the block's, less its redzone */
   return r;
 }
 
@@ -400,12 +400,12 @@ static size_t usable_size_impl(const void *cp) {
 static void *alloc_aligned(size_t alignment, size_t size) {
   if (alignment <= 16)
     return malloc_impl(size);
-  if (alignment <= SLICE_SIZE && size <= HAK_SMALL_MAX && alignment <= HAK_SMALL_MAX) {
+  if (alignment <= SLICE_SIZE && size <= SMALL_REQ_MAX && alignment <= HAK_SMALL_MAX) {
     /* pages start 64 KiB aligned: a class whose size is a multiple of the
      * alignment has every block aligned. The alignment is a power of two
      * (every caller checks): a mask, not a division per class tried
      * (posix_memalign(64, 100) + free: 137 -> 132 instructions) */
-    size_t need = size > alignment ? size : alignment;
+    size_t need = track_need(size) > alignment ? track_need(size) : alignment;
     for (size_t cls = size_to_class(need); cls < NCLS; cls++)
       if ((class_size(cls) & (alignment - 1)) == 0)
         return small_alloc(size, cls, false);
@@ -423,8 +423,8 @@ static inline __attribute__((always_inline)) void *calloc_impl(size_t count, siz
     errno = ENOMEM;
     return NULL;
   }
-  if (likely(n <= HAK_SMALL_MAX))
-    return small_alloc(n, size_to_class(n), true);
+  if (likely(n <= SMALL_REQ_MAX))
+    return small_alloc(n, size_to_class(track_need(n)), true);
   return large_alloc(n, 16, true);
 }
 
@@ -453,8 +453,8 @@ static inline __attribute__((always_inline)) void *realloc_move(void *p, size_t 
    * bigger, so a buffer grown by small appends moves O(log n) times, not
    * once per class (bench_realloc: 54% of reallocs moved) */
   size_t grown = r.usable + r.usable / 4;
-  void *q = r.page && size > r.usable && size < grown && grown <= HAK_SMALL_MAX
-                ? small_alloc(size, size_to_class(grown), false)
+  void *q = r.page && size > r.usable && size < grown && grown <= SMALL_REQ_MAX
+                ? small_alloc(size, size_to_class(track_need(grown)), false)
                 : malloc_impl(size);
   if (!q)
     return NULL;
@@ -476,7 +476,7 @@ static inline __attribute__((always_inline)) void *realloc_move(void *p, size_t 
  * out, or a large block freed, went unnamed (test_realloc_invalid_oom). */
 static HAK_NOINLINE void *realloc_large(void *p, size_t size, void **deferred) {
   void *small = NULL;
-  if (size - 1 < HAK_SMALL_MAX && !(small = malloc_impl(size))) {
+  if (size - 1 < SMALL_REQ_MAX && !(small = malloc_impl(size))) {
     size_t usable;
     (void)large_resolve(p, "realloc", &usable);
     return NULL;
@@ -527,7 +527,7 @@ static HAK_NOINLINE void *realloc_slow(void *p, size_t size, void **deferred) {
  * a quarter of the reallocs move: 154.5 -> 143.9 instructions per op. */
 static HAK_NOINLINE void *realloc_move_small(void *p, size_t size, hak_segment_t *seg, size_t cls,
                                              void **deferred) {
-  resolved_t r = {.seg = seg, .page = ptr_page(seg, p), .usable = class_size(cls)};
+  resolved_t r = {.seg = seg, .page = ptr_page(seg, p), .usable = track_usable(class_size(cls))};
   return realloc_move(p, size, r, deferred);
 }
 
@@ -545,7 +545,7 @@ static inline __attribute__((always_inline)) void *realloc_impl(void *p, size_t 
     hak_slice_t *sl = ptr_slice_entry(seg, p);
     if (likely(slice_is_block_start_by(sl, p, hak_tls_heap->magic) &&
                block_marker(p) != block_marker_value(p))) {
-      size_t usable = class_size(sl->cls);
+      size_t usable = track_usable(class_size(sl->cls));
       if (likely(small_stays(size, usable) && size != 0)) {
         track_resize(p, 0, size, usable);
         return p;
@@ -792,4 +792,8 @@ void *__libc_memalign(size_t alignment, size_t size) HAK_ALIAS(hak_memalign);
 void *__libc_valloc(size_t size) HAK_ALIAS(hak_valloc);
 void *__libc_pvalloc(size_t size) HAK_ALIAS(hak_pvalloc);
 void cfree(void *p) HAK_ALIAS(hak_free);
+#endif
+
+#if (defined(HAK_ASAN) && HAK_ASAN) || (defined(HAK_VALGRIND) && HAK_VALGRIND)
+size_t hak_redzone = 16; /* track.h (at the end: no line of the code above moves) */
 #endif

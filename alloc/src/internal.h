@@ -239,7 +239,7 @@ typedef struct hak_large {
   size_t map_size;  /* bytes mapped at the header */
   size_t offset;    /* user pointer = header + offset */
   size_t alignment; /* alignment of the mapping start */
-  size_t requested;
+  size_t requested; /* the request (at least 16) and its redzone (track_need) */
   struct hak_large *gnext, *gprev;
 } hak_large_t;
 /* A large block's header: the first LARGE_HDR bytes of its range, the block
@@ -462,6 +462,15 @@ static inline void page_set_capacity(hak_page_t *pg, uint32_t cap) {
 
 /* ---- block accessors (track.h hides sanitizer/valgrind details) -------- */
 #include "track.h"
+/* Where a large block aligned to 64 bytes or less starts in its range:
+ * right after the header, or, with redzones (track.h), after 64 more
+ * bytes no block owns (poisoned, like an aligned block's padding), so that
+ * a write before the block is reported, not a silent change to its
+ * header's last field. */
+#define LARGE_OFFSET (LARGE_HDR + (TRACK_REDZONE ? LARGE_HDR : 0))
+/* The biggest request a small block serves (HAK_SMALL_MAX, less the
+ * redzone). */
+#define SMALL_REQ_MAX (HAK_SMALL_MAX - TRACK_REDZONE)
 
 static inline uintptr_t block_marker_value(const void *b) {
   return hak_cookie ^ (uintptr_t)b;

@@ -431,11 +431,15 @@ void *large_alloc(size_t size, size_t alignment, bool zero) {
   if (size < 16)
     size = 16; /* like malloc(0): a real, unique, usable block (aligned_alloc(1 MiB, 0)) */
   bool huge = alignment >= SEGMENT_SIZE;
-  size_t off = huge ? OS_PAGE_SIZE : (alignment > LARGE_HDR ? alignment : LARGE_HDR);
-  if (size > (size_t)PTRDIFF_MAX - off - OS_PAGE_SIZE || alignment > ((size_t)1 << 40)) {
+  size_t off = huge ? OS_PAGE_SIZE : (alignment > LARGE_OFFSET ? alignment : LARGE_OFFSET);
+  if (size > (size_t)PTRDIFF_MAX - off - OS_PAGE_SIZE - TRACK_REDZONE ||
+      alignment > ((size_t)1 << 40)) {
     errno = ENOMEM;
     return NULL;
   }
+  /* the block: the request and its redzone (without redzones `size = (size)`) */
+  /* cppcheck-suppress selfAssignment */
+  size = track_need(size);
   size_t map = round_page(off + size);
   size_t map_align = huge ? alignment : SEGMENT_SIZE;
   if (!huge) {
@@ -645,7 +649,7 @@ hak_large_t *large_resolve(void *p, const char *op, size_t *usable) {
   HAK_TEST_HOOK(HAK_HOOK_LARGE_RESOLVING, p);
   hak_lock(&hak_large_lock);
   check_live_locked(lg, p, op);
-  *usable = large_usable(lg);
+  *usable = track_usable(large_usable(lg));
   hak_unlock(&hak_large_lock);
   return lg;
 }
@@ -709,7 +713,7 @@ void large_free_sized(void *p, size_t size, size_t alignment) {
   HAK_TEST_HOOK(HAK_HOOK_LARGE_RESOLVING, p);
   hak_lock(&hak_large_lock);
   check_live_locked(lg, p, "free_sized");
-  if (unlikely(size > large_usable(lg))) {
+  if (unlikely(size > track_usable(large_usable(lg)))) {
     hak_unlock(&hak_large_lock);
     err_size_mismatch("free_sized", p, size, 0);
   }
@@ -754,7 +758,7 @@ void *large_realloc(void *p, size_t size, void *small, bool caller_frees, hak_la
    * or moved and handed out, and the cache still held it */
   check_live_locked(lg, p, "realloc");
   *lgp = lg;
-  *usable = large_usable(lg);
+  *usable = track_usable(large_usable(lg));
   if (small || !size) {
     if (small) { /* the requested bytes, as realloc_move copies them */
       size_t req = track_requested(p, *usable);
@@ -769,7 +773,7 @@ void *large_realloc(void *p, size_t size, void *small, bool caller_frees, hak_la
     return small;
   }
   size_t off = lg->offset;
-  if (size > (size_t)PTRDIFF_MAX - off - OS_PAGE_SIZE) {
+  if (size > (size_t)PTRDIFF_MAX - off - OS_PAGE_SIZE - TRACK_REDZONE) {
     hak_unlock(&hak_large_lock);
     errno = ENOMEM;
     return NULL;
@@ -778,10 +782,10 @@ void *large_realloc(void *p, size_t size, void *small, bool caller_frees, hak_la
     hak_unlock(&hak_large_lock);
     return LARGE_MOVE_BY_COPY;
   }
-  size_t need = round_page(off + size);
+  size_t need = round_page(off + track_need(size));
   cache_age_locked();
   size_t map = lg->map_size, old_req = lg->requested, keep = need;
-  size_t old_usable = *usable; /* the LSan root region registered */
+  size_t old_usable = *usable + TRACK_REDZONE; /* the LSan root region registered: the block */
   bool in_place = need <= map, one = false;
   if (need < map && cacheable(lg) && excess_kept(map, need))
     /* the tail stays as room (python grows a list it got from a bigger
@@ -799,7 +803,7 @@ void *large_realloc(void *p, size_t size, void *small, bool caller_frees, hak_la
     if (need > map) /* grown by mremap: one mapping in all; else os_extend's one more */
       lg->pieces = one ? 1 : pieces_clamp(lg->pieces + 1);
     lg->map_size = keep;
-    lg->requested = size;
+    lg->requested = track_need(size);
     if (keep > need) /* a kept tail was part of the block: no access now; under the
                       * lock, so that a hak_trim unmapping it comes after (large_alloc) */
       track_noaccess((uint8_t *)lg + need, keep - need);
@@ -862,7 +866,7 @@ void *large_realloc(void *p, size_t size, void *small, bool caller_frees, hak_la
   if (lg->gnext)
     lg->gnext->gprev = lg;
   lg->map_size = need;
-  lg->requested = size;
+  lg->requested = track_need(size);
   registry_set(lg, REG_LARGE);
   /* its old range is gone: a free of p is a double free. Before the unlock,
    * as in large_free (until 2026-11-28 after it: a free of p racing the

@@ -40,6 +40,48 @@
 #define VG_DEFINED(v) ((void)0)
 #endif
 
+/* ---- redzones ----------------------------------------------------------
+ * In the asan and valgrind builds every block is sized for its request
+ * plus TRACK_REDZONE bytes, and its last TRACK_REDZONE bytes are never the
+ * program's: poisoned (NOACCESS) while the block is live, whatever
+ * hak_usable_size exposes. Without them a block whose request filled its
+ * class (or a large one whose request ended at a page's end) had its
+ * neighbour right after it, and a write one byte past it (a
+ * malloc(strlen(s)) bug) went unreported where that neighbour was live
+ * (malloc(48), then p[48]: no report in either build, until 2026-11-29;
+ * test_asan_catches, test_valgrind_catches). A write before a block lands
+ * in the previous block's redzone (or, before a large block, in the
+ * poisoned lead after its header: LARGE_OFFSET). 0 elsewhere: the other
+ * builds' code is unchanged. */
+#if (defined(HAK_ASAN) && HAK_ASAN) || (defined(HAK_VALGRIND) && HAK_VALGRIND)
+/* 16, or 0 where a test of the allocator's geometry (classes, pages,
+ * large ranges) sets it so before its first allocation
+ * (hak_test_no_redzones): a block's redzone must not change while it is
+ * live. */
+extern HAK_INTERNAL size_t hak_redzone;
+#define TRACK_REDZONE hak_redzone
+/* The bytes a block needs for a request of `size` bytes (small: at most
+ * HAK_SMALL_MAX - TRACK_REDZONE; large: at most PTRDIFF_MAX minus a
+ * redzone and a page, checked by the caller): with redzones, the request
+ * (at least 1 byte, so that malloc(0)'s block has 16 usable bytes, as in
+ * the other builds) and its redzone. The one place that adds it. */
+static inline size_t track_need(size_t size) {
+  return TRACK_REDZONE ? (size ? size : 1) + TRACK_REDZONE : size;
+}
+/* The bytes of a block of `block` bytes the program may use (what
+ * hak_usable_size says, what free_sized checks and realloc keeps a block
+ * for): all but the redzone. The one place that takes it off. */
+static inline size_t track_usable(size_t block) {
+  return block - TRACK_REDZONE;
+}
+#else
+/* macros, not functions: the debug build (-O0) would call them, and its
+ * code would not be the same as without redzones */
+#define TRACK_REDZONE ((size_t)0)
+#define track_need(size) (size)
+#define track_usable(block) (block)
+#endif
+
 static inline HAK_NO_ASAN hak_block_t *block_next(hak_block_t *b) {
   VG_QUIET_BEGIN();
   hak_block_t *n = *(hak_block_t *volatile *)&b->next;
