@@ -108,7 +108,6 @@ static long now_ms(void) {
 }
 
 int main(void) {
-  hak_test_no_redzones();   /* geometry of the other builds (hak_test.h) */
   alarm(60);                /* a hang (a walk that never ends) dies by SIGALRM */
   hak_free(hak_malloc(16)); /* main's heap allocated before the owners' abandonments */
   pthread_t m[MONITORS];

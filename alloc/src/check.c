@@ -784,7 +784,7 @@ void hak_stats(struct hak_stats *out) {
   hak_lock(&hak_large_lock);
   for (hak_large_t *lg = hak_all_large; lg; lg = lg->gnext) {
     out->large_blocks++;
-    out->large_bytes += large_usable(lg);
+    out->large_bytes += track_usable(large_usable(lg)); /* hak_usable_size's, as below */
     out->mapped_bytes += lg->map_size;
   }
   out->mapped_bytes += large_cache_mapped_locked(); /* freed mappings are mapped too */
@@ -796,7 +796,7 @@ void hak_stats(struct hak_stats *out) {
     cs->live_blocks = live;
     cs->free_blocks = capacity[cls] >= live ? capacity[cls] - live : 0;
     out->live_blocks += live;
-    out->live_bytes += live * cs->block_size;
+    out->live_bytes += live * track_usable(cs->block_size);
   }
   out->live_blocks += out->large_blocks;
   out->live_bytes += out->large_bytes;
