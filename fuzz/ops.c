@@ -413,6 +413,14 @@ static void order_insert(struct fz_exec *x, int slot) {
 /* Test-only: a planted-bug build of the allocator (repro tests) counts events
  * per process; every input starts the count again. */
 extern void hak_trace_plant_reset(void) __attribute__((weak));
+/* The asan and valgrind builds' redzones (alloc/src/track.h), absent from
+ * the others (weak: NULL there). */
+extern size_t hak_redzone __attribute__((weak));
+
+void fz_no_redzones(void) {
+  if (&hak_redzone)
+    hak_redzone = 0;
+}
 
 static void exec_init(struct fz_exec *x) {
   memset(x, 0, sizeof *x);
@@ -422,6 +430,9 @@ static void exec_init(struct fz_exec *x) {
   x->budget = LARGE_BUDGET;
   const char *e = getenv("FUZZ_ABORT_AT");
   x->abort_at = e && *e ? atol(e) : -1;
+  const char *nr = getenv("FUZZ_NO_REDZONES"); /* every input sets the same */
+  if (nr && *nr == '1')
+    fz_no_redzones();
   fm_reset(); /* squatters left by an input that did not finish */
   if (hak_trace_plant_reset)
     hak_trace_plant_reset();

@@ -11,7 +11,9 @@
  * A failed check prints "fuzz: <what> ..." on stderr and calls abort().
  * Test-only: FUZZ_ABORT_AT=<n> in the environment aborts at op n (0-based) of
  * every input, after printing the digest so far (used to test that a crash
- * reproduces from its input file alone). */
+ * reproduces from its input file alone); FUZZ_NO_REDZONES=1 turns the asan
+ * and valgrind builds' redzones off (their blocks then placed as the release
+ * build's, for a digest compared with it). */
 #ifndef HAK_FUZZ_OPS_H
 #define HAK_FUZZ_OPS_H
 
@@ -146,6 +148,12 @@ void fz_exec_init(struct fz_exec *x);
  * when `unbounded`, no live-bytes budget: every request is made (replay).
  * The clock is left to the caller (repro/replay follows the recorded one). */
 void fz_exec_init_cap(struct fz_exec *x, unsigned nslots, int unbounded);
+/* Turns the asan and valgrind builds' redzones off (alloc/src/track.h; a
+ * no-op in the others), before the first allocation: their blocks are then
+ * placed, and have the usable sizes, of the release build's (a digest or a
+ * recording compared with it). FUZZ_NO_REDZONES=1 does it at every
+ * fz_exec_init*. */
+void fz_no_redzones(void);
 /* Run one op on the calling thread. FZ_THREAD_EXIT only bumps the epoch: the
  * driver makes the thread exit (and joins it) itself. */
 void fz_exec_op(struct fz_exec *x, const struct fz_op *op);
