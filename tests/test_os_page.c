@@ -67,9 +67,11 @@ static void large_ranges(void) {
     CHECK_MSG((uintptr_t)lg % page == 0 && lg->map_size % page == 0,
               "malloc(%zu): range %p + %zu is not whole %zu-byte pages", n, (void *)lg,
               lg->map_size, page);
+    /* the block's end, past its redzone (the asan and valgrind builds) */
     size_t u = hak_usable_size(p);
-    CHECK_MSG(u >= n && ((uintptr_t)p + u) % page == 0,
-              "malloc(%zu) = %p: usable size %zu does not end on a page", n, (void *)p, u);
+    CHECK_MSG(u >= n && ((uintptr_t)p + u + hak_test_redzone()) % page == 0,
+              "malloc(%zu) = %p: usable size %zu (and a redzone of %zu) does not end on a page", n,
+              (void *)p, u, hak_test_redzone());
     memset(p, 0x33, u);
     if (n > 2 * page + HAK_SMALL_MAX) { /* shrunk in place by whole pages */
       size_t m = n - page - 1;
