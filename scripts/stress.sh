@@ -13,6 +13,8 @@
 #   scripts/stress.sh larson-scaling  hakmem vs glibc Larson throughput at 1, 2, 4 threads
 #   scripts/stress.sh watchdog-test   the watchdog self-test (exit 3 and stacks printed)
 #   scripts/stress.sh progs <config>  the programs `run <config>` runs (one line)
+#   scripts/stress.sh args <prog> <threads> <chunks> <seconds>  the arguments
+#       `run` gives a program (one line; make cross-check runs them under qemu)
 #
 # Environment: THREADS (4) CHUNKS (1024) DURATION (seconds, 3) SEED (42)
 #   STRESS_PROGS (override the program list) JOBS (2) ROUNDS (larson, 10000)
@@ -282,7 +284,8 @@ case ${1:-} in
   larson-scaling) cmd_larson_scaling ;;
   watchdog-test) shift; cmd_watchdog_test "$@" ;;
   progs) default_progs "${2:?config}"; exit 0 ;;
-  *) sed -n '2,21p' "$0"; exit 1 ;;
+  args) prog_args "${2:?program}" "${3:?threads}" "${4:?chunks}" "${5:?seconds}"; exit 0 ;;
+  *) sed -n '2,23p' "$0"; exit 1 ;;
 esac
 driver_done
 if [ "$FAILED" -gt 0 ]; then
