@@ -25,6 +25,10 @@
 #                           status STARVED, exit 1, "Result: FAIL", named
 #   nightly/unknown-status  report.py on a check of status STARVD: FAIL, named;
 #                           with SKIP instead: PASS
+#   nightly/cross-findings  the cross-check step's findings (a stand-in for make
+#                           cross-check, NIGHTLY_CROSS_CMD): a failed build, a
+#                           test at 16 KiB pages and a stress program, each
+#                           reproduced by its check's own command line
 #   nightly/available-fresh in a copy of the tree with nothing built (a fresh
 #                           checkout, as the GitHub nightly has), every make
 #                           target the nightly runs counts as available, and
@@ -282,6 +286,47 @@ run_check nightly available-fresh bash -c '
   if scripts/nightly.sh --available no-such-target; then echo "a missing target counted as available"; exit 1; fi
   [ ! -e build ] || { echo "the availability check built something"; exit 1; }
   echo "all available in a tree with nothing built"'
+
+# the cross-check step's findings, from a stand-in for make cross-check
+# (NIGHTLY_CROSS_CMD) that records a failed build, test at 16 KiB pages and
+# stress program the way scripts/cross-check.sh does (run_check, whose log
+# holds the command): each finding reproduces with the check's own command
+# line (until 2026-11-29 a stress program's was build/<config>/tests/stress/<prog>,
+# no arguments, and the build's make tests, C++ too). No toolchain needed, a second.
+cat >"$T/fake-cross.sh" <<'SH'
+#!/usr/bin/env bash
+. scripts/lib-check.sh
+printf '#!/bin/sh\nexit 1\n' >"$FAKE_QEMU" && chmod +x "$FAKE_QEMU"
+run_check release-aarch64 cross/build make -s no-such-target-selftest
+run_check release-aarch64 cross/test_api true
+run_check release-aarch64 cross/test_api@16k env QEMU_PAGESIZE=16384 "$FAKE_QEMU" build/release-aarch64/tests/test_api
+run_check release-aarch64 cross/stress/remote_free env "$FAKE_QEMU" build/release-aarch64/stress/remote_free --threads=4 --seed=42
+echo "cross-check: 3 failed (stand-in)"
+exit 1
+SH
+chmod +x "$T/fake-cross.sh"
+cat >"$T/check-cross.py" <<'PY'
+import json, sys
+T, q = sys.argv[1], sys.argv[2]
+d = json.load(open(T + "/cross/report.json"))
+c = {x["name"]: x for x in d["checks"]}["cross-check"]
+assert d["result"] == "FAIL" and c["status"] == "FAIL", (d["result"], c)
+rep = {f["what"].split(": ")[0]: f["reproduce"] for f in c["findings"]}
+assert sorted(rep) == ["release-aarch64", "release-aarch64 cross/stress/remote_free",
+                       "release-aarch64 cross/test_api@16k"], rep
+assert rep["release-aarch64"] == ["make -s no-such-target-selftest"], rep
+t = "make CONFIG=release CROSS=aarch64-linux-gnu- build/release-aarch64/tests/test_api && env QEMU_PAGESIZE=16384 %s build/release-aarch64/tests/test_api" % q
+assert rep["release-aarch64 cross/test_api@16k"] == [t], rep
+s = "make CONFIG=release CROSS=aarch64-linux-gnu- build/release-aarch64/stress/remote_free && env %s build/release-aarch64/stress/remote_free --threads=4 --seed=42" % q
+assert rep["release-aarch64 cross/stress/remote_free"] == [s], rep
+print("cross-check: FAIL, 3 findings, each with its own command line")
+PY
+run_check nightly cross-findings bash -c '
+  T='"$T"'
+  NIGHTLY_OUT=$T/cross NIGHTLY_ONLY=cross-check NIGHTLY_CROSS_CMD=$T/fake-cross.sh \
+    FAKE_QEMU=$T/fake-qemu BUDGET=0.1 scripts/nightly.sh; rc=$?
+  [ $rc = 1 ] || { echo "nightly exit $rc, expected 1"; exit 1; }
+  python3 "$T/check-cross.py" "$T" "$T/fake-qemu" || exit 1'
 
 if ! command -v clang >/dev/null || ! make -s fuzz-bins >"$T/fuzz-bins.log" 2>&1; then
   run_check nightly planted sh -c 'echo "fuzz drivers not built (clang missing or make fuzz-bins failed)"; exit 77'
