@@ -58,9 +58,16 @@ FAST="test_api test_os_page test_block_start test_calloc_purged test_large_callo
   test_large_lock_once test_large_realloc_gone test_notify_race test_notify_clear_race
   test_abandon_handover test_abandon_stale_live test_adopt_full test_idle_segment
   test_heap_publish test_exit_free test_exit_malloc test_atfork_malloc"
-# Run again with 16 and 64 KiB pages.
+# Run again with 16 and 64 KiB pages (built too if not in FAST; a missing one
+# FAILs). test_large_realloc_gone and test_trim_large_tail took the page for
+# 4 KiB until 2026-11-29 and failed at 64 KiB (a guard page that could not be
+# mapped, an expected usable size). Not here: test_large_cache (4 KiB
+# mincore probes and sizes, at 16 and 64 KiB) and test_large_calloc (calloc of
+# 256 MiB: RSS +26 MiB at 64 KiB under qemu, +7 at 16, +2 at 4; the same call
+# in a program of its own +2 at 64: not explained yet).
 PAGED="test_os_page test_api test_block_start test_calloc_purged test_large_lock_once
-  test_notify_race test_adopt_full test_idle_segment test_exit_free"
+  test_notify_race test_adopt_full test_idle_segment test_exit_free test_large_realloc_gone
+  test_trim_large_tail"
 # What qemu-user (Debian 12's 7.2) cannot do: these are not run under it
 # (each was run and failed, or hung, for the reason given).
 SYSCALL="reads /proc/<tid>/syscall to see another thread wait (in nanosleep, futex, write or poll), which under qemu-user shows the host's (x86) system calls"
@@ -115,7 +122,7 @@ for cfg in $CONFIGS; do
     tests=$(for f in tests/test_*.c; do basename "$f" .c; done)
   fi
   bins=()
-  for t in $tests; do [ -n "${QEMU_SKIP[$t]:-}" ] || bins+=("$B/tests/$t"); done
+  for t in $tests $PAGED; do [ -n "${QEMU_SKIP[$t]:-}" ] || bins+=("$B/tests/$t"); done
   for p in $STRESS; do bins+=("$B/stress/$p"); done
   RUN_TIMEOUT=900 run_check "$cfg-$ARCH" cross/build \
     make -j"$JOBS" -k CONFIG="$cfg" CROSS="$CROSS" lib "${bins[@]}" || FAILS=$((FAILS + 1))
@@ -140,8 +147,12 @@ for cfg in $CONFIGS; do
       env QEMU_LD_PREFIX="$SYSROOT" "$QEMU" "$B/stress/$p" "${args[@]}" || FAILS=$((FAILS + 1))
   done
   for t in $PAGED; do
-    [ -x "$B/tests/$t" ] || continue
     for k in 16 64; do
+      if [ ! -x "$B/tests/$t" ]; then # (until 2026-11-29 left out, unsaid)
+        record "$cfg-$ARCH" "cross/$t@${k}k" FAIL 0.0
+        FAILS=$((FAILS + 1))
+        continue
+      fi
       run_check "$cfg-$ARCH" "cross/$t@${k}k" \
         env QEMU_LD_PREFIX="$SYSROOT" QEMU_PAGESIZE=$((k * 1024)) "$QEMU" "$B/tests/$t" ||
         FAILS=$((FAILS + 1))

@@ -18,7 +18,7 @@
 #include "internal.h"
 
 #define MiB ((size_t)1 << 20)
-#define PG ((size_t)4096)
+#define PG hak_page_size() /* the kernel's: 4, 16 or 64 KiB on aarch64 */
 
 /* A 1 MiB block that realloc must move to grow to 3 MiB: a page of the
  * test's own right after its mapping stops it growing in place. */
