@@ -88,6 +88,18 @@ static void large_ranges(void) {
   }
 }
 
+/* The way the kernel fills the address space (map_learn_dir, os.c) is
+ * learnt from single pages it places in a row, two a page apart: the
+ * kernel's page. Taken for 4 KiB, a 16 or 64 KiB kernel's pages are never
+ * 4 KiB apart, the way is never learnt, and every aligned range is
+ * over-mapped (map_exact does nothing without it). */
+static void learn_dir(void) {
+  os_test_forget_layout();
+  int dir = os_test_learn_dir();
+  CHECK_MSG(dir == -1 || dir == 1, "the way the kernel fills the address space not learnt (%d)",
+            dir);
+}
+
 /* A block aligned to 4 MiB or more keeps its header in the page below it. */
 static void huge_header(void) {
   unsigned char *p = hak_aligned_alloc(4 * MiB, 5 * MiB);
@@ -109,6 +121,7 @@ int main(void) {
   valloc_pvalloc();
   large_ranges();
   huge_header();
+  learn_dir();
   CHECK_EQ(hak_heap_check(), 0);
   return hak_test_done();
 }
