@@ -118,10 +118,10 @@ int main(void) {
   hak_test_log("the kernel's page: %zu bytes\n", page);
   REQUIRE(page >= 4096 && (page & (page - 1)) == 0);
   page_size();
+  learn_dir(); /* first: qemu-user's placement at 64 KiB pages goes wrong after huge_header */
   valloc_pvalloc();
   large_ranges();
   huge_header();
-  learn_dir();
   CHECK_EQ(hak_heap_check(), 0);
   return hak_test_done();
 }
