@@ -29,6 +29,8 @@
 #                           cross-check, NIGHTLY_CROSS_CMD): a failed build, a
 #                           test at 16 KiB pages and a stress program, each
 #                           reproduced by its check's own command line
+#   nightly/cross-build-no-qemu  make cross-check without qemu-user whose
+#                           build failed (a stand-in): FAIL, not SKIP
 #   nightly/available-fresh in a copy of the tree with nothing built (a fresh
 #                           checkout, as the GitHub nightly has), every make
 #                           target the nightly runs counts as available, and
@@ -327,6 +329,31 @@ run_check nightly cross-findings bash -c '
     FAKE_QEMU=$T/fake-qemu BUDGET=0.1 scripts/nightly.sh; rc=$?
   [ $rc = 1 ] || { echo "nightly exit $rc, expected 1"; exit 1; }
   python3 "$T/check-cross.py" "$T" "$T/fake-qemu" || exit 1'
+
+# without qemu-user make cross-check still builds, says SKIP, and exits 1 if
+# the build failed: the step is then a FAIL with the build's finding, not a
+# SKIP (its SKIP line was enough for one until 2026-11-29)
+cat >"$T/fake-cross-noqemu.sh" <<'SH'
+#!/usr/bin/env bash
+. scripts/lib-check.sh
+run_check release-aarch64 cross/build make -s no-such-target-selftest
+echo "cross-check: SKIP: not installed: qemu-aarch64 (stand-in): built (1 failed), no test run"
+record aarch64 cross/run SKIP 0.0
+exit 1
+SH
+chmod +x "$T/fake-cross-noqemu.sh"
+run_check nightly cross-build-no-qemu bash -c '
+  T='"$T"'
+  NIGHTLY_OUT=$T/cross-noqemu NIGHTLY_ONLY=cross-check NIGHTLY_CROSS_CMD=$T/fake-cross-noqemu.sh \
+    BUDGET=0.1 scripts/nightly.sh; rc=$?
+  [ $rc = 1 ] || { echo "nightly exit $rc, expected 1"; exit 1; }
+  python3 -c "
+import json, sys
+d = json.load(open(sys.argv[1]))
+c = {x[\"name\"]: x for x in d[\"checks\"]}[\"cross-check\"]
+assert c[\"status\"] == \"FAIL\" and len(c[\"findings\"]) == 1, c
+assert c[\"findings\"][0][\"reproduce\"] == [\"make -s no-such-target-selftest\"], c
+print(\"cross-check without qemu, build failed: FAIL, the build its finding\")" "$T/cross-noqemu/report.json"'
 
 if ! command -v clang >/dev/null || ! make -s fuzz-bins >"$T/fuzz-bins.log" 2>&1; then
   run_check nightly planted sh -c 'echo "fuzz drivers not built (clang missing or make fuzz-bins failed)"; exit 77'
