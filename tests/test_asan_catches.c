@@ -8,7 +8,8 @@
  * the 64 bytes between its header and its start),
  * reads after hak_free (also after another thread's, the remote-free path),
  * writes into never-allocated parts of a page or
- * before an aligned large block (between its header and its start), or
+ * before an aligned large block (between its header and its start) or
+ * a segment's first block (the header slice's unused bytes), or
  * past an aligned block of 0..15 bytes in a large mapping.
  * LeakSanitizer: C library blocks only hakmem blocks point to are no leak,
  * and a large block's root region goes with it (freed or shrunk in place by
@@ -309,6 +310,29 @@ static void write_before_large(void *arg) {
   hak_free((void *)p);
 }
 
+/* A page's first block whose page is its segment's first: before it lies
+ * the segment header's slice (64 KiB), of which the header uses the
+ * first 9 KiB. The rest was addressable until 2026-11-29: a write one
+ * byte before the first block of every segment (the process's first
+ * malloc among them) went unreported, redzones or not. A live block of
+ * the last class (one per slice) that starts right after the header. */
+static unsigned char *segment_first_block(void) {
+  for (int i = 0; i < 4096; i++) {
+    unsigned char *p = hak_malloc(HAK_SMALL_MAX - hak_test_redzone());
+    REQUIRE(p != NULL);
+    if (((uintptr_t)p & (SEGMENT_SIZE - 1)) == SLICE_SIZE)
+      return p;
+  }
+  REQUIRE(!"no block at its segment's first slice");
+  return NULL;
+}
+
+static void write_before_segment_first(void *arg) {
+  volatile unsigned char *p = segment_first_block();
+  p[-1] = 0;
+  hak_test_log("no report: %p [-1] written (the segment header's slice)\n", (void *)p);
+}
+
 /* A block taken whole from a cached mapping that is bigger than it: the
  * mapping's excess (kept as the block's room) must be poisoned like
  * realloc's kept tail, also when the mapping was cut off another one
@@ -525,6 +549,9 @@ int main(void) {
                 "write past a large block ending at a page's end, the next range live",
                 "use-after-poison", "WRITE of size 1");
   expect_report(write_before_large, NULL, "write before a large block", "use-after-poison",
+                "WRITE of size 1");
+  expect_report(write_before_segment_first, NULL,
+                "write before a segment's first block (the header's slice)", "use-after-poison",
                 "WRITE of size 1");
 
   expect_report(write_aligned_padding, (void *)(uintptr_t)65536,

@@ -27,6 +27,9 @@
  *             request ends at a 4 MiB boundary, a live block's range right
  *             after it; and before a large block (its header's last byte
  *             until 2026-11-29)          -> "Invalid write", exit 99
+ *   segment_first  write one byte before a block that starts right after
+ *             its segment's header slice (its unused bytes were defined,
+ *             no report, until 2026-11-29)  -> "Invalid write", exit 99
  *   leak      lose a block, --leak-check=full  -> "definitely lost", exit 99
  *   leak_first  the same for a page's first block, lost by a thread that
  *             exits (the page descriptor held its address until 2026-11-28)
@@ -159,6 +162,23 @@ __attribute__((noinline)) static void mode_large_page_end(void) {
   volatile unsigned char *b = hak_malloc(n);
   REQUIRE(b != NULL && c != NULL);
   b[n] = 0;
+}
+
+/* A block right after its segment's header slice (64 KiB, of which the
+ * header uses 9): the rest of that slice was defined memory until
+ * 2026-11-29, and a write before the first block of every segment (the
+ * process's first malloc among them) went unreported. A live block of
+ * the last class (one per slice) found among new ones. */
+__attribute__((noinline)) static void mode_segment_first(void) {
+  for (int i = 0; i < 4096; i++) {
+    volatile unsigned char *p = hak_malloc(HAK_SMALL_MAX - hak_test_redzone());
+    REQUIRE(p != NULL);
+    if (((uintptr_t)p & (SEGMENT_SIZE - 1)) == SLICE_SIZE) {
+      p[-1] = 0;
+      return;
+    }
+  }
+  REQUIRE(!"no block at its segment's first slice");
 }
 
 __attribute__((noinline)) static void mode_large_underflow(void) {
@@ -348,6 +368,8 @@ static int run_mode(const char *mode) {
     mode_large_page_end();
   else if (strcmp(mode, "large_underflow") == 0)
     mode_large_underflow();
+  else if (strcmp(mode, "segment_first") == 0)
+    mode_segment_first();
   else if (strcmp(mode, "leak") == 0)
     mode_leak();
   else if (strcmp(mode, "leak_first") == 0)
@@ -422,6 +444,7 @@ int main(int argc, char **argv) {
   expect_mode("large_page_end", 0, 99, "Invalid write", "is 0 bytes after a block of size");
   expect_mode("large_underflow", 0, 99, "Invalid write",
               "is 1 bytes before a block of size 200,000 alloc'd");
+  expect_mode("segment_first", 0, 99, "Invalid write", "is 1 bytes before a block of size");
   expect_mode("leak", 1, 99, "definitely lost", NULL);
   expect_mode("leak_first", 1, 99, "definitely lost", NULL);
   expect_mode("clean", 1, 0, NULL, NULL);
