@@ -1090,5 +1090,23 @@ static inline size_t hak_test_small_usable(size_t n) {
   size_t rz = hak_test_redzone();
   return hak_size_class_size(hak_size_to_class(rz ? (n ? n : 1) + rz : n)) - rz;
 }
+/* A large block aligned to 16 (malloc's, calloc's, realloc's): where it
+ * starts in its range (after the 64-byte header, and 64 poisoned bytes
+ * more with redzones: LARGE_OFFSET), its usable size for a request of n
+ * bytes (at least 16: whole kernel pages from the range's start, less
+ * that offset and the redzone) and where its range ends. */
+static inline size_t hak_test_large_offset(void) {
+  return hak_test_redzone() ? 128 : 64;
+}
+static inline size_t hak_test_large_span(size_t n) { /* the range's bytes */
+  size_t pg = hak_page_size();
+  return (hak_test_large_offset() + (n < 16 ? 16 : n) + hak_test_redzone() + pg - 1) & ~(pg - 1);
+}
+static inline size_t hak_test_large_usable(size_t n) {
+  return hak_test_large_span(n) - hak_test_large_offset() - hak_test_redzone();
+}
+static inline void *hak_test_large_end(const void *p, size_t n) {
+  return (unsigned char *)p - hak_test_large_offset() + hak_test_large_span(n);
+}
 
 #endif /* HAK_TEST_H */

@@ -51,8 +51,8 @@ static void cache_blocked(size_t size) {
   unsigned char *c = hak_malloc(size);
   REQUIRE(c != NULL);
   memset(c, 0x5c, size);
-  unsigned char *end = c - 64 + ((64 + size + PG - 1) & ~(PG - 1)); /* header, whole pages */
-  hak_map_at(end, PG, PROT_NONE); /* if taken already, something else is there */
+  unsigned char *end = hak_test_large_end(c, size); /* header, whole pages (hak_test.h) */
+  hak_map_at(end, PG, PROT_NONE);                   /* if taken already, something else is there */
   hak_free(c);
 }
 
@@ -170,7 +170,7 @@ static void realloc_new_range(void) {
   unsigned char *b = hak_malloc(8 * MiB);
   REQUIRE(b != NULL);
   memset(b, 0x55, 8 * MiB);
-  hak_map_at(b - 64 + 8 * MiB + PG, PG, PROT_NONE); /* after its header and pages: no growing */
+  hak_map_at(hak_test_large_end(b, 8 * MiB), PG, PROT_NONE); /* after its pages: no growing */
   cache_20_blocked();
   hak_limit_as(22 * MiB);
   errno = 0;
@@ -228,7 +228,10 @@ static void impossible(void) {
 }
 
 static void small_exhausted(void) {
-  enum { N = 64 * 32, SZ = 32 * 1024 }; /* up to 64 MiB of 32 KiB blocks */
+  enum { N = 64 * 32 }; /* up to 64 MiB of 32 KiB blocks */
+  /* the 32 KiB class (with redzones, the request less its 16 bytes:
+   * hak_test.h), which posix_memalign(64) below takes too */
+  const size_t SZ = 32 * 1024 - hak_test_redzone();
   static unsigned char *b[N];
   hak_limit_as(2 * MiB); /* a segment's mapping needs 8 MiB (4 MiB aligned to 4 MiB) */
   int got = 0;
@@ -287,7 +290,6 @@ static void small_exhausted(void) {
 }
 
 int main(void) {
-  hak_test_no_redzones(); /* geometry of the other builds (hak_test.h) */
   if (hak_config_is("asan") || hak_config_is("tsan"))
     hak_test_skip("the sanitizer's shadow does not fit under an address-space limit");
   if (hak_test_under_valgrind())

@@ -55,12 +55,16 @@ static size_t pages_not(const unsigned char *p, size_t n, unsigned char v) {
   return bad;
 }
 
+/* The request whose block's range is exactly `map` bytes: less the
+ * header (and, with redzones, the poisoned lead and the redzone:
+ * hak_test.h) */
+#define EXACT(map) ((map)-hak_test_large_offset() - hak_test_redzone())
+
 /* Whether the page after large block p of `size` bytes is mapped: the
  * block's mapping ends there (header 64 B, whole pages) unless the block
  * kept more of a cached mapping than it asked for. */
 static bool mapped_after(const void *p, size_t size) {
-  uintptr_t end =
-      ((uintptr_t)p - 64 + 64 + size + hak_page_size() - 1) & ~(uintptr_t)(hak_page_size() - 1);
+  uintptr_t end = (uintptr_t)hak_test_large_end(p, size); /* hak_test.h */
   unsigned char v;
   return mincore((void *)end, hak_page_size(), &v) == 0;
 }
@@ -303,7 +307,7 @@ static void grow_blocked_cut(void) {
   REQUIRE(five && less);
   memset(five, 0x41, 5 * MiB - 4096);
   memset(less, 0x42, 11 * MiB / 4 - 4096);
-  unsigned char *end = less - 64 + 11 * MiB / 4; /* its mapping's end: header, whole pages */
+  unsigned char *end = hak_test_large_end(less, 11 * MiB / 4 - 4096); /* its mapping's end */
   void *blocker =
       hak_map_at(end, hak_page_size(), PROT_NONE); /* if taken already, it cannot grow either */
   hak_free(five);
@@ -338,7 +342,7 @@ static void realloc_room(void) {
   memset(b, 0x66, 600 * K);
   unsigned char *s = hak_realloc(b, 480 * K);
   REQUIRE(s == b);
-  CHECK_EQ(hak_usable_size(s), 480 * K + hak_page_size() - 64); /* the rounded request */
+  CHECK_EQ(hak_usable_size(s), hak_test_large_usable(480 * K)); /* the rounded request */
   CHECK_MSG(mapped_after(s, 480 * K), "realloc 600 -> 480 KiB gave back the tail it should keep");
   /* still resident: nothing to fault in (26 pages: s is 64 B into a page) */
   CHECK_EQ(resident_pages(s + 480 * K, 100 * K), 26);
@@ -410,22 +414,22 @@ static void smallest_fit(void) {
  * not (`kept`); `what` names the failure. */
 static void serve_from_cached(size_t map, size_t blk, bool kept, const char *what) {
   hak_trim(0);
-  unsigned char *m = hak_malloc(map - 64);
+  unsigned char *m = hak_malloc(EXACT(map));
   REQUIRE(m != NULL);
-  memset(m, 0x94, map - 64);
+  memset(m, 0x94, EXACT(map));
   hak_free(m);
-  unsigned char *b = hak_malloc(blk - 64);
+  unsigned char *b = hak_malloc(EXACT(blk));
   REQUIRE(b != NULL);
-  bool after = mapped_after(b, blk - 64);
+  bool after = mapped_after(b, EXACT(blk));
   CHECK_MSG(b == m && after == kept, "%s (%p, got %p, excess %s)", what, (void *)m, (void *)b,
             after ? "kept" : "not kept");
-  memset(b, 0x95, blk - 64);
+  memset(b, 0x95, EXACT(blk));
   hak_free(b);
 }
 
 static void cache_edges(void) {
-  hak_test_reset();                               /* an empty cache */
-  const size_t most = LARGE_CACHE_BYTES / 8 - 64; /* header and whole pages: 32 MiB */
+  hak_test_reset();                                 /* an empty cache */
+  const size_t most = EXACT(LARGE_CACHE_BYTES / 8); /* header and whole pages: 32 MiB */
   unsigned char *m = hak_malloc(most);
   REQUIRE(m != NULL);
   memset(m, 0x91, 4096);
@@ -437,18 +441,18 @@ static void cache_edges(void) {
   hak_free(again);
   hak_trim(0);
   const size_t need = 448 * 1024, excess = 256 * 1024; /* excess > need / 2 */
-  unsigned char *c = hak_malloc(need + excess - 64);
+  unsigned char *c = hak_malloc(EXACT(need + excess));
   REQUIRE(c != NULL);
-  memset(c, 0x92, need + excess - 64);
+  memset(c, 0x92, EXACT(need + excess));
   hak_free(c);
-  unsigned char *b = hak_malloc(need - 64);
+  unsigned char *b = hak_malloc(EXACT(need));
   REQUIRE(b != NULL);
   CHECK_MSG(b == c, "a %zu KiB mapping did not serve a %zu KiB block (%p, got %p)",
             (need + excess) >> 10, need >> 10, (void *)c, (void *)b);
-  CHECK_MSG(!mapped_after(b, need - 64),
+  CHECK_MSG(!mapped_after(b, EXACT(need)),
             "a %zu KiB block kept the %zu KiB excess of its cached mapping (not under 256 KiB)",
             need >> 10, excess >> 10);
-  memset(b, 0x93, need - 64);
+  memset(b, 0x93, EXACT(need));
   CHECK_EQ(hak_heap_check(), 0);
   hak_free(b);
   /* a mapping of exactly 1.5 times the block ("at most 1.5 times") is
@@ -536,7 +540,7 @@ static void cache_bounds(void) {
   CHECK_EQ(hak_heap_check(), 0);
 
   hak_test_reset();
-  const size_t most = LARGE_CACHE_BYTES / 8 - 64; /* a 32 MiB mapping */
+  const size_t most = EXACT(LARGE_CACHE_BYTES / 8); /* a 32 MiB mapping */
   unsigned char *m[9];
   for (int i = 0; i < 9; i++) {
     m[i] = hak_malloc(i < 8 ? most : MiB);
@@ -656,7 +660,6 @@ static void test_calls_age_cache(void) {
 }
 
 int main(void) {
-  hak_test_no_redzones(); /* geometry of the other builds (hak_test.h) */
   os_test_freeze_clock(); /* the cache ages only by os_test_advance_ms */
   test_mapped_counts_cache();
   test_calls_age_cache();
@@ -692,7 +695,7 @@ int main(void) {
   CHECK_MSG(small_res >= 768 || !moves_pages(),
             "the 3 MiB block's pages are not the cache's: %zu of 768 resident", small_res);
   size_t us = hak_usable_size(small);
-  CHECK_EQ(us, 3 * MiB + hak_page_size() - 64); /* the page-rounded request, whatever the mapping */
+  CHECK_EQ(us, hak_test_large_usable(3 * MiB)); /* the page-rounded request, whatever the mapping */
   memset(small, 0x22, us);
   CHECK_EQ(pages_not(small, us, 0x22), 0);
   CHECK_EQ(hak_heap_check(), 0);

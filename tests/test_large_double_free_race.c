@@ -109,7 +109,7 @@ static void realloc_move(void *arg) {
   (void)arg;
   unsigned char *b = hak_malloc(MiB);
   REQUIRE(b != NULL);
-  hak_map_at(b - LARGE_HDR + MiB + hak_page_size(), hak_page_size(),
+  hak_map_at(hak_test_large_end(b, MiB), hak_page_size(),
              PROT_READ); /* NULL: something else is there */
   atomic_store(&hak_once.skip, 1);
   race_realloc(b, 0, 3 * MiB);
@@ -304,7 +304,7 @@ static void window_free(enum hak_hook_point at, void (*then)(void *)) {
 static void window_move(enum hak_hook_point at, void (*then)(void *)) {
   unsigned char *b = hak_malloc(40 * MiB);
   REQUIRE(b != NULL);
-  hak_map_at(b - LARGE_HDR + 40 * MiB + hak_page_size(), hak_page_size(), PROT_READ);
+  hak_map_at(hak_test_large_end(b, 40 * MiB), hak_page_size(), PROT_READ);
   window_race(b, 80 * MiB, at, then);
 }
 static void unregistered_free(void *arg) {
@@ -420,7 +420,6 @@ static void free_cached(void *arg) {
 }
 
 int main(void) {
-  hak_test_no_redzones();    /* geometry of the other builds (hak_test.h) */
   hak_free(hak_malloc(100)); /* hakmem set up before the forks */
   EXPECT_ABORT(free_big, NULL, "hakmem: double free of 0x");
   EXPECT_ABORT(free_big, NULL, "(large block)");

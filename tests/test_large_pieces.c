@@ -48,8 +48,9 @@ static size_t maps_in(uintptr_t lo, uintptr_t hi) {
 }
 
 static hak_large_t *header_of(void *p) {
-  hak_large_t *lg = (hak_large_t *)((uint8_t *)p - LARGE_HDR); /* malloc's offset */
-  REQUIRE(lg->magic == LARGE_MAGIC && lg->offset == LARGE_HDR);
+  size_t off = hak_test_large_offset(); /* malloc's (hak_test.h) */
+  hak_large_t *lg = (hak_large_t *)((uint8_t *)p - off);
+  REQUIRE(lg->magic == LARGE_MAGIC && lg->offset == off);
   return lg;
 }
 
@@ -116,7 +117,6 @@ static void part_grow(void) {
 }
 
 int main(void) {
-  hak_test_no_redzones(); /* geometry of the other builds (hak_test.h) */
   if (hak_test_under_valgrind())
     hak_test_skip("nothing moves under valgrind: no block is assembled from cached pages");
   REQUIRE(maps_in(0, UINTPTR_MAX) > 0);

@@ -77,13 +77,15 @@ static void placed(void) {
   CHECK_MSG(os_zone_holds(big) == false, "a %zu-byte block went to the zone", OS_ZONE_MAX + MiB);
   big[OS_ZONE_MAX] = 1;
   hak_free(big); /* not cached: unmapped */
-  /* one of exactly OS_ZONE_MAX (header and whole pages) is the zone's */
-  uint8_t *edge = hak_malloc(OS_ZONE_MAX - 64);
+  /* one of exactly OS_ZONE_MAX (header and whole pages; with redzones the
+   * lead and the redzone too: hak_test.h) is the zone's */
+  size_t exact = OS_ZONE_MAX - hak_test_large_offset() - hak_test_redzone();
+  uint8_t *edge = hak_malloc(exact);
   REQUIRE(edge != NULL);
   CHECK_MSG(os_zone_holds(edge) == zone_expected(),
             "a range of exactly %zu bytes at %p %s the zone", (size_t)OS_ZONE_MAX, (void *)edge,
             os_zone_holds(edge) ? "in" : "outside");
-  edge[OS_ZONE_MAX - 65] = 1;
+  edge[exact - 1] = 1;
   hak_free(edge);
   hak_trim(0); /* its mapping, cached, must not serve the blocks below */
   uint8_t *a = hak_malloc(2 * MiB);
@@ -268,7 +270,6 @@ static void in_layout(const char *what, unsigned long layout, rlim_t stack, uint
 }
 
 int main(int argc, char **argv) {
-  hak_test_no_redzones(); /* geometry of the other builds (hak_test.h) */
   if (hak_test_under_valgrind())
     hak_test_skip("valgrind treats MAP_FIXED_NOREPLACE as a hint and does not apply RLIMIT_AS");
   if (argc > 1 && !strcmp(argv[1], "--sections")) {

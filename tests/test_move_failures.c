@@ -125,7 +125,7 @@ static unsigned char *block_with_room(size_t size, size_t room) {
   while (ntried < 8) {
     unsigned char *b = tried[ntried++] = hak_malloc(size);
     REQUIRE(b != NULL);
-    unsigned char *end = b - 64 + ((64 + size + PG - 1) & ~(PG - 1)); /* header, whole pages */
+    unsigned char *end = hak_test_large_end(b, size); /* header, whole pages (hak_test.h) */
     void *r = hak_map_at(end, room, PROT_NONE);
     if (r) {
       munmap(r, room);
@@ -148,7 +148,7 @@ static void free_tried(void) {
 static void realloc_move_fails(enum fm_how m) {
   start(m);
   unsigned char *b = block_with_room(MiB, PG);
-  unsigned char *stop = hak_map_at(b - 64 + MiB + PG, PG, PROT_READ);
+  unsigned char *stop = hak_map_at(hak_test_large_end(b, MiB), PG, PROT_READ);
   REQUIRE(stop != NULL);
   memset(b, 0x31, MiB);
   size_t vm0 = hak_statm_bytes(0);
@@ -166,7 +166,7 @@ static void realloc_move_fails(enum fm_how m) {
   CHECK_MSG(__asan_address_is_poisoned(b + MiB),
             "ASan: the slack after a failed move is addressable (%s)", how_names[mode]);
 #endif
-  CHECK_EQ(hak_usable_size(b), MiB + PG - 64);
+  CHECK_EQ(hak_usable_size(b), hak_test_large_usable(MiB)); /* MiB + PG - 64 without redzones */
   check_vm("realloc whose move failed", vm0, hak_statm_bytes(0), vm0 + fm_squatted(), 3 * MiB + PG);
   check_squatter("realloc whose move failed");
   CHECK_EQ(hak_heap_check(), 0);
@@ -261,7 +261,7 @@ static void gather_reservation_fails(void) {
 static void gather_fails(enum fm_how m, bool in_place, bool second, bool zero) {
   start(m);
   unsigned char *a = block_with_room(2 * MiB, in_place ? 3 * MiB / 2 : PG);
-  unsigned char *stop = in_place ? NULL : hak_map_at(a - 64 + 2 * MiB + PG, PG, PROT_READ);
+  unsigned char *stop = in_place ? NULL : hak_map_at(hak_test_large_end(a, 2 * MiB), PG, PROT_READ);
   REQUIRE(in_place || stop != NULL);
   memset(a, 0x51, 2 * MiB);
   cached(3 * MiB / 2, 0x52);
@@ -321,10 +321,10 @@ static void realloc_move_fails_kept_tail(void) {
   start(FM_BEFORE_UNMAP);
   size_t big = MiB + 128 * 1024; /* shrunk to 1 MiB: a 128 KiB tail, under SPLIT_MIN, stays */
   unsigned char *b = block_with_room(big, PG);
-  unsigned char *stop = hak_map_at(b - 64 + ((64 + big + PG - 1) & ~(PG - 1)), PG, PROT_READ);
+  unsigned char *stop = hak_map_at(hak_test_large_end(b, big), PG, PROT_READ);
   REQUIRE(stop != NULL);
   REQUIRE(hak_realloc(b, MiB) == b);
-  unsigned char *tail = b - 64 + MiB + PG; /* past the shrunk block's pages */
+  unsigned char *tail = hak_test_large_end(b, MiB); /* past the shrunk block's pages */
   CHECK_MSG(__asan_address_is_poisoned(tail), "ASan: the kept tail is addressable");
   fm_arm(mode, 0);
   errno = 0;
@@ -352,10 +352,10 @@ static void realloc_move_fails_exposed(void) {
 #if defined(HAK_ASAN) && HAK_ASAN
   start(FM_BEFORE_UNMAP);
   unsigned char *b = block_with_room(MiB, PG);
-  unsigned char *stop = hak_map_at(b - 64 + MiB + PG, PG, PROT_READ);
+  unsigned char *stop = hak_map_at(hak_test_large_end(b, MiB), PG, PROT_READ);
   REQUIRE(stop != NULL);
-  size_t u = hak_usable_size(b);
-  REQUIRE(u == MiB + PG - 64 && __asan_region_is_poisoned(b, u) == NULL);
+  size_t u = hak_usable_size(b), rz = hak_test_redzone();
+  REQUIRE(u == hak_test_large_usable(MiB) && __asan_region_is_poisoned(b, u) == NULL);
   fm_arm(mode, 0);
   errno = 0;
   void *q = hak_realloc(b, 3 * MiB);
@@ -365,6 +365,11 @@ static void realloc_move_fails_exposed(void) {
             "ASan: after a failed move, byte %td of the %zu usable bytes usable_size exposed is "
             "poisoned",
             bad ? (unsigned char *)bad - b : (ptrdiff_t)-1, u);
+  /* and the redzone after them is not: the failure restores the usable
+   * bytes, not the whole block (track.h) */
+  for (size_t i = 0; i < rz; i++)
+    CHECK_MSG(__asan_address_is_poisoned(b + u + i),
+              "ASan: after a failed move, redzone byte %zu (usable %zu) is addressable", i, u);
   hak_free(b);
   munmap(stop, PG);
   free_tried();
@@ -373,7 +378,6 @@ static void realloc_move_fails_exposed(void) {
 }
 
 int main(void) {
-  hak_test_no_redzones(); /* geometry of the other builds (hak_test.h) */
   if (!os_moves())
     hak_test_skip("hakmem moves no pages here (valgrind)");
   vm_exact = !hak_config_is("tsan");
