@@ -360,6 +360,15 @@ static void sweep_realloc(void) {
   for (size_t i = 0; i < nr; i++)
     for (size_t j = 0; j < nr; j++)
       one_realloc(rs[i], rs[j], (i + j) % 2, (i * j) % 5 == 1);
+  /* a large block grown or shrunk in place (or moved by mremap) to a size
+   * whose redzone ends 1..16 bytes past a page's end: its range takes a
+   * page more than the request alone (`edge` fills whole pages) */
+  size_t edge = 2 * MiB - hak_test_large_offset() - hak_test_redzone();
+  static const size_t past[] = {0, 1, 8, 16, 17};
+  for (size_t i = 0; i < sizeof past / sizeof past[0]; i++) {
+    one_realloc(MiB, edge + past[i], i % 2, false);
+    one_realloc(3 * MiB, edge + past[i], i % 2, false);
+  }
   for (int s = 0; s < nsizes; s++) { /* same size, and shrinks and grows by little */
     size_t n = sizes[s];
     if (!n || (small_sample && s % 3))
@@ -439,6 +448,12 @@ static void sweep(void) {
   for (size_t i = 0; i < sizeof large / sizeof large[0]; i++)
     if (!small_sample || i < 6)
       sizes[nsizes++] = large[i];
+  /* blocks whose redzone ends 1..16 bytes past a page's end (edge fills
+   * whole pages: hak_test.h) */
+  size_t edge = 2 * MiB - hak_test_large_offset() - hak_test_redzone();
+  sizes[nsizes++] = edge;
+  sizes[nsizes++] = edge + 8;
+  sizes[nsizes++] = edge + 16;
   REQUIRE(nsizes <= (int)(sizeof sizes / sizeof sizes[0]));
   sweep_alloc();
   sweep_realloc();
