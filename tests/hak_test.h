@@ -1109,4 +1109,30 @@ static inline void *hak_test_large_end(const void *p, size_t n) {
   return (unsigned char *)p - hak_test_large_offset() + hak_test_large_span(n);
 }
 
+/* Of HAK_TEST_NEIGHBOURS live blocks of 48 bytes (in `blocks`, filled with
+ * their index), the two closest, *lo below *hi: neighbours in one page,
+ * nothing of theirs between them (test_asan_catches and
+ * test_valgrind_catches write just past *lo and just before *hi). */
+#define HAK_TEST_NEIGHBOURS 64
+static inline void hak_test_closest_pair(unsigned char **blocks, unsigned char **lo,
+                                         unsigned char **hi) {
+  for (int i = 0; i < HAK_TEST_NEIGHBOURS; i++) {
+    blocks[i] = hak_malloc(48);
+    REQUIRE(blocks[i] != NULL);
+    memset(blocks[i], i, 48);
+  }
+  size_t best = SIZE_MAX;
+  for (int i = 0; i < HAK_TEST_NEIGHBOURS; i++) {
+    for (int j = 0; j < HAK_TEST_NEIGHBOURS; j++) {
+      size_t gap = (size_t)(blocks[j] - blocks[i]);
+      if (blocks[j] > blocks[i] && gap < best) {
+        best = gap;
+        *lo = blocks[i];
+        *hi = blocks[j];
+      }
+    }
+  }
+  REQUIRE(best <= 64); /* the next block of the page (48 + the redzone; 48 without) */
+}
+
 #endif /* HAK_TEST_H */

@@ -239,42 +239,21 @@ static void write_never_allocated(void *arg) {
  * never the program's, so a write just past a request that fills the
  * block's usable size, or just before a block, is reported even where the
  * neighbour is live. Until 2026-11-29 hakmem's blocks had none: malloc(48)
- * took a 48-byte block, and p[48] was the next block's first byte. Of
- * `n` live blocks of 48 bytes, the two closest (neighbours: nothing of
- * theirs lies between). */
-#define NEIGHBOURS 64
-static void closest_pair(unsigned char **blocks, unsigned char **lo, unsigned char **hi) {
-  for (int i = 0; i < NEIGHBOURS; i++) {
-    blocks[i] = hak_malloc(48);
-    REQUIRE(blocks[i] != NULL);
-    memset(blocks[i], i, 48);
-  }
-  size_t best = SIZE_MAX;
-  for (int i = 0; i < NEIGHBOURS; i++) {
-    for (int j = 0; j < NEIGHBOURS; j++) {
-      size_t gap = (size_t)(blocks[j] - blocks[i]);
-      if (blocks[j] > blocks[i] && gap < best) {
-        best = gap;
-        *lo = blocks[i];
-        *hi = blocks[j];
-      }
-    }
-  }
-  REQUIRE(best <= 64); /* the next block of the page (48 + the redzone; 48 without) */
-}
+ * took a 48-byte block, and p[48] was the next block's first byte. The
+ * two neighbours: hak_test_closest_pair (hak_test.h). */
 
 /* one byte past malloc(48), the block after it live */
 static void write_past_exact(void *arg) {
-  unsigned char *blocks[NEIGHBOURS], *lo, *hi;
-  closest_pair(blocks, &lo, &hi);
+  unsigned char *blocks[HAK_TEST_NEIGHBOURS], *lo, *hi;
+  hak_test_closest_pair(blocks, &lo, &hi);
   ((volatile unsigned char *)lo)[48] = 0;
   hak_test_log("no report: %p [48] written, next block %p\n", (void *)lo, (void *)hi);
 }
 
 /* one byte before malloc(48), the block before it live */
 static void write_before_small(void *arg) {
-  unsigned char *blocks[NEIGHBOURS], *lo, *hi;
-  closest_pair(blocks, &lo, &hi);
+  unsigned char *blocks[HAK_TEST_NEIGHBOURS], *lo, *hi;
+  hak_test_closest_pair(blocks, &lo, &hi);
   ((volatile unsigned char *)hi)[-1] = 0;
   hak_test_log("no report: %p [-1] written, previous block %p\n", (void *)hi, (void *)lo);
 }

@@ -109,40 +109,17 @@ __attribute__((noinline)) static void mode_tiny_aligned(void) {
   hak_free((void *)p);
 }
 
-/* Of 64 live blocks of 48 bytes, the two closest (neighbours: nothing of
- * theirs lies between). */
-#define NEIGHBOURS 64
-static void closest_pair(unsigned char **blocks, unsigned char **lo, unsigned char **hi) {
-  for (int i = 0; i < NEIGHBOURS; i++) {
-    blocks[i] = hak_malloc(48);
-    REQUIRE(blocks[i] != NULL);
-    memset(blocks[i], i, 48);
-  }
-  size_t best = SIZE_MAX;
-  for (int i = 0; i < NEIGHBOURS; i++) {
-    for (int j = 0; j < NEIGHBOURS; j++) {
-      size_t gap = (size_t)(blocks[j] - blocks[i]);
-      if (blocks[j] > blocks[i] && gap < best) {
-        best = gap;
-        *lo = blocks[i];
-        *hi = blocks[j];
-      }
-    }
-  }
-  REQUIRE(best <= 64); /* the next block of the page (48 + the redzone; 48 without) */
-}
-
-static unsigned char *pair[NEIGHBOURS];
+static unsigned char *pair[HAK_TEST_NEIGHBOURS]; /* hak_test_closest_pair */
 
 __attribute__((noinline)) static void mode_overflow_exact(void) {
   unsigned char *lo, *hi;
-  closest_pair(pair, &lo, &hi);
+  hak_test_closest_pair(pair, &lo, &hi);
   ((volatile unsigned char *)lo)[48] = 0;
 }
 
 __attribute__((noinline)) static void mode_underflow(void) {
   unsigned char *lo, *hi;
-  closest_pair(pair, &lo, &hi);
+  hak_test_closest_pair(pair, &lo, &hi);
   ((volatile unsigned char *)hi)[-1] = 0;
 }
 
