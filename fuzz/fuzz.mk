@@ -9,6 +9,8 @@
 #                            (fuzz_mt) and valgrind memcheck
 #   make fuzz-coverage       llvm-cov line/branch report of alloc/ reached by the corpus
 #   make fuzz-bins           build every driver, every way
+#   make CROSS=aarch64-linux-gnu- build/fuzz/release-aarch64/fuzz_sizes
+#                            a standalone driver of a gcc configuration, cross-built
 
 FUZZERS   := fuzz_ops fuzz_mt fuzz_sizes
 FUZZER    ?= $(FUZZERS)
@@ -87,12 +89,22 @@ $(FZ_LFR_BINS): $(FZB)/libfuzzer-release/%: fuzz/%.c $(FZ_SRCS) $(FZ_HDRS) $(FZ_
 	@mkdir -p $(@D)
 	clang $(FZ_CFLAGS) $(FZ_LFR_FLAGS) $< $(FZ_SRCS) -o $@ $(FZ_LFR_LIB)
 
+# $(1): the configuration; $(2): the directory's suffix and $(3) the compiler's prefix
+# of a cross build (below)
 define FZ_SA_RULE
-$(addprefix $(FZB)/$(1)/,$(FUZZERS)): $(FZB)/$(1)/%: fuzz/%.c $(FZ_SRCS) $(FZ_HDRS) fuzz/standalone_main.c build/$(1)/libhakmem.a
+$(addprefix $(FZB)/$(1)$(2)/,$(FUZZERS)): $(FZB)/$(1)$(2)/%: fuzz/%.c $(FZ_SRCS) $(FZ_HDRS) fuzz/standalone_main.c build/$(1)$(2)/libhakmem.a
 	@mkdir -p $$(@D)
-	$(FZ_SA_CC_$(1)) $(FZ_CFLAGS) $(FZ_SA_FL_$(1)) $$< $(FZ_SRCS) fuzz/standalone_main.c -o $$@ build/$(1)/libhakmem.a
+	$(3)$(FZ_SA_CC_$(1)) $(FZ_CFLAGS) $(FZ_SA_FL_$(1)) $$< $(FZ_SRCS) fuzz/standalone_main.c -o $$@ build/$(1)$(2)/libhakmem.a
 endef
-$(foreach c,$(FZ_SA_CONFIGS),$(eval $(call FZ_SA_RULE,$(c))))
+$(foreach c,$(FZ_SA_CONFIGS),$(eval $(call FZ_SA_RULE,$(c),,)))
+# With CROSS=aarch64-linux-gnu- (as the Makefile takes it): the gcc configurations'
+# standalone drivers built with the cross compiler, into build/fuzz/<config>-<arch>,
+# against build/<config>-<arch>/libhakmem.a, e.g. make CROSS=aarch64-linux-gnu-
+# build/fuzz/release-aarch64/fuzz_sizes (make cross-check's fuzz_sizes digests: the same
+# rule as the host's build/fuzz/release/fuzz_sizes).
+ifneq ($(CROSS),)
+$(foreach c,$(FZ_SA_CONFIGS),$(if $(filter gcc,$(FZ_SA_CC_$(c))),$(eval $(call FZ_SA_RULE,$(c),-$(firstword $(subst -, ,$(CROSS))),$(CROSS)))))
+endif
 
 fuzz: fuzz-bins
 	@FUZZ_TIME=$(FUZZ_TIME) JOBS=$(JOBS) FUZZ_BUILD=$(FUZZ_BUILD) fuzz/run.sh $(FUZZER)
