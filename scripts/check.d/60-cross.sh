@@ -2,8 +2,8 @@
 # make check, part 60: hakmem for aarch64 (scripts/cross-check.sh, fast set):
 #   cross/build, cross/<test>, cross/<test>@16k, @64k   release built with
 #                          aarch64-linux-gnu-gcc, 17 tests under qemu-aarch64,
-#                          11 with 16 and 64 KiB pages (10 of the 17 and
-#                          test_trim_large_tail),
+#                          12 with 16 and 64 KiB pages (10 of the 17,
+#                          test_trim_large_tail and test_large_cache),
 #                          stress/remote_free (4 threads, 2 s)
 #   cross/fuzz_sizes-digests  the same outcomes on x86-64 and aarch64 for
 #                          every fuzz_sizes corpus and regression input
