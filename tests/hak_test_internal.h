@@ -123,4 +123,25 @@ static inline void hak_unpark_all(void) {
   atomic_store(&hak_parked.go, 0);
 }
 
+/* A live large block whose request ends at a 4 MiB boundary (where its
+ * range ends, without a redzone), and a live large block whose range
+ * starts right after that boundary: both placed in the zone (os.c) by
+ * hand, the neighbour first. Returns the block; *n is its request, *next
+ * the neighbour (test_asan_catches and test_valgrind_catches write b[*n]). */
+static inline volatile unsigned char *hak_large_at_boundary(size_t *n, unsigned char **next) {
+  hak_trim(0);
+  unsigned char *a = hak_malloc(200000);
+  REQUIRE(a != NULL);
+  size_t off = (uintptr_t)a & (hak_page_size() - 1); /* where malloc's large blocks start */
+  hak_free(a);
+  hak_trim(0);
+  *n = ((size_t)4 << 20) - off;
+  os_zone_seek(OS_ZONE_SIZE / 2 + ((size_t)4 << 20));
+  *next = hak_malloc(200000);
+  os_zone_seek(OS_ZONE_SIZE / 2);
+  volatile unsigned char *b = hak_malloc(*n);
+  REQUIRE(b != NULL && *next != NULL);
+  return b;
+}
+
 #endif /* HAK_TEST_INTERNAL_H */

@@ -264,18 +264,9 @@ static void write_before_small(void *arg) {
  * byte was the neighbour's header's first (addressable: no report); with
  * one, the block needs a page more, and its range goes elsewhere. */
 static void write_past_page_end(void *arg) {
-  hak_trim(0);
-  unsigned char *a = hak_malloc(200000);
-  REQUIRE(a != NULL);
-  size_t off = (uintptr_t)a & 4095; /* where malloc's large blocks start in their range */
-  hak_free(a);
-  hak_trim(0);
-  size_t n = 4 * MiB - off;
-  os_zone_seek(OS_ZONE_SIZE / 2 + 4 * MiB);
-  unsigned char *c = hak_malloc(200000);
-  os_zone_seek(OS_ZONE_SIZE / 2);
-  volatile unsigned char *b = hak_malloc(n);
-  REQUIRE(b != NULL && c != NULL);
+  size_t n;
+  unsigned char *c;
+  volatile unsigned char *b = hak_large_at_boundary(&n, &c);
   b[n] = 0;
   hak_test_log("no report: %p [%zu] written, next block %p\n", (void *)b, n, (void *)c);
 }
